@@ -1,0 +1,50 @@
+"""The one error hierarchy of tradingd; the control port maps each class to a status and code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TradingdError(Exception):
+    """Base class. `code` is the stable snake_case identifier clients see."""
+
+    code = "error"
+    status = 500
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class ValidationError(TradingdError):
+    """Input that is well-formed JSON but breaks a rule; `details.path` names the field."""
+
+    code = "validation_error"
+    status = 422
+
+    def __init__(self, message: str, path: str = "$", details: dict[str, Any] | None = None):
+        super().__init__(message, {"path": path, **(details or {})})
+        self.path = path
+
+
+class NotFound(TradingdError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(TradingdError):
+    code = "conflict"
+    status = 409
+
+
+class Unavailable(TradingdError):
+    code = "unavailable"
+    status = 503
+
+
+class InvariantViolation(TradingdError):
+    """An illegal state transition: a bug, never a user error. Fails loudly."""
+
+    code = "invariant_violation"
+    status = 500

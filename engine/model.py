@@ -1,0 +1,171 @@
+"""The domain model: agents, balances, positions, orders, signals and ticks.
+
+Money is `int` atomic units; prices are float USD per whole token. Mutable records (Agent,
+Balance, Position, Order) are owned by the Engine and changed only inside its transitions."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+from msgspec import Struct
+
+from engine.config import AgentConfig
+
+Side = Literal["buy", "sell"]
+ExitReason = Literal["stop_loss", "take_profit", "signal", "manual", "stale_trade", "max_hold"]
+OrderPurpose = Literal["entry", "dca", "exit"]
+ExecStatus = Literal["skipped", "pending", "filled", "failed"]
+
+
+class Tick(Struct, frozen=True, gc=False):
+    token: str
+    price_usd: float
+    ts: int  # epoch ms
+    source: str = "push"
+    decimals: int | None = None
+    liquidity_usd: float | None = None
+    confidence: float | None = None
+
+
+class Signal(Struct, frozen=True, kw_only=True):
+    id: str
+    token: str
+    side: Side = "buy"
+    symbol: str | None = None
+    type: str = ""
+    strength: int = 1
+    source: str = ""
+    reason: str = ""
+    received_at: int  # epoch ms
+    expires_at: int  # epoch ms
+    decimals: int | None = None
+    client_id: str | None = None
+
+
+class Balance(Struct, kw_only=True):
+    asset: str
+    decimals: int
+    total: int = 0
+    reserved: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.total - self.reserved
+
+
+class Performance(Struct, kw_only=True):
+    realized_pnl: int = 0
+    trades: int = 0
+    wins: int = 0
+    losses: int = 0
+    equity_peak: int = 0  # quote atomic, realized equity high-water mark
+    max_drawdown_pct: float = 0.0
+    day: int = -1  # UTC day number of the counters below
+    day_start_equity: int = 0
+    day_realized: int = 0
+
+
+class Agent(Struct, kw_only=True):
+    id: str
+    name: str
+    venue: str
+    quote: str  # "SOL" / "USDC" / "USDT" or a mint
+    quote_decimals: int
+    config: AgentConfig
+    status: Literal["active", "paused"] = "active"
+    created_at: int = 0
+    wallet_id: str | None = None
+    deposited: int = 0  # sum of quote deposits, atomic
+    perf: Performance = msgspec.field(default_factory=Performance)
+    last_exit_at: dict[str, int] = msgspec.field(default_factory=dict)  # token -> ms
+
+
+class Position(Struct, kw_only=True):
+    """One holding of one token by one agent. `cost` is the quote cost basis of `amount`."""
+
+    id: str
+    seq: int  # global open order; exits on one tick are decided in this order
+    agent_id: str
+    token: str
+    symbol: str | None
+    decimals: int
+    config: AgentConfig  # the exit config the position was opened with
+    status: Literal["opening", "open", "closing", "closed"] = "opening"
+    amount: int = 0
+    original_amount: int = 0  # all tokens ever bought into this position (entry + DCA)
+    cost: int = 0
+    entry_price_usd: float = 0.0  # average entry, weighted by token amount
+    peak_price_usd: float = 0.0
+    stop_gain_pct: float | None = None  # ratcheted S; None until the position is open
+    tp_done: int = 0  # take-profit levels already taken
+    moon_bag_amount: int = 0
+    dca_count: int = 0
+    last_dca_at: int = 0
+    opened_at: int = 0
+    closed_at: int | None = None
+    exit_reason: ExitReason | None = None
+    realized_pnl: int = 0
+    in_flight: str | None = None  # order id of a buy (DCA) or sell in motion
+    signal_id: str | None = None
+
+
+class Order(Struct, kw_only=True):
+    """Money in motion: the one record that says what was reserved or is being sold."""
+
+    id: str
+    agent_id: str
+    position_id: str
+    side: Side
+    purpose: OrderPurpose
+    token: str
+    amount_in: int  # quote atomic for buys (the reservation), token atomic for sells
+    reason: str
+    created_at: int
+    venue: str
+    quote: str
+    quote_decimals: int
+    token_decimals: int
+    slippage_bps: int
+    fee_bps: int
+    signal_id: str | None = None
+    expires_at: int | None = None
+    max_price_impact_pct: float | None = None
+    status: Literal["submitted", "filled", "failed"] = "submitted"
+
+
+class Fill(Struct, frozen=True, kw_only=True):
+    """What a venue reports: `amount_in` spent and `amount_out` received, atomic."""
+
+    order_id: str
+    amount_in: int
+    amount_out: int
+    price_usd: float  # effective USD per whole token
+    fee: int  # quote atomic, already deducted from the quote side
+    venue_ref: str
+    ts: int
+
+
+class Execution(Struct, kw_only=True):
+    agent_id: str
+    status: ExecStatus
+    reason: str = ""
+    position_id: str | None = None
+    order_id: str | None = None
+    latency_ms: float | None = None
+
+
+class Trade(Struct, frozen=True, kw_only=True):
+    id: str
+    agent_id: str
+    position_id: str
+    side: Side
+    token: str
+    amount: int
+    quote_amount: int
+    price_usd: float
+    fee: int
+    venue: str
+    venue_ref: str
+    reason: str
+    ts: int

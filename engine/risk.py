@@ -1,0 +1,86 @@
+"""Pre-trade checks and sizing for a buy signal, as pure functions of the agent's state.
+
+Each check returns a skip reason (a stable snake_case string clients see in
+`executions[].reason`) or None when the agent may buy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from engine.config import AgentConfig
+from engine.model import Agent, Position, Signal
+
+DAY_MS = 86_400_000
+
+
+def filter_reason(
+    cfg: AgentConfig, signal: Signal, liquidity_usd: float | None, check_liquidity: bool = True
+) -> str | None:
+    """Signal-level filters: strength, type, token allow/deny, and (for buys) liquidity."""
+    f = cfg.signals
+    if signal.strength < f.min_strength:
+        return "strength_below_min"
+    if f.types and signal.type not in f.types:
+        return "type_filtered"
+    if f.token_filter == "allow" and signal.token not in f.tokens:
+        return "token_not_allowed"
+    if f.token_filter == "deny" and signal.token in f.tokens:
+        return "token_denied"
+    if check_liquidity and f.min_liquidity_usd is not None:
+        if liquidity_usd is None:
+            return "liquidity_unknown"
+        if liquidity_usd < f.min_liquidity_usd:
+            return "liquidity_below_min"
+    return None
+
+
+def limit_reason(agent: Agent, token: str, positions: Iterable[Position], now: int) -> str | None:
+    """Position-count limits, per-token cooldown and the daily loss limit."""
+    lim = agent.config.limits
+    open_count = 0
+    token_count = 0
+    for p in positions:
+        if p.status == "closed":
+            continue
+        open_count += 1
+        if p.token == token:
+            token_count += 1
+    if open_count >= lim.max_open_positions:
+        return "max_open_positions"
+    if token_count >= lim.max_positions_per_token:
+        return "max_positions_per_token"
+    last_exit = agent.last_exit_at.get(token)
+    if lim.token_cooldown_s and last_exit is not None and now - last_exit < lim.token_cooldown_s * 1000:
+        return "token_cooldown"
+    perf = agent.perf
+    if lim.daily_loss_limit_pct is not None and perf.day == now // DAY_MS and perf.day_start_equity > 0:
+        if -perf.day_realized * 100 >= lim.daily_loss_limit_pct * perf.day_start_equity:
+            return "daily_loss_limit"
+    return None
+
+
+def size_buy(cfg: AgentConfig, available: int, token_cost: int) -> tuple[int, str | None]:
+    """Quote amount to spend, or (0, reason). `token_cost` is what the agent already has in
+    the token (open cost plus reservations), for `max_per_token`."""
+    s = cfg.sizing
+    if s.mode == "fixed":
+        amount = int(s.amount)
+    elif s.mode == "balance_pct":
+        amount = available * round(s.balance_pct * 1000) // 100_000
+    else:
+        amount = 0
+        for tier in s.tiers:
+            if available >= int(tier.min_balance):
+                amount = int(tier.amount)
+        if amount == 0:
+            return 0, "no_tier_for_balance"
+    spendable = available - int(s.min_reserve)
+    if s.max_per_token is not None:
+        amount = min(amount, int(s.max_per_token) - token_cost)
+        if amount <= 0:
+            return 0, "max_per_token"
+    if spendable <= 0 or amount > spendable:
+        return 0, "insufficient_balance"
+    if amount <= 0:
+        return 0, "amount_zero"
+    return amount, None
