@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from adapters.venues.errors import VenueError
 from engine.assets import quote_mint
 from engine.model import Fill, Order
 
 
-class PaperRejected(Exception):
+class PaperRejected(VenueError):
     """The paper venue cannot fill: no price, or the amount rounds to nothing."""
 
 

@@ -1,0 +1,97 @@
+"""The `tradingd` command line: run, replay, check-config, keys, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from engine.errors import TradingdError
+
+
+def _run(args: argparse.Namespace) -> int:
+    from adapters import logs
+    from adapters.daemon import Daemon
+    from adapters.settings import load_settings
+
+    env = dict(os.environ)
+    if args.data_dir:
+        env["TRADINGD_DATA_DIR"] = args.data_dir
+    try:
+        settings = load_settings(args.config, env)
+    except TradingdError as exc:
+        print(f"tradingd: bad config: {exc.message}", file=sys.stderr)
+        return 2
+    if args.host:
+        settings.http.host = args.host
+    if args.port is not None:
+        settings.http.port = args.port
+    demo = settings.demo and not args.no_demo and not (args.config or env.get("TRADINGD_CONFIG"))
+    logs.configure(settings.log_level)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported OS
+        runner = asyncio.run
+    daemon = Daemon(settings, demo=demo)
+    try:
+        from adapters.http.server import serve_control_port
+    except ImportError:
+        serve_control_port = None  # type: ignore[assignment]
+    return runner(daemon.run(serve_control_port))
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from adapters.settings import load_settings
+
+    try:
+        settings = load_settings(args.file, {})
+    except TradingdError as exc:
+        print(f"invalid: {exc.message}" + (f" (at {exc.details['path']})" if exc.details.get("path", "$") != "$" else ""))
+        return 1
+    print(f"ok: {len(settings.agents)} agent(s), port {settings.http.port}, store {settings.store.kind}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from adapters.backtest import run_replay_cli
+
+    return run_replay_cli(args.file, args.config, sys.stdout)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tradingd", description="trading-engine daemon")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument("--config", help="TOML config file (default: built-in paper profile)")
+    run.add_argument("--host")
+    run.add_argument("--port", type=int)
+    run.add_argument("--data-dir")
+    run.add_argument("--no-demo", action="store_true", help="no demo agent and demo signals")
+    run.set_defaults(func=_run)
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("file")
+    check.set_defaults(func=_check_config)
+    replay = sub.add_parser("replay", help="backtest: run a recorded ticks/signals file")
+    replay.add_argument("file")
+    replay.add_argument("--config", help="TOML config with [[agents]] (default: the sample agents)")
+    replay.set_defaults(func=_replay)
+    for extra in ("adapters.http.keys_cli", "adapters.store.cli"):
+        try:
+            module = __import__(extra, fromlist=["register"])
+        except ImportError:
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

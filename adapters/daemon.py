@@ -1,0 +1,150 @@
+"""`tradingd run`: the one place that knows every part. Start-up order: settings -> store ->
+engine state -> venues -> feeds -> control port -> ready; shutdown in reverse with a drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from adapters import systemd
+from adapters.feeds.demo import DemoSignals, demo_agent_config, DEMO_AGENT_ID
+from adapters.feeds.synthetic import SyntheticFeed
+from adapters.runtime import Runtime, wall_clock_ms
+from adapters.settings import Settings, agent_config
+from adapters.venues.paper import PaperVenue
+from engine.core import Engine
+from engine.errors import TradingdError
+
+log = logging.getLogger("tradingd.daemon")
+VERSION = "0.1.0"
+
+
+class Daemon:
+    """Holds every long-lived part; the HTTP app, WebSocket hub and CLI read from it."""
+
+    def __init__(self, settings: Settings, demo: bool) -> None:
+        self.settings = settings
+        self.demo = demo
+        self.started_at = time.monotonic()
+        self.ready = False
+        self.engine = Engine(
+            wall_clock_ms,
+            max_price_age_ms=settings.engine.max_price_age_ms,
+            default_decimals=settings.engine.default_decimals,
+        )
+        self.runtime = Runtime(self.engine, {"paper": PaperVenue(self.engine.price_usd, wall_clock_ms)})
+        self.data_dir = Path(settings.data_dir)
+        self.feeds: dict[str, Any] = {}
+        self.components: dict[str, dict[str, Any]] = {}  # health of store, feeds, venues
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stop = asyncio.Event()
+        # Set by the control-port module when it is wired (keys, metrics, ws hub).
+        self.keys: Any = None
+        self.metrics: Any = None
+        self.hub: Any = None
+        self.store: Any = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task died", exc_info=task.exception(), extra={"task": task.get_name()})
+
+    def create_configured_agents(self) -> None:
+        for spec in self.settings.agents:
+            if spec.id in self.engine.agents:
+                continue
+            self.runtime.apply(
+                self.engine.create_agent, spec.name, spec.venue, agent_config(spec), spec.quote,
+                spec.wallet_id, spec.id,
+            )
+            if spec.paper_deposit and spec.venue == "paper":
+                self.runtime.apply(self.engine.deposit, spec.id, spec.quote, int(spec.paper_deposit))
+
+    def reload_agent_configs(self) -> None:
+        """SIGHUP: re-read the config file and apply agent configs (new decisions only)."""
+        from adapters.settings import load_settings
+
+        if not self.settings.config_path:
+            log.info("SIGHUP without a config file: nothing to reload")
+            return
+        try:
+            fresh = load_settings(self.settings.config_path)
+        except TradingdError as exc:
+            log.error("config reload rejected", extra={"reason": exc.message})
+            return
+        self.settings.agents = fresh.agents
+        for spec in fresh.agents:
+            if spec.id in self.engine.agents:
+                self.runtime.apply(self.engine.update_config, spec.id, agent_config(spec))
+        self.create_configured_agents()
+        log.info("agent configs reloaded", extra={"agents": len(fresh.agents)})
+
+    def start_feeds(self) -> None:
+        syn = self.settings.feeds.synthetic
+        if syn.enabled:
+            feed = SyntheticFeed(syn, demo=self.demo)
+            self.feeds["synthetic"] = feed
+            self.spawn(feed.run(self.runtime.push_ticks), "feed-synthetic")
+        if self.demo:
+            tokens = self.feeds["synthetic"].tokens if "synthetic" in self.feeds else []
+            if DEMO_AGENT_ID not in self.engine.agents:
+                self.runtime.apply(self.engine.create_agent, "demo agent (synthetic tokens only)", "paper",
+                                   demo_agent_config(tokens), "SOL", None, DEMO_AGENT_ID)
+                self.runtime.apply(self.engine.deposit, DEMO_AGENT_ID, "SOL", 100 * 10**9)
+            demo = DemoSignals(tokens, seed=syn.seed)
+            self.spawn(demo.run(self.runtime), "demo-signals")
+
+    async def run(self, on_ready: Callable[[Daemon], Awaitable[None]] | None = None) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_agent_configs)
+        self.create_configured_agents()
+        self.spawn(self.runtime.clock_loop(self.settings.engine.clock_interval_ms), "engine-clock")
+        self.start_feeds()
+        if on_ready is not None:
+            await on_ready(self)
+        self.ready = True
+        systemd.notify("READY=1")
+        self.spawn(systemd.watchdog_loop(), "systemd-watchdog")
+        log.info("tradingd ready", extra={"version": VERSION, "demo": self.demo})
+        await self._stop.wait()
+        return await self.shutdown()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def shutdown(self) -> int:
+        systemd.notify("STOPPING=1")
+        log.info("shutting down: intake closed, draining in-flight orders")
+        self.ready = False
+        self.runtime.accepting = False
+        for name in ("feed-synthetic", "demo-signals", "engine-clock"):
+            for task in self._tasks:
+                if task.get_name() == name:
+                    task.cancel()
+        drained = await self.runtime.wait_orders(self.settings.shutdown.grace_s)
+        if not drained:
+            log.error("orders still in flight at the end of the grace period",
+                      extra={"orders": sorted(self.runtime.in_flight)})
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        log.info("tradingd stopped")
+        return 0

@@ -1,0 +1,152 @@
+"""The runtime around the Engine: runs transitions, fans their events out, and carries order
+intents to venues (async) and their results back as new transitions.
+
+Subscribers (store, WebSocket hub, metrics) are synchronous callables that must only enqueue:
+the engine never awaits a subscriber, so a slow consumer can never slow a transition."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, TypeVar
+
+from adapters.venues.errors import VenueError
+from engine import events as ev
+from engine.core import Engine
+from engine.model import Fill, Order, Tick
+
+log = logging.getLogger("tradingd.runtime")
+T = TypeVar("T")
+
+EventSubscriber = Callable[[list[ev.Event]], None]
+TickSubscriber = Callable[[list[Tick]], None]
+OrderObserver = Callable[[Order, Fill | None, float], None]  # order, fill or None, seconds
+
+
+class Venue(Protocol):
+    name: str
+
+    async def execute(self, order: Order) -> Fill: ...
+
+    async def reconcile(self) -> list[Fill]: ...
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Runtime:
+    SELL_ATTEMPTS = 5
+    BUY_ATTEMPTS = 3
+    BACKOFF_S = 0.1
+
+    def __init__(self, engine: Engine, venues: dict[str, Venue], clock: Callable[[], int] = wall_clock_ms):
+        self.engine = engine
+        self.venues = venues
+        self.clock = clock
+        self.event_subscribers: list[EventSubscriber] = []
+        self.tick_subscribers: list[TickSubscriber] = []
+        self.order_observers: list[OrderObserver] = []
+        self.in_flight: dict[str, asyncio.Task[None]] = {}
+        self.accepting = True  # intake (signals, prices, new orders from the API) open
+        self._stopping = False
+
+    # -- transitions ------------------------------------------------------------------------
+
+    def apply(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one engine transition and publish what it produced, even if it raised."""
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.flush()
+
+    def flush(self) -> None:
+        out = self.engine.drain()
+        if out.events:
+            for sub in self.event_subscribers:
+                try:
+                    sub(out.events)
+                except Exception:  # a broken subscriber must not stop trading
+                    log.exception("event subscriber failed", extra={"subscriber": repr(sub)})
+        for intent in out.intents:
+            self._dispatch(intent.order)
+
+    def push_ticks(self, ticks: Iterable[Tick]) -> int:
+        """Apply ticks in order (exits fire from them), then publish them as one batch."""
+        batch = list(ticks)
+        on_tick = self.engine.on_tick
+        try:
+            for tick in batch:
+                on_tick(tick)
+        finally:
+            self.flush()
+        for sub in self.tick_subscribers:
+            try:
+                sub(batch)
+            except Exception:
+                log.exception("tick subscriber failed")
+        return len(batch)
+
+    # -- orders -----------------------------------------------------------------------------
+
+    def _dispatch(self, order: Order) -> None:
+        task = asyncio.get_running_loop().create_task(self._execute(order), name=f"order-{order.id}")
+        self.in_flight[order.id] = task
+        task.add_done_callback(lambda _t, oid=order.id: self.in_flight.pop(oid, None))
+
+    async def _execute(self, order: Order) -> None:
+        venue = self.venues.get(order.venue.split(":", 1)[0])
+        attempts = self.SELL_ATTEMPTS if order.side == "sell" else self.BUY_ATTEMPTS
+        started = time.perf_counter()
+        reason = f"no venue {order.venue!r}"
+        for attempt in range(attempts):
+            if venue is None:
+                break
+            if order.side == "buy" and order.expires_at is not None and self.clock() > order.expires_at:
+                reason = "expired"
+                break
+            try:
+                fill = await venue.execute(order)
+            except VenueError as exc:
+                reason = str(exc)
+                log.warning("order attempt failed", extra={"order_id": order.id, "agent_id": order.agent_id,
+                                                           "attempt": attempt + 1, "reason": reason})
+                if not exc.transient:
+                    break
+                await asyncio.sleep(self.BACKOFF_S * 2**attempt)
+                continue
+            except Exception as exc:  # a venue bug: fail the order, keep the daemon
+                reason = f"venue error: {exc!r}"
+                log.exception("venue raised", extra={"order_id": order.id})
+                break
+            self._observe(order, fill, time.perf_counter() - started)
+            self.apply(self.engine.on_fill, fill)
+            return
+        self._observe(order, None, time.perf_counter() - started)
+        self.apply(self.engine.on_order_failed, order.id, reason)
+
+    def _observe(self, order: Order, fill: Fill | None, seconds: float) -> None:
+        for obs in self.order_observers:
+            try:
+                obs(order, fill, seconds)
+            except Exception:
+                log.exception("order observer failed")
+
+    async def wait_orders(self, timeout: float) -> bool:
+        """Wait for in-flight orders (and the orders their fills start) up to `timeout`."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await asyncio.wait(list(self.in_flight.values()), timeout=left)
+        return True
+
+    # -- the clock --------------------------------------------------------------------------
+
+    async def clock_loop(self, interval_ms: int) -> None:
+        while True:
+            await asyncio.sleep(interval_ms / 1000)
+            self.apply(self.engine.on_clock)

@@ -1,0 +1,153 @@
+"""Daemon settings: one msgspec schema for the TOML file, overridden by the environment.
+
+Unknown keys are errors (a typo must not silently change behaviour); every error names the key."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from engine.config import AgentConfig
+from engine.errors import ValidationError
+
+Port = Annotated[int, Meta(ge=0, le=65535)]
+
+
+class _S(Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class HttpSettings(_S):
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    metrics_public: bool = False
+    max_body_bytes: Annotated[int, Meta(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+    max_ticks_per_push: Annotated[int, Meta(ge=1, le=100_000)] = 1000
+    rate_limit_per_s: Annotated[float, Meta(gt=0)] = 200.0
+    rate_limit_burst: Annotated[int, Meta(ge=1)] = 400
+
+
+class WsSettings(_S):
+    price_interval_ms: Annotated[int, Meta(ge=1, le=60_000)] = 250
+    max_lag_ms: Annotated[int, Meta(ge=10, le=600_000)] = 5000
+    queue_size: Annotated[int, Meta(ge=8, le=1_000_000)] = 1024
+    heartbeat_s: Annotated[float, Meta(gt=0, le=3600)] = 15.0
+    auth_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0
+
+
+class EngineSettings(_S):
+    max_price_age_ms: Annotated[int, Meta(ge=1)] = 60_000
+    default_decimals: Annotated[int, Meta(ge=0, le=18)] = 6
+    clock_interval_ms: Annotated[int, Meta(ge=10, le=60_000)] = 1000
+
+
+class SyntheticFeedSettings(_S):
+    enabled: bool = False
+    tokens: list[str] = msgspec.field(default_factory=list)  # mints; demo mints when empty
+    seed: int = 7
+    interval_ms: Annotated[int, Meta(ge=1, le=60_000)] = 500
+    start_price_usd: Annotated[float, Meta(gt=0)] = 1.0
+    volatility_pct: Annotated[float, Meta(gt=0, le=50)] = 1.5
+    sol_price_usd: Annotated[float, Meta(gt=0)] | None = 150.0  # publish a SOL price too
+
+
+class FeedSettings(_S):
+    synthetic: SyntheticFeedSettings = msgspec.field(default_factory=SyntheticFeedSettings)
+
+
+class ShutdownSettings(_S):
+    grace_s: Annotated[float, Meta(ge=0, le=600)] = 10.0
+
+
+class StoreSettings(_S):
+    kind: Literal["embedded", "external", "memory"] = "embedded"
+    redis_url: str | None = None
+    database_url: str | None = None
+    pause_buys_without_redis: bool = True
+
+
+class AgentSpec(_S):
+    """An agent declared in the config file; created at start-up if its id is unknown."""
+
+    id: str
+    name: str
+    venue: str = "paper"
+    quote: str = "SOL"
+    wallet_id: str | None = None
+    paper_deposit: Annotated[str, Meta(pattern=r"^[0-9]{1,20}$")] | None = None
+    config: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Settings(_S):
+    data_dir: str = "./var"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    demo: bool = False
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    ws: WsSettings = msgspec.field(default_factory=WsSettings)
+    engine: EngineSettings = msgspec.field(default_factory=EngineSettings)
+    feeds: FeedSettings = msgspec.field(default_factory=FeedSettings)
+    shutdown: ShutdownSettings = msgspec.field(default_factory=ShutdownSettings)
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    agents: list[AgentSpec] = msgspec.field(default_factory=list)
+    config_path: str | None = None  # where it was read from, for SIGHUP reloads
+
+
+def _decode(obj: dict[str, Any], where: str) -> Settings:
+    try:
+        return msgspec.convert(obj, Settings, strict=True)
+    except msgspec.ValidationError as exc:
+        raise ValidationError(f"{where}: {exc}") from None
+
+
+def paper_profile() -> dict[str, Any]:
+    """The built-in profile used when no config file is given."""
+    return {"demo": True, "feeds": {"synthetic": {"enabled": True}}}
+
+
+def load_settings(path: str | None, env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ) if env is None else env
+    path = path or env.get("TRADINGD_CONFIG")
+    if path:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ValidationError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValidationError(f"{path}: invalid TOML: {exc}") from None
+        raw["config_path"] = str(Path(path).resolve())
+    else:
+        raw = paper_profile()
+    settings = _decode(raw, path or "built-in profile")
+    if "TRADINGD_DATA_DIR" in env:
+        settings.data_dir = env["TRADINGD_DATA_DIR"]
+    if "TRADINGD_LOG_LEVEL" in env:
+        level = env["TRADINGD_LOG_LEVEL"].lower()
+        if level not in ("debug", "info", "warning", "error"):
+            raise ValidationError(f"TRADINGD_LOG_LEVEL: unknown level {level!r}")
+        settings.log_level = level  # type: ignore[assignment]
+    if env.get("REDIS_URL"):
+        settings.store.redis_url = env["REDIS_URL"]
+    if env.get("DATABASE_URL"):
+        settings.store.database_url = env["DATABASE_URL"]
+    if settings.store.redis_url or settings.store.database_url:
+        settings.store.kind = "external"
+    if env.get("TRADINGD_STORE") == "memory":
+        settings.store.kind = "memory"
+    elif env.get("TRADINGD_STORE") not in (None, "", "memory"):
+        raise ValidationError(f"TRADINGD_STORE: only 'memory' is recognised, got {env['TRADINGD_STORE']!r}")
+    for i, spec in enumerate(settings.agents):
+        from engine.config import config_from_builtins
+
+        config_from_builtins(spec.config, f"$.agents[{i}].config")
+    return settings
+
+
+def agent_config(spec: AgentSpec) -> AgentConfig:
+    from engine.config import config_from_builtins
+
+    return config_from_builtins(spec.config)
