@@ -49,6 +49,8 @@ class Daemon:
         self.metrics: Any = None
         self.hub: Any = None
         self.store: Any = None
+        # Awaited at shutdown after the order drain, last registered first (http, ws, store).
+        self.cleanups: list[Callable[[], Awaitable[None]]] = []
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -146,5 +148,10 @@ class Daemon:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for cleanup in reversed(self.cleanups):
+            try:
+                await cleanup()
+            except Exception:
+                log.exception("cleanup failed")
         log.info("tradingd stopped")
         return 0

@@ -11,10 +11,8 @@ import time
 import msgspec
 
 _STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+_encoder = msgspec.json.Encoder(enc_hook=repr)
 _SECRET_WORDS = ("key", "secret", "passphrase", "password", "token_secret", "private")
-_encoder = msgspec.json.Encoder()
-
-
 def _redact(name: str, value: object) -> object:
     lowered = name.lower()
     if any(word in lowered for word in _SECRET_WORDS) and not lowered.endswith("_id"):
@@ -36,13 +34,6 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         return _encoder.encode(doc).decode()
-
-
-def _default(obj: object) -> object:
-    return repr(obj)
-
-
-_encoder = msgspec.json.Encoder(enc_hook=_default)
 
 
 def configure(level: str = "info") -> None:
