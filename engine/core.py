@@ -64,10 +64,9 @@ class Engine:
         self.signals: OrderedDict[str, SignalRecord] = OrderedDict()
         self.signal_by_client: dict[str, str] = {}
         self.halted_buys = False
-        self._tp_pending: dict[str, int] = {}  # sell order id -> take-profit levels it takes
         self._events: list[ev.Event] = []
         self._intents: list[ev.SubmitOrder] = []
-        self._seq = 0
+        self.id_seq = 0
         self._node = node
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -78,8 +77,8 @@ class Engine:
         return out
 
     def _id(self, prefix: str, now: int) -> str:
-        self._seq += 1
-        return f"{prefix}_{self._node}{now:x}{self._seq:06x}"
+        self.id_seq += 1
+        return f"{prefix}_{self._node}{now:x}{self.id_seq:06x}"
 
     def _emit(self, event: ev.Event) -> None:
         self._events.append(event)
@@ -294,8 +293,7 @@ class Engine:
                 self._emit(ev.MoonBagSet(ts=now, position_id=p.id, amount=d.moon_bag_amount))
             if d.sell_amount > 0:
                 p.tp_done += d.tp_levels
-                order_id = self._sell(p, d.sell_amount, "take_profit", price, None)
-                self._tp_pending[order_id] = d.tp_levels
+                self._sell(p, d.sell_amount, "take_profit", price, None, tp_levels=d.tp_levels)
             else:
                 p.tp_done += d.tp_levels
                 self.index.rearm(p, now, fresh=False)
@@ -306,7 +304,7 @@ class Engine:
     # -- orders -----------------------------------------------------------------------------
 
     def _new_order(self, agent: Agent, p: Position, side: str, purpose: str, amount_in: int, reason: str,
-                   now: int, signal: Signal | None = None) -> Order:
+                   now: int, signal: Signal | None = None, tp_levels: int = 0) -> Order:
         ex = agent.config.execution
         order = Order(
             id=self._id("ord", now), agent_id=agent.id, position_id=p.id, side=side,  # type: ignore[arg-type]
@@ -315,13 +313,15 @@ class Engine:
             token_decimals=p.decimals, slippage_bps=ex.slippage_bps, fee_bps=ex.fee_bps,
             signal_id=signal.id if signal else None, expires_at=signal.expires_at if signal else None,
             max_price_impact_pct=agent.config.signals.max_price_impact_pct if side == "buy" else None,
+            tp_levels=tp_levels,
         )
         self.orders[order.id] = order
         self._emit(ev.OrderSubmitted(ts=now, order=order))
         self._intents.append(ev.SubmitOrder(order))
         return order
 
-    def _sell(self, p: Position, amount: int, reason: str, price: float, stop_price: float | None) -> str:
+    def _sell(self, p: Position, amount: int, reason: str, price: float, stop_price: float | None,
+              tp_levels: int = 0) -> str:
         now = self.clock()
         if amount <= 0 or amount > p.amount:
             raise InvariantViolation(f"sell of {amount} from position {p.id} holding {p.amount}")
@@ -331,7 +331,7 @@ class Engine:
             ts=now, position_id=p.id, agent_id=p.agent_id, token=p.token, reason=reason,
             price_usd=price, sell_amount=amount, stop_price_usd=stop_price,
         ))
-        order = self._new_order(agent, p, "sell", "exit", amount, reason, now)
+        order = self._new_order(agent, p, "sell", "exit", amount, reason, now, tp_levels=tp_levels)
         p.in_flight = order.id
         self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
         return order.id
@@ -407,7 +407,7 @@ class Engine:
         if order.purpose == "dca":
             p.last_dca_at = now
         else:
-            p.tp_done -= self._tp_pending.pop(order_id, 0)
+            p.tp_done -= order.tp_levels
             p.status = "open"
         self.index.rearm(p, now, fresh=True)
         self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
@@ -464,7 +464,6 @@ class Engine:
         p.realized_pnl += pnl
         p.moon_bag_amount = min(p.moon_bag_amount, p.amount)
         p.in_flight = None
-        self._tp_pending.pop(order.id, None)
         agent = self.agents[order.agent_id]
         bal = self.ledger.credit(agent.id, agent.quote, agent.quote_decimals, proceeds)
         self.ledger.realize(agent, pnl, now)
@@ -555,7 +554,7 @@ class Engine:
             return self._skip(record, agent.id, reason, now)
         self.ledger.reserve(agent.id, agent.quote, amount)
         p = Position(
-            id=self._id("pos", now), seq=self._seq, agent_id=agent.id, token=signal.token,
+            id=self._id("pos", now), seq=self.id_seq, agent_id=agent.id, token=signal.token,
             symbol=signal.symbol, decimals=self.token_decimals(signal.token), config=agent.config,
             signal_id=signal.id,
         )

@@ -131,6 +131,7 @@ class Order(Struct, kw_only=True):
     signal_id: str | None = None
     expires_at: int | None = None
     max_price_impact_pct: float | None = None
+    tp_levels: int = 0  # take-profit levels this sell takes; given back if it fails
     status: Literal["submitted", "filled", "failed"] = "submitted"
 
 

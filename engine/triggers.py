@@ -37,7 +37,7 @@ _DOWN = 1.0 - 1e-9
 
 
 class ExitIndex(Protocol):
-    def add(self, position: Position, now: int) -> None: ...
+    def add(self, position: Position, now: int, peak: float | None = None) -> None: ...
     def rearm(self, position: Position, now: int, fresh: bool) -> None: ...
     def remove(self, position: Position) -> None: ...
     def on_price(self, token: str, price: float) -> Iterable[Position]: ...
@@ -52,8 +52,8 @@ class NaiveScan:
         self._by_token: dict[str, dict[str, Position]] = {}
         self._all: dict[str, Position] = {}
 
-    def add(self, position: Position, now: int) -> None:
-        position.peak_price_usd = position.entry_price_usd
+    def add(self, position: Position, now: int, peak: float | None = None) -> None:
+        position.peak_price_usd = position.entry_price_usd if peak is None else peak
         self._by_token.setdefault(position.token, {})[position.id] = position
         self._all[position.id] = position
 
@@ -130,11 +130,12 @@ class TriggerIndex:
 
     # -- membership -------------------------------------------------------------------------
 
-    def add(self, position: Position, now: int) -> None:
+    def add(self, position: Position, now: int, peak: float | None = None) -> None:
+        """Index an open position; `peak` restores a recovered position's running high."""
         book = self._books.get(position.token)
         if book is None:
             book = self._books[position.token] = _TokenBook()
-        peak = position.entry_price_usd
+        peak = position.entry_price_usd if peak is None else peak
         position.peak_price_usd = peak
         groups = book.groups
         i = bisect_left(groups, -peak, key=lambda g: -g.peak)

@@ -1,0 +1,96 @@
+"""The Engine's whole state as one value: what persistence saves and recovery restores.
+
+`capture(engine)` and `restore(engine, snapshot)` are exact inverses for everything that affects
+future decisions: agents (config, status, performance), balances, positions with their exit
+state (peak, ratcheted stop, take-profit levels taken, moon bag, DCA count), orders in flight,
+recent signals (idempotency ids and executions), last prices, halt, and the id sequence."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+from msgspec import Struct
+
+from engine.model import Agent, Balance, Execution, Order, Position, Signal, Tick, Trade
+
+if TYPE_CHECKING:
+    from engine.core import Engine
+
+
+class SignalState(Struct, kw_only=True):
+    signal: Signal
+    executions: list[Execution]
+    agents_matched: int = 0
+
+
+class EngineSnapshot(Struct, kw_only=True):
+    agents: list[Agent]
+    balances: dict[str, list[Balance]]
+    positions: list[Position]  # every known position, closed ones included
+    orders: list[Order]  # in flight
+    trades: dict[str, list[Trade]] = {}
+    signals: list[SignalState] = []
+    prices: list[Tick] = []
+    decimals: dict[str, int] = {}
+    halted_buys: bool = False
+    seq: int = 0
+
+
+def capture(engine: Engine) -> EngineSnapshot:
+    for p in engine.positions.values():
+        engine.refresh(p)
+    copy = msgspec.structs.replace
+    return EngineSnapshot(
+        agents=[copy(a) for a in engine.agents.values()],
+        balances={aid: [copy(b) for b in engine.ledger.balances(aid)] for aid in engine.agents},
+        positions=[copy(p) for p in engine.positions.values()],
+        orders=[copy(o) for o in engine.orders.values()],
+        trades={aid: list(ts) for aid, ts in engine.trades.items()},
+        signals=[
+            SignalState(signal=r.signal, executions=[copy(e) for e in r.executions.values()], agents_matched=r.agents_matched)
+            for r in engine.signals.values()
+        ],
+        prices=list(engine.prices.values()),
+        decimals=dict(engine.decimals),
+        halted_buys=engine.halted_buys,
+        seq=engine.id_seq,
+    )
+
+
+def restore(engine: Engine, snap: EngineSnapshot) -> None:
+    """Load `snap` into a fresh Engine (no agents yet). Emits no events."""
+    from engine.core import SignalRecord
+
+    if engine.agents or engine.positions:
+        raise ValueError("restore needs a fresh Engine")
+    now = engine.clock()
+    for a in snap.agents:
+        engine.agents[a.id] = a
+        engine.agent_positions[a.id] = {}
+        engine.trades[a.id] = []
+    for aid, balances in snap.balances.items():
+        for b in balances:
+            engine.ledger.credit(aid, b.asset, b.decimals, b.total)
+            if b.reserved:
+                engine.ledger.reserve(aid, b.asset, b.reserved)
+    for aid, trades in snap.trades.items():
+        engine.trades.setdefault(aid, []).extend(trades)
+    engine.decimals.update(snap.decimals)
+    for t in snap.prices:
+        engine.prices[t.token] = t
+    for p in sorted(snap.positions, key=lambda p: p.seq):
+        engine.positions[p.id] = p
+        engine.agent_positions.setdefault(p.agent_id, {})[p.id] = p
+        if p.status in ("open", "closing"):
+            engine.index.add(p, now, peak=max(p.peak_price_usd, p.entry_price_usd))
+    for o in snap.orders:
+        engine.orders[o.id] = o
+    for s in snap.signals:
+        engine.signals[s.signal.id] = SignalRecord(
+            signal=s.signal, executions={e.agent_id: e for e in s.executions}, agents_matched=s.agents_matched
+        )
+        if s.signal.client_id is not None:
+            engine.signal_by_client[s.signal.client_id] = s.signal.id
+    engine.halted_buys = snap.halted_buys
+    engine.id_seq = max(engine.id_seq, snap.seq)
