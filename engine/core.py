@@ -453,7 +453,7 @@ class Engine:
 
     def _settle_sell(self, order: Order, fill: Fill) -> None:
         now = self.clock()
-        p = self.positions[order.position_id]
+        p = self.refresh(self.positions[order.position_id])
         sold, proceeds = fill.amount_in, fill.amount_out
         if sold <= 0 or sold > order.amount_in or sold > p.amount or proceeds < 0:
             raise InvariantViolation(f"sell fill {fill} outside order {order.id} for {order.amount_in}")

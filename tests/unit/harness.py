@@ -1,0 +1,94 @@
+"""Drives Engines through their public API with a manual clock and the paper fill function."""
+
+from __future__ import annotations
+
+import msgspec
+
+from adapters.venues.paper import PaperRejected, paper_fill
+from engine.assets import SOL_MINT
+from engine.config import AgentConfig, config_from_builtins
+from engine.core import Engine
+from engine.events import AnyEvent, SubmitOrder
+from engine.model import Order, Signal, Tick
+
+TOKENS = [
+    "DezXAZ8z7PnrnRJjz3wXBoRgixCaNkRZ2cRbBQdfnZ9a",
+    "JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN",
+    "HBuYRbBCTCqUFFPXSSbPTyTqGyAL2BsLsiTrEhduDD2V",
+]
+_enc = msgspec.json.Encoder()
+
+
+class Clock:
+    def __init__(self, start: int = 1_764_000_000_000) -> None:
+        self.now = start
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class Harness:
+    """One engine plus the orders it has asked for and not yet had settled."""
+
+    def __init__(self, clock: Clock, exit_index: str = "indexed") -> None:
+        self.clock = clock
+        self.engine = Engine(clock, exit_index=exit_index)  # type: ignore[arg-type]
+        self.pending: list[Order] = []
+        self.log: list[bytes] = []
+        self.deposits: dict[str, int] = {}
+
+    def collect(self) -> None:
+        out = self.engine.drain()
+        self.log.extend(_enc.encode(e) for e in out.events)
+        self.pending.extend(i.order for i in out.intents)
+
+    def agent(self, config: AgentConfig | dict, deposit: int = 10 * 10**9, quote: str = "SOL") -> str:
+        cfg = config if isinstance(config, AgentConfig) else config_from_builtins(config)
+        agent = self.engine.create_agent("a", "paper", cfg, quote)
+        self.engine.deposit(agent.id, quote, deposit)
+        self.deposits[agent.id] = deposit
+        self.collect()
+        return agent.id
+
+    def tick(self, token: str, price: float, decimals: int | None = 6) -> None:
+        self.engine.on_tick(Tick(token, price, self.clock.now, decimals=decimals))
+        self.collect()
+
+    def sol(self, price: float = 150.0) -> None:
+        self.tick(SOL_MINT, price, 9)
+
+    def signal(self, token: str, side: str = "buy", strength: int = 3, type_: str = "t", client_id: str | None = None):
+        now = self.clock.now
+        record, dup = self.engine.on_signal(Signal(
+            id=f"sig{len(self.log)}-{now}", token=token, side=side, strength=strength, type=type_,  # type: ignore[arg-type]
+            received_at=now, expires_at=now + 30_000, client_id=client_id,
+        ))
+        self.collect()
+        return record, dup
+
+    def clock_step(self) -> None:
+        self.engine.on_clock()
+        self.collect()
+
+    def settle(self, fail: bool = False) -> None:
+        """Fill (or fail) every pending order, including orders the fills start."""
+        while self.pending:
+            order = self.pending.pop(0)
+            e = self.engine
+            try:
+                if fail:
+                    raise PaperRejected("injected failure")
+                fill = paper_fill(order, e.price_usd(order.token), e.quote_usd(order.quote), self.clock.now)
+            except PaperRejected as exc:
+                e.on_order_failed(order.id, str(exc))
+            else:
+                e.on_fill(fill)
+            self.collect()
+
+    def events(self) -> list:
+        dec = msgspec.json.Decoder(AnyEvent)
+        return [dec.decode(b) for b in self.log]
+
+
+def submit_intents(out_intents: list[SubmitOrder]) -> list[Order]:
+    return [i.order for i in out_intents]

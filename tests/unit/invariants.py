@@ -1,0 +1,40 @@
+"""Invariants that must hold after every transition (checked by the property tests)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from tests.unit.harness import Harness
+
+
+def check_invariants(h: Harness) -> None:
+    e = h.engine
+    reserved_by_agent: dict[str, int] = defaultdict(int)
+    selling: dict[str, int] = defaultdict(int)
+    for o in e.orders.values():
+        if o.side == "buy":
+            reserved_by_agent[o.agent_id] += o.amount_in
+        else:
+            selling[o.position_id] += 1
+            assert o.amount_in <= e.positions[o.position_id].amount, "sell larger than the holding"
+    for aid, agent in e.agents.items():
+        bal = e.ledger.balance(aid, agent.quote)
+        assert bal.reserved >= 0
+        assert bal.available >= 0, f"negative available balance {bal}"
+        assert bal.reserved == reserved_by_agent[aid], "reservation does not match buys in flight"
+        positions = e.agent_positions[aid].values()
+        open_cost = sum(p.cost for p in positions if p.status != "closed")
+        assert h.deposits[aid] == bal.total + open_cost - agent.perf.realized_pnl, "quote value not conserved"
+        bought: dict[str, int] = defaultdict(int)
+        sold: dict[str, int] = defaultdict(int)
+        for t in e.trades[aid]:
+            (bought if t.side == "buy" else sold)[t.position_id] += t.amount
+        for p in positions:
+            assert p.amount >= 0 and p.cost >= 0
+            assert 0 <= p.moon_bag_amount <= p.amount
+            assert selling[p.id] <= 1, "position sold twice at once"
+            assert sold[p.id] + p.amount == bought[p.id], "tokens sold that were never bought"
+            if p.status == "closed":
+                assert p.amount == 0 and p.cost == 0
+            if p.status == "closing":
+                assert selling[p.id] == 1

@@ -1,0 +1,95 @@
+"""The trigger index must propose every exit the naive scan finds: identical event streams."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from engine.errors import Conflict
+from tests.unit.harness import TOKENS, Clock, Harness
+from tests.unit.invariants import check_invariants
+from tests.unit.strategies import actions, configs
+
+
+def run(configs_, steps, exit_index: str) -> Harness:
+    clock = Clock()
+    h = Harness(clock, exit_index)
+    h.sol()
+    for cfg in configs_:
+        h.agent(cfg)
+    prices = {t: 1.0 for t in TOKENS}
+    for t in TOKENS:
+        h.tick(t, 1.0)
+    for kind, a, b in steps:
+        if kind == "tick":
+            prices[a] = max(prices[a] * math.exp(b), 1e-9)
+            clock.now += 1000
+            h.tick(a, prices[a])
+        elif kind == "buy":
+            h.signal(a, strength=b)
+        elif kind == "sell":
+            h.signal(a, side="sell")
+        elif kind == "wait":
+            clock.now += a * 1000
+            h.clock_step()
+        elif kind == "settle":
+            h.settle(fail=a and len(h.log) % 3 == 0)
+        elif kind == "close":
+            open_ = [p for p in h.engine.positions.values() if p.status == "open"]
+            if open_:
+                try:
+                    h.engine.close_position(open_[a % len(open_)].id, b)
+                except Conflict:
+                    pass
+                h.collect()
+        check_invariants(h)
+    h.settle()
+    check_invariants(h)
+    return h
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(configs, min_size=1, max_size=3), actions)
+def test_index_and_naive_scan_emit_identical_events(configs_, steps):
+    indexed = run(configs_, steps, "indexed")
+    naive = run(configs_, steps, "naive")
+    assert indexed.log == naive.log
+    text = b"".join(indexed.log)
+    for reason in (b'"reason":"stop_loss"', b'"reason":"take_profit"', b'"reason":"stale_trade"',
+                   b'"reason":"max_hold"', b'"reason":"signal"', b'"DcaTriggered"', b'"MoonBagSet"'):
+        if reason in text:
+            event(f"saw {reason.decode()}")
+
+
+def random_walk_steps(seed: int, n: int) -> list[tuple]:
+    import random
+
+    rng = random.Random(seed)
+    steps: list[tuple] = []
+    for i in range(n):
+        steps.append(("tick", rng.choice(TOKENS), rng.gauss(0.0, 0.06)))
+        if i % 7 == 0:
+            steps.append(("buy", rng.choice(TOKENS), rng.randint(1, 5)))
+        if i % 3 == 0:
+            steps.append(("settle", rng.random() < 0.05, 0))
+        if rng.random() < 0.05:
+            steps.append(("wait", rng.randint(1, 30), 0))
+        if rng.random() < 0.01:
+            steps.append(("sell", rng.choice(TOKENS), 0))
+    return steps
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(configs, min_size=1, max_size=4), st.integers(0, 2**32))
+def test_index_matches_naive_scan_on_long_random_walks(configs_, seed):
+    steps = random_walk_steps(seed, 400)
+    indexed = run(configs_, steps, "indexed")
+    naive = run(configs_, steps, "naive")
+    assert indexed.log == naive.log
+    text = b"".join(indexed.log)
+    for reason in (b'"reason":"stop_loss"', b'"reason":"take_profit"', b'"reason":"stale_trade"',
+                   b'"reason":"max_hold"', b'"DcaTriggered"', b'"MoonBagSet"'):
+        if reason in text:
+            event(f"saw {reason.decode()}")
