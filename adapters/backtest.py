@@ -1,0 +1,443 @@
+"""Backtest: recorded ticks and signals through a fresh Engine whose clock is the record time,
+every order filled at once by the paper venue. Same input, same output, to the byte.
+
+`run_replay` is the library entry; `run_replay_cli` is `tradingd replay FILE [--config FILE]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from importlib import resources
+from typing import Any, TextIO
+
+import msgspec
+from msgspec import Struct
+
+from adapters.feeds.replay import (
+    ClockRecord,
+    Record,
+    SignalRecord,
+    read_records,
+    to_signal,
+    to_tick,
+)
+from adapters.settings import AgentSpec, agent_config, load_settings
+from adapters.venues.paper import PaperRejected, paper_fill
+from engine import events as ev
+from engine.core import Engine
+from engine.errors import InvariantViolation, TradingdError, ValidationError
+from engine.model import Position
+
+DEFAULT_DEPOSIT_UNITS = 100  # whole quote units credited to an agent without `paper_deposit`
+MAX_SETTLE_ROUNDS = 1000  # fills that keep producing orders would be an engine bug
+
+
+class TradeRow(Struct, kw_only=True):
+    ts: int
+    side: str
+    token: str
+    symbol: str | None
+    amount: int  # token atomic
+    decimals: int
+    quote_amount: int  # quote atomic
+    price_usd: float
+    fee: int
+    reason: str
+    position_id: str
+
+
+class OpenPosition(Struct, kw_only=True):
+    position_id: str
+    token: str
+    symbol: str | None
+    amount: int
+    decimals: int
+    cost: int
+    moon_bag_amount: int  # token atomic that take-profit never sells
+    last_price_usd: float | None
+    unrealized_pnl: int | None  # quote atomic; None without a token or quote price
+
+
+class AgentReport(Struct, kw_only=True):
+    agent_id: str
+    name: str
+    quote: str
+    quote_decimals: int
+    deposited: int
+    balance: int
+    trades: list[TradeRow]
+    realized_pnl: int
+    round_trips: int
+    wins: int
+    losses: int
+    win_rate: float | None
+    max_drawdown_pct: float  # of realized equity (deposits + realized PnL)
+    open_positions: list[OpenPosition]
+    unrealized_pnl: int
+    signals_skipped: dict[str, int]
+    orders_failed: int
+
+
+class BacktestResult(Struct, kw_only=True):
+    records: int
+    ticks: int
+    signals: int
+    clocks: int
+    first_ts: int | None
+    last_ts: int | None
+    agents: list[AgentReport]
+    events: list[ev.Event] = []  # every event in order, when run with keep_events=True
+
+
+class ReplayClock:
+    """The injected clock: the time of the record being applied."""
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class _Session:
+    def __init__(self, engine: Engine, clock: ReplayClock, keep_events: bool) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.keep_events = keep_events
+        self.events: list[ev.Event] = []
+        self.kinds: Counter[str] = Counter()
+        self.skipped: dict[str, Counter[str]] = {}
+        self.failed: Counter[str] = Counter()
+        self.symbols: dict[str, str] = {}
+
+    def add_agent(self, spec: AgentSpec) -> None:
+        engine = self.engine
+        # Every agent trades on paper here, whatever venue the config names.
+        agent = engine.create_agent(
+            spec.name, "paper", agent_config(spec), spec.quote, None, spec.id
+        )
+        amount = (
+            int(spec.paper_deposit)
+            if spec.paper_deposit
+            else DEFAULT_DEPOSIT_UNITS * 10**agent.quote_decimals
+        )
+        if amount > 0:
+            engine.deposit(agent.id, agent.quote, amount)
+        self.skipped[agent.id] = Counter()
+        self.settle()
+
+    def apply(self, record: Record) -> None:
+        self.clock.now = record.ts
+        self.kinds[type(record).__name__] += 1
+        if isinstance(record, ClockRecord):
+            self.engine.on_clock()
+        elif isinstance(record, SignalRecord):
+            if record.symbol:
+                self.symbols.setdefault(record.token, record.symbol)
+            self.engine.on_signal(
+                to_signal(record, record.ts, f"replay-{sum(self.kinds.values())}")
+            )
+        else:
+            self.engine.on_tick(to_tick(record, record.ts))
+        self.settle()
+
+    def settle(self) -> None:
+        """Fill every order intent at once, until fills stop producing orders."""
+        engine, now = self.engine, self.clock.now
+        for _ in range(MAX_SETTLE_ROUNDS):
+            out = engine.drain()
+            self._observe(out.events)
+            if not out.intents:
+                return
+            for intent in out.intents:
+                order = intent.order
+                try:
+                    fill = paper_fill(
+                        order, engine.price_usd(order.token), engine.quote_usd(order.quote), now
+                    )
+                except PaperRejected as exc:
+                    engine.on_order_failed(order.id, str(exc))
+                else:
+                    engine.on_fill(fill)
+        raise InvariantViolation(f"orders still produced after {MAX_SETTLE_ROUNDS} settle rounds")
+
+    def _observe(self, events: list[ev.Event]) -> None:
+        if self.keep_events:
+            self.events.extend(events)
+        for event in events:
+            if isinstance(event, ev.SignalExecutionRecorded) and event.status == "skipped":
+                self.skipped.setdefault(event.agent_id, Counter())[event.reason] += 1
+            elif isinstance(event, ev.OrderFailed):
+                self.failed[event.agent_id] += 1
+
+    def result(self, first_ts: int | None) -> BacktestResult:
+        kinds = self.kinds
+        return BacktestResult(
+            records=sum(kinds.values()),
+            ticks=kinds["TickRecord"],
+            signals=kinds["SignalRecord"],
+            clocks=kinds["ClockRecord"],
+            first_ts=first_ts,
+            last_ts=self.clock.now if kinds else None,
+            agents=[self._report(agent_id) for agent_id in self.engine.agents],
+            events=self.events,
+        )
+
+    def _symbol(self, token: str, position: Position | None = None) -> str | None:
+        return (position.symbol if position else None) or self.symbols.get(token)
+
+    def _report(self, agent_id: str) -> AgentReport:
+        engine = self.engine
+        agent = engine.agents[agent_id]
+        positions = engine.agent_positions[agent_id]
+        trades = [
+            TradeRow(
+                ts=t.ts,
+                side=t.side,
+                token=t.token,
+                symbol=self._symbol(t.token, positions.get(t.position_id)),
+                amount=t.amount,
+                decimals=engine.token_decimals(t.token),
+                quote_amount=t.quote_amount,
+                price_usd=t.price_usd,
+                fee=t.fee,
+                reason=t.reason,
+                position_id=t.position_id,
+            )
+            for t in engine.trades[agent_id]
+        ]
+        open_positions = [
+            self._open(p, agent.quote, agent.quote_decimals)
+            for p in positions.values()
+            if p.status in ("open", "closing") and p.amount > 0
+        ]
+        perf = agent.perf
+        return AgentReport(
+            agent_id=agent_id,
+            name=agent.name,
+            quote=agent.quote,
+            quote_decimals=agent.quote_decimals,
+            deposited=agent.deposited,
+            balance=engine.ledger.balance(agent_id, agent.quote).total,
+            trades=trades,
+            realized_pnl=perf.realized_pnl,
+            round_trips=perf.trades,
+            wins=perf.wins,
+            losses=perf.losses,
+            win_rate=perf.wins / perf.trades if perf.trades else None,
+            max_drawdown_pct=perf.max_drawdown_pct,
+            open_positions=open_positions,
+            unrealized_pnl=sum(p.unrealized_pnl or 0 for p in open_positions),
+            signals_skipped=dict(sorted(self.skipped.get(agent_id, Counter()).items())),
+            orders_failed=self.failed[agent_id],
+        )
+
+    def _open(self, p: Position, quote: str, quote_decimals: int) -> OpenPosition:
+        price = self.engine.price_usd(p.token)
+        quote_usd = self.engine.quote_usd(quote)
+        pnl = None
+        if price and quote_usd:
+            pnl = int(p.amount / 10**p.decimals * price / quote_usd * 10**quote_decimals) - p.cost
+        return OpenPosition(
+            position_id=p.id,
+            token=p.token,
+            symbol=self._symbol(p.token, p),
+            amount=p.amount,
+            decimals=p.decimals,
+            cost=p.cost,
+            moon_bag_amount=p.moon_bag_amount,
+            last_price_usd=price,
+            unrealized_pnl=pnl,
+        )
+
+
+def run_replay(
+    records: Iterable[Record],
+    agent_specs: Sequence[AgentSpec],
+    *,
+    max_price_age_ms: int = 60_000,
+    default_decimals: int = 6,
+    keep_events: bool = False,
+) -> BacktestResult:
+    """Run `records` (in ts order, e.g. from `read_records`) for `agent_specs` in a fresh Engine.
+    Agents are created and funded at the first record's time; every order fills on paper at once."""
+    stream = iter(records)
+    first = next(stream, None)
+    clock = ReplayClock(first.ts if first is not None else 0)
+    engine = Engine(clock, max_price_age_ms=max_price_age_ms, default_decimals=default_decimals)
+    session = _Session(engine, clock, keep_events)
+    for spec in agent_specs:
+        session.add_agent(spec)
+    if first is not None:
+        session.apply(first)
+        for record in stream:
+            session.apply(record)
+    return session.result(first.ts if first is not None else None)
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def sample_agents_path() -> str:
+    return str(resources.files("adapters") / "samples" / "sample_agents.toml")
+
+
+def load_agent_specs(config_path: str | None) -> list[AgentSpec]:
+    """`[[agents]]` of a daemon config file; the packaged sample agents without one."""
+    settings = load_settings(config_path or sample_agents_path(), {})
+    if not settings.agents:
+        raise ValidationError(f"{config_path}: no [[agents]] to replay", "$.agents")
+    return settings.agents
+
+
+def format_atomic(amount: int, decimals: int) -> str:
+    """Exact decimal text of an atomic amount: 1500000000, 9 -> '1.5'."""
+    text = format(Decimal(amount).scaleb(-decimals), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _signed(amount: int, decimals: int) -> str:
+    return ("+" if amount > 0 else "") + format_atomic(amount, decimals)
+
+
+def format_ts(ts: int) -> str:
+    return (
+        datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts % 1000:03d}Z"
+    )
+
+
+def _label(token: str, symbol: str | None) -> str:
+    return symbol or f"{token[:4]}…{token[-4:]}"
+
+
+def render_text(result: BacktestResult, source: str) -> str:
+    lines = [
+        f"replay {source}: {result.records} records ({result.ticks} ticks, {result.signals} signals, "
+        f"{result.clocks} clock)"
+    ]
+    if result.first_ts is not None and result.last_ts is not None:
+        lines[0] += f", {format_ts(result.first_ts)} .. {format_ts(result.last_ts)}"
+    tokens = {t.token: t.symbol for a in result.agents for t in a.trades}
+    for token, symbol in sorted(tokens.items(), key=lambda kv: (kv[1] or "", kv[0])):
+        lines.append(f"  token {_label(token, symbol):<12} {token}")
+    for agent in result.agents:
+        lines += [""] + _render_agent(agent)
+    return "\n".join(lines) + "\n"
+
+
+def _render_agent(a: AgentReport) -> list[str]:
+    q, qd = a.quote, a.quote_decimals
+    out = [
+        f"agent {a.agent_id} ({a.name}), quote {q}, deposited {format_atomic(a.deposited, qd)} {q}"
+    ]
+    if a.trades:
+        out.append(
+            f"  {'time':<24} {'side':<4} {'token':<12} {'amount':>18} {'quote ' + q:>14} "
+            f"{'price USD':>12}  reason"
+        )
+    for t in a.trades:
+        out.append(
+            f"  {format_ts(t.ts):<24} {t.side:<4} {_label(t.token, t.symbol):<12} "
+            f"{format_atomic(t.amount, t.decimals):>18} {format_atomic(t.quote_amount, qd):>14} "
+            f"{t.price_usd:>12.6g}  {t.reason}"
+        )
+    rate = f"{a.win_rate * 100:.1f}%" if a.win_rate is not None else "n/a"
+    out.append(
+        f"  realized PnL {_signed(a.realized_pnl, qd)} {q} ({a.realized_pnl} atomic); "
+        f"{len(a.trades)} trades, {a.round_trips} closed positions: {a.wins} wins, {a.losses} losses, "
+        f"win rate {rate}; max drawdown {a.max_drawdown_pct:.2f}%"
+    )
+    out.append(
+        f"  balance {format_atomic(a.balance, qd)} {q}; open positions {len(a.open_positions)}, "
+        f"unrealized PnL {_signed(a.unrealized_pnl, qd)} {q} ({a.unrealized_pnl} atomic)"
+    )
+    for p in a.open_positions:
+        pnl = (
+            "n/a (no price)" if p.unrealized_pnl is None else f"{_signed(p.unrealized_pnl, qd)} {q}"
+        )
+        price = f"{p.last_price_usd:.6g}" if p.last_price_usd else "n/a"
+        bag = (
+            f" (moon bag {format_atomic(p.moon_bag_amount, p.decimals)})"
+            if p.moon_bag_amount
+            else ""
+        )
+        out.append(
+            f"    {_label(p.token, p.symbol):<12} amount {format_atomic(p.amount, p.decimals)}{bag}, cost "
+            f"{format_atomic(p.cost, qd)} {q}, last price {price} USD, unrealized {pnl}"
+        )
+    if a.signals_skipped:
+        out.append(
+            "  signals skipped: " + ", ".join(f"{r} {n}" for r, n in a.signals_skipped.items())
+        )
+    if a.orders_failed:
+        out.append(f"  orders failed: {a.orders_failed}")
+    return out
+
+
+_ATOMIC_FIELDS = frozenset(
+    {
+        "amount",
+        "quote_amount",
+        "fee",
+        "cost",
+        "moon_bag_amount",
+        "deposited",
+        "balance",
+        "realized_pnl",
+        "unrealized_pnl",
+    }
+)
+
+
+def to_json_obj(result: BacktestResult) -> dict[str, Any]:
+    """The result as JSON-ready builtins, atomic amounts as decimal strings (API.md convention:
+    u64 amounts do not survive a JavaScript number)."""
+
+    def convert(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {
+                k: str(v) if k in _ATOMIC_FIELDS and isinstance(v, int) else convert(v)
+                for k, v in obj.items()
+            }
+        if isinstance(obj, list):
+            return [convert(v) for v in obj]
+        return obj
+
+    data: dict[str, Any] = convert(msgspec.to_builtins(result))
+    if not data.get("events"):
+        data.pop("events", None)
+    return data
+
+
+def run_replay_cli(
+    file: str, config_path: str | None, out: TextIO, *, as_json: bool = False
+) -> int:
+    """Exit code 0 with the report on `out`; 2 with one line on stderr for a bad file or config."""
+    try:
+        specs = load_agent_specs(config_path)
+        result = run_replay(read_records(file), specs)
+    except TradingdError as exc:
+        print(f"tradingd replay: {exc.message}", file=sys.stderr)
+        return 2
+    if as_json:
+        out.write(msgspec.json.encode(to_json_obj(result)).decode() + "\n")
+    else:
+        out.write(render_text(result, file))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m adapters.backtest", description=__doc__)
+    parser.add_argument("file", help="replay file (JSON lines, docs/replay-format.md)")
+    parser.add_argument("--config", help="TOML config with [[agents]] (default: the sample agents)")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    args = parser.parse_args(argv)
+    return run_replay_cli(args.file, args.config, sys.stdout, as_json=args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""Replay feed: the recorded ticks/signals file (JSON lines, docs/replay-format.md).
+
+`read_records` streams a file as typed records, rejecting a bad line or a step back in time with
+the line number; `to_tick` / `to_signal` turn records into domain values at a given time;
+`ReplayFeed` plays a file into a running daemon at a speed factor (paper mode, demos)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from engine.assets import is_mint
+from engine.errors import ValidationError
+from engine.model import Signal, Tick
+
+EpochMs = Annotated[int, Meta(ge=0, le=2**53)]
+DEFAULT_SIGNAL_TTL_MS = 30_000  # API.md: a signal's default `expires_in_ms`
+
+
+class _Record(Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind", kw_only=True):
+    ts: EpochMs  # epoch ms; non-decreasing through the file
+
+
+class TickRecord(_Record, tag="tick"):
+    token: str
+    price_usd: Annotated[float, Meta(gt=0)]
+    decimals: Annotated[int, Meta(ge=0, le=18)] | None = None
+    source: str = "replay"
+    liquidity_usd: Annotated[float, Meta(ge=0)] | None = None
+
+
+class SignalRecord(_Record, tag="signal"):
+    token: str
+    id: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+    side: Literal["buy", "sell"] = "buy"
+    type: Annotated[str, Meta(max_length=64)] = ""
+    strength: Annotated[int, Meta(ge=1, le=5)] = 1
+    symbol: Annotated[str, Meta(max_length=32)] | None = None
+    source: str = "replay"
+    reason: str = ""
+    expires_in_ms: Annotated[int, Meta(gt=0)] = DEFAULT_SIGNAL_TTL_MS
+    decimals: Annotated[int, Meta(ge=0, le=18)] | None = None
+
+
+class ClockRecord(_Record, tag="clock"):
+    """Time passes without a price: lets max-hold and stale-trade deadlines fire."""
+
+
+Record = TickRecord | SignalRecord | ClockRecord
+
+
+class ReplayFormatError(ValidationError):
+    """A replay file line that cannot be used; `line` is 1-based."""
+
+    def __init__(self, source: str, line: int, message: str) -> None:
+        super().__init__(f"{source}:{line}: {message}", path=f"line {line}")
+        self.line = line
+
+
+_decoder = msgspec.json.Decoder(Record)
+
+
+def parse_line(text: str | bytes, line: int = 1, source: str = "<replay>") -> Record:
+    """One JSON line to one record; raises ReplayFormatError naming the line."""
+    try:
+        record = _decoder.decode(text)
+    except msgspec.DecodeError as exc:  # also ValidationError: unknown field, wrong type, ...
+        raise ReplayFormatError(source, line, str(exc)) from None
+    if not isinstance(record, ClockRecord) and not is_mint(record.token):
+        raise ReplayFormatError(
+            source, line, f"token is not a base58 32-byte mint: {record.token[:60]!r}"
+        )
+    return record
+
+
+def iter_records(lines: Iterable[str | bytes], source: str = "<replay>") -> Iterator[Record]:
+    """Records from JSON lines, streaming. Blank lines are skipped; `ts` must not decrease."""
+    last_ts = -1
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        record = parse_line(text, number, source)
+        if record.ts < last_ts:
+            raise ReplayFormatError(
+                source, number, f"ts {record.ts} is before the previous record's ts {last_ts}"
+            )
+        last_ts = record.ts
+        yield record
+
+
+def read_records(path: str | Path) -> Iterator[Record]:
+    """Stream the records of a replay file. Raises ReplayFormatError (with the line number) or
+    ValidationError (file missing/unreadable) lazily, as the bad line is reached."""
+    try:
+        with open(path, "rb") as f:
+            yield from iter_records(f, str(path))
+    except OSError as exc:
+        raise ValidationError(f"cannot read replay file {path}: {exc.strerror or exc}") from None
+
+
+def to_tick(record: TickRecord, ts: int) -> Tick:
+    return Tick(
+        record.token,
+        record.price_usd,
+        ts,
+        record.source,
+        decimals=record.decimals,
+        liquidity_usd=record.liquidity_usd,
+    )
+
+
+def to_signal(record: SignalRecord, ts: int, fallback_id: str) -> Signal:
+    """The record as a signal received at `ts`. A record `id` is the client id, as in the API:
+    the same id twice in a file trades once."""
+    return Signal(
+        id=record.id or fallback_id,
+        client_id=record.id,
+        token=record.token,
+        side=record.side,
+        symbol=record.symbol,
+        type=record.type,
+        strength=record.strength,
+        source=record.source,
+        reason=record.reason,
+        received_at=ts,
+        expires_at=ts + record.expires_in_ms,
+        decimals=record.decimals,
+    )
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ReplayFeed:
+    """Plays a replay file into a live runtime: recorded gaps are slept (divided by `speed`) and
+    every timestamp is rebased onto the wall clock, so the daemon's staleness and expiry checks
+    see fresh data. `speed=math.inf` plays without sleeping. Ticks of one timestamp go out as
+    one batch, like a feed's push."""
+
+    source = "replay"
+
+    def __init__(
+        self, path: str | Path, speed: float = 1.0, clock: Callable[[], int] = wall_clock_ms
+    ) -> None:
+        if not speed > 0:
+            raise ValidationError("replay speed must be > 0", "$.speed")
+        self.path = Path(path)
+        self.speed = speed
+        self.clock = clock
+        self.last_tick_ms: int | None = None
+        self.records_played = 0
+
+    def _rebase(self, ts: int, first_ts: int, started: int) -> int:
+        if math.isinf(self.speed):
+            return self.clock()
+        return started + int((ts - first_ts) / self.speed)
+
+    async def run(
+        self,
+        push_ticks: Callable[[list[Tick]], Any],
+        submit_signal: Callable[[Signal], Any],
+        on_clock: Callable[[], Any] | None = None,
+    ) -> None:
+        first_ts: int | None = None
+        started = self.clock()
+        batch: list[Tick] = []
+        batch_ts = -1  # recorded ts of the ticks in `batch`
+        for n, record in enumerate(read_records(self.path), start=1):
+            if first_ts is None:
+                first_ts = record.ts
+            if batch and (record.ts != batch_ts or not isinstance(record, TickRecord)):
+                self._flush(batch, push_ticks)
+                batch = []
+            due = self._rebase(record.ts, first_ts, started)
+            wait_ms = due - self.clock()
+            if wait_ms > 0:
+                await asyncio.sleep(wait_ms / 1000)
+            elif n % 1000 == 0:
+                await asyncio.sleep(0)  # a file without gaps must not starve the loop
+            now = self.clock() if math.isinf(self.speed) else max(due, self.clock())
+            if isinstance(record, TickRecord):
+                batch.append(to_tick(record, now))
+                batch_ts = record.ts
+            elif isinstance(record, SignalRecord):
+                submit_signal(to_signal(record, now, f"replay-{started:x}-{n}"))
+            elif on_clock is not None:
+                on_clock()
+            self.records_played = n
+        if batch:
+            self._flush(batch, push_ticks)
+
+    def _flush(self, batch: list[Tick], push_ticks: Callable[[list[Tick]], Any]) -> None:
+        push_ticks(batch)
+        self.last_tick_ms = batch[-1].ts
