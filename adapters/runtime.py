@@ -52,6 +52,9 @@ class Runtime:
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.accepting = True  # intake (signals, prices, new orders from the API) open
         self._stopping = False
+        # perf_counter() at the start of the tick batch being applied, None between batches:
+        # lets event subscribers time tick -> exit decision (metrics).
+        self.tick_batch_started: float | None = None
 
     # -- transitions ------------------------------------------------------------------------
 
@@ -77,11 +80,13 @@ class Runtime:
         """Apply ticks in order (exits fire from them), then publish them as one batch."""
         batch = list(ticks)
         on_tick = self.engine.on_tick
+        self.tick_batch_started = time.perf_counter()
         try:
             for tick in batch:
                 on_tick(tick)
         finally:
             self.flush()
+            self.tick_batch_started = None
         for sub in self.tick_subscribers:
             try:
                 sub(batch)
