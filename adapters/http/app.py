@@ -1,0 +1,145 @@
+"""The aiohttp application of the control port: the route table, the guard every route passes
+(key, rate limit, scope, intake), and the middlewares that give every failure the one error
+shape and time every request for the metrics."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import TYPE_CHECKING
+
+import msgspec
+from aiohttp import web
+
+from adapters.http import (
+    routes_accounts,
+    routes_admin,
+    routes_agents,
+    routes_health,
+    routes_positions,
+    routes_prices,
+    routes_signals,
+)
+from adapters.http.auth import RateLimiter, bearer_key
+from adapters.http.codec import DAEMON
+from adapters.http.errors import (
+    Forbidden,
+    NotReady,
+    RateLimited,
+    Unauthorized,
+    error_response,
+    from_http_exception,
+    from_tradingd_error,
+)
+from adapters.http.openapi import DOCUMENT, Handler, Route, build_document
+from engine.errors import TradingdError
+
+if TYPE_CHECKING:
+    from adapters.daemon import Daemon
+
+log = logging.getLogger("tradingd.http")
+LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
+
+
+def all_routes() -> list[Route]:
+    return [
+        *routes_signals.ROUTES,
+        *routes_prices.ROUTES,
+        *routes_agents.ROUTES,
+        *routes_accounts.ROUTES,
+        *routes_positions.ROUTES,
+        *routes_admin.ROUTES,
+        *routes_health.ROUTES,
+    ]
+
+
+def _authorize(request: web.Request, route: Route) -> None:
+    daemon = request.app[DAEMON]
+    raw = bearer_key(request.headers.get("Authorization"))
+    if raw is None:
+        raise Unauthorized("missing API key: send Authorization: Bearer <key>")
+    key = daemon.keys.authenticate(raw) if daemon.keys is not None else None
+    if key is None:
+        raise Unauthorized("unknown API key")
+    request["api_key"] = key
+    wait = request.app[LIMITER].take(key.id)
+    if wait is not None:
+        raise RateLimited(max(1, math.ceil(wait)))
+    assert route.scope is not None
+    if not key.allows(route.scope):
+        raise Forbidden(f"this key lacks the {route.scope!r} scope", {"scope": route.scope})
+
+
+def guarded(route: Route) -> Handler:
+    """The route's handler behind its key, rate limit, scope and intake checks, in that order."""
+    handler = route.handler
+
+    async def guard(request: web.Request) -> web.StreamResponse:
+        daemon = request.app[DAEMON]
+        if route.scope is not None and not (
+            route.public_if_metrics_public and daemon.settings.http.metrics_public
+        ):
+            _authorize(request, route)
+        if route.intake and not (daemon.ready and daemon.runtime.accepting):
+            raise NotReady("not accepting work: starting up or shutting down")
+        return await handler(request)
+
+    guard.__name__ = handler.__name__
+    return guard
+
+
+@web.middleware
+async def error_shape(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except TradingdError as exc:
+        if exc.status >= 500 and not isinstance(exc, NotReady):
+            log.error(
+                "request failed",
+                exc_info=exc,
+                extra={"path": request.path, "method": request.method, "code": exc.code},
+            )
+        return from_tradingd_error(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return from_http_exception(exc)
+    except msgspec.ValidationError as exc:  # a response that breaks its own schema: our bug
+        log.exception("response encoding failed", extra={"path": request.path})
+        return error_response(500, "internal_error", "internal error", {"reason": str(exc)})
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+        return error_response(500, "internal_error", "internal error")
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        metrics = request.app[DAEMON].metrics
+        if metrics is not None:
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unmatched"
+            metrics.observe_http(route, request.method, status, time.perf_counter() - started)
+
+
+def build_app(daemon: Daemon) -> web.Application:
+    http = daemon.settings.http
+    app = web.Application(client_max_size=http.max_body_bytes, middlewares=[observe, error_shape])
+    app[DAEMON] = daemon
+    app[LIMITER] = RateLimiter(http.rate_limit_per_s, http.rate_limit_burst)
+    routes = all_routes()
+    for route in routes:
+        app.router.add_route(route.method, route.path, guarded(route))
+    if daemon.hub is not None:
+        app.router.add_get("/v1/ws", daemon.hub.handle)  # the hub authenticates (header or op)
+    from adapters.daemon import VERSION
+
+    app[DOCUMENT] = msgspec.json.encode(build_document(routes, VERSION))
+    return app

@@ -1,0 +1,240 @@
+"""API keys with scopes, stored hashed, and a per-key token-bucket rate limit.
+
+Keys are `tdk_` + 32 random bytes (urlsafe): high-entropy, so a plain sha256 is a sufficient
+hash (no slow KDF needed). Until the key table moves to Postgres they live in
+`<data_dir>/keys.json` (mode 0600, replaced atomically under a lock so the CLI and the daemon
+can both write it); the daemon re-reads the file when it changes. The raw key is returned
+once by `create` and never stored or logged."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import msgspec
+from msgspec import Struct
+
+from engine.errors import NotFound, ValidationError
+
+log = logging.getLogger("tradingd.http")
+
+SCOPES = frozenset(("signals", "feed", "read", "trade", "admin"))
+KEY_PREFIX = "tdk_"
+BOOTSTRAP_ENV = "TRADINGD_ADMIN_KEY"
+BOOTSTRAP_ID = "env-admin"
+RELOAD_CHECK_S = 1.0
+
+
+class ApiKey(Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    scopes: frozenset[str]
+    created_at: int  # epoch ms
+    hash: str  # sha256 hex of the raw key
+
+    def allows(self, scope: str) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
+
+
+class _KeyFile(Struct, kw_only=True):
+    version: int = 1
+    keys: list[ApiKey] = []
+
+
+_file_decoder = msgspec.json.Decoder(_KeyFile)
+_file_encoder = msgspec.json.Encoder()
+
+
+def key_hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def new_raw_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class KeyStore:
+    """create / list / revoke / authenticate: the whole interface a Postgres table would need."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        bootstrap_key: str | None = None,
+        clock: Callable[[], int] = _wall_ms,
+    ) -> None:
+        self.path = path
+        self.clock = clock
+        self._by_hash: dict[str, ApiKey] = {}
+        self._mtime_ns: int | None = None
+        self._checked_at = 0.0
+        self._bootstrap: ApiKey | None = None
+        if bootstrap_key:
+            self._bootstrap = ApiKey(
+                id=BOOTSTRAP_ID,
+                name=BOOTSTRAP_ENV,
+                scopes=frozenset({"admin"}),
+                created_at=clock(),
+                hash=key_hash(bootstrap_key),
+            )
+        self._load()
+
+    # -- file ---------------------------------------------------------------------------------
+
+    def _stat_mtime(self) -> int | None:
+        if self.path is None:
+            return None
+        try:
+            return self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def _read(self) -> list[ApiKey]:
+        if self.path is None or not self.path.exists():
+            return []
+        try:
+            return _file_decoder.decode(self.path.read_bytes()).keys
+        except msgspec.DecodeError as exc:
+            raise ValidationError(f"key file {self.path} is corrupt: {exc}") from None
+
+    def _load(self) -> None:
+        self._mtime_ns = self._stat_mtime()
+        self._by_hash = {k.hash: k for k in self._read()}
+
+    def _maybe_reload(self) -> None:
+        now = time.monotonic()
+        if now - self._checked_at < RELOAD_CHECK_S:
+            return
+        self._checked_at = now
+        if self._stat_mtime() != self._mtime_ns:
+            try:
+                self._load()
+            except ValidationError:
+                log.exception("key file unreadable; keeping the keys loaded before")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[list[ApiKey]]:
+        """Read-modify-write of the key file under an exclusive lock, replaced atomically."""
+        if self.path is None:
+            keys = list(self._by_hash.values())
+            yield keys
+            self._by_hash = {k.hash: k for k in keys}
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock_fd = os.open(self.path.with_suffix(".lock"), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            keys = self._read()
+            yield keys
+            self._write(keys)
+            self._load()
+        finally:
+            os.close(lock_fd)
+
+    def _write(self, keys: list[ApiKey]) -> None:
+        assert self.path is not None
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, _file_encoder.encode(_KeyFile(keys=keys)))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    # -- interface ----------------------------------------------------------------------------
+
+    def create(self, name: str, scopes: frozenset[str]) -> tuple[ApiKey, str]:
+        """A new key; the raw secret is in the return value only."""
+        unknown = scopes - SCOPES
+        if unknown or not scopes:
+            raise ValidationError(
+                f"scopes must be a non-empty subset of {sorted(SCOPES)}", "$.scopes"
+            )
+        raw = new_raw_key()
+        key = ApiKey(
+            id="key_" + secrets.token_hex(8),
+            name=name,
+            scopes=frozenset(scopes),
+            created_at=self.clock(),
+            hash=key_hash(raw),
+        )
+        with self._locked() as keys:
+            keys.append(key)
+        log.info("api key created", extra={"key_id": key.id, "scopes": sorted(key.scopes)})
+        return key, raw
+
+    def list(self) -> list[ApiKey]:
+        self._maybe_reload()
+        return sorted(self._by_hash.values(), key=lambda k: (k.created_at, k.id))
+
+    def revoke(self, key_id: str) -> ApiKey:
+        with self._locked() as keys:
+            found = next((k for k in keys if k.id == key_id), None)
+            if found is None:
+                raise NotFound(f"unknown key {key_id!r}", {"key_id": key_id})
+            keys.remove(found)
+        log.info("api key revoked", extra={"key_id": key_id})
+        return found
+
+    def authenticate(self, raw: str) -> ApiKey | None:
+        digest = key_hash(raw)
+        boot = self._bootstrap
+        if boot is not None and hmac.compare_digest(digest, boot.hash):
+            return boot
+        self._maybe_reload()
+        key = self._by_hash.get(digest)
+        # The dict lookup is by a hash of a high-entropy secret; the compare is belt and braces.
+        if key is not None and hmac.compare_digest(digest, key.hash):
+            return key
+        return None
+
+
+class RateLimiter:
+    """A token bucket per key id: `rate` tokens per second, at most `burst` banked."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self.burst = float(burst)
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, at)
+
+    def take(self, key_id: str) -> float | None:
+        """Spend one token; None if allowed, else seconds until one is available."""
+        now = self.clock()
+        tokens, at = self._buckets.get(key_id, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens >= 1.0:
+            self._buckets[key_id] = (tokens - 1.0, now)
+            return None
+        self._buckets[key_id] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+
+def bearer_key(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def keys_path(data_dir: str | Path) -> Path:
+    return Path(data_dir) / "keys.json"

@@ -1,0 +1,139 @@
+"""Request and response plumbing shared by the route modules: strict body decoding (400
+malformed, 413 too large, 422 with the field path), query parameters, opaque-cursor pagination,
+and JSON responses. Decoding happens once here, at the edge."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from adapters.http.errors import MalformedJson, PayloadTooLarge
+from engine.errors import ValidationError
+
+if TYPE_CHECKING:
+    from adapters.daemon import Daemon
+
+T = TypeVar("T")
+DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+_encoder = msgspec.json.Encoder()
+_cursor_decoder = msgspec.json.Decoder(tuple[int, str])
+
+
+def daemon_of(request: web.Request) -> Daemon:
+    return request.app[DAEMON]
+
+
+def json_response(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=_encoder.encode(obj), content_type="application/json")
+
+
+def _error_path(message: str) -> str:
+    path = "$"
+    if " - at `" in message:
+        path = message.rsplit(" - at `", 1)[1].rstrip("`")
+    if "unknown field `" in message:
+        field = message.split("unknown field `", 1)[1].split("`", 1)[0]
+        path = f"{path}.{field}"
+    return path
+
+
+def decode(raw: bytes, decoder: msgspec.json.Decoder[T]) -> T:
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        raise ValidationError(message.split(" - at `", 1)[0], _error_path(message)) from None
+    except msgspec.DecodeError as exc:
+        raise MalformedJson(f"request body is not valid JSON: {exc}") from None
+
+
+async def read_body(
+    request: web.Request, decoder: msgspec.json.Decoder[T], *, optional: bool = False
+) -> T:
+    """Decode the body; `optional` bodies may be empty (all fields take defaults)."""
+    limit = daemon_of(request).settings.http.max_body_bytes
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise PayloadTooLarge(
+            f"body of {declared} bytes over the {limit} byte limit", {"limit": limit}
+        )
+    raw = await request.read()  # aiohttp also stops at client_max_size for chunked bodies
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"body over the {limit} byte limit", {"limit": limit})
+    if optional and not raw.strip():
+        raw = b"{}"
+    return decode(raw, decoder)
+
+
+def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise ValidationError(f"{name} must be true or false", f"query.{name}")
+
+
+def query_choice(request: web.Request, name: str, choices: Sequence[str]) -> str | None:
+    raw = request.query.get(name)
+    if raw is not None and raw not in choices:
+        raise ValidationError(f"{name} must be one of {', '.join(choices)}", f"query.{name}")
+    return raw
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ValidationError(f"limit must be an integer in 1..{MAX_LIMIT}", "query.limit")
+    return int(raw)
+
+
+def _encode_cursor(offset: int, last_id: str) -> str:
+    return base64.urlsafe_b64encode(_encoder.encode((offset, last_id))).decode().rstrip("=")
+
+
+def _decode_cursor(raw: str) -> tuple[int, str]:
+    try:
+        offset, last_id = _cursor_decoder.decode(
+            base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+        )
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise ValidationError("cursor is not one this server issued", "query.cursor") from None
+    if offset < 0:
+        raise ValidationError("cursor is not one this server issued", "query.cursor")
+    return offset, last_id
+
+
+def paginate(
+    request: web.Request, items: Sequence[T], key: Callable[[T], str]
+) -> tuple[Sequence[T], str | None]:
+    """One page of `items` (a stable order). The cursor holds the last item's position and id:
+    the page resumes right after that id, or at the position if that item has gone."""
+    limit = _limit(request)
+    start = 0
+    raw = request.query.get("cursor")
+    if raw:
+        offset, last_id = _decode_cursor(raw)
+        if 0 < offset <= len(items) and key(items[offset - 1]) == last_id:
+            start = offset
+        else:
+            start = next(
+                (i + 1 for i, item in enumerate(items) if key(item) == last_id),
+                min(offset, len(items)),
+            )
+    page = items[start : start + limit]
+    end = start + len(page)
+    next_cursor = _encode_cursor(end, key(page[-1])) if page and end < len(items) else None
+    return page, next_cursor

@@ -1,0 +1,168 @@
+"""The route table's description (`Route`) and the OpenAPI 3.1 document generated from it.
+
+Every route module declares its routes as `Route` values naming the msgspec types of its body
+and responses; the app registers exactly those routes and this module documents exactly those
+types (`msgspec.json.schema_components`), so the document cannot drift from the code."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from adapters.http.schemas import ErrorBody
+
+DOCUMENT: web.AppKey[bytes] = web.AppKey("openapi_document")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REF = "#/components/schemas/{name}"
+_PATH_PARAM = re.compile(r"\{(\w+)\}")
+
+_ERROR_TEXT = {
+    400: "malformed JSON",
+    401: "missing or unknown API key",
+    403: "the key lacks the scope",
+    404: "unknown id",
+    409: "conflict with the current state",
+    413: "body too large",
+    422: "validation failed; details.path names the field",
+    429: "rate limited; see Retry-After",
+    503: "not ready, shutting down, or intake paused",
+}
+
+
+@dataclass(frozen=True)
+class QueryParam:
+    name: str
+    schema: dict[str, Any]
+    description: str = ""
+
+
+LIMIT = QueryParam(
+    "limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "page size"
+)
+CURSOR = QueryParam("cursor", {"type": "string"}, "opaque cursor from `next_cursor`")
+PAGED = (LIMIT, CURSOR)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    scope: str | None  # None: no key needed
+    responses: dict[int, Any]  # status -> msgspec type, or None for an empty body
+    body: Any = None  # the request body's msgspec type
+    body_optional: bool = False
+    query: tuple[QueryParam, ...] = ()
+    errors: tuple[int, ...] = ()  # statuses beyond the ones implied below
+    intake: bool = False  # 503 while not ready or shutting down
+    public_if_metrics_public: bool = False  # `[http] metrics_public` lifts the key check
+    media_type: str = "application/json"
+
+    @property
+    def path_params(self) -> list[str]:
+        return _PATH_PARAM.findall(self.path)
+
+    def error_statuses(self) -> list[int]:
+        statuses = set(self.errors)
+        if self.scope is not None:
+            statuses |= {401, 403, 429}
+        if self.body is not None:
+            statuses |= {400, 413, 422}
+        if self.query:
+            statuses.add(422)
+        if self.path_params:
+            statuses |= {404, 422}
+        if self.intake:
+            statuses.add(503)
+        return sorted(statuses)
+
+
+def _content(route: Route, schema: dict[str, Any] | None) -> dict[str, Any]:
+    if schema is None:
+        return {}
+    return {"content": {route.media_type: {"schema": schema}}}
+
+
+def _operation(route: Route, schema_of: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "operationId": route.handler.__name__,
+        "summary": route.summary,
+        "tags": [route.tag],
+        "x-scope": route.scope,
+        "parameters": [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in route.path_params
+        ]
+        + [
+            {
+                "name": q.name,
+                "in": "query",
+                "required": False,
+                "schema": q.schema,
+                "description": q.description,
+            }
+            for q in route.query
+        ],
+        "responses": {},
+    }
+    if route.scope is None:
+        op["security"] = []
+    else:
+        op["description"] = f"Scope `{route.scope}` (or `admin`)."
+    if route.body is not None:
+        op["requestBody"] = {
+            "required": not route.body_optional,
+            "content": {"application/json": {"schema": schema_of[route.body]}},
+        }
+    for status, typ in route.responses.items():
+        schema = schema_of[typ] if typ is not None else None
+        op["responses"][str(status)] = {"description": "success", **_content(route, schema)}
+    for status in route.error_statuses():
+        op["responses"][str(status)] = {
+            "description": _ERROR_TEXT.get(status, "error"),
+            "content": {"application/json": {"schema": schema_of[ErrorBody]}},
+        }
+    if not op["parameters"]:
+        del op["parameters"]
+    return op
+
+
+def build_document(routes: list[Route], version: str) -> dict[str, Any]:
+    types: list[Any] = [ErrorBody]
+    for r in routes:
+        for typ in (r.body, *r.responses.values()):
+            if typ is not None and typ not in types:
+                types.append(typ)
+    schemas, components = msgspec.json.schema_components(types, ref_template=REF)
+    schema_of = dict(zip(types, schemas, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    for r in routes:
+        paths.setdefault(r.path, {})[r.method.lower()] = _operation(r, schema_of)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "tradingd control port",
+            "version": version,
+            "description": (
+                "REST half of the control port (API.md, contract v1). Atomic amounts are "
+                "decimal strings of integers; times are ISO-8601 UTC. Errors share one shape. "
+                "The WebSocket stream is `GET /v1/ws` (scope read)."
+            ),
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearerAuth": []}],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "API key"}
+            },
+        },
+    }

@@ -1,0 +1,120 @@
+"""Operator routes: the kill switch (`/v1/halt`) and API keys (`/v1/keys`). The kill switch
+stays usable while the daemon drains: stopping buys is always safe."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import msgspec
+from aiohttp import web
+
+from adapters.http.auth import ApiKey
+from adapters.http.codec import daemon_of, json_response, paginate, read_body
+from adapters.http.openapi import PAGED, Route
+from adapters.http.schemas import HaltIn, HaltOut, KeyCreated, KeyIn, KeyOut, KeyPage, iso_ms
+
+log = logging.getLogger("tradingd.http")
+_halt_in = msgspec.json.Decoder(HaltIn)
+_key_in = msgspec.json.Decoder(KeyIn)
+
+
+def key_out(key: ApiKey) -> KeyOut:
+    return KeyOut(
+        id=key.id,
+        name=key.name,
+        scopes=sorted(key.scopes),  # type: ignore[arg-type]
+        created_at=iso_ms(key.created_at),
+    )
+
+
+async def post_halt(request: web.Request) -> web.Response:
+    daemon = daemon_of(request)
+    body = await read_body(request, _halt_in, optional=True)
+    orders = daemon.runtime.apply(daemon.engine.set_halt, body.buys, body.flatten)
+    log.warning(
+        "halt set",
+        extra={
+            "buys": body.buys,
+            "flatten": body.flatten,
+            "orders": len(orders),
+            "key_id": request["api_key"].id,
+        },
+    )
+    return json_response(HaltOut(halted=daemon.engine.halted_buys, flatten_order_ids=orders))
+
+
+async def delete_halt(request: web.Request) -> web.Response:
+    daemon = daemon_of(request)
+    daemon.runtime.apply(daemon.engine.set_halt, False, False)
+    log.warning("halt lifted", extra={"key_id": request["api_key"].id})
+    return json_response(HaltOut(halted=daemon.engine.halted_buys, flatten_order_ids=[]))
+
+
+async def post_key(request: web.Request) -> web.Response:
+    body = await read_body(request, _key_in)
+    # the key file is fsynced: off the event loop, trading never waits on the disk
+    key, raw = await asyncio.to_thread(
+        daemon_of(request).keys.create, body.name, frozenset(body.scopes)
+    )
+    out = key_out(key)
+    return json_response(
+        KeyCreated(id=out.id, name=out.name, scopes=out.scopes, created_at=out.created_at, key=raw),
+        201,
+    )
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    keys = daemon_of(request).keys.list()
+    page, cursor = paginate(request, keys, lambda k: k.id)
+    return json_response(KeyPage(items=[key_out(k) for k in page], next_cursor=cursor))
+
+
+async def delete_key(request: web.Request) -> web.Response:
+    await asyncio.to_thread(daemon_of(request).keys.revoke, request.match_info["key_id"])
+    return web.Response(status=204)
+
+
+ROUTES = [
+    Route(
+        "POST",
+        "/v1/halt",
+        post_halt,
+        "Kill switch: stop every buy (and flatten)",
+        "admin",
+        "admin",
+        {200: HaltOut},
+        body=HaltIn,
+        body_optional=True,
+    ),
+    Route("DELETE", "/v1/halt", delete_halt, "Lift the halt", "admin", "admin", {200: HaltOut}),
+    Route(
+        "POST",
+        "/v1/keys",
+        post_key,
+        "Create an API key (the secret is shown once)",
+        "admin",
+        "admin",
+        {201: KeyCreated},
+        body=KeyIn,
+    ),
+    Route(
+        "GET",
+        "/v1/keys",
+        list_keys,
+        "List API keys (no secrets)",
+        "admin",
+        "admin",
+        {200: KeyPage},
+        query=PAGED,
+    ),
+    Route(
+        "DELETE",
+        "/v1/keys/{key_id}",
+        delete_key,
+        "Revoke an API key",
+        "admin",
+        "admin",
+        {204: None},
+    ),
+]

@@ -1,0 +1,217 @@
+"""`/v1/agents`: create, read, rename, delete, configure, pause and resume agents. Every change
+is one engine transition through `runtime.apply`."""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from aiohttp import web
+
+from adapters.http.codec import daemon_of, json_response, paginate, query_bool, read_body
+from adapters.http.openapi import PAGED, QueryParam, Route
+from adapters.http.schemas import AgentIn, AgentOut, AgentPage, AgentPatch, iso_ms
+from engine.config import AgentConfig, validate_config
+from engine.errors import ValidationError
+from engine.model import Agent
+
+log = logging.getLogger("tradingd.http")
+_agent_in = msgspec.json.Decoder(AgentIn)
+_agent_patch = msgspec.json.Decoder(AgentPatch)
+_config_in = msgspec.json.Decoder(AgentConfig)
+APPLY_TO_OPEN = QueryParam(
+    "apply_to_open",
+    {"type": "boolean", "default": False},
+    "also give open positions the new exit config",
+)
+
+
+def agent_out(agent: Agent) -> AgentOut:
+    return AgentOut(
+        id=agent.id,
+        name=agent.name,
+        venue=agent.venue,
+        quote=agent.quote,
+        quote_decimals=agent.quote_decimals,
+        status=agent.status,
+        created_at=iso_ms(agent.created_at),
+        wallet_id=agent.wallet_id,
+        config=agent.config,
+    )
+
+
+def checked_config(cfg: AgentConfig, prefix: str) -> AgentConfig:
+    """The cross-field rules of engine/config.py, with paths relative to the request body."""
+    try:
+        return validate_config(cfg)
+    except ValidationError as exc:
+        raise ValidationError(exc.message, exc.path.replace("$", prefix, 1)) from None
+
+
+async def create_agent(request: web.Request) -> web.Response:
+    daemon = daemon_of(request)
+    body = await read_body(request, _agent_in)
+    config = checked_config(body.config, "$.config")
+    venue = body.venue.split(":", 1)[0]
+    if venue not in daemon.runtime.venues:
+        raise ValidationError(f"venue {body.venue!r} is not configured in this daemon", "$.venue")
+    if venue != "paper" and body.wallet_id is None:
+        raise ValidationError("live venues need a wallet_id", "$.wallet_id")
+    agent = daemon.runtime.apply(
+        daemon.engine.create_agent,
+        body.name,
+        body.venue,
+        config,
+        body.quote,
+        body.wallet_id,
+        None,
+        body.quote_decimals,
+    )
+    log.info("agent created", extra={"agent_id": agent.id, "venue": agent.venue})
+    return json_response(agent_out(agent), 201)
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    agents = list(daemon_of(request).engine.agents.values())
+    page, cursor = paginate(request, agents, lambda a: a.id)
+    return json_response(AgentPage(items=[agent_out(a) for a in page], next_cursor=cursor))
+
+
+async def get_agent(request: web.Request) -> web.Response:
+    return json_response(agent_out(daemon_of(request).engine.agent(request.match_info["agent_id"])))
+
+
+async def patch_agent(request: web.Request) -> web.Response:
+    daemon = daemon_of(request)
+    agent_id = request.match_info["agent_id"]
+    daemon.engine.agent(agent_id)  # 404 before reading the body
+    body = await read_body(request, _agent_patch)
+    agent = daemon.runtime.apply(daemon.engine.rename_agent, agent_id, body.name)
+    return json_response(agent_out(agent))
+
+
+async def delete_agent(request: web.Request) -> web.Response:
+    daemon = daemon_of(request)
+    agent_id = request.match_info["agent_id"]
+    daemon.runtime.apply(daemon.engine.delete_agent, agent_id)
+    log.info("agent deleted", extra={"agent_id": agent_id})
+    return web.Response(status=204)
+
+
+async def get_config(request: web.Request) -> web.Response:
+    return json_response(daemon_of(request).engine.agent(request.match_info["agent_id"]).config)
+
+
+async def put_config(request: web.Request) -> web.Response:
+    daemon = daemon_of(request)
+    agent_id = request.match_info["agent_id"]
+    daemon.engine.agent(agent_id)
+    apply_to_open = query_bool(request, "apply_to_open")
+    config = checked_config(await read_body(request, _config_in), "$")
+    agent = daemon.runtime.apply(daemon.engine.update_config, agent_id, config, apply_to_open)
+    log.info("agent config updated", extra={"agent_id": agent_id, "apply_to_open": apply_to_open})
+    return json_response(agent.config)
+
+
+async def pause_agent(request: web.Request) -> web.Response:
+    daemon = daemon_of(request)
+    agent_id = request.match_info["agent_id"]
+    agent = daemon.runtime.apply(daemon.engine.set_agent_status, agent_id, "paused")
+    return json_response(agent_out(agent))
+
+
+async def resume_agent(request: web.Request) -> web.Response:
+    daemon = daemon_of(request)
+    agent_id = request.match_info["agent_id"]
+    agent = daemon.runtime.apply(daemon.engine.set_agent_status, agent_id, "active")
+    return json_response(agent_out(agent))
+
+
+_AGENT = "/v1/agents/{agent_id}"
+ROUTES = [
+    Route(
+        "POST",
+        "/v1/agents",
+        create_agent,
+        "Create an agent",
+        "agents",
+        "admin",
+        {201: AgentOut},
+        body=AgentIn,
+        intake=True,
+    ),
+    Route(
+        "GET",
+        "/v1/agents",
+        list_agents,
+        "List agents",
+        "agents",
+        "read",
+        {200: AgentPage},
+        query=PAGED,
+    ),
+    Route("GET", _AGENT, get_agent, "An agent", "agents", "read", {200: AgentOut}),
+    Route(
+        "PATCH",
+        _AGENT,
+        patch_agent,
+        "Rename an agent",
+        "agents",
+        "admin",
+        {200: AgentOut},
+        body=AgentPatch,
+        intake=True,
+    ),
+    Route(
+        "DELETE",
+        _AGENT,
+        delete_agent,
+        "Delete an agent without open positions",
+        "agents",
+        "admin",
+        {204: None},
+        errors=(409,),
+        intake=True,
+    ),
+    Route(
+        "GET",
+        _AGENT + "/config",
+        get_config,
+        "An agent's config",
+        "agents",
+        "read",
+        {200: AgentConfig},
+    ),
+    Route(
+        "PUT",
+        _AGENT + "/config",
+        put_config,
+        "Replace an agent's config",
+        "agents",
+        "admin",
+        {200: AgentConfig},
+        body=AgentConfig,
+        query=(APPLY_TO_OPEN,),
+        intake=True,
+    ),
+    Route(
+        "POST",
+        _AGENT + "/pause",
+        pause_agent,
+        "Pause: no new positions, exits still run",
+        "agents",
+        "trade",
+        {200: AgentOut},
+        intake=True,
+    ),
+    Route(
+        "POST",
+        _AGENT + "/resume",
+        resume_agent,
+        "Resume an agent",
+        "agents",
+        "trade",
+        {200: AgentOut},
+        intake=True,
+    ),
+]

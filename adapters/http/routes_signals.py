@@ -1,0 +1,147 @@
+"""`/v1/signals`: intake of trading signals (idempotent by the client's `id`) and their record
+with per-agent executions."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+import msgspec
+from aiohttp import web
+
+from adapters.http.codec import daemon_of, json_response, paginate, read_body
+from adapters.http.openapi import PAGED, Route
+from adapters.http.schemas import (
+    ExecutionOut,
+    SignalAccepted,
+    SignalIn,
+    SignalOut,
+    SignalPage,
+    iso_ms,
+)
+from engine.assets import require_mint
+from engine.core import SignalRecord
+from engine.errors import NotFound
+from engine.model import Signal
+
+log = logging.getLogger("tradingd.http")
+_signal_in = msgspec.json.Decoder(SignalIn)
+
+
+def new_signal_id(now_ms: int) -> str:
+    # time-ordered for humans, random tail so several daemons (shards) never collide
+    return f"sig_{now_ms:x}{secrets.token_hex(4)}"
+
+
+def to_signal(body: SignalIn, now_ms: int) -> Signal:
+    require_mint(body.token, "$.token")
+    return Signal(
+        id=new_signal_id(now_ms),
+        token=body.token,
+        side=body.side,
+        symbol=body.symbol,
+        type=body.type,
+        strength=body.strength,
+        source=body.source,
+        reason=body.reason,
+        received_at=now_ms,
+        expires_at=now_ms + body.expires_in_ms,
+        decimals=body.decimals,
+        client_id=body.id,
+    )
+
+
+def signal_out(record: SignalRecord) -> SignalOut:
+    s = record.signal
+    return SignalOut(
+        signal_id=s.id,
+        id=s.client_id,
+        token=s.token,
+        symbol=s.symbol,
+        side=s.side,
+        type=s.type,
+        strength=s.strength,
+        source=s.source,
+        reason=s.reason,
+        decimals=s.decimals,
+        received_at=iso_ms(s.received_at),
+        expires_at=iso_ms(s.expires_at),
+        agents_matched=record.agents_matched,
+        executions=[
+            ExecutionOut(
+                agent_id=e.agent_id,
+                status=e.status,
+                reason=e.reason,
+                position_id=e.position_id,
+                order_id=e.order_id,
+                latency_ms=e.latency_ms,
+            )
+            for e in record.executions.values()
+        ],
+    )
+
+
+async def post_signal(request: web.Request) -> web.Response:
+    daemon = daemon_of(request)
+    body = await read_body(request, _signal_in)
+    signal = to_signal(body, daemon.runtime.clock())
+    record, duplicate = daemon.runtime.apply(daemon.engine.on_signal, signal)
+    first = record.signal
+    if duplicate:
+        log.info("duplicate signal", extra={"signal_id": first.id, "client_id": body.id})
+    out = SignalAccepted(
+        signal_id=first.id,
+        received_at=iso_ms(first.received_at),
+        duplicate=duplicate,
+        agents_matched=record.agents_matched,
+    )
+    return json_response(out, 200 if duplicate else 202)
+
+
+async def get_signal(request: web.Request) -> web.Response:
+    signal_id = request.match_info["signal_id"]
+    record = daemon_of(request).engine.signals.get(signal_id)
+    if record is None:
+        raise NotFound(f"unknown signal {signal_id!r}", {"signal_id": signal_id})
+    return json_response(signal_out(record))
+
+
+async def list_signals(request: web.Request) -> web.Response:
+    """Newest first: a new signal never shifts a page a client is walking."""
+    records = list(reversed(daemon_of(request).engine.signals.values()))
+    page, cursor = paginate(request, records, lambda r: r.signal.id)
+    return json_response(SignalPage(items=[signal_out(r) for r in page], next_cursor=cursor))
+
+
+ROUTES = [
+    Route(
+        "POST",
+        "/v1/signals",
+        post_signal,
+        "Submit a trading signal",
+        "signals",
+        "signals",
+        {202: SignalAccepted, 200: SignalAccepted},
+        body=SignalIn,
+        intake=True,
+    ),
+    Route(
+        "GET",
+        "/v1/signals",
+        list_signals,
+        "List signals, newest first",
+        "signals",
+        "read",
+        {200: SignalPage},
+        query=PAGED,
+    ),
+    Route(
+        "GET",
+        "/v1/signals/{signal_id}",
+        get_signal,
+        "A signal with its executions",
+        "signals",
+        "read",
+        {200: SignalOut},
+    ),
+]

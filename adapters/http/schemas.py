@@ -1,0 +1,332 @@
+"""Wire types of the REST control port (API.md), as msgspec Structs.
+
+Requests forbid unknown fields (a typo must not silently change trading behaviour); responses
+carry atomic amounts as decimal strings and times as ISO-8601 UTC with milliseconds. The same
+types decode the requests, encode the responses and generate `/v1/openapi.json`."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from engine.config import AgentConfig, Atomic
+
+Timestamp = Annotated[
+    str,
+    Meta(
+        description="ISO-8601 UTC with milliseconds",
+        extra_json_schema={"format": "date-time"},
+    ),
+]
+SignedAtomic = Annotated[
+    str, Meta(pattern=r"^-?(0|[1-9][0-9]*)$", description="signed atomic units")
+]
+Id = Annotated[str, Meta(min_length=1, max_length=128)]
+Name = Annotated[str, Meta(min_length=1, max_length=128)]
+Decimals = Annotated[int, Meta(ge=0, le=18)]
+Price = Annotated[float, Meta(gt=0, lt=1e300, description="USD per whole token")]
+Scope = Literal["signals", "feed", "read", "trade", "admin"]
+SCOPES: frozenset[str] = frozenset(("signals", "feed", "read", "trade", "admin"))
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch milliseconds -> "2026-11-24T12:00:00.123Z"."""
+    seconds, millis = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+def iso_ms_or_none(ms: int | None) -> str | None:
+    return iso_ms(ms) if ms else None
+
+
+class _In(Struct, forbid_unknown_fields=True, kw_only=True):
+    """Request bodies."""
+
+
+class _Out(Struct, kw_only=True):
+    """Response bodies."""
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+class ErrorDetail(_Out):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorBody(_Out):
+    error: ErrorDetail
+
+
+# -- signals --------------------------------------------------------------------------------
+
+
+class SignalIn(_In):
+    token: Annotated[str, Meta(max_length=64, description="base58 mint")]
+    id: (
+        Annotated[str, Meta(min_length=1, max_length=128, description="client id: idempotency")]
+        | None
+    ) = None
+    symbol: Annotated[str, Meta(max_length=32)] | None = None
+    side: Literal["buy", "sell"] = "buy"
+    type: Annotated[str, Meta(max_length=64)] = ""
+    strength: Annotated[int, Meta(ge=1, le=5)] = 1
+    source: Annotated[str, Meta(max_length=128)] = ""
+    reason: Annotated[str, Meta(max_length=1024)] = ""
+    expires_in_ms: Annotated[int, Meta(ge=1, le=3_600_000)] = 30_000
+    decimals: Decimals | None = None
+
+
+class SignalAccepted(_Out):
+    signal_id: str
+    received_at: Timestamp
+    duplicate: bool
+    agents_matched: int
+
+
+class ExecutionOut(_Out):
+    agent_id: str
+    status: Literal["skipped", "pending", "filled", "failed"]
+    reason: str
+    position_id: str | None
+    order_id: str | None
+    latency_ms: float | None
+
+
+class SignalOut(_Out):
+    signal_id: str
+    id: str | None  # the client's id, if it sent one
+    token: str
+    symbol: str | None
+    side: Literal["buy", "sell"]
+    type: str
+    strength: int
+    source: str
+    reason: str
+    decimals: int | None
+    received_at: Timestamp
+    expires_at: Timestamp
+    agents_matched: int
+    executions: list[ExecutionOut]
+
+
+class SignalPage(_Out):
+    items: list[SignalOut]
+    next_cursor: str | None
+
+
+# -- prices ---------------------------------------------------------------------------------
+
+
+class TickIn(_In):
+    token: Annotated[str, Meta(max_length=64, description="base58 mint")]
+    price_usd: Price
+    ts: Annotated[int, Meta(ge=0, le=10**14, description="epoch ms; default now")] | None = None
+    source: Annotated[str, Meta(max_length=64)] = "push"
+    decimals: Decimals | None = None
+    liquidity_usd: Annotated[float, Meta(ge=0, lt=1e300)] | None = None
+    confidence: Annotated[float, Meta(ge=0, lt=1e300)] | None = None
+
+
+class TicksIn(_In):
+    ticks: list[TickIn]
+
+
+class TicksAccepted(_Out):
+    accepted: int
+
+
+class PriceOut(_Out):
+    token: str
+    price_usd: float
+    source: str
+    ts: Timestamp
+    age_ms: int
+    decimals: int | None = None
+    liquidity_usd: float | None = None
+
+
+# -- agents ---------------------------------------------------------------------------------
+
+Venue = Annotated[
+    str,
+    Meta(
+        pattern=r"^(paper|jupiter|ccxt:[a-z0-9_]{1,32})$", description="paper, jupiter, ccxt:<id>"
+    ),
+]
+
+
+class AgentIn(_In):
+    name: Name
+    venue: Venue = "paper"
+    wallet_id: Id | None = None
+    quote: Annotated[str, Meta(min_length=1, max_length=64)] = "SOL"
+    quote_decimals: Decimals | None = None
+    config: AgentConfig = msgspec.field(default_factory=AgentConfig)
+
+
+class AgentPatch(_In):
+    name: Name
+
+
+class AgentOut(_Out):
+    id: str
+    name: str
+    venue: str
+    quote: str
+    quote_decimals: int
+    status: Literal["active", "paused"]
+    created_at: Timestamp
+    wallet_id: str | None
+    config: AgentConfig
+
+
+class AgentPage(_Out):
+    items: list[AgentOut]
+    next_cursor: str | None
+
+
+class DepositIn(_In):
+    asset: Annotated[str, Meta(min_length=1, max_length=64, description="mint or SOL/USDC/USDT")]
+    amount: Atomic
+
+
+class BalanceOut(_Out):
+    asset: str
+    decimals: int
+    total: Atomic
+    reserved: Atomic
+    available: Atomic
+
+
+class PerformanceOut(_Out):
+    quote: str
+    quote_decimals: int
+    realized_pnl: SignedAtomic
+    unrealized_pnl: SignedAtomic
+    trades: int
+    wins: int
+    losses: int
+    win_rate: Annotated[float, Meta(ge=0, le=1, description="wins / trades, 0..1")]
+    max_drawdown_pct: float
+
+
+# -- positions and trades -------------------------------------------------------------------
+
+ExitReasonOut = Literal["stop_loss", "take_profit", "signal", "manual", "stale_trade", "max_hold"]
+
+
+class PositionOut(_Out):
+    id: str
+    agent_id: str
+    token: str
+    symbol: str | None
+    # "opening": the entry order is in flight (an addition to API.md's three states)
+    status: Literal["opening", "open", "closing", "closed"]
+    amount: Atomic
+    decimals: int
+    cost: Atomic
+    entry_price_usd: float | None
+    peak_price_usd: float | None
+    stop_price_usd: float | None
+    next_take_profit_usd: float | None
+    dca_count: int
+    opened_at: Timestamp | None
+    closed_at: Timestamp | None
+    exit_reason: ExitReasonOut | None
+    realized_pnl: SignedAtomic
+    moon_bag_amount: Atomic
+    signal_id: str | None
+
+
+class PositionPage(_Out):
+    items: list[PositionOut]
+    next_cursor: str | None
+
+
+class CloseIn(_In):
+    pct: Annotated[float, Meta(gt=0, le=100)] = 100
+
+
+class CloseAccepted(_Out):
+    order_id: str
+    position_id: str
+
+
+class TradeOut(_Out):
+    id: str
+    agent_id: str
+    position_id: str
+    side: Literal["buy", "sell"]
+    token: str
+    amount: Atomic
+    quote_amount: Atomic
+    price_usd: float
+    fee: Atomic
+    venue: str
+    venue_ref: str
+    reason: str
+    ts: Timestamp
+
+
+class TradePage(_Out):
+    items: list[TradeOut]
+    next_cursor: str | None
+
+
+# -- halt, keys, health ---------------------------------------------------------------------
+
+
+class HaltIn(_In):
+    buys: bool = True
+    flatten: bool = False
+
+
+class HaltOut(_Out):
+    halted: bool
+    flatten_order_ids: list[str]
+
+
+class KeyIn(_In):
+    name: Name
+    scopes: Annotated[list[Scope], Meta(min_length=1, max_length=5)]
+
+
+class KeyOut(_Out):
+    id: str
+    name: str
+    scopes: list[Scope]
+    created_at: Timestamp
+
+
+class KeyCreated(KeyOut):
+    key: Annotated[str, Meta(description="the secret; shown only in this response")]
+
+
+class KeyPage(_Out):
+    items: list[KeyOut]
+    next_cursor: str | None
+
+
+class WriteBehindLag(_Out):
+    entries: int
+    seconds: float
+
+
+class HealthOut(_Out):
+    status: Literal["ok", "degraded", "down"]
+    components: dict[str, Any]
+    halted: bool
+    write_behind_lag: WriteBehindLag
+    uptime_s: float
+    version: str
+    ready: bool
+
+
+class ProbeOut(_Out):
+    status: Literal["ok", "not_ready"]

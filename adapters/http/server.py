@@ -1,0 +1,51 @@
+"""Opens the control port: wires keys, metrics and the WebSocket hub onto the daemon, serves the
+app on `[http] host:port`, and registers the cleanup that closes it at shutdown."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from adapters.http.app import build_app
+from adapters.http.auth import BOOTSTRAP_ENV, KeyStore, keys_path
+
+if TYPE_CHECKING:
+    from adapters.daemon import Daemon
+
+log = logging.getLogger("tradingd.http")
+
+
+def wire_control_port(daemon: Daemon) -> web.Application:
+    """Attach keys, metrics and the ws hub to the daemon and build the app (no socket yet)."""
+    from adapters.http.ws import WsHub
+    from adapters.metrics import Metrics
+
+    if daemon.keys is None:
+        daemon.keys = KeyStore(keys_path(daemon.data_dir), os.environ.get(BOOTSTRAP_ENV) or None)
+    if daemon.metrics is None:
+        daemon.metrics = Metrics(daemon)
+    if daemon.hub is None:
+        daemon.hub = WsHub(daemon)
+    return build_app(daemon)
+
+
+async def serve_control_port(daemon: Daemon) -> None:
+    app = wire_control_port(daemon)
+    http = daemon.settings.http
+    # access logs off: one line per request would dominate the log; metrics count requests
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, http.host, http.port, backlog=1024, reuse_address=True)
+    await site.start()
+    port = runner.addresses[0][1] if runner.addresses else http.port  # the real one for port 0
+    log.info("control port open", extra={"host": http.host, "port": port})
+
+    async def close() -> None:
+        await daemon.hub.close_all()
+        await runner.cleanup()
+        log.info("control port closed")
+
+    daemon.cleanups.append(close)
