@@ -441,6 +441,8 @@ class Engine:
             self._emit(ev.PositionOpened(ts=now, position=self._snapshot(p)))
             self._record_execution(order, "filled", "", now)
         else:
+            # Ratchet the stop at the old average first: S is a running max over (peak, entry).
+            self.refresh(p)
             p.entry_price_usd = (p.entry_price_usd * p.amount + fill.price_usd * got) / (p.amount + got)
             p.amount += got
             p.original_amount += got

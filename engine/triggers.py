@@ -69,6 +69,8 @@ class NaiveScan:
         for p in positions.values():
             if price > p.peak_price_usd:
                 p.peak_price_usd = price
+            if p.config.stop_loss.enabled:
+                p.stop_gain_pct = ratcheted_stop_gain(p, p.peak_price_usd)
         return list(positions.values())
 
     def due(self, now: int) -> Iterable[Position]:

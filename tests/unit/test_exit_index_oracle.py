@@ -13,6 +13,21 @@ from tests.unit.invariants import check_invariants
 from tests.unit.strategies import actions, configs
 
 
+def assert_same_events(indexed: Harness, naive: Harness) -> None:
+    """Equal logs, or a message naming the first differing event and its differing fields."""
+    if indexed.log == naive.log:
+        return
+    import msgspec
+
+    for i, (a, b) in enumerate(zip(indexed.log, naive.log, strict=False)):
+        if a != b:
+            da, db = msgspec.json.decode(a), msgspec.json.decode(b)
+            pa, pb = da.get("position", da), db.get("position", db)
+            diff = {k: (pa.get(k), pb.get(k)) for k in set(pa) | set(pb) if pa.get(k) != pb.get(k)}
+            raise AssertionError(f"event {i} ({da['event']}) differs: {diff}")
+    raise AssertionError(f"lengths differ: {len(indexed.log)} vs {len(naive.log)}")
+
+
 def run(configs_, steps, exit_index: str) -> Harness:
     clock = Clock()
     h = Harness(clock, exit_index)
@@ -55,7 +70,7 @@ def run(configs_, steps, exit_index: str) -> Harness:
 def test_index_and_naive_scan_emit_identical_events(configs_, steps):
     indexed = run(configs_, steps, "indexed")
     naive = run(configs_, steps, "naive")
-    assert indexed.log == naive.log
+    assert_same_events(indexed, naive)
     text = b"".join(indexed.log)
     for reason in (b'"reason":"stop_loss"', b'"reason":"take_profit"', b'"reason":"stale_trade"',
                    b'"reason":"max_hold"', b'"reason":"signal"', b'"DcaTriggered"', b'"MoonBagSet"'):
@@ -87,7 +102,7 @@ def test_index_matches_naive_scan_on_long_random_walks(configs_, seed):
     steps = random_walk_steps(seed, 400)
     indexed = run(configs_, steps, "indexed")
     naive = run(configs_, steps, "naive")
-    assert indexed.log == naive.log
+    assert_same_events(indexed, naive)
     text = b"".join(indexed.log)
     for reason in (b'"reason":"stop_loss"', b'"reason":"take_profit"', b'"reason":"stale_trade"',
                    b'"reason":"max_hold"', b'"DcaTriggered"', b'"MoonBagSet"'):
