@@ -30,7 +30,7 @@ from adapters.venues.paper import PaperRejected, paper_fill
 from engine import events as ev
 from engine.core import Engine
 from engine.errors import InvariantViolation, TradingdError, ValidationError
-from engine.model import Position
+from engine.model import Position, Trade
 
 DEFAULT_DEPOSIT_UNITS = 100  # whole quote units credited to an agent without `paper_deposit`
 MAX_SETTLE_ROUNDS = 1000  # fills that keep producing orders would be an engine bug
@@ -112,7 +112,9 @@ class _Session:
         self.kinds: Counter[str] = Counter()
         self.skipped: dict[str, Counter[str]] = {}
         self.failed: Counter[str] = Counter()
-        self.symbols: dict[str, str] = {}
+        self.trades: dict[str, list[TradeRow]] = {}
+        self.symbols: dict[str, str] = {}  # token -> symbol, as signals name them
+        self.count = 0
 
     def add_agent(self, spec: AgentSpec) -> None:
         engine = self.engine
@@ -128,19 +130,19 @@ class _Session:
         if amount > 0:
             engine.deposit(agent.id, agent.quote, amount)
         self.skipped[agent.id] = Counter()
+        self.trades[agent.id] = []
         self.settle()
 
     def apply(self, record: Record) -> None:
         self.clock.now = record.ts
+        self.count += 1
         self.kinds[type(record).__name__] += 1
         if isinstance(record, ClockRecord):
             self.engine.on_clock()
         elif isinstance(record, SignalRecord):
             if record.symbol:
                 self.symbols.setdefault(record.token, record.symbol)
-            self.engine.on_signal(
-                to_signal(record, record.ts, f"replay-{sum(self.kinds.values())}")
-            )
+            self.engine.on_signal(to_signal(record, record.ts, f"replay-{self.count}"))
         else:
             self.engine.on_tick(to_tick(record, record.ts))
         self.settle()
@@ -171,8 +173,25 @@ class _Session:
         for event in events:
             if isinstance(event, ev.SignalExecutionRecorded) and event.status == "skipped":
                 self.skipped.setdefault(event.agent_id, Counter())[event.reason] += 1
+            elif isinstance(event, ev.OrderFilled):
+                self.trades[event.trade.agent_id].append(self._trade_row(event.trade))
             elif isinstance(event, ev.OrderFailed):
                 self.failed[event.agent_id] += 1
+
+    def _trade_row(self, t: Trade) -> TradeRow:
+        return TradeRow(
+            ts=t.ts,
+            side=t.side,
+            token=t.token,
+            symbol=self.symbols.get(t.token),
+            amount=t.amount,
+            decimals=self.engine.token_decimals(t.token),
+            quote_amount=t.quote_amount,
+            price_usd=t.price_usd,
+            fee=t.fee,
+            reason=t.reason,
+            position_id=t.position_id,
+        )
 
     def result(self, first_ts: int | None) -> BacktestResult:
         kinds = self.kinds
@@ -187,29 +206,10 @@ class _Session:
             events=self.events,
         )
 
-    def _symbol(self, token: str, position: Position | None = None) -> str | None:
-        return (position.symbol if position else None) or self.symbols.get(token)
-
     def _report(self, agent_id: str) -> AgentReport:
         engine = self.engine
         agent = engine.agents[agent_id]
         positions = engine.agent_positions[agent_id]
-        trades = [
-            TradeRow(
-                ts=t.ts,
-                side=t.side,
-                token=t.token,
-                symbol=self._symbol(t.token, positions.get(t.position_id)),
-                amount=t.amount,
-                decimals=engine.token_decimals(t.token),
-                quote_amount=t.quote_amount,
-                price_usd=t.price_usd,
-                fee=t.fee,
-                reason=t.reason,
-                position_id=t.position_id,
-            )
-            for t in engine.trades[agent_id]
-        ]
         open_positions = [
             self._open(p, agent.quote, agent.quote_decimals)
             for p in positions.values()
@@ -223,7 +223,7 @@ class _Session:
             quote_decimals=agent.quote_decimals,
             deposited=agent.deposited,
             balance=engine.ledger.balance(agent_id, agent.quote).total,
-            trades=trades,
+            trades=self.trades[agent_id],
             realized_pnl=perf.realized_pnl,
             round_trips=perf.trades,
             wins=perf.wins,
@@ -245,7 +245,7 @@ class _Session:
         return OpenPosition(
             position_id=p.id,
             token=p.token,
-            symbol=self._symbol(p.token, p),
+            symbol=p.symbol or self.symbols.get(p.token),
             amount=p.amount,
             decimals=p.decimals,
             cost=p.cost,
@@ -348,8 +348,8 @@ def _render_agent(a: AgentReport) -> list[str]:
     rate = f"{a.win_rate * 100:.1f}%" if a.win_rate is not None else "n/a"
     out.append(
         f"  realized PnL {_signed(a.realized_pnl, qd)} {q} ({a.realized_pnl} atomic); "
-        f"{len(a.trades)} trades, {a.round_trips} closed positions: {a.wins} wins, {a.losses} losses, "
-        f"win rate {rate}; max drawdown {a.max_drawdown_pct:.2f}%"
+        f"{len(a.trades)} trades, {a.round_trips} closed positions (wins {a.wins}, losses {a.losses}, "
+        f"win rate {rate}); max drawdown of realized equity {a.max_drawdown_pct:.2f}%"
     )
     out.append(
         f"  balance {format_atomic(a.balance, qd)} {q}; open positions {len(a.open_positions)}, "
