@@ -20,6 +20,7 @@ from msgspec import Struct
 from adapters.feeds.replay import (
     ClockRecord,
     Record,
+    ReplayFormatError,
     SignalRecord,
     read_records,
     to_signal,
@@ -119,9 +120,12 @@ class _Session:
     def add_agent(self, spec: AgentSpec) -> None:
         engine = self.engine
         # Every agent trades on paper here, whatever venue the config names.
-        agent = engine.create_agent(
-            spec.name, "paper", agent_config(spec), spec.quote, None, spec.id
-        )
+        try:
+            agent = engine.create_agent(
+                spec.name, "paper", agent_config(spec), spec.quote, None, spec.id
+            )
+        except TradingdError as exc:
+            raise ValidationError(f"agent {spec.id!r}: {exc.message}") from None
         amount = (
             int(spec.paper_deposit)
             if spec.paper_deposit
@@ -420,8 +424,12 @@ def run_replay_cli(
     try:
         specs = load_agent_specs(config_path)
         result = run_replay(read_records(file), specs)
+    except InvariantViolation:
+        raise  # an engine bug, not a bad input: fail loudly with the traceback
     except TradingdError as exc:
-        print(f"tradingd replay: {exc.message}", file=sys.stderr)
+        path = exc.details.get("path", "$")
+        where = f" (at {path})" if path != "$" and not isinstance(exc, ReplayFormatError) else ""
+        print(f"tradingd replay: {exc.message}{where}", file=sys.stderr)
         return 2
     if as_json:
         out.write(msgspec.json.encode(to_json_obj(result)).decode() + "\n")

@@ -28,7 +28,7 @@ class _Record(Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind",
     ts: EpochMs  # epoch ms; non-decreasing through the file
 
 
-class TickRecord(_Record, tag="tick"):
+class TickRecord(_Record, tag="tick", frozen=True):
     token: str
     price_usd: Annotated[float, Meta(gt=0)]
     decimals: Annotated[int, Meta(ge=0, le=18)] | None = None
@@ -36,7 +36,7 @@ class TickRecord(_Record, tag="tick"):
     liquidity_usd: Annotated[float, Meta(ge=0)] | None = None
 
 
-class SignalRecord(_Record, tag="signal"):
+class SignalRecord(_Record, tag="signal", frozen=True):
     token: str
     id: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
     side: Literal["buy", "sell"] = "buy"
@@ -49,7 +49,7 @@ class SignalRecord(_Record, tag="signal"):
     decimals: Annotated[int, Meta(ge=0, le=18)] | None = None
 
 
-class ClockRecord(_Record, tag="clock"):
+class ClockRecord(_Record, tag="clock", frozen=True):
     """Time passes without a price: lets max-hold and stale-trade deadlines fire."""
 
 
@@ -64,7 +64,7 @@ class ReplayFormatError(ValidationError):
         self.line = line
 
 
-_decoder = msgspec.json.Decoder(Record)
+_decoder: msgspec.json.Decoder[Record] = msgspec.json.Decoder(Record)
 
 
 def parse_line(text: str | bytes, line: int = 1, source: str = "<replay>") -> Record:

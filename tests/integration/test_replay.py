@@ -335,3 +335,15 @@ def test_json_output_carries_atomic_amounts_as_strings() -> None:
         ladder["trades"][0]["quote_amount"], str
     )
     assert "events" not in data
+
+
+def test_bad_agent_config_exits_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "agents.toml"
+    config.write_text(
+        '[[agents]]\nid = "x"\nname = "x"\n[agents.config.stop_loss]\nmode = "sideways"\n'
+    )
+    assert run_replay_cli(str(SAMPLE), str(config), io.StringIO()) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "$.agents[0].config.stop_loss.mode" in err
