@@ -156,7 +156,10 @@ def validate_config(cfg: AgentConfig) -> AgentConfig:
     if s.mode == "tiers":
         if not s.tiers:
             raise ValidationError("tiers sizing needs at least one tier", "$.sizing.tiers")
-        mins = [parse_atomic(t.min_balance, f"$.sizing.tiers[{i}].min_balance") for i, t in enumerate(s.tiers)]
+        mins = [
+            parse_atomic(t.min_balance, f"$.sizing.tiers[{i}].min_balance")
+            for i, t in enumerate(s.tiers)
+        ]
         for i, t in enumerate(s.tiers):
             parse_atomic(t.amount, f"$.sizing.tiers[{i}].amount")
         _ascending([float(m) for m in mins], "$.sizing.tiers", "tier min_balance")

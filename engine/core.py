@@ -19,6 +19,7 @@ from engine.assets import KNOWN_DECIMALS, PEGGED_USD, normalize_quote, quote_min
 from engine.config import AgentConfig, parse_atomic
 from engine.errors import Conflict, InvariantViolation, NotFound, Unavailable, ValidationError
 from engine.exits import Decision, decide
+from engine.exposure import Exposure
 from engine.ledger import Ledger
 from engine.model import Agent, Balance, Execution, Fill, Order, Position, Signal, Tick, Trade
 from engine.risk import filter_reason, limit_reason, size_buy
@@ -57,6 +58,7 @@ class Engine:
         self.ledger = Ledger()
         self.positions: dict[str, Position] = {}
         self.agent_positions: dict[str, dict[str, Position]] = {}
+        self.exposure: dict[str, Exposure] = {}
         self.orders: dict[str, Order] = {}
         self.trades: dict[str, list[Trade]] = {}
         self.prices: dict[str, Tick] = {}
@@ -145,22 +147,39 @@ class Engine:
         qmint = quote_mint(quote)
         decimals = quote_decimals if quote_decimals is not None else self.decimals.get(qmint)
         if decimals is None:
-            raise ValidationError("quote_decimals needed for a quote mint of unknown decimals", "$.quote")
+            raise ValidationError(
+                "quote_decimals needed for a quote mint of unknown decimals", "$.quote"
+            )
         agent_id = agent_id or self._id("agt", now)
         if agent_id in self.agents:
             raise Conflict(f"agent {agent_id!r} exists", {"agent_id": agent_id})
         agent = Agent(
-            id=agent_id, name=name, venue=venue, quote=quote, quote_decimals=decimals,
-            config=config, created_at=now, wallet_id=wallet_id,
+            id=agent_id,
+            name=name,
+            venue=venue,
+            quote=quote,
+            quote_decimals=decimals,
+            config=config,
+            created_at=now,
+            wallet_id=wallet_id,
         )
         self.agents[agent_id] = agent
         self.agent_positions[agent_id] = {}
+        self.exposure[agent_id] = Exposure()
         self.trades[agent_id] = []
         self.ledger.open_account(agent_id, quote, decimals)
-        self._emit(ev.AgentCreated(
-            ts=now, agent_id=agent_id, name=name, venue=venue, quote=quote,
-            quote_decimals=decimals, config=config, wallet_id=wallet_id,
-        ))
+        self._emit(
+            ev.AgentCreated(
+                ts=now,
+                agent_id=agent_id,
+                name=name,
+                venue=venue,
+                quote=quote,
+                quote_decimals=decimals,
+                config=config,
+                wallet_id=wallet_id,
+            )
+        )
         return agent
 
     def rename_agent(self, agent_id: str, name: str) -> Agent:
@@ -178,11 +197,17 @@ class Engine:
         del self.agents[agent_id]
         self._emit(ev.AgentDeleted(ts=self.clock(), agent_id=agent_id))
 
-    def update_config(self, agent_id: str, config: AgentConfig, apply_to_open: bool = False) -> Agent:
+    def update_config(
+        self, agent_id: str, config: AgentConfig, apply_to_open: bool = False
+    ) -> Agent:
         agent = self.agent(agent_id)
         now = self.clock()
         agent.config = config
-        self._emit(ev.AgentConfigUpdated(ts=now, agent_id=agent_id, config=config, apply_to_open=apply_to_open))
+        self._emit(
+            ev.AgentConfigUpdated(
+                ts=now, agent_id=agent_id, config=config, apply_to_open=apply_to_open
+            )
+        )
         if apply_to_open:
             for p in self._sorted(self.agent_positions[agent_id].values()):
                 if p.status in ("open", "closing"):
@@ -199,7 +224,11 @@ class Engine:
         if agent.status != status:
             agent.status = status
             now = self.clock()
-            self._emit(ev.AgentPaused(ts=now, agent_id=agent_id) if status == "paused" else ev.AgentResumed(ts=now, agent_id=agent_id))
+            self._emit(
+                ev.AgentPaused(ts=now, agent_id=agent_id)
+                if status == "paused"
+                else ev.AgentResumed(ts=now, agent_id=agent_id)
+            )
         return agent
 
     def deposit(self, agent_id: str, asset: str, amount: int) -> Balance:
@@ -218,15 +247,23 @@ class Engine:
         if is_quote:
             agent.deposited += amount
         now = self.clock()
-        self._emit(ev.Deposited(ts=now, agent_id=agent_id, asset=asset, amount=amount, total=bal.total))
+        self._emit(
+            ev.Deposited(ts=now, agent_id=agent_id, asset=asset, amount=amount, total=bal.total)
+        )
         self._balance_changed(agent_id, bal, now)
         return bal
 
     def _balance_changed(self, agent_id: str, bal: Balance, now: int) -> None:
-        self._emit(ev.BalanceChanged(
-            ts=now, agent_id=agent_id, asset=bal.asset, decimals=bal.decimals,
-            total=bal.total, reserved=bal.reserved,
-        ))
+        self._emit(
+            ev.BalanceChanged(
+                ts=now,
+                agent_id=agent_id,
+                asset=bal.asset,
+                decimals=bal.decimals,
+                total=bal.total,
+                reserved=bal.reserved,
+            )
+        )
 
     # -- halt -------------------------------------------------------------------------------
 
@@ -303,16 +340,40 @@ class Engine:
 
     # -- orders -----------------------------------------------------------------------------
 
-    def _new_order(self, agent: Agent, p: Position, side: str, purpose: str, amount_in: int, reason: str,
-                   now: int, signal: Signal | None = None, tp_levels: int = 0) -> Order:
+    def _new_order(
+        self,
+        agent: Agent,
+        p: Position,
+        side: str,
+        purpose: str,
+        amount_in: int,
+        reason: str,
+        now: int,
+        signal: Signal | None = None,
+        tp_levels: int = 0,
+    ) -> Order:
         ex = agent.config.execution
         order = Order(
-            id=self._id("ord", now), agent_id=agent.id, position_id=p.id, side=side,  # type: ignore[arg-type]
-            purpose=purpose, token=p.token, amount_in=amount_in, reason=reason,  # type: ignore[arg-type]
-            created_at=now, venue=agent.venue, quote=agent.quote, quote_decimals=agent.quote_decimals,
-            token_decimals=p.decimals, slippage_bps=ex.slippage_bps, fee_bps=ex.fee_bps,
-            signal_id=signal.id if signal else None, expires_at=signal.expires_at if signal else None,
-            max_price_impact_pct=agent.config.signals.max_price_impact_pct if side == "buy" else None,
+            id=self._id("ord", now),
+            agent_id=agent.id,
+            position_id=p.id,
+            side=side,  # type: ignore[arg-type]
+            purpose=purpose,
+            token=p.token,
+            amount_in=amount_in,
+            reason=reason,  # type: ignore[arg-type]
+            created_at=now,
+            venue=agent.venue,
+            quote=agent.quote,
+            quote_decimals=agent.quote_decimals,
+            token_decimals=p.decimals,
+            slippage_bps=ex.slippage_bps,
+            fee_bps=ex.fee_bps,
+            signal_id=signal.id if signal else None,
+            expires_at=signal.expires_at if signal else None,
+            max_price_impact_pct=agent.config.signals.max_price_impact_pct
+            if side == "buy"
+            else None,
             tp_levels=tp_levels,
         )
         self.orders[order.id] = order
@@ -320,17 +381,32 @@ class Engine:
         self._intents.append(ev.SubmitOrder(order))
         return order
 
-    def _sell(self, p: Position, amount: int, reason: str, price: float, stop_price: float | None,
-              tp_levels: int = 0) -> str:
+    def _sell(
+        self,
+        p: Position,
+        amount: int,
+        reason: str,
+        price: float,
+        stop_price: float | None,
+        tp_levels: int = 0,
+    ) -> str:
         now = self.clock()
         if amount <= 0 or amount > p.amount:
             raise InvariantViolation(f"sell of {amount} from position {p.id} holding {p.amount}")
         agent = self.agents[p.agent_id]
         p.status = "closing"
-        self._emit(ev.ExitTriggered(
-            ts=now, position_id=p.id, agent_id=p.agent_id, token=p.token, reason=reason,
-            price_usd=price, sell_amount=amount, stop_price_usd=stop_price,
-        ))
+        self._emit(
+            ev.ExitTriggered(
+                ts=now,
+                position_id=p.id,
+                agent_id=p.agent_id,
+                token=p.token,
+                reason=reason,
+                price_usd=price,
+                sell_amount=amount,
+                stop_price_usd=stop_price,
+            )
+        )
         order = self._new_order(agent, p, "sell", "exit", amount, reason, now, tp_levels=tp_levels)
         p.in_flight = order.id
         self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
@@ -347,17 +423,28 @@ class Engine:
         bal = self.ledger.balance(agent.id, agent.quote)
         spendable = bal.available - int(agent.config.sizing.min_reserve)
         amount = min(amount, spendable)
-        self._emit(ev.DcaTriggered(ts=now, position_id=p.id, agent_id=agent.id, price_usd=price, level=level))
+        self._emit(
+            ev.DcaTriggered(
+                ts=now, position_id=p.id, agent_id=agent.id, price_usd=price, level=level
+            )
+        )
         if amount <= 0:
             # Unfundable: the level is spent, or it would re-trigger on every tick.
             p.dca_count += 1
             p.last_dca_at = now
             self.index.rearm(p, now, fresh=False)
-            self._emit(ev.Alert(ts=now, code="dca_unfunded", message="DCA level skipped: no spendable quote",
-                                details={"agent_id": agent.id, "position_id": p.id}))
+            self._emit(
+                ev.Alert(
+                    ts=now,
+                    code="dca_unfunded",
+                    message="DCA level skipped: no spendable quote",
+                    details={"agent_id": agent.id, "position_id": p.id},
+                )
+            )
             self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
             return
         self.ledger.reserve(agent.id, agent.quote, amount)
+        self.exposure[agent.id].commit(p.token, amount)
         order = self._new_order(agent, p, "buy", "dca", amount, "dca", now)
         p.in_flight = order.id
         self._balance_changed(agent.id, bal, now)
@@ -365,8 +452,10 @@ class Engine:
     def close_position(self, position_id: str, pct: float = 100.0, reason: str = "manual") -> str:
         p = self.position(position_id)
         if p.status != "open" or p.in_flight is not None:
-            raise Conflict(f"position is {p.status}" + (" with an order in flight" if p.in_flight else ""),
-                           {"position_id": position_id, "status": p.status})
+            raise Conflict(
+                f"position is {p.status}" + (" with an order in flight" if p.in_flight else ""),
+                {"position_id": position_id, "status": p.status},
+            )
         if not 0 < pct <= 100:
             raise ValidationError("pct must be in (0, 100]", "$.pct")
         amount = p.amount if pct >= 100 else p.amount * round(pct * 100) // 10000
@@ -392,12 +481,19 @@ class Engine:
         order.status = "failed"
         now = self.clock()
         p = self.positions[order.position_id]
-        self._emit(ev.OrderFailed(ts=now, order_id=order_id, agent_id=order.agent_id, position_id=p.id, reason=reason))
+        self._emit(
+            ev.OrderFailed(
+                ts=now, order_id=order_id, agent_id=order.agent_id, position_id=p.id, reason=reason
+            )
+        )
+        exposure = self.exposure[order.agent_id]
         if order.side == "buy":
             bal = self.ledger.release(order.agent_id, order.quote, order.amount_in)
+            exposure.commit(p.token, -order.amount_in)
             self._balance_changed(order.agent_id, bal, now)
         p.in_flight = None
         if order.purpose == "entry":
+            exposure.closed(p.token)
             p.status = "closed"
             p.closed_at = now
             del self.positions[p.id]
@@ -414,10 +510,19 @@ class Engine:
 
     def _trade(self, order: Order, fill: Fill, amount: int, quote_amount: int, now: int) -> None:
         trade = Trade(
-            id=self._id("trd", now), agent_id=order.agent_id, position_id=order.position_id,
-            side=order.side, token=order.token, amount=amount, quote_amount=quote_amount,
-            price_usd=fill.price_usd, fee=fill.fee, venue=order.venue, venue_ref=fill.venue_ref,
-            reason=order.reason, ts=now,
+            id=self._id("trd", now),
+            agent_id=order.agent_id,
+            position_id=order.position_id,
+            side=order.side,
+            token=order.token,
+            amount=amount,
+            quote_amount=quote_amount,
+            price_usd=fill.price_usd,
+            fee=fill.fee,
+            venue=order.venue,
+            venue_ref=fill.venue_ref,
+            reason=order.reason,
+            ts=now,
         )
         self.trades[order.agent_id].append(trade)
         self._emit(ev.OrderFilled(ts=now, order_id=order.id, trade=trade))
@@ -426,9 +531,12 @@ class Engine:
         now = self.clock()
         spent, got = fill.amount_in, fill.amount_out
         if spent > order.amount_in or spent < 0 or got <= 0:
-            raise InvariantViolation(f"buy fill {fill} outside order {order.id} reservation {order.amount_in}")
+            raise InvariantViolation(
+                f"buy fill {fill} outside order {order.id} reservation {order.amount_in}"
+            )
         bal = self.ledger.settle_buy(order.agent_id, order.quote, order.amount_in, spent)
         p = self.positions[order.position_id]
+        self.exposure[order.agent_id].commit(p.token, spent - order.amount_in)
         p.in_flight = None
         self._trade(order, fill, got, spent, now)
         if order.purpose == "entry":
@@ -443,7 +551,9 @@ class Engine:
         else:
             # Ratchet the stop at the old average first: S is a running max over (peak, entry).
             self.refresh(p)
-            p.entry_price_usd = (p.entry_price_usd * p.amount + fill.price_usd * got) / (p.amount + got)
+            p.entry_price_usd = (p.entry_price_usd * p.amount + fill.price_usd * got) / (
+                p.amount + got
+            )
             p.amount += got
             p.original_amount += got
             p.cost += spent
@@ -458,7 +568,9 @@ class Engine:
         p = self.refresh(self.positions[order.position_id])
         sold, proceeds = fill.amount_in, fill.amount_out
         if sold <= 0 or sold > order.amount_in or sold > p.amount or proceeds < 0:
-            raise InvariantViolation(f"sell fill {fill} outside order {order.id} for {order.amount_in}")
+            raise InvariantViolation(
+                f"sell fill {fill} outside order {order.id} for {order.amount_in}"
+            )
         basis = p.cost if sold == p.amount else p.cost * sold // p.amount
         p.amount -= sold
         p.cost -= basis
@@ -467,6 +579,8 @@ class Engine:
         p.moon_bag_amount = min(p.moon_bag_amount, p.amount)
         p.in_flight = None
         agent = self.agents[order.agent_id]
+        exposure = self.exposure[agent.id]
+        exposure.commit(p.token, -basis)
         bal = self.ledger.credit(agent.id, agent.quote, agent.quote_decimals, proceeds)
         self.ledger.realize(agent, pnl, now)
         self._trade(order, fill, sold, proceeds, now)
@@ -475,6 +589,7 @@ class Engine:
             p.closed_at = now
             p.exit_reason = order.reason  # type: ignore[assignment]
             self.index.remove(p)
+            exposure.closed(p.token)
             agent.last_exit_at[p.token] = now
             self.ledger.count_round_trip(agent, p.realized_pnl)
             self._emit(ev.PositionClosed(ts=now, position=msgspec.structs.replace(p)))
@@ -500,11 +615,22 @@ class Engine:
         if signal.client_id is not None:
             self.signal_by_client[signal.client_id] = signal.id
         self._forget_old_signals()
-        self._emit(ev.SignalReceived(
-            ts=now, signal_id=signal.id, token=signal.token, side=signal.side, type=signal.type,
-            strength=signal.strength, symbol=signal.symbol, source=signal.source, reason=signal.reason,
-            client_id=signal.client_id, expires_at=signal.expires_at, decimals=signal.decimals,
-        ))
+        self._emit(
+            ev.SignalReceived(
+                ts=now,
+                signal_id=signal.id,
+                token=signal.token,
+                side=signal.side,
+                type=signal.type,
+                strength=signal.strength,
+                symbol=signal.symbol,
+                source=signal.source,
+                reason=signal.reason,
+                client_id=signal.client_id,
+                expires_at=signal.expires_at,
+                decimals=signal.decimals,
+            )
+        )
         for agent in list(self.agents.values()):
             if signal.side == "buy":
                 self._buy_for(agent, signal, record, now)
@@ -521,7 +647,15 @@ class Engine:
     def _skip(self, record: SignalRecord, agent_id: str, reason: str, now: int) -> None:
         execution = Execution(agent_id=agent_id, status="skipped", reason=reason)
         record.executions[agent_id] = execution
-        self._emit(ev.SignalExecutionRecorded(ts=now, signal_id=record.signal.id, agent_id=agent_id, status="skipped", reason=reason))
+        self._emit(
+            ev.SignalExecutionRecorded(
+                ts=now,
+                signal_id=record.signal.id,
+                agent_id=agent_id,
+                status="skipped",
+                reason=reason,
+            )
+        )
 
     def _buy_reason(self, agent: Agent, signal: Signal, now: int) -> str | None:
         if now > signal.expires_at:
@@ -537,7 +671,10 @@ class Engine:
             return "price_stale"
         if not self.quote_usd(agent.quote):
             return "no_quote_price"
-        return limit_reason(agent, signal.token, self.agent_positions[agent.id].values(), now)
+        exposure = self.exposure[agent.id]
+        return limit_reason(
+            agent, signal.token, exposure.open, exposure.by_token[signal.token], now
+        )
 
     def _buy_for(self, agent: Agent, signal: Signal, record: SignalRecord, now: int) -> None:
         tick = self.prices.get(signal.token)
@@ -549,25 +686,53 @@ class Engine:
         if reason is not None:
             return self._skip(record, agent.id, reason, now)
         bal = self.ledger.balance(agent.id, agent.quote)
-        token_cost = sum(p.cost for p in self.agent_positions[agent.id].values() if p.token == signal.token and p.status != "closed")
-        token_cost += sum(o.amount_in for o in self.orders.values() if o.agent_id == agent.id and o.side == "buy" and o.token == signal.token) if agent.config.sizing.max_per_token else 0
-        amount, reason = size_buy(agent.config, bal.available, token_cost)
+        exposure = self.exposure[agent.id]
+        amount, reason = size_buy(agent.config, bal.available, exposure.committed[signal.token])
         if reason is not None:
             return self._skip(record, agent.id, reason, now)
         self.ledger.reserve(agent.id, agent.quote, amount)
+        exposure.opened(signal.token, amount)
         p = Position(
-            id=self._id("pos", now), seq=self.id_seq, agent_id=agent.id, token=signal.token,
-            symbol=signal.symbol, decimals=self.token_decimals(signal.token), config=agent.config,
+            id=self._id("pos", now),
+            seq=self.id_seq,
+            agent_id=agent.id,
+            token=signal.token,
+            symbol=signal.symbol,
+            decimals=self.token_decimals(signal.token),
+            config=agent.config,
             signal_id=signal.id,
         )
         self.positions[p.id] = p
         self.agent_positions[agent.id][p.id] = p
-        order = self._new_order(agent, p, "buy", "entry", amount, f"signal:{signal.type}" if signal.type else "signal", now, signal)
+        order = self._new_order(
+            agent,
+            p,
+            "buy",
+            "entry",
+            amount,
+            f"signal:{signal.type}" if signal.type else "signal",
+            now,
+            signal,
+        )
         p.in_flight = order.id
-        record.executions[agent.id] = Execution(agent_id=agent.id, status="pending", position_id=p.id, order_id=order.id,
-                                                latency_ms=float(now - signal.received_at))
-        self._emit(ev.SignalExecutionRecorded(ts=now, signal_id=signal.id, agent_id=agent.id, status="pending",
-                                              position_id=p.id, order_id=order.id, latency_ms=float(now - signal.received_at)))
+        record.executions[agent.id] = Execution(
+            agent_id=agent.id,
+            status="pending",
+            position_id=p.id,
+            order_id=order.id,
+            latency_ms=float(now - signal.received_at),
+        )
+        self._emit(
+            ev.SignalExecutionRecorded(
+                ts=now,
+                signal_id=signal.id,
+                agent_id=agent.id,
+                status="pending",
+                position_id=p.id,
+                order_id=order.id,
+                latency_ms=float(now - signal.received_at),
+            )
+        )
         self._balance_changed(agent.id, bal, now)
 
     def _sell_for(self, agent: Agent, signal: Signal, record: SignalRecord, now: int) -> None:
@@ -580,15 +745,32 @@ class Engine:
         for p in self._sorted(self.agent_positions[agent.id].values()):
             if p.token == signal.token and p.status == "open" and p.in_flight is None:
                 tick = self.prices.get(p.token)
-                oid = self._sell(p, p.amount, "signal", tick.price_usd if tick else p.entry_price_usd, None)
+                oid = self._sell(
+                    p, p.amount, "signal", tick.price_usd if tick else p.entry_price_usd, None
+                )
                 if first is None:
                     first, order_id = p, oid
         if first is None:
             return self._skip(record, agent.id, "no_open_position", now)
         latency = float(now - signal.received_at)
-        record.executions[agent.id] = Execution(agent_id=agent.id, status="pending", position_id=first.id, order_id=order_id, latency_ms=latency)
-        self._emit(ev.SignalExecutionRecorded(ts=now, signal_id=signal.id, agent_id=agent.id, status="pending",
-                                              position_id=first.id, order_id=order_id, latency_ms=latency))
+        record.executions[agent.id] = Execution(
+            agent_id=agent.id,
+            status="pending",
+            position_id=first.id,
+            order_id=order_id,
+            latency_ms=latency,
+        )
+        self._emit(
+            ev.SignalExecutionRecorded(
+                ts=now,
+                signal_id=signal.id,
+                agent_id=agent.id,
+                status="pending",
+                position_id=first.id,
+                order_id=order_id,
+                latency_ms=latency,
+            )
+        )
 
     def _record_execution(self, order: Order, status: str, reason: str, now: int) -> None:
         if order.signal_id is None:
@@ -601,10 +783,18 @@ class Engine:
             return
         execution.status = status  # type: ignore[assignment]
         execution.reason = reason
-        self._emit(ev.SignalExecutionRecorded(
-            ts=now, signal_id=order.signal_id, agent_id=order.agent_id, status=status, reason=reason,
-            position_id=order.position_id, order_id=order.id, latency_ms=execution.latency_ms,
-        ))
+        self._emit(
+            ev.SignalExecutionRecorded(
+                ts=now,
+                signal_id=order.signal_id,
+                agent_id=order.agent_id,
+                status=status,
+                reason=reason,
+                position_id=order.position_id,
+                order_id=order.id,
+                latency_ms=execution.latency_ms,
+            )
+        )
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -618,7 +808,13 @@ class Engine:
             if p.status in ("open", "closing") and p.amount:
                 tick = self.prices.get(p.token)
                 if tick is not None:
-                    value = int(p.amount / 10**p.decimals * tick.price_usd / quote_price * 10**agent.quote_decimals)
+                    value = int(
+                        p.amount
+                        / 10**p.decimals
+                        * tick.price_usd
+                        / quote_price
+                        * 10**agent.quote_decimals
+                    )
                     total += value - p.cost
         return total
 

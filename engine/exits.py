@@ -135,8 +135,14 @@ def _take_profit(position: Position, gain: float) -> Decision | None:
     if not tp.enabled:
         return None
     moon = 0
-    if tp.moon_bag.enabled and not position.moon_bag_amount and gain >= tp.moon_bag.trigger_gain_pct:
-        moon = min(position.amount, position.original_amount * int(tp.moon_bag.retain_pct * 100) // 10000)
+    if (
+        tp.moon_bag.enabled
+        and not position.moon_bag_amount
+        and gain >= tp.moon_bag.trigger_gain_pct
+    ):
+        moon = min(
+            position.amount, position.original_amount * int(tp.moon_bag.retain_pct * 100) // 10000
+        )
     levels = 0
     sell_pct = 0.0
     for level in tp.levels[position.tp_done :]:
@@ -149,7 +155,13 @@ def _take_profit(position: Position, gain: float) -> Decision | None:
     keep = moon or position.moon_bag_amount
     sell = position.original_amount * round(sell_pct * 100) // 10000
     sell = max(0, min(sell, position.amount - keep))
-    return Decision(kind="take_profit", reason="take_profit", sell_amount=sell, tp_levels=levels, moon_bag_amount=moon)
+    return Decision(
+        kind="take_profit",
+        reason="take_profit",
+        sell_amount=sell,
+        tp_levels=levels,
+        moon_bag_amount=moon,
+    )
 
 
 def decide(position: Position, price: float, now: int, peak: float, price_rules: bool) -> Decision:
@@ -164,7 +176,13 @@ def decide(position: Position, price: float, now: int, peak: float, price_rules:
         s = ratcheted_stop_gain(position, peak)
         sp = stop_price(position, s)
         if price <= sp:
-            return Decision(kind="exit", reason="stop_loss", sell_amount=position.amount, stop_price_usd=sp, stop_gain_pct=s)
+            return Decision(
+                kind="exit",
+                reason="stop_loss",
+                sell_amount=position.amount,
+                stop_price_usd=sp,
+                stop_gain_pct=s,
+            )
     hold_until = max_hold_at(position)
     if hold_until is not None and now >= hold_until:
         return Decision(kind="exit", reason="max_hold", sell_amount=position.amount)
@@ -173,14 +191,22 @@ def decide(position: Position, price: float, now: int, peak: float, price_rules:
         if tp is not None:
             return tp
     st = cfg.stale_trade
-    if st.enabled and now - position.opened_at >= st.min_hold_s * 1000 and st.min_pnl_pct <= gain <= st.max_pnl_pct:
+    if (
+        st.enabled
+        and now - position.opened_at >= st.min_hold_s * 1000
+        and st.min_pnl_pct <= gain <= st.max_pnl_pct
+    ):
         return Decision(kind="exit", reason="stale_trade", sell_amount=position.amount)
     if price_rules:
         trigger = dca_trigger_price(position)
         if (
             trigger is not None
             and price <= trigger
-            and (position.last_dca_at == 0 or now - position.last_dca_at >= cfg.dca.cooldown_s * 1000)
+            and (
+                position.last_dca_at == 0 or now - position.last_dca_at >= cfg.dca.cooldown_s * 1000
+            )
         ):
-            return Decision(kind="dca", reason="dca", dca_level=dca_level_index(cfg, position.dca_count))
+            return Decision(
+                kind="dca", reason="dca", dca_level=dca_level_index(cfg, position.dca_count)
+            )
     return NO_DECISION

@@ -16,7 +16,9 @@ class Ledger:
         self._balances: dict[str, dict[str, Balance]] = {}
 
     def open_account(self, agent_id: str, quote: str, decimals: int) -> None:
-        self._balances.setdefault(agent_id, {}).setdefault(quote, Balance(asset=quote, decimals=decimals))
+        self._balances.setdefault(agent_id, {}).setdefault(
+            quote, Balance(asset=quote, decimals=decimals)
+        )
 
     def balances(self, agent_id: str) -> list[Balance]:
         return list(self._balances.get(agent_id, {}).values())
@@ -37,21 +39,27 @@ class Ledger:
     def reserve(self, agent_id: str, asset: str, amount: int) -> Balance:
         bal = self.balance(agent_id, asset)
         if amount <= 0 or amount > bal.available:
-            raise InvariantViolation(f"reserve {amount} exceeds available {bal.available} of {agent_id}/{asset}")
+            raise InvariantViolation(
+                f"reserve {amount} exceeds available {bal.available} of {agent_id}/{asset}"
+            )
         bal.reserved += amount
         return bal
 
     def release(self, agent_id: str, asset: str, amount: int) -> Balance:
         bal = self.balance(agent_id, asset)
         if amount < 0 or amount > bal.reserved:
-            raise InvariantViolation(f"release {amount} exceeds reserved {bal.reserved} of {agent_id}/{asset}")
+            raise InvariantViolation(
+                f"release {amount} exceeds reserved {bal.reserved} of {agent_id}/{asset}"
+            )
         bal.reserved -= amount
         return bal
 
     def settle_buy(self, agent_id: str, asset: str, reserved: int, spent: int) -> Balance:
         bal = self.release(agent_id, asset, reserved)
         if spent > bal.total:
-            raise InvariantViolation(f"buy spends {spent} of total {bal.total} for {agent_id}/{asset}")
+            raise InvariantViolation(
+                f"buy spends {spent} of total {bal.total} for {agent_id}/{asset}"
+            )
         bal.total -= spent
         return bal
 

@@ -5,10 +5,8 @@ Each check returns a skip reason (a stable snake_case string clients see in
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from engine.config import AgentConfig
-from engine.model import Agent, Position, Signal
+from engine.model import Agent, Signal
 
 DAY_MS = 86_400_000
 
@@ -34,26 +32,28 @@ def filter_reason(
     return None
 
 
-def limit_reason(agent: Agent, token: str, positions: Iterable[Position], now: int) -> str | None:
+def limit_reason(
+    agent: Agent, token: str, open_count: int, token_count: int, now: int
+) -> str | None:
     """Position-count limits, per-token cooldown and the daily loss limit."""
     lim = agent.config.limits
-    open_count = 0
-    token_count = 0
-    for p in positions:
-        if p.status == "closed":
-            continue
-        open_count += 1
-        if p.token == token:
-            token_count += 1
     if open_count >= lim.max_open_positions:
         return "max_open_positions"
     if token_count >= lim.max_positions_per_token:
         return "max_positions_per_token"
     last_exit = agent.last_exit_at.get(token)
-    if lim.token_cooldown_s and last_exit is not None and now - last_exit < lim.token_cooldown_s * 1000:
+    if (
+        lim.token_cooldown_s
+        and last_exit is not None
+        and now - last_exit < lim.token_cooldown_s * 1000
+    ):
         return "token_cooldown"
     perf = agent.perf
-    if lim.daily_loss_limit_pct is not None and perf.day == now // DAY_MS and perf.day_start_equity > 0:
+    if (
+        lim.daily_loss_limit_pct is not None
+        and perf.day == now // DAY_MS
+        and perf.day_start_equity > 0
+    ):
         if -perf.day_realized * 100 >= lim.daily_loss_limit_pct * perf.day_start_equity:
             return "daily_loss_limit"
     return None

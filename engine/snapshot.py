@@ -48,7 +48,11 @@ def capture(engine: Engine) -> EngineSnapshot:
         orders=[copy(o) for o in engine.orders.values()],
         trades={aid: list(ts) for aid, ts in engine.trades.items()},
         signals=[
-            SignalState(signal=r.signal, executions=[copy(e) for e in r.executions.values()], agents_matched=r.agents_matched)
+            SignalState(
+                signal=r.signal,
+                executions=[copy(e) for e in r.executions.values()],
+                agents_matched=r.agents_matched,
+            )
             for r in engine.signals.values()
         ],
         prices=list(engine.prices.values()),
@@ -61,6 +65,7 @@ def capture(engine: Engine) -> EngineSnapshot:
 def restore(engine: Engine, snap: EngineSnapshot) -> None:
     """Load `snap` into a fresh Engine (no agents yet). Emits no events."""
     from engine.core import SignalRecord
+    from engine.exposure import rebuild
 
     if engine.agents or engine.positions:
         raise ValueError("restore needs a fresh Engine")
@@ -86,9 +91,14 @@ def restore(engine: Engine, snap: EngineSnapshot) -> None:
             engine.index.add(p, now, peak=max(p.peak_price_usd, p.entry_price_usd))
     for o in snap.orders:
         engine.orders[o.id] = o
+    for aid in engine.agents:
+        positions = engine.agent_positions.get(aid, {}).values()
+        engine.exposure[aid] = rebuild(positions, (o for o in snap.orders if o.agent_id == aid))
     for s in snap.signals:
         engine.signals[s.signal.id] = SignalRecord(
-            signal=s.signal, executions={e.agent_id: e for e in s.executions}, agents_matched=s.agents_matched
+            signal=s.signal,
+            executions={e.agent_id: e for e in s.executions},
+            agents_matched=s.agents_matched,
         )
         if s.signal.client_id is not None:
             engine.signal_by_client[s.signal.client_id] = s.signal.id

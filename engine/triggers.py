@@ -186,7 +186,11 @@ class TriggerIndex:
         seq, pid = position.seq, position.id
         if position.config.stop_loss.enabled:
             heapq.heappush(book.stops, self._stop_entry(position, self.peak_of(position)))
-        above = [p for p in (next_take_profit_price(position), moon_bag_trigger_price(position)) if p is not None]
+        above = [
+            p
+            for p in (next_take_profit_price(position), moon_bag_trigger_price(position))
+            if p is not None
+        ]
         if above:
             heapq.heappush(book.above, (min(above) * _DOWN, seq, pid, version))
         dca = dca_trigger_price(position)

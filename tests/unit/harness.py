@@ -42,7 +42,9 @@ class Harness:
         self.log.extend(_enc.encode(e) for e in out.events)
         self.pending.extend(i.order for i in out.intents)
 
-    def agent(self, config: AgentConfig | dict, deposit: int = 10 * 10**9, quote: str = "SOL") -> str:
+    def agent(
+        self, config: AgentConfig | dict, deposit: int = 10 * 10**9, quote: str = "SOL"
+    ) -> str:
         cfg = config if isinstance(config, AgentConfig) else config_from_builtins(config)
         agent = self.engine.create_agent("a", "paper", cfg, quote)
         self.engine.deposit(agent.id, quote, deposit)
@@ -57,12 +59,27 @@ class Harness:
     def sol(self, price: float = 150.0) -> None:
         self.tick(SOL_MINT, price, 9)
 
-    def signal(self, token: str, side: str = "buy", strength: int = 3, type_: str = "t", client_id: str | None = None):
+    def signal(
+        self,
+        token: str,
+        side: str = "buy",
+        strength: int = 3,
+        type_: str = "t",
+        client_id: str | None = None,
+    ):
         now = self.clock.now
-        record, dup = self.engine.on_signal(Signal(
-            id=f"sig{len(self.log)}-{now}", token=token, side=side, strength=strength, type=type_,  # type: ignore[arg-type]
-            received_at=now, expires_at=now + 30_000, client_id=client_id,
-        ))
+        record, dup = self.engine.on_signal(
+            Signal(
+                id=f"sig{len(self.log)}-{now}",
+                token=token,
+                side=side,
+                strength=strength,
+                type=type_,  # type: ignore[arg-type]
+                received_at=now,
+                expires_at=now + 30_000,
+                client_id=client_id,
+            )
+        )
         self.collect()
         return record, dup
 
@@ -78,7 +95,9 @@ class Harness:
             try:
                 if fail:
                     raise PaperRejected("injected failure")
-                fill = paper_fill(order, e.price_usd(order.token), e.quote_usd(order.quote), self.clock.now)
+                fill = paper_fill(
+                    order, e.price_usd(order.token), e.quote_usd(order.quote), self.clock.now
+                )
             except PaperRejected as exc:
                 e.on_order_failed(order.id, str(exc))
             else:

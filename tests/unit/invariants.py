@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from engine.exposure import rebuild
 from tests.unit.harness import Harness
 
 
@@ -24,7 +25,13 @@ def check_invariants(h: Harness) -> None:
         assert bal.reserved == reserved_by_agent[aid], "reservation does not match buys in flight"
         positions = e.agent_positions[aid].values()
         open_cost = sum(p.cost for p in positions if p.status != "closed")
-        assert h.deposits[aid] == bal.total + open_cost - agent.perf.realized_pnl, "quote value not conserved"
+        assert h.deposits[aid] == bal.total + open_cost - agent.perf.realized_pnl, (
+            "quote value not conserved"
+        )
+        agent_orders = [o for o in e.orders.values() if o.agent_id == aid]
+        assert e.exposure[aid].snapshot() == rebuild(positions, agent_orders).snapshot(), (
+            "exposure drifted"
+        )
         bought: dict[str, int] = defaultdict(int)
         sold: dict[str, int] = defaultdict(int)
         for t in e.trades[aid]:

@@ -6,62 +6,101 @@ from hypothesis import strategies as st
 
 from tests.unit.harness import TOKENS
 
-stop_loss = st.fixed_dictionaries({
-    "enabled": st.booleans(),
-    "mode": st.sampled_from(["fixed", "trailing", "exponential", "zones", "custom"]),
-    "default_pct": st.sampled_from([-5, -10, -20, -32]),
-    "trail_pct": st.sampled_from([3, 5, 10, 25]),
-    "levels": st.just([{"gain_pct": 10, "stop_pct": 2}, {"gain_pct": 30, "stop_pct": 15}, {"gain_pct": 80, "stop_pct": 50}]),
-})
-take_profit = st.fixed_dictionaries({
-    "enabled": st.booleans(),
-    "levels": st.sampled_from([
-        [{"gain_pct": 10, "sell_pct": 25}, {"gain_pct": 25, "sell_pct": 25}, {"gain_pct": 60, "sell_pct": 30}],
-        [{"gain_pct": 5, "sell_pct": 50}],
-        [{"gain_pct": 15, "sell_pct": 100}],
-    ]),
-    "moon_bag": st.fixed_dictionaries({
+stop_loss = st.fixed_dictionaries(
+    {
         "enabled": st.booleans(),
-        "trigger_gain_pct": st.sampled_from([8, 20, 40]),
-        "retain_pct": st.sampled_from([10, 30]),
-    }),
-})
-dca = st.fixed_dictionaries({
-    "enabled": st.booleans(),
-    "levels": st.just([{"drop_pct": -5, "buy_pct": 50}, {"drop_pct": -12, "buy_pct": 100}]),
-    "max_count": st.integers(0, 3),
-    "cooldown_s": st.sampled_from([0, 5, 60]),
-})
-stale = st.fixed_dictionaries({
-    "enabled": st.booleans(),
-    "min_hold_s": st.sampled_from([5, 30]),
-    "min_pnl_pct": st.sampled_from([-3, 0]),
-    "max_pnl_pct": st.sampled_from([2, 6]),
-})
-configs = st.fixed_dictionaries({
-    "sizing": st.sampled_from([
-        {"mode": "fixed", "amount": "500000000"},
-        {"mode": "balance_pct", "balance_pct": 20},
-        {"mode": "tiers", "tiers": [{"min_balance": "0", "amount": "100000000"}, {"min_balance": "5000000000", "amount": "900000000"}]},
-    ]),
-    "limits": st.fixed_dictionaries({
-        "max_open_positions": st.integers(1, 4),
-        "max_positions_per_token": st.integers(1, 3),
-        "token_cooldown_s": st.sampled_from([0, 10]),
-    }),
-    "execution": st.fixed_dictionaries({"slippage_bps": st.sampled_from([0, 50, 300]), "fee_bps": st.sampled_from([0, 30])}),
-    "stop_loss": stop_loss,
-    "take_profit": take_profit,
-    "dca": dca,
-    "stale_trade": stale,
-    "max_hold_s": st.sampled_from([None, None, 40]),
-})
+        "mode": st.sampled_from(["fixed", "trailing", "exponential", "zones", "custom"]),
+        "default_pct": st.sampled_from([-5, -10, -20, -32]),
+        "trail_pct": st.sampled_from([3, 5, 10, 25]),
+        "levels": st.just(
+            [
+                {"gain_pct": 10, "stop_pct": 2},
+                {"gain_pct": 30, "stop_pct": 15},
+                {"gain_pct": 80, "stop_pct": 50},
+            ]
+        ),
+    }
+)
+take_profit = st.fixed_dictionaries(
+    {
+        "enabled": st.booleans(),
+        "levels": st.sampled_from(
+            [
+                [
+                    {"gain_pct": 10, "sell_pct": 25},
+                    {"gain_pct": 25, "sell_pct": 25},
+                    {"gain_pct": 60, "sell_pct": 30},
+                ],
+                [{"gain_pct": 5, "sell_pct": 50}],
+                [{"gain_pct": 15, "sell_pct": 100}],
+            ]
+        ),
+        "moon_bag": st.fixed_dictionaries(
+            {
+                "enabled": st.booleans(),
+                "trigger_gain_pct": st.sampled_from([8, 20, 40]),
+                "retain_pct": st.sampled_from([10, 30]),
+            }
+        ),
+    }
+)
+dca = st.fixed_dictionaries(
+    {
+        "enabled": st.booleans(),
+        "levels": st.just([{"drop_pct": -5, "buy_pct": 50}, {"drop_pct": -12, "buy_pct": 100}]),
+        "max_count": st.integers(0, 3),
+        "cooldown_s": st.sampled_from([0, 5, 60]),
+    }
+)
+stale = st.fixed_dictionaries(
+    {
+        "enabled": st.booleans(),
+        "min_hold_s": st.sampled_from([5, 30]),
+        "min_pnl_pct": st.sampled_from([-3, 0]),
+        "max_pnl_pct": st.sampled_from([2, 6]),
+    }
+)
+configs = st.fixed_dictionaries(
+    {
+        "sizing": st.sampled_from(
+            [
+                {"mode": "fixed", "amount": "500000000"},
+                {"mode": "balance_pct", "balance_pct": 20},
+                {
+                    "mode": "tiers",
+                    "tiers": [
+                        {"min_balance": "0", "amount": "100000000"},
+                        {"min_balance": "5000000000", "amount": "900000000"},
+                    ],
+                },
+            ]
+        ),
+        "limits": st.fixed_dictionaries(
+            {
+                "max_open_positions": st.integers(1, 4),
+                "max_positions_per_token": st.integers(1, 3),
+                "token_cooldown_s": st.sampled_from([0, 10]),
+            }
+        ),
+        "execution": st.fixed_dictionaries(
+            {"slippage_bps": st.sampled_from([0, 50, 300]), "fee_bps": st.sampled_from([0, 30])}
+        ),
+        "stop_loss": stop_loss,
+        "take_profit": take_profit,
+        "dca": dca,
+        "stale_trade": stale,
+        "max_hold_s": st.sampled_from([None, None, 40]),
+    }
+)
 
 token = st.sampled_from(TOKENS)
 moves = st.sampled_from([-0.3, -0.15, -0.08, -0.04, -0.02, 0.02, 0.04, 0.08, 0.15, 0.3])
 tick = st.tuples(st.just("tick"), token, moves)
 action = st.one_of(
-    tick, tick, tick, tick,
+    tick,
+    tick,
+    tick,
+    tick,
     st.tuples(st.just("tick"), token, st.floats(-0.25, 0.25)),
     st.tuples(st.just("buy"), token, st.integers(1, 5)),
     st.tuples(st.just("sell"), token, st.just(0)),

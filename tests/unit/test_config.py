@@ -14,20 +14,40 @@ def test_empty_config_takes_every_default():
     assert cfg.stop_loss.default_pct == -32 and cfg.stop_loss.mode == "fixed"
 
 
-@pytest.mark.parametrize(("raw", "path"), [
-    ({"signals": {"min_strength": 9}}, "$.signals.min_strength"),
-    ({"stop_loss": {"mode": "wild"}}, "$.stop_loss.mode"),
-    ({"stop_loss": {"trailing": 5}}, "$.stop_loss"),
-    ({"sizing": {"amount": "-5"}}, "$.sizing.amount"),
-    ({"sizing": {"amount": 5}}, "$.sizing.amount"),
-    ({"sizing": {"amount": "99999999999999999999"}}, "$.sizing.amount"),
-    ({"take_profit": {"levels": [{"gain_pct": 50, "sell_pct": 60}, {"gain_pct": 40, "sell_pct": 10}]}}, "$.take_profit.levels[1]"),
-    ({"take_profit": {"levels": [{"gain_pct": 10, "sell_pct": 60}, {"gain_pct": 40, "sell_pct": 60}]}}, "$.take_profit.levels"),
-    ({"stop_loss": {"mode": "custom", "levels": [{"gain_pct": 50, "stop_pct": 60}]}}, "$.stop_loss.levels[0].stop_pct"),
-    ({"signals": {"token_filter": "allow", "tokens": ["not-a-mint"]}}, "$.signals.tokens[0]"),
-    ({"stale_trade": {"min_pnl_pct": 5, "max_pnl_pct": 1}}, "$.stale_trade.min_pnl_pct"),
-    ({"dca": {"levels": [{"drop_pct": 10, "buy_pct": 5}]}}, "$.dca.levels[0].drop_pct"),
-])
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        ({"signals": {"min_strength": 9}}, "$.signals.min_strength"),
+        ({"stop_loss": {"mode": "wild"}}, "$.stop_loss.mode"),
+        ({"stop_loss": {"trailing": 5}}, "$.stop_loss"),
+        ({"sizing": {"amount": "-5"}}, "$.sizing.amount"),
+        ({"sizing": {"amount": 5}}, "$.sizing.amount"),
+        ({"sizing": {"amount": "99999999999999999999"}}, "$.sizing.amount"),
+        (
+            {
+                "take_profit": {
+                    "levels": [{"gain_pct": 50, "sell_pct": 60}, {"gain_pct": 40, "sell_pct": 10}]
+                }
+            },
+            "$.take_profit.levels[1]",
+        ),
+        (
+            {
+                "take_profit": {
+                    "levels": [{"gain_pct": 10, "sell_pct": 60}, {"gain_pct": 40, "sell_pct": 60}]
+                }
+            },
+            "$.take_profit.levels",
+        ),
+        (
+            {"stop_loss": {"mode": "custom", "levels": [{"gain_pct": 50, "stop_pct": 60}]}},
+            "$.stop_loss.levels[0].stop_pct",
+        ),
+        ({"signals": {"token_filter": "allow", "tokens": ["not-a-mint"]}}, "$.signals.tokens[0]"),
+        ({"stale_trade": {"min_pnl_pct": 5, "max_pnl_pct": 1}}, "$.stale_trade.min_pnl_pct"),
+        ({"dca": {"levels": [{"drop_pct": 10, "buy_pct": 5}]}}, "$.dca.levels[0].drop_pct"),
+    ],
+)
 def test_invalid_configs_name_the_failing_path(raw, path):
     with pytest.raises(ValidationError) as err:
         config_from_builtins(raw)

@@ -72,8 +72,15 @@ def test_index_and_naive_scan_emit_identical_events(configs_, steps):
     naive = run(configs_, steps, "naive")
     assert_same_events(indexed, naive)
     text = b"".join(indexed.log)
-    for reason in (b'"reason":"stop_loss"', b'"reason":"take_profit"', b'"reason":"stale_trade"',
-                   b'"reason":"max_hold"', b'"reason":"signal"', b'"DcaTriggered"', b'"MoonBagSet"'):
+    for reason in (
+        b'"reason":"stop_loss"',
+        b'"reason":"take_profit"',
+        b'"reason":"stale_trade"',
+        b'"reason":"max_hold"',
+        b'"reason":"signal"',
+        b'"DcaTriggered"',
+        b'"MoonBagSet"',
+    ):
         if reason in text:
             event(f"saw {reason.decode()}")
 
@@ -104,7 +111,13 @@ def test_index_matches_naive_scan_on_long_random_walks(configs_, seed):
     naive = run(configs_, steps, "naive")
     assert_same_events(indexed, naive)
     text = b"".join(indexed.log)
-    for reason in (b'"reason":"stop_loss"', b'"reason":"take_profit"', b'"reason":"stale_trade"',
-                   b'"reason":"max_hold"', b'"DcaTriggered"', b'"MoonBagSet"'):
+    for reason in (
+        b'"reason":"stop_loss"',
+        b'"reason":"take_profit"',
+        b'"reason":"stale_trade"',
+        b'"reason":"max_hold"',
+        b'"DcaTriggered"',
+        b'"MoonBagSet"',
+    ):
         if reason in text:
             event(f"saw {reason.decode()}")

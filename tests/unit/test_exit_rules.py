@@ -42,7 +42,9 @@ def test_fixed_stepper_stop_is_default_below_20_then_peak_minus_10():
     assert stop_gain_for_peak(s, 150) == 140
 
 
-@pytest.mark.parametrize(("p", "expected"), [(25, 12.5), (50, 30), (100, 70), (200, 160), (300, 255)])
+@pytest.mark.parametrize(
+    ("p", "expected"), [(25, 12.5), (50, 30), (100, 70), (200, 160), (300, 255)]
+)
 def test_zones_stop_keeps_the_zone_fraction_of_the_peak(p, expected):
     assert stop_gain_for_peak(sl(mode="zones"), p) == pytest.approx(expected)
 
@@ -55,7 +57,9 @@ def test_exponential_stop_matches_the_formula_at_known_points():
 
 
 def test_custom_levels_pick_the_highest_reached_level():
-    s = sl(mode="custom", levels=[{"gain_pct": 50, "stop_pct": 20}, {"gain_pct": 100, "stop_pct": 60}])
+    s = sl(
+        mode="custom", levels=[{"gain_pct": 50, "stop_pct": 20}, {"gain_pct": 100, "stop_pct": 60}]
+    )
     assert stop_gain_for_peak(s, 49) == -32
     assert stop_gain_for_peak(s, 75) == 20
     assert stop_gain_for_peak(s, 500) == 60
@@ -67,8 +71,10 @@ def test_trailing_stop_uses_trail_or_default_whichever_is_higher():
     assert stop_gain_for_peak(s, 100) == pytest.approx(80)
 
 
-@given(st.sampled_from(["fixed", "zones", "exponential", "trailing", "custom"]),
-       st.lists(st.floats(0, 2000), min_size=2, max_size=50))
+@given(
+    st.sampled_from(["fixed", "zones", "exponential", "trailing", "custom"]),
+    st.lists(st.floats(0, 2000), min_size=2, max_size=50),
+)
 def test_stop_gain_never_decreases_as_the_peak_rises(mode, peaks):
     s = sl(mode=mode, levels=[{"gain_pct": 10, "stop_pct": 2}, {"gain_pct": 90, "stop_pct": 60}])
     values = [stop_gain_for_peak(s, p) for p in sorted(peaks)]
@@ -91,8 +97,14 @@ def test_trailing_stop_never_moves_down():
 
 
 def test_take_profit_levels_crossed_in_one_tick_sell_their_sum_once():
-    levels = [{"gain_pct": 10, "sell_pct": 20}, {"gain_pct": 20, "sell_pct": 30}, {"gain_pct": 90, "sell_pct": 10}]
-    h, pid = opened({"take_profit": {"enabled": True, "levels": levels}, "stop_loss": {"enabled": False}})
+    levels = [
+        {"gain_pct": 10, "sell_pct": 20},
+        {"gain_pct": 20, "sell_pct": 30},
+        {"gain_pct": 90, "sell_pct": 10},
+    ]
+    h, pid = opened(
+        {"take_profit": {"enabled": True, "levels": levels}, "stop_loss": {"enabled": False}}
+    )
     original = h.engine.position(pid).original_amount
     h.tick(T, 1.25)
     (exit_,) = exits(h)
@@ -103,11 +115,16 @@ def test_take_profit_levels_crossed_in_one_tick_sell_their_sum_once():
 
 
 def test_moon_bag_is_never_sold_by_take_profit():
-    h, pid = opened({
-        "stop_loss": {"enabled": False},
-        "take_profit": {"enabled": True, "levels": [{"gain_pct": 10, "sell_pct": 60}, {"gain_pct": 50, "sell_pct": 40}],
-                        "moon_bag": {"enabled": True, "trigger_gain_pct": 30, "retain_pct": 25}},
-    })
+    h, pid = opened(
+        {
+            "stop_loss": {"enabled": False},
+            "take_profit": {
+                "enabled": True,
+                "levels": [{"gain_pct": 10, "sell_pct": 60}, {"gain_pct": 50, "sell_pct": 40}],
+                "moon_bag": {"enabled": True, "trigger_gain_pct": 30, "retain_pct": 25},
+            },
+        }
+    )
     original = h.engine.position(pid).original_amount
     h.tick(T, 1.4)  # both the first level and the moon bag trigger
     h.settle()
@@ -120,11 +137,16 @@ def test_moon_bag_is_never_sold_by_take_profit():
 
 
 def test_stop_sells_the_moon_bag_too():
-    h, pid = opened({
-        "stop_loss": {"mode": "fixed", "default_pct": -10},
-        "take_profit": {"enabled": True, "levels": [{"gain_pct": 10, "sell_pct": 90}],
-                        "moon_bag": {"enabled": True, "trigger_gain_pct": 5, "retain_pct": 10}},
-    })
+    h, pid = opened(
+        {
+            "stop_loss": {"mode": "fixed", "default_pct": -10},
+            "take_profit": {
+                "enabled": True,
+                "levels": [{"gain_pct": 10, "sell_pct": 90}],
+                "moon_bag": {"enabled": True, "trigger_gain_pct": 5, "retain_pct": 10},
+            },
+        }
+    )
     h.tick(T, 1.15)
     h.settle()
     h.tick(T, 0.5)
@@ -134,10 +156,17 @@ def test_stop_sells_the_moon_bag_too():
 
 
 def test_dca_recomputes_average_entry_and_respects_max_count_and_cooldown():
-    h, pid = opened({
-        "stop_loss": {"enabled": False},
-        "dca": {"enabled": True, "levels": [{"drop_pct": -10, "buy_pct": 100}], "max_count": 2, "cooldown_s": 60},
-    })
+    h, pid = opened(
+        {
+            "stop_loss": {"enabled": False},
+            "dca": {
+                "enabled": True,
+                "levels": [{"drop_pct": -10, "buy_pct": 100}],
+                "max_count": 2,
+                "cooldown_s": 60,
+            },
+        }
+    )
     h.tick(T, 0.8)
     h.settle()
     p = h.engine.position(pid)
@@ -159,7 +188,9 @@ def test_dca_recomputes_average_entry_and_respects_max_count_and_cooldown():
 
 
 def test_stale_trade_closes_a_flat_position_after_min_hold():
-    h, pid = opened({"stale_trade": {"enabled": True, "min_hold_s": 60, "min_pnl_pct": -5, "max_pnl_pct": 5}})
+    h, pid = opened(
+        {"stale_trade": {"enabled": True, "min_hold_s": 60, "min_pnl_pct": -5, "max_pnl_pct": 5}}
+    )
     h.clock.now += 59_000
     h.clock_step()
     assert not exits(h)
@@ -169,8 +200,12 @@ def test_stale_trade_closes_a_flat_position_after_min_hold():
 
 
 def test_stale_trade_waits_for_the_price_to_enter_the_band():
-    h, pid = opened({"stop_loss": {"enabled": False},
-                     "stale_trade": {"enabled": True, "min_hold_s": 10, "min_pnl_pct": -5, "max_pnl_pct": 5}})
+    h, pid = opened(
+        {
+            "stop_loss": {"enabled": False},
+            "stale_trade": {"enabled": True, "min_hold_s": 10, "min_pnl_pct": -5, "max_pnl_pct": 5},
+        }
+    )
     h.tick(T, 1.5)
     h.clock.now += 20_000
     h.clock_step()

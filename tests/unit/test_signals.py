@@ -38,19 +38,24 @@ def test_expired_signal_is_not_executed():
     from engine.model import Signal
 
     now = h.clock.now
-    record, _ = h.engine.on_signal(Signal(id="s", token=T, received_at=now - 40_000, expires_at=now - 10_000))
+    record, _ = h.engine.on_signal(
+        Signal(id="s", token=T, received_at=now - 40_000, expires_at=now - 10_000)
+    )
     h.collect()
     assert status(h, record, aid) == ("skipped", "expired")
     assert not h.pending
 
 
-@pytest.mark.parametrize(("cfg", "kw", "reason"), [
-    ({"signals": {"min_strength": 4}}, {"strength": 3}, "strength_below_min"),
-    ({"signals": {"types": ["Hypersurge"]}}, {"type_": "other"}, "type_filtered"),
-    ({"signals": {"token_filter": "allow", "tokens": [U]}}, {}, "token_not_allowed"),
-    ({"signals": {"token_filter": "deny", "tokens": [T]}}, {}, "token_denied"),
-    ({"signals": {"min_liquidity_usd": 1000}}, {}, "liquidity_unknown"),
-])
+@pytest.mark.parametrize(
+    ("cfg", "kw", "reason"),
+    [
+        ({"signals": {"min_strength": 4}}, {"strength": 3}, "strength_below_min"),
+        ({"signals": {"types": ["Hypersurge"]}}, {"type_": "other"}, "type_filtered"),
+        ({"signals": {"token_filter": "allow", "tokens": [U]}}, {}, "token_not_allowed"),
+        ({"signals": {"token_filter": "deny", "tokens": [T]}}, {}, "token_denied"),
+        ({"signals": {"min_liquidity_usd": 1000}}, {}, "liquidity_unknown"),
+    ],
+)
 def test_signal_filters_skip_with_a_reason(cfg, kw, reason):
     h, aid = setup(cfg)
     record, _ = h.signal(T, **kw)
@@ -128,8 +133,13 @@ def test_limits_max_open_and_per_token_and_cooldown():
 
 
 def test_daily_loss_limit_stops_buys_for_the_day():
-    h, aid = setup({"limits": {"daily_loss_limit_pct": 5, "max_positions_per_token": 3},
-                    "sizing": {"amount": "5000000000"}, "execution": {"slippage_bps": 0}})
+    h, aid = setup(
+        {
+            "limits": {"daily_loss_limit_pct": 5, "max_positions_per_token": 3},
+            "sizing": {"amount": "5000000000"},
+            "execution": {"slippage_bps": 0},
+        }
+    )
     h.signal(T)
     h.settle()
     h.tick(T, 0.5)  # default -32% stop fires: lose ~2.5 SOL of 10
@@ -142,12 +152,24 @@ def test_daily_loss_limit_stops_buys_for_the_day():
     assert status(h, record, aid)[0] == "pending"
 
 
-@pytest.mark.parametrize(("sizing", "expected"), [
-    ({"mode": "fixed", "amount": "300000000"}, 300_000_000),
-    ({"mode": "balance_pct", "balance_pct": 12.5}, 1_250_000_000),
-    ({"mode": "tiers", "tiers": [{"min_balance": "0", "amount": "1"}, {"min_balance": "5000000000", "amount": "700000000"}]}, 700_000_000),
-    ({"mode": "balance_pct", "balance_pct": 50, "min_reserve": "9000000000"}, None),
-])
+@pytest.mark.parametrize(
+    ("sizing", "expected"),
+    [
+        ({"mode": "fixed", "amount": "300000000"}, 300_000_000),
+        ({"mode": "balance_pct", "balance_pct": 12.5}, 1_250_000_000),
+        (
+            {
+                "mode": "tiers",
+                "tiers": [
+                    {"min_balance": "0", "amount": "1"},
+                    {"min_balance": "5000000000", "amount": "700000000"},
+                ],
+            },
+            700_000_000,
+        ),
+        ({"mode": "balance_pct", "balance_pct": 50, "min_reserve": "9000000000"}, None),
+    ],
+)
 def test_sizing_modes(sizing, expected):
     h, aid = setup({"sizing": sizing})
     record, _ = h.signal(T)
@@ -158,8 +180,12 @@ def test_sizing_modes(sizing, expected):
 
 
 def test_max_per_token_caps_the_buy():
-    h, aid = setup({"sizing": {"amount": "500000000", "max_per_token": "700000000"},
-                    "limits": {"max_positions_per_token": 3}})
+    h, aid = setup(
+        {
+            "sizing": {"amount": "500000000", "max_per_token": "700000000"},
+            "limits": {"max_positions_per_token": 3},
+        }
+    )
     h.signal(T)
     h.signal(T)
     r3, _ = h.signal(T)
@@ -188,7 +214,9 @@ def test_closing_twice_is_a_conflict():
 
 
 def test_realized_pnl_and_performance_after_a_round_trip():
-    h, aid = setup({"execution": {"slippage_bps": 0, "fee_bps": 0}, "sizing": {"amount": "1000000000"}})
+    h, aid = setup(
+        {"execution": {"slippage_bps": 0, "fee_bps": 0}, "sizing": {"amount": "1000000000"}}
+    )
     h.signal(T)
     h.settle()
     h.tick(T, 1.5)

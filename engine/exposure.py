@@ -1,0 +1,50 @@
+"""Per-agent exposure kept incrementally, so a buy's limit checks are O(1), not O(positions):
+positions not closed (in total and per token), and quote committed per token (open cost plus
+buys in flight), which `sizing.max_per_token` caps."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from engine.model import Order, Position
+
+
+class Exposure:
+    __slots__ = ("open", "by_token", "committed")
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.by_token: defaultdict[str, int] = defaultdict(int)
+        self.committed: defaultdict[str, int] = defaultdict(int)
+
+    def opened(self, token: str, reserved: int) -> None:
+        self.open += 1
+        self.by_token[token] += 1
+        self.committed[token] += reserved
+
+    def closed(self, token: str) -> None:
+        self.open -= 1
+        self.by_token[token] -= 1
+
+    def commit(self, token: str, delta: int) -> None:
+        self.committed[token] += delta
+
+    def snapshot(self) -> tuple[int, dict[str, int], dict[str, int]]:
+        return (
+            self.open,
+            {k: v for k, v in self.by_token.items() if v},
+            {k: v for k, v in self.committed.items() if v},
+        )
+
+
+def rebuild(positions: Iterable[Position], orders: Iterable[Order]) -> Exposure:
+    """Exposure from scratch: used by recovery, and by tests as the oracle."""
+    exp = Exposure()
+    for p in positions:
+        if p.status != "closed":
+            exp.opened(p.token, p.cost)
+    for o in orders:
+        if o.side == "buy":
+            exp.commit(o.token, o.amount_in)
+    return exp
