@@ -358,10 +358,10 @@ class Engine:
             agent_id=agent.id,
             position_id=p.id,
             side=side,  # type: ignore[arg-type]
-            purpose=purpose,
+            purpose=purpose,  # type: ignore[arg-type]
             token=p.token,
             amount_in=amount_in,
-            reason=reason,  # type: ignore[arg-type]
+            reason=reason,
             created_at=now,
             venue=agent.venue,
             quote=agent.quote,

@@ -18,7 +18,7 @@ class Event(Struct, frozen=True, tag=True, tag_field="event", kw_only=True):
     ts: int
 
 
-class AgentCreated(Event):
+class AgentCreated(Event, frozen=True):
     agent_id: str
     name: str
     venue: str
@@ -28,37 +28,37 @@ class AgentCreated(Event):
     wallet_id: str | None = None
 
 
-class AgentRenamed(Event):
+class AgentRenamed(Event, frozen=True):
     agent_id: str
     name: str
 
 
-class AgentDeleted(Event):
+class AgentDeleted(Event, frozen=True):
     agent_id: str
 
 
-class AgentConfigUpdated(Event):
+class AgentConfigUpdated(Event, frozen=True):
     agent_id: str
     config: AgentConfig
     apply_to_open: bool = False
 
 
-class AgentPaused(Event):
+class AgentPaused(Event, frozen=True):
     agent_id: str
 
 
-class AgentResumed(Event):
+class AgentResumed(Event, frozen=True):
     agent_id: str
 
 
-class Deposited(Event):
+class Deposited(Event, frozen=True):
     agent_id: str
     asset: str
     amount: int
     total: int
 
 
-class SignalReceived(Event):
+class SignalReceived(Event, frozen=True):
     signal_id: str
     token: str
     side: str
@@ -72,7 +72,7 @@ class SignalReceived(Event):
     decimals: int | None = None
 
 
-class SignalExecutionRecorded(Event):
+class SignalExecutionRecorded(Event, frozen=True):
     signal_id: str
     agent_id: str
     status: str
@@ -82,23 +82,23 @@ class SignalExecutionRecorded(Event):
     latency_ms: float | None = None
 
 
-class OrderSubmitted(Event):
+class OrderSubmitted(Event, frozen=True):
     order: Order
 
 
-class OrderFilled(Event):
+class OrderFilled(Event, frozen=True):
     order_id: str
     trade: Trade
 
 
-class OrderFailed(Event):
+class OrderFailed(Event, frozen=True):
     order_id: str
     agent_id: str
     position_id: str
     reason: str
 
 
-class ExitTriggered(Event):
+class ExitTriggered(Event, frozen=True):
     position_id: str
     agent_id: str
     token: str
@@ -108,33 +108,33 @@ class ExitTriggered(Event):
     stop_price_usd: float | None = None
 
 
-class MoonBagSet(Event):
+class MoonBagSet(Event, frozen=True):
     position_id: str
     amount: int
 
 
-class DcaTriggered(Event):
+class DcaTriggered(Event, frozen=True):
     position_id: str
     agent_id: str
     price_usd: float
     level: int
 
 
-class PositionOpened(Event):
+class PositionOpened(Event, frozen=True):
     position: Position
 
 
-class PositionChanged(Event):
+class PositionChanged(Event, frozen=True):
     """Any change of an open position's amounts, entry or exit state (DCA, partial sell)."""
 
     position: Position
 
 
-class PositionClosed(Event):
+class PositionClosed(Event, frozen=True):
     position: Position
 
 
-class BalanceChanged(Event):
+class BalanceChanged(Event, frozen=True):
     agent_id: str
     asset: str
     decimals: int
@@ -142,12 +142,12 @@ class BalanceChanged(Event):
     reserved: int
 
 
-class HaltChanged(Event):
+class HaltChanged(Event, frozen=True):
     buys: bool
     flatten: bool
 
 
-class Alert(Event):
+class Alert(Event, frozen=True):
     code: str
     message: str
     details: dict[str, Any] = {}
