@@ -180,7 +180,7 @@ def time_signals(b: Bench, count: int, budget_s: float) -> dict[str, Any]:
         (b.tokens[b.rng.randrange(len(b.tokens))], f"t{b.rng.randrange(TYPES)}")
         for _ in range(count)
     ]
-    fills_before, samples = b.fills, []
+    fills_before, events_before, samples = b.fills, b.events, []
     start = time.perf_counter()
     deadline = start + budget_s
     done = 0
@@ -198,6 +198,7 @@ def time_signals(b: Bench, count: int, budget_s: float) -> dict[str, Any]:
         "seconds": elapsed,
         "signals_per_s": done / elapsed,
         "buys": b.fills - fills_before,
+        "events_per_signal": (b.events - events_before) / max(done, 1),
         "latency_us": percentiles(samples),
     }
 
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     lat = signals["latency_us"]
     print(
         f"signals: {signals['signals_per_s']:>10,.0f} /s  ({signals['signals']} signals x {args.agents} agents in "
-        f"{signals['seconds']:.2f} s, {signals['buys']} buys filled; latency us p50 {lat['p50']:.0f} "
+        f"{signals['seconds']:.2f} s, {signals['buys']} buys filled, {signals['events_per_signal']:.0f} events/signal; latency us p50 {lat['p50']:.0f} "
         f"p99 {lat['p99']:.0f} max {lat['max']:.0f})"
     )
     write_json(
