@@ -12,7 +12,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -33,26 +39,47 @@ class Metrics:
         self.signal_to_order = Histogram(
             "tradingd_signal_to_order_seconds",
             "From a signal's receipt to its order leaving the engine (received_at has ms resolution)",
-            registry=r, buckets=FAST)
+            registry=r,
+            buckets=FAST,
+        )
         self.tick_to_exit = Histogram(
             "tradingd_tick_to_exit_decision_seconds",
             "Wall time of a tick batch that triggered exits, from its arrival to the exit orders",
-            registry=r, buckets=FAST)
+            registry=r,
+            buckets=FAST,
+        )
         self.order_round_trip = Histogram(
-            "tradingd_order_round_trip_seconds", "Venue execution of an order, retries included",
-            ["venue", "side", "outcome"], registry=r, buckets=NETWORK)
+            "tradingd_order_round_trip_seconds",
+            "Venue execution of an order, retries included",
+            ["venue", "side", "outcome"],
+            registry=r,
+            buckets=NETWORK,
+        )
         self.loop_lag = Histogram(
             "tradingd_event_loop_lag_seconds",
             f"Oversleep of a {LOOP_LAG_INTERVAL_S}s timer: how long ready work waited for the loop",
-            registry=r, buckets=FAST)
-        self.events = Counter("tradingd_engine_events_total", "Engine events published", ["event"], registry=r)
+            registry=r,
+            buckets=FAST,
+        )
+        self.events = Counter(
+            "tradingd_engine_events_total", "Engine events published", ["event"], registry=r
+        )
         self.signal_executions = Counter(
-            "tradingd_signal_executions_total", "Per-agent signal outcomes", ["status"], registry=r)
+            "tradingd_signal_executions_total", "Per-agent signal outcomes", ["status"], registry=r
+        )
         self.http_requests = Counter(
-            "tradingd_http_requests_total", "Control-port requests", ["route", "method", "status"], registry=r)
+            "tradingd_http_requests_total",
+            "Control-port requests",
+            ["route", "method", "status"],
+            registry=r,
+        )
         self.http_duration = Histogram(
-            "tradingd_http_request_duration_seconds", "Control-port request handling time",
-            ["route", "method"], registry=r, buckets=FAST)
+            "tradingd_http_request_duration_seconds",
+            "Control-port request handling time",
+            ["route", "method"],
+            registry=r,
+            buckets=FAST,
+        )
         r.register(_StateCollector(daemon))
         daemon.runtime.event_subscribers.append(self.on_events)
         daemon.runtime.order_observers.append(self.on_order)
@@ -97,10 +124,14 @@ class Metrics:
             return
         record = self.daemon.engine.signals.get(event.signal_id)
         if record is not None:
-            self.signal_to_order.observe(max(0.0, (now_ns - record.signal.received_at * 1_000_000) / 1e9))
+            self.signal_to_order.observe(
+                max(0.0, (now_ns - record.signal.received_at * 1_000_000) / 1e9)
+            )
 
     def on_order(self, order: Order, fill: Fill | None, seconds: float) -> None:
-        self.order_round_trip.labels(order.venue, order.side, "filled" if fill is not None else "failed").observe(seconds)
+        self.order_round_trip.labels(
+            order.venue, order.side, "filled" if fill is not None else "failed"
+        ).observe(seconds)
 
     async def sample_loop_lag(self, interval_s: float = LOOP_LAG_INTERVAL_S) -> None:
         loop = asyncio.get_running_loop()
@@ -126,23 +157,34 @@ class _StateCollector(Collector):
         for p in engine.positions.values():
             if p.status in by_status:
                 by_status[p.status] += 1
-        positions = GaugeMetricFamily("tradingd_positions", "Positions held, by status", labels=["status"])
+        positions = GaugeMetricFamily(
+            "tradingd_positions", "Positions held, by status", labels=["status"]
+        )
         for status, n in by_status.items():
             positions.add_metric([status], n)
         yield positions
         yield GaugeMetricFamily("tradingd_agents", "Agents loaded", value=len(engine.agents))
-        yield GaugeMetricFamily("tradingd_orders_in_flight", "Orders at a venue", value=len(d.runtime.in_flight))
-        yield GaugeMetricFamily("tradingd_halted", "1 while buys are halted", value=int(engine.halted_buys))
-        yield GaugeMetricFamily("tradingd_ready", "1 once the daemon accepts work", value=int(bool(d.ready)))
-        yield GaugeMetricFamily("tradingd_uptime_seconds", "Seconds since start",
-                                value=time.monotonic() - d.started_at)
+        yield GaugeMetricFamily(
+            "tradingd_orders_in_flight", "Orders at a venue", value=len(d.runtime.in_flight)
+        )
+        yield GaugeMetricFamily(
+            "tradingd_halted", "1 while buys are halted", value=int(engine.halted_buys)
+        )
+        yield GaugeMetricFamily(
+            "tradingd_ready", "1 once the daemon accepts work", value=int(bool(d.ready))
+        )
+        yield GaugeMetricFamily(
+            "tradingd_uptime_seconds", "Seconds since start", value=time.monotonic() - d.started_at
+        )
         yield from _feed_ages(d)
         yield from _ws(d.hub)
 
 
 def _feed_ages(d: Any) -> Iterator[Any]:
     now_ms = time.time_ns() // 1_000_000
-    age = GaugeMetricFamily("tradingd_feed_age_seconds", "Seconds since a feed's last tick", labels=["source"])
+    age = GaugeMetricFamily(
+        "tradingd_feed_age_seconds", "Seconds since a feed's last tick", labels=["source"]
+    )
     for name, feed in sorted(d.feeds.items()):
         last = getattr(feed, "last_tick_ms", None)
         if last is not None:
@@ -153,10 +195,20 @@ def _feed_ages(d: Any) -> Iterator[Any]:
 def _ws(hub: Any) -> Iterator[Any]:
     if hub is None:
         return
-    yield GaugeMetricFamily("tradingd_ws_clients", "Open WebSocket connections", value=len(hub.clients))
-    yield GaugeMetricFamily("tradingd_ws_queued_messages", "Messages waiting in client queues", value=hub.queued)
-    yield CounterMetricFamily("tradingd_ws_messages_sent", "WebSocket messages written", value=hub.sent)
-    yield CounterMetricFamily("tradingd_ws_messages_dropped", "Messages dropped on a full client queue",
-                              value=hub.dropped)
-    yield CounterMetricFamily("tradingd_ws_slow_consumers", "Clients closed as slow consumers (1013)",
-                              value=hub.slow_consumers)
+    yield GaugeMetricFamily(
+        "tradingd_ws_clients", "Open WebSocket connections", value=len(hub.clients)
+    )
+    yield GaugeMetricFamily(
+        "tradingd_ws_queued_messages", "Messages waiting in client queues", value=hub.queued
+    )
+    yield CounterMetricFamily(
+        "tradingd_ws_messages_sent", "WebSocket messages written", value=hub.sent
+    )
+    yield CounterMetricFamily(
+        "tradingd_ws_messages_dropped", "Messages dropped on a full client queue", value=hub.dropped
+    )
+    yield CounterMetricFamily(
+        "tradingd_ws_slow_consumers",
+        "Clients closed as slow consumers (1013)",
+        value=hub.slow_consumers,
+    )

@@ -40,7 +40,11 @@ async def test_header_auth_connects_and_subscribe_answers_with_a_snapshot(stack:
     client = await stack.connect()
     snap = await client.subscribe(["positions"])
     assert snap["seq"] == 1
-    assert snap["data"]["subscription"] == {"channels": ["positions"], "agents": None, "tokens": None}
+    assert snap["data"]["subscription"] == {
+        "channels": ["positions"],
+        "agents": None,
+        "tokens": None,
+    }
 
 
 async def test_first_message_auth_connects(stack: Stack) -> None:
@@ -51,10 +55,16 @@ async def test_first_message_auth_connects(stack: Stack) -> None:
 
 async def test_unknown_key_in_header_is_401_before_upgrade(stack: Stack) -> None:
     assert stack.client is not None
-    resp = await stack.client.get("/v1/ws", headers={"Authorization": "Bearer tdk_nope",
-                                                     "Upgrade": "websocket", "Connection": "Upgrade",
-                                                     "Sec-WebSocket-Version": "13",
-                                                     "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    resp = await stack.client.get(
+        "/v1/ws",
+        headers={
+            "Authorization": "Bearer tdk_nope",
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+    )
     assert resp.status == 401
     assert (await resp.json())["error"]["code"] == "unauthorized"
 
@@ -62,7 +72,9 @@ async def test_unknown_key_in_header_is_401_before_upgrade(stack: Stack) -> None
 async def test_key_without_read_scope_is_refused(stack: Stack) -> None:
     assert stack.client is not None
     with pytest.raises(Exception) as info:
-        await stack.client.ws_connect("/v1/ws", headers={"Authorization": f"Bearer {stack.feed_key}"})
+        await stack.client.ws_connect(
+            "/v1/ws", headers={"Authorization": f"Bearer {stack.feed_key}"}
+        )
     assert "403" in str(info.value)
 
 
@@ -87,24 +99,36 @@ async def test_no_auth_message_in_time_closes_the_connection(make_stack: Factory
 # -- snapshot --------------------------------------------------------------------------------
 
 
-async def test_snapshot_holds_positions_balances_and_prices_of_the_subscription(stack: Stack) -> None:
+async def test_snapshot_holds_positions_balances_and_prices_of_the_subscription(
+    stack: Stack,
+) -> None:
     stack.create_agent("agt-a")
     stack.create_agent("agt-b")
     stack.prices(SOL, (TOKEN_A, 1.0), (TOKEN_B, 2.0))
     stack.signal(TOKEN_A, "s1")
     await stack.settle()
     client = await stack.connect()
-    snap = (await client.subscribe(["positions", "prices"], agents=["agt-a"], tokens=[TOKEN_A]))["data"]
+    snap = (await client.subscribe(["positions", "prices"], agents=["agt-a"], tokens=[TOKEN_A]))[
+        "data"
+    ]
     assert [a["id"] for a in snap["agents"]] == ["agt-a"]
-    assert [(p["agent_id"], p["token"], p["status"]) for p in snap["positions"]] == [("agt-a", TOKEN_A, "open")]
+    assert [(p["agent_id"], p["token"], p["status"]) for p in snap["positions"]] == [
+        ("agt-a", TOKEN_A, "open")
+    ]
     position = snap["positions"][0]
     assert isinstance(position["amount"], str) and int(position["amount"]) > 0
     assert isinstance(position["cost"], str) and position["cost"] == "1000000000"
     assert position["stop_price_usd"] is not None
     assert {b["agent_id"] for b in snap["balances"]} == {"agt-a"}
     sol = next(b for b in snap["balances"] if b["asset"] == "SOL")
-    assert sol == {"agent_id": "agt-a", "asset": "SOL", "decimals": 9, "total": "99000000000",
-                   "reserved": "0", "available": "99000000000"}
+    assert sol == {
+        "agent_id": "agt-a",
+        "asset": "SOL",
+        "decimals": 9,
+        "total": "99000000000",
+        "reserved": "0",
+        "available": "99000000000",
+    }
     assert [p["token"] for p in snap["prices"]] == [TOKEN_A]
     assert snap["prices"][0]["price_usd"] == 1.0
     assert snap["halted"] is False
@@ -121,7 +145,9 @@ async def test_every_subscribe_gets_its_own_snapshot(stack: Stack) -> None:
 # -- the paper flow on the socket -----------------------------------------------------------
 
 
-async def test_paper_flow_streams_signal_position_trade_and_agent_messages_in_seq(stack: Stack) -> None:
+async def test_paper_flow_streams_signal_position_trade_and_agent_messages_in_seq(
+    stack: Stack,
+) -> None:
     stack.create_agent("agt-a")
     stack.prices(SOL, (TOKEN_A, 1.0))
     client = await stack.connect()
@@ -135,8 +161,20 @@ async def test_paper_flow_streams_signal_position_trade_and_agent_messages_in_se
     assert ("trade", None) in kinds
     assert kinds.index(("trade", None)) < kinds.index(("position", "opened"))
     trade = next(d for d in got if d["type"] == "trade")["data"]
-    assert set(trade) >= {"id", "position_id", "side", "token", "amount", "quote_amount", "price_usd",
-                          "fee", "venue", "venue_ref", "reason", "ts"}
+    assert set(trade) >= {
+        "id",
+        "position_id",
+        "side",
+        "token",
+        "amount",
+        "quote_amount",
+        "price_usd",
+        "fee",
+        "venue",
+        "venue_ref",
+        "reason",
+        "ts",
+    }
     assert trade["side"] == "buy" and trade["token"] == TOKEN_A and trade["venue"] == "paper"
     assert trade["quote_amount"] == "1000000000" and isinstance(trade["amount"], str)
     assert isinstance(trade["ts"], int)
@@ -157,7 +195,11 @@ async def test_close_streams_a_sell_trade_and_a_closed_position(stack: Stack) ->
     sell = next(d["data"] for d in got if d["type"] == "trade")
     assert sell["side"] == "sell" and sell["position_id"] == position_id
     closed = got[-1]["data"]
-    assert closed["status"] == "closed" and closed["exit_reason"] == "manual" and closed["amount"] == "0"
+    assert (
+        closed["status"] == "closed"
+        and closed["exit_reason"] == "manual"
+        and closed["amount"] == "0"
+    )
 
 
 # -- filters ---------------------------------------------------------------------------------
@@ -214,7 +256,9 @@ async def test_invalid_token_is_a_validation_error(stack: Stack) -> None:
     client = await stack.connect()
     await client.ws.send_json({"op": "subscribe", "channels": ["prices"], "tokens": ["not-a-mint"]})
     err = await client.recv()
-    assert err["data"]["code"] == "validation_error" and err["data"]["details"]["path"] == "$.tokens"
+    assert (
+        err["data"]["code"] == "validation_error" and err["data"]["details"]["path"] == "$.tokens"
+    )
 
 
 # -- prices ----------------------------------------------------------------------------------

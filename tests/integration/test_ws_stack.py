@@ -74,19 +74,34 @@ class Stack:
     # -- building state through the runtime, like the REST routes do -------------------------
 
     def create_agent(self, agent_id: str, amount: str = "1000000000") -> None:
-        config = config_from_builtins({"sizing": {"mode": "fixed", "amount": amount},
-                                       "limits": {"max_positions_per_token": 5}})
-        self.runtime.apply(self.engine.create_agent, agent_id, "paper", config, "SOL", None, agent_id)
+        config = config_from_builtins(
+            {
+                "sizing": {"mode": "fixed", "amount": amount},
+                "limits": {"max_positions_per_token": 5},
+            }
+        )
+        self.runtime.apply(
+            self.engine.create_agent, agent_id, "paper", config, "SOL", None, agent_id
+        )
         self.runtime.apply(self.engine.deposit, agent_id, "SOL", 100 * 10**9)
 
     def prices(self, *pairs: tuple[str, float]) -> None:
         ts = now_ms()
-        self.runtime.push_ticks([Tick(token, price, ts, "test", decimals=6) for token, price in pairs])
+        self.runtime.push_ticks(
+            [Tick(token, price, ts, "test", decimals=6) for token, price in pairs]
+        )
 
     def signal(self, token: str, signal_id: str, side: str = "buy") -> None:
         now = now_ms()
-        sig = Signal(id=signal_id, token=token, side=side, type="t", strength=3,  # type: ignore[arg-type]
-                     received_at=now, expires_at=now + 30_000)
+        sig = Signal(
+            id=signal_id,
+            token=token,
+            side=side,
+            type="t",
+            strength=3,  # type: ignore[arg-type]
+            received_at=now,
+            expires_at=now + 30_000,
+        )
         self.runtime.apply(self.engine.on_signal, sig)
 
     async def settle(self) -> None:
@@ -125,9 +140,12 @@ class Reader:
                 return got
         raise AssertionError(f"condition not met in {limit} messages: {got[-5:]}")
 
-    async def subscribe(self, channels: list[str], agents: list[str] | None = None,
-                        tokens: list[str] | None = None) -> dict[str, Any]:
-        await self.ws.send_json({"op": "subscribe", "channels": channels, "agents": agents, "tokens": tokens})
+    async def subscribe(
+        self, channels: list[str], agents: list[str] | None = None, tokens: list[str] | None = None
+    ) -> dict[str, Any]:
+        await self.ws.send_json(
+            {"op": "subscribe", "channels": channels, "agents": agents, "tokens": tokens}
+        )
         return await self.recv_type("snapshot")
 
     async def quiet(self, seconds: float = 0.2) -> list[dict[str, Any]]:
