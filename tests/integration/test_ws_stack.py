@@ -40,6 +40,7 @@ class Stack:
         self.read_key = self.keys.create("dashboard", frozenset({"read"}))[1]
         self.feed_key = self.keys.create("feeder", frozenset({"feed"}))[1]
         self.hub = WsHub(self.daemon)
+        self.metrics: Any = None
         self.app = web.Application()
         self.app.router.add_get("/v1/ws", self.hub.handle)
         self.client: TestClient[Any, Any] | None = None
@@ -58,8 +59,7 @@ class Stack:
         return self
 
     async def stop(self) -> None:
-        await self.hub.close_all()
-        await self.runtime.wait_orders(5.0)
+        await self.daemon.shutdown()  # drains orders, cancels background tasks, closes the hub
         if self.client is not None:
             await self.client.close()
 
