@@ -65,13 +65,10 @@ class NaiveScan:
         self._all.pop(position.id, None)
 
     def on_price(self, token: str, price: float) -> Iterable[Position]:
-        positions = self._by_token.get(token, {})
-        for p in positions.values():
+        for p in self._by_token.get(token, {}).values():
             if price > p.peak_price_usd:
                 p.peak_price_usd = price
-            if p.config.stop_loss.enabled:
-                p.stop_gain_pct = ratcheted_stop_gain(p, p.peak_price_usd)
-        return list(positions.values())
+        return ()  # every position comes back from due(): one candidate list, no duplicates
 
     def due(self, now: int) -> Iterable[Position]:
         return list(self._all.values())
