@@ -22,7 +22,7 @@ from adapters.http import (
     routes_signals,
 )
 from adapters.http.auth import RateLimiter, bearer_key
-from adapters.http.codec import DAEMON
+from adapters.http.codec import API_KEY, DAEMON
 from adapters.http.errors import (
     Forbidden,
     NotReady,
@@ -62,7 +62,7 @@ def _authorize(request: web.Request, route: Route) -> None:
     key = daemon.keys.authenticate(raw) if daemon.keys is not None else None
     if key is None:
         raise Unauthorized("unknown API key")
-    request["api_key"] = key
+    request[API_KEY] = key
     wait = request.app[LIMITER].take(key.id)
     if wait is not None:
         raise RateLimited(max(1, math.ceil(wait)))

@@ -73,12 +73,14 @@ class KeyStore:
         path: Path | None,
         bootstrap_key: str | None = None,
         clock: Callable[[], int] = _wall_ms,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = path
         self.clock = clock
+        self.monotonic = monotonic
         self._by_hash: dict[str, ApiKey] = {}
-        self._mtime_ns: int | None = None
-        self._checked_at = 0.0
+        self._file_id: tuple[int, int, int] | None = None
+        self._checked_at = monotonic()
         self._bootstrap: ApiKey | None = None
         if bootstrap_key:
             self._bootstrap = ApiKey(
@@ -92,13 +94,15 @@ class KeyStore:
 
     # -- file ---------------------------------------------------------------------------------
 
-    def _stat_mtime(self) -> int | None:
+    def _file_identity(self) -> tuple[int, int, int] | None:
+        """The file's identity: timestamps are coarse (a jiffy), so inode and size join them."""
         if self.path is None:
             return None
         try:
-            return self.path.stat().st_mtime_ns
+            st = self.path.stat()
         except FileNotFoundError:
             return None
+        return st.st_mtime_ns, st.st_ino, st.st_size
 
     def _read(self) -> list[ApiKey]:
         if self.path is None or not self.path.exists():
@@ -109,15 +113,15 @@ class KeyStore:
             raise ValidationError(f"key file {self.path} is corrupt: {exc}") from None
 
     def _load(self) -> None:
-        self._mtime_ns = self._stat_mtime()
+        self._file_id = self._file_identity()
         self._by_hash = {k.hash: k for k in self._read()}
 
     def _maybe_reload(self) -> None:
-        now = time.monotonic()
+        now = self.monotonic()
         if now - self._checked_at < RELOAD_CHECK_S:
             return
         self._checked_at = now
-        if self._stat_mtime() != self._mtime_ns:
+        if self._file_identity() != self._file_id:
             try:
                 self._load()
             except ValidationError:

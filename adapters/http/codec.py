@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from aiohttp import web
 
+from adapters.http.auth import ApiKey
 from adapters.http.errors import MalformedJson, PayloadTooLarge
 from engine.errors import ValidationError
 
@@ -20,11 +22,12 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+API_KEY = web.RequestKey("api_key", ApiKey)  # the authenticated key of the request
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
 _encoder = msgspec.json.Encoder()
-_cursor_decoder = msgspec.json.Decoder(tuple[int, str])
+_cursor_decoder = msgspec.json.Decoder(tuple[int, int, str])
 
 
 def daemon_of(request: web.Request) -> Daemon:
@@ -51,8 +54,8 @@ def decode(raw: bytes, decoder: msgspec.json.Decoder[T]) -> T:
     except msgspec.ValidationError as exc:
         message = str(exc)
         raise ValidationError(message.split(" - at `", 1)[0], _error_path(message)) from None
-    except msgspec.DecodeError as exc:
-        raise MalformedJson(f"request body is not valid JSON: {exc}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise MalformedJson(f"request body is not valid UTF-8 JSON: {exc}") from None
 
 
 async def read_body(
@@ -100,40 +103,54 @@ def _limit(request: web.Request) -> int:
     return int(raw)
 
 
-def _encode_cursor(offset: int, last_id: str) -> str:
-    return base64.urlsafe_b64encode(_encoder.encode((offset, last_id))).decode().rstrip("=")
+Order = tuple[int, str]  # a list's sort key: (creation time or sequence, id)
 
 
-def _decode_cursor(raw: str) -> tuple[int, str]:
+def _encode_cursor(offset: int, last: Order) -> str:
+    raw = _encoder.encode((offset, last[0], last[1]))
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(raw: str) -> tuple[int, Order]:
     try:
-        offset, last_id = _cursor_decoder.decode(
+        offset, k0, k1 = _cursor_decoder.decode(
             base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
         )
     except (binascii.Error, ValueError, msgspec.DecodeError):
         raise ValidationError("cursor is not one this server issued", "query.cursor") from None
     if offset < 0:
         raise ValidationError("cursor is not one this server issued", "query.cursor")
-    return offset, last_id
+    return offset, (k0, k1)
 
 
 def paginate(
-    request: web.Request, items: Sequence[T], key: Callable[[T], str]
+    request: web.Request,
+    items: Sequence[T],
+    order: Callable[[T], Order],
+    *,
+    grows_at_front: bool = False,
 ) -> tuple[Sequence[T], str | None]:
-    """One page of `items` (a stable order). The cursor holds the last item's position and id:
-    the page resumes right after that id, or at the position if that item has gone."""
+    """One page of `items`, which must be sorted by `order`. The cursor holds the last item's
+    position and sort key: the next page starts at that position if the item is still there
+    (the common case, O(1)), else right after its key (an item was removed before it).
+
+    `grows_at_front` lists (newest first) gain items only at the front and lose them only at
+    the back: the cursor's item has moved right by the arrivals, or is gone with all after it."""
     limit = _limit(request)
     start = 0
     raw = request.query.get("cursor")
     if raw:
-        offset, last_id = _decode_cursor(raw)
-        if 0 < offset <= len(items) and key(items[offset - 1]) == last_id:
+        offset, last = _decode_cursor(raw)
+        if 0 < offset <= len(items) and order(items[offset - 1]) == last:
             start = offset
-        else:
+        elif grows_at_front:
             start = next(
-                (i + 1 for i, item in enumerate(items) if key(item) == last_id),
-                min(offset, len(items)),
+                (i + 1 for i in range(max(offset - 1, 0), len(items)) if order(items[i]) == last),
+                len(items),
             )
+        else:
+            start = bisect.bisect_right(items, last, key=order)
     page = items[start : start + limit]
     end = start + len(page)
-    next_cursor = _encode_cursor(end, key(page[-1])) if page and end < len(items) else None
+    next_cursor = _encode_cursor(end, order(page[-1])) if page and end < len(items) else None
     return page, next_cursor

@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import web
 
 from adapters.http.auth import ApiKey
-from adapters.http.codec import daemon_of, json_response, paginate, read_body
+from adapters.http.codec import API_KEY, daemon_of, json_response, paginate, read_body
 from adapters.http.openapi import PAGED, Route
 from adapters.http.schemas import HaltIn, HaltOut, KeyCreated, KeyIn, KeyOut, KeyPage, iso_ms
 
@@ -38,7 +38,7 @@ async def post_halt(request: web.Request) -> web.Response:
             "buys": body.buys,
             "flatten": body.flatten,
             "orders": len(orders),
-            "key_id": request["api_key"].id,
+            "key_id": request[API_KEY].id,
         },
     )
     return json_response(HaltOut(halted=daemon.engine.halted_buys, flatten_order_ids=orders))
@@ -47,7 +47,7 @@ async def post_halt(request: web.Request) -> web.Response:
 async def delete_halt(request: web.Request) -> web.Response:
     daemon = daemon_of(request)
     daemon.runtime.apply(daemon.engine.set_halt, False, False)
-    log.warning("halt lifted", extra={"key_id": request["api_key"].id})
+    log.warning("halt lifted", extra={"key_id": request[API_KEY].id})
     return json_response(HaltOut(halted=daemon.engine.halted_buys, flatten_order_ids=[]))
 
 
@@ -66,7 +66,7 @@ async def post_key(request: web.Request) -> web.Response:
 
 async def list_keys(request: web.Request) -> web.Response:
     keys = daemon_of(request).keys.list()
-    page, cursor = paginate(request, keys, lambda k: k.id)
+    page, cursor = paginate(request, keys, lambda k: (k.created_at, k.id))
     return json_response(KeyPage(items=[key_out(k) for k in page], next_cursor=cursor))
 
 

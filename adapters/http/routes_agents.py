@@ -40,6 +40,10 @@ def agent_out(agent: Agent) -> AgentOut:
     )
 
 
+def _creation(agent: Agent) -> tuple[int, str]:
+    return agent.created_at, agent.id
+
+
 def checked_config(cfg: AgentConfig, prefix: str) -> AgentConfig:
     """The cross-field rules of engine/config.py, with paths relative to the request body."""
     try:
@@ -72,8 +76,8 @@ async def create_agent(request: web.Request) -> web.Response:
 
 
 async def list_agents(request: web.Request) -> web.Response:
-    agents = list(daemon_of(request).engine.agents.values())
-    page, cursor = paginate(request, agents, lambda a: a.id)
+    agents = sorted(daemon_of(request).engine.agents.values(), key=_creation)
+    page, cursor = paginate(request, agents, _creation)
     return json_response(AgentPage(items=[agent_out(a) for a in page], next_cursor=cursor))
 
 

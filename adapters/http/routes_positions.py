@@ -86,12 +86,12 @@ async def list_positions(request: web.Request) -> web.Response:
     engine = daemon_of(request).engine
     agent = engine.agent(request.match_info["agent_id"])
     status = query_choice(request, "status", ("open", "closed"))
-    positions = list(engine.agent_positions[agent.id].values())
+    positions = sorted(engine.agent_positions[agent.id].values(), key=lambda p: p.seq)
     if status == "closed":
         positions = [p for p in positions if p.status == "closed"]
     elif status == "open":
         positions = [p for p in positions if p.status != "closed"]
-    page, cursor = paginate(request, positions, lambda p: p.id)
+    page, cursor = paginate(request, positions, lambda p: (p.seq, p.id))
     items = [position_out(engine, p) for p in page]
     return json_response(PositionPage(items=items, next_cursor=cursor))
 
@@ -129,7 +129,7 @@ async def list_trades(request: web.Request) -> web.Response:
     engine = daemon_of(request).engine
     agent = engine.agent(request.match_info["agent_id"])
     # append-only, oldest first: the cursor's position never moves
-    page, cursor = paginate(request, engine.trades[agent.id], lambda t: t.id)
+    page, cursor = paginate(request, engine.trades[agent.id], lambda t: (t.ts, t.id))
     return json_response(TradePage(items=[trade_out(t) for t in page], next_cursor=cursor))
 
 

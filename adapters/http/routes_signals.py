@@ -107,9 +107,12 @@ async def get_signal(request: web.Request) -> web.Response:
 
 
 async def list_signals(request: web.Request) -> web.Response:
-    """Newest first: a new signal never shifts a page a client is walking."""
+    """Newest first: a signal arriving mid-walk lands before the walk, never inside it. Only
+    the oldest are ever dropped (engine memory), and with them everything after the cursor."""
     records = list(reversed(daemon_of(request).engine.signals.values()))
-    page, cursor = paginate(request, records, lambda r: r.signal.id)
+    page, cursor = paginate(
+        request, records, lambda r: (-r.signal.received_at, r.signal.id), grows_at_front=True
+    )
     return json_response(SignalPage(items=[signal_out(r) for r in page], next_cursor=cursor))
 
 
