@@ -16,7 +16,8 @@ from adapters.http.ws_wire import (
     BalanceOut,
     Channel,
     PositionMessage,
-    SignalMessage,
+    SignalExecutionMessage,
+    SignalReceivedMessage,
     agent_out,
     position_fields,
     trade_out,
@@ -63,8 +64,7 @@ def _trade(e: ev.OrderFilled, engine: Engine) -> Routed:
 
 
 def _signal_received(e: ev.SignalReceived, engine: Engine) -> Routed:
-    data = SignalMessage(
-        event="received",
+    data = SignalReceivedMessage(
         signal_id=e.signal_id,
         token=e.token,
         side=e.side,
@@ -82,8 +82,7 @@ def _signal_received(e: ev.SignalReceived, engine: Engine) -> Routed:
 def _signal_execution(e: ev.SignalExecutionRecorded, engine: Engine) -> Routed:
     record = engine.signals.get(e.signal_id)
     token = record.signal.token if record is not None else None
-    data = SignalMessage(
-        event="execution",
+    data = SignalExecutionMessage(
         signal_id=e.signal_id,
         token=token,
         agent_id=e.agent_id,

@@ -138,23 +138,32 @@ class AgentMessage(_Out):
     balance: BalanceOut | None = None
 
 
-class SignalMessage(_Out):
-    event: Literal["received", "execution"]
+class SignalReceivedMessage(_Out, kw_only=True):
+    event: Literal["received"] = "received"
     signal_id: str
+    token: str
+    side: str
+    type: str
+    strength: int
+    symbol: str | None
+    source: str
+    reason: str
+    client_id: str | None
+    expires_at: int
+
+
+class SignalExecutionMessage(_Out, kw_only=True):
+    """One agent's outcome for a signal, as in `GET /v1/signals/{id}` `executions`."""
+
+    event: Literal["execution"] = "execution"
+    signal_id: str
+    agent_id: str
     token: str | None
-    agent_id: str | None = None
-    side: str | None = None
-    type: str | None = None
-    strength: int | None = None
-    symbol: str | None = None
-    source: str | None = None
-    reason: str = ""
-    client_id: str | None = None
-    expires_at: int | None = None
-    status: str | None = None  # execution: skipped, pending, filled, failed
-    position_id: str | None = None
-    order_id: str | None = None
-    latency_ms: float | None = None
+    status: str  # skipped, pending, filled, failed
+    reason: str
+    position_id: str | None
+    order_id: str | None
+    latency_ms: float | None
 
 
 class AlertOut(_Out):
