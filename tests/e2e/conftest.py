@@ -1,0 +1,176 @@
+"""Start the real `tradingd run` process for end-to-end tests.
+
+`start_daemon(...)` runs `python -m adapters.cli run` on 127.0.0.1 with an OS-chosen port
+(`--port 0`; the port is read back from the "control port open" log line), the memory store,
+`--no-demo`, a private data dir and a random `TRADINGD_ADMIN_KEY`, and returns once
+`/health/ready` answers 200. Extra env, args or a TOML config can be passed. The `daemon_factory`
+fixture stops every process it started (SIGTERM to exactly that PID, SIGKILL after a bound)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 20.0
+
+
+@dataclass
+class DaemonProcess:
+    proc: subprocess.Popen[bytes]
+    base_url: str
+    admin_key: str
+    data_dir: Path
+    log_path: Path
+    port: int
+    exit_code: int | None = field(default=None)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_key}"}
+
+    def logs(self) -> list[dict[str, Any]]:
+        """The JSON log lines written so far (non-JSON lines are skipped)."""
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> int:
+        """Signal exactly this PID and wait; SIGKILL if it outlives `timeout`."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.exit_code = self.proc.returncode
+        return self.exit_code
+
+
+def _read_port(log_path: Path, proc: subprocess.Popen[bytes], deadline: float) -> int:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"tradingd exited with {proc.returncode}: {log_path.read_text()[-2000:]}"
+            )
+        for line in log_path.read_text(errors="replace").splitlines():
+            if '"control port open"' in line:
+                return int(json.loads(line)["port"])
+        time.sleep(0.05)
+    raise TimeoutError(f"tradingd did not open its port: {log_path.read_text()[-2000:]}")
+
+
+def _wait_ready(base_url: str, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"tradingd exited with {proc.returncode} before ready")
+        try:
+            with urllib.request.urlopen(base_url + "/health/ready", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.05)
+    raise TimeoutError("tradingd never became ready")
+
+
+def start_daemon(
+    data_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    config_text: str | None = None,
+    admin_key: str | None = None,
+    timeout: float = START_TIMEOUT_S,
+) -> DaemonProcess:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    admin_key = admin_key or "tdk_e2e_" + secrets.token_urlsafe(24)
+    full_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TRADINGD_")},
+        "TRADINGD_STORE": "memory",
+        "TRADINGD_ADMIN_KEY": admin_key,
+        "TRADINGD_LOG_LEVEL": "info",
+        **(env or {}),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "adapters.cli",
+        "run",
+        "--no-demo",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+    ]
+    if config_text is not None:
+        config = data_dir / "tradingd.toml"
+        config.write_text(config_text)
+        cmd += ["--config", str(config)]
+    log_path = data_dir / "tradingd.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [*cmd, *args], cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + timeout
+    try:
+        port = _read_port(log_path, proc, deadline)
+        base_url = f"http://127.0.0.1:{port}"
+        _wait_ready(base_url, proc, deadline)
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        raise
+    return DaemonProcess(proc, base_url, admin_key, data_dir, log_path, port)
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
+    """`daemon_factory(env=..., args=..., config_text=...)`; every daemon is stopped at the end."""
+    started: list[DaemonProcess] = []
+
+    def factory(**kwargs: Any) -> DaemonProcess:
+        d = start_daemon(tmp_path / f"daemon{len(started)}", **kwargs)
+        started.append(d)
+        return d
+
+    yield factory
+    for d in started:
+        d.stop()
+
+
+@pytest.fixture
+def daemon(daemon_factory: Callable[..., DaemonProcess]) -> DaemonProcess:
+    return daemon_factory()
+
+
+@pytest.fixture(scope="session")
+def daemon_starter() -> Callable[..., DaemonProcess]:
+    """`start_daemon` itself, for module- or session-scoped fixtures (which must stop it)."""
+    return start_daemon
