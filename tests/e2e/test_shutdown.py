@@ -124,24 +124,23 @@ async def hammer(
 
     for round_ in range(2000):
         token = TOKENS[round_ % len(TOKENS)]
-        price = (
-            1.0 if (round_ // len(TOKENS)) % 2 == 0 else 1.3
-        )  # up 30% and back: trailing stops fire
-        signals = [
-            post("/v1/signals", {"id": f"drain-{round_}-{k}", "token": token, "strength": 3})
-            for k in range(SIGNALS_PER_ROUND)
-        ]
+        up = (round_ // len(TOKENS)) % 2 == 1  # up 30% and back down: trailing stops fire
         try:
-            statuses.append(
-                await post("/v1/prices", {"ticks": [{"token": token, "price_usd": price}]})
-            )
-            sending = asyncio.gather(*signals, return_exceptions=True)
-            if round_ == sigterm_round:
-                await asyncio.sleep(0)
-                daemon.proc.send_signal(signal.SIGTERM)
-            results = await sending
+            price = {"ticks": [{"token": token, "price_usd": 1.3 if up else 1.0}]}
+            statuses.append(await post("/v1/prices", price))
         except aiohttp.ClientError:
             break  # the port has closed: the drain is over
+        sending = asyncio.gather(
+            *[
+                post("/v1/signals", {"id": f"drain-{round_}-{k}", "token": token, "strength": 3})
+                for k in range(SIGNALS_PER_ROUND)
+            ],
+            return_exceptions=True,
+        )
+        if round_ == sigterm_round:
+            await asyncio.sleep(0)
+            daemon.proc.send_signal(signal.SIGTERM)
+        results = await sending
         statuses += [r for r in results if isinstance(r, int)]
         if any(not isinstance(r, int) or r == 503 for r in results):
             break
