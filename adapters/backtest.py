@@ -177,6 +177,9 @@ class _Session:
         for event in events:
             if isinstance(event, ev.SignalExecutionRecorded) and event.status == "skipped":
                 self.skipped.setdefault(event.agent_id, Counter())[event.reason] += 1
+            elif isinstance(event, ev.SignalFiltered):
+                for agent_id, reason in event.reasons.items():
+                    self.skipped.setdefault(agent_id, Counter())[reason] += 1
             elif isinstance(event, ev.OrderFilled):
                 self.trades[event.trade.agent_id].append(self._trade_row(event.trade))
             elif isinstance(event, ev.OrderFailed):

@@ -7,7 +7,7 @@ no later signal or tick can spend or sell the same units twice."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from typing import Literal
 
@@ -27,6 +27,9 @@ from engine.triggers import ExitIndex, NaiveScan, TriggerIndex
 
 Clock = Callable[[], int]
 SIGNAL_MEMORY = 200_000  # signal records kept for idempotency and GET /v1/signals
+# Closed positions and trades kept in memory per agent; the full history is in Postgres.
+CLOSED_KEPT = 1_000
+TRADES_KEPT = 10_000
 
 
 class Output(Struct):
@@ -59,6 +62,7 @@ class Engine:
         self.positions: dict[str, Position] = {}
         self.agent_positions: dict[str, dict[str, Position]] = {}
         self.exposure: dict[str, Exposure] = {}
+        self.closed_ids: dict[str, deque[str]] = {}  # agent -> closed position ids, oldest first
         self.orders: dict[str, Order] = {}
         self.trades: dict[str, list[Trade]] = {}
         self.prices: dict[str, Tick] = {}
@@ -252,6 +256,14 @@ class Engine:
         )
         self._balance_changed(agent_id, bal, now)
         return bal
+
+    def _forget_closed(self, p: Position) -> None:
+        closed = self.closed_ids.setdefault(p.agent_id, deque())
+        closed.append(p.id)
+        if len(closed) > CLOSED_KEPT:
+            old = closed.popleft()
+            self.positions.pop(old, None)
+            self.agent_positions[p.agent_id].pop(old, None)
 
     def _balance_changed(self, agent_id: str, bal: Balance, now: int) -> None:
         self._emit(
@@ -524,7 +536,10 @@ class Engine:
             reason=order.reason,
             ts=now,
         )
-        self.trades[order.agent_id].append(trade)
+        trades = self.trades[order.agent_id]
+        trades.append(trade)
+        if len(trades) > 2 * TRADES_KEPT:
+            del trades[:TRADES_KEPT]
         self._emit(ev.OrderFilled(ts=now, order_id=order.id, trade=trade))
 
     def _settle_buy(self, order: Order, fill: Fill) -> None:
@@ -593,6 +608,7 @@ class Engine:
             agent.last_exit_at[p.token] = now
             self.ledger.count_round_trip(agent, p.realized_pnl)
             self._emit(ev.PositionClosed(ts=now, position=msgspec.structs.replace(p)))
+            self._forget_closed(p)
         else:
             p.status = "open"
             self.index.rearm(p, now, fresh=True)
@@ -631,11 +647,26 @@ class Engine:
                 decimals=signal.decimals,
             )
         )
+        filtered: dict[str, str] = {}
         for agent in list(self.agents.values()):
+            tick = self.prices.get(signal.token)
+            liquidity = tick.liquidity_usd if tick else None
+            reason = filter_reason(
+                agent.config, signal, liquidity, check_liquidity=signal.side == "buy"
+            )
+            if reason is not None:
+                record.executions[agent.id] = Execution(
+                    agent_id=agent.id, status="skipped", reason=reason
+                )
+                filtered[agent.id] = reason
+                continue
+            record.agents_matched += 1
             if signal.side == "buy":
                 self._buy_for(agent, signal, record, now)
             else:
                 self._sell_for(agent, signal, record, now)
+        if filtered:
+            self._emit(ev.SignalFiltered(ts=now, signal_id=signal.id, reasons=filtered))
         return record, False
 
     def _forget_old_signals(self) -> None:
@@ -677,11 +708,6 @@ class Engine:
         )
 
     def _buy_for(self, agent: Agent, signal: Signal, record: SignalRecord, now: int) -> None:
-        tick = self.prices.get(signal.token)
-        reason = filter_reason(agent.config, signal, tick.liquidity_usd if tick else None)
-        if reason is not None:
-            return self._skip(record, agent.id, reason, now)
-        record.agents_matched += 1
         reason = self._buy_reason(agent, signal, now)
         if reason is not None:
             return self._skip(record, agent.id, reason, now)
@@ -736,10 +762,6 @@ class Engine:
         self._balance_changed(agent.id, bal, now)
 
     def _sell_for(self, agent: Agent, signal: Signal, record: SignalRecord, now: int) -> None:
-        reason = filter_reason(agent.config, signal, None, check_liquidity=False)
-        if reason is not None:
-            return self._skip(record, agent.id, reason, now)
-        record.agents_matched += 1
         first: Position | None = None
         order_id = None
         for p in self._sorted(self.agent_positions[agent.id].values()):

@@ -82,6 +82,13 @@ class SignalExecutionRecorded(Event, frozen=True):
     latency_ms: float | None = None
 
 
+class SignalFiltered(Event, frozen=True):
+    """Agents whose signal filters rejected a signal, in one event (not one per agent)."""
+
+    signal_id: str
+    reasons: dict[str, str]  # agent id -> skip reason
+
+
 class OrderSubmitted(Event, frozen=True):
     order: Order
 
@@ -163,6 +170,7 @@ AnyEvent = (
     | Deposited
     | SignalReceived
     | SignalExecutionRecorded
+    | SignalFiltered
     | OrderSubmitted
     | OrderFilled
     | OrderFailed

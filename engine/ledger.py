@@ -67,13 +67,15 @@ class Ledger:
         perf = agent.perf
         day = now // DAY_MS
         if perf.day != day:
+            # Realized equity (deposits + realized PnL) before this day's first realization:
+            # independent of how much quote is tied up in open positions at that moment.
             perf.day = day
             perf.day_realized = 0
-            bal = self._balances[agent.id].get(agent.quote)
-            perf.day_start_equity = bal.total if bal else 0
+            perf.day_start_equity = agent.deposited + perf.realized_pnl
         perf.day_realized += pnl
         perf.realized_pnl += pnl
         equity = agent.deposited + perf.realized_pnl
+        perf.equity_peak = max(perf.equity_peak, agent.deposited)  # the first loss is a drawdown
         if equity > perf.equity_peak:
             perf.equity_peak = equity
         elif perf.equity_peak > 0:

@@ -123,6 +123,7 @@ class TriggerIndex:
         self._positions: dict[str, Position] = {}
         self._version: dict[str, int] = {}
         self._stop_stamp: dict[str, int] = {}
+        self._armed_gain: dict[str, float] = {}  # the stop gain each live stop entry encodes
         self._group_of: dict[str, _Group] = {}
         self._deadlines: list[tuple[int, int, str, int]] = []  # (ms, seq, id, version)
         self._counter = 0
@@ -154,6 +155,7 @@ class TriggerIndex:
             return
         self._version.pop(position.id, None)
         self._stop_stamp.pop(position.id, None)
+        self._armed_gain.pop(position.id, None)
         self._group_of.pop(position.id, None)
         self._books[position.token].live -= 1
 
@@ -173,6 +175,7 @@ class TriggerIndex:
         position.peak_price_usd = peak
         stamp = self._next()
         self._stop_stamp[position.id] = stamp
+        self._armed_gain[position.id] = s
         return (-stop_price(position, s) * _UP, position.seq, position.id, stamp)
 
     def rearm(self, position: Position, now: int, fresh: bool) -> None:
@@ -260,7 +263,15 @@ class TriggerIndex:
         live = [p for p in group.members if p.id in version]
         group.members = live
         peak = group.peak
-        entries = [self._stop_entry(p, peak) for p in live if p.config.stop_loss.enabled]
+        stamps, armed = self._stop_stamp, self._armed_gain
+        entries = []
+        for p in live:
+            if not p.config.stop_loss.enabled:
+                continue
+            if p.id in stamps and ratcheted_stop_gain(p, peak) == armed.get(p.id):
+                p.peak_price_usd = peak  # the stop did not move: its heap entry stays valid
+                continue
+            entries.append(self._stop_entry(p, peak))
         stops = book.stops
         if len(entries) > len(stops) // 8:
             stops.extend(entries)

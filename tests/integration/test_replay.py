@@ -101,11 +101,6 @@ def test_sample_signals_filtered_by_an_agent_are_counted_as_skipped(sample: Back
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: Ledger.realize starts equity_peak at 0, so a first "
-    "realized loss is not a drawdown (see the replay/benchmark report)",
-)
 def test_sample_first_realized_loss_counts_as_drawdown(sample: BacktestResult) -> None:
     # The trailing agent's first close is a loss of ~0.24 SOL on a 10 SOL deposit.
     assert agent(sample, "trailing").max_drawdown_pct > 2.0
