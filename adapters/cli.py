@@ -59,7 +59,7 @@ def _check_config(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from adapters.backtest import run_replay_cli
 
-    return run_replay_cli(args.file, args.config, sys.stdout)
+    return run_replay_cli(args.file, args.config, sys.stdout, as_json=args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="backtest: run a recorded ticks/signals file")
     replay.add_argument("file")
     replay.add_argument("--config", help="TOML config with [[agents]] (default: the sample agents)")
+    replay.add_argument("--json", action="store_true", help="print the result as JSON")
     replay.set_defaults(func=_replay)
     for extra in ("adapters.http.keys_cli", "adapters.store.cli"):
         try:
