@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--config", help="TOML config with [[agents]] (default: the sample agents)")
     replay.add_argument("--json", action="store_true", help="print the result as JSON")
     replay.set_defaults(func=_replay)
-    for extra in ("adapters.http.keys_cli", "adapters.store.cli"):
+    for extra in ("adapters.http.keys_cli", "adapters.store.cli", "adapters.solana.wallet_cli"):
         try:
             module = __import__(extra, fromlist=["register"])
         except ImportError:

@@ -1,0 +1,63 @@
+"""`tradingd wallet create|import|list`: manage the encrypted keystore under the data dir.
+
+The passphrase comes from TRADINGD_WALLET_PASSPHRASE or an interactive prompt; an imported
+secret from --secret-file (never a command-line argument, which `ps` would show)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from adapters.solana.keystore import Keystore
+from engine.errors import TradingdError
+
+
+def _data_dir(args: argparse.Namespace) -> str:
+    return args.data_dir or os.environ.get("TRADINGD_DATA_DIR", "./var")
+
+
+def _passphrase(confirm: bool) -> str:
+    env = os.environ.get("TRADINGD_WALLET_PASSPHRASE")
+    if env:
+        return env
+    first = getpass.getpass("wallet passphrase: ")
+    if confirm and getpass.getpass("repeat passphrase: ") != first:
+        raise SystemExit("tradingd: passphrases differ")
+    return first
+
+
+def _run(args: argparse.Namespace) -> int:
+    ks = Keystore(_data_dir(args))
+    try:
+        if args.wallet_command == "list":
+            for w in ks.list():
+                print(f"{w.id}\t{w.public_key}\t{w.name}")
+            return 0
+        if args.wallet_command == "create":
+            info = ks.create(args.name, _passphrase(confirm=True), args.id)
+        else:
+            secret = Path(args.secret_file).read_text() if args.secret_file else sys.stdin.read()
+            info = ks.import_secret(args.name, _passphrase(confirm=True), secret, args.id)
+    except TradingdError as exc:
+        print(f"tradingd: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"{info.id}\t{info.public_key}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    wallet = sub.add_parser("wallet", help="manage encrypted Solana wallets")
+    wsub = wallet.add_subparsers(dest="wallet_command", required=True)
+    for name in ("create", "import"):
+        p = wsub.add_parser(name)
+        p.add_argument("--name", required=True)
+        p.add_argument("--id", help="wallet id (default: generated)")
+        p.add_argument("--data-dir")
+        if name == "import":
+            p.add_argument("--secret-file", help="file with the base58 or JSON-array secret (default: stdin)")
+    lst = wsub.add_parser("list")
+    lst.add_argument("--data-dir")
+    wallet.set_defaults(func=_run)
