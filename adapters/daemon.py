@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from adapters import systemd
-from adapters.feeds.demo import DemoSignals, demo_agent_config, DEMO_AGENT_ID
+from adapters.event_log import log_events
+from adapters.feeds.demo import DEMO_AGENT_ID, DemoSignals, demo_agent_config
 from adapters.feeds.synthetic import SyntheticFeed
 from adapters.runtime import Runtime, wall_clock_ms
 from adapters.settings import Settings, agent_config
@@ -39,6 +40,7 @@ class Daemon:
             default_decimals=settings.engine.default_decimals,
         )
         self.runtime = Runtime(self.engine, {"paper": PaperVenue(self.engine.price_usd, wall_clock_ms)})
+        self.runtime.event_subscribers.append(log_events)
         self.data_dir = Path(settings.data_dir)
         self.feeds: dict[str, Any] = {}
         self.components: dict[str, dict[str, Any]] = {}  # health of store, feeds, venues
