@@ -64,6 +64,7 @@ class Route:
     intake: bool = False  # 503 while not ready or shutting down
     public_if_metrics_public: bool = False  # `[http] metrics_public` lifts the key check
     media_type: str = "application/json"
+    description: str = ""
 
     @property
     def path_params(self) -> list[str]:
@@ -114,8 +115,9 @@ def _operation(route: Route, schema_of: dict[Any, dict[str, Any]]) -> dict[str, 
     }
     if route.scope is None:
         op["security"] = []
+        op["description"] = "No key needed. " + route.description
     else:
-        op["description"] = f"Scope `{route.scope}` (or `admin`)."
+        op["description"] = f"Scope `{route.scope}` (or `admin`). " + route.description
     if route.body is not None:
         op["requestBody"] = {
             "required": not route.body_optional,

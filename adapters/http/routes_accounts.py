@@ -80,6 +80,7 @@ ROUTES = [
         body=DepositIn,
         errors=(409,),
         intake=True,
+        description="409 `paper_venue_only` for agents on live venues.",
     ),
     Route(
         "GET",

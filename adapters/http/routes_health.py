@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 
@@ -63,7 +63,7 @@ async def get_health(request: web.Request) -> web.Response:
     daemon = daemon_of(request)
     comps = components(daemon)
     ready = daemon.ready and daemon.runtime.accepting
-    status = "down" if not ready else "ok"
+    status: Literal["ok", "degraded", "down"] = "down" if not ready else "ok"
     if ready and any(s in _UNHEALTHY for s in _statuses(comps)):
         status = "degraded"
     return json_response(

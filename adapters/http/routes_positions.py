@@ -144,6 +144,8 @@ ROUTES = [
         "read",
         {200: PositionPage},
         query=(STATUS, *PAGED),
+        description="Status `opening` (entry order in flight) is an addition to API.md's "
+        "open/closing/closed; `?status=open` lists every position not yet closed.",
     ),
     Route(
         "GET",

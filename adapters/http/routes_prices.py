@@ -78,6 +78,8 @@ ROUTES = [
         {202: TicksAccepted},
         body=TicksIn,
         intake=True,
+        description="More than `[http] max_ticks_per_push` ticks is 413 `too_many_ticks`; a "
+        "batch with any invalid tick is rejected whole (422) and applies nothing.",
     ),
     Route(
         "GET",

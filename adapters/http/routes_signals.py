@@ -133,6 +133,9 @@ ROUTES = [
         {202: SignalAccepted, 200: SignalAccepted},
         body=SignalIn,
         intake=True,
+        description="A repeat of the same client `id` is 200 with the first response's "
+        "`signal_id` and `duplicate: true`; nothing is traded again. While buys are halted "
+        "or an agent is paused the signal is accepted and its executions say why they skipped.",
     ),
     Route(
         "GET",
