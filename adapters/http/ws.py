@@ -1,9 +1,10 @@
-"""The WebSocket stream `GET /v1/ws` (API.md): auth, subscriptions, snapshots and fan-out.
+"""The WebSocket stream `GET /v1/ws` (API.md): connections, auth, subscriptions, snapshots,
+heartbeats and the closing of slow consumers.
 
-The engine never waits for a client: the runtime subscribers here only append shared,
-pre-encoded payloads to bounded per-client outboxes (ws_outbox.py), each drained by its own
-writer task. A client whose queue stays full past `[ws] max_lag_ms` is sent `slow_consumer` (best
-effort) and closed with 1013; it never slows the core or the other clients."""
+The engine never waits for a client: fan-out (ws_dispatch.py) appends shared, pre-encoded
+payloads to bounded per-client outboxes (ws_outbox.py), each drained by its own writer task. A
+client whose queue stays full past `[ws] max_lag_ms` is sent `slow_consumer` (best effort) and
+closed with 1013; it never slows the core or the other clients."""
 
 from __future__ import annotations
 
@@ -20,11 +21,10 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from adapters.http import ws_wire as wire
 from adapters.http.auth import bearer_key
 from adapters.http.errors import error_response
-from adapters.http.ws_events import ALERT, ROUTES
-from adapters.http.ws_outbox import Counters, Outbox, PriceBatch, envelope
-from engine import events as ev
+from adapters.http.ws_dispatch import Dispatcher, Filter
+from adapters.http.ws_events import ALERT
+from adapters.http.ws_outbox import Counters, Outbox, envelope
 from engine.assets import is_mint
-from engine.model import Tick
 
 log = logging.getLogger("tradingd.ws")
 
@@ -33,36 +33,10 @@ TRY_AGAIN_LATER = 1013  # RFC 6455 close code registry: overloaded, try again la
 # Bytes written before the writer waits for the transport to drain: small, so a stalled
 # client's backlog stays in its bounded queue (where it is counted) rather than in buffers.
 WRITER_LIMIT = 16 * 1024
-_MISSING: Any = object()
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class Filter:
-    """One channel's filter: the agent ids and tokens it admits, None for all."""
-
-    __slots__ = ("agents", "tokens")
-
-    def __init__(self, agents: frozenset[str] | None, tokens: frozenset[str] | None) -> None:
-        self.agents, self.tokens = agents, tokens
-
-    def admits(self, agent_id: str | None, token: str | None) -> bool:
-        return (self.agents is None or agent_id is None or agent_id in self.agents) and (
-            self.tokens is None or token is None or token in self.tokens
-        )
-
-    def widen(self, other: Filter) -> Filter:
-        agents = None if self.agents is None or other.agents is None else self.agents | other.agents
-        tokens = None if self.tokens is None or other.tokens is None else self.tokens | other.tokens
-        return Filter(agents, tokens)
-
-    def narrow(self, agents: list[str] | None, tokens: list[str] | None) -> Filter | None:
-        """Remove ids from explicit lists (an "all" list stays all); None once nothing is left."""
-        a = self.agents - frozenset(agents) if self.agents is not None and agents else self.agents
-        t = self.tokens - frozenset(tokens) if self.tokens is not None and tokens else self.tokens
-        return None if a == frozenset() or t == frozenset() else Filter(a, t)
 
 
 class Client:
@@ -99,13 +73,11 @@ class WsHub:
         self.counters = Counters()
         self.slow_consumers = 0  # clients closed with 1013
         self._ids = 0
-        self._pending: dict[str, Tick] = {}  # latest tick per token since the last price flush
-        self._flush: asyncio.TimerHandle | None = None
-        self._last_flush = 0.0
+        self.dispatch = Dispatcher(daemon.engine, self.by_channel, self.settings.price_interval_ms)
         self._closed = False
         self._closers: set[asyncio.Task[None]] = set()
-        daemon.runtime.event_subscribers.append(self.on_events)
-        daemon.runtime.tick_subscribers.append(self.on_ticks)
+        daemon.runtime.event_subscribers.append(self.dispatch.on_events)
+        daemon.runtime.tick_subscribers.append(self.dispatch.on_ticks)
         daemon.cleanups.append(self.close_all)
         if getattr(daemon, "hub", None) is None:
             daemon.hub = self
@@ -233,6 +205,7 @@ class WsHub:
         self.clients.discard(client)
         for subscribers in self.by_channel.values():
             subscribers.discard(client)
+        client.subs.clear()  # fan-out jobs already holding this client now skip it
         for timer in client.timers.values():
             timer.cancel()
         client.timers.clear()
@@ -269,6 +242,8 @@ class WsHub:
             frozenset(op.agents) if op.agents is not None else None,
             frozenset(op.tokens) if op.tokens is not None else None,
         )
+        # Pending fan-out is older than the state the snapshot shows: deliver it first.
+        self.dispatch.run()
         for channel in op.channels:
             old = client.subs.get(channel)
             client.subs[channel] = old.widen(wanted) if old is not None else wanted
@@ -318,52 +293,6 @@ class WsHub:
                 prices=prices,
             )
         )
-
-    # -- fan-out: runtime subscribers, synchronous, enqueue only --------------------------------
-
-    def on_events(self, events: list[ev.Event]) -> None:
-        if not self.clients:
-            return
-        engine = self.daemon.engine
-        for event in events:
-            route = ROUTES.get(type(event))
-            if route is None:
-                continue
-            routed = route(event, engine)
-            data: bytes | None = None  # encoded once, on the first client that wants it
-            for client in tuple(self.by_channel[routed.channel]):
-                if client.subs[routed.channel].admits(routed.agent_id, routed.token):
-                    if data is None:
-                        data = wire.encode(routed.data)
-                    client.outbox.push(routed.type, event.ts, data)
-
-    def on_ticks(self, ticks: list[Tick]) -> None:
-        if not self.by_channel["prices"]:
-            return
-        pending = self._pending
-        for tick in ticks:
-            pending[tick.token] = tick
-        if self._flush is None:
-            loop = asyncio.get_running_loop()
-            delay = max(
-                0.0, self._last_flush + self.settings.price_interval_ms / 1000 - loop.time()
-            )
-            self._flush = loop.call_later(delay, self._flush_prices)
-
-    def _flush_prices(self) -> None:
-        """At most once per price_interval_ms: one batch per distinct token filter, shared."""
-        self._flush = None
-        self._last_flush = asyncio.get_running_loop().time()
-        ticks, self._pending = self._pending, {}
-        ts = now_ms()
-        batches: dict[frozenset[str] | None, PriceBatch | None] = {}
-        for client in tuple(self.by_channel["prices"]):
-            tokens = client.subs["prices"].tokens
-            batch = batches.get(tokens, _MISSING)
-            if batch is _MISSING:
-                batch = batches[tokens] = PriceBatch.of(ticks, tokens)
-            if batch is not None:
-                client.outbox.push_prices(batch, ts)
 
     def _heartbeat(self, client: Client) -> None:
         client.outbox.push(HEARTBEAT, now_ms(), b"{}")
@@ -436,9 +365,7 @@ class WsHub:
     async def close_all(self) -> None:
         """Shutdown: close every connection with 1001 (going away). Idempotent."""
         self._closed = True
-        if self._flush is not None:
-            self._flush.cancel()
-            self._flush = None
+        self.dispatch.close()
         for client in list(self.clients):
             self._start_close(client, None, WSCloseCode.GOING_AWAY, b"server shutdown")
         if self._closers:  # these, and slow consumers still being closed

@@ -1,0 +1,173 @@
+"""Fan-out of engine events and price batches to the WebSocket clients subscribed to them.
+
+The runtime hooks only route (decide channel, agent and token) and append a job: no client is
+visited inside an engine transition, so orders are dispatched before any fan-out work. Jobs run
+in FIFO order from loop callbacks that visit at most CHUNK clients each, so with a thousand
+clients the loop still polls sockets (signals, ticks, fills) between slices of a fan-out. Each
+payload is encoded once per job (once per distinct token filter for prices), never per client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Any, Protocol
+
+from adapters.http import ws_wire as wire
+from adapters.http.ws_events import ROUTES, Routed
+from adapters.http.ws_outbox import Outbox, PriceBatch
+from engine import events as ev
+from engine.model import Tick
+
+CHUNK = 64  # client visits per loop callback: ~2 ms with the writes they wake
+_MISSING: Any = object()
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Filter:
+    """One channel's filter: the agent ids and tokens it admits, None for all."""
+
+    __slots__ = ("agents", "tokens")
+
+    def __init__(self, agents: frozenset[str] | None, tokens: frozenset[str] | None) -> None:
+        self.agents, self.tokens = agents, tokens
+
+    def admits(self, agent_id: str | None, token: str | None) -> bool:
+        return (self.agents is None or agent_id is None or agent_id in self.agents) and (
+            self.tokens is None or token is None or token in self.tokens
+        )
+
+    def widen(self, other: Filter) -> Filter:
+        agents = None if self.agents is None or other.agents is None else self.agents | other.agents
+        tokens = None if self.tokens is None or other.tokens is None else self.tokens | other.tokens
+        return Filter(agents, tokens)
+
+    def narrow(self, agents: list[str] | None, tokens: list[str] | None) -> Filter | None:
+        """Remove ids from explicit lists (an "all" list stays all); None once nothing is left."""
+        a = self.agents - frozenset(agents) if self.agents is not None and agents else self.agents
+        t = self.tokens - frozenset(tokens) if self.tokens is not None and tokens else self.tokens
+        return None if a == frozenset() or t == frozenset() else Filter(a, t)
+
+
+class Subscriber(Protocol):
+    subs: dict[str, Filter]
+    outbox: Outbox
+
+
+class _EventJob:
+    __slots__ = ("clients", "pos", "routed", "ts", "data")
+
+    def __init__(self, clients: tuple[Subscriber, ...], routed: Routed, ts: int) -> None:
+        self.clients, self.pos, self.routed, self.ts = clients, 0, routed, ts
+        self.data: bytes | None = None  # encoded on the first client that admits it
+
+    def visit(self, client: Subscriber) -> None:
+        r = self.routed
+        f = client.subs.get(r.channel)
+        if f is not None and f.admits(r.agent_id, r.token):
+            if self.data is None:
+                self.data = wire.encode(r.data)
+            client.outbox.push(r.type, self.ts, self.data)
+
+
+class _PriceJob:
+    __slots__ = ("clients", "pos", "ticks", "ts", "batches")
+
+    def __init__(self, clients: tuple[Subscriber, ...], ticks: dict[str, Tick], ts: int) -> None:
+        self.clients, self.pos, self.ticks, self.ts = clients, 0, ticks, ts
+        self.batches: dict[frozenset[str] | None, PriceBatch | None] = {}
+
+    def visit(self, client: Subscriber) -> None:
+        f = client.subs.get("prices")
+        if f is None:
+            return
+        batch = self.batches.get(f.tokens, _MISSING)
+        if batch is _MISSING:
+            batch = self.batches[f.tokens] = PriceBatch.of(self.ticks, f.tokens)
+        if batch is not None:
+            client.outbox.push_prices(batch, self.ts)
+
+
+class Dispatcher:
+    def __init__(
+        self, engine: Any, by_channel: dict[str, set[Any]], price_interval_ms: int
+    ) -> None:
+        self.engine = engine
+        self.by_channel = by_channel
+        self.price_interval_s = price_interval_ms / 1000
+        self._jobs: deque[_EventJob | _PriceJob] = deque()
+        self._running: asyncio.Handle | None = None
+        self._pending_ticks: dict[str, Tick] = {}  # latest per token since the last price job
+        self._price_timer: asyncio.TimerHandle | None = None
+        self._last_prices = 0.0
+
+    # -- runtime hooks: synchronous, route and append only ------------------------------------
+
+    def on_events(self, events: list[ev.Event]) -> None:
+        engine, by_channel = self.engine, self.by_channel
+        for event in events:
+            route = ROUTES.get(type(event))
+            if route is None:
+                continue
+            routed = route(event, engine)
+            subscribers = by_channel[routed.channel]
+            if subscribers:
+                self._add(_EventJob(tuple(subscribers), routed, event.ts))
+
+    def on_ticks(self, ticks: list[Tick]) -> None:
+        if not self.by_channel["prices"]:
+            return
+        pending = self._pending_ticks
+        for tick in ticks:
+            pending[tick.token] = tick
+        if self._price_timer is None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, self._last_prices + self.price_interval_s - loop.time())
+            self._price_timer = loop.call_later(delay, self._price_job)
+
+    def _price_job(self) -> None:
+        """At most once per price_interval_ms, the latest tick per token as one job."""
+        self._price_timer = None
+        self._last_prices = asyncio.get_running_loop().time()
+        ticks, self._pending_ticks = self._pending_ticks, {}
+        subscribers = self.by_channel["prices"]
+        if ticks and subscribers:
+            self._add(_PriceJob(tuple(subscribers), ticks, now_ms()))
+
+    # -- running the jobs -----------------------------------------------------------------------
+
+    def _add(self, job: _EventJob | _PriceJob) -> None:
+        self._jobs.append(job)
+        if self._running is None:
+            self._running = asyncio.get_running_loop().call_soon(self._run)
+
+    def _run(self) -> None:
+        self._running = None
+        self.run(CHUNK)
+        if self._jobs:
+            self._running = asyncio.get_running_loop().call_soon(self._run)
+
+    def run(self, budget: int | None = None) -> None:
+        """Visit up to `budget` clients (all pending work when None), oldest job first."""
+        jobs = self._jobs
+        left = budget if budget is not None else sum(len(j.clients) - j.pos for j in jobs)
+        while jobs and left > 0:
+            job = jobs[0]
+            end = min(len(job.clients), job.pos + left)
+            clients, visit = job.clients, job.visit
+            for i in range(job.pos, end):
+                visit(clients[i])
+            left -= end - job.pos
+            job.pos = end
+            if end == len(clients):
+                jobs.popleft()
+
+    def close(self) -> None:
+        for handle in (self._running, self._price_timer):
+            if handle is not None:
+                handle.cancel()
+        self._running = self._price_timer = None
+        self._jobs.clear()
