@@ -177,6 +177,7 @@ class _StateCollector(Collector):
             "tradingd_uptime_seconds", "Seconds since start", value=time.monotonic() - d.started_at
         )
         yield from _feed_ages(d)
+        yield from _store(d.store)
         yield from _ws(d.hub)
 
 
@@ -190,6 +191,28 @@ def _feed_ages(d: Any) -> Iterator[Any]:
         if last is not None:
             age.add_metric([name], max(0.0, (now_ms - last) / 1000))
     yield age
+
+
+def _store(store: Any) -> Iterator[Any]:
+    if store is None:
+        return
+    lag = store.write_behind_lag()
+    yield GaugeMetricFamily(
+        "tradingd_write_behind_lag_entries",
+        "Events written to Redis, not yet to Postgres",
+        value=lag["entries"],
+    )
+    yield GaugeMetricFamily(
+        "tradingd_write_behind_lag_seconds",
+        "Age of the oldest event not yet in Postgres",
+        value=lag["seconds"],
+    )
+    up = GaugeMetricFamily(
+        "tradingd_store_up", "1 while a store component is ok", labels=["component"]
+    )
+    for name, health in sorted(store.components.items()):
+        up.add_metric([name], int(health.get("status") == "ok"))
+    yield up
 
 
 def _ws(hub: Any) -> Iterator[Any]:

@@ -190,3 +190,21 @@ async def test_two_daemons_in_one_process_have_separate_registries() -> None:
     )
     await first.daemon.shutdown()
     await second.daemon.shutdown()
+
+
+async def test_store_figures_come_from_the_store(stack: Stack) -> None:
+    class Store:  # the store interface the daemon holds: write_behind_lag() and components
+        components = {
+            "redis": {"status": "down", "reason": "refused"},
+            "postgres": {"status": "ok"},
+        }
+
+        def write_behind_lag(self) -> dict[str, float]:
+            return {"entries": 12, "seconds": 1.5}
+
+    stack.daemon.store = Store()
+    samples = scrape(stack.metrics)
+    assert value(samples, "tradingd_write_behind_lag_entries") == 12
+    assert value(samples, "tradingd_write_behind_lag_seconds") == 1.5
+    assert value(samples, "tradingd_store_up", component="redis") == 0
+    assert value(samples, "tradingd_store_up", component="postgres") == 1
