@@ -224,6 +224,11 @@ def _ws(hub: Any) -> Iterator[Any]:
     yield GaugeMetricFamily(
         "tradingd_ws_queued_messages", "Messages waiting in client queues", value=hub.queued
     )
+    yield GaugeMetricFamily(
+        "tradingd_ws_fanout_backlog",
+        "Client deliveries not yet made by pending fan-out jobs",
+        value=hub.dispatch.backlog,
+    )
     yield CounterMetricFamily(
         "tradingd_ws_messages_sent", "WebSocket messages written", value=hub.sent
     )

@@ -20,6 +20,7 @@ from engine import events as ev
 from engine.model import Tick
 
 CHUNK = 64  # client visits per loop callback: ~2 ms with the writes they wake
+BACKLOG_ITERATIONS = 16
 _MISSING: Any = object()
 
 
@@ -99,6 +100,7 @@ class Dispatcher:
         self.by_channel = by_channel
         self.price_interval_s = price_interval_ms / 1000
         self._jobs: deque[_EventJob | _PriceJob] = deque()
+        self.backlog = 0  # client visits the pending jobs still have to make
         self._running: asyncio.Handle | None = None
         self._pending_ticks: dict[str, Tick] = {}  # latest per token since the last price job
         self._price_timer: asyncio.TimerHandle | None = None
@@ -141,27 +143,31 @@ class Dispatcher:
 
     def _add(self, job: _EventJob | _PriceJob) -> None:
         self._jobs.append(job)
+        self.backlog += len(job.clients)
         if self._running is None:
             self._running = asyncio.get_running_loop().call_soon(self._run)
 
     def _run(self) -> None:
         self._running = None
-        self.run(CHUNK)
+        # Slices grow with the backlog, so an event storm to many clients is worked off within
+        # a bounded number of loop iterations instead of piling up in memory.
+        self.run(max(CHUNK, self.backlog // BACKLOG_ITERATIONS))
         if self._jobs:
             self._running = asyncio.get_running_loop().call_soon(self._run)
 
     def run(self, budget: int | None = None) -> None:
         """Visit up to `budget` clients (all pending work when None), oldest job first."""
         jobs = self._jobs
-        left = budget if budget is not None else sum(len(j.clients) - j.pos for j in jobs)
+        left = self.backlog if budget is None else budget
         while jobs and left > 0:
             job = jobs[0]
-            end = min(len(job.clients), job.pos + left)
+            start, end = job.pos, min(len(job.clients), job.pos + left)
             clients, visit = job.clients, job.visit
-            for i in range(job.pos, end):
+            for i in range(start, end):
                 visit(clients[i])
-            left -= end - job.pos
             job.pos = end
+            left -= end - start
+            self.backlog -= end - start
             if end == len(clients):
                 jobs.popleft()
 
@@ -171,3 +177,4 @@ class Dispatcher:
                 handle.cancel()
         self._running = self._price_timer = None
         self._jobs.clear()
+        self.backlog = 0
