@@ -206,6 +206,7 @@ class WsHub:
         for subscribers in self.by_channel.values():
             subscribers.discard(client)
         client.subs.clear()  # fan-out jobs already holding this client now skip it
+        client.outbox.close()
         for timer in client.timers.values():
             timer.cancel()
         client.timers.clear()
@@ -350,17 +351,19 @@ class WsHub:
     async def _send_and_close(
         self, client: Client, frame: bytes | None, code: int, reason: bytes
     ) -> None:
-        """Best effort within close_timeout_s; then the transport is cut so nothing waits on it."""
+        """Best effort within close_timeout_s; else the transport is cut, dropping whatever a dead
+        peer left unread, so neither the task nor the socket lingers."""
         try:
             async with asyncio.timeout(self.close_timeout_s):
                 if frame is not None:
                     await client.ws.send_frame(frame, WSMsgType.TEXT)
                 await client.ws.close(code=code, message=reason)
+            if client.ws.close_code != WSCloseCode.ABNORMAL_CLOSURE:
+                return  # the peer answered the close
         except (TimeoutError, ConnectionError, RuntimeError):
             pass
-        finally:
-            if client.transport is not None and not client.transport.is_closing():
-                client.transport.abort()
+        if client.transport is not None:
+            client.transport.abort()
 
     async def close_all(self) -> None:
         """Shutdown: close every connection with 1001 (going away). Idempotent."""
