@@ -26,6 +26,7 @@ from engine import events as ev
 from engine.model import Fill, Order
 
 LOOP_LAG_INTERVAL_S = 0.25
+WS_ROUTE = "/v1/ws"
 # Sub-millisecond resolution at the bottom: an in-memory transition takes microseconds.
 FAST = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 NETWORK = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -97,7 +98,8 @@ class Metrics:
 
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
         self.http_requests.labels(route, method, str(status)).inc()
-        self.http_duration.labels(route, method).observe(seconds)
+        if route != WS_ROUTE:  # a WebSocket request lasts as long as its connection
+            self.http_duration.labels(route, method).observe(seconds)
 
     # -- runtime hooks (synchronous, cheap) -------------------------------------------------
 

@@ -208,3 +208,16 @@ async def test_store_figures_come_from_the_store(stack: Stack) -> None:
     assert value(samples, "tradingd_write_behind_lag_seconds") == 1.5
     assert value(samples, "tradingd_store_up", component="redis") == 0
     assert value(samples, "tradingd_store_up", component="postgres") == 1
+
+
+async def test_websocket_connections_are_counted_but_not_timed(stack: Stack) -> None:
+    stack.metrics.observe_http("/v1/ws", "GET", 101, 3600.0)
+    samples = scrape(stack.metrics)
+    assert (
+        value(samples, "tradingd_http_requests_total", route="/v1/ws", method="GET", status="101")
+        == 1
+    )
+    assert (
+        value(samples, "tradingd_http_request_duration_seconds_count", route="/v1/ws", method="GET")
+        is None
+    )
