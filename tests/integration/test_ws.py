@@ -349,3 +349,17 @@ async def test_close_all_closes_clients_with_going_away(stack: Stack) -> None:
     await stack.hub.close_all()
     msg = await client.ws.receive(timeout=5)
     assert msg.type is WSMsgType.CLOSE and msg.data == 1001
+
+
+async def test_an_engine_transition_only_queues_fan_out_work(stack: Stack) -> None:
+    stack.create_agent("agt-a")
+    stack.prices(SOL, (TOKEN_A, 1.0))
+    client = await stack.connect()
+    await client.subscribe(["signals", "trades", "positions"])
+    (hub_client,) = stack.hub.clients
+    stack.signal(TOKEN_A, "s1")
+    # Inside the transition no client was visited; the order was already sent to the venue.
+    assert stack.hub.dispatch.backlog > 0 and len(hub_client.outbox.queue) == 0
+    assert len(stack.runtime.in_flight) == 1
+    await stack.settle()
+    await client.recv_type("trade")
