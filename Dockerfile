@@ -1,7 +1,10 @@
-# tradingd in a container: the built-in paper profile by default (embedded Redis and Postgres
-# under the data volume), or pass a config: `docker run ... tradingd --config /etc/tradingd.toml`.
-# Give the drain time on stop: `docker run --stop-timeout 30` (compose: stop_grace_period: 30s),
-# above [shutdown] grace_s (10 s by default).
+# tradingd in a container. Without arguments it runs the built-in paper profile (embedded Redis
+# and Postgres under the data volume); arguments are appended to `tradingd run`:
+#   docker build -t tradingd .
+#   docker run -p 127.0.0.1:8080:8080 -v tradingd-data:/var/lib/tradingd \
+#     -e TRADINGD_ADMIN_KEY=... --stop-timeout 30 tradingd [--config /etc/tradingd.toml]
+# --stop-timeout (compose: stop_grace_period) must exceed [shutdown] grace_s (10 s by default) so
+# SIGTERM can drain in-flight orders before Docker's SIGKILL.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
