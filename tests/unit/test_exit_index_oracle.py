@@ -121,3 +121,39 @@ def test_index_matches_naive_scan_on_long_random_walks(configs_, seed):
     ):
         if reason in text:
             event(f"saw {reason.decode()}")
+
+
+def crowded_steps(seed: int, n: int) -> list[tuple]:
+    """Many positions on one token: groups merge, trailing subgroups fire together."""
+    import random
+
+    rng = random.Random(seed)
+    steps: list[tuple] = []
+    for i in range(n):
+        steps.append(("tick", TOKENS[0], rng.gauss(0.0, 0.04)))
+        if i % 2 == 0:
+            steps.append(("buy", TOKENS[0], 5))
+        if i % 3 == 0:
+            steps.append(("settle", rng.random() < 0.03, 0))
+        if rng.random() < 0.03:
+            steps.append(("wait", rng.randint(1, 30), 0))
+    return steps
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(configs, min_size=1, max_size=3), st.integers(0, 2**32))
+def test_index_matches_naive_scan_with_many_positions_on_one_token(configs_, seed):
+    crowded = [
+        {
+            **c,
+            "limits": {"max_open_positions": 60, "max_positions_per_token": 60},
+            "sizing": {"mode": "fixed", "amount": "100000000"},
+        }
+        for c in configs_
+    ]
+    steps = crowded_steps(seed, 300)
+    indexed = run(crowded, steps, "indexed")
+    naive = run(crowded, steps, "naive")
+    assert_same_events(indexed, naive)
+    exits = b"".join(indexed.log).count(b'"reason":"stop_loss"')
+    event(f"stop-loss exits: {'none' if not exits else '1-9' if exits < 10 else '10+'}")
