@@ -1,0 +1,64 @@
+"""`tradingd migrate`: apply the Postgres schema (the daemon also does it at start-up)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "migrate", help="apply database migrations (embedded or DATABASE_URL)"
+    )
+    p.add_argument("--config", help="TOML config file")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=_migrate)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    import os
+
+    from adapters.settings import load_settings
+    from adapters.store import namespace_from_env
+    from adapters.store import postgres as pg
+    from adapters.store.embedded import EmbeddedPostgres
+    from adapters.store.errors import StoreError
+    from adapters.store.lock import DataDirLock
+    from engine.errors import TradingdError
+
+    env = dict(os.environ)
+    if args.data_dir:
+        env["TRADINGD_DATA_DIR"] = args.data_dir
+    try:
+        settings = load_settings(args.config, env)
+    except TradingdError as exc:
+        print(f"tradingd: bad config: {exc.message}", file=sys.stderr)
+        return 2
+    if settings.store.kind == "memory":
+        print("tradingd: store is memory: nothing to migrate")
+        return 0
+    url = settings.store.database_url
+    embedded: EmbeddedPostgres | None = None
+    lock: DataDirLock | None = None
+    try:
+        if not url:
+            # The embedded server belongs to the data dir: take its lock so no daemon runs meanwhile.
+            lock = DataDirLock(Path(settings.data_dir))
+            lock.acquire()
+            embedded = EmbeddedPostgres(Path(settings.data_dir))
+            was_running = embedded.pid is not None
+            url = embedded.start()
+        applied = asyncio.run(pg.migrate(url, namespace_from_env()))
+    except (StoreError, OSError) as exc:
+        print(f"tradingd: migrate failed: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 1
+    finally:
+        if embedded is not None and not was_running:
+            embedded.stop()
+        if lock is not None:
+            lock.release()
+    print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+    return 0

@@ -1,0 +1,300 @@
+"""The persistent store of one daemon: Redis write-through, Postgres write-behind, recovery, and
+outage handling, put together in start-up order.
+
+open(): lock the data dir -> start/attach the servers -> migrate -> recover the engine's state ->
+subscribe to the runtime -> resume orders that were in flight. close() flushes Redis, drains the
+writer (bounded), and stops the embedded servers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from adapters.store import postgres as pg
+from adapters.store.embedded import EmbeddedServers
+from adapters.store.errors import StoreUnavailable
+from adapters.store.lock import DataDirLock
+from adapters.store.records import EntryIds, to_entries, with_records
+from adapters.store.recovery import StateBook, build_snapshot
+from adapters.store.redis import Keys, RedisWriteThrough, client
+from adapters.store.spill import SpillFile
+from adapters.store.writer import WriteBehind
+from engine import events as ev
+from engine.core import SIGNAL_MEMORY, Engine
+from engine.model import Order, Tick
+from engine.snapshot import EngineSnapshot, restore
+
+log = logging.getLogger("tradingd.store")
+STATUS_INTERVAL_S = 1.0
+
+
+class PersistentStore:
+    kind = "persistent"
+
+    def __init__(
+        self,
+        engine: Engine,
+        data_dir: Path,
+        *,
+        redis_url: str | None,
+        database_url: str | None,
+        namespace: str = "tradingd",
+        pause_buys_without_redis: bool = True,
+        publish: Any = None,
+        stage_mode: pg.StageMode = "copy",
+        lock: bool = True,
+        startup_timeout: float = 30.0,
+    ) -> None:
+        self.engine = engine
+        self.data_dir = data_dir
+        self.redis_url = redis_url
+        self.database_url = database_url
+        self.namespace = pg.check_schema(namespace)
+        self.pause_buys_without_redis = pause_buys_without_redis
+        self.publish = publish  # callable(list[Event]): alerts to every runtime subscriber
+        self.stage_mode = stage_mode
+        self.startup_timeout = startup_timeout
+        self.keys = Keys(namespace)
+        self.ids = EntryIds()
+        self.lock = DataDirLock(data_dir) if lock else None
+        self.servers: EmbeddedServers | None = None
+        self.components: dict[str, dict[str, Any]] = {
+            "redis": {"status": "starting"},
+            "postgres": {"status": "starting"},
+        }
+        self.recovered: EngineSnapshot | None = None
+        self.write_through: RedisWriteThrough | None = None
+        self.writer: WriteBehind | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    async def open(self) -> EngineSnapshot:
+        if self.lock is not None:
+            self.lock.acquire()
+        try:
+            return await self._open()
+        except BaseException:
+            await self._abort()
+            raise
+
+    async def _open(self) -> EngineSnapshot:
+        loop = asyncio.get_running_loop()
+        if not self.redis_url or not self.database_url:
+            self.servers = EmbeddedServers(self.data_dir)
+            started = time.monotonic()
+            redis_url, database_url = await loop.run_in_executor(None, self.servers.start)
+            log.info(
+                "embedded redis and postgres up",
+                extra={
+                    "seconds": round(time.monotonic() - started, 3),
+                    "data_dir": str(self.data_dir),
+                },
+            )
+            self.redis_url = self.redis_url or redis_url
+            self.database_url = self.database_url or database_url
+        assert self.redis_url and self.database_url
+        await self._retry("postgres", lambda: pg.migrate(self.database_url, self.namespace))  # type: ignore[arg-type]
+        self.redis = client(self.redis_url)
+        await self._retry("redis", self.redis.ping)
+        conn = await self._retry("postgres", lambda: pg.connect(self.database_url, self.namespace))  # type: ignore[arg-type]
+        try:
+            book = StateBook()
+            book.load_rows(await pg.load_rows(conn, SIGNAL_MEMORY))
+        finally:
+            await conn.close()
+        spill = SpillFile(self.data_dir / "store" / f"{self.namespace}.spill")
+        snap, max_id, spilled = await build_snapshot(
+            book, self.redis, self.keys, spill, SIGNAL_MEMORY
+        )
+        self.ids.advance_past(max_id)
+        restore(self.engine, snap)
+        self.recovered = snap
+        self.write_through = RedisWriteThrough(
+            self.redis, self.keys, spill, self._redis_status, lambda: self.engine.id_seq
+        )
+        self.writer = WriteBehind(
+            self.redis,
+            self.keys,
+            self.database_url,
+            self.namespace,
+            on_status=self._pg_status,
+            mode=self.stage_mode,
+        )
+        await self.writer.ensure_group()
+        self._spawn(self.write_through.run(), "store-write-through")
+        self._spawn(self.writer.run(), "store-write-behind")
+        self._spawn(self._status_loop(), "store-status")
+        self.components["redis"] = {"status": "ok"}
+        self.components["postgres"] = {"status": "ok"}
+        log.info(
+            "state recovered",
+            extra={
+                "agents": len(snap.agents),
+                "open_positions": sum(p.status != "closed" for p in snap.positions),
+                "orders_in_flight": len(snap.orders),
+                "signals": len(snap.signals),
+                "spilled": len(spilled),
+            },
+        )
+        return snap
+
+    async def _retry(self, what: str, attempt: Any) -> Any:
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            try:
+                return await attempt()
+            except (OSError, ConnectionError, TimeoutError, Exception) as exc:  # noqa: B014
+                if time.monotonic() > deadline or not _transient(exc):
+                    raise StoreUnavailable(
+                        f"{what} unreachable at start-up: {exc!s}"[:300]
+                    ) from exc
+                await asyncio.sleep(0.25)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        task.add_done_callback(_log_death)
+        self._tasks.append(task)
+
+    # -- the runtime's subscribers (synchronous: encode and enqueue only) ------------------
+
+    def on_events(self, events: list[ev.Event]) -> None:
+        assert self.write_through is not None
+        self.write_through.enqueue(to_entries(with_records(events, self.engine), self.ids))
+
+    def on_ticks(self, ticks: list[Tick]) -> None:
+        assert self.write_through is not None
+        self.write_through.enqueue_ticks(ticks)
+
+    async def flushed(self, timeout: float | None = 5.0) -> None:
+        """Resolves once every event enqueued so far is durable (Redis, or the fsync'd spill
+        file while Redis is down). The REST signal handler awaits it before answering 202."""
+        if self.write_through is not None:
+            await self.write_through.flushed(timeout)
+
+    def in_flight_orders(self) -> list[Order]:
+        return list(self.engine.orders.values())
+
+    # -- health -----------------------------------------------------------------------------
+
+    def write_behind_lag(self) -> dict[str, float]:
+        w = self.writer
+        return {
+            "entries": w.lag_entries if w else 0,
+            "seconds": round(w.lag_seconds, 3) if w else 0.0,
+        }
+
+    @property
+    def buys_paused(self) -> bool:
+        return (
+            self.pause_buys_without_redis
+            and self.write_through is not None
+            and not self.write_through.up
+        )
+
+    def _redis_status(self, up: bool, reason: str) -> None:
+        self.components["redis"] = {"status": "ok"} if up else {"status": "down", "reason": reason}
+        if self.pause_buys_without_redis:
+            _set_store_pause(self.engine, None if up else "store_unavailable")
+        self._alert("redis", up, reason)
+
+    def _pg_status(self, up: bool, reason: str) -> None:
+        self.components["postgres"] = (
+            {"status": "ok"} if up else {"status": "down", "reason": reason}
+        )
+        self._alert("postgres", up, reason)
+
+    def _alert(self, component: str, up: bool, reason: str) -> None:
+        if self.publish is None:
+            return
+        code = "store_recovered" if up else "store_degraded"
+        message = f"{component} is back" if up else f"{component} is down: {reason}"
+        details = {"component": component, "buys_paused": self.buys_paused}
+        self.publish(
+            [ev.Alert(ts=self.engine.clock(), code=code, message=message, details=details)]
+        )
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL_S)
+            assert self.writer is not None and self.write_through is not None
+            with contextlib.suppress(Exception):
+                await self.writer.refresh_lag()
+            pgc = self.components["postgres"]
+            pgc["lag_entries"], pgc["lag_seconds"] = (
+                self.writer.lag_entries,
+                round(self.writer.lag_seconds, 3),
+            )
+            self.components["redis"]["spilled"] = self.write_through.spill.count
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    async def close(self, drain_timeout: float = 10.0) -> None:
+        wt, writer = self.write_through, self.writer
+        try:
+            if wt is not None:
+                with contextlib.suppress(StoreUnavailable):
+                    await wt.flushed(timeout=drain_timeout)
+            if writer is not None and wt is not None and wt.up:
+                drained = await writer.drain(drain_timeout)
+                if not drained:
+                    log.warning(
+                        "write-behind not drained at shutdown; the stream keeps the rest",
+                        extra={"entries": writer.lag_entries},
+                    )
+        finally:
+            await self._abort()
+
+    async def _abort(self) -> None:
+        for part in (self.write_through, self.writer):
+            if part is not None:
+                part.stopped = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self.writer is not None:
+            with contextlib.suppress(Exception):
+                await self.writer.close()
+        redis = getattr(self, "redis", None)
+        if redis is not None:
+            with contextlib.suppress(Exception):
+                await redis.aclose()
+        if self.servers is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.servers.stop)
+            self.servers = None
+        if self.lock is not None:
+            self.lock.release()
+
+
+def _set_store_pause(engine: Engine, reason: str | None) -> None:
+    # Separate from halted_buys (the operator's kill switch): see docs/persistence.md.
+    engine.buys_paused_reason = reason  # type: ignore[attr-defined]
+
+
+def _transient(exc: BaseException) -> bool:
+    import asyncpg
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(
+        exc,
+        OSError
+        | ConnectionError
+        | TimeoutError
+        | RedisConnectionError
+        | RedisTimeoutError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.InterfaceError,
+    )
+
+
+def _log_death(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("store task died", exc_info=task.exception(), extra={"task": task.get_name()})

@@ -1,0 +1,236 @@
+"""Postgres, the system of record: connections, migrations, writing one batch of stream entries
+in one transaction, and reading the state back for recovery.
+
+A batch is staged in a temporary table (COPY or executemany; `tradingd` measures both in
+benchmarks/write_behind.py) and spread to the tables by set-based statements: events are
+inserted once (ON CONFLICT DO NOTHING on the entry id), entities are upserted from their newest
+entry in the batch and only over an older version."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from importlib import resources
+from typing import Literal
+
+import asyncpg
+
+from adapters.store.records import STORE_RECORDS, Entry
+
+StageMode = Literal["copy", "executemany"]
+MIGRATE_LOCK = 0x7472_6164_696E_6764  # "trading" — pg_advisory_lock key for migrations
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+STAGE_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS stage (
+    id bigint NOT NULL, type text NOT NULL, key text NOT NULL, agent_id text NOT NULL, payload jsonb NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+
+_records = ", ".join(f"'{t}'" for t in STORE_RECORDS)
+SPREAD_SQL = f"""
+INSERT INTO events (id, ts, type, agent_id, payload)
+  SELECT id, (payload->>'ts')::bigint, type, NULLIF(agent_id, ''), payload FROM stage
+  WHERE type NOT IN ({_records})
+  ON CONFLICT (id) DO NOTHING;
+
+INSERT INTO agents AS t (id, version, deleted, doc)
+  SELECT DISTINCT ON (key) key, id, type = 'AgentDeleted', CASE WHEN type = 'AgentSaved' THEN payload->'agent' END
+  FROM stage WHERE type IN ('AgentSaved', 'AgentDeleted') ORDER BY key, id DESC
+  ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, deleted = EXCLUDED.deleted,
+    doc = COALESCE(EXCLUDED.doc, t.doc), updated_at = now()
+  WHERE t.version < EXCLUDED.version;
+
+INSERT INTO agent_configs (agent_id, event_id, config, apply_to_open, created_at)
+  SELECT key, id, payload->'config', COALESCE((payload->>'apply_to_open')::boolean, false), (payload->>'ts')::bigint
+  FROM stage WHERE type IN ('AgentCreated', 'AgentConfigUpdated')
+  ON CONFLICT DO NOTHING;
+
+INSERT INTO positions AS t (id, version, agent_id, token, status, doc)
+  SELECT DISTINCT ON (key) key, id, agent_id, payload->'position'->>'token',
+    CASE WHEN type = 'PositionDropped' THEN 'dropped' ELSE payload->'position'->>'status' END, payload->'position'
+  FROM stage WHERE type IN ('PositionOpened', 'PositionChanged', 'PositionClosed', 'PositionSaved', 'PositionDropped')
+  ORDER BY key, id DESC
+  ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, status = EXCLUDED.status,
+    token = COALESCE(EXCLUDED.token, t.token), doc = COALESCE(EXCLUDED.doc, t.doc)
+  WHERE t.version < EXCLUDED.version;
+
+INSERT INTO orders AS t (id, version, agent_id, status, doc)
+  SELECT DISTINCT ON (key) key, id, agent_id,
+    CASE type WHEN 'OrderSubmitted' THEN 'submitted' WHEN 'OrderFilled' THEN 'filled' ELSE 'failed' END,
+    CASE WHEN type = 'OrderSubmitted' THEN payload->'order' END
+  FROM stage WHERE type IN ('OrderSubmitted', 'OrderFilled', 'OrderFailed') ORDER BY key, id DESC
+  ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, status = EXCLUDED.status,
+    doc = COALESCE(EXCLUDED.doc, t.doc)
+  WHERE t.version < EXCLUDED.version;
+
+INSERT INTO trades (id, event_id, order_id, agent_id, position_id, side, token, amount, quote_amount, fee,
+                    price_usd, ts, doc)
+  SELECT tr->>'id', id, key, tr->>'agent_id', tr->>'position_id', tr->>'side', tr->>'token',
+    (tr->>'amount')::numeric, (tr->>'quote_amount')::numeric, (tr->>'fee')::numeric,
+    (tr->>'price_usd')::double precision, (tr->>'ts')::bigint, tr
+  FROM (SELECT id, key, payload->'trade' AS tr FROM stage WHERE type = 'OrderFilled') f
+  ON CONFLICT (id) DO NOTHING;
+
+INSERT INTO balances AS t (agent_id, asset, version, decimals, total, reserved)
+  SELECT DISTINCT ON (key) agent_id, payload->>'asset', id, (payload->>'decimals')::int,
+    (payload->>'total')::numeric, (payload->>'reserved')::numeric
+  FROM stage WHERE type = 'BalanceChanged' ORDER BY key, id DESC
+  ON CONFLICT (agent_id, asset) DO UPDATE SET version = EXCLUDED.version, decimals = EXCLUDED.decimals,
+    total = EXCLUDED.total, reserved = EXCLUDED.reserved
+  WHERE t.version < EXCLUDED.version;
+
+INSERT INTO signals AS t (id, version, client_id, token, side, received_at, agents_matched, doc)
+  SELECT DISTINCT ON (key) key, id, payload->'signal'->>'client_id', payload->'signal'->>'token',
+    COALESCE(payload->'signal'->>'side', 'buy'), (payload->'signal'->>'received_at')::bigint,
+    (payload->>'agents_matched')::int, payload->'signal'
+  FROM stage WHERE type = 'SignalSaved' ORDER BY key, id DESC
+  ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, agents_matched = EXCLUDED.agents_matched,
+    doc = EXCLUDED.doc
+  WHERE t.version < EXCLUDED.version;
+
+INSERT INTO signal_executions AS t (signal_id, agent_id, version, status, doc)
+  SELECT DISTINCT ON (key) payload->>'signal_id', agent_id, id, payload->>'status', payload
+  FROM stage WHERE type = 'SignalExecutionRecorded' ORDER BY key, id DESC
+  ON CONFLICT (signal_id, agent_id) DO UPDATE SET version = EXCLUDED.version, status = EXCLUDED.status,
+    doc = EXCLUDED.doc
+  WHERE t.version < EXCLUDED.version;
+
+INSERT INTO engine_state AS t (key, version, value)
+  SELECT DISTINCT ON (key) key, id, payload FROM stage WHERE type = 'HaltChanged' ORDER BY key, id DESC
+  ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value
+  WHERE t.version < EXCLUDED.version;
+"""
+
+
+def check_schema(schema: str) -> str:
+    if not _SCHEMA_RE.match(schema):
+        raise ValueError(f"store namespace {schema!r}: use lower-case letters, digits and _")
+    return schema
+
+
+async def _set_codecs(conn: asyncpg.Connection) -> None:
+    # Entry payloads are JSON bytes already: send them as they are (binary jsonb is a version byte
+    # and the text) and hand documents back as text for msgspec, with no json module round trip.
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", format="binary", encoder=_jsonb_out, decoder=_jsonb_in
+    )
+    await conn.set_type_codec(
+        "json", schema="pg_catalog", format="binary", encoder=_json_out, decoder=_json_in
+    )
+
+
+def _jsonb_out(value: bytes | str) -> bytes:
+    return b"\x01" + (value if isinstance(value, bytes) else value.encode())
+
+
+def _jsonb_in(data: bytes) -> str:
+    return data[1:].decode()
+
+
+def _json_out(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _json_in(data: bytes) -> str:
+    return data.decode()
+
+
+async def connect(url: str, schema: str, *, timeout: float = 10.0) -> asyncpg.Connection:
+    conn = await asyncpg.connect(
+        url,
+        timeout=timeout,
+        command_timeout=60,
+        server_settings={"search_path": check_schema(schema), "application_name": "tradingd"},
+    )
+    await _set_codecs(conn)
+    return conn
+
+
+def migration_files() -> list[tuple[str, str]]:
+    folder = resources.files("adapters.store") / "migrations"
+    files = sorted((f.name, f.read_text()) for f in folder.iterdir() if f.name.endswith(".sql"))
+    return [(name.removesuffix(".sql"), sql) for name, sql in files]
+
+
+async def migrate(url: str, schema: str) -> list[str]:
+    """Apply pending migrations under an advisory lock; returns the versions applied now."""
+    conn = await asyncpg.connect(
+        url, timeout=10, server_settings={"search_path": check_schema(schema)}
+    )
+    applied: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATE_LOCK)
+        try:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            await conn.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
+                version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())""")
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for version, sql in migration_files():
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version) VALUES ($1)", version
+                    )
+                applied.append(version)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATE_LOCK)
+    finally:
+        await conn.close()
+    return applied
+
+
+class BatchWriter:
+    """Writes batches of entries on one connection; the caller owns retries and reconnects."""
+
+    STAGE_COLUMNS = ("id", "type", "key", "agent_id", "payload")
+
+    def __init__(self, conn: asyncpg.Connection, mode: StageMode = "copy") -> None:
+        self.conn = conn
+        self.mode = mode
+        self._ready = False
+
+    async def write(self, entries: Sequence[Entry]) -> None:
+        if not entries:
+            return
+        conn = self.conn
+        if not self._ready:
+            await conn.execute(STAGE_DDL)
+            self._ready = True
+        rows = [(e.id, e.type, e.key, e.agent, e.payload) for e in entries]
+        async with conn.transaction():
+            if self.mode == "copy":
+                await conn.copy_records_to_table("stage", records=rows, columns=self.STAGE_COLUMNS)
+            else:
+                await conn.executemany("INSERT INTO stage VALUES ($1, $2, $3, $4, $5)", rows)
+            await conn.execute(SPREAD_SQL)
+
+
+async def load_rows(
+    conn: asyncpg.Connection, signal_memory: int
+) -> dict[str, list[asyncpg.Record]]:
+    """Everything recovery needs, as raw rows (decoded by recovery.StateBook)."""
+    q = conn.fetch
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        return {
+            "agents": await q("SELECT id, version, deleted, doc FROM agents"),
+            "balances": await q(
+                "SELECT agent_id, asset, version, decimals, total, reserved FROM balances"
+            ),
+            "positions": await q("SELECT id, version, status, doc FROM positions"),
+            "orders": await q("SELECT id, version, status, doc FROM orders"),
+            "trades": await q("SELECT event_id, doc FROM trades ORDER BY event_id"),
+            "signals": await q(
+                "SELECT id, version, agents_matched, doc FROM signals ORDER BY version DESC LIMIT $1",
+                signal_memory,
+            ),
+            "executions": await q(
+                """SELECT e.signal_id, e.version, e.doc FROM signal_executions e
+                                     JOIN (SELECT id FROM signals ORDER BY version DESC LIMIT $1) s
+                                     ON s.id = e.signal_id""",
+                signal_memory,
+            ),
+            "engine_state": await q("SELECT key, version, value FROM engine_state"),
+        }

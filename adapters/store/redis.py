@@ -1,0 +1,265 @@
+"""Redis write-through: every entry the engine's transitions produce is XADDed to the stream and
+the entities it changes are written to hashes, all of one loop iteration in one MULTI/EXEC
+pipeline, so the hashes are always exactly the state after the stream's last entry.
+
+While Redis is down, batches go to the spill file instead (fsync'd); when Redis answers again,
+the spill is replayed in order before anything newer, then normal flushing resumes.
+`flushed()` resolves once everything enqueued before the call is durable in one of the two."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
+
+from adapters.store.errors import StoreUnavailable
+from adapters.store.records import Entry, parse_stream_id
+from adapters.store.spill import SpillFile
+from engine.model import Tick
+
+log = logging.getLogger("tradingd.store.redis")
+StatusCallback = Callable[[bool, str], None]  # (up, reason)
+REPLAY_CHUNK = 2000
+PROBE_INTERVAL_S = 0.25
+
+# Which hash an entry type writes (True) or deletes from (False). The hash value is the entry's
+# payload: it carries the whole entity (Position, Order, Agent...) and decodes as an AnyEntry.
+HASH_WRITES: dict[str, tuple[str, bool]] = {
+    "AgentSaved": ("agents", True),
+    "AgentDeleted": ("agents", False),
+    "BalanceChanged": ("balances", True),
+    "PositionSaved": ("positions", True),
+    "PositionOpened": ("positions", True),
+    "PositionChanged": ("positions", True),
+    "PositionClosed": ("positions", False),
+    "PositionDropped": ("positions", False),
+    "OrderSubmitted": ("orders", True),
+    "OrderFilled": ("orders", False),
+    "OrderFailed": ("orders", False),
+    "HaltChanged": ("meta", True),
+}
+
+
+class Keys:
+    def __init__(self, namespace: str) -> None:
+        self.ns = namespace
+        self.stream = f"{namespace}:events"
+        self.meta = f"{namespace}:meta"
+        self.prices = f"{namespace}:prices"
+
+    def hash(self, name: str) -> str:
+        return f"{self.ns}:{name}"
+
+
+def client(url: str, timeout: float = 2.0) -> aioredis.Redis:
+    # No hidden retries: an outage must surface at once so the store can spill.
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+
+
+def hash_ops(entries: list[Entry], keys: Keys) -> dict[str, dict[str, bytes | None]]:
+    """Per hash, the newest value (or None: delete) of each field the entries change."""
+    ops: dict[str, dict[str, bytes | None]] = {}
+    for e in entries:
+        target = HASH_WRITES.get(e.type)
+        if target is not None:
+            name, write = target
+            ops.setdefault(keys.hash(name), {})[e.key] = e.payload if write else None
+    return ops
+
+
+def queue_hash_ops(pipe: Any, ops: dict[str, dict[str, bytes | None]]) -> None:
+    for key, fields in ops.items():
+        sets = {f: v for f, v in fields.items() if v is not None}
+        dels = [f for f, v in fields.items() if v is None]
+        if sets:
+            pipe.hset(key, mapping=sets)
+        if dels:
+            pipe.hdel(key, *dels)
+
+
+def queue_entries(pipe: Any, entries: list[Entry], keys: Keys) -> None:
+    xadd = pipe.xadd
+    stream = keys.stream
+    for e in entries:
+        xadd(stream, {"t": e.type, "k": e.key, "a": e.agent, "e": e.payload}, id=e.stream_id)
+    queue_hash_ops(pipe, hash_ops(entries, keys))
+
+
+def entry_from_fields(sid: bytes, fields: dict[bytes, bytes]) -> Entry:
+    return Entry(
+        parse_stream_id(sid),
+        fields[b"t"].decode(),
+        fields[b"k"].decode(),
+        fields[b"a"].decode(),
+        fields[b"e"],
+    )
+
+
+async def last_stream_id(r: aioredis.Redis, keys: Keys) -> int:
+    try:
+        info = await r.xinfo_stream(keys.stream)
+    except ResponseError:  # no such key
+        return 0
+    return parse_stream_id(info["last-generated-id"])
+
+
+class RedisWriteThrough:
+    def __init__(
+        self,
+        r: aioredis.Redis,
+        keys: Keys,
+        spill: SpillFile,
+        on_status: StatusCallback,
+        seq_of: Callable[[], int],
+    ) -> None:
+        self.redis = r
+        self.keys = keys
+        self.spill = spill
+        self.on_status = on_status
+        self._seq_of = seq_of
+        self.up = True
+        self.reason = ""
+        self._buf: list[Entry] = []
+        self._ticks: dict[str, Tick] = {}
+        self._enqueued = 0
+        self._durable = 0
+        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+        self._wake = asyncio.Event()
+        self._tick_encode = msgspec.json.Encoder().encode
+        self.flushes = 0
+        self.stopped = False
+
+    # -- producer side (synchronous, from event subscribers) --------------------------------
+
+    def enqueue(self, entries: list[Entry]) -> None:
+        self._buf.extend(entries)
+        self._enqueued += len(entries)
+        self._wake.set()
+
+    def enqueue_ticks(self, ticks: list[Tick]) -> None:
+        for t in ticks:
+            self._ticks[t.token] = t
+        self._wake.set()
+
+    async def flushed(self, timeout: float | None = None) -> None:
+        target = self._enqueued
+        if self._durable >= target:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, fut))
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            raise StoreUnavailable("the store did not make the write durable in time") from None
+
+    @property
+    def pending(self) -> int:
+        return self._enqueued - self._durable
+
+    # -- the flusher task -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        from adapters.store.writer import _raise_if_cancelled
+
+        while not self.stopped:
+            _raise_if_cancelled()
+            if self.up:
+                await self._wake.wait()
+            else:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), PROBE_INTERVAL_S)
+                except TimeoutError:
+                    pass
+            self._wake.clear()
+            await self.flush_once()
+
+    async def flush_once(self) -> None:
+        batch, self._buf = self._buf, []
+        ticks, self._ticks = self._ticks, {}
+        upto = self._durable + len(batch)
+        if not self.up or self.spill.count:
+            await self._try_return()
+        if self.up:
+            try:
+                await self._write(batch, ticks)
+                self._done(upto)
+                return
+            except (RedisError, OSError) as exc:
+                self._went_down(exc)
+        if batch:
+            await asyncio.get_running_loop().run_in_executor(None, self.spill.append, batch)
+        self._done(upto)
+
+    async def _write(self, batch: list[Entry], ticks: dict[str, Tick]) -> None:
+        if not batch and not ticks:
+            return
+        pipe = self.redis.pipeline(transaction=True)
+        if batch:
+            queue_entries(pipe, batch, self.keys)
+            pipe.hset(self.keys.meta, mapping={"last_id": batch[-1].id, "seq": self._seq_of()})
+        if ticks:
+            pipe.hset(self.keys.prices, mapping={k: self._tick_encode(t) for k, t in ticks.items()})
+        await pipe.execute()
+        self.flushes += 1
+
+    def _done(self, upto: int) -> None:
+        self._durable = upto
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= upto:
+            _, fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+
+    def _went_down(self, exc: BaseException) -> None:
+        if self.up:
+            self.up = False
+            self.reason = f"redis unreachable: {exc!s}"[:200]
+            log.error(
+                "redis down: spilling to the local file",
+                extra={"reason": self.reason, "spill": str(self.spill.path)},
+            )
+            self.on_status(False, self.reason)
+
+    async def _try_return(self) -> None:
+        """Replay the spill file (in order, skipping what Redis already has), then mark up."""
+        try:
+            await self.redis.ping()
+            spilled = self.spill.read()
+            if spilled:
+                last = await last_stream_id(self.redis, self.keys)
+                todo = [e for e in spilled if e.id > last]
+                started = time.monotonic()
+                for i in range(0, len(todo), REPLAY_CHUNK):
+                    pipe = self.redis.pipeline(transaction=True)
+                    chunk = todo[i : i + REPLAY_CHUNK]
+                    queue_entries(pipe, chunk, self.keys)
+                    pipe.hset(self.keys.meta, mapping={"last_id": chunk[-1].id})
+                    await pipe.execute()
+                log.info(
+                    "spill replayed into redis",
+                    extra={"entries": len(todo), "seconds": round(time.monotonic() - started, 3)},
+                )
+            await asyncio.get_running_loop().run_in_executor(None, self.spill.clear)
+        except (RedisError, OSError) as exc:
+            self._went_down(exc)
+            return
+        if not self.up:
+            self.up = True
+            self.reason = ""
+            log.info("redis back: write-through resumed")
+            self.on_status(True, "")

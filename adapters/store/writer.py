@@ -1,0 +1,232 @@
+"""The write-behind writer: stream -> Postgres through a consumer group.
+
+Batches close at `batch_max` entries or `linger_ms` after their first entry. A batch is written in
+one transaction, then XACKed, then the stream is trimmed below its first unacknowledged entry, so
+the stream always holds every entry Postgres may lack. After a restart the consumer first re-reads
+its own pending entries; entries another consumer left pending longer than `claim_idle_ms` are
+taken over with XAUTOCLAIM. Writes are idempotent (entry ids, versioned upserts), so a batch
+written twice is harmless. While Postgres is down the batch is retried with backoff and the
+stream grows; lag (entries, age of the oldest) is what /health and the metrics show."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from adapters.store import postgres as pg
+from adapters.store.records import SEQ_BITS, Entry, parse_stream_id, stream_id
+from adapters.store.redis import Keys, entry_from_fields
+
+log = logging.getLogger("tradingd.store.writer")
+StatusCallback = Callable[[bool, str], None]
+BatchObserver = Callable[[list[Entry], int], None]  # entries, commit time (epoch ms)
+PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ConnectionError, TimeoutError)
+
+
+class WriteBehind:
+    GROUP = "pg-writer"
+
+    def __init__(
+        self,
+        r: aioredis.Redis,
+        keys: Keys,
+        database_url: str,
+        schema: str,
+        *,
+        on_status: StatusCallback,
+        mode: pg.StageMode = "copy",
+        batch_max: int = 5000,
+        linger_ms: int = 20,
+        claim_idle_ms: int = 30_000,
+        consumer: str | None = None,
+    ) -> None:
+        self.redis = r
+        self.keys = keys
+        self.url = database_url
+        self.schema = schema
+        self.on_status = on_status
+        self.mode = mode
+        self.batch_max = batch_max
+        self.linger_ms = linger_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.consumer = consumer or f"writer-{socket.gethostname()}"
+        self.up = True
+        self.reason = ""
+        self.written = 0
+        self.batches = 0
+        self.observers: list[BatchObserver] = []
+        self.lag_entries = 0
+        self.lag_seconds = 0.0
+        self._conn: asyncpg.Connection | None = None
+        self._writer: pg.BatchWriter | None = None
+        self._own_pending = True
+        self._last_claim = time.monotonic()
+        self._batch: list[Entry] = []
+        self.stopped = False
+
+    # -- loop -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        backoff = 0.05
+        while not self.stopped:
+            _raise_if_cancelled()
+            try:
+                if not self._batch:
+                    self._batch = await self._next_batch()
+            except RedisError as exc:
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                    await self.ensure_group()
+                else:
+                    await asyncio.sleep(0.25)  # the write-through side reports Redis outages
+                continue
+            if not self._batch:
+                continue
+            try:
+                await self._write(self._batch)
+            except PG_ERRORS as exc:
+                self._pg_failed(exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.05
+            self._pg_ok()
+            try:
+                await self._ack(self._batch)
+            except RedisError:
+                pass  # unacked entries come back (pending) and are written again, idempotently
+            self._batch = []
+
+    async def drain(self, timeout: float) -> bool:
+        """Write until the stream holds no unacknowledged entry (graceful shutdown, tests)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            await self.refresh_lag()
+            if self.lag_entries == 0 and not self._batch:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    # -- redis side -------------------------------------------------------------------------
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.stream, self.GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _read(self, start: str, count: int, block: int | None) -> list[Entry]:
+        res = await self.redis.xreadgroup(
+            self.GROUP, self.consumer, {self.keys.stream: start}, count=count, block=block
+        )
+        if not res:
+            return []
+        _, messages = res[0]
+        return [entry_from_fields(sid, fields) for sid, fields in messages if fields]
+
+    async def _next_batch(self) -> list[Entry]:
+        if self._own_pending:
+            batch = await self._read("0", self.batch_max, None)
+            if batch:
+                return batch
+            self._own_pending = False
+        if time.monotonic() - self._last_claim > self.claim_idle_ms / 1000:
+            self._last_claim = time.monotonic()
+            claimed = await self._claim()
+            if claimed:
+                return claimed
+        batch = await self._read(">", self.batch_max, 1000)
+        if batch and len(batch) < self.batch_max and self.linger_ms:
+            await asyncio.sleep(self.linger_ms / 1000)
+            batch += await self._read(">", self.batch_max - len(batch), None)
+        return batch
+
+    async def _claim(self) -> list[Entry]:
+        res = await self.redis.xautoclaim(
+            self.keys.stream,
+            self.GROUP,
+            self.consumer,
+            min_idle_time=self.claim_idle_ms,
+            start_id="0-0",
+            count=self.batch_max,
+        )
+        messages = res[1] if len(res) > 1 else []
+        entries = [entry_from_fields(sid, fields) for sid, fields in messages if fields]
+        if entries:
+            log.warning("reclaimed stale stream entries", extra={"entries": len(entries)})
+        return entries
+
+    async def _ack(self, batch: list[Entry]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xack(self.keys.stream, self.GROUP, *[e.stream_id for e in batch])
+        pipe.xpending(self.keys.stream, self.GROUP)
+        _, pending = await pipe.execute()
+        first_unacked = max(e.id for e in batch) + 1
+        if pending and pending.get("pending"):
+            first_unacked = min(first_unacked, parse_stream_id(pending["min"]))
+        await self.redis.xtrim(self.keys.stream, minid=stream_id(first_unacked), approximate=False)
+
+    async def refresh_lag(self) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xlen(self.keys.stream)
+        pipe.xrange(self.keys.stream, count=1)
+        length, first = await pipe.execute()
+        self.lag_entries = int(length)
+        if first:
+            oldest_ms = parse_stream_id(first[0][0]) >> SEQ_BITS
+            self.lag_seconds = max(0.0, time.time() - oldest_ms / 1000)
+        else:
+            self.lag_seconds = 0.0
+
+    # -- postgres side ----------------------------------------------------------------------
+
+    async def _write(self, batch: list[Entry]) -> None:
+        if self._writer is None:
+            self._conn = await pg.connect(self.url, self.schema, timeout=5)
+            self._writer = pg.BatchWriter(self._conn, self.mode)
+        await self._writer.write(batch)
+        committed = time.time_ns() // 1_000_000
+        self.written += len(batch)
+        self.batches += 1
+        for obs in self.observers:
+            obs(batch, committed)
+
+    def _pg_failed(self, exc: BaseException) -> None:
+        conn, self._conn, self._writer = self._conn, None, None
+        if conn is not None:
+            conn.terminate()
+        if self.up:
+            self.up = False
+            self.reason = f"postgres unreachable: {exc!s}"[:200]
+            log.error(
+                "postgres down: the stream keeps everything until it returns",
+                extra={"reason": self.reason},
+            )
+            self.on_status(False, self.reason)
+
+    def _pg_ok(self) -> None:
+        if not self.up:
+            self.up = True
+            self.reason = ""
+            log.info("postgres back: draining the stream")
+            self.on_status(True, "")
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close(timeout=2)
+            self._conn = self._writer = None
+
+
+def _raise_if_cancelled() -> None:
+    """redis-py can turn a cancellation that races its read timeout into a TimeoutError, which
+    the loops catch as an outage; a pending cancel must still end them."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
