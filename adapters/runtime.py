@@ -139,6 +139,13 @@ class Runtime:
             except Exception:
                 log.exception("order observer failed")
 
+    def resume_orders(self, orders: Iterable[Order]) -> None:
+        """Carry orders restored at recovery to their venues again: a buy past its expiry fails
+        (and releases its reservation), anything else executes as if just submitted."""
+        for order in orders:
+            if order.id in self.engine.orders and order.id not in self.in_flight:
+                self._dispatch(order)
+
     async def wait_orders(self, timeout: float) -> bool:
         """Wait for in-flight orders (and the orders their fills start) up to `timeout`."""
         deadline = time.monotonic() + timeout
