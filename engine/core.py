@@ -70,6 +70,8 @@ class Engine:
         self.signals: OrderedDict[str, SignalRecord] = OrderedDict()
         self.signal_by_client: dict[str, str] = {}
         self.halted_buys = False
+        # Set by adapters, not the operator: e.g. "store_unavailable" while Redis is down.
+        self.buys_paused_reason: str | None = None
         self._events: list[ev.Event] = []
         self._intents: list[ev.SubmitOrder] = []
         self.id_seq = 0
@@ -693,6 +695,8 @@ class Engine:
             return "expired"
         if self.halted_buys:
             return "halted"
+        if self.buys_paused_reason is not None:
+            return self.buys_paused_reason
         if agent.status != "active":
             return "agent_paused"
         tick = self.prices.get(signal.token)
