@@ -22,10 +22,12 @@ import asyncio
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -81,35 +83,51 @@ uvloop.run(main())
 # -- processes ------------------------------------------------------------------------------
 
 
-def start_daemon(data_dir: Path, admin_key: str) -> tuple[subprocess.Popen[bytes], str]:
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_daemon(
+    data_dir: Path, admin_key: str, log_level: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """At log level info the port is read back from the log (`--port 0`); quieter levels do
+    not log it, so a free port is picked here."""
     config = data_dir / "bench.toml"
     config.write_text(CONFIG)
     log_path = data_dir / "tradingd.log"
-    env = {**os.environ, "TRADINGD_STORE": "memory", "TRADINGD_ADMIN_KEY": admin_key}
-    env.pop("TRADINGD_LOG_LEVEL", None)
+    env = {
+        **os.environ,
+        "TRADINGD_STORE": "memory",
+        "TRADINGD_ADMIN_KEY": admin_key,
+        "TRADINGD_LOG_LEVEL": log_level,
+    }
+    port = 0 if log_level in ("debug", "info") else free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "adapters.cli",
+        "run",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+        "--data-dir",
+        str(data_dir),
+    ]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "adapters.cli",
-                "run",
-                "--config",
-                str(config),
-                "--port",
-                "0",
-                "--host",
-                "127.0.0.1",
-                "--data-dir",
-                str(data_dir),
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:
+        if port:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=1):
+                    return proc, f"http://127.0.0.1:{port}"
+            except OSError:
+                pass
         for line in log_path.read_text(errors="replace").splitlines():
             if '"control port open"' in line:
                 return proc, f"http://127.0.0.1:{json.loads(line)['port']}"
@@ -326,10 +344,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1000, help="signals per phase (default 1000)")
     parser.add_argument("--budget-s", type=float, default=15.0, help="time cap per phase")
     parser.add_argument("--agents", default="1,10,100", help="agent counts K (default 1,10,100)")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="the daemon's TRADINGD_LOG_LEVEL (default info, as deployed)",
+    )
     args = parser.parse_args()
     key = "tdk_bench_" + secrets.token_urlsafe(16)
     with tempfile.TemporaryDirectory(prefix="tradingd-bench-") as tmp:
-        daemon, base = start_daemon(Path(tmp), key)
+        daemon, base = start_daemon(Path(tmp), key, args.log_level)
         floor_proc, floor_url = start_floor_server()
         try:
             figures = run(measure(args, base, key, floor_url))
@@ -352,6 +376,7 @@ def main() -> int:
             f"target 100 agents p99 <= 10 ms: {hundred['p99_us']:.0f} us -> "
             f"{hundred['p99_us'] <= 10_000}"
         )
+    figures["log_level"] = args.log_level
     write_json(args.json, figures)
     return 0
 
