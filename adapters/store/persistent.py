@@ -24,8 +24,8 @@ from adapters.store.redis import Keys, RedisWriteThrough, client
 from adapters.store.spill import SpillFile
 from adapters.store.writer import WriteBehind
 from engine import events as ev
-from engine.core import SIGNAL_MEMORY, Engine
-from engine.model import Order, Tick
+from engine.core import Engine
+from engine.model import Tick
 from engine.snapshot import EngineSnapshot, restore
 
 log = logging.getLogger("tradingd.store")
@@ -104,13 +104,12 @@ class PersistentStore:
         conn = await self._retry("postgres", lambda: pg.connect(self.database_url, self.namespace))  # type: ignore[arg-type]
         try:
             book = StateBook()
-            book.load_rows(await pg.load_rows(conn, SIGNAL_MEMORY))
+            limits = pg.RecoveryLimits.of_engine()
+            book.load_rows(await pg.load_rows(conn, limits))
         finally:
             await conn.close()
         spill = SpillFile(self.data_dir / "store" / f"{self.namespace}.spill")
-        snap, max_id, spilled = await build_snapshot(
-            book, self.redis, self.keys, spill, SIGNAL_MEMORY
-        )
+        snap, max_id, spilled = await build_snapshot(book, self.redis, self.keys, spill, limits)
         self.ids.advance_past(max_id)
         restore(self.engine, snap)
         self.recovered = snap
@@ -176,8 +175,22 @@ class PersistentStore:
         if self.write_through is not None:
             await self.write_through.flushed(timeout)
 
-    def in_flight_orders(self) -> list[Order]:
-        return list(self.engine.orders.values())
+    async def pause_writer(self) -> None:
+        """Stop writing behind (tests, maintenance): the stream keeps everything meanwhile."""
+        for task in [t for t in self._tasks if t.get_name() == "store-write-behind"]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self._tasks.remove(task)
+        if self.writer is not None:
+            await self.writer.close()
+
+    def resume_writer(self) -> None:
+        if self.writer is not None and not any(
+            t.get_name() == "store-write-behind" for t in self._tasks
+        ):
+            self.writer.stopped = False
+            self._spawn(self.writer.run(), "store-write-behind")
 
     # -- health -----------------------------------------------------------------------------
 
@@ -275,7 +288,7 @@ class PersistentStore:
 
 def _set_store_pause(engine: Engine, reason: str | None) -> None:
     # Separate from halted_buys (the operator's kill switch): see docs/persistence.md.
-    engine.buys_paused_reason = reason  # type: ignore[attr-defined]
+    engine.buys_paused_reason = reason
 
 
 def _transient(exc: BaseException) -> bool:

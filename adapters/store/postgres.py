@@ -14,6 +14,7 @@ from importlib import resources
 from typing import Literal
 
 import asyncpg
+import msgspec
 
 from adapters.store.records import STORE_RECORDS, Entry
 
@@ -92,6 +93,14 @@ INSERT INTO signals AS t (id, version, client_id, token, side, received_at, agen
 INSERT INTO signal_executions AS t (signal_id, agent_id, version, status, doc)
   SELECT DISTINCT ON (key) payload->>'signal_id', agent_id, id, payload->>'status', payload
   FROM stage WHERE type = 'SignalExecutionRecorded' ORDER BY key, id DESC
+  ON CONFLICT (signal_id, agent_id) DO UPDATE SET version = EXCLUDED.version, status = EXCLUDED.status,
+    doc = EXCLUDED.doc
+  WHERE t.version < EXCLUDED.version;
+
+INSERT INTO signal_executions AS t (signal_id, agent_id, version, status, doc)
+  SELECT s.payload->>'signal_id', r.key, s.id, 'skipped',
+    jsonb_build_object('agent_id', r.key, 'status', 'skipped', 'reason', r.value)
+  FROM stage s, jsonb_each_text(s.payload->'reasons') r WHERE s.type = 'SignalFiltered'
   ON CONFLICT (signal_id, agent_id) DO UPDATE SET version = EXCLUDED.version, status = EXCLUDED.status,
     doc = EXCLUDED.doc
   WHERE t.version < EXCLUDED.version;
@@ -209,9 +218,10 @@ class BatchWriter:
 
 
 async def load_rows(
-    conn: asyncpg.Connection, signal_memory: int
+    conn: asyncpg.Connection, limits: RecoveryLimits
 ) -> dict[str, list[asyncpg.Record]]:
-    """Everything recovery needs, as raw rows (decoded by recovery.StateBook)."""
+    """Everything recovery needs, as raw rows (decoded by recovery.StateBook): live entities,
+    and as much history as the engine keeps in memory (closed positions, trades, signals)."""
     q = conn.fetch
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         return {
@@ -219,18 +229,46 @@ async def load_rows(
             "balances": await q(
                 "SELECT agent_id, asset, version, decimals, total, reserved FROM balances"
             ),
-            "positions": await q("SELECT id, version, status, doc FROM positions"),
-            "orders": await q("SELECT id, version, status, doc FROM orders"),
-            "trades": await q("SELECT event_id, doc FROM trades ORDER BY event_id"),
+            "positions": await q(
+                """SELECT id, version, status, doc FROM positions WHERE status NOT IN ('closed', 'dropped')
+                   UNION ALL
+                   SELECT id, version, status, doc FROM (
+                     SELECT id, version, status, doc,
+                            row_number() OVER (PARTITION BY agent_id ORDER BY version DESC) AS n
+                     FROM positions WHERE status = 'closed') c WHERE n <= $1""",
+                limits.closed_positions,
+            ),
+            "orders": await q(
+                "SELECT id, version, status, doc FROM orders WHERE status = 'submitted'"
+            ),
+            "trades": await q(
+                """SELECT event_id, doc FROM (
+                     SELECT event_id, doc, row_number() OVER (PARTITION BY agent_id ORDER BY event_id DESC) AS n
+                     FROM trades) t WHERE n <= $1 ORDER BY event_id""",
+                limits.trades,
+            ),
             "signals": await q(
                 "SELECT id, version, agents_matched, doc FROM signals ORDER BY version DESC LIMIT $1",
-                signal_memory,
+                limits.signals,
             ),
             "executions": await q(
                 """SELECT e.signal_id, e.version, e.doc FROM signal_executions e
-                                     JOIN (SELECT id FROM signals ORDER BY version DESC LIMIT $1) s
-                                     ON s.id = e.signal_id""",
-                signal_memory,
+                   JOIN (SELECT id FROM signals ORDER BY version DESC LIMIT $1) s ON s.id = e.signal_id""",
+                limits.signals,
             ),
             "engine_state": await q("SELECT key, version, value FROM engine_state"),
         }
+
+
+class RecoveryLimits(msgspec.Struct, frozen=True):
+    """History loaded back into memory: what the engine itself keeps (engine.core)."""
+
+    closed_positions: int
+    trades: int
+    signals: int
+
+    @classmethod
+    def of_engine(cls) -> RecoveryLimits:
+        from engine.core import CLOSED_KEPT, SIGNAL_MEMORY, TRADES_KEPT
+
+        return cls(closed_positions=CLOSED_KEPT, trades=TRADES_KEPT, signals=SIGNAL_MEMORY)

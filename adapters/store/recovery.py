@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
+from adapters.store.postgres import RecoveryLimits
 from adapters.store.records import Entry, decoder
 from adapters.store.redis import Keys, entry_from_fields, last_stream_id
 from adapters.store.spill import SpillFile
@@ -81,6 +82,10 @@ class StateBook:
                 latency_ms=e.latency_ms,
             )  # type: ignore[attr-defined]
             _put(self.executions, (e.signal_id, e.agent_id), entry_id, x)  # type: ignore[attr-defined]
+        elif t == "SignalFiltered":
+            for agent_id, reason in e.reasons.items():  # type: ignore[attr-defined]
+                x = Execution(agent_id=agent_id, status="skipped", reason=reason)
+                _put(self.executions, (e.signal_id, agent_id), entry_id, x)  # type: ignore[attr-defined]
         elif t == "HaltChanged":
             _put(self.halt, "halt", entry_id, e.buys)  # type: ignore[attr-defined]
 
@@ -141,9 +146,25 @@ class StateBook:
         self.max_id = max(self.max_id, version)
         _put(table, key, version, value)
 
+    def _positions_kept(self, live: set[str], closed_kept: int) -> list[Position]:
+        """Live positions, and each agent's newest `closed_kept` closed ones (as the engine)."""
+        out: list[Position] = []
+        closed: dict[str, list[tuple[int, Position]]] = {}
+        for version, p in self.positions.values():
+            if p is None or p.agent_id not in live:
+                continue
+            if p.status == "closed":
+                closed.setdefault(p.agent_id, []).append((version, p))
+            else:
+                out.append(p)
+        for items in closed.values():
+            items.sort(key=lambda v: v[0])
+            out.extend(p for _, p in items[-closed_kept:])
+        return out
+
     # -- the result -------------------------------------------------------------------------
 
-    def snapshot(self, prices: list[Tick], seq: int, signal_memory: int) -> EngineSnapshot:
+    def snapshot(self, prices: list[Tick], seq: int, limits: RecoveryLimits) -> EngineSnapshot:
         agents = sorted(
             (a for _, a in self.agents.values() if a is not None),
             key=lambda a: (a.created_at, a.id),
@@ -156,16 +177,17 @@ class StateBook:
         for a in agents:  # an agent that never moved money still has its quote account
             if not any(b.asset == a.quote for b in balances[a.id]):
                 balances[a.id].append(Balance(asset=a.quote, decimals=a.quote_decimals))
-        positions = [p for _, p in self.positions.values() if p is not None and p.agent_id in live]
+        positions = self._positions_kept(live, limits.closed_positions)
         orders = [o for _, o in sorted(self.orders.values(), key=lambda v: v[0]) if o is not None]
         trades: dict[str, list[Trade]] = {}
         for _, t in sorted(self.trades.values(), key=lambda v: v[0]):
             if t.agent_id in live:
                 trades.setdefault(t.agent_id, []).append(t)
+        trades = {aid: ts[-limits.trades :] for aid, ts in trades.items()}
         executions: dict[str, list[Execution]] = {}
         for (sid, _), (_, x) in self.executions.items():
             executions.setdefault(sid, []).append(x)
-        recent = sorted(self.signals.values(), key=lambda v: v[0])[-signal_memory:]
+        recent = sorted(self.signals.values(), key=lambda v: v[0])[-limits.signals :]
         signals = [
             SignalState(signal=s, executions=executions.get(s.id, []), agents_matched=m)
             for _, (s, m) in recent
@@ -215,7 +237,7 @@ async def read_hot(r: aioredis.Redis, keys: Keys) -> tuple[list[Tick], int]:
 
 
 async def build_snapshot(
-    book: StateBook, r: aioredis.Redis, keys: Keys, spill: SpillFile, signal_memory: int
+    book: StateBook, r: aioredis.Redis, keys: Keys, spill: SpillFile, limits: RecoveryLimits
 ) -> tuple[EngineSnapshot, int, list[Entry]]:
     """Fold the stream and the spill over `book` (loaded from Postgres). Returns the snapshot, the
     highest entry id seen anywhere (new ids must be above it) and the entries still only in the
@@ -226,5 +248,5 @@ async def build_snapshot(
     spilled = [e for e in spill.read() if e.id > last]
     book.apply_entries(spilled)
     prices, seq = await read_hot(r, keys)
-    snap = book.snapshot(prices, seq, signal_memory)
+    snap = book.snapshot(prices, seq, limits)
     return snap, max(book.max_id, last), spilled

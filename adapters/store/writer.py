@@ -104,7 +104,8 @@ class WriteBehind:
             self._batch = []
 
     async def drain(self, timeout: float) -> bool:
-        """Write until the stream holds no unacknowledged entry (graceful shutdown, tests)."""
+        """Wait until the stream holds no unacknowledged entry (graceful shutdown, tests); the
+        `run` task does the writing."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             await self.refresh_lag()

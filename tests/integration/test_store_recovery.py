@@ -1,0 +1,287 @@
+"""Recovery against real Redis and Postgres: what survives a graceful restart, a crash (nothing
+flushed at the end), a crash while the writer is behind, and what Postgres holds once drained."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from store_harness import TOKENS, StoreNode, normalized, state_of
+
+from adapters.runtime import wall_clock_ms
+from adapters.store import DataDirLocked
+from adapters.store import postgres as pg
+from adapters.store.recovery import StateBook
+from adapters.venues.paper import PaperVenue
+from engine.assets import SOL_MINT
+from engine.config import config_from_builtins
+from engine.model import Fill, Order, Signal, Tick
+
+RICH_CONFIG = {
+    "stop_loss": {"mode": "trailing", "trail_pct": 30},
+    "take_profit": {
+        "enabled": True,
+        "levels": [{"gain_pct": 20, "sell_pct": 25}, {"gain_pct": 80, "sell_pct": 25}],
+    },
+    "dca": {
+        "enabled": True,
+        "levels": [{"drop_pct": -10, "buy_pct": 50}],
+        "max_count": 2,
+        "cooldown_s": 0,
+    },
+}
+
+
+def signal(
+    token: str, client_id: str | None = None, side: str = "buy", expires_in: int = 30_000
+) -> Signal:
+    now = wall_clock_ms()
+    return Signal(
+        id=f"sig-{client_id or now}-{token[:4]}",
+        token=token,
+        side=side,
+        received_at=now,  # type: ignore[arg-type]
+        expires_at=now + expires_in,
+        client_id=client_id,
+    )
+
+
+def ticks(node: StoreNode, prices: dict[str, float]) -> None:
+    now = wall_clock_ms()
+    node.runtime.push_ticks(
+        Tick(t, p, now, decimals=9 if t == SOL_MINT else 6) for t, p in prices.items()
+    )
+
+
+async def settle(node: StoreNode) -> None:
+    await node.runtime.wait_orders(5)
+    await node.store.flushed()
+
+
+async def build_activity(node: StoreNode) -> None:
+    """Agents, configs, deposits, open positions with exit state (peak, stop, take-profit taken,
+    DCA count), a closed position, a paused agent, idempotent signal ids."""
+    e, rt = node.engine, node.runtime
+    rt.apply(
+        e.create_agent, "alpha", "paper", config_from_builtins(RICH_CONFIG), "SOL", None, "alpha"
+    )
+    rt.apply(e.deposit, "alpha", "SOL", 50 * 10**9)
+    rt.apply(e.create_agent, "beta", "paper", config_from_builtins({}), "SOL", None, "beta")
+    rt.apply(e.update_config, "beta", config_from_builtins({"limits": {"max_open_positions": 3}}))
+    ticks(node, {SOL_MINT: 150.0, TOKENS[0]: 1.0, TOKENS[1]: 2.0, TOKENS[2]: 3.0})
+    for i, token in enumerate(TOKENS):
+        rt.apply(e.on_signal, signal(token, client_id=f"client-{i}"))
+    await settle(node)
+    ticks(node, {TOKENS[0]: 1.3})  # take-profit level 1 sells 25%, peak moves up
+    await settle(node)
+    ticks(node, {TOKENS[1]: 1.75})  # DCA level 1
+    await settle(node)
+    pos2 = next(p for p in e.positions.values() if p.token == TOKENS[2] and p.status == "open")
+    rt.apply(e.close_position, pos2.id, 100.0)
+    await settle(node)
+    rt.apply(e.set_agent_status, "beta", "paused")
+    await node.store.flushed()
+
+
+def positions_with(node: StoreNode, **fields: object) -> list[object]:
+    return [
+        p
+        for p in node.engine.positions.values()
+        if all(getattr(p, k) == v for k, v in fields.items())
+    ]
+
+
+async def test_state_survives_graceful_restart(tmp_path, store_servers, namespace):
+    node = await StoreNode(tmp_path, store_servers, namespace).start()
+    await build_activity(node)
+    before = state_of(node)
+    assert positions_with(node, tp_done=1) and positions_with(node, dca_count=1)
+    assert positions_with(node, status="closed")
+    await node.stop()
+
+    again = await StoreNode(tmp_path, store_servers, namespace).start()
+    assert state_of(again) == before
+    await again.stop()
+
+
+async def test_state_survives_crash(tmp_path, store_servers, namespace):
+    node = await StoreNode(tmp_path, store_servers, namespace).start()
+    await build_activity(node)
+    before = state_of(node)
+    await node.crash()
+
+    again = await StoreNode(tmp_path, store_servers, namespace).start()
+    assert state_of(again) == before
+    await again.stop()
+
+
+async def test_signal_ids_stay_idempotent_after_restart(tmp_path, store_servers, namespace):
+    node = await StoreNode(tmp_path, store_servers, namespace).start()
+    await build_activity(node)
+    await node.crash()
+
+    again = await StoreNode(tmp_path, store_servers, namespace).start()
+    trades = sum(len(t) for t in again.engine.trades.values())
+    record, duplicate = again.runtime.apply(
+        again.engine.on_signal, signal(TOKENS[0], client_id="client-0")
+    )
+    await settle(again)
+    assert duplicate and record.signal.id == "sig-client-0-" + TOKENS[0][:4]
+    assert sum(len(t) for t in again.engine.trades.values()) == trades
+    await again.stop()
+
+
+async def test_recovery_when_the_writer_was_behind(tmp_path, store_servers, namespace):
+    node = await StoreNode(tmp_path, store_servers, namespace).start()
+    await node.store.pause_writer()
+    await build_activity(node)
+    before = state_of(node)
+    conn = await pg.connect(store_servers.database_url, namespace)
+    assert await conn.fetchval("SELECT count(*) FROM events") == 0  # Postgres has nothing yet
+    await node.crash()
+
+    again = await StoreNode(tmp_path, store_servers, namespace).start()
+    assert state_of(again) == before
+    assert await again.store.writer.drain(10)
+    assert normalized(await postgres_only(conn)) == before
+    await conn.close()
+    await again.stop()
+
+
+async def postgres_only(conn) -> object:
+    book = StateBook()
+    limits = pg.RecoveryLimits.of_engine()
+    book.load_rows(await pg.load_rows(conn, limits))
+    return book.snapshot([], 0, limits)
+
+
+async def test_postgres_equals_memory_after_the_writer_drains(tmp_path, store_servers, namespace):
+    node = await StoreNode(tmp_path, store_servers, namespace).start()
+    await build_activity(node)
+    assert await node.store.writer.drain(10)
+    conn = await pg.connect(store_servers.database_url, namespace)
+    assert normalized(await postgres_only(conn)) == state_of(node)
+    assert await conn.fetchval("SELECT count(*) FROM agent_configs WHERE agent_id = 'beta'") == 2
+    events = await conn.fetchval("SELECT count(*) FROM events")
+    assert events == await conn.fetchval("SELECT count(DISTINCT id) FROM events") > 0
+    await conn.close()
+    assert await node.store.redis.xlen(node.store.keys.stream) == 0  # trimmed once written
+    await node.stop()
+
+
+async def test_redis_hashes_hold_the_hot_state(tmp_path, store_servers, namespace):
+    from adapters.store.records import decoder
+
+    node = await StoreNode(tmp_path, store_servers, namespace).start()
+    await build_activity(node)
+    r, keys = node.store.redis, node.store.keys
+    positions = {
+        k.decode(): decoder.decode(v).position
+        for k, v in (await r.hgetall(keys.hash("positions"))).items()
+    }
+    live = {p.id: p for p in node.engine.positions.values() if p.status != "closed"}
+    assert positions == {pid: node.engine.refresh(p) for pid, p in live.items()}
+    agents = {
+        k.decode(): decoder.decode(v).agent
+        for k, v in (await r.hgetall(keys.hash("agents"))).items()
+    }
+    assert agents == node.engine.agents
+    balances = await r.hgetall(keys.hash("balances"))
+    assert {decoder.decode(v).total for v in balances.values()} == {
+        b.total for aid in node.engine.agents for b in node.engine.ledger.balances(aid) if b.total
+    }
+    await node.stop()
+
+
+class HeldVenue:
+    """Accepts orders and never answers: they stay in flight until the process 'dies'."""
+
+    name = "paper"
+
+    async def execute(self, order: Order) -> Fill:
+        await asyncio.Event().wait()
+        raise AssertionError
+
+    async def reconcile(self) -> list[Fill]:
+        return []
+
+
+async def test_in_flight_buy_is_executed_once_after_a_crash(tmp_path, store_servers, namespace):
+    node = await StoreNode(tmp_path, store_servers, namespace, venue=HeldVenue()).start()
+    e, rt = node.engine, node.runtime
+    rt.apply(e.create_agent, "alpha", "paper", config_from_builtins({}), "SOL", None, "alpha")
+    rt.apply(e.deposit, "alpha", "SOL", 10**10)
+    ticks(node, {SOL_MINT: 150.0, TOKENS[0]: 1.0})
+    rt.apply(e.on_signal, signal(TOKENS[0], client_id="held"))
+    await node.store.flushed()
+    assert len(e.orders) == 1
+    await node.crash()
+
+    again = await StoreNode(tmp_path, store_servers, namespace).start()
+    await settle(again)
+    assert not again.engine.orders
+    assert [t.side for t in again.engine.trades["alpha"]] == ["buy"]
+    bal = again.engine.ledger.balance("alpha", "SOL")
+    assert bal.reserved == 0 and bal.total == 10**10 - again.engine.trades["alpha"][0].quote_amount
+    await again.stop()
+
+
+async def test_in_flight_buy_past_its_expiry_fails_and_releases_the_reservation(
+    tmp_path, store_servers, namespace
+):
+    node = await StoreNode(tmp_path, store_servers, namespace, venue=HeldVenue()).start()
+    e, rt = node.engine, node.runtime
+    rt.apply(e.create_agent, "alpha", "paper", config_from_builtins({}), "SOL", None, "alpha")
+    rt.apply(e.deposit, "alpha", "SOL", 10**10)
+    ticks(node, {SOL_MINT: 150.0, TOKENS[0]: 1.0})
+    record, _ = rt.apply(e.on_signal, signal(TOKENS[0], client_id="short", expires_in=200))
+    await node.store.flushed()
+    await node.crash()
+    await asyncio.sleep(0.3)
+
+    again = await StoreNode(tmp_path, store_servers, namespace).start()
+    await settle(again)
+    bal = again.engine.ledger.balance("alpha", "SOL")
+    assert (bal.total, bal.reserved) == (10**10, 0)
+    assert not again.engine.trades["alpha"] and not again.engine.positions
+    assert again.engine.signals[record.signal.id].executions["alpha"].status == "failed"
+    await again.stop()
+
+
+class BuysOnlyVenue(PaperVenue):
+    """Fills buys; holds sells forever (a sell in flight at the crash)."""
+
+    async def execute(self, order: Order) -> Fill:
+        if order.side == "sell":
+            await asyncio.Event().wait()
+        return await super().execute(order)
+
+
+async def test_in_flight_sell_is_executed_once_after_a_crash(tmp_path, store_servers, namespace):
+    node = StoreNode(tmp_path, store_servers, namespace)
+    node.runtime.venues["paper"] = BuysOnlyVenue(node.engine.price_usd, wall_clock_ms)
+    await node.start()
+    e, rt = node.engine, node.runtime
+    rt.apply(e.create_agent, "alpha", "paper", config_from_builtins({}), "SOL", None, "alpha")
+    rt.apply(e.deposit, "alpha", "SOL", 10**10)
+    ticks(node, {SOL_MINT: 150.0, TOKENS[0]: 1.0})
+    rt.apply(e.on_signal, signal(TOKENS[0]))
+    await asyncio.sleep(0.05)
+    position = next(iter(e.positions.values()))
+    rt.apply(e.close_position, position.id, 100.0)
+    await node.store.flushed()
+    assert e.positions[position.id].status == "closing"
+    await node.crash()
+
+    again = await StoreNode(tmp_path, store_servers, namespace).start()
+    await settle(again)
+    assert again.engine.positions[position.id].status == "closed"
+    assert [t.side for t in again.engine.trades["alpha"]] == ["buy", "sell"]
+    await again.stop()
+
+
+async def test_a_second_store_on_the_same_data_dir_is_refused(tmp_path, store_servers, namespace):
+    node = await StoreNode(tmp_path, store_servers, namespace).start()
+    with pytest.raises(DataDirLocked, match="in use by another tradingd"):
+        await StoreNode(tmp_path, store_servers, namespace).start()
+    await node.stop()
