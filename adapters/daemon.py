@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -117,6 +118,14 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_agent_configs)
+        from adapters.store import StoreError, open_store
+
+        try:  # lock the data dir, recover state, subscribe, resume in-flight orders
+            self.store = await open_store(self)
+        except StoreError as exc:
+            log.error("store unavailable", extra={"reason": exc.message})
+            print(f"tradingd: {exc.message}", file=sys.stderr)
+            return 1
         self.create_configured_agents()
         self.spawn(self.runtime.clock_loop(self.settings.engine.clock_interval_ms), "engine-clock")
         self.start_feeds()
