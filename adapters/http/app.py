@@ -22,7 +22,7 @@ from adapters.http import (
     routes_signals,
 )
 from adapters.http.auth import RateLimiter, bearer_key
-from adapters.http.codec import API_KEY, DAEMON
+from adapters.http.codec import API_KEY, DAEMON, read_raw
 from adapters.http.errors import (
     Forbidden,
     NotReady,
@@ -71,6 +71,11 @@ def _authorize(request: web.Request, route: Route) -> None:
         raise Forbidden(f"this key lacks the {route.scope!r} scope", {"scope": route.scope})
 
 
+def _require_intake(daemon: Daemon) -> None:
+    if not (daemon.ready and daemon.runtime.accepting):
+        raise NotReady("not accepting work: starting up or shutting down")
+
+
 def guarded(route: Route) -> Handler:
     """The route's handler behind its key, rate limit, scope and intake checks, in that order."""
     handler = route.handler
@@ -81,8 +86,14 @@ def guarded(route: Route) -> Handler:
             route.public_if_metrics_public and daemon.settings.http.metrics_public
         ):
             _authorize(request, route)
-        if route.intake and not (daemon.ready and daemon.runtime.accepting):
-            raise NotReady("not accepting work: starting up or shutting down")
+        if route.intake:
+            _require_intake(daemon)
+            if route.body is not None:
+                # Reading the body is the one await before the handler's transition: shutdown
+                # may have closed intake meanwhile, and an order started after the drain
+                # would never be waited for.
+                await read_raw(request)
+                _require_intake(daemon)
         return await handler(request)
 
     guard.__name__ = handler.__name__

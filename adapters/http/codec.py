@@ -58,10 +58,9 @@ def decode(raw: bytes, decoder: msgspec.json.Decoder[T]) -> T:
         raise MalformedJson(f"request body is not valid UTF-8 JSON: {exc}") from None
 
 
-async def read_body(
-    request: web.Request, decoder: msgspec.json.Decoder[T], *, optional: bool = False
-) -> T:
-    """Decode the body; `optional` bodies may be empty (all fields take defaults)."""
+async def read_raw(request: web.Request) -> bytes:
+    """The whole body, within `[http] max_body_bytes` (413 otherwise). aiohttp keeps it, so a
+    second call returns at once without yielding to the loop."""
     limit = daemon_of(request).settings.http.max_body_bytes
     declared = request.content_length
     if declared is not None and declared > limit:
@@ -71,6 +70,14 @@ async def read_body(
     raw = await request.read()  # aiohttp also stops at client_max_size for chunked bodies
     if len(raw) > limit:
         raise PayloadTooLarge(f"body over the {limit} byte limit", {"limit": limit})
+    return raw
+
+
+async def read_body(
+    request: web.Request, decoder: msgspec.json.Decoder[T], *, optional: bool = False
+) -> T:
+    """Decode the body; `optional` bodies may be empty (all fields take defaults)."""
+    raw = await read_raw(request)
     if optional and not raw.strip():
         raw = b"{}"
     return decode(raw, decoder)
