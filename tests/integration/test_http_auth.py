@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from http_harness import TOKEN, serve
+from http_harness import ADMIN, TOKEN, serve
 
 from adapters.http.app import all_routes
 from adapters.http.auth import SCOPES
@@ -132,3 +134,18 @@ async def test_intake_routes_are_503_while_shutting_down(tmp_path):
         status, _ = await api.call("POST", "/v1/prices", {"ticks": []})
         assert status == 503
         assert (await api.call("POST", "/v1/halt", {}))[0] == 200  # the kill switch still works
+
+
+async def test_intake_closed_while_the_body_is_in_flight_is_503_and_records_nothing(tmp_path):
+    async with serve(tmp_path) as api:
+
+        async def slow_body():
+            yield b'{"token": "'
+            await asyncio.sleep(0.05)
+            api.daemon.runtime.accepting = False  # shutdown begins mid-request
+            yield TOKEN.encode() + b'"}'
+
+        headers = {"Authorization": f"Bearer {ADMIN}"}
+        async with api.client.post("/v1/signals", data=slow_body(), headers=headers) as resp:
+            assert resp.status == 503
+        assert api.daemon.engine.signals == {}
