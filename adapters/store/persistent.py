@@ -18,7 +18,7 @@ from adapters.store import postgres as pg
 from adapters.store.embedded import EmbeddedServers
 from adapters.store.errors import StoreUnavailable
 from adapters.store.lock import DataDirLock
-from adapters.store.records import EntryIds, to_entries, with_records
+from adapters.store.records import EntryIds, PositionSaved, to_entries, with_records
 from adapters.store.recovery import StateBook, build_snapshot
 from adapters.store.redis import Keys, RedisWriteThrough, client
 from adapters.store.spill import SpillFile
@@ -30,6 +30,7 @@ from engine.snapshot import EngineSnapshot, restore
 
 log = logging.getLogger("tradingd.store")
 STATUS_INTERVAL_S = 1.0
+PEAK_CHECKPOINT_S = 0.25
 
 
 class PersistentStore:
@@ -70,6 +71,8 @@ class PersistentStore:
         self.write_through: RedisWriteThrough | None = None
         self.writer: WriteBehind | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._ticked: set[str] = set()
+        self._peaks: dict[str, tuple[float, float | None]] = {}
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -128,6 +131,12 @@ class PersistentStore:
         self._spawn(self.write_through.run(), "store-write-through")
         self._spawn(self.writer.run(), "store-write-behind")
         self._spawn(self._status_loop(), "store-status")
+        self._spawn(self._peak_loop(), "store-peaks")
+        self._peaks = {
+            p.id: (p.peak_price_usd, p.stop_gain_pct)
+            for p in snap.positions
+            if p.status != "closed"
+        }
         self.components["redis"] = {"status": "ok"}
         self.components["postgres"] = {"status": "ok"}
         log.info(
@@ -163,11 +172,45 @@ class PersistentStore:
 
     def on_events(self, events: list[ev.Event]) -> None:
         assert self.write_through is not None
-        self.write_through.enqueue(to_entries(with_records(events, self.engine), self.ids))
+        full = with_records(events, self.engine)
+        peaks = self._peaks
+        for e in full:
+            position = getattr(e, "position", None)
+            if position is not None:
+                if position.status == "closed":
+                    peaks.pop(position.id, None)
+                else:
+                    peaks[position.id] = (position.peak_price_usd, position.stop_gain_pct)
+        self.write_through.enqueue(to_entries(full, self.ids))
 
     def on_ticks(self, ticks: list[Tick]) -> None:
         assert self.write_through is not None
         self.write_through.enqueue_ticks(ticks)
+        for t in ticks:
+            self._ticked.add(t.token)
+
+    def checkpoint_peaks(self) -> int:
+        """Record positions whose peak (and so ratcheted stop) moved since last written. The
+        engine keeps peaks lazily, without an event per tick; this runs every
+        PEAK_CHECKPOINT_S and at shutdown, so a crash loses at most that much peak history."""
+        if not self._ticked or self.write_through is None:
+            return 0
+        tokens, self._ticked = self._ticked, set()
+        records: list[ev.Event] = []
+        now = self.engine.clock()
+        for p in self.engine.positions.values():
+            if p.token in tokens and p.status in ("open", "closing"):
+                self.engine.refresh(p)
+                if self._peaks.get(p.id) != (p.peak_price_usd, p.stop_gain_pct):
+                    records.append(PositionSaved(ts=now, position=p))
+        if records:
+            self.on_events(records)
+        return len(records)
+
+    async def _peak_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PEAK_CHECKPOINT_S)
+            self.checkpoint_peaks()
 
     async def flushed(self, timeout: float | None = 5.0) -> None:
         """Resolves once every event enqueued so far is durable (Redis, or the fsync'd spill
@@ -200,6 +243,10 @@ class PersistentStore:
             "entries": w.lag_entries if w else 0,
             "seconds": round(w.lag_seconds, 3) if w else 0.0,
         }
+
+    def writer_backlog(self) -> int:
+        """Entries in the stream Postgres may lack (from the last lag refresh)."""
+        return self.writer.lag_entries if self.writer else 0
 
     @property
     def buys_paused(self) -> bool:
@@ -248,6 +295,7 @@ class PersistentStore:
 
     async def close(self, drain_timeout: float = 10.0) -> None:
         wt, writer = self.write_through, self.writer
+        self.checkpoint_peaks()
         try:
             if wt is not None:
                 with contextlib.suppress(StoreUnavailable):

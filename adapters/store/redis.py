@@ -143,6 +143,7 @@ class RedisWriteThrough:
         self._tick_encode = msgspec.json.Encoder().encode
         self.flushes = 0
         self.stopped = False
+        self._probed = 0.0
 
     # -- producer side (synchronous, from event subscribers) --------------------------------
 
@@ -192,7 +193,10 @@ class RedisWriteThrough:
         batch, self._buf = self._buf, []
         ticks, self._ticks = self._ticks, {}
         upto = self._durable + len(batch)
-        if not self.up or self.spill.count:
+        if self.spill.count or (
+            not self.up and time.monotonic() - self._probed >= PROBE_INTERVAL_S
+        ):
+            self._probed = time.monotonic()
             await self._try_return()
         if self.up:
             try:

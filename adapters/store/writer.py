@@ -81,6 +81,7 @@ class WriteBehind:
                 if not self._batch:
                     self._batch = await self._next_batch()
             except RedisError as exc:
+                self._own_pending = True  # what was delivered before the error comes back from "0"
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                     await self.ensure_group()
                 else:
@@ -100,7 +101,9 @@ class WriteBehind:
             try:
                 await self._ack(self._batch)
             except RedisError:
-                pass  # unacked entries come back (pending) and are written again, idempotently
+                self._own_pending = (
+                    True  # unacked entries are read again and rewritten, idempotently
+                )
             self._batch = []
 
     async def drain(self, timeout: float) -> bool:

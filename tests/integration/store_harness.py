@@ -93,3 +93,40 @@ def normalized(snap: EngineSnapshot) -> dict[str, object]:
 
 def state_of(node: StoreNode) -> dict[str, object]:
     return normalized(capture(node.engine))
+
+
+def check_invariants(engine: Engine, deposits: dict[str, int]) -> None:
+    """Money and idempotency invariants that must hold after any crash or outage."""
+    for aid, agent in engine.agents.items():
+        trades = engine.trades.get(aid, [])
+        assert len({t.id for t in trades}) == len(trades), "a fill recorded twice"
+        assert len({t.venue_ref for t in trades}) == len(trades), "an order filled twice"
+        bal = engine.ledger.balance(aid, agent.quote)
+        delta = sum(t.quote_amount if t.side == "sell" else -t.quote_amount for t in trades)
+        assert bal.total == deposits.get(aid, 0) + delta, "balance != deposits + trade deltas"
+        reserved = sum(
+            o.amount_in for o in engine.orders.values() if o.agent_id == aid and o.side == "buy"
+        )
+        assert bal.reserved == reserved, "reservation != buys in flight"
+        per_signal: dict[str, int] = {}
+        for p in engine.agent_positions.get(aid, {}).values():
+            if p.signal_id is not None:
+                per_signal[p.signal_id] = per_signal.get(p.signal_id, 0) + 1
+            bought = sum(t.amount for t in trades if t.position_id == p.id and t.side == "buy")
+            sold = sum(t.amount for t in trades if t.position_id == p.id and t.side == "sell")
+            assert sold <= bought and p.amount == bought - sold, f"position {p.id} sold twice"
+        assert all(n == 1 for n in per_signal.values()), "a signal traded twice for one agent"
+
+
+async def postgres_state(database_url: str, namespace: str) -> dict[str, object]:
+    from adapters.store import postgres as pg
+    from adapters.store.recovery import StateBook
+
+    conn = await pg.connect(database_url, namespace)
+    try:
+        book = StateBook()
+        limits = pg.RecoveryLimits.of_engine()
+        book.load_rows(await pg.load_rows(conn, limits))
+        return normalized(book.snapshot([], 0, limits))
+    finally:
+        await conn.close()

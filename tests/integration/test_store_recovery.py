@@ -285,3 +285,25 @@ async def test_a_second_store_on_the_same_data_dir_is_refused(tmp_path, store_se
     with pytest.raises(DataDirLocked, match="in use by another tradingd"):
         await StoreNode(tmp_path, store_servers, namespace).start()
     await node.stop()
+
+
+async def test_peaks_moved_by_ticks_alone_survive_a_crash(tmp_path, store_servers, namespace):
+    node = await StoreNode(tmp_path, store_servers, namespace).start()
+    e, rt = node.engine, node.runtime
+    config = config_from_builtins({"stop_loss": {"mode": "trailing", "trail_pct": 20}})
+    rt.apply(e.create_agent, "alpha", "paper", config, "SOL", None, "alpha")
+    rt.apply(e.deposit, "alpha", "SOL", 10**10)
+    ticks(node, {SOL_MINT: 150.0, TOKENS[0]: 1.0})
+    rt.apply(e.on_signal, signal(TOKENS[0]))
+    await settle(node)
+    for price in (1.1, 1.25, 1.4, 1.3):  # new highs: no event, the peak is kept lazily
+        ticks(node, {TOKENS[0]: price})
+    assert node.store.checkpoint_peaks() == 1
+    await node.store.flushed()
+    before = state_of(node)
+    assert before["positions"][0]["peak_price_usd"] == 1.4
+    await node.crash()
+
+    again = await StoreNode(tmp_path, store_servers, namespace).start()
+    assert state_of(again) == before
+    await again.stop()

@@ -1,0 +1,187 @@
+"""Outages under load, against servers these tests own (so they can kill them): Redis killed and
+restarted -> buys pause, exits keep running, events spill and are replayed, nothing is lost;
+Postgres stopped and started -> the stream grows and drains, nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal as os_signal
+
+from store_harness import TOKENS, StoreNode, check_invariants, postgres_state, state_of
+
+from adapters.runtime import wall_clock_ms
+from adapters.store.embedded import EmbeddedPostgres, EmbeddedRedis
+from engine import events as ev
+from engine.assets import SOL_MINT
+from engine.config import config_from_builtins
+from engine.model import Signal, Tick
+
+DEPOSIT = 100 * 10**9
+
+
+class Load:
+    """Ticks on every token and a buy signal now and then, until stopped."""
+
+    def __init__(self, node: StoreNode) -> None:
+        self.node = node
+        self.prices = {t: 1.0 for t in TOKENS}
+        self.rng = random.Random(3)
+        self.n = 0
+        self.skipped: dict[str, int] = {}
+
+    def signal(self) -> str:
+        self.n += 1
+        now = wall_clock_ms()
+        sig = Signal(
+            id=f"load-{self.n}",
+            token=self.rng.choice(TOKENS),
+            received_at=now,
+            expires_at=now + 30_000,
+            client_id=f"load-{self.n}",
+        )
+        record, _ = self.node.runtime.apply(self.node.engine.on_signal, sig)
+        for x in record.executions.values():
+            if x.status == "skipped":
+                self.skipped[x.reason] = self.skipped.get(x.reason, 0) + 1
+        return sig.id
+
+    async def run(self) -> None:
+        while True:
+            now = wall_clock_ms()
+            for t in TOKENS:
+                self.prices[t] *= 1 + self.rng.uniform(-0.01, 0.011)
+            self.node.runtime.push_ticks(
+                [Tick(SOL_MINT, 150.0, now, decimals=9)]
+                + [Tick(t, p, now, decimals=6) for t, p in self.prices.items()]
+            )
+            if self.rng.random() < 0.3:
+                self.signal()
+            await asyncio.sleep(0.003)
+
+
+async def start_node(node: StoreNode) -> tuple[StoreNode, list[ev.Alert]]:
+    await node.start()
+    alerts: list[ev.Alert] = []
+    node.runtime.event_subscribers.append(
+        lambda evs: alerts.extend(e for e in evs if isinstance(e, ev.Alert))
+    )
+    e, rt = node.engine, node.runtime
+    if "alpha" not in e.agents:
+        config = {
+            "sizing": {"amount": "1000000000"},
+            "limits": {"max_open_positions": 1000, "max_positions_per_token": 1000},
+            "stop_loss": {"mode": "trailing", "trail_pct": 3},
+        }
+        rt.apply(
+            e.create_agent, "alpha", "paper", config_from_builtins(config), "SOL", None, "alpha"
+        )
+        rt.apply(e.deposit, "alpha", "SOL", DEPOSIT)
+    return node, alerts
+
+
+async def until(predicate, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def sells(node: StoreNode) -> int:
+    return sum(t.side == "sell" for t in node.engine.trades.get("alpha", []))
+
+
+async def test_redis_killed_and_restarted_under_load(tmp_path, store_servers, namespace):
+    own = EmbeddedRedis(tmp_path / "own")
+    url = own.start()
+    node, alerts = await start_node(StoreNode(tmp_path, store_servers, namespace, redis_url=url))
+    load = Load(node)
+    task = asyncio.create_task(load.run())
+    try:
+        await until(lambda: len(node.engine.positions) >= 5)
+        os.kill(own.pid, os_signal.SIGKILL)
+        await until(lambda: node.components["redis"]["status"] == "down")
+        assert node.engine.buys_paused_reason == "store_unavailable"
+        sells_before = sells(node)
+        skipped_before = load.skipped.get("store_unavailable", 0)
+        await until(
+            lambda: (
+                load.skipped.get("store_unavailable", 0) > skipped_before
+                and sells(node) > sells_before
+            )
+        )
+        await node.store.flushed(timeout=5)  # acknowledged through the fsync'd spill file
+        assert node.store.write_through.spill.count > 0
+
+        own.start()
+        await until(
+            lambda: (
+                node.components["redis"]["status"] == "ok"
+                and node.engine.buys_paused_reason is None
+            )
+        )
+        assert node.store.write_through.spill.count == 0
+        buys = sum(t.side == "buy" for t in node.engine.trades["alpha"])
+        await until(
+            lambda: sum(t.side == "buy" for t in node.engine.trades["alpha"]) > buys
+        )  # buys resumed
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await node.runtime.wait_orders(5)
+    node.store.checkpoint_peaks()
+    await node.store.flushed()
+    assert [a.code for a in alerts if a.details.get("component") == "redis"] == [
+        "store_degraded",
+        "store_recovered",
+    ]
+    check_invariants(node.engine, {"alpha": DEPOSIT})
+    before = state_of(node)
+    assert await node.store.writer.drain(15)
+    assert await postgres_state(store_servers.database_url, namespace) == before
+    await node.crash()
+
+    again = await StoreNode(tmp_path, store_servers, namespace, redis_url=url).start()
+    assert state_of(again) == before
+    await again.stop()
+    own.stop()
+
+
+async def test_postgres_stopped_and_started_under_load(tmp_path, store_servers, namespace):
+    own = EmbeddedPostgres(tmp_path / "own")
+    db = own.start()
+    node, alerts = await start_node(StoreNode(tmp_path, store_servers, namespace, database_url=db))
+    load = Load(node)
+    task = asyncio.create_task(load.run())
+    try:
+        await until(lambda: len(node.engine.positions) >= 5)
+        await asyncio.get_running_loop().run_in_executor(None, own.stop)
+        await until(lambda: node.components["postgres"]["status"] == "down")
+        buys = sum(t.side == "buy" for t in node.engine.trades["alpha"])
+        await until(
+            lambda: sum(t.side == "buy" for t in node.engine.trades["alpha"]) > buys
+        )  # buys go on
+        await node.store.writer.refresh_lag()
+        assert node.store.writer_backlog() > 0  # the stream holds what Postgres lacks
+        await asyncio.get_running_loop().run_in_executor(None, own.start)
+        await until(lambda: node.components["postgres"]["status"] == "ok")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await node.runtime.wait_orders(5)
+    node.store.checkpoint_peaks()
+    await node.store.flushed()
+    assert [a.code for a in alerts if a.details.get("component") == "postgres"] == [
+        "store_degraded",
+        "store_recovered",
+    ]
+    check_invariants(node.engine, {"alpha": DEPOSIT})
+    assert await node.store.writer.drain(15)
+    assert await postgres_state(db, namespace) == state_of(node)
+    await node.stop()
+    own.stop()
