@@ -193,6 +193,7 @@ class WsHub:
 
     async def _closed_by_peer_or_us(self, client: Client) -> None:
         self._forget(client)
+        client.outbox.close()
         if client.closer is not None:
             await asyncio.shield(client.closer)
         if client.writer is not None:
@@ -206,7 +207,6 @@ class WsHub:
         for subscribers in self.by_channel.values():
             subscribers.discard(client)
         client.subs.clear()  # fan-out jobs already holding this client now skip it
-        client.outbox.close()
         for timer in client.timers.values():
             timer.cancel()
         client.timers.clear()
@@ -335,26 +335,30 @@ class WsHub:
             wire.AlertOut(code="slow_consumer", message="queue full for longer than max_lag_ms")
         )
         frame = envelope(ALERT, client.outbox.next_seq(), now_ms(), data)
-        self._start_close(client, frame, TRY_AGAIN_LATER, b"slow consumer")
-
-    def _start_close(self, client: Client, frame: bytes | None, code: int, reason: bytes) -> None:
-        client.outbox.close()
-        self._forget(client)
+        client.outbox.close()  # its backlog is what it could not take: dropped
         if client.writer is not None:
             client.writer.cancel()
+        self._start_close(client, frame, TRY_AGAIN_LATER, b"slow consumer", drain=False)
+
+    def _start_close(
+        self, client: Client, frame: bytes | None, code: int, reason: bytes, drain: bool
+    ) -> None:
+        self._forget(client)
         client.closer = closer = asyncio.get_running_loop().create_task(
-            self._send_and_close(client, frame, code, reason), name=f"ws-close-{client.id}"
+            self._send_and_close(client, frame, code, reason, drain), name=f"ws-close-{client.id}"
         )
         self._closers.add(closer)
         closer.add_done_callback(self._closers.discard)
 
     async def _send_and_close(
-        self, client: Client, frame: bytes | None, code: int, reason: bytes
+        self, client: Client, frame: bytes | None, code: int, reason: bytes, drain: bool
     ) -> None:
         """Best effort within close_timeout_s; else the transport is cut, dropping whatever a dead
         peer left unread, so neither the task nor the socket lingers."""
         try:
             async with asyncio.timeout(self.close_timeout_s):
+                if drain and client.writer is not None:
+                    await client.writer  # a finished outbox: returns once its queue is written
                 if frame is not None:
                     await client.ws.send_frame(frame, WSMsgType.TEXT)
                 await client.ws.close(code=code, message=reason)
@@ -368,9 +372,11 @@ class WsHub:
     async def close_all(self) -> None:
         """Shutdown: close every connection with 1001 (going away). Idempotent."""
         self._closed = True
+        self.dispatch.run()  # whatever the engine published reaches the queues, then is written
         self.dispatch.close()
         for client in list(self.clients):
-            self._start_close(client, None, WSCloseCode.GOING_AWAY, b"server shutdown")
+            client.outbox.finish()
+            self._start_close(client, None, WSCloseCode.GOING_AWAY, b"server shutdown", drain=True)
         if self._closers:  # these, and slow consumers still being closed
             await asyncio.gather(*self._closers, return_exceptions=True)
 

@@ -124,15 +124,25 @@ class Outbox:
         self.on_full(self)
 
     def close(self) -> None:
+        """Take nothing more and drop what waits (the client is gone or being cut off)."""
         self.closed = True
         self.queue.clear()
         self._price_item = None
+        self._wake.set()
+
+    def finish(self) -> None:
+        """Take nothing more; the writer returns once what waits is written (graceful close)."""
+        self.closed = True
+        self._wake.set()
 
     async def drain_to(self, ws: web.WebSocketResponse) -> None:
-        """The writer task: one per client, the only code that awaits its socket."""
+        """The writer task: one per client, the only code that awaits its socket. Returns when
+        the outbox is closed and empty."""
         queue, counters = self.queue, self.counters
         while True:
             if not queue:
+                if self.closed:
+                    return
                 self._wake.clear()
                 await self._wake.wait()
                 continue

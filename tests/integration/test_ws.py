@@ -363,3 +363,14 @@ async def test_an_engine_transition_only_queues_fan_out_work(stack: Stack) -> No
     assert len(stack.runtime.in_flight) == 1
     await stack.settle()
     await client.recv_type("trade")
+
+
+async def test_shutdown_delivers_what_was_published_before_closing(stack: Stack) -> None:
+    client = await stack.connect()
+    await client.subscribe(["alerts"])
+    stack.runtime.apply(stack.engine.set_halt, True)  # published, not yet fanned out
+    await stack.hub.close_all()
+    alert = await client.recv()
+    assert alert["type"] == "alert" and alert["data"]["code"] == "halt_changed"
+    msg = await client.ws.receive(timeout=5)
+    assert msg.type is WSMsgType.CLOSE and msg.data == 1001
