@@ -21,6 +21,8 @@ def register(subparsers: Any) -> None:
 def _migrate(args: argparse.Namespace) -> int:
     import os
 
+    import asyncpg
+
     from adapters.settings import load_settings
     from adapters.store import namespace_from_env
     from adapters.store import postgres as pg
@@ -42,6 +44,7 @@ def _migrate(args: argparse.Namespace) -> int:
         return 0
     url = settings.store.database_url
     embedded: EmbeddedPostgres | None = None
+    was_running = True
     lock: DataDirLock | None = None
     try:
         if not url:
@@ -52,7 +55,7 @@ def _migrate(args: argparse.Namespace) -> int:
             was_running = embedded.pid is not None
             url = embedded.start()
         applied = asyncio.run(pg.migrate(url, namespace_from_env()))
-    except (StoreError, OSError) as exc:
+    except (StoreError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         print(f"tradingd: migrate failed: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 1
     finally:
