@@ -147,7 +147,9 @@ async def hammer(
     return statuses
 
 
-async def test_sigterm_mid_flow_exits_0_and_every_in_flight_order_settles(daemon: Any) -> None:
+async def run_until_sigterm(daemon: Any) -> tuple[int, Flow, list[int], list[str]]:
+    """Agents, a dashboard on the WebSocket, the hammer with SIGTERM in the middle; then wait for
+    the exit and the end of the stream."""
     flow = Flow()
     accepted: list[str] = []
     async with aiohttp.ClientSession() as session:
@@ -161,6 +163,11 @@ async def test_sigterm_mid_flow_exits_0_and_every_in_flight_order_settles(daemon
             statuses = await hammer(session, daemon, accepted, sigterm_round=6)
             exit_code = await asyncio.to_thread(daemon.proc.wait, 60)
             await asyncio.wait_for(reader, 30)
+    return exit_code, flow, statuses, accepted
+
+
+async def test_sigterm_mid_flow_exits_0_and_every_in_flight_order_settles(daemon: Any) -> None:
+    exit_code, flow, statuses, accepted = await run_until_sigterm(daemon)
 
     assert exit_code == 0
     assert flow.close_code == 1001  # closed by the shutdown, after the drain
@@ -179,3 +186,35 @@ async def test_sigterm_mid_flow_exits_0_and_every_in_flight_order_settles(daemon
     assert "closing" not in last_status.values()  # every sell in flight finished
     assert any(t["side"] == "sell" for t in flow.of("trade"))
     assert "orders still in flight" not in daemon.log_path.read_text()
+
+
+async def test_sigterm_mid_flow_on_the_embedded_store_leaves_no_order_pending_after_restart(
+    daemon_starter: Any, tmp_path: Path
+) -> None:
+    embedded = {"TRADINGD_STORE": ""}  # the e2e fixture defaults to memory
+    first = daemon_starter(tmp_path / "data", env=embedded)
+    try:
+        exit_code, _flow, _statuses, accepted = await run_until_sigterm(first)
+    finally:
+        first.stop()
+    assert exit_code == 0
+    second = daemon_starter(tmp_path / "data", env=embedded)
+    try:
+        async with aiohttp.ClientSession(headers=second.headers) as session:
+
+            async def get(path: str) -> Any:
+                async with session.get(second.base_url + path) as r:
+                    assert r.status == 200, await r.text()
+                    return await r.json()
+
+            for signal_id in accepted:
+                executions = (await get(f"/v1/signals/{signal_id}"))["executions"]
+                assert len(executions) == AGENTS
+                assert {e["status"] for e in executions} <= {"filled", "failed", "skipped"}
+            for agent in (await get("/v1/agents"))["items"]:
+                balances = await get(f"/v1/agents/{agent['id']}/balances")
+                assert all(b["reserved"] == "0" for b in balances), balances
+                positions = (await get(f"/v1/agents/{agent['id']}/positions?status=open"))["items"]
+                assert all(p["status"] == "open" for p in positions)
+    finally:
+        assert second.stop() == 0
