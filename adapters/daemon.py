@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters import systemd
-from adapters.event_log import log_events
+from adapters.event_log import EventLog
 from adapters.feeds.demo import DEMO_AGENT_ID, DemoSignals, demo_agent_config
 from adapters.feeds.synthetic import SyntheticFeed
 from adapters.runtime import Runtime, wall_clock_ms
@@ -40,8 +40,11 @@ class Daemon:
             max_price_age_ms=settings.engine.max_price_age_ms,
             default_decimals=settings.engine.default_decimals,
         )
-        self.runtime = Runtime(self.engine, {"paper": PaperVenue(self.engine.price_usd, wall_clock_ms)})
-        self.runtime.event_subscribers.append(log_events)
+        self.runtime = Runtime(
+            self.engine, {"paper": PaperVenue(self.engine.price_usd, wall_clock_ms)}
+        )
+        self.event_log = EventLog()
+        self.runtime.event_subscribers.append(self.event_log)
         self.data_dir = Path(settings.data_dir)
         self.feeds: dict[str, Any] = {}
         self.components: dict[str, dict[str, Any]] = {}  # health of store, feeds, venues
@@ -66,18 +69,27 @@ class Daemon:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            log.error("background task died", exc_info=task.exception(), extra={"task": task.get_name()})
+            log.error(
+                "background task died", exc_info=task.exception(), extra={"task": task.get_name()}
+            )
 
     def create_configured_agents(self) -> None:
         for spec in self.settings.agents:
             if spec.id in self.engine.agents:
                 continue
             self.runtime.apply(
-                self.engine.create_agent, spec.name, spec.venue, agent_config(spec), spec.quote,
-                spec.wallet_id, spec.id,
+                self.engine.create_agent,
+                spec.name,
+                spec.venue,
+                agent_config(spec),
+                spec.quote,
+                spec.wallet_id,
+                spec.id,
             )
             if spec.paper_deposit and spec.venue == "paper":
-                self.runtime.apply(self.engine.deposit, spec.id, spec.quote, int(spec.paper_deposit))
+                self.runtime.apply(
+                    self.engine.deposit, spec.id, spec.quote, int(spec.paper_deposit)
+                )
 
     def reload_agent_configs(self) -> None:
         """SIGHUP: re-read the config file and apply agent configs (new decisions only)."""
@@ -107,8 +119,15 @@ class Daemon:
         if self.demo:
             tokens = self.feeds["synthetic"].tokens if "synthetic" in self.feeds else []
             if DEMO_AGENT_ID not in self.engine.agents:
-                self.runtime.apply(self.engine.create_agent, "demo agent (synthetic tokens only)", "paper",
-                                   demo_agent_config(tokens), "SOL", None, DEMO_AGENT_ID)
+                self.runtime.apply(
+                    self.engine.create_agent,
+                    "demo agent (synthetic tokens only)",
+                    "paper",
+                    demo_agent_config(tokens),
+                    "SOL",
+                    None,
+                    DEMO_AGENT_ID,
+                )
                 self.runtime.apply(self.engine.deposit, DEMO_AGENT_ID, "SOL", 100 * 10**9)
             demo = DemoSignals(tokens, seed=syn.seed)
             self.spawn(demo.run(self.runtime), "demo-signals")
@@ -128,6 +147,7 @@ class Daemon:
             return 1
         self.create_configured_agents()
         self.spawn(self.runtime.clock_loop(self.settings.engine.clock_interval_ms), "engine-clock")
+        self.spawn(self.event_log.run(), "event-log")
         self.start_feeds()
         if on_ready is not None:
             await on_ready(self)
@@ -152,8 +172,10 @@ class Daemon:
                     task.cancel()
         drained = await self.runtime.wait_orders(self.settings.shutdown.grace_s)
         if not drained:
-            log.error("orders still in flight at the end of the grace period",
-                      extra={"orders": sorted(self.runtime.in_flight)})
+            log.error(
+                "orders still in flight at the end of the grace period",
+                extra={"orders": sorted(self.runtime.in_flight)},
+            )
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

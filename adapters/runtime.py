@@ -33,6 +33,15 @@ class Venue(Protocol):
     async def reconcile(self) -> list[Fill]: ...
 
 
+class InProcessVenue(Venue, Protocol):
+    """A venue that fills without I/O (paper), marked `in_process = True`: the runtime settles a
+    whole batch of its orders in one task and one transition flush, not one task per order."""
+
+    in_process: bool
+
+    def execute_now(self, order: Order) -> Fill: ...
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -42,7 +51,9 @@ class Runtime:
     BUY_ATTEMPTS = 3
     BACKOFF_S = 0.1
 
-    def __init__(self, engine: Engine, venues: dict[str, Venue], clock: Callable[[], int] = wall_clock_ms):
+    def __init__(
+        self, engine: Engine, venues: dict[str, Venue], clock: Callable[[], int] = wall_clock_ms
+    ):
         self.engine = engine
         self.venues = venues
         self.clock = clock
@@ -73,8 +84,16 @@ class Runtime:
                     sub(out.events)
                 except Exception:  # a broken subscriber must not stop trading
                     log.exception("event subscriber failed", extra={"subscriber": repr(sub)})
-        for intent in out.intents:
-            self._dispatch(intent.order)
+        if out.intents:
+            inline: list[Order] = []
+            for intent in out.intents:
+                venue = self.venues.get(intent.order.venue.split(":", 1)[0])
+                if getattr(venue, "in_process", False):
+                    inline.append(intent.order)
+                else:
+                    self._dispatch(intent.order)
+            if inline:
+                self._dispatch_inline(inline)
 
     def push_ticks(self, ticks: Iterable[Tick]) -> int:
         """Apply ticks in order (exits fire from them), then publish them as one batch."""
@@ -97,9 +116,69 @@ class Runtime:
     # -- orders -----------------------------------------------------------------------------
 
     def _dispatch(self, order: Order) -> None:
-        task = asyncio.get_running_loop().create_task(self._execute(order), name=f"order-{order.id}")
+        task = asyncio.get_running_loop().create_task(
+            self._execute(order), name=f"order-{order.id}"
+        )
         self.in_flight[order.id] = task
         task.add_done_callback(lambda _t, oid=order.id: self.in_flight.pop(oid, None))
+
+    def _dispatch_inline(self, orders: list[Order]) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._execute_inline(orders), name=f"orders-{orders[0].id}"
+        )
+        for order in orders:
+            self.in_flight[order.id] = task
+
+        def done(_t: asyncio.Task[None]) -> None:
+            for order in orders:
+                if self.in_flight.get(order.id) is task:
+                    del self.in_flight[order.id]
+
+        task.add_done_callback(done)
+
+    async def _execute_inline(self, orders: list[Order]) -> None:
+        """Fill a batch on an in-process venue, then settle every result in one flush. A
+        transient failure falls back to the retrying per-order path."""
+        engine = self.engine
+        settled: list[tuple[Order, Fill | None, str]] = []
+        for order in orders:
+            venue = self.venues[order.venue.split(":", 1)[0]]
+            started = time.perf_counter()
+            if (
+                order.side == "buy"
+                and order.expires_at is not None
+                and self.clock() > order.expires_at
+            ):
+                settled.append((order, None, "expired"))
+                continue
+            try:
+                fill = venue.execute_now(order)  # type: ignore[attr-defined]
+            except VenueError as exc:
+                if exc.transient:
+                    self._dispatch(order)
+                    continue
+                settled.append((order, None, str(exc)))
+            except Exception as exc:  # a venue bug: fail the order, keep the daemon
+                log.exception("venue raised", extra={"order_id": order.id})
+                settled.append((order, None, f"venue error: {exc!r}"))
+            else:
+                self._observe(order, fill, time.perf_counter() - started)
+                settled.append((order, fill, ""))
+        try:
+            for order, fill, reason in settled:
+                try:
+                    if fill is not None:
+                        engine.on_fill(fill)
+                    else:
+                        self._observe(order, None, 0.0)
+                        engine.on_order_failed(order.id, reason)
+                except Exception:
+                    log.exception(
+                        "settling an order failed",
+                        extra={"order_id": order.id, "agent_id": order.agent_id},
+                    )
+        finally:
+            self.flush()
 
     async def _execute(self, order: Order) -> None:
         venue = self.venues.get(order.venue.split(":", 1)[0])
@@ -109,15 +188,26 @@ class Runtime:
         for attempt in range(attempts):
             if venue is None:
                 break
-            if order.side == "buy" and order.expires_at is not None and self.clock() > order.expires_at:
+            if (
+                order.side == "buy"
+                and order.expires_at is not None
+                and self.clock() > order.expires_at
+            ):
                 reason = "expired"
                 break
             try:
                 fill = await venue.execute(order)
             except VenueError as exc:
                 reason = str(exc)
-                log.warning("order attempt failed", extra={"order_id": order.id, "agent_id": order.agent_id,
-                                                           "attempt": attempt + 1, "reason": reason})
+                log.warning(
+                    "order attempt failed",
+                    extra={
+                        "order_id": order.id,
+                        "agent_id": order.agent_id,
+                        "attempt": attempt + 1,
+                        "reason": reason,
+                    },
+                )
                 if not exc.transient:
                     break
                 await asyncio.sleep(self.BACKOFF_S * 2**attempt)

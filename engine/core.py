@@ -768,7 +768,8 @@ class Engine:
     def _sell_for(self, agent: Agent, signal: Signal, record: SignalRecord, now: int) -> None:
         first: Position | None = None
         order_id = None
-        for p in self._sorted(self.agent_positions[agent.id].values()):
+        held = self.exposure[agent.id].by_token[signal.token] > 0
+        for p in self._sorted(self.agent_positions[agent.id].values()) if held else ():
             if p.token == signal.token and p.status == "open" and p.in_flight is None:
                 tick = self.prices.get(p.token)
                 oid = self._sell(

@@ -29,24 +29,47 @@ def paper_fill(order: Order, token_usd: float | None, quote_usd: float | None, n
         tokens = int(usd / price * tscale)
         if tokens <= 0:
             raise PaperRejected("buy amount rounds to zero tokens")
-        return Fill(order_id=order.id, amount_in=order.amount_in, amount_out=tokens, price_usd=price,
-                    fee=fee, venue_ref=f"paper-{order.id}", ts=now)
+        return Fill(
+            order_id=order.id,
+            amount_in=order.amount_in,
+            amount_out=tokens,
+            price_usd=price,
+            fee=fee,
+            venue_ref=f"paper-{order.id}",
+            ts=now,
+        )
     price = token_usd * (1 - slip)
     gross = int(order.amount_in / tscale * price / quote_usd * qscale)
     fee = gross * order.fee_bps // 10_000
-    return Fill(order_id=order.id, amount_in=order.amount_in, amount_out=gross - fee, price_usd=price,
-                fee=fee, venue_ref=f"paper-{order.id}", ts=now)
+    return Fill(
+        order_id=order.id,
+        amount_in=order.amount_in,
+        amount_out=gross - fee,
+        price_usd=price,
+        fee=fee,
+        venue_ref=f"paper-{order.id}",
+        ts=now,
+    )
 
 
 class PaperVenue:
     name = "paper"
+    in_process = True  # the runtime may call execute_now() for a whole batch in one task
 
     def __init__(self, price_of: Callable[[str], float | None], clock: Callable[[], int]) -> None:
         self._price_of = price_of
         self._clock = clock
 
+    def execute_now(self, order: Order) -> Fill:
+        return paper_fill(
+            order,
+            self._price_of(order.token),
+            self._price_of(quote_mint(order.quote)),
+            self._clock(),
+        )
+
     async def execute(self, order: Order) -> Fill:
-        return paper_fill(order, self._price_of(order.token), self._price_of(quote_mint(order.quote)), self._clock())
+        return self.execute_now(order)
 
     async def reconcile(self) -> list[Fill]:
         return []

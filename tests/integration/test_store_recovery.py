@@ -251,6 +251,8 @@ async def test_in_flight_buy_past_its_expiry_fails_and_releases_the_reservation(
 class BuysOnlyVenue(PaperVenue):
     """Fills buys; holds sells forever (a sell in flight at the crash)."""
 
+    in_process = False  # every order goes through execute(), which can hold it
+
     async def execute(self, order: Order) -> Fill:
         if order.side == "sell":
             await asyncio.Event().wait()
