@@ -9,6 +9,7 @@ payload is encoded once per job (once per distinct token filter for prices), nev
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ from adapters.http.ws_outbox import Outbox, PriceBatch
 from engine import events as ev
 from engine.model import Tick
 
+log = logging.getLogger("tradingd.ws")
 CHUNK = 64  # client visits per loop callback: ~2 ms with the writes they wake
 BACKLOG_ITERATIONS = 16
 _MISSING: Any = object()
@@ -164,7 +166,13 @@ class Dispatcher:
             start, end = job.pos, min(len(job.clients), job.pos + left)
             clients, visit = job.clients, job.visit
             for i in range(start, end):
-                visit(clients[i])
+                try:
+                    visit(clients[i])
+                except Exception:  # one client's failure must not stop the fan-out to the rest
+                    log.exception(
+                        "ws fan-out to a client failed",
+                        extra={"client": getattr(clients[i], "id", None)},
+                    )
             job.pos = end
             left -= end - start
             self.backlog -= end - start
