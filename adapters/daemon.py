@@ -19,6 +19,7 @@ from adapters.feeds.demo import DEMO_AGENT_ID, DemoSignals, demo_agent_config
 from adapters.feeds.synthetic import SyntheticFeed
 from adapters.runtime import Runtime, wall_clock_ms
 from adapters.settings import Settings, agent_config
+from adapters.solana.keystore import Keystore
 from adapters.venues.paper import PaperVenue
 from engine.core import Engine
 from engine.errors import TradingdError
@@ -46,6 +47,7 @@ class Daemon:
         self.event_log = EventLog()
         self.runtime.event_subscribers.append(self.event_log)
         self.data_dir = Path(settings.data_dir)
+        self.wallets = Keystore(self.data_dir)
         self.feeds: dict[str, Any] = {}
         self.components: dict[str, dict[str, Any]] = {}  # health of store, feeds, venues
         self._tasks: list[asyncio.Task[Any]] = []

@@ -20,6 +20,7 @@ from adapters.http import (
     routes_positions,
     routes_prices,
     routes_signals,
+    routes_wallets,
 )
 from adapters.http.auth import RateLimiter, bearer_key
 from adapters.http.codec import API_KEY, DAEMON, read_raw
@@ -51,6 +52,7 @@ def all_routes() -> list[Route]:
         *routes_positions.ROUTES,
         *routes_admin.ROUTES,
         *routes_health.ROUTES,
+        *routes_wallets.ROUTES,
     ]
 
 

@@ -336,3 +336,42 @@ class HealthOut(_Out):
 
 class ProbeOut(_Out):
     status: Literal["ok", "not_ready"]
+
+
+# -- wallets --------------------------------------------------------------------------------
+
+WalletId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Passphrase = Annotated[str, Meta(min_length=8, max_length=1024)]
+
+
+class WalletIn(_In):
+    name: Name
+    passphrase: Passphrase
+    id: WalletId | None = None
+    secret: (
+        Annotated[
+            str,
+            Meta(
+                max_length=1024,
+                description="import: the 64-byte keypair, base58 or a JSON byte array",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class UnlockIn(_In):
+    passphrase: Passphrase
+
+
+class WalletOut(_Out):
+    id: str
+    name: str
+    public_key: str
+    created_at: Timestamp
+    unlocked: bool
+
+
+class WalletPage(_Out):
+    items: list[WalletOut]
+    next_cursor: str | None
