@@ -62,82 +62,66 @@ class EventLog:
             self.flush()
 
 
+# event type -> (level, message, where the fields live, fields); money goes out as strings
+_LINES: dict[type, tuple[int, str, str | None, tuple[str, ...]]] = {
+    ev.ExitTriggered: (
+        logging.INFO,
+        "exit triggered",
+        None,
+        ("agent_id", "position_id", "token", "reason", "price_usd", "sell_amount"),
+    ),
+    ev.DcaTriggered: (
+        logging.INFO,
+        "dca triggered",
+        None,
+        ("agent_id", "position_id", "price_usd", "level"),
+    ),
+    ev.OrderFilled: (
+        logging.INFO,
+        "order filled",
+        "trade",
+        (
+            "agent_id",
+            "position_id",
+            "side",
+            "token",
+            "amount",
+            "quote_amount",
+            "price_usd",
+            "reason",
+            "venue_ref",
+        ),
+    ),
+    ev.OrderFailed: (
+        logging.WARNING,
+        "order failed",
+        None,
+        ("agent_id", "position_id", "order_id", "reason"),
+    ),
+    ev.PositionClosed: (
+        logging.INFO,
+        "position closed",
+        "position",
+        ("agent_id", "id", "token", "exit_reason", "realized_pnl"),
+    ),
+    ev.HaltChanged: (logging.WARNING, "halt changed", None, ("buys", "flatten")),
+}
+_MONEY = frozenset({"sell_amount", "amount", "quote_amount", "realized_pnl"})
+
+
 def log_events(events: list[ev.Event]) -> None:
     for e in events:
-        kind = type(e)
-        if kind is ev.PositionOpened:
-            p = e.position  # type: ignore[attr-defined]
-            log.info(
-                "position opened",
-                extra={
-                    "agent_id": p.agent_id,
-                    "position_id": p.id,
-                    "token": p.token,
-                    "amount": str(p.amount),
-                    "cost": str(p.cost),
-                    "entry_price_usd": p.entry_price_usd,
-                    "signal_id": p.signal_id,
-                },
-            )
-        elif kind is ev.ExitTriggered:
-            log.info(
-                "exit triggered",
-                extra={
-                    "agent_id": e.agent_id,
-                    "position_id": e.position_id,  # type: ignore[attr-defined]
-                    "reason": e.reason,
-                    "price_usd": e.price_usd,  # type: ignore[attr-defined]
-                    "sell_amount": str(e.sell_amount),
-                },
-            )  # type: ignore[attr-defined]
-        elif kind is ev.DcaTriggered:
-            log.info(
-                "dca triggered",
-                extra={
-                    "agent_id": e.agent_id,
-                    "position_id": e.position_id,  # type: ignore[attr-defined]
-                    "price_usd": e.price_usd,
-                    "level": e.level,
-                },
-            )  # type: ignore[attr-defined]
-        elif kind is ev.OrderFilled:
-            t = e.trade  # type: ignore[attr-defined]
-            log.info(
-                "order filled",
-                extra={
-                    "agent_id": t.agent_id,
-                    "position_id": t.position_id,
-                    "order_id": e.order_id,  # type: ignore[attr-defined]
-                    "side": t.side,
-                    "amount": str(t.amount),
-                    "quote_amount": str(t.quote_amount),
-                    "price_usd": t.price_usd,
-                    "reason": t.reason,
-                    "venue_ref": t.venue_ref,
-                },
-            )
-        elif kind is ev.OrderFailed:
-            log.warning(
-                "order failed",
-                extra={
-                    "agent_id": e.agent_id,
-                    "position_id": e.position_id,  # type: ignore[attr-defined]
-                    "order_id": e.order_id,
-                    "reason": e.reason,
-                },
-            )  # type: ignore[attr-defined]
-        elif kind is ev.PositionClosed:
-            p = e.position  # type: ignore[attr-defined]
-            log.info(
-                "position closed",
-                extra={
-                    "agent_id": p.agent_id,
-                    "position_id": p.id,
-                    "exit_reason": p.exit_reason,
-                    "realized_pnl": str(p.realized_pnl),
-                },
-            )
-        elif kind is ev.Alert:
-            log.warning(e.message, extra={"code": e.code, **e.details})  # type: ignore[attr-defined]
-        elif kind is ev.HaltChanged:
-            log.warning("halt changed", extra={"buys": e.buys, "flatten": e.flatten})  # type: ignore[attr-defined]
+        if isinstance(e, ev.Alert):
+            log.warning(e.message, extra={"code": e.code, **e.details})
+            continue
+        line = _LINES.get(type(e))
+        if line is None:
+            continue
+        level, message, inner, fields = line
+        source = getattr(e, inner) if inner else e
+        extra = {("position_id" if f == "id" else f): getattr(source, f) for f in fields}
+        for f in _MONEY.intersection(extra):
+            extra[f] = str(extra[f])
+        if isinstance(e, ev.OrderFilled):
+            extra["order_id"] = e.order_id
+        log.log(level, message, extra=extra)
