@@ -144,17 +144,30 @@ class RedisWriteThrough:
         self.flushes = 0
         self.stopped = False
         self._probed = 0.0
+        self._scheduled = False
 
     # -- producer side (synchronous, from event subscribers) --------------------------------
 
     def enqueue(self, entries: list[Entry]) -> None:
         self._buf.extend(entries)
         self._enqueued += len(entries)
-        self._wake.set()
+        self._schedule()
 
     def enqueue_ticks(self, ticks: list[Tick]) -> None:
         for t in ticks:
             self._ticks[t.token] = t
+        self._schedule()
+
+    def _schedule(self) -> None:
+        # Wake the flusher one loop iteration later: the order tasks this transition started run
+        # first (a paper fill completes in that step), so packing the pipeline never sits
+        # between a signal and its trade; the pipeline then also carries their events.
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._wake_flusher)
+
+    def _wake_flusher(self) -> None:
+        self._scheduled = False
         self._wake.set()
 
     async def flushed(self, timeout: float | None = None) -> None:
