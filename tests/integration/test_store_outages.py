@@ -97,6 +97,13 @@ def sells(node: StoreNode) -> int:
 async def test_redis_killed_and_restarted_under_load(tmp_path, store_servers, namespace):
     own = EmbeddedRedis(tmp_path / "own")
     url = own.start()
+    try:
+        await redis_outage(tmp_path, store_servers, namespace, own, url)
+    finally:
+        own.stop()
+
+
+async def redis_outage(tmp_path, store_servers, namespace, own: EmbeddedRedis, url: str) -> None:
     node, alerts = await start_node(StoreNode(tmp_path, store_servers, namespace, redis_url=url))
     load = Load(node)
     task = asyncio.create_task(load.run())
@@ -148,12 +155,20 @@ async def test_redis_killed_and_restarted_under_load(tmp_path, store_servers, na
     again = await StoreNode(tmp_path, store_servers, namespace, redis_url=url).start()
     assert state_of(again) == before
     await again.stop()
-    own.stop()
 
 
 async def test_postgres_stopped_and_started_under_load(tmp_path, store_servers, namespace):
     own = EmbeddedPostgres(tmp_path / "own")
     db = own.start()
+    try:
+        await postgres_outage(tmp_path, store_servers, namespace, own, db)
+    finally:
+        own.stop()
+
+
+async def postgres_outage(
+    tmp_path, store_servers, namespace, own: EmbeddedPostgres, db: str
+) -> None:
     node, alerts = await start_node(StoreNode(tmp_path, store_servers, namespace, database_url=db))
     load = Load(node)
     task = asyncio.create_task(load.run())
@@ -184,4 +199,3 @@ async def test_postgres_stopped_and_started_under_load(tmp_path, store_servers, 
     assert await node.store.writer.drain(15)
     assert await postgres_state(db, namespace) == state_of(node)
     await node.stop()
-    own.stop()
