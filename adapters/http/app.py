@@ -96,7 +96,12 @@ def guarded(route: Route) -> Handler:
                 # would never be waited for.
                 await read_raw(request)
                 _require_intake(daemon)
-        return await handler(request)
+        response = await handler(request)
+        if route.method != "GET" and response.status < 400 and daemon.store is not None:
+            # Acknowledged means durable: what this request changed is in Redis (or the
+            # fsync'd spill file) before the client hears 2xx. Raises 503 past the timeout.
+            await daemon.store.flushed()
+        return response
 
     guard.__name__ = handler.__name__
     return guard
