@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+import time
 from collections import deque
+from collections.abc import Callable
+
+import msgspec
 
 from engine import events as ev
 
@@ -28,14 +33,23 @@ _LOGGED = frozenset(
 
 
 class EventLog:
-    """Subscriber + writer task. Bounded: past `limit` queued events the oldest are counted
-    as dropped (and said so), never blocking the engine."""
+    """Subscriber + writer task. Lines are encoded in one msgspec pass and written with one
+    `write` per chunk (the logging module costs ~25 µs a record; a 100-agent signal fills 100
+    orders). Bounded: past `limit` queued events the rest are counted as dropped, and said so."""
 
-    def __init__(self, limit: int = 100_000, interval_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        write: Callable[[str], object] | None = None,
+        limit: int = 100_000,
+        interval_s: float = 0.05,
+        chunk: int = 256,
+    ) -> None:
         self.queue: deque[ev.Event] = deque()
         self.limit = limit
         self.interval_s = interval_s
+        self.chunk = chunk
         self.dropped = 0
+        self._write = write
 
     def __call__(self, events: list[ev.Event]) -> None:
         for e in events:
@@ -45,21 +59,61 @@ class EventLog:
                     continue
                 self.queue.append(e)
 
-    def flush(self) -> None:
+    def flush(self, limit: int | None = None) -> None:
+        """Write up to `limit` queued events (all when None) as JSON lines."""
+        docs: list[dict[str, object]] = []
         if self.dropped:
-            log.warning("trading log lines dropped (queue full)", extra={"dropped": self.dropped})
+            docs.append(
+                _doc(
+                    logging.WARNING,
+                    "trading log lines dropped (queue full)",
+                    {"dropped": self.dropped},
+                )
+            )
             self.dropped = 0
-        batch, self.queue = self.queue, deque()
-        log_events(list(batch))
+        queue = self.queue
+        count = len(queue) if limit is None else min(limit, len(queue))
+        for _ in range(count):
+            doc = line_for(queue.popleft())
+            if doc is not None:
+                docs.append(doc)
+        if docs:
+            write = self._write or sys.stdout.write
+            write(_encoder.encode_lines(docs).decode())
 
     async def run(self) -> None:
         try:
             while True:
                 await asyncio.sleep(self.interval_s)
-                if self.queue or self.dropped:
-                    self.flush()
+                while self.queue or self.dropped:
+                    self.flush(self.chunk)
+                    await asyncio.sleep(0)  # a burst never holds the loop for long
         finally:
             self.flush()
+
+
+_encoder = msgspec.json.Encoder(enc_hook=repr)
+_LEVEL_NAMES = {logging.INFO: "info", logging.WARNING: "warning"}
+_second_cache: list[object] = [-1, ""]
+
+
+def _iso_now() -> str:
+    now = time.time()
+    second = int(now)
+    if _second_cache[0] != second:
+        _second_cache[0] = second
+        _second_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_second_cache[1]}.{int((now - second) * 1000):03d}Z"
+
+
+def _doc(level: int, message: str, extra: dict[str, object]) -> dict[str, object]:
+    return {
+        "ts": _iso_now(),
+        "level": _LEVEL_NAMES.get(level, "info"),
+        "logger": log.name,
+        "msg": message,
+        **extra,
+    }
 
 
 # event type -> (level, message, where the fields live, fields); money goes out as strings
@@ -109,19 +163,24 @@ _LINES: dict[type, tuple[int, str, str | None, tuple[str, ...]]] = {
 _MONEY = frozenset({"sell_amount", "amount", "quote_amount", "realized_pnl"})
 
 
-def log_events(events: list[ev.Event]) -> None:
-    for e in events:
-        if isinstance(e, ev.Alert):
-            log.warning(e.message, extra={"code": e.code, **e.details})
-            continue
-        line = _LINES.get(type(e))
-        if line is None:
-            continue
-        level, message, inner, fields = line
-        source = getattr(e, inner) if inner else e
-        extra = {("position_id" if f == "id" else f): getattr(source, f) for f in fields}
-        for f in _MONEY.intersection(extra):
-            extra[f] = str(extra[f])
-        if isinstance(e, ev.OrderFilled):
-            extra["order_id"] = e.order_id
-        log.log(level, message, extra=extra)
+def line_for(e: ev.Event) -> dict[str, object] | None:
+    """The log document of one event, or None when it is not logged at the current level."""
+    if isinstance(e, ev.Alert):
+        return (
+            _doc(logging.WARNING, e.message, {"code": e.code, **e.details})
+            if log.isEnabledFor(logging.WARNING)
+            else None
+        )
+    line = _LINES.get(type(e))
+    if line is None:
+        return None
+    level, message, inner, fields = line
+    if not log.isEnabledFor(level):
+        return None
+    source = getattr(e, inner) if inner else e
+    extra = {("position_id" if f == "id" else f): getattr(source, f) for f in fields}
+    for f in _MONEY.intersection(extra):
+        extra[f] = str(extra[f])
+    if isinstance(e, ev.OrderFilled):
+        extra["order_id"] = e.order_id
+    return _doc(level, message, extra)
