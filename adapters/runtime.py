@@ -62,6 +62,8 @@ class Runtime:
         self.order_observers: list[OrderObserver] = []
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.accepting = True  # intake (signals, prices, new orders from the API) open
+        self._inline_queue: list[Order] = []
+        self._settling = False
         self._stopping = False
         # perf_counter() at the start of the tick batch being applied, None between batches:
         # lets event subscribers time tick -> exit decision (metrics).
@@ -93,7 +95,7 @@ class Runtime:
                 else:
                     self._dispatch(intent.order)
             if inline:
-                self._dispatch_inline(inline)
+                self._settle_inline(inline)
 
     def push_ticks(self, ticks: Iterable[Tick]) -> int:
         """Apply ticks in order (exits fire from them), then publish them as one batch."""
@@ -122,21 +124,21 @@ class Runtime:
         self.in_flight[order.id] = task
         task.add_done_callback(lambda _t, oid=order.id: self.in_flight.pop(oid, None))
 
-    def _dispatch_inline(self, orders: list[Order]) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._execute_inline(orders), name=f"orders-{orders[0].id}"
-        )
-        for order in orders:
-            self.in_flight[order.id] = task
+    def _settle_inline(self, orders: list[Order]) -> None:
+        """In-process venues fill at once: settle right after the transition that asked, in
+        the same loop turn (one flush publishes the fills). Re-entrant flushes are queued."""
+        self._inline_queue.extend(orders)
+        if self._settling:
+            return
+        self._settling = True
+        try:
+            while self._inline_queue:
+                batch, self._inline_queue = self._inline_queue, []
+                self._settle_batch(batch)
+        finally:
+            self._settling = False
 
-        def done(_t: asyncio.Task[None]) -> None:
-            for order in orders:
-                if self.in_flight.get(order.id) is task:
-                    del self.in_flight[order.id]
-
-        task.add_done_callback(done)
-
-    async def _execute_inline(self, orders: list[Order]) -> None:
+    def _settle_batch(self, orders: list[Order]) -> None:
         """Fill a batch on an in-process venue, then settle every result in one flush. A
         transient failure falls back to the retrying per-order path."""
         engine = self.engine
