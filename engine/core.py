@@ -60,7 +60,8 @@ class Engine:
         self.agents: dict[str, Agent] = {}
         self.ledger = Ledger()
         self.positions: dict[str, Position] = {}
-        self.agent_positions: dict[str, dict[str, Position]] = {}
+        self.agent_positions: dict[str, dict[str, Position]] = {}  # live and recently closed
+        self.live_positions: dict[str, dict[str, Position]] = {}  # not closed, in open order
         self.exposure: dict[str, Exposure] = {}
         self.closed_ids: dict[str, deque[str]] = {}  # agent -> closed position ids, oldest first
         self.orders: dict[str, Order] = {}
@@ -171,6 +172,7 @@ class Engine:
         )
         self.agents[agent_id] = agent
         self.agent_positions[agent_id] = {}
+        self.live_positions[agent_id] = {}
         self.exposure[agent_id] = Exposure()
         self.trades[agent_id] = []
         self.ledger.open_account(agent_id, quote, decimals)
@@ -196,7 +198,7 @@ class Engine:
 
     def delete_agent(self, agent_id: str) -> None:
         self.agent(agent_id)
-        if any(p.status != "closed" for p in self.agent_positions[agent_id].values()):
+        if self.live_positions[agent_id]:
             raise Conflict("agent has open positions", {"agent_id": agent_id})
         if any(o.agent_id == agent_id for o in self.orders.values()):
             raise Conflict("agent has orders in flight", {"agent_id": agent_id})
@@ -215,7 +217,7 @@ class Engine:
             )
         )
         if apply_to_open:
-            for p in self._sorted(self.agent_positions[agent_id].values()):
+            for p in list(self.live_positions[agent_id].values()):
                 if p.status in ("open", "closing"):
                     p.config = config
                     p.stop_gain_pct = None
@@ -512,6 +514,7 @@ class Engine:
             p.closed_at = now
             del self.positions[p.id]
             del self.agent_positions[p.agent_id][p.id]
+            del self.live_positions[p.agent_id][p.id]
             self._record_execution(order, "failed", reason, now)
             return
         if order.purpose == "dca":
@@ -607,6 +610,7 @@ class Engine:
             p.exit_reason = order.reason  # type: ignore[assignment]
             self.index.remove(p)
             exposure.closed(p.token)
+            del self.live_positions[p.agent_id][p.id]
             agent.last_exit_at[p.token] = now
             self.ledger.count_round_trip(agent, p.realized_pnl)
             self._emit(ev.PositionClosed(ts=now, position=msgspec.structs.replace(p)))
@@ -734,6 +738,7 @@ class Engine:
         )
         self.positions[p.id] = p
         self.agent_positions[agent.id][p.id] = p
+        self.live_positions[agent.id][p.id] = p
         order = self._new_order(
             agent,
             p,
@@ -769,7 +774,7 @@ class Engine:
         first: Position | None = None
         order_id = None
         held = self.exposure[agent.id].by_token[signal.token] > 0
-        for p in self._sorted(self.agent_positions[agent.id].values()) if held else ():
+        for p in list(self.live_positions[agent.id].values()) if held else ():
             if p.token == signal.token and p.status == "open" and p.in_flight is None:
                 tick = self.prices.get(p.token)
                 oid = self._sell(
@@ -831,7 +836,7 @@ class Engine:
         total = 0
         if not quote_price:
             return 0
-        for p in self.agent_positions[agent_id].values():
+        for p in self.live_positions[agent_id].values():
             if p.status in ("open", "closing") and p.amount:
                 tick = self.prices.get(p.token)
                 if tick is not None:

@@ -73,6 +73,7 @@ def restore(engine: Engine, snap: EngineSnapshot) -> None:
     for a in snap.agents:
         engine.agents[a.id] = a
         engine.agent_positions[a.id] = {}
+        engine.live_positions[a.id] = {}
         engine.trades[a.id] = []
     for aid, balances in snap.balances.items():
         for b in balances:
@@ -87,6 +88,8 @@ def restore(engine: Engine, snap: EngineSnapshot) -> None:
     for p in sorted(snap.positions, key=lambda p: p.seq):
         engine.positions[p.id] = p
         engine.agent_positions.setdefault(p.agent_id, {})[p.id] = p
+        if p.status != "closed":
+            engine.live_positions.setdefault(p.agent_id, {})[p.id] = p
         if p.status in ("open", "closing"):
             engine.index.add(p, now, peak=max(p.peak_price_usd, p.entry_price_usd))
     for o in snap.orders:

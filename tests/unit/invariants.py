@@ -28,6 +28,8 @@ def check_invariants(h: Harness) -> None:
         assert h.deposits[aid] == bal.total + open_cost - agent.perf.realized_pnl, (
             "quote value not conserved"
         )
+        live = {p.id for p in positions if p.status != "closed"}
+        assert set(e.live_positions[aid]) == live, "live positions index drifted"
         agent_orders = [o for o in e.orders.values() if o.agent_id == aid]
         assert e.exposure[aid].snapshot() == rebuild(positions, agent_orders).snapshot(), (
             "exposure drifted"
