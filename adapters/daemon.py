@@ -125,7 +125,8 @@ class Daemon:
     def start_feeds(self) -> None:
         syn = self.settings.feeds.synthetic
         if syn.enabled:
-            feed = SyntheticFeed(syn, demo=self.demo)
+            known = {token: tick.price_usd for token, tick in self.engine.prices.items()}
+            feed = SyntheticFeed(syn, demo=self.demo, known=known)
             self.feeds["synthetic"] = feed
             self.spawn(feed.run(self.runtime.push_ticks), "feed-synthetic")
         if self.demo:

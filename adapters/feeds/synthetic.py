@@ -41,9 +41,18 @@ DEMO_TOKENS = {demo_mint(s): s for s in DEMO_SYMBOLS}
 class RandomWalk:
     """Geometric random walk with occasional drift regimes, so exits of every kind happen."""
 
-    def __init__(self, tokens: Iterable[str], seed: int, start: float, volatility_pct: float) -> None:
+    def __init__(
+        self,
+        tokens: Iterable[str],
+        seed: int,
+        start: float,
+        volatility_pct: float,
+        known: dict[str, float] | None = None,
+    ) -> None:
         self.rng = random.Random(seed)
-        self.prices = {t: start * (1 + 0.1 * i) for i, t in enumerate(tokens)}
+        known = known or {}
+        # A restarted daemon continues from the recovered prices instead of jumping back.
+        self.prices = {t: known.get(t, start * (1 + 0.1 * i)) for i, t in enumerate(tokens)}
         self.drift = {t: 0.0 for t in self.prices}
         self.sigma = volatility_pct / 100
 
@@ -60,16 +69,25 @@ class RandomWalk:
 class SyntheticFeed:
     source = "synthetic"
 
-    def __init__(self, settings: SyntheticFeedSettings, demo: bool = False) -> None:
+    def __init__(
+        self,
+        settings: SyntheticFeedSettings,
+        demo: bool = False,
+        known: dict[str, float] | None = None,
+    ) -> None:
         self.settings = settings
         self.tokens = list(settings.tokens) or list(DEMO_TOKENS)
-        self.walk = RandomWalk(self.tokens, settings.seed, settings.start_price_usd, settings.volatility_pct)
+        self.walk = RandomWalk(
+            self.tokens, settings.seed, settings.start_price_usd, settings.volatility_pct, known
+        )
         self.last_tick_ms: int | None = None
 
     def ticks(self, now_ms: int) -> list[Tick]:
         ticks = [Tick(t, p, now_ms, self.source, decimals=6) for t, p in self.walk.step().items()]
         if self.settings.sol_price_usd is not None:
-            ticks.append(Tick(SOL_MINT, self.settings.sol_price_usd, now_ms, self.source, decimals=9))
+            ticks.append(
+                Tick(SOL_MINT, self.settings.sol_price_usd, now_ms, self.source, decimals=9)
+            )
         return ticks
 
     async def run(self, push: Callable[[list[Tick]], int]) -> None:
