@@ -724,6 +724,17 @@ class Engine:
         amount, reason = size_buy(agent.config, bal.available, exposure.committed[signal.token])
         if reason is not None:
             return self._skip(record, agent.id, reason, now)
+        if signal.token not in self.decimals:
+            # Neither a tick nor the signal said: fix the default for this token, and say so.
+            self.decimals[signal.token] = self.default_decimals
+            self._emit(
+                ev.Alert(
+                    ts=now,
+                    code="decimals_defaulted",
+                    message="token decimals unknown: using the configured default",
+                    details={"token": signal.token, "decimals": self.default_decimals},
+                )
+            )
         self.ledger.reserve(agent.id, agent.quote, amount)
         exposure.opened(signal.token, amount)
         p = Position(

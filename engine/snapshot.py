@@ -105,7 +105,9 @@ def restore(engine: Engine, snap: EngineSnapshot) -> None:
         )
         if s.signal.client_id is not None:
             engine.signal_by_client[s.signal.client_id] = s.signal.id
-    closed = sorted((p for p in snap.positions if p.status == "closed"), key=lambda p: p.closed_at or 0)
+    closed = sorted(
+        (p for p in snap.positions if p.status == "closed"), key=lambda p: p.closed_at or 0
+    )
     for p in closed:
         engine._forget_closed(p)
     engine.halted_buys = snap.halted_buys

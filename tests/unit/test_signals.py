@@ -228,3 +228,15 @@ def test_realized_pnl_and_performance_after_a_round_trip():
     assert perf.trades == 1 and perf.wins == 1
     assert perf.realized_pnl == pytest.approx(500_000_000, abs=2)
     assert h.engine.ledger.balance(aid, "SOL").total == 10 * 10**9 + perf.realized_pnl
+
+
+def test_unknown_decimals_take_the_default_once_and_raise_an_alert():
+    h = Harness(Clock())
+    h.sol()
+    h.agent({"limits": {"max_positions_per_token": 2}})
+    h.tick(T, 1.0, decimals=None)
+    h.signal(T)
+    h.signal(T)
+    alerts = [e for e in h.events() if type(e).__name__ == "Alert"]
+    assert [(a.code, a.details["decimals"]) for a in alerts] == [("decimals_defaulted", 6)]
+    assert {o.token_decimals for o in h.pending} == {6}
