@@ -29,24 +29,47 @@ CREATE TEMP TABLE IF NOT EXISTS stage (
 """
 
 _records = ", ".join(f"'{t}'" for t in STORE_RECORDS)
-SPREAD_SQL = f"""
+# The set-based statements that spread a staged batch to the tables, each with the entry types it
+# reads (None: every engine event, for `events`). A batch runs only the statements whose types it
+# holds: an absent type would cost a scan of the stage for nothing.
+SPREAD: tuple[tuple[frozenset[str] | None, str], ...] = (
+    (
+        None,
+        f"""
 INSERT INTO events (id, ts, type, agent_id, payload)
   SELECT id, (payload->>'ts')::bigint, type, NULLIF(agent_id, ''), payload FROM stage
   WHERE type NOT IN ({_records})
-  ON CONFLICT (id) DO NOTHING;
-
+  ON CONFLICT (id) DO NOTHING""",
+    ),
+    (
+        frozenset(("AgentSaved", "AgentDeleted")),
+        """
 INSERT INTO agents AS t (id, version, deleted, doc)
   SELECT DISTINCT ON (key) key, id, type = 'AgentDeleted', CASE WHEN type = 'AgentSaved' THEN payload->'agent' END
   FROM stage WHERE type IN ('AgentSaved', 'AgentDeleted') ORDER BY key, id DESC
   ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, deleted = EXCLUDED.deleted,
     doc = COALESCE(EXCLUDED.doc, t.doc), updated_at = now()
-  WHERE t.version < EXCLUDED.version;
-
+  WHERE t.version < EXCLUDED.version""",
+    ),
+    (
+        frozenset(("AgentCreated", "AgentConfigUpdated")),
+        """
 INSERT INTO agent_configs (agent_id, event_id, config, apply_to_open, created_at)
   SELECT key, id, payload->'config', COALESCE((payload->>'apply_to_open')::boolean, false), (payload->>'ts')::bigint
   FROM stage WHERE type IN ('AgentCreated', 'AgentConfigUpdated')
-  ON CONFLICT DO NOTHING;
-
+  ON CONFLICT DO NOTHING""",
+    ),
+    (
+        frozenset(
+            (
+                "PositionOpened",
+                "PositionChanged",
+                "PositionClosed",
+                "PositionSaved",
+                "PositionDropped",
+            )
+        ),
+        """
 INSERT INTO positions AS t (id, version, agent_id, token, status, doc)
   SELECT DISTINCT ON (key) key, id, agent_id, payload->'position'->>'token',
     CASE WHEN type = 'PositionDropped' THEN 'dropped' ELSE payload->'position'->>'status' END, payload->'position'
@@ -54,8 +77,11 @@ INSERT INTO positions AS t (id, version, agent_id, token, status, doc)
   ORDER BY key, id DESC
   ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, status = EXCLUDED.status,
     token = COALESCE(EXCLUDED.token, t.token), doc = COALESCE(EXCLUDED.doc, t.doc)
-  WHERE t.version < EXCLUDED.version;
-
+  WHERE t.version < EXCLUDED.version""",
+    ),
+    (
+        frozenset(("OrderSubmitted", "OrderFilled", "OrderFailed")),
+        """
 INSERT INTO orders AS t (id, version, agent_id, status, doc)
   SELECT DISTINCT ON (key) key, id, agent_id,
     CASE type WHEN 'OrderSubmitted' THEN 'submitted' WHEN 'OrderFilled' THEN 'filled' ELSE 'failed' END,
@@ -63,24 +89,33 @@ INSERT INTO orders AS t (id, version, agent_id, status, doc)
   FROM stage WHERE type IN ('OrderSubmitted', 'OrderFilled', 'OrderFailed') ORDER BY key, id DESC
   ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, status = EXCLUDED.status,
     doc = COALESCE(EXCLUDED.doc, t.doc)
-  WHERE t.version < EXCLUDED.version;
-
+  WHERE t.version < EXCLUDED.version""",
+    ),
+    (
+        frozenset(("OrderFilled",)),
+        """
 INSERT INTO trades (id, event_id, order_id, agent_id, position_id, side, token, amount, quote_amount, fee,
                     price_usd, ts, doc)
   SELECT tr->>'id', id, key, tr->>'agent_id', tr->>'position_id', tr->>'side', tr->>'token',
     (tr->>'amount')::numeric, (tr->>'quote_amount')::numeric, (tr->>'fee')::numeric,
     (tr->>'price_usd')::double precision, (tr->>'ts')::bigint, tr
   FROM (SELECT id, key, payload->'trade' AS tr FROM stage WHERE type = 'OrderFilled') f
-  ON CONFLICT (id) DO NOTHING;
-
+  ON CONFLICT (id) DO NOTHING""",
+    ),
+    (
+        frozenset(("BalanceChanged",)),
+        """
 INSERT INTO balances AS t (agent_id, asset, version, decimals, total, reserved)
   SELECT DISTINCT ON (key) agent_id, payload->>'asset', id, (payload->>'decimals')::int,
     (payload->>'total')::numeric, (payload->>'reserved')::numeric
   FROM stage WHERE type = 'BalanceChanged' ORDER BY key, id DESC
   ON CONFLICT (agent_id, asset) DO UPDATE SET version = EXCLUDED.version, decimals = EXCLUDED.decimals,
     total = EXCLUDED.total, reserved = EXCLUDED.reserved
-  WHERE t.version < EXCLUDED.version;
-
+  WHERE t.version < EXCLUDED.version""",
+    ),
+    (
+        frozenset(("SignalSaved",)),
+        """
 INSERT INTO signals AS t (id, version, client_id, token, side, received_at, agents_matched, doc)
   SELECT DISTINCT ON (key) key, id, payload->'signal'->>'client_id', payload->'signal'->>'token',
     COALESCE(payload->'signal'->>'side', 'buy'), (payload->'signal'->>'received_at')::bigint,
@@ -88,28 +123,39 @@ INSERT INTO signals AS t (id, version, client_id, token, side, received_at, agen
   FROM stage WHERE type = 'SignalSaved' ORDER BY key, id DESC
   ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, agents_matched = EXCLUDED.agents_matched,
     doc = EXCLUDED.doc
-  WHERE t.version < EXCLUDED.version;
-
+  WHERE t.version < EXCLUDED.version""",
+    ),
+    (
+        frozenset(("SignalExecutionRecorded",)),
+        """
 INSERT INTO signal_executions AS t (signal_id, agent_id, version, status, doc)
   SELECT DISTINCT ON (key) payload->>'signal_id', agent_id, id, payload->>'status', payload
   FROM stage WHERE type = 'SignalExecutionRecorded' ORDER BY key, id DESC
   ON CONFLICT (signal_id, agent_id) DO UPDATE SET version = EXCLUDED.version, status = EXCLUDED.status,
     doc = EXCLUDED.doc
-  WHERE t.version < EXCLUDED.version;
-
+  WHERE t.version < EXCLUDED.version""",
+    ),
+    (
+        frozenset(("SignalFiltered",)),
+        """
 INSERT INTO signal_executions AS t (signal_id, agent_id, version, status, doc)
   SELECT s.payload->>'signal_id', r.key, s.id, 'skipped',
     jsonb_build_object('agent_id', r.key, 'status', 'skipped', 'reason', r.value)
   FROM stage s, jsonb_each_text(s.payload->'reasons') r WHERE s.type = 'SignalFiltered'
   ON CONFLICT (signal_id, agent_id) DO UPDATE SET version = EXCLUDED.version, status = EXCLUDED.status,
     doc = EXCLUDED.doc
-  WHERE t.version < EXCLUDED.version;
-
+  WHERE t.version < EXCLUDED.version""",
+    ),
+    (
+        frozenset(("HaltChanged",)),
+        """
 INSERT INTO engine_state AS t (key, version, value)
   SELECT DISTINCT ON (key) key, id, payload FROM stage WHERE type = 'HaltChanged' ORDER BY key, id DESC
   ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value
-  WHERE t.version < EXCLUDED.version;
-"""
+  WHERE t.version < EXCLUDED.version""",
+    ),
+)
+SPREAD_SQL = ";\n\n".join(sql for _, sql in SPREAD) + ";\n"  # every statement
 
 
 def check_schema(schema: str) -> str:
@@ -209,12 +255,29 @@ class BatchWriter:
             await conn.execute(STAGE_DDL)
             self._ready = True
         rows = [(e.id, e.type, e.key, e.agent, e.payload) for e in entries]
+        spread = spread_sql({e.type for e in entries})
         async with conn.transaction():
             if self.mode == "copy":
                 await conn.copy_records_to_table("stage", records=rows, columns=self.STAGE_COLUMNS)
             else:
                 await conn.executemany("INSERT INTO stage VALUES ($1, $2, $3, $4, $5)", rows)
-            await conn.execute(SPREAD_SQL)
+            await conn.execute(spread)
+
+
+_spread_cache: dict[tuple[bool, ...], str] = {}
+_STORE_RECORDS = frozenset(STORE_RECORDS)
+
+
+def spread_sql(types: set[str]) -> str:
+    """The statements of SPREAD a batch holding entries of `types` needs, as one script."""
+    has_events = not types <= _STORE_RECORDS
+    wanted = tuple(has_events if trig is None else not trig.isdisjoint(types) for trig, _ in SPREAD)
+    sql = _spread_cache.get(wanted)
+    if sql is None:
+        sql = _spread_cache[wanted] = ";\n".join(
+            s for (_, s), w in zip(SPREAD, wanted, strict=True) if w
+        )
+    return sql
 
 
 async def load_rows(
@@ -269,6 +332,6 @@ class RecoveryLimits(msgspec.Struct, frozen=True):
 
     @classmethod
     def of_engine(cls) -> RecoveryLimits:
-        from engine.core import CLOSED_KEPT, SIGNAL_MEMORY, TRADES_KEPT
+        from engine.state import CLOSED_KEPT, SIGNAL_MEMORY, TRADES_KEPT
 
         return cls(closed_positions=CLOSED_KEPT, trades=TRADES_KEPT, signals=SIGNAL_MEMORY)

@@ -1,0 +1,155 @@
+"""Settlement: what a venue's fill or failure does to balances, positions and performance.
+A buy's reservation is settled (spent, rest released) or released; a sell realizes PnL on the
+sold slice's cost basis and closes the position when nothing is left."""
+
+from __future__ import annotations
+
+import msgspec
+
+from engine import events as ev
+from engine.errors import InvariantViolation, NotFound
+from engine.model import Fill, Order, Trade
+from engine.state import TRADES_KEPT, EngineState
+
+
+class Settlement(EngineState):
+    def on_fill(self, fill: Fill) -> None:
+        order = self.orders.pop(fill.order_id, None)
+        if order is None:
+            raise NotFound(f"no order in flight {fill.order_id!r}", {"order_id": fill.order_id})
+        order.status = "filled"
+        if order.side == "buy":
+            self._settle_buy(order, fill)
+        else:
+            self._settle_sell(order, fill)
+
+    def on_order_failed(self, order_id: str, reason: str) -> None:
+        order = self.orders.pop(order_id, None)
+        if order is None:
+            raise NotFound(f"no order in flight {order_id!r}", {"order_id": order_id})
+        order.status = "failed"
+        now = self.clock()
+        p = self.positions[order.position_id]
+        self._emit(
+            ev.OrderFailed(
+                ts=now, order_id=order_id, agent_id=order.agent_id, position_id=p.id, reason=reason
+            )
+        )
+        exposure = self.exposure[order.agent_id]
+        if order.side == "buy":
+            bal = self.ledger.release(order.agent_id, order.quote, order.amount_in)
+            exposure.commit(p.token, -order.amount_in)
+            self._balance_changed(order.agent_id, bal, now)
+        p.in_flight = None
+        if order.purpose == "entry":
+            exposure.closed(p.token)
+            p.status = "closed"
+            p.closed_at = now
+            del self.positions[p.id]
+            del self.agent_positions[p.agent_id][p.id]
+            del self.live_positions[p.agent_id][p.id]
+            self._record_execution(order, "failed", reason, now)
+            return
+        if order.purpose == "dca":
+            p.last_dca_at = now
+        else:
+            p.tp_done -= order.tp_levels
+            p.status = "open"
+        self.index.rearm(p, now, fresh=True)
+        self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
+
+    def _trade(self, order: Order, fill: Fill, amount: int, quote_amount: int, now: int) -> None:
+        trade = Trade(
+            id=self._id("trd", now),
+            agent_id=order.agent_id,
+            position_id=order.position_id,
+            side=order.side,
+            token=order.token,
+            amount=amount,
+            quote_amount=quote_amount,
+            price_usd=fill.price_usd,
+            fee=fill.fee,
+            venue=order.venue,
+            venue_ref=fill.venue_ref,
+            reason=order.reason,
+            ts=now,
+        )
+        trades = self.trades[order.agent_id]
+        trades.append(trade)
+        if len(trades) > 2 * TRADES_KEPT:
+            del trades[:TRADES_KEPT]
+        self._emit(ev.OrderFilled(ts=now, order_id=order.id, trade=trade))
+
+    def _settle_buy(self, order: Order, fill: Fill) -> None:
+        now = self.clock()
+        spent, got = fill.amount_in, fill.amount_out
+        if spent > order.amount_in or spent < 0 or got <= 0:
+            raise InvariantViolation(
+                f"buy fill {fill} outside order {order.id} reservation {order.amount_in}"
+            )
+        bal = self.ledger.settle_buy(order.agent_id, order.quote, order.amount_in, spent)
+        p = self.positions[order.position_id]
+        self.exposure[order.agent_id].commit(p.token, spent - order.amount_in)
+        p.in_flight = None
+        self._trade(order, fill, got, spent, now)
+        if order.purpose == "entry":
+            p.amount = p.original_amount = got
+            p.cost = spent
+            p.entry_price_usd = fill.price_usd
+            p.status = "open"
+            p.opened_at = now
+            self.index.add(p, now)
+            self._emit(ev.PositionOpened(ts=now, position=self._snapshot(p)))
+            self._record_execution(order, "filled", "", now)
+        else:
+            # Ratchet the stop at the old average first: S is a running max over (peak, entry).
+            self.refresh(p)
+            p.entry_price_usd = (p.entry_price_usd * p.amount + fill.price_usd * got) / (
+                p.amount + got
+            )
+            p.amount += got
+            p.original_amount += got
+            p.cost += spent
+            p.dca_count += 1
+            p.last_dca_at = now
+            self.index.rearm(p, now, fresh=True)
+            self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
+        self._balance_changed(order.agent_id, bal, now)
+
+    def _settle_sell(self, order: Order, fill: Fill) -> None:
+        now = self.clock()
+        p = self.refresh(self.positions[order.position_id])
+        sold, proceeds = fill.amount_in, fill.amount_out
+        if sold <= 0 or sold > order.amount_in or sold > p.amount or proceeds < 0:
+            raise InvariantViolation(
+                f"sell fill {fill} outside order {order.id} for {order.amount_in}"
+            )
+        basis = p.cost if sold == p.amount else p.cost * sold // p.amount
+        p.amount -= sold
+        p.cost -= basis
+        pnl = proceeds - basis
+        p.realized_pnl += pnl
+        p.moon_bag_amount = min(p.moon_bag_amount, p.amount)
+        p.in_flight = None
+        agent = self.agents[order.agent_id]
+        exposure = self.exposure[agent.id]
+        exposure.commit(p.token, -basis)
+        bal = self.ledger.credit(agent.id, agent.quote, agent.quote_decimals, proceeds)
+        self.ledger.realize(agent, pnl, now)
+        self._trade(order, fill, sold, proceeds, now)
+        if p.amount == 0:
+            p.status = "closed"
+            p.closed_at = now
+            p.exit_reason = order.reason  # type: ignore[assignment]
+            self.index.remove(p)
+            exposure.closed(p.token)
+            del self.live_positions[p.agent_id][p.id]
+            agent.last_exit_at[p.token] = now
+            self.ledger.count_round_trip(agent, p.realized_pnl)
+            self._emit(ev.PositionClosed(ts=now, position=msgspec.structs.replace(p)))
+            self._forget_closed(p)
+        else:
+            p.status = "open"
+            self.index.rearm(p, now, fresh=True)
+            self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
+        self._balance_changed(agent.id, bal, now)

@@ -1,0 +1,204 @@
+"""Signal intake: idempotency, per-agent filters and eligibility, sizing and the reservation of
+a buy, exits for sell signals, and the execution record of every agent a signal reached."""
+
+from __future__ import annotations
+
+from engine import events as ev
+from engine.assets import require_mint
+from engine.model import Agent, Execution, Position, Signal
+from engine.risk import filter_reason, limit_reason, size_buy
+from engine.state import SIGNAL_MEMORY, EngineState, SignalRecord
+
+
+class SignalIntake(EngineState):
+    def on_signal(self, signal: Signal) -> tuple[SignalRecord, bool]:
+        """Returns (record, duplicate). A repeated client id returns the first record."""
+        if signal.client_id is not None:
+            known = self.signal_by_client.get(signal.client_id)
+            if known is not None and known in self.signals:
+                return self.signals[known], True
+        require_mint(signal.token, "$.token")
+        now = self.clock()
+        self._learn_decimals(signal.token, signal.decimals)
+        record = SignalRecord(signal=signal, executions={})
+        self.signals[signal.id] = record
+        if signal.client_id is not None:
+            self.signal_by_client[signal.client_id] = signal.id
+        self._forget_old_signals()
+        self._emit(
+            ev.SignalReceived(
+                ts=now,
+                signal_id=signal.id,
+                token=signal.token,
+                side=signal.side,
+                type=signal.type,
+                strength=signal.strength,
+                symbol=signal.symbol,
+                source=signal.source,
+                reason=signal.reason,
+                client_id=signal.client_id,
+                expires_at=signal.expires_at,
+                decimals=signal.decimals,
+            )
+        )
+        filtered: dict[str, str] = {}
+        for agent in list(self.agents.values()):
+            tick = self.prices.get(signal.token)
+            liquidity = tick.liquidity_usd if tick else None
+            reason = filter_reason(
+                agent.config, signal, liquidity, check_liquidity=signal.side == "buy"
+            )
+            if reason is not None:
+                record.executions[agent.id] = Execution(
+                    agent_id=agent.id, status="skipped", reason=reason
+                )
+                filtered[agent.id] = reason
+                continue
+            record.agents_matched += 1
+            if signal.side == "buy":
+                self._buy_for(agent, signal, record, now)
+            else:
+                self._sell_for(agent, signal, record, now)
+        if filtered:
+            self._emit(ev.SignalFiltered(ts=now, signal_id=signal.id, reasons=filtered))
+        return record, False
+
+    def _forget_old_signals(self) -> None:
+        while len(self.signals) > SIGNAL_MEMORY:
+            _, old = self.signals.popitem(last=False)
+            if old.signal.client_id is not None:
+                self.signal_by_client.pop(old.signal.client_id, None)
+
+    def _skip(self, record: SignalRecord, agent_id: str, reason: str, now: int) -> None:
+        execution = Execution(agent_id=agent_id, status="skipped", reason=reason)
+        record.executions[agent_id] = execution
+        self._emit(
+            ev.SignalExecutionRecorded(
+                ts=now,
+                signal_id=record.signal.id,
+                agent_id=agent_id,
+                status="skipped",
+                reason=reason,
+            )
+        )
+
+    def _buy_reason(self, agent: Agent, signal: Signal, now: int) -> str | None:
+        if now > signal.expires_at:
+            return "expired"
+        if self.halted_buys:
+            return "halted"
+        if self.buys_paused_reason is not None:
+            return self.buys_paused_reason
+        if agent.status != "active":
+            return "agent_paused"
+        tick = self.prices.get(signal.token)
+        if tick is None:
+            return "no_price"
+        if now - tick.ts > self.max_price_age_ms:
+            return "price_stale"
+        if not self.quote_usd(agent.quote):
+            return "no_quote_price"
+        exposure = self.exposure[agent.id]
+        return limit_reason(
+            agent, signal.token, exposure.open, exposure.by_token[signal.token], now
+        )
+
+    def _buy_for(self, agent: Agent, signal: Signal, record: SignalRecord, now: int) -> None:
+        reason = self._buy_reason(agent, signal, now)
+        if reason is not None:
+            return self._skip(record, agent.id, reason, now)
+        bal = self.ledger.balance(agent.id, agent.quote)
+        exposure = self.exposure[agent.id]
+        amount, reason = size_buy(agent.config, bal.available, exposure.committed[signal.token])
+        if reason is not None:
+            return self._skip(record, agent.id, reason, now)
+        if signal.token not in self.decimals:
+            # Neither a tick nor the signal said: fix the default for this token, and say so.
+            self.decimals[signal.token] = self.default_decimals
+            self._emit(
+                ev.Alert(
+                    ts=now,
+                    code="decimals_defaulted",
+                    message="token decimals unknown: using the configured default",
+                    details={"token": signal.token, "decimals": self.default_decimals},
+                )
+            )
+        self.ledger.reserve(agent.id, agent.quote, amount)
+        exposure.opened(signal.token, amount)
+        p = Position(
+            id=self._id("pos", now),
+            seq=self.id_seq,
+            agent_id=agent.id,
+            token=signal.token,
+            symbol=signal.symbol,
+            decimals=self.token_decimals(signal.token),
+            config=agent.config,
+            signal_id=signal.id,
+        )
+        self.positions[p.id] = p
+        self.agent_positions[agent.id][p.id] = p
+        self.live_positions[agent.id][p.id] = p
+        order = self._new_order(
+            agent,
+            p,
+            "buy",
+            "entry",
+            amount,
+            f"signal:{signal.type}" if signal.type else "signal",
+            now,
+            signal,
+        )
+        p.in_flight = order.id
+        record.executions[agent.id] = Execution(
+            agent_id=agent.id,
+            status="pending",
+            position_id=p.id,
+            order_id=order.id,
+            latency_ms=float(now - signal.received_at),
+        )
+        self._emit(
+            ev.SignalExecutionRecorded(
+                ts=now,
+                signal_id=signal.id,
+                agent_id=agent.id,
+                status="pending",
+                position_id=p.id,
+                order_id=order.id,
+                latency_ms=float(now - signal.received_at),
+            )
+        )
+        self._balance_changed(agent.id, bal, now)
+
+    def _sell_for(self, agent: Agent, signal: Signal, record: SignalRecord, now: int) -> None:
+        first: Position | None = None
+        order_id = None
+        held = self.exposure[agent.id].by_token[signal.token] > 0
+        for p in list(self.live_positions[agent.id].values()) if held else ():
+            if p.token == signal.token and p.status == "open" and p.in_flight is None:
+                tick = self.prices.get(p.token)
+                oid = self._sell(
+                    p, p.amount, "signal", tick.price_usd if tick else p.entry_price_usd, None
+                )
+                if first is None:
+                    first, order_id = p, oid
+        if first is None:
+            return self._skip(record, agent.id, "no_open_position", now)
+        latency = float(now - signal.received_at)
+        record.executions[agent.id] = Execution(
+            agent_id=agent.id,
+            status="pending",
+            position_id=first.id,
+            order_id=order_id,
+            latency_ms=latency,
+        )
+        self._emit(
+            ev.SignalExecutionRecorded(
+                ts=now,
+                signal_id=signal.id,
+                agent_id=agent.id,
+                status="pending",
+                position_id=first.id,
+                order_id=order_id,
+                latency_ms=latency,
+            )
+        )

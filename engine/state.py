@@ -1,0 +1,247 @@
+"""The Engine's state and the plumbing every transition shares: ids, the event and intent
+buffers, lookups, prices, and the two ways money starts to move (a new order, a sell that marks
+its position `closing`). Transitions live in core.py, signals.py and settlement.py."""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from typing import Literal
+
+import msgspec
+from msgspec import Struct
+
+from engine import events as ev
+from engine.assets import KNOWN_DECIMALS, PEGGED_USD, quote_mint
+from engine.errors import InvariantViolation, NotFound
+from engine.exits import ratcheted_stop_gain
+from engine.exposure import Exposure
+from engine.ledger import Ledger
+from engine.model import Agent, Balance, Execution, Order, Position, Signal, Tick, Trade
+from engine.triggers import ExitIndex, NaiveScan, TriggerIndex
+
+Clock = Callable[[], int]
+SIGNAL_MEMORY = 200_000  # signal records kept for idempotency and GET /v1/signals
+# Closed positions and trades kept in memory per agent; the full history is in Postgres.
+CLOSED_KEPT = 1_000
+TRADES_KEPT = 10_000
+
+
+class Output(Struct):
+    events: list[ev.Event]
+    intents: list[ev.SubmitOrder]
+
+
+class SignalRecord(Struct, kw_only=True):
+    signal: Signal
+    executions: dict[str, Execution]
+    agents_matched: int = 0
+
+
+class EngineState:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        exit_index: Literal["indexed", "naive"] = "indexed",
+        max_price_age_ms: int = 60_000,
+        default_decimals: int = 6,
+        node: str = "",
+    ) -> None:
+        self.clock = clock
+        self.index: ExitIndex = TriggerIndex() if exit_index == "indexed" else NaiveScan()
+        self.max_price_age_ms = max_price_age_ms
+        self.default_decimals = default_decimals
+        self.agents: dict[str, Agent] = {}
+        self.ledger = Ledger()
+        self.positions: dict[str, Position] = {}
+        self.agent_positions: dict[str, dict[str, Position]] = {}  # live and recently closed
+        self.live_positions: dict[str, dict[str, Position]] = {}  # not closed, in open order
+        self.exposure: dict[str, Exposure] = {}
+        self.closed_ids: dict[str, deque[str]] = {}  # agent -> closed position ids, oldest first
+        self.orders: dict[str, Order] = {}
+        self.trades: dict[str, list[Trade]] = {}
+        self.prices: dict[str, Tick] = {}
+        self.decimals: dict[str, int] = dict(KNOWN_DECIMALS)
+        self.signals: OrderedDict[str, SignalRecord] = OrderedDict()
+        self.signal_by_client: dict[str, str] = {}
+        self.halted_buys = False
+        # Set by adapters, not the operator: e.g. "store_unavailable" while Redis is down.
+        self.buys_paused_reason: str | None = None
+        self._events: list[ev.Event] = []
+        self._intents: list[ev.SubmitOrder] = []
+        self.id_seq = 0
+        self._node = node
+
+    def drain(self) -> Output:
+        out = Output(self._events, self._intents)
+        self._events, self._intents = [], []
+        return out
+
+    def _id(self, prefix: str, now: int) -> str:
+        self.id_seq += 1
+        return f"{prefix}_{self._node}{now:x}{self.id_seq:06x}"
+
+    def _emit(self, event: ev.Event) -> None:
+        self._events.append(event)
+
+    def _snapshot(self, position: Position) -> Position:
+        self.refresh(position)
+        return msgspec.structs.replace(position)
+
+    def refresh(self, position: Position) -> Position:
+        """Materialize the lazily kept peak and ratcheted stop of an open position."""
+        if position.status in ("open", "closing") and position.entry_price_usd > 0:
+            peak = self.index.peak_of(position)
+            position.peak_price_usd = peak
+            if position.config.stop_loss.enabled:
+                position.stop_gain_pct = ratcheted_stop_gain(position, peak)
+        return position
+
+    def agent(self, agent_id: str) -> Agent:
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            raise NotFound(f"unknown agent {agent_id!r}", {"agent_id": agent_id})
+        return agent
+
+    def position(self, position_id: str) -> Position:
+        position = self.positions.get(position_id)
+        if position is None:
+            raise NotFound(f"unknown position {position_id!r}", {"position_id": position_id})
+        return self.refresh(position)
+
+    def price_usd(self, mint: str) -> float | None:
+        tick = self.prices.get(mint)
+        if tick is not None:
+            return tick.price_usd
+        return 1.0 if mint in PEGGED_USD else None
+
+    def quote_usd(self, quote: str) -> float | None:
+        return self.price_usd(quote_mint(quote))
+
+    def token_decimals(self, token: str) -> int:
+        return self.decimals.get(token, self.default_decimals)
+
+    def _learn_decimals(self, token: str, decimals: int | None) -> None:
+        if decimals is not None and token not in self.decimals:
+            self.decimals[token] = decimals
+
+    def _forget_closed(self, p: Position) -> None:
+        closed = self.closed_ids.setdefault(p.agent_id, deque())
+        closed.append(p.id)
+        if len(closed) > CLOSED_KEPT:
+            old = closed.popleft()
+            self.positions.pop(old, None)
+            self.agent_positions[p.agent_id].pop(old, None)
+
+    def _balance_changed(self, agent_id: str, bal: Balance, now: int) -> None:
+        self._emit(
+            ev.BalanceChanged(
+                ts=now,
+                agent_id=agent_id,
+                asset=bal.asset,
+                decimals=bal.decimals,
+                total=bal.total,
+                reserved=bal.reserved,
+            )
+        )
+
+    @staticmethod
+    def _sorted(positions: Iterable[Position]) -> list[Position]:
+        return sorted(positions, key=lambda p: p.seq)
+
+    def _new_order(
+        self,
+        agent: Agent,
+        p: Position,
+        side: str,
+        purpose: str,
+        amount_in: int,
+        reason: str,
+        now: int,
+        signal: Signal | None = None,
+        tp_levels: int = 0,
+    ) -> Order:
+        ex = agent.config.execution
+        order = Order(
+            id=self._id("ord", now),
+            agent_id=agent.id,
+            position_id=p.id,
+            side=side,  # type: ignore[arg-type]
+            purpose=purpose,  # type: ignore[arg-type]
+            token=p.token,
+            amount_in=amount_in,
+            reason=reason,
+            created_at=now,
+            venue=agent.venue,
+            quote=agent.quote,
+            quote_decimals=agent.quote_decimals,
+            token_decimals=p.decimals,
+            slippage_bps=ex.slippage_bps,
+            fee_bps=ex.fee_bps,
+            signal_id=signal.id if signal else None,
+            expires_at=signal.expires_at if signal else None,
+            max_price_impact_pct=agent.config.signals.max_price_impact_pct
+            if side == "buy"
+            else None,
+            tp_levels=tp_levels,
+        )
+        self.orders[order.id] = order
+        self._emit(ev.OrderSubmitted(ts=now, order=order))
+        self._intents.append(ev.SubmitOrder(order))
+        return order
+
+    def _sell(
+        self,
+        p: Position,
+        amount: int,
+        reason: str,
+        price: float,
+        stop_price: float | None,
+        tp_levels: int = 0,
+    ) -> str:
+        now = self.clock()
+        if amount <= 0 or amount > p.amount:
+            raise InvariantViolation(f"sell of {amount} from position {p.id} holding {p.amount}")
+        agent = self.agents[p.agent_id]
+        p.status = "closing"
+        self._emit(
+            ev.ExitTriggered(
+                ts=now,
+                position_id=p.id,
+                agent_id=p.agent_id,
+                token=p.token,
+                reason=reason,
+                price_usd=price,
+                sell_amount=amount,
+                stop_price_usd=stop_price,
+            )
+        )
+        order = self._new_order(agent, p, "sell", "exit", amount, reason, now, tp_levels=tp_levels)
+        p.in_flight = order.id
+        self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
+        return order.id
+
+    def _record_execution(self, order: Order, status: str, reason: str, now: int) -> None:
+        if order.signal_id is None:
+            return
+        record = self.signals.get(order.signal_id)
+        if record is None:
+            return
+        execution = record.executions.get(order.agent_id)
+        if execution is None or execution.order_id != order.id:
+            return
+        execution.status = status  # type: ignore[assignment]
+        execution.reason = reason
+        self._emit(
+            ev.SignalExecutionRecorded(
+                ts=now,
+                signal_id=order.signal_id,
+                agent_id=order.agent_id,
+                status=status,
+                reason=reason,
+                position_id=order.position_id,
+                order_id=order.id,
+                latency_ms=execution.latency_ms,
+            )
+        )
