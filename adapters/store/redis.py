@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from adapters.store.errors import StoreUnavailable
-from adapters.store.records import Entry, parse_stream_id
+from adapters.store.records import SEQ_BITS, Entry, parse_stream_id
 from adapters.store.spill import SpillFile
 from engine.model import Tick
 
@@ -98,6 +98,34 @@ def queue_entries(pipe: Any, entries: list[Entry], keys: Keys) -> None:
     for e in entries:
         xadd(stream, {"t": e.type, "k": e.key, "a": e.agent, "e": e.payload}, id=e.stream_id)
     queue_hash_ops(pipe, hash_ops(entries, keys))
+
+
+def entries_from_reply(messages: list[Any]) -> list[Entry]:
+    """Entries of a raw (unparsed RESP2) XREADGROUP/XRANGE reply: `[[sid, [b"t", type, b"k",
+    key, b"a", agent, b"e", payload]], ...]`. Fields come back in the order `queue_entries` wrote
+    them, which is read positionally; anything else goes through the general path. Entries
+    deleted while pending come back without fields and are skipped."""
+    out: list[Entry] = []
+    append = out.append
+    types = _TYPE_NAMES
+    for sid, f in messages:
+        if not f:
+            continue
+        if len(f) == 8 and f[0] == b"t" and f[2] == b"k" and f[4] == b"a" and f[6] == b"e":
+            raw_type = f[1]
+            type_ = types.get(raw_type)
+            if type_ is None:
+                type_ = types[raw_type] = raw_type.decode()
+            ms, _, n = sid.partition(b"-")
+            append(
+                Entry(int(ms) << SEQ_BITS | int(n or 0), type_, f[3].decode(), f[5].decode(), f[7])
+            )
+        else:
+            append(entry_from_fields(sid, dict(zip(f[::2], f[1::2], strict=False))))
+    return out
+
+
+_TYPE_NAMES: dict[bytes, str] = {}  # entry type names, decoded once
 
 
 def entry_from_fields(sid: bytes, fields: dict[bytes, bytes]) -> Entry:

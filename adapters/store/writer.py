@@ -22,7 +22,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from adapters.store import postgres as pg
 from adapters.store.records import SEQ_BITS, Entry, parse_stream_id, stream_id
-from adapters.store.redis import Keys, entry_from_fields
+from adapters.store.redis import Keys, entries_from_reply, entry_from_fields
 
 log = logging.getLogger("tradingd.store.writer")
 StatusCallback = Callable[[bool, str], None]
@@ -48,6 +48,10 @@ class WriteBehind:
         consumer: str | None = None,
     ) -> None:
         self.redis = r
+        # Same connections, but XREADGROUP replies come back raw: entries_from_reply reads them
+        # positionally instead of redis-py building a dict per entry.
+        self._raw = aioredis.Redis(connection_pool=r.connection_pool)
+        self._raw.set_response_callback("XREADGROUP", _raw_reply)
         self.keys = keys
         self.url = database_url
         self.schema = schema
@@ -67,6 +71,7 @@ class WriteBehind:
         self._conn: asyncpg.Connection | None = None
         self._writer: pg.BatchWriter | None = None
         self._own_pending = True
+        self._pending_from = "0"  # own pending entries are re-read after this id
         self._last_claim = time.monotonic()
         self._batch: list[Entry] = []
         self.stopped = False
@@ -74,37 +79,65 @@ class WriteBehind:
     # -- loop -------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Read -> write -> ack, pipelined: the next batch is read (and parsed) while Postgres
+        writes the current one, and a batch's XACK/XTRIM runs while the next one is written.
+        Batches are still written one at a time, in order, on one connection, and a batch is
+        acknowledged only after its commit."""
         backoff = 0.05
-        while not self.stopped:
-            _raise_if_cancelled()
-            try:
+        ahead: asyncio.Future[list[Entry]] | None = None
+        acking: asyncio.Future[None] | None = None
+        try:
+            while not self.stopped:
+                _raise_if_cancelled()
                 if not self._batch:
-                    self._batch = await self._next_batch()
-            except RedisError as exc:
-                self._own_pending = True  # what was delivered before the error comes back from "0"
-                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    await self.ensure_group()
-                else:
-                    await asyncio.sleep(0.25)  # the write-through side reports Redis outages
-                continue
-            if not self._batch:
-                continue
-            try:
-                await self._write(self._batch)
-            except PG_ERRORS as exc:
-                self._pg_failed(exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-                continue
-            backoff = 0.05
-            self._pg_ok()
-            try:
-                await self._ack(self._batch)
-            except RedisError:
-                self._own_pending = (
-                    True  # unacked entries are read again and rewritten, idempotently
-                )
-            self._batch = []
+                    try:
+                        if ahead is not None:
+                            task, ahead = ahead, None
+                            self._batch = await task
+                        else:
+                            self._batch = await self._next_batch()
+                    except RedisError as exc:
+                        self._redis_failed()
+                        if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                            await self.ensure_group()
+                        else:
+                            await asyncio.sleep(0.25)  # the write-through side reports outages
+                        continue
+                    if not self._batch:
+                        continue
+                if ahead is None:
+                    ahead = asyncio.ensure_future(self._next_batch())
+                try:
+                    await self._write(self._batch)
+                except PG_ERRORS as exc:
+                    self._pg_failed(exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                backoff = 0.05
+                self._pg_ok()
+                if acking is not None:
+                    await acking
+                acking = asyncio.ensure_future(self._ack_or_reread(self._batch))
+                self._batch = []
+        finally:
+            for task in (ahead, acking):
+                if task is not None and not task.done():
+                    task.cancel()
+            for task in (ahead, acking):
+                if task is not None:
+                    await asyncio.gather(task, return_exceptions=True)
+
+    def _redis_failed(self) -> None:
+        # What was delivered before the error comes back from "0" (idempotent if written twice).
+        self._own_pending = True
+        self._pending_from = "0"
+
+    async def _ack_or_reread(self, batch: list[Entry]) -> None:
+        try:
+            await self._ack(batch)
+        except RedisError:
+            self._redis_failed()  # unacked entries are read again and rewritten, idempotently
 
     async def drain(self, timeout: float) -> bool:
         """Wait until the stream holds no unacknowledged entry (graceful shutdown, tests); the
@@ -127,18 +160,20 @@ class WriteBehind:
                 raise
 
     async def _read(self, start: str, count: int, block: int | None) -> list[Entry]:
-        res = await self.redis.xreadgroup(
+        res = await self._raw.xreadgroup(
             self.GROUP, self.consumer, {self.keys.stream: start}, count=count, block=block
         )
         if not res:
             return []
-        _, messages = res[0]
-        return [entry_from_fields(sid, fields) for sid, fields in messages if fields]
+        # one stream: RESP3 answers {stream: messages}, RESP2 [[stream, messages]]
+        messages = next(iter(res.values())) if isinstance(res, dict) else res[0][1]
+        return entries_from_reply(messages)
 
     async def _next_batch(self) -> list[Entry]:
         if self._own_pending:
-            batch = await self._read("0", self.batch_max, None)
+            batch = await self._read(self._pending_from, self.batch_max, None)
             if batch:
+                self._pending_from = batch[-1].stream_id
                 return batch
             self._own_pending = False
         if time.monotonic() - self._last_claim > self.claim_idle_ms / 1000:
@@ -226,6 +261,10 @@ class WriteBehind:
         if self._conn is not None:
             await self._conn.close(timeout=2)
             self._conn = self._writer = None
+
+
+def _raw_reply(response: object, **options: object) -> object:
+    return response
 
 
 def _raise_if_cancelled() -> None:
