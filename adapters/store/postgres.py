@@ -238,7 +238,12 @@ async def migrate(url: str, schema: str) -> list[str]:
 
 
 class BatchWriter:
-    """Writes batches of entries on one connection; the caller owns retries and reconnects."""
+    """Writes batches of entries on one connection; the caller owns retries and reconnects.
+
+    A batch is written in two steps on one transaction: `stage` (begin, stage the rows, insert
+    the events: the bulk of the work, and no entity row is touched) and `finish` (upsert the
+    entities, commit). The writer runs the `stage` of one batch on a second connection while the
+    previous batch finishes, and the `finish` steps strictly in batch order."""
 
     STAGE_COLUMNS = ("id", "type", "key", "agent_id", "payload")
 
@@ -246,38 +251,70 @@ class BatchWriter:
         self.conn = conn
         self.mode = mode
         self._ready = False
+        self._tx: asyncpg.transaction.Transaction | None = None
+        self._rest = ""
 
     async def write(self, entries: Sequence[Entry]) -> None:
         if not entries:
             return
+        try:
+            await self.stage(entries)
+            await self.finish()
+        except BaseException:
+            await self.abort()
+            raise
+
+    async def stage(self, entries: Sequence[Entry]) -> None:
         conn = self.conn
         if not self._ready:
             await conn.execute(STAGE_DDL)
             self._ready = True
         rows = [(e.id, e.type, e.key, e.agent, e.payload) for e in entries]
-        spread = spread_sql({e.type for e in entries})
-        async with conn.transaction():
-            if self.mode == "copy":
-                await conn.copy_records_to_table("stage", records=rows, columns=self.STAGE_COLUMNS)
-            else:
-                await conn.executemany("INSERT INTO stage VALUES ($1, $2, $3, $4, $5)", rows)
-            await conn.execute(spread)
+        events, self._rest = spread_steps({e.type for e in entries})
+        self._tx = tx = conn.transaction()
+        await tx.start()
+        if self.mode == "copy":
+            await conn.copy_records_to_table("stage", records=rows, columns=self.STAGE_COLUMNS)
+        else:
+            await conn.executemany("INSERT INTO stage VALUES ($1, $2, $3, $4, $5)", rows)
+        if events:
+            await conn.execute(events)
+
+    async def finish(self) -> None:
+        tx, self._tx = self._tx, None
+        assert tx is not None, "finish() without stage()"
+        if self._rest:
+            await self.conn.execute(self._rest)
+        await tx.commit()
+
+    async def abort(self) -> None:
+        tx, self._tx = self._tx, None
+        if tx is not None and not self.conn.is_closed():
+            await tx.rollback()
 
 
-_spread_cache: dict[tuple[bool, ...], str] = {}
+_spread_cache: dict[tuple[bool, ...], tuple[str, str]] = {}
 _STORE_RECORDS = frozenset(STORE_RECORDS)
+
+
+def spread_steps(types: set[str]) -> tuple[str, str]:
+    """The statements of SPREAD a batch holding entries of `types` needs: (the `events` insert or
+    "", the entity upserts as one script or "")."""
+    has_events = not types <= _STORE_RECORDS
+    wanted = tuple(has_events if trig is None else not trig.isdisjoint(types) for trig, _ in SPREAD)
+    steps = _spread_cache.get(wanted)
+    if steps is None:
+        (_, events), *rest = SPREAD
+        steps = _spread_cache[wanted] = (
+            events if wanted[0] else "",
+            ";\n".join(s for (_, s), w in zip(rest, wanted[1:], strict=True) if w),
+        )
+    return steps
 
 
 def spread_sql(types: set[str]) -> str:
     """The statements of SPREAD a batch holding entries of `types` needs, as one script."""
-    has_events = not types <= _STORE_RECORDS
-    wanted = tuple(has_events if trig is None else not trig.isdisjoint(types) for trig, _ in SPREAD)
-    sql = _spread_cache.get(wanted)
-    if sql is None:
-        sql = _spread_cache[wanted] = ";\n".join(
-            s for (_, s), w in zip(SPREAD, wanted, strict=True) if w
-        )
-    return sql
+    return ";\n".join(s for s in spread_steps(types) if s)
 
 
 async def load_rows(

@@ -11,6 +11,7 @@ stream grows; lag (entries, age of the oldest) is what /health and the metrics s
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import socket
 import time
@@ -68,63 +69,95 @@ class WriteBehind:
         self.observers: list[BatchObserver] = []
         self.lag_entries = 0
         self.lag_seconds = 0.0
-        self._conn: asyncpg.Connection | None = None
-        self._writer: pg.BatchWriter | None = None
+        # Two connections: one batch's stage step runs on one while the previous batch's
+        # entity upserts and commit run on the other.
+        self._writers: list[pg.BatchWriter | None] = [None, None]
+        self._turn = 0
         self._own_pending = True
         self._pending_from = "0"  # own pending entries are re-read after this id
         self._last_claim = time.monotonic()
         self._batch: list[Entry] = []
+        self._acking: asyncio.Future[None] | None = None
         self.stopped = False
 
     # -- loop -------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Read -> write -> ack, pipelined: the next batch is read (and parsed) while Postgres
-        writes the current one, and a batch's XACK/XTRIM runs while the next one is written.
-        Batches are still written one at a time, in order, on one connection, and a batch is
-        acknowledged only after its commit."""
+        """Read -> write -> ack, pipelined. The next batch is read (and parsed) while Postgres
+        writes the current one; a batch is staged (COPY, events insert) on one connection while
+        the previous one upserts its entities and commits on the other. Entity upserts and
+        commits run strictly one batch after the other, in order, so no two transactions ever
+        hold entity rows at once; a batch is acknowledged only after its own commit."""
         backoff = 0.05
         ahead: asyncio.Future[list[Entry]] | None = None
-        acking: asyncio.Future[None] | None = None
+        committing: asyncio.Future[None] | None = None
+        committing_batch: list[Entry] = []
+        retry: collections.deque[list[Entry]] = collections.deque()
         try:
             while not self.stopped:
                 _raise_if_cancelled()
+                if committing is not None and committing.done():
+                    exc = None if committing.cancelled() else committing.exception()
+                    committing = None
+                    if exc is not None:
+                        if not isinstance(exc, PG_ERRORS):
+                            raise exc
+                        retry.append(committing_batch)  # idempotent: any order is fine
+                        self._pg_failed(exc)
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, 2.0)
+                        continue
+                    backoff = 0.05
                 if not self._batch:
-                    try:
-                        if ahead is not None:
-                            task, ahead = ahead, None
+                    if retry:
+                        self._batch = retry.popleft()
+                    else:
+                        if ahead is None:
+                            ahead = asyncio.ensure_future(self._next_batch())
+                        if committing is not None:
+                            await asyncio.wait(
+                                (ahead, committing), return_when=asyncio.FIRST_COMPLETED
+                            )
+                            if not ahead.done():
+                                continue  # the commit finished first: settle it
+                        task, ahead = ahead, None
+                        try:
                             self._batch = await task
-                        else:
-                            self._batch = await self._next_batch()
-                    except RedisError as exc:
-                        self._redis_failed()
-                        if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                            await self.ensure_group()
-                        else:
-                            await asyncio.sleep(0.25)  # the write-through side reports outages
-                        continue
-                    if not self._batch:
-                        continue
-                if ahead is None:
+                        except RedisError as exc:
+                            self._redis_failed()
+                            if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                                await self.ensure_group()
+                            else:
+                                await asyncio.sleep(0.25)  # the write-through reports outages
+                            continue
+                        if not self._batch:
+                            continue
+                if ahead is None and not retry:
                     ahead = asyncio.ensure_future(self._next_batch())
                 try:
-                    await self._write(self._batch)
+                    writer = await self._next_writer()
+                    await writer.stage(self._batch)  # overlaps the previous batch's commit
                 except PG_ERRORS as exc:
+                    if committing is not None:
+                        await asyncio.wait((committing,))  # settled at the top of the loop
+                        if committing.exception() is not None:
+                            continue
                     self._pg_failed(exc)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 2.0)
                     continue
-                backoff = 0.05
-                self._pg_ok()
-                if acking is not None:
-                    await acking
-                acking = asyncio.ensure_future(self._ack_or_reread(self._batch))
+                if committing is not None:
+                    await asyncio.wait((committing,))
+                    if committing.cancelled() or committing.exception() is not None:
+                        continue  # the top of the loop fails both connections: this batch too
+                committing_batch = self._batch
+                committing = asyncio.ensure_future(self._commit(writer, self._batch))
                 self._batch = []
         finally:
-            for task in (ahead, acking):
+            for task in (ahead, committing, self._acking):
                 if task is not None and not task.done():
                     task.cancel()
-            for task in (ahead, acking):
+            for task in (ahead, committing, self._acking):
                 if task is not None:
                     await asyncio.gather(task, return_exceptions=True)
 
@@ -133,7 +166,9 @@ class WriteBehind:
         self._own_pending = True
         self._pending_from = "0"
 
-    async def _ack_or_reread(self, batch: list[Entry]) -> None:
+    async def _ack_or_reread(self, batch: list[Entry], prev: asyncio.Future[None] | None) -> None:
+        if prev is not None:
+            await asyncio.wait((prev,))  # one ack at a time, in commit order
         try:
             await self._ack(batch)
         except RedisError:
@@ -226,21 +261,29 @@ class WriteBehind:
 
     # -- postgres side ----------------------------------------------------------------------
 
-    async def _write(self, batch: list[Entry]) -> None:
-        if self._writer is None:
-            self._conn = await pg.connect(self.url, self.schema, timeout=5)
-            self._writer = pg.BatchWriter(self._conn, self.mode)
-        await self._writer.write(batch)
+    async def _next_writer(self) -> pg.BatchWriter:
+        i, self._turn = self._turn, self._turn ^ 1
+        writer = self._writers[i]
+        if writer is None:
+            conn = await pg.connect(self.url, self.schema, timeout=5)
+            writer = self._writers[i] = pg.BatchWriter(conn, self.mode)
+        return writer
+
+    async def _commit(self, writer: pg.BatchWriter, batch: list[Entry]) -> None:
+        await writer.finish()
         committed = time.time_ns() // 1_000_000
         self.written += len(batch)
         self.batches += 1
         for obs in self.observers:
             obs(batch, committed)
+        self._pg_ok()
+        self._acking = asyncio.ensure_future(self._ack_or_reread(batch, self._acking))
 
     def _pg_failed(self, exc: BaseException) -> None:
-        conn, self._conn, self._writer = self._conn, None, None
-        if conn is not None:
-            conn.terminate()
+        writers, self._writers = self._writers, [None, None]
+        for writer in writers:
+            if writer is not None:
+                writer.conn.terminate()  # rolls back a staged batch too
         if self.up:
             self.up = False
             self.reason = f"postgres unreachable: {exc!s}"[:200]
@@ -258,9 +301,10 @@ class WriteBehind:
             self.on_status(True, "")
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close(timeout=2)
-            self._conn = self._writer = None
+        writers, self._writers = self._writers, [None, None]
+        for writer in writers:
+            if writer is not None:
+                await writer.conn.close(timeout=2)
 
 
 def _raw_reply(response: object, **options: object) -> object:
