@@ -30,6 +30,7 @@ log = logging.getLogger("tradingd.store.redis")
 StatusCallback = Callable[[bool, str], None]  # (up, reason)
 REPLAY_CHUNK = 2000
 PROBE_INTERVAL_S = 0.25
+TICK_FLUSH_S = 0.1  # last prices are written at least this often when no event flush carries them
 
 # Which hash an entry type writes (True) or deletes from (False). The hash value is the entry's
 # payload: it carries the whole entity (Position, Order, Agent...) and decodes as an AnyEntry.
@@ -173,6 +174,7 @@ class RedisWriteThrough:
         self.stopped = False
         self._probed = 0.0
         self._scheduled = False
+        self._tick_timer: asyncio.TimerHandle | None = None
 
     # -- producer side (synchronous, from event subscribers) --------------------------------
 
@@ -182,9 +184,14 @@ class RedisWriteThrough:
         self._schedule()
 
     def enqueue_ticks(self, ticks: list[Tick]) -> None:
+        """Last prices ride along with the next event flush, or go alone after at most
+        TICK_FLUSH_S: a price-only pipeline per tick batch would sit in front of signals."""
         for t in ticks:
             self._ticks[t.token] = t
-        self._schedule()
+        if self._tick_timer is None and not self._scheduled:
+            self._tick_timer = asyncio.get_running_loop().call_later(
+                TICK_FLUSH_S, self._wake_flusher
+            )
 
     def _schedule(self) -> None:
         # Wake the flusher one loop iteration later: the order tasks this transition started run
@@ -196,6 +203,9 @@ class RedisWriteThrough:
 
     def _wake_flusher(self) -> None:
         self._scheduled = False
+        if self._tick_timer is not None:
+            self._tick_timer.cancel()
+            self._tick_timer = None
         self._wake.set()
 
     async def flushed(self, timeout: float | None = None) -> None:
