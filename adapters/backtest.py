@@ -27,7 +27,7 @@ from adapters.feeds.replay import (
     to_tick,
 )
 from adapters.settings import AgentSpec, agent_config, load_settings
-from adapters.venues.paper import PaperRejected, paper_fill
+from adapters.venues.paper import settle_paper
 from engine import events as ev
 from engine.core import Engine
 from engine.errors import InvariantViolation, TradingdError, ValidationError
@@ -153,23 +153,7 @@ class _Session:
 
     def settle(self) -> None:
         """Fill every order intent at once, until fills stop producing orders."""
-        engine, now = self.engine, self.clock.now
-        for _ in range(MAX_SETTLE_ROUNDS):
-            out = engine.drain()
-            self._observe(out.events)
-            if not out.intents:
-                return
-            for intent in out.intents:
-                order = intent.order
-                try:
-                    fill = paper_fill(
-                        order, engine.price_usd(order.token), engine.quote_usd(order.quote), now
-                    )
-                except PaperRejected as exc:
-                    engine.on_order_failed(order.id, str(exc))
-                else:
-                    engine.on_fill(fill)
-        raise InvariantViolation(f"orders still produced after {MAX_SETTLE_ROUNDS} settle rounds")
+        settle_paper(self.engine, self.clock.now, self._observe, MAX_SETTLE_ROUNDS)
 
     def _observe(self, events: list[ev.Event]) -> None:
         if self.keep_events:

@@ -22,7 +22,7 @@ from typing import Any
 from _stats import add_json_arg, percentiles, write_json
 
 from adapters.feeds.synthetic import demo_mint
-from adapters.venues.paper import PaperRejected, paper_fill
+from adapters.venues.paper import settle_paper
 from engine.assets import SOL_MINT
 from engine.config import AgentConfig, config_from_builtins
 from engine.core import Engine
@@ -56,24 +56,12 @@ class Bench:
         self.signal_seq = 0
 
     def settle(self) -> None:
-        engine, now = self.engine, self.clock.now
-        while True:
-            out = engine.drain()
-            self.events += len(out.events)
-            if not out.intents:
-                return
-            for intent in out.intents:
-                order = intent.order
-                try:
-                    fill = paper_fill(
-                        order, engine.price_usd(order.token), engine.quote_usd(order.quote), now
-                    )
-                except PaperRejected as exc:
-                    self.rejected += 1
-                    engine.on_order_failed(order.id, str(exc))
-                else:
-                    self.fills += 1
-                    engine.on_fill(fill)
+        fills, rejected = settle_paper(self.engine, self.clock.now, self._count)
+        self.fills += fills
+        self.rejected += rejected
+
+    def _count(self, events: list) -> None:
+        self.events += len(events)
 
     def config(self, i: int) -> AgentConfig:
         return config_from_builtins(

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import msgspec  # noqa: E402
 from _stats import add_json_arg, percentiles, write_json  # noqa: E402
 
-from adapters.venues.paper import paper_fill  # noqa: E402
+from adapters.venues.paper import settle_paper  # noqa: E402
 from engine.assets import SOL_MINT  # noqa: E402
 from engine.config import config_from_builtins  # noqa: E402
 from engine.core import Engine  # noqa: E402
@@ -57,17 +57,9 @@ class Clock:
 
 
 def settle(engine: Engine, clock: Clock, log: list[bytes] | None) -> None:
-    while True:
-        out = engine.drain()
-        if log is not None:
-            log.extend(_enc.encode(e) for e in out.events)
-        if not out.intents:
-            return
-        for intent in out.intents:
-            o = intent.order
-            engine.on_fill(
-                paper_fill(o, engine.price_usd(o.token), engine.quote_usd(o.quote), clock.now)
-            )
+    settle_paper(
+        engine, clock.now, None if log is None else lambda es: log.extend(map(_enc.encode, es))
+    )
 
 
 def build(n: int, exit_index: str, seed: int) -> tuple[Engine, Clock, float]:

@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from adapters.venues.errors import VenueError
+from engine import events as ev
 from engine.assets import quote_mint
+from engine.core import Engine
+from engine.errors import InvariantViolation
 from engine.model import Fill, Order
 
 
@@ -73,3 +76,34 @@ class PaperVenue:
 
     async def reconcile(self) -> list[Fill]:
         return []
+
+
+def settle_paper(
+    engine: Engine,
+    now: int,
+    on_events: Callable[[list[ev.Event]], None] | None = None,
+    max_rounds: int = 100,
+) -> tuple[int, int]:
+    """Synchronous settlement for backtests and benchmarks: drain the engine, fill (or fail)
+    every order intent with `paper_fill`, repeat until no intent is left. Returns (fills,
+    rejections). Fails loudly if fills keep producing orders past `max_rounds`."""
+    fills = rejected = 0
+    for _ in range(max_rounds):
+        out = engine.drain()
+        if on_events is not None and out.events:
+            on_events(out.events)
+        if not out.intents:
+            return fills, rejected
+        for intent in out.intents:
+            order = intent.order
+            try:
+                fill = paper_fill(
+                    order, engine.price_usd(order.token), engine.quote_usd(order.quote), now
+                )
+            except PaperRejected as exc:
+                rejected += 1
+                engine.on_order_failed(order.id, str(exc))
+            else:
+                fills += 1
+                engine.on_fill(fill)
+    raise InvariantViolation(f"orders still produced after {max_rounds} settle rounds")
