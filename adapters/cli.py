@@ -14,13 +14,10 @@ from engine.errors import TradingdError
 def _run(args: argparse.Namespace) -> int:
     from adapters import logs
     from adapters.daemon import Daemon
-    from adapters.settings import load_settings
+    from adapters.settings import load_cli_settings
 
-    env = dict(os.environ)
-    if args.data_dir:
-        env["TRADINGD_DATA_DIR"] = args.data_dir
     try:
-        settings = load_settings(args.config, env)
+        settings = load_cli_settings(args.config, args.data_dir)
     except TradingdError as exc:
         print(f"tradingd: bad config: {exc.message}", file=sys.stderr)
         return 2
@@ -28,7 +25,11 @@ def _run(args: argparse.Namespace) -> int:
         settings.http.host = args.host
     if args.port is not None:
         settings.http.port = args.port
-    demo = settings.demo and not args.no_demo and not (args.config or env.get("TRADINGD_CONFIG"))
+    demo = (
+        settings.demo
+        and not args.no_demo
+        and not (args.config or os.environ.get("TRADINGD_CONFIG"))
+    )
     logs.configure(settings.log_level)
     try:
         import uvloop
@@ -50,9 +51,14 @@ def _check_config(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.file, {})
     except TradingdError as exc:
-        print(f"invalid: {exc.message}" + (f" (at {exc.details['path']})" if exc.details.get("path", "$") != "$" else ""))
+        print(
+            f"invalid: {exc.message}"
+            + (f" (at {exc.details['path']})" if exc.details.get("path", "$") != "$" else "")
+        )
         return 1
-    print(f"ok: {len(settings.agents)} agent(s), port {settings.http.port}, store {settings.store.kind}")
+    print(
+        f"ok: {len(settings.agents)} agent(s), port {settings.http.port}, store {settings.store.kind}"
+    )
     return 0
 
 

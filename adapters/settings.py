@@ -139,12 +139,23 @@ def load_settings(path: str | None, env: dict[str, str] | None = None) -> Settin
     if env.get("TRADINGD_STORE") == "memory":
         settings.store.kind = "memory"
     elif env.get("TRADINGD_STORE") not in (None, "", "memory"):
-        raise ValidationError(f"TRADINGD_STORE: only 'memory' is recognised, got {env['TRADINGD_STORE']!r}")
+        raise ValidationError(
+            f"TRADINGD_STORE: only 'memory' is recognised, got {env['TRADINGD_STORE']!r}"
+        )
     for i, spec in enumerate(settings.agents):
         from engine.config import config_from_builtins
 
         config_from_builtins(spec.config, f"$.agents[{i}].config")
     return settings
+
+
+def load_cli_settings(config: str | None, data_dir: str | None) -> Settings:
+    """Settings as a `tradingd` subcommand sees them: `--data-dir` overrides the environment,
+    which overrides the file. Raises ValidationError with a one-line reason."""
+    env = dict(os.environ)
+    if data_dir:
+        env["TRADINGD_DATA_DIR"] = data_dir
+    return load_settings(config, env)
 
 
 def agent_config(spec: AgentSpec) -> AgentConfig:

@@ -19,11 +19,10 @@ def register(subparsers: Any) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    import os
 
     import asyncpg
 
-    from adapters.settings import load_settings
+    from adapters.settings import load_cli_settings
     from adapters.store import namespace_from_env
     from adapters.store import postgres as pg
     from adapters.store.embedded import EmbeddedPostgres
@@ -31,11 +30,8 @@ def _migrate(args: argparse.Namespace) -> int:
     from adapters.store.lock import DataDirLock
     from engine.errors import TradingdError
 
-    env = dict(os.environ)
-    if args.data_dir:
-        env["TRADINGD_DATA_DIR"] = args.data_dir
     try:
-        settings = load_settings(args.config, env)
+        settings = load_cli_settings(args.config, args.data_dir)
     except TradingdError as exc:
         print(f"tradingd: bad config: {exc.message}", file=sys.stderr)
         return 2
