@@ -28,6 +28,25 @@ def assert_same_events(indexed: Harness, naive: Harness) -> None:
     raise AssertionError(f"lengths differ: {len(indexed.log)} vs {len(naive.log)}")
 
 
+COVERAGE = (
+    b'"reason":"stop_loss"',
+    b'"reason":"take_profit"',
+    b'"reason":"stale_trade"',
+    b'"reason":"max_hold"',
+    b'"reason":"signal"',
+    b'"DcaTriggered"',
+    b'"MoonBagSet"',
+)
+
+
+def note_coverage(h: Harness) -> None:
+    """Hypothesis statistics: which exits and DCA the generated runs reached."""
+    text = b"".join(h.log)
+    for marker in COVERAGE:
+        if marker in text:
+            event(f"saw {marker.decode()}")
+
+
 def run(configs_, steps, exit_index: str) -> Harness:
     clock = Clock()
     h = Harness(clock, exit_index)
@@ -71,18 +90,7 @@ def test_index_and_naive_scan_emit_identical_events(configs_, steps):
     indexed = run(configs_, steps, "indexed")
     naive = run(configs_, steps, "naive")
     assert_same_events(indexed, naive)
-    text = b"".join(indexed.log)
-    for reason in (
-        b'"reason":"stop_loss"',
-        b'"reason":"take_profit"',
-        b'"reason":"stale_trade"',
-        b'"reason":"max_hold"',
-        b'"reason":"signal"',
-        b'"DcaTriggered"',
-        b'"MoonBagSet"',
-    ):
-        if reason in text:
-            event(f"saw {reason.decode()}")
+    note_coverage(indexed)
 
 
 def random_walk_steps(seed: int, n: int) -> list[tuple]:
@@ -110,17 +118,7 @@ def test_index_matches_naive_scan_on_long_random_walks(configs_, seed):
     indexed = run(configs_, steps, "indexed")
     naive = run(configs_, steps, "naive")
     assert_same_events(indexed, naive)
-    text = b"".join(indexed.log)
-    for reason in (
-        b'"reason":"stop_loss"',
-        b'"reason":"take_profit"',
-        b'"reason":"stale_trade"',
-        b'"reason":"max_hold"',
-        b'"DcaTriggered"',
-        b'"MoonBagSet"',
-    ):
-        if reason in text:
-            event(f"saw {reason.decode()}")
+    note_coverage(indexed)
 
 
 def crowded_steps(seed: int, n: int) -> list[tuple]:
