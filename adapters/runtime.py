@@ -33,15 +33,6 @@ class Venue(Protocol):
     async def reconcile(self) -> list[Fill]: ...
 
 
-class InProcessVenue(Venue, Protocol):
-    """A venue that fills without I/O (paper), marked `in_process = True`: the runtime settles a
-    whole batch of its orders in one task and one transition flush, not one task per order."""
-
-    in_process: bool
-
-    def execute_now(self, order: Order) -> Fill: ...
-
-
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 

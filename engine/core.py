@@ -13,7 +13,7 @@ from typing import Literal
 from engine import events as ev
 from engine.assets import normalize_quote, quote_mint, require_mint
 from engine.config import AgentConfig, parse_atomic
-from engine.errors import Conflict, Unavailable, ValidationError
+from engine.errors import Conflict, ValidationError
 from engine.exits import Decision, decide
 from engine.exposure import Exposure
 from engine.model import Agent, Balance, Position, Tick
@@ -283,7 +283,3 @@ class Engine(SignalIntake, Settlement):
                     )
                     total += value - p.cost
         return total
-
-    def require_no_buys(self) -> None:
-        if self.halted_buys:
-            raise Unavailable("buys are halted", {"halted": True})

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,6 +15,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from adapters.runtime import wall_clock_ms
 from engine.assets import is_mint
 from engine.errors import ValidationError
 from engine.model import Signal, Tick
@@ -133,10 +133,6 @@ def to_signal(record: SignalRecord, ts: int, fallback_id: str) -> Signal:
         expires_at=ts + record.expires_in_ms,
         decimals=record.decimals,
     )
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class ReplayFeed:

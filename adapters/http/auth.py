@@ -22,6 +22,7 @@ from pathlib import Path
 import msgspec
 from msgspec import Struct
 
+from adapters.runtime import wall_clock_ms as _wall_ms
 from engine.errors import NotFound, ValidationError
 
 log = logging.getLogger("tradingd.http")
@@ -59,10 +60,6 @@ def key_hash(raw: str) -> str:
 
 def new_raw_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class KeyStore:

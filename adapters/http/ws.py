@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ from adapters.http.errors import error_response
 from adapters.http.ws_dispatch import Dispatcher, Filter
 from adapters.http.ws_events import ALERT
 from adapters.http.ws_outbox import Counters, Outbox, envelope
+from adapters.runtime import wall_clock_ms as now_ms
 from engine.assets import is_mint
 
 log = logging.getLogger("tradingd.ws")
@@ -33,10 +33,6 @@ TRY_AGAIN_LATER = 1013  # RFC 6455 close code registry: overloaded, try again la
 # Bytes written before the writer waits for the transport to drain: small, so a stalled
 # client's backlog stays in its bounded queue (where it is counted) rather than in buffers.
 WRITER_LIMIT = 16 * 1024
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Client:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from typing import Any, Protocol
 
 from adapters.http import ws_wire as wire
 from adapters.http.ws_events import ROUTES, Routed
 from adapters.http.ws_outbox import Outbox, PriceBatch
+from adapters.runtime import wall_clock_ms as now_ms
 from engine import events as ev
 from engine.model import Tick
 
@@ -24,10 +24,6 @@ log = logging.getLogger("tradingd.ws")
 CHUNK = 64  # client visits per loop callback: ~2 ms with the writes they wake
 BACKLOG_ITERATIONS = 16
 _MISSING: Any = object()
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Filter:

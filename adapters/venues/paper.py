@@ -57,7 +57,7 @@ def paper_fill(order: Order, token_usd: float | None, quote_usd: float | None, n
 
 class PaperVenue:
     name = "paper"
-    in_process = True  # the runtime may call execute_now() for a whole batch in one task
+    in_process = True  # no I/O: the runtime settles its orders with execute_now() in the same loop turn
 
     def __init__(self, price_of: Callable[[str], float | None], clock: Callable[[], int]) -> None:
         self._price_of = price_of

@@ -8,7 +8,7 @@ from adapters.venues.paper import PaperRejected, paper_fill
 from engine.assets import SOL_MINT
 from engine.config import AgentConfig, config_from_builtins
 from engine.core import Engine
-from engine.events import AnyEvent, SubmitOrder
+from engine.events import AnyEvent
 from engine.model import Order, Signal, Tick
 
 TOKENS = [
@@ -107,7 +107,3 @@ class Harness:
     def events(self) -> list:
         dec = msgspec.json.Decoder(AnyEvent)
         return [dec.decode(b) for b in self.log]
-
-
-def submit_intents(out_intents: list[SubmitOrder]) -> list[Order]:
-    return [i.order for i in out_intents]
