@@ -14,6 +14,7 @@ from msgspec import Meta, Struct
 
 from engine.config import AgentConfig
 from engine.errors import ValidationError
+from engine.state import HistoryBounds
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
 
@@ -30,6 +31,10 @@ class HttpSettings(_S):
     max_ticks_per_push: Annotated[int, Meta(ge=1, le=100_000)] = 1000
     rate_limit_per_s: Annotated[float, Meta(gt=0)] = 200.0
     rate_limit_burst: Annotated[int, Meta(ge=1)] = 400
+    # open connections (lowered to leave a quarter of the process's fd limit free)
+    max_connections: Annotated[int, Meta(ge=1, le=1_000_000)] = 4096
+    header_timeout_s: Annotated[float, Meta(gt=0, le=600)] = 10.0  # first request's headers
+    keepalive_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0  # idle between requests
 
 
 class WsSettings(_S):
@@ -38,12 +43,29 @@ class WsSettings(_S):
     queue_size: Annotated[int, Meta(ge=8, le=1_000_000)] = 1024
     heartbeat_s: Annotated[float, Meta(gt=0, le=3600)] = 15.0
     auth_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0
+    max_queue_bytes: Annotated[int, Meta(ge=64 * 1024, le=1024**3)] = 4 * 1024 * 1024
+    subscribes_per_s: Annotated[float, Meta(gt=0, le=1000)] = 5.0
+    subscribe_burst: Annotated[int, Meta(ge=1, le=1000)] = 20
+    snapshot_interval_ms: Annotated[int, Meta(ge=0, le=60_000)] = 1000
 
 
 class EngineSettings(_S):
     max_price_age_ms: Annotated[int, Meta(ge=1)] = 60_000
     default_decimals: Annotated[int, Meta(ge=0, le=18)] = 6
     clock_interval_ms: Annotated[int, Meta(ge=10, le=60_000)] = 1000
+    # History kept in memory (engine.state.HistoryBounds); older history is read from Postgres.
+    dedupe_window_s: Annotated[int, Meta(ge=1, le=366 * 86_400)] = 86_400
+    dedupe_max_ids: Annotated[int, Meta(ge=1, le=10_000_000)] = 100_000
+    dedupe_max_executions: Annotated[int, Meta(ge=1, le=100_000_000)] = 1_000_000
+    closed_positions_kept: Annotated[int, Meta(ge=1, le=1_000_000)] = 1000
+
+    def history_bounds(self) -> HistoryBounds:
+        return HistoryBounds(
+            signal_window_ms=self.dedupe_window_s * 1000,
+            signals_kept=self.dedupe_max_ids,
+            signal_executions_kept=self.dedupe_max_executions,
+            closed_kept=self.closed_positions_kept,
+        )
 
 
 class SyntheticFeedSettings(_S):
@@ -69,18 +91,30 @@ class StoreSettings(_S):
     redis_url: str | None = None
     database_url: str | None = None
     pause_buys_without_redis: bool = True
+    # One read of history that left memory (old signal ids, closed positions, trades).
+    history_read_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 2.0
 
 
 class AgentSpec(_S):
     """An agent declared in the config file; created at start-up if its id is unknown."""
 
-    id: str
-    name: str
-    venue: str = "paper"
-    quote: str = "SOL"
-    wallet_id: str | None = None
+    # the same bounds as the API's AgentIn (adapters/http/schemas.py)
+    id: Annotated[str, Meta(min_length=1, max_length=128)]
+    name: Annotated[str, Meta(min_length=1, max_length=128)]
+    venue: Annotated[str, Meta(max_length=64)] = "paper"
+    quote: Annotated[str, Meta(min_length=1, max_length=64)] = "SOL"
+    wallet_id: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
     paper_deposit: Annotated[str, Meta(pattern=r"^[0-9]{1,20}$")] | None = None
     config: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # The API's text rule (adapters/text_rule.py): msgspec reports this at `$.agents[N]`.
+        from adapters.text_rule import MESSAGE, find_control_text
+
+        for name in ("id", "name", "venue", "quote", "wallet_id", "config"):
+            found = find_control_text(getattr(self, name), name)
+            if found is not None:
+                raise ValueError(f"{found}: {MESSAGE}")
 
 
 class Settings(_S):
@@ -98,10 +132,12 @@ class Settings(_S):
 
 
 def _decode(obj: dict[str, Any], where: str) -> Settings:
+    from adapters.config_check import decode_error
+
     try:
         return msgspec.convert(obj, Settings, strict=True)
     except msgspec.ValidationError as exc:
-        raise ValidationError(f"{where}: {exc}") from None
+        raise decode_error(where, exc, obj) from None
 
 
 def paper_profile() -> dict[str, Any]:
@@ -119,6 +155,8 @@ def load_settings(path: str | None, env: dict[str, str] | None = None) -> Settin
             raise ValidationError(f"config file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ValidationError(f"{path}: invalid TOML: {exc}") from None
+        except OSError as exc:
+            raise ValidationError(f"{path}: cannot read: {exc.strerror}") from None
         raw["config_path"] = str(Path(path).resolve())
     else:
         raw = paper_profile()
@@ -142,10 +180,9 @@ def load_settings(path: str | None, env: dict[str, str] | None = None) -> Settin
         raise ValidationError(
             f"TRADINGD_STORE: only 'memory' is recognised, got {env['TRADINGD_STORE']!r}"
         )
-    for i, spec in enumerate(settings.agents):
-        from engine.config import config_from_builtins
+    from adapters.config_check import check_settings
 
-        config_from_builtins(spec.config, f"$.agents[{i}].config")
+    check_settings(settings, path or "built-in profile")
     return settings
 
 

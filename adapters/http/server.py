@@ -3,6 +3,7 @@ app on `[http] host:port`, and registers the cleanup that closes it at shutdown.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import TYPE_CHECKING
@@ -11,6 +12,7 @@ from aiohttp import web
 
 from adapters.http.app import build_app
 from adapters.http.auth import BOOTSTRAP_ENV, KeyStore, keys_path
+from adapters.http.connections import ConnectionLimits, connection_cap, raise_fd_limit
 
 if TYPE_CHECKING:
     from adapters.daemon import Daemon
@@ -33,17 +35,34 @@ def wire_control_port(daemon: Daemon) -> web.Application:
 
 
 async def serve_control_port(daemon: Daemon) -> None:
+    """Listen on `[http] host:port` behind the connection bounds (connections.py): a cap on open
+    connections, a header-read timeout and aiohttp's idle keep-alive timeout."""
     app = wire_control_port(daemon)
     http = daemon.settings.http
     # access logs off: one line per request would dominate the log; metrics count requests
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=2.0,
+        keepalive_timeout=http.keepalive_timeout_s,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, http.host, http.port, backlog=1024, reuse_address=True)
-    await site.start()
-    port = runner.addresses[0][1] if runner.addresses else http.port  # the real one for port 0
-    log.info("control port open", extra={"host": http.host, "port": port})
+    fd_limit = raise_fd_limit()
+    cap = connection_cap(http.max_connections, fd_limit)
+    limits = ConnectionLimits(runner.server, cap, http.header_timeout_s)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        limits, http.host, http.port, backlog=1024, reuse_address=True
+    )
+    port = server.sockets[0].getsockname()[1] if server.sockets else http.port  # real for port 0
+    log.info(
+        "control port open",
+        extra={"host": http.host, "port": port, "max_connections": cap, "fd_limit": fd_limit},
+    )
 
     async def close() -> None:
+        server.close()  # stop accepting; open connections are closed by the hub and the runner
         await daemon.hub.close_all()
         await runner.cleanup()
         log.info("control port closed")

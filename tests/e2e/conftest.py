@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import secrets
 import signal
 import subprocess
@@ -97,6 +98,15 @@ def _wait_ready(base_url: str, proc: subprocess.Popen[bytes], deadline: float) -
     raise TimeoutError("tradingd never became ready")
 
 
+def _limit_open_files(n: int) -> Callable[[], None]:
+    """A preexec_fn: the child's RLIMIT_NOFILE soft and hard limits both set to `n`."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+
+    return limit
+
+
 def start_daemon(
     data_dir: Path,
     *,
@@ -105,6 +115,7 @@ def start_daemon(
     config_text: str | None = None,
     admin_key: str | None = None,
     timeout: float = START_TIMEOUT_S,
+    max_open_files: int | None = None,
 ) -> DaemonProcess:
     data_dir.mkdir(parents=True, exist_ok=True)
     admin_key = admin_key or "tdk_e2e_" + secrets.token_urlsafe(24)
@@ -135,7 +146,12 @@ def start_daemon(
     log_path = data_dir / "tradingd.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [*cmd, *args], cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT
+            [*cmd, *args],
+            cwd=REPO,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=None if max_open_files is None else _limit_open_files(max_open_files),
         )
     deadline = time.monotonic() + timeout
     try:
