@@ -14,7 +14,8 @@ import msgspec
 from aiohttp import web
 
 from adapters.http.auth import ApiKey
-from adapters.http.errors import MalformedJson, PayloadTooLarge
+from adapters.http.errors import MalformedJson, PayloadTooLarge, UnsupportedMediaType
+from adapters.http.strict_json import check_body
 from engine.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -49,18 +50,38 @@ def _error_path(message: str) -> str:
 
 
 def decode(raw: bytes, decoder: msgspec.json.Decoder[T]) -> T:
+    """Typed decode (400 malformed, 422 with the path), then what msgspec lets through:
+    duplicate keys and control characters in text (422 with the path)."""
     try:
-        return decoder.decode(raw)
+        value = decoder.decode(raw)
     except msgspec.ValidationError as exc:
         message = str(exc)
         raise ValidationError(message.split(" - at `", 1)[0], _error_path(message)) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise MalformedJson(f"request body is not valid UTF-8 JSON: {exc}") from None
+    check_body(raw)
+    return value
+
+
+def _require_json(request: web.Request) -> None:
+    """415 unless a body is declared `application/json`, UTF-8 if a charset is named. No body
+    (optional bodies) needs no media type: clients often label an empty POST anything."""
+    if not request.body_exists:
+        return
+    charset = request.charset
+    if request.content_type != "application/json" or (
+        charset is not None and charset.lower() not in ("utf-8", "utf8")
+    ):
+        raise UnsupportedMediaType(
+            "send the body as Content-Type: application/json (UTF-8)",
+            {"expected": "application/json"},
+        )
 
 
 async def read_raw(request: web.Request) -> bytes:
     """The whole body, within `[http] max_body_bytes` (413 otherwise). aiohttp keeps it, so a
-    second call returns at once without yielding to the loop."""
+    second call returns at once without yielding to the loop. 415 unless the body is JSON."""
+    _require_json(request)
     limit = daemon_of(request).settings.http.max_body_bytes
     declared = request.content_length
     if declared is not None and declared > limit:

@@ -34,6 +34,11 @@ class PayloadTooLarge(TradingdError):
     status = 413
 
 
+class UnsupportedMediaType(TradingdError):
+    code = "unsupported_media_type"
+    status = 415
+
+
 class RateLimited(TradingdError):
     code = "rate_limited"
     status = 429

@@ -28,7 +28,9 @@ _ERROR_TEXT = {
     404: "unknown id",
     409: "conflict with the current state",
     413: "body too large",
-    422: "validation failed; details.path names the field",
+    415: "the body is not Content-Type: application/json",
+    422: "validation failed (also: a duplicate key, a control character in text); "
+    "details.path names the field",
     429: "rate limited; see Retry-After",
     503: "not ready, shutting down, or intake paused",
 }
@@ -75,7 +77,7 @@ class Route:
         if self.scope is not None:
             statuses |= {401, 403, 429}
         if self.body is not None:
-            statuses |= {400, 413, 422}
+            statuses |= {400, 413, 415, 422}
         if self.query:
             statuses.add(422)
         if self.path_params:
@@ -155,6 +157,8 @@ def build_document(routes: list[Route], version: str) -> dict[str, Any]:
             "description": (
                 "REST half of the control port (API.md, contract v1). Atomic amounts are "
                 "decimal strings of integers; times are ISO-8601 UTC. Errors share one shape. "
+                "Bodies are `application/json` (415 otherwise); a duplicate key in any object, "
+                "or a control character (U+0000..U+001F, U+007F) in any string, is a 422. "
                 "The WebSocket stream is `GET /v1/ws` (scope read)."
             ),
         },

@@ -42,6 +42,8 @@ class Api:
         if key is not None:
             hdrs["Authorization"] = f"Bearer {key}"
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        if data is not None:
+            hdrs.setdefault("Content-Type", "application/json")
         async with self.client.request(method, path, data=data, headers=hdrs) as resp:
             text = await resp.text()
             if resp.content_type == "application/json" and text:

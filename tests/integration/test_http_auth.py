@@ -145,7 +145,7 @@ async def test_intake_closed_while_the_body_is_in_flight_is_503_and_records_noth
             api.daemon.runtime.accepting = False  # shutdown begins mid-request
             yield TOKEN.encode() + b'"}'
 
-        headers = {"Authorization": f"Bearer {ADMIN}"}
+        headers = {"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"}
         async with api.client.post("/v1/signals", data=slow_body(), headers=headers) as resp:
             assert resp.status == 503
         assert api.daemon.engine.signals == {}

@@ -393,7 +393,10 @@ async def test_oversized_chunked_body_without_length_is_413(tmp_path):
         async with api.client.post(
             "/v1/signals",
             data=chunks(),
-            headers={"Authorization": "Bearer tdk_test_admin_bootstrap_key"},
+            headers={
+                "Authorization": "Bearer tdk_test_admin_bootstrap_key",
+                "Content-Type": "application/json",
+            },
         ) as resp:
             assert resp.status == 413
             assert (await resp.json())["error"]["code"] == "payload_too_large"
