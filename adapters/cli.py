@@ -10,6 +10,14 @@ from collections.abc import Sequence
 
 from engine.errors import TradingdError
 
+CONFIG_EXIT = 2  # a config `check-config` and `run` refuse (argparse's usage errors use 2 too)
+
+
+def config_refused(exc: TradingdError) -> int:
+    """The one way `run` and `check-config` report a bad config: one line on stderr."""
+    print(f"tradingd: invalid config: {exc.message}", file=sys.stderr)
+    return CONFIG_EXIT
+
 
 def _run(args: argparse.Namespace) -> int:
     from adapters import logs
@@ -19,8 +27,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         settings = load_cli_settings(args.config, args.data_dir)
     except TradingdError as exc:
-        print(f"tradingd: bad config: {exc.message}", file=sys.stderr)
-        return 2
+        return config_refused(exc)
     if args.host:
         settings.http.host = args.host
     if args.port is not None:
@@ -46,16 +53,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    """Validates what `run --config FILE` would run here (the environment included)."""
     from adapters.settings import load_settings
 
     try:
-        settings = load_settings(args.file, {})
+        settings = load_settings(args.file)
     except TradingdError as exc:
-        print(
-            f"invalid: {exc.message}"
-            + (f" (at {exc.details['path']})" if exc.details.get("path", "$") != "$" else "")
-        )
-        return 1
+        return config_refused(exc)
     print(
         f"ok: {len(settings.agents)} agent(s), port {settings.http.port}, store {settings.store.kind}"
     )
@@ -96,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from adapters.data_dir import OWNER_ONLY_UMASK
+
+    os.umask(OWNER_ONLY_UMASK)  # every file a tradingd command or its servers write: 0600
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import signal
@@ -15,15 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from adapters import systemd
+from adapters.data_dir import secure_data_dir
 from adapters.event_log import EventLog
 from adapters.feeds.demo import DEMO_AGENT_ID, DemoSignals, demo_agent_config
 from adapters.feeds.synthetic import SyntheticFeed
 from adapters.runtime import Runtime, wall_clock_ms
 from adapters.settings import Settings, agent_config
 from adapters.solana.keystore import Keystore
+from adapters.venues import PAPER
 from adapters.venues.paper import PaperVenue
 from engine.core import Engine
-from engine.errors import TradingdError
+from engine.errors import TradingdError, Unavailable
 
 log = logging.getLogger("tradingd.daemon")
 VERSION = "0.1.0"
@@ -36,6 +39,22 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+
+
+class ListenFailed(Unavailable):
+    """The control port cannot listen on `[http] host:port`."""
+
+    code = "listen_failed"
+
+    def __init__(self, host: str, port: int, exc: OSError) -> None:
+        if exc.errno == errno.EADDRINUSE:
+            message = (
+                f"port {port} on {host} is already in use: stop what holds it "
+                "or choose another with --port"
+            )
+        else:
+            message = f"cannot listen on {host}:{port}: {exc.strerror}; check --host and --port"
+        super().__init__(message, {"host": host, "port": port})
 
 
 class Daemon:
@@ -52,7 +71,7 @@ class Daemon:
             default_decimals=settings.engine.default_decimals,
         )
         self.runtime = Runtime(
-            self.engine, {"paper": PaperVenue(self.engine.price_usd, wall_clock_ms)}
+            self.engine, {PAPER: PaperVenue(self.engine.price_usd, wall_clock_ms)}
         )
         self.event_log = EventLog()
         self.runtime.event_subscribers.append(self.event_log)
@@ -153,24 +172,52 @@ class Daemon:
         from adapters.store import StoreError, open_store
 
         try:  # lock the data dir, recover state, subscribe, resume in-flight orders
+            secure_data_dir(self.data_dir, self._postgres_gid())
             self.store = await open_store(self)
         except StoreError as exc:
             log.error("store unavailable", extra={"reason": exc.message})
             print(f"tradingd: {exc.message}", file=sys.stderr)
             return 1
+        except OSError as exc:
+            print(f"tradingd: data dir {self.data_dir}: {exc.strerror}", file=sys.stderr)
+            return 1
+        try:
+            await self._start(on_ready)
+        except Exception as exc:  # the servers are up: stop them, then say why in one line
+            reason = exc.message if isinstance(exc, ListenFailed) else f"start-up failed: {exc}"
+            log.error("start-up failed", exc_info=not isinstance(exc, ListenFailed))
+            await self.shutdown()
+            print(f"tradingd: {reason}", file=sys.stderr)
+            return 1
+        await self._stop.wait()
+        return await self.shutdown()
+
+    def _postgres_gid(self) -> int | None:
+        if self.settings.store.kind != "embedded":
+            return None
+        from adapters.store.embedded import postgres_traverse_gid
+
+        return postgres_traverse_gid()
+
+    async def _start(self, on_ready: Callable[[Daemon], Awaitable[None]] | None) -> None:
+        """Everything after the store opened, up to READY=1. Raises ListenFailed when the
+        control port cannot listen."""
         self.create_configured_agents()
         self.spawn(self.runtime.clock_loop(self.settings.engine.clock_interval_ms), "engine-clock")
         self.spawn(self.event_log.run(), "event-log")
         self.start_feeds()
         if on_ready is not None:
-            await on_ready(self)
+            try:
+                await on_ready(self)
+            except OSError as exc:
+                if exc.filename is not None:  # a file, not the socket
+                    raise
+                raise ListenFailed(self.settings.http.host, self.settings.http.port, exc) from exc
         tune_gc()
         self.ready = True
         systemd.notify("READY=1")
         self.spawn(systemd.watchdog_loop(), "systemd-watchdog")
         log.info("tradingd ready", extra={"version": VERSION, "demo": self.demo})
-        await self._stop.wait()
-        return await self.shutdown()
 
     def request_stop(self) -> None:
         self._stop.set()

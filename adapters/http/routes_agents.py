@@ -11,6 +11,7 @@ from aiohttp import web
 from adapters.http.codec import daemon_of, json_response, paginate, query_bool, read_body
 from adapters.http.openapi import PAGED, QueryParam, Route
 from adapters.http.schemas import AgentIn, AgentOut, AgentPage, AgentPatch, iso_ms
+from adapters.venues import check_agent_venue
 from engine.config import AgentConfig, validate_config
 from engine.errors import ValidationError
 from engine.model import Agent
@@ -56,11 +57,7 @@ async def create_agent(request: web.Request) -> web.Response:
     daemon = daemon_of(request)
     body = await read_body(request, _agent_in)
     config = checked_config(body.config, "$.config")
-    venue = body.venue.split(":", 1)[0]
-    if venue not in daemon.runtime.venues:
-        raise ValidationError(f"venue {body.venue!r} is not configured in this daemon", "$.venue")
-    if venue != "paper" and body.wallet_id is None:
-        raise ValidationError("live venues need a wallet_id", "$.wallet_id")
+    check_agent_venue(body.venue, body.wallet_id, daemon.runtime.venues)
     agent = daemon.runtime.apply(
         daemon.engine.create_agent,
         body.name,

@@ -22,6 +22,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
     import asyncpg
 
+    from adapters.cli import config_refused
     from adapters.settings import load_cli_settings
     from adapters.store import namespace_from_env
     from adapters.store import postgres as pg
@@ -33,8 +34,7 @@ def _migrate(args: argparse.Namespace) -> int:
     try:
         settings = load_cli_settings(args.config, args.data_dir)
     except TradingdError as exc:
-        print(f"tradingd: bad config: {exc.message}", file=sys.stderr)
-        return 2
+        return config_refused(exc)
     if settings.store.kind == "memory":
         print("tradingd: store is memory: nothing to migrate")
         return 0

