@@ -209,6 +209,11 @@ def _store(store: Any) -> Iterator[Any]:
         "Age of the oldest event not yet in Postgres",
         value=lag["seconds"],
     )
+    yield CounterMetricFamily(
+        "tradingd_write_behind_dead_letters",
+        "Stream entries Postgres refused for their data, moved to the dead_letters table",
+        value=store.dead_letters,
+    )
     up = GaugeMetricFamily(
         "tradingd_store_up", "1 while a store component is ok", labels=["component"]
     )
@@ -227,6 +232,16 @@ def _ws(hub: Any) -> Iterator[Any]:
         "tradingd_ws_queued_messages", "Messages waiting in client queues", value=hub.queued
     )
     yield GaugeMetricFamily(
+        "tradingd_ws_queued_bytes",
+        "Payload bytes waiting in client queues",
+        value=hub.queued_bytes,
+    )
+    yield GaugeMetricFamily(
+        "tradingd_ws_queue_bytes_peak",
+        "The most bytes one client's queue ever held",
+        value=hub.peak_queued_bytes,
+    )
+    yield GaugeMetricFamily(
         "tradingd_ws_fanout_backlog",
         "Client deliveries not yet made by pending fan-out jobs",
         value=hub.dispatch.backlog,
@@ -235,10 +250,20 @@ def _ws(hub: Any) -> Iterator[Any]:
         "tradingd_ws_messages_sent", "WebSocket messages written", value=hub.sent
     )
     yield CounterMetricFamily(
-        "tradingd_ws_messages_dropped", "Messages dropped on a full client queue", value=hub.dropped
+        "tradingd_ws_messages_dropped",
+        "Messages left unsent when a client was cut or went away",
+        value=hub.dropped,
     )
     yield CounterMetricFamily(
         "tradingd_ws_slow_consumers",
         "Clients closed as slow consumers (1013)",
         value=hub.slow_consumers,
+    )
+    yield CounterMetricFamily(
+        "tradingd_ws_revoked_closed",
+        "Clients closed because their API key was revoked (1008)",
+        value=hub.revoked,
+    )
+    yield CounterMetricFamily(
+        "tradingd_ws_snapshots", "Snapshots built for subscribes", value=hub.subscriptions.snapshots
     )

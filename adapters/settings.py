@@ -46,7 +46,7 @@ class WsSettings(_S):
     max_queue_bytes: Annotated[int, Meta(ge=64 * 1024, le=1024**3)] = 4 * 1024 * 1024
     subscribes_per_s: Annotated[float, Meta(gt=0, le=1000)] = 5.0
     subscribe_burst: Annotated[int, Meta(ge=1, le=1000)] = 20
-    snapshot_interval_ms: Annotated[int, Meta(ge=0, le=60_000)] = 1000
+    snapshot_interval_ms: Annotated[int, Meta(ge=0, le=60_000)] = 250
 
 
 class EngineSettings(_S):

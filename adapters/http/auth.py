@@ -76,6 +76,8 @@ class KeyStore:
         self.clock = clock
         self.monotonic = monotonic
         self._by_hash: dict[str, ApiKey] = {}
+        self._ids: frozenset[str] = frozenset()
+        self.generation = 0  # bumped on every (re)load: a revocation may have happened
         self._file_id: tuple[int, int, int] | None = None
         self._checked_at = monotonic()
         self._bootstrap: ApiKey | None = None
@@ -111,13 +113,20 @@ class KeyStore:
 
     def _load(self) -> None:
         self._file_id = self._file_identity()
-        self._by_hash = {k.hash: k for k in self._read()}
+        keys = self._read()
+        self._by_hash = {k.hash: k for k in keys}
+        self._ids = frozenset(k.id for k in keys)
+        self.generation += 1
 
     def _maybe_reload(self) -> None:
         now = self.monotonic()
         if now - self._checked_at < RELOAD_CHECK_S:
             return
-        self._checked_at = now
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the key file now if another process (the CLI) changed it."""
+        self._checked_at = self.monotonic()
         if self._file_identity() != self._file_id:
             try:
                 self._load()
@@ -131,6 +140,8 @@ class KeyStore:
             keys = list(self._by_hash.values())
             yield keys
             self._by_hash = {k.hash: k for k in keys}
+            self._ids = frozenset(k.id for k in keys)
+            self.generation += 1
             return
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock_fd = os.open(self.path.with_suffix(".lock"), os.O_CREAT | os.O_RDWR, 0o600)
@@ -193,6 +204,13 @@ class KeyStore:
             keys.remove(found)
         log.info("api key revoked", extra={"key_id": key_id})
         return found
+
+    def is_live(self, key_id: str | None) -> bool:
+        """Whether `key_id` still authenticates (as of the last load of the key file)."""
+        boot = self._bootstrap
+        return key_id is not None and (
+            key_id in self._ids or (boot is not None and key_id == boot.id)
+        )
 
     def authenticate(self, raw: str) -> ApiKey | None:
         digest = key_hash(raw)

@@ -71,7 +71,11 @@ async def list_keys(request: web.Request) -> web.Response:
 
 
 async def delete_key(request: web.Request) -> web.Response:
-    await asyncio.to_thread(daemon_of(request).keys.revoke, request.match_info["key_id"])
+    """Revoke the key and close its WebSockets at once (alert `key_revoked`, close 1008)."""
+    daemon, key_id = daemon_of(request), request.match_info["key_id"]
+    await asyncio.to_thread(daemon.keys.revoke, key_id)
+    if daemon.hub is not None and (closed := daemon.hub.close_key(key_id)):
+        log.info("websockets of a revoked key closed", extra={"key_id": key_id, "count": closed})
     return web.Response(status=204)
 
 
@@ -112,7 +116,7 @@ ROUTES = [
         "DELETE",
         "/v1/keys/{key_id}",
         delete_key,
-        "Revoke an API key",
+        "Revoke an API key; its open WebSockets are closed at once (1008, alert key_revoked)",
         "admin",
         "admin",
         {204: None},

@@ -2,9 +2,13 @@
 heartbeats and the closing of slow consumers.
 
 The engine never waits for a client: fan-out (ws_dispatch.py) appends shared, pre-encoded
-payloads to bounded per-client outboxes (ws_outbox.py), each drained by its own writer task. A
-client whose queue stays full past `[ws] max_lag_ms` is sent `slow_consumer` (best effort) and
-closed with 1013; it never slows the core or the other clients."""
+payloads to per-client outboxes (ws_outbox.py) bounded in messages and bytes, each drained by
+its own writer task. A client whose queue reaches a bound, or whose oldest queued message waits
+past `[ws] max_lag_ms`, is sent `slow_consumer` (best effort) and closed with 1013: its stream is
+gap-free up to that alert, and it never slows the core or the other clients. Subscribes and
+their snapshots are bounded per connection (ws_subscriptions.py). Revoking a key closes its
+connections with `key_revoked` and 1008, whether through the API or the key file (checked every
+second while clients are connected)."""
 
 from __future__ import annotations
 
@@ -18,17 +22,17 @@ import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters.http import ws_wire as wire
-from adapters.http.auth import bearer_key
+from adapters.http.auth import RELOAD_CHECK_S, RateLimiter, bearer_key
 from adapters.http.errors import error_response
 from adapters.http.ws_dispatch import Dispatcher, Filter
 from adapters.http.ws_events import ALERT
 from adapters.http.ws_outbox import Counters, Outbox, envelope
+from adapters.http.ws_subscriptions import Subscriptions
 from adapters.runtime import wall_clock_ms as now_ms
-from engine.assets import is_mint
 
 log = logging.getLogger("tradingd.ws")
 
-SNAPSHOT, PONG, HEARTBEAT, ERROR = b"snapshot", b"pong", b"heartbeat", b"error"
+PONG, HEARTBEAT, ERROR = b"pong", b"heartbeat", b"error"
 TRY_AGAIN_LATER = 1013  # RFC 6455 close code registry: overloaded, try again later
 # Bytes written before the writer waits for the transport to drain: small, so a stalled
 # client's backlog stays in its bounded queue (where it is counted) rather than in buffers.
@@ -36,23 +40,46 @@ WRITER_LIMIT = 16 * 1024
 
 
 class Client:
-    __slots__ = ("id", "ws", "transport", "key_id", "outbox", "subs", "writer", "timers", "closer")
+    __slots__ = (
+        "id",
+        "ws",
+        "transport",
+        "key_id",
+        "outbox",
+        "subs",
+        "pending",
+        "subscribes",
+        "snapshot_at",
+        "writer",
+        "timers",
+        "closer",
+    )
 
     def __init__(
         self,
         cid: int,
         ws: web.WebSocketResponse,
         transport: Any,
-        capacity: int,
+        settings: Any,
         counters: Counters,
-        on_full: Callable[[Client], None],
+        subscribes: RateLimiter,
+        on_overflow: Callable[[Client, str], None],
     ) -> None:
         self.id = cid
         self.ws = ws
         self.transport = transport
         self.key_id: str | None = None
-        self.outbox = Outbox(capacity, counters, lambda _outbox: on_full(self))
+        self.outbox = Outbox(
+            settings.queue_size,
+            settings.max_queue_bytes,
+            settings.max_lag_ms / 1000,
+            counters,
+            lambda _outbox, reason: on_overflow(self, reason),
+        )
         self.subs: dict[str, Filter] = {}
+        self.pending: dict[str, Filter] = {}
+        self.subscribes = subscribes
+        self.snapshot_at: float | None = None
         self.writer: asyncio.Task[None] | None = None
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.closer: asyncio.Task[None] | None = None
@@ -68,8 +95,14 @@ class WsHub:
         self.by_channel: dict[str, set[Client]] = {c: set() for c in wire.CHANNELS}
         self.counters = Counters()
         self.slow_consumers = 0  # clients closed with 1013
+        self.revoked = 0  # clients closed because their key was revoked
         self._ids = 0
         self.dispatch = Dispatcher(daemon.engine, self.by_channel, self.settings.price_interval_ms)
+        self.subscriptions = Subscriptions(
+            daemon.engine, self.dispatch, self.by_channel, self.settings, self._arm, self._error
+        )
+        self._key_check: asyncio.TimerHandle | None = None
+        self._keys_seen = -1
         self._closed = False
         self._closers: set[asyncio.Task[None]] = set()
         daemon.runtime.event_subscribers.append(self.dispatch.on_events)
@@ -91,6 +124,16 @@ class WsHub:
     @property
     def queued(self) -> int:
         return sum(len(c.outbox.queue) for c in self.clients)
+
+    @property
+    def queued_bytes(self) -> int:
+        return sum(c.outbox.queued_bytes for c in self.clients)
+
+    @property
+    def peak_queued_bytes(self) -> int:
+        """The most bytes one client's queue ever held (bounded by `[ws] max_queue_bytes`,
+        or one larger message alone)."""
+        return self.counters.peak_bytes
 
     # -- a connection -----------------------------------------------------------------------
 
@@ -118,7 +161,13 @@ class WsHub:
         await ws.prepare(request)
         self._ids += 1
         client = Client(
-            self._ids, ws, request.transport, self.settings.queue_size, self.counters, self._lagging
+            self._ids,
+            ws,
+            request.transport,
+            self.settings,
+            self.counters,
+            self.subscriptions.limiter(),
+            self._overflow,
         )
         if key is None:
             key = await self._authorize_first_message(client)
@@ -179,6 +228,10 @@ class WsHub:
             self._write(client), name=f"ws-writer-{client.id}"
         )
         self._arm(client, "heartbeat", self.settings.heartbeat_s, self._heartbeat)
+        if self._key_check is None:
+            self._key_check = asyncio.get_running_loop().call_later(
+                RELOAD_CHECK_S, self._check_keys
+            )
         log.info("ws client connected", extra={"client": client.id, "key_id": client.key_id})
 
     async def _write(self, client: Client) -> None:
@@ -203,6 +256,7 @@ class WsHub:
         for subscribers in self.by_channel.values():
             subscribers.discard(client)
         client.subs.clear()  # fan-out jobs already holding this client now skip it
+        client.pending.clear()
         for timer in client.timers.values():
             timer.cancel()
         client.timers.clear()
@@ -217,9 +271,9 @@ class WsHub:
         except msgspec.DecodeError as exc:
             return self._error(client, "malformed_json", str(exc))
         if isinstance(op, wire.Subscribe):
-            self._subscribe(client, op)
+            self.subscriptions.subscribe(client, op)
         elif isinstance(op, wire.Unsubscribe):
-            self._unsubscribe(client, op)
+            self.subscriptions.unsubscribe(client, op)
         elif isinstance(op, wire.Ping):
             client.outbox.push(PONG, now_ms(), b"{}")
         # a repeated auth op on an authenticated connection changes nothing
@@ -229,67 +283,6 @@ class WsHub:
     ) -> None:
         data = wire.encode(wire.ErrorOut(code=code, message=message, details=details or {}))
         client.outbox.push(ERROR, now_ms(), data)
-
-    def _subscribe(self, client: Client, op: wire.Subscribe) -> None:
-        bad = [t for t in op.tokens or () if not is_mint(t)]
-        if bad:
-            message = f"not a base58 32-byte mint address: {bad[0][:60]!r}"
-            return self._error(client, "validation_error", message, {"path": "$.tokens"})
-        wanted = Filter(
-            frozenset(op.agents) if op.agents is not None else None,
-            frozenset(op.tokens) if op.tokens is not None else None,
-        )
-        # Pending fan-out is older than the state the snapshot shows: deliver it first.
-        self.dispatch.run()
-        for channel in op.channels:
-            old = client.subs.get(channel)
-            client.subs[channel] = old.widen(wanted) if old is not None else wanted
-            self.by_channel[channel].add(client)
-        client.outbox.push(SNAPSHOT, now_ms(), self._snapshot(op, wanted))
-
-    def _unsubscribe(self, client: Client, op: wire.Unsubscribe) -> None:
-        for channel in op.channels if op.channels is not None else wire.CHANNELS:
-            old = client.subs.get(channel)
-            if old is None:
-                continue
-            new = (
-                None
-                if op.agents is None and op.tokens is None
-                else old.narrow(op.agents, op.tokens)
-            )
-            if new is None:
-                del client.subs[channel]
-                self.by_channel[channel].discard(client)
-            else:
-                client.subs[channel] = new
-
-    def _snapshot(self, op: wire.Subscribe, wanted: Filter) -> bytes:
-        """Open positions, balances, agents and last prices admitted by this subscribe."""
-        engine = self.daemon.engine
-        agent_ids = [a for a in engine.agents if wanted.agents is None or a in wanted.agents]
-        positions = [
-            wire.position_out(engine.refresh(p))
-            for aid in agent_ids
-            for p in engine.agent_positions.get(aid, {}).values()
-            if p.status in ("open", "closing") and wanted.admits(p.agent_id, p.token)
-        ]
-        balances = [
-            wire.balance_out(aid, b) for aid in agent_ids for b in engine.ledger.balances(aid)
-        ]
-        prices = [wire.tick_out(t) for tok, t in engine.prices.items() if wanted.admits(None, tok)]
-        subscription = wire.SubscriptionOut(
-            channels=list(op.channels), agents=op.agents, tokens=op.tokens
-        )
-        return wire.encode(
-            wire.SnapshotOut(
-                subscription=subscription,
-                halted=engine.halted_buys,
-                agents=[wire.agent_out(engine.agents[a]) for a in agent_ids],
-                positions=positions,
-                balances=balances,
-                prices=prices,
-            )
-        )
 
     def _heartbeat(self, client: Client) -> None:
         client.outbox.push(HEARTBEAT, now_ms(), b"{}")
@@ -304,37 +297,67 @@ class WsHub:
 
     # -- slow consumers and closing -------------------------------------------------------------
 
-    def _lagging(self, client: Client) -> None:
-        """The client's queue is full: evict it once it has been full for max_lag_ms."""
-        outbox = client.outbox
-        if outbox.full_since is None or outbox.closed:
-            return
-        left = (
-            outbox.full_since + self.settings.max_lag_ms / 1000 - asyncio.get_running_loop().time()
-        )
-        if left <= 0:
-            self._evict(client)
-        elif "lag" not in client.timers:
-            self._arm(client, "lag", left, self._lagging)
-
-    def _evict(self, client: Client) -> None:
+    def _overflow(self, client: Client, reason: str) -> None:
+        """A push found the client's queue at a bound (`reason`): cut it as a slow consumer."""
         self.slow_consumers += 1
         log.warning(
             "ws slow consumer closed",
             extra={
                 "client": client.id,
                 "key_id": client.key_id,
+                "reason": reason,
                 "queued": len(client.outbox.queue),
+                "queued_bytes": client.outbox.queued_bytes,
             },
         )
-        data = wire.encode(
-            wire.AlertOut(code="slow_consumer", message="queue full for longer than max_lag_ms")
-        )
-        frame = envelope(ALERT, client.outbox.next_seq(), now_ms(), data)
-        client.outbox.close()  # its backlog is what it could not take: dropped
+        message = f"queue bound reached ({reason}): reconnect and subscribe again"
+        self._cut(client, "slow_consumer", message, TRY_AGAIN_LATER, b"slow consumer")
+
+    def _cut(self, client: Client, code: str, message: str, close_code: int, reason: bytes) -> None:
+        """Drop what waits, send an alert `code` right after the last message written (so its
+        seq leaves no gap) and close with `close_code`."""
+        client.outbox.close()
         if client.writer is not None:
             client.writer.cancel()
-        self._start_close(client, frame, TRY_AGAIN_LATER, b"slow consumer", drain=False)
+        data = wire.encode(wire.AlertOut(code=code, message=message))
+        frame = envelope(ALERT, client.outbox.next_seq(), now_ms(), data)
+        self._start_close(client, frame, close_code, reason, drain=False)
+
+    # -- revoked keys ---------------------------------------------------------------------------
+
+    def close_key(self, key_id: str) -> int:
+        """Close every connection opened with `key_id` (the key was revoked); how many."""
+        closing = [c for c in self.clients if c.key_id == key_id]
+        for client in closing:
+            self._revoked(client)
+        return len(closing)
+
+    def _revoked(self, client: Client) -> None:
+        self.revoked += 1
+        log.info(
+            "ws client closed: key revoked", extra={"client": client.id, "key_id": client.key_id}
+        )
+        self._cut(
+            client,
+            "key_revoked",
+            "the API key was revoked",
+            WSCloseCode.POLICY_VIOLATION,
+            b"key revoked",
+        )
+
+    def _check_keys(self) -> None:
+        """Every RELOAD_CHECK_S while clients are connected: a key revoked in the key file by
+        another process (`tradingd keys revoke`) closes its connections."""
+        self._key_check = None
+        keys = self.daemon.keys
+        if self._closed or not self.clients or keys is None:
+            return
+        keys.refresh()
+        if keys.generation != self._keys_seen:
+            self._keys_seen = keys.generation
+            for client in [c for c in self.clients if not keys.is_live(c.key_id)]:
+                self._revoked(client)
+        self._key_check = asyncio.get_running_loop().call_later(RELOAD_CHECK_S, self._check_keys)
 
     def _start_close(
         self, client: Client, frame: bytes | None, code: int, reason: bytes, drain: bool
@@ -368,6 +391,9 @@ class WsHub:
     async def close_all(self) -> None:
         """Shutdown: close every connection with 1001 (going away). Idempotent."""
         self._closed = True
+        if self._key_check is not None:
+            self._key_check.cancel()
+            self._key_check = None
         self.dispatch.run()  # whatever the engine published reaches the queues, then is written
         self.dispatch.close()
         for client in list(self.clients):

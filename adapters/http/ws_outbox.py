@@ -1,9 +1,13 @@
-"""One WebSocket client's outgoing side: a bounded queue of pre-encoded payloads, the
-connection's `seq`, price coalescing, and the writer that drains the queue onto the socket.
+"""One WebSocket client's outgoing side: a queue of pre-encoded payloads bounded in messages and
+in bytes, the connection's `seq`, price coalescing, and the writer that drains the queue onto
+the socket.
 
 Pushing never blocks and never encodes per client: the payload bytes are shared by every client
-that receives them and only the envelope (`type`, `seq`, `ts`) is formatted at write time. A push
-onto a full queue is dropped but still spends its `seq`, so the client sees the gap."""
+that receives them and only the envelope (`type`, `seq`, `ts`) is formatted at write time. `seq`
+is spent when a message is written, so what a client receives has no gap. Nothing is ever
+dropped from a live stream: a push that finds the queue at its bound, or a queue whose oldest
+message has waited past the lag bound, calls `on_overflow` (the hub then cuts the client with a
+`slow_consumer` alert and close code 1013)."""
 
 from __future__ import annotations
 
@@ -52,40 +56,52 @@ def encode_prices(ticks: dict[str, Tick]) -> bytes:
 class Item(msgspec.Struct, gc=False):
     """A queued message. A `prices` item keeps absorbing ticks (latest per token) until written:
     then `data` is None and `ticks` is this client's own merged copy. Untracked by the cyclic GC
-    (it holds bytes and a dict of frozen ticks, never a cycle): thousands are made per second."""
+    (it holds bytes and a dict of frozen ticks, never a cycle): thousands are made per second.
+    `size` is what it counts against the byte bound; `at` the loop time it was queued."""
 
     type: bytes
-    seq: int
     ts: int
     data: bytes | None
     ticks: dict[str, Tick] | None
+    size: int
+    at: float
 
 
 class Counters:
     """Totals across every client of a hub, read by the metrics."""
 
-    __slots__ = ("sent", "dropped")
+    __slots__ = ("sent", "dropped", "peak_bytes")
 
     def __init__(self) -> None:
         self.sent = 0
-        self.dropped = 0
+        self.dropped = 0  # messages left unsent when a client was cut or went away
+        self.peak_bytes = 0  # the most bytes one client's queue ever held
 
 
 class Outbox:
     def __init__(
-        self, capacity: int, counters: Counters, on_full: Callable[[Outbox], None]
+        self,
+        capacity: int,
+        max_bytes: int,
+        max_lag_s: float,
+        counters: Counters,
+        on_overflow: Callable[[Outbox, str], None],
     ) -> None:
-        self.capacity = capacity
+        self.capacity = capacity  # messages
+        self.max_bytes = max_bytes  # payload bytes queued (one message alone may be larger)
+        self.max_lag_s = max_lag_s  # the oldest queued message's age
         self.counters = counters
-        self.on_full = on_full  # called on each push that finds or leaves the queue full
+        self.on_overflow = on_overflow  # with the reason: "queue_messages", "queue_bytes", "lag"
         self.queue: deque[Item] = deque()
+        self.queued_bytes = 0
         self.seq = 0
-        self.full_since: float | None = None  # loop time the queue last became full
         self.closed = False
         self._price_item: Item | None = None
         self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
 
     def next_seq(self) -> int:
+        """The seq of a frame written outside the queue (refusals, the slow-consumer alert)."""
         self.seq += 1
         return self.seq
 
@@ -94,15 +110,24 @@ class Outbox:
     ) -> Item | None:
         if self.closed:
             return None
-        item = Item(type_, self.next_seq(), ts, data, ticks)
-        queue = self.queue
-        if len(queue) >= self.capacity:
-            self.counters.dropped += 1
-            self._full()
-            return None
+        queue, size, now = self.queue, len(data), self._loop.time()
+        if queue:
+            reason = None
+            if len(queue) >= self.capacity:
+                reason = "queue_messages"
+            elif self.queued_bytes + size > self.max_bytes:
+                reason = "queue_bytes"
+            elif now - queue[0].at > self.max_lag_s:
+                reason = "lag"
+            if reason is not None:
+                self.counters.dropped += 1
+                self.on_overflow(self, reason)
+                return None
+        item = Item(type_, ts, data, ticks, size, now)
         queue.append(item)
-        if len(queue) >= self.capacity:
-            self._full()
+        self.queued_bytes += size
+        if self.queued_bytes > self.counters.peak_bytes:
+            self.counters.peak_bytes = self.queued_bytes
         self._wake.set()
         return item
 
@@ -117,16 +142,17 @@ class Outbox:
         assert item.ticks is not None
         item.ticks.update(batch.ticks)
         item.ts = ts
-
-    def _full(self) -> None:
-        if self.full_since is None:
-            self.full_since = asyncio.get_running_loop().time()
-        self.on_full(self)
+        # the folded batch is encoded at write time: count it at the batch's bytes per tick
+        size = len(item.ticks) * len(batch.data) // max(1, len(batch.ticks))
+        self.queued_bytes += size - item.size
+        item.size = size
 
     def close(self) -> None:
         """Take nothing more and drop what waits (the client is gone or being cut off)."""
         self.closed = True
+        self.counters.dropped += len(self.queue)
         self.queue.clear()
+        self.queued_bytes = 0
         self._price_item = None
         self._wake.set()
 
@@ -147,12 +173,14 @@ class Outbox:
                 await self._wake.wait()
                 continue
             item = queue.popleft()
-            if len(queue) < self.capacity:
-                self.full_since = None
+            self.queued_bytes -= item.size
             if item is self._price_item:
                 self._price_item = None
                 if item.data is None:
                     item.data = encode_prices(item.ticks or {})
             assert item.data is not None
-            await ws.send_frame(envelope(item.type, item.seq, item.ts, item.data), WSMsgType.TEXT)
+            # seq is spent before the await: the frame is in the transport once send_frame
+            # starts waiting for a drain, so a cut client's alert follows it without a gap
+            self.seq += 1
+            await ws.send_frame(envelope(item.type, self.seq, item.ts, item.data), WSMsgType.TEXT)
             counters.sent += 1

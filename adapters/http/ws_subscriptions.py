@@ -1,0 +1,168 @@
+"""What a WebSocket client asks for: `subscribe` / `unsubscribe`, and the snapshot that answers
+each subscribe, under two per-connection bounds:
+
+- subscribes per second (`[ws] subscribes_per_s`, burst `subscribe_burst`): one beyond them is
+  refused with an `error` (`rate_limited`, `retry_after_ms`) and changes nothing;
+- at most one snapshot per `[ws] snapshot_interval_ms`: subscribes inside the interval are
+  merged, and when it ends their channels start streaming with ONE snapshot covering them all.
+
+Either way a channel never streams before the snapshot that covers it."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from adapters.http import ws_wire as wire
+from adapters.http.auth import RateLimiter
+from adapters.http.ws_dispatch import Dispatcher, Filter
+from adapters.http.ws_outbox import Outbox
+from adapters.runtime import wall_clock_ms as now_ms
+from engine.assets import is_mint
+
+SNAPSHOT = b"snapshot"
+SNAPSHOT_TIMER = "snapshot"
+
+
+class Subscriber(Protocol):
+    subs: dict[str, Filter]  # streaming now
+    pending: dict[str, Filter]  # subscribed, waiting for the next snapshot
+    outbox: Outbox
+    subscribes: RateLimiter
+    snapshot_at: float | None  # loop time of the last snapshot
+    timers: dict[str, asyncio.TimerHandle]
+
+
+Arm = Callable[[Any, str, float, Callable[[Any], None]], None]
+ErrorOut = Callable[[Any, str, str, "dict[str, Any] | None"], None]
+
+
+def _add(subs: dict[str, Filter], channel: str, wanted: Filter) -> None:
+    old = subs.get(channel)
+    subs[channel] = old.widen(wanted) if old is not None else wanted
+
+
+def _narrow(subs: dict[str, Filter], op: wire.Unsubscribe) -> list[str]:
+    """Apply the unsubscribe to `subs`; the channels it removed entirely."""
+    gone = []
+    for channel in op.channels if op.channels is not None else wire.CHANNELS:
+        old = subs.get(channel)
+        if old is None:
+            continue
+        new = None if op.agents is None and op.tokens is None else old.narrow(op.agents, op.tokens)
+        if new is None:
+            del subs[channel]
+            gone.append(channel)
+        else:
+            subs[channel] = new
+    return gone
+
+
+class Subscriptions:
+    def __init__(
+        self,
+        engine: Any,
+        dispatch: Dispatcher,
+        by_channel: dict[str, set[Any]],
+        settings: Any,
+        arm: Arm,
+        error: ErrorOut,
+    ) -> None:
+        self.engine = engine
+        self.dispatch = dispatch
+        self.by_channel = by_channel
+        self.rate = settings.subscribes_per_s
+        self.burst = settings.subscribe_burst
+        self.interval_s = settings.snapshot_interval_ms / 1000
+        self.arm = arm
+        self.error = error
+        self.snapshots = 0  # built, across every client (the metrics read it)
+
+    def limiter(self) -> RateLimiter:
+        """A new connection's subscribe budget."""
+        return RateLimiter(self.rate, self.burst)
+
+    def subscribe(self, client: Subscriber, op: wire.Subscribe) -> None:
+        bad = [t for t in op.tokens or () if not is_mint(t)]
+        if bad:
+            message = f"not a base58 32-byte mint address: {bad[0][:60]!r}"
+            return self.error(client, "validation_error", message, {"path": "$.tokens"})
+        wait = client.subscribes.take("subscribe")
+        if wait is not None:
+            message = f"at most {self.rate:g} subscribes per second (burst {self.burst})"
+            details = {"retry_after_ms": math.ceil(wait * 1000)}
+            return self.error(client, "rate_limited", message, details)
+        wanted = Filter(
+            frozenset(op.agents) if op.agents is not None else None,
+            frozenset(op.tokens) if op.tokens is not None else None,
+        )
+        for channel in op.channels:
+            _add(client.pending, channel, wanted)
+        if SNAPSHOT_TIMER in client.timers:
+            return  # merged into the snapshot already due
+        now = asyncio.get_running_loop().time()
+        due = now if client.snapshot_at is None else client.snapshot_at + self.interval_s
+        if now >= due:
+            subscription = wire.SubscriptionOut(
+                channels=list(op.channels), agents=op.agents, tokens=op.tokens
+            )
+            self._start_streaming(client, subscription)
+        else:
+            self.arm(client, SNAPSHOT_TIMER, due - now, self._snapshot_due)
+
+    def unsubscribe(self, client: Subscriber, op: wire.Unsubscribe) -> None:
+        for channel in _narrow(client.subs, op):
+            self.by_channel[channel].discard(client)
+        _narrow(client.pending, op)
+
+    def _snapshot_due(self, client: Subscriber) -> None:
+        if not client.pending or client.outbox.closed:
+            return  # unsubscribed again meanwhile, or gone
+        merged = functools.reduce(Filter.widen, client.pending.values())
+        subscription = wire.SubscriptionOut(
+            channels=list(client.pending),
+            agents=sorted(merged.agents) if merged.agents is not None else None,
+            tokens=sorted(merged.tokens) if merged.tokens is not None else None,
+        )
+        self._start_streaming(client, subscription)
+
+    def _start_streaming(self, client: Subscriber, subscription: wire.SubscriptionOut) -> None:
+        """The pending channels go live, answered by one snapshot of what they admit."""
+        # Pending fan-out is older than the state the snapshot shows: deliver it first.
+        self.dispatch.run()
+        wanted = functools.reduce(Filter.widen, client.pending.values())
+        for channel, filter_ in client.pending.items():
+            _add(client.subs, channel, filter_)
+            self.by_channel[channel].add(client)
+        client.pending = {}
+        client.snapshot_at = asyncio.get_running_loop().time()
+        self.snapshots += 1
+        client.outbox.push(SNAPSHOT, now_ms(), self._snapshot(subscription, wanted))
+
+    def _snapshot(self, subscription: wire.SubscriptionOut, wanted: Filter) -> bytes:
+        """Open positions, balances, agents and last prices admitted by `wanted`."""
+        engine = self.engine
+        agent_ids = [a for a in engine.agents if wanted.agents is None or a in wanted.agents]
+        positions = [
+            wire.position_out(engine.refresh(p))
+            for aid in agent_ids
+            for p in engine.agent_positions.get(aid, {}).values()
+            if p.status in ("open", "closing") and wanted.admits(p.agent_id, p.token)
+        ]
+        balances = [
+            wire.balance_out(aid, b) for aid in agent_ids for b in engine.ledger.balances(aid)
+        ]
+        prices = [wire.tick_out(t) for tok, t in engine.prices.items() if wanted.admits(None, tok)]
+        return wire.encode(
+            wire.SnapshotOut(
+                subscription=subscription,
+                halted=engine.halted_buys,
+                agents=[wire.agent_out(engine.agents[a]) for a in agent_ids],
+                positions=positions,
+                balances=balances,
+                prices=prices,
+            )
+        )
