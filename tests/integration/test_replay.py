@@ -341,4 +341,4 @@ def test_bad_agent_config_exits_2_naming_the_field(
     )
     assert run_replay_cli(str(SAMPLE), str(config), io.StringIO()) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "$.agents[0].config.stop_loss.mode" in err
+    assert err.count("\n") == 1 and f"{config}: agents[id=x].config.stop_loss.mode: " in err
