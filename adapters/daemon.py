@@ -69,6 +69,7 @@ class Daemon:
             wall_clock_ms,
             max_price_age_ms=settings.engine.max_price_age_ms,
             default_decimals=settings.engine.default_decimals,
+            history=settings.engine.history_bounds(),
         )
         self.runtime = Runtime(
             self.engine, {PAPER: PaperVenue(self.engine.price_usd, wall_clock_ms)}

@@ -7,24 +7,32 @@ from engine import events as ev
 from engine.assets import require_mint
 from engine.model import Agent, Execution, Position, Signal
 from engine.risk import filter_reason, limit_reason, size_buy
-from engine.state import SIGNAL_MEMORY, EngineState, SignalRecord
+from engine.state import EngineState, SignalRecord
 
 
 class SignalIntake(EngineState):
     def on_signal(self, signal: Signal) -> tuple[SignalRecord, bool]:
-        """Returns (record, duplicate). A repeated client id returns the first record."""
+        """Returns (record, duplicate). A client id repeated within the dedupe window (see
+        HistoryBounds) returns the first record; past it, the memory no longer knows the id
+        (the control port asks Postgres, the system of record, before calling this)."""
+        now = self.clock()
+        self._forget_old_signals(now)
         if signal.client_id is not None:
             known = self.signal_by_client.get(signal.client_id)
             if known is not None and known in self.signals:
                 return self.signals[known], True
         require_mint(signal.token, "$.token")
-        now = self.clock()
+        if signal.decimals is not None and self.decimals_conflict(
+            signal.token, signal.decimals, now
+        ):
+            raise ValidationError(
+                f"decimals {signal.decimals} conflict with the token's known decimals "
+                f"{self.decimals[signal.token]}",
+                "$.decimals",
+            )
         self._learn_decimals(signal.token, signal.decimals)
         record = SignalRecord(signal=signal, executions={})
-        self.signals[signal.id] = record
-        if signal.client_id is not None:
-            self.signal_by_client[signal.client_id] = signal.id
-        self._forget_old_signals()
+        self._keep_signal(record)
         self._emit(
             ev.SignalReceived(
                 ts=now,
@@ -61,13 +69,9 @@ class SignalIntake(EngineState):
                 self._sell_for(agent, signal, record, now)
         if filtered:
             self._emit(ev.SignalFiltered(ts=now, signal_id=signal.id, reasons=filtered))
+        self._executions_added(record, 0)
+        self._forget_old_signals(now, keep=1)
         return record, False
-
-    def _forget_old_signals(self) -> None:
-        while len(self.signals) > SIGNAL_MEMORY:
-            _, old = self.signals.popitem(last=False)
-            if old.signal.client_id is not None:
-                self.signal_by_client.pop(old.signal.client_id, None)
 
     def _skip(self, record: SignalRecord, agent_id: str, reason: str, now: int) -> None:
         execution = Execution(agent_id=agent_id, status="skipped", reason=reason)

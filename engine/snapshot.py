@@ -97,14 +97,15 @@ def restore(engine: Engine, snap: EngineSnapshot) -> None:
     for aid in engine.agents:
         positions = engine.agent_positions.get(aid, {}).values()
         engine.exposure[aid] = rebuild(positions, (o for o in snap.orders if o.agent_id == aid))
-    for s in snap.signals:
-        engine.signals[s.signal.id] = SignalRecord(
-            signal=s.signal,
-            executions={e.agent_id: e for e in s.executions},
-            agents_matched=s.agents_matched,
+    for s in snap.signals:  # oldest first
+        engine._keep_signal(
+            SignalRecord(
+                signal=s.signal,
+                executions={e.agent_id: e for e in s.executions},
+                agents_matched=s.agents_matched,
+            )
         )
-        if s.signal.client_id is not None:
-            engine.signal_by_client[s.signal.client_id] = s.signal.id
+    engine._forget_old_signals(now)  # only the dedupe window comes back
     closed = sorted(
         (p for p in snap.positions if p.status == "closed"), key=lambda p: p.closed_at or 0
     )

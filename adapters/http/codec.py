@@ -182,3 +182,14 @@ def paginate(
     end = start + len(page)
     next_cursor = _encode_cursor(end, order(page[-1])) if page and end < len(items) else None
     return page, next_cursor
+
+
+def page_request(request: web.Request) -> tuple[int, Order | None]:
+    """(limit, sort key of the previous page's last item or None) for lists merged from memory
+    and Postgres, which page by key only; their cursors are also valid for `paginate`."""
+    raw = request.query.get("cursor")
+    return _limit(request), (_decode_cursor(raw)[1] if raw else None)
+
+
+def cursor_after(key: Order) -> str:
+    return _encode_cursor(0, key)

@@ -3,12 +3,23 @@ closes, and an agent's trades."""
 
 from __future__ import annotations
 
+import bisect
 import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 from aiohttp import web
 
-from adapters.http.codec import daemon_of, json_response, paginate, query_choice, read_body
+from adapters.http.codec import (
+    cursor_after,
+    daemon_of,
+    json_response,
+    page_request,
+    paginate,
+    query_choice,
+    read_body,
+)
 from adapters.http.openapi import PAGED, QueryParam, Route
 from adapters.http.schemas import (
     CloseAccepted,
@@ -24,6 +35,11 @@ from engine.core import Engine
 from engine.errors import NotFound
 from engine.exits import next_take_profit_price, stop_price
 from engine.model import Position, Trade
+
+if TYPE_CHECKING:
+    from adapters.store.history import HistoryReader
+
+T = TypeVar("T")
 
 log = logging.getLogger("tradingd.http")
 _close_in = msgspec.json.Decoder(CloseIn)
@@ -82,6 +98,38 @@ def trade_out(t: Trade) -> TradeOut:
     )
 
 
+def _history(request: web.Request) -> HistoryReader | None:
+    """Postgres' history, or None with the memory store (history that left memory is gone)."""
+    return getattr(daemon_of(request).store, "history", None)
+
+
+def _position_key(p: Position) -> tuple[int, str]:
+    return (p.seq, p.id)
+
+
+def _trade_key(t: Trade) -> tuple[int, str]:
+    return (t.ts, t.id)
+
+
+def merged_page(
+    memory: Sequence[T],
+    stored: list[T],
+    order: Callable[[T], tuple[int, str]],
+    ident: Callable[[T], str],
+    after: tuple[int, str] | None,
+    limit: int,
+) -> tuple[list[T], str | None]:
+    """One page of the union of `memory` (sorted by `order`) and `stored` (Postgres: the first
+    `limit + 1` items after `after`, sorted), by id, the memory's version first. The union's
+    first `limit + 1` items are among the first `limit + 1` of each source."""
+    start = bisect.bisect_right(memory, after, key=order) if after is not None else 0
+    merged = {ident(x): x for x in stored}
+    merged.update((ident(x), x) for x in memory[start : start + limit + 1])
+    items = sorted(merged.values(), key=order)
+    page = items[:limit]
+    return page, cursor_after(order(page[-1])) if len(items) > limit else None
+
+
 async def list_positions(request: web.Request) -> web.Response:
     engine = daemon_of(request).engine
     agent = engine.agent(request.match_info["agent_id"])
@@ -91,14 +139,28 @@ async def list_positions(request: web.Request) -> web.Response:
         positions = [p for p in positions if p.status == "closed"]
     elif status == "open":
         positions = [p for p in positions if p.status != "closed"]
-    page, cursor = paginate(request, positions, lambda p: (p.seq, p.id))
+    history = _history(request)
+    page: Sequence[Position]
+    if history is None or status == "open":  # only closed positions ever leave memory
+        page, cursor = paginate(request, positions, _position_key)
+    else:
+        limit, after = page_request(request)
+        stored = await history.closed_positions(agent.id, after, limit + 1)
+        page, cursor = merged_page(positions, stored, _position_key, lambda p: p.id, after, limit)
     items = [position_out(engine, p) for p in page]
     return json_response(PositionPage(items=items, next_cursor=cursor))
 
 
 async def get_position(request: web.Request) -> web.Response:
     engine = daemon_of(request).engine
-    return json_response(position_out(engine, engine.position(request.match_info["position_id"])))
+    position_id = request.match_info["position_id"]
+    p = engine.positions.get(position_id)
+    history = _history(request)
+    if p is None and history is not None:
+        p = await history.position(position_id)
+    if p is None:
+        raise NotFound(f"unknown position {position_id!r}", {"position_id": position_id})
+    return json_response(position_out(engine, p))
 
 
 async def close_position(request: web.Request) -> web.Response:
@@ -128,8 +190,16 @@ async def close_position(request: web.Request) -> web.Response:
 async def list_trades(request: web.Request) -> web.Response:
     engine = daemon_of(request).engine
     agent = engine.agent(request.match_info["agent_id"])
-    # append-only, oldest first: the cursor's position never moves
-    page, cursor = paginate(request, engine.trades[agent.id], lambda t: (t.ts, t.id))
+    trades = engine.trades[agent.id]
+    history = _history(request)
+    page: Sequence[Trade]
+    if history is None:
+        # append-only, oldest first: the cursor's position never moves
+        page, cursor = paginate(request, trades, _trade_key)
+    else:  # memory keeps the newest; older ones are in Postgres
+        limit, after = page_request(request)
+        stored = await history.trades(agent.id, after, limit + 1)
+        page, cursor = merged_page(trades, stored, _trade_key, lambda t: t.id, after, limit)
     return json_response(TradePage(items=[trade_out(t) for t in page], next_cursor=cursor))
 
 
@@ -144,8 +214,12 @@ ROUTES = [
         "read",
         {200: PositionPage},
         query=(STATUS, *PAGED),
+        errors=(503,),
         description="Status `opening` (entry order in flight) is an addition to API.md's "
-        "open/closing/closed; `?status=open` lists every position not yet closed.",
+        "open/closing/closed; `?status=open` lists every position not yet closed. Memory keeps "
+        "each agent's last `[engine] closed_positions_kept` closed positions (default 1000); "
+        "older ones are read from Postgres and paged the same way (503 `store_unavailable` if "
+        "it does not answer). With `TRADINGD_STORE=memory` they are gone.",
     ),
     Route(
         "GET",
@@ -155,6 +229,8 @@ ROUTES = [
         "positions",
         "read",
         {200: PositionOut},
+        errors=(503,),
+        description="A closed position that left memory is read from Postgres, same shape.",
     ),
     Route(
         "POST",
@@ -178,5 +254,9 @@ ROUTES = [
         "read",
         {200: TradePage},
         query=PAGED,
+        errors=(503,),
+        description="Memory keeps each agent's newest 10 000 to 20 000 trades; older ones are "
+        "read from Postgres and paged the same way (503 `store_unavailable` if it does not "
+        "answer). With `TRADINGD_STORE=memory` they are gone.",
     ),
 ]

@@ -6,11 +6,13 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
 
 from adapters.http.codec import daemon_of, json_response, paginate, read_body
+from adapters.http.errors import NotReady
 from adapters.http.openapi import PAGED, Route
 from adapters.http.schemas import (
     ExecutionOut,
@@ -24,6 +26,9 @@ from engine.assets import require_mint
 from engine.core import SignalRecord
 from engine.errors import NotFound
 from engine.model import Signal
+
+if TYPE_CHECKING:
+    from adapters.daemon import Daemon
 
 log = logging.getLogger("tradingd.http")
 _signal_in = msgspec.json.Decoder(SignalIn)
@@ -87,9 +92,43 @@ def signal_out(record: SignalRecord) -> SignalOut:
     )
 
 
+async def _known_beyond_window(daemon: Daemon, client_id: str | None) -> SignalRecord | None:
+    """The first signal of `client_id` if it left the dedupe window (engine memory) and
+    Postgres, the system of record, holds it. Asks Postgres only when it may hold ids the
+    memory does not (something was evicted, or recovery restored only the window)."""
+    engine = daemon.engine
+    history = getattr(daemon.store, "history", None)
+    if (
+        client_id is None
+        or history is None
+        or client_id in engine.signal_by_client
+        or not (engine.signals_forgotten or history.signals_before_window)
+    ):
+        return None
+    record: SignalRecord | None = await history.signal_by_client_id(client_id)
+    if not (daemon.ready and daemon.runtime.accepting):  # the await may have met a shutdown
+        raise NotReady("not accepting work: starting up or shutting down")
+    return record
+
+
 async def post_signal(request: web.Request) -> web.Response:
     daemon = daemon_of(request)
     body = await read_body(request, _signal_in)
+    old = await _known_beyond_window(daemon, body.id)
+    if old is not None:
+        log.info(
+            "duplicate signal beyond the dedupe window",
+            extra={"signal_id": old.signal.id, "client_id": body.id},
+        )
+        return json_response(
+            SignalAccepted(
+                signal_id=old.signal.id,
+                received_at=iso_ms(old.signal.received_at),
+                duplicate=True,
+                agents_matched=old.agents_matched,
+            ),
+            200,
+        )
     signal = to_signal(body, daemon.runtime.clock())
     record, duplicate = daemon.runtime.apply(daemon.engine.on_signal, signal)
     first = record.signal
@@ -105,16 +144,21 @@ async def post_signal(request: web.Request) -> web.Response:
 
 
 async def get_signal(request: web.Request) -> web.Response:
+    daemon = daemon_of(request)
     signal_id = request.match_info["signal_id"]
-    record = daemon_of(request).engine.signals.get(signal_id)
+    record = daemon.engine.signals.get(signal_id)
+    history = getattr(daemon.store, "history", None)
+    if record is None and history is not None:
+        record = await history.signal(signal_id)
     if record is None:
         raise NotFound(f"unknown signal {signal_id!r}", {"signal_id": signal_id})
     return json_response(signal_out(record))
 
 
 async def list_signals(request: web.Request) -> web.Response:
-    """Newest first: a signal arriving mid-walk lands before the walk, never inside it. Only
-    the oldest are ever dropped (engine memory), and with them everything after the cursor."""
+    """Newest first: a signal arriving mid-walk lands before the walk, never inside it. Lists
+    the dedupe window (engine memory); only the oldest ever leave it, and with them everything
+    after the cursor. An older signal is still served by id, from Postgres."""
     records = list(reversed(daemon_of(request).engine.signals.values()))
     page, cursor = paginate(
         request, records, lambda r: (-r.signal.received_at, r.signal.id), grows_at_front=True
@@ -134,8 +178,15 @@ ROUTES = [
         body=SignalIn,
         intake=True,
         description="A repeat of the same client `id` is 200 with the first response's "
-        "`signal_id` and `duplicate: true`; nothing is traded again. While buys are halted "
-        "or an agent is paused the signal is accepted and its executions say why they skipped.",
+        "`signal_id` and `duplicate: true`; nothing is traded again. The engine keeps the "
+        "dedupe window in memory (`[engine] dedupe_window_s`, default 24 h, and at most "
+        "`dedupe_max_ids` ids, default 100 000; oldest evicted first); an id older than the "
+        "window is looked up in Postgres, the system of record, and answered the same way if "
+        "found (503 `store_unavailable` if Postgres does not answer within "
+        "`[store] history_read_timeout_s`). An id unknown to both is a new signal. With "
+        "`TRADINGD_STORE=memory` there is no system of record: an id that left the window is new "
+        "again. While buys are halted or an agent is paused the signal is accepted and its "
+        "executions say why they skipped.",
     ),
     Route(
         "GET",
@@ -146,6 +197,8 @@ ROUTES = [
         "read",
         {200: SignalPage},
         query=PAGED,
+        description="The signals of the dedupe window (engine memory, see POST /v1/signals); "
+        "an older one is served by `GET /v1/signals/{signal_id}`.",
     ),
     Route(
         "GET",
@@ -155,5 +208,8 @@ ROUTES = [
         "signals",
         "read",
         {200: SignalOut},
+        errors=(503,),
+        description="A signal that left the dedupe window is read from Postgres, same shape "
+        "(503 `store_unavailable` if Postgres does not answer).",
     ),
 ]

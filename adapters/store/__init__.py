@@ -21,6 +21,7 @@ class MemoryStore:
     """TRADINGD_STORE=memory: nothing persists (benchmarks, backtests)."""
 
     kind = "memory"
+    history = None  # no system of record: history that left memory is gone
 
     def __init__(self) -> None:
         self.components: dict[str, dict[str, Any]] = {}
@@ -68,6 +69,7 @@ async def open_store(daemon: Any, *, namespace: str | None = None, lock: bool = 
         database_url=settings.database_url,
         namespace=namespace or namespace_from_env(),
         pause_buys_without_redis=settings.pause_buys_without_redis,
+        history_read_timeout=settings.history_read_timeout_s,
         publish=publish,
         lock=lock,
     )

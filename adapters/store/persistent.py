@@ -17,6 +17,7 @@ from typing import Any
 from adapters.store import postgres as pg
 from adapters.store.embedded import EmbeddedServers
 from adapters.store.errors import StoreUnavailable
+from adapters.store.history import HistoryReader
 from adapters.store.lock import DataDirLock
 from adapters.store.records import EntryIds, PositionSaved, to_entries, with_records
 from adapters.store.recovery import StateBook, build_snapshot
@@ -49,6 +50,7 @@ class PersistentStore:
         stage_mode: pg.StageMode = "copy",
         lock: bool = True,
         startup_timeout: float = 30.0,
+        history_read_timeout: float = 2.0,
     ) -> None:
         self.engine = engine
         self.data_dir = data_dir
@@ -59,6 +61,8 @@ class PersistentStore:
         self.publish = publish  # callable(list[Event]): alerts to every runtime subscriber
         self.stage_mode = stage_mode
         self.startup_timeout = startup_timeout
+        self.history_read_timeout = history_read_timeout
+        self.history: HistoryReader | None = None  # history that left memory, from Postgres
         self.keys = Keys(namespace)
         self.ids = EntryIds()
         self.lock = DataDirLock(data_dir) if lock else None
@@ -107,10 +111,15 @@ class PersistentStore:
         conn = await self._retry("postgres", lambda: pg.connect(self.database_url, self.namespace))  # type: ignore[arg-type]
         try:
             book = StateBook()
-            limits = pg.RecoveryLimits.of_engine()
-            book.load_rows(await pg.load_rows(conn, limits))
+            limits = pg.RecoveryLimits.of_engine(self.engine)
+            rows = await pg.load_rows(conn, limits)
+            book.load_rows(rows)
         finally:
             await conn.close()
+        self.history = HistoryReader(self.database_url, self.namespace, self.history_read_timeout)
+        self.history.signals_before_window = bool(rows["signals_older"][0]["older"]) or (
+            len(rows["signals"]) >= limits.signals
+        )
         spill = SpillFile(self.data_dir / "store" / f"{self.namespace}.spill")
         snap, max_id, spilled = await build_snapshot(book, self.redis, self.keys, spill, limits)
         self.ids.advance_past(max_id)
@@ -323,6 +332,8 @@ class PersistentStore:
         if self.writer is not None:
             with contextlib.suppress(Exception):
                 await self.writer.close()
+        if self.history is not None:
+            await self.history.close()
         redis = getattr(self, "redis", None)
         if redis is not None:
             with contextlib.suppress(Exception):

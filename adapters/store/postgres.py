@@ -11,12 +11,15 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from importlib import resources
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import asyncpg
 import msgspec
 
 from adapters.store.records import STORE_RECORDS, Entry
+
+if TYPE_CHECKING:
+    from engine.core import Engine
 
 StageMode = Literal["copy", "executemany"]
 MIGRATE_LOCK = 0x7472_6164_696E_6764  # "trading" — pg_advisory_lock key for migrations
@@ -348,27 +351,46 @@ async def load_rows(
                 limits.trades,
             ),
             "signals": await q(
-                "SELECT id, version, agents_matched, doc FROM signals ORDER BY version DESC LIMIT $1",
+                """SELECT id, version, agents_matched, doc FROM signals WHERE received_at > $2
+                   ORDER BY received_at DESC, version DESC LIMIT $1""",
                 limits.signals,
+                limits.signals_after,
             ),
             "executions": await q(
                 """SELECT e.signal_id, e.version, e.doc FROM signal_executions e
-                   JOIN (SELECT id FROM signals ORDER BY version DESC LIMIT $1) s ON s.id = e.signal_id""",
+                   JOIN (SELECT id FROM signals WHERE received_at > $2
+                         ORDER BY received_at DESC, version DESC LIMIT $1) s ON s.id = e.signal_id""",
                 limits.signals,
+                limits.signals_after,
+            ),
+            # Postgres holds signals the window leaves out: their ids are looked up there.
+            "signals_older": await q(
+                "SELECT EXISTS (SELECT 1 FROM signals WHERE received_at <= $1) AS older",
+                limits.signals_after,
             ),
             "engine_state": await q("SELECT key, version, value FROM engine_state"),
         }
 
 
 class RecoveryLimits(msgspec.Struct, frozen=True):
-    """History loaded back into memory: what the engine itself keeps (engine.core)."""
+    """History loaded back into memory: what the engine itself keeps (engine.state.HistoryBounds):
+    closed positions and trades per agent, and the dedupe window's signals, the newest
+    `signals` received after `signals_after` (epoch ms)."""
 
     closed_positions: int
     trades: int
     signals: int
+    signals_after: int = -1
 
     @classmethod
-    def of_engine(cls) -> RecoveryLimits:
-        from engine.state import CLOSED_KEPT, SIGNAL_MEMORY, TRADES_KEPT
+    def of_engine(cls, engine: Engine | None = None) -> RecoveryLimits:
+        from engine.state import TRADES_KEPT, HistoryBounds
 
-        return cls(closed_positions=CLOSED_KEPT, trades=TRADES_KEPT, signals=SIGNAL_MEMORY)
+        h = engine.history if engine is not None else HistoryBounds()
+        after = engine.clock() - h.signal_window_ms if engine is not None else -1
+        return cls(
+            closed_positions=h.closed_kept,
+            trades=TRADES_KEPT,
+            signals=h.signals_kept,
+            signals_after=after,
+        )

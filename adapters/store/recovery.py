@@ -187,7 +187,8 @@ class StateBook:
         executions: dict[str, list[Execution]] = {}
         for (sid, _), (_, x) in self.executions.items():
             executions.setdefault(sid, []).append(x)
-        recent = sorted(self.signals.values(), key=lambda v: v[0])[-limits.signals :]
+        window = (v for v in self.signals.values() if v[1][0].received_at > limits.signals_after)
+        recent = sorted(window, key=lambda v: v[0])[-limits.signals :]
         signals = [
             SignalState(signal=s, executions=executions.get(s.id, []), agents_matched=m)
             for _, (s, m) in recent
