@@ -21,6 +21,7 @@ class MemoryStore:
     """TRADINGD_STORE=memory: nothing persists (benchmarks, backtests)."""
 
     kind = "memory"
+    dead_letters = 0  # entries Postgres refused (none without Postgres)
     history = None  # no system of record: history that left memory is gone
 
     def __init__(self) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.store import postgres as pg
+from adapters.store.dead_letter import DeadLetter, printable
 from adapters.store.embedded import EmbeddedServers
 from adapters.store.errors import StoreUnavailable
 from adapters.store.history import HistoryReader
@@ -32,6 +33,7 @@ from engine.snapshot import EngineSnapshot, restore
 log = logging.getLogger("tradingd.store")
 STATUS_INTERVAL_S = 1.0
 PEAK_CHECKPOINT_S = 0.25
+DEAD_LETTERS_IN_ALERT = 10  # entries named in one alert; the table holds them all
 
 
 class PersistentStore:
@@ -134,6 +136,7 @@ class PersistentStore:
             self.database_url,
             self.namespace,
             on_status=self._pg_status,
+            on_dead_letters=self._dead_letters,
             mode=self.stage_mode,
         )
         await self.writer.ensure_group()
@@ -286,6 +289,35 @@ class PersistentStore:
         self.publish(
             [ev.Alert(ts=self.engine.clock(), code=code, message=message, details=details)]
         )
+
+    def _dead_letters(self, letters: list[DeadLetter]) -> None:
+        """Entries Postgres refused (the writer drained past them): an alert names them."""
+        if self.publish is None:
+            return
+        details = {
+            "count": len(letters),
+            "entries": [
+                {"id": d.entry.id, "type": printable(d.entry.type, 100), "error": d.error}
+                for d in letters[:DEAD_LETTERS_IN_ALERT]
+            ],
+            "table": "dead_letters",
+        }
+        message = f"postgres refused {len(letters)} stream entries; moved to dead_letters"
+        self.publish(
+            [
+                ev.Alert(
+                    ts=self.engine.clock(),
+                    code="write_behind_dead_letter",
+                    message=message,
+                    details=details,
+                )
+            ]
+        )
+
+    @property
+    def dead_letters(self) -> int:
+        """Stream entries moved to the dead_letters table since start."""
+        return self.writer.dead_lettered if self.writer else 0
 
     async def _status_loop(self) -> None:
         while True:

@@ -6,7 +6,9 @@ the stream always holds every entry Postgres may lack. After a restart the consu
 its own pending entries; entries another consumer left pending longer than `claim_idle_ms` are
 taken over with XAUTOCLAIM. Writes are idempotent (entry ids, versioned upserts), so a batch
 written twice is harmless. While Postgres is down the batch is retried with backoff and the
-stream grows; lag (entries, age of the oldest) is what /health and the metrics show."""
+stream grows; lag (entries, age of the oldest) is what /health and the metrics show. A batch
+Postgres refuses for what a record holds is salvaged instead (dead_letter.py): the bad entries
+go to `dead_letters`, the rest is written, the batch is acknowledged and the stream drains."""
 
 from __future__ import annotations
 
@@ -22,13 +24,28 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from adapters.store import postgres as pg
+from adapters.store.dead_letter import (
+    DeadLetter,
+    is_data_error,
+    printable,
+    salvage,
+    write_dead_letters,
+)
 from adapters.store.records import SEQ_BITS, Entry, parse_stream_id, stream_id
 from adapters.store.redis import Keys, entries_from_reply, entry_from_fields
 
 log = logging.getLogger("tradingd.store.writer")
 StatusCallback = Callable[[bool, str], None]
 BatchObserver = Callable[[list[Entry], int], None]  # entries, commit time (epoch ms)
-PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ConnectionError, TimeoutError)
+DeadLetterCallback = Callable[[list[DeadLetter]], None]
+PG_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    ConnectionError,
+    TimeoutError,
+    UnicodeError,  # the driver encoding a record: a data error (dead_letter.is_data_error)
+)
 
 
 class WriteBehind:
@@ -42,6 +59,7 @@ class WriteBehind:
         schema: str,
         *,
         on_status: StatusCallback,
+        on_dead_letters: DeadLetterCallback | None = None,
         mode: pg.StageMode = "copy",
         batch_max: int = 5000,
         linger_ms: int = 20,
@@ -57,6 +75,8 @@ class WriteBehind:
         self.url = database_url
         self.schema = schema
         self.on_status = on_status
+        self.on_dead_letters = on_dead_letters
+        self.dead_lettered = 0  # entries moved to dead_letters since start
         self.mode = mode
         self.batch_max = batch_max
         self.linger_ms = linger_ms
@@ -102,6 +122,9 @@ class WriteBehind:
                     if exc is not None:
                         if not isinstance(exc, PG_ERRORS):
                             raise exc
+                        if is_data_error(exc) and await self._salvage(committing_batch, exc):
+                            backoff = 0.05
+                            continue  # self._batch, if staged, is staged again
                         retry.append(committing_batch)  # idempotent: any order is fine
                         self._pg_failed(exc)
                         await asyncio.sleep(backoff)
@@ -142,6 +165,10 @@ class WriteBehind:
                         await asyncio.wait((committing,))  # settled at the top of the loop
                         if committing.exception() is not None:
                             continue
+                    if is_data_error(exc) and await self._salvage(self._batch, exc):
+                        self._batch = []
+                        backoff = 0.05
+                        continue
                     self._pg_failed(exc)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 2.0)
@@ -279,11 +306,50 @@ class WriteBehind:
         self._pg_ok()
         self._acking = asyncio.ensure_future(self._ack_or_reread(batch, self._acking))
 
-    def _pg_failed(self, exc: BaseException) -> None:
+    async def _salvage(self, batch: list[Entry], exc: BaseException) -> bool:
+        """Write a batch refused for a data reason without its bad entries, dead-letter those and
+        acknowledge it all. False if Postgres failed otherwise meanwhile (an outage: the caller
+        retries the whole batch)."""
+        self._drop_connections()  # the other one may hold the next batch staged: restaged later
+        try:
+            writer = await self._next_writer()
+            letters = await salvage(writer, batch, exc)
+            await write_dead_letters(writer.conn, letters)
+        except PG_ERRORS as again:
+            self._pg_failed(again)
+            return False
+        bad = {d.entry.id for d in letters}
+        written = [e for e in batch if e.id not in bad]
+        committed = time.time_ns() // 1_000_000
+        self.written += len(written)
+        self.batches += 1
+        self.dead_lettered += len(letters)
+        for obs in self.observers:
+            obs(written, committed)
+        if letters:
+            log.error(
+                "postgres refused stream entries for their data: moved to dead_letters",
+                extra={
+                    "entries": [d.entry.id for d in letters],
+                    "types": sorted({printable(d.entry.type, 100) for d in letters}),
+                    "error": letters[0].error,
+                    "batch": len(batch),
+                },
+            )
+            if self.on_dead_letters is not None:
+                self.on_dead_letters(letters)
+        self._pg_ok()
+        self._acking = asyncio.ensure_future(self._ack_or_reread(batch, self._acking))
+        return True
+
+    def _drop_connections(self) -> None:
         writers, self._writers = self._writers, [None, None]
         for writer in writers:
             if writer is not None:
                 writer.conn.terminate()  # rolls back a staged batch too
+
+    def _pg_failed(self, exc: BaseException) -> None:
+        self._drop_connections()
         if self.up:
             self.up = False
             self.reason = f"postgres unreachable: {exc!s}"[:200]
