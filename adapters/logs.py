@@ -1,29 +1,109 @@
 """Structured logs: one JSON object per line on stdout, with the ids passed in `extra`.
 
-Secrets never reach a log line: fields whose name says key/secret/passphrase are redacted."""
+Secrets never reach a log line. `RedactSecrets`, installed on the one handler at `configure`,
+sees every record that is written — ours and the libraries' (aiohttp.server, aiohttp.access,
+asyncio) — and renders its message and traceback once, with secrets replaced by `[redacted]`:
+bearer credentials and whole `Authorization` values, API keys (`tdk_...`), `key=`/`"passphrase":`
+style pairs, the process's own secrets from the environment, and `extra` fields whose name says
+key/secret/passphrase."""
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 import time
 
 import msgspec
 
-_STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+_STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
 _encoder = msgspec.json.Encoder(enc_hook=repr)
-_SECRET_WORDS = ("key", "secret", "passphrase", "password", "token_secret", "private")
+_SECRET_WORDS = ("key", "secret", "passphrase", "password", "private", "authorization")
+REDACTED = "[redacted]"
+# Environment variables whose values are secrets of this process (bootstrap key, passphrase).
+SECRET_ENV = ("TRADINGD_ADMIN_KEY", "TRADINGD_WALLET_PASSPHRASE")
+
+_SECRET_TEXT = re.compile(
+    # an Authorization header's whole value, quoted or not, to the end of its line or quote
+    r"(?P<auth>(?i:authorization)[\"']?\s*[:=]\s*)[^\r\n\"']*"
+    # a credential after its scheme, anywhere
+    r"|(?P<scheme>\b(?i:bearer|basic)\s+)[^\s\"',;]+"
+    # this project's API keys, wherever they appear
+    r"|(?P<tdk>tdk_)[A-Za-z0-9_\-]+"
+    # name = value / "name": "value" pairs whose name says it is a secret
+    r"|(?P<pair>[\"']?[\w-]*?(?i:key|secret|passphrase|password)[\"']?\s*[:=]\s*)"
+    r"(?:\"[^\"]*\"|'[^']*'|[^\s,;&})\]]+)"
+)
+
+
+def _replace(match: re.Match[str]) -> str:
+    for group in ("auth", "scheme", "tdk", "pair"):
+        prefix = match.group(group)
+        if prefix is not None:
+            return prefix + REDACTED
+    return REDACTED
+
+
 def _redact(name: str, value: object) -> object:
     lowered = name.lower()
     if any(word in lowered for word in _SECRET_WORDS) and not lowered.endswith("_id"):
-        return "[redacted]"
+        return REDACTED
     return value
+
+
+class RedactSecrets(logging.Filter):
+    """Renders each record's message, traceback and stack once and removes secrets from them
+    (and from `extra` values); formatters then only read `msg` and `exc_text`."""
+
+    def __init__(self, literals: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.literals = tuple(s for s in literals if len(s) >= 8)  # short ones would over-match
+        self._tb = logging.Formatter()
+
+    def redact(self, text: str) -> str:
+        for secret in self.literals:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return _SECRET_TEXT.sub(_replace, text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redact(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            record.exc_text = self._tb.formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        for name, value in list(vars(record).items()):
+            if name not in _STD and not name.startswith("_"):
+                setattr(record, name, self._value(name, value))
+        return True
+
+    def _value(self, name: str, value: object) -> object:
+        value = _redact(name, value)
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {k: self._value(str(k), v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._value("", v) for v in value]
+        if isinstance(value, BaseException):
+            return self.redact(repr(value))
+        return value
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, object] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -31,14 +111,19 @@ class JsonFormatter(logging.Formatter):
         for name, value in vars(record).items():
             if name not in _STD and not name.startswith("_"):
                 doc[name] = _redact(name, value)
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            doc["exc"] = record.exc_text
+        if record.stack_info:
+            doc["stack"] = record.stack_info
         return _encoder.encode(doc).decode()
 
 
 def configure(level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactSecrets(tuple(os.environ.get(n, "") for n in SECRET_ENV)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

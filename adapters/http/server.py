@@ -13,6 +13,7 @@ from aiohttp import web
 from adapters.http.app import build_app
 from adapters.http.auth import BOOTSTRAP_ENV, KeyStore, keys_path
 from adapters.http.connections import ConnectionLimits, connection_cap, raise_fd_limit
+from adapters.http.protocol_errors import json_protocol_errors
 
 if TYPE_CHECKING:
     from adapters.daemon import Daemon
@@ -50,7 +51,7 @@ async def serve_control_port(daemon: Daemon) -> None:
     await runner.setup()
     fd_limit = raise_fd_limit()
     cap = connection_cap(http.max_connections, fd_limit)
-    limits = ConnectionLimits(runner.server, cap, http.header_timeout_s)
+    limits = ConnectionLimits(json_protocol_errors(runner.server), cap, http.header_timeout_s)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         limits, http.host, http.port, backlog=1024, reuse_address=True

@@ -1,0 +1,90 @@
+"""The daemon's log handler (adapters/logs.configure) keeps secrets out of every line it writes:
+library records, their tracebacks, messages, and `extra` fields."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from aiohttp.http_exceptions import BadHttpMessage
+
+from adapters import logs
+
+KEY = "tdk_" + "Q" * 43
+BOOTSTRAP = "plain-bootstrap-key-without-prefix"
+PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture
+def daemon_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """The daemon's log handler, writing into a buffer instead of stdout."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    monkeypatch.setenv("TRADINGD_ADMIN_KEY", BOOTSTRAP)
+    monkeypatch.setenv("TRADINGD_WALLET_PASSPHRASE", PASSPHRASE)
+    logs.configure("debug")
+    out = io.StringIO()
+    (handler,) = root.handlers
+    handler.setStream(out)  # type: ignore[attr-defined]
+    yield out
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def lines(out: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_aiohttp_tracebacks_quoting_an_authorization_header_are_redacted(
+    daemon_logging: io.StringIO,
+):
+    try:
+        raise BadHttpMessage(
+            f"Invalid header value char:\n\n  b'Authorization: Bearer {KEY}\\x01abc'\n    ^"
+        )
+    except BadHttpMessage:
+        logging.getLogger("aiohttp.server").exception("Error handling request from %s", "1.2.3.4")
+    out = daemon_logging.getvalue()
+    assert KEY not in out and "abc'" not in out
+    (line,) = lines(out)
+    assert line["logger"] == "aiohttp.server" and "[redacted]" in str(line["exc"])
+
+
+@pytest.mark.parametrize(
+    ("message", "args"),
+    [
+        ("request headers: %s", ({"Authorization": f"Bearer {KEY}"},)),
+        ("access %s", (f"GET /?api_key={KEY.removeprefix('tdk_')} HTTP/1.1",)),
+        ("unlock with passphrase=%s failed", (PASSPHRASE.replace(" ", "_"),)),
+        ('{"passphrase": "%s", "name": "w"}', (PASSPHRASE,)),
+        ("bootstrap key in use: %s", (BOOTSTRAP,)),
+        ("basic auth: Basic %s", ("dXNlcjpwYXNzd29yZA==",)),
+    ],
+)
+def test_secrets_in_any_message_are_redacted(
+    daemon_logging: io.StringIO, message: str, args: tuple
+):
+    logging.getLogger("aiohttp.access").warning(message, *args)
+    out = daemon_logging.getvalue()
+    for secret in (KEY.removeprefix("tdk_"), PASSPHRASE, BOOTSTRAP, "dXNlcjpwYXNzd29yZA=="):
+        assert secret not in out and secret.replace(" ", "_") not in out
+    assert "[redacted]" in out
+
+
+def test_secrets_in_extra_fields_are_redacted_and_ids_kept(daemon_logging: io.StringIO):
+    logging.getLogger("tradingd.http").info(
+        "key created",
+        extra={
+            "key_id": "k1",
+            "agent_id": "alpha",
+            "headers": {"Authorization": f"Bearer {KEY}"},
+            "note": f"sent {KEY}",
+            "passphrase": PASSPHRASE,
+        },
+    )
+    (line,) = lines(daemon_logging.getvalue())
+    assert KEY not in json.dumps(line) and PASSPHRASE not in json.dumps(line)
+    assert (line["key_id"], line["agent_id"]) == ("k1", "alpha")
