@@ -83,9 +83,13 @@ async def hold(port: int, n: int) -> None:
 # -- the daemon ------------------------------------------------------------------------------
 
 
-def start_daemon(source: Path, data_dir: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
+def start_daemon(
+    source: Path, data_dir: Path, admin_key: str | None = None
+) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """`tradingd run` from `source` (memory store, OS-chosen port): the process, port, log."""
+    admin_key = admin_key or "tdk_" + secrets.token_urlsafe(24)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADINGD_")}
-    env |= {"TRADINGD_STORE": "memory", "TRADINGD_ADMIN_KEY": "tdk_" + secrets.token_urlsafe(24)}
+    env |= {"TRADINGD_STORE": "memory", "TRADINGD_ADMIN_KEY": admin_key}
     log_path = data_dir / "tradingd.log"
     cmd = [sys.executable, "-m", "adapters.cli", "run", "--no-demo", "--host", "127.0.0.1"]
     cmd += ["--port", "0", "--data-dir", str(data_dir)]
