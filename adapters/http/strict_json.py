@@ -7,8 +7,9 @@ strings decode to exactly their raw bytes and it cannot carry a C0 control chara
 are malformed JSON); then every `:` outside a string separates one member, and re-encoding the
 decoded value (where duplicates have collapsed) shows the same number of `:` exactly when no
 object had a duplicate key. Bodies with a backslash or a DEL byte, or that fail that count, take
-the slow path: the stdlib parser with a pairs hook, which finds the path. Measured on a typical
-signal body (benchmark command in the README): see `check_body`."""
+the slow path: the stdlib parser with a pairs hook, which finds the path. Measured with timeit
+on a 217-byte signal body (shared 2-core machine): typed decode 1.1 µs, this check 5 µs on the
+fast path, 56 µs with an escape in the text; a bare POST round trip is ~200 µs."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def _find_duplicate(obj: Any, path: str) -> str | None:
 def check_body(raw: bytes) -> None:
     """Raise ValidationError (422, `details.path`) for the first duplicate key or control
     character in `raw`, which must already have decoded as JSON. Fast path (no backslash):
-    one untyped decode and one encode in C, ~1 µs on a signal body; slow path ~10 µs."""
+    one untyped decode and one encode, both in C."""
     if b"\\" not in raw and b"\x7f" not in raw:
         if raw.count(b":") == _encode(_decode(raw)).count(b":"):
             return
