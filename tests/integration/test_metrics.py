@@ -198,6 +198,7 @@ async def test_store_figures_come_from_the_store(stack: Stack) -> None:
             "redis": {"status": "down", "reason": "refused"},
             "postgres": {"status": "ok"},
         }
+        dead_letters = 3
 
         def write_behind_lag(self) -> dict[str, float]:
             return {"entries": 12, "seconds": 1.5}
@@ -208,6 +209,7 @@ async def test_store_figures_come_from_the_store(stack: Stack) -> None:
     assert value(samples, "tradingd_write_behind_lag_seconds") == 1.5
     assert value(samples, "tradingd_store_up", component="redis") == 0
     assert value(samples, "tradingd_store_up", component="postgres") == 1
+    assert value(samples, "tradingd_write_behind_dead_letters_total") == 3
 
 
 async def test_websocket_connections_are_counted_but_not_timed(stack: Stack) -> None:
