@@ -133,6 +133,8 @@ class Subscriptions:
         """The pending channels go live, answered by one snapshot of what they admit."""
         # Pending fan-out is older than the state the snapshot shows: deliver it first.
         self.dispatch.run()
+        if client.outbox.closed or not client.pending:
+            return  # that fan-out found the client's queue at its bound: it is being cut
         wanted = functools.reduce(Filter.widen, client.pending.values())
         for channel, filter_ in client.pending.items():
             _add(client.subs, channel, filter_)
