@@ -8,14 +8,12 @@ Every flood is bounded in connections and in time; only 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import DaemonProcess, start_daemon
 
 HALF_SENT = b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1\r\n"  # no blank line
 CONNECT_TIMEOUT_S = 5.0
@@ -87,15 +85,17 @@ def open_fds(pid: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def short_timeouts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+def short_timeouts(
+    tmp_path_factory: pytest.TempPathFactory, daemon_starter: Callable[..., Any]
+) -> Iterator[Any]:
     config = "[http]\nheader_timeout_s = 1.0\nkeepalive_timeout_s = 1.0\n"
-    daemon = start_daemon(tmp_path_factory.mktemp("short-timeouts"), config_text=config)
+    daemon = daemon_starter(tmp_path_factory.mktemp("short-timeouts"), config_text=config)
     yield daemon
     daemon.stop()
 
 
 async def test_half_sent_requests_are_answered_408_and_closed_after_the_header_timeout(
-    short_timeouts: DaemonProcess,
+    short_timeouts: Any,
 ) -> None:
     conns = await flood(short_timeouts.port, 200)
     assert len(conns) == 200
@@ -110,7 +110,7 @@ async def test_half_sent_requests_are_answered_408_and_closed_after_the_header_t
 
 
 async def test_idle_keep_alive_connection_is_closed_after_the_keepalive_timeout(
-    short_timeouts: DaemonProcess,
+    short_timeouts: Any,
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", short_timeouts.port)
     try:
@@ -129,10 +129,10 @@ async def test_idle_keep_alive_connection_is_closed_after_the_keepalive_timeout(
 
 
 async def test_health_live_answers_during_a_half_sent_flood_larger_than_the_fd_limit(
-    tmp_path: Any,
+    daemon_factory: Callable[..., Any],
 ) -> None:
     # 1,024 descriptors: 2,000 half-sent requests would exhaust them without a cap.
-    daemon = start_daemon(tmp_path / "d", max_open_files=1024)
+    daemon = daemon_factory(max_open_files=1024)
     conns: list[Conn] = []
     try:
         conns = await flood(daemon.port, 2000)
@@ -147,5 +147,3 @@ async def test_health_live_answers_during_a_half_sent_flood_larger_than_the_fd_l
         assert all(e is not None for e in evicted)
     finally:
         close_all(conns)
-        with contextlib.suppress(Exception):
-            daemon.stop()
