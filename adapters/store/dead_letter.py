@@ -27,6 +27,18 @@ DATA_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.IntegrityConstraintViolationError,
     UnicodeError,
 )
+# Everything that means "Postgres failed this batch" to the writer: data errors (above) and
+# outages. InternalClientError is asyncpg's own state machine broken by a connection lost
+# mid-operation ("another operation is in progress"): the connection is dropped and remade.
+POSTGRES_FAILURES: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    ConnectionError,
+    TimeoutError,
+    UnicodeError,
+)
 MAX_ERROR_CHARS = 500
 
 

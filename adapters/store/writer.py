@@ -19,12 +19,12 @@ import socket
 import time
 from collections.abc import Callable
 
-import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from adapters.store import postgres as pg
 from adapters.store.dead_letter import (
+    POSTGRES_FAILURES,
     DeadLetter,
     is_data_error,
     printable,
@@ -38,14 +38,7 @@ log = logging.getLogger("tradingd.store.writer")
 StatusCallback = Callable[[bool, str], None]
 BatchObserver = Callable[[list[Entry], int], None]  # entries, commit time (epoch ms)
 DeadLetterCallback = Callable[[list[DeadLetter]], None]
-PG_ERRORS = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    OSError,
-    ConnectionError,
-    TimeoutError,
-    UnicodeError,  # the driver encoding a record: a data error (dead_letter.is_data_error)
-)
+PG_ERRORS = POSTGRES_FAILURES  # data errors and outages, told apart by is_data_error
 
 
 class WriteBehind:
