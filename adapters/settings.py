@@ -14,7 +14,7 @@ from msgspec import Meta, Struct
 
 from engine.config import AgentConfig
 from engine.errors import ValidationError
-from engine.state import HistoryBounds
+from engine.history import HistoryBounds
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
 
@@ -53,7 +53,7 @@ class EngineSettings(_S):
     max_price_age_ms: Annotated[int, Meta(ge=1)] = 60_000
     default_decimals: Annotated[int, Meta(ge=0, le=18)] = 6
     clock_interval_ms: Annotated[int, Meta(ge=10, le=60_000)] = 1000
-    # History kept in memory (engine.state.HistoryBounds); older history is read from Postgres.
+    # History kept in memory (engine.history.HistoryBounds); older history is read from Postgres.
     dedupe_window_s: Annotated[int, Meta(ge=1, le=366 * 86_400)] = 86_400
     dedupe_max_ids: Annotated[int, Meta(ge=1, le=10_000_000)] = 100_000
     dedupe_max_executions: Annotated[int, Meta(ge=1, le=100_000_000)] = 1_000_000

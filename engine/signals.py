@@ -13,26 +13,18 @@ from engine.state import EngineState, SignalRecord
 class SignalIntake(EngineState):
     def on_signal(self, signal: Signal) -> tuple[SignalRecord, bool]:
         """Returns (record, duplicate). A client id repeated within the dedupe window (see
-        HistoryBounds) returns the first record; past it, the memory no longer knows the id
+        engine.history) returns the first record; past it, the memory no longer knows the id
         (the control port asks Postgres, the system of record, before calling this)."""
         now = self.clock()
-        self._forget_old_signals(now)
+        self.signal_window.evict(now)
         if signal.client_id is not None:
             known = self.signal_by_client.get(signal.client_id)
             if known is not None and known in self.signals:
                 return self.signals[known], True
         require_mint(signal.token, "$.token")
-        if signal.decimals is not None and self.decimals_conflict(
-            signal.token, signal.decimals, now
-        ):
-            raise ValidationError(
-                f"decimals {signal.decimals} conflict with the token's known decimals "
-                f"{self.decimals[signal.token]}",
-                "$.decimals",
-            )
         self._learn_decimals(signal.token, signal.decimals)
         record = SignalRecord(signal=signal, executions={})
-        self._keep_signal(record)
+        self.signal_window.keep(record)
         self._emit(
             ev.SignalReceived(
                 ts=now,
@@ -69,8 +61,8 @@ class SignalIntake(EngineState):
                 self._sell_for(agent, signal, record, now)
         if filtered:
             self._emit(ev.SignalFiltered(ts=now, signal_id=signal.id, reasons=filtered))
-        self._executions_added(record, 0)
-        self._forget_old_signals(now, keep=1)
+        self.signal_window.executions_added(record, 0)
+        self.signal_window.evict(now, keep=1)
         return record, False
 
     def _skip(self, record: SignalRecord, agent_id: str, reason: str, now: int) -> None:

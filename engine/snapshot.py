@@ -98,14 +98,14 @@ def restore(engine: Engine, snap: EngineSnapshot) -> None:
         positions = engine.agent_positions.get(aid, {}).values()
         engine.exposure[aid] = rebuild(positions, (o for o in snap.orders if o.agent_id == aid))
     for s in snap.signals:  # oldest first
-        engine._keep_signal(
+        engine.signal_window.keep(
             SignalRecord(
                 signal=s.signal,
                 executions={e.agent_id: e for e in s.executions},
                 agents_matched=s.agents_matched,
             )
         )
-    engine._forget_old_signals(now)  # only the dedupe window comes back
+    engine.signal_window.evict(now)  # only the dedupe window comes back
     closed = sorted(
         (p for p in snap.positions if p.status == "closed"), key=lambda p: p.closed_at or 0
     )

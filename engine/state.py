@@ -4,7 +4,7 @@ its position `closing`). Transitions live in core.py, signals.py and settlement.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Literal
 
@@ -16,6 +16,7 @@ from engine.assets import KNOWN_DECIMALS, PEGGED_USD, quote_mint
 from engine.errors import InvariantViolation, NotFound
 from engine.exits import ratcheted_stop_gain
 from engine.exposure import Exposure
+from engine.history import HistoryBounds, SignalWindow
 from engine.ledger import Ledger
 from engine.model import Agent, Balance, Execution, Order, Position, Signal, Tick, Trade
 from engine.triggers import ExitIndex, NaiveScan, TriggerIndex
@@ -23,21 +24,6 @@ from engine.triggers import ExitIndex, NaiveScan, TriggerIndex
 Clock = Callable[[], int]
 # Trades kept in memory per agent (settlement.py trims at twice this); the rest is in Postgres.
 TRADES_KEPT = 10_000
-
-
-class HistoryBounds(Struct, frozen=True, kw_only=True):
-    """What the engine keeps in memory of history a client can grow; the rest is in Postgres.
-
-    Signals (the dedupe window): a signal record (the signal, its client id and one execution
-    per agent it reached) is kept while it is younger than `signal_window_ms` (ms, by its
-    `received_at`) and among the newest `signals_kept` records, and while the records hold at
-    most `signal_executions_kept` executions in all; the oldest leave first. Closed positions:
-    the last `closed_kept` closed per agent. Every bound is at least 1."""
-
-    signal_window_ms: int = 24 * 3600 * 1000
-    signals_kept: int = 100_000
-    signal_executions_kept: int = 1_000_000
-    closed_kept: int = 1_000
 
 
 class Output(Struct):
@@ -78,10 +64,9 @@ class EngineState:
         self.trades: dict[str, list[Trade]] = {}
         self.prices: dict[str, Tick] = {}
         self.decimals: dict[str, int] = dict(KNOWN_DECIMALS)
-        self.signals: OrderedDict[str, SignalRecord] = OrderedDict()
-        self.signal_by_client: dict[str, str] = {}
-        self.signal_executions_held = 0  # executions in the records of `signals`
-        self.signals_forgotten = 0  # records that left `signals` (Postgres may still hold them)
+        self.signal_window = SignalWindow(self.history)  # the dedupe window
+        self.signals = self.signal_window.records  # by signal id, oldest first
+        self.signal_by_client = self.signal_window.by_client
         self.halted_buys = False
         # Set by adapters, not the operator: e.g. "store_unavailable" while Redis is down.
         self.buys_paused_reason: str | None = None
@@ -142,39 +127,6 @@ class EngineState:
     def _learn_decimals(self, token: str, decimals: int | None) -> None:
         if decimals is not None and token not in self.decimals:
             self.decimals[token] = decimals
-
-    def _keep_signal(self, record: SignalRecord) -> None:
-        """Add `record` (newest) to the dedupe window; see HistoryBounds."""
-        self.signals[record.signal.id] = record
-        if record.signal.client_id is not None:
-            self.signal_by_client[record.signal.client_id] = record.signal.id
-        self.signal_executions_held += len(record.executions)
-
-    def _executions_added(self, record: SignalRecord, before: int) -> None:
-        if record.signal.id in self.signals:
-            self.signal_executions_held += len(record.executions) - before
-
-    def _forget_old_signals(self, now: int, keep: int = 0) -> None:
-        """Evict the oldest records beyond the window: aged `signal_window_ms` or more, or past
-        the count or executions bound; never the newest `keep`. O(1) amortised per signal:
-        each record is evicted once, and the first one kept ends the walk."""
-        h = self.history
-        signals = self.signals
-        cutoff = now - h.signal_window_ms
-        while len(signals) > keep:
-            oldest = next(iter(signals.values()))
-            if (
-                len(signals) <= h.signals_kept
-                and self.signal_executions_held <= h.signal_executions_kept
-                and oldest.signal.received_at > cutoff
-            ):
-                return
-            signals.popitem(last=False)
-            self.signals_forgotten += 1
-            self.signal_executions_held -= len(oldest.executions)
-            client_id = oldest.signal.client_id
-            if client_id is not None and self.signal_by_client.get(client_id) == oldest.signal.id:
-                del self.signal_by_client[client_id]
 
     def _forget_closed(self, p: Position) -> None:
         closed = self.closed_ids.setdefault(p.agent_id, deque())

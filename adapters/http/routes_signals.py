@@ -102,7 +102,7 @@ async def _known_beyond_window(daemon: Daemon, client_id: str | None) -> SignalR
         client_id is None
         or history is None
         or client_id in engine.signal_by_client
-        or not (engine.signals_forgotten or history.signals_before_window)
+        or not (engine.signal_window.forgotten or history.signals_before_window)
     ):
         return None
     record: SignalRecord | None = await history.signal_by_client_id(client_id)

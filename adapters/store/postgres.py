@@ -373,7 +373,7 @@ async def load_rows(
 
 
 class RecoveryLimits(msgspec.Struct, frozen=True):
-    """History loaded back into memory: what the engine itself keeps (engine.state.HistoryBounds):
+    """History loaded back into memory: what the engine itself keeps (engine.history.HistoryBounds):
     closed positions and trades per agent, and the dedupe window's signals, the newest
     `signals` received after `signals_after` (epoch ms)."""
 
@@ -384,7 +384,8 @@ class RecoveryLimits(msgspec.Struct, frozen=True):
 
     @classmethod
     def of_engine(cls, engine: Engine | None = None) -> RecoveryLimits:
-        from engine.state import TRADES_KEPT, HistoryBounds
+        from engine.history import HistoryBounds
+        from engine.state import TRADES_KEPT
 
         h = engine.history if engine is not None else HistoryBounds()
         after = engine.clock() - h.signal_window_ms if engine is not None else -1

@@ -95,7 +95,7 @@ async def test_an_id_past_the_dedupe_window_is_a_duplicate_from_postgres(
     async with persistent(tmp_path, store_servers, namespace, **bounds) as api:
         engine = api.daemon.engine
         assert sorted(engine.signal_by_client) == ["prov-3", "prov-4", "prov-new"]
-        assert engine.signals_forgotten == 0
+        assert engine.signal_window.forgotten == 0
         for client_id in ("prov-0", "prov-1"):
             status, again = await api.call("POST", "/v1/signals", {"id": client_id, "token": TOKEN})
             assert status == 200 and again == {**first[client_id], "duplicate": True}

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from engine.config import config_from_builtins
 from engine.core import Engine
+from engine.history import HistoryBounds
 from engine.model import Signal
 from engine.snapshot import capture, restore
-from engine.state import HistoryBounds
 from tests.unit.harness import TOKENS, Clock, Harness
 
 T = TOKENS[0]
@@ -38,7 +38,7 @@ def test_count_bound_keeps_the_newest_ids():
     first = [signal(e, clock, f"c{i}")[0].signal.id for i in range(5)]
     assert list(e.signals) == first[2:]
     assert sorted(e.signal_by_client) == ["c2", "c3", "c4"]
-    assert e.signals_forgotten == 2
+    assert e.signal_window.forgotten == 2
     assert signal(e, clock, "c4")[1] is True  # inside the window: a duplicate
     record, dup = signal(e, clock, "c0")  # left memory: the engine alone sees a new id
     assert dup is False and record.signal.id not in first
@@ -54,7 +54,7 @@ def test_age_bound_evicts_ids_older_than_the_window():
     clock.now += 1
     record, dup = signal(e, clock, "old")  # aged the window: left memory, new to the engine
     assert dup is False and record.signal.id != old.signal.id
-    assert list(e.signals) == [record.signal.id] and e.signals_forgotten == 1
+    assert list(e.signals) == [record.signal.id] and e.signal_window.forgotten == 1
 
 
 def test_executions_bound_counts_every_agent_a_signal_reached():
@@ -63,7 +63,7 @@ def test_executions_bound_counts_every_agent_a_signal_reached():
     ids = [signal(e, clock, f"c{i}")[0].signal.id for i in range(4)]
     assert all(len(e.signals[i].executions) == 3 for i in ids[2:])
     assert list(e.signals) == ids[2:]  # 2 records hold 6 <= 7 executions; a third would be 9
-    assert e.signal_executions_held == 6
+    assert e.signal_window.executions_held == 6
 
 
 def test_the_newest_record_is_never_evicted():
@@ -72,7 +72,7 @@ def test_the_newest_record_is_never_evicted():
     record, _ = signal(e, clock, "a")
     assert list(e.signals) == [record.signal.id]  # over the executions bound, but the newest
     later, _ = signal(e, clock, "b")
-    assert list(e.signals) == [later.signal.id] and e.signal_executions_held == 2
+    assert list(e.signals) == [later.signal.id] and e.signal_window.executions_held == 2
 
 
 def test_restore_keeps_only_the_window():
