@@ -32,6 +32,7 @@ from engine import events as ev
 from engine.core import Engine
 from engine.errors import InvariantViolation, TradingdError, ValidationError
 from engine.model import Position, Trade
+from engine.money import quote_value
 
 DEFAULT_DEPOSIT_UNITS = 100  # whole quote units credited to an agent without `paper_deposit`
 MAX_SETTLE_ROUNDS = 1000  # fills that keep producing orders would be an engine bug
@@ -232,7 +233,7 @@ class _Session:
         quote_usd = self.engine.quote_usd(quote)
         pnl = None
         if price and quote_usd:
-            pnl = int(p.amount / 10**p.decimals * price / quote_usd * 10**quote_decimals) - p.cost
+            pnl = quote_value(p.amount, p.decimals, price, quote_usd, quote_decimals) - p.cost
         return OpenPosition(
             position_id=p.id,
             token=p.token,

@@ -70,10 +70,12 @@ class Daemon:
             max_price_age_ms=settings.engine.max_price_age_ms,
             default_decimals=settings.engine.default_decimals,
             history=settings.engine.history_bounds(),
+            max_future_skew_ms=settings.prices.max_future_skew_ms,
         )
-        self.runtime = Runtime(
-            self.engine, {PAPER: PaperVenue(self.engine.price_usd, wall_clock_ms)}
+        paper = PaperVenue(
+            self.engine.price_usd, wall_clock_ms, settings.venues.paper.fill_delay_ms
         )
+        self.runtime = Runtime(self.engine, {PAPER: paper})
         self.event_log = EventLog()
         self.runtime.event_subscribers.append(self.event_log)
         self.data_dir = Path(settings.data_dir)

@@ -178,6 +178,14 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             "tradingd_uptime_seconds", "Seconds since start", value=time.monotonic() - d.started_at
         )
+        rejected = CounterMetricFamily(
+            "tradingd_ticks_rejected",
+            "Ticks refused: future (beyond the skew), out_of_order, decimals_conflict",
+            labels=["reason"],
+        )
+        for reason, n in sorted(d.runtime.ticks_rejected.items()):
+            rejected.add_metric([reason], n)
+        yield rejected
         yield from _feed_ages(d)
         yield from _store(d.store)
         yield from _ws(d.hub)

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from adapters.venues.errors import VenueError
 from engine import events as ev
@@ -33,6 +33,11 @@ class Venue(Protocol):
     async def reconcile(self) -> list[Fill]: ...
 
 
+class TickOutcome(NamedTuple):
+    accepted: int
+    rejected: dict[str, int]  # reason -> count
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -52,6 +57,7 @@ class Runtime:
         self.tick_subscribers: list[TickSubscriber] = []
         self.order_observers: list[OrderObserver] = []
         self.in_flight: dict[str, asyncio.Task[None]] = {}
+        self.ticks_rejected: dict[str, int] = {}  # reason -> count since start (metrics)
         self.accepting = True  # intake (signals, prices, new orders from the API) open
         self._inline_queue: list[Order] = []
         self._settling = False
@@ -88,23 +94,38 @@ class Runtime:
             if inline:
                 self._settle_inline(inline)
 
-    def push_ticks(self, ticks: Iterable[Tick]) -> int:
-        """Apply ticks in order (exits fire from them), then publish them as one batch."""
+    def push_ticks(self, ticks: Iterable[Tick]) -> TickOutcome:
+        """Apply ticks one at a time, in order, exactly as if each came alone: an order decided
+        on a tick is settled (in-process venues) or sent before the next tick is applied, so it
+        fills at its own tick's price. Applied ticks are then published as one batch. Returns
+        how many were applied and why the others were refused (see `Engine.on_tick`)."""
         batch = list(ticks)
-        on_tick = self.engine.on_tick
+        engine = self.engine
+        on_tick = engine.on_tick
+        applied: list[Tick] = []
+        rejected: dict[str, int] = {}
         self.tick_batch_started = time.perf_counter()
         try:
             for tick in batch:
-                on_tick(tick)
+                reason = on_tick(tick)
+                if reason is None:
+                    applied.append(tick)
+                else:
+                    rejected[reason] = rejected.get(reason, 0) + 1
+                if engine.has_intents:
+                    self.flush()
         finally:
             self.flush()
             self.tick_batch_started = None
-        for sub in self.tick_subscribers:
-            try:
-                sub(batch)
-            except Exception:
-                log.exception("tick subscriber failed")
-        return len(batch)
+        for reason, n in rejected.items():
+            self.ticks_rejected[reason] = self.ticks_rejected.get(reason, 0) + n
+        if applied:
+            for sub in self.tick_subscribers:
+                try:
+                    sub(applied)
+                except Exception:
+                    log.exception("tick subscriber failed")
+        return TickOutcome(len(applied), rejected)
 
     # -- orders -----------------------------------------------------------------------------
 

@@ -117,6 +117,22 @@ class AgentSpec(_S):
                 raise ValueError(f"{found}: {MESSAGE}")
 
 
+class PricesSettings(_S):
+    # A tick more than this far ahead of the clock is refused (and counted): one bad timestamp
+    # must never lock a token's price (later real ticks would look older).
+    max_future_skew_ms: Annotated[int, Meta(ge=0, le=3_600_000)] = 5_000
+
+
+class PaperVenueSettings(_S):
+    # 0: orders fill in the loop turn that placed them; > 0: after this delay, at the price of
+    # that moment, as a live venue would (tests the in-flight paths).
+    fill_delay_ms: Annotated[int, Meta(ge=0, le=600_000)] = 0
+
+
+class VenueSettings(_S):
+    paper: PaperVenueSettings = msgspec.field(default_factory=PaperVenueSettings)
+
+
 class Settings(_S):
     data_dir: str = "./var"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -125,6 +141,8 @@ class Settings(_S):
     ws: WsSettings = msgspec.field(default_factory=WsSettings)
     engine: EngineSettings = msgspec.field(default_factory=EngineSettings)
     feeds: FeedSettings = msgspec.field(default_factory=FeedSettings)
+    prices: PricesSettings = msgspec.field(default_factory=PricesSettings)
+    venues: VenueSettings = msgspec.field(default_factory=VenueSettings)
     shutdown: ShutdownSettings = msgspec.field(default_factory=ShutdownSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     agents: list[AgentSpec] = msgspec.field(default_factory=list)

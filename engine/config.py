@@ -60,6 +60,9 @@ class Execution(_Cfg):
     slippage_bps: Annotated[int, Meta(ge=0, le=5000)] = 100
     fee_bps: Annotated[int, Meta(ge=0, le=1000)] = 0
     priority_fee_lamports: Annotated[int, Meta(ge=0, le=10**10)] | None = None
+    # A sell leaving a remainder worth less than this (quote atomic units, at the sell's price)
+    # sells the remainder too. "1": only a remainder that is worth no quote at all.
+    dust_quote: Atomic = "1"
 
 
 class StopLevel(_Cfg):

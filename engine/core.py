@@ -16,7 +16,8 @@ from engine.config import AgentConfig, parse_atomic
 from engine.errors import Conflict, ValidationError
 from engine.exits import Decision, decide
 from engine.exposure import Exposure
-from engine.model import Agent, Balance, Position, Tick
+from engine.model import Agent, Balance, ExitReason, Fill, Position, Tick
+from engine.money import exact, pct_of, quote_value
 from engine.settlement import Settlement
 from engine.signals import SignalIntake
 from engine.state import Clock, Output, SignalRecord
@@ -111,6 +112,10 @@ class Engine(SignalIntake, Settlement):
                     if p.status == "open" and p.in_flight is None:
                         self.index.rearm(p, now, fresh=True)
                     self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
+            # A new stop (or level) the price already crossed acts now, not on the next tick.
+            for p in self._sorted(self.live_positions[agent_id].values()):
+                if p.token in self.prices:
+                    self._evaluate([p], now, p.token)
         return agent
 
     def set_agent_status(self, agent_id: str, status: Literal["active", "paused"]) -> Agent:
@@ -153,23 +158,34 @@ class Engine(SignalIntake, Settlement):
         orders: list[str] = []
         if flatten:
             for p in self._sorted(self.positions.values()):
-                if p.status == "open" and p.in_flight is None:
-                    orders.append(self._sell(p, p.amount, "manual", p.peak_price_usd, None))
+                if p.status in ("open", "closing") and p.amount > 0:
+                    oid = self._exit_or_pend(p, "manual", None)
+                    if oid is not None:
+                        orders.append(oid)
         return orders
 
-    def on_tick(self, tick: Tick) -> None:
-        """A new price. Older-than-known ticks for a token are ignored (feeds may reorder)."""
+    def on_tick(self, tick: Tick) -> str | None:
+        """A new price; exits fire from it, each decision taken at this tick's price. Returns
+        None when applied, else why it was not: `out_of_order` (older than the known price:
+        feeds may reorder), `future` (more than `max_future_skew_ms` ahead of the clock: one
+        bad timestamp must not lock a token's price), `decimals_conflict` (the tick names other
+        decimals than the token's known ones: never re-scale positions; an alert goes out)."""
+        now = self.clock()
+        if tick.ts > now + self.max_future_skew_ms:
+            return "future"
         last = self.prices.get(tick.token)
         if last is not None and tick.ts < last.ts:
-            return
+            return "out_of_order"
+        if tick.decimals is not None and self.decimals_conflict(tick.token, tick.decimals, now):
+            return "decimals_conflict"
         self.prices[tick.token] = tick
         if tick.decimals is not None:
             self._learn_decimals(tick.token, tick.decimals)
-        now = self.clock()
         candidates = list(self.index.on_price(tick.token, tick.price_usd))
         candidates.extend(self.index.due(now))
         if candidates:
             self._evaluate(candidates, now, tick.token)
+        return None
 
     def on_clock(self) -> None:
         """Time passes without a price: max hold and stale-trade deadlines."""
@@ -184,33 +200,122 @@ class Engine(SignalIntake, Settlement):
             if p.id in seen:
                 continue
             seen.add(p.id)
-            if p.status != "open" or p.in_flight is not None:
-                continue  # re-armed when its order settles
+            if p.status not in ("open", "closing"):
+                continue
             tick = self.prices.get(p.token)
             if tick is None:
                 continue
-            decision = decide(p, tick.price_usd, now, self.index.peak_of(p), p.token == token)
+            peak = self.index.peak_of(p)
+            if p.in_flight is not None:
+                self._pend_exit_in_flight(p, tick.price_usd, now, peak, p.token == token)
+                continue
+            decision = decide(p, tick.price_usd, now, peak, p.token == token)
             if decision.kind == "none":
                 self.index.rearm(p, now, fresh=False)
             else:
                 self._act(p, decision, tick.price_usd, now)
 
+    def _pend_exit_in_flight(
+        self, p: Position, price: float, now: int, peak: float, price_rules: bool
+    ) -> None:
+        """A position with an order in flight whose exit rule fires: keep the exit pending, to
+        sell what is held once the order settles. Nothing to keep when everything is already
+        being sold, or an exit is already pending."""
+        if p.pending_exit is not None or self._selling_all(p):
+            return
+        decision = decide(p, price, now, peak, price_rules, in_flight=True)
+        if decision.kind == "exit":
+            self._pend(p, decision.reason, None, now)  # type: ignore[arg-type]
+        else:
+            self.index.rearm(p, now, fresh=False)  # keep watching while the order is in flight
+
     def _act(self, p: Position, d: Decision, price: float, now: int) -> None:
         if d.kind == "exit":
-            self._sell(p, d.sell_amount, d.reason, price, d.stop_price_usd)
+            if self._sell(p, d.sell_amount, d.reason, price, d.stop_price_usd) is None:
+                self.index.rearm(p, now, fresh=False)
         elif d.kind == "take_profit":
             if d.moon_bag_amount:
                 p.moon_bag_amount = d.moon_bag_amount
                 self._emit(ev.MoonBagSet(ts=now, position_id=p.id, amount=d.moon_bag_amount))
-            if d.sell_amount > 0:
-                p.tp_done += d.tp_levels
+            p.tp_done += d.tp_levels
+            placed = d.sell_amount > 0 and (
                 self._sell(p, d.sell_amount, "take_profit", price, None, tp_levels=d.tp_levels)
-            else:
-                p.tp_done += d.tp_levels
+                is not None
+            )
+            if not placed:  # the levels are spent, or they would re-trigger on every tick
                 self.index.rearm(p, now, fresh=False)
                 self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
         elif d.kind == "dca":
             self._dca(p, d.dca_level, price, now)
+
+    # -- settlement follow-ups ----------------------------------------------------------------
+
+    def on_fill(self, fill: Fill) -> None:
+        order = self.orders.get(fill.order_id)
+        p = self.positions.get(order.position_id) if order is not None else None
+        super().on_fill(fill)
+        if p is not None:
+            self._after_settle(p)
+
+    def on_order_failed(self, order_id: str, reason: str) -> None:
+        order = self.orders.get(order_id)
+        p = self.positions.get(order.position_id) if order is not None else None
+        super().on_order_failed(order_id, reason)
+        if p is not None:
+            self._after_settle(p)
+
+    def _after_settle(self, p: Position) -> None:
+        """Once a position's order settles: apply the exit kept pending (sell what is now
+        held), or evaluate the position at the last price at once, so a level crossed while
+        the order was in flight is not left waiting for the next tick."""
+        if p.in_flight is not None:
+            return
+        now = self.clock()
+        reason, signal_id = p.pending_exit, p.pending_exit_signal_id
+        if p.status == "closed":  # sold out by the settled order, or its entry failed
+            if reason is not None:
+                p.pending_exit = p.pending_exit_signal_id = None
+                why = f"closed_by_{p.exit_reason}" if p.exit_reason else "entry_failed"
+                self._close_pending_record(p, signal_id, None, why, now)
+            return
+        if p.status != "open":
+            return
+        if reason is not None:
+            p.pending_exit = p.pending_exit_signal_id = None
+            tick = self.prices.get(p.token)
+            price = tick.price_usd if tick else p.entry_price_usd
+            oid = self._sell(p, p.amount, reason, price, None, signal_id=signal_id)
+            if oid is None:
+                self.index.rearm(p, now, fresh=False)
+            self._close_pending_record(p, signal_id, oid, "exit_below_minimum", now)
+            return
+        if p.token in self.prices:
+            self._evaluate([p], now, p.token)
+
+    def _close_pending_record(
+        self, p: Position, signal_id: str | None, order_id: str | None, reason: str, now: int
+    ) -> None:
+        """The execution record of the signal whose exit was pending: now tied to the sell
+        placed (it becomes `filled` or `failed` with it), or `skipped` with `reason`."""
+        record = self.signals.get(signal_id) if signal_id else None
+        execution = record.executions.get(p.agent_id) if record else None
+        if execution is None or execution.position_id != p.id or signal_id is None:
+            return
+        execution.order_id = order_id
+        execution.status = "pending" if order_id else "skipped"
+        execution.reason = "" if order_id else reason
+        self._emit(
+            ev.SignalExecutionRecorded(
+                ts=now,
+                signal_id=signal_id,
+                agent_id=p.agent_id,
+                status=execution.status,
+                reason=execution.reason,
+                position_id=p.id,
+                order_id=order_id,
+                latency_ms=execution.latency_ms,
+            )
+        )
 
     def _dca(self, p: Position, level: int, price: float, now: int) -> None:
         agent = self.agents[p.agent_id]
@@ -218,8 +323,9 @@ class Engine(SignalIntake, Settlement):
         buy_pct = p.config.dca.levels[level].buy_pct
         amount = 0
         if quote_price:
-            value_usd = p.amount / 10**p.decimals * price
-            amount = int(value_usd / quote_price * 10**agent.quote_decimals * buy_pct / 100)
+            amount = quote_value(
+                p.amount, p.decimals, price, quote_price, agent.quote_decimals, exact(buy_pct) / 100
+            )
         bal = self.ledger.balance(agent.id, agent.quote)
         spendable = bal.available - int(agent.config.sizing.min_reserve)
         amount = min(amount, spendable)
@@ -245,24 +351,40 @@ class Engine(SignalIntake, Settlement):
             return
         self.ledger.reserve(agent.id, agent.quote, amount)
         self.exposure[agent.id].commit(p.token, amount)
-        order = self._new_order(agent, p, "buy", "dca", amount, "dca", now)
+        order = self._new_order(agent, p, "buy", "dca", amount, "dca", now, price=price)
         p.in_flight = order.id
         self._balance_changed(agent.id, bal, now)
 
-    def close_position(self, position_id: str, pct: float = 100.0, reason: str = "manual") -> str:
+    def close_position(
+        self, position_id: str, pct: float = 100.0, reason: ExitReason = "manual"
+    ) -> str | None:
+        """Sell `pct` of a position now: returns the order id. A full close of a position
+        with a DCA buy or a partial sell in flight is kept pending and applied when that order
+        settles: returns None. Raises Conflict when it is closed, already selling everything,
+        or a partial close meets an order in flight; ValidationError when the sell rounds to
+        zero tokens or is worth no quote."""
         p = self.position(position_id)
-        if p.status != "open" or p.in_flight is not None:
-            raise Conflict(
-                f"position is {p.status}" + (" with an order in flight" if p.in_flight else ""),
-                {"position_id": position_id, "status": p.status},
-            )
         if not 0 < pct <= 100:
             raise ValidationError("pct must be in (0, 100]", "$.pct")
-        amount = p.amount if pct >= 100 else p.amount * round(pct * 100) // 10000
+        busy = p.in_flight is not None
+        if p.status not in ("open", "closing") or (busy and (pct < 100 or self._selling_all(p))):
+            raise Conflict(
+                f"position is {p.status}" + (" with an order in flight" if busy else ""),
+                {"position_id": position_id, "status": p.status},
+            )
+        if busy:
+            self._exit_or_pend(p, reason, None)
+            return None
+        amount = p.amount if pct >= 100 else pct_of(p.amount, pct)
         if amount <= 0:
             raise ValidationError("pct rounds to zero tokens", "$.pct")
         tick = self.prices.get(p.token)
-        return self._sell(p, amount, reason, tick.price_usd if tick else p.entry_price_usd, None)
+        price = tick.price_usd if tick else p.entry_price_usd
+        if self.sell_size(p, amount, price) == 0:
+            raise ValidationError("the sell is worth less than one quote atomic unit", "$.pct")
+        oid = self._sell(p, amount, reason, price, None)
+        assert oid is not None
+        return oid
 
     def unrealized_pnl(self, agent_id: str) -> int:
         agent = self.agent(agent_id)
@@ -274,12 +396,8 @@ class Engine(SignalIntake, Settlement):
             if p.status in ("open", "closing") and p.amount:
                 tick = self.prices.get(p.token)
                 if tick is not None:
-                    value = int(
-                        p.amount
-                        / 10**p.decimals
-                        * tick.price_usd
-                        / quote_price
-                        * 10**agent.quote_decimals
+                    value = quote_value(
+                        p.amount, p.decimals, tick.price_usd, quote_price, agent.quote_decimals
                     )
                     total += value - p.cost
         return total

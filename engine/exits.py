@@ -5,14 +5,18 @@ the naive scan call, so the two can only differ in which positions they ask abou
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Literal
 
 from msgspec import Struct
 
-from engine.config import AgentConfig, StopLoss
+from engine.config import AgentConfig, StopLoss, TakeProfitLevel
 from engine.model import Position
+from engine.money import exact, level_price, pct_of, ratio_of_sum, to_float_up
 
-_ZONES = ((25.0, 0.50), (50.0, 0.60), (100.0, 0.70), (200.0, 0.80))
+_ZONES = ((25, Fraction(1, 2)), (50, Fraction(3, 5)), (100, Fraction(7, 10)), (200, Fraction(4, 5)))
+_K_TOP = Fraction(17, 20)
+_TWENTY = Fraction(20)
 
 
 def _exponential_k(p: float) -> float:
@@ -24,53 +28,70 @@ def _exponential_k(p: float) -> float:
     return k
 
 
-def stop_gain_for_peak(sl: StopLoss, p: float) -> float:
-    """S (percent from average entry) for peak gain `p`, before ratcheting. Every mode is
-    non-decreasing in `p` (custom levels are validated ascending), which is what lets the
-    index evaluate it only at the peaks where the price turns down."""
-    d = sl.default_pct
-    if p < 0:
-        return d
+def stop_gain_for_peak(sl: StopLoss, p: float | Fraction) -> Fraction:
+    """S (percent from average entry) for peak gain `p` (percent), before ratcheting, exact:
+    `p` and every configured percentage are taken as written, so a peak exactly on a zone or
+    level boundary lands in the level it names. Every mode is non-decreasing in `p` (custom
+    levels are validated ascending), which lets the index evaluate it only where the price turns
+    down. `trailing` is computed by `stop_gain()`, which knows the peak price."""
+    d = exact(sl.default_pct)
+    p = p if isinstance(p, Fraction) else exact(p)
     mode = sl.mode
     if mode == "trailing":
-        s = ((1.0 + p / 100.0) * (1.0 - sl.trail_pct / 100.0) - 1.0) * 100.0
-        return s if s > d else d
-    if mode == "fixed":
-        s = d if p < 20 else p - 10.0
+        # The trail follows the peak even below the entry (the peak starts at the market price
+        # the buy was decided on, which slippage puts below the fill): no `p < 0` rule here.
+        s = ((1 + p / 100) * (1 - exact(sl.trail_pct) / 100) - 1) * 100
+    elif p < 0:
+        return d
+    elif mode == "fixed":
+        s = d if p < _TWENTY else p - 10
     elif mode == "zones":
-        if p < 20:
+        if p < _TWENTY:
             s = d
         else:
-            k = 0.85
+            k = _K_TOP
             for bound, kk in _ZONES:
                 if p <= bound:
                     k = kk
                     break
             s = p * k
     elif mode == "exponential":
-        s = d if p <= 20 else p * _exponential_k(p)
+        # The curve is transcendental: k is a float, applied exactly to the exact p.
+        s = d if p <= _TWENTY else p * Fraction(_exponential_k(float(p)))
     else:  # custom
         s = d
         for level in sl.levels:
-            if level.gain_pct <= p:
-                s = level.stop_pct
+            if exact(level.gain_pct) <= p:
+                s = exact(level.stop_pct)
             else:
                 break
-    return s if s > 0 else d
+    return s if s > 0 or (mode == "trailing" and s > d) else d
 
 
-def peak_gain_pct(position: Position, peak: float) -> float:
-    return (peak / position.entry_price_usd - 1.0) * 100.0
+def peak_gain_pct(position: Position, peak: float) -> Fraction:
+    """(peak / entry − 1) × 100, exact."""
+    return (exact(peak) / exact(position.entry_price_usd) - 1) * 100
 
 
-def ratcheted_stop_gain(position: Position, peak: float) -> float:
+def ratcheted_stop_gain(position: Position, peak: float) -> Fraction:
+    """The position's stop gain S at `peak`, never below the S it already reached."""
     s = stop_gain_for_peak(position.config.stop_loss, peak_gain_pct(position, peak))
     current = position.stop_gain_pct
-    return s if current is None or s > current else current
+    # The held S is stored as a float: when the exact S rounds to it (or above), the exact
+    # value wins, so the result never depends on when the float was stored.
+    if current is None or float(s) >= current:
+        return s
+    return exact(current)
 
 
-def stop_price(position: Position, stop_gain: float) -> float:
-    return position.entry_price_usd * (1.0 + stop_gain / 100.0)
+def exact_stop_price(position: Position, stop_gain: Fraction | float) -> Fraction:
+    s = stop_gain if isinstance(stop_gain, Fraction) else exact(stop_gain)
+    return exact(position.entry_price_usd) * (1 + s / 100)
+
+
+def stop_price(position: Position, stop_gain: Fraction | float) -> float:
+    """The stop's trigger price, rounded up (toward triggering: it fires at price <= this)."""
+    return to_float_up(exact_stop_price(position, stop_gain))
 
 
 def dca_level_index(cfg: AgentConfig, dca_count: int) -> int:
@@ -83,21 +104,21 @@ def dca_trigger_price(position: Position) -> float | None:
     if not dca.enabled or position.dca_count >= dca.max_count or not dca.levels:
         return None
     level = dca.levels[dca_level_index(position.config, position.dca_count)]
-    return position.entry_price_usd * (1.0 + level.drop_pct / 100.0)
+    return level_price(position.entry_price_usd, level.drop_pct, above=False)
 
 
 def next_take_profit_price(position: Position) -> float | None:
     tp = position.config.take_profit
     if not tp.enabled or position.tp_done >= len(tp.levels):
         return None
-    return position.entry_price_usd * (1.0 + tp.levels[position.tp_done].gain_pct / 100.0)
+    return level_price(position.entry_price_usd, tp.levels[position.tp_done].gain_pct, above=True)
 
 
 def moon_bag_trigger_price(position: Position) -> float | None:
     tp = position.config.take_profit
     if not tp.enabled or not tp.moon_bag.enabled or position.moon_bag_amount:
         return None
-    return position.entry_price_usd * (1.0 + tp.moon_bag.trigger_gain_pct / 100.0)
+    return level_price(position.entry_price_usd, tp.moon_bag.trigger_gain_pct, above=True)
 
 
 def stale_eligible_at(position: Position) -> int | None:
@@ -111,9 +132,10 @@ def max_hold_at(position: Position) -> int | None:
 
 
 def stale_band(position: Position) -> tuple[float, float]:
+    """[low, high] prices of the stale-trade band, each rounded outward (toward triggering)."""
     st = position.config.stale_trade
     e = position.entry_price_usd
-    return e * (1.0 + st.min_pnl_pct / 100.0), e * (1.0 + st.max_pnl_pct / 100.0)
+    return level_price(e, st.min_pnl_pct, above=True), level_price(e, st.max_pnl_pct, above=False)
 
 
 class Decision(Struct, frozen=True, kw_only=True):
@@ -130,48 +152,64 @@ class Decision(Struct, frozen=True, kw_only=True):
 NO_DECISION = Decision(kind="none")
 
 
-def _take_profit(position: Position, gain: float) -> Decision | None:
+def _take_profit(position: Position, price: float) -> Decision | None:
+    """Levels (and the moon-bag trigger) at or below `price`, as ONE sell of their summed
+    `sell_pct` of the original amount, exact and rounded down. The decision that takes the last
+    level of a ladder summing to >= 100% sells everything the moon bag does not keep."""
     tp = position.config.take_profit
     if not tp.enabled:
         return None
+    entry = position.entry_price_usd
     moon = 0
     if (
         tp.moon_bag.enabled
         and not position.moon_bag_amount
-        and gain >= tp.moon_bag.trigger_gain_pct
+        and price >= level_price(entry, tp.moon_bag.trigger_gain_pct, above=True)
     ):
-        moon = min(
-            position.amount, position.original_amount * int(tp.moon_bag.retain_pct * 100) // 10000
-        )
-    levels = 0
-    sell_pct = 0.0
+        moon = min(position.amount, pct_of(position.original_amount, tp.moon_bag.retain_pct))
+    pcts: list[float] = []
     for level in tp.levels[position.tp_done :]:
-        if gain < level.gain_pct:
+        if price < level_price(entry, level.gain_pct, above=True):
             break
-        levels += 1
-        sell_pct += level.sell_pct
-    if not levels and not moon:
+        pcts.append(level.sell_pct)
+    if not pcts and not moon:
         return None
     keep = moon or position.moon_bag_amount
-    sell = position.original_amount * round(sell_pct * 100) // 10000
+    if position.tp_done + len(pcts) == len(tp.levels) and _ladder_total(tp.levels) >= 100:
+        sell = position.amount - keep
+    else:
+        sell = ratio_of_sum(position.original_amount, pcts) if pcts else 0
     sell = max(0, min(sell, position.amount - keep))
     return Decision(
         kind="take_profit",
         reason="take_profit",
         sell_amount=sell,
-        tp_levels=levels,
+        tp_levels=len(pcts),
         moon_bag_amount=moon,
     )
 
 
-def decide(position: Position, price: float, now: int, peak: float, price_rules: bool) -> Decision:
+def _ladder_total(levels: list[TakeProfitLevel]) -> Fraction:
+    return sum((exact(level.sell_pct) for level in levels), Fraction(0))
+
+
+def decide(
+    position: Position,
+    price: float,
+    now: int,
+    peak: float,
+    price_rules: bool,
+    in_flight: bool = False,
+) -> Decision:
     """What one position does at `price` and `now`. `price_rules=False` evaluates only the
     time rules (max hold, stale trade), as a clock tick without a new price does.
-    Order: stop-loss, max hold, take-profit, stale trade, DCA (API.md, max hold added)."""
-    if position.status != "open" or position.in_flight is not None:
+    Order: stop-loss, max hold, take-profit, stale trade, DCA (API.md, max hold added).
+    Every crossing compares `price` with a trigger price computed exactly from the entry
+    (engine/money.py), so a price exactly on a configured level triggers it. `in_flight=True`
+    asks what the position would do if its order in flight were settled (a pending exit)."""
+    if not in_flight and (position.status != "open" or position.in_flight is not None):
         return NO_DECISION
     cfg = position.config
-    gain = (price / position.entry_price_usd - 1.0) * 100.0
     if price_rules and cfg.stop_loss.enabled:
         s = ratcheted_stop_gain(position, peak)
         sp = stop_price(position, s)
@@ -181,22 +219,19 @@ def decide(position: Position, price: float, now: int, peak: float, price_rules:
                 reason="stop_loss",
                 sell_amount=position.amount,
                 stop_price_usd=sp,
-                stop_gain_pct=s,
+                stop_gain_pct=float(s),
             )
     hold_until = max_hold_at(position)
     if hold_until is not None and now >= hold_until:
         return Decision(kind="exit", reason="max_hold", sell_amount=position.amount)
     if price_rules:
-        tp = _take_profit(position, gain)
+        tp = _take_profit(position, price)
         if tp is not None:
             return tp
-    st = cfg.stale_trade
-    if (
-        st.enabled
-        and now - position.opened_at >= st.min_hold_s * 1000
-        and st.min_pnl_pct <= gain <= st.max_pnl_pct
-    ):
-        return Decision(kind="exit", reason="stale_trade", sell_amount=position.amount)
+    if cfg.stale_trade.enabled and now - position.opened_at >= cfg.stale_trade.min_hold_s * 1000:
+        low, high = stale_band(position)
+        if low <= price <= high:
+            return Decision(kind="exit", reason="stale_trade", sell_amount=position.amount)
     if price_rules:
         trigger = dca_trigger_price(position)
         if (

@@ -108,6 +108,10 @@ class Position(Struct, kw_only=True):
     realized_pnl: int = 0
     in_flight: str | None = None  # order id of a buy (DCA) or sell in motion
     signal_id: str | None = None
+    # An exit asked for while an order was in flight (sell signal, manual close, a stop that
+    # crossed): applied to whatever is held when that order settles.
+    pending_exit: ExitReason | None = None
+    pending_exit_signal_id: str | None = None
 
 
 class Order(Struct, kw_only=True):
@@ -132,6 +136,9 @@ class Order(Struct, kw_only=True):
     expires_at: int | None = None
     max_price_impact_pct: float | None = None
     tp_levels: int = 0  # take-profit levels this sell takes; given back if it fails
+    # The market price (USD) the decision was taken at: a new position's trailing peak starts
+    # here, never at the slippage-adjusted fill price.
+    decision_price_usd: float | None = None
     status: Literal["submitted", "filled", "failed"] = "submitted"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from engine.config import AgentConfig
 from engine.model import Agent, Signal
+from engine.money import decimal_ratio, pct_of
 
 DAY_MS = 86_400_000
 
@@ -54,7 +55,8 @@ def limit_reason(
         and perf.day == now // DAY_MS
         and perf.day_start_equity > 0
     ):
-        if -perf.day_realized * 100 >= lim.daily_loss_limit_pct * perf.day_start_equity:
+        n, d = decimal_ratio(lim.daily_loss_limit_pct)
+        if -perf.day_realized * 100 * d >= n * perf.day_start_equity:
             return "daily_loss_limit"
     return None
 
@@ -66,7 +68,7 @@ def size_buy(cfg: AgentConfig, available: int, token_cost: int) -> tuple[int, st
     if s.mode == "fixed":
         amount = int(s.amount)
     elif s.mode == "balance_pct":
-        amount = available * round(s.balance_pct * 1000) // 100_000
+        amount = pct_of(available, s.balance_pct)
     else:
         amount = 0
         for tier in s.tiers:

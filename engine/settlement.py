@@ -9,6 +9,7 @@ import msgspec
 from engine import events as ev
 from engine.errors import InvariantViolation, NotFound
 from engine.model import Fill, Order, Trade
+from engine.money import exact
 from engine.state import TRADES_KEPT, EngineState
 
 
@@ -98,14 +99,18 @@ class Settlement(EngineState):
             p.entry_price_usd = fill.price_usd
             p.status = "open"
             p.opened_at = now
-            self.index.add(p, now)
+            # The peak starts at the market price the buy was decided on (a slippage-adjusted
+            # fill price never traded), then follows ticks only.
+            self.index.add(p, now, peak=order.decision_price_usd or fill.price_usd)
             self._emit(ev.PositionOpened(ts=now, position=self._snapshot(p)))
             self._record_execution(order, "filled", "", now)
         else:
             # Ratchet the stop at the old average first: S is a running max over (peak, entry).
             self.refresh(p)
-            p.entry_price_usd = (p.entry_price_usd * p.amount + fill.price_usd * got) / (
-                p.amount + got
+            # Average entry weighted by token amount, exact, then the nearest float.
+            p.entry_price_usd = float(
+                (exact(p.entry_price_usd) * p.amount + exact(fill.price_usd) * got)
+                / (p.amount + got)
             )
             p.amount += got
             p.original_amount += got

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from engine import events as ev
 from engine.assets import require_mint
+from engine.errors import ValidationError
 from engine.model import Agent, Execution, Position, Signal
 from engine.risk import filter_reason, limit_reason, size_buy
 from engine.state import EngineState, SignalRecord
@@ -22,6 +23,14 @@ class SignalIntake(EngineState):
             if known is not None and known in self.signals:
                 return self.signals[known], True
         require_mint(signal.token, "$.token")
+        if signal.decimals is not None and self.decimals_conflict(
+            signal.token, signal.decimals, now
+        ):
+            raise ValidationError(
+                f"decimals {signal.decimals} conflict with the token's known decimals "
+                f"{self.decimals[signal.token]}",
+                "$.decimals",
+            )
         self._learn_decimals(signal.token, signal.decimals)
         record = SignalRecord(signal=signal, executions={})
         self.signal_window.keep(record)
@@ -166,17 +175,22 @@ class SignalIntake(EngineState):
         self._balance_changed(agent.id, bal, now)
 
     def _sell_for(self, agent: Agent, signal: Signal, record: SignalRecord, now: int) -> None:
+        """Sell every position of the agent in the signal's token: now, or, for a position with
+        an order in flight (a DCA buy, a partial take-profit), once that order settles. The
+        execution record follows the first position's sell to its end."""
         first: Position | None = None
         order_id = None
         held = self.exposure[agent.id].by_token[signal.token] > 0
         for p in list(self.live_positions[agent.id].values()) if held else ():
-            if p.token == signal.token and p.status == "open" and p.in_flight is None:
-                tick = self.prices.get(p.token)
-                oid = self._sell(
-                    p, p.amount, "signal", tick.price_usd if tick else p.entry_price_usd, None
-                )
-                if first is None:
-                    first, order_id = p, oid
+            if p.token != signal.token or p.status == "closed":
+                continue
+            if not p.amount and p.status != "opening":
+                continue
+            if p.in_flight is not None and (self._selling_all(p) or p.pending_exit is not None):
+                continue  # already being sold whole, or an exit is already waiting
+            oid = self._exit_or_pend(p, "signal", signal.id)
+            if first is None and (oid is not None or p.pending_exit is not None):
+                first, order_id = p, oid
         if first is None:
             return self._skip(record, agent.id, "no_open_position", now)
         latency = float(now - signal.received_at)

@@ -18,7 +18,18 @@ from engine.exits import ratcheted_stop_gain
 from engine.exposure import Exposure
 from engine.history import HistoryBounds, SignalWindow
 from engine.ledger import Ledger
-from engine.model import Agent, Balance, Execution, Order, Position, Signal, Tick, Trade
+from engine.model import (
+    Agent,
+    Balance,
+    Execution,
+    ExitReason,
+    Order,
+    Position,
+    Signal,
+    Tick,
+    Trade,
+)
+from engine.money import quote_value
 from engine.triggers import ExitIndex, NaiveScan, TriggerIndex
 
 Clock = Callable[[], int]
@@ -47,8 +58,10 @@ class EngineState:
         default_decimals: int = 6,
         node: str = "",
         history: HistoryBounds | None = None,
+        max_future_skew_ms: int = 5_000,
     ) -> None:
         self.clock = clock
+        self.max_future_skew_ms = max_future_skew_ms
         self.history = history or HistoryBounds()
         self.index: ExitIndex = TriggerIndex() if exit_index == "indexed" else NaiveScan()
         self.max_price_age_ms = max_price_age_ms
@@ -75,6 +88,11 @@ class EngineState:
         self.id_seq = 0
         self._node = node
 
+    @property
+    def has_intents(self) -> bool:
+        """Orders asked for since the last drain."""
+        return bool(self._intents)
+
     def drain(self) -> Output:
         out = Output(self._events, self._intents)
         self._events, self._intents = [], []
@@ -97,7 +115,7 @@ class EngineState:
             peak = self.index.peak_of(position)
             position.peak_price_usd = peak
             if position.config.stop_loss.enabled:
-                position.stop_gain_pct = ratcheted_stop_gain(position, peak)
+                position.stop_gain_pct = float(ratcheted_stop_gain(position, peak))
         return position
 
     def agent(self, agent_id: str) -> Agent:
@@ -123,6 +141,22 @@ class EngineState:
 
     def token_decimals(self, token: str) -> int:
         return self.decimals.get(token, self.default_decimals)
+
+    def decimals_conflict(self, token: str, decimals: int, now: int) -> bool:
+        """True (and an alert) when `decimals` contradicts the token's known decimals: amounts
+        already held were counted in the known ones and are never re-scaled silently."""
+        known = self.decimals.get(token)
+        if known is None or known == decimals:
+            return False
+        self._emit(
+            ev.Alert(
+                ts=now,
+                code="decimals_conflict",
+                message="refused: decimals differ from the token's known decimals",
+                details={"token": token, "known": known, "given": decimals},
+            )
+        )
+        return True
 
     def _learn_decimals(self, token: str, decimals: int | None) -> None:
         if decimals is not None and token not in self.decimals:
@@ -163,6 +197,8 @@ class EngineState:
         now: int,
         signal: Signal | None = None,
         tp_levels: int = 0,
+        price: float | None = None,
+        signal_id: str | None = None,
     ) -> Order:
         ex = agent.config.execution
         order = Order(
@@ -181,17 +217,37 @@ class EngineState:
             token_decimals=p.decimals,
             slippage_bps=ex.slippage_bps,
             fee_bps=ex.fee_bps,
-            signal_id=signal.id if signal else None,
+            signal_id=signal.id if signal else signal_id,
             expires_at=signal.expires_at if signal else None,
             max_price_impact_pct=agent.config.signals.max_price_impact_pct
             if side == "buy"
             else None,
             tp_levels=tp_levels,
+            decision_price_usd=price,
         )
         self.orders[order.id] = order
         self._emit(ev.OrderSubmitted(ts=now, order=order))
         self._intents.append(ev.SubmitOrder(order))
         return order
+
+    def sell_size(self, p: Position, amount: int, price: float) -> int:
+        """What a sell of `amount` at `price` really sells: the whole position when the
+        remainder would be dust (worth less than the agent's `execution.dust_quote` quote atomic
+        units; default 1, i.e. a remainder that rounds to no quote at all), else `amount`. 0 when
+        the sell itself is worth no quote atomic unit: such a sell is not placed."""
+        agent = self.agents[p.agent_id]
+        quote_usd = self.quote_usd(agent.quote)
+        if not quote_usd or price <= 0:
+            return amount  # cannot value it here: the venue decides
+        qd = agent.quote_decimals
+        rest = p.amount - amount
+        if rest > 0 and quote_value(rest, p.decimals, price, quote_usd, qd) < int(
+            agent.config.execution.dust_quote
+        ):
+            amount = p.amount
+        if quote_value(amount, p.decimals, price, quote_usd, qd) <= 0:
+            return 0
+        return amount
 
     def _sell(
         self,
@@ -201,10 +257,26 @@ class EngineState:
         price: float,
         stop_price: float | None,
         tp_levels: int = 0,
-    ) -> str:
+        signal_id: str | None = None,
+    ) -> str | None:
+        """Mark `p` closing and order the sale of `amount` (or all of it, if the rest would be
+        dust). Returns the order id, or None when the sale is worth no quote at `price`: then
+        nothing is placed, the position stays open and an `exit_below_minimum` alert says so."""
         now = self.clock()
         if amount <= 0 or amount > p.amount:
             raise InvariantViolation(f"sell of {amount} from position {p.id} holding {p.amount}")
+        sized = self.sell_size(p, amount, price)
+        if sized == 0:
+            self._emit(
+                ev.Alert(
+                    ts=now,
+                    code="exit_below_minimum",
+                    message="sell not placed: it is worth less than one quote atomic unit",
+                    details={"agent_id": p.agent_id, "position_id": p.id, "reason": reason},
+                )
+            )
+            return None
+        amount = sized
         agent = self.agents[p.agent_id]
         p.status = "closing"
         self._emit(
@@ -219,10 +291,41 @@ class EngineState:
                 stop_price_usd=stop_price,
             )
         )
-        order = self._new_order(agent, p, "sell", "exit", amount, reason, now, tp_levels=tp_levels)
+        order = self._new_order(
+            agent,
+            p,
+            "sell",
+            "exit",
+            amount,
+            reason,
+            now,
+            tp_levels=tp_levels,
+            price=price,
+            signal_id=signal_id,
+        )
         p.in_flight = order.id
         self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
         return order.id
+
+    def _selling_all(self, p: Position) -> bool:
+        order = self.orders.get(p.in_flight) if p.in_flight else None
+        return order is not None and order.side == "sell" and order.amount_in >= p.amount
+
+    def _pend(self, p: Position, reason: ExitReason, signal_id: str | None, now: int) -> None:
+        p.pending_exit = reason
+        p.pending_exit_signal_id = signal_id
+        self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
+
+    def _exit_or_pend(self, p: Position, reason: ExitReason, signal_id: str | None) -> str | None:
+        """Sell all of `p` now, or, with an order in flight, once it settles. Returns the order
+        id of a sell placed now; None when pending (or not placed: worth no quote)."""
+        tick = self.prices.get(p.token)
+        price = tick.price_usd if tick else p.entry_price_usd
+        if p.in_flight is None:
+            return self._sell(p, p.amount, reason, price, None, signal_id=signal_id)
+        if p.pending_exit is None:
+            self._pend(p, reason, signal_id, self.clock())
+        return None
 
     def _record_execution(self, order: Order, status: str, reason: str, now: int) -> None:
         if order.signal_id is None:

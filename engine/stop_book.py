@@ -19,11 +19,14 @@ from __future__ import annotations
 import heapq
 import math
 from bisect import bisect_left
+from fractions import Fraction
 
 from engine.exits import ratcheted_stop_gain, stop_price
 from engine.model import Position
+from engine.money import exact
 
 UP = 1.0 + 1e-9
+DOWN = 1.0 - 1e-9
 _NEVER = math.inf
 
 Member = tuple[Position, int]  # (position, placement slot it was filed under)
@@ -73,20 +76,23 @@ def _union(a: Group, b: Group) -> Group:
     return a
 
 
-def activation_peak(position: Position, s: float) -> float:
+def activation_peak(position: Position, s: Fraction) -> float:
     """The lowest peak at which the stop gain could rise above `s`; 0 when it rises with any
-    new peak. Below it the stop is exactly `s` (each mode is non-decreasing in the peak)."""
+    new peak. Below it the stop is exactly `s` (each mode is non-decreasing in the peak). The
+    float is relaxed DOWN a few ulps: waking a position early costs a recompute, late a miss."""
     sl = position.config.stop_loss
     entry = position.entry_price_usd
+    sf = float(s)
     if sl.mode == "trailing":
-        return entry * (1.0 + s / 100.0) / (1.0 - sl.trail_pct / 100.0)
+        return entry * (1.0 + sf / 100.0) / (1.0 - sl.trail_pct / 100.0) * DOWN
     if sl.mode == "custom":
         for level in sl.levels:
             effective = level.stop_pct if level.stop_pct > 0 else sl.default_pct
-            if effective > s:
-                return entry * (1.0 + level.gain_pct / 100.0)
+            if effective > sf:
+                return entry * (1.0 + level.gain_pct / 100.0) * DOWN
         return _NEVER
-    return entry * 1.2 if s <= sl.default_pct else 0.0  # fixed, zones, exponential: +20% first
+    # fixed, zones, exponential: +20% first
+    return entry * 1.2 * DOWN if s <= exact(sl.default_pct) else 0.0
 
 
 class StopBook:
@@ -153,7 +159,7 @@ class StopBook:
         group = find(self._group_of[pid])
         peak = group.peak
         s = ratcheted_stop_gain(position, peak)
-        position.stop_gain_pct = s
+        position.stop_gain_pct = float(s)
         position.peak_price_usd = peak
         slot = self._next()
         self._slot[pid] = slot
@@ -172,7 +178,7 @@ class StopBook:
             group.active.append((position, slot))
             self._push_own(position, s)
 
-    def _push_own(self, position: Position, s: float) -> None:
+    def _push_own(self, position: Position, s: Fraction) -> None:
         stamp = self._next()
         self._stamp[position.id] = stamp
         heapq.heappush(self.heap, (-stop_price(position, s) * UP, position.seq, position.id, stamp))

@@ -184,7 +184,9 @@ async def close_position(request: web.Request) -> web.Response:
             "pct": body.pct,
         },
     )
-    return json_response(CloseAccepted(order_id=order_id, position_id=position_id), 202)
+    return json_response(
+        CloseAccepted(order_id=order_id, position_id=position_id, pending=order_id is None), 202
+    )
 
 
 async def list_trades(request: web.Request) -> web.Response:

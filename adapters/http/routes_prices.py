@@ -3,6 +3,8 @@ price of a token."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import msgspec
 from aiohttp import web
 
@@ -11,26 +13,40 @@ from adapters.http.errors import TooManyTicks
 from adapters.http.openapi import Route
 from adapters.http.schemas import PriceOut, TicksAccepted, TicksIn, iso_ms
 from engine.assets import require_mint
-from engine.errors import NotFound
+from engine.errors import NotFound, ValidationError
 from engine.model import Tick
 
 _ticks_in = msgspec.json.Decoder(TicksIn)
 
 
-def to_ticks(body: TicksIn, now_ms: int) -> list[Tick]:
-    """Validate every tick before any is applied: a bad batch changes nothing."""
-    return [
-        Tick(
-            token=require_mint(t.token, f"$.ticks[{i}].token"),
-            price_usd=t.price_usd,
-            ts=now_ms if t.ts is None else t.ts,
-            source=t.source,
-            decimals=t.decimals,
-            liquidity_usd=t.liquidity_usd,
-            confidence=t.confidence,
+def to_ticks(body: TicksIn, now_ms: int, known_decimals: Mapping[str, int]) -> list[Tick]:
+    """Validate every tick before any is applied: a bad batch changes nothing. A tick whose
+    `decimals` contradict the token's known decimals (or an earlier tick's in the batch) is
+    invalid: amounts held were counted in the known ones."""
+    ticks: list[Tick] = []
+    declared: dict[str, int] = {}
+    for i, t in enumerate(body.ticks):
+        token = require_mint(t.token, f"$.ticks[{i}].token")
+        if t.decimals is not None:
+            known = known_decimals.get(token, declared.get(token))
+            if known is not None and known != t.decimals:
+                raise ValidationError(
+                    f"decimals {t.decimals} conflict with the token's known decimals {known}",
+                    f"$.ticks[{i}].decimals",
+                )
+            declared[token] = t.decimals
+        ticks.append(
+            Tick(
+                token=token,
+                price_usd=t.price_usd,
+                ts=now_ms if t.ts is None else t.ts,
+                source=t.source,
+                decimals=t.decimals,
+                liquidity_usd=t.liquidity_usd,
+                confidence=t.confidence,
+            )
         )
-        for i, t in enumerate(body.ticks)
-    ]
+    return ticks
 
 
 async def post_prices(request: web.Request) -> web.Response:
@@ -42,9 +58,16 @@ async def post_prices(request: web.Request) -> web.Response:
             f"{len(body.ticks)} ticks in one push, at most {limit}",
             {"limit": limit, "path": "$.ticks"},
         )
-    ticks = to_ticks(body, daemon.runtime.clock())
-    accepted = daemon.runtime.push_ticks(ticks)
-    return json_response(TicksAccepted(accepted=accepted), 202)
+    ticks = to_ticks(body, daemon.runtime.clock(), daemon.engine.decimals)
+    outcome = daemon.runtime.push_ticks(ticks)
+    return json_response(
+        TicksAccepted(
+            accepted=outcome.accepted,
+            rejected=sum(outcome.rejected.values()),
+            reasons=outcome.rejected,
+        ),
+        202,
+    )
 
 
 async def get_price(request: web.Request) -> web.Response:
@@ -78,8 +101,13 @@ ROUTES = [
         {202: TicksAccepted},
         body=TicksIn,
         intake=True,
-        description="More than `[http] max_ticks_per_push` ticks is 413 `too_many_ticks`; a "
-        "batch with any invalid tick is rejected whole (422) and applies nothing.",
+        description="Ticks apply one at a time, in order, exactly as if pushed one by one: an "
+        "exit decided on a tick fills at that tick's price. More than `[http] "
+        "max_ticks_per_push` ticks is 413 `too_many_ticks`; a batch with any invalid tick "
+        "(including `decimals` that contradict the token's known decimals) is rejected whole "
+        "(422) and applies nothing. Valid ticks the engine does not apply are counted in "
+        "`rejected` with their `reasons`: `future` (ts more than `[prices] max_future_skew_ms` "
+        "ahead of the daemon's clock) and `out_of_order` (older than the token's last price).",
     ),
     Route(
         "GET",

@@ -145,6 +145,10 @@ class TicksIn(_In):
 
 class TicksAccepted(_Out):
     accepted: int
+    rejected: int = 0
+    # reason -> count: `future` (ts beyond [prices] max_future_skew_ms ahead), `out_of_order`
+    # (older than the token's known price)
+    reasons: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class PriceOut(_Out):
@@ -260,8 +264,11 @@ class CloseIn(_In):
 
 
 class CloseAccepted(_Out):
-    order_id: str
+    # null with `pending: true`: the position has a DCA buy or a partial sell in flight; the
+    # close sells everything held once that order settles.
+    order_id: str | None
     position_id: str
+    pending: bool = False
 
 
 class TradeOut(_Out):

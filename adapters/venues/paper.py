@@ -6,6 +6,7 @@ runtime uses, reading prices from the engine's price book."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from adapters.venues.errors import VenueError
@@ -14,6 +15,7 @@ from engine.assets import quote_mint
 from engine.core import Engine
 from engine.errors import InvariantViolation
 from engine.model import Fill, Order
+from engine.money import bps_of, exact, quote_value, token_amount
 
 
 class PaperRejected(VenueError):
@@ -21,34 +23,37 @@ class PaperRejected(VenueError):
 
 
 def paper_fill(order: Order, token_usd: float | None, quote_usd: float | None, now: int) -> Fill:
+    """Fill `order` at `token_usd` moved against the taker by `slippage_bps`, less `fee_bps` of
+    the quote side. Exact (engine/money.py): the prices as written, one rounding down per
+    amount. Raises PaperRejected without a price, or when an amount rounds to zero."""
     if not token_usd or token_usd <= 0 or not quote_usd or quote_usd <= 0:
         raise PaperRejected("no price for token or quote")
-    slip = order.slippage_bps / 10_000
-    tscale, qscale = 10**order.token_decimals, 10**order.quote_decimals
+    td, qd = order.token_decimals, order.quote_decimals
     if order.side == "buy":
-        fee = order.amount_in * order.fee_bps // 10_000
-        price = token_usd * (1 + slip)
-        usd = (order.amount_in - fee) / qscale * quote_usd
-        tokens = int(usd / price * tscale)
+        fee = bps_of(order.amount_in, order.fee_bps)
+        price = exact(token_usd) * (10_000 + order.slippage_bps) / 10_000
+        tokens = token_amount(order.amount_in - fee, qd, quote_usd, price, td)
         if tokens <= 0:
             raise PaperRejected("buy amount rounds to zero tokens")
         return Fill(
             order_id=order.id,
             amount_in=order.amount_in,
             amount_out=tokens,
-            price_usd=price,
+            price_usd=float(price),
             fee=fee,
             venue_ref=f"paper-{order.id}",
             ts=now,
         )
-    price = token_usd * (1 - slip)
-    gross = int(order.amount_in / tscale * price / quote_usd * qscale)
-    fee = gross * order.fee_bps // 10_000
+    price = exact(token_usd) * (10_000 - order.slippage_bps) / 10_000
+    gross = quote_value(order.amount_in, td, price, quote_usd, qd)
+    if gross <= 0:
+        raise PaperRejected("sell amount rounds to zero quote")
+    fee = bps_of(gross, order.fee_bps)
     return Fill(
         order_id=order.id,
         amount_in=order.amount_in,
         amount_out=gross - fee,
-        price_usd=price,
+        price_usd=float(price),
         fee=fee,
         venue_ref=f"paper-{order.id}",
         ts=now,
@@ -56,12 +61,25 @@ def paper_fill(order: Order, token_usd: float | None, quote_usd: float | None, n
 
 
 class PaperVenue:
-    name = "paper"
-    in_process = True  # no I/O: the runtime settles its orders with execute_now() in the same loop turn
+    """The paper venue. With `fill_delay_ms = 0` it is in-process: the runtime settles its
+    orders with `execute_now()` in the loop turn that placed them. With a delay it behaves like
+    a live venue: the order is in flight for that long, then fills at the price of that moment."""
 
-    def __init__(self, price_of: Callable[[str], float | None], clock: Callable[[], int]) -> None:
+    name = "paper"
+
+    def __init__(
+        self,
+        price_of: Callable[[str], float | None],
+        clock: Callable[[], int],
+        fill_delay_ms: int = 0,
+    ) -> None:
         self._price_of = price_of
         self._clock = clock
+        self.fill_delay_ms = fill_delay_ms
+
+    @property
+    def in_process(self) -> bool:
+        return self.fill_delay_ms == 0
 
     def execute_now(self, order: Order) -> Fill:
         return paper_fill(
@@ -72,6 +90,8 @@ class PaperVenue:
         )
 
     async def execute(self, order: Order) -> Fill:
+        if self.fill_delay_ms:
+            await asyncio.sleep(self.fill_delay_ms / 1000)
         return self.execute_now(order)
 
     async def reconcile(self) -> list[Fill]:

@@ -88,7 +88,10 @@ class Stack:
     def prices(self, *pairs: tuple[str, float]) -> None:
         ts = now_ms()
         self.runtime.push_ticks(
-            [Tick(token, price, ts, "test", decimals=6) for token, price in pairs]
+            [
+                Tick(token, price, ts, "test", decimals=9 if token == SOL_MINT else 6)
+                for token, price in pairs
+            ]
         )
 
     def signal(self, token: str, signal_id: str, side: str = "buy") -> None:

@@ -1,0 +1,123 @@
+"""Exact money: every amount derived from a price or a percentage, and every trigger price.
+
+Rule (README "Exact money", docs/api.md): a price or percentage is taken as the decimal it is
+written as (a float's shortest repr: 0.944 is 944/1000, never 0.94399999999999994...), the
+amount is computed exactly in integers, and only the result is rounded, once, DOWN to atomic
+units, so nothing is ever credited, bought or sold beyond the exact value. A trigger price
+(stop-loss, take-profit, DCA, stale band, moon bag) is computed exactly once from the entry and
+rounded to a float toward triggering by at most one ulp, so a price exactly on a configured
+level always triggers it; crossings compare prices, never a recomputed float percentage.
+
+Conversions are cached: a few thousand distinct prices and percentages are live at a time, and
+the hot path (per tick) never calls into this module unless an amount is produced."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from fractions import Fraction
+from functools import lru_cache
+
+__all__ = [
+    "bps_of",
+    "decimal_ratio",
+    "exact",
+    "level_price",
+    "pct_of",
+    "quote_value",
+    "ratio_of_sum",
+    "to_float_down",
+    "to_float_up",
+    "token_amount",
+]
+
+
+@lru_cache(maxsize=65_536)
+def decimal_ratio(x: float) -> tuple[int, int]:
+    """(numerator, denominator > 0) of `x` read as the decimal it is written as: repr(x).
+    Raises ValueError for NaN or infinities (never a price or a percentage)."""
+    if not math.isfinite(x):
+        raise ValueError(f"not a finite number: {x!r}")
+    return Decimal(repr(x)).as_integer_ratio()
+
+
+def exact(x: float) -> Fraction:
+    """`x` as the exact rational of its decimal form (0.1 -> 1/10)."""
+    n, d = decimal_ratio(x)
+    return Fraction(n, d)
+
+
+def pct_of(amount: int, pct: float) -> int:
+    """floor(amount × pct / 100), atomic units; `pct` as written (33.333 -> 33333/1000)."""
+    n, d = decimal_ratio(pct)
+    return amount * n // (100 * d)
+
+
+def ratio_of_sum(amount: int, pcts: list[float]) -> int:
+    """floor(amount × (Σ pcts) / 100): a sum of percentages, exact, rounded once."""
+    total = sum((exact(p) for p in pcts), Fraction(0))
+    return amount * total.numerator // (100 * total.denominator)
+
+
+def bps_of(amount: int, bps: int) -> int:
+    """floor(amount × bps / 10 000), atomic units."""
+    return amount * bps // 10_000
+
+
+def quote_value(
+    tokens: int,
+    token_decimals: int,
+    token_usd: float | Fraction,
+    quote_usd: float,
+    quote_decimals: int,
+    scale: Fraction = Fraction(1),
+) -> int:
+    """Quote atomic units worth `tokens` token atomic units (times `scale`, e.g. a DCA buy_pct),
+    rounded down once: floor(tokens / 10^td × token_usd / quote_usd × 10^qd × scale). Prices in
+    USD per whole unit."""
+    tp = token_usd if isinstance(token_usd, Fraction) else exact(token_usd)
+    qn, qd = decimal_ratio(quote_usd)
+    num: int = tokens * tp.numerator * qd * 10**quote_decimals * scale.numerator
+    den: int = tp.denominator * qn * 10**token_decimals * scale.denominator
+    return num // den
+
+
+def token_amount(
+    quote: int,
+    quote_decimals: int,
+    quote_usd: float,
+    token_usd: float | Fraction,
+    token_decimals: int,
+) -> int:
+    """Token atomic units bought by `quote` quote atomic units, rounded down:
+    floor(quote / 10^qd × quote_usd / token_usd × 10^td)."""
+    tp = token_usd if isinstance(token_usd, Fraction) else exact(token_usd)
+    qn, qd = decimal_ratio(quote_usd)
+    num: int = quote * qn * tp.denominator * 10**token_decimals
+    den: int = qd * tp.numerator * 10**quote_decimals
+    return num // den
+
+
+def to_float_down(x: Fraction) -> float:
+    """The largest float <= x (round toward -inf): for levels crossed from below."""
+    f = x.numerator / x.denominator  # correctly rounded to nearest
+    if Fraction(f) > x:
+        f = math.nextafter(f, -math.inf)
+    return f
+
+
+def to_float_up(x: Fraction) -> float:
+    """The smallest float >= x (round toward +inf): for levels crossed from above."""
+    f = x.numerator / x.denominator
+    if Fraction(f) < x:
+        f = math.nextafter(f, math.inf)
+    return f
+
+
+@lru_cache(maxsize=65_536)
+def level_price(entry_usd: float, pct: float, above: bool) -> float:
+    """entry × (1 + pct/100), exact, as a float rounded toward triggering: down for a level
+    crossed from below (take-profit, moon bag: fires when price >= it), up for a level crossed
+    from above (stop-loss, DCA: fires when price <= it). At most one ulp from the exact value."""
+    x = exact(entry_usd) * (1 + exact(pct) / 100)
+    return to_float_down(x) if above else to_float_up(x)
