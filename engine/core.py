@@ -262,12 +262,14 @@ class Engine(SignalIntake, Settlement):
         p = self.positions.get(order.position_id) if order is not None else None
         super().on_order_failed(order_id, reason)
         if p is not None:
-            self._after_settle(p)
+            self._after_settle(p, evaluate=False)
 
-    def _after_settle(self, p: Position) -> None:
+    def _after_settle(self, p: Position, evaluate: bool = True) -> None:
         """Once a position's order settles: apply the exit kept pending (sell what is now
-        held), or evaluate the position at the last price at once, so a level crossed while
-        the order was in flight is not left waiting for the next tick."""
+        held), or, after a fill, evaluate the position at the last price at once, so a level
+        crossed while the order was in flight is not left waiting for the next tick. Not after
+        a failure: an order that fails at once (in-process venue) would be re-placed in a loop;
+        the position waits for the next tick, as a retry."""
         if p.in_flight is not None:
             return
         now = self.clock()
@@ -289,7 +291,7 @@ class Engine(SignalIntake, Settlement):
                 self.index.rearm(p, now, fresh=False)
             self._close_pending_record(p, signal_id, oid, "exit_below_minimum", now)
             return
-        if p.token in self.prices:
+        if evaluate and p.token in self.prices:
             self._evaluate([p], now, p.token)
 
     def _close_pending_record(

@@ -56,6 +56,7 @@ class Settlement(EngineState):
         else:
             p.tp_done -= order.tp_levels
             p.status = "open"
+            self._record_execution(order, "failed", reason, now)  # a sell signal's sell
         self.index.rearm(p, now, fresh=True)
         self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
 
@@ -142,6 +143,7 @@ class Settlement(EngineState):
         bal = self.ledger.credit(agent.id, agent.quote, agent.quote_decimals, proceeds)
         self.ledger.realize(agent, pnl, now)
         self._trade(order, fill, sold, proceeds, now)
+        self._record_execution(order, "filled", "", now)  # a sell signal's sell
         if p.amount == 0:
             p.status = "closed"
             p.closed_at = now

@@ -152,6 +152,7 @@ class SignalIntake(EngineState):
             f"signal:{signal.type}" if signal.type else "signal",
             now,
             signal,
+            price=self.prices[signal.token].price_usd,
         )
         p.in_flight = order.id
         record.executions[agent.id] = Execution(
