@@ -71,6 +71,8 @@ class Daemon:
             default_decimals=settings.engine.default_decimals,
             history=settings.engine.history_bounds(),
             max_future_skew_ms=settings.prices.max_future_skew_ms,
+            max_priced_tokens=settings.prices.max_tokens,
+            watchlist=settings.prices.watchlist,
         )
         paper = PaperVenue(
             self.engine.price_usd, wall_clock_ms, settings.venues.paper.fill_delay_ms

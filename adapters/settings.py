@@ -121,6 +121,13 @@ class PricesSettings(_S):
     # A tick more than this far ahead of the clock is refused (and counted): one bad timestamp
     # must never lock a token's price (later real ticks would look older).
     max_future_skew_ms: Annotated[int, Meta(ge=0, le=3_600_000)] = 5_000
+    # Tokens with a known price. Beyond it a new token is refused (`token_capacity`) unless
+    # watched (held, a quote, in a recent signal, in the watchlist); unwatched prices are
+    # evicted oldest first to make room.
+    max_tokens: Annotated[int, Meta(ge=10, le=10_000_000)] = 20_000
+    watchlist: list[Annotated[str, Meta(min_length=32, max_length=44)]] = msgspec.field(
+        default_factory=list
+    )
 
 
 class PaperVenueSettings(_S):

@@ -169,7 +169,9 @@ class Engine(SignalIntake, Settlement):
         None when applied, else why it was not: `out_of_order` (older than the known price:
         feeds may reorder), `future` (more than `max_future_skew_ms` ahead of the clock: one
         bad timestamp must not lock a token's price), `decimals_conflict` (the tick names other
-        decimals than the token's known ones: never re-scale positions; an alert goes out)."""
+        decimals than the token's known ones: never re-scale positions; an alert goes out),
+        `token_capacity` (a new token while `max_priced_tokens` prices are held and none can be
+        evicted: see `room_for_price`)."""
         now = self.clock()
         if tick.ts > now + self.max_future_skew_ms:
             return "future"
@@ -178,6 +180,12 @@ class Engine(SignalIntake, Settlement):
             return "out_of_order"
         if tick.decimals is not None and self.decimals_conflict(tick.token, tick.decimals, now):
             return "decimals_conflict"
+        if (
+            last is None
+            and len(self.prices) >= self.max_priced_tokens
+            and not self.room_for_price(tick.token, now)
+        ):
+            return "token_capacity"
         self.prices[tick.token] = tick
         if tick.decimals is not None:
             self._learn_decimals(tick.token, tick.decimals)

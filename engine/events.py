@@ -154,6 +154,12 @@ class HaltChanged(Event, frozen=True):
     flatten: bool
 
 
+class PriceEvicted(Event, frozen=True):
+    """A price nobody needs left the bounded price book (engine.state.room_for_price)."""
+
+    token: str
+
+
 class Alert(Event, frozen=True):
     code: str
     message: str
@@ -182,6 +188,7 @@ AnyEvent = (
     | PositionClosed
     | BalanceChanged
     | HaltChanged
+    | PriceEvicted
     | Alert
 )
 

@@ -59,9 +59,14 @@ class EngineState:
         node: str = "",
         history: HistoryBounds | None = None,
         max_future_skew_ms: int = 5_000,
+        max_priced_tokens: int = 20_000,
+        watchlist: Iterable[str] = (),
     ) -> None:
         self.clock = clock
         self.max_future_skew_ms = max_future_skew_ms
+        self.max_priced_tokens = max_priced_tokens
+        self.watchlist = frozenset(watchlist)
+        self._no_room_until = 0  # ms: a full price book with nothing to evict is rescanned then
         self.history = history or HistoryBounds()
         self.index: ExitIndex = TriggerIndex() if exit_index == "indexed" else NaiveScan()
         self.max_price_age_ms = max_price_age_ms
@@ -141,6 +146,38 @@ class EngineState:
 
     def token_decimals(self, token: str) -> int:
         return self.decimals.get(token, self.default_decimals)
+
+    def watched_tokens(self) -> set[str]:
+        """Tokens whose price is needed: held or being bought by a live position, an agent's
+        quote, a signal still in the dedupe window, the configured watchlist."""
+        needed = set(self.watchlist)
+        for by_id in self.live_positions.values():
+            needed.update(p.token for p in by_id.values())
+        needed.update(quote_mint(a.quote) for a in self.agents.values())
+        needed.update(r.signal.token for r in self.signals.values())
+        return needed
+
+    def room_for_price(self, token: str, now: int) -> bool:
+        """Whether a first price of `token` may enter a full price book (`max_priced_tokens`).
+        A watched token always may. Otherwise the oldest tenth of the unwatched prices is
+        evicted (amortized O(log n) per new token); with nothing to evict the token is refused,
+        and the book is not rescanned for a second, so a flood costs O(1) per tick."""
+        if now < self._no_room_until and token not in self.watchlist:
+            return False
+        needed = self.watched_tokens()
+        if token in needed:
+            return True
+        evictable = sorted((t.ts, mint) for mint, t in self.prices.items() if mint not in needed)
+        if not evictable:
+            self._no_room_until = now + 1000
+            return False
+        for _, mint in evictable[: max(1, self.max_priced_tokens // 10)]:
+            del self.prices[mint]
+            self.index.forget(mint)
+            if mint not in KNOWN_DECIMALS:
+                self.decimals.pop(mint, None)
+            self._emit(ev.PriceEvicted(ts=now, token=mint))
+        return True
 
     def decimals_conflict(self, token: str, decimals: int, now: int) -> bool:
         """True (and an alert) when `decimals` contradicts the token's known decimals: amounts

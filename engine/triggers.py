@@ -35,6 +35,7 @@ class ExitIndex(Protocol):
     def on_price(self, token: str, price: float) -> Iterable[Position]: ...
     def due(self, now: int) -> Iterable[Position]: ...
     def peak_of(self, position: Position) -> float: ...
+    def forget(self, token: str) -> None: ...
 
 
 class NaiveScan:
@@ -67,6 +68,10 @@ class NaiveScan:
 
     def peak_of(self, position: Position) -> float:
         return position.peak_price_usd
+
+    def forget(self, token: str) -> None:
+        if not self._by_token.get(token):
+            self._by_token.pop(token, None)
 
 
 class _TokenBook:
@@ -109,6 +114,12 @@ class TriggerIndex:
         book = self._books[position.token]
         book.stops.remove(position)
         book.live -= 1
+
+    def forget(self, token: str) -> None:
+        """Drop the book of a token no position holds (its price left the price book)."""
+        book = self._books.get(token)
+        if book is not None and not book.live:
+            del self._books[token]
 
     def peak_of(self, position: Position) -> float:
         book = self._books.get(position.token)

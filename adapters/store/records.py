@@ -128,6 +128,8 @@ def _key_agent(e: ev.Event) -> tuple[str, str]:
         return e.order_id, e.agent_id  # type: ignore[attr-defined]
     if t is ev.HaltChanged:
         return "halt", ""
+    if t is ev.PriceEvicted:
+        return e.token, ""  # type: ignore[attr-defined]
     position_id = getattr(e, "position_id", None)
     agent_id = getattr(e, "agent_id", "") or ""
     if position_id is not None:

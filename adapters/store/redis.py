@@ -47,6 +47,7 @@ HASH_WRITES: dict[str, tuple[str, bool]] = {
     "OrderFilled": ("orders", False),
     "OrderFailed": ("orders", False),
     "HaltChanged": ("meta", True),
+    "PriceEvicted": ("prices", False),
 }
 
 
@@ -179,6 +180,9 @@ class RedisWriteThrough:
     # -- producer side (synchronous, from event subscribers) --------------------------------
 
     def enqueue(self, entries: list[Entry]) -> None:
+        for e in entries:
+            if e.type == "PriceEvicted":  # a pending last price must not bring it back
+                self._ticks.pop(e.key, None)
         self._buf.extend(entries)
         self._enqueued += len(entries)
         self._schedule()

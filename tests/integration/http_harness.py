@@ -85,19 +85,23 @@ class Api:
         raise AssertionError(f"{path} never satisfied the condition: {doc}")
 
 
-def make_daemon(data_dir: Path, **http: Any) -> Daemon:
+def make_daemon(data_dir: Path, prices: dict[str, Any] | None = None, **http: Any) -> Daemon:
     settings = load_settings(None, {"TRADINGD_STORE": "memory", "TRADINGD_DATA_DIR": str(data_dir)})
     settings.feeds.synthetic.enabled = False  # only the prices a test pushes
     for name, value in http.items():
         setattr(settings.http, name, value)
+    for name, value in (prices or {}).items():
+        setattr(settings.prices, name, value)
     daemon = Daemon(settings, demo=False)
     daemon.keys = KeyStore(keys_path(data_dir), bootstrap_key=ADMIN)
     return daemon
 
 
 @asynccontextmanager
-async def serve(data_dir: Path, *, ready: bool = True, **http: Any) -> AsyncIterator[Api]:
-    daemon = make_daemon(data_dir, **http)
+async def serve(
+    data_dir: Path, *, ready: bool = True, prices: dict[str, Any] | None = None, **http: Any
+) -> AsyncIterator[Api]:
+    daemon = make_daemon(data_dir, prices, **http)
     app = wire_control_port(daemon)
     daemon.ready = ready
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:

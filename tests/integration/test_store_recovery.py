@@ -309,3 +309,24 @@ async def test_peaks_moved_by_ticks_alone_survive_a_crash(tmp_path, store_server
     again = await StoreNode(tmp_path, store_servers, namespace).start()
     assert state_of(again) == before
     await again.stop()
+
+
+async def test_evicted_prices_do_not_come_back_after_a_crash(tmp_path, store_servers, namespace):
+    import base58
+
+    node = await StoreNode(tmp_path, store_servers, namespace).start()
+    node.engine.max_priced_tokens = 10
+    flood = [base58.b58encode(bytes([i]) * 32).decode() for i in range(1, 40)]
+    for wave in (flood[:10], flood[10:25], flood[25:]):
+        for token in wave:
+            ticks(node, {token: 1.0})
+        await asyncio.sleep(0.3)  # written through: the next wave's evictions must delete them
+    assert len(node.engine.prices) <= 10
+    kept = set(node.engine.prices)
+    await node.store.flushed()
+    await asyncio.sleep(0.3)  # the last prices ride with the next flush or go within 100 ms
+    await node.crash()
+
+    again = await StoreNode(tmp_path, store_servers, namespace).start()
+    assert set(again.engine.prices) == kept
+    await again.stop()

@@ -1,0 +1,51 @@
+"""The price book is bounded: a flood of distinct mints cannot grow it past `[prices]
+max_tokens`; unwatched prices are evicted oldest first, watched ones never; a new token that
+finds the book full of watched prices is refused (`token_capacity`)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import base58
+from http_harness import TOKEN, Api, serve
+
+CAP = 10
+
+
+def mint(i: int) -> str:
+    return base58.b58encode(hashlib.sha256(f"flood-{i}".encode()).digest()).decode()
+
+
+async def push(api: Api, tokens: list[str], price: float = 1.0) -> dict:
+    ticks = [{"token": t, "price_usd": price, "decimals": 6} for t in tokens]
+    return await api.ok("POST", "/v1/prices", {"ticks": ticks})
+
+
+async def test_a_flood_of_mints_keeps_the_book_bounded_and_watched_prices(tmp_path):
+    async with serve(tmp_path, prices={"max_tokens": CAP}) as api:
+        agent = await api.agent({"sizing": {"mode": "fixed", "amount": "100000000"}})
+        await api.prices(("So11111111111111111111111111111111111111112", 150.0))
+        await push(api, [TOKEN])
+        await api.ok("POST", "/v1/signals", {"token": TOKEN, "strength": 3})
+        await api.settle()
+        for start in range(0, 400, 40):
+            doc = await push(api, [mint(i) for i in range(start, start + 40)])
+            assert doc["accepted"] + doc["rejected"] == 40
+        engine = api.daemon.engine
+        assert len(engine.prices) <= CAP + 1
+        assert TOKEN in engine.prices  # held: never evicted
+        assert (await api.ok("GET", f"/v1/prices/{TOKEN}"))["price_usd"] == 1.0
+        positions = (await api.ok("GET", f"/v1/agents/{agent}/positions?status=open"))["items"]
+        assert len(positions) == 1
+        assert len(engine.decimals) < 50  # learned decimals of evicted tokens leave too
+
+
+async def test_a_new_token_is_refused_when_every_price_is_watched(tmp_path):
+    watched = [mint(i) for i in range(CAP)]
+    async with serve(tmp_path, prices={"max_tokens": CAP, "watchlist": watched}) as api:
+        assert (await push(api, watched))["accepted"] == CAP
+        doc = await push(api, [mint(1000)])
+        assert doc == {"accepted": 0, "rejected": 1, "reasons": {"token_capacity": 1}}
+        status, _ = await api.call("GET", f"/v1/prices/{mint(1000)}")
+        assert status == 404
+        assert (await push(api, watched, 2.0))["accepted"] == CAP  # known tokens still move
