@@ -159,19 +159,21 @@ class EngineState:
 
     def room_for_price(self, token: str, now: int) -> bool:
         """Whether a first price of `token` may enter a full price book (`max_priced_tokens`).
-        A watched token always may. Otherwise the oldest tenth of the unwatched prices is
-        evicted (amortized O(log n) per new token); with nothing to evict the token is refused,
-        and the book is not rescanned for a second, so a flood costs O(1) per tick."""
+        A watched token always may. Otherwise room is made by evicting the prices nobody needs:
+        unwatched and older than `max_price_age_ms` (too old to buy on, and no position holds
+        them); with none, the token is refused and the book is not rescanned for a second, so a
+        flood of new mints costs O(1) per tick and cannot churn the book (or Redis)."""
         if now < self._no_room_until and token not in self.watchlist:
             return False
         needed = self.watched_tokens()
         if token in needed:
             return True
-        evictable = sorted((t.ts, mint) for mint, t in self.prices.items() if mint not in needed)
-        if not evictable:
+        oldest = now - self.max_price_age_ms
+        stale = [m for m, t in self.prices.items() if t.ts < oldest and m not in needed]
+        if not stale:
             self._no_room_until = now + 1000
             return False
-        for _, mint in evictable[: max(1, self.max_priced_tokens // 10)]:
+        for mint in stale:
             del self.prices[mint]
             self.index.forget(mint)
             if mint not in KNOWN_DECIMALS:

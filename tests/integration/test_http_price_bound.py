@@ -1,10 +1,11 @@
 """The price book is bounded: a flood of distinct mints cannot grow it past `[prices]
-max_tokens`; unwatched prices are evicted oldest first, watched ones never; a new token that
-finds the book full of watched prices is refused (`token_capacity`)."""
+max_tokens`; beyond it a new token is refused (`token_capacity`) unless watched, and prices
+nobody needs (unwatched, too old to buy on) are evicted to make room."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 
 import base58
 from http_harness import TOKEN, Api, serve
@@ -21,7 +22,7 @@ async def push(api: Api, tokens: list[str], price: float = 1.0) -> dict:
     return await api.ok("POST", "/v1/prices", {"ticks": ticks})
 
 
-async def test_a_flood_of_mints_keeps_the_book_bounded_and_watched_prices(tmp_path):
+async def test_a_flood_of_mints_is_refused_beyond_the_bound_and_keeps_watched_prices(tmp_path):
     async with serve(tmp_path, prices={"max_tokens": CAP}) as api:
         agent = await api.agent({"sizing": {"mode": "fixed", "amount": "100000000"}})
         await api.prices(("So11111111111111111111111111111111111111112", 150.0))
@@ -30,7 +31,7 @@ async def test_a_flood_of_mints_keeps_the_book_bounded_and_watched_prices(tmp_pa
         await api.settle()
         for start in range(0, 400, 40):
             doc = await push(api, [mint(i) for i in range(start, start + 40)])
-            assert doc["accepted"] + doc["rejected"] == 40
+            assert doc["accepted"] + doc.get("reasons", {}).get("token_capacity", 0) == 40
         engine = api.daemon.engine
         assert len(engine.prices) <= CAP + 1
         assert TOKEN in engine.prices  # held: never evicted
@@ -49,3 +50,15 @@ async def test_a_new_token_is_refused_when_every_price_is_watched(tmp_path):
         status, _ = await api.call("GET", f"/v1/prices/{mint(1000)}")
         assert status == 404
         assert (await push(api, watched, 2.0))["accepted"] == CAP  # known tokens still move
+
+
+async def test_stale_unwatched_prices_are_evicted_to_admit_a_new_token(tmp_path):
+    async with serve(tmp_path, prices={"max_tokens": CAP}) as api:
+        old = int(time.time() * 1000) - 120_000  # older than [engine] max_price_age_ms
+        ticks = [{"token": mint(i), "price_usd": 1.0, "ts": old} for i in range(CAP)]
+        assert (await api.ok("POST", "/v1/prices", {"ticks": ticks}))["accepted"] == CAP
+        doc = await push(api, [mint(1000)])
+        assert doc["accepted"] == 1
+        assert set(api.daemon.engine.prices) == {mint(1000)}
+        status, _ = await api.call("GET", f"/v1/prices/{mint(0)}")
+        assert status == 404
