@@ -101,7 +101,7 @@ class Runtime:
         how many were applied and why the others were refused (see `Engine.on_tick`)."""
         batch = list(ticks)
         engine = self.engine
-        on_tick = engine.on_tick
+        on_tick, prices = engine.on_tick, engine.prices
         applied: list[Tick] = []
         rejected: dict[str, int] = {}
         self.tick_batch_started = time.perf_counter()
@@ -109,7 +109,7 @@ class Runtime:
             for tick in batch:
                 reason = on_tick(tick)
                 if reason is None:
-                    applied.append(tick)
+                    applied.append(prices[tick.token])  # as applied (a future ts is clamped)
                 else:
                     rejected[reason] = rejected.get(reason, 0) + 1
                 if engine.has_intents:

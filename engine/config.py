@@ -3,6 +3,8 @@ cross-field rules msgspec constraints cannot express. Errors name the failing fi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from fractions import Fraction
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -10,6 +12,7 @@ from msgspec import Meta, Struct
 
 from engine.assets import require_mint
 from engine.errors import ValidationError
+from engine.money import exact
 
 MAX_ATOMIC = 2**64 - 1  # SPL token amounts are u64; nothing larger is a real amount
 
@@ -137,7 +140,7 @@ def parse_atomic(text: str, path: str) -> int:
     return value
 
 
-def _ascending(values: list[float], path: str, what: str) -> None:
+def _ascending(values: Sequence[float | int], path: str, what: str) -> None:
     for i in range(1, len(values)):
         if values[i] <= values[i - 1]:
             raise ValidationError(f"{what} must be strictly ascending", f"{path}[{i}]")
@@ -165,7 +168,7 @@ def validate_config(cfg: AgentConfig) -> AgentConfig:
         ]
         for i, t in enumerate(s.tiers):
             parse_atomic(t.amount, f"$.sizing.tiers[{i}].amount")
-        _ascending([float(m) for m in mins], "$.sizing.tiers", "tier min_balance")
+        _ascending(mins, "$.sizing.tiers", "tier min_balance")
     sl = cfg.stop_loss
     if sl.mode == "custom":
         if not sl.levels:
@@ -182,7 +185,8 @@ def validate_config(cfg: AgentConfig) -> AgentConfig:
     if tp.enabled and not tp.levels:
         raise ValidationError("take_profit needs levels when enabled", "$.take_profit.levels")
     _ascending([lv.gain_pct for lv in tp.levels], "$.take_profit.levels", "gain_pct")
-    if sum(lv.sell_pct for lv in tp.levels) > 100:
+    # Exact, as written: 33.333 + 33.333 + 33.334 is 100, not 100.00000000000001.
+    if sum((exact(lv.sell_pct) for lv in tp.levels), Fraction(0)) > 100:
         raise ValidationError("take_profit sell_pct values sum above 100", "$.take_profit.levels")
     if cfg.dca.enabled and not cfg.dca.levels:
         raise ValidationError("dca needs levels when enabled", "$.dca.levels")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+import msgspec
+
 from engine import events as ev
 from engine.assets import normalize_quote, quote_mint, require_mint
 from engine.config import AgentConfig, parse_atomic
@@ -173,8 +175,12 @@ class Engine(SignalIntake, Settlement):
         `token_capacity` (a new token while `max_priced_tokens` prices are held and none can be
         evicted: see `room_for_price`)."""
         now = self.clock()
-        if tick.ts > now + self.max_future_skew_ms:
-            return "future"
+        if tick.ts > now:
+            if tick.ts > now + self.max_future_skew_ms:
+                return "future"
+            # Within the skew: accepted as of now, so a feed whose clock runs a little fast
+            # cannot make the next real-time ticks look older and lock the token's price.
+            tick = msgspec.structs.replace(tick, ts=now)
         last = self.prices.get(tick.token)
         if last is not None and tick.ts < last.ts:
             return "out_of_order"
@@ -363,21 +369,23 @@ class Engine(SignalIntake, Settlement):
         self.exposure[agent.id].commit(p.token, amount)
         order = self._new_order(agent, p, "buy", "dca", amount, "dca", now, price=price)
         p.in_flight = order.id
+        self.index.rearm(p, now, fresh=False)  # an exit crossed meanwhile waits (pending)
         self._balance_changed(agent.id, bal, now)
 
     def close_position(
         self, position_id: str, pct: float = 100.0, reason: ExitReason = "manual"
     ) -> str | None:
         """Sell `pct` of a position now: returns the order id. A full close of a position
-        with a DCA buy or a partial sell in flight is kept pending and applied when that order
-        settles: returns None. Raises Conflict when it is closed, already selling everything,
+        with its entry buy, a DCA buy or a partial sell in flight is kept pending and applied
+        when that order settles: returns None. Raises Conflict when it is closed, already selling everything,
         or a partial close meets an order in flight; ValidationError when the sell rounds to
         zero tokens or is worth no quote."""
         p = self.position(position_id)
         if not 0 < pct <= 100:
             raise ValidationError("pct must be in (0, 100]", "$.pct")
         busy = p.in_flight is not None
-        if p.status not in ("open", "closing") or (busy and (pct < 100 or self._selling_all(p))):
+        live = ("opening", "open", "closing") if busy else ("open",)
+        if p.status not in live or (busy and (pct < 100 or self._selling_all(p))):
             raise Conflict(
                 f"position is {p.status}" + (" with an order in flight" if busy else ""),
                 {"position_id": position_id, "status": p.status},

@@ -5,8 +5,9 @@ the naive scan call, so the two can only differ in which positions they ask abou
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 from msgspec import Struct
 
@@ -16,7 +17,8 @@ from engine.money import exact, level_price, pct_of, ratio_of_sum, to_float_up
 
 _ZONES = ((25, Fraction(1, 2)), (50, Fraction(3, 5)), (100, Fraction(7, 10)), (200, Fraction(4, 5)))
 _K_TOP = Fraction(17, 20)
-_TWENTY = Fraction(20)
+_NEAR = 1.0 + 1e-9  # float estimates are ~1e-12 off: closer than this, decide exactly
+_BIAS = 1.0 + 1e-12  # see stop_gain_estimate
 
 
 def _exponential_k(p: float) -> float:
@@ -28,25 +30,21 @@ def _exponential_k(p: float) -> float:
     return k
 
 
-def stop_gain_for_peak(sl: StopLoss, p: float | Fraction) -> Fraction:
-    """S (percent from average entry) for peak gain `p` (percent), before ratcheting, exact:
-    `p` and every configured percentage are taken as written, so a peak exactly on a zone or
-    level boundary lands in the level it names. Every mode is non-decreasing in `p` (custom
-    levels are validated ascending), which lets the index evaluate it only where the price turns
-    down. `trailing` is computed by `stop_gain()`, which knows the peak price."""
-    d = exact(sl.default_pct)
-    p = p if isinstance(p, Fraction) else exact(p)
+def _stop_gain(sl: StopLoss, p: Any, num: Callable[[float], Any]) -> Any:
+    """S for peak gain `p` in the number type `num` makes of a configured value: `exact`
+    (Fraction, for decisions) or `float` (the index's estimate). One table of modes for both."""
+    d = num(sl.default_pct)
     mode = sl.mode
     if mode == "trailing":
         # The trail follows the peak even below the entry (the peak starts at the market price
         # the buy was decided on, which slippage puts below the fill): no `p < 0` rule here.
-        s = ((1 + p / 100) * (1 - exact(sl.trail_pct) / 100) - 1) * 100
+        s = ((1 + p / 100) * (1 - num(sl.trail_pct) / 100) - 1) * 100
     elif p < 0:
         return d
     elif mode == "fixed":
-        s = d if p < _TWENTY else p - 10
+        s = d if p < 20 else p - 10
     elif mode == "zones":
-        if p < _TWENTY:
+        if p < 20:
             s = d
         else:
             k = _K_TOP
@@ -57,15 +55,25 @@ def stop_gain_for_peak(sl: StopLoss, p: float | Fraction) -> Fraction:
             s = p * k
     elif mode == "exponential":
         # The curve is transcendental: k is a float, applied exactly to the exact p.
-        s = d if p <= _TWENTY else p * Fraction(_exponential_k(float(p)))
+        s = d if p <= 20 else p * num(_exponential_k(float(p)))
     else:  # custom
         s = d
         for level in sl.levels:
-            if exact(level.gain_pct) <= p:
-                s = exact(level.stop_pct)
+            if num(level.gain_pct) <= p:
+                s = num(level.stop_pct)
             else:
                 break
     return s if s > 0 or (mode == "trailing" and s > d) else d
+
+
+def stop_gain_for_peak(sl: StopLoss, p: float | Fraction) -> Fraction:
+    """S (percent from average entry) for peak gain `p` (percent), before ratcheting, exact:
+    `p` and every configured percentage are taken as written, so a peak exactly on a zone or
+    level boundary lands in the level it names. Every mode is non-decreasing in `p` (custom
+    levels are validated ascending), which lets the index evaluate it only where the price turns
+    down."""
+    result: Fraction = _stop_gain(sl, p if isinstance(p, Fraction) else exact(p), exact)
+    return result
 
 
 def peak_gain_pct(position: Position, peak: float) -> Fraction:
@@ -84,6 +92,22 @@ def ratcheted_stop_gain(position: Position, peak: float) -> Fraction:
     return exact(current)
 
 
+def stop_gain_estimate(position: Position, peak: float) -> float:
+    """`ratcheted_stop_gain` in floats, never below the exact value (a hair above it): for the
+    trigger index's keys and the quick no-trigger test, never for a decision."""
+    # S is non-decreasing in the peak gain: biasing the float gain up (far beyond its rounding
+    # error) makes the estimate never lower than the exact S, also across a mode's thresholds
+    # (a peak of exactly +20% must not estimate as 19.999999999999996).
+    ratio = peak / position.entry_price_usd * _BIAS
+    s: float = _stop_gain(position.config.stop_loss, (ratio - 1.0) * 100.0, float)
+    current = position.stop_gain_pct
+    return s if current is None or s > current else current
+
+
+def stop_price_estimate(position: Position, stop_gain: float) -> float:
+    return position.entry_price_usd * (1.0 + stop_gain / 100.0)
+
+
 def exact_stop_price(position: Position, stop_gain: Fraction | float) -> Fraction:
     s = stop_gain if isinstance(stop_gain, Fraction) else exact(stop_gain)
     return exact(position.entry_price_usd) * (1 + s / 100)
@@ -92,6 +116,14 @@ def exact_stop_price(position: Position, stop_gain: Fraction | float) -> Fractio
 def stop_price(position: Position, stop_gain: Fraction | float) -> float:
     """The stop's trigger price, rounded up (toward triggering: it fires at price <= this)."""
     return to_float_up(exact_stop_price(position, stop_gain))
+
+
+def stop_trigger_price(position: Position) -> float | None:
+    """The price at or below which the stop sells, exactly as `decide` computes it, for a
+    refreshed live position (peak and ratcheted S materialized); None without a stop."""
+    if not position.config.stop_loss.enabled or position.stop_gain_pct is None:
+        return None
+    return stop_price(position, ratcheted_stop_gain(position, position.peak_price_usd))
 
 
 def dca_level_index(cfg: AgentConfig, dca_count: int) -> int:
@@ -210,7 +242,11 @@ def decide(
     if not in_flight and (position.status != "open" or position.in_flight is not None):
         return NO_DECISION
     cfg = position.config
-    if price_rules and cfg.stop_loss.enabled:
+    if (
+        price_rules
+        and cfg.stop_loss.enabled
+        and price <= stop_price_estimate(position, stop_gain_estimate(position, peak)) * _NEAR
+    ):
         s = ratcheted_stop_gain(position, peak)
         sp = stop_price(position, s)
         if price <= sp:

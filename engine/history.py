@@ -38,11 +38,14 @@ class SignalWindow:
         self.records: OrderedDict[str, SignalRecord] = OrderedDict()
         self.by_client: dict[str, str] = {}
         self.executions_held = 0  # executions in `records`
+        self.tokens: dict[str, int] = {}  # token -> records naming it (prices of watched tokens)
         self.forgotten = 0  # records evicted so far (Postgres may still hold them)
 
     def keep(self, record: SignalRecord) -> None:
         """Add `record` as the newest."""
         self.records[record.signal.id] = record
+        token = record.signal.token
+        self.tokens[token] = self.tokens.get(token, 0) + 1
         if record.signal.client_id is not None:
             self.by_client[record.signal.client_id] = record.signal.id
         self.executions_held += len(record.executions)
@@ -67,6 +70,12 @@ class SignalWindow:
             ):
                 return
             records.popitem(last=False)
+            token = oldest.signal.token
+            left = self.tokens[token] - 1
+            if left:
+                self.tokens[token] = left
+            else:
+                del self.tokens[token]
             self.forgotten += 1
             self.executions_held -= len(oldest.executions)
             client_id = oldest.signal.client_id

@@ -181,6 +181,7 @@ class SignalIntake(EngineState):
         execution record follows the first position's sell to its end."""
         first: Position | None = None
         order_id = None
+        closing = False
         held = self.exposure[agent.id].by_token[signal.token] > 0
         for p in list(self.live_positions[agent.id].values()) if held else ():
             if p.token != signal.token or p.status == "closed":
@@ -188,12 +189,14 @@ class SignalIntake(EngineState):
             if not p.amount and p.status != "opening":
                 continue
             if p.in_flight is not None and (self._selling_all(p) or p.pending_exit is not None):
-                continue  # already being sold whole, or an exit is already waiting
+                closing = True  # already being sold whole, or an exit is already waiting
+                continue
             oid = self._exit_or_pend(p, "signal", signal.id)
             if first is None and (oid is not None or p.pending_exit is not None):
                 first, order_id = p, oid
         if first is None:
-            return self._skip(record, agent.id, "no_open_position", now)
+            reason = "position_closing" if closing else "no_open_position"
+            return self._skip(record, agent.id, reason, now)
         latency = float(now - signal.received_at)
         record.executions[agent.id] = Execution(
             agent_id=agent.id,

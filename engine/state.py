@@ -147,29 +147,32 @@ class EngineState:
     def token_decimals(self, token: str) -> int:
         return self.decimals.get(token, self.default_decimals)
 
-    def watched_tokens(self) -> set[str]:
-        """Tokens whose price is needed: held or being bought by a live position, an agent's
-        quote, a signal still in the dedupe window, the configured watchlist."""
-        needed = set(self.watchlist)
-        for by_id in self.live_positions.values():
-            needed.update(p.token for p in by_id.values())
-        needed.update(quote_mint(a.quote) for a in self.agents.values())
-        needed.update(r.signal.token for r in self.signals.values())
-        return needed
+    def is_watched(self, token: str) -> bool:
+        """Whether `token`'s price is needed: held or being bought by a live position, an
+        agent's quote, named by a signal still in the dedupe window, or in the watchlist.
+        O(agents)."""
+        if token in self.watchlist or token in self.signal_window.tokens:
+            return True
+        return any(e.by_token.get(token, 0) > 0 for e in self.exposure.values()) or any(
+            quote_mint(a.quote) == token for a in self.agents.values()
+        )
 
     def room_for_price(self, token: str, now: int) -> bool:
         """Whether a first price of `token` may enter a full price book (`max_priced_tokens`).
         A watched token always may. Otherwise room is made by evicting the prices nobody needs:
         unwatched and older than `max_price_age_ms` (too old to buy on, and no position holds
         them); with none, the token is refused and the book is not rescanned for a second, so a
-        flood of new mints costs O(1) per tick and cannot churn the book (or Redis)."""
-        if now < self._no_room_until and token not in self.watchlist:
-            return False
-        needed = self.watched_tokens()
-        if token in needed:
+        flood of new mints costs O(agents) per tick and cannot churn the book (or Redis)."""
+        if self.is_watched(token):
             return True
+        if now < self._no_room_until:
+            return False
         oldest = now - self.max_price_age_ms
-        stale = [m for m, t in self.prices.items() if t.ts < oldest and m not in needed]
+        watched = set(self.watchlist) | self.signal_window.tokens.keys()
+        watched.update(quote_mint(a.quote) for a in self.agents.values())
+        for e in self.exposure.values():
+            watched.update(t for t, n in e.by_token.items() if n > 0)
+        stale = [m for m, t in self.prices.items() if t.ts < oldest and m not in watched]
         if not stale:
             self._no_room_until = now + 1000
             return False
@@ -343,6 +346,8 @@ class EngineState:
             signal_id=signal_id,
         )
         p.in_flight = order.id
+        if amount < p.amount:  # keep watching the rest: an exit it crosses waits (pending)
+            self.index.rearm(p, now, fresh=False)
         self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
         return order.id
 

@@ -19,11 +19,9 @@ from __future__ import annotations
 import heapq
 import math
 from bisect import bisect_left
-from fractions import Fraction
 
-from engine.exits import ratcheted_stop_gain, stop_price
+from engine.exits import stop_gain_estimate, stop_price_estimate
 from engine.model import Position
-from engine.money import exact
 
 UP = 1.0 + 1e-9
 DOWN = 1.0 - 1e-9
@@ -76,23 +74,22 @@ def _union(a: Group, b: Group) -> Group:
     return a
 
 
-def activation_peak(position: Position, s: Fraction) -> float:
+def activation_peak(position: Position, s: float) -> float:
     """The lowest peak at which the stop gain could rise above `s`; 0 when it rises with any
     new peak. Below it the stop is exactly `s` (each mode is non-decreasing in the peak). The
     float is relaxed DOWN a few ulps: waking a position early costs a recompute, late a miss."""
     sl = position.config.stop_loss
     entry = position.entry_price_usd
-    sf = float(s)
     if sl.mode == "trailing":
-        return entry * (1.0 + sf / 100.0) / (1.0 - sl.trail_pct / 100.0) * DOWN
+        return entry * (1.0 + s / 100.0) / (1.0 - sl.trail_pct / 100.0) * DOWN
     if sl.mode == "custom":
         for level in sl.levels:
             effective = level.stop_pct if level.stop_pct > 0 else sl.default_pct
-            if effective > sf:
+            if effective > s:
                 return entry * (1.0 + level.gain_pct / 100.0) * DOWN
         return _NEVER
     # fixed, zones, exponential: +20% first
-    return entry * 1.2 * DOWN if s <= exact(sl.default_pct) else 0.0
+    return entry * 1.2 * DOWN if s <= sl.default_pct else 0.0
 
 
 class StopBook:
@@ -158,8 +155,9 @@ class StopBook:
             return
         group = find(self._group_of[pid])
         peak = group.peak
-        s = ratcheted_stop_gain(position, peak)
-        position.stop_gain_pct = float(s)
+        # Float estimates: keys are relaxed by UP, and decisions are exact (exits.decide). The
+        # ratcheted S is stored by the engine's refresh(), exactly, never from here.
+        s = stop_gain_estimate(position, peak)
         position.peak_price_usd = peak
         slot = self._next()
         self._slot[pid] = slot
@@ -178,10 +176,12 @@ class StopBook:
             group.active.append((position, slot))
             self._push_own(position, s)
 
-    def _push_own(self, position: Position, s: Fraction) -> None:
+    def _push_own(self, position: Position, s: float) -> None:
         stamp = self._next()
         self._stamp[position.id] = stamp
-        heapq.heappush(self.heap, (-stop_price(position, s) * UP, position.seq, position.id, stamp))
+        heapq.heappush(
+            self.heap, (-stop_price_estimate(position, s) * UP, position.seq, position.id, stamp)
+        )
 
     def _push_trail(self, group: Group, t: float) -> None:
         stamp = self._next()

@@ -33,7 +33,7 @@ from adapters.http.schemas import (
 )
 from engine.core import Engine
 from engine.errors import NotFound
-from engine.exits import next_take_profit_price, stop_price
+from engine.exits import next_take_profit_price, stop_trigger_price
 from engine.model import Position, Trade
 
 if TYPE_CHECKING:
@@ -54,9 +54,7 @@ def position_out(engine: Engine, p: Position) -> PositionOut:
     live = p.status in ("open", "closing") and p.entry_price_usd > 0
     if live:
         engine.refresh(p)
-    stop = None
-    if live and p.config.stop_loss.enabled and p.stop_gain_pct is not None:
-        stop = stop_price(p, p.stop_gain_pct)
+    stop = stop_trigger_price(p) if live else None
     return PositionOut(
         id=p.id,
         agent_id=p.agent_id,
@@ -246,6 +244,12 @@ ROUTES = [
         body_optional=True,
         errors=(409,),
         intake=True,
+        description="Sells `pct` (default 100) of the position at the market, exact and "
+        "rounded down (docs/exact-money.md). A full close of a position whose entry buy, DCA "
+        "buy or partial take-profit sell is in flight is kept pending and applied when that "
+        "order settles: 202 with `order_id: null, pending: true`. 409 when the position is "
+        "closed or already selling everything, or for a partial close during an order in "
+        "flight; 422 when the sell rounds to zero tokens or is worth no quote.",
     ),
     Route(
         "GET",

@@ -11,7 +11,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from engine.config import AgentConfig
-from engine.exits import next_take_profit_price, stop_price
+from engine.exits import next_take_profit_price, stop_trigger_price
 from engine.model import Agent, Balance, Position, Tick, Trade
 
 Channel = Literal["prices", "positions", "trades", "signals", "agents", "alerts"]
@@ -213,9 +213,7 @@ def position_fields(p: Position) -> dict[str, Any]:
         "cost": str(p.cost),
         "entry_price_usd": p.entry_price_usd,
         "peak_price_usd": p.peak_price_usd,
-        "stop_price_usd": stop_price(p, p.stop_gain_pct)
-        if open_ and p.stop_gain_pct is not None
-        else None,
+        "stop_price_usd": stop_trigger_price(p) if open_ else None,
         "next_take_profit_usd": next_take_profit_price(p) if open_ else None,
         "dca_count": p.dca_count,
         "opened_at": p.opened_at or None,

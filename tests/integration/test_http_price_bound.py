@@ -62,3 +62,11 @@ async def test_stale_unwatched_prices_are_evicted_to_admit_a_new_token(tmp_path)
         assert set(api.daemon.engine.prices) == {mint(1000)}
         status, _ = await api.call("GET", f"/v1/prices/{mint(0)}")
         assert status == 404
+
+
+async def test_a_token_named_by_a_signal_is_priced_even_right_after_a_refusal(tmp_path):
+    async with serve(tmp_path, prices={"max_tokens": CAP}) as api:
+        await push(api, [mint(i) for i in range(CAP)])
+        assert (await push(api, [mint(500)]))["reasons"] == {"token_capacity": 1}
+        await api.ok("POST", "/v1/signals", {"token": mint(501), "strength": 3})
+        assert (await push(api, [mint(501)]))["accepted"] == 1  # watched: always priced

@@ -291,3 +291,60 @@ def test_config_applied_to_open_positions_acts_at_the_last_price_at_once():
     h.collect()
     h.settle()
     assert sells(h) == [(100_000_000, 95_000_000, "stop_loss")]
+
+
+def test_a_tick_slightly_ahead_does_not_lock_the_price_against_real_time_ticks():
+    from engine.model import Tick
+
+    h, _ = opened(cfg(stop_loss={"mode": "fixed", "default_pct": -10}), 1.0)
+    now = h.clock.now
+    assert h.engine.on_tick(Tick(T, 1.0, now + 4_900)) is None  # within the 5 s skew
+    h.tick(T, 0.5)  # a real-time tick right after: applied, and the stop sells
+    h.settle()
+    assert [s[2] for s in sells(h)] == ["stop_loss"]
+
+
+def test_the_stop_price_shown_is_the_price_that_triggers():
+    import math
+
+    from engine.exits import stop_trigger_price
+
+    modes = [
+        {"mode": "exponential", "default_pct": -32},
+        {"mode": "zones", "default_pct": -32},
+        {"mode": "fixed", "default_pct": -32},
+        {"mode": "trailing", "trail_pct": 7, "default_pct": -32},
+        {"mode": "custom", "default_pct": -32, "levels": [{"gain_pct": 10, "stop_pct": 3.3}]},
+    ]
+    for sl in modes:
+        for entry, peak in ((1.0, 1.9), (0.29, 0.551), (4.35, 8.265), (0.3, 0.4)):
+            h, _ = opened(cfg(stop_loss=sl), entry)
+            h.tick(T, peak)
+            p = h.engine.position(position(h).id)
+            shown = stop_trigger_price(p)
+            assert shown is not None
+            h.tick(T, math.nextafter(shown, math.inf))
+            assert h.pending == [], (sl, entry, peak)
+            h.tick(T, shown)
+            assert [o.reason for o in h.pending] == ["stop_loss"], (sl, entry, peak, shown)
+
+
+def test_a_ladder_of_thirds_written_to_three_places_is_a_valid_config():
+    from engine.config import config_from_builtins
+
+    levels = [
+        {"gain_pct": 10, "sell_pct": 33.333},
+        {"gain_pct": 20, "sell_pct": 33.333},
+        {"gain_pct": 30, "sell_pct": 33.334},
+    ]
+    config_from_builtins({"take_profit": {"enabled": True, "levels": levels}})
+
+
+def test_sizing_tiers_are_compared_as_integers_not_floats():
+    from engine.config import config_from_builtins
+
+    tiers = [  # distinct u64 amounts that are the same float
+        {"min_balance": "18446744073709551614", "amount": "1"},
+        {"min_balance": "18446744073709551615", "amount": "2"},
+    ]
+    config_from_builtins({"sizing": {"mode": "tiers", "tiers": tiers}})

@@ -67,7 +67,7 @@ def test_sell_signal_for_a_position_being_sold_whole_is_skipped():
     h, agent = opened(cfg(stop_loss={"mode": "fixed", "default_pct": -10}), 1.0)
     h.tick(T, 0.8)  # the stop sells everything: in flight
     record, _ = h.signal(T, side="sell")
-    assert execution(h, record, agent).reason == "no_open_position"
+    assert execution(h, record, agent).reason == "position_closing"
     h.settle()
     assert [s[2] for s in sells(h)] == ["stop_loss"]
 
@@ -80,3 +80,19 @@ def test_pending_exit_of_a_position_sold_out_by_its_order_records_why():
     h.settle()  # DCA fills, then the pending signal sells everything
     assert execution(h, record, agent).status == "filled"
     assert any(isinstance(e, ev.PositionClosed) for e in h.events())
+
+
+def test_manual_close_during_the_entry_buy_sells_after_the_fill():
+    from tests.unit.harness import Clock, Harness
+
+    h = Harness(Clock())
+    h.agent(cfg(), quote="USDC")
+    h.tick(T, 1.0)
+    h.signal(T)  # the entry buy is in flight
+    p = position(h)
+    assert p.status == "opening"
+    assert h.engine.close_position(p.id, 100) is None
+    h.collect()
+    h.settle()
+    assert sells(h) == [(100_000_000, 100_000_000, "manual")]
+    assert p.status == "closed"

@@ -198,8 +198,9 @@ def test_sell_signal_closes_open_positions_in_the_token():
     h.signal(T)
     h.settle()
     record, _ = h.signal(T, side="sell")
-    h.settle()
     assert status(h, record, aid)[0] == "pending"
+    h.settle()
+    assert status(h, record, aid)[0] == "filled"  # the record follows the sell to its fill
     assert [p.exit_reason for p in h.engine.positions.values()] == ["signal"]
 
 
