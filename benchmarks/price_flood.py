@@ -14,10 +14,8 @@ import argparse
 import asyncio
 import hashlib
 import json
-import os
 import secrets
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,41 +24,12 @@ from typing import Any
 import aiohttp
 import base58
 from _stats import add_json_arg, percentiles, write_json
+from slowloris import rss_mib, start_daemon
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 500  # ticks per push: about 56 KiB, under the default 64 KiB body limit
-START_TIMEOUT_S = 60.0
 PUSH_TIMEOUT_S = 30.0
 FLOOD_BUDGET_S = 300.0
-
-
-def start_daemon(source: Path, data_dir: Path, key: str) -> tuple[subprocess.Popen[bytes], int]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADINGD_")}
-    env |= {"TRADINGD_ADMIN_KEY": key}
-    env.pop("REDIS_URL", None)
-    env.pop("DATABASE_URL", None)
-    cmd = [sys.executable, "-m", "adapters.cli", "run", "--no-demo", "--host", "127.0.0.1"]
-    cmd += ["--port", "0", "--data-dir", str(data_dir)]
-    log_path = data_dir.parent / "tradingd.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=source, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"tradingd exited: {log_path.read_text()[-2000:]}")
-        for line in log_path.read_text(errors="replace").splitlines():
-            if '"control port open"' in line:
-                return proc, int(json.loads(line)["port"])
-        time.sleep(0.1)
-    proc.kill()
-    raise TimeoutError("tradingd did not open its port")
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def aof_mib(data_dir: Path) -> float:
@@ -129,7 +98,9 @@ def main() -> None:
     key = "tdk_" + secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory(prefix="price-flood-") as tmp:
         data_dir = Path(tmp) / "var"
-        proc, port = start_daemon(args.source, data_dir, key)
+        proc, port, _ = start_daemon(
+            args.source, data_dir, key, embedded_store=True, start_timeout_s=60
+        )
         try:
             time.sleep(1.0)
             before = {"rss_mib": rss_mib(proc.pid), "aof_mib": aof_mib(data_dir)}

@@ -84,18 +84,29 @@ async def hold(port: int, n: int) -> None:
 
 
 def start_daemon(
-    source: Path, data_dir: Path, admin_key: str | None = None
+    source: Path,
+    data_dir: Path,
+    admin_key: str | None = None,
+    embedded_store: bool = False,
+    start_timeout_s: float = START_TIMEOUT_S,
 ) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """`tradingd run` from `source` (memory store, OS-chosen port): the process, port, log."""
+    """`tradingd run` from `source` (memory store, or the embedded Redis and Postgres under
+    `data_dir`; OS-chosen port): the process, port, log."""
     admin_key = admin_key or "tdk_" + secrets.token_urlsafe(24)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADINGD_")}
-    env |= {"TRADINGD_STORE": "memory", "TRADINGD_ADMIN_KEY": admin_key}
-    log_path = data_dir / "tradingd.log"
+    env |= {"TRADINGD_ADMIN_KEY": admin_key}
+    if embedded_store:
+        env.pop("REDIS_URL", None)
+        env.pop("DATABASE_URL", None)
+    else:
+        env["TRADINGD_STORE"] = "memory"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.parent / f"{data_dir.name}.log"
     cmd = [sys.executable, "-m", "adapters.cli", "run", "--no-demo", "--host", "127.0.0.1"]
     cmd += ["--port", "0", "--data-dir", str(data_dir)]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=source, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + START_TIMEOUT_S
+    deadline = time.monotonic() + start_timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"tradingd exited: {log_path.read_text()[-2000:]}")

@@ -320,18 +320,7 @@ class Engine(SignalIntake, Settlement):
         execution.order_id = order_id
         execution.status = "pending" if order_id else "skipped"
         execution.reason = "" if order_id else reason
-        self._emit(
-            ev.SignalExecutionRecorded(
-                ts=now,
-                signal_id=signal_id,
-                agent_id=p.agent_id,
-                status=execution.status,
-                reason=execution.reason,
-                position_id=p.id,
-                order_id=order_id,
-                latency_ms=execution.latency_ms,
-            )
-        )
+        self._execution_changed(signal_id, execution, now)
 
     def _dca(self, p: Position, level: int, price: float, now: int) -> None:
         agent = self.agents[p.agent_id]

@@ -382,15 +382,18 @@ class EngineState:
             return
         execution.status = status  # type: ignore[assignment]
         execution.reason = reason
+        self._execution_changed(order.signal_id, execution, now)
+
+    def _execution_changed(self, signal_id: str, execution: Execution, now: int) -> None:
         self._emit(
             ev.SignalExecutionRecorded(
                 ts=now,
-                signal_id=order.signal_id,
-                agent_id=order.agent_id,
-                status=status,
-                reason=reason,
-                position_id=order.position_id,
-                order_id=order.id,
+                signal_id=signal_id,
+                agent_id=execution.agent_id,
+                status=execution.status,
+                reason=execution.reason,
+                position_id=execution.position_id,
+                order_id=execution.order_id,
                 latency_ms=execution.latency_ms,
             )
         )
