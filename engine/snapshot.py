@@ -91,7 +91,9 @@ def restore(engine: Engine, snap: EngineSnapshot) -> None:
         if p.status != "closed":
             engine.live_positions.setdefault(p.agent_id, {})[p.id] = p
         if p.status in ("open", "closing"):
-            engine.index.add(p, now, peak=max(p.peak_price_usd, p.entry_price_usd))
+            # The peak may be below the entry (it starts at the market price the buy was
+            # decided on, below a slipped fill); 0 only if none was ever recorded.
+            engine.index.add(p, now, peak=p.peak_price_usd or p.entry_price_usd)
     for o in snap.orders:
         engine.orders[o.id] = o
     for aid in engine.agents:

@@ -348,3 +348,19 @@ def test_sizing_tiers_are_compared_as_integers_not_floats():
         {"min_balance": "18446744073709551615", "amount": "2"},
     ]
     config_from_builtins({"sizing": {"mode": "tiers", "tiers": tiers}})
+
+
+def test_a_peak_below_the_slipped_entry_survives_a_snapshot_round_trip():
+    from engine.core import Engine
+    from engine.snapshot import capture, restore
+
+    config = cfg(
+        stop_loss={"mode": "trailing", "trail_pct": 3},
+        execution={"slippage_bps": 100, "fee_bps": 0},
+    )
+    h, _ = opened(config, 1.0)
+    p = h.engine.position(position(h).id)
+    assert (p.entry_price_usd, p.peak_price_usd) == (1.01, 1.0)
+    again = Engine(h.clock)
+    restore(again, capture(h.engine))
+    assert again.position(p.id).peak_price_usd == 1.0
