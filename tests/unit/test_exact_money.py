@@ -24,9 +24,11 @@ def cfg(**parts: Any) -> dict[str, Any]:
     return base
 
 
-def opened(config: dict[str, Any], price: float) -> tuple[Harness, str]:
+def opened(
+    config: dict[str, Any], price: float, exit_index: str = "indexed"
+) -> tuple[Harness, str]:
     """An engine with one USDC agent holding one position of T bought at `price`."""
-    h = Harness(Clock())
+    h = Harness(Clock(), exit_index)
     agent = h.agent(config, quote="USDC")
     h.tick(T, price)
     h.signal(T)

@@ -81,30 +81,56 @@ def written(d: Decimal) -> float:
     return float(str(d))
 
 
+indexes = st.sampled_from(["indexed", "naive"])  # the index and its oracle agree on the edge
+
+
 @settings(max_examples=300)
-@given(entries, gains)
-def test_a_price_exactly_on_a_take_profit_level_triggers_it(entry, gain):
-    config = cfg(
-        take_profit={"enabled": True, "levels": [{"gain_pct": float(gain), "sell_pct": 50}]}
-    )
-    h, _ = opened(config, written(entry))
+@given(entries, gains, indexes)
+def test_a_price_exactly_on_a_take_profit_level_triggers_it(entry, gain, index):
+    levels = [{"gain_pct": float(gain), "sell_pct": 50}]
+    h, _ = opened(cfg(take_profit={"enabled": True, "levels": levels}), written(entry), index)
     h.tick(T, written(entry * (1 + gain / 100)))
     assert [o.reason for o in h.pending] == ["take_profit"]
 
 
 @settings(max_examples=300)
-@given(entries, drops)
-def test_a_price_exactly_on_a_stop_or_dca_level_triggers_it(entry, drop):
+@given(entries, drops, indexes)
+def test_a_price_exactly_on_a_stop_or_dca_level_triggers_it(entry, drop, index):
     level = written(entry * (1 + drop / 100))
     if level <= 0:
         return
-    h, _ = opened(cfg(stop_loss={"mode": "fixed", "default_pct": float(drop)}), written(entry))
+    config = cfg(stop_loss={"mode": "fixed", "default_pct": float(drop)})
+    h, _ = opened(config, written(entry), index)
     h.tick(T, level)
     assert [o.reason for o in h.pending] == ["stop_loss"]
     dca = {"enabled": True, "levels": [{"drop_pct": float(drop), "buy_pct": 10}]}
-    h, _ = opened(cfg(dca=dca), written(entry))
+    h, _ = opened(cfg(dca=dca), written(entry), index)
     h.tick(T, level)
     assert [o.purpose for o in h.pending] == ["dca"]
+
+
+peaks = st.builds(lambda n: Decimal(n).scaleb(-1), st.integers(200, 3_000))  # +20% .. +300%
+ZONES = ((25, "0.5"), (50, "0.6"), (100, "0.7"), (200, "0.8"))
+
+
+@settings(max_examples=300)
+@given(entries, peaks, st.sampled_from(["fixed", "zones", "custom"]), indexes)
+def test_a_price_exactly_on_a_ratcheted_stop_triggers_it(entry, peak_gain, mode, index):
+    """Fixed (S = p - 10), zones (S = p x k) and custom stops armed by an exact peak gain p."""
+    p = peak_gain
+    sl: dict = {"mode": mode, "default_pct": -50}
+    if mode == "custom":
+        sl["levels"] = [{"gain_pct": float(p), "stop_pct": float(p / 2)}]
+    h, _ = opened(cfg(stop_loss=sl), written(entry), index)
+    h.tick(T, written(entry * (1 + p / 100)))
+    if mode == "fixed":
+        s = p - 10
+    elif mode == "custom":
+        s = p / 2
+    else:
+        s = p * Decimal(next((k for bound, k in ZONES if p <= bound), "0.85"))
+    h.tick(T, written(entry * (1 + s / 100)))
+    assert [o.reason for o in h.pending] == ["stop_loss"], (entry, p, mode, s)
 
 
 @st.composite
