@@ -19,7 +19,7 @@ from engine.errors import Conflict, ValidationError
 from engine.exits import Decision, decide
 from engine.exposure import Exposure
 from engine.model import Agent, Balance, ExitReason, Fill, Position, Tick
-from engine.money import exact, pct_of, quote_value
+from engine.money import decimal_ratio, pct_of, quote_value
 from engine.settlement import Settlement
 from engine.signals import SignalIntake
 from engine.state import Clock, Output, SignalRecord
@@ -328,8 +328,9 @@ class Engine(SignalIntake, Settlement):
         buy_pct = p.config.dca.levels[level].buy_pct
         amount = 0
         if quote_price:
+            n, d = decimal_ratio(buy_pct)
             amount = quote_value(
-                p.amount, p.decimals, price, quote_price, agent.quote_decimals, exact(buy_pct) / 100
+                p.amount, p.decimals, price, quote_price, agent.quote_decimals, (n, 100 * d)
             )
         bal = self.ledger.balance(agent.id, agent.quote)
         spendable = bal.available - int(agent.config.sizing.min_reserve)

@@ -26,6 +26,7 @@ __all__ = [
     "pct_of",
     "quote_value",
     "ratio_of_sum",
+    "slipped",
     "to_float_down",
     "to_float_up",
     "token_amount",
@@ -64,21 +65,34 @@ def bps_of(amount: int, bps: int) -> int:
     return amount * bps // 10_000
 
 
+Ratio = tuple[int, int]  # (numerator, denominator > 0): an exact price or factor in integers
+
+
+def _ratio(x: float | Ratio) -> Ratio:
+    return x if isinstance(x, tuple) else decimal_ratio(x)
+
+
+def slipped(price_usd: float, bps: int) -> Ratio:
+    """`price_usd` × (1 + bps/10 000), exact; a negative `bps` moves it down."""
+    n, d = decimal_ratio(price_usd)
+    return n * (10_000 + bps), d * 10_000
+
+
 def quote_value(
     tokens: int,
     token_decimals: int,
-    token_usd: float | Fraction,
+    token_usd: float | Ratio,
     quote_usd: float,
     quote_decimals: int,
-    scale: Fraction = Fraction(1),
+    scale: Ratio = (1, 1),
 ) -> int:
     """Quote atomic units worth `tokens` token atomic units (times `scale`, e.g. a DCA buy_pct),
     rounded down once: floor(tokens / 10^td × token_usd / quote_usd × 10^qd × scale). Prices in
-    USD per whole unit."""
-    tp = token_usd if isinstance(token_usd, Fraction) else exact(token_usd)
+    USD per whole unit; all in integers."""
+    tn, td_ = _ratio(token_usd)
     qn, qd = decimal_ratio(quote_usd)
-    num: int = tokens * tp.numerator * qd * 10**quote_decimals * scale.numerator
-    den: int = tp.denominator * qn * 10**token_decimals * scale.denominator
+    num: int = tokens * tn * qd * 10**quote_decimals * scale[0]
+    den: int = td_ * qn * 10**token_decimals * scale[1]
     return num // den
 
 
@@ -86,15 +100,15 @@ def token_amount(
     quote: int,
     quote_decimals: int,
     quote_usd: float,
-    token_usd: float | Fraction,
+    token_usd: float | Ratio,
     token_decimals: int,
 ) -> int:
     """Token atomic units bought by `quote` quote atomic units, rounded down:
-    floor(quote / 10^qd × quote_usd / token_usd × 10^td)."""
-    tp = token_usd if isinstance(token_usd, Fraction) else exact(token_usd)
+    floor(quote / 10^qd × quote_usd / token_usd × 10^td); all in integers."""
+    tn, td_ = _ratio(token_usd)
     qn, qd = decimal_ratio(quote_usd)
-    num: int = quote * qn * tp.denominator * 10**token_decimals
-    den: int = qd * tp.numerator * 10**quote_decimals
+    num: int = quote * qn * td_ * 10**token_decimals
+    den: int = qd * tn * 10**quote_decimals
     return num // den
 
 

@@ -15,7 +15,7 @@ from engine.assets import quote_mint
 from engine.core import Engine
 from engine.errors import InvariantViolation
 from engine.model import Fill, Order
-from engine.money import bps_of, exact, quote_value, token_amount
+from engine.money import bps_of, quote_value, slipped, token_amount
 
 
 class PaperRejected(VenueError):
@@ -31,7 +31,7 @@ def paper_fill(order: Order, token_usd: float | None, quote_usd: float | None, n
     td, qd = order.token_decimals, order.quote_decimals
     if order.side == "buy":
         fee = bps_of(order.amount_in, order.fee_bps)
-        price = exact(token_usd) * (10_000 + order.slippage_bps) / 10_000
+        price = slipped(token_usd, order.slippage_bps)
         tokens = token_amount(order.amount_in - fee, qd, quote_usd, price, td)
         if tokens <= 0:
             raise PaperRejected("buy amount rounds to zero tokens")
@@ -39,12 +39,12 @@ def paper_fill(order: Order, token_usd: float | None, quote_usd: float | None, n
             order_id=order.id,
             amount_in=order.amount_in,
             amount_out=tokens,
-            price_usd=float(price),
+            price_usd=price[0] / price[1],
             fee=fee,
             venue_ref=f"paper-{order.id}",
             ts=now,
         )
-    price = exact(token_usd) * (10_000 - order.slippage_bps) / 10_000
+    price = slipped(token_usd, -order.slippage_bps)
     gross = quote_value(order.amount_in, td, price, quote_usd, qd)
     if gross <= 0:
         raise PaperRejected("sell amount rounds to zero quote")
@@ -53,7 +53,7 @@ def paper_fill(order: Order, token_usd: float | None, quote_usd: float | None, n
         order_id=order.id,
         amount_in=order.amount_in,
         amount_out=gross - fee,
-        price_usd=float(price),
+        price_usd=price[0] / price[1],
         fee=fee,
         venue_ref=f"paper-{order.id}",
         ts=now,
