@@ -155,7 +155,7 @@ def build_document(routes: list[Route], version: str) -> dict[str, Any]:
             "title": "tradingd control port",
             "version": version,
             "description": (
-                "REST half of the control port (API.md, contract v1). Atomic amounts are "
+                "REST half of the control port (docs/api.md, contract v1). Atomic amounts are "
                 "decimal strings of integers; times are ISO-8601 UTC. Errors share one shape. "
                 "Bodies are `application/json` (415 otherwise); a duplicate key in any object, "
                 "or a control character (U+0000..U+001F, U+007F) in any string, is a 422. "
