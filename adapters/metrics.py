@@ -1,34 +1,43 @@
 """Prometheus metrics of one daemon, in its own registry (never the process-global one, so
 several daemons in one test process do not collide).
 
-Latencies are observed inside the runtime hooks, which run synchronously right after the
-transition that produced them; state gauges (positions, feeds, WebSocket clients, halt) are read
-from the daemon when `/metrics` is scraped, so they cost nothing between scrapes."""
+Latencies and per-agent counts are observed inside the runtime hooks, which run synchronously
+right after the transition that produced them (a dict update per event, no scans); state gauges
+(equity, positions, feeds, WebSocket clients, halt) are read from the daemon when `/metrics` is
+scraped (adapters/metrics_scrape.py), so they cost nothing between scrapes."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from collections.abc import Iterator
-from typing import Any
+from importlib import metadata
+from typing import Any, get_args
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Histogram,
+    Info,
+    disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
 
+from adapters.metrics_scrape import StateCollector
 from engine import events as ev
-from engine.model import Fill, Order
+from engine.model import ExitReason, Fill, Order, Tick
 
 LOOP_LAG_INTERVAL_S = 0.25
 WS_ROUTE = "/v1/ws"
 # Sub-millisecond resolution at the bottom: an in-memory transition takes microseconds.
 FAST = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# A pushed tick names its own `source`: the sources tracked are capped, the least recently seen
+# making room, so a client cannot grow the label set.
+MAX_TICK_SOURCES = 64
+TRADE_REASONS = frozenset((*get_args(ExitReason), "dca", "signal"))
+# Skip reasons are engine codes; a failed order's reason is the venue's free text, not a label.
+REASON_CODE = re.compile(r"[a-z][a-z0-9_]{0,47}")
 NETWORK = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -62,11 +71,9 @@ class Metrics:
             registry=r,
             buckets=FAST,
         )
+        Info("tradingd_build", "The running tradingd", registry=r).info({"version": _version()})
         self.events = Counter(
             "tradingd_engine_events_total", "Engine events published", ["event"], registry=r
-        )
-        self.signal_executions = Counter(
-            "tradingd_signal_executions_total", "Per-agent signal outcomes", ["status"], registry=r
         )
         self.http_requests = Counter(
             "tradingd_http_requests_total",
@@ -81,8 +88,14 @@ class Metrics:
             registry=r,
             buckets=FAST,
         )
-        r.register(_StateCollector(daemon))
+        # Counted here, emitted by the collector: a deleted agent's series go with it.
+        self.trades: dict[tuple[str, str, str], int] = {}  # (agent, side, reason)
+        self.signal_outcomes: dict[tuple[str, str, str], int] = {}  # (agent, status, reason)
+        self.source_last_tick_ms: dict[str, int] = {}  # tick source -> arrival, wall ms
+        disable_created_metrics()  # process-wide; `_created` series double the scrape for nothing
+        r.register(StateCollector(daemon, self))
         daemon.runtime.event_subscribers.append(self.on_events)
+        daemon.runtime.tick_subscribers.append(self.on_ticks)
         daemon.runtime.order_observers.append(self.on_order)
         try:
             asyncio.get_running_loop()
@@ -110,10 +123,18 @@ class Metrics:
         for event in events:
             name = type(event).__name__
             counts[name] = counts.get(name, 0) + 1
-            if isinstance(event, ev.SignalExecutionRecorded):
+            if isinstance(event, ev.OrderFilled):
+                t = event.trade
+                _count(self.trades, (t.agent_id, t.side, _trade_reason(t.reason)))
+            elif isinstance(event, ev.SignalExecutionRecorded):
                 self._on_execution(event, now_ns)
+            elif isinstance(event, ev.SignalFiltered):
+                for agent_id, reason in event.reasons.items():
+                    _count(self.signal_outcomes, (agent_id, "skipped", _reason_label(reason)))
             elif isinstance(event, ev.ExitTriggered):
                 exits = True
+            elif isinstance(event, ev.AgentDeleted):
+                self._forget(event.agent_id)
         for name, n in counts.items():
             self.events.labels(name).inc(n)
         started = getattr(self.daemon.runtime, "tick_batch_started", None)
@@ -121,7 +142,8 @@ class Metrics:
             self.tick_to_exit.observe(time.perf_counter() - started)
 
     def _on_execution(self, event: ev.SignalExecutionRecorded, now_ns: int) -> None:
-        self.signal_executions.labels(event.status).inc()
+        reason = _reason_label(event.reason) if event.reason else ""
+        _count(self.signal_outcomes, (event.agent_id, event.status, reason))
         if event.status != "pending" or event.order_id is None:
             return
         record = self.daemon.engine.signals.get(event.signal_id)
@@ -129,6 +151,20 @@ class Metrics:
             self.signal_to_order.observe(
                 max(0.0, (now_ns - record.signal.received_at * 1_000_000) / 1e9)
             )
+
+    def _forget(self, agent_id: str) -> None:
+        for counts in (self.trades, self.signal_outcomes):
+            for key in [k for k in counts if k[0] == agent_id]:
+                del counts[key]
+
+    def on_ticks(self, ticks: list[Tick]) -> None:
+        now_ms = time.time_ns() // 1_000_000
+        last = self.source_last_tick_ms
+        for tick in ticks:
+            source = tick.source
+            if source not in last and len(last) >= MAX_TICK_SOURCES:
+                del last[min(last, key=last.__getitem__)]
+            last[source] = now_ms
 
     def on_order(self, order: Order, fill: Fill | None, seconds: float) -> None:
         self.order_round_trip.labels(
@@ -143,135 +179,23 @@ class Metrics:
             self.loop_lag.observe(max(0.0, loop.time() - expected))
 
 
-class _StateCollector(Collector):
-    """Gauges read from the daemon at scrape time."""
-
-    def __init__(self, daemon: Any) -> None:
-        self.daemon = daemon
-
-    def describe(self) -> list[Any]:
-        return []  # values exist only at scrape time
-
-    def collect(self) -> Iterator[Any]:
-        d = self.daemon
-        engine = d.engine
-        by_status: dict[str, int] = {"open": 0, "closing": 0}
-        for p in engine.positions.values():
-            if p.status in by_status:
-                by_status[p.status] += 1
-        positions = GaugeMetricFamily(
-            "tradingd_positions", "Positions held, by status", labels=["status"]
-        )
-        for status, n in by_status.items():
-            positions.add_metric([status], n)
-        yield positions
-        yield GaugeMetricFamily("tradingd_agents", "Agents loaded", value=len(engine.agents))
-        yield GaugeMetricFamily(
-            "tradingd_orders_in_flight", "Orders at a venue", value=len(d.runtime.in_flight)
-        )
-        yield GaugeMetricFamily(
-            "tradingd_halted", "1 while buys are halted", value=int(engine.halted_buys)
-        )
-        yield GaugeMetricFamily(
-            "tradingd_ready", "1 once the daemon accepts work", value=int(bool(d.ready))
-        )
-        yield GaugeMetricFamily(
-            "tradingd_uptime_seconds", "Seconds since start", value=time.monotonic() - d.started_at
-        )
-        rejected = CounterMetricFamily(
-            "tradingd_ticks_rejected",
-            "Ticks refused: future (beyond the skew), out_of_order, decimals_conflict",
-            labels=["reason"],
-        )
-        for reason, n in sorted(d.runtime.ticks_rejected.items()):
-            rejected.add_metric([reason], n)
-        yield rejected
-        yield from _feed_ages(d)
-        yield from _store(d.store)
-        yield from _ws(d.hub)
+def _count(counts: dict[tuple[str, str, str], int], key: tuple[str, str, str]) -> None:
+    counts[key] = counts.get(key, 0) + 1
 
 
-def _feed_ages(d: Any) -> Iterator[Any]:
-    now_ms = time.time_ns() // 1_000_000
-    age = GaugeMetricFamily(
-        "tradingd_feed_age_seconds", "Seconds since a feed's last tick", labels=["source"]
-    )
-    for name, feed in sorted(d.feeds.items()):
-        last = getattr(feed, "last_tick_ms", None)
-        if last is not None:
-            age.add_metric([name], max(0.0, (now_ms - last) / 1000))
-    yield age
+def _trade_reason(reason: str) -> str:
+    """An entry's order reason is `signal:<type>`, the type chosen by the signal's sender."""
+    if reason in TRADE_REASONS:
+        return reason
+    return "signal" if reason.startswith("signal") else "other"
 
 
-def _store(store: Any) -> Iterator[Any]:
-    if store is None:
-        return
-    lag = store.write_behind_lag()
-    yield GaugeMetricFamily(
-        "tradingd_write_behind_lag_entries",
-        "Events written to Redis, not yet to Postgres",
-        value=lag["entries"],
-    )
-    yield GaugeMetricFamily(
-        "tradingd_write_behind_lag_seconds",
-        "Age of the oldest event not yet in Postgres",
-        value=lag["seconds"],
-    )
-    yield CounterMetricFamily(
-        "tradingd_write_behind_dead_letters",
-        "Stream entries Postgres refused for their data, moved to the dead_letters table",
-        value=store.dead_letters,
-    )
-    up = GaugeMetricFamily(
-        "tradingd_store_up", "1 while a store component is ok", labels=["component"]
-    )
-    for name, health in sorted(store.components.items()):
-        up.add_metric([name], int(health.get("status") == "ok"))
-    yield up
+def _reason_label(reason: str) -> str:
+    return reason if REASON_CODE.fullmatch(reason) else "other"
 
 
-def _ws(hub: Any) -> Iterator[Any]:
-    if hub is None:
-        return
-    yield GaugeMetricFamily(
-        "tradingd_ws_clients", "Open WebSocket connections", value=len(hub.clients)
-    )
-    yield GaugeMetricFamily(
-        "tradingd_ws_queued_messages", "Messages waiting in client queues", value=hub.queued
-    )
-    yield GaugeMetricFamily(
-        "tradingd_ws_queued_bytes",
-        "Payload bytes waiting in client queues",
-        value=hub.queued_bytes,
-    )
-    yield GaugeMetricFamily(
-        "tradingd_ws_queue_bytes_peak",
-        "The most bytes one client's queue ever held",
-        value=hub.peak_queued_bytes,
-    )
-    yield GaugeMetricFamily(
-        "tradingd_ws_fanout_backlog",
-        "Client deliveries not yet made by pending fan-out jobs",
-        value=hub.dispatch.backlog,
-    )
-    yield CounterMetricFamily(
-        "tradingd_ws_messages_sent", "WebSocket messages written", value=hub.sent
-    )
-    yield CounterMetricFamily(
-        "tradingd_ws_messages_dropped",
-        "Messages left unsent when a client was cut or went away",
-        value=hub.dropped,
-    )
-    yield CounterMetricFamily(
-        "tradingd_ws_slow_consumers",
-        "Clients closed as slow consumers (1013)",
-        value=hub.slow_consumers,
-    )
-    yield CounterMetricFamily(
-        "tradingd_ws_revoked_closed",
-        "Clients closed because their API key was revoked (1008)",
-        value=hub.revoked,
-    )
-    yield CounterMetricFamily(
-        "tradingd_ws_snapshots", "Snapshots built for subscribes", value=hub.subscriptions.snapshots
-    )
+def _version() -> str:
+    try:
+        return metadata.version("tradingd")
+    except metadata.PackageNotFoundError:
+        return "unknown"

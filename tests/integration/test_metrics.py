@@ -44,8 +44,10 @@ async def test_signal_to_order_latency_is_observed_once_per_order(stack: Stack) 
     await stack.settle()
     samples = scrape(stack.metrics)
     assert value(samples, "tradingd_signal_to_order_seconds_count") == 2
-    assert value(samples, "tradingd_signal_executions_total", status="pending") == 2
-    assert value(samples, "tradingd_signal_executions_total", status="filled") == 2
+    for agent in ("agt-a", "agt-b"):
+        for status in ("pending", "filled"):
+            labels = {"agent": agent, "status": status, "reason": ""}
+            assert value(samples, "tradingd_signal_executions_total", **labels) == 1
 
 
 async def test_order_round_trip_is_labelled_by_venue_side_and_outcome(stack: Stack) -> None:
