@@ -72,23 +72,52 @@ def _replay(args: argparse.Namespace) -> int:
     return run_replay_cli(args.file, args.config, sys.stdout, as_json=args.json)
 
 
+def package_version() -> str:
+    """The installed distribution's version (pyproject.toml), the one `--version` prints."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tradingd")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+# Defaults that live in the settings schema; the help shows them so nobody has to read code.
+DATA_DIR_HELP = (
+    "data directory: embedded databases, keys, wallets "
+    "(default: $TRADINGD_DATA_DIR, else data_dir of the config, else ./var)"
+)
+CONFIG_HELP = "TOML config file (default: $TRADINGD_CONFIG, else the built-in paper profile)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradingd", description="trading-engine daemon")
+    parser.add_argument("--version", action="version", version=f"tradingd {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon in the foreground")
-    run.add_argument("--config", help="TOML config file (default: built-in paper profile)")
-    run.add_argument("--host")
-    run.add_argument("--port", type=int)
-    run.add_argument("--data-dir")
-    run.add_argument("--no-demo", action="store_true", help="no demo agent and demo signals")
+    run.add_argument("--config", help=CONFIG_HELP)
+    run.add_argument(
+        "--host", help="control port address (default: [http] host of the config, 127.0.0.1)"
+    )
+    run.add_argument(
+        "--port",
+        type=int,
+        help="control port; 0 picks a free one (default: [http] port of the config, 8080)",
+    )
+    run.add_argument("--data-dir", help=DATA_DIR_HELP)
+    run.add_argument(
+        "--no-demo", action="store_true", help="no demo agent and demo signals (default: off)"
+    )
     run.set_defaults(func=_run)
     check = sub.add_parser("check-config", help="validate a config file")
-    check.add_argument("file")
+    check.add_argument("file", help="the TOML config file to validate")
     check.set_defaults(func=_check_config)
     replay = sub.add_parser("replay", help="backtest: run a recorded ticks/signals file")
-    replay.add_argument("file")
+    replay.add_argument("file", help="JSON-lines file of ticks and signals")
     replay.add_argument("--config", help="TOML config with [[agents]] (default: the sample agents)")
-    replay.add_argument("--json", action="store_true", help="print the result as JSON")
+    replay.add_argument(
+        "--json", action="store_true", help="print the result as JSON (default: a text report)"
+    )
     replay.set_defaults(func=_replay)
     for extra in ("adapters.http.keys_cli", "adapters.store.cli", "adapters.solana.wallet_cli"):
         try:

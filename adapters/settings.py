@@ -104,7 +104,10 @@ class AgentSpec(_S):
     venue: Annotated[str, Meta(max_length=64)] = "paper"
     quote: Annotated[str, Meta(min_length=1, max_length=64)] = "SOL"
     wallet_id: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
-    paper_deposit: Annotated[str, Meta(pattern=r"^[0-9]{1,20}$")] | None = None
+    # an integer in TOML too (adapters/config_amounts.py)
+    paper_deposit: (
+        Annotated[str, Meta(pattern=r"^[0-9]{1,20}$", description="atomic units")] | None
+    ) = None
     config: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -165,6 +168,17 @@ def _decode(obj: dict[str, Any], where: str) -> Settings:
         raise decode_error(where, exc, obj) from None
 
 
+def _toml_amounts(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """Integer amounts of the TOML file as the schema's decimal strings."""
+    from adapters.config_amounts import AmountError, amounts_as_strings
+    from adapters.config_check import config_error
+
+    try:
+        return amounts_as_strings(raw)
+    except AmountError as exc:
+        raise config_error(where, exc.path, str(exc)) from None
+
+
 def paper_profile() -> dict[str, Any]:
     """The built-in profile used when no config file is given."""
     return {"demo": True, "feeds": {"synthetic": {"enabled": True}}}
@@ -182,6 +196,7 @@ def load_settings(path: str | None, env: dict[str, str] | None = None) -> Settin
             raise ValidationError(f"{path}: invalid TOML: {exc}") from None
         except OSError as exc:
             raise ValidationError(f"{path}: cannot read: {exc.strerror}") from None
+        raw = _toml_amounts(raw, path)
         raw["config_path"] = str(Path(path).resolve())
     else:
         raw = paper_profile()

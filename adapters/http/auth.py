@@ -192,6 +192,28 @@ class KeyStore:
         log.info("api key created", extra={"key_id": key.id, "scopes": sorted(key.scopes)})
         return key, raw
 
+    def create_first_admin(self, key_file: Path) -> ApiKey | None:
+        """On a store with no keys: a new admin key whose raw value goes once to `key_file`
+        (0600), before its hash is stored, so a crash between the two leaves no key nobody has.
+        None (and no file) when the store already has keys."""
+        if self._by_hash or self.path is None:
+            return None
+        raw = new_raw_key()
+        key = ApiKey(
+            id="key_" + secrets.token_hex(8),
+            name="admin (created at first start)",
+            scopes=frozenset({"admin"}),
+            created_at=self.clock(),
+            hash=key_hash(raw),
+        )
+        with self._locked() as keys:
+            if keys:  # `tradingd keys create` ran meanwhile
+                return None
+            _write_secret(key_file, raw + "\n")
+            keys.append(key)
+        log.info("api key created", extra={"key_id": key.id, "scopes": ["admin"]})
+        return key
+
     def list(self) -> list[ApiKey]:
         self._maybe_reload()
         return sorted(self._by_hash.values(), key=lambda k: (k.created_at, k.id))
@@ -257,3 +279,21 @@ def bearer_key(header: str | None) -> str | None:
 
 def keys_path(data_dir: str | Path) -> Path:
     return Path(data_dir) / "keys.json"
+
+
+def admin_key_path(data_dir: str | Path) -> Path:
+    """Where `tradingd run` writes the admin key it creates for a data dir without keys."""
+    return Path(data_dir) / "admin.key"
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """`text` to `path`, mode 0600 whatever the umask, replaced atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)

@@ -65,12 +65,14 @@ def register(sub: Any) -> None:
         ("revoke", _revoke, "revoke a key by id"),
     ):
         cmd = keys_sub.add_parser(name, help=help_text)
-        cmd.add_argument("--data-dir", help="data directory (default $TRADINGD_DATA_DIR or ./var)")
+        cmd.add_argument("--data-dir", help="data directory (default: $TRADINGD_DATA_DIR or ./var)")
         cmd.set_defaults(func=_guarded(fn))
         if name == "create":
-            cmd.add_argument("--name", required=True)
+            cmd.add_argument("--name", required=True, help="a label for the key (required)")
             cmd.add_argument(
-                "--scopes", required=True, help="comma list: " + ",".join(sorted(SCOPES))
+                "--scopes",
+                required=True,
+                help="comma list of " + ",".join(sorted(SCOPES)) + " (required)",
             )
         elif name == "revoke":
-            cmd.add_argument("id")
+            cmd.add_argument("id", help="the key's id, as `keys list` shows it")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from adapters.http.app import build_app
-from adapters.http.auth import BOOTSTRAP_ENV, KeyStore, keys_path
+from adapters.http.auth import BOOTSTRAP_ENV, KeyStore, admin_key_path, keys_path
 from adapters.http.connections import ConnectionLimits, connection_cap, raise_fd_limit
 from adapters.http.protocol_errors import json_protocol_errors
 
@@ -28,6 +28,13 @@ def wire_control_port(daemon: Daemon) -> web.Application:
 
     if daemon.keys is None:
         daemon.keys = KeyStore(keys_path(daemon.data_dir), os.environ.get(BOOTSTRAP_ENV) or None)
+        key_file = admin_key_path(daemon.data_dir)
+        created = daemon.keys.create_first_admin(key_file)
+        if created is not None:  # the path only: the key itself is in the file, nowhere else
+            log.warning(
+                "no API keys in the data dir: created an admin key, written once to `path`",
+                extra={"path": str(key_file), "key_id": created.id},
+            )
     if daemon.metrics is None:
         daemon.metrics = Metrics(daemon)
     if daemon.hub is None:

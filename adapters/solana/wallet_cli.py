@@ -14,6 +14,8 @@ from pathlib import Path
 from adapters.solana.keystore import Keystore
 from engine.errors import TradingdError
 
+DATA_DIR_HELP = "data directory (default: $TRADINGD_DATA_DIR or ./var)"
+
 
 def _data_dir(args: argparse.Namespace) -> str:
     return args.data_dir or os.environ.get("TRADINGD_DATA_DIR", "./var")
@@ -52,12 +54,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     wallet = sub.add_parser("wallet", help="manage encrypted Solana wallets")
     wsub = wallet.add_subparsers(dest="wallet_command", required=True)
     for name in ("create", "import"):
-        p = wsub.add_parser(name)
-        p.add_argument("--name", required=True)
+        p = wsub.add_parser(name, help=f"{name} a keypair, sealed with a passphrase")
+        p.add_argument("--name", required=True, help="a label for the wallet (required)")
         p.add_argument("--id", help="wallet id (default: generated)")
-        p.add_argument("--data-dir")
+        p.add_argument("--data-dir", help=DATA_DIR_HELP)
         if name == "import":
-            p.add_argument("--secret-file", help="file with the base58 or JSON-array secret (default: stdin)")
-    lst = wsub.add_parser("list")
-    lst.add_argument("--data-dir")
+            p.add_argument(
+                "--secret-file", help="file with the base58 or JSON-array secret (default: stdin)"
+            )
+    lst = wsub.add_parser("list", help="list wallets (public keys only)")
+    lst.add_argument("--data-dir", help=DATA_DIR_HELP)
     wallet.set_defaults(func=_run)

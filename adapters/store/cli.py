@@ -13,8 +13,10 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "migrate", help="apply database migrations (embedded or DATABASE_URL)"
     )
-    p.add_argument("--config", help="TOML config file")
-    p.add_argument("--data-dir")
+    p.add_argument(
+        "--config", help="TOML config file (default: $TRADINGD_CONFIG, else the built-in profile)"
+    )
+    p.add_argument("--data-dir", help="data directory (default: $TRADINGD_DATA_DIR or ./var)")
     p.set_defaults(func=_migrate)
 
 
