@@ -147,11 +147,10 @@ class EngineState:
     def token_decimals(self, token: str) -> int:
         return self.decimals.get(token, self.default_decimals)
 
-    def is_watched(self, token: str) -> bool:
-        """Whether `token`'s price is needed: held or being bought by a live position, an
-        agent's quote, named by a signal still in the dedupe window, or in the watchlist.
-        O(agents)."""
-        if token in self.watchlist or token in self.signal_window.tokens:
+    def is_held(self, token: str) -> bool:
+        """Whether a live position holds (or is buying) `token`, it is an agent's quote, or it
+        is in the watchlist: its price is needed whatever the bound. O(agents)."""
+        if token in self.watchlist:
             return True
         return any(e.by_token.get(token, 0) > 0 for e in self.exposure.values()) or any(
             quote_mint(a.quote) == token for a in self.agents.values()
@@ -159,11 +158,15 @@ class EngineState:
 
     def room_for_price(self, token: str, now: int) -> bool:
         """Whether a first price of `token` may enter a full price book (`max_priced_tokens`).
-        A watched token always may. Otherwise room is made by evicting the prices nobody needs:
-        unwatched and older than `max_price_age_ms` (too old to buy on, and no position holds
-        them); with none, the token is refused and the book is not rescanned for a second, so a
-        flood of new mints costs O(agents) per tick and cannot churn the book (or Redis)."""
-        if self.is_watched(token):
+        A held token (see `is_held`) always may; one named by a signal in the dedupe window may
+        until the book holds twice the bound (signals are client input too: they must not grow
+        it without end). Otherwise room is made by evicting the prices nobody needs: not held,
+        not recently signalled, and older than `max_price_age_ms`; with none, the token is
+        refused and the book is not rescanned for a second, so a flood of new mints costs
+        O(agents) per tick and cannot churn the book (or Redis)."""
+        if self.is_held(token):
+            return True
+        if token in self.signal_window.tokens and len(self.prices) < 2 * self.max_priced_tokens:
             return True
         if now < self._no_room_until:
             return False

@@ -12,9 +12,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from adapters.http.auth import ApiKey
-from adapters.http.errors import MalformedJson, PayloadTooLarge, UnsupportedMediaType
+from adapters.http.errors import (
+    MalformedJson,
+    PayloadTooLarge,
+    UndecodableBody,
+    UnsupportedMediaType,
+)
 from adapters.http.strict_json import check_body
 from engine.errors import ValidationError
 
@@ -88,7 +95,15 @@ async def read_raw(request: web.Request) -> bytes:
         raise PayloadTooLarge(
             f"body of {declared} bytes over the {limit} byte limit", {"limit": limit}
         )
-    raw = await request.read()  # aiohttp also stops at client_max_size for chunked bodies
+    try:
+        raw = await request.read()  # aiohttp also stops at client_max_size for chunked bodies
+    except (
+        HttpProcessingError,
+        RequestPayloadError,
+    ):  # a Content-Encoding that does not decode: the client's fault
+        raise UndecodableBody(
+            "the body could not be decoded with its Content-Encoding", {}
+        ) from None
     if len(raw) > limit:
         raise PayloadTooLarge(f"body over the {limit} byte limit", {"limit": limit})
     return raw

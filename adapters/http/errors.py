@@ -19,6 +19,13 @@ class MalformedJson(TradingdError):
     status = 400
 
 
+class UndecodableBody(TradingdError):
+    """The body's Content-Encoding could not be undone (e.g. `gzip` over bytes that are not)."""
+
+    status = 400
+    code = "bad_content_encoding"
+
+
 class Unauthorized(TradingdError):
     code = "unauthorized"
     status = 401

@@ -35,6 +35,7 @@ from engine.core import Engine
 from engine.errors import NotFound
 from engine.exits import next_take_profit_price, stop_trigger_price
 from engine.model import Position, Trade
+from engine.state import TRADES_KEPT
 
 if TYPE_CHECKING:
     from adapters.store.history import HistoryReader
@@ -139,7 +140,10 @@ async def list_positions(request: web.Request) -> web.Response:
         positions = [p for p in positions if p.status != "closed"]
     history = _history(request)
     page: Sequence[Position]
-    if history is None or status == "open":  # only closed positions ever leave memory
+    # Only closed positions ever leave memory, and only once the agent has more than memory
+    # keeps: below that, memory answers alone (and a Postgres outage cannot fail the list).
+    closed = sum(1 for p in engine.agent_positions[agent.id].values() if p.status == "closed")
+    if history is None or status == "open" or closed < engine.history.closed_kept:
         page, cursor = paginate(request, positions, _position_key)
     else:
         limit, after = page_request(request)
@@ -193,7 +197,7 @@ async def list_trades(request: web.Request) -> web.Response:
     trades = engine.trades[agent.id]
     history = _history(request)
     page: Sequence[Trade]
-    if history is None:
+    if history is None or len(trades) < TRADES_KEPT:  # nothing of this agent's left memory
         # append-only, oldest first: the cursor's position never moves
         page, cursor = paginate(request, trades, _trade_key)
     else:  # memory keeps the newest; older ones are in Postgres

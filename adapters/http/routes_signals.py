@@ -22,6 +22,7 @@ from adapters.http.schemas import (
     SignalPage,
     iso_ms,
 )
+from adapters.store.errors import StoreUnavailable
 from engine.assets import require_mint
 from engine.core import SignalRecord
 from engine.errors import NotFound
@@ -105,10 +106,26 @@ async def _known_beyond_window(daemon: Daemon, client_id: str | None) -> SignalR
         or not (engine.signal_window.forgotten or history.signals_before_window)
     ):
         return None
-    record: SignalRecord | None = await history.signal_by_client_id(client_id)
+    if daemon.components.get("postgres", {}).get("status") == "down":
+        return _unverified(client_id)
+    try:
+        record: SignalRecord | None = await history.signal_by_client_id(client_id)
+    except StoreUnavailable:
+        return _unverified(client_id)
     if not (daemon.ready and daemon.runtime.accepting):  # the await may have met a shutdown
         raise NotReady("not accepting work: starting up or shutting down")
     return record
+
+
+def _unverified(client_id: str) -> None:
+    """Postgres cannot say whether an id older than the dedupe window was seen: the signal is
+    taken as new rather than stopping intake while Postgres is away (a provider's retries fall
+    within the window, which memory answers alone)."""
+    log.warning(
+        "signal id not checked beyond the dedupe window: postgres unavailable",
+        extra={"client_id": client_id},
+    )
+    return None
 
 
 async def post_signal(request: web.Request) -> web.Response:
@@ -182,8 +199,9 @@ ROUTES = [
         "dedupe window in memory (`[engine] dedupe_window_s`, default 24 h, and at most "
         "`dedupe_max_ids` ids, default 100 000; oldest evicted first); an id older than the "
         "window is looked up in Postgres, the system of record, and answered the same way if "
-        "found (503 `store_unavailable` if Postgres does not answer within "
-        "`[store] history_read_timeout_s`). An id unknown to both is a new signal. With "
+        "found. If Postgres is down or does not answer within `[store] "
+        "history_read_timeout_s`, such an id is taken as new (intake never waits on Postgres; "
+        "a provider's retries fall within the window). An id unknown to both is a new signal. With "
         "`TRADINGD_STORE=memory` there is no system of record: an id that left the window is new "
         "again. While buys are halted or an agent is paused the signal is accepted and its "
         "executions say why they skipped.",

@@ -18,6 +18,7 @@ import msgspec
 
 from adapters.store.errors import StoreUnavailable
 from adapters.store.postgres import _set_codecs, check_schema
+from adapters.text_rule import find_control_text
 from engine.model import Execution, Position, Signal, Trade
 from engine.state import SignalRecord
 
@@ -75,6 +76,8 @@ class HistoryReader:
                 pool.terminate()
 
     async def _signal_where(self, where: str, value: str) -> SignalRecord | None:
+        if find_control_text(value) is not None:  # no stored id has one; Postgres refuses NUL
+            return None
         rows = await self._fetch(_SIGNAL.format(where=where), value)
         if not rows:
             return None
@@ -94,6 +97,8 @@ class HistoryReader:
         return await self._signal_where("s.client_id = $1", client_id)
 
     async def position(self, position_id: str) -> Position | None:
+        if find_control_text(position_id) is not None:
+            return None
         rows = await self._fetch(
             "SELECT doc FROM positions WHERE id = $1 AND status <> 'dropped' AND doc IS NOT NULL",
             position_id,

@@ -102,7 +102,7 @@ async def test_an_id_past_the_dedupe_window_is_a_duplicate_from_postgres(
 
 
 async def test_closed_positions_and_trades_past_memory_are_paged_from_postgres(
-    tmp_path, store_servers, namespace
+    tmp_path, store_servers, namespace, monkeypatch
 ):
     async with persistent(tmp_path, store_servers, namespace, closed_positions_kept=2) as api:
         agent_id = await api.agent()
@@ -130,5 +130,40 @@ async def test_closed_positions_and_trades_past_memory_are_paged_from_postgres(
         trades = await walk(api, f"/v1/agents/{agent_id}/trades", 100)
         assert len(trades) == 10 and {t["position_id"] for t in trades} == {p["id"] for p in closed}
         # what settlement does to an agent's trades past its in-memory bound: the oldest go
+        from adapters.http import routes_positions
+
+        monkeypatch.setattr(routes_positions, "TRADES_KEPT", 3)
         del engine.trades[agent_id][:7]
         assert await walk(api, f"/v1/agents/{agent_id}/trades", 3) == trades
+
+
+async def test_a_postgres_that_does_not_answer_blocks_neither_intake_nor_lists_memory_holds(
+    tmp_path, store_servers, namespace
+):
+    import asyncpg
+
+    async with persistent(tmp_path, store_servers, namespace, dedupe_max_ids=3) as api:
+        api.daemon.store.history.timeout_s = 0.3
+        agent = await api.agent()
+        for i in range(5):  # ids leave the window: a new id would be looked up in Postgres
+            await api.ok("POST", "/v1/signals", {"id": f"p-{i}", "token": TOKEN})
+        await written_behind(api)
+        for path in ("/v1/signals/%00", "/v1/positions/x%00"):  # Postgres refuses NUL: not 503
+            status, _ = await api.call("GET", path)
+            assert status == 404, path
+        conn = await asyncpg.connect(store_servers.database_url)
+        try:
+            tx = conn.transaction()
+            await tx.start()  # Postgres holds every read of these tables: it does not answer
+            await conn.execute(
+                f'LOCK TABLE "{namespace}".signals, "{namespace}".positions, '
+                f'"{namespace}".trades IN ACCESS EXCLUSIVE MODE'
+            )
+            status, doc = await api.call("POST", "/v1/signals", {"id": "p-new", "token": TOKEN})
+            assert status == 202 and doc["duplicate"] is False
+            for path in ("/trades", "/positions", "/positions?status=closed"):
+                status, doc = await api.call("GET", f"/v1/agents/{agent}{path}")
+                assert status == 200 and doc["items"] == [], path
+            await tx.rollback()
+        finally:
+            await conn.close()

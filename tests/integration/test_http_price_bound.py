@@ -70,3 +70,13 @@ async def test_a_token_named_by_a_signal_is_priced_even_right_after_a_refusal(tm
         assert (await push(api, [mint(500)]))["reasons"] == {"token_capacity": 1}
         await api.ok("POST", "/v1/signals", {"token": mint(501), "strength": 3})
         assert (await push(api, [mint(501)]))["accepted"] == 1  # watched: always priced
+
+
+async def test_signals_cannot_grow_the_book_past_twice_the_bound(tmp_path):
+    async with serve(tmp_path, prices={"max_tokens": CAP}) as api:
+        for round_ in range(5):  # each round names new mints by signal, then prices them
+            tokens = [mint(100 * round_ + i) for i in range(CAP)]
+            for t in tokens:
+                await api.ok("POST", "/v1/signals", {"token": t, "strength": 3})
+            await push(api, tokens)
+        assert len(api.daemon.engine.prices) <= 2 * CAP

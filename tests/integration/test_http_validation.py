@@ -408,3 +408,14 @@ async def test_unknown_route_and_wrong_method_use_the_error_shape(tmp_path):
         assert status == 404 and doc["error"]["code"] == "not_found"
         status, doc = await api.call("PUT", "/v1/signals", {})
         assert status == 405 and doc["error"]["code"] == "method_not_allowed"
+
+
+async def test_a_body_whose_content_encoding_does_not_decode_is_400(tmp_path):
+    async with serve(tmp_path) as api:
+        status, doc = await api.call(
+            "POST",
+            "/v1/signals",
+            raw=b'{"token": "not gzip"}',
+            headers={"Content-Encoding": "gzip"},
+        )
+        assert status == 400 and doc["error"]["code"] == "bad_content_encoding"
