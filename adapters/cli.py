@@ -13,6 +13,17 @@ from engine.errors import TradingdError
 CONFIG_EXIT = 2  # a config `check-config` and `run` refuse (argparse's usage errors use 2 too)
 
 
+def _port(text: str) -> int:
+    """argparse type: a TCP port, 0..65535 (usage error, exit 2, otherwise)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0..65535)")
+    return port
+
+
 def config_refused(exc: TradingdError) -> int:
     """The one way `run` and `check-config` report a bad config: one line on stderr."""
     print(f"tradingd: invalid config: {exc.message}", file=sys.stderr)
@@ -101,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--port",
-        type=int,
+        type=_port,
         help="control port; 0 picks a free one (default: [http] port of the config, 8080)",
     )
     run.add_argument("--data-dir", help=DATA_DIR_HELP)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from adapters.venues import BUILT_VENUES, check_agent_venue
+from engine.assets import KNOWN_DECIMALS, normalize_quote, quote_mint, require_mint
 from engine.config import config_from_builtins
 from engine.errors import ValidationError
 
@@ -77,3 +78,21 @@ def check_settings(settings: Settings, where: str) -> None:
             check_agent_venue(spec.venue, spec.wallet_id, BUILT_VENUES, at)
         except ValidationError as exc:
             raise config_error(where, exc.path, exc.message) from None
+        _check_quote(spec.quote, f"{at}.quote", where)
+    for i, token in enumerate(settings.feeds.synthetic.tokens):
+        try:
+            require_mint(token, f"$.feeds.synthetic.tokens[{i}]")
+        except ValidationError as exc:
+            raise config_error(where, exc.path, exc.message) from None
+
+
+def _check_quote(quote: str, path: str, where: str) -> None:
+    """What the engine's create_agent needs of a config agent's quote, said before start-up."""
+    try:
+        mint = quote_mint(normalize_quote(quote, path))
+    except ValidationError as exc:
+        raise config_error(where, path, exc.message) from None
+    if mint not in KNOWN_DECIMALS:
+        raise config_error(
+            where, path, "a quote mint of unknown decimals: use SOL, USDC, USDT (or the API)"
+        )

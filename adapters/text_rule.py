@@ -45,3 +45,13 @@ def check_text(obj: Any, path: str = "$") -> None:
     found = find_control_text(obj, path)
     if found is not None:
         raise ValidationError(MESSAGE, found)
+
+
+def cli_label(text: str) -> str:
+    """argparse type for a name given on the command line (a key's, a wallet's): the API's
+    rule, at most 128 characters and no control character (usage error, exit 2, otherwise)."""
+    import argparse
+
+    if find_control_text(text) is not None or not 0 < len(text) <= 128:
+        raise argparse.ArgumentTypeError(f"1 to 128 characters; {MESSAGE}")
+    return text

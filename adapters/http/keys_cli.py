@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from adapters.http.auth import SCOPES, KeyStore, keys_path
+from adapters.text_rule import cli_label
 from engine.errors import TradingdError
 
 
@@ -68,7 +69,9 @@ def register(sub: Any) -> None:
         cmd.add_argument("--data-dir", help="data directory (default: $TRADINGD_DATA_DIR or ./var)")
         cmd.set_defaults(func=_guarded(fn))
         if name == "create":
-            cmd.add_argument("--name", required=True, help="a label for the key (required)")
+            cmd.add_argument(
+                "--name", required=True, type=cli_label, help="a label for the key (required)"
+            )
             cmd.add_argument(
                 "--scopes",
                 required=True,

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from adapters.solana.keystore import Keystore
+from adapters.text_rule import cli_label
 from engine.errors import TradingdError
 
 DATA_DIR_HELP = "data directory (default: $TRADINGD_DATA_DIR or ./var)"
@@ -55,7 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     wsub = wallet.add_subparsers(dest="wallet_command", required=True)
     for name in ("create", "import"):
         p = wsub.add_parser(name, help=f"{name} a keypair, sealed with a passphrase")
-        p.add_argument("--name", required=True, help="a label for the wallet (required)")
+        p.add_argument(
+            "--name", required=True, type=cli_label, help="a label for the wallet (required)"
+        )
         p.add_argument("--id", help="wallet id (default: generated)")
         p.add_argument("--data-dir", help=DATA_DIR_HELP)
         if name == "import":

@@ -40,6 +40,18 @@ BAD_CONFIGS = {
         "and DATABASE_URL (or [store] database_url) not set",
     ),
     "port_type": ('[http]\nport = "x"\n', "http.port: Expected `int`, got `str`"),
+    "agent_quote_not_a_mint": (
+        AGENT + 'quote = "XYZ"\n',
+        "agents[id=alpha].quote: not a base58 32-byte mint address",
+    ),
+    "agent_quote_of_unknown_decimals": (
+        AGENT + 'quote = "DezXAZ8z7PnrnRJjz3wXBoRgixCaNkRZ2cRbBQdfnZ9a"\n',
+        "agents[id=alpha].quote: a quote mint of unknown decimals",
+    ),
+    "synthetic_token_not_a_mint": (
+        '[feeds.synthetic]\nenabled = true\ntokens = ["abc"]\n',
+        "feeds.synthetic.tokens[0]: not a base58 32-byte mint address",
+    ),
 }
 
 
@@ -110,3 +122,11 @@ def test_port_in_use_exits_with_one_line_and_stops_the_embedded_servers() -> Non
     assert len(lines) == 1, ran.stderr
     assert str(port) in lines[0] and "--port" in lines[0], lines[0]
     assert survivors == [], "embedded servers outlived the daemon"
+
+
+@pytest.mark.parametrize("command", [["keys", "create", "--scopes", "read"], ["wallet", "create"]])
+def test_a_name_with_a_control_character_is_refused_by_the_cli(tmp_path: Path, command) -> None:
+    argv = [*command, "--name", "ev\x01il\x1b[31m", "--data-dir", str(tmp_path / "var")]
+    env = cli_env(TRADINGD_WALLET_PASSPHRASE="a long enough passphrase")
+    done = run_cli(argv, env, tmp_path / "var", REFUSAL_TIMEOUT_S)
+    assert done.returncode == 2 and "control characters" in done.stderr
