@@ -32,7 +32,7 @@ from adapters.http.schemas import (
     iso_ms_or_none,
 )
 from engine.core import Engine
-from engine.errors import NotFound
+from engine.errors import Conflict, NotFound
 from engine.exits import next_take_profit_price, stop_trigger_price
 from engine.model import Position, Trade
 from engine.state import TRADES_KEPT
@@ -170,6 +170,14 @@ async def close_position(request: web.Request) -> web.Response:
     engine = daemon.engine
     agent = engine.agent(request.match_info["agent_id"])
     position_id = request.match_info["position_id"]
+    history = _history(request)
+    if position_id not in engine.positions and history is not None:
+        stored = await history.position(position_id)  # closed and gone from memory: 409
+        if stored is not None and stored.agent_id == agent.id:
+            raise Conflict(
+                f"position is {stored.status}",
+                {"position_id": position_id, "status": stored.status},
+            )
     if engine.position(position_id).agent_id != agent.id:
         raise NotFound(
             f"agent {agent.id!r} has no position {position_id!r}",

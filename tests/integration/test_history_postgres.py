@@ -122,6 +122,8 @@ async def test_closed_positions_and_trades_past_memory_are_paged_from_postgres(
         await written_behind(api)
 
         assert await api.ok("GET", f"/v1/positions/{oldest}") == closed[0]
+        status, doc = await api.call("POST", f"/v1/agents/{agent_id}/positions/{oldest}/close")
+        assert status == 409 and doc["error"]["details"]["status"] == "closed"
         path = f"/v1/agents/{agent_id}/positions"
         assert await walk(api, path + "?status=closed", 2) == closed
         assert await walk(api, path, 3) == closed
