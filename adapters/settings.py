@@ -35,6 +35,7 @@ class HttpSettings(_S):
     max_connections: Annotated[int, Meta(ge=1, le=1_000_000)] = 4096
     header_timeout_s: Annotated[float, Meta(gt=0, le=600)] = 10.0  # first request's headers
     keepalive_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0  # idle between requests
+    body_timeout_s: Annotated[float, Meta(gt=0, le=600)] = 10.0  # a body, from its headers' end
 
 
 class WsSettings(_S):

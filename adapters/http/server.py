@@ -44,7 +44,8 @@ def wire_control_port(daemon: Daemon) -> web.Application:
 
 async def serve_control_port(daemon: Daemon) -> None:
     """Listen on `[http] host:port` behind the connection bounds (connections.py): a cap on open
-    connections, a header-read timeout and aiohttp's idle keep-alive timeout."""
+    connections (evicting idle and half-sent ones), header- and body-read timeouts and aiohttp's
+    idle keep-alive timeout."""
     app = wire_control_port(daemon)
     http = daemon.settings.http
     # access logs off: one line per request would dominate the log; metrics count requests
@@ -54,11 +55,14 @@ async def serve_control_port(daemon: Daemon) -> None:
         handle_signals=False,
         shutdown_timeout=2.0,
         keepalive_timeout=http.keepalive_timeout_s,
+        lingering_time=http.body_timeout_s,  # draining an unread body after the response
     )
     await runner.setup()
     fd_limit = raise_fd_limit()
     cap = connection_cap(http.max_connections, fd_limit)
-    limits = ConnectionLimits(json_protocol_errors(runner.server), cap, http.header_timeout_s)
+    limits = ConnectionLimits(
+        json_protocol_errors(runner.server), cap, http.header_timeout_s, http.body_timeout_s
+    )
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         limits, http.host, http.port, backlog=1024, reuse_address=True

@@ -23,6 +23,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters.http import ws_wire as wire
 from adapters.http.auth import RELOAD_CHECK_S, RateLimiter, bearer_key
+from adapters.http.connections import WS_AUTH_PENDING
 from adapters.http.errors import error_response
 from adapters.http.ws_dispatch import Dispatcher, Filter
 from adapters.http.ws_events import ALERT
@@ -170,9 +171,11 @@ class WsHub:
             self._overflow,
         )
         if key is None:
+            request[WS_AUTH_PENDING] = True  # evictable at the connection cap meanwhile
             key = await self._authorize_first_message(client)
             if key is None:
                 return ws
+            request[WS_AUTH_PENDING] = False
         client.key_id = key.id
         self._open(client)
         try:
