@@ -48,7 +48,10 @@ def _run(args: argparse.Namespace) -> int:
         and not args.no_demo
         and not (args.config or os.environ.get("TRADINGD_CONFIG"))
     )
-    logs.configure(settings.log_level)
+    if args.log_format:
+        settings.log_format = args.log_format
+    in_use = logs.configure(settings.log_level, settings.log_format)
+    settings.log_format = in_use  # type: ignore[assignment]
     try:
         import uvloop
 
@@ -116,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="control port; 0 picks a free one (default: [http] port of the config, 8080)",
     )
     run.add_argument("--data-dir", help=DATA_DIR_HELP)
+    run.add_argument(
+        "--log-format",
+        choices=("auto", "pretty", "json"),
+        help="log lines: pretty (one readable line per event) or json (one object per line) "
+        "(default: $TRADINGD_LOG_FORMAT, else log_format of the config, else "
+        "auto: pretty on a terminal, json otherwise)",
+    )
     run.add_argument(
         "--no-demo", action="store_true", help="no demo agent and demo signals (default: off)"
     )

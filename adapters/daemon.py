@@ -79,6 +79,10 @@ class Daemon:
         )
         self.runtime = Runtime(self.engine, {PAPER: paper})
         self.event_log = EventLog()
+        if settings.log_format == "pretty":  # sentences with names, symbols and decimal units
+            from adapters.log_pretty import TradeText
+
+            self.event_log.describe = TradeText(self.engine).describe
         self.runtime.event_subscribers.append(self.event_log)
         self.data_dir = Path(settings.data_dir)
         self.wallets = Keystore(self.data_dir)

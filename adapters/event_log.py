@@ -13,12 +13,14 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
 from engine import events as ev
 
 log = logging.getLogger("tradingd.trading")
+Describe = Callable[[ev.Event], "tuple[int, str, dict[str, Any]] | None"]
 _LOGGED = frozenset(
     {
         ev.ExitTriggered,
@@ -43,6 +45,7 @@ class EventLog:
         limit: int = 100_000,
         interval_s: float = 0.05,
         chunk: int = 256,
+        describe: Describe | None = None,
     ) -> None:
         self.queue: deque[ev.Event] = deque()
         self.limit = limit
@@ -50,6 +53,9 @@ class EventLog:
         self.chunk = chunk
         self.dropped = 0
         self._write = write
+        # Pretty logs: events become sentences (log_pretty.TradeText.describe) written through
+        # the logging handler, its secret filter and its formatter, instead of JSON lines.
+        self.describe = describe
 
     def __call__(self, events: list[ev.Event]) -> None:
         for e in events:
@@ -61,6 +67,9 @@ class EventLog:
 
     def flush(self, limit: int | None = None) -> None:
         """Write up to `limit` queued events (all when None) as JSON lines."""
+        if self.describe is not None:
+            self._flush_pretty(self.describe, limit)
+            return
         docs: list[dict[str, object]] = []
         if self.dropped:
             docs.append(
@@ -80,6 +89,16 @@ class EventLog:
         if docs:
             write = self._write or sys.stdout.write
             write(_encoder.encode_lines(docs).decode())
+
+    def _flush_pretty(self, describe: Describe, limit: int | None) -> None:
+        if self.dropped:
+            log.warning("trading log lines dropped (queue full)", extra={"dropped": self.dropped})
+            self.dropped = 0
+        queue = self.queue
+        for _ in range(len(queue) if limit is None else min(limit, len(queue))):
+            line = describe(queue.popleft())
+            if line is not None and log.isEnabledFor(line[0]):
+                log.log(line[0], line[1], extra=line[2])
 
     async def run(self) -> None:
         try:

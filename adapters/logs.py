@@ -1,9 +1,11 @@
-"""Structured logs: one JSON object per line on stdout, with the ids passed in `extra`.
+"""Structured logs: one JSON object per line on stdout, with the ids passed in `extra`; or, with
+`--log-format pretty` (the default on a terminal), one readable line per record
+(adapters/log_pretty.py).
 
-Secrets never reach a log line. `RedactSecrets`, installed on the one handler at `configure`,
-sees every record that is written — ours and the libraries' (aiohttp.server, aiohttp.access,
-asyncio) — and renders its message and traceback once, with secrets replaced by `[redacted]`:
-bearer credentials and whole `Authorization` values, API keys (`tdk_...`), `key=`/`"passphrase":`
+Secrets never reach a log line. `RedactSecrets`, installed on the one handler at `configure`
+whatever the format, sees every record that is written — ours and the libraries' (aiohttp.server,
+aiohttp.access, asyncio) — and renders its message and traceback once, with secrets replaced by
+`[redacted]`: bearer credentials and whole `Authorization` values, API keys (`tdk_...`), `key=`/`"passphrase":`
 style pairs, the process's own secrets from the environment, and `extra` fields whose name says
 key/secret/passphrase."""
 
@@ -14,6 +16,7 @@ import os
 import re
 import sys
 import time
+from typing import TextIO
 
 import msgspec
 
@@ -120,11 +123,30 @@ class JsonFormatter(logging.Formatter):
         return _encoder.encode(doc).decode()
 
 
-def configure(level: str = "info") -> None:
+LOG_FORMATS = ("auto", "pretty", "json")
+
+
+def resolve_format(fmt: str, stream: TextIO) -> str:
+    """ "auto" is pretty on a terminal and JSON otherwise (systemd, containers, files)."""
+    if fmt != "auto":
+        return fmt
+    isatty = getattr(stream, "isatty", None)
+    return "pretty" if isatty is not None and isatty() else "json"
+
+
+def configure(level: str = "info", fmt: str = "json") -> str:
+    """Install the one root handler (stdout); returns the format in use, "pretty" or "json"."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter())
+    fmt = resolve_format(fmt, sys.stdout)
+    if fmt == "pretty":
+        from adapters.log_pretty import PrettyFormatter
+
+        handler.setFormatter(PrettyFormatter(color=sys.stdout.isatty()))
+    else:
+        handler.setFormatter(JsonFormatter())
     handler.addFilter(RedactSecrets(tuple(os.environ.get(n, "") for n in SECRET_ENV)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    return fmt

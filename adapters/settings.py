@@ -147,6 +147,8 @@ class VenueSettings(_S):
 class Settings(_S):
     data_dir: str = "./var"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # auto: pretty on a terminal, JSON lines otherwise (systemd, containers, files)
+    log_format: Literal["auto", "pretty", "json"] = "auto"
     demo: bool = False
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     ws: WsSettings = msgspec.field(default_factory=WsSettings)
@@ -209,6 +211,13 @@ def load_settings(path: str | None, env: dict[str, str] | None = None) -> Settin
         if level not in ("debug", "info", "warning", "error"):
             raise ValidationError(f"TRADINGD_LOG_LEVEL: unknown level {level!r}")
         settings.log_level = level  # type: ignore[assignment]
+    if "TRADINGD_LOG_FORMAT" in env:
+        fmt = env["TRADINGD_LOG_FORMAT"].lower()
+        if fmt not in ("auto", "pretty", "json"):
+            raise ValidationError(
+                f"TRADINGD_LOG_FORMAT: unknown format {fmt!r} (auto, pretty, json)"
+            )
+        settings.log_format = fmt  # type: ignore[assignment]
     if env.get("REDIS_URL"):
         settings.store.redis_url = env["REDIS_URL"]
     if env.get("DATABASE_URL"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import secrets
 import signal
@@ -27,6 +28,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 30.0
+_PRETTY_PORT = re.compile(r" control port open .*\bport=(\d+)")
 STOP_TIMEOUT_S = 20.0
 
 
@@ -80,6 +82,9 @@ def _read_port(log_path: Path, proc: subprocess.Popen[bytes], deadline: float) -
         for line in log_path.read_text(errors="replace").splitlines():
             if '"control port open"' in line:
                 return int(json.loads(line)["port"])
+            pretty = _PRETTY_PORT.search(line)  # `--log-format pretty`
+            if pretty:
+                return int(pretty.group(1))
         time.sleep(0.05)
     raise TimeoutError(f"tradingd did not open its port: {log_path.read_text()[-2000:]}")
 

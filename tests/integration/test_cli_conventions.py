@@ -58,3 +58,16 @@ def test_every_option_has_help_that_shows_its_default(name: str, action: argpars
 def test_run_help_names_the_port_default() -> None:
     run = dict(_parsers(build_parser(), "tradingd"))["tradingd run"]
     assert "8080" in run.format_help()
+
+
+def test_log_format_option_env_and_config_key() -> None:
+    from adapters.settings import load_settings
+    from engine.errors import ValidationError
+
+    run = dict(_parsers(build_parser(), "tradingd"))["tradingd run"]
+    assert "auto: pretty on a terminal, json otherwise" in " ".join(run.format_help().split())
+    assert build_parser().parse_args(["run", "--log-format", "pretty"]).log_format == "pretty"
+    assert load_settings(None, {}).log_format == "auto"
+    assert load_settings(None, {"TRADINGD_LOG_FORMAT": "JSON"}).log_format == "json"
+    with pytest.raises(ValidationError, match="TRADINGD_LOG_FORMAT"):
+        load_settings(None, {"TRADINGD_LOG_FORMAT": "xml"})

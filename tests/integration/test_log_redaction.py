@@ -88,3 +88,46 @@ def test_secrets_in_extra_fields_are_redacted_and_ids_kept(daemon_logging: io.St
     (line,) = lines(daemon_logging.getvalue())
     assert KEY not in json.dumps(line) and PASSPHRASE not in json.dumps(line)
     assert (line["key_id"], line["agent_id"]) == ("k1", "alpha")
+
+
+@pytest.fixture
+def pretty_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """The daemon's log handler in `--log-format pretty`, writing into a buffer."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    monkeypatch.setenv("TRADINGD_ADMIN_KEY", BOOTSTRAP)
+    monkeypatch.setenv("TRADINGD_WALLET_PASSPHRASE", PASSPHRASE)
+    assert logs.configure("debug", "pretty") == "pretty"
+    out = io.StringIO()
+    (handler,) = root.handlers
+    handler.setStream(out)  # type: ignore[attr-defined]
+    yield out
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_pretty_lines_are_redacted_like_json_ones(pretty_logging: io.StringIO):
+    try:
+        raise BadHttpMessage(f"Invalid header value char:\n\n  b'Authorization: Bearer {KEY}'")
+    except BadHttpMessage:
+        logging.getLogger("aiohttp.server").exception("Error handling request from %s", "1.2.3.4")
+    logging.getLogger("aiohttp.access").warning("bootstrap key in use: %s", BOOTSTRAP)
+    logging.getLogger("tradingd.http").info(
+        "key created",
+        extra={"key_id": "k1", "note": f"sent {KEY}", "passphrase": PASSPHRASE},
+    )
+    out = pretty_logging.getvalue()
+    for secret in (KEY, KEY.removeprefix("tdk_"), BOOTSTRAP, PASSPHRASE):
+        assert secret not in out
+    assert out.count("[redacted]") >= 4 and "key_id=k1" in out
+    assert not out.lstrip().startswith("{")  # the pretty formatter, not JSON
+
+
+def test_auto_is_json_off_a_terminal_and_pretty_on_one():
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert logs.resolve_format("auto", io.StringIO()) == "json"
+    assert logs.resolve_format("auto", Tty()) == "pretty"
+    assert logs.resolve_format("json", Tty()) == "json"
