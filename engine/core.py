@@ -18,7 +18,7 @@ from engine.config import AgentConfig, parse_atomic
 from engine.errors import Conflict, ValidationError
 from engine.exits import Decision, decide
 from engine.exposure import Exposure
-from engine.model import Agent, Balance, ExitReason, Fill, Position, Tick
+from engine.model import Agent, Balance, ExitReason, Fill, Order, Position, Tick
 from engine.money import decimal_ratio, pct_of, quote_value
 from engine.settlement import Settlement
 from engine.signals import SignalIntake
@@ -181,21 +181,26 @@ class Engine(SignalIntake, Settlement):
             # Within the skew: accepted as of now, so a feed whose clock runs a little fast
             # cannot make the next real-time ticks look older and lock the token's price.
             tick = msgspec.structs.replace(tick, ts=now)
-        last = self.prices.get(tick.token)
+        token, decimals = tick.token, tick.decimals
+        last = self.prices.get(token)
         if last is not None and tick.ts < last.ts:
             return "out_of_order"
-        if tick.decimals is not None and self.decimals_conflict(tick.token, tick.decimals, now):
-            return "decimals_conflict"
+        if decimals is not None:
+            known = self.decimals.get(token)
+            if known is None:
+                pass  # learned below, once the tick is taken
+            elif known != decimals and self.decimals_conflict(token, decimals, now):
+                return "decimals_conflict"
         if (
             last is None
             and len(self.prices) >= self.max_priced_tokens
-            and not self.room_for_price(tick.token, now)
+            and not self.room_for_price(token, now)
         ):
             return "token_capacity"
-        self.prices[tick.token] = tick
-        if tick.decimals is not None:
-            self._learn_decimals(tick.token, tick.decimals)
-        candidates = list(self.index.on_price(tick.token, tick.price_usd))
+        self.prices[token] = tick
+        if decimals is not None and token not in self.decimals:
+            self.decimals[token] = decimals
+        candidates = list(self.index.on_price(token, tick.price_usd))
         candidates.extend(self.index.due(now))
         if candidates:
             self._evaluate(candidates, now, tick.token)
@@ -268,8 +273,16 @@ class Engine(SignalIntake, Settlement):
         order = self.orders.get(fill.order_id)
         p = self.positions.get(order.position_id) if order is not None else None
         super().on_fill(fill)
-        if p is not None:
-            self._after_settle(p)
+        if p is not None and order is not None:
+            self._after_settle(p, evaluate=self._ticked_since(order))
+
+    def _ticked_since(self, order: Order) -> bool:
+        """Whether the order's token has a price newer than the one the order was decided at:
+        only then can a level have been crossed while it was in flight."""
+        tick = self.prices.get(order.token)
+        return tick is not None and (
+            tick.ts > order.created_at or tick.price_usd != order.decision_price_usd
+        )
 
     def on_order_failed(self, order_id: str, reason: str) -> None:
         order = self.orders.get(order_id)
@@ -280,10 +293,10 @@ class Engine(SignalIntake, Settlement):
 
     def _after_settle(self, p: Position, evaluate: bool = True) -> None:
         """Once a position's order settles: apply the exit kept pending (sell what is now
-        held), or, after a fill, evaluate the position at the last price at once, so a level
-        crossed while the order was in flight is not left waiting for the next tick. Not after
-        a failure: an order that fails at once (in-process venue) would be re-placed in a loop;
-        the position waits for the next tick, as a retry."""
+        held), or, after a fill with a newer price than the order's, evaluate the position at
+        it at once, so a level crossed while the order was in flight is not left waiting for
+        the next tick. Not after a failure: an order that fails at once (in-process venue)
+        would be re-placed in a loop; the position waits for the next tick, as a retry."""
         if p.in_flight is not None:
             return
         now = self.clock()

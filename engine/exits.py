@@ -81,9 +81,23 @@ def peak_gain_pct(position: Position, peak: float) -> Fraction:
     return (exact(peak) / exact(position.entry_price_usd) - 1) * 100
 
 
+def _dormant(sl: StopLoss, entry: float, peak: float) -> bool:
+    """Whether the peak gain is clearly (far beyond float error) below the first threshold at
+    which a non-trailing mode moves S off `default_pct`: then S = default_pct exactly, with no
+    exact arithmetic. New positions and quiet markets take this path."""
+    if sl.mode == "trailing":
+        return False
+    first = sl.levels[0].gain_pct if sl.mode == "custom" and sl.levels else 20.0
+    return (peak / entry - 1.0) * 100.0 < first - 1e-9 * (1.0 + abs(first))
+
+
 def ratcheted_stop_gain(position: Position, peak: float) -> Fraction:
     """The position's stop gain S at `peak`, never below the S it already reached."""
-    s = stop_gain_for_peak(position.config.stop_loss, peak_gain_pct(position, peak))
+    sl = position.config.stop_loss
+    if _dormant(sl, position.entry_price_usd, peak):
+        s = exact(sl.default_pct)
+    else:
+        s = stop_gain_for_peak(sl, peak_gain_pct(position, peak))
     current = position.stop_gain_pct
     # The held S is stored as a float: when the exact S rounds to it (or above), the exact
     # value wins, so the result never depends on when the float was stored.

@@ -25,11 +25,13 @@ from adapters.http import ws_wire as wire
 from adapters.http.auth import RELOAD_CHECK_S, RateLimiter, bearer_key
 from adapters.http.connections import WS_AUTH_PENDING
 from adapters.http.errors import error_response
+from adapters.http.strict_json import check_body
 from adapters.http.ws_dispatch import Dispatcher, Filter
 from adapters.http.ws_events import ALERT
 from adapters.http.ws_outbox import Counters, Outbox, envelope
 from adapters.http.ws_subscriptions import Subscriptions
 from adapters.runtime import wall_clock_ms as now_ms
+from engine.errors import ValidationError
 
 log = logging.getLogger("tradingd.ws")
 
@@ -200,7 +202,8 @@ class WsHub:
             return None
         try:
             op = wire.op_decoder.decode(msg.data)
-        except msgspec.DecodeError:
+            check_body(_as_bytes(msg.data))  # the body rules of REST: no duplicate key, no C0
+        except (msgspec.DecodeError, ValidationError):
             op = None
         if not isinstance(op, wire.Auth):
             return await self._refuse(
@@ -269,10 +272,13 @@ class WsHub:
     def _on_message(self, client: Client, raw: str | bytes) -> None:
         try:
             op = wire.op_decoder.decode(raw)
+            check_body(_as_bytes(raw))  # the body rules of REST: no duplicate key, no C0
         except msgspec.ValidationError as exc:
             return self._error(client, "validation_error", str(exc))
         except msgspec.DecodeError as exc:
             return self._error(client, "malformed_json", str(exc))
+        except ValidationError as exc:
+            return self._error(client, "validation_error", exc.message, {"path": exc.path})
         if isinstance(op, wire.Subscribe):
             self.subscriptions.subscribe(client, op)
         elif isinstance(op, wire.Unsubscribe):
@@ -408,3 +414,7 @@ class WsHub:
 
 def _can_read(key: Any) -> bool:
     return "read" in key.scopes or "admin" in key.scopes
+
+
+def _as_bytes(data: str | bytes) -> bytes:
+    return data.encode() if isinstance(data, str) else data

@@ -376,3 +376,25 @@ async def test_shutdown_delivers_what_was_published_before_closing(stack: Stack)
     assert alert["type"] == "alert" and alert["data"]["code"] == "halt_changed"
     msg = await client.ws.receive(timeout=5)
     assert msg.type is WSMsgType.CLOSE and msg.data == 1001
+
+
+async def test_a_duplicate_key_in_the_auth_message_does_not_authenticate(stack: Stack) -> None:
+    assert stack.client is not None
+    ws = await stack.client.ws_connect("/v1/ws")
+    await ws.send_str(f'{{"op": "auth", "key": "x", "key": "{stack.read_key}"}}')
+    msg = await ws.receive(timeout=5)
+    assert msg.type is WSMsgType.TEXT and '"unauthorized"' in msg.data
+    await ws.close()
+
+
+async def test_a_subscribe_with_a_duplicate_key_or_a_control_character_is_refused(
+    stack: Stack,
+) -> None:
+    client = await stack.connect()
+    for raw in (
+        '{"op": "subscribe", "channels": ["prices"], "channels": ["alerts"]}',
+        '{"op": "subscribe", "channels": ["agents"], "agents": ["x\\u0000"]}',
+    ):
+        await client.ws.send_str(raw)
+        err = await client.recv()
+        assert err["type"] == "error" and err["data"]["code"] == "validation_error", raw
