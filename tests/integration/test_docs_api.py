@@ -30,7 +30,8 @@ def error_codes() -> set[str]:
     codes = {cls.code for cls in _subclasses(TradingdError)}
     codes |= set(errors._HTTP_CODES.values())
     codes |= set(protocol_errors._CODES.values())
-    codes.add(msgspec.json.decode(connections._TIMEOUT_BODY)["error"]["code"])
+    raw = connections._timeout_response("x")
+    codes.add(msgspec.json.decode(raw.partition(b"\r\n\r\n")[2])["error"]["code"])
     return codes
 
 
