@@ -14,14 +14,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from raw_conn import Conn, read_until_closed
 
 HALF_SENT = b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1\r\n"  # no blank line
 CONNECT_TIMEOUT_S = 5.0
 FLOOD_DEADLINE_S = 60.0
 ANSWER_TIMEOUT_S = 10.0
-
-
-Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 async def flood(port: int, n: int) -> list[Conn]:
@@ -63,21 +61,6 @@ async def get(port: int, path: str) -> tuple[int | None, bytes]:
         return None, b""
     head, _, body = raw.partition(b"\r\n\r\n")
     return (int(head.split(b" ", 2)[1]) if head else None), body
-
-
-async def read_until_closed(conn: Conn, timeout: float) -> bytes | None:
-    """What the server sent before closing, or None if it was still open after `timeout`."""
-    reader, _ = conn
-    got = b""
-    try:
-        async with asyncio.timeout(timeout):
-            while chunk := await reader.read(65536):
-                got += chunk
-    except TimeoutError:
-        return None
-    except ConnectionError:
-        pass  # a reset is a close too
-    return got
 
 
 def open_fds(pid: int) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from raw_conn import Conn, read_until_closed
 
 CAP = 200
 ATTACKERS = 300
@@ -33,8 +34,6 @@ WS_UPGRADE = (
     b"GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 )
-
-Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 def slow_post_head(key: str | None, length: int = 60000) -> bytes:
@@ -63,21 +62,6 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
         if line.lower().startswith(b"content-length:")
     )
     return int(head.split(b" ", 2)[1]), await reader.readexactly(length)
-
-
-async def read_until_closed(conn: Conn, timeout: float) -> bytes | None:
-    """What the server sent before closing, or None if it was still open after `timeout`."""
-    reader, _ = conn
-    got = b""
-    try:
-        async with asyncio.timeout(timeout):
-            while chunk := await reader.read(65536):
-                got += chunk
-    except TimeoutError:
-        return None
-    except ConnectionError:
-        pass  # a reset is a close too
-    return got
 
 
 async def probe(port: int) -> int | None:
