@@ -4,7 +4,6 @@ cross-field rules msgspec constraints cannot express. Errors name the failing fi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from fractions import Fraction
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -12,7 +11,7 @@ from msgspec import Meta, Struct
 
 from engine.assets import require_mint
 from engine.errors import ValidationError
-from engine.money import exact
+from engine.money import pct_sum
 
 MAX_ATOMIC = 2**64 - 1  # SPL token amounts are u64; nothing larger is a real amount
 
@@ -186,7 +185,7 @@ def validate_config(cfg: AgentConfig) -> AgentConfig:
         raise ValidationError("take_profit needs levels when enabled", "$.take_profit.levels")
     _ascending([lv.gain_pct for lv in tp.levels], "$.take_profit.levels", "gain_pct")
     # Exact, as written: 33.333 + 33.333 + 33.334 is 100, not 100.00000000000001.
-    if sum((exact(lv.sell_pct) for lv in tp.levels), Fraction(0)) > 100:
+    if pct_sum(lv.sell_pct for lv in tp.levels) > 100:
         raise ValidationError("take_profit sell_pct values sum above 100", "$.take_profit.levels")
     if cfg.dca.enabled and not cfg.dca.levels:
         raise ValidationError("dca needs levels when enabled", "$.dca.levels")

@@ -185,12 +185,12 @@ class Engine(SignalIntake, Settlement):
         last = self.prices.get(token)
         if last is not None and tick.ts < last.ts:
             return "out_of_order"
-        if decimals is not None:
-            known = self.decimals.get(token)
-            if known is None:
-                pass  # learned below, once the tick is taken
-            elif known != decimals and self.decimals_conflict(token, decimals, now):
-                return "decimals_conflict"
+        if (
+            decimals is not None
+            and self.decimals.get(token, decimals) != decimals
+            and self.decimals_conflict(token, decimals, now)
+        ):
+            return "decimals_conflict"
         if (
             last is None
             and len(self.prices) >= self.max_priced_tokens

@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 from msgspec import Struct
 
-from engine.config import AgentConfig, StopLoss, TakeProfitLevel
+from engine.config import AgentConfig, StopLoss
 from engine.model import Position
-from engine.money import exact, level_price, pct_of, ratio_of_sum, to_float_up
+from engine.money import exact, level_price, pct_of, pct_sum, ratio_of_sum, to_float_up
 
 _ZONES = ((25, Fraction(1, 2)), (50, Fraction(3, 5)), (100, Fraction(7, 10)), (200, Fraction(4, 5)))
 _K_TOP = Fraction(17, 20)
@@ -221,7 +221,8 @@ def _take_profit(position: Position, price: float) -> Decision | None:
     if not pcts and not moon:
         return None
     keep = moon or position.moon_bag_amount
-    if position.tp_done + len(pcts) == len(tp.levels) and _ladder_total(tp.levels) >= 100:
+    last = position.tp_done + len(pcts) == len(tp.levels)
+    if last and pct_sum(lv.sell_pct for lv in tp.levels) >= 100:
         sell = position.amount - keep
     else:
         sell = ratio_of_sum(position.original_amount, pcts) if pcts else 0
@@ -233,10 +234,6 @@ def _take_profit(position: Position, price: float) -> Decision | None:
         tp_levels=len(pcts),
         moon_bag_amount=moon,
     )
-
-
-def _ladder_total(levels: list[TakeProfitLevel]) -> Fraction:
-    return sum((exact(level.sell_pct) for level in levels), Fraction(0))
 
 
 def decide(

@@ -14,6 +14,7 @@ the hot path (per tick) never calls into this module unless an amount is produce
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
@@ -24,6 +25,7 @@ __all__ = [
     "exact",
     "level_price",
     "pct_of",
+    "pct_sum",
     "quote_value",
     "ratio_of_sum",
     "slipped",
@@ -54,9 +56,14 @@ def pct_of(amount: int, pct: float) -> int:
     return amount * n // (100 * d)
 
 
+def pct_sum(pcts: Iterable[float]) -> Fraction:
+    """Σ pcts, exact, as written: 33.333 + 33.333 + 33.334 is 100."""
+    return sum((exact(p) for p in pcts), Fraction(0))
+
+
 def ratio_of_sum(amount: int, pcts: list[float]) -> int:
     """floor(amount × (Σ pcts) / 100): a sum of percentages, exact, rounded once."""
-    total = sum((exact(p) for p in pcts), Fraction(0))
+    total = pct_sum(pcts)
     return amount * total.numerator // (100 * total.denominator)
 
 
