@@ -127,7 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
         "auto: pretty on a terminal, json otherwise)",
     )
     run.add_argument(
-        "--no-demo", action="store_true", help="no demo agent and demo signals (default: off)"
+        "--no-demo",
+        action="store_true",
+        help="no demo signals, and no demo agent created; one an earlier run created stays "
+        "(default: off)",
     )
     run.set_defaults(func=_run)
     check = sub.add_parser("check-config", help="validate a config file")

@@ -133,11 +133,14 @@ def stop_price(position: Position, stop_gain: Fraction | float) -> float:
 
 
 def stop_trigger_price(position: Position) -> float | None:
-    """The price at or below which the stop sells, exactly as `decide` computes it, for a
-    refreshed live position (peak and ratcheted S materialized); None without a stop."""
+    """The stop level as `decide` computes it, for a refreshed live position (peak and
+    ratcheted S materialized), shown as the float nearest the exact level (0.000027, not
+    0.000027000000000000002): never above the trigger `decide` uses (the same exact level
+    rounded up), so a tick at the shown price sells. None without a stop."""
     if not position.config.stop_loss.enabled or position.stop_gain_pct is None:
         return None
-    return stop_price(position, ratcheted_stop_gain(position, position.peak_price_usd))
+    level = exact_stop_price(position, ratcheted_stop_gain(position, position.peak_price_usd))
+    return level.numerator / level.denominator
 
 
 def dca_level_index(cfg: AgentConfig, dca_count: int) -> int:

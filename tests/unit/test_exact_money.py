@@ -307,8 +307,6 @@ def test_a_tick_slightly_ahead_does_not_lock_the_price_against_real_time_ticks()
 
 
 def test_the_stop_price_shown_is_the_price_that_triggers():
-    import math
-
     from engine.exits import stop_trigger_price
 
     modes = [
@@ -325,7 +323,7 @@ def test_the_stop_price_shown_is_the_price_that_triggers():
             p = h.engine.position(position(h).id)
             shown = stop_trigger_price(p)
             assert shown is not None
-            h.tick(T, math.nextafter(shown, math.inf))
+            h.tick(T, shown * (1 + 1e-12))  # above the level: no sell
             assert h.pending == [], (sl, entry, peak)
             h.tick(T, shown)
             assert [o.reason for o in h.pending] == ["stop_loss"], (sl, entry, peak, shown)
@@ -366,3 +364,11 @@ def test_a_peak_below_the_slipped_entry_survives_a_snapshot_round_trip():
     again = Engine(h.clock)
     restore(again, capture(h.engine))
     assert again.position(p.id).peak_price_usd == 1.0
+
+
+def test_the_stop_price_shown_has_no_float_noise():
+    from engine.exits import stop_trigger_price
+
+    h, _ = opened(cfg(stop_loss={"mode": "trailing", "trail_pct": 10}), 0.00002)
+    h.tick(T, 0.00003)
+    assert stop_trigger_price(h.engine.position(position(h).id)) == 0.000027
