@@ -4,7 +4,7 @@ several daemons in one test process do not collide).
 Latencies and per-agent counts are observed inside the runtime hooks, which run synchronously
 right after the transition that produced them (a dict update per event, no scans); state gauges
 (equity, positions, feeds, WebSocket clients, halt) are read from the daemon when `/metrics` is
-scraped (adapters/metrics_scrape.py), so they cost nothing between scrapes."""
+scraped (adapters/app/metrics_scrape.py), so they cost nothing between scrapes."""
 
 from __future__ import annotations
 
@@ -23,10 +23,9 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-
-from adapters.metrics_scrape import StateCollector
-from engine import events as ev
-from engine.model import ExitReason, Fill, Order, Tick
+from tradingd.adapters.app.metrics_scrape import StateCollector
+from tradingd.engine import events as ev
+from tradingd.engine.model import ExitReason, Fill, Order, Tick
 
 LOOP_LAG_INTERVAL_S = 0.25
 WS_ROUTE = "/v1/ws"

@@ -20,13 +20,12 @@ import time
 from typing import Any
 
 from _stats import add_json_arg, percentiles, write_json
-
-from adapters.feeds.synthetic import demo_mint
-from adapters.venues.paper import settle_paper
-from engine.assets import SOL_MINT
-from engine.config import AgentConfig, config_from_builtins
-from engine.core import Engine
-from engine.model import Signal, Tick
+from tradingd.adapters.feeds.synthetic import demo_mint
+from tradingd.adapters.venues.paper import settle_paper
+from tradingd.engine.assets import SOL_MINT
+from tradingd.engine.config import AgentConfig, config_from_builtins
+from tradingd.engine.core import Engine
+from tradingd.engine.model import Signal, Tick
 
 T0 = 1_767_225_600_000
 TYPES = 10

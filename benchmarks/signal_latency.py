@@ -34,8 +34,7 @@ from typing import Any
 
 import aiohttp
 from _stats import add_json_arg, percentiles, write_json
-
-from adapters.feeds.synthetic import demo_mint
+from tradingd.adapters.feeds.synthetic import demo_mint
 
 REPO = Path(__file__).resolve().parents[1]
 SOL = "So11111111111111111111111111111111111111112"
@@ -107,7 +106,7 @@ def start_daemon(
     cmd = [
         sys.executable,
         "-m",
-        "adapters.cli",
+        "tradingd.adapters.app.cli",
         "run",
         "--config",
         str(config),

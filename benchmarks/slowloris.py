@@ -102,7 +102,15 @@ def start_daemon(
         env["TRADINGD_STORE"] = "memory"
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"{data_dir.name}.log"
-    cmd = [sys.executable, "-m", "adapters.cli", "run", "--no-demo", "--host", "127.0.0.1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tradingd.adapters.app.cli",
+        "run",
+        "--no-demo",
+        "--host",
+        "127.0.0.1",
+    ]
     cmd += ["--port", "0", "--data-dir", str(data_dir)]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=source, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -24,12 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import msgspec  # noqa: E402
 from _stats import add_json_arg, percentiles, write_json  # noqa: E402
-
-from adapters.venues.paper import settle_paper  # noqa: E402
-from engine.assets import SOL_MINT  # noqa: E402
-from engine.config import config_from_builtins  # noqa: E402
-from engine.core import Engine  # noqa: E402
-from engine.model import Signal, Tick  # noqa: E402
+from tradingd.adapters.venues.paper import settle_paper  # noqa: E402
+from tradingd.engine.assets import SOL_MINT  # noqa: E402
+from tradingd.engine.config import config_from_builtins  # noqa: E402
+from tradingd.engine.core import Engine  # noqa: E402
+from tradingd.engine.model import Signal, Tick  # noqa: E402
 
 TOKEN = "DezXAZ8z7PnrnRJjz3wXBoRgixCaNkRZ2cRbBQdfnZ9a"
 PER_AGENT = 1000  # limits.max_positions_per_token allows at most 1,000 per agent

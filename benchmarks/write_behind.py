@@ -21,20 +21,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.runtime import Runtime, wall_clock_ms  # noqa: E402
-from adapters.settings import Settings  # noqa: E402
-from adapters.store import open_store  # noqa: E402
-from adapters.store import postgres as pg  # noqa: E402
-from adapters.store.embedded import EmbeddedServers  # noqa: E402
-from adapters.store.records import Entry, EntryIds, to_entries, with_records  # noqa: E402
-from adapters.store.redis import Keys, client, queue_entries  # noqa: E402
-from adapters.store.writer import WriteBehind  # noqa: E402
-from adapters.venues.paper import PaperVenue  # noqa: E402
-from engine import events as ev  # noqa: E402
-from engine.assets import SOL_MINT  # noqa: E402
-from engine.config import config_from_builtins  # noqa: E402
-from engine.core import Engine  # noqa: E402
-from engine.model import Signal, Tick  # noqa: E402
+from tradingd.adapters.app.runtime import Runtime, wall_clock_ms  # noqa: E402
+from tradingd.adapters.app.settings import Settings  # noqa: E402
+from tradingd.adapters.store import open_store  # noqa: E402
+from tradingd.adapters.store import postgres as pg  # noqa: E402
+from tradingd.adapters.store.embedded import EmbeddedServers  # noqa: E402
+from tradingd.adapters.store.records import Entry, EntryIds, to_entries, with_records  # noqa: E402
+from tradingd.adapters.store.redis import Keys, client, queue_entries  # noqa: E402
+from tradingd.adapters.store.writer import WriteBehind  # noqa: E402
+from tradingd.adapters.venues.paper import PaperVenue  # noqa: E402
+from tradingd.engine import events as ev  # noqa: E402
+from tradingd.engine.assets import SOL_MINT  # noqa: E402
+from tradingd.engine.config import config_from_builtins  # noqa: E402
+from tradingd.engine.core import Engine  # noqa: E402
+from tradingd.engine.model import Signal, Tick  # noqa: E402
 
 TOKENS = [
     "DezXAZ8z7PnrnRJjz3wXBoRgixCaNkRZ2cRbBQdfnZ9a",

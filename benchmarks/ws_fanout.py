@@ -30,15 +30,14 @@ import aiohttp
 import msgspec
 from _stats import add_json_arg, percentiles, write_json
 from aiohttp import web
-
-from adapters.daemon import Daemon
-from adapters.feeds.synthetic import demo_mint
-from adapters.http.auth import KeyStore
-from adapters.http.server import wire_control_port
-from adapters.settings import Settings
-from engine.assets import SOL_MINT
-from engine.config import config_from_builtins
-from engine.model import Signal, Tick
+from tradingd.adapters.app.daemon import Daemon
+from tradingd.adapters.app.settings import Settings
+from tradingd.adapters.feeds.synthetic import demo_mint
+from tradingd.adapters.http.auth import KeyStore
+from tradingd.adapters.http.server import wire_control_port
+from tradingd.engine.assets import SOL_MINT
+from tradingd.engine.config import config_from_builtins
+from tradingd.engine.model import Signal, Tick
 
 TOKENS = 100
 TICKS_PER_S = 1000

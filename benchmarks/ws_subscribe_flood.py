@@ -30,8 +30,7 @@ import aiohttp
 import msgspec
 from _stats import add_json_arg, percentiles, write_json
 from slowloris import REPO, probe, rss_mib, start_daemon
-
-from adapters.feeds.synthetic import demo_mint
+from tradingd.adapters.feeds.synthetic import demo_mint
 
 AGENTS = 200
 TOKENS = 2000

@@ -9,9 +9,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from engine.assets import require_mint
-from engine.errors import ValidationError
-from engine.money import pct_sum
+from .assets import require_mint
+from .errors import ValidationError
+from .money import pct_sum
 
 MAX_ATOMIC = 2**64 - 1  # SPL token amounts are u64; nothing larger is a real amount
 

@@ -12,17 +12,17 @@ from typing import Literal
 
 import msgspec
 
-from engine import events as ev
-from engine.assets import normalize_quote, quote_mint, require_mint
-from engine.config import AgentConfig, parse_atomic
-from engine.errors import Conflict, ValidationError
-from engine.exits import Decision, decide
-from engine.exposure import Exposure
-from engine.model import Agent, Balance, ExitReason, Fill, Order, Position, Tick
-from engine.money import decimal_ratio, pct_of, quote_value
-from engine.settlement import Settlement
-from engine.signals import SignalIntake
-from engine.state import Clock, Output, SignalRecord
+from . import events as ev
+from .assets import normalize_quote, quote_mint, require_mint
+from .config import AgentConfig, parse_atomic
+from .errors import Conflict, ValidationError
+from .exits import Decision, decide
+from .exposure import Exposure
+from .model import Agent, Balance, ExitReason, Fill, Order, Position, Tick
+from .money import decimal_ratio, pct_of, quote_value
+from .settlement import Settlement
+from .signals import SignalIntake
+from .state import Clock, Output, SignalRecord
 
 __all__ = ["Clock", "Engine", "Output", "SignalRecord"]
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from msgspec import Struct
 
-from engine.config import AgentConfig
-from engine.model import Order, Position, Trade
+from .config import AgentConfig
+from .model import Order, Position, Trade
 
 
 class Event(Struct, frozen=True, tag=True, tag_field="event", kw_only=True):

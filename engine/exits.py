@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 from msgspec import Struct
 
-from engine.config import AgentConfig, StopLoss
-from engine.model import Position
-from engine.money import exact, level_price, pct_of, pct_sum, ratio_of_sum, to_float_up
+from .config import AgentConfig, StopLoss
+from .model import Position
+from .money import exact, level_price, pct_of, pct_sum, ratio_of_sum, to_float_up
 
 _ZONES = ((25, Fraction(1, 2)), (50, Fraction(3, 5)), (100, Fraction(7, 10)), (200, Fraction(4, 5)))
 _K_TOP = Fraction(17, 20)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from engine.model import Order, Position
+from .model import Order, Position
 
 
 class Exposure:

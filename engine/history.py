@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from msgspec import Struct
 
 if TYPE_CHECKING:
-    from engine.state import SignalRecord
+    from .state import SignalRecord
 
 
 class HistoryBounds(Struct, frozen=True, kw_only=True):

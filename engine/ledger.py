@@ -6,9 +6,9 @@ Reservation discipline: `reserve` moves units from available to reserved; a buy'
 
 from __future__ import annotations
 
-from engine.errors import InvariantViolation
-from engine.model import Agent, Balance
-from engine.risk import DAY_MS
+from .errors import InvariantViolation
+from .model import Agent, Balance
+from .risk import DAY_MS
 
 
 class Ledger:

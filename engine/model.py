@@ -10,7 +10,7 @@ from typing import Literal
 import msgspec
 from msgspec import Struct
 
-from engine.config import AgentConfig
+from .config import AgentConfig
 
 Side = Literal["buy", "sell"]
 ExitReason = Literal["stop_loss", "take_profit", "signal", "manual", "stale_trade", "max_hold"]

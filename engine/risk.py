@@ -5,9 +5,9 @@ Each check returns a skip reason (a stable snake_case string clients see in
 
 from __future__ import annotations
 
-from engine.config import AgentConfig
-from engine.model import Agent, Signal
-from engine.money import decimal_ratio, pct_of
+from .config import AgentConfig
+from .model import Agent, Signal
+from .money import decimal_ratio, pct_of
 
 DAY_MS = 86_400_000
 

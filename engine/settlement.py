@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import msgspec
 
-from engine import events as ev
-from engine.errors import InvariantViolation, NotFound
-from engine.model import Fill, Order, Trade
-from engine.money import exact
-from engine.state import TRADES_KEPT, EngineState
+from . import events as ev
+from .errors import InvariantViolation, NotFound
+from .model import Fill, Order, Trade
+from .money import exact
+from .state import TRADES_KEPT, EngineState
 
 
 class Settlement(EngineState):

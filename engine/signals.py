@@ -3,12 +3,12 @@ a buy, exits for sell signals, and the execution record of every agent a signal 
 
 from __future__ import annotations
 
-from engine import events as ev
-from engine.assets import require_mint
-from engine.errors import ValidationError
-from engine.model import Agent, Execution, Position, Signal
-from engine.risk import filter_reason, limit_reason, size_buy
-from engine.state import EngineState, SignalRecord
+from . import events as ev
+from .assets import require_mint
+from .errors import ValidationError
+from .model import Agent, Execution, Position, Signal
+from .risk import filter_reason, limit_reason, size_buy
+from .state import EngineState, SignalRecord
 
 
 class SignalIntake(EngineState):

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 import msgspec
 from msgspec import Struct
 
-from engine.model import Agent, Balance, Execution, Order, Position, Signal, Tick, Trade
+from .model import Agent, Balance, Execution, Order, Position, Signal, Tick, Trade
 
 if TYPE_CHECKING:
-    from engine.core import Engine
+    from .core import Engine
 
 
 class SignalState(Struct, kw_only=True):
@@ -64,8 +64,8 @@ def capture(engine: Engine) -> EngineSnapshot:
 
 def restore(engine: Engine, snap: EngineSnapshot) -> None:
     """Load `snap` into a fresh Engine (no agents yet). Emits no events."""
-    from engine.core import SignalRecord
-    from engine.exposure import rebuild
+    from .core import SignalRecord
+    from .exposure import rebuild
 
     if engine.agents or engine.positions:
         raise ValueError("restore needs a fresh Engine")

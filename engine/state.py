@@ -11,14 +11,14 @@ from typing import Literal
 import msgspec
 from msgspec import Struct
 
-from engine import events as ev
-from engine.assets import KNOWN_DECIMALS, PEGGED_USD, quote_mint
-from engine.errors import InvariantViolation, NotFound
-from engine.exits import ratcheted_stop_gain
-from engine.exposure import Exposure
-from engine.history import HistoryBounds, SignalWindow
-from engine.ledger import Ledger
-from engine.model import (
+from . import events as ev
+from .assets import KNOWN_DECIMALS, PEGGED_USD, quote_mint
+from .errors import InvariantViolation, NotFound
+from .exits import ratcheted_stop_gain
+from .exposure import Exposure
+from .history import HistoryBounds, SignalWindow
+from .ledger import Ledger
+from .model import (
     Agent,
     Balance,
     Execution,
@@ -29,8 +29,8 @@ from engine.model import (
     Tick,
     Trade,
 )
-from engine.money import quote_value
-from engine.triggers import ExitIndex, NaiveScan, TriggerIndex
+from .money import quote_value
+from .triggers import ExitIndex, NaiveScan, TriggerIndex
 
 Clock = Callable[[], int]
 # Trades kept in memory per agent (settlement.py trims at twice this); the rest is in Postgres.

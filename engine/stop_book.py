@@ -20,8 +20,8 @@ import heapq
 import math
 from bisect import bisect_left
 
-from engine.exits import stop_gain_estimate, stop_price_estimate
-from engine.model import Position
+from .exits import stop_gain_estimate, stop_price_estimate
+from .model import Position
 
 UP = 1.0 + 1e-9
 DOWN = 1.0 - 1e-9

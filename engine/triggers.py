@@ -13,7 +13,7 @@ import heapq
 from collections.abc import Iterable
 from typing import Protocol
 
-from engine.exits import (
+from .exits import (
     dca_trigger_price,
     max_hold_at,
     moon_bag_trigger_price,
@@ -21,8 +21,8 @@ from engine.exits import (
     stale_band,
     stale_eligible_at,
 )
-from engine.model import Position
-from engine.stop_book import StopBook
+from .model import Position
+from .stop_book import StopBook
 
 _UP = 1.0 + 1e-9
 _DOWN = 1.0 - 1e-9

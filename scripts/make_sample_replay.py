@@ -17,8 +17,8 @@ import random
 import sys
 from pathlib import Path
 
-from adapters.feeds.synthetic import demo_mint
-from engine.assets import SOL_MINT
+from tradingd.adapters.feeds.synthetic import demo_mint
+from tradingd.engine.assets import SOL_MINT
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DURATION_S = 600

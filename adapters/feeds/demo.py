@@ -8,25 +8,39 @@ import random
 import time
 from typing import TYPE_CHECKING
 
-from engine.config import AgentConfig, config_from_builtins
-from engine.model import Signal
+from tradingd.engine.config import AgentConfig, config_from_builtins
+from tradingd.engine.model import Signal
 
 if TYPE_CHECKING:
-    from adapters.runtime import Runtime
+    from tradingd.adapters.app.runtime import Runtime
 
 DEMO_AGENT_ID = "demo"
 
 
 def demo_agent_config(tokens: list[str]) -> AgentConfig:
-    return config_from_builtins({
-        "signals": {"token_filter": "allow", "tokens": tokens, "types": ["demo"]},
-        "sizing": {"mode": "fixed", "amount": "1000000000"},
-        "limits": {"max_open_positions": 3, "max_positions_per_token": 1, "token_cooldown_s": 5},
-        "stop_loss": {"mode": "trailing", "trail_pct": 4, "default_pct": -6},
-        "take_profit": {"enabled": True, "levels": [{"gain_pct": 4, "sell_pct": 30}, {"gain_pct": 8, "sell_pct": 30}]},
-        "dca": {"enabled": True, "levels": [{"drop_pct": -3, "buy_pct": 50}], "max_count": 1, "cooldown_s": 5},
-        "max_hold_s": 120,
-    })
+    return config_from_builtins(
+        {
+            "signals": {"token_filter": "allow", "tokens": tokens, "types": ["demo"]},
+            "sizing": {"mode": "fixed", "amount": "1000000000"},
+            "limits": {
+                "max_open_positions": 3,
+                "max_positions_per_token": 1,
+                "token_cooldown_s": 5,
+            },
+            "stop_loss": {"mode": "trailing", "trail_pct": 4, "default_pct": -6},
+            "take_profit": {
+                "enabled": True,
+                "levels": [{"gain_pct": 4, "sell_pct": 30}, {"gain_pct": 8, "sell_pct": 30}],
+            },
+            "dca": {
+                "enabled": True,
+                "levels": [{"drop_pct": -3, "buy_pct": 50}],
+                "max_count": 1,
+                "cooldown_s": 5,
+            },
+            "max_hold_s": 120,
+        }
+    )
 
 
 class DemoSignals:
@@ -39,14 +53,21 @@ class DemoSignals:
     def next_signal(self, now_ms: int) -> Signal:
         self.count += 1
         return Signal(
-            id=f"demo-{now_ms}-{self.count}", token=self.rng.choice(self.tokens), type="demo",
-            strength=self.rng.randint(1, 5), source="demo", reason="synthetic demo signal",
-            received_at=now_ms, expires_at=now_ms + 30_000,
+            id=f"demo-{now_ms}-{self.count}",
+            token=self.rng.choice(self.tokens),
+            type="demo",
+            strength=self.rng.randint(1, 5),
+            source="demo",
+            reason="synthetic demo signal",
+            received_at=now_ms,
+            expires_at=now_ms + 30_000,
         )
 
     async def run(self, runtime: Runtime) -> None:
         await asyncio.sleep(2.0)  # let the feed publish prices first
         while True:
             if runtime.accepting and self.tokens:
-                runtime.apply(runtime.engine.on_signal, self.next_signal(time.time_ns() // 1_000_000))
+                runtime.apply(
+                    runtime.engine.on_signal, self.next_signal(time.time_ns() // 1_000_000)
+                )
             await asyncio.sleep(self.interval_s)

@@ -14,11 +14,10 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
-
-from adapters.runtime import wall_clock_ms
-from engine.assets import is_mint
-from engine.errors import ValidationError
-from engine.model import Signal, Tick
+from tradingd.adapters.app.runtime import wall_clock_ms
+from tradingd.engine.assets import is_mint
+from tradingd.engine.errors import ValidationError
+from tradingd.engine.model import Signal, Tick
 
 EpochMs = Annotated[int, Meta(ge=0, le=2**53)]
 DEFAULT_SIGNAL_TTL_MS = 30_000  # API.md: a signal's default `expires_in_ms`

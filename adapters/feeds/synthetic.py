@@ -11,9 +11,9 @@ import math
 import random
 from collections.abc import Callable, Iterable
 
-from adapters.settings import SyntheticFeedSettings
-from engine.assets import SOL_MINT, b58decode
-from engine.model import Tick
+from tradingd.adapters.app.settings import SyntheticFeedSettings
+from tradingd.engine.assets import SOL_MINT, b58decode
+from tradingd.engine.model import Tick
 
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 DEMO_SYMBOLS = ("DEMOA", "DEMOB", "DEMOC")

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
-
-from adapters.http import (
+from tradingd.adapters.http import (
     routes_accounts,
     routes_admin,
     routes_agents,
@@ -22,9 +21,9 @@ from adapters.http import (
     routes_signals,
     routes_wallets,
 )
-from adapters.http.auth import RateLimiter, bearer_key
-from adapters.http.codec import API_KEY, DAEMON, read_raw
-from adapters.http.errors import (
+from tradingd.adapters.http.auth import RateLimiter, bearer_key
+from tradingd.adapters.http.codec import API_KEY, DAEMON, read_raw
+from tradingd.adapters.http.errors import (
     Forbidden,
     NotReady,
     RateLimited,
@@ -33,11 +32,11 @@ from adapters.http.errors import (
     from_http_exception,
     from_tradingd_error,
 )
-from adapters.http.openapi import DOCUMENT, Handler, Route, build_document
-from engine.errors import TradingdError
+from tradingd.adapters.http.openapi import DOCUMENT, Handler, Route, build_document
+from tradingd.engine.errors import TradingdError
 
 if TYPE_CHECKING:
-    from adapters.daemon import Daemon
+    from tradingd.adapters.app.daemon import Daemon
 
 log = logging.getLogger("tradingd.http")
 LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
@@ -157,7 +156,7 @@ def build_app(daemon: Daemon) -> web.Application:
         app.router.add_route(route.method, route.path, guarded(route))
     if daemon.hub is not None:
         app.router.add_get("/v1/ws", daemon.hub.handle)  # the hub authenticates (header or op)
-    from adapters.daemon import VERSION
+    from tradingd.adapters.app.daemon import VERSION
 
     app[DOCUMENT] = msgspec.json.encode(build_document(routes, VERSION))
     return app

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import msgspec
 from msgspec import Struct
-
-from adapters.runtime import wall_clock_ms as _wall_ms
-from engine.errors import NotFound, ValidationError
+from tradingd.adapters.app.runtime import wall_clock_ms as _wall_ms
+from tradingd.engine.errors import NotFound, ValidationError
 
 log = logging.getLogger("tradingd.http")
 

@@ -14,19 +14,18 @@ import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
-
-from adapters.http.auth import ApiKey
-from adapters.http.errors import (
+from tradingd.adapters.http.auth import ApiKey
+from tradingd.adapters.http.errors import (
     MalformedJson,
     PayloadTooLarge,
     UndecodableBody,
     UnsupportedMediaType,
 )
-from adapters.http.strict_json import check_body
-from engine.errors import ValidationError
+from tradingd.adapters.http.strict_json import check_body
+from tradingd.engine.errors import ValidationError
 
 if TYPE_CHECKING:
-    from adapters.daemon import Daemon
+    from tradingd.adapters.app.daemon import Daemon
 
 T = TypeVar("T")
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")

@@ -8,8 +8,7 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
-
-from engine.errors import Conflict, TradingdError
+from tradingd.engine.errors import Conflict, TradingdError
 
 _encoder = msgspec.json.Encoder()
 

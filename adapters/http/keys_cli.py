@@ -8,9 +8,9 @@ import os
 import sys
 from typing import Any
 
-from adapters.http.auth import SCOPES, KeyStore, keys_path
-from adapters.text_rule import cli_label
-from engine.errors import TradingdError
+from tradingd.adapters.http.auth import SCOPES, KeyStore, keys_path
+from tradingd.adapters.http.text_rule import cli_label
+from tradingd.engine.errors import TradingdError
 
 
 def _store(args: argparse.Namespace) -> KeyStore:

@@ -13,8 +13,7 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
-
-from adapters.http.schemas import ErrorBody
+from tradingd.adapters.http.schemas import ErrorBody
 
 DOCUMENT: web.AppKey[bytes] = web.AppKey("openapi_document")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

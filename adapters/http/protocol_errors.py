@@ -16,8 +16,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
-
-from adapters.http.errors import error_response
+from tradingd.adapters.http.errors import error_response
 
 log = logging.getLogger("tradingd.http")
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import msgspec
 from aiohttp import web
-
-from adapters.http.codec import daemon_of, json_response, read_body
-from adapters.http.errors import PaperVenueOnly
-from adapters.http.openapi import Route
-from adapters.http.schemas import BalanceOut, DepositIn, PerformanceOut
-from engine.assets import quote_mint
-from engine.config import MAX_ATOMIC, parse_atomic
-from engine.errors import ValidationError
-from engine.model import Balance
+from tradingd.adapters.http.codec import daemon_of, json_response, read_body
+from tradingd.adapters.http.errors import PaperVenueOnly
+from tradingd.adapters.http.openapi import Route
+from tradingd.adapters.http.schemas import BalanceOut, DepositIn, PerformanceOut
+from tradingd.engine.assets import quote_mint
+from tradingd.engine.config import MAX_ATOMIC, parse_atomic
+from tradingd.engine.errors import ValidationError
+from tradingd.engine.model import Balance
 
 _deposit_in = msgspec.json.Decoder(DepositIn)
 

@@ -8,11 +8,18 @@ import logging
 
 import msgspec
 from aiohttp import web
-
-from adapters.http.auth import ApiKey
-from adapters.http.codec import API_KEY, daemon_of, json_response, paginate, read_body
-from adapters.http.openapi import PAGED, Route
-from adapters.http.schemas import HaltIn, HaltOut, KeyCreated, KeyIn, KeyOut, KeyPage, iso_ms
+from tradingd.adapters.http.auth import ApiKey
+from tradingd.adapters.http.codec import API_KEY, daemon_of, json_response, paginate, read_body
+from tradingd.adapters.http.openapi import PAGED, Route
+from tradingd.adapters.http.schemas import (
+    HaltIn,
+    HaltOut,
+    KeyCreated,
+    KeyIn,
+    KeyOut,
+    KeyPage,
+    iso_ms,
+)
 
 log = logging.getLogger("tradingd.http")
 _halt_in = msgspec.json.Decoder(HaltIn)

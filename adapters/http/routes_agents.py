@@ -7,14 +7,13 @@ import logging
 
 import msgspec
 from aiohttp import web
-
-from adapters.http.codec import daemon_of, json_response, paginate, query_bool, read_body
-from adapters.http.openapi import PAGED, QueryParam, Route
-from adapters.http.schemas import AgentIn, AgentOut, AgentPage, AgentPatch, iso_ms
-from adapters.venues import check_agent_venue
-from engine.config import AgentConfig, validate_config
-from engine.errors import ValidationError
-from engine.model import Agent
+from tradingd.adapters.http.codec import daemon_of, json_response, paginate, query_bool, read_body
+from tradingd.adapters.http.openapi import PAGED, QueryParam, Route
+from tradingd.adapters.http.schemas import AgentIn, AgentOut, AgentPage, AgentPatch, iso_ms
+from tradingd.adapters.venues import check_agent_venue
+from tradingd.engine.config import AgentConfig, validate_config
+from tradingd.engine.errors import ValidationError
+from tradingd.engine.model import Agent
 
 log = logging.getLogger("tradingd.http")
 _agent_in = msgspec.json.Decoder(AgentIn)

@@ -6,14 +6,13 @@ import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
-
-from adapters.http.codec import daemon_of, json_response
-from adapters.http.errors import NotReady
-from adapters.http.openapi import DOCUMENT, Route
-from adapters.http.schemas import HealthOut, ProbeOut, WriteBehindLag
+from tradingd.adapters.http.codec import daemon_of, json_response
+from tradingd.adapters.http.errors import NotReady
+from tradingd.adapters.http.openapi import DOCUMENT, Route
+from tradingd.adapters.http.schemas import HealthOut, ProbeOut, WriteBehindLag
 
 if TYPE_CHECKING:
-    from adapters.daemon import Daemon
+    from tradingd.adapters.app.daemon import Daemon
 
 _UNHEALTHY = frozenset(("down", "degraded", "error", "unavailable", "stale"))
 
@@ -58,7 +57,7 @@ def write_behind_lag(daemon: Daemon) -> WriteBehindLag:
 
 
 async def get_health(request: web.Request) -> web.Response:
-    from adapters.daemon import VERSION
+    from tradingd.adapters.app.daemon import VERSION
 
     daemon = daemon_of(request)
     comps = components(daemon)

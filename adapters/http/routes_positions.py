@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 from aiohttp import web
-
-from adapters.http.codec import (
+from tradingd.adapters.http.codec import (
     cursor_after,
     daemon_of,
     json_response,
@@ -20,8 +19,8 @@ from adapters.http.codec import (
     query_choice,
     read_body,
 )
-from adapters.http.openapi import PAGED, QueryParam, Route
-from adapters.http.schemas import (
+from tradingd.adapters.http.openapi import PAGED, QueryParam, Route
+from tradingd.adapters.http.schemas import (
     CloseAccepted,
     CloseIn,
     PositionOut,
@@ -31,14 +30,14 @@ from adapters.http.schemas import (
     iso_ms,
     iso_ms_or_none,
 )
-from engine.core import Engine
-from engine.errors import Conflict, NotFound
-from engine.exits import next_take_profit_price, stop_trigger_price
-from engine.model import Position, Trade
-from engine.state import TRADES_KEPT
+from tradingd.engine.core import Engine
+from tradingd.engine.errors import Conflict, NotFound
+from tradingd.engine.exits import next_take_profit_price, stop_trigger_price
+from tradingd.engine.model import Position, Trade
+from tradingd.engine.state import TRADES_KEPT
 
 if TYPE_CHECKING:
-    from adapters.store.history import HistoryReader
+    from tradingd.adapters.store.history import HistoryReader
 
 T = TypeVar("T")
 

@@ -7,14 +7,13 @@ from collections.abc import Mapping
 
 import msgspec
 from aiohttp import web
-
-from adapters.http.codec import daemon_of, json_response, read_body
-from adapters.http.errors import TooManyTicks
-from adapters.http.openapi import Route
-from adapters.http.schemas import PriceOut, TicksAccepted, TicksIn, iso_ms
-from engine.assets import require_mint
-from engine.errors import NotFound, ValidationError
-from engine.model import Tick
+from tradingd.adapters.http.codec import daemon_of, json_response, read_body
+from tradingd.adapters.http.errors import TooManyTicks
+from tradingd.adapters.http.openapi import Route
+from tradingd.adapters.http.schemas import PriceOut, TicksAccepted, TicksIn, iso_ms
+from tradingd.engine.assets import require_mint
+from tradingd.engine.errors import NotFound, ValidationError
+from tradingd.engine.model import Tick
 
 _ticks_in = msgspec.json.Decoder(TicksIn)
 

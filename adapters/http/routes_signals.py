@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
-
-from adapters.http.codec import daemon_of, json_response, paginate, read_body
-from adapters.http.errors import NotReady
-from adapters.http.openapi import PAGED, Route
-from adapters.http.schemas import (
+from tradingd.adapters.http.codec import daemon_of, json_response, paginate, read_body
+from tradingd.adapters.http.errors import NotReady
+from tradingd.adapters.http.openapi import PAGED, Route
+from tradingd.adapters.http.schemas import (
     ExecutionOut,
     SignalAccepted,
     SignalIn,
@@ -22,14 +21,14 @@ from adapters.http.schemas import (
     SignalPage,
     iso_ms,
 )
-from adapters.store.errors import StoreUnavailable
-from engine.assets import require_mint
-from engine.core import SignalRecord
-from engine.errors import NotFound
-from engine.model import Signal
+from tradingd.adapters.store.errors import StoreUnavailable
+from tradingd.engine.assets import require_mint
+from tradingd.engine.core import SignalRecord
+from tradingd.engine.errors import NotFound
+from tradingd.engine.model import Signal
 
 if TYPE_CHECKING:
-    from adapters.daemon import Daemon
+    from tradingd.adapters.app.daemon import Daemon
 
 log = logging.getLogger("tradingd.http")
 _signal_in = msgspec.json.Decoder(SignalIn)

@@ -12,8 +12,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
-
-from engine.config import AgentConfig, Atomic
+from tradingd.engine.config import AgentConfig, Atomic
 
 Timestamp = Annotated[
     str,

@@ -9,22 +9,21 @@ import os
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-
-from adapters.http.app import build_app
-from adapters.http.auth import BOOTSTRAP_ENV, KeyStore, admin_key_path, keys_path
-from adapters.http.connections import ConnectionLimits, connection_cap, raise_fd_limit
-from adapters.http.protocol_errors import json_protocol_errors
+from tradingd.adapters.http.app import build_app
+from tradingd.adapters.http.auth import BOOTSTRAP_ENV, KeyStore, admin_key_path, keys_path
+from tradingd.adapters.http.connections import ConnectionLimits, connection_cap, raise_fd_limit
+from tradingd.adapters.http.protocol_errors import json_protocol_errors
 
 if TYPE_CHECKING:
-    from adapters.daemon import Daemon
+    from tradingd.adapters.app.daemon import Daemon
 
 log = logging.getLogger("tradingd.http")
 
 
 def wire_control_port(daemon: Daemon) -> web.Application:
     """Attach keys, metrics and the ws hub to the daemon and build the app (no socket yet)."""
-    from adapters.http.ws import WsHub
-    from adapters.metrics import Metrics
+    from tradingd.adapters.http.ws import WsHub
+    from tradingd.adapters.metrics import Metrics
 
     if daemon.keys is None:
         daemon.keys = KeyStore(keys_path(daemon.data_dir), os.environ.get(BOOTSTRAP_ENV) or None)

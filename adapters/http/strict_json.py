@@ -1,6 +1,6 @@
 """What msgspec's typed decode does not check in a request body: duplicate object keys (msgspec
 keeps the last, so `{"amount":"1","amount":"5"}` would deposit 5) and control characters in
-text (adapters/text_rule.py). Both are refused with 422 naming the path.
+text (adapters/http/text_rule.py). Both are refused with 422 naming the path.
 
 Cost is paid in full only when needed. A JSON text without a backslash holds no escape, so its
 strings decode to exactly their raw bytes and it cannot carry a C0 control character (raw ones
@@ -17,10 +17,9 @@ import json
 from typing import Any
 
 import msgspec
-
-from adapters.text_rule import MESSAGE as CONTROL_MESSAGE
-from adapters.text_rule import find_control_text
-from engine.errors import ValidationError
+from tradingd.adapters.http.text_rule import MESSAGE as CONTROL_MESSAGE
+from tradingd.adapters.http.text_rule import find_control_text
+from tradingd.engine.errors import ValidationError
 
 _decode = msgspec.json.decode
 _encode = msgspec.json.Encoder().encode

@@ -20,18 +20,17 @@ from typing import Any
 
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
-
-from adapters.http import ws_wire as wire
-from adapters.http.auth import RELOAD_CHECK_S, RateLimiter, bearer_key
-from adapters.http.connections import WS_AUTH_PENDING
-from adapters.http.errors import error_response
-from adapters.http.strict_json import check_body
-from adapters.http.ws_dispatch import Dispatcher, Filter
-from adapters.http.ws_events import ALERT
-from adapters.http.ws_outbox import Counters, Outbox, envelope
-from adapters.http.ws_subscriptions import Subscriptions
-from adapters.runtime import wall_clock_ms as now_ms
-from engine.errors import ValidationError
+from tradingd.adapters.app.runtime import wall_clock_ms as now_ms
+from tradingd.adapters.http import ws_wire as wire
+from tradingd.adapters.http.auth import RELOAD_CHECK_S, RateLimiter, bearer_key
+from tradingd.adapters.http.connections import WS_AUTH_PENDING
+from tradingd.adapters.http.errors import error_response
+from tradingd.adapters.http.strict_json import check_body
+from tradingd.adapters.http.ws_dispatch import Dispatcher, Filter
+from tradingd.adapters.http.ws_events import ALERT
+from tradingd.adapters.http.ws_outbox import Counters, Outbox, envelope
+from tradingd.adapters.http.ws_subscriptions import Subscriptions
+from tradingd.engine.errors import ValidationError
 
 log = logging.getLogger("tradingd.ws")
 

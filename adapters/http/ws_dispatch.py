@@ -13,12 +13,12 @@ import logging
 from collections import deque
 from typing import Any, Protocol
 
-from adapters.http import ws_wire as wire
-from adapters.http.ws_events import ROUTES, Routed
-from adapters.http.ws_outbox import Outbox, PriceBatch
-from adapters.runtime import wall_clock_ms as now_ms
-from engine import events as ev
-from engine.model import Tick
+from tradingd.adapters.app.runtime import wall_clock_ms as now_ms
+from tradingd.adapters.http import ws_wire as wire
+from tradingd.adapters.http.ws_events import ROUTES, Routed
+from tradingd.adapters.http.ws_outbox import Outbox, PriceBatch
+from tradingd.engine import events as ev
+from tradingd.engine.model import Tick
 
 log = logging.getLogger("tradingd.ws")
 CHUNK = 64  # client visits per loop callback: ~2 ms with the writes they wake

@@ -9,8 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from msgspec import Struct
-
-from adapters.http.ws_wire import (
+from tradingd.adapters.http.ws_wire import (
     AgentMessage,
     AlertOut,
     BalanceOut,
@@ -22,9 +21,9 @@ from adapters.http.ws_wire import (
     position_fields,
     trade_out,
 )
-from engine import events as ev
-from engine.core import Engine
-from engine.model import Position
+from tradingd.engine import events as ev
+from tradingd.engine.core import Engine
+from tradingd.engine.model import Position
 
 
 class Routed(Struct, frozen=True):

@@ -18,9 +18,8 @@ from collections.abc import Callable
 
 import msgspec
 from aiohttp import WSMsgType, web
-
-from adapters.http import ws_wire as wire
-from engine.model import Tick
+from tradingd.adapters.http import ws_wire as wire
+from tradingd.engine.model import Tick
 
 log = logging.getLogger("tradingd.ws")
 

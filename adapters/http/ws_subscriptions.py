@@ -16,12 +16,12 @@ import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from adapters.http import ws_wire as wire
-from adapters.http.auth import RateLimiter
-from adapters.http.ws_dispatch import Dispatcher, Filter
-from adapters.http.ws_outbox import Outbox
-from adapters.runtime import wall_clock_ms as now_ms
-from engine.assets import is_mint
+from tradingd.adapters.app.runtime import wall_clock_ms as now_ms
+from tradingd.adapters.http import ws_wire as wire
+from tradingd.adapters.http.auth import RateLimiter
+from tradingd.adapters.http.ws_dispatch import Dispatcher, Filter
+from tradingd.adapters.http.ws_outbox import Outbox
+from tradingd.engine.assets import is_mint
 
 SNAPSHOT = b"snapshot"
 SNAPSHOT_TIMER = "snapshot"

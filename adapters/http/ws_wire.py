@@ -9,10 +9,9 @@ from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from msgspec import Meta, Struct
-
-from engine.config import AgentConfig
-from engine.exits import next_take_profit_price, stop_trigger_price
-from engine.model import Agent, Balance, Position, Tick, Trade
+from tradingd.engine.config import AgentConfig
+from tradingd.engine.exits import next_take_profit_price, stop_trigger_price
+from tradingd.engine.model import Agent, Balance, Position, Tick, Trade
 
 Channel = Literal["prices", "positions", "trades", "signals", "agents", "alerts"]
 CHANNELS: tuple[Channel, ...] = get_args(Channel)

@@ -20,8 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from msgspec import Struct
 from solders.keypair import Keypair
-
-from engine.errors import Conflict, NotFound, TradingdError, ValidationError
+from tradingd.engine.errors import Conflict, NotFound, TradingdError, ValidationError
 
 SCRYPT_N = 2**15  # ~50 ms on this class of machine: slows guessing, not unlocking
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -58,7 +57,9 @@ def parse_secret(secret: str) -> Keypair:
             return Keypair.from_bytes(raw)
         return Keypair.from_base58_string(text)
     except (ValueError, TypeError):
-        raise ValidationError("secret must be a 64-byte keypair, base58 or a JSON byte array", "$.secret") from None
+        raise ValidationError(
+            "secret must be a 64-byte keypair, base58 or a JSON byte array", "$.secret"
+        ) from None
 
 
 class Keystore:
@@ -80,16 +81,25 @@ class Keystore:
 
     def _info(self, doc: dict[str, object]) -> WalletInfo:
         wid = str(doc["id"])
-        return WalletInfo(id=wid, name=str(doc["name"]), public_key=str(doc["public_key"]),
-                          created_at=int(doc["created_at"]), unlocked=wid in self._unlocked)  # type: ignore[call-overload]
+        return WalletInfo(
+            id=wid,
+            name=str(doc["name"]),
+            public_key=str(doc["public_key"]),
+            created_at=int(doc["created_at"]),
+            unlocked=wid in self._unlocked,
+        )  # type: ignore[call-overload]
 
     def create(self, name: str, passphrase: str, wallet_id: str | None = None) -> WalletInfo:
         return self._store(name, passphrase, Keypair(), wallet_id)
 
-    def import_secret(self, name: str, passphrase: str, secret: str, wallet_id: str | None = None) -> WalletInfo:
+    def import_secret(
+        self, name: str, passphrase: str, secret: str, wallet_id: str | None = None
+    ) -> WalletInfo:
         return self._store(name, passphrase, parse_secret(secret), wallet_id)
 
-    def _store(self, name: str, passphrase: str, keypair: Keypair, wallet_id: str | None) -> WalletInfo:
+    def _store(
+        self, name: str, passphrase: str, keypair: Keypair, wallet_id: str | None
+    ) -> WalletInfo:
         _check_passphrase(passphrase)
         wallet_id = wallet_id or f"wal_{secrets.token_hex(6)}"
         path = self._path(wallet_id)
@@ -97,10 +107,21 @@ class Keystore:
         if any(w.public_key == public_key for w in self.list()):
             raise Conflict("this keypair is already in the keystore", {"public_key": public_key})
         salt, nonce = os.urandom(16), os.urandom(12)
-        sealed = AESGCM(_kdf(passphrase, salt, SCRYPT_N)).encrypt(nonce, bytes(keypair), public_key.encode())
+        sealed = AESGCM(_kdf(passphrase, salt, SCRYPT_N)).encrypt(
+            nonce, bytes(keypair), public_key.encode()
+        )
         doc = {
-            "id": wallet_id, "name": name, "public_key": public_key, "created_at": time.time_ns() // 1_000_000,
-            "kdf": {"name": "scrypt", "n": SCRYPT_N, "r": 8, "p": 1, "salt": b64encode(salt).decode()},
+            "id": wallet_id,
+            "name": name,
+            "public_key": public_key,
+            "created_at": time.time_ns() // 1_000_000,
+            "kdf": {
+                "name": "scrypt",
+                "n": SCRYPT_N,
+                "r": 8,
+                "p": 1,
+                "salt": b64encode(salt).decode(),
+            },
             "cipher": {"name": "aes-256-gcm", "nonce": b64encode(nonce).decode()},
             "ciphertext": b64encode(sealed).decode(),
         }
@@ -130,8 +151,11 @@ class Keystore:
         assert isinstance(kdf, dict) and isinstance(cipher, dict)
         key = _kdf(passphrase, b64decode(kdf["salt"]), int(kdf["n"]))
         try:
-            raw = AESGCM(key).decrypt(b64decode(cipher["nonce"]), b64decode(str(doc["ciphertext"])),
-                                      str(doc["public_key"]).encode())
+            raw = AESGCM(key).decrypt(
+                b64decode(cipher["nonce"]),
+                b64decode(str(doc["ciphertext"])),
+                str(doc["public_key"]).encode(),
+            )
         except InvalidTag:
             raise WrongPassphrase("wrong passphrase", {"wallet_id": wallet_id}) from None
         self._unlocked[wallet_id] = Keypair.from_bytes(raw)

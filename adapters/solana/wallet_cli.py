@@ -11,9 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from adapters.solana.keystore import Keystore
-from adapters.text_rule import cli_label
-from engine.errors import TradingdError
+from tradingd.adapters.http.text_rule import cli_label
+from tradingd.adapters.solana.keystore import Keystore
+from tradingd.engine.errors import TradingdError
 
 DATA_DIR_HELP = "data directory (default: $TRADINGD_DATA_DIR or ./var)"
 

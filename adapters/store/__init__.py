@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from adapters.store.errors import DataDirLocked, StoreError, StoreUnavailable
+from tradingd.adapters.store.errors import DataDirLocked, StoreError, StoreUnavailable
 
 __all__ = ["DataDirLocked", "MemoryStore", "StoreError", "StoreUnavailable", "open_store"]
 log = logging.getLogger("tradingd.store")
@@ -52,7 +52,7 @@ async def open_store(daemon: Any, *, namespace: str | None = None, lock: bool = 
     settings = daemon.settings.store
     if settings.kind == "memory":
         return MemoryStore()
-    from adapters.store.persistent import PersistentStore
+    from tradingd.adapters.store.persistent import PersistentStore
 
     runtime = daemon.runtime
 

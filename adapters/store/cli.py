@@ -23,15 +23,14 @@ def register(subparsers: Any) -> None:
 def _migrate(args: argparse.Namespace) -> int:
 
     import asyncpg
-
-    from adapters.cli import config_refused
-    from adapters.settings import load_cli_settings
-    from adapters.store import namespace_from_env
-    from adapters.store import postgres as pg
-    from adapters.store.embedded import EmbeddedPostgres
-    from adapters.store.errors import StoreError
-    from adapters.store.lock import DataDirLock
-    from engine.errors import TradingdError
+    from tradingd.adapters.app.cli import config_refused
+    from tradingd.adapters.app.settings import load_cli_settings
+    from tradingd.adapters.store import namespace_from_env
+    from tradingd.adapters.store import postgres as pg
+    from tradingd.adapters.store.embedded import EmbeddedPostgres
+    from tradingd.adapters.store.errors import StoreError
+    from tradingd.adapters.store.lock import DataDirLock
+    from tradingd.engine.errors import TradingdError
 
     try:
         settings = load_cli_settings(args.config, args.data_dir)

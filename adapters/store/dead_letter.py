@@ -14,10 +14,9 @@ from collections.abc import Sequence
 
 import asyncpg
 import msgspec
-
-from adapters.store.postgres import BatchWriter
-from adapters.store.records import Entry
-from adapters.text_rule import CONTROL
+from tradingd.adapters.http.text_rule import CONTROL
+from tradingd.adapters.store.postgres import BatchWriter
+from tradingd.adapters.store.records import Entry
 
 # SQLSTATE classes 22 (data exception: bad text, bad JSON, a cast out of range) and 23
 # (integrity constraint: a NULL where a row needs a value), and a client-side encoding failure

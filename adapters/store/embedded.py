@@ -22,8 +22,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from adapters.data_dir import OWNER_ONLY_UMASK
-from adapters.store.errors import StoreUnavailable
+from tradingd.adapters.app.data_dir import OWNER_ONLY_UMASK
+from tradingd.adapters.store.errors import StoreUnavailable
 
 SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; keep a margin
 PG_USER_CANDIDATES = ("postgres", "embedded_postgres")

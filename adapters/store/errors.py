@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.errors import Unavailable
+from tradingd.engine.errors import Unavailable
 
 
 class StoreError(Unavailable):

@@ -15,12 +15,11 @@ from typing import Any
 
 import asyncpg
 import msgspec
-
-from adapters.store.errors import StoreUnavailable
-from adapters.store.postgres import _set_codecs, check_schema
-from adapters.text_rule import find_control_text
-from engine.model import Execution, Position, Signal, Trade
-from engine.state import SignalRecord
+from tradingd.adapters.http.text_rule import find_control_text
+from tradingd.adapters.store.errors import StoreUnavailable
+from tradingd.adapters.store.postgres import _set_codecs, check_schema
+from tradingd.engine.model import Execution, Position, Signal, Trade
+from tradingd.engine.state import SignalRecord
 
 POOL_SIZE = 2
 _SIGNAL = """

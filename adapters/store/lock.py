@@ -9,7 +9,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from adapters.store.errors import DataDirLocked
+from tradingd.adapters.store.errors import DataDirLocked
 
 
 class DataDirLock:

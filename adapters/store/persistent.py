@@ -14,21 +14,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from adapters.store import postgres as pg
-from adapters.store.dead_letter import DeadLetter, printable
-from adapters.store.embedded import EmbeddedServers
-from adapters.store.errors import StoreUnavailable
-from adapters.store.history import HistoryReader
-from adapters.store.lock import DataDirLock
-from adapters.store.records import EntryIds, PositionSaved, to_entries, with_records
-from adapters.store.recovery import StateBook, build_snapshot
-from adapters.store.redis import Keys, RedisWriteThrough, client
-from adapters.store.spill import SpillFile
-from adapters.store.writer import WriteBehind
-from engine import events as ev
-from engine.core import Engine
-from engine.model import Tick
-from engine.snapshot import EngineSnapshot, restore
+from tradingd.adapters.store import postgres as pg
+from tradingd.adapters.store.dead_letter import DeadLetter, printable
+from tradingd.adapters.store.embedded import EmbeddedServers
+from tradingd.adapters.store.errors import StoreUnavailable
+from tradingd.adapters.store.history import HistoryReader
+from tradingd.adapters.store.lock import DataDirLock
+from tradingd.adapters.store.records import EntryIds, PositionSaved, to_entries, with_records
+from tradingd.adapters.store.recovery import StateBook, build_snapshot
+from tradingd.adapters.store.redis import Keys, RedisWriteThrough, client
+from tradingd.adapters.store.spill import SpillFile
+from tradingd.adapters.store.writer import WriteBehind
+from tradingd.engine import events as ev
+from tradingd.engine.core import Engine
+from tradingd.engine.model import Tick
+from tradingd.engine.snapshot import EngineSnapshot, restore
 
 log = logging.getLogger("tradingd.store")
 STATUS_INTERVAL_S = 1.0

@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Literal
 
 import asyncpg
 import msgspec
-
-from adapters.store.records import STORE_RECORDS, Entry
+from tradingd.adapters.store.records import STORE_RECORDS, Entry
 
 if TYPE_CHECKING:
-    from engine.core import Engine
+    from tradingd.engine.core import Engine
 
 StageMode = Literal["copy", "executemany"]
 MIGRATE_LOCK = 0x7472_6164_696E_6764  # "trading" — pg_advisory_lock key for migrations
@@ -206,7 +205,7 @@ async def connect(url: str, schema: str, *, timeout: float = 10.0) -> asyncpg.Co
 
 
 def migration_files() -> list[tuple[str, str]]:
-    folder = resources.files("adapters.store") / "migrations"
+    folder = resources.files("tradingd.adapters.store") / "migrations"
     files = sorted((f.name, f.read_text()) for f in folder.iterdir() if f.name.endswith(".sql"))
     return [(name.removesuffix(".sql"), sql) for name, sql in files]
 
@@ -384,8 +383,8 @@ class RecoveryLimits(msgspec.Struct, frozen=True):
 
     @classmethod
     def of_engine(cls, engine: Engine | None = None) -> RecoveryLimits:
-        from engine.history import HistoryBounds
-        from engine.state import TRADES_KEPT
+        from tradingd.engine.history import HistoryBounds
+        from tradingd.engine.state import TRADES_KEPT
 
         h = engine.history if engine is not None else HistoryBounds()
         after = engine.clock() - h.signal_window_ms if engine is not None else -1

@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING, Union
 
 import msgspec
 from msgspec import Struct
-
-from engine import events as ev
-from engine.model import Agent, Position, Signal
+from tradingd.engine import events as ev
+from tradingd.engine.model import Agent, Position, Signal
 
 if TYPE_CHECKING:
-    from engine.core import Engine
+    from tradingd.engine.core import Engine
 
 SEQ_BITS = 20
 SEQ_MASK = (1 << SEQ_BITS) - 1

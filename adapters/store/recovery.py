@@ -14,14 +14,13 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-
-from adapters.store.postgres import RecoveryLimits
-from adapters.store.records import Entry, decoder
-from adapters.store.redis import Keys, entry_from_fields, last_stream_id
-from adapters.store.spill import SpillFile
-from engine import events as ev
-from engine.model import Agent, Balance, Execution, Order, Position, Signal, Tick, Trade
-from engine.snapshot import EngineSnapshot, SignalState
+from tradingd.adapters.store.postgres import RecoveryLimits
+from tradingd.adapters.store.records import Entry, decoder
+from tradingd.adapters.store.redis import Keys, entry_from_fields, last_stream_id
+from tradingd.adapters.store.spill import SpillFile
+from tradingd.engine import events as ev
+from tradingd.engine.model import Agent, Balance, Execution, Order, Position, Signal, Tick, Trade
+from tradingd.engine.snapshot import EngineSnapshot, SignalState
 
 XRANGE_CHUNK = 5000
 _V = tuple[int, Any]

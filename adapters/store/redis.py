@@ -20,11 +20,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
-
-from adapters.store.errors import StoreUnavailable
-from adapters.store.records import SEQ_BITS, Entry, parse_stream_id
-from adapters.store.spill import SpillFile
-from engine.model import Tick
+from tradingd.adapters.store.errors import StoreUnavailable
+from tradingd.adapters.store.records import SEQ_BITS, Entry, parse_stream_id
+from tradingd.adapters.store.spill import SpillFile
+from tradingd.engine.model import Tick
 
 log = logging.getLogger("tradingd.store.redis")
 StatusCallback = Callable[[bool, str], None]  # (up, reason)
@@ -230,7 +229,7 @@ class RedisWriteThrough:
     # -- the flusher task -------------------------------------------------------------------
 
     async def run(self) -> None:
-        from adapters.store.writer import _raise_if_cancelled
+        from tradingd.adapters.store.writer import _raise_if_cancelled
 
         while not self.stopped:
             _raise_if_cancelled()

@@ -13,8 +13,7 @@ import zlib
 from pathlib import Path
 
 import msgspec
-
-from adapters.store.records import Entry
+from tradingd.adapters.store.records import Entry
 
 _HEADER = struct.Struct(">II")
 _encode = msgspec.msgpack.Encoder().encode

@@ -21,9 +21,8 @@ from collections.abc import Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
-
-from adapters.store import postgres as pg
-from adapters.store.dead_letter import (
+from tradingd.adapters.store import postgres as pg
+from tradingd.adapters.store.dead_letter import (
     POSTGRES_FAILURES,
     DeadLetter,
     is_data_error,
@@ -31,8 +30,8 @@ from adapters.store.dead_letter import (
     salvage,
     write_dead_letters,
 )
-from adapters.store.records import SEQ_BITS, Entry, parse_stream_id, stream_id
-from adapters.store.redis import Keys, entries_from_reply, entry_from_fields
+from tradingd.adapters.store.records import SEQ_BITS, Entry, parse_stream_id, stream_id
+from tradingd.adapters.store.redis import Keys, entries_from_reply, entry_from_fields
 
 log = logging.getLogger("tradingd.store.writer")
 StatusCallback = Callable[[bool, str], None]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from engine.errors import ValidationError
+from tradingd.engine.errors import ValidationError
 
 PAPER = "paper"
 # The venues a daemon builds (Daemon.__init__); config files are checked against these before

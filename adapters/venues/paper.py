@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from adapters.venues.errors import VenueError
-from engine import events as ev
-from engine.assets import quote_mint
-from engine.core import Engine
-from engine.errors import InvariantViolation
-from engine.model import Fill, Order
-from engine.money import bps_of, quote_value, slipped, token_amount
+from tradingd.adapters.venues.errors import VenueError
+from tradingd.engine import events as ev
+from tradingd.engine.assets import quote_mint
+from tradingd.engine.core import Engine
+from tradingd.engine.errors import InvariantViolation
+from tradingd.engine.model import Fill, Order
+from tradingd.engine.money import bps_of, quote_value, slipped, token_amount
 
 
 class PaperRejected(VenueError):

@@ -48,10 +48,10 @@ def embedded_data_dir() -> Iterator[Path]:
 
 
 def run_cli(args: list[str], env: dict[str, str], data_dir: Path, timeout: float) -> Finished:
-    """`python -m adapters.cli *args`; after `timeout` seconds the process (exactly that PID)
+    """`python -m adapters.app.cli *args`; after `timeout` seconds the process (exactly that PID)
     and the servers of `data_dir` are killed and AssertionError is raised."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "adapters.cli", *args],
+        [sys.executable, "-m", "tradingd.adapters.app.cli", *args],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

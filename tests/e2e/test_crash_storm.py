@@ -18,13 +18,12 @@ from typing import Any
 import msgspec
 import pytest
 import requests
-
-from adapters.runtime import wall_clock_ms
-from adapters.store import postgres as pg
-from adapters.store.embedded import EmbeddedServers
-from adapters.store.recovery import StateBook
-from engine.core import Engine
-from engine.snapshot import restore
+from tradingd.adapters.app.runtime import wall_clock_ms
+from tradingd.adapters.store import postgres as pg
+from tradingd.adapters.store.embedded import EmbeddedServers
+from tradingd.adapters.store.recovery import StateBook
+from tradingd.engine.core import Engine
+from tradingd.engine.snapshot import restore
 
 ITERATIONS = 20
 CLIENTS = 3

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-
-from adapters.store.embedded import EmbeddedServers
+from tradingd.adapters.store.embedded import EmbeddedServers
 
 REPO = Path(__file__).resolve().parents[2]
 SOL = "So11111111111111111111111111111111111111112"
@@ -145,7 +144,7 @@ def test_a_second_daemon_on_the_same_data_dir_refuses_to_start(daemon_starter, t
             [
                 sys.executable,
                 "-m",
-                "adapters.cli",
+                "tradingd.adapters.app.cli",
                 "run",
                 "--no-demo",
                 "--port",

@@ -91,7 +91,7 @@ def test_a_key_made_by_the_cli_works_against_the_running_daemon(daemon):
         [
             sys.executable,
             "-m",
-            "adapters.cli",
+            "tradingd.adapters.app.cli",
             "keys",
             "create",
             "--name",

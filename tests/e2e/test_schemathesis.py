@@ -15,10 +15,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
-
-from adapters.daemon import VERSION
-from adapters.http.app import all_routes
-from adapters.http.openapi import build_document
+from tradingd.adapters.app.daemon import VERSION
+from tradingd.adapters.http.app import all_routes
+from tradingd.adapters.http.openapi import build_document
 
 MAX_EXAMPLES = 30  # per operation; the whole run stays well under two minutes on two cores
 CONFIG = """

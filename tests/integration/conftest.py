@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 from store_harness import StoreServers
-
-from adapters.store.embedded import EmbeddedServers
+from tradingd.adapters.store.embedded import EmbeddedServers
 
 
 @pytest.fixture(scope="session")

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
-
-from adapters.daemon import Daemon
-from adapters.http.auth import KeyStore, keys_path
-from adapters.http.server import wire_control_port
-from adapters.settings import load_settings
+from tradingd.adapters.app.daemon import Daemon
+from tradingd.adapters.app.settings import load_settings
+from tradingd.adapters.http.auth import KeyStore, keys_path
+from tradingd.adapters.http.server import wire_control_port
 
 ADMIN = "tdk_test_admin_bootstrap_key"
 SOL = "So11111111111111111111111111111111111111112"

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.runtime import Runtime, wall_clock_ms
-from adapters.settings import Settings
-from adapters.store import open_store
-from adapters.venues.paper import PaperVenue
-from engine.core import Engine
-from engine.snapshot import EngineSnapshot, capture
+from tradingd.adapters.app.runtime import Runtime, wall_clock_ms
+from tradingd.adapters.app.settings import Settings
+from tradingd.adapters.store import open_store
+from tradingd.adapters.venues.paper import PaperVenue
+from tradingd.engine.core import Engine
+from tradingd.engine.snapshot import EngineSnapshot, capture
 
 TOKENS = [
     "DezXAZ8z7PnrnRJjz3wXBoRgixCaNkRZ2cRbBQdfnZ9a",
@@ -119,8 +119,8 @@ def check_invariants(engine: Engine, deposits: dict[str, int]) -> None:
 
 
 async def postgres_state(database_url: str, namespace: str) -> dict[str, object]:
-    from adapters.store import postgres as pg
-    from adapters.store.recovery import StateBook
+    from tradingd.adapters.store import postgres as pg
+    from tradingd.adapters.store.recovery import StateBook
 
     conn = await pg.connect(database_url, namespace)
     try:

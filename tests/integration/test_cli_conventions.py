@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from adapters.cli import build_parser
+from tradingd.adapters.app.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,7 +38,7 @@ def _options() -> list[tuple[str, argparse.Action]]:
 def test_version_prints_the_package_version() -> None:
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     done = subprocess.run(
-        [sys.executable, "-m", "adapters.cli", "--version"],
+        [sys.executable, "-m", "tradingd.adapters.app.cli", "--version"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -61,8 +60,8 @@ def test_run_help_names_the_port_default() -> None:
 
 
 def test_log_format_option_env_and_config_key() -> None:
-    from adapters.settings import load_settings
-    from engine.errors import ValidationError
+    from tradingd.adapters.app.settings import load_settings
+    from tradingd.engine.errors import ValidationError
 
     run = dict(_parsers(build_parser(), "tradingd"))["tradingd run"]
     assert "auto: pretty on a terminal, json otherwise" in " ".join(run.format_help().split())

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from adapters.cli import main
-from adapters.config_amounts import AMOUNT_RULE
-from adapters.settings import agent_config, load_settings
-from engine.errors import ValidationError
+from tradingd.adapters.app.cli import main
+from tradingd.adapters.app.config_amounts import AMOUNT_RULE
+from tradingd.adapters.app.settings import agent_config, load_settings
+from tradingd.engine.errors import ValidationError
 
 AGENT = '[[agents]]\nid = "alpha"\nname = "a"\n'
 

@@ -14,10 +14,9 @@ from typing import Any
 from http_harness import TOKEN, Api, serve
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from adapters.backtest import run_replay
-from adapters.feeds.replay import Record, SignalRecord, TickRecord
-from adapters.settings import AgentSpec
+from tradingd.adapters.app.backtest import run_replay
+from tradingd.adapters.app.settings import AgentSpec
+from tradingd.adapters.feeds.replay import Record, SignalRecord, TickRecord
 
 DEPOSIT = "1000000000"  # 1,000 USDC
 CONFIGS: list[dict[str, Any]] = [

@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
+import tradingd.adapters.app.daemon  # noqa: F401  (these import every module that defines an error class)
+import tradingd.adapters.store.errors  # noqa: F401
 from http_harness import serve
-
-import adapters.daemon  # noqa: F401  (these import every module that defines an error class)
-import adapters.store.errors  # noqa: F401
-from adapters.http import connections, errors, protocol_errors
-from engine.errors import TradingdError
+from tradingd.adapters.http import connections, errors, protocol_errors
+from tradingd.engine.errors import TradingdError
 
 API_MD = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from adapters.http.auth import KeyStore, admin_key_path, keys_path
+from tradingd.adapters.http.auth import KeyStore, admin_key_path, keys_path
 
 
 def test_a_store_without_keys_gets_an_admin_key_whose_file_is_private(tmp_path: Path) -> None:

@@ -13,12 +13,11 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 from http_harness import ADMIN, SOL, TOKEN, Api
 from store_harness import StoreServers
-
-from adapters.daemon import Daemon
-from adapters.http.auth import KeyStore, keys_path
-from adapters.http.server import wire_control_port
-from adapters.settings import load_settings
-from adapters.store import open_store
+from tradingd.adapters.app.daemon import Daemon
+from tradingd.adapters.app.settings import load_settings
+from tradingd.adapters.http.auth import KeyStore, keys_path
+from tradingd.adapters.http.server import wire_control_port
+from tradingd.adapters.store import open_store
 
 
 @asynccontextmanager
@@ -132,7 +131,7 @@ async def test_closed_positions_and_trades_past_memory_are_paged_from_postgres(
         trades = await walk(api, f"/v1/agents/{agent_id}/trades", 100)
         assert len(trades) == 10 and {t["position_id"] for t in trades} == {p["id"] for p in closed}
         # what settlement does to an agent's trades past its in-memory bound: the oldest go
-        from adapters.http import routes_positions
+        from tradingd.adapters.http import routes_positions
 
         monkeypatch.setattr(routes_positions, "TRADES_KEPT", 3)
         del engine.trades[agent_id][:7]

@@ -6,9 +6,8 @@ import asyncio
 
 import pytest
 from http_harness import ADMIN, TOKEN, serve
-
-from adapters.http.app import all_routes
-from adapters.http.auth import SCOPES
+from tradingd.adapters.http.app import all_routes
+from tradingd.adapters.http.auth import SCOPES
 
 ROUTES = all_routes()
 GUARDED = [r for r in ROUTES if r.scope is not None]

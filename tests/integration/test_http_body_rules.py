@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 from http_harness import TOKEN, Api, serve
 from test_http_validation import state, world
-
-from adapters.http.app import all_routes
-from adapters.settings import load_settings
-from engine.errors import ValidationError
+from tradingd.adapters.app.settings import load_settings
+from tradingd.adapters.http.app import all_routes
+from tradingd.engine.errors import ValidationError
 
 PASS = "correct horse battery"
 AGENT = "/v1/agents/{agent}"

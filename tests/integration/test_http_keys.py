@@ -6,9 +6,8 @@ import logging
 import stat
 
 from http_harness import ADMIN, serve
-
-from adapters.cli import main
-from adapters.http.auth import KeyStore, keys_path
+from tradingd.adapters.app.cli import main
+from tradingd.adapters.http.auth import KeyStore, keys_path
 
 
 class FakeMonotonic:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import jsonschema_rs
 from http_harness import SOL, TOKEN, serve
-
-from adapters.http.app import all_routes
+from tradingd.adapters.http.app import all_routes
 
 
 async def test_every_route_is_documented_with_security_and_error_schema(tmp_path):

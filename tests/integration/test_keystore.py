@@ -7,9 +7,8 @@ import stat
 
 import pytest
 from solders.keypair import Keypair
-
-from adapters.solana.keystore import Keystore, WrongPassphrase
-from engine.errors import Conflict, ValidationError
+from tradingd.adapters.solana.keystore import Keystore, WrongPassphrase
+from tradingd.engine.errors import Conflict, ValidationError
 
 PASS = "correct horse battery"
 

@@ -1,4 +1,4 @@
-"""The daemon's log handler (adapters/logs.configure) keeps secrets out of every line it writes:
+"""The daemon's log handler (adapters/app/logs.configure) keeps secrets out of every line it writes:
 library records, their tracebacks, messages, and `extra` fields."""
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from aiohttp.http_exceptions import BadHttpMessage
-
-from adapters import logs
+from tradingd.adapters.app import logs
 
 KEY = "tdk_" + "Q" * 43
 BOOTSTRAP = "plain-bootstrap-key-without-prefix"

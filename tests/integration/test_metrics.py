@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_ws_stack import SOL, TOKEN_A, Stack
-
-from adapters.metrics import Metrics
+from tradingd.adapters.metrics import Metrics
 
 
 @pytest.fixture

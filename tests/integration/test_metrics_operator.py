@@ -11,9 +11,8 @@ from typing import Any
 
 from http_harness import ADMIN, SOL, TOKEN, Api, serve
 from prometheus_client.parser import text_string_to_metric_families
-
-from adapters.metrics import MAX_TICK_SOURCES
-from adapters.store import open_store
+from tradingd.adapters.metrics import MAX_TICK_SOURCES
+from tradingd.adapters.store import open_store
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "scripts" / "grafana-dashboard.json"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

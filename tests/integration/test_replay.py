@@ -13,18 +13,17 @@ from pathlib import Path
 
 import msgspec
 import pytest
-
-from adapters.backtest import (
+from tradingd.adapters.app.backtest import (
     AgentReport,
     BacktestResult,
     load_agent_specs,
     run_replay,
     run_replay_cli,
 )
-from adapters.feeds.replay import ReplayFormatError, iter_records, read_records
-from adapters.feeds.synthetic import demo_mint
-from adapters.settings import AgentSpec
-from engine.assets import SOL_MINT
+from tradingd.adapters.app.settings import AgentSpec
+from tradingd.adapters.feeds.replay import ReplayFormatError, iter_records, read_records
+from tradingd.adapters.feeds.synthetic import demo_mint
+from tradingd.engine.assets import SOL_MINT
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "adapters" / "samples" / "sample.jsonl"
@@ -273,7 +272,7 @@ def tradingd() -> list[str]:
     if script.exists():
         return [str(script)]
     found = shutil.which("tradingd")
-    return [found] if found else [sys.executable, "-m", "adapters.cli"]
+    return [found] if found else [sys.executable, "-m", "tradingd.adapters.app.cli"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

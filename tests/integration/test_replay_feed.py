@@ -7,16 +7,15 @@ import math
 from pathlib import Path
 
 import pytest
-
-from adapters.feeds.replay import ReplayFeed
-from adapters.feeds.synthetic import demo_mint
-from adapters.runtime import Runtime, wall_clock_ms
-from adapters.venues.paper import PaperVenue
-from engine.assets import SOL_MINT
-from engine.config import config_from_builtins
-from engine.core import Engine
-from engine.errors import ValidationError
-from engine.model import Signal, Tick
+from tradingd.adapters.app.runtime import Runtime, wall_clock_ms
+from tradingd.adapters.feeds.replay import ReplayFeed
+from tradingd.adapters.feeds.synthetic import demo_mint
+from tradingd.adapters.venues.paper import PaperVenue
+from tradingd.engine.assets import SOL_MINT
+from tradingd.engine.config import config_from_builtins
+from tradingd.engine.core import Engine
+from tradingd.engine.errors import ValidationError
+from tradingd.engine.model import Signal, Tick
 
 TOKEN = demo_mint("FEEDTEST")
 T0 = 1_700_000_000_000  # long ago: the feed must rebase onto the wall clock

@@ -8,12 +8,11 @@ import asyncio
 
 import msgspec
 from store_harness import StoreNode, postgres_state, state_of
-
-from adapters.runtime import wall_clock_ms
-from adapters.store import postgres as pg
-from adapters.store.records import Entry
-from engine import events as ev
-from engine.config import config_from_builtins
+from tradingd.adapters.app.runtime import wall_clock_ms
+from tradingd.adapters.store import postgres as pg
+from tradingd.adapters.store.records import Entry
+from tradingd.engine import events as ev
+from tradingd.engine.config import config_from_builtins
 
 DRAIN_S = 15.0
 

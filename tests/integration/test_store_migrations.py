@@ -10,12 +10,11 @@ import sys
 from pathlib import Path
 
 import asyncpg
-
-from adapters.store import postgres as pg
-from adapters.store.records import EntryIds, to_entries
-from engine import events as ev
-from engine.config import config_from_builtins
-from engine.model import Balance
+from tradingd.adapters.store import postgres as pg
+from tradingd.adapters.store.records import EntryIds, to_entries
+from tradingd.engine import events as ev
+from tradingd.engine.config import config_from_builtins
+from tradingd.engine.model import Balance
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,7 +27,7 @@ def test_tradingd_migrate_applies_once(store_servers, namespace):
         "TRADINGD_STORE_NAMESPACE": namespace,
     }
     first = subprocess.run(
-        [sys.executable, "-m", "adapters.cli", "migrate"],
+        [sys.executable, "-m", "tradingd.adapters.app.cli", "migrate"],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -37,7 +36,7 @@ def test_tradingd_migrate_applies_once(store_servers, namespace):
     )
     assert first.returncode == 0 and "0001_initial" in first.stdout
     again = subprocess.run(
-        [sys.executable, "-m", "adapters.cli", "migrate"],
+        [sys.executable, "-m", "tradingd.adapters.app.cli", "migrate"],
         cwd=REPO,
         env=env,
         capture_output=True,

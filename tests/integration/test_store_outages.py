@@ -11,13 +11,12 @@ import random
 import signal as os_signal
 
 from store_harness import TOKENS, StoreNode, check_invariants, postgres_state, state_of
-
-from adapters.runtime import wall_clock_ms
-from adapters.store.embedded import EmbeddedPostgres, EmbeddedRedis
-from engine import events as ev
-from engine.assets import SOL_MINT
-from engine.config import config_from_builtins
-from engine.model import Signal, Tick
+from tradingd.adapters.app.runtime import wall_clock_ms
+from tradingd.adapters.store.embedded import EmbeddedPostgres, EmbeddedRedis
+from tradingd.engine import events as ev
+from tradingd.engine.assets import SOL_MINT
+from tradingd.engine.config import config_from_builtins
+from tradingd.engine.model import Signal, Tick
 
 DEPOSIT = 100 * 10**9
 

@@ -7,15 +7,14 @@ import asyncio
 
 import pytest
 from store_harness import TOKENS, StoreNode, normalized, state_of
-
-from adapters.runtime import wall_clock_ms
-from adapters.store import DataDirLocked
-from adapters.store import postgres as pg
-from adapters.store.recovery import StateBook
-from adapters.venues.paper import PaperVenue
-from engine.assets import SOL_MINT
-from engine.config import config_from_builtins
-from engine.model import Fill, Order, Signal, Tick
+from tradingd.adapters.app.runtime import wall_clock_ms
+from tradingd.adapters.store import DataDirLocked
+from tradingd.adapters.store import postgres as pg
+from tradingd.adapters.store.recovery import StateBook
+from tradingd.adapters.venues.paper import PaperVenue
+from tradingd.engine.assets import SOL_MINT
+from tradingd.engine.config import config_from_builtins
+from tradingd.engine.model import Fill, Order, Signal, Tick
 
 RICH_CONFIG = {
     "stop_loss": {"mode": "trailing", "trail_pct": 30},
@@ -170,7 +169,7 @@ async def test_postgres_equals_memory_after_the_writer_drains(tmp_path, store_se
 
 
 async def test_redis_hashes_hold_the_hot_state(tmp_path, store_servers, namespace):
-    from adapters.store.records import decoder
+    from tradingd.adapters.store.records import decoder
 
     node = await StoreNode(tmp_path, store_servers, namespace).start()
     await build_activity(node)

@@ -12,8 +12,7 @@ import pytest
 from aiohttp import web
 from test_ws_slow_consumer import SMALL_BUFFER, RawWs
 from test_ws_stack import Stack
-
-from adapters.feeds.synthetic import demo_mint
+from tradingd.adapters.feeds.synthetic import demo_mint
 
 MAX_QUEUE_BYTES = 128 * 1024
 PAIRS = 2000

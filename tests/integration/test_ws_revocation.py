@@ -71,7 +71,7 @@ async def test_cli_revoke_closes_that_keys_websockets_while_the_daemon_runs(
         cli = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "adapters.cli",
+            "tradingd.adapters.app.cli",
             "keys",
             "revoke",
             "--data-dir",

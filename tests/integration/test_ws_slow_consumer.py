@@ -18,9 +18,8 @@ import msgspec
 import pytest
 from aiohttp import web
 from test_ws_stack import Stack
-
-from adapters.feeds.synthetic import demo_mint
-from engine.config import config_from_builtins
+from tradingd.adapters.feeds.synthetic import demo_mint
+from tradingd.engine.config import config_from_builtins
 
 SMALL_BUFFER = 4096
 TEXT, CLOSE = 0x1, 0x8

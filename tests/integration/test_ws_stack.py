@@ -11,15 +11,14 @@ from typing import Any
 import msgspec
 from aiohttp import ClientWebSocketResponse, WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
-
-from adapters.daemon import Daemon
-from adapters.feeds.synthetic import demo_mint
-from adapters.http.auth import KeyStore
-from adapters.http.ws import WsHub
-from adapters.settings import Settings, WsSettings
-from engine.assets import SOL_MINT
-from engine.config import config_from_builtins
-from engine.model import Signal, Tick
+from tradingd.adapters.app.daemon import Daemon
+from tradingd.adapters.app.settings import Settings, WsSettings
+from tradingd.adapters.feeds.synthetic import demo_mint
+from tradingd.adapters.http.auth import KeyStore
+from tradingd.adapters.http.ws import WsHub
+from tradingd.engine.assets import SOL_MINT
+from tradingd.engine.config import config_from_builtins
+from tradingd.engine.model import Signal, Tick
 
 TOKEN_A = demo_mint("WS-A")
 TOKEN_B = demo_mint("WS-B")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import msgspec
-
-from adapters.venues.paper import PaperRejected, paper_fill
-from engine.assets import SOL_MINT
-from engine.config import AgentConfig, config_from_builtins
-from engine.core import Engine
-from engine.events import AnyEvent
-from engine.model import Order, Signal, Tick
+from tradingd.adapters.venues.paper import PaperRejected, paper_fill
+from tradingd.engine.assets import SOL_MINT
+from tradingd.engine.config import AgentConfig, config_from_builtins
+from tradingd.engine.core import Engine
+from tradingd.engine.events import AnyEvent
+from tradingd.engine.model import Order, Signal, Tick
 
 TOKENS = [
     "DezXAZ8z7PnrnRJjz3wXBoRgixCaNkRZ2cRbBQdfnZ9a",

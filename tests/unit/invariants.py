@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from engine.exposure import rebuild
+from tradingd.engine.exposure import rebuild
+
 from tests.unit.harness import Harness
 
 

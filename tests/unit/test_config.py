@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from engine.config import AgentConfig, config_from_builtins, config_from_json
-from engine.errors import ValidationError
+from tradingd.engine.config import AgentConfig, config_from_builtins, config_from_json
+from tradingd.engine.errors import ValidationError
 
 
 def test_empty_config_takes_every_default():

@@ -6,8 +6,8 @@ import json
 import logging
 
 import pytest
+from tradingd.adapters.app.event_log import EventLog
 
-from adapters.event_log import EventLog
 from tests.unit.harness import TOKENS, Clock, Harness
 
 

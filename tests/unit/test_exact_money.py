@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.venues.paper import paper_fill
-from engine import events as ev
-from engine.model import Order
+from tradingd.adapters.venues.paper import paper_fill
+from tradingd.engine import events as ev
+from tradingd.engine.model import Order
+
 from tests.unit.harness import TOKENS, Clock, Harness
 
 T = TOKENS[0]
@@ -263,7 +264,7 @@ def test_trailing_peak_starts_at_the_decision_price_not_the_slipped_fill():
 
 def test_a_tick_with_conflicting_decimals_is_refused_with_an_alert():
     h, _ = opened(cfg(), 1.0)
-    from engine.model import Tick
+    from tradingd.engine.model import Tick
 
     assert h.engine.on_tick(Tick(T, 5.0, h.clock.now, decimals=9)) == "decimals_conflict"
     h.collect()
@@ -273,7 +274,7 @@ def test_a_tick_with_conflicting_decimals_is_refused_with_an_alert():
 
 
 def test_a_future_tick_is_refused_and_does_not_freeze_the_price():
-    from engine.model import Tick
+    from tradingd.engine.model import Tick
 
     h, _ = opened(cfg(), 1.0)
     now = h.clock.now
@@ -283,7 +284,7 @@ def test_a_future_tick_is_refused_and_does_not_freeze_the_price():
 
 
 def test_config_applied_to_open_positions_acts_at_the_last_price_at_once():
-    from engine.config import config_from_builtins
+    from tradingd.engine.config import config_from_builtins
 
     h, agent = opened(cfg(stop_loss={"mode": "fixed", "default_pct": -32}), 1.0)
     h.tick(T, 0.95)
@@ -296,7 +297,7 @@ def test_config_applied_to_open_positions_acts_at_the_last_price_at_once():
 
 
 def test_a_tick_slightly_ahead_does_not_lock_the_price_against_real_time_ticks():
-    from engine.model import Tick
+    from tradingd.engine.model import Tick
 
     h, _ = opened(cfg(stop_loss={"mode": "fixed", "default_pct": -10}), 1.0)
     now = h.clock.now
@@ -307,7 +308,7 @@ def test_a_tick_slightly_ahead_does_not_lock_the_price_against_real_time_ticks()
 
 
 def test_the_stop_price_shown_is_the_price_that_triggers():
-    from engine.exits import stop_trigger_price
+    from tradingd.engine.exits import stop_trigger_price
 
     modes = [
         {"mode": "exponential", "default_pct": -32},
@@ -330,7 +331,7 @@ def test_the_stop_price_shown_is_the_price_that_triggers():
 
 
 def test_a_ladder_of_thirds_written_to_three_places_is_a_valid_config():
-    from engine.config import config_from_builtins
+    from tradingd.engine.config import config_from_builtins
 
     levels = [
         {"gain_pct": 10, "sell_pct": 33.333},
@@ -341,7 +342,7 @@ def test_a_ladder_of_thirds_written_to_three_places_is_a_valid_config():
 
 
 def test_sizing_tiers_are_compared_as_integers_not_floats():
-    from engine.config import config_from_builtins
+    from tradingd.engine.config import config_from_builtins
 
     tiers = [  # distinct u64 amounts that are the same float
         {"min_balance": "18446744073709551614", "amount": "1"},
@@ -351,8 +352,8 @@ def test_sizing_tiers_are_compared_as_integers_not_floats():
 
 
 def test_a_peak_below_the_slipped_entry_survives_a_snapshot_round_trip():
-    from engine.core import Engine
-    from engine.snapshot import capture, restore
+    from tradingd.engine.core import Engine
+    from tradingd.engine.snapshot import capture, restore
 
     config = cfg(
         stop_loss={"mode": "trailing", "trail_pct": 3},
@@ -367,7 +368,7 @@ def test_a_peak_below_the_slipped_entry_survives_a_snapshot_round_trip():
 
 
 def test_the_stop_price_shown_has_no_float_noise():
-    from engine.exits import stop_trigger_price
+    from tradingd.engine.exits import stop_trigger_price
 
     h, _ = opened(cfg(stop_loss={"mode": "trailing", "trail_pct": 10}), 0.00002)
     h.tick(T, 0.00003)

@@ -9,9 +9,9 @@ from fractions import Fraction
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tradingd.adapters.venues.paper import PaperRejected, paper_fill
+from tradingd.engine.money import pct_of, quote_value, token_amount
 
-from adapters.venues.paper import PaperRejected, paper_fill
-from engine.money import pct_of, quote_value, token_amount
 from tests.unit.test_exact_money import T, cfg, opened, order, position, sells
 
 # Prices and percentages as a feed or a config writes them: short decimals.

@@ -6,8 +6,8 @@ import math
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from tradingd.engine.errors import Conflict
 
-from engine.errors import Conflict
 from tests.unit.harness import TOKENS, Clock, Harness
 from tests.unit.invariants import check_invariants
 from tests.unit.strategies import actions, configs

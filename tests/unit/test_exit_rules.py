@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tradingd.engine.config import config_from_builtins
+from tradingd.engine.exits import stop_gain_for_peak
 
-from engine.config import config_from_builtins
-from engine.exits import stop_gain_for_peak
 from tests.unit.harness import TOKENS, Clock, Harness
 
 T = TOKENS[0]

@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from adapters.feeds.synthetic import demo_mint
-from adapters.venues.paper import PaperRejected, paper_fill
-from engine.model import Order
+from tradingd.adapters.feeds.synthetic import demo_mint
+from tradingd.adapters.venues.paper import PaperRejected, paper_fill
+from tradingd.engine.model import Order
 
 TOKEN = demo_mint("PAPERTEST")
 NOW = 1_767_225_600_000

@@ -3,7 +3,8 @@ pending and applied to what is held once that order settles; nothing is lost."""
 
 from __future__ import annotations
 
-from engine import events as ev
+from tradingd.engine import events as ev
+
 from tests.unit.test_exact_money import T, cfg, opened, position, sells
 
 DCA = {"enabled": True, "levels": [{"drop_pct": -10, "buy_pct": 50}], "cooldown_s": 0}

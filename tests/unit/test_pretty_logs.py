@@ -1,4 +1,4 @@
-"""Pretty logs (adapters/log_pretty.py): trading events as sentences with names, symbols and
+"""Pretty logs (adapters/app/log_pretty.py): trading events as sentences with names, symbols and
 decimal units, rendered one line per record by rich, colour only on a terminal."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from tradingd.adapters.app.event_log import EventLog
+from tradingd.adapters.app.log_pretty import PrettyFormatter, TradeText
+from tradingd.adapters.app.logs import RedactSecrets
+from tradingd.engine import events as ev
 
-from adapters.event_log import EventLog
-from adapters.log_pretty import PrettyFormatter, TradeText
-from adapters.logs import RedactSecrets
-from engine import events as ev
 from tests.unit.harness import TOKENS, Clock, Harness
 
 LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (INFO |WARNING) ")

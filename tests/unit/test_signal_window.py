@@ -3,11 +3,12 @@ memory are bounded by age and count, oldest evicted first, with an injected cloc
 
 from __future__ import annotations
 
-from engine.config import config_from_builtins
-from engine.core import Engine
-from engine.history import HistoryBounds
-from engine.model import Signal
-from engine.snapshot import capture, restore
+from tradingd.engine.config import config_from_builtins
+from tradingd.engine.core import Engine
+from tradingd.engine.history import HistoryBounds
+from tradingd.engine.model import Signal
+from tradingd.engine.snapshot import capture, restore
+
 from tests.unit.harness import TOKENS, Clock, Harness
 
 T = TOKENS[0]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from tradingd.engine.errors import Conflict
 
-from engine.errors import Conflict
 from tests.unit.harness import TOKENS, Clock, Harness
 
 T, U = TOKENS[0], TOKENS[1]
@@ -35,7 +35,7 @@ def test_same_client_id_twice_is_one_signal():
 
 def test_expired_signal_is_not_executed():
     h, aid = setup()
-    from engine.model import Signal
+    from tradingd.engine.model import Signal
 
     now = h.clock.now
     record, _ = h.engine.on_signal(

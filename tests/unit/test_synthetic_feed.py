@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from adapters.feeds.synthetic import DEMO_TOKENS, RandomWalk, SyntheticFeed
-from adapters.settings import SyntheticFeedSettings
-from engine.assets import SOL_MINT, is_mint
+from tradingd.adapters.app.settings import SyntheticFeedSettings
+from tradingd.adapters.feeds.synthetic import DEMO_TOKENS, RandomWalk, SyntheticFeed
+from tradingd.engine.assets import SOL_MINT, is_mint
 
 
 def test_demo_tokens_are_valid_mints_and_the_walk_is_seeded():

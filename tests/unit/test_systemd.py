@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from adapters import systemd
+from tradingd.adapters.app import systemd
 
 
 @pytest.fixture

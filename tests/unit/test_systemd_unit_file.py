@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.settings import ShutdownSettings
+from tradingd.adapters.app.settings import ShutdownSettings
 
 UNIT = Path(__file__).resolve().parents[2] / "scripts" / "tradingd.service"
 

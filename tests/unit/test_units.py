@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from adapters import units
+from tradingd.adapters import units
 
 
 @pytest.mark.parametrize(

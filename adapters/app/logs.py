@@ -1,6 +1,6 @@
 """Structured logs: one JSON object per line on stdout, with the ids passed in `extra`; or, with
 `--log-format pretty` (the default on a terminal), one readable line per record
-(adapters/log_pretty.py).
+(adapters/app/log_pretty.py).
 
 Secrets never reach a log line. `RedactSecrets`, installed on the one handler at `configure`
 whatever the format, sees every record that is written — ours and the libraries' (aiohttp.server,
@@ -139,7 +139,7 @@ def configure(level: str = "info", fmt: str = "json") -> str:
     handler = logging.StreamHandler(sys.stdout)
     fmt = resolve_format(fmt, sys.stdout)
     if fmt == "pretty":
-        from adapters.log_pretty import PrettyFormatter
+        from tradingd.adapters.app.log_pretty import PrettyFormatter
 
         handler.setFormatter(PrettyFormatter(color=sys.stdout.isatty()))
     else:

@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-
-from engine.core import Engine
-from engine.model import Agent
-from engine.money import quote_value
+from tradingd.engine.core import Engine
+from tradingd.engine.model import Agent
+from tradingd.engine.money import quote_value
 
 if TYPE_CHECKING:
-    from adapters.metrics import Metrics
+    from tradingd.adapters.metrics import Metrics
 
 
 class StateCollector(Collector):

@@ -13,8 +13,7 @@ import re
 from typing import Any
 
 import msgspec.inspect as mi
-
-from engine.config import MAX_ATOMIC, AgentConfig
+from tradingd.engine.config import MAX_ATOMIC, AgentConfig
 
 AMOUNT_RULE = "amounts are atomic units, a string or an integer"
 ATOMIC_DESCRIPTION = "atomic units"
@@ -44,7 +43,7 @@ def _tree(t: mi.Type) -> _Tree | None:
 
 @functools.cache
 def _schema_trees() -> tuple[_Tree, _Tree]:
-    from adapters.settings import Settings
+    from tradingd.adapters.app.settings import Settings
 
     settings, config = _tree(mi.type_info(Settings)), _tree(mi.type_info(AgentConfig))
     assert settings is not None and config is not None

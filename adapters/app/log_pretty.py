@@ -14,12 +14,11 @@ from typing import Any
 
 from rich.console import Console
 from rich.text import Text
-
-from adapters import units
-from adapters.logs import _STD, _redact
-from engine import events as ev
-from engine.assets import QUOTE_SYMBOLS
-from engine.state import EngineState
+from tradingd.adapters import units
+from tradingd.adapters.app.logs import _STD, _redact
+from tradingd.engine import events as ev
+from tradingd.engine.assets import QUOTE_SYMBOLS
+from tradingd.engine.state import EngineState
 
 _LEVEL_STYLES = {
     "DEBUG": "dim",

@@ -15,18 +15,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from adapters import systemd
-from adapters.data_dir import secure_data_dir
-from adapters.event_log import EventLog
-from adapters.feeds.demo import DEMO_AGENT_ID, DemoSignals, demo_agent_config
-from adapters.feeds.synthetic import SyntheticFeed
-from adapters.runtime import Runtime, wall_clock_ms
-from adapters.settings import Settings, agent_config
-from adapters.solana.keystore import Keystore
-from adapters.venues import PAPER
-from adapters.venues.paper import PaperVenue
-from engine.core import Engine
-from engine.errors import TradingdError, Unavailable
+from tradingd.adapters.app import systemd
+from tradingd.adapters.app.data_dir import secure_data_dir
+from tradingd.adapters.app.event_log import EventLog
+from tradingd.adapters.app.runtime import Runtime, wall_clock_ms
+from tradingd.adapters.app.settings import Settings, agent_config
+from tradingd.adapters.feeds.demo import DEMO_AGENT_ID, DemoSignals, demo_agent_config
+from tradingd.adapters.feeds.synthetic import SyntheticFeed
+from tradingd.adapters.solana.keystore import Keystore
+from tradingd.adapters.venues import PAPER
+from tradingd.adapters.venues.paper import PaperVenue
+from tradingd.engine.core import Engine
+from tradingd.engine.errors import TradingdError, Unavailable
 
 log = logging.getLogger("tradingd.daemon")
 VERSION = "0.1.0"
@@ -80,7 +80,7 @@ class Daemon:
         self.runtime = Runtime(self.engine, {PAPER: paper})
         self.event_log = EventLog()
         if settings.log_format == "pretty":  # sentences with names, symbols and decimal units
-            from adapters.log_pretty import TradeText
+            from tradingd.adapters.app.log_pretty import TradeText
 
             self.event_log.describe = TradeText(self.engine).describe
         self.runtime.event_subscribers.append(self.event_log)
@@ -133,7 +133,7 @@ class Daemon:
 
     def reload_agent_configs(self) -> None:
         """SIGHUP: re-read the config file and apply agent configs (new decisions only)."""
-        from adapters.settings import load_settings
+        from tradingd.adapters.app.settings import load_settings
 
         if not self.settings.config_path:
             log.info("SIGHUP without a config file: nothing to reload")
@@ -178,7 +178,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_agent_configs)
-        from adapters.store import StoreError, open_store
+        from tradingd.adapters.store import StoreError, open_store
 
         try:  # lock the data dir, recover state, subscribe, resume in-flight orders
             secure_data_dir(self.data_dir, self._postgres_gid())
@@ -204,7 +204,7 @@ class Daemon:
     def _postgres_gid(self) -> int | None:
         if self.settings.store.kind != "embedded":
             return None
-        from adapters.store.embedded import postgres_traverse_gid
+        from tradingd.adapters.store.embedded import postgres_traverse_gid
 
         return postgres_traverse_gid()
 

@@ -16,8 +16,8 @@ from typing import Any, TextIO
 
 import msgspec
 from msgspec import Struct
-
-from adapters.feeds.replay import (
+from tradingd.adapters.app.settings import AgentSpec, agent_config, load_settings
+from tradingd.adapters.feeds.replay import (
     ClockRecord,
     Record,
     ReplayFormatError,
@@ -26,13 +26,12 @@ from adapters.feeds.replay import (
     to_signal,
     to_tick,
 )
-from adapters.settings import AgentSpec, agent_config, load_settings
-from adapters.venues.paper import settle_paper
-from engine import events as ev
-from engine.core import Engine
-from engine.errors import InvariantViolation, TradingdError, ValidationError
-from engine.model import Position, Trade
-from engine.money import quote_value
+from tradingd.adapters.venues.paper import settle_paper
+from tradingd.engine import events as ev
+from tradingd.engine.core import Engine
+from tradingd.engine.errors import InvariantViolation, TradingdError, ValidationError
+from tradingd.engine.model import Position, Trade
+from tradingd.engine.money import quote_value
 
 DEFAULT_DEPOSIT_UNITS = 100  # whole quote units credited to an agent without `paper_deposit`
 MAX_SETTLE_ROUNDS = 1000  # fills that keep producing orders would be an engine bug
@@ -275,7 +274,7 @@ def run_replay(
 
 
 def sample_agents_path() -> str:
-    return str(resources.files("adapters") / "samples" / "sample_agents.toml")
+    return str(resources.files("tradingd.adapters") / "samples" / "sample_agents.toml")
 
 
 def load_agent_specs(config_path: str | None) -> list[AgentSpec]:
@@ -427,7 +426,7 @@ def run_replay_cli(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m adapters.backtest", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m adapters.app.backtest", description=__doc__)
     parser.add_argument("file", help="replay file (JSON lines, docs/replay-format.md)")
     parser.add_argument("--config", help="TOML config with [[agents]] (default: the sample agents)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")

@@ -8,14 +8,13 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-
-from adapters.venues import BUILT_VENUES, check_agent_venue
-from engine.assets import KNOWN_DECIMALS, normalize_quote, quote_mint, require_mint
-from engine.config import config_from_builtins
-from engine.errors import ValidationError
+from tradingd.adapters.venues import BUILT_VENUES, check_agent_venue
+from tradingd.engine.assets import KNOWN_DECIMALS, normalize_quote, quote_mint, require_mint
+from tradingd.engine.config import config_from_builtins
+from tradingd.engine.errors import ValidationError
 
 if TYPE_CHECKING:
-    from adapters.settings import Settings
+    from tradingd.adapters.app.settings import Settings
 
 _AGENT_INDEX = re.compile(r"^\$\.agents\[(\d+)\]")
 _MSGSPEC_AT = " - at `"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from engine.errors import ValidationError
+from tradingd.engine.errors import ValidationError
 
 CONTROL = re.compile("[\x00-\x1f\x7f]")
 MESSAGE = "text must not contain control characters (U+0000..U+001F, U+007F)"

@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from adapters.venues.errors import VenueError
-from engine import events as ev
-from engine.core import Engine
-from engine.model import Fill, Order, Tick
+from tradingd.adapters.venues.errors import VenueError
+from tradingd.engine import events as ev
+from tradingd.engine.core import Engine
+from tradingd.engine.model import Fill, Order, Tick
 
 log = logging.getLogger("tradingd.runtime")
 T = TypeVar("T")

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from engine.errors import TradingdError
+from tradingd.engine.errors import TradingdError
 
 CONFIG_EXIT = 2  # a config `check-config` and `run` refuse (argparse's usage errors use 2 too)
 
@@ -31,9 +31,9 @@ def config_refused(exc: TradingdError) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from adapters import logs
-    from adapters.daemon import Daemon
-    from adapters.settings import load_cli_settings
+    from tradingd.adapters.app import logs
+    from tradingd.adapters.app.daemon import Daemon
+    from tradingd.adapters.app.settings import load_cli_settings
 
     try:
         settings = load_cli_settings(args.config, args.data_dir)
@@ -60,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
         runner = asyncio.run
     daemon = Daemon(settings, demo=demo)
     try:
-        from adapters.http.server import serve_control_port
+        from tradingd.adapters.http.server import serve_control_port
     except ImportError:
         serve_control_port = None  # type: ignore[assignment]
     return runner(daemon.run(serve_control_port))
@@ -68,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     """Validates what `run --config FILE` would run here (the environment included)."""
-    from adapters.settings import load_settings
+    from tradingd.adapters.app.settings import load_settings
 
     try:
         settings = load_settings(args.file)
@@ -81,7 +81,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from adapters.backtest import run_replay_cli
+    from tradingd.adapters.app.backtest import run_replay_cli
 
     return run_replay_cli(args.file, args.config, sys.stdout, as_json=args.json)
 
@@ -143,7 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the result as JSON (default: a text report)"
     )
     replay.set_defaults(func=_replay)
-    for extra in ("adapters.http.keys_cli", "adapters.store.cli", "adapters.solana.wallet_cli"):
+    for extra in (
+        "tradingd.adapters.http.keys_cli",
+        "tradingd.adapters.store.cli",
+        "tradingd.adapters.solana.wallet_cli",
+    ):
         try:
             module = __import__(extra, fromlist=["register"])
         except ImportError:
@@ -153,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from adapters.data_dir import OWNER_ONLY_UMASK
+    from tradingd.adapters.app.data_dir import OWNER_ONLY_UMASK
 
     os.umask(OWNER_ONLY_UMASK)  # every file a tradingd command or its servers write: 0600
     args = build_parser().parse_args(argv)

@@ -16,8 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-
-from engine import events as ev
+from tradingd.engine import events as ev
 
 log = logging.getLogger("tradingd.trading")
 Describe = Callable[[ev.Event], "tuple[int, str, dict[str, Any]] | None"]

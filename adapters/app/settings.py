@@ -11,10 +11,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
-
-from engine.config import AgentConfig
-from engine.errors import ValidationError
-from engine.history import HistoryBounds
+from tradingd.engine.config import AgentConfig
+from tradingd.engine.errors import ValidationError
+from tradingd.engine.history import HistoryBounds
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
 
@@ -105,15 +104,15 @@ class AgentSpec(_S):
     venue: Annotated[str, Meta(max_length=64)] = "paper"
     quote: Annotated[str, Meta(min_length=1, max_length=64)] = "SOL"
     wallet_id: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
-    # an integer in TOML too (adapters/config_amounts.py)
+    # an integer in TOML too (adapters/app/config_amounts.py)
     paper_deposit: (
         Annotated[str, Meta(pattern=r"^[0-9]{1,20}$", description="atomic units")] | None
     ) = None
     config: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # The API's text rule (adapters/text_rule.py): msgspec reports this at `$.agents[N]`.
-        from adapters.text_rule import MESSAGE, find_control_text
+        # The API's text rule (adapters/http/text_rule.py): msgspec reports this at `$.agents[N]`.
+        from tradingd.adapters.http.text_rule import MESSAGE, find_control_text
 
         for name in ("id", "name", "venue", "quote", "wallet_id", "config"):
             found = find_control_text(getattr(self, name), name)
@@ -163,7 +162,7 @@ class Settings(_S):
 
 
 def _decode(obj: dict[str, Any], where: str) -> Settings:
-    from adapters.config_check import decode_error
+    from tradingd.adapters.app.config_check import decode_error
 
     try:
         return msgspec.convert(obj, Settings, strict=True)
@@ -173,8 +172,8 @@ def _decode(obj: dict[str, Any], where: str) -> Settings:
 
 def _toml_amounts(raw: dict[str, Any], where: str) -> dict[str, Any]:
     """Integer amounts of the TOML file as the schema's decimal strings."""
-    from adapters.config_amounts import AmountError, amounts_as_strings
-    from adapters.config_check import config_error
+    from tradingd.adapters.app.config_amounts import AmountError, amounts_as_strings
+    from tradingd.adapters.app.config_check import config_error
 
     try:
         return amounts_as_strings(raw)
@@ -230,7 +229,7 @@ def load_settings(path: str | None, env: dict[str, str] | None = None) -> Settin
         raise ValidationError(
             f"TRADINGD_STORE: only 'memory' is recognised, got {env['TRADINGD_STORE']!r}"
         )
-    from adapters.config_check import check_settings
+    from tradingd.adapters.app.config_check import check_settings
 
     check_settings(settings, path or "built-in profile")
     return settings
@@ -246,6 +245,6 @@ def load_cli_settings(config: str | None, data_dir: str | None) -> Settings:
 
 
 def agent_config(spec: AgentSpec) -> AgentConfig:
-    from engine.config import config_from_builtins
+    from tradingd.engine.config import config_from_builtins
 
     return config_from_builtins(spec.config)
