@@ -160,8 +160,8 @@ class ReplayFeed:
 
     async def run(
         self,
-        push_ticks: Callable[[list[Tick]], Any],
-        submit_signal: Callable[[Signal], Any],
+        push_ticks: Callable[[list[Tick]], object],
+        submit_signal: Callable[[Signal], object] | None = None,
         on_clock: Callable[[], Any] | None = None,
     ) -> None:
         first_ts: int | None = None
@@ -185,7 +185,8 @@ class ReplayFeed:
                 batch.append(to_tick(record, now))
                 batch_ts = record.ts
             elif isinstance(record, SignalRecord):
-                submit_signal(to_signal(record, now, f"replay-{started:x}-{n}"))
+                if submit_signal is not None:  # played as a price feed: ticks only
+                    submit_signal(to_signal(record, now, f"replay-{started:x}-{n}"))
             elif on_clock is not None:
                 on_clock()
             self.records_played = n

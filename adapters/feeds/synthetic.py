@@ -90,7 +90,7 @@ class SyntheticFeed:
             )
         return ticks
 
-    async def run(self, push: Callable[[list[Tick]], int]) -> None:
+    async def run(self, push: Callable[[list[Tick]], object]) -> None:
         import time
 
         while True:

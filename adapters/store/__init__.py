@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from tradingd.adapters.store.errors import DataDirLocked, StoreError, StoreUnavailable
+from tradingd.engine import events as ev
+from tradingd.engine.model import Tick
 
 __all__ = ["DataDirLocked", "MemoryStore", "StoreError", "StoreUnavailable", "open_store"]
 log = logging.getLogger("tradingd.store")
@@ -26,6 +28,12 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.components: dict[str, dict[str, Any]] = {}
+
+    def on_events(self, events: list[ev.Event]) -> None:
+        return None
+
+    def on_ticks(self, ticks: list[Tick]) -> None:
+        return None
 
     async def flushed(self, timeout: float | None = None) -> None:
         return None
