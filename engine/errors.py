@@ -48,3 +48,17 @@ class InvariantViolation(TradingdError):
 
     code = "invariant_violation"
     status = 500
+
+
+class VenueError(TradingdError):
+    """A venue could not execute an order. `transient` True: the same order may be tried again
+    (a timeout, a dropped connection); False: it never will succeed as sent (a rejection)."""
+
+    code = "venue_error"
+    status = 502
+
+    def __init__(
+        self, message: str, transient: bool = False, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, details)
+        self.transient = transient

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from tradingd.adapters.venues.errors import VenueError
 from tradingd.engine import events as ev
 from tradingd.engine.core import Engine
+from tradingd.engine.errors import VenueError
 from tradingd.engine.model import Fill, Order, Tick
 
 log = logging.getLogger("tradingd.runtime")

@@ -22,7 +22,6 @@ def register(subparsers: Any) -> None:
 
 def _migrate(args: argparse.Namespace) -> int:
 
-    import asyncpg
     from tradingd.adapters.app.cli import config_refused
     from tradingd.adapters.app.settings import load_cli_settings
     from tradingd.adapters.store import namespace_from_env
@@ -30,6 +29,7 @@ def _migrate(args: argparse.Namespace) -> int:
     from tradingd.adapters.store.embedded import EmbeddedPostgres
     from tradingd.adapters.store.errors import StoreError
     from tradingd.adapters.store.lock import DataDirLock
+    from tradingd.adapters.transient import POSTGRES_OUTAGES
     from tradingd.engine.errors import TradingdError
 
     try:
@@ -52,7 +52,7 @@ def _migrate(args: argparse.Namespace) -> int:
             was_running = embedded.pid is not None
             url = embedded.start()
         applied = asyncio.run(pg.migrate(url, namespace_from_env()))
-    except (StoreError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except (StoreError, *POSTGRES_OUTAGES) as exc:
         print(f"tradingd: migrate failed: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 1
     finally:

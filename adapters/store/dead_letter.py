@@ -1,7 +1,7 @@
 """Stream entries Postgres refuses for what they hold, and the one place that tells those apart
 from outages.
 
-A batch that fails for a data reason (`is_data_error`) can never succeed unchanged, and retrying
+A batch that fails for a data reason (`transient.is_data_error`) can never succeed unchanged, and retrying
 it would stall the write-behind for good. `salvage` writes it in halves, recursively, until
 every entry that fails alone is isolated; those go to the `dead_letters` table (migration 0003)
 byte for byte with the error, and everything else is written. Any other failure is treated as
@@ -17,33 +17,9 @@ import msgspec
 from tradingd.adapters.http.text_rule import CONTROL
 from tradingd.adapters.store.postgres import BatchWriter
 from tradingd.adapters.store.records import Entry
+from tradingd.adapters.transient import DATA_ERRORS
 
-# SQLSTATE classes 22 (data exception: bad text, bad JSON, a cast out of range) and 23
-# (integrity constraint: a NULL where a row needs a value), and a client-side encoding failure
-# of a record: the same entry fails the same way on every attempt.
-DATA_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.DataError,
-    asyncpg.IntegrityConstraintViolationError,
-    UnicodeError,
-)
-# Everything that means "Postgres failed this batch" to the writer: data errors (above) and
-# outages. InternalClientError is asyncpg's own state machine broken by a connection lost
-# mid-operation ("another operation is in progress"): the connection is dropped and remade.
-POSTGRES_FAILURES: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,
-    ConnectionError,
-    TimeoutError,
-    UnicodeError,
-)
 MAX_ERROR_CHARS = 500
-
-
-def is_data_error(exc: BaseException) -> bool:
-    """True when Postgres (or the driver) refused a batch for what one of its records holds."""
-    return isinstance(exc, DATA_ERRORS)
 
 
 class DeadLetter(msgspec.Struct, frozen=True):

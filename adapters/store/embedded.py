@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tradingd.adapters.app.data_dir import OWNER_ONLY_UMASK
 from tradingd.adapters.store.errors import StoreUnavailable
+from tradingd.adapters.transient import REDIS_FAILURES
 
 SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; keep a margin
 PG_USER_CANDIDATES = ("postgres", "embedded_postgres")
@@ -177,7 +178,7 @@ def _redis_ping(url: str, timeout: float) -> bool:
             return bool(client.ping())
         finally:
             client.close()
-    except (redis.RedisError, OSError):
+    except REDIS_FAILURES:
         return False
 
 

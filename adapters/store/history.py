@@ -18,6 +18,7 @@ import msgspec
 from tradingd.adapters.http.text_rule import find_control_text
 from tradingd.adapters.store.errors import StoreUnavailable
 from tradingd.adapters.store.postgres import _set_codecs, check_schema
+from tradingd.adapters.transient import POSTGRES_OUTAGES
 from tradingd.engine.model import Execution, Position, Signal, Trade
 from tradingd.engine.state import SignalRecord
 
@@ -59,7 +60,7 @@ class HistoryReader:
                         },
                     )
                 return await self._pool.fetch(sql, *args)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except POSTGRES_OUTAGES as exc:
             raise StoreUnavailable(
                 "history that left memory is in Postgres, which did not answer",
                 {"reason": type(exc).__name__, "timeout_s": self.timeout_s},
@@ -71,7 +72,7 @@ class HistoryReader:
             try:
                 async with asyncio.timeout(self.timeout_s):
                     await pool.close()
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except POSTGRES_OUTAGES:
                 pool.terminate()
 
     async def _signal_where(self, where: str, value: str) -> SignalRecord | None:

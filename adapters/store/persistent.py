@@ -25,6 +25,7 @@ from tradingd.adapters.store.recovery import StateBook, build_snapshot
 from tradingd.adapters.store.redis import Keys, RedisWriteThrough, client
 from tradingd.adapters.store.spill import SpillFile
 from tradingd.adapters.store.writer import WriteBehind
+from tradingd.adapters.transient import is_transient
 from tradingd.engine import events as ev
 from tradingd.engine.core import Engine
 from tradingd.engine.model import Tick
@@ -169,7 +170,7 @@ class PersistentStore:
             try:
                 return await attempt()
             except (OSError, ConnectionError, TimeoutError, Exception) as exc:  # noqa: B014
-                if time.monotonic() > deadline or not _transient(exc):
+                if time.monotonic() > deadline or not is_transient(exc):
                     raise StoreUnavailable(
                         f"{what} unreachable at start-up: {exc!s}"[:300]
                     ) from exc
@@ -380,23 +381,6 @@ class PersistentStore:
 def _set_store_pause(engine: Engine, reason: str | None) -> None:
     # Separate from halted_buys (the operator's kill switch): see docs/persistence.md.
     engine.buys_paused_reason = reason
-
-
-def _transient(exc: BaseException) -> bool:
-    import asyncpg
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
-    return isinstance(
-        exc,
-        OSError
-        | ConnectionError
-        | TimeoutError
-        | RedisConnectionError
-        | RedisTimeoutError
-        | asyncpg.CannotConnectNowError
-        | asyncpg.InterfaceError,
-    )
 
 
 def _log_death(task: asyncio.Task[None]) -> None:

@@ -19,10 +19,11 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 from tradingd.adapters.store.errors import StoreUnavailable
 from tradingd.adapters.store.records import SEQ_BITS, Entry, parse_stream_id
 from tradingd.adapters.store.spill import SpillFile
+from tradingd.adapters.transient import REDIS_FAILURES
 from tradingd.engine.model import Tick
 
 log = logging.getLogger("tradingd.store.redis")
@@ -257,7 +258,7 @@ class RedisWriteThrough:
                 await self._write(batch, ticks)
                 self._done(upto)
                 return
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 self._went_down(exc)
         if batch:
             await asyncio.get_running_loop().run_in_executor(None, self.spill.append, batch)
@@ -313,7 +314,7 @@ class RedisWriteThrough:
                     extra={"entries": len(todo), "seconds": round(time.monotonic() - started, 3)},
                 )
             await asyncio.get_running_loop().run_in_executor(None, self.spill.clear)
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             self._went_down(exc)
             return
         if not self.up:

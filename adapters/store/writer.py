@@ -23,15 +23,14 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 from tradingd.adapters.store import postgres as pg
 from tradingd.adapters.store.dead_letter import (
-    POSTGRES_FAILURES,
     DeadLetter,
-    is_data_error,
     printable,
     salvage,
     write_dead_letters,
 )
 from tradingd.adapters.store.records import SEQ_BITS, Entry, parse_stream_id, stream_id
 from tradingd.adapters.store.redis import Keys, entries_from_reply, entry_from_fields
+from tradingd.adapters.transient import POSTGRES_FAILURES, is_data_error
 
 log = logging.getLogger("tradingd.store.writer")
 StatusCallback = Callable[[bool, str], None]

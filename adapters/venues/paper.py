@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from tradingd.adapters.venues.errors import VenueError
 from tradingd.engine import events as ev
 from tradingd.engine.assets import quote_mint
 from tradingd.engine.core import Engine
-from tradingd.engine.errors import InvariantViolation
+from tradingd.engine.errors import InvariantViolation, VenueError
 from tradingd.engine.model import Fill, Order
 from tradingd.engine.money import bps_of, quote_value, slipped, token_amount
 
