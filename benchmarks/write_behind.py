@@ -27,7 +27,8 @@ from tradingd.adapters.store import open_store  # noqa: E402
 from tradingd.adapters.store import postgres as pg  # noqa: E402
 from tradingd.adapters.store.embedded import EmbeddedServers  # noqa: E402
 from tradingd.adapters.store.records import Entry, EntryIds, to_entries, with_records  # noqa: E402
-from tradingd.adapters.store.redis import Keys, client, queue_entries  # noqa: E402
+from tradingd.adapters.store.redis import client  # noqa: E402
+from tradingd.adapters.store.stream_codec import Keys, queue_entries  # noqa: E402
 from tradingd.adapters.store.writer import WriteBehind  # noqa: E402
 from tradingd.adapters.venues.paper import PaperVenue  # noqa: E402
 from tradingd.engine import events as ev  # noqa: E402

@@ -16,8 +16,9 @@ import msgspec
 import redis.asyncio as aioredis
 from tradingd.adapters.store.postgres import RecoveryLimits
 from tradingd.adapters.store.records import Entry, decoder
-from tradingd.adapters.store.redis import Keys, entry_from_fields, last_stream_id
+from tradingd.adapters.store.redis import last_stream_id
 from tradingd.adapters.store.spill import SpillFile
+from tradingd.adapters.store.stream_codec import Keys, entry_from_fields
 from tradingd.engine import events as ev
 from tradingd.engine.model import Agent, Balance, Execution, Order, Position, Signal, Tick, Trade
 from tradingd.engine.snapshot import EngineSnapshot, SignalState

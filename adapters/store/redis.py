@@ -13,16 +13,17 @@ import collections
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
+from tradingd.adapters.store.cancellation import raise_if_cancelled
 from tradingd.adapters.store.errors import StoreUnavailable
-from tradingd.adapters.store.records import SEQ_BITS, Entry, parse_stream_id
+from tradingd.adapters.store.records import Entry, parse_stream_id
 from tradingd.adapters.store.spill import SpillFile
+from tradingd.adapters.store.stream_codec import Keys, queue_entries
 from tradingd.adapters.transient import REDIS_FAILURES
 from tradingd.engine.model import Tick
 
@@ -31,35 +32,6 @@ StatusCallback = Callable[[bool, str], None]  # (up, reason)
 REPLAY_CHUNK = 2000
 PROBE_INTERVAL_S = 0.25
 TICK_FLUSH_S = 0.1  # last prices are written at least this often when no event flush carries them
-
-# Which hash an entry type writes (True) or deletes from (False). The hash value is the entry's
-# payload: it carries the whole entity (Position, Order, Agent...) and decodes as an AnyEntry.
-HASH_WRITES: dict[str, tuple[str, bool]] = {
-    "AgentSaved": ("agents", True),
-    "AgentDeleted": ("agents", False),
-    "BalanceChanged": ("balances", True),
-    "PositionSaved": ("positions", True),
-    "PositionOpened": ("positions", True),
-    "PositionChanged": ("positions", True),
-    "PositionClosed": ("positions", False),
-    "PositionDropped": ("positions", False),
-    "OrderSubmitted": ("orders", True),
-    "OrderFilled": ("orders", False),
-    "OrderFailed": ("orders", False),
-    "HaltChanged": ("meta", True),
-    "PriceEvicted": ("prices", False),
-}
-
-
-class Keys:
-    def __init__(self, namespace: str) -> None:
-        self.ns = namespace
-        self.stream = f"{namespace}:events"
-        self.meta = f"{namespace}:meta"
-        self.prices = f"{namespace}:prices"
-
-    def hash(self, name: str) -> str:
-        return f"{self.ns}:{name}"
 
 
 def client(url: str, timeout: float = 2.0) -> aioredis.Redis:
@@ -70,73 +42,6 @@ def client(url: str, timeout: float = 2.0) -> aioredis.Redis:
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
-    )
-
-
-def hash_ops(entries: list[Entry], keys: Keys) -> dict[str, dict[str, bytes | None]]:
-    """Per hash, the newest value (or None: delete) of each field the entries change."""
-    ops: dict[str, dict[str, bytes | None]] = {}
-    for e in entries:
-        target = HASH_WRITES.get(e.type)
-        if target is not None:
-            name, write = target
-            ops.setdefault(keys.hash(name), {})[e.key] = e.payload if write else None
-    return ops
-
-
-def queue_hash_ops(pipe: Any, ops: dict[str, dict[str, bytes | None]]) -> None:
-    for key, fields in ops.items():
-        sets = {f: v for f, v in fields.items() if v is not None}
-        dels = [f for f, v in fields.items() if v is None]
-        if sets:
-            pipe.hset(key, mapping=sets)
-        if dels:
-            pipe.hdel(key, *dels)
-
-
-def queue_entries(pipe: Any, entries: list[Entry], keys: Keys) -> None:
-    xadd = pipe.xadd
-    stream = keys.stream
-    for e in entries:
-        xadd(stream, {"t": e.type, "k": e.key, "a": e.agent, "e": e.payload}, id=e.stream_id)
-    queue_hash_ops(pipe, hash_ops(entries, keys))
-
-
-def entries_from_reply(messages: list[Any]) -> list[Entry]:
-    """Entries of a raw (unparsed RESP2) XREADGROUP/XRANGE reply: `[[sid, [b"t", type, b"k",
-    key, b"a", agent, b"e", payload]], ...]`. Fields come back in the order `queue_entries` wrote
-    them, which is read positionally; anything else goes through the general path. Entries
-    deleted while pending come back without fields and are skipped."""
-    out: list[Entry] = []
-    append = out.append
-    types = _TYPE_NAMES
-    for sid, f in messages:
-        if not f:
-            continue
-        if len(f) == 8 and f[0] == b"t" and f[2] == b"k" and f[4] == b"a" and f[6] == b"e":
-            raw_type = f[1]
-            type_ = types.get(raw_type)
-            if type_ is None:
-                type_ = types[raw_type] = raw_type.decode()
-            ms, _, n = sid.partition(b"-")
-            append(
-                Entry(int(ms) << SEQ_BITS | int(n or 0), type_, f[3].decode(), f[5].decode(), f[7])
-            )
-        else:
-            append(entry_from_fields(sid, dict(zip(f[::2], f[1::2], strict=False))))
-    return out
-
-
-_TYPE_NAMES: dict[bytes, str] = {}  # entry type names, decoded once
-
-
-def entry_from_fields(sid: bytes, fields: dict[bytes, bytes]) -> Entry:
-    return Entry(
-        parse_stream_id(sid),
-        fields[b"t"].decode(),
-        fields[b"k"].decode(),
-        fields[b"a"].decode(),
-        fields[b"e"],
     )
 
 
@@ -230,10 +135,8 @@ class RedisWriteThrough:
     # -- the flusher task -------------------------------------------------------------------
 
     async def run(self) -> None:
-        from tradingd.adapters.store.writer import _raise_if_cancelled
-
         while not self.stopped:
-            _raise_if_cancelled()
+            raise_if_cancelled()
             if self.up:
                 await self._wake.wait()
             else:

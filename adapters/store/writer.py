@@ -22,6 +22,7 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 from tradingd.adapters.store import postgres as pg
+from tradingd.adapters.store.cancellation import raise_if_cancelled
 from tradingd.adapters.store.dead_letter import (
     DeadLetter,
     printable,
@@ -29,7 +30,7 @@ from tradingd.adapters.store.dead_letter import (
     write_dead_letters,
 )
 from tradingd.adapters.store.records import SEQ_BITS, Entry, parse_stream_id, stream_id
-from tradingd.adapters.store.redis import Keys, entries_from_reply, entry_from_fields
+from tradingd.adapters.store.stream_codec import Keys, entries_from_reply, entry_from_fields
 from tradingd.adapters.transient import POSTGRES_FAILURES, is_data_error
 
 log = logging.getLogger("tradingd.store.writer")
@@ -106,7 +107,7 @@ class WriteBehind:
         retry: collections.deque[list[Entry]] = collections.deque()
         try:
             while not self.stopped:
-                _raise_if_cancelled()
+                raise_if_cancelled()
                 if committing is not None and committing.done():
                     exc = None if committing.cancelled() else committing.exception()
                     committing = None
@@ -366,11 +367,3 @@ class WriteBehind:
 
 def _raw_reply(response: object, **options: object) -> object:
     return response
-
-
-def _raise_if_cancelled() -> None:
-    """redis-py can turn a cancellation that races its read timeout into a TimeoutError, which
-    the loops catch as an outage; a pending cancel must still end them."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
