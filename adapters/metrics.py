@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from importlib import metadata
 from typing import Any, get_args
 
 from prometheus_client import (
@@ -24,6 +23,7 @@ from prometheus_client import (
     generate_latest,
 )
 from tradingd.adapters.app.metrics_scrape import StateCollector
+from tradingd.adapters.app.version import VERSION
 from tradingd.engine import events as ev
 from tradingd.engine.model import ExitReason, Fill, Order, Tick
 
@@ -70,7 +70,7 @@ class Metrics:
             registry=r,
             buckets=FAST,
         )
-        Info("tradingd_build", "The running tradingd", registry=r).info({"version": _version()})
+        Info("tradingd_build", "The running tradingd", registry=r).info({"version": VERSION})
         self.events = Counter(
             "tradingd_engine_events_total", "Engine events published", ["event"], registry=r
         )
@@ -191,10 +191,3 @@ def _trade_reason(reason: str) -> str:
 
 def _reason_label(reason: str) -> str:
     return reason if REASON_CODE.fullmatch(reason) else "other"
-
-
-def _version() -> str:
-    try:
-        return metadata.version("tradingd")
-    except metadata.PackageNotFoundError:
-        return "unknown"

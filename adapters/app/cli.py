@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from tradingd.adapters.app.version import VERSION
 from tradingd.engine.errors import TradingdError
 
 CONFIG_EXIT = 2  # a config `check-config` and `run` refuse (argparse's usage errors use 2 too)
@@ -86,16 +87,6 @@ def _replay(args: argparse.Namespace) -> int:
     return run_replay_cli(args.file, args.config, sys.stdout, as_json=args.json)
 
 
-def package_version() -> str:
-    """The installed distribution's version (pyproject.toml), the one `--version` prints."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("tradingd")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown (not installed)"
-
-
 # Defaults that live in the settings schema; the help shows them so nobody has to read code.
 DATA_DIR_HELP = (
     "data directory: embedded databases, keys, wallets "
@@ -106,7 +97,7 @@ CONFIG_HELP = "TOML config file (default: $TRADINGD_CONFIG, else the built-in pa
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradingd", description="trading-engine daemon")
-    parser.add_argument("--version", action="version", version=f"tradingd {package_version()}")
+    parser.add_argument("--version", action="version", version=f"tradingd {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon in the foreground")
     run.add_argument("--config", help=CONFIG_HELP)

@@ -20,6 +20,7 @@ from tradingd.adapters.app.data_dir import secure_data_dir
 from tradingd.adapters.app.event_log import EventLog
 from tradingd.adapters.app.runtime import Runtime, wall_clock_ms
 from tradingd.adapters.app.settings import Settings, agent_config
+from tradingd.adapters.app.version import VERSION
 from tradingd.adapters.feeds.demo import DEMO_AGENT_ID, DemoSignals, demo_agent_config
 from tradingd.adapters.feeds.synthetic import SyntheticFeed
 from tradingd.adapters.solana.keystore import Keystore
@@ -29,7 +30,6 @@ from tradingd.engine.core import Engine
 from tradingd.engine.errors import TradingdError, Unavailable
 
 log = logging.getLogger("tradingd.daemon")
-VERSION = "0.1.0"
 
 
 def tune_gc() -> None:

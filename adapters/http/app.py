@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
+from tradingd.adapters.app.version import VERSION
 from tradingd.adapters.http import (
     routes_accounts,
     routes_admin,
@@ -156,7 +157,5 @@ def build_app(daemon: Daemon) -> web.Application:
         app.router.add_route(route.method, route.path, guarded(route))
     if daemon.hub is not None:
         app.router.add_get("/v1/ws", daemon.hub.handle)  # the hub authenticates (header or op)
-    from tradingd.adapters.app.daemon import VERSION
-
     app[DOCUMENT] = msgspec.json.encode(build_document(routes, VERSION))
     return app

@@ -57,7 +57,7 @@ def write_behind_lag(daemon: Daemon) -> WriteBehindLag:
 
 
 async def get_health(request: web.Request) -> web.Response:
-    from tradingd.adapters.app.daemon import VERSION
+    from tradingd.adapters.app.version import VERSION
 
     daemon = daemon_of(request)
     comps = components(daemon)
