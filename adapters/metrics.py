@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any, get_args
+from typing import TYPE_CHECKING, get_args
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -27,6 +27,9 @@ from tradingd.adapters.app.version import VERSION
 from tradingd.engine import events as ev
 from tradingd.engine.model import ExitReason, Fill, Order, Tick
 
+if TYPE_CHECKING:
+    from tradingd.adapters.app.daemon import Daemon
+
 LOOP_LAG_INTERVAL_S = 0.25
 WS_ROUTE = "/v1/ws"
 # Sub-millisecond resolution at the bottom: an in-memory transition takes microseconds.
@@ -41,8 +44,12 @@ NETWORK = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 
 
 class Metrics:
-    def __init__(self, daemon: Any) -> None:
-        self.daemon = daemon
+    """The daemon's metrics. The daemon subscribes `on_events`, `on_ticks` and `on_order` to
+    its runtime and runs `sample_loop_lag`; `daemon` is read at scrape time (state gauges)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.engine = daemon.engine
+        self.runtime = daemon.runtime
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.signal_to_order = Histogram(
@@ -93,17 +100,6 @@ class Metrics:
         self.source_last_tick_ms: dict[str, int] = {}  # tick source -> arrival, wall ms
         disable_created_metrics()  # process-wide; `_created` series double the scrape for nothing
         r.register(StateCollector(daemon, self))
-        daemon.runtime.event_subscribers.append(self.on_events)
-        daemon.runtime.tick_subscribers.append(self.on_ticks)
-        daemon.runtime.order_observers.append(self.on_order)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            self.lag_task = None  # built outside a loop (tests, tools): no lag sampling
-        else:
-            self.lag_task = daemon.spawn(self.sample_loop_lag(), "metrics-loop-lag")
-        if getattr(daemon, "metrics", None) is None:
-            daemon.metrics = self
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
@@ -136,7 +132,7 @@ class Metrics:
                 self._forget(event.agent_id)
         for name, n in counts.items():
             self.events.labels(name).inc(n)
-        started = getattr(self.daemon.runtime, "tick_batch_started", None)
+        started = self.runtime.tick_batch_started
         if exits and started is not None:
             self.tick_to_exit.observe(time.perf_counter() - started)
 
@@ -145,7 +141,7 @@ class Metrics:
         _count(self.signal_outcomes, (event.agent_id, event.status, reason))
         if event.status != "pending" or event.order_id is None:
             return
-        record = self.daemon.engine.signals.get(event.signal_id)
+        record = self.engine.signals.get(event.signal_id)
         if record is not None:
             self.signal_to_order.observe(
                 max(0.0, (now_ns - record.signal.received_at * 1_000_000) / 1e9)

@@ -36,6 +36,7 @@ from tradingd.engine.assets import SOL_MINT  # noqa: E402
 from tradingd.engine.config import config_from_builtins  # noqa: E402
 from tradingd.engine.core import Engine  # noqa: E402
 from tradingd.engine.model import Signal, Tick  # noqa: E402
+from tradingd.engine.ports import HealthRegistry  # noqa: E402
 
 TOKENS = [
     "DezXAZ8z7PnrnRJjz3wXBoRgixCaNkRZ2cRbBQdfnZ9a",
@@ -201,7 +202,7 @@ class Node:
         self.runtime = Runtime(
             self.engine, {"paper": PaperVenue(self.engine.price_usd, wall_clock_ms)}
         )
-        self.components: dict[str, dict[str, object]] = {}
+        self.components: HealthRegistry = {}
         self.cleanups: list = []
 
 
@@ -209,8 +210,19 @@ async def signal_to_trade_p99(
     store: str, data_dir: Path, redis_url: str, database_url: str, signals: int, rate: float
 ) -> float:
     node = Node(data_dir, store, redis_url, database_url)
-    s = await open_store(node, namespace=f"bench_lat_{os.getpid()}")
     e, rt = node.engine, node.runtime
+    opened = await open_store(
+        node.settings.store,
+        e,
+        node.data_dir,
+        node.components,
+        lambda events: [sub(events) for sub in list(rt.event_subscribers)],
+        namespace=f"bench_lat_{os.getpid()}",
+    )
+    s = opened.store  # wired as Daemon.open_store wires it
+    rt.event_subscribers.insert(0, s.on_events)
+    rt.tick_subscribers.append(s.on_ticks)
+    node.cleanups.append(s.close)
     config = config_from_builtins(
         {
             "limits": {"max_open_positions": 100_000, "max_positions_per_token": 1000},

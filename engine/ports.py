@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 # A component's health as the control port reports it: {"status": "ok" | "down" | "starting"
 # | ..., "reason": str, ...} (GET /health `components`).
 ComponentHealth = dict[str, object]
+# The daemon's health registry: component name ("redis", "postgres", "feeds", "venues") -> its
+# health, written by the component's owner, read by /health and the metrics.
+HealthRegistry = dict[str, ComponentHealth]
 
 
 class Venue(Protocol):

@@ -1,5 +1,7 @@
-"""`tradingd run`: the one place that knows every part. Start-up order: settings -> store ->
-engine state -> venues -> feeds -> control port -> ready; shutdown in reverse with a drain."""
+"""`tradingd run`: the composition root, the one place that knows every part. It builds the
+engine, venues, runtime, store, feeds, keys, metrics and WebSocket hub and subscribes them to the
+runtime; no part attaches itself. Start-up order: settings -> store -> engine state -> venues ->
+feeds -> control port -> ready; shutdown in reverse with a drain."""
 
 from __future__ import annotations
 
@@ -8,12 +10,13 @@ import contextlib
 import errno
 import gc
 import logging
+import os
 import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tradingd.adapters.app import systemd
 from tradingd.adapters.app.data_dir import secure_data_dir
@@ -23,11 +26,18 @@ from tradingd.adapters.app.settings import Settings, agent_config
 from tradingd.adapters.app.version import VERSION
 from tradingd.adapters.feeds.demo import DEMO_AGENT_ID, DemoSignals, demo_agent_config
 from tradingd.adapters.feeds.synthetic import SyntheticFeed
+from tradingd.adapters.http.auth import BOOTSTRAP_ENV, KeyStore, admin_key_path, keys_path
 from tradingd.adapters.solana.keystore import Keystore
 from tradingd.adapters.venues import PAPER
 from tradingd.adapters.venues.paper import PaperVenue
+from tradingd.engine import events as ev
 from tradingd.engine.core import Engine
 from tradingd.engine.errors import TradingdError, Unavailable
+from tradingd.engine.ports import Feed, HealthRegistry, Store
+
+if TYPE_CHECKING:
+    from tradingd.adapters.http.ws import WsHub
+    from tradingd.adapters.metrics import Metrics
 
 log = logging.getLogger("tradingd.daemon")
 
@@ -58,7 +68,9 @@ class ListenFailed(Unavailable):
 
 
 class Daemon:
-    """Holds every long-lived part; the HTTP app, WebSocket hub and CLI read from it."""
+    """Builds and holds every long-lived part and does all the wiring; the HTTP app, WebSocket
+    hub and metrics read from it. `store` is set by `open_store()`, `keys`, `metrics` and `hub`
+    by `build_control_port()` (None before)."""
 
     def __init__(self, settings: Settings, demo: bool) -> None:
         self.settings = settings
@@ -86,28 +98,27 @@ class Daemon:
         self.runtime.event_subscribers.append(self.event_log)
         self.data_dir = Path(settings.data_dir)
         self.wallets = Keystore(self.data_dir)
-        self.feeds: dict[str, Any] = {}
-        self.components: dict[str, dict[str, Any]] = {}  # health of store, feeds, venues
-        self._tasks: list[asyncio.Task[Any]] = []
+        self.feeds: dict[str, Feed] = {}
+        self.components: HealthRegistry = {}  # health of store, feeds, venues
+        self._tasks: list[asyncio.Task[object]] = []
         self._stop = asyncio.Event()
-        # Set by the control-port module when it is wired (keys, metrics, ws hub).
-        self.keys: Any = None
-        self.metrics: Any = None
-        self.hub: Any = None
-        self.store: Any = None
+        self.keys: KeyStore | None = None
+        self.metrics: Metrics | None = None
+        self.hub: WsHub | None = None
+        self.store: Store | None = None
         # Awaited at shutdown after the order drain, last registered first (http, ws, store).
         self.cleanups: list[Callable[[], Awaitable[None]]] = []
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+    def spawn(self, coro: Awaitable[object], name: str) -> asyncio.Task[object]:
         task = asyncio.ensure_future(coro)
         task.set_name(name)
         task.add_done_callback(self._task_done)
         self._tasks.append(task)
         return task
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
+    def _task_done(self, task: asyncio.Task[object]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error(
                 "background task died", exc_info=task.exception(), extra={"task": task.get_name()}
@@ -152,13 +163,14 @@ class Daemon:
 
     def start_feeds(self) -> None:
         syn = self.settings.feeds.synthetic
+        tokens: list[str] = []
         if syn.enabled:
             known = {token: tick.price_usd for token, tick in self.engine.prices.items()}
             feed = SyntheticFeed(syn, demo=self.demo, known=known)
+            tokens = feed.tokens
             self.feeds["synthetic"] = feed
             self.spawn(feed.run(self.runtime.push_ticks), "feed-synthetic")
         if self.demo:
-            tokens = self.feeds["synthetic"].tokens if "synthetic" in self.feeds else []
             if DEMO_AGENT_ID not in self.engine.agents:
                 self.runtime.apply(
                     self.engine.create_agent,
@@ -178,11 +190,11 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_agent_configs)
-        from tradingd.adapters.store import StoreError, open_store
+        from tradingd.adapters.store import StoreError
 
         try:  # lock the data dir, recover state, subscribe, resume in-flight orders
             secure_data_dir(self.data_dir, self._postgres_gid())
-            self.store = await open_store(self)
+            await self.open_store()
         except StoreError as exc:
             log.error("store unavailable", extra={"reason": exc.message})
             print(f"tradingd: {exc.message}", file=sys.stderr)
@@ -200,6 +212,90 @@ class Daemon:
             return 1
         await self._stop.wait()
         return await self.shutdown()
+
+    # -- wiring -----------------------------------------------------------------------------
+
+    def publish(self, events: list[ev.Event]) -> None:
+        """Send events that come from outside a transition (the store's alerts) to every
+        runtime subscriber, as a transition's events are."""
+        for sub in list(self.runtime.event_subscribers):
+            try:
+                sub(events)
+            except Exception:
+                log.exception("alert subscriber failed")
+
+    async def open_store(self, *, namespace: str | None = None, lock: bool = True) -> Store:
+        """Open the configured store, restore the engine from it, subscribe it to the runtime
+        first (so a transition is durable before anything else sees it), close it last at
+        shutdown and resume the orders that were in flight. Raises StoreError."""
+        from tradingd.adapters.store import open_store
+
+        opened = await open_store(
+            self.settings.store,
+            self.engine,
+            self.data_dir,
+            self.components,
+            self.publish,
+            namespace=namespace,
+            lock=lock,
+        )
+        store = self.store = opened.store
+        self.runtime.event_subscribers.insert(0, store.on_events)
+        self.runtime.tick_subscribers.append(store.on_ticks)
+        self.cleanups.append(store.close)
+        self.runtime.resume_orders(opened.orders_in_flight)
+        return store
+
+    def build_keys(self) -> KeyStore:
+        """The API keys of the data dir (plus `TRADINGD_BOOTSTRAP_KEY`); on a data dir without
+        keys, a first admin key is written to <data_dir>/admin.key."""
+        if self.keys is None:
+            keys = KeyStore(keys_path(self.data_dir), os.environ.get(BOOTSTRAP_ENV) or None)
+            key_file = admin_key_path(self.data_dir)
+            created = keys.create_first_admin(key_file)
+            if created is not None:  # the path only: the key itself is in the file, nowhere else
+                log.warning(
+                    "no API keys in the data dir: created an admin key, written once to `path`",
+                    extra={"path": str(key_file), "key_id": created.id},
+                )
+            self.keys = keys
+        return self.keys
+
+    def build_metrics(self) -> Metrics:
+        """The daemon's metrics, subscribed to the runtime's events, ticks and orders; the
+        event-loop lag sampler runs when a loop is running."""
+        if self.metrics is None:
+            from tradingd.adapters.metrics import Metrics
+
+            metrics = self.metrics = Metrics(self)
+            self.runtime.event_subscribers.append(metrics.on_events)
+            self.runtime.tick_subscribers.append(metrics.on_ticks)
+            self.runtime.order_observers.append(metrics.on_order)
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                pass  # built outside a loop (tests, tools): no lag sampling
+            else:
+                self.spawn(metrics.sample_loop_lag(), "metrics-loop-lag")
+        return self.metrics
+
+    def build_hub(self) -> WsHub:
+        """The WebSocket hub over the engine and the keys (built first when missing),
+        subscribed to the runtime's events and ticks, closed at shutdown."""
+        if self.hub is None:
+            from tradingd.adapters.http.ws import WsHub
+
+            hub = self.hub = WsHub(self.engine, self.settings, self.build_keys())
+            self.runtime.event_subscribers.append(hub.dispatch.on_events)
+            self.runtime.tick_subscribers.append(hub.dispatch.on_ticks)
+            self.cleanups.append(hub.close_all)
+        return self.hub
+
+    def build_control_port(self) -> None:
+        """Everything the control port serves from: keys, metrics, the WebSocket hub."""
+        self.build_keys()
+        self.build_metrics()
+        self.build_hub()
 
     def _postgres_gid(self) -> int | None:
         if self.settings.store.kind != "embedded":

@@ -14,11 +14,12 @@ from tradingd.engine.model import Agent
 from tradingd.engine.money import quote_value
 
 if TYPE_CHECKING:
+    from tradingd.adapters.app.daemon import Daemon
     from tradingd.adapters.metrics import Metrics
 
 
 class StateCollector(Collector):
-    def __init__(self, daemon: Any, metrics: Metrics) -> None:
+    def __init__(self, daemon: Daemon, metrics: Metrics) -> None:
         self.daemon = daemon
         self.metrics = metrics
 
@@ -148,13 +149,13 @@ def equity_atomic(engine: Engine, agent: Agent, quote_usd: float | None) -> int:
     return total
 
 
-def _feed_ages(d: Any, pushed: dict[str, int]) -> Iterator[Any]:
+def _feed_ages(d: Daemon, pushed: dict[str, int]) -> Iterator[Any]:
     """A configured feed's own clock, and the arrival of applied ticks per `source` (pushed
     ticks included); the newer of the two when both name the same source."""
     now_ms = time.time_ns() // 1_000_000
     last = dict(pushed)
     for name, feed in d.feeds.items():
-        ms = getattr(feed, "last_tick_ms", None)
+        ms = feed.last_tick_ms
         if ms is not None:
             last[name] = max(ms, last.get(name, ms))
     age = GaugeMetricFamily(

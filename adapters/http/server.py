@@ -1,16 +1,14 @@
-"""Opens the control port: wires keys, metrics and the WebSocket hub onto the daemon, serves the
+"""Opens the control port: has the daemon build keys, metrics and the WebSocket hub, serves the
 app on `[http] host:port`, and registers the cleanup that closes it at shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 from tradingd.adapters.http.app import build_app
-from tradingd.adapters.http.auth import BOOTSTRAP_ENV, KeyStore, admin_key_path, keys_path
 from tradingd.adapters.http.connections import ConnectionLimits, connection_cap, raise_fd_limit
 from tradingd.adapters.http.protocol_errors import json_protocol_errors
 
@@ -21,23 +19,8 @@ log = logging.getLogger("tradingd.http")
 
 
 def wire_control_port(daemon: Daemon) -> web.Application:
-    """Attach keys, metrics and the ws hub to the daemon and build the app (no socket yet)."""
-    from tradingd.adapters.http.ws import WsHub
-    from tradingd.adapters.metrics import Metrics
-
-    if daemon.keys is None:
-        daemon.keys = KeyStore(keys_path(daemon.data_dir), os.environ.get(BOOTSTRAP_ENV) or None)
-        key_file = admin_key_path(daemon.data_dir)
-        created = daemon.keys.create_first_admin(key_file)
-        if created is not None:  # the path only: the key itself is in the file, nowhere else
-            log.warning(
-                "no API keys in the data dir: created an admin key, written once to `path`",
-                extra={"path": str(key_file), "key_id": created.id},
-            )
-    if daemon.metrics is None:
-        daemon.metrics = Metrics(daemon)
-    if daemon.hub is None:
-        daemon.hub = WsHub(daemon)
+    """Have the daemon build keys, metrics and the ws hub, and build the app (no socket yet)."""
+    daemon.build_control_port()
     return build_app(daemon)
 
 

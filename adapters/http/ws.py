@@ -16,13 +16,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 from tradingd.adapters.app.runtime import wall_clock_ms as now_ms
 from tradingd.adapters.http import ws_wire as wire
-from tradingd.adapters.http.auth import RELOAD_CHECK_S, RateLimiter, bearer_key
+from tradingd.adapters.http.auth import RELOAD_CHECK_S, KeyStore, RateLimiter, bearer_key
 from tradingd.adapters.http.connections import WS_AUTH_PENDING
 from tradingd.adapters.http.errors import error_response
 from tradingd.adapters.http.strict_json import check_body
@@ -30,7 +30,11 @@ from tradingd.adapters.http.ws_dispatch import Dispatcher, Filter
 from tradingd.adapters.http.ws_events import ALERT
 from tradingd.adapters.http.ws_outbox import Counters, Outbox, envelope
 from tradingd.adapters.http.ws_subscriptions import Subscriptions
+from tradingd.engine.core import Engine
 from tradingd.engine.errors import ValidationError
+
+if TYPE_CHECKING:
+    from tradingd.adapters.app.settings import Settings
 
 log = logging.getLogger("tradingd.ws")
 
@@ -88,10 +92,14 @@ class Client:
 
 
 class WsHub:
-    def __init__(self, daemon: Any) -> None:
-        self.daemon = daemon
-        self.settings = daemon.settings.ws
-        self.max_msg_size: int = daemon.settings.http.max_body_bytes
+    """The clients of `GET /v1/ws` and the fan-out to them. The daemon subscribes
+    `dispatch.on_events` / `dispatch.on_ticks` to the runtime and awaits `close_all` at
+    shutdown; `keys` authenticate clients and revoke their connections."""
+
+    def __init__(self, engine: Engine, settings: Settings, keys: KeyStore) -> None:
+        self.keys = keys
+        self.settings = settings.ws
+        self.max_msg_size: int = settings.http.max_body_bytes
         self.close_timeout_s = max(2.0, self.settings.max_lag_ms / 1000)
         self.clients: set[Client] = set()
         self.by_channel: dict[str, set[Client]] = {c: set() for c in wire.CHANNELS}
@@ -99,19 +107,14 @@ class WsHub:
         self.slow_consumers = 0  # clients closed with 1013
         self.revoked = 0  # clients closed because their key was revoked
         self._ids = 0
-        self.dispatch = Dispatcher(daemon.engine, self.by_channel, self.settings.price_interval_ms)
+        self.dispatch = Dispatcher(engine, self.by_channel, self.settings.price_interval_ms)
         self.subscriptions = Subscriptions(
-            daemon.engine, self.dispatch, self.by_channel, self.settings, self._arm, self._error
+            engine, self.dispatch, self.by_channel, self.settings, self._arm, self._error
         )
         self._key_check: asyncio.TimerHandle | None = None
         self._keys_seen = -1
         self._closed = False
         self._closers: set[asyncio.Task[None]] = set()
-        daemon.runtime.event_subscribers.append(self.dispatch.on_events)
-        daemon.runtime.tick_subscribers.append(self.dispatch.on_ticks)
-        daemon.cleanups.append(self.close_all)
-        if getattr(daemon, "hub", None) is None:
-            daemon.hub = self
 
     # -- figures for the metrics ------------------------------------------------------------
 
@@ -188,7 +191,7 @@ class WsHub:
         return ws
 
     def _authenticate(self, raw: str | None) -> Any:
-        keys = self.daemon.keys
+        keys = self.keys
         return keys.authenticate(raw) if keys is not None and raw else None
 
     async def _authorize_first_message(self, client: Client) -> Any:
@@ -357,7 +360,7 @@ class WsHub:
         """Every RELOAD_CHECK_S while clients are connected: a key revoked in the key file by
         another process (`tradingd keys revoke`) closes its connections."""
         self._key_check = None
-        keys = self.daemon.keys
+        keys = self.keys
         if self._closed or not self.clients or keys is None:
             return
         keys.refresh()

@@ -1,22 +1,33 @@
 """Persistence for tradingd: Redis write-through, Postgres write-behind, recovery, outages.
 
-`open_store(daemon)` is the one entry point the daemon calls before it creates agents; it returns
-a store with `flushed()`, `write_behind_lag()`, `components` and `close()`. See
+`open_store(...)` is the one entry point the daemon calls before it creates agents; it returns
+a `Store` (engine/ports.py) and the orders to resume, and the daemon subscribes it. See
 docs/persistence.md for the design and which source wins at recovery."""
 
 from __future__ import annotations
 
-import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, NamedTuple
 
 from tradingd.adapters.store.errors import DataDirLocked, StoreError, StoreUnavailable
 from tradingd.engine import events as ev
-from tradingd.engine.model import Tick
+from tradingd.engine.core import Engine
+from tradingd.engine.model import Order, Tick
+from tradingd.engine.ports import ComponentHealth, HealthRegistry, Store
 
-__all__ = ["DataDirLocked", "MemoryStore", "StoreError", "StoreUnavailable", "open_store"]
-log = logging.getLogger("tradingd.store")
+if TYPE_CHECKING:
+    from tradingd.adapters.app.settings import StoreSettings
+
+__all__ = [
+    "DataDirLocked",
+    "MemoryStore",
+    "OpenedStore",
+    "StoreError",
+    "StoreUnavailable",
+    "open_store",
+]
 
 
 class MemoryStore:
@@ -27,7 +38,7 @@ class MemoryStore:
     history = None  # no system of record: history that left memory is gone
 
     def __init__(self) -> None:
-        self.components: dict[str, dict[str, Any]] = {}
+        self.components: dict[str, ComponentHealth] = {}
 
     def on_events(self, events: list[ev.Event]) -> None:
         return None
@@ -54,26 +65,35 @@ def namespace_from_env() -> str:
     return os.environ.get("TRADINGD_STORE_NAMESPACE", "tradingd")
 
 
-async def open_store(daemon: Any, *, namespace: str | None = None, lock: bool = True) -> Any:
-    """Open the configured store, restore the daemon's engine from it, subscribe it to the
-    runtime and resume in-flight orders. Raises StoreError with a one-line reason."""
-    settings = daemon.settings.store
+class OpenedStore(NamedTuple):
+    """A store just opened, the engine restored from it, and the orders that were in flight at
+    the last stop (to carry to their venues again once the store is subscribed)."""
+
+    store: Store
+    orders_in_flight: list[Order]
+
+
+async def open_store(
+    settings: StoreSettings,
+    engine: Engine,
+    data_dir: Path,
+    health: HealthRegistry,
+    publish: Callable[[list[ev.Event]], None],
+    *,
+    namespace: str | None = None,
+    lock: bool = True,
+) -> OpenedStore:
+    """Open the store `settings` describe and restore `engine` from it. The store reports the
+    health of its servers ("redis", "postgres") in `health` and sends its alerts (store
+    degraded / recovered events) through `publish`. Subscribing it to the runtime is the
+    caller's (the daemon's) job. Raises StoreError with a one-line reason."""
     if settings.kind == "memory":
-        return MemoryStore()
+        return OpenedStore(MemoryStore(), [])
     from tradingd.adapters.store.persistent import PersistentStore
 
-    runtime = daemon.runtime
-
-    def publish(events: list[Any]) -> None:
-        for sub in list(runtime.event_subscribers):
-            try:
-                sub(events)
-            except Exception:
-                log.exception("alert subscriber failed")
-
     store = PersistentStore(
-        daemon.engine,
-        Path(daemon.data_dir),
+        engine,
+        data_dir,
         redis_url=settings.redis_url,
         database_url=settings.database_url,
         namespace=namespace or namespace_from_env(),
@@ -82,12 +102,8 @@ async def open_store(daemon: Any, *, namespace: str | None = None, lock: bool = 
         publish=publish,
         lock=lock,
     )
-    store.components = daemon.components
-    daemon.components["redis"] = {"status": "starting"}
-    daemon.components["postgres"] = {"status": "starting"}
+    store.components = health
+    health["redis"] = {"status": "starting"}
+    health["postgres"] = {"status": "starting"}
     snapshot = await store.open()
-    runtime.event_subscribers.insert(0, store.on_events)
-    runtime.tick_subscribers.append(store.on_ticks)
-    daemon.cleanups.append(store.close)
-    runtime.resume_orders(snapshot.orders)
-    return store
+    return OpenedStore(store, list(snapshot.orders))

@@ -8,8 +8,11 @@ from pathlib import Path
 from tradingd.adapters.app.runtime import Runtime, wall_clock_ms
 from tradingd.adapters.app.settings import Settings
 from tradingd.adapters.store import open_store
+from tradingd.adapters.store.persistent import PersistentStore
 from tradingd.adapters.venues.paper import PaperVenue
 from tradingd.engine.core import Engine
+from tradingd.engine.events import Event
+from tradingd.engine.ports import HealthRegistry
 from tradingd.engine.snapshot import EngineSnapshot, capture
 
 TOKENS = [
@@ -48,13 +51,32 @@ class StoreNode:
         self.runtime = Runtime(
             self.engine, {"paper": venue or PaperVenue(self.engine.price_usd, wall_clock_ms)}
         )
-        self.components: dict[str, dict[str, object]] = {}
+        self.components: HealthRegistry = {}
         self.cleanups: list = []
-        self.store: object = None
+        self.store: PersistentStore | None = None  # the tests reach into its writer
 
     async def start(self) -> StoreNode:
-        self.store = await open_store(self, namespace=self.namespace)
+        opened = await open_store(
+            self.settings.store,
+            self.engine,
+            self.data_dir,
+            self.components,
+            self.publish,
+            namespace=self.namespace,
+        )
+        store = opened.store
+        assert isinstance(store, PersistentStore)
+        self.store = store
+        # as Daemon.open_store: the store first, closed last, then the orders resumed
+        self.runtime.event_subscribers.insert(0, store.on_events)
+        self.runtime.tick_subscribers.append(store.on_ticks)
+        self.cleanups.append(store.close)
+        self.runtime.resume_orders(opened.orders_in_flight)
         return self
+
+    def publish(self, events: list[Event]) -> None:
+        for sub in list(self.runtime.event_subscribers):
+            sub(events)
 
     async def stop(self) -> None:
         await self.runtime.wait_orders(5)
@@ -65,8 +87,9 @@ class StoreNode:
         for task in list(self.runtime.in_flight.values()):
             task.cancel()
         store = self.store
-        store.servers = None  # type: ignore[attr-defined]  # kill -9 leaves the servers up
-        await store._abort()  # type: ignore[attr-defined]
+        assert store is not None
+        store.servers = None  # kill -9 leaves the servers up
+        await store._abort()
 
 
 def normalized(snap: EngineSnapshot) -> dict[str, object]:

@@ -17,7 +17,6 @@ from tradingd.adapters.app.daemon import Daemon
 from tradingd.adapters.app.settings import load_settings
 from tradingd.adapters.http.auth import KeyStore, keys_path
 from tradingd.adapters.http.server import wire_control_port
-from tradingd.adapters.store import open_store
 
 
 @asynccontextmanager
@@ -32,7 +31,7 @@ async def persistent(
         setattr(settings.engine, name, value)
     daemon = Daemon(settings, demo=False)
     daemon.keys = KeyStore(keys_path(data_dir), bootstrap_key=ADMIN)
-    daemon.store = await open_store(daemon, namespace=namespace)
+    await daemon.open_store(namespace=namespace)
     app = wire_control_port(daemon)
     daemon.ready = True
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:

@@ -16,7 +16,7 @@ from tradingd.adapters.metrics import Metrics
 @pytest.fixture
 async def stack() -> AsyncIterator[Stack]:
     stack = await Stack().start()
-    stack.metrics = Metrics(stack.daemon)
+    stack.metrics = stack.daemon.build_metrics()
     yield stack
     await stack.stop()
 

@@ -12,7 +12,6 @@ from typing import Any
 from http_harness import ADMIN, SOL, TOKEN, Api, serve
 from prometheus_client.parser import text_string_to_metric_families
 from tradingd.adapters.metrics import MAX_TICK_SOURCES
-from tradingd.adapters.store import open_store
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "scripts" / "grafana-dashboard.json"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -51,7 +50,7 @@ async def test_every_metric_the_dashboard_queries_is_in_a_scrape(tmp_path: Path)
             queried.update(re.findall(r"tradingd_[a-z0-9_]+", target["expr"]))
     assert len(queried) >= 15
     async with serve(tmp_path) as api:
-        api.daemon.store = await open_store(api.daemon)  # the memory store: lag is zero
+        await api.daemon.open_store()  # the memory store: lag is zero
         async with api.client.ws_connect("/v1/ws", headers={"Authorization": f"Bearer {ADMIN}"}):
             await buy(api)
             await api.prices((TOKEN, 0.5))  # below the default -32% stop

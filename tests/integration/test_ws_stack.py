@@ -15,7 +15,6 @@ from tradingd.adapters.app.daemon import Daemon
 from tradingd.adapters.app.settings import Settings, WsSettings
 from tradingd.adapters.feeds.synthetic import demo_mint
 from tradingd.adapters.http.auth import KeyStore
-from tradingd.adapters.http.ws import WsHub
 from tradingd.engine.assets import SOL_MINT
 from tradingd.engine.config import config_from_builtins
 from tradingd.engine.model import Signal, Tick
@@ -38,7 +37,7 @@ class Stack:
         self.daemon.keys = self.keys
         self.read_key = self.keys.create("dashboard", frozenset({"read"}))[1]
         self.feed_key = self.keys.create("feeder", frozenset({"feed"}))[1]
-        self.hub = WsHub(self.daemon)
+        self.hub = self.daemon.build_hub()
         self.metrics: Any = None
         self.app = web.Application()
         self.app.router.add_get("/v1/ws", self.hub.handle)
