@@ -1,5 +1,6 @@
-"""Backtest: recorded ticks and signals through a fresh Engine whose clock is the record time,
-every order filled at once by the paper venue. Same input, same output, to the byte.
+"""Backtest driver: recorded ticks and signals through a fresh Engine whose clock is the record
+time, every order filled at once by the paper venue. Same input, same output, to the byte. The
+result and its text and JSON forms are in backtest_report.py.
 
 `run_replay` is the library entry; `run_replay_cli` is `tradingd replay FILE [--config FILE]`."""
 
@@ -9,13 +10,18 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
-from decimal import Decimal
 from importlib import resources
-from typing import Any, TextIO
+from typing import TextIO
 
 import msgspec
-from msgspec import Struct
+from tradingd.adapters.app.backtest_report import (
+    AgentReport,
+    BacktestResult,
+    OpenPosition,
+    TradeRow,
+    render_text,
+    to_json_obj,
+)
 from tradingd.adapters.app.settings import AgentSpec, agent_config, load_settings
 from tradingd.adapters.feeds.replay import (
     ClockRecord,
@@ -35,63 +41,6 @@ from tradingd.engine.money import quote_value
 
 DEFAULT_DEPOSIT_UNITS = 100  # whole quote units credited to an agent without `paper_deposit`
 MAX_SETTLE_ROUNDS = 1000  # fills that keep producing orders would be an engine bug
-
-
-class TradeRow(Struct, kw_only=True):
-    ts: int
-    side: str
-    token: str
-    symbol: str | None
-    amount: int  # token atomic
-    decimals: int
-    quote_amount: int  # quote atomic
-    price_usd: float
-    fee: int
-    reason: str
-    position_id: str
-
-
-class OpenPosition(Struct, kw_only=True):
-    position_id: str
-    token: str
-    symbol: str | None
-    amount: int
-    decimals: int
-    cost: int
-    moon_bag_amount: int  # token atomic that take-profit never sells
-    last_price_usd: float | None
-    unrealized_pnl: int | None  # quote atomic; None without a token or quote price
-
-
-class AgentReport(Struct, kw_only=True):
-    agent_id: str
-    name: str
-    quote: str
-    quote_decimals: int
-    deposited: int
-    balance: int
-    trades: list[TradeRow]
-    realized_pnl: int
-    round_trips: int
-    wins: int
-    losses: int
-    win_rate: float | None
-    max_drawdown_pct: float  # of realized equity (deposits + realized PnL)
-    open_positions: list[OpenPosition]
-    unrealized_pnl: int
-    signals_skipped: dict[str, int]
-    orders_failed: int
-
-
-class BacktestResult(Struct, kw_only=True):
-    records: int
-    ticks: int
-    signals: int
-    clocks: int
-    first_ts: int | None
-    last_ts: int | None
-    agents: list[AgentReport]
-    events: list[ev.Event] = []  # every event in order, when run with keep_events=True
 
 
 class ReplayClock:
@@ -283,125 +232,6 @@ def load_agent_specs(config_path: str | None) -> list[AgentSpec]:
     if not settings.agents:
         raise ValidationError(f"{config_path}: no [[agents]] to replay", "$.agents")
     return settings.agents
-
-
-def format_atomic(amount: int, decimals: int) -> str:
-    """Exact decimal text of an atomic amount: 1500000000, 9 -> '1.5'."""
-    text = format(Decimal(amount).scaleb(-decimals), "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def _signed(amount: int, decimals: int) -> str:
-    return ("+" if amount > 0 else "") + format_atomic(amount, decimals)
-
-
-def format_ts(ts: int) -> str:
-    return (
-        datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts % 1000:03d}Z"
-    )
-
-
-def _label(token: str, symbol: str | None) -> str:
-    return symbol or f"{token[:4]}…{token[-4:]}"
-
-
-def render_text(result: BacktestResult, source: str) -> str:
-    lines = [
-        f"replay {source}: {result.records} records ({result.ticks} ticks, {result.signals} signals, "
-        f"{result.clocks} clock)"
-    ]
-    if result.first_ts is not None and result.last_ts is not None:
-        lines[0] += f", {format_ts(result.first_ts)} .. {format_ts(result.last_ts)}"
-    tokens = {t.token: t.symbol for a in result.agents for t in a.trades}
-    for token, symbol in sorted(tokens.items(), key=lambda kv: (kv[1] or "", kv[0])):
-        lines.append(f"  token {_label(token, symbol):<12} {token}")
-    for agent in result.agents:
-        lines += [""] + _render_agent(agent)
-    return "\n".join(lines) + "\n"
-
-
-def _render_agent(a: AgentReport) -> list[str]:
-    q, qd = a.quote, a.quote_decimals
-    out = [
-        f"agent {a.agent_id} ({a.name}), quote {q}, deposited {format_atomic(a.deposited, qd)} {q}"
-    ]
-    if a.trades:
-        out.append(
-            f"  {'time':<24} {'side':<4} {'token':<12} {'amount':>18} {'quote ' + q:>14} "
-            f"{'price USD':>12}  reason"
-        )
-    for t in a.trades:
-        out.append(
-            f"  {format_ts(t.ts):<24} {t.side:<4} {_label(t.token, t.symbol):<12} "
-            f"{format_atomic(t.amount, t.decimals):>18} {format_atomic(t.quote_amount, qd):>14} "
-            f"{t.price_usd:>12.6g}  {t.reason}"
-        )
-    rate = f"{a.win_rate * 100:.1f}%" if a.win_rate is not None else "n/a"
-    out.append(
-        f"  realized PnL {_signed(a.realized_pnl, qd)} {q} ({a.realized_pnl} atomic); "
-        f"{len(a.trades)} trades, {a.round_trips} closed positions (wins {a.wins}, losses {a.losses}, "
-        f"win rate {rate}); max drawdown of realized equity {a.max_drawdown_pct:.2f}%"
-    )
-    out.append(
-        f"  balance {format_atomic(a.balance, qd)} {q}; open positions {len(a.open_positions)}, "
-        f"unrealized PnL {_signed(a.unrealized_pnl, qd)} {q} ({a.unrealized_pnl} atomic)"
-    )
-    for p in a.open_positions:
-        pnl = (
-            "n/a (no price)" if p.unrealized_pnl is None else f"{_signed(p.unrealized_pnl, qd)} {q}"
-        )
-        price = f"{p.last_price_usd:.6g}" if p.last_price_usd else "n/a"
-        bag = (
-            f" (moon bag {format_atomic(p.moon_bag_amount, p.decimals)})"
-            if p.moon_bag_amount
-            else ""
-        )
-        out.append(
-            f"    {_label(p.token, p.symbol):<12} amount {format_atomic(p.amount, p.decimals)}{bag}, cost "
-            f"{format_atomic(p.cost, qd)} {q}, last price {price} USD, unrealized {pnl}"
-        )
-    if a.signals_skipped:
-        out.append(
-            "  signals skipped: " + ", ".join(f"{r} {n}" for r, n in a.signals_skipped.items())
-        )
-    if a.orders_failed:
-        out.append(f"  orders failed: {a.orders_failed}")
-    return out
-
-
-_ATOMIC_FIELDS = frozenset(
-    {
-        "amount",
-        "quote_amount",
-        "fee",
-        "cost",
-        "moon_bag_amount",
-        "deposited",
-        "balance",
-        "realized_pnl",
-        "unrealized_pnl",
-    }
-)
-
-
-def to_json_obj(result: BacktestResult) -> dict[str, Any]:
-    """The result as JSON-ready builtins, atomic amounts as decimal strings (API.md convention:
-    u64 amounts do not survive a JavaScript number)."""
-
-    def convert(obj: Any) -> Any:
-        if isinstance(obj, dict):
-            return {
-                k: str(v) if k in _ATOMIC_FIELDS and isinstance(v, int) else convert(v)
-                for k, v in obj.items()
-            }
-        if isinstance(obj, list):
-            return [convert(v) for v in obj]
-        return obj
-
-    data: dict[str, Any] = convert(msgspec.to_builtins(result))
-    if not data.get("events"):
-        data.pop("events", None)
-    return data
 
 
 def run_replay_cli(

@@ -1,0 +1,192 @@
+"""Backtest report: the result of a replay (per agent: trades, PnL, win rate, drawdown, open
+positions), as text for a terminal and as JSON with atomic amounts as decimal strings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import msgspec
+from msgspec import Struct
+from tradingd.engine import events as ev
+
+# JSON-ready builtins, as msgspec.to_builtins returns them.
+Json = dict[str, "Json"] | list["Json"] | str | int | float | bool | None
+
+
+class TradeRow(Struct, kw_only=True):
+    ts: int
+    side: str
+    token: str
+    symbol: str | None
+    amount: int  # token atomic
+    decimals: int
+    quote_amount: int  # quote atomic
+    price_usd: float
+    fee: int
+    reason: str
+    position_id: str
+
+
+class OpenPosition(Struct, kw_only=True):
+    position_id: str
+    token: str
+    symbol: str | None
+    amount: int
+    decimals: int
+    cost: int
+    moon_bag_amount: int  # token atomic that take-profit never sells
+    last_price_usd: float | None
+    unrealized_pnl: int | None  # quote atomic; None without a token or quote price
+
+
+class AgentReport(Struct, kw_only=True):
+    agent_id: str
+    name: str
+    quote: str
+    quote_decimals: int
+    deposited: int
+    balance: int
+    trades: list[TradeRow]
+    realized_pnl: int
+    round_trips: int
+    wins: int
+    losses: int
+    win_rate: float | None
+    max_drawdown_pct: float  # of realized equity (deposits + realized PnL)
+    open_positions: list[OpenPosition]
+    unrealized_pnl: int
+    signals_skipped: dict[str, int]
+    orders_failed: int
+
+
+class BacktestResult(Struct, kw_only=True):
+    records: int
+    ticks: int
+    signals: int
+    clocks: int
+    first_ts: int | None
+    last_ts: int | None
+    agents: list[AgentReport]
+    events: list[ev.Event] = []  # every event in order, when run with keep_events=True
+
+
+def format_atomic(amount: int, decimals: int) -> str:
+    """Exact decimal text of an atomic amount: 1500000000, 9 -> '1.5'."""
+    text = format(Decimal(amount).scaleb(-decimals), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _signed(amount: int, decimals: int) -> str:
+    return ("+" if amount > 0 else "") + format_atomic(amount, decimals)
+
+
+def format_ts(ts: int) -> str:
+    return (
+        datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts % 1000:03d}Z"
+    )
+
+
+def _label(token: str, symbol: str | None) -> str:
+    return symbol or f"{token[:4]}…{token[-4:]}"
+
+
+def render_text(result: BacktestResult, source: str) -> str:
+    lines = [
+        f"replay {source}: {result.records} records ({result.ticks} ticks, {result.signals} signals, "
+        f"{result.clocks} clock)"
+    ]
+    if result.first_ts is not None and result.last_ts is not None:
+        lines[0] += f", {format_ts(result.first_ts)} .. {format_ts(result.last_ts)}"
+    tokens = {t.token: t.symbol for a in result.agents for t in a.trades}
+    for token, symbol in sorted(tokens.items(), key=lambda kv: (kv[1] or "", kv[0])):
+        lines.append(f"  token {_label(token, symbol):<12} {token}")
+    for agent in result.agents:
+        lines += [""] + _render_agent(agent)
+    return "\n".join(lines) + "\n"
+
+
+def _render_agent(a: AgentReport) -> list[str]:
+    q, qd = a.quote, a.quote_decimals
+    out = [
+        f"agent {a.agent_id} ({a.name}), quote {q}, deposited {format_atomic(a.deposited, qd)} {q}"
+    ]
+    if a.trades:
+        out.append(
+            f"  {'time':<24} {'side':<4} {'token':<12} {'amount':>18} {'quote ' + q:>14} "
+            f"{'price USD':>12}  reason"
+        )
+    for t in a.trades:
+        out.append(
+            f"  {format_ts(t.ts):<24} {t.side:<4} {_label(t.token, t.symbol):<12} "
+            f"{format_atomic(t.amount, t.decimals):>18} {format_atomic(t.quote_amount, qd):>14} "
+            f"{t.price_usd:>12.6g}  {t.reason}"
+        )
+    rate = f"{a.win_rate * 100:.1f}%" if a.win_rate is not None else "n/a"
+    out.append(
+        f"  realized PnL {_signed(a.realized_pnl, qd)} {q} ({a.realized_pnl} atomic); "
+        f"{len(a.trades)} trades, {a.round_trips} closed positions (wins {a.wins}, losses {a.losses}, "
+        f"win rate {rate}); max drawdown of realized equity {a.max_drawdown_pct:.2f}%"
+    )
+    out.append(
+        f"  balance {format_atomic(a.balance, qd)} {q}; open positions {len(a.open_positions)}, "
+        f"unrealized PnL {_signed(a.unrealized_pnl, qd)} {q} ({a.unrealized_pnl} atomic)"
+    )
+    for p in a.open_positions:
+        pnl = (
+            "n/a (no price)" if p.unrealized_pnl is None else f"{_signed(p.unrealized_pnl, qd)} {q}"
+        )
+        price = f"{p.last_price_usd:.6g}" if p.last_price_usd else "n/a"
+        bag = (
+            f" (moon bag {format_atomic(p.moon_bag_amount, p.decimals)})"
+            if p.moon_bag_amount
+            else ""
+        )
+        out.append(
+            f"    {_label(p.token, p.symbol):<12} amount {format_atomic(p.amount, p.decimals)}{bag}, cost "
+            f"{format_atomic(p.cost, qd)} {q}, last price {price} USD, unrealized {pnl}"
+        )
+    if a.signals_skipped:
+        out.append(
+            "  signals skipped: " + ", ".join(f"{r} {n}" for r, n in a.signals_skipped.items())
+        )
+    if a.orders_failed:
+        out.append(f"  orders failed: {a.orders_failed}")
+    return out
+
+
+_ATOMIC_FIELDS = frozenset(
+    {
+        "amount",
+        "quote_amount",
+        "fee",
+        "cost",
+        "moon_bag_amount",
+        "deposited",
+        "balance",
+        "realized_pnl",
+        "unrealized_pnl",
+    }
+)
+
+
+def _atomic_as_text(obj: Json) -> Json:
+    # msgspec encodes a field by its type only: no per-field "int as string", hence this walk.
+    if isinstance(obj, dict):
+        return {
+            k: str(v) if k in _ATOMIC_FIELDS and isinstance(v, int) else _atomic_as_text(v)
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list):
+        return [_atomic_as_text(v) for v in obj]
+    return obj
+
+
+def to_json_obj(result: BacktestResult) -> dict[str, Json]:
+    """The result as JSON-ready builtins, atomic amounts as decimal strings (API.md convention:
+    u64 amounts do not survive a JavaScript number); `events` only when it holds some."""
+    data = _atomic_as_text(msgspec.to_builtins(result))
+    assert isinstance(data, dict)  # a Struct becomes an object
+    if not data.get("events"):
+        data.pop("events", None)
+    return data
