@@ -60,7 +60,7 @@ def paper_fill(order: Order, token_usd: float | None, quote_usd: float | None, n
 
 
 class PaperVenue:
-    """The paper venue. With `fill_delay_ms = 0` it is in-process: the runtime settles its
+    """The paper venue (a `Venue`, engine/ports.py). With `fill_delay_ms = 0` it is in-process: the runtime settles its
     orders with `execute_now()` in the loop turn that placed them. With a delay it behaves like
     a live venue: the order is in flight for that long, then fills at the price of that moment."""
 
@@ -78,9 +78,12 @@ class PaperVenue:
 
     @property
     def in_process(self) -> bool:
+        """True without a fill delay: the runtime settles with `execute_now`."""
         return self.fill_delay_ms == 0
 
     def execute_now(self, order: Order) -> Fill:
+        """`paper_fill` at the book's current token and quote prices and the clock's time (ms).
+        Raises PaperRejected (a VenueError, not transient)."""
         return paper_fill(
             order,
             self._price_of(order.token),
@@ -89,11 +92,13 @@ class PaperVenue:
         )
 
     async def execute(self, order: Order) -> Fill:
+        """`execute_now` after `fill_delay_ms`, at the prices of that moment."""
         if self.fill_delay_ms:
             await asyncio.sleep(self.fill_delay_ms / 1000)
         return self.execute_now(order)
 
     async def reconcile(self) -> list[Fill]:
+        """Nothing to reconcile: a paper order leaves no trace across a restart."""
         return []
 
 
