@@ -22,7 +22,7 @@ import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 from tradingd.adapters.app.runtime import wall_clock_ms as now_ms
 from tradingd.adapters.http import ws_wire as wire
-from tradingd.adapters.http.auth import RELOAD_CHECK_S, KeyStore, RateLimiter, bearer_key
+from tradingd.adapters.http.auth import RELOAD_CHECK_S, ApiKey, KeyStore, RateLimiter, bearer_key
 from tradingd.adapters.http.connections import WS_AUTH_PENDING
 from tradingd.adapters.http.errors import error_response
 from tradingd.adapters.http.strict_json import check_body
@@ -34,7 +34,7 @@ from tradingd.engine.core import Engine
 from tradingd.engine.errors import ValidationError
 
 if TYPE_CHECKING:
-    from tradingd.adapters.app.settings import Settings
+    from tradingd.adapters.app.settings import Settings, WsSettings
 
 log = logging.getLogger("tradingd.ws")
 
@@ -66,7 +66,7 @@ class Client:
         cid: int,
         ws: web.WebSocketResponse,
         transport: Any,
-        settings: Any,
+        settings: WsSettings,
         counters: Counters,
         subscribes: RateLimiter,
         on_overflow: Callable[[Client, str], None],
@@ -190,9 +190,8 @@ class WsHub:
             await self._closed_by_peer_or_us(client)
         return ws
 
-    def _authenticate(self, raw: str | None) -> Any:
-        keys = self.keys
-        return keys.authenticate(raw) if keys is not None and raw else None
+    def _authenticate(self, raw: str | None) -> ApiKey | None:
+        return self.keys.authenticate(raw) if raw else None
 
     async def _authorize_first_message(self, client: Client) -> Any:
         try:
@@ -361,7 +360,7 @@ class WsHub:
         another process (`tradingd keys revoke`) closes its connections."""
         self._key_check = None
         keys = self.keys
-        if self._closed or not self.clients or keys is None:
+        if self._closed or not self.clients:
             return
         keys.refresh()
         if keys.generation != self._keys_seen:
@@ -414,7 +413,7 @@ class WsHub:
             await asyncio.gather(*self._closers, return_exceptions=True)
 
 
-def _can_read(key: Any) -> bool:
+def _can_read(key: ApiKey) -> bool:
     return "read" in key.scopes or "admin" in key.scopes
 
 
