@@ -13,6 +13,8 @@ from typing import Any
 import requests
 from tradingd.adapters.store.embedded import EmbeddedServers
 
+from tests.polling import poll_until
+
 REPO = Path(__file__).resolve().parents[2]
 SOL = "So11111111111111111111111111111111111111112"
 TOKENS = [
@@ -56,13 +58,10 @@ class Api:
         )
 
     def until(self, path: str, predicate: Any, timeout: float = 10) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            doc = self.ok("GET", path)
-            if predicate(doc) or time.monotonic() > deadline:
-                assert predicate(doc), doc
-                return doc
-            time.sleep(0.02)
+        """GET `path` until its document satisfies `predicate`; returns that document."""
+        return poll_until(
+            lambda: self.ok("GET", path), predicate, timeout_s=timeout, interval_s=0.02, what=path
+        )
 
 
 def build_state(api: Api) -> tuple[str, str]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import requests
+
+from tests.polling import poll_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,12 +32,10 @@ class Client:
         return resp.json() if resp.content else {}
 
     def until(self, path: str, predicate, tries: int = 200) -> dict:
-        for _ in range(tries):
-            doc = self.ok("GET", path)
-            if predicate(doc):
-                return doc
-            time.sleep(0.02)
-        raise AssertionError(f"{path} never satisfied the condition: {doc}")
+        """GET `path` until its document satisfies `predicate`; returns that document."""
+        return poll_until(
+            lambda: self.ok("GET", path), predicate, tries=tries, interval_s=0.02, what=path
+        )
 
 
 def test_paper_position_opens_on_a_signal_and_the_trailing_stop_closes_it(daemon):
@@ -109,13 +108,14 @@ def test_a_key_made_by_the_cli_works_against_the_running_daemon(daemon):
     ).stdout
     raw = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("key: "))
     feeder = Client(daemon, raw)
-    resp = None
-    for _ in range(100):  # the daemon re-reads the key file at most once a second
-        resp = feeder.call("POST", "/v1/prices", {"ticks": [{"token": TOKEN, "price_usd": 1.0}]})
-        if resp.status_code != 401:
-            break
-        time.sleep(0.05)
-    assert resp is not None and resp.status_code == 202
+    resp = poll_until(  # the daemon re-reads the key file at most once a second
+        lambda: feeder.call("POST", "/v1/prices", {"ticks": [{"token": TOKEN, "price_usd": 1.0}]}),
+        lambda r: r.status_code != 401,
+        tries=100,
+        interval_s=0.05,
+        what="the new feed key accepted",
+    )
+    assert resp.status_code == 202
     assert feeder.call("GET", "/v1/agents").status_code == 403
     assert raw not in daemon.log_path.read_text()
 

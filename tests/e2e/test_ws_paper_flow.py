@@ -10,6 +10,8 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from tests.polling import poll_until_async
+
 SOL = "So11111111111111111111111111111111111111112"
 TOKEN = "DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263"
 
@@ -41,11 +43,8 @@ class Stream:
         return doc
 
     async def until(self, pred: Any, limit: int = 500) -> dict[str, Any]:
-        for _ in range(limit):
-            doc = await self.next()
-            if pred(doc):
-                return doc
-        raise AssertionError(f"not seen in {limit} messages")
+        """The first message (read from now on) that satisfies `pred`."""
+        return await poll_until_async(self.next, pred, tries=limit, interval_s=0, what="message")
 
 
 def is_position(event: str) -> Any:

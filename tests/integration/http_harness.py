@@ -3,7 +3,6 @@ aiohttp's TestServer on 127.0.0.1, and a small client that speaks its API."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +14,8 @@ from tradingd.adapters.app.daemon import Daemon
 from tradingd.adapters.app.settings import load_settings
 from tradingd.adapters.http.auth import KeyStore, keys_path
 from tradingd.adapters.http.server import wire_control_port
+
+from tests.polling import poll_until_async
 
 ADMIN = "tdk_test_admin_bootstrap_key"
 SOL = "So11111111111111111111111111111111111111112"
@@ -76,12 +77,10 @@ class Api:
         await self.daemon.runtime.wait_orders(5.0)
 
     async def wait_for(self, path: str, predicate: Any, tries: int = 100) -> Any:
-        for _ in range(tries):
-            doc = await self.ok("GET", path)
-            if predicate(doc):
-                return doc
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"{path} never satisfied the condition: {doc}")
+        """GET `path` until its document satisfies `predicate`; returns that document."""
+        return await poll_until_async(
+            lambda: self.ok("GET", path), predicate, tries=tries, what=path
+        )
 
 
 def make_daemon(data_dir: Path, prices: dict[str, Any] | None = None, **http: Any) -> Daemon:

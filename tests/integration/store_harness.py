@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ class StoreNode:
         venue: object | None = None,
         redis_url: str | None = None,
         database_url: str | None = None,
+        clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.settings = Settings()
         self.settings.store.kind = "external"
@@ -47,9 +49,9 @@ class StoreNode:
         self.settings.store.database_url = database_url or servers.database_url
         self.data_dir = data_dir
         self.namespace = namespace
-        self.engine = Engine(wall_clock_ms)
+        self.engine = Engine(clock)
         self.runtime = Runtime(
-            self.engine, {"paper": venue or PaperVenue(self.engine.price_usd, wall_clock_ms)}
+            self.engine, {"paper": venue or PaperVenue(self.engine.price_usd, clock)}, clock
         )
         self.components: HealthRegistry = {}
         self.cleanups: list = []

@@ -18,6 +18,8 @@ from tradingd.engine.assets import SOL_MINT
 from tradingd.engine.config import config_from_builtins
 from tradingd.engine.model import Signal, Tick
 
+from tests.polling import poll_until_async
+
 DEPOSIT = 100 * 10**9
 
 
@@ -81,12 +83,21 @@ async def start_node(node: StoreNode) -> tuple[StoreNode, list[ev.Alert]]:
     return node, alerts
 
 
-async def until(predicate, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
+async def until_at_least(probe, floor: int, what: str) -> None:
+    await poll_until_async(probe, lambda n: n >= floor, tries=1000, what=what)
+
+
+async def until_status(node: StoreNode, component: str, status: str) -> None:
+    await poll_until_async(
+        lambda: node.components[component]["status"],
+        lambda s: s == status,
+        tries=1000,
+        what=f"{component} {status}",
+    )
+
+
+def buys(node: StoreNode) -> int:
+    return sum(t.side == "buy" for t in node.engine.trades["alpha"])
 
 
 def sells(node: StoreNode) -> int:
@@ -107,33 +118,31 @@ async def redis_outage(tmp_path, store_servers, namespace, own: EmbeddedRedis, u
     load = Load(node)
     task = asyncio.create_task(load.run())
     try:
-        await until(lambda: len(node.engine.positions) >= 5)
+        await until_at_least(lambda: len(node.engine.positions), 5, "positions")
         os.kill(own.pid, os_signal.SIGKILL)
-        await until(lambda: node.components["redis"]["status"] == "down")
+        await until_status(node, "redis", "down")
         assert node.engine.buys_paused_reason == "store_unavailable"
         sells_before = sells(node)
         skipped_before = load.skipped.get("store_unavailable", 0)
-        await until(
-            lambda: (
-                load.skipped.get("store_unavailable", 0) > skipped_before
-                and sells(node) > sells_before
-            )
+        await poll_until_async(
+            lambda: (load.skipped.get("store_unavailable", 0), sells(node)),
+            lambda got: got[0] > skipped_before and got[1] > sells_before,
+            tries=1000,
+            what="(buys refused, sells) while redis is down",
         )
         await node.store.flushed(timeout=5)  # acknowledged through the fsync'd spill file
         assert node.store.write_through.spill.count > 0
 
         own.start()
-        await until(
-            lambda: (
-                node.components["redis"]["status"] == "ok"
-                and node.engine.buys_paused_reason is None
-            )
+        await poll_until_async(
+            lambda: (node.components["redis"]["status"], node.engine.buys_paused_reason),
+            lambda got: got == ("ok", None),
+            tries=1000,
+            what="(redis status, buys paused) after restart",
         )
         assert node.store.write_through.spill.count == 0
-        buys = sum(t.side == "buy" for t in node.engine.trades["alpha"])
-        await until(
-            lambda: sum(t.side == "buy" for t in node.engine.trades["alpha"]) > buys
-        )  # buys resumed
+        bought = buys(node)
+        await until_at_least(lambda: buys(node), bought + 1, "buys resumed")
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -172,17 +181,15 @@ async def postgres_outage(
     load = Load(node)
     task = asyncio.create_task(load.run())
     try:
-        await until(lambda: len(node.engine.positions) >= 5)
+        await until_at_least(lambda: len(node.engine.positions), 5, "positions")
         await asyncio.get_running_loop().run_in_executor(None, own.stop)
-        await until(lambda: node.components["postgres"]["status"] == "down")
-        buys = sum(t.side == "buy" for t in node.engine.trades["alpha"])
-        await until(
-            lambda: sum(t.side == "buy" for t in node.engine.trades["alpha"]) > buys
-        )  # buys go on
+        await until_status(node, "postgres", "down")
+        bought = buys(node)
+        await until_at_least(lambda: buys(node), bought + 1, "buys go on")
         await node.store.writer.refresh_lag()
         assert node.store.writer_backlog() > 0  # the stream holds what Postgres lacks
         await asyncio.get_running_loop().run_in_executor(None, own.start)
-        await until(lambda: node.components["postgres"]["status"] == "ok")
+        await until_status(node, "postgres", "ok")
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

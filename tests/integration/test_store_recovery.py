@@ -16,6 +16,8 @@ from tradingd.engine.assets import SOL_MINT
 from tradingd.engine.config import config_from_builtins
 from tradingd.engine.model import Fill, Order, Signal, Tick
 
+from tests.polling import poll_until_async
+
 RICH_CONFIG = {
     "stop_loss": {"mode": "trailing", "trail_pct": 30},
     "take_profit": {
@@ -43,6 +45,13 @@ def signal(
         expires_at=now + expires_in,
         client_id=client_id,
     )
+
+
+async def redis_prices(node: StoreNode) -> set[str]:
+    """The tokens whose last price Redis holds for this node."""
+    assert node.store is not None and node.store.redis is not None
+    held = await node.store.redis.hkeys(node.store.keys.prices)
+    return {k.decode() if isinstance(k, bytes) else k for k in held}
 
 
 def ticks(node: StoreNode, prices: dict[str, float]) -> None:
@@ -236,9 +245,11 @@ async def test_in_flight_buy_past_its_expiry_fails_and_releases_the_reservation(
     record, _ = rt.apply(e.on_signal, signal(TOKENS[0], client_id="short", expires_in=200))
     await node.store.flushed()
     await node.crash()
-    await asyncio.sleep(0.3)
 
-    again = await StoreNode(tmp_path, store_servers, namespace).start()
+    def a_minute_later() -> int:  # the restart comes after the signal's expiry, no sleeping
+        return wall_clock_ms() + 60_000
+
+    again = await StoreNode(tmp_path, store_servers, namespace, clock=a_minute_later).start()
     await settle(again)
     bal = again.engine.ledger.balance("alpha", "SOL")
     assert (bal.total, bal.reserved) == (10**10, 0)
@@ -267,8 +278,7 @@ async def test_in_flight_sell_is_executed_once_after_a_crash(tmp_path, store_ser
     rt.apply(e.deposit, "alpha", "SOL", 10**10)
     ticks(node, {SOL_MINT: 150.0, TOKENS[0]: 1.0})
     rt.apply(e.on_signal, signal(TOKENS[0]))
-    await asyncio.sleep(0.05)
-    position = next(iter(e.positions.values()))
+    (position,) = await poll_until_async(lambda: list(e.positions.values()), what="the buy filled")
     rt.apply(e.close_position, position.id, 100.0)
     await node.store.flushed()
     assert e.positions[position.id].status == "closing"
@@ -318,11 +328,13 @@ async def test_evicted_prices_do_not_come_back_after_a_crash(tmp_path, store_ser
     flood = [base58.b58encode(bytes([i]) * 32).decode() for i in range(1, 21)]
     old = wall_clock_ms() - 120_000  # too old to buy on: evictable once unwatched
     node.runtime.push_ticks(Tick(t, 1.0, old, decimals=6) for t in flood[:10])
-    await asyncio.sleep(0.3)  # written through: the evictions below must delete them
+    # written through (the evictions below must delete them), then only the newer ten: waits
+    # for what Redis holds, not for the write-through's flush interval to pass
+    await poll_until_async(lambda: redis_prices(node), lambda got: got == set(flood[:10]))
     ticks(node, dict.fromkeys(flood[10:], 2.0))
     assert set(node.engine.prices) == set(flood[10:])
     await node.store.flushed()
-    await asyncio.sleep(0.3)  # the last prices ride with the next flush or go within 100 ms
+    await poll_until_async(lambda: redis_prices(node), lambda got: got == set(flood[10:]))
     await node.crash()
 
     again = await StoreNode(tmp_path, store_servers, namespace).start()

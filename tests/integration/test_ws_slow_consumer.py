@@ -21,6 +21,8 @@ from test_ws_stack import Stack
 from tradingd.adapters.feeds.synthetic import demo_mint
 from tradingd.engine.config import config_from_builtins
 
+from tests.polling import poll_until_async
+
 SMALL_BUFFER = 4096
 TEXT, CLOSE = 0x1, 0x8
 
@@ -104,14 +106,6 @@ async def stalled_client(stack: Stack, channels: list[str]) -> RawWs:
     return raw
 
 
-async def wait_for(predicate: Any, rounds: int = 500) -> None:
-    for _ in range(rounds):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached")
-
-
 async def test_stalled_client_is_closed_as_slow_consumer_while_another_gets_everything(
     stack: Stack,
 ) -> None:
@@ -119,7 +113,7 @@ async def test_stalled_client_is_closed_as_slow_consumer_while_another_gets_ever
     good = await stack.connect()
     await good.subscribe(["agents"])
     raw = await stalled_client(stack, ["agents"])
-    await wait_for(lambda: len(stack.hub.clients) == 2)
+    await poll_until_async(lambda: len(stack.hub.clients), lambda n: n == 2, what="clients")
     n = 400
     config = config_from_builtins({"signals": {"types": [f"type-{i}" for i in range(20)]}})
 
@@ -132,7 +126,7 @@ async def test_stalled_client_is_closed_as_slow_consumer_while_another_gets_ever
     received = [await good.recv_type("agent") for _ in range(n)]  # the Reader checks seq: no gap
     await flooding
     assert all(m["data"]["event"] == "config_updated" for m in received)
-    await wait_for(lambda: stack.hub.slow_consumers == 1)
+    await poll_until_async(lambda: stack.hub.slow_consumers, lambda n: n == 1, what="cut")
     assert len(stack.hub.clients) == 1
 
     messages, code = await raw.read_to_close()
@@ -150,14 +144,28 @@ async def test_stalled_client_is_closed_as_slow_consumer_while_another_gets_ever
 async def test_lagging_client_gets_prices_folded_latest_per_token_not_queued(stack: Stack) -> None:
     tokens = [demo_mint(f"FOLD-{i}") for i in range(100)]
     raw = await stalled_client(stack, ["prices"])
-    await wait_for(lambda: len(stack.hub.by_channel["prices"]) == 1)
+    await poll_until_async(
+        lambda: len(stack.hub.by_channel["prices"]), lambda n: n == 1, what="prices subscribers"
+    )
     (client,) = stack.hub.clients
+    outbox = client.outbox
     last: dict[str, float] = {}
     for round_ in range(60):  # ~10 KiB per batch: the socket stalls after a few
         stack.prices(*[(t, 1.0 + round_ + i / 1000) for i, t in enumerate(tokens)])
         last = {t: 1.0 + round_ + i / 1000 for i, t in enumerate(tokens)}
-        await asyncio.sleep(0.012)
-        assert len(client.outbox.queue) <= 1  # one pending batch at most, never a backlog
+        # Each round waits for its own price flush to reach the client (taken by the writer, or
+        # queued/folded while the socket is stalled), not for a guessed interval to pass.
+        written = outbox.seq
+        await poll_until_async(
+            lambda: (outbox.seq, outbox.queue[-1].ticks if outbox.queue else None),
+            lambda got, last=last, written=written: (
+                got[0] > written
+                or (got[1] is not None and got[1][tokens[-1]].price_usd == last[tokens[-1]])
+            ),
+            interval_s=0.001,
+            what=f"round {round_} at the client",
+        )
+        assert len(outbox.queue) <= 1  # one pending batch at most, never a backlog
     assert stack.hub.slow_consumers == 0 and stack.hub.dropped == 0
 
     seen: dict[str, float] = {}

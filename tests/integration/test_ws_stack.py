@@ -19,6 +19,8 @@ from tradingd.engine.assets import SOL_MINT
 from tradingd.engine.config import config_from_builtins
 from tradingd.engine.model import Signal, Tick
 
+from tests.polling import poll_until_async
+
 TOKEN_A = demo_mint("WS-A")
 TOKEN_B = demo_mint("WS-B")
 RECV_TIMEOUT_S = 5.0
@@ -133,13 +135,10 @@ class Reader:
         raise AssertionError(f"no {type_!r} message in {limit}")
 
     async def until(self, pred: Any, limit: int = 200) -> list[dict[str, Any]]:
-        got: list[dict[str, Any]] = []
-        for _ in range(limit):
-            doc = await self.recv()
-            got.append(doc)
-            if pred(doc):
-                return got
-        raise AssertionError(f"condition not met in {limit} messages: {got[-5:]}")
+        """Every message received up to and including the first that satisfies `pred`."""
+        start = len(self.seen)
+        await poll_until_async(self.recv, pred, tries=limit, interval_s=0, what="ws message")
+        return self.seen[start:]
 
     async def subscribe(
         self, channels: list[str], agents: list[str] | None = None, tokens: list[str] | None = None
