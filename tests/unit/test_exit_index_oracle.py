@@ -1,9 +1,15 @@
-"""The trigger index must propose every exit the naive scan finds: identical event streams."""
+"""The trigger index must propose every exit the naive scan finds: identical event streams.
+
+Identical streams prove nothing if no exit happened, so each property also tallies the exits its
+generated runs reached (per kind, from the index's log) and fails when a kind it is meant to
+exercise stayed below its floor: a generator that drifts into flat prices fails loudly."""
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 
+import msgspec
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from tradingd.engine.errors import Conflict
@@ -17,8 +23,6 @@ def assert_same_events(indexed: Harness, naive: Harness) -> None:
     """Equal logs, or a message naming the first differing event and its differing fields."""
     if indexed.log == naive.log:
         return
-    import msgspec
-
     for i, (a, b) in enumerate(zip(indexed.log, naive.log, strict=False)):
         if a != b:
             da, db = msgspec.json.decode(a), msgspec.json.decode(b)
@@ -28,23 +32,81 @@ def assert_same_events(indexed: Harness, naive: Harness) -> None:
     raise AssertionError(f"lengths differ: {len(indexed.log)} vs {len(naive.log)}")
 
 
-COVERAGE = (
-    b'"reason":"stop_loss"',
-    b'"reason":"take_profit"',
-    b'"reason":"stale_trade"',
-    b'"reason":"max_hold"',
-    b'"reason":"signal"',
-    b'"DcaTriggered"',
-    b'"MoonBagSet"',
-)
+OPENED = b'{"event":"PositionOpened"'
+EXIT = b'{"event":"ExitTriggered"'
+DCA = b'{"event":"DcaTriggered"'
+MOON_BAG = b'{"event":"MoonBagSet"'
 
 
-def note_coverage(h: Harness) -> None:
-    """Hypothesis statistics: which exits and DCA the generated runs reached."""
-    text = b"".join(h.log)
-    for marker in COVERAGE:
-        if marker in text:
-            event(f"saw {marker.decode()}")
+def exits_in(h: Harness) -> Counter[str]:
+    """Exits of one run by kind: the ExitTriggered reason, with a stop-loss on a trailing stop
+    counted as `trailing_stop`; plus `dca` (DcaTriggered) and `moon_bag` (MoonBagSet)."""
+    stop_mode: dict[str, str] = {}
+    kinds: Counter[str] = Counter()
+    for raw in h.log:
+        if raw.startswith(OPENED):
+            position = msgspec.json.decode(raw)["position"]
+            stop_mode[position["id"]] = position["config"]["stop_loss"]["mode"]
+        elif raw.startswith(EXIT):
+            doc = msgspec.json.decode(raw)
+            reason = doc["reason"]
+            if reason == "stop_loss" and stop_mode.get(doc["position_id"]) == "trailing":
+                reason = "trailing_stop"
+            kinds[reason] += 1
+        elif raw.startswith(DCA):
+            kinds["dca"] += 1
+        elif raw.startswith(MOON_BAG):
+            kinds["moon_bag"] += 1
+    return kinds
+
+
+def note_coverage(h: Harness, tally: Counter[str]) -> None:
+    """Add one run's exits to `tally` (and to the Hypothesis statistics, per run)."""
+    kinds = exits_in(h)
+    tally.update(kinds)
+    tally["runs"] += 1
+    tally["runs with an exit"] += any(k not in ("dca", "moon_bag") for k in kinds)
+    for kind in kinds:
+        event(f"saw {kind}")
+
+
+def assert_exercised(tally: Counter[str], floors: dict[str, int]) -> None:
+    """Every kind in `floors` was reached at least that many times across the examples."""
+    short = {kind: tally[kind] for kind, floor in floors.items() if tally[kind] < floor}
+    assert not short, f"the generated runs rarely reached {short} (of {floors}); all: {tally}"
+
+
+# Floors well under what the generators reach (measured: short runs ~60% with an exit, 65 fixed
+# stops, 18 trailing, 32 take-profits, 19 DCA over 300 examples; the long and crowded walks
+# reach each kind more than a thousand times), so they catch a generator gone flat, not noise.
+SHORT_RUN_FLOORS = {
+    "runs with an exit": 90,
+    "stop_loss": 15,
+    "trailing_stop": 3,
+    "take_profit": 8,
+    "dca": 4,
+    "moon_bag": 2,
+    "stale_trade": 8,
+    "max_hold": 5,
+    "signal": 50,
+}
+LONG_WALK_FLOORS = {
+    "runs with an exit": 120,
+    "stop_loss": 300,
+    "trailing_stop": 200,
+    "take_profit": 300,
+    "dca": 300,
+    "moon_bag": 50,
+    "stale_trade": 300,
+    "max_hold": 300,
+}
+CROWDED_FLOORS = {
+    "runs with an exit": 40,
+    "stop_loss": 300,
+    "trailing_stop": 300,
+    "take_profit": 300,
+    "dca": 300,
+}
 
 
 def run(configs_, steps, exit_index: str) -> Harness:
@@ -84,13 +146,19 @@ def run(configs_, steps, exit_index: str) -> Harness:
     return h
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(configs, min_size=1, max_size=3), actions)
-def test_index_and_naive_scan_emit_identical_events(configs_, steps):
-    indexed = run(configs_, steps, "indexed")
-    naive = run(configs_, steps, "naive")
-    assert_same_events(indexed, naive)
-    note_coverage(indexed)
+def test_index_and_naive_scan_emit_identical_events():
+    tally: Counter[str] = Counter()
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(configs, min_size=1, max_size=3), actions)
+    def identical(configs_, steps):
+        indexed = run(configs_, steps, "indexed")
+        naive = run(configs_, steps, "naive")
+        assert_same_events(indexed, naive)
+        note_coverage(indexed, tally)
+
+    identical()
+    assert_exercised(tally, SHORT_RUN_FLOORS)
 
 
 def random_walk_steps(seed: int, n: int) -> list[tuple]:
@@ -111,14 +179,20 @@ def random_walk_steps(seed: int, n: int) -> list[tuple]:
     return steps
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(configs, min_size=1, max_size=4), st.integers(0, 2**32))
-def test_index_matches_naive_scan_on_long_random_walks(configs_, seed):
-    steps = random_walk_steps(seed, 400)
-    indexed = run(configs_, steps, "indexed")
-    naive = run(configs_, steps, "naive")
-    assert_same_events(indexed, naive)
-    note_coverage(indexed)
+def test_index_matches_naive_scan_on_long_random_walks():
+    tally: Counter[str] = Counter()
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(configs, min_size=1, max_size=4), st.integers(0, 2**32))
+    def identical(configs_, seed):
+        steps = random_walk_steps(seed, 400)
+        indexed = run(configs_, steps, "indexed")
+        naive = run(configs_, steps, "naive")
+        assert_same_events(indexed, naive)
+        note_coverage(indexed, tally)
+
+    identical()
+    assert_exercised(tally, LONG_WALK_FLOORS)
 
 
 def crowded_steps(seed: int, n: int) -> list[tuple]:
@@ -138,20 +212,28 @@ def crowded_steps(seed: int, n: int) -> list[tuple]:
     return steps
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(configs, min_size=1, max_size=3), st.integers(0, 2**32))
-def test_index_matches_naive_scan_with_many_positions_on_one_token(configs_, seed):
-    crowded = [
-        {
-            **c,
-            "limits": {"max_open_positions": 60, "max_positions_per_token": 60},
-            "sizing": {"mode": "fixed", "amount": "100000000"},
-        }
-        for c in configs_
-    ]
-    steps = crowded_steps(seed, 300)
-    indexed = run(crowded, steps, "indexed")
-    naive = run(crowded, steps, "naive")
-    assert_same_events(indexed, naive)
-    exits = b"".join(indexed.log).count(b'"reason":"stop_loss"')
-    event(f"stop-loss exits: {'none' if not exits else '1-9' if exits < 10 else '10+'}")
+def test_index_matches_naive_scan_with_many_positions_on_one_token():
+    tally: Counter[str] = Counter()
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(configs, min_size=1, max_size=3), st.integers(0, 2**32))
+    def identical(configs_, seed):
+        crowded = [
+            {
+                **c,
+                "limits": {"max_open_positions": 60, "max_positions_per_token": 60},
+                "sizing": {"mode": "fixed", "amount": "100000000"},
+            }
+            for c in configs_
+        ]
+        steps = crowded_steps(seed, 300)
+        indexed = run(crowded, steps, "indexed")
+        naive = run(crowded, steps, "naive")
+        assert_same_events(indexed, naive)
+        note_coverage(indexed, tally)
+        stops = exits_in(indexed)
+        exits = stops["stop_loss"] + stops["trailing_stop"]
+        event(f"stop-loss exits: {'none' if not exits else '1-9' if exits < 10 else '10+'}")
+
+    identical()
+    assert_exercised(tally, CROWDED_FLOORS)
