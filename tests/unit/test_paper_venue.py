@@ -55,32 +55,68 @@ def test_buy_without_slippage_or_fee_converts_quote_to_tokens_at_the_price() -> 
 
 
 def test_buy_slippage_raises_the_fill_price_by_the_bps() -> None:
+    # 2 USD + 1% = 2.02 USD; 150 USD / 2.02 = 74.257425742... tokens, rounded down
     fill = paper_fill(order("buy", 10**9, slippage_bps=100), 2.0, 150.0, NOW)
-    assert fill.price_usd == pytest.approx(2.02)
-    assert fill.amount_out == int(150.0 / 2.02 * 10**6)
+    assert fill.price_usd == 2.02
+    assert (fill.amount_in, fill.amount_out, fill.fee) == (10**9, 74_257_425, 0)
 
 
 def test_buy_fee_is_taken_in_bps_of_the_quote_before_conversion() -> None:
     fill = paper_fill(order("buy", 10**9, fee_bps=30), 2.0, 150.0, NOW)
     assert fill.fee == 3_000_000  # 0.30% of 1 SOL
     assert fill.amount_in == 10**9  # the whole reservation is spent, fee included
-    assert fill.amount_out == int((10**9 - 3_000_000) / 10**9 * 150.0 / 2.0 * 10**6)
+    # 0.997 SOL x 150 USD = 149.55 USD / 2 USD = 74.775 tokens
+    assert fill.amount_out == 74_775_000
 
 
 def test_sell_slippage_lowers_the_fill_price_and_fee_comes_off_the_proceeds() -> None:
-    # 75 tokens at 2 USD less 1% = 148.5 USD = 0.99 SOL; fee 0.5% of that.
+    # 75 tokens at 2 USD less 1% = 148.5 USD = 0.99 SOL gross; fee 0.5% of that = 0.00495 SOL.
     fill = paper_fill(order("sell", 75_000_000, slippage_bps=100, fee_bps=50), 2.0, 150.0, NOW)
-    gross = int(75 * 2.0 * 0.99 / 150.0 * 10**9)
-    assert fill.price_usd == pytest.approx(1.98)
-    assert fill.fee == gross * 50 // 10_000
-    assert fill.amount_out == gross - fill.fee
-    assert fill.amount_in == 75_000_000
+    assert fill.price_usd == 1.98
+    assert (fill.amount_in, fill.fee, fill.amount_out) == (75_000_000, 4_950_000, 985_050_000)
 
 
-@pytest.mark.parametrize("decimals", [0, 2, 6, 9, 12])
-def test_token_decimals_scale_the_atomic_amount_bought(decimals: int) -> None:
+def test_sell_fee_rounds_down_to_the_atomic_unit() -> None:
+    # 1 token (0 decimals) at 1 USD into 1 USD USDC (6 decimals): 1_000_000 gross;
+    # 33 bps of it is 3300 exactly, 7 bps of 1_000_001 would be 700.0007: the fee never rounds up
+    fill = paper_fill(
+        order("sell", 1, fee_bps=33, token_decimals=0, quote="USDC", quote_decimals=6),
+        1.0,
+        1.0,
+        NOW,
+    )
+    assert (fill.fee, fill.amount_out) == (3_300, 996_700)
+    odd = paper_fill(
+        order("sell", 1_000_001, fee_bps=7, token_decimals=6, quote="USDC", quote_decimals=6),
+        1.0,
+        1.0,
+        NOW,
+    )
+    assert (odd.fee, odd.amount_out) == (700, 999_301)
+
+
+@pytest.mark.parametrize(
+    ("decimals", "atomic"),
+    [(0, 50), (2, 5_000), (6, 50_000_000), (9, 50_000_000_000), (12, 50_000_000_000_000)],
+)
+def test_token_decimals_scale_the_atomic_amount_bought(decimals: int, atomic: int) -> None:
+    # 1 SOL = 150 USD buys 50 tokens of a 3 USD token, whatever its decimals
     fill = paper_fill(order("buy", 10**9, token_decimals=decimals), 3.0, 150.0, NOW)
-    assert fill.amount_out == int(150.0 / 3.0 * 10**decimals)
+    assert fill.amount_out == atomic
+
+
+def test_a_buy_is_computed_from_the_prices_as_written_not_float_products() -> None:
+    # 0.3 USDC of a 0.1 USD token is exactly 3 tokens (in floats 0.3 / 0.1 = 2.9999999999999996)
+    fill = paper_fill(
+        order("buy", 300_000, token_decimals=0, quote="USDC", quote_decimals=6), 0.1, 1.0, NOW
+    )
+    assert fill.amount_out == 3
+
+
+def test_a_buy_rounds_the_tokens_down_never_up() -> None:
+    # 1 SOL = 150 USD of a 7 USD token: 21.428571428... tokens, 6 decimals
+    fill = paper_fill(order("buy", 10**9), 7.0, 150.0, NOW)
+    assert fill.amount_out == 21_428_571
 
 
 def test_quote_conversion_uses_the_quote_usd_price() -> None:
