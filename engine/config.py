@@ -29,6 +29,10 @@ class _Cfg(Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class SignalFilter(_Cfg):
+    """Which signals an agent acts on: `min_strength` 1-5, `types` (empty: any), a token allow/deny
+    list of mints, and for buys `min_liquidity_usd` (USD) and `max_price_impact_pct` (percent
+    0-100)."""
+
     min_strength: Annotated[int, Meta(ge=1, le=5)] = 1
     types: list[Annotated[str, Meta(max_length=64)]] = msgspec.field(default_factory=list)
     token_filter: Literal["none", "allow", "deny"] = "none"
@@ -38,11 +42,18 @@ class SignalFilter(_Cfg):
 
 
 class Tier(_Cfg):
+    """One sizing tier: from a quote balance of `min_balance`, buy `amount` (both quote atomic
+    units, as decimal strings)."""
+
     min_balance: Atomic
     amount: Atomic
 
 
 class Sizing(_Cfg):
+    """How much quote one buy spends (atomic units as decimal strings): `fixed` `amount`,
+    `balance_pct` (percent 0-100 of the available balance) or `tiers` by balance; `min_reserve`
+    is never spent, `max_per_token` caps the cost held in one token."""
+
     mode: Literal["fixed", "balance_pct", "tiers"] = "fixed"
     amount: Atomic = "100000000"  # 0.1 SOL in lamports
     balance_pct: Annotated[float, Meta(gt=0, le=100)] = 10
@@ -52,6 +63,10 @@ class Sizing(_Cfg):
 
 
 class Limits(_Cfg):
+    """Pre-trade limits: open positions in all and per token (counts), `token_cooldown_s` after an
+    exit of that token (seconds), and `daily_loss_limit_pct` (percent 0-100 of the day's
+    starting equity) after which buys stop for the UTC day."""
+
     max_open_positions: Annotated[int, Meta(ge=0, le=100_000)] = 10
     max_positions_per_token: Annotated[int, Meta(ge=1, le=1000)] = 1
     token_cooldown_s: Seconds = 0
@@ -59,6 +74,10 @@ class Limits(_Cfg):
 
 
 class Execution(_Cfg):
+    """Order parameters: `slippage_bps` and `fee_bps` (basis points), `priority_fee_lamports`
+    (lamports), and `dust_quote` (quote atomic units, a decimal string): a remainder worth less
+    is sold with the slice before it."""
+
     slippage_bps: Annotated[int, Meta(ge=0, le=5000)] = 100
     fee_bps: Annotated[int, Meta(ge=0, le=1000)] = 0
     priority_fee_lamports: Annotated[int, Meta(ge=0, le=10**10)] | None = None
@@ -68,11 +87,18 @@ class Execution(_Cfg):
 
 
 class StopLevel(_Cfg):
+    """One custom stop level: once the peak gain reaches `gain_pct`, the stop is `stop_pct` (both
+    percent from the average entry)."""
+
     gain_pct: Annotated[float, Meta(gt=0, le=1_000_000)]
     stop_pct: Annotated[float, Meta(gt=-100, le=1_000_000)]
 
 
 class StopLoss(_Cfg):
+    """The stop-loss: `mode` fixed stepper, trailing (`trail_pct` percent below the peak),
+    exponential, zones or custom `levels`; `default_pct` (negative percent from the average
+    entry) until the mode moves it. It only ratchets up."""
+
     enabled: bool = True
     mode: StopMode = "fixed"
     default_pct: Annotated[float, Meta(gt=-100, lt=0)] = -32
@@ -81,17 +107,26 @@ class StopLoss(_Cfg):
 
 
 class TakeProfitLevel(_Cfg):
+    """One take-profit level: at `gain_pct` (percent above the average entry), sell `sell_pct`
+    (percent 0-100 of the original amount)."""
+
     gain_pct: PositivePct
     sell_pct: SellPct
 
 
 class MoonBag(_Cfg):
+    """Keep `retain_pct` (percent 0-100 of the original amount) out of take-profit sells once the
+    gain reaches `trigger_gain_pct` (percent above the average entry)."""
+
     enabled: bool = False
     trigger_gain_pct: PositivePct = 300
     retain_pct: SellPct = 10
 
 
 class TakeProfit(_Cfg):
+    """The take-profit ladder: ascending `levels` whose `sell_pct` sum to at most 100, and the moon
+    bag."""
+
     enabled: bool = False
     levels: list[TakeProfitLevel] = msgspec.field(
         default_factory=lambda: [TakeProfitLevel(gain_pct=50, sell_pct=25)]
@@ -100,11 +135,17 @@ class TakeProfit(_Cfg):
 
 
 class DcaLevel(_Cfg):
+    """One DCA level: at `drop_pct` (negative percent from the average entry), buy `buy_pct`
+    (percent of the position's cost, up to 1000) more."""
+
     drop_pct: Annotated[float, Meta(gt=-100, lt=0)]
     buy_pct: Annotated[float, Meta(gt=0, le=1000)]
 
 
 class Dca(_Cfg):
+    """Averaging down: `levels` (deeper and deeper), at most `max_count` buys per position,
+    `cooldown_s` seconds apart; past the last level the last one repeats."""
+
     enabled: bool = False
     levels: list[DcaLevel] = msgspec.field(
         default_factory=lambda: [DcaLevel(drop_pct=-15, buy_pct=50)]
@@ -114,6 +155,9 @@ class Dca(_Cfg):
 
 
 class StaleTrade(_Cfg):
+    """Close a position held at least `min_hold_s` seconds whose gain stays between `min_pnl_pct`
+    and `max_pnl_pct` (percent from the average entry)."""
+
     enabled: bool = False
     min_hold_s: Seconds = 3600
     min_pnl_pct: Pct = -5
@@ -121,6 +165,10 @@ class StaleTrade(_Cfg):
 
 
 class AgentConfig(_Cfg):
+    """An agent's whole configuration (API.md "Agent config"); every section has defaults.
+    `max_hold_s`: close any position after this many seconds (None: never). Build it with
+    `config_from_json` / `config_from_builtins`, which validate."""
+
     signals: SignalFilter = msgspec.field(default_factory=SignalFilter)
     sizing: Sizing = msgspec.field(default_factory=Sizing)
     limits: Limits = msgspec.field(default_factory=Limits)
@@ -133,6 +181,8 @@ class AgentConfig(_Cfg):
 
 
 def parse_atomic(text: str, path: str) -> int:
+    """The int of `text`, a decimal string of atomic units already matched by the `Atomic` pattern.
+    Raises ValidationError at `path` above the u64 maximum."""
     value = int(text)
     if value > MAX_ATOMIC:
         raise ValidationError(f"amount exceeds the u64 maximum {MAX_ATOMIC}", path)
@@ -207,6 +257,9 @@ def _error_path(message: str) -> str:
 
 
 def config_from_json(raw: bytes | str) -> AgentConfig:
+    """Decode and validate an AgentConfig from JSON bytes or text. Raises ValidationError naming
+    the failing field path (unknown fields, wrong types, out-of-range values, cross-field
+    rules)."""
     try:
         cfg = _config_decoder.decode(raw)
     except msgspec.ValidationError as exc:

@@ -29,16 +29,25 @@ class ValidationError(TradingdError):
 
 
 class NotFound(TradingdError):
+    """No such entity (agent, position, order, signal, key, wallet, or no known price for a
+    token): 404."""
+
     code = "not_found"
     status = 404
 
 
 class Conflict(TradingdError):
+    """The request clashes with the current state (an id that exists, an agent with open
+    positions or orders in flight, a position already closing, a locked wallet): 409."""
+
     code = "conflict"
     status = 409
 
 
 class Unavailable(TradingdError):
+    """A dependency the request needs is down or too slow (the store, a history read): 503;
+    the same request may succeed later."""
+
     code = "unavailable"
     status = 503
 

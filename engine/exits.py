@@ -119,10 +119,15 @@ def stop_gain_estimate(position: Position, peak: float) -> float:
 
 
 def stop_price_estimate(position: Position, stop_gain: float) -> float:
+    """The stop's trigger price in USD for stop gain `stop_gain` (percent from the average entry,
+    e.g. -32 or 15.5), in floats: entry × (1 + S/100). For the index's keys and the quick
+    no-trigger test only; decisions use `stop_price`."""
     return position.entry_price_usd * (1.0 + stop_gain / 100.0)
 
 
 def exact_stop_price(position: Position, stop_gain: Fraction | float) -> Fraction:
+    """The stop's level in USD, exact: entry × (1 + S/100) for stop gain `stop_gain` (percent from
+    the average entry; a float is taken as written). Returns a Fraction."""
     s = stop_gain if isinstance(stop_gain, Fraction) else exact(stop_gain)
     return exact(position.entry_price_usd) * (1 + s / 100)
 
@@ -149,6 +154,9 @@ def dca_level_index(cfg: AgentConfig, dca_count: int) -> int:
 
 
 def dca_trigger_price(position: Position) -> float | None:
+    """The USD price at or below which the position's next DCA buy triggers (its level's `drop_pct`
+    below the average entry, rounded toward triggering), or None when DCA is off, has no levels
+    or `max_count` buys were made."""
     dca = position.config.dca
     if not dca.enabled or position.dca_count >= dca.max_count or not dca.levels:
         return None
@@ -157,6 +165,9 @@ def dca_trigger_price(position: Position) -> float | None:
 
 
 def next_take_profit_price(position: Position) -> float | None:
+    """The USD price at or above which the position's next take-profit level triggers (its
+    `gain_pct` above the average entry, rounded toward triggering), or None when take-profit is
+    off or every level was taken."""
     tp = position.config.take_profit
     if not tp.enabled or position.tp_done >= len(tp.levels):
         return None
@@ -164,6 +175,8 @@ def next_take_profit_price(position: Position) -> float | None:
 
 
 def moon_bag_trigger_price(position: Position) -> float | None:
+    """The USD price at or above which the moon bag is set aside (`trigger_gain_pct` above the
+    average entry), or None when take-profit or the moon bag is off, or the bag is already set."""
     tp = position.config.take_profit
     if not tp.enabled or not tp.moon_bag.enabled or position.moon_bag_amount:
         return None
@@ -171,11 +184,15 @@ def moon_bag_trigger_price(position: Position) -> float | None:
 
 
 def stale_eligible_at(position: Position) -> int | None:
+    """Epoch ms from which the stale-trade rule may close the position (`opened_at` +
+    `min_hold_s`), or None when the rule is off."""
     st = position.config.stale_trade
     return position.opened_at + st.min_hold_s * 1000 if st.enabled else None
 
 
 def max_hold_at(position: Position) -> int | None:
+    """Epoch ms at which the position is closed for max hold (`opened_at` + `max_hold_s`), or None
+    without a max hold."""
     mh = position.config.max_hold_s
     return position.opened_at + mh * 1000 if mh else None
 
@@ -188,6 +205,12 @@ def stale_band(position: Position) -> tuple[float, float]:
 
 
 class Decision(Struct, frozen=True, kw_only=True):
+    """What `decide` says one position does now. `kind`: exit (sell `sell_amount` token atomic
+    units for `reason`), take_profit (sell `sell_amount`, consuming `tp_levels` levels and
+    setting the moon bag to `moon_bag_amount` atomic units when > 0), dca (buy at level
+    `dca_level`), none. A stop-loss exit carries the stop's trigger price (`stop_price_usd`,
+    USD) and stop gain (`stop_gain_pct`, percent from entry)."""
+
     kind: Literal["exit", "take_profit", "dca", "none"]
     reason: str = ""
     sell_amount: int = 0

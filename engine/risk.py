@@ -1,7 +1,8 @@
 """Pre-trade checks and sizing for a buy signal, as pure functions of the agent's state.
 
 Each check returns a skip reason (a stable snake_case string clients see in
-`executions[].reason`) or None when the agent may buy."""
+`executions[].reason`) or None when the agent may buy. Amounts are int atomic units of the
+agent's quote; nothing here raises."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ DAY_MS = 86_400_000
 def filter_reason(
     cfg: AgentConfig, signal: Signal, liquidity_usd: float | None, check_liquidity: bool = True
 ) -> str | None:
-    """Signal-level filters: strength, type, token allow/deny, and (for buys) liquidity."""
+    """Signal-level filters: strength, type, token allow/deny, and (for buys) liquidity.
+    `liquidity_usd`: the token's liquidity in USD, None when unknown; `check_liquidity=False`
+    skips that check (sells). Returns the first failing check's reason (strength_below_min,
+    type_filtered, token_not_allowed, token_denied, liquidity_unknown, liquidity_below_min) or
+    None."""
     f = cfg.signals
     if signal.strength < f.min_strength:
         return "strength_below_min"
@@ -36,7 +41,11 @@ def filter_reason(
 def limit_reason(
     agent: Agent, token: str, open_count: int, token_count: int, now: int
 ) -> str | None:
-    """Position-count limits, per-token cooldown and the daily loss limit."""
+    """Position-count limits, per-token cooldown and the daily loss limit. `open_count` and
+    `token_count`: the agent's open positions in all and in `token`; `now`: epoch ms. The daily
+    loss is the day's realized loss against `daily_loss_limit_pct` (percent 0-100, exact as
+    written) of the UTC day's starting equity. Returns max_open_positions,
+    max_positions_per_token, token_cooldown, daily_loss_limit or None."""
     lim = agent.config.limits
     if open_count >= lim.max_open_positions:
         return "max_open_positions"
@@ -62,8 +71,10 @@ def limit_reason(
 
 
 def size_buy(cfg: AgentConfig, available: int, token_cost: int) -> tuple[int, str | None]:
-    """Quote amount to spend, or (0, reason). `token_cost` is what the agent already has in
-    the token (open cost plus reservations), for `max_per_token`."""
+    """Quote amount to spend, or (0, reason). `available` is the agent's free quote balance and
+    `token_cost` what it already has in the token (open cost plus reservations, for
+    `max_per_token`), both quote atomic units. Returns (amount > 0, None), rounded down, or
+    (0, no_tier_for_balance | max_per_token | insufficient_balance | amount_zero)."""
     s = cfg.sizing
     if s.mode == "fixed":
         amount = int(s.amount)

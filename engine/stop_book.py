@@ -31,6 +31,10 @@ Member = tuple[Position, int]  # (position, placement slot it was filed under)
 
 
 class Group:
+    """Positions of one token sharing one peak (USD): dormant stops in a heap by activation peak,
+    active trailing stops by trail percent, the other active stops one by one. Merged groups
+    point at their root (`parent`, union-find)."""
+
     __slots__ = ("peak", "parent", "dormant", "active", "trails", "trail_live", "trail_stamp")
 
     def __init__(self, peak: float) -> None:
@@ -43,10 +47,13 @@ class Group:
         self.trail_stamp: dict[float, int] = {}  # trail_pct -> stamp of its live heap entry
 
     def size(self) -> int:
+        """Members still filed in the group (dormant, active, live trailing), a count."""
         return len(self.dormant) + len(self.active) + sum(self.trail_live.values())
 
 
 def find(group: Group) -> Group:
+    """The root group `group` was merged into (itself if never merged); compresses the path on the
+    way."""
     root = group
     while root.parent is not None:
         root = root.parent
@@ -93,6 +100,10 @@ def activation_peak(position: Position, s: float) -> float:
 
 
 class StopBook:
+    """The stops of one token, grouped by shared peak (see the module note): `advance` moves peaks
+    with the price, `triggered` pops the stops at or above a price. Candidates only;
+    `exits.decide()` decides."""
+
     def __init__(self) -> None:
         self.groups: list[Group] = []  # sorted by peak, highest first
         self.dirty: list[Group] = []
@@ -114,6 +125,8 @@ class StopBook:
     # -- membership -------------------------------------------------------------------------
 
     def add(self, position: Position, peak: float) -> None:
+        """File an open position in the group whose peak is `peak` (USD), creating it if none has
+        that peak. Its stop is placed by `place`."""
         groups = self.groups
         i = bisect_left(groups, -peak, key=lambda g: -g.peak)
         if i < len(groups) and groups[i].peak == peak:
@@ -126,6 +139,8 @@ class StopBook:
         self.live += 1
 
     def remove(self, position: Position) -> None:
+        """Unfile the position (its heap entries go stale). A position not in the book is ignored.
+        Unfile the position (its heap entries go stale). A position not in the book is ignored."""
         pid = position.id
         if self._positions.pop(pid, None) is None:
             return
@@ -135,6 +150,8 @@ class StopBook:
         self.live -= 1
 
     def peak_of(self, position: Position) -> float | None:
+        """The running high in USD of the position's group, or None if the position is not in the
+        book."""
         group = self._group_of.get(position.id)
         return find(group).peak if group is not None else None
 

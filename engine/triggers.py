@@ -29,13 +29,33 @@ _DOWN = 1.0 - 1e-9
 
 
 class ExitIndex(Protocol):
-    def add(self, position: Position, now: int, peak: float | None = None) -> None: ...
-    def rearm(self, position: Position, now: int, fresh: bool) -> None: ...
-    def remove(self, position: Position) -> None: ...
-    def on_price(self, token: str, price: float) -> Iterable[Position]: ...
-    def due(self, now: int) -> Iterable[Position]: ...
-    def peak_of(self, position: Position) -> float: ...
-    def forget(self, token: str) -> None: ...
+    """What the engine asks of an exit index (TriggerIndex, or NaiveScan as its oracle): which
+    positions may have to act on a tick or at a time. Candidates only; `exits.decide()` decides.
+    Prices are USD, times epoch ms."""
+
+    def add(self, position: Position, now: int, peak: float | None = None) -> None:
+        """Track an open position from `now`; its peak starts at `peak` (a recovered running
+        high, USD) or at its entry price. Sets `position.peak_price_usd`."""
+
+    def rearm(self, position: Position, now: int, fresh: bool) -> None:
+        """Place the position's triggers again after a decision or a settled order; `fresh`:
+        it has just been added or changed, so no last price is trusted for the stale band."""
+
+    def remove(self, position: Position) -> None:
+        """Stop tracking the position (closed, or closing until its order settles)."""
+
+    def on_price(self, token: str, price: float) -> Iterable[Position]:
+        """Record a tick of `token` at `price` (USD): peaks move up, and the positions whose
+        stop, take-profit, moon-bag, DCA or stale-band level the price crossed are returned."""
+
+    def due(self, now: int) -> Iterable[Position]:
+        """Positions with a time rule (max hold, stale eligibility) due at `now` (epoch ms)."""
+
+    def peak_of(self, position: Position) -> float:
+        """The position's running high in USD (the price its trailing stop follows)."""
+
+    def forget(self, token: str) -> None:
+        """Drop what is kept for a token no tracked position holds."""
 
 
 class NaiveScan:
@@ -46,30 +66,38 @@ class NaiveScan:
         self._all: dict[str, Position] = {}
 
     def add(self, position: Position, now: int, peak: float | None = None) -> None:
+        """As ExitIndex.add: the peak starts at `peak` (USD) or the entry price."""
         position.peak_price_usd = position.entry_price_usd if peak is None else peak
         self._by_token.setdefault(position.token, {})[position.id] = position
         self._all[position.id] = position
 
     def rearm(self, position: Position, now: int, fresh: bool) -> None:
+        """Nothing to place: every tracked position is a candidate every time."""
         return None
 
     def remove(self, position: Position) -> None:
+        """Stop tracking the position."""
         self._by_token.get(position.token, {}).pop(position.id, None)
         self._all.pop(position.id, None)
 
     def on_price(self, token: str, price: float) -> Iterable[Position]:
+        """Raise the peaks of `token`'s positions to `price` (USD) if higher. Returns nothing:
+        every position comes back from `due` instead."""
         for p in self._by_token.get(token, {}).values():
             if price > p.peak_price_usd:
                 p.peak_price_usd = price
         return ()  # every position comes back from due(): one candidate list, no duplicates
 
     def due(self, now: int) -> Iterable[Position]:
+        """Every tracked position, whatever `now` is."""
         return list(self._all.values())
 
     def peak_of(self, position: Position) -> float:
+        """The position's running high in USD, as kept on the position."""
         return position.peak_price_usd
 
     def forget(self, token: str) -> None:
+        """Drop the token's (empty) entry."""
         if not self._by_token.get(token):
             self._by_token.pop(token, None)
 
@@ -86,6 +114,9 @@ class _TokenBook:
 
 
 class TriggerIndex:
+    """The per-token trigger index (an ExitIndex): per tick, only the positions whose level the
+    price crossed come back, at O(log n) plus amortized group merging."""
+
     def __init__(self) -> None:
         self._books: dict[str, _TokenBook] = {}
         self._positions: dict[str, Position] = {}
@@ -108,6 +139,8 @@ class TriggerIndex:
         self.rearm(position, now, fresh=True)
 
     def remove(self, position: Position) -> None:
+        """Stop tracking the position: its heap entries go stale, its stop leaves its group. A
+        position not tracked is ignored."""
         if self._positions.pop(position.id, None) is None:
             return
         self._version.pop(position.id, None)
@@ -122,6 +155,8 @@ class TriggerIndex:
             del self._books[token]
 
     def peak_of(self, position: Position) -> float:
+        """The position's running high in USD: its stop group's shared peak, else the one kept on
+        the position."""
         book = self._books.get(position.token)
         peak = book.stops.peak_of(position) if book is not None else None
         return position.peak_price_usd if peak is None else peak
@@ -184,6 +219,9 @@ class TriggerIndex:
     # -- queries ----------------------------------------------------------------------------
 
     def on_price(self, token: str, price: float) -> Iterable[Position]:
+        """Record a tick of `token` at `price` (USD) and return the positions whose stop,
+        take-profit, moon-bag, DCA or stale-band level it crossed (each once), popping their
+        entries; they are re-armed by `rearm` if they do not act."""
         book = self._books.get(token)
         if book is None:
             book = self._books[token] = _TokenBook()
@@ -207,6 +245,8 @@ class TriggerIndex:
         return found.values()
 
     def due(self, now: int) -> Iterable[Position]:
+        """Pop and return the positions whose max-hold or stale deadline is at or before `now`
+        (epoch ms), each once."""
         heap = self._deadlines
         if not heap or heap[0][0] > now:
             return ()
