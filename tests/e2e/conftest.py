@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from tests.polling import poll_until
+
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 30.0
 _PRETTY_PORT = re.compile(r" control port open .*\bport=(\d+)")
@@ -73,34 +75,54 @@ class DaemonProcess:
         return self.exit_code
 
 
+def _logged_port(log_path: Path, proc: subprocess.Popen[bytes]) -> int | None:
+    """The control port the log announces so far, None before; raises if the process exited."""
+    if proc.poll() is not None:
+        raise RuntimeError(
+            f"tradingd exited with {proc.returncode}: {log_path.read_text()[-2000:]}"
+        )
+    for line in log_path.read_text(errors="replace").splitlines():
+        if '"control port open"' in line:
+            return int(json.loads(line)["port"])
+        pretty = _PRETTY_PORT.search(line)  # `--log-format pretty`
+        if pretty:
+            return int(pretty.group(1))
+    return None
+
+
 def _read_port(log_path: Path, proc: subprocess.Popen[bytes], deadline: float) -> int:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"tradingd exited with {proc.returncode}: {log_path.read_text()[-2000:]}"
-            )
-        for line in log_path.read_text(errors="replace").splitlines():
-            if '"control port open"' in line:
-                return int(json.loads(line)["port"])
-            pretty = _PRETTY_PORT.search(line)  # `--log-format pretty`
-            if pretty:
-                return int(pretty.group(1))
-        time.sleep(0.05)
-    raise TimeoutError(f"tradingd did not open its port: {log_path.read_text()[-2000:]}")
+    port = poll_until(
+        lambda: _logged_port(log_path, proc),
+        lambda found: found is not None,
+        tries=1_000_000,  # bounded by the start-up deadline
+        timeout_s=max(0.0, deadline - time.monotonic()),
+        interval_s=0.05,
+        what="the control port in tradingd's log",
+    )
+    assert port is not None
+    return port
+
+
+def _ready_status(base_url: str, proc: subprocess.Popen[bytes]) -> int | str:
+    """/health/ready's status, or why there is none yet; raises if the process exited."""
+    if proc.poll() is not None:
+        raise RuntimeError(f"tradingd exited with {proc.returncode} before ready")
+    try:
+        with urllib.request.urlopen(base_url + "/health/ready", timeout=2) as resp:
+            return int(resp.status)
+    except (urllib.error.URLError, OSError) as exc:
+        return repr(exc)
 
 
 def _wait_ready(base_url: str, proc: subprocess.Popen[bytes], deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"tradingd exited with {proc.returncode} before ready")
-        try:
-            with urllib.request.urlopen(base_url + "/health/ready", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.05)
-    raise TimeoutError("tradingd never became ready")
+    poll_until(
+        lambda: _ready_status(base_url, proc),
+        lambda status: status == 200,
+        tries=1_000_000,  # bounded by the start-up deadline
+        timeout_s=max(0.0, deadline - time.monotonic()),
+        interval_s=0.05,
+        what="tradingd ready",
+    )
 
 
 def _limit_open_files(n: int) -> Callable[[], None]:

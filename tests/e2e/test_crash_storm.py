@@ -25,6 +25,8 @@ from tradingd.adapters.store.recovery import StateBook
 from tradingd.engine.core import Engine
 from tradingd.engine.snapshot import restore
 
+from tests.polling import poll_until
+
 ITERATIONS = 20
 CLIENTS = 3
 SOL = "So11111111111111111111111111111111111111112"
@@ -112,14 +114,14 @@ def api(d: Any) -> requests.Session:
 def wait_settled(d: Any, agents: list[str], timeout: float = 20) -> None:
     """No order in flight (nothing reserved, nothing closing) and the writer drained."""
     s = api(d)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def progress() -> tuple[int, set[str], int]:
         health = s.get(d.base_url + "/health", timeout=5).json()
-        reserved = [
+        reserved = {
             b["reserved"]
             for a in agents
             for b in s.get(d.base_url + f"/v1/agents/{a}/balances", timeout=5).json()
-        ]
+        }
         closing = [
             p
             for a in agents
@@ -128,10 +130,15 @@ def wait_settled(d: Any, agents: list[str], timeout: float = 20) -> None:
             ]
             if p["status"] != "open"
         ]
-        if health["write_behind_lag"]["entries"] == 0 and set(reserved) <= {"0"} and not closing:
-            return
-        time.sleep(0.1)
-    raise AssertionError("daemon did not settle")
+        return health["write_behind_lag"]["entries"], reserved, len(closing)
+
+    poll_until(
+        progress,
+        lambda got: got[0] == 0 and got[1] <= {"0"} and got[2] == 0,
+        timeout_s=timeout,
+        interval_s=0.1,
+        what="daemon settled (writer lag, reserved amounts, positions closing)",
+    )
 
 
 def shown_state(d: Any, agents: list[str]) -> dict[str, Any]:
