@@ -66,6 +66,7 @@ def note_coverage(h: Harness, tally: Counter[str]) -> None:
     tally.update(kinds)
     tally["runs"] += 1
     tally["runs with an exit"] += any(k not in ("dca", "moon_bag") for k in kinds)
+    tally["price exits"] += kinds["stop_loss"] + kinds["trailing_stop"] + kinds["take_profit"]
     for kind in kinds:
         event(f"saw {kind}")
 
@@ -76,27 +77,20 @@ def assert_exercised(tally: Counter[str], floors: dict[str, int]) -> None:
     assert not short, f"the generated runs rarely reached {short} (of {floors}); all: {tally}"
 
 
-# Floors well under what the generators reach (measured: short runs ~60% with an exit, 65 fixed
-# stops, 18 trailing, 32 take-profits, 19 DCA over 300 examples; the long and crowded walks
-# reach each kind more than a thousand times), so they catch a generator gone flat, not noise.
-SHORT_RUN_FLOORS = {
-    "runs with an exit": 90,
-    "stop_loss": 15,
-    "trailing_stop": 3,
-    "take_profit": 8,
-    "dca": 4,
-    "moon_bag": 2,
-    "stale_trade": 8,
-    "max_hold": 5,
-    "signal": 50,
-}
+# Floors well under what the generators reach, so they catch a generator gone flat, not noise.
+# Short random action lists vary a lot per kind from one Hypothesis run to the next (measured
+# over 300 examples: 164-191 runs with an exit, 49-105 price exits, but as few as 0-1 trailing
+# stops, moon bags or max holds), so they are held to exits overall; the long and crowded
+# walks reach every kind hundreds to thousands of times (fewest seen: 357 trailing stops and
+# 194 moon bags in a long-walk run, 1496 trailing stops in a crowded one) and are held to each.
+SHORT_RUN_FLOORS = {"runs with an exit": 100, "price exits": 15, "signal": 50}
 LONG_WALK_FLOORS = {
     "runs with an exit": 120,
     "stop_loss": 300,
-    "trailing_stop": 200,
+    "trailing_stop": 50,
     "take_profit": 300,
-    "dca": 300,
-    "moon_bag": 50,
+    "dca": 200,
+    "moon_bag": 20,
     "stale_trade": 300,
     "max_hold": 300,
 }
