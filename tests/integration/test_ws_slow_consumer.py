@@ -158,9 +158,13 @@ async def test_lagging_client_gets_prices_folded_latest_per_token_not_queued(sta
         written = outbox.seq
         await poll_until_async(
             lambda: (outbox.seq, outbox.queue[-1].ticks if outbox.queue else None),
-            lambda got, last=last, written=written: (
+            lambda got, price=last[tokens[-1]], written=written: (
                 got[0] > written
-                or (got[1] is not None and got[1][tokens[-1]].price_usd == last[tokens[-1]])
+                or (
+                    got[1] is not None
+                    and (tick := got[1].get(tokens[-1])) is not None
+                    and tick.price_usd == price
+                )
             ),
             interval_s=0.001,
             what=f"round {round_} at the client",
