@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from tradingd.adapters.timestamps import iso_now
 from tradingd.engine import events as ev
 
 log = logging.getLogger("tradingd.trading")
@@ -112,21 +112,11 @@ class EventLog:
 
 _encoder = msgspec.json.Encoder(enc_hook=repr)
 _LEVEL_NAMES = {logging.INFO: "info", logging.WARNING: "warning"}
-_second_cache: list[object] = [-1, ""]
-
-
-def _iso_now() -> str:
-    now = time.time()
-    second = int(now)
-    if _second_cache[0] != second:
-        _second_cache[0] = second
-        _second_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f"{_second_cache[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def _doc(level: int, message: str, extra: dict[str, object]) -> dict[str, object]:
     return {
-        "ts": _iso_now(),
+        "ts": iso_now(),
         "level": _LEVEL_NAMES.get(level, "info"),
         "logger": log.name,
         "msg": message,

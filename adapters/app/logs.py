@@ -15,10 +15,10 @@ import logging
 import os
 import re
 import sys
-import time
 from typing import TextIO
 
 import msgspec
+from tradingd.adapters.timestamps import iso_ms
 
 _STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -105,8 +105,7 @@ class RedactSecrets(logging.Filter):
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, object] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": iso_ms(int(record.created) * 1000 + int(record.msecs)),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

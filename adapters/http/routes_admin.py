@@ -18,8 +18,8 @@ from tradingd.adapters.http.schemas import (
     KeyIn,
     KeyOut,
     KeyPage,
-    iso_ms,
 )
+from tradingd.adapters.timestamps import iso_ms
 
 log = logging.getLogger("tradingd.http")
 _halt_in = msgspec.json.Decoder(HaltIn)

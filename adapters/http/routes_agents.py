@@ -9,7 +9,8 @@ import msgspec
 from aiohttp import web
 from tradingd.adapters.http.codec import daemon_of, json_response, paginate, query_bool, read_body
 from tradingd.adapters.http.openapi import PAGED, QueryParam, Route
-from tradingd.adapters.http.schemas import AgentIn, AgentOut, AgentPage, AgentPatch, iso_ms
+from tradingd.adapters.http.schemas import AgentIn, AgentOut, AgentPage, AgentPatch
+from tradingd.adapters.timestamps import iso_ms
 from tradingd.adapters.venues import check_agent_venue
 from tradingd.engine.config import AgentConfig, validate_config
 from tradingd.engine.errors import ValidationError

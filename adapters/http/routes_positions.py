@@ -27,9 +27,8 @@ from tradingd.adapters.http.schemas import (
     PositionPage,
     TradeOut,
     TradePage,
-    iso_ms,
-    iso_ms_or_none,
 )
+from tradingd.adapters.timestamps import iso_ms, iso_ms_or_none
 from tradingd.engine.core import Engine
 from tradingd.engine.errors import Conflict, NotFound
 from tradingd.engine.exits import next_take_profit_price, stop_trigger_price

@@ -10,7 +10,8 @@ from aiohttp import web
 from tradingd.adapters.http.codec import daemon_of, json_response, read_body
 from tradingd.adapters.http.errors import TooManyTicks
 from tradingd.adapters.http.openapi import Route
-from tradingd.adapters.http.schemas import PriceOut, TicksAccepted, TicksIn, iso_ms
+from tradingd.adapters.http.schemas import PriceOut, TicksAccepted, TicksIn
+from tradingd.adapters.timestamps import iso_ms
 from tradingd.engine.assets import require_mint
 from tradingd.engine.errors import NotFound, ValidationError
 from tradingd.engine.model import Tick

@@ -19,9 +19,9 @@ from tradingd.adapters.http.schemas import (
     SignalIn,
     SignalOut,
     SignalPage,
-    iso_ms,
 )
 from tradingd.adapters.store.errors import StoreUnavailable
+from tradingd.adapters.timestamps import iso_ms
 from tradingd.engine.assets import require_mint
 from tradingd.engine.core import SignalRecord
 from tradingd.engine.errors import NotFound

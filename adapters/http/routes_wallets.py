@@ -11,8 +11,9 @@ import msgspec
 from aiohttp import web
 from tradingd.adapters.http.codec import API_KEY, daemon_of, json_response, paginate, read_body
 from tradingd.adapters.http.openapi import PAGED, Route
-from tradingd.adapters.http.schemas import UnlockIn, WalletIn, WalletOut, WalletPage, iso_ms
+from tradingd.adapters.http.schemas import UnlockIn, WalletIn, WalletOut, WalletPage
 from tradingd.adapters.solana.keystore import WalletInfo
+from tradingd.adapters.timestamps import iso_ms
 
 log = logging.getLogger("tradingd.http")
 _wallet_in = msgspec.json.Decoder(WalletIn)

@@ -6,8 +6,6 @@ types decode the requests, encode the responses and generate `/v1/openapi.json`.
 
 from __future__ import annotations
 
-import functools
-import time
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -30,21 +28,6 @@ Decimals = Annotated[int, Meta(ge=0, le=18)]
 Price = Annotated[float, Meta(gt=0, lt=1e300, description="USD per whole token")]
 Scope = Literal["signals", "feed", "read", "trade", "admin"]
 SCOPES: frozenset[str] = frozenset(("signals", "feed", "read", "trade", "admin"))
-
-
-@functools.lru_cache(maxsize=4096)
-def _iso_second(seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-
-
-def iso_ms(ms: int) -> str:
-    """Epoch milliseconds -> "2026-11-24T12:00:00.123Z"."""
-    seconds, millis = divmod(ms, 1000)
-    return f"{_iso_second(seconds)}.{millis:03d}Z"
-
-
-def iso_ms_or_none(ms: int | None) -> str | None:
-    return iso_ms(ms) if ms else None
 
 
 class _In(Struct, forbid_unknown_fields=True, kw_only=True):
