@@ -3,11 +3,11 @@ positions), as text for a terminal and as JSON with atomic amounts as decimal st
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import msgspec
 from msgspec import Struct
+from tradingd.adapters.timestamps import iso_ms
 from tradingd.engine import events as ev
 
 # JSON-ready builtins, as msgspec.to_builtins returns them.
@@ -81,12 +81,6 @@ def _signed(amount: int, decimals: int) -> str:
     return ("+" if amount > 0 else "") + format_atomic(amount, decimals)
 
 
-def format_ts(ts: int) -> str:
-    return (
-        datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts % 1000:03d}Z"
-    )
-
-
 def _label(token: str, symbol: str | None) -> str:
     return symbol or f"{token[:4]}…{token[-4:]}"
 
@@ -97,7 +91,7 @@ def render_text(result: BacktestResult, source: str) -> str:
         f"{result.clocks} clock)"
     ]
     if result.first_ts is not None and result.last_ts is not None:
-        lines[0] += f", {format_ts(result.first_ts)} .. {format_ts(result.last_ts)}"
+        lines[0] += f", {iso_ms(result.first_ts)} .. {iso_ms(result.last_ts)}"
     tokens = {t.token: t.symbol for a in result.agents for t in a.trades}
     for token, symbol in sorted(tokens.items(), key=lambda kv: (kv[1] or "", kv[0])):
         lines.append(f"  token {_label(token, symbol):<12} {token}")
@@ -118,7 +112,7 @@ def _render_agent(a: AgentReport) -> list[str]:
         )
     for t in a.trades:
         out.append(
-            f"  {format_ts(t.ts):<24} {t.side:<4} {_label(t.token, t.symbol):<12} "
+            f"  {iso_ms(t.ts):<24} {t.side:<4} {_label(t.token, t.symbol):<12} "
             f"{format_atomic(t.amount, t.decimals):>18} {format_atomic(t.quote_amount, qd):>14} "
             f"{t.price_usd:>12.6g}  {t.reason}"
         )
