@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from .errors import ValidationError
+from solders.pubkey import Pubkey
 
-_B58_ALPHABET: Final = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_B58_INDEX: Final = {c: i for i, c in enumerate(_B58_ALPHABET)}
+from .errors import ValidationError
 
 SOL_MINT: Final = "So11111111111111111111111111111111111111112"
 USDC_MINT: Final = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
@@ -20,27 +19,15 @@ KNOWN_DECIMALS: Final = {SOL_MINT: 9, USDC_MINT: 6, USDT_MINT: 6}
 PEGGED_USD: Final = frozenset({USDC_MINT, USDT_MINT})
 
 
-def b58decode(text: str) -> bytes:
-    """Decode base58 (Bitcoin alphabet); raises ValueError on a foreign character."""
-    num = 0
-    for ch in text:
-        digit = _B58_INDEX.get(ch)
-        if digit is None:
-            raise ValueError(f"invalid base58 character {ch!r}")
-        num = num * 58 + digit
-    body = num.to_bytes((num.bit_length() + 7) // 8, "big") if num else b""
-    leading = len(text) - len(text.lstrip("1"))
-    return b"\x00" * leading + body
-
-
 def is_mint(text: str) -> bool:
     """True when `text` is a base58 32-byte public key (a Solana mint address)."""
     if not 32 <= len(text) <= 44:
         return False
     try:
-        return len(b58decode(text)) == 32
+        Pubkey.from_string(text)  # base58 (Bitcoin alphabet) decoding to exactly 32 bytes
     except ValueError:
         return False
+    return True
 
 
 def require_mint(text: str, path: str = "$.token") -> str:

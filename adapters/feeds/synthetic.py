@@ -11,28 +11,17 @@ import math
 import random
 from collections.abc import Callable, Iterable
 
+from solders.pubkey import Pubkey
 from tradingd.adapters.app.settings import SyntheticFeedSettings
-from tradingd.engine.assets import SOL_MINT, b58decode
+from tradingd.engine.assets import SOL_MINT
 from tradingd.engine.model import Tick
 
-_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 DEMO_SYMBOLS = ("DEMOA", "DEMOB", "DEMOC")
-
-
-def b58encode(data: bytes) -> str:
-    num = int.from_bytes(data, "big")
-    out = ""
-    while num:
-        num, rem = divmod(num, 58)
-        out = _ALPHABET[rem] + out
-    return "1" * (len(data) - len(data.lstrip(b"\0"))) + out
 
 
 def demo_mint(symbol: str) -> str:
     """A valid 32-byte base58 address derived from the label `tradingd-demo:<symbol>`."""
-    mint = b58encode(hashlib.sha256(f"tradingd-demo:{symbol}".encode()).digest())
-    assert len(b58decode(mint)) == 32
-    return mint
+    return str(Pubkey(hashlib.sha256(f"tradingd-demo:{symbol}".encode()).digest()))
 
 
 DEMO_TOKENS = {demo_mint(s): s for s in DEMO_SYMBOLS}
