@@ -14,10 +14,10 @@ import msgspec
 
 from . import events as ev
 from .assets import normalize_quote, quote_mint, require_mint
+from .book import AgentBook
 from .config import AgentConfig, parse_atomic
 from .errors import Conflict, ValidationError
 from .exits import Decision, decide
-from .exposure import Exposure
 from .model import Agent, Balance, ExitReason, Fill, Order, Position, Tick
 from .money import decimal_ratio, pct_of, quote_value
 from .settlement import Settlement
@@ -59,12 +59,7 @@ class Engine(SignalIntake, Settlement):
             created_at=now,
             wallet_id=wallet_id,
         )
-        self.agents[agent_id] = agent
-        self.agent_positions[agent_id] = {}
-        self.live_positions[agent_id] = {}
-        self.exposure[agent_id] = Exposure()
-        self.trades[agent_id] = []
-        self.ledger.open_account(agent_id, quote, decimals)
+        self._add_book(AgentBook(agent))
         self._emit(
             ev.AgentCreated(
                 ts=now,
@@ -91,7 +86,11 @@ class Engine(SignalIntake, Settlement):
             raise Conflict("agent has open positions", {"agent_id": agent_id})
         if any(o.agent_id == agent_id for o in self.orders.values()):
             raise Conflict("agent has orders in flight", {"agent_id": agent_id})
-        del self.agents[agent_id]
+        # The whole book goes, and the closed positions it kept leave the global index with
+        # it: an agent later created with this id starts with nothing of this one's.
+        book = self.books.pop(agent_id)
+        for position_id in book.positions:
+            self.positions.pop(position_id, None)
         self._emit(ev.AgentDeleted(ts=self.clock(), agent_id=agent_id))
 
     def update_config(

@@ -6,37 +6,54 @@ Reservation discipline: `reserve` moves units from available to reserved; a buy'
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from .book import AgentBook
 from .errors import InvariantViolation
 from .model import Agent, Balance
 from .risk import DAY_MS
 
 
 class Ledger:
-    def __init__(self) -> None:
-        self._balances: dict[str, dict[str, Balance]] = {}
+    """The accounts of the agents in `books` (agent id -> AgentBook): each agent's balances
+    live in its book, so they are created and deleted with it. Amounts are atomic units of the
+    asset."""
 
-    def open_account(self, agent_id: str, quote: str, decimals: int) -> None:
-        self._balances.setdefault(agent_id, {}).setdefault(
-            quote, Balance(asset=quote, decimals=decimals)
-        )
+    def __init__(self, books: Mapping[str, AgentBook]) -> None:
+        self._books = books
+
+    def _account(self, agent_id: str) -> dict[str, Balance]:
+        book = self._books.get(agent_id)
+        if book is None:
+            raise InvariantViolation(f"no account for unknown agent {agent_id!r}")
+        return book.balances
 
     def balances(self, agent_id: str) -> list[Balance]:
-        return list(self._balances.get(agent_id, {}).values())
+        """Every balance of the agent (its quote first); [] for an unknown agent."""
+        book = self._books.get(agent_id)
+        return list(book.balances.values()) if book is not None else []
 
     def balance(self, agent_id: str, asset: str) -> Balance:
-        return self._balances[agent_id][asset]
+        """The agent's balance of `asset`. Raises KeyError when it has none, InvariantViolation
+        for an unknown agent."""
+        return self._account(agent_id)[asset]
 
     def credit(self, agent_id: str, asset: str, decimals: int, amount: int) -> Balance:
+        """Add `amount` (atomic, >= 0) to the total of `asset`, opening the balance with
+        `decimals` if new. Returns the balance; raises InvariantViolation on a negative amount
+        or an unknown agent."""
         if amount < 0:
             raise InvariantViolation(f"negative credit {amount} to {agent_id}/{asset}")
-        book = self._balances.setdefault(agent_id, {})
-        bal = book.get(asset)
+        account = self._account(agent_id)
+        bal = account.get(asset)
         if bal is None:
-            bal = book[asset] = Balance(asset=asset, decimals=decimals)
+            bal = account[asset] = Balance(asset=asset, decimals=decimals)
         bal.total += amount
         return bal
 
     def reserve(self, agent_id: str, asset: str, amount: int) -> Balance:
+        """Move `amount` (atomic, > 0) from available to reserved (a buy in flight). Returns
+        the balance; raises InvariantViolation when it exceeds the available units."""
         bal = self.balance(agent_id, asset)
         if amount <= 0 or amount > bal.available:
             raise InvariantViolation(
@@ -46,6 +63,8 @@ class Ledger:
         return bal
 
     def release(self, agent_id: str, asset: str, amount: int) -> Balance:
+        """Give back `amount` (atomic) of the reservation (a buy that failed). Returns the
+        balance; raises InvariantViolation when it exceeds what is reserved."""
         bal = self.balance(agent_id, asset)
         if amount < 0 or amount > bal.reserved:
             raise InvariantViolation(
@@ -55,6 +74,8 @@ class Ledger:
         return bal
 
     def settle_buy(self, agent_id: str, asset: str, reserved: int, spent: int) -> Balance:
+        """A buy filled: release its `reserved` units and take the `spent` ones (atomic,
+        spent <= reserved) from the total. Returns the balance; raises InvariantViolation."""
         bal = self.release(agent_id, asset, reserved)
         if spent > bal.total:
             raise InvariantViolation(
@@ -64,6 +85,8 @@ class Ledger:
         return bal
 
     def realize(self, agent: Agent, pnl: int, now: int) -> None:
+        """Book realized PnL (quote atomic, signed) at `now` (epoch ms) into the agent's
+        performance: the day's counters (UTC day), equity peak and max drawdown (percent)."""
         perf = agent.perf
         day = now // DAY_MS
         if perf.day != day:
@@ -84,6 +107,8 @@ class Ledger:
 
     @staticmethod
     def count_round_trip(agent: Agent, position_pnl: int) -> None:
+        """A position closed with `position_pnl` (quote atomic): one more trade, a win if > 0,
+        else a loss."""
         perf = agent.perf
         perf.trades += 1
         if position_pnl > 0:

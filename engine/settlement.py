@@ -46,9 +46,7 @@ class Settlement(EngineState):
             exposure.closed(p.token)
             p.status = "closed"
             p.closed_at = now
-            del self.positions[p.id]
-            del self.agent_positions[p.agent_id][p.id]
-            del self.live_positions[p.agent_id][p.id]
+            self._drop_position(p)
             self._record_execution(order, "failed", reason, now)
             return
         if order.purpose == "dca":
@@ -150,7 +148,7 @@ class Settlement(EngineState):
             p.exit_reason = order.reason  # type: ignore[assignment]
             self.index.remove(p)
             exposure.closed(p.token)
-            del self.live_positions[p.agent_id][p.id]
+            self.books[p.agent_id].live.pop(p.id)
             agent.last_exit_at[p.token] = now
             self.ledger.count_round_trip(agent, p.realized_pnl)
             self._emit(ev.PositionClosed(ts=now, position=msgspec.structs.replace(p)))

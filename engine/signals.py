@@ -140,9 +140,7 @@ class SignalIntake(EngineState):
             config=agent.config,
             signal_id=signal.id,
         )
-        self.positions[p.id] = p
-        self.agent_positions[agent.id][p.id] = p
-        self.live_positions[agent.id][p.id] = p
+        self._add_position(p)
         order = self._new_order(
             agent,
             p,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from msgspec import Struct
 
+from .book import AgentBook
 from .model import Agent, Balance, Execution, Order, Position, Signal, Tick, Trade
 
 if TYPE_CHECKING:
@@ -63,42 +64,43 @@ def capture(engine: Engine) -> EngineSnapshot:
 
 
 def restore(engine: Engine, snap: EngineSnapshot) -> None:
-    """Load `snap` into a fresh Engine (no agents yet). Emits no events."""
+    """Load `snap` into a fresh Engine (no agents yet). Emits no events. Each agent's book is
+    rebuilt whole from its parts in the snapshot; parts naming an agent the snapshot does not
+    hold (closed positions and trades of a deleted agent, which snapshots taken before agents
+    owned their state could carry) are left out, as the engine had no owner for them.
+    Raises ValueError when the engine is not fresh."""
     from .core import SignalRecord
     from .exposure import rebuild
 
     if engine.agents or engine.positions:
         raise ValueError("restore needs a fresh Engine")
     now = engine.clock()
-    for a in snap.agents:
-        engine.agents[a.id] = a
-        engine.agent_positions[a.id] = {}
-        engine.live_positions[a.id] = {}
-        engine.trades[a.id] = []
+    books = {a.id: AgentBook(a) for a in snap.agents}
     for aid, balances in snap.balances.items():
-        for b in balances:
-            engine.ledger.credit(aid, b.asset, b.decimals, b.total)
-            if b.reserved:
-                engine.ledger.reserve(aid, b.asset, b.reserved)
+        if aid in books:
+            books[aid].balances.update((b.asset, msgspec.structs.replace(b)) for b in balances)
     for aid, trades in snap.trades.items():
-        engine.trades.setdefault(aid, []).extend(trades)
+        if aid in books:
+            books[aid].trades.extend(trades)
+    positions = sorted((p for p in snap.positions if p.agent_id in books), key=lambda p: p.seq)
+    for p in positions:
+        books[p.agent_id].add_position(p)
+    orders = [o for o in snap.orders if o.agent_id in books]
+    for book in books.values():
+        aid = book.agent.id
+        book.exposure = rebuild(book.positions.values(), (o for o in orders if o.agent_id == aid))
+        engine._add_book(book)
     engine.decimals.update(snap.decimals)
     for t in snap.prices:
         engine.prices[t.token] = t
-    for p in sorted(snap.positions, key=lambda p: p.seq):
+    for p in positions:
         engine.positions[p.id] = p
-        engine.agent_positions.setdefault(p.agent_id, {})[p.id] = p
-        if p.status != "closed":
-            engine.live_positions.setdefault(p.agent_id, {})[p.id] = p
         if p.status in ("open", "closing"):
             # The peak may be below the entry (it starts at the market price the buy was
             # decided on, below a slipped fill); 0 only if none was ever recorded.
             engine.index.add(p, now, peak=p.peak_price_usd or p.entry_price_usd)
-    for o in snap.orders:
+    for o in orders:
         engine.orders[o.id] = o
-    for aid in engine.agents:
-        positions = engine.agent_positions.get(aid, {}).values()
-        engine.exposure[aid] = rebuild(positions, (o for o in snap.orders if o.agent_id == aid))
     for s in snap.signals:  # oldest first
         engine.signal_window.keep(
             SignalRecord(
@@ -108,9 +110,7 @@ def restore(engine: Engine, snap: EngineSnapshot) -> None:
             )
         )
     engine.signal_window.evict(now)  # only the dedupe window comes back
-    closed = sorted(
-        (p for p in snap.positions if p.status == "closed"), key=lambda p: p.closed_at or 0
-    )
+    closed = sorted((p for p in positions if p.status == "closed"), key=lambda p: p.closed_at or 0)
     for p in closed:
         engine._forget_closed(p)
     engine.halted_buys = snap.halted_buys

@@ -4,8 +4,7 @@ its position `closing`). Transitions live in core.py, signals.py and settlement.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
 import msgspec
@@ -13,6 +12,7 @@ from msgspec import Struct
 
 from . import events as ev
 from .assets import KNOWN_DECIMALS, PEGGED_USD, quote_mint
+from .book import AgentBook, BookView
 from .errors import InvariantViolation, NotFound
 from .exits import ratcheted_stop_gain
 from .exposure import Exposure
@@ -35,6 +35,26 @@ from .triggers import ExitIndex, NaiveScan, TriggerIndex
 Clock = Callable[[], int]
 # Trades kept in memory per agent (settlement.py trims at twice this); the rest is in Postgres.
 TRADES_KEPT = 10_000
+
+
+def _agent(book: AgentBook) -> Agent:
+    return book.agent
+
+
+def _positions(book: AgentBook) -> dict[str, Position]:
+    return book.positions
+
+
+def _live(book: AgentBook) -> dict[str, Position]:
+    return book.live
+
+
+def _exposure(book: AgentBook) -> Exposure:
+    return book.exposure
+
+
+def _trades(book: AgentBook) -> list[Trade]:
+    return book.trades
 
 
 class Output(Struct):
@@ -71,15 +91,19 @@ class EngineState:
         self.index: ExitIndex = TriggerIndex() if exit_index == "indexed" else NaiveScan()
         self.max_price_age_ms = max_price_age_ms
         self.default_decimals = default_decimals
-        self.agents: dict[str, Agent] = {}
-        self.ledger = Ledger()
+        # Each agent's state has one owner, its book; the views below only read the books.
+        self.books: dict[str, AgentBook] = {}
+        self.agents: Mapping[str, Agent] = BookView(self.books, _agent)
+        self.agent_positions: Mapping[str, dict[str, Position]] = BookView(
+            self.books, _positions
+        )  # live and recently closed
+        self.live_positions: Mapping[str, dict[str, Position]] = BookView(self.books, _live)
+        self.exposure: Mapping[str, Exposure] = BookView(self.books, _exposure)
+        self.trades: Mapping[str, list[Trade]] = BookView(self.books, _trades)
+        self.ledger = Ledger(self.books)
+        # Global indexes over the books, kept in step with them.
         self.positions: dict[str, Position] = {}
-        self.agent_positions: dict[str, dict[str, Position]] = {}  # live and recently closed
-        self.live_positions: dict[str, dict[str, Position]] = {}  # not closed, in open order
-        self.exposure: dict[str, Exposure] = {}
-        self.closed_ids: dict[str, deque[str]] = {}  # agent -> closed position ids, oldest first
         self.orders: dict[str, Order] = {}
-        self.trades: dict[str, list[Trade]] = {}
         self.prices: dict[str, Tick] = {}
         self.decimals: dict[str, int] = dict(KNOWN_DECIMALS)
         self.signal_window = SignalWindow(self.history)  # the dedupe window
@@ -208,12 +232,23 @@ class EngineState:
             self.decimals[token] = decimals
 
     def _forget_closed(self, p: Position) -> None:
-        closed = self.closed_ids.setdefault(p.agent_id, deque())
-        closed.append(p.id)
-        while len(closed) > self.history.closed_kept:
-            old = closed.popleft()
+        book = self.books[p.agent_id]
+        book.closed_ids.append(p.id)
+        while len(book.closed_ids) > self.history.closed_kept:
+            old = book.closed_ids.popleft()
             self.positions.pop(old, None)
-            self.agent_positions[p.agent_id].pop(old, None)
+            book.drop_position(old)
+
+    def _add_book(self, book: AgentBook) -> None:
+        self.books[book.agent.id] = book
+
+    def _add_position(self, p: Position) -> None:
+        self.positions[p.id] = p
+        self.books[p.agent_id].add_position(p)
+
+    def _drop_position(self, p: Position) -> None:
+        self.positions.pop(p.id, None)
+        self.books[p.agent_id].drop_position(p.id)
 
     def _balance_changed(self, agent_id: str, bal: Balance, now: int) -> None:
         self._emit(

@@ -9,6 +9,7 @@ from tradingd.engine.config import AgentConfig, config_from_builtins
 from tradingd.engine.core import Engine
 from tradingd.engine.events import AnyEvent
 from tradingd.engine.model import Order, Signal, Tick
+from tradingd.engine.snapshot import capture, restore
 
 TOKENS = [
     "DezXAZ8z7PnrnRJjz3wXBoRgixCaNkRZ2cRbBQdfnZ9a",
@@ -31,10 +32,12 @@ class Harness:
 
     def __init__(self, clock: Clock, exit_index: str = "indexed") -> None:
         self.clock = clock
+        self.exit_index = exit_index
         self.engine = Engine(clock, exit_index=exit_index)  # type: ignore[arg-type]
         self.pending: list[Order] = []
         self.log: list[bytes] = []
         self.deposits: dict[str, int] = {}
+        self.deleted: set[str] = set()  # agent ids deleted (and perhaps created again)
 
     def collect(self) -> None:
         out = self.engine.drain()
@@ -42,14 +45,31 @@ class Harness:
         self.pending.extend(i.order for i in out.intents)
 
     def agent(
-        self, config: AgentConfig | dict, deposit: int = 10 * 10**9, quote: str = "SOL"
+        self,
+        config: AgentConfig | dict,
+        deposit: int = 10 * 10**9,
+        quote: str = "SOL",
+        agent_id: str | None = None,
     ) -> str:
         cfg = config if isinstance(config, AgentConfig) else config_from_builtins(config)
-        agent = self.engine.create_agent("a", "paper", cfg, quote)
+        agent = self.engine.create_agent("a", "paper", cfg, quote, agent_id=agent_id)
         self.engine.deposit(agent.id, quote, deposit)
         self.deposits[agent.id] = deposit
         self.collect()
         return agent.id
+
+    def delete(self, agent_id: str) -> None:
+        """Delete the agent (raises Conflict while it holds positions or orders)."""
+        self.engine.delete_agent(agent_id)
+        self.deposits.pop(agent_id, None)
+        self.deleted.add(agent_id)
+        self.collect()
+
+    def restart(self) -> None:
+        """Replace the engine by one restored from its snapshot, as recovery does."""
+        snap = capture(self.engine)
+        self.engine = Engine(self.clock, exit_index=self.exit_index)  # type: ignore[arg-type]
+        restore(self.engine, snap)
 
     def tick(self, token: str, price: float, decimals: int | None = 6) -> None:
         self.engine.on_tick(Tick(token, price, self.clock.now, decimals=decimals))

@@ -9,7 +9,36 @@ from tradingd.engine.exposure import rebuild
 from tests.unit.harness import Harness
 
 
+def check_ownership(h: Harness) -> None:
+    """Every container agrees on who owns what: each position, order, trade and balance of the
+    engine belongs to one live agent's book, the global indexes hold exactly the books'
+    entries, and nothing of a deleted agent is left anywhere."""
+    e = h.engine
+    assert list(e.agents) == list(e.books)
+    for aid, book in e.books.items():
+        assert book.agent.id == aid and e.agents[aid] is book.agent
+        assert book.agent.quote in book.balances, "quote account missing"
+        assert all(k == b.asset for k, b in book.balances.items())
+        for pid, p in book.positions.items():
+            assert p.agent_id == aid and e.positions.get(pid) is p, "position outside the index"
+        assert set(book.live) == {p.id for p in book.positions.values() if p.status != "closed"}
+        assert all(book.positions[pid] is p for pid, p in book.live.items())
+        closed = {p.id for p in book.positions.values() if p.status == "closed"}
+        assert set(book.closed_ids) == closed and len(book.closed_ids) == len(closed)
+        assert all(t.agent_id == aid for t in book.trades)
+    owned = sum(len(b.positions) for b in e.books.values())
+    assert len(e.positions) == owned, "the position index holds a position no book owns"
+    for o in e.orders.values():
+        book = e.books.get(o.agent_id)
+        assert book is not None and o.position_id in book.live, "order without a live owner"
+    for aid in h.deleted - set(e.books):
+        assert aid not in e.agents and aid not in e.trades and not e.ledger.balances(aid)
+        assert all(p.agent_id != aid for p in e.positions.values())
+        assert all(o.agent_id != aid for o in e.orders.values())
+
+
 def check_invariants(h: Harness) -> None:
+    check_ownership(h)
     e = h.engine
     reserved_by_agent: dict[str, int] = defaultdict(int)
     selling: dict[str, int] = defaultdict(int)

@@ -16,7 +16,6 @@ PENDING: set[str] = {
     "core.py",
     "events.py",
     "exposure.py",
-    "ledger.py",
     "model.py",
     "ports.py",
     "settlement.py",
