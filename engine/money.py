@@ -24,6 +24,7 @@ __all__ = [
     "decimal_ratio",
     "exact",
     "level_price",
+    "level_price_nearest",
     "pct_of",
     "pct_sum",
     "quote_value",
@@ -142,3 +143,12 @@ def level_price(entry_usd: float, pct: float, above: bool) -> float:
     from above (stop-loss, DCA: fires when price <= it). At most one ulp from the exact value."""
     x = exact(entry_usd) * (1 + exact(pct) / 100)
     return to_float_down(x) if above else to_float_up(x)
+
+
+@lru_cache(maxsize=65_536)
+def level_price_nearest(entry_usd: float, pct: float) -> float:
+    """entry × (1 + pct/100), exact, as the nearest float: the level as shown to a person or
+    client (0.0000202, never 0.000020200000000000003). Never compared with prices: the engine
+    triggers on level_price, which is at most one ulp from this."""
+    x = exact(entry_usd) * (1 + exact(pct) / 100)
+    return x.numerator / x.denominator

@@ -8,22 +8,12 @@ from tradingd.adapters.http.codec import daemon_of, json_response, read_body
 from tradingd.adapters.http.errors import PaperVenueOnly
 from tradingd.adapters.http.openapi import Route
 from tradingd.adapters.http.schemas import BalanceOut, DepositIn, PerformanceOut
+from tradingd.adapters.http.shapes import balance_out
 from tradingd.engine.assets import quote_mint
 from tradingd.engine.config import MAX_ATOMIC, parse_atomic
 from tradingd.engine.errors import ValidationError
-from tradingd.engine.model import Balance
 
 _deposit_in = msgspec.json.Decoder(DepositIn)
-
-
-def balance_out(b: Balance) -> BalanceOut:
-    return BalanceOut(
-        asset=b.asset,
-        decimals=b.decimals,
-        total=str(b.total),
-        reserved=str(b.reserved),
-        available=str(b.available),
-    )
 
 
 async def post_deposit(request: web.Request) -> web.Response:

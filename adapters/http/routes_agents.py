@@ -10,7 +10,7 @@ from aiohttp import web
 from tradingd.adapters.http.codec import daemon_of, json_response, paginate, query_bool, read_body
 from tradingd.adapters.http.openapi import PAGED, QueryParam, Route
 from tradingd.adapters.http.schemas import AgentIn, AgentOut, AgentPage, AgentPatch
-from tradingd.adapters.timestamps import iso_ms
+from tradingd.adapters.http.shapes import agent_out
 from tradingd.adapters.venues import check_agent_venue
 from tradingd.engine.config import AgentConfig, validate_config
 from tradingd.engine.errors import ValidationError
@@ -25,20 +25,6 @@ APPLY_TO_OPEN = QueryParam(
     {"type": "boolean", "default": False},
     "also give open positions the new exit config",
 )
-
-
-def agent_out(agent: Agent) -> AgentOut:
-    return AgentOut(
-        id=agent.id,
-        name=agent.name,
-        venue=agent.venue,
-        quote=agent.quote,
-        quote_decimals=agent.quote_decimals,
-        status=agent.status,
-        created_at=iso_ms(agent.created_at),
-        wallet_id=agent.wallet_id,
-        config=agent.config,
-    )
 
 
 def _creation(agent: Agent) -> tuple[int, str]:

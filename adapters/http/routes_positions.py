@@ -25,13 +25,10 @@ from tradingd.adapters.http.schemas import (
     CloseIn,
     PositionOut,
     PositionPage,
-    TradeOut,
     TradePage,
 )
-from tradingd.adapters.timestamps import iso_ms, iso_ms_or_none
-from tradingd.engine.core import Engine
+from tradingd.adapters.http.shapes import position_out, trade_out
 from tradingd.engine.errors import Conflict, NotFound
-from tradingd.engine.exits import next_take_profit_price, stop_trigger_price
 from tradingd.engine.model import Position, Trade
 from tradingd.engine.state import TRADES_KEPT
 
@@ -47,52 +44,6 @@ STATUS = QueryParam(
     {"type": "string", "enum": ["open", "closed"]},
     "open: not yet closed (opening, open, closing); closed: closed",
 )
-
-
-def position_out(engine: Engine, p: Position) -> PositionOut:
-    live = p.status in ("open", "closing") and p.entry_price_usd > 0
-    if live:
-        engine.refresh(p)
-    stop = stop_trigger_price(p) if live else None
-    return PositionOut(
-        id=p.id,
-        agent_id=p.agent_id,
-        token=p.token,
-        symbol=p.symbol,
-        status=p.status,
-        amount=str(p.amount),
-        decimals=p.decimals,
-        cost=str(p.cost),
-        entry_price_usd=p.entry_price_usd or None,
-        peak_price_usd=p.peak_price_usd or None,
-        stop_price_usd=stop,
-        next_take_profit_usd=next_take_profit_price(p) if live else None,
-        dca_count=p.dca_count,
-        opened_at=iso_ms_or_none(p.opened_at),
-        closed_at=iso_ms_or_none(p.closed_at),
-        exit_reason=p.exit_reason,
-        realized_pnl=str(p.realized_pnl),
-        moon_bag_amount=str(p.moon_bag_amount),
-        signal_id=p.signal_id,
-    )
-
-
-def trade_out(t: Trade) -> TradeOut:
-    return TradeOut(
-        id=t.id,
-        agent_id=t.agent_id,
-        position_id=t.position_id,
-        side=t.side,
-        token=t.token,
-        amount=str(t.amount),
-        quote_amount=str(t.quote_amount),
-        price_usd=t.price_usd,
-        fee=str(t.fee),
-        venue=t.venue,
-        venue_ref=t.venue_ref,
-        reason=t.reason,
-        ts=iso_ms(t.ts),
-    )
 
 
 def _history(request: web.Request) -> HistoryReader | None:
@@ -147,7 +98,7 @@ async def list_positions(request: web.Request) -> web.Response:
         limit, after = page_request(request)
         stored = await history.closed_positions(agent.id, after, limit + 1)
         page, cursor = merged_page(positions, stored, _position_key, lambda p: p.id, after, limit)
-    items = [position_out(engine, p) for p in page]
+    items = [position_out(engine.refresh(p)) for p in page]
     return json_response(PositionPage(items=items, next_cursor=cursor))
 
 
@@ -160,7 +111,7 @@ async def get_position(request: web.Request) -> web.Response:
         p = await history.position(position_id)
     if p is None:
         raise NotFound(f"unknown position {position_id!r}", {"position_id": position_id})
-    return json_response(position_out(engine, p))
+    return json_response(position_out(engine.refresh(p)))
 
 
 async def close_position(request: web.Request) -> web.Response:

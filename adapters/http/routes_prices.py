@@ -7,11 +7,12 @@ from collections.abc import Mapping
 
 import msgspec
 from aiohttp import web
+from msgspec import structs
 from tradingd.adapters.http.codec import daemon_of, json_response, read_body
 from tradingd.adapters.http.errors import TooManyTicks
 from tradingd.adapters.http.openapi import Route
 from tradingd.adapters.http.schemas import PriceOut, TicksAccepted, TicksIn
-from tradingd.adapters.timestamps import iso_ms
+from tradingd.adapters.http.shapes import tick_out
 from tradingd.engine.assets import require_mint
 from tradingd.engine.errors import NotFound, ValidationError
 from tradingd.engine.model import Tick
@@ -79,10 +80,7 @@ async def get_price(request: web.Request) -> web.Response:
     age = max(0, daemon.runtime.clock() - tick.ts)
     return json_response(
         PriceOut(
-            token=token,
-            price_usd=tick.price_usd,
-            source=tick.source,
-            ts=iso_ms(tick.ts),
+            **structs.asdict(tick_out(tick)),
             age_ms=age,
             decimals=daemon.engine.decimals.get(token),
             liquidity_usd=tick.liquidity_usd,

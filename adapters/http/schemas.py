@@ -133,11 +133,17 @@ class TicksAccepted(_Out):
     reasons: dict[str, int] = msgspec.field(default_factory=dict)
 
 
-class PriceOut(_Out):
+class TickOut(_Out):
+    """A price as every client sees it: REST `GET /v1/prices/{token}` (as PriceOut), the
+    WebSocket `prices` batches and snapshots."""
+
     token: str
     price_usd: float
     source: str
     ts: Timestamp
+
+
+class PriceOut(TickOut):
     age_ms: int
     decimals: int | None = None
     liquidity_usd: float | None = None

@@ -9,18 +9,17 @@ from collections.abc import Callable
 from typing import Any
 
 from msgspec import Struct
+from tradingd.adapters.http.shapes import agent_out, position_message, trade_message
 from tradingd.adapters.http.ws_wire import (
+    AgentBalanceOut,
     AgentMessage,
     AlertOut,
-    BalanceOut,
     Channel,
-    PositionMessage,
+    PositionEvent,
     SignalExecutionMessage,
     SignalReceivedMessage,
-    agent_out,
-    position_fields,
-    trade_out,
 )
+from tradingd.adapters.timestamps import iso_ms
 from tradingd.engine import events as ev
 from tradingd.engine.core import Engine
 from tradingd.engine.model import Position
@@ -37,7 +36,7 @@ class Routed(Struct, frozen=True):
 
 
 POSITION, TRADE, SIGNAL, AGENT, ALERT = b"position", b"trade", b"signal", b"agent", b"alert"
-_POSITION_EVENTS = {
+_POSITION_EVENTS: dict[type, PositionEvent] = {
     ev.PositionOpened: "opened",
     ev.PositionChanged: "changed",
     ev.PositionClosed: "closed",
@@ -54,12 +53,14 @@ _AGENT_EVENTS = {
 
 def _position(e: Any, engine: Engine) -> Routed:
     p: Position = e.position
-    data = PositionMessage(**position_fields(p), event=_POSITION_EVENTS[type(e)])  # type: ignore[arg-type]
+    data = position_message(p, _POSITION_EVENTS[type(e)])  # the snapshot: refreshed when taken
     return Routed(POSITION, "positions", p.agent_id, p.token, data)
 
 
 def _trade(e: ev.OrderFilled, engine: Engine) -> Routed:
-    return Routed(TRADE, "trades", e.trade.agent_id, e.trade.token, trade_out(e.order_id, e.trade))
+    return Routed(
+        TRADE, "trades", e.trade.agent_id, e.trade.token, trade_message(e.order_id, e.trade)
+    )
 
 
 def _signal_received(e: ev.SignalReceived, engine: Engine) -> Routed:
@@ -73,7 +74,7 @@ def _signal_received(e: ev.SignalReceived, engine: Engine) -> Routed:
         source=e.source,
         reason=e.reason,
         client_id=e.client_id,
-        expires_at=e.expires_at,
+        expires_at=iso_ms(e.expires_at),
     )
     return Routed(SIGNAL, "signals", None, e.token, data)
 
@@ -107,7 +108,7 @@ def _agent(e: Any, engine: Engine) -> Routed:
 
 
 def _balance(e: ev.BalanceChanged, engine: Engine) -> Routed:
-    bal = BalanceOut(
+    bal = AgentBalanceOut(
         agent_id=e.agent_id,
         asset=e.asset,
         decimals=e.decimals,

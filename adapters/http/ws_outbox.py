@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import msgspec
 from aiohttp import WSMsgType, web
+from tradingd.adapters.http import shapes
 from tradingd.adapters.http import ws_wire as wire
 from tradingd.engine.model import Tick
 
@@ -49,7 +50,7 @@ class PriceBatch:
 
 
 def encode_prices(ticks: dict[str, Tick]) -> bytes:
-    return wire.encode(wire.PricesOut(ticks=[wire.tick_out(t) for t in ticks.values()]))
+    return wire.encode(wire.PricesOut(ticks=[shapes.tick_out(t) for t in ticks.values()]))
 
 
 class Item(msgspec.Struct, gc=False):

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from tradingd.adapters.app.runtime import wall_clock_ms as now_ms
+from tradingd.adapters.http import shapes
 from tradingd.adapters.http import ws_wire as wire
 from tradingd.adapters.http.auth import RateLimiter
 from tradingd.adapters.http.ws_dispatch import Dispatcher, Filter
@@ -149,20 +150,24 @@ class Subscriptions:
         engine = self.engine
         agent_ids = [a for a in engine.agents if wanted.agents is None or a in wanted.agents]
         positions = [
-            wire.position_out(engine.refresh(p))
+            shapes.position_out(engine.refresh(p))
             for aid in agent_ids
             for p in engine.agent_positions.get(aid, {}).values()
             if p.status in ("open", "closing") and wanted.admits(p.agent_id, p.token)
         ]
         balances = [
-            wire.balance_out(aid, b) for aid in agent_ids for b in engine.ledger.balances(aid)
+            shapes.agent_balance_out(aid, b)
+            for aid in agent_ids
+            for b in engine.ledger.balances(aid)
         ]
-        prices = [wire.tick_out(t) for tok, t in engine.prices.items() if wanted.admits(None, tok)]
+        prices = [
+            shapes.tick_out(t) for tok, t in engine.prices.items() if wanted.admits(None, tok)
+        ]
         return wire.encode(
             wire.SnapshotOut(
                 subscription=subscription,
                 halted=engine.halted_buys,
-                agents=[wire.agent_out(engine.agents[a]) for a in agent_ids],
+                agents=[shapes.agent_out(engine.agents[a]) for a in agent_ids],
                 positions=positions,
                 balances=balances,
                 prices=prices,

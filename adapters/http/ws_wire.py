@@ -1,7 +1,9 @@
 """Wire schemas of the WebSocket stream (API.md "WebSocket"): client operations in, message
 payloads out, and the mapping of engine events to the channel, agent and token that route them.
 
-Money travels as decimal strings of atomic units, like REST; timestamps as epoch milliseconds."""
+Payloads are the REST shapes (adapters/http/shapes.py builds them for both): money as decimal
+strings of atomic units, times as ISO-8601 UTC strings with milliseconds. Only the envelope's
+`ts` (when the message was sent) is epoch milliseconds."""
 
 from __future__ import annotations
 
@@ -9,9 +11,14 @@ from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from msgspec import Meta, Struct
-from tradingd.engine.config import AgentConfig
-from tradingd.engine.exits import next_take_profit_price, stop_trigger_price
-from tradingd.engine.model import Agent, Balance, Position, Tick, Trade
+from tradingd.adapters.http.schemas import (
+    AgentOut,
+    BalanceOut,
+    PositionOut,
+    TickOut,
+    Timestamp,
+    TradeOut,
+)
 
 Channel = Literal["prices", "positions", "trades", "signals", "agents", "alerts"]
 CHANNELS: tuple[Channel, ...] = get_args(Channel)
@@ -58,83 +65,30 @@ class _Out(Struct, kw_only=True):
     pass
 
 
-class TickOut(_Out):
-    token: str
-    price_usd: float
-    source: str
-    ts: int
-
-
 class PricesOut(_Out):
     ticks: list[TickOut]
 
 
-class PositionOut(_Out):
-    id: str
-    agent_id: str
-    token: str
-    symbol: str | None
-    status: str
-    amount: str
-    decimals: int
-    cost: str
-    entry_price_usd: float
-    peak_price_usd: float
-    stop_price_usd: float | None
-    next_take_profit_usd: float | None
-    dca_count: int
-    opened_at: int | None
-    closed_at: int | None
-    exit_reason: str | None
-    realized_pnl: str
+PositionEvent = Literal["opened", "changed", "closed"]
 
 
-class PositionMessage(PositionOut):
-    event: Literal["opened", "changed", "closed"]
+class PositionMessage(PositionOut, kw_only=True):
+    event: PositionEvent
 
 
-class TradeOut(_Out):
-    id: str
-    agent_id: str
+class TradeMessage(TradeOut, kw_only=True):
     order_id: str
-    position_id: str
-    side: str
-    token: str
-    amount: str
-    quote_amount: str
-    price_usd: float
-    fee: str
-    venue: str
-    venue_ref: str
-    reason: str
-    ts: int
 
 
-class BalanceOut(_Out):
+class AgentBalanceOut(BalanceOut, kw_only=True):
     agent_id: str
-    asset: str
-    decimals: int
-    total: str
-    reserved: str
-    available: str
-
-
-class AgentOut(_Out):
-    id: str
-    name: str
-    venue: str
-    quote: str
-    status: str
-    created_at: int
-    wallet_id: str | None
-    config: AgentConfig
 
 
 class AgentMessage(_Out):
     event: str  # created, renamed, config_updated, paused, resumed, deleted, balance_changed
     agent_id: str
     agent: AgentOut | None = None  # the agent after the change; None once deleted
-    balance: BalanceOut | None = None
+    balance: AgentBalanceOut | None = None
 
 
 class SignalReceivedMessage(_Out, kw_only=True):
@@ -148,7 +102,7 @@ class SignalReceivedMessage(_Out, kw_only=True):
     source: str
     reason: str
     client_id: str | None
-    expires_at: int
+    expires_at: Timestamp
 
 
 class SignalExecutionMessage(_Out, kw_only=True):
@@ -188,82 +142,5 @@ class SnapshotOut(_Out):
     halted: bool
     agents: list[AgentOut]
     positions: list[PositionOut]
-    balances: list[BalanceOut]
+    balances: list[AgentBalanceOut]
     prices: list[TickOut]
-
-
-# -- domain -> wire --------------------------------------------------------------------------
-
-
-def tick_out(t: Tick) -> TickOut:
-    return TickOut(token=t.token, price_usd=t.price_usd, source=t.source, ts=t.ts)
-
-
-def position_fields(p: Position) -> dict[str, Any]:
-    open_ = p.status in ("open", "closing") and p.entry_price_usd > 0
-    return {
-        "id": p.id,
-        "agent_id": p.agent_id,
-        "token": p.token,
-        "symbol": p.symbol,
-        "status": p.status,
-        "amount": str(p.amount),
-        "decimals": p.decimals,
-        "cost": str(p.cost),
-        "entry_price_usd": p.entry_price_usd,
-        "peak_price_usd": p.peak_price_usd,
-        "stop_price_usd": stop_trigger_price(p) if open_ else None,
-        "next_take_profit_usd": next_take_profit_price(p) if open_ else None,
-        "dca_count": p.dca_count,
-        "opened_at": p.opened_at or None,
-        "closed_at": p.closed_at,
-        "exit_reason": p.exit_reason,
-        "realized_pnl": str(p.realized_pnl),
-    }
-
-
-def position_out(p: Position) -> PositionOut:
-    return PositionOut(**position_fields(p))
-
-
-def trade_out(order_id: str, t: Trade) -> TradeOut:
-    return TradeOut(
-        id=t.id,
-        agent_id=t.agent_id,
-        order_id=order_id,
-        position_id=t.position_id,
-        side=t.side,
-        token=t.token,
-        amount=str(t.amount),
-        quote_amount=str(t.quote_amount),
-        price_usd=t.price_usd,
-        fee=str(t.fee),
-        venue=t.venue,
-        venue_ref=t.venue_ref,
-        reason=t.reason,
-        ts=t.ts,
-    )
-
-
-def balance_out(agent_id: str, b: Balance) -> BalanceOut:
-    return BalanceOut(
-        agent_id=agent_id,
-        asset=b.asset,
-        decimals=b.decimals,
-        total=str(b.total),
-        reserved=str(b.reserved),
-        available=str(b.total - b.reserved),
-    )
-
-
-def agent_out(a: Agent) -> AgentOut:
-    return AgentOut(
-        id=a.id,
-        name=a.name,
-        venue=a.venue,
-        quote=a.quote,
-        status=a.status,
-        created_at=a.created_at,
-        wallet_id=a.wallet_id,
-        config=a.config,
-    )

@@ -177,8 +177,8 @@ async def test_paper_flow_streams_signal_position_trade_and_agent_messages_in_se
     }
     assert trade["side"] == "buy" and trade["token"] == TOKEN_A and trade["venue"] == "paper"
     assert trade["quote_amount"] == "1000000000" and isinstance(trade["amount"], str)
-    assert isinstance(trade["ts"], int)
-    assert all(isinstance(d["ts"], int) for d in got)
+    assert isinstance(trade["ts"], str) and trade["ts"].endswith("Z")  # ISO, as in REST
+    assert all(isinstance(d["ts"], int) for d in got)  # the envelope: epoch ms
 
 
 async def test_close_streams_a_sell_trade_and_a_closed_position(stack: Stack) -> None:

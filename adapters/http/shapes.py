@@ -1,0 +1,131 @@
+"""Client-facing shapes, each built once and given alike by REST and the WebSocket: a price
+tick, a position (with its live exit state), a trade, a balance, an agent. The WebSocket's
+message types extend these with what only a stream carries (a position's `event`, a trade's
+`order_id`, a balance's `agent_id`); the fields they share have the same value in both.
+
+Times are ISO-8601 UTC with milliseconds (adapters/timestamps.py); atomic amounts decimal
+strings; prices JSON numbers, each the float nearest the exact value it stands for."""
+
+from __future__ import annotations
+
+from msgspec import structs
+from tradingd.adapters.http.schemas import (
+    AgentOut,
+    BalanceOut,
+    PositionOut,
+    TickOut,
+    TradeOut,
+)
+from tradingd.adapters.http.ws_wire import (
+    AgentBalanceOut,
+    PositionEvent,
+    PositionMessage,
+    TradeMessage,
+)
+from tradingd.adapters.timestamps import iso_ms, iso_ms_or_none
+from tradingd.engine.exits import next_take_profit_price, stop_trigger_price
+from tradingd.engine.model import Agent, Balance, Position, Tick, Trade
+from tradingd.engine.money import level_price_nearest
+
+
+def tick_out(t: Tick) -> TickOut:
+    """A price tick: USD per whole token, its source, when it was observed."""
+    return TickOut(token=t.token, price_usd=t.price_usd, source=t.source, ts=iso_ms(t.ts))
+
+
+def _take_profit_shown(p: Position) -> float | None:
+    """The next take-profit level as the float nearest its exact value (0.0000202, not the
+    one-ulp-lower float the engine compares with): never above that trigger's exact level
+    rounded to nearest, so a tick at the shown price triggers it."""
+    if next_take_profit_price(p) is None:
+        return None
+    level = p.config.take_profit.levels[p.tp_done]
+    return level_price_nearest(p.entry_price_usd, level.gain_pct)
+
+
+def position_out(p: Position) -> PositionOut:
+    """A position as given: pass a refreshed one (Engine.refresh, or an event's snapshot, which
+    is refreshed when taken) so its peak and ratcheted stop are current. Prices are null where
+    they do not exist yet (before the entry fills) or no longer apply (closed, rule off)."""
+    live = p.status in ("open", "closing") and p.entry_price_usd > 0
+    return PositionOut(
+        id=p.id,
+        agent_id=p.agent_id,
+        token=p.token,
+        symbol=p.symbol,
+        status=p.status,
+        amount=str(p.amount),
+        decimals=p.decimals,
+        cost=str(p.cost),
+        entry_price_usd=p.entry_price_usd or None,
+        peak_price_usd=p.peak_price_usd or None,
+        stop_price_usd=stop_trigger_price(p) if live else None,
+        next_take_profit_usd=_take_profit_shown(p) if live else None,
+        dca_count=p.dca_count,
+        opened_at=iso_ms_or_none(p.opened_at),
+        closed_at=iso_ms_or_none(p.closed_at),
+        exit_reason=p.exit_reason,
+        realized_pnl=str(p.realized_pnl),
+        moon_bag_amount=str(p.moon_bag_amount),
+        signal_id=p.signal_id,
+    )
+
+
+def position_message(p: Position, event: PositionEvent) -> PositionMessage:
+    """The WebSocket `position` message: the REST position plus what happened to it."""
+    return PositionMessage(**structs.asdict(position_out(p)), event=event)
+
+
+def trade_out(t: Trade) -> TradeOut:
+    """A fill: tokens and quote in atomic units, the fill price in USD per whole token."""
+    return TradeOut(
+        id=t.id,
+        agent_id=t.agent_id,
+        position_id=t.position_id,
+        side=t.side,
+        token=t.token,
+        amount=str(t.amount),
+        quote_amount=str(t.quote_amount),
+        price_usd=t.price_usd,
+        fee=str(t.fee),
+        venue=t.venue,
+        venue_ref=t.venue_ref,
+        reason=t.reason,
+        ts=iso_ms(t.ts),
+    )
+
+
+def trade_message(order_id: str, t: Trade) -> TradeMessage:
+    """The WebSocket `trade` message: the REST trade plus the order it filled."""
+    return TradeMessage(**structs.asdict(trade_out(t)), order_id=order_id)
+
+
+def balance_out(b: Balance) -> BalanceOut:
+    """One asset's balance, atomic units: total, reserved by orders in flight, available."""
+    return BalanceOut(
+        asset=b.asset,
+        decimals=b.decimals,
+        total=str(b.total),
+        reserved=str(b.reserved),
+        available=str(b.available),
+    )
+
+
+def agent_balance_out(agent_id: str, b: Balance) -> AgentBalanceOut:
+    """A balance with the agent it belongs to (WebSocket snapshots and agent messages)."""
+    return AgentBalanceOut(**structs.asdict(balance_out(b)), agent_id=agent_id)
+
+
+def agent_out(agent: Agent) -> AgentOut:
+    """An agent with its whole exit configuration."""
+    return AgentOut(
+        id=agent.id,
+        name=agent.name,
+        venue=agent.venue,
+        quote=agent.quote,
+        quote_decimals=agent.quote_decimals,
+        status=agent.status,
+        created_at=iso_ms(agent.created_at),
+        wallet_id=agent.wallet_id,
+        config=agent.config,
+    )
