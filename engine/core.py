@@ -8,6 +8,7 @@ kill switch, ticks and exits; signals.py the intake of signals; settlement.py fi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 import msgspec
@@ -18,16 +19,68 @@ from .book import AgentBook
 from .config import AgentConfig, parse_atomic
 from .errors import Conflict, ValidationError
 from .exits import Decision, decide
-from .model import Agent, Balance, ExitReason, Fill, Order, Position, Tick
+from .history import HistoryBounds
+from .model import Agent, Balance, ExitReason, Fill, Order, Position, Signal, Tick
 from .money import decimal_ratio, pct_of, quote_value
 from .settlement import Settlement
 from .signals import SignalIntake
-from .state import Clock, Output, SignalRecord
+from .state import Clock, EngineState, Output, SignalRecord
 
 __all__ = ["Clock", "Engine", "Output", "SignalRecord"]
 
 
-class Engine(SignalIntake, Settlement):
+class Engine(EngineState):
+    """The single writer of trading state (see the module docstring). The state it holds is
+    read freely; it changes only through the public methods below. Signal intake and
+    settlement are collaborators (`SignalIntake`, `Settlement`) given this state, called only
+    from here."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        exit_index: Literal["indexed", "naive"] = "indexed",
+        max_price_age_ms: int = 60_000,
+        default_decimals: int = 6,
+        node: str = "",
+        history: HistoryBounds | None = None,
+        max_future_skew_ms: int = 5_000,
+        max_priced_tokens: int = 20_000,
+        watchlist: Iterable[str] = (),
+    ) -> None:
+        """`clock` returns epoch ms. `max_price_age_ms`: a price older than this cannot open
+        a buy; `default_decimals`: of a token no tick or signal named; `node`: a prefix that
+        keeps ids unique across nodes; `history`: the memory bounds (signals, closed
+        positions); `max_future_skew_ms`: how far ahead of the clock a tick may be;
+        `max_priced_tokens`: the price book's bound; `watchlist`: mints always priced."""
+        super().__init__(
+            clock,
+            exit_index=exit_index,
+            max_price_age_ms=max_price_age_ms,
+            default_decimals=default_decimals,
+            node=node,
+            history=history,
+            max_future_skew_ms=max_future_skew_ms,
+            max_priced_tokens=max_priced_tokens,
+            watchlist=watchlist,
+        )
+        self._intake = SignalIntake(self)
+        self._settlement = Settlement(self)
+
+    def on_signal(self, signal: Signal) -> tuple[SignalRecord, bool]:
+        """Take a signal to every agent (see `SignalIntake.on_signal`). Returns (record,
+        duplicate); raises ValidationError on a bad token or conflicting decimals."""
+        return self._intake.on_signal(signal)
+
+    def pause_buys(self, reason: str) -> None:
+        """Refuse new buys with `reason` (an adapter's, e.g. "store_unavailable") until
+        `resume_buys`. Exits and settlement go on. Separate from the operator's `set_halt`."""
+        self._buys_paused_reason = reason
+
+    def resume_buys(self) -> None:
+        """Lift `pause_buys`: buys are taken again (unless the operator halted them)."""
+        self._buys_paused_reason = None
+
     def create_agent(
         self,
         name: str,
@@ -271,7 +324,7 @@ class Engine(SignalIntake, Settlement):
     def on_fill(self, fill: Fill) -> None:
         order = self.orders.get(fill.order_id)
         p = self.positions.get(order.position_id) if order is not None else None
-        super().on_fill(fill)
+        self._settlement.on_fill(fill)
         if p is not None and order is not None:
             self._after_settle(p, evaluate=self._ticked_since(order))
 
@@ -286,7 +339,7 @@ class Engine(SignalIntake, Settlement):
     def on_order_failed(self, order_id: str, reason: str) -> None:
         order = self.orders.get(order_id)
         p = self.positions.get(order.position_id) if order is not None else None
-        super().on_order_failed(order_id, reason)
+        self._settlement.on_order_failed(order_id, reason)
         if p is not None:
             self._after_settle(p, evaluate=False)
 

@@ -13,9 +13,20 @@ from .money import exact
 from .state import TRADES_KEPT, EngineState
 
 
-class Settlement(EngineState):
+class Settlement:
+    """Settlement of orders, a collaborator of the Engine: it changes only the `state` it is given
+    (the books, the ledger, the order and position indexes, the exit index, the event buffer),
+    and only when the Engine calls `on_fill` or `on_order_failed`."""
+
+    def __init__(self, state: EngineState) -> None:
+        self.state = state
+
     def on_fill(self, fill: Fill) -> None:
-        order = self.orders.pop(fill.order_id, None)
+        """Settle the order `fill` names: a buy spends its reservation (the rest is released)
+        and opens or adds to the position; a sell realizes PnL on the sold slice's cost basis
+        (quote atomic) and closes the position when nothing is left. Raises NotFound for an
+        order not in flight, InvariantViolation for a fill outside the order."""
+        order = self.state.orders.pop(fill.order_id, None)
         if order is None:
             raise NotFound(f"no order in flight {fill.order_id!r}", {"order_id": fill.order_id})
         order.status = "filled"
@@ -25,42 +36,45 @@ class Settlement(EngineState):
             self._settle_sell(order, fill)
 
     def on_order_failed(self, order_id: str, reason: str) -> None:
-        order = self.orders.pop(order_id, None)
+        """The order failed for `reason`: a buy's reservation is released (an entry's
+        position is dropped), a sell's position is open again with its take-profit levels
+        given back. Raises NotFound for an order not in flight."""
+        order = self.state.orders.pop(order_id, None)
         if order is None:
             raise NotFound(f"no order in flight {order_id!r}", {"order_id": order_id})
         order.status = "failed"
-        now = self.clock()
-        p = self.positions[order.position_id]
-        self._emit(
+        now = self.state.clock()
+        p = self.state.positions[order.position_id]
+        self.state._emit(
             ev.OrderFailed(
                 ts=now, order_id=order_id, agent_id=order.agent_id, position_id=p.id, reason=reason
             )
         )
-        exposure = self.exposure[order.agent_id]
+        exposure = self.state.exposure[order.agent_id]
         if order.side == "buy":
-            bal = self.ledger.release(order.agent_id, order.quote, order.amount_in)
+            bal = self.state.ledger.release(order.agent_id, order.quote, order.amount_in)
             exposure.commit(p.token, -order.amount_in)
-            self._balance_changed(order.agent_id, bal, now)
+            self.state._balance_changed(order.agent_id, bal, now)
         p.in_flight = None
         if order.purpose == "entry":
             exposure.closed(p.token)
             p.status = "closed"
             p.closed_at = now
-            self._drop_position(p)
-            self._record_execution(order, "failed", reason, now)
+            self.state._drop_position(p)
+            self.state._record_execution(order, "failed", reason, now)
             return
         if order.purpose == "dca":
             p.last_dca_at = now
         else:
             p.tp_done -= order.tp_levels
             p.status = "open"
-            self._record_execution(order, "failed", reason, now)  # a sell signal's sell
-        self.index.rearm(p, now, fresh=True)
-        self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
+            self.state._record_execution(order, "failed", reason, now)  # a sell signal's sell
+        self.state.index.rearm(p, now, fresh=True)
+        self.state._emit(ev.PositionChanged(ts=now, position=self.state._snapshot(p)))
 
     def _trade(self, order: Order, fill: Fill, amount: int, quote_amount: int, now: int) -> None:
         trade = Trade(
-            id=self._id("trd", now),
+            id=self.state._id("trd", now),
             agent_id=order.agent_id,
             position_id=order.position_id,
             side=order.side,
@@ -74,22 +88,22 @@ class Settlement(EngineState):
             reason=order.reason,
             ts=now,
         )
-        trades = self.trades[order.agent_id]
+        trades = self.state.trades[order.agent_id]
         trades.append(trade)
         if len(trades) > 2 * TRADES_KEPT:
             del trades[:TRADES_KEPT]
-        self._emit(ev.OrderFilled(ts=now, order_id=order.id, trade=trade))
+        self.state._emit(ev.OrderFilled(ts=now, order_id=order.id, trade=trade))
 
     def _settle_buy(self, order: Order, fill: Fill) -> None:
-        now = self.clock()
+        now = self.state.clock()
         spent, got = fill.amount_in, fill.amount_out
         if spent > order.amount_in or spent < 0 or got <= 0:
             raise InvariantViolation(
                 f"buy fill {fill} outside order {order.id} reservation {order.amount_in}"
             )
-        bal = self.ledger.settle_buy(order.agent_id, order.quote, order.amount_in, spent)
-        p = self.positions[order.position_id]
-        self.exposure[order.agent_id].commit(p.token, spent - order.amount_in)
+        bal = self.state.ledger.settle_buy(order.agent_id, order.quote, order.amount_in, spent)
+        p = self.state.positions[order.position_id]
+        self.state.exposure[order.agent_id].commit(p.token, spent - order.amount_in)
         p.in_flight = None
         self._trade(order, fill, got, spent, now)
         if order.purpose == "entry":
@@ -100,12 +114,12 @@ class Settlement(EngineState):
             p.opened_at = now
             # The peak starts at the market price the buy was decided on (a slippage-adjusted
             # fill price never traded), then follows ticks only.
-            self.index.add(p, now, peak=order.decision_price_usd or fill.price_usd)
-            self._emit(ev.PositionOpened(ts=now, position=self._snapshot(p)))
-            self._record_execution(order, "filled", "", now)
+            self.state.index.add(p, now, peak=order.decision_price_usd or fill.price_usd)
+            self.state._emit(ev.PositionOpened(ts=now, position=self.state._snapshot(p)))
+            self.state._record_execution(order, "filled", "", now)
         else:
             # Ratchet the stop at the old average first: S is a running max over (peak, entry).
-            self.refresh(p)
+            self.state.refresh(p)
             # Average entry weighted by token amount, exact, then the nearest float.
             p.entry_price_usd = float(
                 (exact(p.entry_price_usd) * p.amount + exact(fill.price_usd) * got)
@@ -116,13 +130,13 @@ class Settlement(EngineState):
             p.cost += spent
             p.dca_count += 1
             p.last_dca_at = now
-            self.index.rearm(p, now, fresh=True)
-            self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
-        self._balance_changed(order.agent_id, bal, now)
+            self.state.index.rearm(p, now, fresh=True)
+            self.state._emit(ev.PositionChanged(ts=now, position=self.state._snapshot(p)))
+        self.state._balance_changed(order.agent_id, bal, now)
 
     def _settle_sell(self, order: Order, fill: Fill) -> None:
-        now = self.clock()
-        p = self.refresh(self.positions[order.position_id])
+        now = self.state.clock()
+        p = self.state.refresh(self.state.positions[order.position_id])
         sold, proceeds = fill.amount_in, fill.amount_out
         if sold <= 0 or sold > order.amount_in or sold > p.amount or proceeds < 0:
             raise InvariantViolation(
@@ -135,26 +149,26 @@ class Settlement(EngineState):
         p.realized_pnl += pnl
         p.moon_bag_amount = min(p.moon_bag_amount, p.amount)
         p.in_flight = None
-        agent = self.agents[order.agent_id]
-        exposure = self.exposure[agent.id]
+        agent = self.state.agents[order.agent_id]
+        exposure = self.state.exposure[agent.id]
         exposure.commit(p.token, -basis)
-        bal = self.ledger.credit(agent.id, agent.quote, agent.quote_decimals, proceeds)
-        self.ledger.realize(agent, pnl, now)
+        bal = self.state.ledger.credit(agent.id, agent.quote, agent.quote_decimals, proceeds)
+        self.state.ledger.realize(agent, pnl, now)
         self._trade(order, fill, sold, proceeds, now)
-        self._record_execution(order, "filled", "", now)  # a sell signal's sell
+        self.state._record_execution(order, "filled", "", now)  # a sell signal's sell
         if p.amount == 0:
             p.status = "closed"
             p.closed_at = now
             p.exit_reason = order.reason  # type: ignore[assignment]
-            self.index.remove(p)
+            self.state.index.remove(p)
             exposure.closed(p.token)
-            self.books[p.agent_id].live.pop(p.id)
+            self.state.books[p.agent_id].live.pop(p.id)
             agent.last_exit_at[p.token] = now
-            self.ledger.count_round_trip(agent, p.realized_pnl)
-            self._emit(ev.PositionClosed(ts=now, position=msgspec.structs.replace(p)))
-            self._forget_closed(p)
+            self.state.ledger.count_round_trip(agent, p.realized_pnl)
+            self.state._emit(ev.PositionClosed(ts=now, position=msgspec.structs.replace(p)))
+            self.state._forget_closed(p)
         else:
             p.status = "open"
-            self.index.rearm(p, now, fresh=True)
-            self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
-        self._balance_changed(agent.id, bal, now)
+            self.state.index.rearm(p, now, fresh=True)
+            self.state._emit(ev.PositionChanged(ts=now, position=self.state._snapshot(p)))
+        self.state._balance_changed(agent.id, bal, now)

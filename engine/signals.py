@@ -11,30 +11,37 @@ from .risk import filter_reason, limit_reason, size_buy
 from .state import EngineState, SignalRecord
 
 
-class SignalIntake(EngineState):
+class SignalIntake:
+    """The intake of signals, a collaborator of the Engine: it changes only the `state` it is
+    given (the books, the ledger through them, the signal window, the event buffer), and only
+    when the Engine calls `on_signal`."""
+
+    def __init__(self, state: EngineState) -> None:
+        self.state = state
+
     def on_signal(self, signal: Signal) -> tuple[SignalRecord, bool]:
         """Returns (record, duplicate). A client id repeated within the dedupe window (see
         engine.history) returns the first record; past it, the memory no longer knows the id
         (the control port asks Postgres, the system of record, before calling this)."""
-        now = self.clock()
-        self.signal_window.evict(now)
+        now = self.state.clock()
+        self.state.signal_window.evict(now)
         if signal.client_id is not None:
-            known = self.signal_by_client.get(signal.client_id)
-            if known is not None and known in self.signals:
-                return self.signals[known], True
+            known = self.state.signal_by_client.get(signal.client_id)
+            if known is not None and known in self.state.signals:
+                return self.state.signals[known], True
         require_mint(signal.token, "$.token")
-        if signal.decimals is not None and self.decimals_conflict(
+        if signal.decimals is not None and self.state.decimals_conflict(
             signal.token, signal.decimals, now
         ):
             raise ValidationError(
                 f"decimals {signal.decimals} conflict with the token's known decimals "
-                f"{self.decimals[signal.token]}",
+                f"{self.state.decimals[signal.token]}",
                 "$.decimals",
             )
-        self._learn_decimals(signal.token, signal.decimals)
+        self.state._learn_decimals(signal.token, signal.decimals)
         record = SignalRecord(signal=signal, executions={})
-        self.signal_window.keep(record)
-        self._emit(
+        self.state.signal_window.keep(record)
+        self.state._emit(
             ev.SignalReceived(
                 ts=now,
                 signal_id=signal.id,
@@ -51,8 +58,8 @@ class SignalIntake(EngineState):
             )
         )
         filtered: dict[str, str] = {}
-        for agent in list(self.agents.values()):
-            tick = self.prices.get(signal.token)
+        for agent in list(self.state.agents.values()):
+            tick = self.state.prices.get(signal.token)
             liquidity = tick.liquidity_usd if tick else None
             reason = filter_reason(
                 agent.config, signal, liquidity, check_liquidity=signal.side == "buy"
@@ -69,15 +76,15 @@ class SignalIntake(EngineState):
             else:
                 self._sell_for(agent, signal, record, now)
         if filtered:
-            self._emit(ev.SignalFiltered(ts=now, signal_id=signal.id, reasons=filtered))
-        self.signal_window.executions_added(record, 0)
-        self.signal_window.evict(now, keep=1)
+            self.state._emit(ev.SignalFiltered(ts=now, signal_id=signal.id, reasons=filtered))
+        self.state.signal_window.executions_added(record, 0)
+        self.state.signal_window.evict(now, keep=1)
         return record, False
 
     def _skip(self, record: SignalRecord, agent_id: str, reason: str, now: int) -> None:
         execution = Execution(agent_id=agent_id, status="skipped", reason=reason)
         record.executions[agent_id] = execution
-        self._emit(
+        self.state._emit(
             ev.SignalExecutionRecorded(
                 ts=now,
                 signal_id=record.signal.id,
@@ -90,20 +97,20 @@ class SignalIntake(EngineState):
     def _buy_reason(self, agent: Agent, signal: Signal, now: int) -> str | None:
         if now > signal.expires_at:
             return "expired"
-        if self.halted_buys:
+        if self.state.halted_buys:
             return "halted"
-        if self.buys_paused_reason is not None:
-            return self.buys_paused_reason
+        if self.state.buys_paused_reason is not None:
+            return self.state.buys_paused_reason
         if agent.status != "active":
             return "agent_paused"
-        tick = self.prices.get(signal.token)
+        tick = self.state.prices.get(signal.token)
         if tick is None:
             return "no_price"
-        if now - tick.ts > self.max_price_age_ms:
+        if now - tick.ts > self.state.max_price_age_ms:
             return "price_stale"
-        if not self.quote_usd(agent.quote):
+        if not self.state.quote_usd(agent.quote):
             return "no_quote_price"
-        exposure = self.exposure[agent.id]
+        exposure = self.state.exposure[agent.id]
         return limit_reason(
             agent, signal.token, exposure.open, exposure.by_token[signal.token], now
         )
@@ -112,36 +119,36 @@ class SignalIntake(EngineState):
         reason = self._buy_reason(agent, signal, now)
         if reason is not None:
             return self._skip(record, agent.id, reason, now)
-        bal = self.ledger.balance(agent.id, agent.quote)
-        exposure = self.exposure[agent.id]
+        bal = self.state.ledger.balance(agent.id, agent.quote)
+        exposure = self.state.exposure[agent.id]
         amount, reason = size_buy(agent.config, bal.available, exposure.committed[signal.token])
         if reason is not None:
             return self._skip(record, agent.id, reason, now)
-        if signal.token not in self.decimals:
+        if signal.token not in self.state.decimals:
             # Neither a tick nor the signal said: fix the default for this token, and say so.
-            self.decimals[signal.token] = self.default_decimals
-            self._emit(
+            self.state.decimals[signal.token] = self.state.default_decimals
+            self.state._emit(
                 ev.Alert(
                     ts=now,
                     code="decimals_defaulted",
                     message="token decimals unknown: using the configured default",
-                    details={"token": signal.token, "decimals": self.default_decimals},
+                    details={"token": signal.token, "decimals": self.state.default_decimals},
                 )
             )
-        self.ledger.reserve(agent.id, agent.quote, amount)
+        self.state.ledger.reserve(agent.id, agent.quote, amount)
         exposure.opened(signal.token, amount)
         p = Position(
-            id=self._id("pos", now),
-            seq=self.id_seq,
+            id=self.state._id("pos", now),
+            seq=self.state.id_seq,
             agent_id=agent.id,
             token=signal.token,
             symbol=signal.symbol,
-            decimals=self.token_decimals(signal.token),
+            decimals=self.state.token_decimals(signal.token),
             config=agent.config,
             signal_id=signal.id,
         )
-        self._add_position(p)
-        order = self._new_order(
+        self.state._add_position(p)
+        order = self.state._new_order(
             agent,
             p,
             "buy",
@@ -150,7 +157,7 @@ class SignalIntake(EngineState):
             f"signal:{signal.type}" if signal.type else "signal",
             now,
             signal,
-            price=self.prices[signal.token].price_usd,
+            price=self.state.prices[signal.token].price_usd,
         )
         p.in_flight = order.id
         record.executions[agent.id] = Execution(
@@ -160,7 +167,7 @@ class SignalIntake(EngineState):
             order_id=order.id,
             latency_ms=float(now - signal.received_at),
         )
-        self._emit(
+        self.state._emit(
             ev.SignalExecutionRecorded(
                 ts=now,
                 signal_id=signal.id,
@@ -171,7 +178,7 @@ class SignalIntake(EngineState):
                 latency_ms=float(now - signal.received_at),
             )
         )
-        self._balance_changed(agent.id, bal, now)
+        self.state._balance_changed(agent.id, bal, now)
 
     def _sell_for(self, agent: Agent, signal: Signal, record: SignalRecord, now: int) -> None:
         """Sell every position of the agent in the signal's token: now, or, for a position with
@@ -180,16 +187,18 @@ class SignalIntake(EngineState):
         first: Position | None = None
         order_id = None
         closing = False
-        held = self.exposure[agent.id].by_token[signal.token] > 0
-        for p in list(self.live_positions[agent.id].values()) if held else ():
+        held = self.state.exposure[agent.id].by_token[signal.token] > 0
+        for p in list(self.state.live_positions[agent.id].values()) if held else ():
             if p.token != signal.token or p.status == "closed":
                 continue
             if not p.amount and p.status != "opening":
                 continue
-            if p.in_flight is not None and (self._selling_all(p) or p.pending_exit is not None):
+            if p.in_flight is not None and (
+                self.state._selling_all(p) or p.pending_exit is not None
+            ):
                 closing = True  # already being sold whole, or an exit is already waiting
                 continue
-            oid = self._exit_or_pend(p, "signal", signal.id)
+            oid = self.state._exit_or_pend(p, "signal", signal.id)
             if first is None and (oid is not None or p.pending_exit is not None):
                 first, order_id = p, oid
         if first is None:
@@ -203,7 +212,7 @@ class SignalIntake(EngineState):
             order_id=order_id,
             latency_ms=latency,
         )
-        self._emit(
+        self.state._emit(
             ev.SignalExecutionRecorded(
                 ts=now,
                 signal_id=signal.id,

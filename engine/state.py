@@ -110,12 +110,19 @@ class EngineState:
         self.signals = self.signal_window.records  # by signal id, oldest first
         self.signal_by_client = self.signal_window.by_client
         self.halted_buys = False
-        # Set by adapters, not the operator: e.g. "store_unavailable" while Redis is down.
-        self.buys_paused_reason: str | None = None
+        # Set by adapters through Engine.pause_buys, not the operator: e.g. "store_unavailable"
+        # while Redis is down.
+        self._buys_paused_reason: str | None = None
         self._events: list[ev.Event] = []
         self._intents: list[ev.SubmitOrder] = []
         self.id_seq = 0
         self._node = node
+
+    @property
+    def buys_paused_reason(self) -> str | None:
+        """Why new buys are refused by the daemon (e.g. "store_unavailable"), or None. Set only
+        by `Engine.pause_buys` / `Engine.resume_buys`; separate from the operator's halt."""
+        return self._buys_paused_reason
 
     @property
     def has_intents(self) -> bool:

@@ -380,7 +380,10 @@ class PersistentStore:
 
 def _set_store_pause(engine: Engine, reason: str | None) -> None:
     # Separate from halted_buys (the operator's kill switch): see docs/persistence.md.
-    engine.buys_paused_reason = reason
+    if reason is None:
+        engine.resume_buys()
+    else:
+        engine.pause_buys(reason)
 
 
 def _log_death(task: asyncio.Task[None]) -> None:

@@ -18,8 +18,6 @@ PENDING: set[str] = {
     "exposure.py",
     "model.py",
     "ports.py",
-    "settlement.py",
-    "signals.py",
     "snapshot.py",
     "state.py",
 }
