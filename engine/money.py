@@ -25,6 +25,7 @@ __all__ = [
     "exact",
     "level_price",
     "level_price_nearest",
+    "market_value",
     "pct_of",
     "pct_sum",
     "quote_value",
@@ -33,6 +34,8 @@ __all__ = [
     "to_float_down",
     "to_float_up",
     "token_amount",
+    "units_float",
+    "usd_float",
 ]
 
 
@@ -102,6 +105,38 @@ def quote_value(
     num: int = tokens * tn * qd * 10**quote_decimals * scale[0]
     den: int = td_ * qn * 10**token_decimals * scale[1]
     return num // den
+
+
+def market_value(
+    tokens: int,
+    token_decimals: int,
+    token_usd: float | None,
+    quote_usd: float | None,
+    quote_decimals: int,
+) -> int | None:
+    """What `tokens` token atomic units are worth at the last prices, in quote atomic units,
+    exact, rounded down once (quote_value); None when the token or the quote has no price (a
+    caller then counts the cost basis, or nothing). The one valuation of a held amount: equity,
+    unrealized PnL and the backtest's open positions all use it."""
+    if not token_usd or not quote_usd:
+        return None
+    return quote_value(tokens, token_decimals, token_usd, quote_usd, quote_decimals)
+
+
+def units_float(atomic: int, decimals: int) -> float:
+    """For display and metrics only, never for money: `atomic` in whole units as the float
+    nearest the exact value (1_500_000_000, 9 -> 1.5). Use adapters/units.py for text."""
+    scale: int = 10**decimals
+    return atomic / scale
+
+
+def usd_float(atomic: int, decimals: int, usd_per_unit: float) -> float:
+    """For display and metrics only, never for money: the USD worth of `atomic` units of an
+    asset priced `usd_per_unit` per whole unit, computed exactly and rounded once to the
+    nearest float."""
+    n, d = decimal_ratio(usd_per_unit)
+    den: int = d * 10**decimals
+    return (atomic * n) / den
 
 
 def token_amount(

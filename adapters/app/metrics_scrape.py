@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from tradingd.engine.core import Engine
 from tradingd.engine.model import Agent
-from tradingd.engine.money import quote_value
+from tradingd.engine.money import market_value, units_float, usd_float
 
 if TYPE_CHECKING:
     from tradingd.adapters.app.daemon import Daemon
@@ -117,17 +117,17 @@ def _agents(engine: Engine) -> Iterator[Any]:
         labels=["agent", "quote"],
     )
     for agent in engine.agents.values():
-        scale = 10**agent.quote_decimals
+        qd = agent.quote_decimals
         quote_usd = engine.quote_usd(agent.quote)
         atomic = equity_atomic(engine, agent, quote_usd)
         info.add_metric([agent.id, agent.name, agent.venue, agent.quote], 1)
-        equity.add_metric([agent.id, agent.quote], atomic / scale)
+        equity.add_metric([agent.id, agent.quote], units_float(atomic, qd))
         if quote_usd:
-            equity_usd.add_metric([agent.id], atomic / scale * quote_usd)
-        realized.add_metric([agent.id, agent.quote], agent.perf.realized_pnl / scale)
+            equity_usd.add_metric([agent.id], usd_float(atomic, qd, quote_usd))
+        realized.add_metric([agent.id, agent.quote], units_float(agent.perf.realized_pnl, qd))
         exp = engine.exposure[agent.id]
         open_positions.add_metric([agent.id], exp.open)
-        exposure.add_metric([agent.id, agent.quote], sum(exp.committed.values()) / scale)
+        exposure.add_metric([agent.id, agent.quote], units_float(sum(exp.committed.values()), qd))
     yield from (info, equity, equity_usd, realized, open_positions, exposure)
 
 
@@ -140,12 +140,10 @@ def equity_atomic(engine: Engine, agent: Agent, quote_usd: float | None) -> int:
         if not p.amount:
             continue
         tick = engine.prices.get(p.token)
-        if tick is None or not quote_usd:
-            total += p.cost
-        else:
-            total += quote_value(
-                p.amount, p.decimals, tick.price_usd, quote_usd, agent.quote_decimals
-            )
+        value = market_value(
+            p.amount, p.decimals, tick.price_usd if tick else None, quote_usd, agent.quote_decimals
+        )
+        total += p.cost if value is None else value
     return total
 
 
