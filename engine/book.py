@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
 from .exposure import Exposure
+from .lifecycle import PositionStatus
 from .model import Agent, Balance, Position, Trade
 
 V = TypeVar("V")
@@ -42,7 +43,7 @@ class AgentBook:
     def add_position(self, p: Position) -> None:
         """Own `p`: in `positions`, and in `live` unless it is closed."""
         self.positions[p.id] = p
-        if p.status != "closed":
+        if p.status != PositionStatus.CLOSED:
             self.live[p.id] = p
 
     def drop_position(self, position_id: str) -> None:

@@ -20,6 +20,7 @@ from .config import AgentConfig, parse_atomic
 from .errors import Conflict, ValidationError
 from .exits import Decision, decide
 from .history import HistoryBounds
+from .lifecycle import HOLDING, LIVE, PositionStatus
 from .model import Agent, Balance, ExitReason, Fill, Order, Position, Signal, Tick
 from .money import decimal_ratio, pct_of, quote_value
 from .settlement import Settlement
@@ -159,11 +160,11 @@ class Engine(EngineState):
         )
         if apply_to_open:
             for p in list(self.live_positions[agent_id].values()):
-                if p.status in ("open", "closing"):
+                if p.status in HOLDING:
                     p.config = config
                     p.stop_gain_pct = None
                     p.tp_done = min(p.tp_done, len(config.take_profit.levels))
-                    if p.status == "open" and p.in_flight is None:
+                    if p.status == PositionStatus.OPEN and p.in_flight is None:
                         self.index.rearm(p, now, fresh=True)
                     self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
             # A new stop (or level) the price already crossed acts now, not on the next tick.
@@ -212,7 +213,7 @@ class Engine(EngineState):
         orders: list[str] = []
         if flatten:
             for p in self._sorted(self.positions.values()):
-                if p.status in ("open", "closing") and p.amount > 0:
+                if p.status in HOLDING and p.amount > 0:
                     oid = self._exit_or_pend(p, "manual", None)
                     if oid is not None:
                         orders.append(oid)
@@ -271,7 +272,7 @@ class Engine(EngineState):
             if p.id in seen:
                 continue
             seen.add(p.id)
-            if p.status not in ("open", "closing"):
+            if p.status not in HOLDING:
                 continue
             tick = self.prices.get(p.token)
             if tick is None:
@@ -353,13 +354,13 @@ class Engine(EngineState):
             return
         now = self.clock()
         reason, signal_id = p.pending_exit, p.pending_exit_signal_id
-        if p.status == "closed":  # sold out by the settled order, or its entry failed
+        if p.status == PositionStatus.CLOSED:  # sold out by the settled order, or its entry failed
             if reason is not None:
                 p.pending_exit = p.pending_exit_signal_id = None
                 why = f"closed_by_{p.exit_reason}" if p.exit_reason else "entry_failed"
                 self._close_pending_record(p, signal_id, None, why, now)
             return
-        if p.status != "open":
+        if p.status != PositionStatus.OPEN:
             return
         if reason is not None:
             p.pending_exit = p.pending_exit_signal_id = None
@@ -422,8 +423,7 @@ class Engine(EngineState):
             return
         self.ledger.reserve(agent.id, agent.quote, amount)
         self.exposure[agent.id].commit(p.token, amount)
-        order = self._new_order(agent, p, "buy", "dca", amount, "dca", now, price=price)
-        p.in_flight = order.id
+        self._new_order(agent, p, "buy", "dca", amount, "dca", now, price=price)
         self.index.rearm(p, now, fresh=False)  # an exit crossed meanwhile waits (pending)
         self._balance_changed(agent.id, bal, now)
 
@@ -439,7 +439,7 @@ class Engine(EngineState):
         if not 0 < pct <= 100:
             raise ValidationError("pct must be in (0, 100]", "$.pct")
         busy = p.in_flight is not None
-        live = ("opening", "open", "closing") if busy else ("open",)
+        live = LIVE if busy else (PositionStatus.OPEN,)
         if p.status not in live or (busy and (pct < 100 or self._selling_all(p))):
             raise Conflict(
                 f"position is {p.status}" + (" with an order in flight" if busy else ""),
@@ -466,7 +466,7 @@ class Engine(EngineState):
         if not quote_price:
             return 0
         for p in self.live_positions[agent_id].values():
-            if p.status in ("open", "closing") and p.amount:
+            if p.status in HOLDING and p.amount:
                 tick = self.prices.get(p.token)
                 if tick is not None:
                     value = quote_value(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
+from .lifecycle import PositionStatus
 from .model import Order, Position
 
 
@@ -42,7 +43,7 @@ def rebuild(positions: Iterable[Position], orders: Iterable[Order]) -> Exposure:
     """Exposure from scratch: used by recovery, and by tests as the oracle."""
     exp = Exposure()
     for p in positions:
-        if p.status != "closed":
+        if p.status != PositionStatus.CLOSED:
             exp.opened(p.token, p.cost)
     for o in orders:
         if o.side == "buy":

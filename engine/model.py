@@ -11,6 +11,7 @@ import msgspec
 from msgspec import Struct
 
 from .config import AgentConfig
+from .lifecycle import OrderStatus, PositionStatus
 
 Side = Literal["buy", "sell"]
 ExitReason = Literal["stop_loss", "take_profit", "signal", "manual", "stale_trade", "max_hold"]
@@ -91,7 +92,7 @@ class Position(Struct, kw_only=True):
     symbol: str | None
     decimals: int
     config: AgentConfig  # the exit config the position was opened with
-    status: Literal["opening", "open", "closing", "closed"] = "opening"
+    status: PositionStatus = PositionStatus.OPENING  # moved only by lifecycle.move_position
     amount: int = 0
     original_amount: int = 0  # all tokens ever bought into this position (entry + DCA)
     cost: int = 0
@@ -139,7 +140,7 @@ class Order(Struct, kw_only=True):
     # The market price (USD) the decision was taken at: a new position's trailing peak starts
     # here, never at the slippage-adjusted fill price.
     decision_price_usd: float | None = None
-    status: Literal["submitted", "filled", "failed"] = "submitted"
+    status: OrderStatus = OrderStatus.SUBMITTED  # moved only by lifecycle.move_order
 
 
 class Fill(Struct, frozen=True, kw_only=True):

@@ -7,7 +7,8 @@ from __future__ import annotations
 import msgspec
 
 from . import events as ev
-from .errors import InvariantViolation, NotFound
+from .errors import InvariantViolation
+from .lifecycle import OrderStatus, PositionStatus, move_position
 from .model import Fill, Order, Trade
 from .money import exact
 from .state import TRADES_KEPT, EngineState
@@ -26,10 +27,7 @@ class Settlement:
         and opens or adds to the position; a sell realizes PnL on the sold slice's cost basis
         (quote atomic) and closes the position when nothing is left. Raises NotFound for an
         order not in flight, InvariantViolation for a fill outside the order."""
-        order = self.state.orders.pop(fill.order_id, None)
-        if order is None:
-            raise NotFound(f"no order in flight {fill.order_id!r}", {"order_id": fill.order_id})
-        order.status = "filled"
+        order = self.state._order_done(fill.order_id, OrderStatus.FILLED)
         if order.side == "buy":
             self._settle_buy(order, fill)
         else:
@@ -39,10 +37,7 @@ class Settlement:
         """The order failed for `reason`: a buy's reservation is released (an entry's
         position is dropped), a sell's position is open again with its take-profit levels
         given back. Raises NotFound for an order not in flight."""
-        order = self.state.orders.pop(order_id, None)
-        if order is None:
-            raise NotFound(f"no order in flight {order_id!r}", {"order_id": order_id})
-        order.status = "failed"
+        order = self.state._order_done(order_id, OrderStatus.FAILED)
         now = self.state.clock()
         p = self.state.positions[order.position_id]
         self.state._emit(
@@ -55,10 +50,9 @@ class Settlement:
             bal = self.state.ledger.release(order.agent_id, order.quote, order.amount_in)
             exposure.commit(p.token, -order.amount_in)
             self.state._balance_changed(order.agent_id, bal, now)
-        p.in_flight = None
         if order.purpose == "entry":
             exposure.closed(p.token)
-            p.status = "closed"
+            move_position(p, PositionStatus.CLOSED)
             p.closed_at = now
             self.state._drop_position(p)
             self.state._record_execution(order, "failed", reason, now)
@@ -67,7 +61,7 @@ class Settlement:
             p.last_dca_at = now
         else:
             p.tp_done -= order.tp_levels
-            p.status = "open"
+            move_position(p, PositionStatus.OPEN)
             self.state._record_execution(order, "failed", reason, now)  # a sell signal's sell
         self.state.index.rearm(p, now, fresh=True)
         self.state._emit(ev.PositionChanged(ts=now, position=self.state._snapshot(p)))
@@ -104,13 +98,12 @@ class Settlement:
         bal = self.state.ledger.settle_buy(order.agent_id, order.quote, order.amount_in, spent)
         p = self.state.positions[order.position_id]
         self.state.exposure[order.agent_id].commit(p.token, spent - order.amount_in)
-        p.in_flight = None
         self._trade(order, fill, got, spent, now)
         if order.purpose == "entry":
             p.amount = p.original_amount = got
             p.cost = spent
             p.entry_price_usd = fill.price_usd
-            p.status = "open"
+            move_position(p, PositionStatus.OPEN)
             p.opened_at = now
             # The peak starts at the market price the buy was decided on (a slippage-adjusted
             # fill price never traded), then follows ticks only.
@@ -148,7 +141,6 @@ class Settlement:
         pnl = proceeds - basis
         p.realized_pnl += pnl
         p.moon_bag_amount = min(p.moon_bag_amount, p.amount)
-        p.in_flight = None
         agent = self.state.agents[order.agent_id]
         exposure = self.state.exposure[agent.id]
         exposure.commit(p.token, -basis)
@@ -157,7 +149,7 @@ class Settlement:
         self._trade(order, fill, sold, proceeds, now)
         self.state._record_execution(order, "filled", "", now)  # a sell signal's sell
         if p.amount == 0:
-            p.status = "closed"
+            move_position(p, PositionStatus.CLOSED)
             p.closed_at = now
             p.exit_reason = order.reason  # type: ignore[assignment]
             self.state.index.remove(p)
@@ -168,7 +160,7 @@ class Settlement:
             self.state._emit(ev.PositionClosed(ts=now, position=msgspec.structs.replace(p)))
             self.state._forget_closed(p)
         else:
-            p.status = "open"
+            move_position(p, PositionStatus.OPEN)
             self.state.index.rearm(p, now, fresh=True)
             self.state._emit(ev.PositionChanged(ts=now, position=self.state._snapshot(p)))
         self.state._balance_changed(agent.id, bal, now)

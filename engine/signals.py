@@ -6,6 +6,7 @@ from __future__ import annotations
 from . import events as ev
 from .assets import require_mint
 from .errors import ValidationError
+from .lifecycle import PositionStatus
 from .model import Agent, Execution, Position, Signal
 from .risk import filter_reason, limit_reason, size_buy
 from .state import EngineState, SignalRecord
@@ -159,7 +160,6 @@ class SignalIntake:
             signal,
             price=self.state.prices[signal.token].price_usd,
         )
-        p.in_flight = order.id
         record.executions[agent.id] = Execution(
             agent_id=agent.id,
             status="pending",
@@ -189,9 +189,9 @@ class SignalIntake:
         closing = False
         held = self.state.exposure[agent.id].by_token[signal.token] > 0
         for p in list(self.state.live_positions[agent.id].values()) if held else ():
-            if p.token != signal.token or p.status == "closed":
+            if p.token != signal.token or p.status == PositionStatus.CLOSED:
                 continue
-            if not p.amount and p.status != "opening":
+            if not p.amount and p.status != PositionStatus.OPENING:
                 continue
             if p.in_flight is not None and (
                 self.state._selling_all(p) or p.pending_exit is not None

@@ -13,6 +13,7 @@ import msgspec
 from msgspec import Struct
 
 from .book import AgentBook
+from .lifecycle import HOLDING, PositionStatus
 from .model import Agent, Balance, Execution, Order, Position, Signal, Tick, Trade
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ def restore(engine: Engine, snap: EngineSnapshot) -> None:
         engine.prices[t.token] = t
     for p in positions:
         engine.positions[p.id] = p
-        if p.status in ("open", "closing"):
+        if p.status in HOLDING:
             # The peak may be below the entry (it starts at the market price the buy was
             # decided on, below a slipped fill); 0 only if none was ever recorded.
             engine.index.add(p, now, peak=p.peak_price_usd or p.entry_price_usd)
@@ -110,7 +111,9 @@ def restore(engine: Engine, snap: EngineSnapshot) -> None:
             )
         )
     engine.signal_window.evict(now)  # only the dedupe window comes back
-    closed = sorted((p for p in positions if p.status == "closed"), key=lambda p: p.closed_at or 0)
+    closed = sorted(
+        (p for p in positions if p.status == PositionStatus.CLOSED), key=lambda p: p.closed_at or 0
+    )
     for p in closed:
         engine._forget_closed(p)
     engine.halted_buys = snap.halted_buys

@@ -18,6 +18,7 @@ from .exits import ratcheted_stop_gain
 from .exposure import Exposure
 from .history import HistoryBounds, SignalWindow
 from .ledger import Ledger
+from .lifecycle import HOLDING, OrderStatus, PositionStatus, move_order, move_position
 from .model import (
     Agent,
     Balance,
@@ -147,7 +148,7 @@ class EngineState:
 
     def refresh(self, position: Position) -> Position:
         """Materialize the lazily kept peak and ratcheted stop of an open position."""
-        if position.status in ("open", "closing") and position.entry_price_usd > 0:
+        if position.status in HOLDING and position.entry_price_usd > 0:
             peak = self.index.peak_of(position)
             position.peak_price_usd = peak
             if position.config.stop_loss.enabled:
@@ -312,7 +313,10 @@ class EngineState:
             tp_levels=tp_levels,
             decision_price_usd=price,
         )
+        if p.in_flight is not None:
+            raise InvariantViolation(f"position {p.id} has order {p.in_flight} in flight")
         self.orders[order.id] = order
+        p.in_flight = order.id  # the one place it is set; _order_done the one it is cleared
         self._emit(ev.OrderSubmitted(ts=now, order=order))
         self._intents.append(ev.SubmitOrder(order))
         return order
@@ -365,7 +369,7 @@ class EngineState:
             return None
         amount = sized
         agent = self.agents[p.agent_id]
-        p.status = "closing"
+        move_position(p, PositionStatus.CLOSING)
         self._emit(
             ev.ExitTriggered(
                 ts=now,
@@ -390,11 +394,23 @@ class EngineState:
             price=price,
             signal_id=signal_id,
         )
-        p.in_flight = order.id
         if amount < p.amount:  # keep watching the rest: an exit it crosses waits (pending)
             self.index.rearm(p, now, fresh=False)
         self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
         return order.id
+
+    def _order_done(self, order_id: str, status: OrderStatus) -> Order:
+        """Take the order out of flight, moved to `status` (filled or failed); its position
+        no longer has an order in flight. Raises NotFound for an order not in flight."""
+        order = self.orders.get(order_id)
+        if order is None:
+            raise NotFound(f"no order in flight {order_id!r}", {"order_id": order_id})
+        move_order(order, status)
+        del self.orders[order_id]
+        p = self.positions.get(order.position_id)
+        if p is not None and p.in_flight == order_id:
+            p.in_flight = None
+        return order
 
     def _selling_all(self, p: Position) -> bool:
         order = self.orders.get(p.in_flight) if p.in_flight else None

@@ -10,12 +10,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from tradingd.engine import events as ev
 from tradingd.engine.core import Engine
 from tradingd.engine.errors import VenueError
 from tradingd.engine.model import Fill, Order, Tick
+from tradingd.engine.ports import Venue
 
 log = logging.getLogger("tradingd.runtime")
 T = TypeVar("T")
@@ -23,14 +24,6 @@ T = TypeVar("T")
 EventSubscriber = Callable[[list[ev.Event]], None]
 TickSubscriber = Callable[[list[Tick]], None]
 OrderObserver = Callable[[Order, Fill | None, float], None]  # order, fill or None, seconds
-
-
-class Venue(Protocol):
-    name: str
-
-    async def execute(self, order: Order) -> Fill: ...
-
-    async def reconcile(self) -> list[Fill]: ...
 
 
 class TickOutcome(NamedTuple):
@@ -56,6 +49,8 @@ class Runtime:
         self.event_subscribers: list[EventSubscriber] = []
         self.tick_subscribers: list[TickSubscriber] = []
         self.order_observers: list[OrderObserver] = []
+        # The task carrying each order to its venue, by order id: handles only. What is in
+        # flight, and what it reserves or sells, is the engine's order record (engine.orders).
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.ticks_rejected: dict[str, int] = {}  # reason -> count since start (metrics)
         self.accepting = True  # intake (signals, prices, new orders from the API) open
@@ -87,7 +82,7 @@ class Runtime:
             inline: list[Order] = []
             for intent in out.intents:
                 venue = self.venues.get(intent.order.venue.split(":", 1)[0])
-                if getattr(venue, "in_process", False):
+                if venue is not None and venue.in_process:
                     inline.append(intent.order)
                 else:
                     self._dispatch(intent.order)
@@ -166,7 +161,7 @@ class Runtime:
                 settled.append((order, None, "expired"))
                 continue
             try:
-                fill = venue.execute_now(order)  # type: ignore[attr-defined]
+                fill = venue.execute_now(order)
             except VenueError as exc:
                 if exc.transient:
                     self._dispatch(order)

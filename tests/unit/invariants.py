@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from tradingd.engine.exposure import rebuild
+from tradingd.engine.lifecycle import OrderStatus, PositionStatus
 
 from tests.unit.harness import Harness
 
@@ -37,8 +38,33 @@ def check_ownership(h: Harness) -> None:
         assert all(o.agent_id != aid for o in e.orders.values())
 
 
+def check_in_flight(h: Harness) -> None:
+    """The order record is the one truth about money in motion: every order in flight is
+    `submitted`, and a position's `in_flight` names exactly its one order in flight; an
+    opening position waits on its entry buy, a closing one on a sell."""
+    e = h.engine
+    by_position: dict[str, list[str]] = defaultdict(list)
+    for oid, o in e.orders.items():
+        assert o.id == oid and o.status == OrderStatus.SUBMITTED
+        assert isinstance(o.status, OrderStatus)
+        by_position[o.position_id].append(oid)
+    for p in e.positions.values():
+        assert isinstance(p.status, PositionStatus)
+        assert by_position.get(p.id, []) == ([p.in_flight] if p.in_flight else []), (
+            "in_flight differs from the orders in flight"
+        )
+        order = e.orders[p.in_flight] if p.in_flight else None
+        if p.status == PositionStatus.OPENING:
+            assert order is not None and order.purpose == "entry"
+        elif p.status == PositionStatus.CLOSING:
+            assert order is not None and order.side == "sell"
+        elif p.status == PositionStatus.CLOSED:
+            assert order is None
+
+
 def check_invariants(h: Harness) -> None:
     check_ownership(h)
+    check_in_flight(h)
     e = h.engine
     reserved_by_agent: dict[str, int] = defaultdict(int)
     selling: dict[str, int] = defaultdict(int)
