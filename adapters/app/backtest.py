@@ -37,7 +37,7 @@ from tradingd.engine import events as ev
 from tradingd.engine.core import Engine
 from tradingd.engine.errors import InvariantViolation, TradingdError, ValidationError
 from tradingd.engine.model import Position, Trade
-from tradingd.engine.money import quote_value
+from tradingd.engine.money import market_value
 
 DEFAULT_DEPOSIT_UNITS = 100  # whole quote units credited to an agent without `paper_deposit`
 MAX_SETTLE_ROUNDS = 1000  # fills that keep producing orders would be an engine bug
@@ -179,9 +179,8 @@ class _Session:
     def _open(self, p: Position, quote: str, quote_decimals: int) -> OpenPosition:
         price = self.engine.price_usd(p.token)
         quote_usd = self.engine.quote_usd(quote)
-        pnl = None
-        if price and quote_usd:
-            pnl = quote_value(p.amount, p.decimals, price, quote_usd, quote_decimals) - p.cost
+        value = market_value(p.amount, p.decimals, price, quote_usd, quote_decimals)
+        pnl = None if value is None else value - p.cost
         return OpenPosition(
             position_id=p.id,
             token=p.token,

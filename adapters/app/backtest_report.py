@@ -164,21 +164,33 @@ _ATOMIC_FIELDS = frozenset(
 )
 
 
+# Times in the JSON output take the API's one form (docs/api.md "Timestamps"): ISO-8601 UTC with
+# milliseconds, as REST and WebSocket payloads give them. The replay *input* keeps epoch ms.
+_TIME_FIELDS = frozenset({"ts", "first_ts", "last_ts"})
+
+
+def _field_as_text(key: str, value: Json) -> Json:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if key in _ATOMIC_FIELDS:
+            return str(value)
+        if key in _TIME_FIELDS:
+            return iso_ms(value)
+    return _atomic_as_text(value)
+
+
 def _atomic_as_text(obj: Json) -> Json:
     # msgspec encodes a field by its type only: no per-field "int as string", hence this walk.
     if isinstance(obj, dict):
-        return {
-            k: str(v) if k in _ATOMIC_FIELDS and isinstance(v, int) else _atomic_as_text(v)
-            for k, v in obj.items()
-        }
+        return {k: _field_as_text(k, v) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_atomic_as_text(v) for v in obj]
     return obj
 
 
 def to_json_obj(result: BacktestResult) -> dict[str, Json]:
-    """The result as JSON-ready builtins, atomic amounts as decimal strings (API.md convention:
-    u64 amounts do not survive a JavaScript number); `events` only when it holds some."""
+    """The result as JSON-ready builtins, atomic amounts as decimal strings (u64 amounts do not
+    survive a JavaScript number), times (`ts`, `first_ts`, `last_ts`) as ISO-8601 UTC strings with
+    milliseconds, the API's form; `events` only when it holds some."""
     data = _atomic_as_text(msgspec.to_builtins(result))
     assert isinstance(data, dict)  # a Struct becomes an object
     if not data.get("events"):

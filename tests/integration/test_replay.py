@@ -331,6 +331,17 @@ def test_json_output_carries_atomic_amounts_as_strings() -> None:
     assert "events" not in data
 
 
+def test_json_output_gives_times_in_the_api_form() -> None:
+    out = io.StringIO()
+    assert run_replay_cli(str(SAMPLE), None, out, as_json=True) == 0
+    data = json.loads(out.getvalue())
+    iso = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+    trades = [t for a in data["agents"] for t in a["trades"]]
+    assert trades and all(iso.fullmatch(t["ts"]) for t in trades)
+    assert iso.fullmatch(data["first_ts"]) and iso.fullmatch(data["last_ts"])
+    assert data["first_ts"] <= trades[0]["ts"] <= data["last_ts"]
+
+
 def test_bad_agent_config_exits_2_naming_the_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
