@@ -92,6 +92,9 @@ class Engine(EngineState):
         agent_id: str | None = None,
         quote_decimals: int | None = None,
     ) -> Agent:
+        """Create an agent trading on `venue` in `quote` ("SOL", "USDC", "USDT" or a mint;
+        `quote_decimals` needed for a mint of unknown decimals) with an empty book. Returns it.
+        Raises ValidationError, or Conflict when `agent_id` exists."""
         now = self.clock()
         quote = normalize_quote(quote)
         qmint = quote_mint(quote)
@@ -129,12 +132,16 @@ class Engine(EngineState):
         return agent
 
     def rename_agent(self, agent_id: str, name: str) -> Agent:
+        """Give the agent a new display name. Returns it; raises NotFound."""
         agent = self.agent(agent_id)
         agent.name = name
         self._emit(ev.AgentRenamed(ts=self.clock(), agent_id=agent_id, name=name))
         return agent
 
     def delete_agent(self, agent_id: str) -> None:
+        """Delete the agent with its whole book: balances, closed positions and trades leave memory
+        with it, so an agent created later with the same id starts empty. Raises NotFound, or
+        Conflict while it has positions not closed or orders in flight."""
         self.agent(agent_id)
         if self.live_positions[agent_id]:
             raise Conflict("agent has open positions", {"agent_id": agent_id})
@@ -150,6 +157,9 @@ class Engine(EngineState):
     def update_config(
         self, agent_id: str, config: AgentConfig, apply_to_open: bool = False
     ) -> Agent:
+        """Give the agent a new config, for new positions; with `apply_to_open` also to its open
+        ones (exits re-armed and evaluated at the last price at once). Returns the agent; raises
+        NotFound."""
         agent = self.agent(agent_id)
         now = self.clock()
         agent.config = config
@@ -174,6 +184,7 @@ class Engine(EngineState):
         return agent
 
     def set_agent_status(self, agent_id: str, status: Literal["active", "paused"]) -> Agent:
+        """Pause (no new buys; exits go on) or resume an agent. Returns it; raises NotFound."""
         agent = self.agent(agent_id)
         if agent.status != status:
             agent.status = status
@@ -186,6 +197,9 @@ class Engine(EngineState):
         return agent
 
     def deposit(self, agent_id: str, asset: str, amount: int) -> Balance:
+        """Credit `amount` atomic units of `asset` (the quote as a symbol or mint, or a token mint)
+        to the agent; a quote deposit adds to `deposited`. Returns the balance; raises NotFound
+        or ValidationError (amount not positive, bad mint)."""
         agent = self.agent(agent_id)
         if amount <= 0:
             raise ValidationError("deposit amount must be positive", "$.amount")
@@ -208,6 +222,9 @@ class Engine(EngineState):
         return bal
 
     def set_halt(self, buys: bool, flatten: bool = False) -> list[str]:
+        """The operator's kill switch: `buys` True refuses new buys; `flatten` True also sells
+        every position (now, or once its order in flight settles). Returns the ids of the sell
+        orders placed now."""
         self.halted_buys = buys
         self._emit(ev.HaltChanged(ts=self.clock(), buys=buys, flatten=flatten))
         orders: list[str] = []
@@ -323,6 +340,8 @@ class Engine(EngineState):
     # -- settlement follow-ups ----------------------------------------------------------------
 
     def on_fill(self, fill: Fill) -> None:
+        """A venue filled an order: settle it (see Settlement.on_fill), then apply an exit kept
+        pending, or evaluate the position at a newer price. Raises NotFound, InvariantViolation."""
         order = self.orders.get(fill.order_id)
         p = self.positions.get(order.position_id) if order is not None else None
         self._settlement.on_fill(fill)
@@ -338,6 +357,8 @@ class Engine(EngineState):
         )
 
     def on_order_failed(self, order_id: str, reason: str) -> None:
+        """A venue failed an order for `reason`: undo what it held (see
+        Settlement.on_order_failed), then apply an exit kept pending. Raises NotFound."""
         order = self.orders.get(order_id)
         p = self.positions.get(order.position_id) if order is not None else None
         self._settlement.on_order_failed(order_id, reason)
@@ -460,6 +481,8 @@ class Engine(EngineState):
         return oid
 
     def unrealized_pnl(self, agent_id: str) -> int:
+        """The agent's unrealized PnL, quote atomic units: the value of its held tokens at the last
+        prices minus their cost; 0 without a quote price. Raises NotFound."""
         agent = self.agent(agent_id)
         quote_price = self.quote_usd(agent.quote)
         total = 0

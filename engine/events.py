@@ -15,10 +15,16 @@ from .model import Order, Position, Trade
 
 
 class Event(Struct, frozen=True, tag=True, tag_field="event", kw_only=True):
+    """Base of every event: `ts` is when it happened, epoch ms; the tag field `event` names its
+    kind on the wire."""
+
     ts: int
 
 
 class AgentCreated(Event, frozen=True):
+    """An agent was created with this venue, quote (a symbol or mint, `quote_decimals` its
+    decimals) and config."""
+
     agent_id: str
     name: str
     venue: str
@@ -29,29 +35,42 @@ class AgentCreated(Event, frozen=True):
 
 
 class AgentRenamed(Event, frozen=True):
+    """An agent got a new display name."""
+
     agent_id: str
     name: str
 
 
 class AgentDeleted(Event, frozen=True):
+    """An agent and everything it owned in memory were deleted."""
+
     agent_id: str
 
 
 class AgentConfigUpdated(Event, frozen=True):
+    """An agent got a new config; `apply_to_open` True: its open positions took it too."""
+
     agent_id: str
     config: AgentConfig
     apply_to_open: bool = False
 
 
 class AgentPaused(Event, frozen=True):
+    """An agent stopped taking buys (exits go on)."""
+
     agent_id: str
 
 
 class AgentResumed(Event, frozen=True):
+    """A paused agent takes buys again."""
+
     agent_id: str
 
 
 class Deposited(Event, frozen=True):
+    """`amount` (atomic units of `asset`) was credited to the agent; `total` is the balance after
+    it."""
+
     agent_id: str
     asset: str
     amount: int
@@ -59,6 +78,9 @@ class Deposited(Event, frozen=True):
 
 
 class SignalReceived(Event, frozen=True):
+    """A new signal was accepted (ids, token, side, and what the client sent); `expires_at` in
+    epoch ms."""
+
     signal_id: str
     token: str
     side: str
@@ -73,6 +95,9 @@ class SignalReceived(Event, frozen=True):
 
 
 class SignalExecutionRecorded(Event, frozen=True):
+    """What one agent did with a signal: `status` skipped, pending, filled or failed, with the
+    reason, the position and order, and the latency from receipt in ms."""
+
     signal_id: str
     agent_id: str
     status: str
@@ -90,15 +115,21 @@ class SignalFiltered(Event, frozen=True):
 
 
 class OrderSubmitted(Event, frozen=True):
+    """An order was placed: money is in motion (see Order)."""
+
     order: Order
 
 
 class OrderFilled(Event, frozen=True):
+    """An order filled; `trade` is what it executed (atomic amounts)."""
+
     order_id: str
     trade: Trade
 
 
 class OrderFailed(Event, frozen=True):
+    """An order failed for `reason`; a buy's reservation was released."""
+
     order_id: str
     agent_id: str
     position_id: str
@@ -106,6 +137,9 @@ class OrderFailed(Event, frozen=True):
 
 
 class ExitTriggered(Event, frozen=True):
+    """An exit rule (or a signal, or the operator) sells `sell_amount` token atomic units of a
+    position at `price_usd`; `stop_price_usd` the stop level that fired, if one did."""
+
     position_id: str
     agent_id: str
     token: str
@@ -116,11 +150,15 @@ class ExitTriggered(Event, frozen=True):
 
 
 class MoonBagSet(Event, frozen=True):
+    """A take-profit set aside `amount` token atomic units never sold by take-profit."""
+
     position_id: str
     amount: int
 
 
 class DcaTriggered(Event, frozen=True):
+    """A DCA level (`level`, 0-based) fired at `price_usd`."""
+
     position_id: str
     agent_id: str
     price_usd: float
@@ -128,6 +166,8 @@ class DcaTriggered(Event, frozen=True):
 
 
 class PositionOpened(Event, frozen=True):
+    """A position's entry buy filled: the position as opened."""
+
     position: Position
 
 
@@ -138,10 +178,14 @@ class PositionChanged(Event, frozen=True):
 
 
 class PositionClosed(Event, frozen=True):
+    """A position sold out: the position as closed, with its realized PnL (quote atomic)."""
+
     position: Position
 
 
 class BalanceChanged(Event, frozen=True):
+    """A balance after a change: `total` and `reserved`, atomic units of `asset` with `decimals`."""
+
     agent_id: str
     asset: str
     decimals: int
@@ -150,6 +194,9 @@ class BalanceChanged(Event, frozen=True):
 
 
 class HaltChanged(Event, frozen=True):
+    """The operator's kill switch: `buys` True halts new buys; `flatten` True also sold every
+    position."""
+
     buys: bool
     flatten: bool
 
@@ -161,6 +208,8 @@ class PriceEvicted(Event, frozen=True):
 
 
 class Alert(Event, frozen=True):
+    """Something an operator should see: a stable `code`, a message and details."""
+
     code: str
     message: str
     details: dict[str, Any] = {}

@@ -12,6 +12,9 @@ from .model import Order, Position
 
 
 class Exposure:
+    """One agent's exposure: `open` positions not closed, `by_token` those per token, `committed`
+    quote atomic units per token (open cost plus buys in flight)."""
+
     __slots__ = ("open", "by_token", "committed")
 
     def __init__(self) -> None:
@@ -20,18 +23,22 @@ class Exposure:
         self.committed: defaultdict[str, int] = defaultdict(int)
 
     def opened(self, token: str, reserved: int) -> None:
+        """A position in `token` opened with `reserved` quote atomic units committed."""
         self.open += 1
         self.by_token[token] += 1
         self.committed[token] += reserved
 
     def closed(self, token: str) -> None:
+        """A position in `token` closed (or its entry failed)."""
         self.open -= 1
         self.by_token[token] -= 1
 
     def commit(self, token: str, delta: int) -> None:
+        """Change the quote committed to `token` by `delta` atomic units (signed)."""
         self.committed[token] += delta
 
     def snapshot(self) -> tuple[int, dict[str, int], dict[str, int]]:
+        """The exposure as a comparable value: (open, by_token, committed), zeros left out."""
         return (
             self.open,
             {k: v for k, v in self.by_token.items() if v},

@@ -20,6 +20,9 @@ ExecStatus = Literal["skipped", "pending", "filled", "failed"]
 
 
 class Tick(Struct, frozen=True, gc=False):
+    """A price of `token`: `price_usd` USD per whole token at `ts` (epoch ms), from `source`; the
+    token's `decimals`, pool liquidity in USD and a confidence (0-1) when the feed knows them."""
+
     token: str
     price_usd: float
     ts: int  # epoch ms
@@ -30,6 +33,10 @@ class Tick(Struct, frozen=True, gc=False):
 
 
 class Signal(Struct, frozen=True, kw_only=True):
+    """A trading signal: buy or sell `token`, with a `strength` and a `type` the agents' filters
+    read; received and expiring at epoch ms; `decimals` of the token if the client knows them;
+    `client_id` makes it idempotent."""
+
     id: str
     token: str
     side: Side = "buy"
@@ -45,6 +52,9 @@ class Signal(Struct, frozen=True, kw_only=True):
 
 
 class Balance(Struct, kw_only=True):
+    """An agent's holding of one asset: `total` and `reserved` (for buys in flight), atomic units
+    with `decimals`."""
+
     asset: str
     decimals: int
     total: int = 0
@@ -52,10 +62,14 @@ class Balance(Struct, kw_only=True):
 
     @property
     def available(self) -> int:
+        """What may be reserved now: total - reserved, atomic units."""
         return self.total - self.reserved
 
 
 class Performance(Struct, kw_only=True):
+    """An agent's realized performance: PnL in quote atomic units, round trips won and lost, the
+    realized equity peak and max drawdown (percent 0-100), and the current UTC day's counters."""
+
     realized_pnl: int = 0
     trades: int = 0
     wins: int = 0
@@ -68,6 +82,10 @@ class Performance(Struct, kw_only=True):
 
 
 class Agent(Struct, kw_only=True):
+    """A trading agent: its venue, quote (symbol or mint, with its decimals), config, status, the
+    sum of its quote deposits (atomic), its performance, and the last exit per token (epoch ms,
+    for cooldowns)."""
+
     id: str
     name: str
     venue: str
@@ -156,6 +174,9 @@ class Fill(Struct, frozen=True, kw_only=True):
 
 
 class Execution(Struct, kw_only=True):
+    """What one agent did with one signal: skipped (with the reason), pending, filled or failed;
+    the position and order it made, and the latency from receipt in ms."""
+
     agent_id: str
     status: ExecStatus
     reason: str = ""
@@ -165,6 +186,10 @@ class Execution(Struct, kw_only=True):
 
 
 class Trade(Struct, frozen=True, kw_only=True):
+    """One executed fill: `amount` token atomic units bought or sold for `quote_amount` quote
+    atomic units at `price_usd`, with the quote `fee` (atomic) and the venue's reference; `ts`
+    epoch ms."""
+
     id: str
     agent_id: str
     position_id: str

@@ -21,12 +21,19 @@ if TYPE_CHECKING:
 
 
 class SignalState(Struct, kw_only=True):
+    """A signal in the dedupe window with its executions, one per agent it reached."""
+
     signal: Signal
     executions: list[Execution]
     agents_matched: int = 0
 
 
 class EngineSnapshot(Struct, kw_only=True):
+    """The engine's whole state as one value (the form recovery builds from Redis and Postgres):
+    agents, balances by agent id, positions (closed ones kept in memory included), orders in
+    flight, trades by agent id, the signals in the window, last prices, token decimals, the
+    halt, and the id sequence. Amounts are atomic units."""
+
     agents: list[Agent]
     balances: dict[str, list[Balance]]
     positions: list[Position]  # every known position, closed ones included
@@ -40,6 +47,8 @@ class EngineSnapshot(Struct, kw_only=True):
 
 
 def capture(engine: Engine) -> EngineSnapshot:
+    """The engine's state now as an EngineSnapshot of copies (peaks and ratcheted stops refreshed
+    first); only live agents' parts are in it. Emits nothing."""
     for p in engine.positions.values():
         engine.refresh(p)
     copy = msgspec.structs.replace

@@ -59,17 +59,28 @@ def _trades(book: AgentBook) -> list[Trade]:
 
 
 class Output(Struct):
+    """What transitions produced since the last drain: events, and intents (orders to carry to
+    venues), in order."""
+
     events: list[ev.Event]
     intents: list[ev.SubmitOrder]
 
 
 class SignalRecord(Struct, kw_only=True):
+    """A signal the engine took, with each reached agent's execution by agent id and how many
+    agents its filters let through."""
+
     signal: Signal
     executions: dict[str, Execution]
     agents_matched: int = 0
 
 
 class EngineState:
+    """The state the Engine holds and the plumbing its transitions share: the agents' books (and
+    read-only views over them by agent id), the ledger, the position and order indexes, prices
+    and token decimals, the signal window, the halt and buy pause, the exit index, and the event
+    and intent buffers. Read freely; changed only through Engine transitions."""
+
     def __init__(
         self,
         clock: Clock,
@@ -131,6 +142,8 @@ class EngineState:
         return bool(self._intents)
 
     def drain(self) -> Output:
+        """Take the events and intents produced since the last drain (the buffers start empty
+        again)."""
         out = Output(self._events, self._intents)
         self._events, self._intents = [], []
         return out
@@ -156,27 +169,34 @@ class EngineState:
         return position
 
     def agent(self, agent_id: str) -> Agent:
+        """The agent with this id. Raises NotFound."""
         agent = self.agents.get(agent_id)
         if agent is None:
             raise NotFound(f"unknown agent {agent_id!r}", {"agent_id": agent_id})
         return agent
 
     def position(self, position_id: str) -> Position:
+        """The position with this id (in memory: live or recently closed), its peak and ratcheted
+        stop refreshed. Raises NotFound."""
         position = self.positions.get(position_id)
         if position is None:
             raise NotFound(f"unknown position {position_id!r}", {"position_id": position_id})
         return self.refresh(position)
 
     def price_usd(self, mint: str) -> float | None:
+        """The last price of `mint`, USD per whole token; 1.0 for a USD-pegged mint never priced;
+        None when unknown."""
         tick = self.prices.get(mint)
         if tick is not None:
             return tick.price_usd
         return 1.0 if mint in PEGGED_USD else None
 
     def quote_usd(self, quote: str) -> float | None:
+        """The USD price of one whole unit of `quote` (a symbol or a mint), or None when unknown."""
         return self.price_usd(quote_mint(quote))
 
     def token_decimals(self, token: str) -> int:
+        """The decimals of `token`: known from a tick or signal, else the configured default."""
         return self.decimals.get(token, self.default_decimals)
 
     def is_held(self, token: str) -> bool:
