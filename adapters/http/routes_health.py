@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
+from tradingd.adapters.app.version import VERSION
 from tradingd.adapters.http.codec import daemon_of, json_response
 from tradingd.adapters.http.errors import NotReady
 from tradingd.adapters.http.openapi import DOCUMENT, Route
@@ -46,19 +47,15 @@ def _statuses(comps: dict[str, Any]) -> list[str]:
 
 
 def write_behind_lag(daemon: Daemon) -> WriteBehindLag:
-    lag = getattr(daemon.store, "write_behind_lag", None)
-    if callable(lag):
-        lag = lag()
-    if isinstance(lag, dict):
-        return WriteBehindLag(
-            entries=int(lag.get("entries", 0)), seconds=float(lag.get("seconds", 0.0))
-        )
-    return WriteBehindLag(entries=0, seconds=0.0)
+    if daemon.store is None:  # not opened yet: nothing written, nothing behind
+        return WriteBehindLag(entries=0, seconds=0.0)
+    lag = daemon.store.write_behind_lag()
+    return WriteBehindLag(
+        entries=int(lag.get("entries", 0)), seconds=float(lag.get("seconds", 0.0))
+    )
 
 
 async def get_health(request: web.Request) -> web.Response:
-    from tradingd.adapters.app.version import VERSION
-
     daemon = daemon_of(request)
     comps = components(daemon)
     ready = daemon.ready and daemon.runtime.accepting

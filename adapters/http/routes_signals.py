@@ -97,7 +97,7 @@ async def _known_beyond_window(daemon: Daemon, client_id: str | None) -> SignalR
     Postgres, the system of record, holds it. Asks Postgres only when it may hold ids the
     memory does not (something was evicted, or recovery restored only the window)."""
     engine = daemon.engine
-    history = getattr(daemon.store, "history", None)
+    history = daemon.store.history if daemon.store is not None else None
     if (
         client_id is None
         or history is None
@@ -163,7 +163,7 @@ async def get_signal(request: web.Request) -> web.Response:
     daemon = daemon_of(request)
     signal_id = request.match_info["signal_id"]
     record = daemon.engine.signals.get(signal_id)
-    history = getattr(daemon.store, "history", None)
+    history = daemon.store.history if daemon.store is not None else None
     if record is None and history is not None:
         record = await history.signal(signal_id)
     if record is None:
