@@ -13,7 +13,15 @@ from msgspec import Struct
 
 from .config import AgentConfig, StopLoss
 from .model import Position
-from .money import exact, level_price, pct_of, pct_sum, ratio_of_sum, to_float_up
+from .money import (
+    exact,
+    level_price,
+    level_price_nearest,
+    pct_of,
+    pct_sum,
+    ratio_of_sum,
+    to_float_up,
+)
 
 _ZONES = ((25, Fraction(1, 2)), (50, Fraction(3, 5)), (100, Fraction(7, 10)), (200, Fraction(4, 5)))
 _K_TOP = Fraction(17, 20)
@@ -172,6 +180,16 @@ def next_take_profit_price(position: Position) -> float | None:
     if not tp.enabled or position.tp_done >= len(tp.levels):
         return None
     return level_price(position.entry_price_usd, tp.levels[position.tp_done].gain_pct, above=True)
+
+
+def next_take_profit_shown(position: Position) -> float | None:
+    """The next take-profit level as shown to a client: the float nearest its exact level in USD
+    (0.0000303, not the one-ulp-lower float `next_take_profit_price` compares with). Never below
+    that trigger, so a tick at the shown price triggers it. None as in next_take_profit_price."""
+    tp = position.config.take_profit
+    if not tp.enabled or position.tp_done >= len(tp.levels):
+        return None
+    return level_price_nearest(position.entry_price_usd, tp.levels[position.tp_done].gain_pct)
 
 
 def moon_bag_trigger_price(position: Position) -> float | None:

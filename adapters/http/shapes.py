@@ -23,24 +23,13 @@ from tradingd.adapters.http.ws_wire import (
     TradeMessage,
 )
 from tradingd.adapters.timestamps import iso_ms, iso_ms_or_none
-from tradingd.engine.exits import next_take_profit_price, stop_trigger_price
+from tradingd.engine.exits import next_take_profit_shown, stop_trigger_price
 from tradingd.engine.model import Agent, Balance, Position, Tick, Trade
-from tradingd.engine.money import level_price_nearest
 
 
 def tick_out(t: Tick) -> TickOut:
     """A price tick: USD per whole token, its source, when it was observed."""
     return TickOut(token=t.token, price_usd=t.price_usd, source=t.source, ts=iso_ms(t.ts))
-
-
-def _take_profit_shown(p: Position) -> float | None:
-    """The next take-profit level as the float nearest its exact value (0.0000202, not the
-    one-ulp-lower float the engine compares with): never above that trigger's exact level
-    rounded to nearest, so a tick at the shown price triggers it."""
-    if next_take_profit_price(p) is None:
-        return None
-    level = p.config.take_profit.levels[p.tp_done]
-    return level_price_nearest(p.entry_price_usd, level.gain_pct)
 
 
 def position_out(p: Position) -> PositionOut:
@@ -60,7 +49,7 @@ def position_out(p: Position) -> PositionOut:
         entry_price_usd=p.entry_price_usd or None,
         peak_price_usd=p.peak_price_usd or None,
         stop_price_usd=stop_trigger_price(p) if live else None,
-        next_take_profit_usd=_take_profit_shown(p) if live else None,
+        next_take_profit_usd=next_take_profit_shown(p) if live else None,
         dca_count=p.dca_count,
         opened_at=iso_ms_or_none(p.opened_at),
         closed_at=iso_ms_or_none(p.closed_at),
