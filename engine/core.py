@@ -18,11 +18,11 @@ from .assets import normalize_quote, quote_mint, require_mint
 from .book import AgentBook
 from .config import AgentConfig, parse_atomic
 from .errors import Conflict, ValidationError
-from .exits import Decision, decide
+from .exit_actions import ExitActions
 from .history import HistoryBounds
 from .lifecycle import HOLDING, LIVE, PositionStatus
-from .model import Agent, Balance, ExitReason, Fill, Order, Position, Signal, Tick
-from .money import decimal_ratio, pct_of, quote_value
+from .model import Agent, Balance, ExitReason, Fill, Signal, Tick
+from .money import pct_of, quote_value
 from .settlement import Settlement
 from .signals import SignalIntake
 from .state import Clock, EngineState, Output, SignalRecord
@@ -67,6 +67,7 @@ class Engine(EngineState):
         )
         self._intake = SignalIntake(self)
         self._settlement = Settlement(self)
+        self._exits = ExitActions(self)
 
     def on_signal(self, signal: Signal) -> tuple[SignalRecord, bool]:
         """Take a signal to every agent (see `SignalIntake.on_signal`). Returns (record,
@@ -180,7 +181,7 @@ class Engine(EngineState):
             # A new stop (or level) the price already crossed acts now, not on the next tick.
             for p in self._sorted(self.live_positions[agent_id].values()):
                 if p.token in self.prices:
-                    self._evaluate([p], now, p.token)
+                    self._exits.evaluate([p], now, p.token)
         return agent
 
     def set_agent_status(self, agent_id: str, status: Literal["active", "paused"]) -> Agent:
@@ -273,7 +274,7 @@ class Engine(EngineState):
         candidates = list(self.index.on_price(token, tick.price_usd))
         candidates.extend(self.index.due(now))
         if candidates:
-            self._evaluate(candidates, now, tick.token)
+            self._exits.evaluate(candidates, now, tick.token)
         return None
 
     def on_clock(self) -> None:
@@ -281,61 +282,7 @@ class Engine(EngineState):
         now = self.clock()
         due = list(self.index.due(now))
         if due:
-            self._evaluate(due, now, None)
-
-    def _evaluate(self, candidates: list[Position], now: int, token: str | None) -> None:
-        seen: set[str] = set()
-        for p in self._sorted(candidates):
-            if p.id in seen:
-                continue
-            seen.add(p.id)
-            if p.status not in HOLDING:
-                continue
-            tick = self.prices.get(p.token)
-            if tick is None:
-                continue
-            peak = self.index.peak_of(p)
-            if p.in_flight is not None:
-                self._pend_exit_in_flight(p, tick.price_usd, now, peak, p.token == token)
-                continue
-            decision = decide(p, tick.price_usd, now, peak, p.token == token)
-            if decision.kind == "none":
-                self.index.rearm(p, now, fresh=False)
-            else:
-                self._act(p, decision, tick.price_usd, now)
-
-    def _pend_exit_in_flight(
-        self, p: Position, price: float, now: int, peak: float, price_rules: bool
-    ) -> None:
-        """A position with an order in flight whose exit rule fires: keep the exit pending, to
-        sell what is held once the order settles. Nothing to keep when everything is already
-        being sold, or an exit is already pending."""
-        if p.pending_exit is not None or self._selling_all(p):
-            return
-        decision = decide(p, price, now, peak, price_rules, in_flight=True)
-        if decision.kind == "exit":
-            self._pend(p, decision.reason, None, now)  # type: ignore[arg-type]
-        else:
-            self.index.rearm(p, now, fresh=False)  # keep watching while the order is in flight
-
-    def _act(self, p: Position, d: Decision, price: float, now: int) -> None:
-        if d.kind == "exit":
-            if self._sell(p, d.sell_amount, d.reason, price, d.stop_price_usd) is None:
-                self.index.rearm(p, now, fresh=False)
-        elif d.kind == "take_profit":
-            if d.moon_bag_amount:
-                p.moon_bag_amount = d.moon_bag_amount
-                self._emit(ev.MoonBagSet(ts=now, position_id=p.id, amount=d.moon_bag_amount))
-            p.tp_done += d.tp_levels
-            placed = d.sell_amount > 0 and (
-                self._sell(p, d.sell_amount, "take_profit", price, None, tp_levels=d.tp_levels)
-                is not None
-            )
-            if not placed:  # the levels are spent, or they would re-trigger on every tick
-                self.index.rearm(p, now, fresh=False)
-                self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
-        elif d.kind == "dca":
-            self._dca(p, d.dca_level, price, now)
+            self._exits.evaluate(due, now, None)
 
     # -- settlement follow-ups ----------------------------------------------------------------
 
@@ -346,15 +293,7 @@ class Engine(EngineState):
         p = self.positions.get(order.position_id) if order is not None else None
         self._settlement.on_fill(fill)
         if p is not None and order is not None:
-            self._after_settle(p, evaluate=self._ticked_since(order))
-
-    def _ticked_since(self, order: Order) -> bool:
-        """Whether the order's token has a price newer than the one the order was decided at:
-        only then can a level have been crossed while it was in flight."""
-        tick = self.prices.get(order.token)
-        return tick is not None and (
-            tick.ts > order.created_at or tick.price_usd != order.decision_price_usd
-        )
+            self._exits.after_settle(p, evaluate=self._exits.ticked_since(order))
 
     def on_order_failed(self, order_id: str, reason: str) -> None:
         """A venue failed an order for `reason`: undo what it held (see
@@ -363,90 +302,7 @@ class Engine(EngineState):
         p = self.positions.get(order.position_id) if order is not None else None
         self._settlement.on_order_failed(order_id, reason)
         if p is not None:
-            self._after_settle(p, evaluate=False)
-
-    def _after_settle(self, p: Position, evaluate: bool = True) -> None:
-        """Once a position's order settles: apply the exit kept pending (sell what is now
-        held), or, after a fill with a newer price than the order's, evaluate the position at
-        it at once, so a level crossed while the order was in flight is not left waiting for
-        the next tick. Not after a failure: an order that fails at once (in-process venue)
-        would be re-placed in a loop; the position waits for the next tick, as a retry."""
-        if p.in_flight is not None:
-            return
-        now = self.clock()
-        reason, signal_id = p.pending_exit, p.pending_exit_signal_id
-        if p.status == PositionStatus.CLOSED:  # sold out by the settled order, or its entry failed
-            if reason is not None:
-                p.pending_exit = p.pending_exit_signal_id = None
-                why = f"closed_by_{p.exit_reason}" if p.exit_reason else "entry_failed"
-                self._close_pending_record(p, signal_id, None, why, now)
-            return
-        if p.status != PositionStatus.OPEN:
-            return
-        if reason is not None:
-            p.pending_exit = p.pending_exit_signal_id = None
-            tick = self.prices.get(p.token)
-            price = tick.price_usd if tick else p.entry_price_usd
-            oid = self._sell(p, p.amount, reason, price, None, signal_id=signal_id)
-            if oid is None:
-                self.index.rearm(p, now, fresh=False)
-            self._close_pending_record(p, signal_id, oid, "exit_below_minimum", now)
-            return
-        if evaluate and p.token in self.prices:
-            self._evaluate([p], now, p.token)
-
-    def _close_pending_record(
-        self, p: Position, signal_id: str | None, order_id: str | None, reason: str, now: int
-    ) -> None:
-        """The execution record of the signal whose exit was pending: now tied to the sell
-        placed (it becomes `filled` or `failed` with it), or `skipped` with `reason`."""
-        record = self.signals.get(signal_id) if signal_id else None
-        execution = record.executions.get(p.agent_id) if record else None
-        if execution is None or execution.position_id != p.id or signal_id is None:
-            return
-        execution.order_id = order_id
-        execution.status = "pending" if order_id else "skipped"
-        execution.reason = "" if order_id else reason
-        self._execution_changed(signal_id, execution, now)
-
-    def _dca(self, p: Position, level: int, price: float, now: int) -> None:
-        agent = self.agents[p.agent_id]
-        quote_price = self.quote_usd(agent.quote)
-        buy_pct = p.config.dca.levels[level].buy_pct
-        amount = 0
-        if quote_price:
-            n, d = decimal_ratio(buy_pct)
-            amount = quote_value(
-                p.amount, p.decimals, price, quote_price, agent.quote_decimals, (n, 100 * d)
-            )
-        bal = self.ledger.balance(agent.id, agent.quote)
-        spendable = bal.available - int(agent.config.sizing.min_reserve)
-        amount = min(amount, spendable)
-        self._emit(
-            ev.DcaTriggered(
-                ts=now, position_id=p.id, agent_id=agent.id, price_usd=price, level=level
-            )
-        )
-        if amount <= 0:
-            # Unfundable: the level is spent, or it would re-trigger on every tick.
-            p.dca_count += 1
-            p.last_dca_at = now
-            self.index.rearm(p, now, fresh=False)
-            self._emit(
-                ev.Alert(
-                    ts=now,
-                    code="dca_unfunded",
-                    message="DCA level skipped: no spendable quote",
-                    details={"agent_id": agent.id, "position_id": p.id},
-                )
-            )
-            self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
-            return
-        self.ledger.reserve(agent.id, agent.quote, amount)
-        self.exposure[agent.id].commit(p.token, amount)
-        self._new_order(agent, p, "buy", "dca", amount, "dca", now, price=price)
-        self.index.rearm(p, now, fresh=False)  # an exit crossed meanwhile waits (pending)
-        self._balance_changed(agent.id, bal, now)
+            self._exits.after_settle(p, evaluate=False)
 
     def close_position(
         self, position_id: str, pct: float = 100.0, reason: ExitReason = "manual"
