@@ -205,6 +205,7 @@ class HeldVenue:
     """Accepts orders and never answers: they stay in flight until the process 'dies'."""
 
     name = "paper"
+    in_process = False  # the Venue port: orders go through `execute`, never settled inline
 
     async def execute(self, order: Order) -> Fill:
         await asyncio.Event().wait()
