@@ -23,6 +23,7 @@ from .history import HistoryBounds
 from .lifecycle import HOLDING, LIVE, PositionStatus
 from .model import Agent, Balance, ExitReason, Fill, Signal, Tick
 from .money import pct_of, quote_value
+from .price_book import decimals_conflict, room_for_price
 from .settlement import Settlement
 from .signals import SignalIntake
 from .state import Clock, EngineState, Output, SignalRecord
@@ -259,13 +260,13 @@ class Engine(EngineState):
         if (
             decimals is not None
             and self.decimals.get(token, decimals) != decimals
-            and self.decimals_conflict(token, decimals, now)
+            and decimals_conflict(self, token, decimals, now)
         ):
             return "decimals_conflict"
         if (
             last is None
             and len(self.prices) >= self.max_priced_tokens
-            and not self.room_for_price(token, now)
+            and not room_for_price(self, token, now)
         ):
             return "token_capacity"
         self.prices[token] = tick

@@ -202,7 +202,7 @@ class HaltChanged(Event, frozen=True):
 
 
 class PriceEvicted(Event, frozen=True):
-    """A price nobody needs left the bounded price book (engine.state.room_for_price)."""
+    """A price nobody needs left the bounded price book (engine.price_book.room_for_price)."""
 
     token: str
 

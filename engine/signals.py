@@ -8,6 +8,7 @@ from .assets import require_mint
 from .errors import ValidationError
 from .lifecycle import PositionStatus
 from .model import Agent, Execution, Position, Signal
+from .price_book import decimals_conflict, learn_decimals
 from .risk import filter_reason, limit_reason, size_buy
 from .state import EngineState, SignalRecord
 
@@ -31,15 +32,15 @@ class SignalIntake:
             if known is not None and known in self.state.signals:
                 return self.state.signals[known], True
         require_mint(signal.token, "$.token")
-        if signal.decimals is not None and self.state.decimals_conflict(
-            signal.token, signal.decimals, now
+        if signal.decimals is not None and decimals_conflict(
+            self.state, signal.token, signal.decimals, now
         ):
             raise ValidationError(
                 f"decimals {signal.decimals} conflict with the token's known decimals "
                 f"{self.state.decimals[signal.token]}",
                 "$.decimals",
             )
-        self.state._learn_decimals(signal.token, signal.decimals)
+        learn_decimals(self.state, signal.token, signal.decimals)
         record = SignalRecord(signal=signal, executions={})
         self.state.signal_window.keep(record)
         self.state._emit(

@@ -38,26 +38,6 @@ Clock = Callable[[], int]
 TRADES_KEPT = 10_000
 
 
-def _agent(book: AgentBook) -> Agent:
-    return book.agent
-
-
-def _positions(book: AgentBook) -> dict[str, Position]:
-    return book.positions
-
-
-def _live(book: AgentBook) -> dict[str, Position]:
-    return book.live
-
-
-def _exposure(book: AgentBook) -> Exposure:
-    return book.exposure
-
-
-def _trades(book: AgentBook) -> list[Trade]:
-    return book.trades
-
-
 class Output(Struct):
     """What transitions produced since the last drain: events, and intents (orders to carry to
     venues), in order."""
@@ -105,13 +85,15 @@ class EngineState:
         self.default_decimals = default_decimals
         # Each agent's state has one owner, its book; the views below only read the books.
         self.books: dict[str, AgentBook] = {}
-        self.agents: Mapping[str, Agent] = BookView(self.books, _agent)
+        self.agents: Mapping[str, Agent] = BookView(self.books, lambda b: b.agent)
         self.agent_positions: Mapping[str, dict[str, Position]] = BookView(
-            self.books, _positions
+            self.books, lambda b: b.positions
         )  # live and recently closed
-        self.live_positions: Mapping[str, dict[str, Position]] = BookView(self.books, _live)
-        self.exposure: Mapping[str, Exposure] = BookView(self.books, _exposure)
-        self.trades: Mapping[str, list[Trade]] = BookView(self.books, _trades)
+        self.live_positions: Mapping[str, dict[str, Position]] = BookView(
+            self.books, lambda b: b.live
+        )
+        self.exposure: Mapping[str, Exposure] = BookView(self.books, lambda b: b.exposure)
+        self.trades: Mapping[str, list[Trade]] = BookView(self.books, lambda b: b.trades)
         self.ledger = Ledger(self.books)
         # Global indexes over the books, kept in step with them.
         self.positions: dict[str, Position] = {}
@@ -198,66 +180,6 @@ class EngineState:
     def token_decimals(self, token: str) -> int:
         """The decimals of `token`: known from a tick or signal, else the configured default."""
         return self.decimals.get(token, self.default_decimals)
-
-    def is_held(self, token: str) -> bool:
-        """Whether a live position holds (or is buying) `token`, it is an agent's quote, or it
-        is in the watchlist: its price is needed whatever the bound. O(agents)."""
-        if token in self.watchlist:
-            return True
-        return any(e.by_token.get(token, 0) > 0 for e in self.exposure.values()) or any(
-            quote_mint(a.quote) == token for a in self.agents.values()
-        )
-
-    def room_for_price(self, token: str, now: int) -> bool:
-        """Whether a first price of `token` may enter a full price book (`max_priced_tokens`).
-        A held token (see `is_held`) always may; one named by a signal in the dedupe window may
-        until the book holds twice the bound (signals are client input too: they must not grow
-        it without end). Otherwise room is made by evicting the prices nobody needs: not held,
-        not recently signalled, and older than `max_price_age_ms`; with none, the token is
-        refused and the book is not rescanned for a second, so a flood of new mints costs
-        O(agents) per tick and cannot churn the book (or Redis)."""
-        if self.is_held(token):
-            return True
-        if token in self.signal_window.tokens and len(self.prices) < 2 * self.max_priced_tokens:
-            return True
-        if now < self._no_room_until:
-            return False
-        oldest = now - self.max_price_age_ms
-        watched = set(self.watchlist) | self.signal_window.tokens.keys()
-        watched.update(quote_mint(a.quote) for a in self.agents.values())
-        for e in self.exposure.values():
-            watched.update(t for t, n in e.by_token.items() if n > 0)
-        stale = [m for m, t in self.prices.items() if t.ts < oldest and m not in watched]
-        if not stale:
-            self._no_room_until = now + 1000
-            return False
-        for mint in stale:
-            del self.prices[mint]
-            self.index.forget(mint)
-            if mint not in KNOWN_DECIMALS:
-                self.decimals.pop(mint, None)
-            self._emit(ev.PriceEvicted(ts=now, token=mint))
-        return True
-
-    def decimals_conflict(self, token: str, decimals: int, now: int) -> bool:
-        """True (and an alert) when `decimals` contradicts the token's known decimals: amounts
-        already held were counted in the known ones and are never re-scaled silently."""
-        known = self.decimals.get(token)
-        if known is None or known == decimals:
-            return False
-        self._emit(
-            ev.Alert(
-                ts=now,
-                code="decimals_conflict",
-                message="refused: decimals differ from the token's known decimals",
-                details={"token": token, "known": known, "given": decimals},
-            )
-        )
-        return True
-
-    def _learn_decimals(self, token: str, decimals: int | None) -> None:
-        if decimals is not None and token not in self.decimals:
-            self.decimals[token] = decimals
 
     def _forget_closed(self, p: Position) -> None:
         book = self.books[p.agent_id]
