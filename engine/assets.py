@@ -31,6 +31,8 @@ def is_mint(text: str) -> bool:
 
 
 def require_mint(text: str, path: str = "$.token") -> str:
+    """`text` itself when it is a Solana mint address (base58, 32 bytes); raises ValidationError
+    naming `path` (the JSON path of the field, for the one error shape) otherwise."""
     if not is_mint(text):
         raise ValidationError(f"not a base58 32-byte mint address: {text[:60]!r}", path)
     return text

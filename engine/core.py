@@ -22,7 +22,7 @@ from .exit_actions import ExitActions
 from .history import HistoryBounds
 from .lifecycle import HOLDING, LIVE, PositionStatus
 from .model import Agent, Balance, ExitReason, Fill, Signal, Tick
-from .money import pct_of, quote_value
+from .money import market_value, pct_of
 from .price_book import decimals_conflict, room_for_price
 from .settlement import Settlement
 from .signals import SignalIntake
@@ -348,9 +348,13 @@ class Engine(EngineState):
         for p in self.live_positions[agent_id].values():
             if p.status in HOLDING and p.amount:
                 tick = self.prices.get(p.token)
-                if tick is not None:
-                    value = quote_value(
-                        p.amount, p.decimals, tick.price_usd, quote_price, agent.quote_decimals
-                    )
+                value = market_value(
+                    p.amount,
+                    p.decimals,
+                    tick.price_usd if tick is not None else None,
+                    quote_price,
+                    agent.quote_decimals,
+                )
+                if value is not None:  # a position without a price counts nothing
                     total += value - p.cost
         return total

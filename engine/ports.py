@@ -96,7 +96,9 @@ class Store(Protocol):
     that left memory. `kind` is "memory" (nothing persists) or "persistent"."""
 
     @property
-    def kind(self) -> str: ...
+    def kind(self) -> str:
+        """Which store this is, as /health and the metrics name it ("memory" or "persistent")."""
+        ...
 
     @property
     def history(self) -> HistoryReads | None:

@@ -41,7 +41,9 @@ class StateCollector(Collector):
         yield positions
         yield GaugeMetricFamily("tradingd_agents", "Agents loaded", value=len(engine.agents))
         yield GaugeMetricFamily(
-            "tradingd_orders_in_flight", "Orders at a venue", value=len(d.runtime.in_flight)
+            "tradingd_orders_in_flight",
+            "Orders in flight (the engine's order records: sent, not yet filled or failed)",
+            value=len(d.engine.orders),
         )
         yield GaugeMetricFamily(
             "tradingd_halted", "1 while buys are halted", value=int(engine.halted_buys)

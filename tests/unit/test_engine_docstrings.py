@@ -9,13 +9,6 @@ from pathlib import Path
 
 ENGINE = Path(__file__).resolve().parents[2] / "engine"
 
-# Modules of the core being restructured (issue 17 items 1-3) while their docstrings were
-# written: checked once their owner has documented them. Empty this set, never add to it.
-PENDING: set[str] = {
-    "assets.py",
-    "ports.py",
-}
-
 Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 
 
@@ -75,13 +68,6 @@ def test_every_public_definition_in_the_core_has_a_docstring() -> None:
     missing = {
         path.relative_to(ENGINE).as_posix(): names
         for path in modules()
-        if path.name not in PENDING and (names := undocumented(path.read_text()))
+        if (names := undocumented(path.read_text()))
     }
     assert not missing, f"public definitions without a docstring: {missing}"
-
-
-def test_pending_names_only_modules_that_exist_and_still_lack_docstrings() -> None:
-    names = {path.name: path for path in modules()}
-    for name in sorted(PENDING):
-        assert name in names, f"{name} is not in engine/: drop it from PENDING"
-        assert undocumented(names[name].read_text()), f"{name} is documented: drop it from PENDING"

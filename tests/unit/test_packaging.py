@@ -18,7 +18,9 @@ def _python_files() -> list[Path]:
 
 
 def test_every_package_folder_is_listed_in_pyproject() -> None:
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
     on_disk = {
         "tradingd." + ".".join(init.parent.relative_to(ROOT).parts)
         for top in ("engine", "adapters")
