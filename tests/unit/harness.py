@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 from tradingd.adapters.venues.paper import PaperRejected, paper_fill
 from tradingd.engine.assets import SOL_MINT
 from tradingd.engine.config import AgentConfig, config_from_builtins
 from tradingd.engine.core import Engine
+from tradingd.engine.errors import Conflict
 from tradingd.engine.events import AnyEvent
 from tradingd.engine.model import Order, Signal, Tick
 from tradingd.engine.snapshot import capture, restore
@@ -126,3 +129,33 @@ class Harness:
     def events(self) -> list:
         dec = msgspec.json.Decoder(AnyEvent)
         return [dec.decode(b) for b in self.log]
+
+    def step(self, prices: dict[str, float], kind: str, a: int | str, b: float) -> bool:
+        """Apply one generated action (tests/unit/strategies.py `action`) to the engine: a tick
+        moving `prices[a]` by exp(b) one second later, a buy or sell signal, a wait of `a`
+        seconds, settling the in-flight orders, or a manual close. False for a kind it does not
+        know, so a test can interpret its own kinds."""
+        if kind == "tick":
+            prices[a] = max(prices[a] * math.exp(b), 1e-9)
+            self.clock.now += 1000
+            self.tick(a, prices[a])
+        elif kind == "buy":
+            self.signal(a, strength=b)
+        elif kind == "sell":
+            self.signal(a, side="sell")
+        elif kind == "wait":
+            self.clock.now += a * 1000
+            self.clock_step()
+        elif kind == "settle":
+            self.settle(fail=a and len(self.log) % 3 == 0)
+        elif kind == "close":
+            open_ = [p for p in self.engine.positions.values() if p.status == "open"]
+            if open_:
+                try:
+                    self.engine.close_position(open_[a % len(open_)].id, b)
+                except Conflict:
+                    pass
+                self.collect()
+        else:
+            return False
+        return True

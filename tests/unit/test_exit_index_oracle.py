@@ -6,13 +6,11 @@ exercise stayed below its floor: a generator that drifts into flat prices fails 
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import msgspec
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from tradingd.engine.errors import Conflict
 
 from tests.unit.harness import TOKENS, Clock, Harness
 from tests.unit.invariants import check_invariants
@@ -113,27 +111,7 @@ def run(configs_, steps, exit_index: str) -> Harness:
     for t in TOKENS:
         h.tick(t, 1.0)
     for kind, a, b in steps:
-        if kind == "tick":
-            prices[a] = max(prices[a] * math.exp(b), 1e-9)
-            clock.now += 1000
-            h.tick(a, prices[a])
-        elif kind == "buy":
-            h.signal(a, strength=b)
-        elif kind == "sell":
-            h.signal(a, side="sell")
-        elif kind == "wait":
-            clock.now += a * 1000
-            h.clock_step()
-        elif kind == "settle":
-            h.settle(fail=a and len(h.log) % 3 == 0)
-        elif kind == "close":
-            open_ = [p for p in h.engine.positions.values() if p.status == "open"]
-            if open_:
-                try:
-                    h.engine.close_position(open_[a % len(open_)].id, b)
-                except Conflict:
-                    pass
-                h.collect()
+        h.step(prices, kind, a, b)
         check_invariants(h)
     h.settle()
     check_invariants(h)
