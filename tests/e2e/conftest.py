@@ -1,6 +1,6 @@
 """Start the real `tradingd run` process for end-to-end tests.
 
-`start_daemon(...)` runs `python -m adapters.app.cli run` on 127.0.0.1 with an OS-chosen port
+`start_daemon(...)` runs `python -m tradingd.adapters.app.cli run` on 127.0.0.1 with an OS-chosen port
 (`--port 0`; the port is read back from the "control port open" log line), the memory store,
 `--no-demo`, a private data dir and a random `TRADINGD_ADMIN_KEY`, and returns once
 `/health/ready` answers 200. Extra env, args or a TOML config can be passed. The `daemon_factory`
