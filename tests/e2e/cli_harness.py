@@ -48,7 +48,7 @@ def embedded_data_dir() -> Iterator[Path]:
 
 
 def run_cli(args: list[str], env: dict[str, str], data_dir: Path, timeout: float) -> Finished:
-    """`python -m adapters.app.cli *args`; after `timeout` seconds the process (exactly that PID)
+    """`python -m tradingd.adapters.app.cli *args`; after `timeout` seconds the process (exactly that PID)
     and the servers of `data_dir` are killed and AssertionError is raised."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "tradingd.adapters.app.cli", *args],
