@@ -106,7 +106,7 @@ class Engine(EngineState):
                 "quote_decimals needed for a quote mint of unknown decimals", "$.quote"
             )
         agent_id = agent_id or self._id("agt", now)
-        if agent_id in self.agents:
+        if agent_id in self.books:
             raise Conflict(f"agent {agent_id!r} exists", {"agent_id": agent_id})
         agent = Agent(
             id=agent_id,
@@ -145,7 +145,7 @@ class Engine(EngineState):
         with it, so an agent created later with the same id starts empty. Raises NotFound, or
         Conflict while it has positions not closed or orders in flight."""
         self.agent(agent_id)
-        if self.live_positions[agent_id]:
+        if self.books[agent_id].live:
             raise Conflict("agent has open positions", {"agent_id": agent_id})
         if any(o.agent_id == agent_id for o in self.orders.values()):
             raise Conflict("agent has orders in flight", {"agent_id": agent_id})
@@ -171,7 +171,7 @@ class Engine(EngineState):
             )
         )
         if apply_to_open:
-            for p in list(self.live_positions[agent_id].values()):
+            for p in list(self.books[agent_id].live.values()):
                 if p.status in HOLDING:
                     p.config = config
                     p.stop_gain_pct = None
@@ -180,7 +180,7 @@ class Engine(EngineState):
                         self.index.rearm(p, now, fresh=True)
                     self._emit(ev.PositionChanged(ts=now, position=self._snapshot(p)))
             # A new stop (or level) the price already crossed acts now, not on the next tick.
-            for p in self._sorted(self.live_positions[agent_id].values()):
+            for p in self._sorted(self.books[agent_id].live.values()):
                 if p.token in self.prices:
                     self._exits.evaluate([p], now, p.token)
         return agent
@@ -345,7 +345,7 @@ class Engine(EngineState):
         total = 0
         if not quote_price:
             return 0
-        for p in self.live_positions[agent_id].values():
+        for p in self.books[agent_id].live.values():
             if p.status in HOLDING and p.amount:
                 tick = self.prices.get(p.token)
                 value = market_value(

@@ -134,7 +134,7 @@ class ExitActions:
         self.state._execution_changed(signal_id, execution, now)
 
     def _dca(self, p: Position, level: int, price: float, now: int) -> None:
-        agent = self.state.agents[p.agent_id]
+        agent = self.state.books[p.agent_id].agent
         quote_price = self.state.quote_usd(agent.quote)
         buy_pct = p.config.dca.levels[level].buy_pct
         amount = 0
@@ -167,7 +167,7 @@ class ExitActions:
             self.state._emit(ev.PositionChanged(ts=now, position=self.state._snapshot(p)))
             return
         self.state.ledger.reserve(agent.id, agent.quote, amount)
-        self.state.exposure[agent.id].commit(p.token, amount)
+        self.state.books[agent.id].exposure.commit(p.token, amount)
         self.state._new_order(agent, p, "buy", "dca", amount, "dca", now, price=price)
         self.state.index.rearm(p, now, fresh=False)  # an exit crossed meanwhile waits (pending)
         self.state._balance_changed(agent.id, bal, now)

@@ -19,9 +19,9 @@ def is_held(state: EngineState, token: str) -> bool:
     is in the watchlist: its price is needed whatever the bound. O(agents)."""
     if token in state.watchlist:
         return True
-    return any(e.by_token.get(token, 0) > 0 for e in state.exposure.values()) or any(
-        quote_mint(a.quote) == token for a in state.agents.values()
-    )
+    return any(
+        e.by_token.get(token, 0) > 0 for e in (b.exposure for b in state.books.values())
+    ) or any(quote_mint(b.agent.quote) == token for b in state.books.values())
 
 
 def room_for_price(state: EngineState, token: str, now: int) -> bool:
@@ -40,8 +40,8 @@ def room_for_price(state: EngineState, token: str, now: int) -> bool:
         return False
     oldest = now - state.max_price_age_ms
     watched = set(state.watchlist) | state.signal_window.tokens.keys()
-    watched.update(quote_mint(a.quote) for a in state.agents.values())
-    for e in state.exposure.values():
+    watched.update(quote_mint(b.agent.quote) for b in state.books.values())
+    for e in (b.exposure for b in state.books.values()):
         watched.update(t for t, n in e.by_token.items() if n > 0)
     stale = [m for m, t in state.prices.items() if t.ts < oldest and m not in watched]
     if not stale:

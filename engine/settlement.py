@@ -45,7 +45,7 @@ class Settlement:
                 ts=now, order_id=order_id, agent_id=order.agent_id, position_id=p.id, reason=reason
             )
         )
-        exposure = self.state.exposure[order.agent_id]
+        exposure = self.state.books[order.agent_id].exposure
         if order.side == "buy":
             bal = self.state.ledger.release(order.agent_id, order.quote, order.amount_in)
             exposure.commit(p.token, -order.amount_in)
@@ -82,7 +82,7 @@ class Settlement:
             reason=order.reason,
             ts=now,
         )
-        trades = self.state.trades[order.agent_id]
+        trades = self.state.books[order.agent_id].trades
         trades.append(trade)
         if len(trades) > 2 * TRADES_KEPT:
             del trades[:TRADES_KEPT]
@@ -97,7 +97,7 @@ class Settlement:
             )
         bal = self.state.ledger.settle_buy(order.agent_id, order.quote, order.amount_in, spent)
         p = self.state.positions[order.position_id]
-        self.state.exposure[order.agent_id].commit(p.token, spent - order.amount_in)
+        self.state.books[order.agent_id].exposure.commit(p.token, spent - order.amount_in)
         self._trade(order, fill, got, spent, now)
         if order.purpose == "entry":
             p.amount = p.original_amount = got
@@ -141,8 +141,8 @@ class Settlement:
         pnl = proceeds - basis
         p.realized_pnl += pnl
         p.moon_bag_amount = min(p.moon_bag_amount, p.amount)
-        agent = self.state.agents[order.agent_id]
-        exposure = self.state.exposure[agent.id]
+        agent = self.state.books[order.agent_id].agent
+        exposure = self.state.books[agent.id].exposure
         exposure.commit(p.token, -basis)
         bal = self.state.ledger.credit(agent.id, agent.quote, agent.quote_decimals, proceeds)
         self.state.ledger.realize(agent, pnl, now)

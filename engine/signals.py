@@ -60,7 +60,7 @@ class SignalIntake:
             )
         )
         filtered: dict[str, str] = {}
-        for agent in list(self.state.agents.values()):
+        for agent in [b.agent for b in self.state.books.values()]:
             tick = self.state.prices.get(signal.token)
             liquidity = tick.liquidity_usd if tick else None
             reason = filter_reason(
@@ -112,7 +112,7 @@ class SignalIntake:
             return "price_stale"
         if not self.state.quote_usd(agent.quote):
             return "no_quote_price"
-        exposure = self.state.exposure[agent.id]
+        exposure = self.state.books[agent.id].exposure
         return limit_reason(
             agent, signal.token, exposure.open, exposure.by_token[signal.token], now
         )
@@ -122,7 +122,7 @@ class SignalIntake:
         if reason is not None:
             return self._skip(record, agent.id, reason, now)
         bal = self.state.ledger.balance(agent.id, agent.quote)
-        exposure = self.state.exposure[agent.id]
+        exposure = self.state.books[agent.id].exposure
         amount, reason = size_buy(agent.config, bal.available, exposure.committed[signal.token])
         if reason is not None:
             return self._skip(record, agent.id, reason, now)
@@ -188,8 +188,8 @@ class SignalIntake:
         first: Position | None = None
         order_id = None
         closing = False
-        held = self.state.exposure[agent.id].by_token[signal.token] > 0
-        for p in list(self.state.live_positions[agent.id].values()) if held else ():
+        held = self.state.books[agent.id].exposure.by_token[signal.token] > 0
+        for p in list(self.state.books[agent.id].live.values()) if held else ():
             if p.token != signal.token or p.status == PositionStatus.CLOSED:
                 continue
             if not p.amount and p.status != PositionStatus.OPENING:

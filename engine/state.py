@@ -152,10 +152,10 @@ class EngineState:
 
     def agent(self, agent_id: str) -> Agent:
         """The agent with this id. Raises NotFound."""
-        agent = self.agents.get(agent_id)
-        if agent is None:
+        book = self.books.get(agent_id)
+        if book is None:
             raise NotFound(f"unknown agent {agent_id!r}", {"agent_id": agent_id})
-        return agent
+        return book.agent
 
     def position(self, position_id: str) -> Position:
         """The position with this id (in memory: live or recently closed), its peak and ratcheted
@@ -268,7 +268,7 @@ class EngineState:
         remainder would be dust (worth less than the agent's `execution.dust_quote` quote atomic
         units; default 1, i.e. a remainder that rounds to no quote at all), else `amount`. 0 when
         the sell itself is worth no quote atomic unit: such a sell is not placed."""
-        agent = self.agents[p.agent_id]
+        agent = self.books[p.agent_id].agent
         quote_usd = self.quote_usd(agent.quote)
         if not quote_usd or price <= 0:
             return amount  # cannot value it here: the venue decides
@@ -310,7 +310,7 @@ class EngineState:
             )
             return None
         amount = sized
-        agent = self.agents[p.agent_id]
+        agent = self.books[p.agent_id].agent
         move_position(p, PositionStatus.CLOSING)
         self._emit(
             ev.ExitTriggered(
