@@ -59,8 +59,10 @@ HOLDING = frozenset({PositionStatus.OPEN, PositionStatus.CLOSING})  # tokens hel
 def move_position(p: Position, to: PositionStatus) -> None:
     """Set `p.status` to `to` if the table allows it from its status now. Raises
     InvariantViolation (and changes nothing) on an illegal transition."""
-    now = PositionStatus(p.status)
-    if to not in POSITION_TRANSITIONS[now]:
+    # A StrEnum member hashes and compares as its string: the table is read without building an
+    # enum member per move (this runs on every fill); an unknown status finds no entry.
+    now = p.status
+    if to not in POSITION_TRANSITIONS.get(now, ()):
         raise InvariantViolation(
             f"position {p.id}: {now} -> {to} is not a legal transition",
             {"position_id": p.id, "from": str(now), "to": str(to)},
@@ -71,8 +73,8 @@ def move_position(p: Position, to: PositionStatus) -> None:
 def move_order(order: Order, to: OrderStatus) -> None:
     """Set `order.status` to `to` if the table allows it from its status now. Raises
     InvariantViolation (and changes nothing) on an illegal transition."""
-    now = OrderStatus(order.status)
-    if to not in ORDER_TRANSITIONS[now]:
+    now = order.status
+    if to not in ORDER_TRANSITIONS.get(now, ()):
         raise InvariantViolation(
             f"order {order.id}: {now} -> {to} is not a legal transition",
             {"order_id": order.id, "from": str(now), "to": str(to)},
