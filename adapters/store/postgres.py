@@ -54,6 +54,18 @@ INSERT INTO agents AS t (id, version, deleted, doc)
   WHERE t.version < EXCLUDED.version""",
     ),
     (
+        # The last deletion of each agent id, kept apart from the agent row (which a re-created
+        # agent overwrites): recovery drops every balance, position and trade of that id written
+        # before it, so a new agent with a deleted agent's id starts empty after any restart.
+        frozenset(("AgentDeleted",)),
+        """
+INSERT INTO engine_state AS t (key, version, value)
+  SELECT DISTINCT ON (key) 'deleted:' || key, id, payload FROM stage WHERE type = 'AgentDeleted'
+  ORDER BY key, id DESC
+  ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value
+  WHERE t.version < EXCLUDED.version""",
+    ),
+    (
         frozenset(("AgentCreated", "AgentConfigUpdated")),
         """
 INSERT INTO agent_configs (agent_id, event_id, config, apply_to_open, created_at)

@@ -45,6 +45,9 @@ class StateBook:
         self.signals: dict[str, _V] = {}  # value: (Signal, agents_matched)
         self.executions: dict[tuple[str, str], _V] = {}
         self.halt: dict[str, _V] = {}
+        # agent id -> version of its last AgentDeleted: what that id wrote before is a deleted
+        # agent's, never a re-created one's.
+        self.deleted: dict[str, int] = {}
         self.max_id = 0
 
     # -- entries ----------------------------------------------------------------------------
@@ -70,6 +73,7 @@ class StateBook:
             _put(self.agents, e.agent.id, entry_id, e.agent)  # type: ignore[attr-defined]
         elif t == "AgentDeleted":
             _put(self.agents, e.agent_id, entry_id, None)  # type: ignore[attr-defined]
+            self._deleted(e.agent_id, entry_id)  # type: ignore[attr-defined]
         elif t == "SignalSaved":
             _put(self.signals, e.signal.id, entry_id, (e.signal, e.agents_matched))  # type: ignore[attr-defined]
         elif t == "SignalExecutionRecorded":
@@ -141,6 +145,16 @@ class StateBook:
         for r in rows["engine_state"]:
             if r["key"] == "halt":
                 self._row(self.halt, "halt", r["version"], bool(dec(r["value"])["buys"]))
+            elif r["key"].startswith("deleted:"):
+                self._deleted(r["key"].removeprefix("deleted:"), r["version"])
+                self.max_id = max(self.max_id, r["version"])
+
+    def _deleted(self, agent_id: str, version: int) -> None:
+        self.deleted[agent_id] = max(self.deleted.get(agent_id, 0), version)
+
+    def _alive(self, agent_id: str, version: int) -> bool:
+        """False for what `agent_id` wrote before its last deletion (a deleted agent's)."""
+        return version > self.deleted.get(agent_id, 0)
 
     def _row(self, table: dict[Any, _V], key: Any, version: int, value: Any) -> None:
         self.max_id = max(self.max_id, version)
@@ -151,7 +165,7 @@ class StateBook:
         out: list[Position] = []
         closed: dict[str, list[tuple[int, Position]]] = {}
         for version, p in self.positions.values():
-            if p is None or p.agent_id not in live:
+            if p is None or p.agent_id not in live or not self._alive(p.agent_id, version):
                 continue
             if p.status == "closed":
                 closed.setdefault(p.agent_id, []).append((version, p))
@@ -171,8 +185,8 @@ class StateBook:
         )
         live = {a.id for a in agents}
         balances: dict[str, list[Balance]] = {a.id: [] for a in agents}
-        for (aid, _), (_, b) in sorted(self.balances.items()):
-            if aid in live:
+        for (aid, _), (version, b) in sorted(self.balances.items()):
+            if aid in live and self._alive(aid, version):
                 balances[aid].append(b)
         for a in agents:  # an agent that never moved money still has its quote account
             if not any(b.asset == a.quote for b in balances[a.id]):
@@ -180,8 +194,8 @@ class StateBook:
         positions = self._positions_kept(live, limits.closed_positions)
         orders = [o for _, o in sorted(self.orders.values(), key=lambda v: v[0]) if o is not None]
         trades: dict[str, list[Trade]] = {}
-        for _, t in sorted(self.trades.values(), key=lambda v: v[0]):
-            if t.agent_id in live:
+        for version, t in sorted(self.trades.values(), key=lambda v: v[0]):
+            if t.agent_id in live and self._alive(t.agent_id, version):
                 trades.setdefault(t.agent_id, []).append(t)
         trades = {aid: ts[-limits.trades :] for aid, ts in trades.items()}
         executions: dict[str, list[Execution]] = {}

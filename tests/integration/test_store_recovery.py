@@ -341,3 +341,40 @@ async def test_evicted_prices_do_not_come_back_after_a_crash(tmp_path, store_ser
     again = await StoreNode(tmp_path, store_servers, namespace).start()
     assert set(again.engine.prices) == set(flood[10:])
     await again.stop()
+
+
+@pytest.mark.parametrize("source", ["postgres", "stream"])
+async def test_a_recreated_agent_starts_empty_after_every_restart(
+    tmp_path, store_servers, namespace, source
+):
+    """Issue 17 item 1 through the store: an agent deleted and created again with the same id
+    starts with no balance, positions or trades — after one restart and after the next, whether
+    recovery reads the deletion from Postgres (written behind, stream trimmed) or the stream."""
+    node = await StoreNode(tmp_path, store_servers, namespace).start()
+    e, rt = node.engine, node.runtime
+    if source == "stream":
+        await node.store.pause_writer()
+    rt.apply(e.create_agent, "own1", "paper", config_from_builtins({}), "SOL", None, "own1")
+    rt.apply(e.deposit, "own1", "SOL", 5 * 10**9)
+    ticks(node, {SOL_MINT: 150.0, TOKENS[0]: 1.0})
+    rt.apply(e.on_signal, signal(TOKENS[0], client_id="own1-buy"))
+    await settle(node)
+    (p,) = positions_with(node, agent_id="own1", status="open")
+    rt.apply(e.close_position, p.id, 100.0)
+    await settle(node)
+    assert e.trades["own1"] and e.ledger.balance("own1", "SOL").total > 0
+    rt.apply(e.delete_agent, "own1")
+    rt.apply(e.create_agent, "own1", "paper", config_from_builtins({}), "SOL", None, "own1")
+    await node.store.flushed()
+    if source == "postgres":
+        assert await node.store.writer.drain(10)
+        assert await node.store.redis.xlen(node.store.keys.stream) == 0
+    await node.stop()
+
+    for _restart in range(2):
+        again = await StoreNode(tmp_path, store_servers, namespace).start()
+        eng = again.engine
+        assert eng.ledger.balance("own1", "SOL").total == 0
+        assert not eng.trades["own1"] and not eng.agent_positions["own1"]
+        assert not [q for q in eng.positions.values() if q.agent_id == "own1"]
+        await again.stop()
