@@ -4,7 +4,7 @@ a buy, exits for sell signals, and the execution record of every agent a signal 
 from __future__ import annotations
 
 from . import events as ev
-from .assets import require_mint
+from .assets import quote_mint, require_mint
 from .errors import ValidationError
 from .lifecycle import PositionStatus
 from .model import Agent, Execution, Position, Signal
@@ -97,6 +97,8 @@ class SignalIntake:
         )
 
     def _buy_reason(self, agent: Agent, signal: Signal, now: int) -> str | None:
+        if signal.token == quote_mint(agent.quote):  # buying the quote with itself
+            return "token_is_quote"
         if now > signal.expires_at:
             return "expired"
         if self.state.halted_buys:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from tradingd.engine import events as ev
 from tradingd.engine.assets import quote_mint
+from tradingd.engine.config import MAX_ATOMIC
 from tradingd.engine.core import Engine
 from tradingd.engine.errors import InvariantViolation, VenueError
 from tradingd.engine.model import Fill, Order
@@ -24,7 +25,9 @@ class PaperRejected(VenueError):
 def paper_fill(order: Order, token_usd: float | None, quote_usd: float | None, now: int) -> Fill:
     """Fill `order` at `token_usd` moved against the taker by `slippage_bps`, less `fee_bps` of
     the quote side. Exact (engine/money.py): the prices as written, one rounding down per
-    amount. Raises PaperRejected without a price, or when an amount rounds to zero."""
+    amount. Raises PaperRejected without a price, when an amount rounds to zero, or when a buy
+    would receive more than the u64 maximum of token atomic units (SPL amounts are u64: a price
+    too small for the token's decimals, e.g. 1e-12 USD at 9 decimals)."""
     if not token_usd or token_usd <= 0 or not quote_usd or quote_usd <= 0:
         raise PaperRejected("no price for token or quote")
     td, qd = order.token_decimals, order.quote_decimals
@@ -34,6 +37,10 @@ def paper_fill(order: Order, token_usd: float | None, quote_usd: float | None, n
         tokens = token_amount(order.amount_in - fee, qd, quote_usd, price, td)
         if tokens <= 0:
             raise PaperRejected("buy amount rounds to zero tokens")
+        if tokens > MAX_ATOMIC:
+            raise PaperRejected(
+                f"buy would receive {tokens} token atomic units, above the u64 maximum"
+            )
         return Fill(
             order_id=order.id,
             amount_in=order.amount_in,

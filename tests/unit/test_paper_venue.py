@@ -133,6 +133,16 @@ def test_buy_too_small_for_one_atomic_token_is_rejected() -> None:
         paper_fill(order("buy", 1, token_decimals=0), 1000.0, 150.0, NOW)
 
 
+def test_buy_receiving_more_than_the_u64_maximum_is_rejected() -> None:
+    # The attack's case: 0.1 SOL at $150 for a token at $1e-12 with 9 decimals would be
+    # 14,851,485,148,514,851,485,148 atomic units (23 digits); SPL amounts are u64.
+    with pytest.raises(PaperRejected, match="u64 maximum"):
+        paper_fill(order("buy", 10**8, token_decimals=9), 1e-12, 150.0, NOW)
+    # $15 at $1e-9 with 9 decimals is 1.5e19 atomic units: below 2**64 - 1 (~1.84e19), filled
+    fill = paper_fill(order("buy", 10**8, token_decimals=9), 1e-9, 150.0, NOW)
+    assert fill.amount_out == 15 * 10**18
+
+
 @pytest.mark.parametrize(
     ("token_usd", "quote_usd"),
     [(None, 150.0), (2.0, None), (0.0, 150.0), (-1.0, 150.0), (2.0, 0.0)],
@@ -188,3 +198,16 @@ def test_buys_spend_exactly_the_reservation_and_receive_tokens_or_are_rejected(
     assert fill.amount_out > 0
     assert 0 <= fill.fee <= amount
     assert fill.price_usd >= token_usd
+
+
+@given(
+    price=st.floats(min_value=5e-324, max_value=1e6, allow_nan=False, allow_infinity=False),
+    decimals=st.integers(0, 18),
+    amount_in=st.integers(1, 2**64 - 1),
+)
+def test_no_buy_fill_exceeds_the_u64_maximum(price: float, decimals: int, amount_in: int) -> None:
+    try:
+        fill = paper_fill(order("buy", amount_in, token_decimals=decimals), price, 150.0, NOW)
+    except PaperRejected:
+        return
+    assert 0 < fill.amount_out <= 2**64 - 1

@@ -87,6 +87,21 @@ def test_halt_stops_buys_and_flatten_closes_everything():
     assert all(p.status == "closed" for p in h.engine.positions.values())
 
 
+def test_a_signal_for_the_agents_own_quote_asset_is_skipped():
+    # The attack's case: a SOL-quoted agent sent a buy signal for the SOL mint spent 0.1 SOL
+    # for 0.099 SOL and held a "position" in its own quote.
+    from tradingd.engine.assets import SOL_MINT
+
+    h, aid = setup()
+    balance = h.engine.ledger.balance(aid, "SOL")
+    before = (balance.total, balance.reserved)
+    record, _ = h.signal(SOL_MINT)
+    assert status(h, record, aid) == ("skipped", "token_is_quote")
+    assert not h.pending and not h.engine.positions
+    balance = h.engine.ledger.balance(aid, "SOL")
+    assert (balance.total, balance.reserved) == before
+
+
 def test_stale_price_blocks_buys():
     h, aid = setup()
     h.clock.now += 61_000
