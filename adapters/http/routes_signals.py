@@ -14,12 +14,12 @@ from tradingd.adapters.http.codec import daemon_of, json_response, paginate, rea
 from tradingd.adapters.http.errors import NotReady
 from tradingd.adapters.http.openapi import PAGED, Route
 from tradingd.adapters.http.schemas import (
-    ExecutionOut,
     SignalAccepted,
     SignalIn,
     SignalOut,
     SignalPage,
 )
+from tradingd.adapters.http.shapes import signal_out
 from tradingd.adapters.store.errors import StoreUnavailable
 from tradingd.adapters.timestamps import iso_ms
 from tradingd.engine.assets import require_mint
@@ -59,36 +59,6 @@ def to_signal(body: SignalIn, now_ms: int) -> Signal:
         expires_at=now_ms + body.expires_in_ms,
         decimals=body.decimals,
         client_id=body.id,
-    )
-
-
-def signal_out(record: SignalRecord) -> SignalOut:
-    s = record.signal
-    return SignalOut(
-        signal_id=s.id,
-        id=s.client_id,
-        token=s.token,
-        symbol=s.symbol,
-        side=s.side,
-        type=s.type,
-        strength=s.strength,
-        source=s.source,
-        reason=s.reason,
-        decimals=s.decimals,
-        received_at=iso_ms(s.received_at),
-        expires_at=iso_ms(s.expires_at),
-        agents_matched=record.agents_matched,
-        executions=[
-            ExecutionOut(
-                agent_id=e.agent_id,
-                status=e.status,
-                reason=e.reason,
-                position_id=e.position_id,
-                order_id=e.order_id,
-                latency_ms=e.latency_ms,
-            )
-            for e in record.executions.values()
-        ],
     )
 
 

@@ -12,7 +12,9 @@ from msgspec import structs
 from tradingd.adapters.http.schemas import (
     AgentOut,
     BalanceOut,
+    ExecutionOut,
     PositionOut,
+    SignalOut,
     TickOut,
     TradeOut,
 )
@@ -20,11 +22,13 @@ from tradingd.adapters.http.ws_wire import (
     AgentBalanceOut,
     PositionEvent,
     PositionMessage,
+    SignalReceivedMessage,
     TradeMessage,
 )
 from tradingd.adapters.timestamps import iso_ms, iso_ms_or_none
 from tradingd.engine.exits import next_take_profit_shown, stop_trigger_price
 from tradingd.engine.model import Agent, Balance, Position, Tick, Trade
+from tradingd.engine.state import SignalRecord
 
 
 def tick_out(t: Tick) -> TickOut:
@@ -118,3 +122,42 @@ def agent_out(agent: Agent) -> AgentOut:
         wallet_id=agent.wallet_id,
         config=agent.config,
     )
+
+
+def signal_out(record: SignalRecord, *, executions: bool = True) -> SignalOut:
+    """A signal and every reached agent's execution, as REST and the WebSocket give it (the
+    WebSocket's `received` message without them: each follows as an `execution` message)."""
+    s = record.signal
+    return SignalOut(
+        signal_id=s.id,
+        id=s.client_id,
+        token=s.token,
+        symbol=s.symbol,
+        side=s.side,
+        type=s.type,
+        strength=s.strength,
+        source=s.source,
+        reason=s.reason,
+        decimals=s.decimals,
+        received_at=iso_ms(s.received_at),
+        expires_at=iso_ms(s.expires_at),
+        agents_matched=record.agents_matched,
+        executions=[
+            ExecutionOut(
+                agent_id=e.agent_id,
+                status=e.status,
+                reason=e.reason,
+                position_id=e.position_id,
+                order_id=e.order_id,
+                latency_ms=e.latency_ms,
+            )
+            for e in (record.executions.values() if executions else ())
+        ],
+    )
+
+
+def signal_received_message(record: SignalRecord) -> SignalReceivedMessage:
+    """The WebSocket `signal` message with `event: "received"`: the REST signal, its
+    `executions` empty (each agent's outcome follows as an `execution` message; building them
+    here would cost O(agents) per signal with or without subscribers)."""
+    return SignalReceivedMessage(**structs.asdict(signal_out(record, executions=False)))

@@ -113,6 +113,8 @@ class Dispatcher:
             if route is None:
                 continue
             routed = route(event, engine)
+            if routed is None:
+                continue
             subscribers = by_channel[routed.channel]
             if subscribers:
                 self._add(_EventJob(tuple(subscribers), routed, event.ts))

@@ -9,7 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 from msgspec import Struct
-from tradingd.adapters.http.shapes import agent_out, position_message, trade_message
+from tradingd.adapters.http.shapes import (
+    agent_out,
+    position_message,
+    signal_received_message,
+    trade_message,
+)
 from tradingd.adapters.http.ws_wire import (
     AgentBalanceOut,
     AgentMessage,
@@ -17,9 +22,7 @@ from tradingd.adapters.http.ws_wire import (
     Channel,
     PositionEvent,
     SignalExecutionMessage,
-    SignalReceivedMessage,
 )
-from tradingd.adapters.timestamps import iso_ms
 from tradingd.engine import events as ev
 from tradingd.engine.core import Engine
 from tradingd.engine.model import Position
@@ -63,20 +66,13 @@ def _trade(e: ev.OrderFilled, engine: Engine) -> Routed:
     )
 
 
-def _signal_received(e: ev.SignalReceived, engine: Engine) -> Routed:
-    data = SignalReceivedMessage(
-        signal_id=e.signal_id,
-        token=e.token,
-        side=e.side,
-        type=e.type,
-        strength=e.strength,
-        symbol=e.symbol,
-        source=e.source,
-        reason=e.reason,
-        client_id=e.client_id,
-        expires_at=iso_ms(e.expires_at),
-    )
-    return Routed(SIGNAL, "signals", None, e.token, data)
+def _signal_received(e: ev.SignalReceived, engine: Engine) -> Routed | None:
+    # The record is complete when the events are fanned out (after the transition); a signal
+    # already evicted from the dedupe window by then is not announced.
+    record = engine.signals.get(e.signal_id)
+    if record is None:
+        return None
+    return Routed(SIGNAL, "signals", None, e.token, signal_received_message(record))
 
 
 def _signal_execution(e: ev.SignalExecutionRecorded, engine: Engine) -> Routed:
@@ -165,7 +161,7 @@ def _order_failed(e: ev.OrderFailed, engine: Engine) -> Routed:
     )
 
 
-ROUTES: dict[type[ev.Event], Callable[[Any, Engine], Routed]] = {
+ROUTES: dict[type[ev.Event], Callable[[Any, Engine], Routed | None]] = {
     ev.PositionOpened: _position,
     ev.PositionChanged: _position,
     ev.PositionClosed: _position,

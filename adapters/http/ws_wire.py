@@ -15,8 +15,8 @@ from tradingd.adapters.http.schemas import (
     AgentOut,
     BalanceOut,
     PositionOut,
+    SignalOut,
     TickOut,
-    Timestamp,
     TradeOut,
 )
 
@@ -91,22 +91,15 @@ class AgentMessage(_Out):
     balance: AgentBalanceOut | None = None
 
 
-class SignalReceivedMessage(_Out, kw_only=True):
+class SignalReceivedMessage(SignalOut, kw_only=True):
+    """The signal as `GET /v1/signals/{id}` gives it, when the engine took it."""
+
     event: Literal["received"] = "received"
-    signal_id: str
-    token: str
-    side: str
-    type: str
-    strength: int
-    symbol: str | None
-    source: str
-    reason: str
-    client_id: str | None
-    expires_at: Timestamp
 
 
 class SignalExecutionMessage(_Out, kw_only=True):
-    """One agent's outcome for a signal, as in `GET /v1/signals/{id}` `executions`."""
+    """One agent's outcome for a signal, as in `GET /v1/signals/{id}` `executions`, with the
+    signal's id and token."""
 
     event: Literal["execution"] = "execution"
     signal_id: str

@@ -67,12 +67,24 @@ async def test_a_position_over_rest_and_over_the_socket_is_the_same_position(tmp
         await reader.close()
 
 
-async def test_a_signal_over_rest_and_over_the_socket_has_the_same_expiry(tmp_path):
+async def test_a_signal_over_rest_and_over_the_socket_has_the_same_shape(tmp_path):
     async with serve(tmp_path) as api:
         _, reader, got = await _buy(api)
-        streamed = next(d["data"] for d in got if d["type"] == "signal")
+        got += await reader.until(
+            lambda d: d["type"] == "signal" and d["data"].get("status") == "filled"
+        )
+        signals = [d["data"] for d in got if d["type"] == "signal"]
+        streamed = next(s for s in signals if s["event"] == "received")
         rest = await api.ok("GET", f"/v1/signals/{streamed['signal_id']}")
-        assert _is_iso(rest["expires_at"]) and streamed["expires_at"] == rest["expires_at"]
+        assert _is_iso(rest["expires_at"]) and _is_iso(rest["received_at"])
+        # the same signal, field for field; its executions follow as `execution` messages
+        assert {k: v for k, v in streamed.items() if k != "event"} == {**rest, "executions": []}
+        latest = {  # each agent's last execution message (pending, then filled)
+            x["agent_id"]: {k: v for k, v in x.items() if k not in ("event", "signal_id", "token")}
+            for x in signals
+            if x["event"] == "execution"
+        }
+        assert list(latest.values()) == rest["executions"]
         await reader.close()
 
 
