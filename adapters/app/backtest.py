@@ -255,7 +255,9 @@ def run_replay_cli(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tradingd.adapters.app.backtest", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tradingd.adapters.app.backtest", description=__doc__
+    )
     parser.add_argument("file", help="replay file (JSON lines, docs/replay-format.md)")
     parser.add_argument("--config", help="TOML config with [[agents]] (default: the sample agents)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
