@@ -55,14 +55,21 @@ def _error_path(message: str) -> str:
     return path
 
 
+def validation_error(exc: msgspec.ValidationError) -> ValidationError:
+    """msgspec's typed-decode error as ours: the message without msgspec's location suffix,
+    the JSON path of the failing field (`$.channels[0]`) in `path`, as the one error shape's
+    `details.path` gives it over REST and the WebSocket alike."""
+    message = str(exc)
+    return ValidationError(message.split(" - at `", 1)[0], _error_path(message))
+
+
 def decode(raw: bytes, decoder: msgspec.json.Decoder[T]) -> T:
     """Typed decode (400 malformed, 422 with the path), then what msgspec lets through:
     duplicate keys and control characters in text (422 with the path)."""
     try:
         value = decoder.decode(raw)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        raise ValidationError(message.split(" - at `", 1)[0], _error_path(message)) from None
+        raise validation_error(exc) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise MalformedJson(f"request body is not valid UTF-8 JSON: {exc}") from None
     check_body(raw)

@@ -23,6 +23,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from tradingd.adapters.app.runtime import wall_clock_ms as now_ms
 from tradingd.adapters.http import ws_wire as wire
 from tradingd.adapters.http.auth import RELOAD_CHECK_S, ApiKey, KeyStore, RateLimiter, bearer_key
+from tradingd.adapters.http.codec import validation_error
 from tradingd.adapters.http.connections import WS_AUTH_PENDING
 from tradingd.adapters.http.errors import error_response
 from tradingd.adapters.http.strict_json import check_body
@@ -275,7 +276,8 @@ class WsHub:
             op = wire.op_decoder.decode(raw)
             check_body(_as_bytes(raw))  # the body rules of REST: no duplicate key, no C0
         except msgspec.ValidationError as exc:
-            return self._error(client, "validation_error", str(exc))
+            failed = validation_error(exc)
+            return self._error(client, "validation_error", failed.message, {"path": failed.path})
         except msgspec.DecodeError as exc:
             return self._error(client, "malformed_json", str(exc))
         except ValidationError as exc:

@@ -247,9 +247,12 @@ async def test_unsubscribed_channel_gets_nothing(stack: Stack) -> None:
 
 async def test_unknown_channel_is_a_validation_error(stack: Stack) -> None:
     client = await stack.connect()
-    await client.ws.send_json({"op": "subscribe", "channels": ["candles"]})
+    await client.ws.send_json({"op": "subscribe", "channels": ["prices", "candles"]})
     err = await client.recv()
     assert err["type"] == "error" and err["data"]["code"] == "validation_error"
+    # the failing field in details.path, as REST gives it; the message without msgspec's suffix
+    assert err["data"]["details"] == {"path": "$.channels[1]"}
+    assert "- at `" not in err["data"]["message"]
 
 
 async def test_invalid_token_is_a_validation_error(stack: Stack) -> None:
