@@ -222,7 +222,14 @@ def run_replay(
 
 
 def sample_agents_path() -> str:
+    """The bundled sample agents (TOML), installed with the package."""
     return str(resources.files("tradingd.adapters") / "samples" / "sample_agents.toml")
+
+
+def sample_replay_path() -> str:
+    """The bundled sample replay file (docs/replay-format.md), installed with the package: what
+    `tradingd replay --sample` runs, wherever the wheel put it."""
+    return str(resources.files("tradingd.adapters") / "samples" / "sample.jsonl")
 
 
 def load_agent_specs(config_path: str | None) -> list[AgentSpec]:

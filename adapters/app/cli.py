@@ -82,9 +82,13 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from tradingd.adapters.app.backtest import run_replay_cli
+    from tradingd.adapters.app.backtest import run_replay_cli, sample_replay_path
 
-    return run_replay_cli(args.file, args.config, sys.stdout, as_json=args.json)
+    if args.sample == (args.file is not None):
+        print("tradingd replay: give a FILE or --sample (not both)", file=sys.stderr)
+        return 2
+    file = sample_replay_path() if args.sample else args.file
+    return run_replay_cli(file, args.config, sys.stdout, as_json=args.json)
 
 
 # Defaults that live in the settings schema; the help shows them so nobody has to read code.
@@ -128,7 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", help="the TOML config file to validate")
     check.set_defaults(func=_check_config)
     replay = sub.add_parser("replay", help="backtest: run a recorded ticks/signals file")
-    replay.add_argument("file", help="JSON-lines file of ticks and signals")
+    replay.add_argument("file", nargs="?", help="JSON-lines file of ticks and signals")
+    replay.add_argument(
+        "--sample",
+        action="store_true",
+        help="replay the bundled sample file (installed with the package) instead of a FILE (default: off)",
+    )
     replay.add_argument("--config", help="TOML config with [[agents]] (default: the sample agents)")
     replay.add_argument(
         "--json", action="store_true", help="print the result as JSON (default: a text report)"

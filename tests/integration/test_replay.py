@@ -292,6 +292,26 @@ def test_cli_replays_the_sample_and_prints_trades_and_summaries() -> None:
     assert "moon bag" in out and "unrealized" in out
 
 
+def test_cli_sample_flag_replays_the_bundled_sample_from_any_directory(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [*tradingd(), "replay", "--sample"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == run_cli(str(SAMPLE)).stdout  # the same file, found where it is installed
+
+
+@pytest.mark.parametrize("args", [(), ("--sample", "x.jsonl")])
+def test_cli_needs_exactly_one_of_a_file_or_the_sample(args: tuple[str, ...]) -> None:
+    proc = run_cli(*args)
+    assert proc.returncode == 2 and proc.stderr == (
+        "tradingd replay: give a FILE or --sample (not both)\n"
+    )
+
+
 def test_cli_with_a_config_file_runs_its_agents(tmp_path: Path) -> None:
     config = tmp_path / "agents.toml"
     config.write_text(
