@@ -26,8 +26,9 @@ from tradingd.adapters.http.ws_wire import (
     TradeMessage,
 )
 from tradingd.adapters.timestamps import iso_ms, iso_ms_or_none
+from tradingd.engine.events import SignalExecutionRecorded
 from tradingd.engine.exits import next_take_profit_shown, stop_trigger_price
-from tradingd.engine.model import Agent, Balance, Position, Tick, Trade
+from tradingd.engine.model import Agent, Balance, Execution, Position, Tick, Trade
 from tradingd.engine.state import SignalRecord
 
 
@@ -142,17 +143,19 @@ def signal_out(record: SignalRecord, *, executions: bool = True) -> SignalOut:
         received_at=iso_ms(s.received_at),
         expires_at=iso_ms(s.expires_at),
         agents_matched=record.agents_matched,
-        executions=[
-            ExecutionOut(
-                agent_id=e.agent_id,
-                status=e.status,
-                reason=e.reason,
-                position_id=e.position_id,
-                order_id=e.order_id,
-                latency_ms=e.latency_ms,
-            )
-            for e in (record.executions.values() if executions else ())
-        ],
+        executions=[execution_out(e) for e in (record.executions.values() if executions else ())],
+    )
+
+
+def execution_out(e: Execution | SignalExecutionRecorded) -> ExecutionOut:
+    """One agent's outcome for a signal, from the record or the event that recorded it."""
+    return ExecutionOut(
+        agent_id=e.agent_id,
+        status=e.status,
+        reason=e.reason,
+        position_id=e.position_id,
+        order_id=e.order_id,
+        latency_ms=e.latency_ms,
     )
 
 

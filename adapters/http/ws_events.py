@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from msgspec import Struct
+from msgspec import Struct, structs
 from tradingd.adapters.http.shapes import (
     agent_out,
+    execution_out,
     position_message,
     signal_received_message,
     trade_message,
@@ -79,14 +80,7 @@ def _signal_execution(e: ev.SignalExecutionRecorded, engine: Engine) -> Routed:
     record = engine.signals.get(e.signal_id)
     token = record.signal.token if record is not None else None
     data = SignalExecutionMessage(
-        signal_id=e.signal_id,
-        token=token,
-        agent_id=e.agent_id,
-        status=e.status,
-        reason=e.reason,
-        position_id=e.position_id,
-        order_id=e.order_id,
-        latency_ms=e.latency_ms,
+        **structs.asdict(execution_out(e)), signal_id=e.signal_id, token=token
     )
     return Routed(SIGNAL, "signals", e.agent_id, token, data)
 

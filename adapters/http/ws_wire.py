@@ -14,6 +14,7 @@ from msgspec import Meta, Struct
 from tradingd.adapters.http.schemas import (
     AgentOut,
     BalanceOut,
+    ExecutionOut,
     PositionOut,
     SignalOut,
     TickOut,
@@ -97,19 +98,13 @@ class SignalReceivedMessage(SignalOut, kw_only=True):
     event: Literal["received"] = "received"
 
 
-class SignalExecutionMessage(_Out, kw_only=True):
+class SignalExecutionMessage(ExecutionOut, kw_only=True):
     """One agent's outcome for a signal, as in `GET /v1/signals/{id}` `executions`, with the
     signal's id and token."""
 
     event: Literal["execution"] = "execution"
     signal_id: str
-    agent_id: str
     token: str | None
-    status: str  # skipped, pending, filled, failed
-    reason: str
-    position_id: str | None
-    order_id: str | None
-    latency_ms: float | None
 
 
 class AlertOut(_Out):
