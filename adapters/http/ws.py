@@ -15,27 +15,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 from tradingd.adapters.app.runtime import wall_clock_ms as now_ms
 from tradingd.adapters.http import ws_wire as wire
-from tradingd.adapters.http.auth import RELOAD_CHECK_S, ApiKey, KeyStore, RateLimiter, bearer_key
+from tradingd.adapters.http.auth import RELOAD_CHECK_S, ApiKey, KeyStore, bearer_key
 from tradingd.adapters.http.codec import validation_error
 from tradingd.adapters.http.connections import WS_AUTH_PENDING
 from tradingd.adapters.http.errors import error_response
 from tradingd.adapters.http.strict_json import check_body
-from tradingd.adapters.http.ws_dispatch import Dispatcher, Filter
+from tradingd.adapters.http.ws_client import Client
+from tradingd.adapters.http.ws_dispatch import Dispatcher
 from tradingd.adapters.http.ws_events import ALERT
-from tradingd.adapters.http.ws_outbox import Counters, Outbox, envelope
+from tradingd.adapters.http.ws_outbox import Counters, envelope
 from tradingd.adapters.http.ws_subscriptions import Subscriptions
 from tradingd.engine.core import Engine
 from tradingd.engine.errors import ValidationError
 
 if TYPE_CHECKING:
-    from tradingd.adapters.app.settings import Settings, WsSettings
+    from tradingd.adapters.app.settings import Settings
 
 log = logging.getLogger("tradingd.ws")
 
@@ -44,52 +44,6 @@ TRY_AGAIN_LATER = 1013  # RFC 6455 close code registry: overloaded, try again la
 # Bytes written before the writer waits for the transport to drain: small, so a stalled
 # client's backlog stays in its bounded queue (where it is counted) rather than in buffers.
 WRITER_LIMIT = 16 * 1024
-
-
-class Client:
-    __slots__ = (
-        "id",
-        "ws",
-        "transport",
-        "key_id",
-        "outbox",
-        "subs",
-        "pending",
-        "subscribes",
-        "snapshot_at",
-        "writer",
-        "timers",
-        "closer",
-    )
-
-    def __init__(
-        self,
-        cid: int,
-        ws: web.WebSocketResponse,
-        transport: Any,
-        settings: WsSettings,
-        counters: Counters,
-        subscribes: RateLimiter,
-        on_overflow: Callable[[Client, str], None],
-    ) -> None:
-        self.id = cid
-        self.ws = ws
-        self.transport = transport
-        self.key_id: str | None = None
-        self.outbox = Outbox(
-            settings.queue_size,
-            settings.max_queue_bytes,
-            settings.max_lag_ms / 1000,
-            counters,
-            lambda _outbox, reason: on_overflow(self, reason),
-        )
-        self.subs: dict[str, Filter] = {}
-        self.pending: dict[str, Filter] = {}
-        self.subscribes = subscribes
-        self.snapshot_at: float | None = None
-        self.writer: asyncio.Task[None] | None = None
-        self.timers: dict[str, asyncio.TimerHandle] = {}
-        self.closer: asyncio.Task[None] | None = None
 
 
 class WsHub:
