@@ -29,3 +29,9 @@ def iso_ms_or_none(ms: int | None) -> str | None:
 def iso_now() -> str:
     """The current wall-clock time in the iso_ms form."""
     return iso_ms(time.time_ns() // 1_000_000)
+
+
+def wall_clock_ms() -> int:
+    """The wall clock, epoch ms: the clock the daemon injects into the engine and the adapters
+    (tests and replays inject their own)."""
+    return time.time_ns() // 1_000_000

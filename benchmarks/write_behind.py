@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tradingd.adapters.app.runtime import Runtime, wall_clock_ms  # noqa: E402
+from tradingd.adapters.app.runtime import Runtime  # noqa: E402
 from tradingd.adapters.app.settings import Settings  # noqa: E402
 from tradingd.adapters.store import open_store  # noqa: E402
 from tradingd.adapters.store import postgres as pg  # noqa: E402
@@ -30,6 +30,7 @@ from tradingd.adapters.store.records import Entry, EntryIds, to_entries, with_re
 from tradingd.adapters.store.redis import client  # noqa: E402
 from tradingd.adapters.store.stream_codec import Keys, queue_entries  # noqa: E402
 from tradingd.adapters.store.writer import WriteBehind  # noqa: E402
+from tradingd.adapters.timestamps import wall_clock_ms  # noqa: E402
 from tradingd.adapters.venues.paper import PaperVenue  # noqa: E402
 from tradingd.engine import events as ev  # noqa: E402
 from tradingd.engine.assets import SOL_MINT  # noqa: E402

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING
 from tradingd.adapters.app import systemd
 from tradingd.adapters.app.data_dir import secure_data_dir
 from tradingd.adapters.app.event_log import EventLog
-from tradingd.adapters.app.runtime import Runtime, wall_clock_ms
+from tradingd.adapters.app.runtime import Runtime
 from tradingd.adapters.app.settings import Settings, agent_config
 from tradingd.adapters.app.version import VERSION
 from tradingd.adapters.feeds.demo import DEMO_AGENT_ID, DemoSignals, demo_agent_config
 from tradingd.adapters.feeds.synthetic import SyntheticFeed
 from tradingd.adapters.http.auth import BOOTSTRAP_ENV, KeyStore, admin_key_path, keys_path
 from tradingd.adapters.solana.keystore import Keystore
+from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.adapters.venues import PAPER
 from tradingd.adapters.venues.paper import PaperVenue
 from tradingd.engine import events as ev

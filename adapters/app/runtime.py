@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, TypeVar
 
+from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.engine import events as ev
 from tradingd.engine.core import Engine
 from tradingd.engine.errors import VenueError
@@ -29,10 +30,6 @@ OrderObserver = Callable[[Order, Fill | None, float], None]  # order, fill or No
 class TickOutcome(NamedTuple):
     accepted: int
     rejected: dict[str, int]  # reason -> count
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Runtime:

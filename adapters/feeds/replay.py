@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
-from tradingd.adapters.app.runtime import wall_clock_ms
+from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.engine.assets import is_mint
 from tradingd.engine.errors import ValidationError
 from tradingd.engine.model import Signal, Tick

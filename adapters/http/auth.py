@@ -21,7 +21,7 @@ from pathlib import Path
 
 import msgspec
 from msgspec import Struct
-from tradingd.adapters.app.runtime import wall_clock_ms as _wall_ms
+from tradingd.adapters.timestamps import wall_clock_ms as _wall_ms
 from tradingd.engine.errors import NotFound, ValidationError
 
 log = logging.getLogger("tradingd.http")

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
-from tradingd.adapters.app.runtime import wall_clock_ms as now_ms
 from tradingd.adapters.http import ws_wire as wire
 from tradingd.adapters.http.auth import RELOAD_CHECK_S, ApiKey, KeyStore, bearer_key
 from tradingd.adapters.http.codec import validation_error
@@ -31,6 +30,7 @@ from tradingd.adapters.http.ws_dispatch import Dispatcher
 from tradingd.adapters.http.ws_events import ALERT
 from tradingd.adapters.http.ws_outbox import Counters, envelope
 from tradingd.adapters.http.ws_subscriptions import Subscriptions
+from tradingd.adapters.timestamps import wall_clock_ms as now_ms
 from tradingd.engine.core import Engine
 from tradingd.engine.errors import ValidationError
 

@@ -13,10 +13,10 @@ import logging
 from collections import deque
 from typing import Any, Protocol
 
-from tradingd.adapters.app.runtime import wall_clock_ms as now_ms
 from tradingd.adapters.http import ws_wire as wire
 from tradingd.adapters.http.ws_events import ROUTES, Routed
 from tradingd.adapters.http.ws_outbox import Outbox, PriceBatch
+from tradingd.adapters.timestamps import wall_clock_ms as now_ms
 from tradingd.engine import events as ev
 from tradingd.engine.model import Tick
 

@@ -16,12 +16,12 @@ import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from tradingd.adapters.app.runtime import wall_clock_ms as now_ms
 from tradingd.adapters.http import shapes
 from tradingd.adapters.http import ws_wire as wire
 from tradingd.adapters.http.auth import RateLimiter
 from tradingd.adapters.http.ws_dispatch import Dispatcher, Filter
 from tradingd.adapters.http.ws_outbox import Outbox
+from tradingd.adapters.timestamps import wall_clock_ms as now_ms
 from tradingd.engine.assets import is_mint
 
 SNAPSHOT = b"snapshot"

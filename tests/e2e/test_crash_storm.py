@@ -18,10 +18,10 @@ from typing import Any
 import msgspec
 import pytest
 import requests
-from tradingd.adapters.app.runtime import wall_clock_ms
 from tradingd.adapters.store import postgres as pg
 from tradingd.adapters.store.embedded import EmbeddedServers
 from tradingd.adapters.store.recovery import StateBook
+from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.engine.core import Engine
 from tradingd.engine.snapshot import restore
 

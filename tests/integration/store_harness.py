@@ -6,10 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tradingd.adapters.app.runtime import Runtime, wall_clock_ms
+from tradingd.adapters.app.runtime import Runtime
 from tradingd.adapters.app.settings import Settings
 from tradingd.adapters.store import open_store
 from tradingd.adapters.store.persistent import PersistentStore
+from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.adapters.venues.paper import PaperVenue
 from tradingd.engine.core import Engine
 from tradingd.engine.events import Event

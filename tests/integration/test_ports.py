@@ -9,13 +9,13 @@ import inspect
 from pathlib import Path
 
 import pytest
-from tradingd.adapters.app.runtime import wall_clock_ms
 from tradingd.adapters.app.settings import SyntheticFeedSettings
 from tradingd.adapters.feeds.replay import ReplayFeed
 from tradingd.adapters.feeds.synthetic import SyntheticFeed
 from tradingd.adapters.store import MemoryStore
 from tradingd.adapters.store.history import HistoryReader
 from tradingd.adapters.store.persistent import PersistentStore
+from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.adapters.venues.paper import PaperVenue
 from tradingd.engine.core import Engine
 from tradingd.engine.ports import Feed, HistoryReads, Store, Venue

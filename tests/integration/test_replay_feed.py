@@ -7,9 +7,10 @@ import math
 from pathlib import Path
 
 import pytest
-from tradingd.adapters.app.runtime import Runtime, wall_clock_ms
+from tradingd.adapters.app.runtime import Runtime
 from tradingd.adapters.feeds.replay import ReplayFeed
 from tradingd.adapters.feeds.synthetic import demo_mint
+from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.adapters.venues.paper import PaperVenue
 from tradingd.engine.assets import SOL_MINT
 from tradingd.engine.config import config_from_builtins

@@ -8,9 +8,9 @@ import asyncio
 
 import msgspec
 from store_harness import StoreNode, postgres_state, state_of
-from tradingd.adapters.app.runtime import wall_clock_ms
 from tradingd.adapters.store import postgres as pg
 from tradingd.adapters.store.records import Entry
+from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.engine import events as ev
 from tradingd.engine.config import config_from_builtins
 

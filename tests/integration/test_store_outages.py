@@ -11,8 +11,8 @@ import random
 import signal as os_signal
 
 from store_harness import TOKENS, StoreNode, check_invariants, postgres_state, state_of
-from tradingd.adapters.app.runtime import wall_clock_ms
 from tradingd.adapters.store.embedded import EmbeddedPostgres, EmbeddedRedis
+from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.engine import events as ev
 from tradingd.engine.assets import SOL_MINT
 from tradingd.engine.config import config_from_builtins

@@ -7,10 +7,10 @@ import asyncio
 
 import pytest
 from store_harness import TOKENS, StoreNode, normalized, state_of
-from tradingd.adapters.app.runtime import wall_clock_ms
 from tradingd.adapters.store import DataDirLocked
 from tradingd.adapters.store import postgres as pg
 from tradingd.adapters.store.recovery import StateBook
+from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.adapters.venues.paper import PaperVenue
 from tradingd.engine.assets import SOL_MINT
 from tradingd.engine.config import config_from_builtins
