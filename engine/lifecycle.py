@@ -10,8 +10,9 @@ are the strings the wire, Redis and Postgres have always carried.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import InvariantViolation
 
@@ -56,27 +57,28 @@ LIVE = frozenset({PositionStatus.OPENING, PositionStatus.OPEN, PositionStatus.CL
 HOLDING = frozenset({PositionStatus.OPEN, PositionStatus.CLOSING})  # tokens held, exits watched
 
 
+S = TypeVar("S", PositionStatus, OrderStatus)
+
+
+def _check(table: Mapping[S, frozenset[S]], kind: str, entity_id: str, now: S, to: S) -> None:
+    # A StrEnum member hashes and compares as its string: the table is read without building an
+    # enum member per move (this runs on every fill); an unknown status finds no entry.
+    if to not in table.get(now, ()):
+        raise InvariantViolation(
+            f"{kind} {entity_id}: {now} -> {to} is not a legal transition",
+            {f"{kind}_id": entity_id, "from": str(now), "to": str(to)},
+        )
+
+
 def move_position(p: Position, to: PositionStatus) -> None:
     """Set `p.status` to `to` if the table allows it from its status now. Raises
     InvariantViolation (and changes nothing) on an illegal transition."""
-    # A StrEnum member hashes and compares as its string: the table is read without building an
-    # enum member per move (this runs on every fill); an unknown status finds no entry.
-    now = p.status
-    if to not in POSITION_TRANSITIONS.get(now, ()):
-        raise InvariantViolation(
-            f"position {p.id}: {now} -> {to} is not a legal transition",
-            {"position_id": p.id, "from": str(now), "to": str(to)},
-        )
+    _check(POSITION_TRANSITIONS, "position", p.id, p.status, to)
     p.status = to
 
 
 def move_order(order: Order, to: OrderStatus) -> None:
     """Set `order.status` to `to` if the table allows it from its status now. Raises
     InvariantViolation (and changes nothing) on an illegal transition."""
-    now = order.status
-    if to not in ORDER_TRANSITIONS.get(now, ()):
-        raise InvariantViolation(
-            f"order {order.id}: {now} -> {to} is not a legal transition",
-            {"order_id": order.id, "from": str(now), "to": str(to)},
-        )
+    _check(ORDER_TRANSITIONS, "order", order.id, order.status, to)
     order.status = to
