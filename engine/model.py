@@ -158,6 +158,10 @@ class Order(Struct, kw_only=True):
     # The market price (USD) the decision was taken at: a new position's trailing peak starts
     # here, never at the slippage-adjusted fill price.
     decision_price_usd: float | None = None
+    # The most the fill may return, atomic units (tokens for a buy, quote for a sell): what keeps
+    # the position's amount (buys, DCA included) or the quote balance (sells) within u64, the
+    # width of SPL amounts. A venue refuses a fill above it. None: orders persisted before it.
+    max_amount_out: int | None = None
     status: OrderStatus = OrderStatus.SUBMITTED  # moved only by lifecycle.move_order
 
 

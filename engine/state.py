@@ -13,6 +13,7 @@ from msgspec import Struct
 from . import events as ev
 from .assets import KNOWN_DECIMALS, PEGGED_USD, quote_mint
 from .book import AgentBook, BookView
+from .config import MAX_ATOMIC
 from .errors import InvariantViolation, NotFound
 from .exits import ratcheted_stop_gain
 from .exposure import Exposure
@@ -254,6 +255,8 @@ class EngineState:
             else None,
             tp_levels=tp_levels,
             decision_price_usd=price,
+            max_amount_out=MAX_ATOMIC
+            - (p.amount if side == "buy" else self.ledger.balance(agent.id, agent.quote).total),
         )
         if p.in_flight is not None:
             raise InvariantViolation(f"position {p.id} has order {p.in_flight} in flight")

@@ -22,12 +22,24 @@ class PaperRejected(VenueError):
     """The paper venue cannot fill: no price, or the amount rounds to nothing."""
 
 
+def _check_bound(order: Order, amount_out: int, unit: str) -> None:
+    """Refuse a fill above the order's `max_amount_out` (what keeps the position or the quote
+    balance within u64) or, for orders without one, above u64 itself."""
+    bound = MAX_ATOMIC if order.max_amount_out is None else order.max_amount_out
+    if amount_out > bound:
+        raise PaperRejected(
+            f"fill of {len(str(amount_out))} digits of {unit} atomic units would take the "
+            f"{'position' if order.side == 'buy' else 'quote balance'} above the u64 maximum"
+        )
+
+
 def paper_fill(order: Order, token_usd: float | None, quote_usd: float | None, now: int) -> Fill:
     """Fill `order` at `token_usd` moved against the taker by `slippage_bps`, less `fee_bps` of
     the quote side. Exact (engine/money.py): the prices as written, one rounding down per
-    amount. Raises PaperRejected without a price, when an amount rounds to zero, or when a buy
-    would receive more than the u64 maximum of token atomic units (SPL amounts are u64: a price
-    too small for the token's decimals, e.g. 1e-12 USD at 9 decimals)."""
+    amount. Raises PaperRejected without a price, when an amount rounds to zero, or when the fill
+    would return more than the order's `max_amount_out` (the position's tokens or the quote
+    balance would pass the u64 maximum, the width of SPL amounts: e.g. a buy at 1e-12 USD with 9
+    decimals, a DCA on a huge position, a sell at 1e299 USD)."""
     if not token_usd or token_usd <= 0 or not quote_usd or quote_usd <= 0:
         raise PaperRejected("no price for token or quote")
     td, qd = order.token_decimals, order.quote_decimals
@@ -37,10 +49,7 @@ def paper_fill(order: Order, token_usd: float | None, quote_usd: float | None, n
         tokens = token_amount(order.amount_in - fee, qd, quote_usd, price, td)
         if tokens <= 0:
             raise PaperRejected("buy amount rounds to zero tokens")
-        if tokens > MAX_ATOMIC:
-            raise PaperRejected(
-                f"buy would receive {tokens} token atomic units, above the u64 maximum"
-            )
+        _check_bound(order, tokens, "token")
         return Fill(
             order_id=order.id,
             amount_in=order.amount_in,
@@ -55,6 +64,7 @@ def paper_fill(order: Order, token_usd: float | None, quote_usd: float | None, n
     if gross <= 0:
         raise PaperRejected("sell amount rounds to zero quote")
     fee = bps_of(gross, order.fee_bps)
+    _check_bound(order, gross - fee, "quote")
     return Fill(
         order_id=order.id,
         amount_in=order.amount_in,
