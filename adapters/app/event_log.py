@@ -114,13 +114,18 @@ _encoder = msgspec.json.Encoder(enc_hook=repr)
 _LEVEL_NAMES = {logging.INFO: "info", logging.WARNING: "warning"}
 
 
+_LINE_KEYS = frozenset({"ts", "level", "logger", "msg"})
+
+
 def _doc(level: int, message: str, extra: dict[str, object]) -> dict[str, object]:
+    # An event's own field never replaces the line's keys (an alert's details may name anything).
+    fields = {(f"event_{k}" if k in _LINE_KEYS else k): v for k, v in extra.items()}
     return {
         "ts": iso_now(),
         "level": _LEVEL_NAMES.get(level, "info"),
         "logger": log.name,
         "msg": message,
-        **extra,
+        **fields,
     }
 
 
@@ -169,6 +174,9 @@ _LINES: dict[type, tuple[int, str, str | None, tuple[str, ...]]] = {
     ev.HaltChanged: (logging.WARNING, "halt changed", None, ("buys", "flatten")),
 }
 _MONEY = frozenset({"sell_amount", "amount", "quote_amount", "realized_pnl"})
+# event fields logged under another name: a position's `id`, a DCA's `level` (an index, not the
+# log line's level)
+_FIELD_NAMES = {"id": "position_id", "level": "dca_level"}
 
 
 def line_for(e: ev.Event) -> dict[str, object] | None:
@@ -186,7 +194,7 @@ def line_for(e: ev.Event) -> dict[str, object] | None:
     if not log.isEnabledFor(level):
         return None
     source = getattr(e, inner) if inner else e
-    extra = {("position_id" if f == "id" else f): getattr(source, f) for f in fields}
+    extra = {_FIELD_NAMES.get(f, f): getattr(source, f) for f in fields}
     for f in _MONEY.intersection(extra):
         extra[f] = str(extra[f])
     if isinstance(e, ev.OrderFilled):

@@ -56,6 +56,23 @@ def test_a_stopped_out_round_trip_logs_fills_exit_and_close():
     assert {d["logger"] for d in docs} == {"tradingd.trading"} and docs[0]["ts"].endswith("Z")
 
 
+def test_a_dca_line_keeps_the_log_level_and_names_the_dca_level():
+    # the attack: {"level": 0, "msg": "dca triggered"} - the DCA level index replaced the level
+    h = Harness(Clock())
+    h.sol()
+    h.agent({"dca": {"enabled": True, "levels": [{"drop_pct": -10, "buy_pct": 50}]}})
+    h.tick(TOKENS[0], 1.0)
+    h.signal(TOKENS[0])
+    h.settle()
+    h.tick(TOKENS[0], 0.85)
+    h.settle()
+    log, out = capture()
+    log(h.events())
+    log.flush()
+    (dca,) = [d for d in lines(out) if d["msg"] == "dca triggered"]
+    assert dca["level"] == "info" and dca["dca_level"] == 0
+
+
 def test_a_full_queue_drops_and_says_so():
     log, out = capture(limit=2)
     log(round_trip().events())
