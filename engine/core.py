@@ -23,7 +23,7 @@ from .history import HistoryBounds
 from .lifecycle import HOLDING, LIVE, PositionStatus
 from .model import Agent, Balance, ExitReason, Fill, Signal, Tick
 from .money import market_value, pct_of
-from .price_book import decimals_conflict, room_for_price
+from .price_book import decimals_conflict, room_for_price, watched_tokens
 from .settlement import Settlement
 from .signals import SignalIntake
 from .state import Clock, EngineState, Output, SignalRecord
@@ -277,6 +277,11 @@ class Engine(EngineState):
         if candidates:
             self._exits.evaluate(candidates, now, tick.token)
         return None
+
+    def watched_tokens(self, recent_signal_ms: int = 600_000) -> set[str]:
+        """Tokens the live feeds must price now: held, quotes, watchlist, and tokens of signals
+        of the last `recent_signal_ms` (see price_book.watched_tokens). Reads only."""
+        return watched_tokens(self, self.clock(), recent_signal_ms)
 
     def on_clock(self) -> None:
         """Time passes without a price: max hold and stale-trade deadlines."""

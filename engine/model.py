@@ -21,7 +21,10 @@ ExecStatus = Literal["skipped", "pending", "filled", "failed"]
 
 class Tick(Struct, frozen=True, gc=False):
     """A price of `token`: `price_usd` USD per whole token at `ts` (epoch ms), from `source`; the
-    token's `decimals`, pool liquidity in USD and a confidence (0-1) when the feed knows them."""
+    token's `decimals`, pool liquidity in USD and a confidence (0-1) when the feed knows them.
+    Market data where the feed gives it: `conf_usd` (Pyth's confidence interval half-width, USD),
+    `market_cap_usd`, `fdv_usd`, `volume_24h_usd` (USD) and `pair_created_at` (epoch ms, the
+    pool's creation: DexScreener's `pairCreatedAt`)."""
 
     token: str
     price_usd: float
@@ -30,6 +33,11 @@ class Tick(Struct, frozen=True, gc=False):
     decimals: int | None = None
     liquidity_usd: float | None = None
     confidence: float | None = None
+    conf_usd: float | None = None
+    market_cap_usd: float | None = None
+    fdv_usd: float | None = None
+    volume_24h_usd: float | None = None
+    pair_created_at: int | None = None
 
 
 class Signal(Struct, frozen=True, kw_only=True):

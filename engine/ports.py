@@ -162,3 +162,29 @@ class Feed(Protocol):
     async def run(self, push_ticks: PushTicks, /) -> None:
         """Push tick batches with `push_ticks` until cancelled or the source is exhausted."""
         ...
+
+
+class LiveFeed(Feed, Protocol):
+    """A feed from an external market-data service (Pyth Hermes, DexScreener): it prices the
+    tokens its `watched` callable names, reports its health, counts what happened, and can
+    fetch a first price on demand (a signal for a token it does not watch yet)."""
+
+    def health(self) -> ComponentHealth:
+        """{"status": "ok" | "connecting" | "backoff" | "stale" | "idle" | "down", "reason": str,
+        "tokens": watched tokens it prices, "last_tick_age_ms": int | None, "reconnects": int,
+        "last_error": str | None} (GET /health `components.feeds.<source>`)."""
+        ...
+
+    def counters(self) -> Mapping[str, int]:
+        """Monotonic counts since start for the metrics: "ticks", "requests", "reconnects" and
+        "errors_<kind>" (e.g. errors_http_429, errors_timeout, errors_malformed)."""
+        ...
+
+    def covers(self, token: str) -> bool:
+        """Whether `fetch` can price `token` (Pyth: a configured feed id; DexScreener: any)."""
+        ...
+
+    async def fetch(self, tokens: list[str], timeout_s: float) -> list[Tick]:
+        """One request for the latest prices of `tokens` now (not pushed: the caller pushes them),
+        within `timeout_s`; [] on any failure (counted, never raised)."""
+        ...

@@ -77,3 +77,19 @@ def learn_decimals(state: EngineState, token: str, decimals: int | None) -> None
     """Keep `decimals` as the token's own when none are known yet (None: nothing learned)."""
     if decimals is not None and token not in state.decimals:
         state.decimals[token] = decimals
+
+
+def watched_tokens(state: EngineState, now: int, recent_signal_ms: int) -> set[str]:
+    """The tokens live feeds must price: held or being bought (see `is_held`), agents' quotes,
+    the watchlist, and tokens named by signals received in the last `recent_signal_ms`.
+    O(agents + recent signals)."""
+    watched = set(state.watchlist)
+    watched.update(quote_mint(b.agent.quote) for b in state.books.values())
+    for e in (b.exposure for b in state.books.values()):
+        watched.update(t for t, n in e.by_token.items() if n > 0)
+    cutoff = now - recent_signal_ms
+    for record in reversed(state.signals.values()):
+        if record.signal.received_at < cutoff:
+            break
+        watched.add(record.signal.token)
+    return watched

@@ -16,8 +16,9 @@ from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.engine import events as ev
 from tradingd.engine.core import Engine
 from tradingd.engine.errors import VenueError
-from tradingd.engine.model import Fill, Order, Tick
+from tradingd.engine.model import Fill, Order, Signal, Tick
 from tradingd.engine.ports import Venue
+from tradingd.engine.state import SignalRecord
 
 log = logging.getLogger("tradingd.runtime")
 T = TypeVar("T")
@@ -25,6 +26,11 @@ T = TypeVar("T")
 EventSubscriber = Callable[[list[ev.Event]], None]
 TickSubscriber = Callable[[list[Tick]], None]
 OrderObserver = Callable[[Order, Fill | None, float], None]  # order, fill or None, seconds
+# What the daemon receives, as it receives it (the recorder): ticks before they are applied,
+# a signal just before it is applied, a clock turn; each with the clock (epoch ms) of that moment.
+TickIntake = Callable[[list[Tick], int], None]
+SignalIntake = Callable[[Signal, int], None]
+ClockIntake = Callable[[int], None]
 
 
 class TickOutcome(NamedTuple):
@@ -46,6 +52,9 @@ class Runtime:
         self.event_subscribers: list[EventSubscriber] = []
         self.tick_subscribers: list[TickSubscriber] = []
         self.order_observers: list[OrderObserver] = []
+        self.tick_intake: list[TickIntake] = []
+        self.signal_intake: list[SignalIntake] = []
+        self.clock_intake: list[ClockIntake] = []
         # The task carrying each order to its venue, by order id: handles only. What is in
         # flight, and what it reserves or sells, is the engine's order record (engine.orders).
         self.in_flight: dict[str, asyncio.Task[None]] = {}
@@ -93,6 +102,8 @@ class Runtime:
         how many were applied and why the others were refused (see `Engine.on_tick`)."""
         batch = list(ticks)
         engine = self.engine
+        if self.tick_intake and batch:
+            self._observe(self.tick_intake, batch, engine.clock())
         on_tick, prices = engine.on_tick, engine.prices
         applied: list[Tick] = []
         rejected: dict[str, int] = {}
@@ -254,7 +265,27 @@ class Runtime:
 
     # -- the clock --------------------------------------------------------------------------
 
+    def submit_signal(self, signal: Signal) -> tuple[SignalRecord, bool]:
+        """Apply a received signal (Engine.on_signal) after telling the intake observers."""
+        if self.signal_intake:
+            self._observe(self.signal_intake, signal, self.engine.clock())
+        return self.apply(self.engine.on_signal, signal)
+
+    def clock_turn(self) -> None:
+        """Time passes without a price (Engine.on_clock), after telling the intake observers."""
+        if self.clock_intake:
+            self._observe(self.clock_intake, self.engine.clock())
+        self.apply(self.engine.on_clock)
+
+    @staticmethod
+    def _observe(observers: list[Any], *args: Any) -> None:
+        for observer in observers:
+            try:
+                observer(*args)
+            except Exception:  # a broken recorder must not stop trading
+                log.exception("intake observer failed", extra={"observer": repr(observer)})
+
     async def clock_loop(self, interval_ms: int) -> None:
         while True:
             await asyncio.sleep(interval_ms / 1000)
-            self.apply(self.engine.on_clock)
+            self.clock_turn()

@@ -78,8 +78,74 @@ class SyntheticFeedSettings(_S):
     sol_price_usd: Annotated[float, Meta(gt=0)] | None = 150.0  # publish a SOL price too
 
 
+class PythFeedSettings(_S):
+    """`[feeds.pyth]`: the Pyth Hermes price stream (../shared/contracts/pyth-hermes.md)."""
+
+    enabled: bool = False
+    url: Annotated[str, Meta(pattern=r"^https?://")] = "https://hermes.pyth.network"
+    # Sent as `Authorization: Bearer <key>` (Hermes needs one since Aug 2026); the environment's
+    # PYTH_API_KEY wins. Never logged.
+    api_key: str | None = None
+    ids: dict[str, str] = msgspec.field(default_factory=dict)  # mint -> feed id (64 hex)
+    connect_timeout_s: Annotated[float, Meta(gt=0, le=120)] = 10.0
+    # No byte at all (Hermes sends a keep-alive every 15 s) this long: the stream is dead.
+    idle_timeout_s: Annotated[float, Meta(gt=0, le=600)] = 30.0
+    backoff_initial_ms: Annotated[int, Meta(ge=10, le=60_000)] = 500
+    backoff_max_ms: Annotated[int, Meta(ge=10, le=600_000)] = 30_000
+    max_event_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    # How often the watched set is compared with the streamed one (a change opens a new stream).
+    watch_interval_ms: Annotated[int, Meta(ge=50, le=60_000)] = 1000
+
+
+class DexScreenerFeedSettings(_S):
+    """`[feeds.dexscreener]`: polling of DexScreener's token pairs
+    (../shared/contracts/dexscreener.md)."""
+
+    enabled: bool = False
+    url: Annotated[str, Meta(pattern=r"^https?://")] = "https://api.dexscreener.com"
+    chain: Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[a-z0-9-]+$")] = "solana"
+    interval_ms: Annotated[int, Meta(ge=100, le=3_600_000)] = 5000  # one pass over the watched
+    max_requests_per_min: Annotated[int, Meta(ge=1, le=300)] = 300
+    max_addresses_per_request: Annotated[int, Meta(ge=1, le=30)] = 30
+    # Only pairs quoted in these symbols (e.g. ["SOL", "USDC"]); empty: any quote.
+    quote_symbols: list[Annotated[str, Meta(min_length=1, max_length=16)]] = msgspec.field(
+        default_factory=list
+    )
+    request_timeout_s: Annotated[float, Meta(gt=0, le=120)] = 10.0
+    max_response_bytes: Annotated[int, Meta(ge=1024, le=256 * 1024 * 1024)] = 4 * 1024 * 1024
+    backoff_max_ms: Annotated[int, Meta(ge=10, le=600_000)] = 60_000
+
+
+class RecordSettings(_S):
+    """`[feeds.record]`: every tick, signal and clock turn the daemon receives, written to replay
+    files (docs/replay-format.md), rotated by size and by UTC day."""
+
+    enabled: bool = False
+    path: str = "record/ticks.jsonl"  # relative to data_dir unless absolute
+    max_bytes: Annotated[int, Meta(ge=1024, le=1024**4)] = 256 * 1024 * 1024
+    rotate_daily: bool = True
+    max_queue: Annotated[int, Meta(ge=100, le=10_000_000)] = 100_000  # records not yet written
+
+
 class FeedSettings(_S):
     synthetic: SyntheticFeedSettings = msgspec.field(default_factory=SyntheticFeedSettings)
+    pyth: PythFeedSettings = msgspec.field(default_factory=PythFeedSettings)
+    dexscreener: DexScreenerFeedSettings = msgspec.field(default_factory=DexScreenerFeedSettings)
+    record: RecordSettings = msgspec.field(default_factory=RecordSettings)
+    # A buy signal for a token without a fresh price (or liquidity, for agents that need it)
+    # waits at most this long for one fetch from the live feeds; 0: no fetch, the signal skips.
+    signal_fetch_timeout_ms: Annotated[int, Meta(ge=0, le=30_000)] = 1500
+
+
+class TokenSettings(_S):
+    """`[tokens.<mint>]`: the token registry: what the config knows of a token."""
+
+    symbol: Annotated[str, Meta(min_length=1, max_length=32)] | None = None
+    decimals: Annotated[int, Meta(ge=0, le=18)] | None = None
+    pyth_id: Annotated[str, Meta(pattern=r"^(0[xX])?[0-9a-fA-F]{64}$")] | None = None
+    usd_pegged: bool = False  # priced at 1 USD until a feed prices it
+    # Price sources for this token, highest priority first (overrides `[prices] sources`).
+    sources: list[Annotated[str, Meta(min_length=1, max_length=32)]] | None = None
 
 
 class ShutdownSettings(_S):
@@ -131,6 +197,21 @@ class PricesSettings(_S):
     watchlist: list[Annotated[str, Meta(min_length=32, max_length=44)]] = msgspec.field(
         default_factory=list
     )
+    # Buys need a price no older than this (ms); exits never act on an older tick, and a source
+    # silent this long is stale. Unset: `[engine] max_price_age_ms`.
+    max_price_age_ms: Annotated[int, Meta(ge=1)] | None = None
+    # Price sources by priority, highest first: a token's price comes from the first source in
+    # this list with a fresh price; sources not listed rank after every listed one. Empty: every
+    # source is equal and the newest tick wins.
+    sources: list[Annotated[str, Meta(min_length=1, max_length=32)]] = msgspec.field(
+        default_factory=list
+    )
+    # Two fresh sources differing by more than this (percent of the lower price) raise a
+    # `price_divergence` alert and, with block_buys_on_divergence, block buys of the token.
+    max_divergence_pct: Annotated[float, Meta(gt=0, le=1000)] | None = None
+    block_buys_on_divergence: bool = True
+    # Market data (liquidity, market cap, FDV, volume, pair age) older than this is unknown.
+    max_market_age_ms: Annotated[int, Meta(ge=1)] = 300_000
 
 
 class PaperVenueSettings(_S):
@@ -157,6 +238,7 @@ class Settings(_S):
     venues: VenueSettings = msgspec.field(default_factory=VenueSettings)
     shutdown: ShutdownSettings = msgspec.field(default_factory=ShutdownSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    tokens: dict[str, TokenSettings] = msgspec.field(default_factory=dict)
     agents: list[AgentSpec] = msgspec.field(default_factory=list)
     config_path: str | None = None  # where it was read from, for SIGHUP reloads
 

@@ -67,7 +67,5 @@ class DemoSignals:
         await asyncio.sleep(2.0)  # let the feed publish prices first
         while True:
             if runtime.accepting and self.tokens:
-                runtime.apply(
-                    runtime.engine.on_signal, self.next_signal(time.time_ns() // 1_000_000)
-                )
+                runtime.submit_signal(self.next_signal(time.time_ns() // 1_000_000))
             await asyncio.sleep(self.interval_s)

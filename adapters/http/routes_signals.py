@@ -116,7 +116,7 @@ async def post_signal(request: web.Request) -> web.Response:
             200,
         )
     signal = to_signal(body, daemon.runtime.clock())
-    record, duplicate = daemon.runtime.apply(daemon.engine.on_signal, signal)
+    record, duplicate = daemon.runtime.submit_signal(signal)
     first = record.signal
     if duplicate:
         log.info("duplicate signal", extra={"signal_id": first.id, "client_id": body.id})
