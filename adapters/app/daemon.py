@@ -311,6 +311,9 @@ class Daemon:
         self.create_configured_agents()
         self.spawn(self.runtime.clock_loop(self.settings.engine.clock_interval_ms), "engine-clock")
         self.spawn(self.event_log.run(), "event-log")
+        from tradingd.adapters.app.recording import start_recording
+
+        start_recording(self)
         self.start_feeds()
         if on_ready is not None:
             try:
