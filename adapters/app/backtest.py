@@ -11,7 +11,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from importlib import resources
-from typing import TextIO
+from typing import Any, TextIO
 
 import msgspec
 from tradingd.adapters.app.backtest_report import (
@@ -22,7 +22,13 @@ from tradingd.adapters.app.backtest_report import (
     render_text,
     to_json_obj,
 )
-from tradingd.adapters.app.settings import AgentSpec, agent_config, load_settings
+from tradingd.adapters.app.settings import (
+    AgentSpec,
+    Settings,
+    agent_config,
+    engine_options,
+    load_settings,
+)
 from tradingd.adapters.feeds.replay import (
     ClockRecord,
     Record,
@@ -201,13 +207,20 @@ def run_replay(
     max_price_age_ms: int = 60_000,
     default_decimals: int = 6,
     keep_events: bool = False,
+    engine_options: dict[str, Any] | None = None,
 ) -> BacktestResult:
     """Run `records` (in ts order, e.g. from `read_records`) for `agent_specs` in a fresh Engine.
-    Agents are created and funded at the first record's time; every order fills on paper at once."""
+    Agents are created and funded at the first record's time; every order fills on paper at once.
+    `engine_options` (settings.engine_options of a daemon config) replace the two defaults, so
+    a replay decides as the daemon with that config did."""
     stream = iter(records)
     first = next(stream, None)
     clock = ReplayClock(first.ts if first is not None else 0)
-    engine = Engine(clock, max_price_age_ms=max_price_age_ms, default_decimals=default_decimals)
+    options = engine_options or {
+        "max_price_age_ms": max_price_age_ms,
+        "default_decimals": default_decimals,
+    }
+    engine = Engine(clock, **options)
     session = _Session(engine, clock, keep_events)
     for spec in agent_specs:
         session.add_agent(spec)
@@ -232,12 +245,17 @@ def sample_replay_path() -> str:
     return str(resources.files("tradingd.adapters") / "samples" / "sample.jsonl")
 
 
-def load_agent_specs(config_path: str | None) -> list[AgentSpec]:
-    """`[[agents]]` of a daemon config file; the packaged sample agents without one."""
+def load_replay_settings(config_path: str | None) -> Settings:
+    """A daemon config file with `[[agents]]`; the packaged sample agents without one."""
     settings = load_settings(config_path or sample_agents_path(), {})
     if not settings.agents:
         raise ValidationError(f"{config_path}: no [[agents]] to replay", "$.agents")
-    return settings.agents
+    return settings
+
+
+def load_agent_specs(config_path: str | None) -> list[AgentSpec]:
+    """`[[agents]]` of a daemon config file; the packaged sample agents without one."""
+    return load_replay_settings(config_path).agents
 
 
 def run_replay_cli(
@@ -245,8 +263,10 @@ def run_replay_cli(
 ) -> int:
     """Exit code 0 with the report on `out`; 2 with one line on stderr for a bad file or config."""
     try:
-        specs = load_agent_specs(config_path)
-        result = run_replay(read_records(file), specs)
+        settings = load_replay_settings(config_path)
+        result = run_replay(
+            read_records(file), settings.agents, engine_options=engine_options(settings)
+        )
     except InvariantViolation:
         raise  # an engine bug, not a bad input: fail loudly with the traceback
     except TradingdError as exc:
