@@ -103,7 +103,7 @@ class Runtime:
         batch = list(ticks)
         engine = self.engine
         if self.tick_intake and batch:
-            self._observe(self.tick_intake, batch, engine.clock())
+            self._tell_intake(self.tick_intake, batch, engine.clock())
         on_tick, prices = engine.on_tick, engine.prices
         applied: list[Tick] = []
         rejected: dict[str, int] = {}
@@ -268,17 +268,17 @@ class Runtime:
     def submit_signal(self, signal: Signal) -> tuple[SignalRecord, bool]:
         """Apply a received signal (Engine.on_signal) after telling the intake observers."""
         if self.signal_intake:
-            self._observe(self.signal_intake, signal, self.engine.clock())
+            self._tell_intake(self.signal_intake, signal, self.engine.clock())
         return self.apply(self.engine.on_signal, signal)
 
     def clock_turn(self) -> None:
         """Time passes without a price (Engine.on_clock), after telling the intake observers."""
         if self.clock_intake:
-            self._observe(self.clock_intake, self.engine.clock())
+            self._tell_intake(self.clock_intake, self.engine.clock())
         self.apply(self.engine.on_clock)
 
     @staticmethod
-    def _observe(observers: list[Any], *args: Any) -> None:
+    def _tell_intake(observers: list[Any], *args: Any) -> None:
         for observer in observers:
             try:
                 observer(*args)
