@@ -30,7 +30,8 @@ class _Cfg(Struct, forbid_unknown_fields=True, kw_only=True):
 
 class SignalFilter(_Cfg):
     """Which signals an agent acts on: `min_strength` 1-5, `types` (empty: any), a token allow/deny
-    list of mints, and for buys `min_liquidity_usd` (USD) and `max_price_impact_pct` (percent
+    list of mints, and for buys `min_liquidity_usd` (USD), `max_risk_score` (0-100: the token's
+    risk score, engine/token_risk.py, must not exceed it) and `max_price_impact_pct` (percent
     0-100)."""
 
     min_strength: Annotated[int, Meta(ge=1, le=5)] = 1
@@ -39,6 +40,7 @@ class SignalFilter(_Cfg):
     tokens: list[str] = msgspec.field(default_factory=list)
     min_liquidity_usd: Annotated[float, Meta(ge=0)] | None = None
     max_price_impact_pct: Annotated[float, Meta(gt=0, le=100)] | None = None
+    max_risk_score: Annotated[int, Meta(ge=0, le=100)] | None = None
 
 
 class Tier(_Cfg):

@@ -8,7 +8,7 @@ kill switch, ticks and exits; signals.py the intake of signals; settlement.py fi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import msgspec
@@ -23,7 +23,8 @@ from .history import HistoryBounds
 from .lifecycle import HOLDING, LIVE, PositionStatus
 from .model import Agent, Balance, ExitReason, Fill, Signal, Tick
 from .money import market_value, pct_of
-from .price_book import decimals_conflict, room_for_price, watched_tokens
+from .price_book import admit_tick, cross_check, watched_tokens
+from .price_sources import PricePolicy
 from .settlement import Settlement
 from .signals import SignalIntake
 from .state import Clock, EngineState, Output, SignalRecord
@@ -49,12 +50,19 @@ class Engine(EngineState):
         max_future_skew_ms: int = 5_000,
         max_priced_tokens: int = 20_000,
         watchlist: Iterable[str] = (),
+        price_policy: PricePolicy | None = None,
+        pegged_usd: Iterable[str] = (),
+        token_decimals: Mapping[str, int] | None = None,
     ) -> None:
         """`clock` returns epoch ms. `max_price_age_ms`: a price older than this cannot open
         a buy; `default_decimals`: of a token no tick or signal named; `node`: a prefix that
         keeps ids unique across nodes; `history`: the memory bounds (signals, closed
         positions); `max_future_skew_ms`: how far ahead of the clock a tick may be;
-        `max_priced_tokens`: the price book's bound; `watchlist`: mints always priced."""
+        `max_priced_tokens`: the price book's bound; `watchlist`: mints always priced;
+        `price_policy`: how a token's price is chosen among sources and cross-checked
+        (price_sources.PricePolicy); `pegged_usd`: mints priced at 1 USD until a feed prices
+        them (besides USDC and USDT); `token_decimals`: decimals known from the configuration
+        (the token registry)."""
         super().__init__(
             clock,
             exit_index=exit_index,
@@ -65,6 +73,9 @@ class Engine(EngineState):
             max_future_skew_ms=max_future_skew_ms,
             max_priced_tokens=max_priced_tokens,
             watchlist=watchlist,
+            price_policy=price_policy,
+            pegged_usd=pegged_usd,
+            token_decimals=token_decimals,
         )
         self._intake = SignalIntake(self)
         self._settlement = Settlement(self)
@@ -245,7 +256,8 @@ class Engine(EngineState):
         bad timestamp must not lock a token's price), `decimals_conflict` (the tick names other
         decimals than the token's known ones: never re-scale positions; an alert goes out),
         `token_capacity` (a new token while `max_priced_tokens` prices are held and none can be
-        evicted: see `room_for_price`)."""
+        evicted: see `room_for_price`), and those of `admit_tick`: `stale`, `secondary` (a
+        higher-priority source prices the token)."""
         now = self.clock()
         if tick.ts > now:
             if tick.ts > now + self.max_future_skew_ms:
@@ -253,26 +265,10 @@ class Engine(EngineState):
             # Within the skew: accepted as of now, so a feed whose clock runs a little fast
             # cannot make the next real-time ticks look older and lock the token's price.
             tick = msgspec.structs.replace(tick, ts=now)
-        token, decimals = tick.token, tick.decimals
-        last = self.prices.get(token)
-        if last is not None and tick.ts < last.ts:
-            return "out_of_order"
-        if (
-            decimals is not None
-            and self.decimals.get(token, decimals) != decimals
-            and decimals_conflict(self, token, decimals, now)
-        ):
-            return "decimals_conflict"
-        if (
-            last is None
-            and len(self.prices) >= self.max_priced_tokens
-            and not room_for_price(self, token, now)
-        ):
-            return "token_capacity"
-        self.prices[token] = tick
-        if decimals is not None and token not in self.decimals:
-            self.decimals[token] = decimals
-        candidates = list(self.index.on_price(token, tick.price_usd))
+        reason = admit_tick(self, tick, now)
+        if reason is not None:
+            return reason
+        candidates = list(self.index.on_price(tick.token, tick.price_usd))
         candidates.extend(self.index.due(now))
         if candidates:
             self._exits.evaluate(candidates, now, tick.token)
@@ -284,8 +280,11 @@ class Engine(EngineState):
         return watched_tokens(self, self.clock(), recent_signal_ms)
 
     def on_clock(self) -> None:
-        """Time passes without a price: max hold and stale-trade deadlines."""
+        """Time passes without a price: max hold and stale-trade deadlines; a divergence whose
+        sources went silent clears."""
         now = self.clock()
+        for token in list(self.sources.diverged):
+            cross_check(self, token, now)
         due = list(self.index.due(now))
         if due:
             self._exits.evaluate(due, now, None)

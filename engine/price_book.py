@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from . import events as ev
 from .assets import KNOWN_DECIMALS, quote_mint
+from .model import Tick
 
 if TYPE_CHECKING:
     from .state import EngineState
@@ -50,10 +51,96 @@ def room_for_price(state: EngineState, token: str, now: int) -> bool:
     for mint in stale:
         del state.prices[mint]
         state.index.forget(mint)
+        state.sources.forget(mint)
+        state.market.forget(mint)
         if mint not in KNOWN_DECIMALS:
             state.decimals.pop(mint, None)
         state._emit(ev.PriceEvicted(ts=now, token=mint))
     return True
+
+
+def admit_tick(state: EngineState, tick: Tick, now: int) -> str | None:
+    """Take a tick (its ts already clamped to `now`) into the price book. Returns None when it
+    became the token's price, else why not: `stale` (older than `max_price_age_ms`: no exit
+    ever acts on a stale price), `out_of_order` (older than its source's last tick for the
+    token, or than the token's price from a source of the same priority), `decimals_conflict`,
+    `token_capacity` (see `room_for_price`), `secondary` (kept for failover and the
+    cross-check: a higher-priority source has a fresh price, see price_sources). A tick that
+    gets as far as `secondary` also updates the token's market data and divergence state."""
+    if now - tick.ts > state.max_price_age_ms:
+        return "stale"
+    token, decimals = tick.token, tick.decimals
+    sources = state.sources
+    same = sources.last(token, tick.source)
+    if same is not None and tick.ts < same.ts:
+        return "out_of_order"
+    last = state.prices.get(token)
+    if (
+        last is not None
+        and tick.ts < last.ts
+        and sources.rank(token, last.source) == sources.rank(token, tick.source)
+    ):
+        return "out_of_order"
+    if (
+        decimals is not None
+        and state.decimals.get(token, decimals) != decimals
+        and decimals_conflict(state, token, decimals, now)
+    ):
+        return "decimals_conflict"
+    if (
+        last is None
+        and len(state.prices) >= state.max_priced_tokens
+        and not room_for_price(state, token, now)
+    ):
+        return "token_capacity"
+    sources.record(tick)
+    state.market.on_tick(tick)
+    if decimals is not None and token not in state.decimals:
+        state.decimals[token] = decimals
+    if sources.policy.max_divergence_pct is not None:
+        cross_check(state, token, now)
+    if sources.outranked(tick, now, state.max_price_age_ms):
+        return "secondary"
+    state.prices[token] = tick
+    state.market.on_applied(tick)
+    return None
+
+
+def cross_check(state: EngineState, token: str, now: int) -> None:
+    """Re-evaluate whether the token's fresh sources disagree; an alert when that starts
+    (`price_divergence`, with each source's price) and when it ends
+    (`price_divergence_cleared`)."""
+    change = state.sources.check(token, now, state.max_price_age_ms)
+    if change is None:
+        return
+    what, d = change
+    limit = state.price_policy.max_divergence_pct
+    if what == "diverged":
+        message = "price sources disagree"
+        if state.price_policy.block_buys_on_divergence:
+            message += ": buys of the token are blocked until they agree"
+        state._emit(
+            ev.Alert(
+                ts=now,
+                code="price_divergence",
+                message=message,
+                details={
+                    "token": token,
+                    "prices": d.prices,
+                    "spread_pct": round(d.spread_pct, 6),
+                    "max_divergence_pct": limit,
+                },
+            )
+        )
+    else:
+        state._emit(
+            ev.Alert(
+                ts=now,
+                code="price_divergence_cleared",
+                message="price sources agree again",
+                details={"token": token, "max_divergence_pct": limit},
+            )
+        )
 
 
 def decimals_conflict(state: EngineState, token: str, decimals: int, now: int) -> bool:

@@ -6,6 +6,8 @@ agent's quote; nothing here raises."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .config import AgentConfig
 from .model import Agent, Signal
 from .money import decimal_ratio, pct_of
@@ -14,13 +16,18 @@ DAY_MS = 86_400_000
 
 
 def filter_reason(
-    cfg: AgentConfig, signal: Signal, liquidity_usd: float | None, check_liquidity: bool = True
+    cfg: AgentConfig,
+    signal: Signal,
+    liquidity_usd: float | None,
+    check_liquidity: bool = True,
+    risk_score: Callable[[], int] | None = None,
 ) -> str | None:
-    """Signal-level filters: strength, type, token allow/deny, and (for buys) liquidity.
+    """Signal-level filters: strength, type, token allow/deny, and (for buys) liquidity and risk.
     `liquidity_usd`: the token's liquidity in USD, None when unknown; `check_liquidity=False`
-    skips that check (sells). Returns the first failing check's reason (strength_below_min,
-    type_filtered, token_not_allowed, token_denied, liquidity_unknown, liquidity_below_min) or
-    None."""
+    skips the buy-only checks (sells); `risk_score`: the token's score 0-100, computed only if
+    the agent sets `max_risk_score`. Returns the first failing check's reason
+    (strength_below_min, type_filtered, token_not_allowed, token_denied, liquidity_unknown,
+    liquidity_below_min, risk_score_above_max) or None."""
     f = cfg.signals
     if signal.strength < f.min_strength:
         return "strength_below_min"
@@ -35,6 +42,9 @@ def filter_reason(
             return "liquidity_unknown"
         if liquidity_usd < f.min_liquidity_usd:
             return "liquidity_below_min"
+    if check_liquidity and f.max_risk_score is not None and risk_score is not None:
+        if risk_score() > f.max_risk_score:
+            return "risk_score_above_max"
     return None
 
 

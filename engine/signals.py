@@ -60,11 +60,20 @@ class SignalIntake:
             )
         )
         filtered: dict[str, str] = {}
+        state = self.state
+        liquidity = state.market.liquidity_usd(
+            signal.token, now, state.price_policy.max_market_age_ms
+        )
+        score: list[int] = []  # the token's risk score, computed once, if an agent asks
+
+        def risk_score() -> int:
+            if not score:
+                score.append(state.token_risk(signal.token).score)
+            return score[0]
+
         for agent in [b.agent for b in self.state.books.values()]:
-            tick = self.state.prices.get(signal.token)
-            liquidity = tick.liquidity_usd if tick else None
             reason = filter_reason(
-                agent.config, signal, liquidity, check_liquidity=signal.side == "buy"
+                agent.config, signal, liquidity, signal.side == "buy", risk_score
             )
             if reason is not None:
                 record.executions[agent.id] = Execution(
@@ -112,6 +121,10 @@ class SignalIntake:
             return "no_price"
         if now - tick.ts > self.state.max_price_age_ms:
             return "price_stale"
+        if self.state.price_policy.block_buys_on_divergence and self.state.diverged_now(
+            signal.token
+        ):
+            return "price_divergence"
         if not self.state.quote_usd(agent.quote):
             return "no_quote_price"
         exposure = self.state.books[agent.id].exposure

@@ -32,6 +32,9 @@ from .model import (
     Trade,
 )
 from .money import quote_value
+from .price_sources import PricePolicy, PriceSources
+from .token_market import TokenMarket
+from .token_risk import RiskScore, risk_score
 from .triggers import ExitIndex, NaiveScan, TriggerIndex
 
 Clock = Callable[[], int]
@@ -74,11 +77,18 @@ class EngineState:
         max_future_skew_ms: int = 5_000,
         max_priced_tokens: int = 20_000,
         watchlist: Iterable[str] = (),
+        price_policy: PricePolicy | None = None,
+        pegged_usd: Iterable[str] = (),
+        token_decimals: Mapping[str, int] | None = None,
     ) -> None:
         self.clock = clock
         self.max_future_skew_ms = max_future_skew_ms
         self.max_priced_tokens = max_priced_tokens
         self.watchlist = frozenset(watchlist)
+        self.price_policy = price_policy or PricePolicy()
+        self.sources = PriceSources(self.price_policy)  # each token's last tick per source
+        self.market = TokenMarket()  # pool data, confidence, volatility per token
+        self.pegged_usd = PEGGED_USD | frozenset(pegged_usd)
         self._no_room_until = 0  # ms: a full price book with nothing to evict is rescanned then
         self.history = history or HistoryBounds()
         self.index: ExitIndex = TriggerIndex() if exit_index == "indexed" else NaiveScan()
@@ -100,7 +110,7 @@ class EngineState:
         self.positions: dict[str, Position] = {}
         self.orders: dict[str, Order] = {}
         self.prices: dict[str, Tick] = {}
-        self.decimals: dict[str, int] = dict(KNOWN_DECIMALS)
+        self.decimals: dict[str, int] = dict(token_decimals or {}) | KNOWN_DECIMALS
         self.signal_window = SignalWindow(self.history)  # the dedupe window
         self.signals = self.signal_window.records  # by signal id, oldest first
         self.signal_by_client = self.signal_window.by_client
@@ -172,11 +182,28 @@ class EngineState:
         tick = self.prices.get(mint)
         if tick is not None:
             return tick.price_usd
-        return 1.0 if mint in PEGGED_USD else None
+        return 1.0 if mint in self.pegged_usd else None
 
     def quote_usd(self, quote: str) -> float | None:
         """The USD price of one whole unit of `quote` (a symbol or a mint), or None when unknown."""
         return self.price_usd(quote_mint(quote))
+
+    def diverged_now(self, token: str) -> bool:
+        """Whether the token's fresh sources disagree beyond `max_divergence_pct` now (a
+        source gone silent no longer counts, even before the next tick clears the state)."""
+        return self.sources.still_diverged(token, self.clock(), self.max_price_age_ms)
+
+    def token_risk(self, token: str) -> RiskScore:
+        """The token's risk score now (engine/token_risk.py) from its fresh market data."""
+        now = self.clock()
+        age = self.price_policy.max_market_age_ms
+        vol = self.market.volatility.get(token)
+        return risk_score(
+            self.market.pool(token, now, age),
+            vol.pct_per_minute() if vol is not None else None,
+            self.market.conf_ratio(token, now, age),
+            now,
+        )
 
     def token_decimals(self, token: str) -> int:
         """The decimals of `token`: known from a tick or signal, else the configured default."""

@@ -79,10 +79,75 @@ def check_settings(settings: Settings, where: str) -> None:
             raise config_error(where, exc.path, exc.message) from None
         _check_quote(spec.quote, f"{at}.quote", where)
     for i, token in enumerate(settings.feeds.synthetic.tokens):
-        try:
-            require_mint(token, f"$.feeds.synthetic.tokens[{i}]")
-        except ValidationError as exc:
-            raise config_error(where, exc.path, exc.message) from None
+        _check_mint(token, f"$.feeds.synthetic.tokens[{i}]", where)
+    _check_market_data(settings, where)
+
+
+def _check_mint(text: str, path: str, where: str) -> None:
+    try:
+        require_mint(text, path)
+    except ValidationError as exc:
+        raise config_error(where, exc.path, exc.message) from None
+
+
+def _check_market_data(settings: Settings, where: str) -> None:
+    """The token registry, the Pyth feed ids and the price settings (issue 10)."""
+    for i, token in enumerate(settings.prices.watchlist):
+        _check_mint(token, f"$.prices.watchlist[{i}]", where)
+    for mint, token in settings.tokens.items():
+        _check_mint(mint, f"$.tokens.{mint[:60]}", where)
+        known = KNOWN_DECIMALS.get(mint)
+        if token.decimals is not None and known is not None and token.decimals != known:
+            raise config_error(
+                where,
+                f"$.tokens.{mint}.decimals",
+                f"{mint} has {known} decimals, not {token.decimals}",
+            )
+    pyth = settings.feeds.pyth
+    for mint, feed_id in pyth.ids.items():
+        _check_mint(mint, f"$.feeds.pyth.ids.{mint[:60]}", where)
+        if not _FEED_ID.match(feed_id):
+            raise config_error(
+                where, f"$.feeds.pyth.ids.{mint}", "a Pyth feed id is 64 hex digits (0x optional)"
+            )
+    if pyth.enabled and not pyth_ids(settings):
+        raise config_error(
+            where,
+            "$.feeds.pyth.ids",
+            "the Pyth feed is enabled but no token has a feed id "
+            "([feeds.pyth] ids or [tokens.<mint>] pyth_id)",
+        )
+    if pyth.backoff_initial_ms > pyth.backoff_max_ms:
+        raise config_error(where, "$.feeds.pyth.backoff_initial_ms", "above backoff_max_ms")
+    engine_age = settings.engine.max_price_age_ms
+    age = settings.prices.max_price_age_ms
+    if age is not None and "max_price_age_ms" in _set_engine_keys(settings) and age != engine_age:
+        raise config_error(
+            where,
+            "$.prices.max_price_age_ms",
+            f"differs from [engine] max_price_age_ms ({engine_age}): set one of them",
+        )
+
+
+_FEED_ID = re.compile(r"^(0[xX])?[0-9a-fA-F]{64}$")
+
+
+def _set_engine_keys(settings: Settings) -> set[str]:
+    """Keys of [engine] whose value differs from the default (set in the file)."""
+    default = type(settings.engine)()
+    return {
+        f
+        for f in settings.engine.__struct_fields__
+        if getattr(settings.engine, f) != getattr(default, f)
+    }
+
+
+def pyth_ids(settings: Settings) -> dict[str, str]:
+    """mint -> Pyth feed id (64 lowercase hex, no 0x) from [feeds.pyth] ids and the registry's
+    `pyth_id`s (the registry wins)."""
+    ids = {m: f for m, f in settings.feeds.pyth.ids.items()}
+    ids.update({m: t.pyth_id for m, t in settings.tokens.items() if t.pyth_id})
+    return {m: f.lower().removeprefix("0x") for m, f in ids.items()}
 
 
 def _check_quote(quote: str, path: str, where: str) -> None:

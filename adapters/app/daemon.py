@@ -22,7 +22,7 @@ from tradingd.adapters.app import systemd
 from tradingd.adapters.app.data_dir import secure_data_dir
 from tradingd.adapters.app.event_log import EventLog
 from tradingd.adapters.app.runtime import Runtime
-from tradingd.adapters.app.settings import Settings, agent_config
+from tradingd.adapters.app.settings import Settings, agent_config, engine_options
 from tradingd.adapters.app.version import VERSION
 from tradingd.adapters.feeds.demo import DEMO_AGENT_ID, DemoSignals, demo_agent_config
 from tradingd.adapters.feeds.synthetic import SyntheticFeed
@@ -78,15 +78,7 @@ class Daemon:
         self.demo = demo
         self.started_at = time.monotonic()
         self.ready = False
-        self.engine = Engine(
-            wall_clock_ms,
-            max_price_age_ms=settings.engine.max_price_age_ms,
-            default_decimals=settings.engine.default_decimals,
-            history=settings.engine.history_bounds(),
-            max_future_skew_ms=settings.prices.max_future_skew_ms,
-            max_priced_tokens=settings.prices.max_tokens,
-            watchlist=settings.prices.watchlist,
-        )
+        self.engine = Engine(wall_clock_ms, **engine_options(settings))
         paper = PaperVenue(
             self.engine.price_usd, wall_clock_ms, settings.venues.paper.fill_delay_ms
         )

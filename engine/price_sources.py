@@ -1,0 +1,150 @@
+"""Price selection across sources: each token's last tick per source, which source prices the
+token (the highest-priority one with a fresh tick), and the cross-check that notices two live
+sources disagreeing. Pure; called only from the Engine's tick and signal transitions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+
+import msgspec
+from msgspec import Struct
+
+from .model import Tick
+from .money import exact
+
+# Hysteresis: a divergence clears once the spread is back under this share of the threshold,
+# so a spread hovering at the threshold does not raise an alert per tick.
+CLEAR_SHARE = Fraction(3, 4)
+
+
+class PricePolicy(Struct, frozen=True, kw_only=True):
+    """How a token's price is chosen among sources ([prices] and [tokens.<mint>] in the config).
+
+    `sources`: source names by priority, highest first; a source not listed ranks after every
+    listed one, and unlisted sources rank equal. Empty: every source is equal (the newest tick
+    wins, as with one source). `token_sources`: per-token lists that replace `sources`.
+    `max_divergence_pct`: two fresh sources of a token differing by more than this percent of
+    the lower price are diverged (None: no cross-check); `block_buys_on_divergence`: a diverged
+    token cannot be bought. `max_market_age_ms`: market data (liquidity, market cap, FDV, 24 h
+    volume, pair age, confidence) older than this is unknown. `max_sources_per_token`: bound on
+    the sources remembered per token (a push client names its own sources)."""
+
+    sources: tuple[str, ...] = ()
+    token_sources: Mapping[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
+    max_divergence_pct: float | None = None
+    block_buys_on_divergence: bool = True
+    max_market_age_ms: int = 300_000
+    max_sources_per_token: int = 8
+
+
+class Divergence(Struct, frozen=True):
+    """Two or more fresh sources of a token disagree: their prices (USD) by source and the
+    spread, (highest − lowest) / lowest in percent."""
+
+    prices: dict[str, float]
+    spread_pct: float
+
+
+def _ranks(order: tuple[str, ...]) -> tuple[dict[str, int], int]:
+    ranks: dict[str, int] = {}
+    for i, source in enumerate(order):
+        ranks.setdefault(source, i)
+    return ranks, len(order)
+
+
+class PriceSources:
+    """Each token's last tick per source, and the token's diverged state. Bounded by the price
+    book (a token's entry goes when its price is evicted) and `max_sources_per_token`."""
+
+    def __init__(self, policy: PricePolicy) -> None:
+        self.policy = policy
+        self.by_token: dict[str, dict[str, Tick]] = {}
+        self.diverged: dict[str, Divergence] = {}
+        pct = policy.max_divergence_pct
+        self._limit: Fraction | None = exact(pct) if pct is not None else None
+        # (rank by source, the rank of an unlisted source): looked up per tick
+        self._ranks = _ranks(policy.sources)
+        self._token_ranks = {t: _ranks(s) for t, s in policy.token_sources.items()}
+
+    def rank(self, token: str, source: str) -> int:
+        """0 for the highest priority; every unlisted source shares the lowest rank."""
+        ranks, unlisted = self._token_ranks.get(token, self._ranks)
+        return ranks.get(source, unlisted)
+
+    def last(self, token: str, source: str) -> Tick | None:
+        """The last tick `source` gave for `token`, or None."""
+        ticks = self.by_token.get(token)
+        return ticks.get(source) if ticks is not None else None
+
+    def record(self, tick: Tick) -> None:
+        """Remember `tick` as its source's last for the token. A new source beyond
+        `max_sources_per_token` replaces the token's oldest one."""
+        ticks = self.by_token.get(tick.token)
+        if ticks is None:
+            self.by_token[tick.token] = {tick.source: tick}
+            return
+        if tick.source not in ticks and len(ticks) >= self.policy.max_sources_per_token:
+            del ticks[min(ticks, key=lambda s: ticks[s].ts)]
+        ticks[tick.source] = tick
+
+    def outranked(self, tick: Tick, now: int, max_age_ms: int) -> bool:
+        """Whether a higher-priority source has a fresh tick (at most `max_age_ms` old at `now`)
+        for the token: then `tick` is kept for failover and the cross-check, not applied."""
+        ticks = self.by_token.get(tick.token)
+        if ticks is None or len(ticks) < 2:
+            return False
+        mine = self.rank(tick.token, tick.source)
+        if mine == 0:
+            return False
+        oldest = now - max_age_ms
+        return any(
+            t.ts >= oldest and self.rank(tick.token, s) < mine
+            for s, t in ticks.items()
+            if s != tick.source
+        )
+
+    def still_diverged(self, token: str, now: int, max_age_ms: int) -> bool:
+        """Whether the token is diverged and its fresh sources (at `now`) still keep it so: a
+        source gone silent no longer counts, even before a tick or clock turn clears the state."""
+        if token not in self.diverged or self._limit is None:
+            return False
+        spread = self._spread(token, now, max_age_ms)
+        return spread is not None and spread[0] > self._limit * CLEAR_SHARE
+
+    def check(self, token: str, now: int, max_age_ms: int) -> tuple[str, Divergence] | None:
+        """Re-evaluate the token's diverged state. Returns ("diverged", d) when it starts,
+        ("cleared", last d) when the spread is back under 3/4 of the threshold (or fewer than
+        two sources are fresh), None when the state did not change."""
+        if self._limit is None:
+            return None
+        spread = self._spread(token, now, max_age_ms)
+        was = self.diverged.get(token)
+        if was is None:
+            if spread is not None and spread[0] > self._limit:
+                d = Divergence(spread[1], float(spread[0]))
+                self.diverged[token] = d
+                return "diverged", d
+            return None
+        if spread is None or spread[0] <= self._limit * CLEAR_SHARE:
+            del self.diverged[token]
+            return "cleared", was
+        return None
+
+    def forget(self, token: str) -> None:
+        """Drop everything known of the token (its price left the price book)."""
+        self.by_token.pop(token, None)
+        self.diverged.pop(token, None)
+
+    def _spread(
+        self, token: str, now: int, max_age_ms: int
+    ) -> tuple[Fraction, dict[str, float]] | None:
+        ticks = self.by_token.get(token)
+        if ticks is None or len(ticks) < 2:
+            return None
+        oldest = now - max_age_ms
+        fresh = {s: t.price_usd for s, t in ticks.items() if t.ts >= oldest}
+        if len(fresh) < 2:
+            return None
+        low, high = exact(min(fresh.values())), exact(max(fresh.values()))
+        return (high - low) * 100 / low, fresh
