@@ -1,0 +1,125 @@
+"""The Hermes HTTP requests: the SSE stream and the latest-price snapshot, with repeated `ids[]`,
+`parsed=true`, `ignore_invalid_price_ids=true`, the Bearer key and time bounds
+(../shared/contracts/pyth-hermes.md, "Endpoints" and "Behaviour and limits")."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+from collections.abc import Callable, Iterable
+
+import aiohttp
+from yarl import URL
+
+STREAM_PATH = "/v2/updates/price/stream"
+LATEST_PATH = "/v2/updates/price/latest"
+# Hermes' answers are short text (`Price ids not found: 0x…`); a proxy's HTML page is cut here.
+ERROR_TEXT_BYTES = 512
+MAX_RETRY_AFTER_S = 600.0  # a Retry-After beyond this is taken as this: never wait for days
+
+
+class HermesStatusError(Exception):
+    """Hermes (or a proxy before it) answered `status` instead of 200. `text`: the body's
+    first bytes, printable; `retry_after_s`: the Retry-After header in seconds, if any."""
+
+    def __init__(self, status: int, text: str, retry_after_s: float | None) -> None:
+        super().__init__(f"HTTP {status}: {text}" if text else f"HTTP {status}")
+        self.status = status
+        self.text = text
+        self.retry_after_s = retry_after_s
+
+
+class ResponseTooLarge(Exception):
+    """A /latest body passed the configured bound."""
+
+
+def retry_after_s(value: str | None, now_ms: int) -> float | None:
+    """A Retry-After header (delta seconds or an HTTP date) as seconds from `now_ms` (epoch ms),
+    within 0..MAX_RETRY_AFTER_S; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - now_ms / 1000
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+class HermesClient:
+    """Requests to one Hermes base URL over a caller-owned aiohttp session. The API key goes
+    only into the Authorization header: never into a URL, an exception or this repr."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        api_key: str | None,
+        connect_timeout_s: float,
+        clock: Callable[[], int],
+    ) -> None:
+        self._session = session
+        self._base = URL(base_url.rstrip("/"))
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._connect_timeout_s = connect_timeout_s
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"HermesClient({str(self._base)!r}, api_key={'set' if self._headers else None})"
+
+    def url(self, path: str, ids: Iterable[str]) -> URL:
+        """`path` with one `ids[]` per feed id (sorted: the same set gives the same URL)."""
+        query = [("ids[]", i) for i in sorted(ids)]
+        query += [("parsed", "true"), ("ignore_invalid_price_ids", "true")]
+        return (self._base / path.lstrip("/")).with_query(query)
+
+    async def open_stream(self, ids: Iterable[str]) -> aiohttp.ClientResponse:
+        """The stream's response once its headers say 200 (the caller reads and releases it).
+        Raises HermesStatusError, TimeoutError (no answer within connect_timeout_s),
+        aiohttp.ClientError or OSError."""
+        return await self._get(self.url(STREAM_PATH, ids), self._connect_timeout_s)
+
+    async def latest(self, ids: Iterable[str], timeout_s: float, max_bytes: int) -> bytes:
+        """The body of /v2/updates/price/latest (a `PriceUpdate`), within `timeout_s` in all.
+        Raises HermesStatusError, ResponseTooLarge, TimeoutError, aiohttp.ClientError, OSError."""
+        async with asyncio.timeout(timeout_s):
+            resp = await self._get(self.url(LATEST_PATH, ids), timeout_s)
+            try:
+                return await _read_bounded(resp, max_bytes)
+            finally:
+                resp.release()
+
+    async def _get(self, url: URL, timeout_s: float) -> aiohttp.ClientResponse:
+        async with asyncio.timeout(timeout_s):
+            resp = await self._session.get(url, headers=self._headers, allow_redirects=False)
+            if resp.status == 200:
+                return resp
+            try:
+                raw = await resp.content.read(ERROR_TEXT_BYTES)
+            except (aiohttp.ClientError, OSError):
+                raw = b""
+            finally:
+                resp.release()
+        text = raw.decode("utf-8", "replace").strip()
+        text = "".join(c if c.isprintable() else " " for c in text)
+        wait = retry_after_s(resp.headers.get("Retry-After"), self._clock())
+        raise HermesStatusError(resp.status, text, wait)
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await resp.content.readany():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ResponseTooLarge(f"a /latest body passed {max_bytes} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
