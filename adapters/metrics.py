@@ -94,6 +94,12 @@ class Metrics:
             registry=r,
             buckets=FAST,
         )
+        self.alerts = Counter(
+            "tradingd_alerts_total",
+            "Alerts raised (price_divergence, decimals_conflict, store outages, ...), by code",
+            ["code"],
+            registry=r,
+        )
         # Counted here, emitted by the collector: a deleted agent's series go with it.
         self.trades: dict[tuple[str, str, str], int] = {}  # (agent, side, reason)
         self.signal_outcomes: dict[tuple[str, str, str], int] = {}  # (agent, status, reason)
@@ -130,6 +136,8 @@ class Metrics:
                 exits = True
             elif isinstance(event, ev.AgentDeleted):
                 self._forget(event.agent_id)
+            elif isinstance(event, ev.Alert):
+                self.alerts.labels(_reason_label(event.code)).inc()
         for name, n in counts.items():
             self.events.labels(name).inc(n)
         started = self.runtime.tick_batch_started

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from tradingd.adapters.app import systemd
 from tradingd.adapters.app.data_dir import secure_data_dir
 from tradingd.adapters.app.event_log import EventLog
+from tradingd.adapters.app.first_price import FirstPrice
 from tradingd.adapters.app.runtime import Runtime
 from tradingd.adapters.app.settings import Settings, agent_config, engine_options
 from tradingd.adapters.app.version import VERSION
@@ -34,7 +35,7 @@ from tradingd.adapters.venues.paper import PaperVenue
 from tradingd.engine import events as ev
 from tradingd.engine.core import Engine
 from tradingd.engine.errors import TradingdError, Unavailable
-from tradingd.engine.ports import Feed, HealthRegistry, Store
+from tradingd.engine.ports import Feed, HealthRegistry, LiveFeed, Store
 
 if TYPE_CHECKING:
     from tradingd.adapters.http.ws import WsHub
@@ -92,6 +93,8 @@ class Daemon:
         self.data_dir = Path(settings.data_dir)
         self.wallets = Keystore(self.data_dir)
         self.feeds: dict[str, Feed] = {}
+        self.live_feeds: dict[str, LiveFeed] = {}  # the feeds above from market-data services
+        self.first_price = FirstPrice(self)  # a buy signal's token priced before it applies
         self.components: HealthRegistry = {}  # health of store, feeds, venues
         self._tasks: list[asyncio.Task[object]] = []
         self._stop = asyncio.Event()
@@ -154,7 +157,34 @@ class Daemon:
         self.create_configured_agents()
         log.info("agent configs reloaded", extra={"agents": len(fresh.agents)})
 
+    def start_live_feeds(self) -> None:
+        """The market-data feeds the config enables (Pyth Hermes, DexScreener), pricing the
+        tokens the engine watches (held, quotes, watchlist, recent signals)."""
+        feeds = self.settings.feeds
+
+        def watched() -> set[str]:
+            return self.engine.watched_tokens()
+
+        if feeds.pyth.enabled:
+            from tradingd.adapters.app.config_check import pyth_ids
+            from tradingd.adapters.feeds.pyth import PythFeed
+
+            api_key = os.environ.get("PYTH_API_KEY") or feeds.pyth.api_key
+            self._start_feed(
+                PythFeed(feeds.pyth, pyth_ids(self.settings), watched, api_key=api_key)
+            )
+        if feeds.dexscreener.enabled:
+            from tradingd.adapters.feeds.dexscreener import DexScreenerFeed
+
+            self._start_feed(DexScreenerFeed(feeds.dexscreener, watched))
+
+    def _start_feed(self, feed: LiveFeed) -> None:
+        self.feeds[feed.source] = feed
+        self.live_feeds[feed.source] = feed
+        self.spawn(feed.run(self.runtime.push_ticks), f"feed-{feed.source}")
+
     def start_feeds(self) -> None:
+        self.start_live_feeds()
         syn = self.settings.feeds.synthetic
         tokens: list[str] = []
         if syn.enabled:
@@ -328,10 +358,12 @@ class Daemon:
         log.info("shutting down: intake closed, draining in-flight orders")
         self.ready = False
         self.runtime.accepting = False
-        for name in ("feed-synthetic", "demo-signals", "engine-clock"):
-            for task in self._tasks:
-                if task.get_name() == name:
-                    task.cancel()
+        for task in self._tasks:
+            if task.get_name().startswith("feed-") or task.get_name() in (
+                "demo-signals",
+                "engine-clock",
+            ):
+                task.cancel()
         drained = await self.runtime.wait_orders(self.settings.shutdown.grace_s)
         if not drained:
             log.error(

@@ -65,6 +65,7 @@ class StateCollector(Collector):
         yield from _agents(engine)
         yield from self._counts()
         yield from _feed_ages(d, self.metrics.source_last_tick_ms)
+        yield from _live_feeds(d)
         yield from _store(d.store)
         yield from _ws(d.hub)
 
@@ -164,6 +165,33 @@ def _feed_ages(d: Daemon, pushed: dict[str, int]) -> Iterator[Any]:
     for name, ms in sorted(last.items()):
         age.add_metric([name], max(0.0, (now_ms - ms) / 1000))
     yield age
+
+
+def _live_feeds(d: Daemon) -> Iterator[Any]:
+    """What each market-data feed counted (ticks, requests, reconnects, errors by kind), its
+    state, and the signals' first-price fetches."""
+    counts = CounterMetricFamily(
+        "tradingd_feed_events",
+        "Counts of a market-data feed by kind (ticks, requests, reconnects, errors_<kind>)",
+        labels=["source", "kind"],
+    )
+    up = GaugeMetricFamily(
+        "tradingd_feed_up", "1 while a market-data feed's status is ok", labels=["source"]
+    )
+    for name, feed in sorted(d.live_feeds.items()):
+        for kind, n in sorted(feed.counters().items()):
+            counts.add_metric([name, kind], n)
+        up.add_metric([name], int(feed.health().get("status") == "ok"))
+    yield counts
+    yield up
+    fetches = CounterMetricFamily(
+        "tradingd_signal_price_fetches",
+        "Buy signals whose token was fetched from the live feeds first, by outcome",
+        labels=["outcome"],
+    )
+    fetches.add_metric(["priced"], d.first_price.fetched)
+    fetches.add_metric(["missed"], d.first_price.missed)
+    yield fetches
 
 
 def _store(store: Any) -> Iterator[Any]:

@@ -20,6 +20,7 @@ from tradingd.adapters.http import (
     routes_positions,
     routes_prices,
     routes_signals,
+    routes_tokens,
     routes_wallets,
 )
 from tradingd.adapters.http.auth import RateLimiter, bearer_key
@@ -47,6 +48,7 @@ def all_routes() -> list[Route]:
     return [
         *routes_signals.ROUTES,
         *routes_prices.ROUTES,
+        *routes_tokens.ROUTES,
         *routes_agents.ROUTES,
         *routes_accounts.ROUTES,
         *routes_positions.ROUTES,

@@ -30,6 +30,7 @@ def components(daemon: Daemon) -> dict[str, Any]:
         "feeds": {
             "push": {"status": "ok"},
             **{name: {"status": "running"} for name in daemon.feeds},
+            **{name: feed.health() for name, feed in daemon.live_feeds.items()},
             **reported.get("feeds", {}),
         },
         "venues": {

@@ -45,6 +45,11 @@ def to_ticks(body: TicksIn, now_ms: int, known_decimals: Mapping[str, int]) -> l
                 decimals=t.decimals,
                 liquidity_usd=t.liquidity_usd,
                 confidence=t.confidence,
+                conf_usd=t.conf_usd,
+                market_cap_usd=t.market_cap_usd,
+                fdv_usd=t.fdv_usd,
+                volume_24h_usd=t.volume_24h_usd,
+                pair_created_at=t.pair_created_at,
             )
         )
     return ticks
@@ -105,7 +110,13 @@ ROUTES = [
         "(including `decimals` that contradict the token's known decimals) is rejected whole "
         "(422) and applies nothing. Valid ticks the engine does not apply are counted in "
         "`rejected` with their `reasons`: `future` (ts more than `[prices] max_future_skew_ms` "
-        "ahead of the daemon's clock) and `out_of_order` (older than the token's last price).",
+        "ahead of the daemon's clock), `stale` (older than `max_price_age_ms`: never applied, so "
+        "no exit acts on it), `out_of_order` (older than the same source's last tick for the "
+        "token, or than the token's price from a source of the same priority) and `secondary` "
+        "(kept for failover and the cross-check, not applied: a source of higher priority in "
+        "`[prices] sources` has a fresh price). Market fields (`liquidity_usd`, `market_cap_usd`, "
+        "`fdv_usd`, `volume_24h_usd`, `pair_created_at`, `conf_usd`) feed the signal filters "
+        "and the token's risk score.",
     ),
     Route(
         "GET",

@@ -116,6 +116,11 @@ async def post_signal(request: web.Request) -> web.Response:
             200,
         )
     signal = to_signal(body, daemon.runtime.clock())
+    first_price = daemon.first_price
+    if signal.side == "buy" and first_price.wanted(signal.token, body.id):
+        await first_price.fetch(signal.token)
+        if not (daemon.ready and daemon.runtime.accepting):  # the wait may have met a shutdown
+            raise NotReady("not accepting work: starting up or shutting down")
     record, duplicate = daemon.runtime.submit_signal(signal)
     first = record.signal
     if duplicate:

@@ -119,6 +119,15 @@ class TickIn(_In):
     decimals: Decimals | None = None
     liquidity_usd: Annotated[float, Meta(ge=0, lt=1e300)] | None = None
     confidence: Annotated[float, Meta(ge=0, lt=1e300)] | None = None
+    conf_usd: (
+        Annotated[float, Meta(ge=0, lt=1e300, description="confidence half-width, USD")] | None
+    ) = None
+    market_cap_usd: Annotated[float, Meta(ge=0, lt=1e300)] | None = None
+    fdv_usd: Annotated[float, Meta(ge=0, lt=1e300)] | None = None
+    volume_24h_usd: Annotated[float, Meta(ge=0, lt=1e300)] | None = None
+    pair_created_at: (
+        Annotated[int, Meta(ge=0, le=10**14, description="the pool's creation, epoch ms")] | None
+    ) = None
 
 
 class TicksIn(_In):
@@ -128,8 +137,9 @@ class TicksIn(_In):
 class TicksAccepted(_Out):
     accepted: int
     rejected: int = 0
-    # reason -> count: `future` (ts beyond [prices] max_future_skew_ms ahead), `out_of_order`
-    # (older than the token's known price)
+    # reason -> count: `future` (ts beyond [prices] max_future_skew_ms ahead), `stale` (older
+    # than max_price_age_ms), `out_of_order` (older than the source's or the token's known
+    # price), `secondary` (kept: a higher-priority source prices the token), ...
     reasons: dict[str, int] = msgspec.field(default_factory=dict)
 
 

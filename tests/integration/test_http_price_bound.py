@@ -4,6 +4,8 @@ nobody needs (unwatched, too old to buy on) are evicted to make room."""
 
 from __future__ import annotations
 
+import asyncio
+
 import hashlib
 import time
 
@@ -53,10 +55,15 @@ async def test_a_new_token_is_refused_when_every_price_is_watched(tmp_path):
 
 
 async def test_stale_unwatched_prices_are_evicted_to_admit_a_new_token(tmp_path):
-    async with serve(tmp_path, prices={"max_tokens": CAP}) as api:
-        old = int(time.time() * 1000) - 120_000  # older than [engine] max_price_age_ms
-        ticks = [{"token": mint(i), "price_usd": 1.0, "ts": old} for i in range(CAP)]
+    async with serve(tmp_path, prices={"max_tokens": CAP, "max_price_age_ms": 300}) as api:
+        old = int(time.time() * 1000) - 301  # a tick already too old is refused, never applied
+        doc = await api.ok(
+            "POST", "/v1/prices", {"ticks": [{"token": mint(0), "price_usd": 1.0, "ts": old}]}
+        )
+        assert doc["reasons"] == {"stale": 1}
+        ticks = [{"token": mint(i), "price_usd": 1.0} for i in range(CAP)]
         assert (await api.ok("POST", "/v1/prices", {"ticks": ticks}))["accepted"] == CAP
+        await asyncio.sleep(0.35)  # every price is now older than max_price_age_ms
         doc = await push(api, [mint(1000)])
         assert doc["accepted"] == 1
         assert set(api.daemon.engine.prices) == {mint(1000)}

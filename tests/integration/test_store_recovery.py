@@ -326,12 +326,13 @@ async def test_evicted_prices_do_not_come_back_after_a_crash(tmp_path, store_ser
 
     node = await StoreNode(tmp_path, store_servers, namespace).start()
     node.engine.max_priced_tokens = 10
+    node.engine.max_price_age_ms = 300
     flood = [base58.b58encode(bytes([i]) * 32).decode() for i in range(1, 21)]
-    old = wall_clock_ms() - 120_000  # too old to buy on: evictable once unwatched
-    node.runtime.push_ticks(Tick(t, 1.0, old, decimals=6) for t in flood[:10])
+    node.runtime.push_ticks(Tick(t, 1.0, wall_clock_ms(), decimals=6) for t in flood[:10])
     # written through (the evictions below must delete them), then only the newer ten: waits
     # for what Redis holds, not for the write-through's flush interval to pass
     await poll_until_async(lambda: redis_prices(node), lambda got: got == set(flood[:10]))
+    await asyncio.sleep(0.35)  # too old to buy on now: evictable, being unwatched
     ticks(node, dict.fromkeys(flood[10:], 2.0))
     assert set(node.engine.prices) == set(flood[10:])
     await node.store.flushed()
