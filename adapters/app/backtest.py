@@ -2,11 +2,14 @@
 time, every order filled at once by the paper venue. Same input, same output, to the byte. The
 result and its text and JSON forms are in backtest_report.py.
 
-`run_replay` is the library entry; `run_replay_cli` is `tradingd replay FILE [--config FILE]`."""
+`run_replay` is the library entry; `run_replay_cli` is `tradingd replay FILE... [--config FILE]`.
+With a config, the engine is built from it as the daemon builds its own (`engine_options`), so a
+recording made by the daemon (adapters/feeds/recorder.py) replays to the same decisions."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -34,7 +37,7 @@ from tradingd.adapters.feeds.replay import (
     Record,
     ReplayFormatError,
     SignalRecord,
-    read_records,
+    read_files,
     to_signal,
     to_tick,
 )
@@ -44,6 +47,8 @@ from tradingd.engine.core import Engine
 from tradingd.engine.errors import InvariantViolation, TradingdError, ValidationError
 from tradingd.engine.model import Position, Trade
 from tradingd.engine.money import market_value
+
+log = logging.getLogger("tradingd.replay")
 
 DEFAULT_DEPOSIT_UNITS = 100  # whole quote units credited to an agent without `paper_deposit`
 MAX_SETTLE_ROUNDS = 1000  # fills that keep producing orders would be an engine bug
@@ -101,7 +106,14 @@ class _Session:
         elif isinstance(record, SignalRecord):
             if record.symbol:
                 self.symbols.setdefault(record.token, record.symbol)
-            self.engine.on_signal(to_signal(record, record.ts, f"replay-{self.count}"))
+            try:
+                self.engine.on_signal(to_signal(record, record.ts, f"replay-{self.count}"))
+            except ValidationError as exc:  # the daemon answered 422 and went on: so do we
+                log.warning(
+                    "record %d: signal refused as the daemon refuses it: %s",
+                    self.count,
+                    exc.message,
+                )
         else:
             self.engine.on_tick(to_tick(record, record.ts))
         self.settle()
@@ -259,13 +271,16 @@ def load_agent_specs(config_path: str | None) -> list[AgentSpec]:
 
 
 def run_replay_cli(
-    file: str, config_path: str | None, out: TextIO, *, as_json: bool = False
+    files: str | Sequence[str], config_path: str | None, out: TextIO, *, as_json: bool = False
 ) -> int:
-    """Exit code 0 with the report on `out`; 2 with one line on stderr for a bad file or config."""
+    """Replay `files` in the order given as one recording (a recorder's rotated files, sorted
+    by name). Exit code 0 with the report on `out`; 2 with one line on stderr for a bad file or
+    config."""
+    paths = [files] if isinstance(files, str) else list(files)
     try:
         settings = load_replay_settings(config_path)
         result = run_replay(
-            read_records(file), settings.agents, engine_options=engine_options(settings)
+            read_files(paths), settings.agents, engine_options=engine_options(settings)
         )
     except InvariantViolation:
         raise  # an engine bug, not a bad input: fail loudly with the traceback
@@ -277,7 +292,8 @@ def run_replay_cli(
     if as_json:
         out.write(msgspec.json.encode(to_json_obj(result)).decode() + "\n")
     else:
-        out.write(render_text(result, file))
+        shown = paths[0] if len(paths) == 1 else f"{paths[0]} .. {paths[-1]} ({len(paths)} files)"
+        out.write(render_text(result, shown))
     return 0
 
 
@@ -285,11 +301,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tradingd.adapters.app.backtest", description=__doc__
     )
-    parser.add_argument("file", help="replay file (JSON lines, docs/replay-format.md)")
+    parser.add_argument(
+        "files", nargs="+", help="replay files (JSON lines, docs/replay-format.md), in order"
+    )
     parser.add_argument("--config", help="TOML config with [[agents]] (default: the sample agents)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     args = parser.parse_args(argv)
-    return run_replay_cli(args.file, args.config, sys.stdout, as_json=args.json)
+    return run_replay_cli(args.files, args.config, sys.stdout, as_json=args.json)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The `tradingd` command line: run, replay, check-config, keys, migrate."""
+"""The `tradingd` command line: run, record, replay, check-config, keys, migrate."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def config_refused(exc: TradingdError) -> int:
     return CONFIG_EXIT
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, record_to: str | None = None) -> int:
     from tradingd.adapters.app import logs
     from tradingd.adapters.app.daemon import Daemon
     from tradingd.adapters.app.settings import load_cli_settings
@@ -40,6 +40,9 @@ def _run(args: argparse.Namespace) -> int:
         settings = load_cli_settings(args.config, args.data_dir)
     except TradingdError as exc:
         return config_refused(exc)
+    if record_to is not None:
+        settings.feeds.record.enabled = True
+        settings.feeds.record.path = os.path.abspath(record_to)
     if args.host:
         settings.http.host = args.host
     if args.port is not None:
@@ -67,6 +70,11 @@ def _run(args: argparse.Namespace) -> int:
     return runner(daemon.run(serve_control_port))
 
 
+def _record(args: argparse.Namespace) -> int:
+    """`tradingd record --out FILE`: `run`, with `[feeds.record]` on into FILE."""
+    return _run(args, record_to=args.out)
+
+
 def _check_config(args: argparse.Namespace) -> int:
     """Validates what `run --config FILE` would run here (the environment included)."""
     from tradingd.adapters.app.settings import load_settings
@@ -84,11 +92,11 @@ def _check_config(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from tradingd.adapters.app.backtest import run_replay_cli, sample_replay_path
 
-    if args.sample == (args.file is not None):
+    if args.sample == bool(args.files):
         print("tradingd replay: give a FILE or --sample (not both)", file=sys.stderr)
         return 2
-    file = sample_replay_path() if args.sample else args.file
-    return run_replay_cli(file, args.config, sys.stdout, as_json=args.json)
+    files = [sample_replay_path()] if args.sample else args.files
+    return run_replay_cli(files, args.config, sys.stdout, as_json=args.json)
 
 
 # Defaults that live in the settings schema; the help shows them so nobody has to read code.
@@ -99,11 +107,8 @@ DATA_DIR_HELP = (
 CONFIG_HELP = "TOML config file (default: $TRADINGD_CONFIG, else the built-in paper profile)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tradingd", description="trading-engine daemon")
-    parser.add_argument("--version", action="version", version=f"tradingd {VERSION}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the daemon in the foreground")
+def _add_run_options(run: argparse.ArgumentParser) -> None:
+    """The options of `run`, which `record` shares."""
     run.add_argument("--config", help=CONFIG_HELP)
     run.add_argument(
         "--host", help="control port address (default: [http] host of the config, 127.0.0.1)"
@@ -127,12 +132,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="no demo signals, and no demo agent created; one an earlier run created stays "
         "(default: off)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tradingd", description="trading-engine daemon")
+    parser.add_argument("--version", action="version", version=f"tradingd {VERSION}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    _add_run_options(run)
     run.set_defaults(func=_run)
+    record = sub.add_parser(
+        "record",
+        help="run the daemon as `run` does, recording every tick, signal and clock turn it "
+        "receives into replay files for `tradingd replay`",
+    )
+    record.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="where to record: FILE's directory, and names from FILE's stem "
+        "(rec.jsonl -> rec-2026-11-30T201500Z.jsonl, a new file per [feeds.record] max_bytes "
+        "and UTC day); relative to the current directory",
+    )
+    _add_run_options(record)
+    record.set_defaults(func=_record)
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file", help="the TOML config file to validate")
     check.set_defaults(func=_check_config)
     replay = sub.add_parser("replay", help="backtest: run a recorded ticks/signals file")
-    replay.add_argument("file", nargs="?", help="JSON-lines file of ticks and signals")
+    replay.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="JSON-lines file of ticks and signals; several are one recording, in the order "
+        "given (a recording's rotated files sort by name in time order)",
+    )
     replay.add_argument(
         "--sample",
         action="store_true",

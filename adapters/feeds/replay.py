@@ -1,14 +1,16 @@
 """Replay feed: the recorded ticks/signals file (JSON lines, docs/replay-format.md).
 
-`read_records` streams a file as typed records, rejecting a bad line or a step back in time with
-the line number; `to_tick` / `to_signal` turn records into domain values at a given time;
-`ReplayFeed` plays a file into a running daemon at a speed factor (paper mode, demos)."""
+`read_records` streams a file (`read_files` several, in order) as typed records, rejecting a bad
+line or a step back in time with the line number; `to_tick` / `to_signal` turn records into
+domain values at a given time; `ReplayFeed` plays a file into a running daemon at a speed factor
+(paper mode, demos)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,20 +21,41 @@ from tradingd.engine.assets import is_mint
 from tradingd.engine.errors import ValidationError
 from tradingd.engine.model import Signal, Tick
 
+log = logging.getLogger("tradingd.replay")
+
 EpochMs = Annotated[int, Meta(ge=0, le=2**53)]
+NonNegative = Annotated[float, Meta(ge=0)]
 DEFAULT_SIGNAL_TTL_MS = 30_000  # API.md: a signal's default `expires_in_ms`
 
 
-class _Record(Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind", kw_only=True):
+# omit_defaults: a written record (the recorder) carries only what differs from the defaults.
+class _Record(
+    Struct,
+    frozen=True,
+    forbid_unknown_fields=True,
+    tag_field="kind",
+    kw_only=True,
+    omit_defaults=True,
+):
     ts: EpochMs  # epoch ms; non-decreasing through the file
 
 
 class TickRecord(_Record, tag="tick", frozen=True):
+    """A price as the daemon received it at `ts`; `tick_ts` is the price's own time when it
+    differs (a feed's publish time, a pushed tick's `ts`). Market fields as in `model.Tick`."""
+
     token: str
     price_usd: Annotated[float, Meta(gt=0)]
+    tick_ts: EpochMs | None = None  # default: ts
     decimals: Annotated[int, Meta(ge=0, le=18)] | None = None
     source: str = "replay"
-    liquidity_usd: Annotated[float, Meta(ge=0)] | None = None
+    liquidity_usd: NonNegative | None = None
+    confidence: NonNegative | None = None
+    conf_usd: NonNegative | None = None
+    market_cap_usd: NonNegative | None = None
+    fdv_usd: NonNegative | None = None
+    volume_24h_usd: NonNegative | None = None
+    pair_created_at: EpochMs | None = None
 
 
 class SignalRecord(_Record, tag="signal", frozen=True):
@@ -79,13 +102,36 @@ def parse_line(text: str | bytes, line: int = 1, source: str = "<replay>") -> Re
     return record
 
 
-def iter_records(lines: Iterable[str | bytes], source: str = "<replay>") -> Iterator[Record]:
-    """Records from JSON lines, streaming. Blank lines are skipped; `ts` must not decrease."""
-    last_ts = -1
+def _unterminated(text: str | bytes) -> bool:
+    return not (text.endswith(b"\n") if isinstance(text, bytes) else text.endswith("\n"))
+
+
+def iter_records(
+    lines: Iterable[str | bytes],
+    source: str = "<replay>",
+    *,
+    after_ts: int = -1,
+    tolerate_cut_tail: bool = False,
+) -> Iterator[Record]:
+    """Records from JSON lines, streaming. Blank lines are skipped; `ts` must not decrease (nor
+    go below `after_ts`). With `tolerate_cut_tail` (lines read from a file, each ending in a
+    newline but the last), a last line without its newline that does not decode is what a
+    recorder that stopped mid-write leaves: it is skipped with a warning, not an error."""
+    last_ts = after_ts
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
-        record = parse_line(text, number, source)
+        try:
+            record = parse_line(text, number, source)
+        except ReplayFormatError:
+            if tolerate_cut_tail and _unterminated(text):
+                log.warning(
+                    "%s:%d: the last line is cut short (a recording stopped mid-write): ignored",
+                    source,
+                    number,
+                )
+                return
+            raise
         if record.ts < last_ts:
             raise ReplayFormatError(
                 source, number, f"ts {record.ts} is before the previous record's ts {last_ts}"
@@ -94,32 +140,54 @@ def iter_records(lines: Iterable[str | bytes], source: str = "<replay>") -> Iter
         yield record
 
 
-def read_records(path: str | Path) -> Iterator[Record]:
+def read_records(path: str | Path, *, after_ts: int = -1) -> Iterator[Record]:
     """Stream the records of a replay file. Raises ReplayFormatError (with the line number) or
-    ValidationError (file missing/unreadable) lazily, as the bad line is reached."""
+    ValidationError (file missing/unreadable) lazily, as the bad line is reached. A last line
+    cut short (no newline, not decodable: a recording that stopped mid-write) is skipped with a
+    warning."""
     try:
         with open(path, "rb") as f:
-            yield from iter_records(f, str(path))
+            yield from iter_records(f, str(path), after_ts=after_ts, tolerate_cut_tail=True)
     except OSError as exc:
         raise ValidationError(f"cannot read replay file {path}: {exc.strerror or exc}") from None
 
 
+def read_files(paths: Sequence[str | Path]) -> Iterator[Record]:
+    """The records of several replay files as one stream, in the order given (a recorder's
+    rotated files sort by name in time order): `ts` must not go back across files either."""
+    last_ts = -1
+    for path in paths:
+        for record in read_records(path, after_ts=last_ts):
+            last_ts = record.ts
+            yield record
+
+
 def to_tick(record: TickRecord, ts: int) -> Tick:
+    """The record as a tick applied at `ts` (epoch ms): the tick's own time is `tick_ts` moved
+    by the same offset as the record's `ts` (none in a backtest, where `ts` is the record's)."""
+    tick_ts = ts if record.tick_ts is None else max(0, record.tick_ts + ts - record.ts)
     return Tick(
         record.token,
         record.price_usd,
-        ts,
+        tick_ts,
         record.source,
         decimals=record.decimals,
         liquidity_usd=record.liquidity_usd,
+        confidence=record.confidence,
+        conf_usd=record.conf_usd,
+        market_cap_usd=record.market_cap_usd,
+        fdv_usd=record.fdv_usd,
+        volume_24h_usd=record.volume_24h_usd,
+        pair_created_at=record.pair_created_at,
     )
 
 
-def to_signal(record: SignalRecord, ts: int, fallback_id: str) -> Signal:
-    """The record as a signal received at `ts`. A record `id` is the client id, as in the API:
-    the same id twice in a file trades once."""
+def to_signal(record: SignalRecord, ts: int, signal_id: str) -> Signal:
+    """The record as a signal received at `ts`, named `signal_id` (the replay names its
+    signals, as the daemon does). A record `id` is the client id, as in the API: the same id
+    twice in a file trades once."""
     return Signal(
-        id=record.id or fallback_id,
+        id=signal_id,
         client_id=record.id,
         token=record.token,
         side=record.side,
