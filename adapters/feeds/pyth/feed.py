@@ -353,8 +353,9 @@ class PythFeed:
 
     def _on_status(self, stream: _Stream, exc: HermesStatusError, backoff: Backoff) -> float:
         status = exc.status
+        text = self._redact(exc.text)
         self._bump(f"errors_http_{status}")
-        self._last_error = str(exc)
+        self._last_error = self._redact(str(exc))
         if status in (401, 403):
             stream.state, stream.reason = "down", "unauthorized"
             log.error("pyth: Hermes refused the API key", extra={"status": status})
@@ -364,14 +365,12 @@ class PythFeed:
             log.warning("pyth: rate limited", extra={"retry_after_s": exc.retry_after_s})
             return exc.retry_after_s
         if status == 404:
-            mints = [m for m, i in self.id_of.items() if i in exc.text.lower()]
+            mints = [m for m, i in self.id_of.items() if i in text.lower()]
             log.warning(
-                "pyth: Hermes does not know these feeds", extra={"text": exc.text, "tokens": mints}
+                "pyth: Hermes does not know these feeds", extra={"text": text, "tokens": mints}
             )
         else:
-            log.warning(
-                "pyth: Hermes answered an error", extra={"status": status, "text": exc.text}
-            )
+            log.warning("pyth: Hermes answered an error", extra={"status": status, "text": text})
         return backoff.next_s()
 
     # -- snapshot -----------------------------------------------------------------------------
@@ -387,7 +386,7 @@ class PythFeed:
                     body = await client.latest(ids, timeout_s, self.settings.max_event_bytes)
         except HermesStatusError as exc:
             self._bump(f"errors_http_{exc.status}")
-            self._last_error = str(exc)
+            self._last_error = self._redact(str(exc))
             return []
         except TimeoutError:
             self._error("timeout", "no /latest answer in time")
@@ -410,8 +409,11 @@ class PythFeed:
     def _bump(self, counter: str, n: int = 1) -> None:
         self._counters[counter] = self._counters.get(counter, 0) + n
 
+    def _redact(self, text: str) -> str:
+        # a proxy or server echoing the request's Authorization header must not leak the key
+        return text.replace(self._api_key, "<redacted>") if self._api_key else text
+
     def _error(self, kind: str, text: str) -> None:
         self._bump(f"errors_{kind}")
-        self._last_error = f"{kind}: {text}"
-        if kind not in ("eof", "timeout", "connection"):
-            log.warning("pyth stream: %s", self._last_error)
+        self._last_error = f"{kind}: {self._redact(text)}"
+        log.warning("pyth: %s", self._last_error)
