@@ -21,6 +21,7 @@ from tradingd.adapters.app.settings import AgentSpec
 from tradingd.adapters.feeds.recorder import Recorder, file_name
 from tradingd.adapters.feeds.replay import (
     ClockRecord,
+    ReplayFeed,
     SignalRecord,
     TickRecord,
     read_files,
@@ -399,3 +400,12 @@ async def test_the_clock_never_goes_back_in_a_recording(tmp_path: Path) -> None:
         (T0, T0 - 500),
     ]
     assert len(list(read_files(files_of(base)))) == 2
+
+
+async def test_the_replay_feed_moves_a_ticks_own_time_by_the_same_offset(tmp_path: Path) -> None:
+    file = tmp_path / "r.jsonl"
+    line = {"kind": "tick", "ts": T0, "token": TOKEN, "price_usd": 1.0, "tick_ts": T0 - 400}
+    file.write_text(json.dumps(line) + "\n")
+    batches: list[list[Tick]] = []
+    await asyncio.wait_for(ReplayFeed(file, clock=Clock(T0 + 10_000)).run(batches.append), 5)
+    assert [t.ts for b in batches for t in b] == [T0 + 10_000 - 400]
