@@ -9,228 +9,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import os
-import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
 
-import msgspec
-from tradingd.adapters.feeds.replay import (
-    ClockRecord,
-    Record,
-    ReplayFormatError,
-    SignalRecord,
-    TickRecord,
-    parse_line,
-)
+from tradingd.adapters.feeds.record_files import MAX_MS, Entry, RecordFiles
 from tradingd.adapters.timestamps import iso_ms
 from tradingd.engine import events as ev
-from tradingd.engine.assets import is_mint
 from tradingd.engine.model import Signal, Tick
 from tradingd.engine.ports import ComponentHealth
 
 log = logging.getLogger("tradingd.recorder")
 
-MAX_MS = 2**53  # the replay format's bound on a timestamp
 CLOSE_TIMEOUT_S = 10.0  # shutdown waits this long for the last batch to reach the disk
 DEGRADED_FOR_MS = 60_000  # health stays `degraded` this long after a record was dropped
-_MINT_CACHE = 100_000  # mints known valid (is_mint decodes base58: cached, bounded)
-
-# What the intake observers enqueue: (record ts, payload): a batch of ticks, a signal, or None
-# for a clock turn. Records are built and encoded in the writer thread, not on the loop.
-Entry = tuple[int, list[Tick] | Signal | None]
-
-
-def file_name(stem: str, suffix: str, ms: int, n: int = 0) -> str:
-    """`<stem>-YYYY-MM-DDTHHMMSSZ<suffix>` for a file started at `ms` (epoch ms, UTC); the `n`th
-    file of the same second adds `_NNNNNN`, which sorts after it (`.` < `_`)."""
-    stamp = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime(ms // 1000))
-    return f"{stem}-{stamp}{f'_{n:06d}' if n else ''}{suffix}"
-
-
-def _finite_or_none(x: float | None) -> float | None:
-    return x if x is not None and x >= 0 and math.isfinite(x) else None
-
-
-class RecordFiles:
-    """The files of one recording, used by the writer thread only: appends encoded lines to the
-    current file, and starts a new one when a line would take it past `max_bytes`, or (with
-    `rotate_daily`) when a record's UTC day differs from the file's. `base` gives the directory
-    and the names: `dir/ticks.jsonl` -> `dir/ticks-2026-11-30T201500Z.jsonl`, ..."""
-
-    def __init__(self, base: Path, max_bytes: int, rotate_daily: bool) -> None:
-        self.dir = base.parent
-        self.stem = base.stem or "record"
-        self.suffix = base.suffix or ".jsonl"
-        self.max_bytes = max_bytes
-        self.rotate_daily = rotate_daily
-        self.path: Path | None = None
-        self.bytes = 0  # of the current file
-        self.files = 0
-        self.unrecordable = 0  # ticks or signals no replay could read (not a mint, ...)
-        self._file: BinaryIO | None = None
-        self._day = -1
-        self._encoder = msgspec.json.Encoder()
-        self._mints: set[str] = set()
-
-    def prepare(self) -> None:
-        """Create the directory (0700). Raises OSError."""
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-
-    def write(self, entries: list[Entry]) -> tuple[int, int]:
-        """Encode and append `entries`, whole lines only; returns (records, bytes) written.
-        Raises OSError (the current file is then closed: the next write starts a new one, so a
-        line cut by the error can only be the last line of a file)."""
-        buf = bytearray()
-        records = total = 0
-        try:
-            for record in self._records(entries):
-                start = len(buf)
-                self._encoder.encode_into(record, buf, -1)
-                buf += b"\n"
-                size = len(buf) - start
-                if self._file is None or self._rotate_due(record.ts, size):
-                    self._flush(buf[:start])
-                    del buf[:start]
-                    self._open(record.ts)
-                self.bytes += size
-                total += size
-                records += 1
-            self._flush(buf)
-        except OSError:
-            self._close_after_error()
-            raise
-        return records, total
-
-    def close(self) -> None:
-        if self._file is not None:
-            file, self._file = self._file, None
-            file.close()
-
-    def _rotate_due(self, ms: int, size: int) -> bool:
-        if self.rotate_daily and ms // 86_400_000 != self._day:
-            return True
-        return self.bytes > 0 and self.bytes + size > self.max_bytes
-
-    def _flush(self, data: bytes | bytearray) -> None:
-        if data and self._file is not None:
-            self._file.write(data)
-            self._file.flush()
-
-    def _open(self, ms: int) -> None:
-        self.close()
-        self.prepare()  # again: an operator may have moved the directory away
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
-        for n in range(1_000_000):
-            path = self.dir / file_name(self.stem, self.suffix, ms, n)
-            try:
-                fd = os.open(path, flags, 0o600)
-            except FileExistsError:  # a restart or a rotation within the same second
-                continue
-            break
-        else:  # pragma: no cover - a million files of one second
-            raise FileExistsError(f"no free file name for {self.stem} at {iso_ms(ms)}")
-        self._file = os.fdopen(fd, "ab")
-        self.path, self.bytes, self._day = path, 0, ms // 86_400_000
-        self.files += 1
-
-    def _close_after_error(self) -> None:
-        path, empty = self.path, self.bytes == 0
-        with contextlib.suppress(OSError):
-            self.close()
-        self._file = None
-        if empty and path is not None:  # a failing disk must not leave a trail of empty files
-            with contextlib.suppress(OSError):
-                path.unlink()
-
-    # -- domain -> records ------------------------------------------------------------------
-
-    def _records(self, entries: list[Entry]) -> Iterator[Record]:
-        for ms, payload in entries:
-            if payload is None:
-                yield ClockRecord(ts=ms)
-            elif isinstance(payload, list):
-                for tick in payload:
-                    record = self._tick_record(ms, tick)
-                    if record is None:
-                        self.unrecordable += 1
-                    else:
-                        yield record
-            else:
-                signal_record = self._signal_record(ms, payload)
-                if signal_record is None:
-                    self.unrecordable += 1
-                else:
-                    yield signal_record
-
-    def _mint(self, token: str) -> bool:
-        if token in self._mints:
-            return True
-        if not is_mint(token):
-            return False
-        if len(self._mints) >= _MINT_CACHE:
-            self._mints.clear()
-        self._mints.add(token)
-        return True
-
-    def _tick_record(self, ms: int, t: Tick) -> TickRecord | None:
-        """The tick as received at `ms`; None for one no replay could read (the engine refuses
-        such ticks too, or they come from a source the replay format cannot name)."""
-        if not (
-            t.price_usd > 0
-            and math.isfinite(t.price_usd)
-            and 0 <= t.ts <= MAX_MS
-            and (t.decimals is None or 0 <= t.decimals <= 18)
-            and self._mint(t.token)
-        ):
-            return None
-        created = t.pair_created_at
-        return TickRecord(
-            ts=ms,
-            token=t.token,
-            price_usd=t.price_usd,
-            tick_ts=None if t.ts == ms else t.ts,
-            decimals=t.decimals,
-            source=t.source,
-            liquidity_usd=_finite_or_none(t.liquidity_usd),
-            confidence=_finite_or_none(t.confidence),
-            conf_usd=_finite_or_none(t.conf_usd),
-            market_cap_usd=_finite_or_none(t.market_cap_usd),
-            fdv_usd=_finite_or_none(t.fdv_usd),
-            volume_24h_usd=_finite_or_none(t.volume_24h_usd),
-            pair_created_at=created if created is not None and 0 <= created <= MAX_MS else None,
-        )
-
-    def _signal_record(self, ms: int, s: Signal) -> SignalRecord | None:
-        """The signal as applied at `ms`: its expiry kept (`expires_in_ms` from `ms`), its client
-        id as the record `id`. Checked by decoding it back (signals are rare): None if a replay
-        would refuse the line."""
-        record = SignalRecord(
-            ts=ms,
-            token=s.token,
-            id=s.client_id,
-            side=s.side,
-            type=s.type,
-            strength=s.strength,
-            symbol=s.symbol,
-            source=s.source,
-            reason=s.reason,
-            expires_in_ms=max(1, s.expires_at - ms),
-            decimals=s.decimals,
-        )
-        try:
-            parse_line(self._encoder.encode(record))
-        except ReplayFormatError:
-            return None
-        return record
 
 
 class Recorder:
-    """Records what the runtime receives into replay files under `path` (see RecordFiles).
+    """Records what the runtime receives into replay files under `path` (see
+    record_files.RecordFiles for the names and the rotation).
 
     Wiring (the daemon's, adapters/app/recording.py): `on_ticks` to `runtime.tick_intake`,
     `on_signal` to `signal_intake`, `on_clock` to `clock_intake`, `on_events` to the event

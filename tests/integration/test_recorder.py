@@ -18,7 +18,8 @@ from tradingd.adapters.app.backtest import run_replay, run_replay_cli
 from tradingd.adapters.app.recording import wire_recorder
 from tradingd.adapters.app.runtime import Runtime
 from tradingd.adapters.app.settings import AgentSpec
-from tradingd.adapters.feeds.recorder import Recorder, file_name
+from tradingd.adapters.feeds.record_files import file_name
+from tradingd.adapters.feeds.recorder import Recorder
 from tradingd.adapters.feeds.replay import (
     ClockRecord,
     ReplayFeed,
