@@ -311,6 +311,7 @@ class Daemon:
             hub = self.hub = WsHub(self.engine, self.settings, self.build_keys())
             self.runtime.event_subscribers.append(hub.dispatch.on_events)
             self.runtime.tick_subscribers.append(hub.dispatch.on_ticks)
+            self.runtime.tick_intake.append(hub.dispatch.on_tick_intake)
             self.cleanups.append(hub.close_all)
         return self.hub
 

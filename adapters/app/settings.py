@@ -48,6 +48,7 @@ class WsSettings(_S):
     subscribes_per_s: Annotated[float, Meta(gt=0, le=1000)] = 5.0
     subscribe_burst: Annotated[int, Meta(ge=1, le=1000)] = 20
     snapshot_interval_ms: Annotated[int, Meta(ge=0, le=60_000)] = 250
+    token_interval_ms: Annotated[int, Meta(ge=10, le=600_000)] = 1000  # `token` messages
 
 
 class EngineSettings(_S):

@@ -25,6 +25,7 @@ from tradingd.adapters.http.codec import validation_error
 from tradingd.adapters.http.connections import WS_AUTH_PENDING
 from tradingd.adapters.http.errors import error_response
 from tradingd.adapters.http.strict_json import check_body
+from tradingd.adapters.http.token_view import token_out
 from tradingd.adapters.http.ws_client import Client
 from tradingd.adapters.http.ws_dispatch import Dispatcher
 from tradingd.adapters.http.ws_events import ALERT
@@ -62,7 +63,14 @@ class WsHub:
         self.slow_consumers = 0  # clients closed with 1013
         self.revoked = 0  # clients closed because their key was revoked
         self._ids = 0
-        self.dispatch = Dispatcher(engine, self.by_channel, self.settings.price_interval_ms)
+        registry = settings.tokens
+        self.dispatch = Dispatcher(
+            engine,
+            self.by_channel,
+            self.settings.price_interval_ms,
+            lambda token: token_out(engine, registry, token),
+            self.settings.token_interval_ms,
+        )
         self.subscriptions = Subscriptions(
             engine, self.dispatch, self.by_channel, self.settings, self._arm, self._error
         )

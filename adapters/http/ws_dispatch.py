@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tradingd.adapters.http import ws_wire as wire
 from tradingd.adapters.http.ws_events import ROUTES, Routed
@@ -20,9 +21,13 @@ from tradingd.adapters.timestamps import wall_clock_ms as now_ms
 from tradingd.engine import events as ev
 from tradingd.engine.model import Tick
 
+if TYPE_CHECKING:
+    from tradingd.adapters.http.token_schemas import TokenOut
+
 log = logging.getLogger("tradingd.ws")
 CHUNK = 64  # client visits per loop callback: ~2 ms with the writes they wake
 BACKLOG_ITERATIONS = 16
+MAX_DIRTY_TOKENS = 10_000  # token views waiting for the next `tokens` job
 _MISSING: Any = object()
 
 
@@ -90,14 +95,44 @@ class _PriceJob:
             client.outbox.push_prices(batch, self.ts)
 
 
+class _TokenJob:
+    __slots__ = ("clients", "pos", "views", "ts")
+
+    def __init__(self, clients: tuple[Subscriber, ...], views: dict[str, bytes], ts: int) -> None:
+        self.clients, self.pos, self.views, self.ts = clients, 0, views, ts
+
+    def visit(self, client: Subscriber) -> None:
+        f = client.subs.get("tokens")
+        if f is None:
+            return
+        for token, data in self.views.items():
+            if f.admits(None, token):
+                client.outbox.push(TOKEN, self.ts, data)
+
+
+TOKEN = b"token"
+TokenView = Callable[[str], "TokenOut | None"]
+
+
 class Dispatcher:
     def __init__(
-        self, engine: Any, by_channel: dict[str, set[Any]], price_interval_ms: int
+        self,
+        engine: Any,
+        by_channel: dict[str, set[Any]],
+        price_interval_ms: int,
+        token_view: TokenView | None = None,
+        token_interval_ms: int = 1000,
     ) -> None:
         self.engine = engine
         self.by_channel = by_channel
         self.price_interval_s = price_interval_ms / 1000
-        self._jobs: deque[_EventJob | _PriceJob] = deque()
+        # `tokens` channel: a token's view after its market data or divergence changed, at most
+        # once per token_interval_ms (built from the engine when sent, so it is current)
+        self.token_view = token_view
+        self.token_interval_s = token_interval_ms / 1000
+        self._dirty_tokens: set[str] = set()
+        self._token_timer: asyncio.TimerHandle | None = None
+        self._jobs: deque[_EventJob | _PriceJob | _TokenJob] = deque()
         self.backlog = 0  # client visits the pending jobs still have to make
         self._running: asyncio.Handle | None = None
         self._pending_ticks: dict[str, Tick] = {}  # latest per token since the last price job
@@ -118,6 +153,46 @@ class Dispatcher:
             subscribers = by_channel[routed.channel]
             if subscribers:
                 self._add(_EventJob(tuple(subscribers), routed, event.ts))
+            if (
+                isinstance(event, ev.Alert)
+                and event.code.startswith("price_divergence")
+                and by_channel["tokens"]
+                and self.token_view is not None
+            ):
+                self._token_changed(str(event.details.get("token")))
+
+    def on_tick_intake(self, ticks: list[Tick], _now: int) -> None:
+        """Runtime tick intake: tokens whose ticks carry market data get a `token` message."""
+        if not self.by_channel["tokens"] or self.token_view is None:
+            return
+        for t in ticks:
+            if (
+                t.liquidity_usd is not None
+                or t.market_cap_usd is not None
+                or t.conf_usd is not None
+            ):
+                self._token_changed(t.token)
+
+    def _token_changed(self, token: str) -> None:
+        if len(self._dirty_tokens) < MAX_DIRTY_TOKENS:
+            self._dirty_tokens.add(token)
+        if self._token_timer is None:
+            loop = asyncio.get_running_loop()
+            self._token_timer = loop.call_later(self.token_interval_s, self._token_job)
+
+    def _token_job(self) -> None:
+        self._token_timer = None
+        tokens, self._dirty_tokens = self._dirty_tokens, set()
+        subscribers = self.by_channel["tokens"]
+        if not tokens or not subscribers or self.token_view is None:
+            return
+        views = {}
+        for token in sorted(tokens):
+            view = self.token_view(token)
+            if view is not None:
+                views[token] = wire.encode(view)
+        if views:
+            self._add(_TokenJob(tuple(subscribers), views, now_ms()))
 
     def on_ticks(self, ticks: list[Tick]) -> None:
         if not self.by_channel["prices"]:
@@ -141,7 +216,7 @@ class Dispatcher:
 
     # -- running the jobs -----------------------------------------------------------------------
 
-    def _add(self, job: _EventJob | _PriceJob) -> None:
+    def _add(self, job: _EventJob | _PriceJob | _TokenJob) -> None:
         self._jobs.append(job)
         self.backlog += len(job.clients)
         if self._running is None:

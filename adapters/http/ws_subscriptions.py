@@ -163,6 +163,11 @@ class Subscriptions:
         prices = [
             shapes.tick_out(t) for tok, t in engine.prices.items() if wanted.admits(None, tok)
         ]
+        tokens = []
+        view = self.dispatch.token_view
+        if "tokens" in subscription.channels and view is not None:
+            names = wanted.tokens if wanted.tokens is not None else engine.watched_tokens()
+            tokens = [v for v in (view(t) for t in sorted(names)) if v is not None]
         return wire.encode(
             wire.SnapshotOut(
                 subscription=subscription,
@@ -171,5 +176,6 @@ class Subscriptions:
                 positions=positions,
                 balances=balances,
                 prices=prices,
+                tokens=tokens,
             )
         )

@@ -20,8 +20,9 @@ from tradingd.adapters.http.schemas import (
     TickOut,
     TradeOut,
 )
+from tradingd.adapters.http.token_schemas import TokenOut
 
-Channel = Literal["prices", "positions", "trades", "signals", "agents", "alerts"]
+Channel = Literal["prices", "positions", "trades", "signals", "agents", "alerts", "tokens"]
 CHANNELS: tuple[Channel, ...] = get_args(Channel)
 Id = Annotated[str, Meta(min_length=1, max_length=128)]
 Ids = Annotated[list[Id], Meta(max_length=1000)]
@@ -34,7 +35,7 @@ class _Op(Struct, tag_field="op", forbid_unknown_fields=True, kw_only=True):
 
 
 class Subscribe(_Op, tag="subscribe"):
-    channels: Annotated[list[Channel], Meta(min_length=1, max_length=6)] = msgspec.field(
+    channels: Annotated[list[Channel], Meta(min_length=1, max_length=7)] = msgspec.field(
         default_factory=lambda: list(CHANNELS)
     )
     agents: Ids | None = None  # None: every agent
@@ -42,7 +43,7 @@ class Subscribe(_Op, tag="subscribe"):
 
 
 class Unsubscribe(_Op, tag="unsubscribe"):
-    channels: Annotated[list[Channel], Meta(max_length=6)] | None = None  # None: every channel
+    channels: Annotated[list[Channel], Meta(max_length=7)] | None = None  # None: every channel
     agents: Ids | None = None
     tokens: Ids | None = None
 
@@ -132,3 +133,5 @@ class SnapshotOut(_Out):
     positions: list[PositionOut]
     balances: list[AgentBalanceOut]
     prices: list[TickOut]
+    # with the `tokens` channel: the subscribed tokens' views (all watched ones without a list)
+    tokens: list[TokenOut] = []

@@ -1,0 +1,104 @@
+"""Market data through the control port: prices from several sources with priority, the
+cross-check blocking buys, GET /v1/tokens/{token} and the WebSocket `tokens` channel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from tests.integration.http_harness import ADMIN, SOL, TOKEN, Api, serve
+
+POLICY = {"sources": ["pyth", "dexscreener"], "max_divergence_pct": 5.0}
+POOL = {
+    "liquidity_usd": 2_000_000.0,
+    "market_cap_usd": 400_000_000.0,
+    "fdv_usd": 400_000_000.0,
+    "volume_24h_usd": 5_000_000.0,
+}
+
+
+async def push(api: Api, *ticks: dict[str, Any]) -> dict[str, Any]:
+    return await api.ok("POST", "/v1/prices", {"ticks": list(ticks)})
+
+
+async def test_a_token_shows_each_source_the_selected_one_and_its_market_data(tmp_path):
+    async with serve(tmp_path, prices=POLICY) as api:
+        now = api.daemon.runtime.clock()
+        pool = {**POOL, "pair_created_at": now - 90 * 86_400_000}
+        assert (
+            await push(
+                api, {"token": TOKEN, "price_usd": 1.0, "source": "pyth", "conf_usd": 0.0005}
+            )
+        )["accepted"] == 1
+        doc = await push(api, {"token": TOKEN, "price_usd": 1.01, "source": "dexscreener", **pool})
+        assert doc == {"accepted": 0, "rejected": 1, "reasons": {"secondary": 1}}
+        view = await api.ok("GET", f"/v1/tokens/{TOKEN}")
+        assert (view["price_usd"], view["source"]) == (1.0, "pyth")
+        assert [(s["source"], s["selected"], s["rank"], s["fresh"]) for s in view["sources"]] == [
+            ("pyth", True, 0, True),
+            ("dexscreener", False, 1, True),
+        ]
+        assert view["liquidity_usd"] == 2_000_000.0 and view["market_source"] == "dexscreener"
+        assert view["confidence_pct"] == 0.05
+        assert view["divergence"] is None and view["buys_blocked"] is False
+        # known: every factor but volatility (too few samples yet)
+        assert view["risk"]["missing"] == ["volatility"]
+        assert view["risk"]["score"] == 15
+
+
+async def test_an_unknown_token_is_404_and_a_bad_mint_422(tmp_path):
+    async with serve(tmp_path) as api:
+        status, doc = await api.call("GET", f"/v1/tokens/{TOKEN}")
+        assert status == 404 and doc["error"]["code"] == "not_found"
+        status, doc = await api.call("GET", "/v1/tokens/not-a-mint")
+        assert status == 422
+
+
+async def test_divergence_blocks_buys_until_the_sources_agree(tmp_path):
+    async with serve(tmp_path, prices=POLICY) as api:
+        aid = await api.agent({})
+        await push(api, {"token": SOL, "price_usd": 150.0, "decimals": 9})
+        await push(
+            api,
+            {"token": TOKEN, "price_usd": 1.0, "source": "pyth", "decimals": 6},
+            {"token": TOKEN, "price_usd": 1.2, "source": "dexscreener"},
+        )
+        view = await api.ok("GET", f"/v1/tokens/{TOKEN}")
+        assert view["divergence"] == {
+            "prices": {"pyth": 1.0, "dexscreener": 1.2},
+            "spread_pct": 20.0,
+        }
+        assert view["buys_blocked"] is True
+        sig = await api.ok("POST", "/v1/signals", {"token": TOKEN, "strength": 3})
+        doc = await api.ok("GET", f"/v1/signals/{sig['signal_id']}")
+        assert [(e["agent_id"], e["reason"]) for e in doc["executions"]] == [
+            (aid, "price_divergence")
+        ]
+        await push(api, {"token": TOKEN, "price_usd": 1.01, "source": "dexscreener"})
+        sig = await api.ok("POST", "/v1/signals", {"token": TOKEN, "strength": 3})
+        doc = await api.ok("GET", f"/v1/signals/{sig['signal_id']}")
+        assert doc["executions"][0]["reason"] == ""
+
+
+async def test_the_tokens_channel_sends_a_snapshot_then_a_view_when_market_data_changes(tmp_path):
+    async with serve(tmp_path, prices=POLICY) as api:
+        api.daemon.settings.ws.token_interval_ms = 10
+        api.daemon.hub.dispatch.token_interval_s = 0.01
+        await push(api, {"token": TOKEN, "price_usd": 1.0, "source": "pyth"})
+        ws = await api.client.ws_connect("/v1/ws", headers={"Authorization": f"Bearer {ADMIN}"})
+        try:
+            await ws.send_str(
+                json.dumps({"op": "subscribe", "channels": ["tokens"], "tokens": [TOKEN]})
+            )
+            snap = await asyncio.wait_for(ws.receive_json(), 5)
+            assert snap["type"] == "snapshot"
+            (token,) = snap["data"]["tokens"]
+            assert token["token"] == TOKEN and token["liquidity_usd"] is None
+            await push(api, {"token": TOKEN, "price_usd": 1.0, "source": "dexscreener", **POOL})
+            msg = await asyncio.wait_for(ws.receive_json(), 5)
+            assert msg["type"] == "token"
+            assert msg["data"]["liquidity_usd"] == 2_000_000.0
+            assert msg["data"]["risk"]["factors"]["liquidity"]["risk"] == 0.0
+        finally:
+            await ws.close()
