@@ -38,6 +38,7 @@ from tradingd.engine.errors import TradingdError, Unavailable
 from tradingd.engine.ports import Feed, HealthRegistry, LiveFeed, Store
 
 if TYPE_CHECKING:
+    from tradingd.adapters.feeds.recorder import Recorder
     from tradingd.adapters.http.ws import WsHub
     from tradingd.adapters.metrics import Metrics
 
@@ -94,6 +95,7 @@ class Daemon:
         self.wallets = Keystore(self.data_dir)
         self.feeds: dict[str, Feed] = {}
         self.live_feeds: dict[str, LiveFeed] = {}  # the feeds above from market-data services
+        self.recorder: Recorder | None = None  # [feeds.record] (adapters/app/recording.py)
         self.first_price = FirstPrice(self)  # a buy signal's token priced before it applies
         self.components: HealthRegistry = {}  # health of store, feeds, venues
         self._tasks: list[asyncio.Task[object]] = []
@@ -336,7 +338,7 @@ class Daemon:
         self.spawn(self.event_log.run(), "event-log")
         from tradingd.adapters.app.recording import start_recording
 
-        start_recording(self)
+        self.recorder = start_recording(self)
         self.start_feeds()
         if on_ready is not None:
             try:

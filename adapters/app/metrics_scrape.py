@@ -66,6 +66,7 @@ class StateCollector(Collector):
         yield from self._counts()
         yield from _feed_ages(d, self.metrics.source_last_tick_ms)
         yield from _live_feeds(d)
+        yield from _recorder(d)
         yield from _store(d.store)
         yield from _ws(d.hub)
 
@@ -192,6 +193,19 @@ def _live_feeds(d: Daemon) -> Iterator[Any]:
     fetches.add_metric(["priced"], d.first_price.fetched)
     fetches.add_metric(["missed"], d.first_price.missed)
     yield fetches
+
+
+def _recorder(d: Daemon) -> Iterator[Any]:
+    """The recorder's counts: records and bytes written, dropped, unrecordable, write errors,
+    files."""
+    if d.recorder is None:
+        return
+    counts = CounterMetricFamily(
+        "tradingd_recorder_events", "Counts of the recorder by kind", labels=["kind"]
+    )
+    for kind, n in sorted(d.recorder.counters().items()):
+        counts.add_metric([kind], n)
+    yield counts
 
 
 def _store(store: Any) -> Iterator[Any]:

@@ -143,6 +143,7 @@ def start_daemon(
     admin_key: str | None = None,
     timeout: float = START_TIMEOUT_S,
     max_open_files: int | None = None,
+    command: str = "run",
 ) -> DaemonProcess:
     data_dir.mkdir(parents=True, exist_ok=True)
     admin_key = admin_key or "tdk_e2e_" + secrets.token_urlsafe(24)
@@ -157,7 +158,7 @@ def start_daemon(
         sys.executable,
         "-m",
         "tradingd.adapters.app.cli",
-        "run",
+        command,
         "--no-demo",
         "--host",
         "127.0.0.1",
