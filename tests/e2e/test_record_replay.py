@@ -6,8 +6,6 @@ reasons, fills and PnL as the daemon's REST API."""
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import subprocess
 import sys
 import time
@@ -20,7 +18,7 @@ import pytest
 import requests
 from tradingd.adapters.feeds.synthetic import demo_mint
 
-from tests.e2e.conftest import START_TIMEOUT_S, DaemonProcess
+from tests.e2e.conftest import DaemonProcess, start_daemon
 from tests.polling import poll_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,71 +41,16 @@ execution = {{ slippage_bps = 50, fee_bps = 25 }}
 """
 
 
-def _port_in_log(log_path: Path, proc: subprocess.Popen[bytes]) -> int | None:
-    if proc.poll() is not None:
-        raise RuntimeError(
-            f"tradingd exited with {proc.returncode}: {log_path.read_text()[-2000:]}"
-        )
-    for line in log_path.read_text(errors="replace").splitlines():
-        if '"control port open"' in line:
-            return int(json.loads(line)["port"])
-    return None
-
-
-def _ready(base_url: str) -> bool:
-    try:
-        return requests.get(base_url + "/health/ready", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def start(data_dir: Path, command: list[str], config_text: str = CONFIG) -> DaemonProcess:
     """`tradingd <command> --config <data_dir>/tradingd.toml` on a free port with the memory
     store, JSON logs and a random admin key; returns once ready."""
-    data_dir.mkdir(parents=True)
-    config = data_dir / "tradingd.toml"
-    config.write_text(config_text)
-    admin_key = "tdk_e2e_" + secrets.token_urlsafe(24)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("TRADINGD_")},
-        "TRADINGD_STORE": "memory",
-        "TRADINGD_ADMIN_KEY": admin_key,
-        "TRADINGD_LOG_FORMAT": "json",
-    }
-    log_path = data_dir / "tradingd.log"
-    args = [*command, "--config", str(config), "--host", "127.0.0.1", "--port", "0"]
-    args += ["--data-dir", str(data_dir)]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tradingd.adapters.app.cli", *args],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        port = poll_until(
-            lambda: _port_in_log(log_path, proc),
-            lambda p: p is not None,
-            tries=10_000,
-            timeout_s=START_TIMEOUT_S,
-            interval_s=0.05,
-            what="the control port in the log",
-        )
-        base_url = f"http://127.0.0.1:{port}"
-        poll_until(
-            lambda: _ready(base_url),
-            tries=10_000,
-            timeout_s=START_TIMEOUT_S,
-            interval_s=0.05,
-            what="tradingd ready",
-        )
-    except BaseException:
-        proc.kill()
-        proc.wait(timeout=10)
-        raise
-    assert port is not None
-    return DaemonProcess(proc, base_url, admin_key, data_dir, log_path, port)
+    return start_daemon(
+        data_dir,
+        command=command[0],
+        args=tuple(command[1:]),
+        config_text=config_text,
+        env={"TRADINGD_LOG_FORMAT": "json"},
+    )
 
 
 @pytest.fixture
