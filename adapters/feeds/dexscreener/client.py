@@ -1,0 +1,132 @@
+"""The DexScreener request: `GET /tokens/v1/{chainId}/{comma-joined addresses}`, bounded in time
+and in body size (../shared/contracts/dexscreener.md, "Endpoints" and "Behaviour and limits")."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import re
+from collections.abc import Callable, Sequence
+
+import aiohttp
+from yarl import URL
+
+TOKENS_PATH = "tokens/v1"
+MAX_ADDRESSES = 30  # the reference's "up to 30 addresses"; more is undocumented
+# An error body is at most a short text or a proxy's HTML page: only its start is kept.
+ERROR_TEXT_BYTES = 512
+MAX_RETRY_AFTER_S = 600.0  # a Retry-After beyond this is taken as this: never wait for days
+# A chain address: base58 (Solana mints, 32-44 characters) or 0x + 40 hex (EVM). Anything else
+# (a CCXT instrument "binance:BTC/USDT") is not DexScreener's and never goes into a URL.
+_ADDRESS = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,44}|0[xX][0-9a-fA-F]{40}")
+
+
+def is_address(token: str) -> bool:
+    """Whether `token` is a chain address DexScreener can be asked about."""
+    return _ADDRESS.fullmatch(token) is not None
+
+
+class DexStatusError(Exception):
+    """DexScreener (or a proxy before it) answered `status` instead of 200. `text`: the body's
+    first bytes, printable; `retry_after_s`: its Retry-After in seconds, if any."""
+
+    def __init__(self, status: int, text: str, retry_after_s: float | None) -> None:
+        super().__init__(f"HTTP {status}: {text}" if text else f"HTTP {status}")
+        self.status = status
+        self.text = text
+        self.retry_after_s = retry_after_s
+
+
+class ResponseTooLarge(Exception):
+    """The body passed the configured bound (reading stopped there)."""
+
+
+def retry_after_s(value: str | None, now_ms: int) -> float | None:
+    """A Retry-After header (delta seconds or an HTTP date) as seconds from `now_ms` (epoch ms),
+    within 0..MAX_RETRY_AFTER_S; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - now_ms / 1000
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+class DexScreenerClient:
+    """Requests to one DexScreener base URL for one chain, over a caller-owned session."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        chain: str,
+        timeout_s: float,
+        max_bytes: int,
+        clock: Callable[[], int],
+    ) -> None:
+        self._session = session
+        self._base = URL(base_url.rstrip("/"))
+        self.chain = chain
+        self.timeout_s = timeout_s
+        self.max_bytes = max_bytes
+        self._clock = clock
+
+    def url(self, addresses: Sequence[str]) -> URL:
+        """The request URL; each address is one path-encoded piece of the comma-joined list."""
+        joined = ",".join(addresses)
+        return self._base / TOKENS_PATH / self.chain / joined
+
+    async def tokens(self, addresses: Sequence[str]) -> bytes:
+        """The body of `/tokens/v1/{chain}/{addresses}` (a JSON array of Pair), all within
+        `timeout_s`. Raises ValueError for 0 or more than 30 addresses or one that is not
+        `is_address` (never sent),
+        DexStatusError, ResponseTooLarge, TimeoutError, aiohttp.ClientError or OSError."""
+        if not 0 < len(addresses) <= MAX_ADDRESSES:
+            raise ValueError(f"{len(addresses)} addresses: 1 to {MAX_ADDRESSES} per request")
+        if not all(map(is_address, addresses)):
+            raise ValueError("not a chain address")
+        async with asyncio.timeout(self.timeout_s):
+            resp = await self._session.get(
+                self.url(addresses), allow_redirects=False, headers={"Accept": "application/json"}
+            )
+            try:
+                if resp.status != 200:
+                    raise await self._status_error(resp)
+                return await self._read_bounded(resp)
+            finally:
+                # close, not release: a body left unread (too large, cut short, timed out)
+                # must not go back to the pool with the connection
+                resp.close()
+
+    async def _status_error(self, resp: aiohttp.ClientResponse) -> DexStatusError:
+        try:
+            raw = await resp.content.read(ERROR_TEXT_BYTES)
+        except (aiohttp.ClientError, OSError):
+            raw = b""
+        text = raw.decode("utf-8", "replace").strip()
+        text = "".join(c if c.isprintable() else " " for c in text)
+        wait = retry_after_s(resp.headers.get("Retry-After"), self._clock())
+        return DexStatusError(resp.status, text, wait)
+
+    async def _read_bounded(self, resp: aiohttp.ClientResponse) -> bytes:
+        limit = self.max_bytes
+        if resp.content_length is not None and resp.content_length > limit:
+            raise ResponseTooLarge(f"Content-Length {resp.content_length} > {limit} bytes")
+        parts: list[bytes] = []
+        size = 0
+        while chunk := await resp.content.readany():
+            size += len(chunk)
+            if size > limit:
+                raise ResponseTooLarge(f"body passed {limit} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
