@@ -174,12 +174,27 @@ async def test_scaling_is_the_exact_decimal_value_for_every_exponent(
         assert tick.ts == fake.feeds[feed_id].publish_time * 1000
 
 
-def test_integer_scaling_matches_decimal_on_random_mantissas() -> None:
+def test_parsed_prices_equal_the_decimal_formula_on_random_mantissas() -> None:
+    # both the fast path (<= 15 digits, -22 <= expo < 0) and the exact-integer path
     rng = random.Random(7)
-    for _ in range(20_000):
-        mantissa = str(rng.randrange(1, 10 ** rng.randint(1, 19)))
-        expo = rng.randint(-18, 6)
-        assert scaled(mantissa, expo) == float(Decimal(mantissa) * Decimal(10) ** expo)
+    hermes = FakeHermes()
+    parser = PriceParser({BTC: (MINT_BTC,)})
+    for _ in range(5000):
+        price = str(rng.randrange(1, 10 ** rng.randint(1, 19)))
+        conf = str(rng.randrange(0, 10 ** rng.randint(1, 19)))
+        expo = rng.randint(-30, 6)
+        hermes.set_price(BTC, price, conf=conf, expo=expo, publish_time=1)
+        (tick,), _, _ = parser.parse(hermes.update_json([BTC]))
+        assert tick.price_usd == float(Decimal(price) * Decimal(10) ** expo), (price, expo)
+        assert tick.conf_usd == float(Decimal(conf) * Decimal(10) ** expo), (conf, expo)
+        assert scaled(price, expo) == tick.price_usd
+
+
+@pytest.mark.parametrize("text", ["+5", "1_0", " 5", "5 ", "\u0661\u0662", "1e3", "0x10", "", "-"])
+def test_a_mantissa_that_is_not_plain_decimal_digits_is_malformed(text: str) -> None:
+    hermes = FakeHermes()
+    hermes.set_price(BTC, text)
+    assert PriceParser({BTC: (MINT_BTC,)}).parse(hermes.update_json([BTC])) == ([], 1, 0)
 
 
 def test_non_positive_prices_number_prices_and_unknown_ids_are_dropped_and_counted() -> None:
