@@ -38,6 +38,8 @@ _BASE_COUNTERS = (
     "errors_too_large",
     "errors_no_pair",
 )
+# The first wait after a failure: an eighth of the cap (so a few failures in a row climb to it),
+# at most half a second.
 BACKOFF_INITIAL_MS = 500
 DOWN_AFTER_FAILURES = 3  # failed requests in a row (429s aside) before health says "down"
 MIN_STALE_MS = 15_000
@@ -76,7 +78,7 @@ class DexScreenerFeed:
         self._clock = clock
         self._quotes = frozenset(s.upper() for s in settings.quote_symbols)
         self._gate = RequestGate(settings.max_requests_per_min)
-        initial = min(BACKOFF_INITIAL_MS, settings.backoff_max_ms)
+        initial = max(1, min(BACKOFF_INITIAL_MS, settings.backoff_max_ms // 8))
         self._backoff = Backoff(initial, settings.backoff_max_ms, rng or random.Random())
         self._counters: dict[str, int] = dict.fromkeys(_BASE_COUNTERS, 0)
         self.last_tick_ms: int | None = None
