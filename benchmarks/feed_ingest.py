@@ -2,26 +2,30 @@
 PythFeed (`runtime.push_ticks`), against the floor of reading and JSON-decoding the same bytes,
 and tick -> exit-decision latency with 10,000 open positions on the ticking tokens.
 
-Set-up, through the public Engine API: 100 Pyth feeds (one mint each), 10 paper agents with a
-fixed -50 % stop; 10 buy signals per token, each at a price 1 % lower than the last, filled on
-paper: 10,000 open positions whose stops lie 1 % apart per token.
+Set-up, through the public Engine API: 100 Pyth feeds (one mint each); 10 paper agents, each
+with its own fixed stop (-50 %, -50.37 %, ...); 10 buy signals per token, each 1 % lower than
+the last, filled on paper: 10,000 open positions, every one with its own stop level.
 
 1. Throughput. The fake Hermes (tests/fakes/hermes.py, same process and uvloop loop) writes
    pre-encoded SSE events as fast as the reader takes them: each event carries all 100 feeds
-   (parsed entries with ema_price and metadata, and ~62 kB of binary hex, about what Hermes
-   sends for 100 feeds). Prices wobble 0.01 % (no exit triggers). Measured: ticks/s applied
-   through PythFeed + Runtime + Engine, then, on the same stream, the floor: aiohttp reading
-   the chunks, splitting `data:` lines, msgspec-decoding each (untyped, as a bare consumer).
+   (parsed entries with ema_price and metadata, and ~64 kB of binary hex, about what Hermes
+   sends for 100 feeds: ~97 kB an event). Prices wobble 0.01 % (no exit triggers). Measured, on
+   the same stream: ticks/s through PythFeed + Runtime + Engine; the floor (aiohttp reading the
+   chunks, splitting `data:` lines, msgspec-decoding each, untyped, as a bare consumer would);
+   and the two parts: PythFeed into a no-op push, and `runtime.push_ticks` alone on the same
+   parsed ticks.
 2. Latency. Events paced one at a time (the loop is idle when each is sent); in each, one token
-   falls 1 %, crossing the stops of one cohort (10 positions). Timed from just before the fake
-   writes the event to the runtime's event subscriber seeing the ExitTriggered (so the sample
-   holds the localhost write/read, SSE framing, JSON decoding, the ticks of the batch ahead of
-   that token, and the decision). `engine_us` is the daemon metric's part: from the start of
-   `push_ticks` to the decision.
+   falls between two consecutive stop levels, so exactly one position exits. Timed from just
+   before the fake writes the event to the runtime's event subscriber seeing the ExitTriggered:
+   the localhost write/read, SSE framing, decoding all 100 entries, the engine's ticks ahead of
+   that token in the batch, and the decision. `tick_to_exit_engine_us` is the daemon metric's
+   part (tradingd_tick_to_exit_decision_seconds): from the start of `push_ticks`.
 
     .venv/bin/python benchmarks/feed_ingest.py [--json PATH] [--ticks N] [--budget-s S]
+        [--steps N]
 
-Bounded: each throughput measure stops at --ticks or --budget-s; the whole run takes < 60 s."""
+Bounded: each throughput measure stops at --ticks or --budget-s (default 1,000,000 / 6 s); the
+latency phase sends 100 x --steps events (default 1,200); the whole run takes < 60 s."""
 
 from __future__ import annotations
 
@@ -330,7 +334,7 @@ def cli() -> None:
     )
     add_json_arg(parser)
     parser.add_argument("--ticks", type=int, default=1_000_000, help="ticks per throughput measure")
-    parser.add_argument("--budget-s", type=float, default=8.0, help="time bound of each measure")
+    parser.add_argument("--budget-s", type=float, default=6.0, help="time bound of each measure")
     parser.add_argument(
         "--steps", type=int, default=12, help="exits per token in the latency phase (<= 99)"
     )

@@ -606,3 +606,14 @@ async def test_the_fake_speaks_hermes_answers(fake: FakeHermes) -> None:
         async with http.get(f"{base}?ids[]=abc") as resp:
             assert resp.status == 400
             assert (await resp.text()).startswith("Failed to deserialize query string. Error: ")
+
+
+def test_a_configured_id_that_is_not_64_hex_is_skipped_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="tradingd.feeds.pyth"):
+        feed = PythFeed(settings("http://127.0.0.1:9"), {MINT_BTC: "0x1234", MINT_SOL: SOL}, list)
+    assert not feed.covers(MINT_BTC) and feed.covers(MINT_SOL)
+    (record,) = caplog.records
+    assert record.token == MINT_BTC  # type: ignore[attr-defined]
+    assert feed.health()["status"] == "idle"

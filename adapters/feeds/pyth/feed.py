@@ -78,8 +78,9 @@ class PythFeed:
 
     `ids`: mint -> feed id (any case, `0x` optional; an id that is not 64 hex is logged and
     skipped). `watched()` names the mints to price now. Ticks: token = the mint, price_usd and
-    conf_usd in USD per whole token, ts = publish_time in epoch ms, source "pyth". `api_key` goes
-    only into the Authorization header."""
+    conf_usd in USD per whole token, ts = publish_time in epoch ms, source "pyth". `api_key`
+    (else `settings.api_key`) goes only into the Authorization header, never into a log line,
+    an error text, `health()` or repr."""
 
     source = SOURCE
 
@@ -95,7 +96,7 @@ class PythFeed:
         self.settings = settings
         self._watched = watched
         self._clock = clock
-        self._api_key = api_key
+        self._api_key = api_key or settings.api_key
         self._rng = rng or random.Random()
         self.id_of: dict[str, str] = {}
         mints_by_id: dict[str, tuple[str, ...]] = {}
@@ -192,16 +193,10 @@ class PythFeed:
         primed: set[str] = set()
         interval = self.settings.watch_interval_ms / 1000
         while True:
-            want = self._want()
-            primed &= want  # a feed watched again later is primed again
-            if not want:
-                self._idle = True
-                await self._stop(self._candidate)
-                await self._stop(self._active)
-                self._active = self._candidate = None
-            else:
-                self._idle = False
-                await self._resubscribe(want, primed)
+            try:
+                await self._follow_watched(primed)
+            except Exception:  # a bug here must not end the feed: the next turn tries again
+                log.exception("pyth: resubscribe failed")
             candidate = self._candidate
             if candidate is None:
                 await asyncio.sleep(interval)
@@ -213,6 +208,18 @@ class PythFeed:
                 # make-before-break: the old stream closes only once the new one answered
                 old, self._active, self._candidate = self._active, candidate, None
                 await self._stop(old)
+
+    async def _follow_watched(self, primed: set[str]) -> None:
+        want = self._want()
+        primed &= want  # a feed watched again later is primed again
+        if want:
+            self._idle = False
+            await self._resubscribe(want, primed)
+            return
+        self._idle = True
+        await self._stop(self._candidate)
+        await self._stop(self._active)
+        self._active = self._candidate = None
 
     async def _resubscribe(self, want: frozenset[str], primed: set[str]) -> None:
         if self._active is not None and self._active.ids == want:
