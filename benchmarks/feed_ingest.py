@@ -15,10 +15,10 @@ the last, filled on paper: 10,000 open positions, every one with its own stop le
    and the two parts: PythFeed into a no-op push, and `runtime.push_ticks` alone on the same
    parsed ticks.
 2. Latency. Events paced one at a time (the loop is idle when each is sent); in each, one token
-   falls between two consecutive stop levels, so exactly one position exits. Timed from just
-   before the fake writes the event to the runtime's event subscriber seeing the ExitTriggered:
-   the localhost write/read, SSE framing, decoding all 100 entries, the engine's ticks ahead of
-   that token in the batch, and the decision. `tick_to_exit_engine_us` is the daemon metric's
+   falls between two consecutive stop levels, so exactly one position exits. Timed from the
+   moment the fake's write of the event returned (its bytes are in our socket) to the runtime's
+   event subscriber seeing the ExitTriggered: the read, SSE framing, decoding all 100 entries,
+   the engine's ticks ahead of that token in the batch, and the decision. `tick_to_exit_engine_us` is the daemon metric's
    part (tradingd_tick_to_exit_decision_seconds): from the start of `push_ticks`.
 
     .venv/bin/python benchmarks/feed_ingest.py [--json PATH] [--ticks N] [--budget-s S]
@@ -220,7 +220,10 @@ async def latency(bench: Bench, fake: FakeHermes, steps: int) -> dict[str, Any]:
     runtime = bench.runtime
 
     def push_ticks(ticks: list[Tick]) -> None:
-        current["seq"] = ticks[0].ts // 1000 - BASE_S
+        seq = ticks[0].ts // 1000 - BASE_S
+        current["seq"] = seq
+        if seq in sent_at:
+            sent_at[seq] = fake.last_write_at  # the event's bytes were on our socket
         runtime.push_ticks(ticks)
         arrived.set()
 

@@ -100,6 +100,8 @@ class FakeHermes:
         self.firehose_payload = b""
         self.firehose_repeat = 0
         self._failures: list[_Failure] = []
+        # time.perf_counter() when the last queued item was handed to a stream's socket
+        self.last_write_at = 0.0
         self._conns: list[_Conn] = []
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -323,6 +325,7 @@ class FakeHermes:
             if item is None:
                 return
             await conn.resp.write(item)
+            self.last_write_at = time.perf_counter()
 
 
 class BlackHole:
