@@ -17,6 +17,7 @@ from tradingd.adapters.app.runtime import Runtime
 from tradingd.adapters.app.settings import DexScreenerFeedSettings
 from tradingd.adapters.feeds.dexscreener import DexScreenerFeed
 from tradingd.adapters.feeds.dexscreener.client import retry_after_s
+from tradingd.adapters.feeds.dexscreener.fetches import FetchBatcher
 from tradingd.adapters.feeds.dexscreener.parsing import best_pair, decode_pairs, price_usd
 from tradingd.adapters.feeds.dexscreener.rate import FETCH, POLL, RequestGate
 from tradingd.adapters.feeds.dexscreener.schemas import Pair
@@ -391,6 +392,47 @@ async def test_fetch_prices_an_unwatched_token_ahead_of_the_polling_queue(
     polls_before = [q for q in fake.requests[:at] if q.addresses != [LOW]]
     assert len(polls_before) <= 3  # the fetch took the next free slot, not the end of the pass
     assert LOW not in {t.token for t in r.ticks}  # fetched ticks are the caller's to push
+
+
+async def test_fetches_waiting_together_share_one_request(fake: FakeDexScreener, start) -> None:  # type: ignore[no-untyped-def]
+    tokens = MANY[:40]
+    for i, token in enumerate(tokens):
+        fake.set_pairs(
+            token, low_pair() | {"baseToken": {"address": token}, "priceUsd": f"{i + 1}"}
+        )
+    r = start(watched=lambda: [BABY])
+    await r.ticks_reach(1)
+    asked = len(fake.requests)
+    # ten signals at once, then one asking for 30 more: 40 tokens, two requests of <= 30
+    calls = [r.feed.fetch([t], 3.0) for t in tokens[:10]] + [r.feed.fetch(tokens[10:], 3.0)]
+    results = await asyncio.wait_for(asyncio.gather(*calls), 5.0)
+    assert [[t.price_usd for t in ticks] for ticks in results[:10]] == [
+        [i + 1.0] for i in range(10)
+    ]
+    assert [t.price_usd for t in results[10]] == [i + 1.0 for i in range(10, 40)]
+    fetched = [q.addresses for q in fake.requests[asked:] if q.addresses != [BABY]]
+    assert fetched == [tokens[:30], tokens[30:]]
+
+
+async def test_a_fetch_batch_nobody_waits_for_any_more_sends_nothing() -> None:
+    turn = asyncio.Event()
+    sent: list[list[str]] = []
+
+    async def send(tokens: list[str]) -> list[Tick]:
+        sent.append(tokens)
+        return [Tick(t, 1.0, NOW, "dexscreener") for t in tokens]
+
+    batcher = FetchBatcher(turn.wait, send, 30)
+    gave_up = asyncio.create_task(batcher.fetch([BABY]))
+    await asyncio.sleep(0.01)
+    gave_up.cancel()
+    await asyncio.gather(gave_up, return_exceptions=True)
+    turn.set()
+    await poll_until_async(lambda: batcher.skipped == 1, what="skipped batch")
+    assert sent == []
+    assert [t.token for t in await asyncio.wait_for(batcher.fetch([WSOL]), 2)] == [WSOL]
+    assert sent == [[WSOL]]
+    await batcher.close()
 
 
 async def test_fetch_before_run_uses_its_own_session(fake: FakeDexScreener) -> None:

@@ -17,6 +17,7 @@ from tradingd.engine.model import Tick
 from tradingd.engine.ports import ComponentHealth, PushTicks
 
 from .client import DexScreenerClient, DexStatusError, ResponseTooLarge, is_address
+from .fetches import FetchBatcher
 from .parsing import SOURCE, MalformedBody, decode_pairs, price_tokens
 from .rate import FETCH, POLL, Backoff, RequestGate
 
@@ -78,6 +79,9 @@ class DexScreenerFeed:
         self._clock = clock
         self._quotes = frozenset(s.upper() for s in settings.quote_symbols)
         self._gate = RequestGate(settings.max_requests_per_min)
+        self._fetches = FetchBatcher(
+            lambda: self._gate.acquire(FETCH), self._send_fetch, settings.max_addresses_per_request
+        )
         initial = max(1, min(BACKOFF_INITIAL_MS, settings.backoff_max_ms // 8))
         self._backoff = Backoff(initial, settings.backoff_max_ms, rng or random.Random())
         self._counters: dict[str, int] = dict.fromkeys(_BASE_COUNTERS, 0)
@@ -135,25 +139,21 @@ class DexScreenerFeed:
         return "ok", ""
 
     async def fetch(self, tokens: list[str], timeout_s: float) -> list[Tick]:
-        """The prices of `tokens` now, ahead of the polling queue (same rate gate), within
-        `timeout_s`; [] on any failure (counted, never raised). Not pushed: the caller does."""
-        wanted = list(dict.fromkeys(t for t in tokens if is_address(t)))
+        """The prices of `tokens` now, ahead of the polling queue (same rate gate; fetches that
+        wait together share one request), within `timeout_s`; [] on any failure (counted,
+        never raised). Not pushed: the caller does."""
+        wanted = [t for t in dict.fromkeys(tokens) if is_address(t)]
         if not wanted or timeout_s <= 0:
             return []
         if self._gate.paused_for() >= timeout_s:
-            return []  # rate limited past the caller's wait: asking now would fail anyway
-        size = self.settings.max_addresses_per_request
-        ticks: list[Tick] = []
+            self._bump("errors_fetch_rate_limited")  # asking now would wait past the caller
+            return []
         try:
             async with asyncio.timeout(timeout_s):
-                for i in range(0, len(wanted), size):
-                    try:
-                        ticks += await self._request(wanted[i : i + size], FETCH)
-                    except _Failed:
-                        pass
+                return await self._fetches.fetch(wanted)
         except TimeoutError:
             self._bump("errors_fetch_timeout")
-        return ticks
+            return []
 
     async def run(self, push_ticks: PushTicks, /) -> None:
         """Poll until cancelled; never raises anything else (every failure is retried)."""
@@ -164,7 +164,6 @@ class DexScreenerFeed:
                 await self._poll_forever(push_ticks)
             finally:
                 self._client = None
-                self._gate.close()
 
     # -- polling ------------------------------------------------------------------------------
 
@@ -197,8 +196,9 @@ class DexScreenerFeed:
         size = self.settings.max_addresses_per_request
         for i in range(0, len(tokens), size):
             batch = tokens[i : i + size]
+            await self._gate.acquire(POLL)
             try:
-                ticks = await self._request(batch, POLL)
+                ticks = await self._send(batch)
             except _Failed as failed:
                 # the batch's tokens are asked again in the next pass
                 self._counters["reconnects"] += 1
@@ -225,10 +225,15 @@ class DexScreenerFeed:
 
     # -- one request --------------------------------------------------------------------------
 
-    async def _request(self, addresses: Sequence[str], priority: int) -> list[Tick]:
-        """Ask for `addresses` once through the gate; their ticks (maybe none). Raises _Failed
-        after counting the failure (a 429 pauses the gate for every request)."""
-        await self._gate.acquire(priority)
+    async def _send_fetch(self, addresses: list[str]) -> list[Tick]:
+        try:
+            return await self._send(addresses)
+        except _Failed:
+            return []
+
+    async def _send(self, addresses: Sequence[str]) -> list[Tick]:
+        """Ask for `addresses` once (the caller has passed the gate); their ticks (maybe none).
+        Raises _Failed after counting the failure (a 429 pauses the gate for every request)."""
         self._counters["requests"] += 1
         try:
             body = await self._get(addresses)

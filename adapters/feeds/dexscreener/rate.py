@@ -88,12 +88,6 @@ class RequestGate:
             # from now, not from `at`: a late timer must not let a catch-up burst through
             self._next_at = now + self.spacing_s
 
-    def close(self) -> None:
-        """Stop the timer (waiters stay; they are the caller's tasks to cancel)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
 
 class Backoff:
     """Exponential backoff with full jitter: the n-th wait is uniform in
