@@ -617,3 +617,18 @@ def test_a_configured_id_that_is_not_64_hex_is_skipped_with_a_warning(
     (record,) = caplog.records
     assert record.token == MINT_BTC  # type: ignore[attr-defined]
     assert feed.health()["status"] == "idle"
+
+
+async def test_prices_with_an_old_publish_time_make_the_feed_stale(fake: FakeHermes, start) -> None:  # type: ignore[no-untyped-def]
+    for feed_id in (BTC, SOL):
+        fake.set_price(feed_id, "100", publish_time=now_s() - 120)  # two minutes old
+    r = start(idle_timeout_s=60)
+    await streaming(fake)
+    await fake.publish()
+    await r.batches_reach(2)
+    health = r.feed.health()
+    assert health["status"] == "stale" and "publish_time" in str(health["reason"])
+    for feed_id in (BTC, SOL):
+        fake.set_price(feed_id, "100", publish_time=now_s())
+    await fake.publish()
+    await poll_until_async(lambda: r.feed.health()["status"] == "ok", what="fresh again")

@@ -109,6 +109,7 @@ class PythFeed:
             mints_by_id[feed_id] = (*mints_by_id.get(feed_id, ()), mint)
         self._parser = PriceParser(mints_by_id)
         self.last_tick_ms: int | None = None
+        self._newest_ts: int | None = None  # the newest publish_time pushed, epoch ms
         self._counters: dict[str, int] = dict.fromkeys(_BASE_COUNTERS, 0)
         self._tokens: tuple[str, ...] = ()
         self._client: HermesClient | None = None
@@ -145,6 +146,9 @@ class PythFeed:
                 since = max(self.last_tick_ms or 0, self._streaming_since or 0)
                 if now - since > idle_ms:
                     status, reason = "stale", f"no tick for more than {idle_ms:.0f} ms"
+                elif self._newest_ts is not None and now - self._newest_ts > idle_ms:
+                    # ticks arrive, but Hermes' newest publish_time is old: its prices are
+                    status, reason = "stale", f"newest publish_time older than {idle_ms:.0f} ms"
         return {
             "status": status,
             "reason": reason,
@@ -357,6 +361,9 @@ class PythFeed:
             return
         self._counters["ticks"] += len(ticks)
         self.last_tick_ms = self._clock()
+        newest = max(t.ts for t in ticks)
+        if self._newest_ts is None or newest > self._newest_ts:
+            self._newest_ts = newest
 
     def _on_status(self, stream: _Stream, exc: HermesStatusError, backoff: Backoff) -> float:
         status = exc.status
