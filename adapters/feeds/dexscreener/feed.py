@@ -38,6 +38,10 @@ _BASE_COUNTERS = (
     "errors_malformed_pair",
     "errors_too_large",
     "errors_no_pair",
+    "errors_fetch_timeout",
+    "errors_fetch_rate_limited",
+    "errors_push",
+    "errors_internal",
 )
 # The first wait after a failure: an eighth of the cap (so a few failures in a row climb to it),
 # at most half a second.
@@ -109,7 +113,7 @@ class DexScreenerFeed:
     def health(self) -> ComponentHealth:
         now = self._clock()
         age = None if self.last_tick_ms is None else now - self.last_tick_ms
-        paused = self._gate.paused_for() if self._client is not None else 0.0
+        paused = self._gate.paused_for()
         status, reason = self._status(now, paused)
         return {
             "status": status,
@@ -186,7 +190,12 @@ class DexScreenerFeed:
             started = loop.time()
             tokens = self._want()
             if tokens:
-                await self._pass(tokens, push_ticks)
+                try:
+                    await self._pass(tokens, push_ticks)
+                except Exception:  # a bug here must cost a pass, never the feed
+                    log.exception("dexscreener: a polling pass failed unexpectedly")
+                    self._count_error("internal", "a polling pass failed unexpectedly")
+                    await self._wait_backoff()
                 self._counters["passes"] += 1
             # a pass longer than the interval is followed at once by the next; the gate alone
             # paces the requests, so that never bursts

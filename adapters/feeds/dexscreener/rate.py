@@ -11,6 +11,7 @@ import asyncio
 import heapq
 import itertools
 import random
+import time
 from collections.abc import Callable
 
 FETCH = 0  # a signal waits on this price: served first
@@ -23,9 +24,10 @@ class RequestGate:
     Waiters are served by priority (FETCH before POLL), then in arrival order. `pause(s)` holds
     every request, waiting or not yet asked, for `s` seconds (a 429's Retry-After).
 
-    `monotonic`: seconds, the event loop's clock by default (its timers are set on it)."""
+    `monotonic`: seconds; the timers are set relative to it, so any steady clock serves
+    (time.monotonic, which health() may read outside the event loop too)."""
 
-    def __init__(self, per_min: int, monotonic: Callable[[], float] | None = None) -> None:
+    def __init__(self, per_min: int, monotonic: Callable[[], float] = time.monotonic) -> None:
         if per_min < 1:
             raise ValueError("per_min must be >= 1")
         self.spacing_s = 60.0 / per_min
@@ -37,22 +39,13 @@ class RequestGate:
         self._timer: asyncio.TimerHandle | None = None
         self.granted = 0
 
-    def _now(self) -> float:
-        if self._monotonic is not None:
-            return self._monotonic()
-        return asyncio.get_running_loop().time()
-
     def paused_for(self) -> float:
         """Seconds left of the current pause (0 when none)."""
-        return max(0.0, self._paused_until - self._now())
-
-    def wait_estimate(self) -> float:
-        """Seconds until a FETCH asked now would be let through, ignoring other fetches."""
-        return max(0.0, self._next_at - self._now(), self._paused_until - self._now())
+        return max(0.0, self._paused_until - self._monotonic())
 
     def pause(self, seconds: float) -> None:
         """Hold every request for `seconds` from now (a longer pause already set stays)."""
-        self._paused_until = max(self._paused_until, self._now() + seconds)
+        self._paused_until = max(self._paused_until, self._monotonic() + seconds)
         self._dispatch()
 
     async def acquire(self, priority: int = POLL) -> None:
@@ -76,7 +69,7 @@ class RequestGate:
             if waiters[0][2].done():  # cancelled while waiting
                 heapq.heappop(waiters)
                 continue
-            now = self._now()
+            now = self._monotonic()
             at = max(self._next_at, self._paused_until)
             if at > now:
                 loop = asyncio.get_running_loop()
