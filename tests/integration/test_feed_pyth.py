@@ -17,8 +17,8 @@ import pytest
 from tradingd.adapters.app.runtime import Runtime
 from tradingd.adapters.app.settings import PythFeedSettings
 from tradingd.adapters.feeds.pyth import PythFeed
+from tradingd.adapters.feeds.pyth.backoff import Backoff
 from tradingd.adapters.feeds.pyth.client import retry_after_s
-from tradingd.adapters.feeds.pyth.feed import Backoff
 from tradingd.adapters.feeds.pyth.parsing import PriceParser, scaled
 from tradingd.adapters.feeds.pyth.sse import EventTooLarge, SseDecoder, SseEvent
 from tradingd.adapters.feeds.synthetic import demo_mint
@@ -479,7 +479,7 @@ async def test_backoff_grows_and_is_bounded(fake: FakeHermes, start) -> None:  #
     for gap, ceiling in zip(gaps_ms, [20, 40, 80, 80, 80, 80], strict=True):
         assert gap >= ceiling * 0.95  # the wait is at least the backoff (monotonic clock)
     b = Backoff(20, 80, random.Random(3))
-    assert [b.ceiling_ms() for _ in range(1) if True] == [20]
+    assert b.ceiling_ms() == 20
     delays = [b.next_s() * 1000 for _ in range(50)]
     assert all(0 <= d <= 80 for d in delays) and b.ceiling_ms() == 80
     b.reset()

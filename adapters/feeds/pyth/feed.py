@@ -16,6 +16,7 @@ from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.engine.model import Tick
 from tradingd.engine.ports import ComponentHealth, PushTicks
 
+from .backoff import Backoff
 from .client import HermesClient, HermesStatusError, ResponseTooLarge
 from .parsing import SOURCE, PriceParser, is_feed_id, normalize_id
 from .sse import EventTooLarge, SseDecoder, SseEvent
@@ -36,28 +37,6 @@ _BASE_COUNTERS = (
     "errors_timeout",
     "errors_connection",
 )
-
-
-class Backoff:
-    """Exponential backoff with full jitter: the n-th wait is uniform in
-    [0, min(max_ms, initial_ms × 2^n)] ms. `reset` after a healthy stream."""
-
-    def __init__(self, initial_ms: int, max_ms: int, rng: random.Random) -> None:
-        self.initial_ms = initial_ms
-        self.max_ms = max(max_ms, initial_ms)
-        self.rng = rng
-        self.attempt = 0
-
-    def ceiling_ms(self) -> int:
-        return min(self.max_ms, self.initial_ms * 2 ** min(self.attempt, 40))
-
-    def next_s(self) -> float:
-        ceiling = self.ceiling_ms()
-        self.attempt += 1
-        return self.rng.uniform(0, ceiling) / 1000
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class _Stream:
