@@ -93,7 +93,7 @@ class Backoff:
         self.attempt = 0
 
     def ceiling_ms(self) -> int:
-        return min(self.max_ms, self.initial_ms * 2 ** min(self.attempt, 40))
+        return min(self.max_ms, self.initial_ms << min(self.attempt, 40))
 
     def next_s(self) -> float:
         ceiling = self.ceiling_ms()
