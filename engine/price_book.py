@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from . import events as ev
 from .assets import KNOWN_DECIMALS, quote_mint
 from .model import Tick
+from .token_market import VOL_SAMPLE_MS
 
 if TYPE_CHECKING:
     from .state import EngineState
@@ -67,20 +68,28 @@ def admit_tick(state: EngineState, tick: Tick, now: int) -> str | None:
     `token_capacity` (see `room_for_price`), `secondary` (kept for failover and the
     cross-check: a higher-priority source has a fresh price, see price_sources). A tick that
     gets as far as `secondary` also updates the token's market data and divergence state."""
-    if now - tick.ts > state.max_price_age_ms:
+    # The hot path of every tick: one lookup per table, no call when nothing needs one.
+    ts, token, source = tick.ts, tick.token, tick.source
+    if now - ts > state.max_price_age_ms:
         return "stale"
-    token, decimals = tick.token, tick.decimals
     sources = state.sources
-    same = sources.last(token, tick.source)
-    if same is not None and tick.ts < same.ts:
-        return "out_of_order"
     last = state.prices.get(token)
+    # A token priced by one source so far has no per-source table: its price is that source's
+    # last tick (PriceSources.ticks); the table starts with the second source.
+    by_source = sources.by_token.get(token)
+    if by_source is None:
+        same = last if last is not None and last.source == source else None
+    else:
+        same = by_source.get(source)
+    if same is not None and ts < same.ts:
+        return "out_of_order"
     if (
         last is not None
-        and tick.ts < last.ts
-        and sources.rank(token, last.source) == sources.rank(token, tick.source)
+        and ts < last.ts
+        and sources.rank(token, last.source) == sources.rank(token, source)
     ):
         return "out_of_order"
+    decimals = tick.decimals
     if (
         decimals is not None
         and state.decimals.get(token, decimals) != decimals
@@ -93,16 +102,37 @@ def admit_tick(state: EngineState, tick: Tick, now: int) -> str | None:
         and not room_for_price(state, token, now)
     ):
         return "token_capacity"
-    sources.record(tick)
-    state.market.on_tick(tick)
+    if by_source is not None:
+        if same is not None:
+            by_source[source] = tick
+        else:
+            sources.record(tick)
+    elif last is not None and same is None:  # a second source: the table starts
+        by_source = sources.by_token[token] = {last.source: last, source: tick}
+    market = state.market
+    # a pool figure comes with liquidity from every feed that has one (DexScreener, push)
+    if (
+        tick.conf_usd is not None
+        or tick.liquidity_usd is not None
+        or (
+            tick.market_cap_usd is not None
+            or tick.fdv_usd is not None
+            or tick.volume_24h_usd is not None
+            or tick.pair_created_at is not None
+        )
+    ):
+        market.on_tick(tick)
     if decimals is not None and token not in state.decimals:
         state.decimals[token] = decimals
-    if sources.policy.max_divergence_pct is not None:
-        cross_check(state, token, now)
-    if sources.outranked(tick, now, state.max_price_age_ms):
-        return "secondary"
+    if by_source is not None:
+        if sources.policy.max_divergence_pct is not None:
+            cross_check(state, token, now)
+        if sources.outranked(tick, now, state.max_price_age_ms):
+            return "secondary"
     state.prices[token] = tick
-    state.market.on_applied(tick)
+    vol = market.volatility.get(token)
+    if vol is None or ts - vol.last_ts >= VOL_SAMPLE_MS:
+        market.on_applied(tick)  # a volatility sample at most once a second
     return None
 
 

@@ -54,8 +54,9 @@ def _ranks(order: tuple[str, ...]) -> tuple[dict[str, int], int]:
 
 
 class PriceSources:
-    """Each token's last tick per source, and the token's diverged state. Bounded by the price
-    book (a token's entry goes when its price is evicted) and `max_sources_per_token`."""
+    """Each token's last tick per source, for tokens two or more sources have priced (see
+    `ticks`), and the token's diverged state. Bounded by the price book (a token's entry goes
+    when its price is evicted) and `max_sources_per_token`."""
 
     def __init__(self, policy: PricePolicy) -> None:
         self.policy = policy
@@ -72,18 +73,18 @@ class PriceSources:
         ranks, unlisted = self._token_ranks.get(token, self._ranks)
         return ranks.get(source, unlisted)
 
-    def last(self, token: str, source: str) -> Tick | None:
-        """The last tick `source` gave for `token`, or None."""
+    def ticks(self, token: str, price: Tick | None) -> Mapping[str, Tick]:
+        """The last tick of every source of `token`; `price` is the token's price, which is all
+        there is while one source prices it."""
         ticks = self.by_token.get(token)
-        return ticks.get(source) if ticks is not None else None
+        if ticks is not None:
+            return ticks
+        return {price.source: price} if price is not None else {}
 
     def record(self, tick: Tick) -> None:
-        """Remember `tick` as its source's last for the token. A new source beyond
-        `max_sources_per_token` replaces the token's oldest one."""
-        ticks = self.by_token.get(tick.token)
-        if ticks is None:
-            self.by_token[tick.token] = {tick.source: tick}
-            return
+        """Remember `tick` as its source's last in the token's table (which must exist). A new
+        source beyond `max_sources_per_token` replaces the token's oldest one."""
+        ticks = self.by_token[tick.token]
         if tick.source not in ticks and len(ticks) >= self.policy.max_sources_per_token:
             del ticks[min(ticks, key=lambda s: ticks[s].ts)]
         ticks[tick.source] = tick

@@ -62,14 +62,17 @@ class TokenMarket:
     when its price is evicted (`forget`)."""
 
     def __init__(self) -> None:
-        self.pools: dict[str, PoolData] = {}
-        self.confidence: dict[str, tuple[float, int]] = {}  # token -> (conf / price, ts ms)
+        # The ticks themselves are kept (no copy on the tick path); views are built on read.
+        self.pool_ticks: dict[str, Tick] = {}  # token -> its newest tick with a pool figure
+        self.conf_ticks: dict[str, Tick] = {}  # token -> its newest tick with a confidence
         self.volatility: dict[str, Volatility] = {}
 
     def on_tick(self, tick: Tick) -> None:
         """Keep the market data a tick carries (any source, applied or kept for failover). A
         tick with any pool figure replaces the token's pool data whole: figures from two
         different moments are never mixed."""
+        if tick.conf_usd is not None:
+            self.conf_ticks[tick.token] = tick
         if (
             tick.liquidity_usd is not None
             or tick.market_cap_usd is not None
@@ -77,17 +80,7 @@ class TokenMarket:
             or tick.volume_24h_usd is not None
             or tick.pair_created_at is not None
         ):
-            self.pools[tick.token] = PoolData(
-                source=tick.source,
-                ts=tick.ts,
-                liquidity_usd=tick.liquidity_usd,
-                market_cap_usd=tick.market_cap_usd,
-                fdv_usd=tick.fdv_usd,
-                volume_24h_usd=tick.volume_24h_usd,
-                pair_created_at=tick.pair_created_at,
-            )
-        if tick.conf_usd is not None and tick.price_usd > 0:
-            self.confidence[tick.token] = (tick.conf_usd / tick.price_usd, tick.ts)
+            self.pool_ticks[tick.token] = tick
 
     def on_applied(self, tick: Tick) -> None:
         """A tick became the token's price: a volatility sample."""
@@ -99,21 +92,33 @@ class TokenMarket:
 
     def pool(self, token: str, now: int, max_age_ms: int) -> PoolData | None:
         """The token's pool data if at most `max_age_ms` old at `now`, else None."""
-        data = self.pools.get(token)
-        return data if data is not None and now - data.ts <= max_age_ms else None
+        t = self.pool_ticks.get(token)
+        if t is None or now - t.ts > max_age_ms:
+            return None
+        return PoolData(
+            source=t.source,
+            ts=t.ts,
+            liquidity_usd=t.liquidity_usd,
+            market_cap_usd=t.market_cap_usd,
+            fdv_usd=t.fdv_usd,
+            volume_24h_usd=t.volume_24h_usd,
+            pair_created_at=t.pair_created_at,
+        )
 
     def liquidity_usd(self, token: str, now: int, max_age_ms: int) -> float | None:
         """The token's pool liquidity in USD if known and fresh, else None."""
-        data = self.pool(token, now, max_age_ms)
-        return data.liquidity_usd if data is not None else None
+        t = self.pool_ticks.get(token)
+        return t.liquidity_usd if t is not None and now - t.ts <= max_age_ms else None
 
     def conf_ratio(self, token: str, now: int, max_age_ms: int) -> float | None:
         """The newest confidence half-width over price (0.001 = 0.1%) if fresh, else None."""
-        known = self.confidence.get(token)
-        return known[0] if known is not None and now - known[1] <= max_age_ms else None
+        t = self.conf_ticks.get(token)
+        if t is None or t.conf_usd is None or now - t.ts > max_age_ms or t.price_usd <= 0:
+            return None
+        return t.conf_usd / t.price_usd
 
     def forget(self, token: str) -> None:
         """Drop what is known of the token (its price left the price book)."""
-        self.pools.pop(token, None)
-        self.confidence.pop(token, None)
+        self.pool_ticks.pop(token, None)
+        self.conf_ticks.pop(token, None)
         self.volatility.pop(token, None)

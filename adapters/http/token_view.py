@@ -26,8 +26,8 @@ def token_out(engine: Engine, registry: Mapping[str, TokenSettings], token: str)
     the registry knows it."""
     known = registry.get(token)
     now = engine.clock()
-    by_source = engine.sources.by_token.get(token, {})
     price = engine.prices.get(token)
+    by_source = engine.sources.ticks(token, price)
     if known is None and price is None and not by_source:
         return None
     age_limit = engine.max_price_age_ms

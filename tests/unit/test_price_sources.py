@@ -183,7 +183,7 @@ def test_sources_per_token_are_bounded():
     for i in range(10):
         h.clock.now += 1
         tick(h, f"src{i}", 1.0)
-    assert len(h.engine.sources.by_token[T]) == 3
+    assert len(h.engine.sources.ticks(T, h.engine.prices.get(T))) == 3
 
 
 # -- the kind: selection and the cross-check against a naive oracle -----------------------------
