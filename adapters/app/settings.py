@@ -98,6 +98,13 @@ class PythFeedSettings(_S):
     # How often the watched set is compared with the streamed one (a change opens a new stream).
     watch_interval_ms: Annotated[int, Meta(ge=50, le=60_000)] = 1000
 
+    def __repr__(self) -> str:  # the settings may be printed or logged: never the key
+        shown = (
+            f"{f}={'[redacted]' if f == 'api_key' and self.api_key else repr(getattr(self, f))}"
+            for f in self.__struct_fields__
+        )
+        return f"PythFeedSettings({', '.join(shown)})"
+
 
 class DexScreenerFeedSettings(_S):
     """`[feeds.dexscreener]`: polling of DexScreener's token pairs

@@ -57,3 +57,12 @@ def test_json_decoding_rejects_unknown_fields_with_path():
     with pytest.raises(ValidationError) as err:
         config_from_json(b'{"limits": {"max_open": 3}}')
     assert err.value.path == "$.limits"
+
+
+def test_the_pyth_api_key_never_shows_in_the_settings_repr():
+    from tradingd.adapters.app.settings import Settings
+
+    settings = Settings()
+    settings.feeds.pyth.api_key = "pyth-secret-key"
+    assert "pyth-secret-key" not in repr(settings)
+    assert "[redacted]" in repr(settings.feeds.pyth)
