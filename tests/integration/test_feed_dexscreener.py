@@ -16,11 +16,11 @@ import pytest
 from tradingd.adapters.app.runtime import Runtime
 from tradingd.adapters.app.settings import DexScreenerFeedSettings
 from tradingd.adapters.feeds.dexscreener import DexScreenerFeed
-from tradingd.adapters.feeds.dexscreener.client import retry_after_s
 from tradingd.adapters.feeds.dexscreener.fetches import FetchBatcher
 from tradingd.adapters.feeds.dexscreener.parsing import best_pair, decode_pairs, price_usd
 from tradingd.adapters.feeds.dexscreener.rate import FETCH, POLL, RequestGate
 from tradingd.adapters.feeds.dexscreener.schemas import Pair
+from tradingd.adapters.feeds.retry import retry_after_s
 from tradingd.adapters.feeds.synthetic import demo_mint
 from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.adapters.venues.paper import PaperVenue

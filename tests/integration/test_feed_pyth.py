@@ -17,10 +17,9 @@ import pytest
 from tradingd.adapters.app.runtime import Runtime
 from tradingd.adapters.app.settings import PythFeedSettings
 from tradingd.adapters.feeds.pyth import PythFeed
-from tradingd.adapters.feeds.pyth.backoff import Backoff
-from tradingd.adapters.feeds.pyth.client import retry_after_s
 from tradingd.adapters.feeds.pyth.parsing import PriceParser, scaled
 from tradingd.adapters.feeds.pyth.sse import EventTooLarge, SseDecoder, SseEvent
+from tradingd.adapters.feeds.retry import Backoff, retry_after_s
 from tradingd.adapters.feeds.synthetic import demo_mint
 from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.adapters.venues.paper import PaperVenue

@@ -4,18 +4,17 @@ and in body size (../shared/contracts/dexscreener.md, "Endpoints" and "Behaviour
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import re
 from collections.abc import Callable, Sequence
 
 import aiohttp
+from tradingd.adapters.feeds.retry import retry_after_s
 from yarl import URL
 
 TOKENS_PATH = "tokens/v1"
 MAX_ADDRESSES = 30  # the reference's "up to 30 addresses"; more is undocumented
 # An error body is at most a short text or a proxy's HTML page: only its start is kept.
 ERROR_TEXT_BYTES = 512
-MAX_RETRY_AFTER_S = 600.0  # a Retry-After beyond this is taken as this: never wait for days
 # A chain address: base58 (Solana mints, 32-44 characters) or 0x + 40 hex (EVM). Anything else
 # (a CCXT instrument "binance:BTC/USDT") is not DexScreener's and never goes into a URL.
 _ADDRESS = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,44}|0[xX][0-9a-fA-F]{40}")
@@ -39,27 +38,6 @@ class DexStatusError(Exception):
 
 class ResponseTooLarge(Exception):
     """The body passed the configured bound (reading stopped there)."""
-
-
-def retry_after_s(value: str | None, now_ms: int) -> float | None:
-    """A Retry-After header (delta seconds or an HTTP date) as seconds from `now_ms` (epoch ms),
-    within 0..MAX_RETRY_AFTER_S; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - now_ms / 1000
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 class DexScreenerClient:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 import aiohttp
 from tradingd.adapters.app.settings import DexScreenerFeedSettings
+from tradingd.adapters.feeds.retry import Backoff
 from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.engine.model import Tick
 from tradingd.engine.ports import ComponentHealth, PushTicks
@@ -19,7 +20,7 @@ from tradingd.engine.ports import ComponentHealth, PushTicks
 from .client import DexScreenerClient, DexStatusError, ResponseTooLarge, is_address
 from .fetches import FetchBatcher
 from .parsing import SOURCE, MalformedBody, decode_pairs, price_tokens
-from .rate import FETCH, POLL, Backoff, RequestGate
+from .rate import FETCH, POLL, RequestGate
 
 log = logging.getLogger("tradingd.feeds.dexscreener")
 

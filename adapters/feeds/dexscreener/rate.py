@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import random
 import time
 from collections.abc import Callable
 
@@ -80,25 +79,3 @@ class RequestGate:
             self.granted += 1
             # from now, not from `at`: a late timer must not let a catch-up burst through
             self._next_at = now + self.spacing_s
-
-
-class Backoff:
-    """Exponential backoff with full jitter: the n-th wait is uniform in
-    [0, min(max_ms, initial_ms × 2^n)] ms. `reset` after a success."""
-
-    def __init__(self, initial_ms: int, max_ms: int, rng: random.Random) -> None:
-        self.initial_ms = initial_ms
-        self.max_ms = max(max_ms, initial_ms)
-        self.rng = rng
-        self.attempt = 0
-
-    def ceiling_ms(self) -> int:
-        return min(self.max_ms, self.initial_ms << min(self.attempt, 40))
-
-    def next_s(self) -> float:
-        ceiling = self.ceiling_ms()
-        self.attempt += 1
-        return self.rng.uniform(0, ceiling) / 1000
-
-    def reset(self) -> None:
-        self.attempt = 0

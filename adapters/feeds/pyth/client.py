@@ -5,17 +5,16 @@
 from __future__ import annotations
 
 import asyncio
-import email.utils
 from collections.abc import Callable, Iterable
 
 import aiohttp
+from tradingd.adapters.feeds.retry import retry_after_s
 from yarl import URL
 
 STREAM_PATH = "/v2/updates/price/stream"
 LATEST_PATH = "/v2/updates/price/latest"
 # Hermes' answers are short text (`Price ids not found: 0x…`); a proxy's HTML page is cut here.
 ERROR_TEXT_BYTES = 512
-MAX_RETRY_AFTER_S = 600.0  # a Retry-After beyond this is taken as this: never wait for days
 
 
 class HermesStatusError(Exception):
@@ -31,27 +30,6 @@ class HermesStatusError(Exception):
 
 class ResponseTooLarge(Exception):
     """A /latest body passed the configured bound."""
-
-
-def retry_after_s(value: str | None, now_ms: int) -> float | None:
-    """A Retry-After header (delta seconds or an HTTP date) as seconds from `now_ms` (epoch ms),
-    within 0..MAX_RETRY_AFTER_S; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - now_ms / 1000
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 class HermesClient:

@@ -12,11 +12,11 @@ from collections.abc import Callable, Collection, Mapping
 
 import aiohttp
 from tradingd.adapters.app.settings import PythFeedSettings
+from tradingd.adapters.feeds.retry import Backoff
 from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.engine.model import Tick
 from tradingd.engine.ports import ComponentHealth, PushTicks
 
-from .backoff import Backoff
 from .client import HermesClient, HermesStatusError, ResponseTooLarge
 from .parsing import SOURCE, PriceParser, is_feed_id, normalize_id
 from .sse import EventTooLarge, SseDecoder, SseEvent
