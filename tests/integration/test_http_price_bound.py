@@ -5,7 +5,6 @@ nobody needs (unwatched, too old to buy on) are evicted to make room."""
 from __future__ import annotations
 
 import asyncio
-
 import hashlib
 import time
 
