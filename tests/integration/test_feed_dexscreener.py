@@ -652,7 +652,8 @@ async def test_the_fake_refuses_31_addresses_and_the_client_never_sends_them(
     fake: FakeDexScreener,
 ) -> None:
     import aiohttp
-    from tradingd.adapters.feeds.dexscreener.client import DexScreenerClient, DexStatusError
+    from tradingd.adapters.feeds.dexscreener.client import DexScreenerClient
+    from tradingd.adapters.feeds.errors import FeedStatusError
 
     addresses = MANY[:31]
     async with aiohttp.ClientSession() as session:
@@ -670,6 +671,6 @@ async def test_the_fake_refuses_31_addresses_and_the_client_never_sends_them(
             await client.tokens(["binance:BTC/USDT"])
         assert len(fake.requests) == asked
         fake.fail_next(1, 404, "x" * 5000)
-        with pytest.raises(DexStatusError) as err:
+        with pytest.raises(FeedStatusError) as err:
             await client.tokens([BABY])
         assert len(err.value.text) <= 512

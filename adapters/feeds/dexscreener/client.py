@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Sequence
 
 import aiohttp
+from tradingd.adapters.feeds.errors import FeedStatusError, ResponseTooLarge
 from tradingd.adapters.feeds.retry import retry_after_s
 from yarl import URL
 
@@ -23,21 +24,6 @@ _ADDRESS = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,44}|0[xX][0-9a-fA-F]{40}")
 def is_address(token: str) -> bool:
     """Whether `token` is a chain address DexScreener can be asked about."""
     return _ADDRESS.fullmatch(token) is not None
-
-
-class DexStatusError(Exception):
-    """DexScreener (or a proxy before it) answered `status` instead of 200. `text`: the body's
-    first bytes, printable; `retry_after_s`: its Retry-After in seconds, if any."""
-
-    def __init__(self, status: int, text: str, retry_after_s: float | None) -> None:
-        super().__init__(f"HTTP {status}: {text}" if text else f"HTTP {status}")
-        self.status = status
-        self.text = text
-        self.retry_after_s = retry_after_s
-
-
-class ResponseTooLarge(Exception):
-    """The body passed the configured bound (reading stopped there)."""
 
 
 class DexScreenerClient:
@@ -68,7 +54,7 @@ class DexScreenerClient:
         """The body of `/tokens/v1/{chain}/{addresses}` (a JSON array of Pair), all within
         `timeout_s`. Raises ValueError for 0 or more than 30 addresses or one that is not
         `is_address` (never sent),
-        DexStatusError, ResponseTooLarge, TimeoutError, aiohttp.ClientError or OSError."""
+        FeedStatusError, ResponseTooLarge, TimeoutError, aiohttp.ClientError or OSError."""
         if not 0 < len(addresses) <= MAX_ADDRESSES:
             raise ValueError(f"{len(addresses)} addresses: 1 to {MAX_ADDRESSES} per request")
         if not all(map(is_address, addresses)):
@@ -86,7 +72,7 @@ class DexScreenerClient:
                 # must not go back to the pool with the connection
                 resp.close()
 
-    async def _status_error(self, resp: aiohttp.ClientResponse) -> DexStatusError:
+    async def _status_error(self, resp: aiohttp.ClientResponse) -> FeedStatusError:
         try:
             raw = await resp.content.read(ERROR_TEXT_BYTES)
         except (aiohttp.ClientError, OSError):
@@ -94,7 +80,7 @@ class DexScreenerClient:
         text = raw.decode("utf-8", "replace").strip()
         text = "".join(c if c.isprintable() else " " for c in text)
         wait = retry_after_s(resp.headers.get("Retry-After"), self._clock())
-        return DexStatusError(resp.status, text, wait)
+        return FeedStatusError(resp.status, text, wait)
 
     async def _read_bounded(self, resp: aiohttp.ClientResponse) -> bytes:
         limit = self.max_bytes

@@ -12,12 +12,13 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 import aiohttp
 from tradingd.adapters.app.settings import DexScreenerFeedSettings
+from tradingd.adapters.feeds.errors import FeedStatusError, ResponseTooLarge
 from tradingd.adapters.feeds.retry import Backoff
 from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.engine.model import Tick
 from tradingd.engine.ports import ComponentHealth, PushTicks
 
-from .client import DexScreenerClient, DexStatusError, ResponseTooLarge, is_address
+from .client import DexScreenerClient, is_address
 from .fetches import FetchBatcher
 from .parsing import SOURCE, MalformedBody, decode_pairs, price_tokens
 from .rate import FETCH, POLL, RequestGate
@@ -247,7 +248,7 @@ class DexScreenerFeed:
         self._counters["requests"] += 1
         try:
             body = await self._get(addresses)
-        except DexStatusError as exc:
+        except FeedStatusError as exc:
             raise self._on_status(exc) from None
         except ResponseTooLarge as exc:
             raise self._fail("too_large", str(exc)) from None
@@ -285,7 +286,7 @@ class DexScreenerFeed:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             return await self._new_client(session).tokens(addresses)
 
-    def _on_status(self, exc: DexStatusError) -> _Failed:
+    def _on_status(self, exc: FeedStatusError) -> _Failed:
         status = exc.status
         if status == 429:
             wait = exc.retry_after_s

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 
 import aiohttp
+from tradingd.adapters.feeds.errors import FeedStatusError, ResponseTooLarge
 from tradingd.adapters.feeds.retry import retry_after_s
 from yarl import URL
 
@@ -15,21 +16,6 @@ STREAM_PATH = "/v2/updates/price/stream"
 LATEST_PATH = "/v2/updates/price/latest"
 # Hermes' answers are short text (`Price ids not found: 0x…`); a proxy's HTML page is cut here.
 ERROR_TEXT_BYTES = 512
-
-
-class HermesStatusError(Exception):
-    """Hermes (or a proxy before it) answered `status` instead of 200. `text`: the body's
-    first bytes, printable; `retry_after_s`: the Retry-After header in seconds, if any."""
-
-    def __init__(self, status: int, text: str, retry_after_s: float | None) -> None:
-        super().__init__(f"HTTP {status}: {text}" if text else f"HTTP {status}")
-        self.status = status
-        self.text = text
-        self.retry_after_s = retry_after_s
-
-
-class ResponseTooLarge(Exception):
-    """A /latest body passed the configured bound."""
 
 
 class HermesClient:
@@ -61,13 +47,13 @@ class HermesClient:
 
     async def open_stream(self, ids: Iterable[str]) -> aiohttp.ClientResponse:
         """The stream's response once its headers say 200 (the caller reads and releases it).
-        Raises HermesStatusError, TimeoutError (no answer within connect_timeout_s),
+        Raises FeedStatusError, TimeoutError (no answer within connect_timeout_s),
         aiohttp.ClientError or OSError."""
         return await self._get(self.url(STREAM_PATH, ids), self._connect_timeout_s)
 
     async def latest(self, ids: Iterable[str], timeout_s: float, max_bytes: int) -> bytes:
         """The body of /v2/updates/price/latest (a `PriceUpdate`), within `timeout_s` in all.
-        Raises HermesStatusError, ResponseTooLarge, TimeoutError, aiohttp.ClientError, OSError."""
+        Raises FeedStatusError, ResponseTooLarge, TimeoutError, aiohttp.ClientError, OSError."""
         async with asyncio.timeout(timeout_s):
             resp = await self._get(self.url(LATEST_PATH, ids), timeout_s)
             try:
@@ -89,7 +75,7 @@ class HermesClient:
         text = raw.decode("utf-8", "replace").strip()
         text = "".join(c if c.isprintable() else " " for c in text)
         wait = retry_after_s(resp.headers.get("Retry-After"), self._clock())
-        raise HermesStatusError(resp.status, text, wait)
+        raise FeedStatusError(resp.status, text, wait)
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:

@@ -12,12 +12,13 @@ from collections.abc import Callable, Collection, Mapping
 
 import aiohttp
 from tradingd.adapters.app.settings import PythFeedSettings
+from tradingd.adapters.feeds.errors import FeedStatusError, ResponseTooLarge
 from tradingd.adapters.feeds.retry import Backoff
 from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.engine.model import Tick
 from tradingd.engine.ports import ComponentHealth, PushTicks
 
-from .client import HermesClient, HermesStatusError, ResponseTooLarge
+from .client import HermesClient
 from .parsing import SOURCE, PriceParser, is_feed_id, normalize_id
 from .sse import EventTooLarge, SseDecoder, SseEvent
 
@@ -258,7 +259,7 @@ class PythFeed:
         self._counters["requests"] += 1
         try:
             resp = await self._client.open_stream(stream.ids)
-        except HermesStatusError as exc:
+        except FeedStatusError as exc:
             return self._on_status(stream, exc, backoff)
         except TimeoutError:
             self._error("timeout", "no answer within connect_timeout_s")
@@ -344,7 +345,7 @@ class PythFeed:
         if self._newest_ts is None or newest > self._newest_ts:
             self._newest_ts = newest
 
-    def _on_status(self, stream: _Stream, exc: HermesStatusError, backoff: Backoff) -> float:
+    def _on_status(self, stream: _Stream, exc: FeedStatusError, backoff: Backoff) -> float:
         status = exc.status
         text = self._redact(exc.text)
         self._bump(f"errors_http_{status}")
@@ -377,7 +378,7 @@ class PythFeed:
                 async with aiohttp.ClientSession() as session:
                     client = self._new_client(session)
                     body = await client.latest(ids, timeout_s, self.settings.max_event_bytes)
-        except HermesStatusError as exc:
+        except FeedStatusError as exc:
             self._bump(f"errors_http_{exc.status}")
             self._last_error = self._redact(str(exc))
             return []
