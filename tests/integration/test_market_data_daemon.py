@@ -114,6 +114,21 @@ class Stack:
         (execution,) = doc["executions"]
         return execution
 
+    async def hold_and_stream(self) -> dict[str, Any]:
+        """Buy the token at 0.0002 USD from both sources; returns once Pyth streams it (held,
+        so watched). The buy's execution."""
+        self.dex.set_pairs(TOKEN, pair("0.0002"))
+        self.pyth_price("0.0002")
+        execution = await self.buy()
+        await poll_until_async(
+            lambda: self.hermes.open_streams,
+            lambda streams: any(FEED in s.ids for s in streams),
+            tries=400,
+            interval_s=0.025,
+            what="a Pyth stream for the token",
+        )
+        return execution
+
     def pyth_price(self, usd: str, publish_time: int | None = None) -> None:
         mantissa = str(int(float(usd) * 10**8))
         self.hermes.set_price(
@@ -180,16 +195,7 @@ async def test_a_signal_for_a_new_token_is_priced_bought_and_then_streamed(stack
 
 
 async def test_a_silent_pyth_fails_over_to_dexscreener_and_takes_back(stack: Stack):
-    stack.dex.set_pairs(TOKEN, pair("0.0002"))
-    stack.pyth_price("0.0002")
-    await stack.buy()
-    await poll_until_async(
-        lambda: stack.hermes.open_streams,
-        lambda streams: any(FEED in s.ids for s in streams),
-        tries=400,
-        interval_s=0.025,
-        what="a Pyth stream",
-    )
+    await stack.hold_and_stream()
     await stack.hermes.publish()
     await stack.until_token(lambda v: v["source"] == "pyth", "pyth first")
     # Pyth goes silent (keep-alives only): past max_price_age_ms DexScreener's ticks apply
@@ -204,16 +210,7 @@ async def test_a_silent_pyth_fails_over_to_dexscreener_and_takes_back(stack: Sta
 
 
 async def test_divergence_blocks_buys_until_the_sources_agree_again(stack: Stack):
-    stack.dex.set_pairs(TOKEN, pair("0.0002"))
-    stack.pyth_price("0.0002")
-    assert (await stack.buy())["reason"] == ""
-    await poll_until_async(
-        lambda: stack.hermes.open_streams,
-        lambda streams: any(FEED in s.ids for s in streams),
-        tries=400,
-        interval_s=0.025,
-        what="a Pyth stream",
-    )
+    assert (await stack.hold_and_stream())["reason"] == ""
     stack.dex.set_pairs(TOKEN, pair("0.00025"))  # 25 % above Pyth
     await stack.hermes.publish()
     view = await stack.until_token(lambda v: v["divergence"] is not None, "divergence")
@@ -228,16 +225,7 @@ async def test_divergence_blocks_buys_until_the_sources_agree_again(stack: Stack
 
 
 async def test_neither_a_malformed_nor_a_stale_pyth_price_moves_a_stop(stack: Stack):
-    stack.dex.set_pairs(TOKEN, pair("0.0002"))
-    stack.pyth_price("0.0002")
-    await stack.buy()
-    await poll_until_async(
-        lambda: stack.hermes.open_streams,
-        lambda streams: any(FEED in s.ids for s in streams),
-        tries=400,
-        interval_s=0.025,
-        what="a Pyth stream",
-    )
+    await stack.hold_and_stream()
     await stack.hermes.publish()
     await stack.until_token(lambda v: v["source"] == "pyth", "pyth pricing")
     await stack.api.settle()
