@@ -167,7 +167,9 @@ class Subscriptions:
         view = self.dispatch.token_view
         if "tokens" in subscription.channels and view is not None:
             names = wanted.tokens if wanted.tokens is not None else engine.watched_tokens()
-            tokens = [v for v in (view(t) for t in sorted(names)) if v is not None]
+            # at most as many as a token list may name: a snapshot stays one bounded message
+            chosen = sorted(names)[: wire.MAX_IDS]
+            tokens = [v for v in (view(t) for t in chosen) if v is not None]
         return wire.encode(
             wire.SnapshotOut(
                 subscription=subscription,

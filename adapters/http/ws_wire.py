@@ -25,7 +25,8 @@ from tradingd.adapters.http.token_schemas import TokenOut
 Channel = Literal["prices", "positions", "trades", "signals", "agents", "alerts", "tokens"]
 CHANNELS: tuple[Channel, ...] = get_args(Channel)
 Id = Annotated[str, Meta(min_length=1, max_length=128)]
-Ids = Annotated[list[Id], Meta(max_length=1000)]
+MAX_IDS = 1000  # ids in one filter list; token views in one snapshot
+Ids = Annotated[list[Id], Meta(max_length=MAX_IDS)]
 
 # -- client -> server ------------------------------------------------------------------------
 
