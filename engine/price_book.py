@@ -66,7 +66,9 @@ def admit_tick(state: EngineState, tick: Tick, now: int) -> str | None:
     ever acts on a stale price), `out_of_order` (older than its source's last tick for the
     token, or than the token's price from a source of the same priority), `decimals_conflict`,
     `token_capacity` (see `room_for_price`), `secondary` (kept for failover and the
-    cross-check: a higher-priority source has a fresh price, see price_sources). A tick that
+    cross-check: a higher-priority source has a fresh price, see price_sources),
+    `source_capacity` (a new source for a token whose `max_sources_per_token` sources all
+    outrank it). A tick that
     gets as far as `secondary` also updates the token's market data and divergence state."""
     # The hot path of every tick: one lookup per table, no call when nothing needs one.
     ts, token, source = tick.ts, tick.token, tick.source
@@ -105,8 +107,8 @@ def admit_tick(state: EngineState, tick: Tick, now: int) -> str | None:
     if by_source is not None:
         if same is not None:
             by_source[source] = tick
-        else:
-            sources.record(tick)
+        elif not sources.record(tick):
+            return "source_capacity"
     elif last is not None and same is None:  # a second source: the table starts
         by_source = sources.by_token[token] = {last.source: last, source: tick}
     market = state.market
@@ -121,7 +123,9 @@ def admit_tick(state: EngineState, tick: Tick, now: int) -> str | None:
             or tick.pair_created_at is not None
         )
     ):
-        market.on_tick(tick)
+        market.on_tick(
+            tick, sources.listed(token, source), now, state.price_policy.max_market_age_ms
+        )
     if decimals is not None and token not in state.decimals:
         state.decimals[token] = decimals
     if by_source is not None:

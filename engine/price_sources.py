@@ -25,8 +25,8 @@ class PricePolicy(Struct, frozen=True, kw_only=True):
     listed one, and unlisted sources rank equal. Empty: every source is equal (the newest tick
     wins, as with one source). `token_sources`: per-token lists that replace `sources`.
     `max_divergence_pct`: two fresh sources of a token differing by more than this percent of
-    the lower price are diverged (None: no cross-check); `block_buys_on_divergence`: a diverged
-    token cannot be bought. `max_market_age_ms`: market data (liquidity, market cap, FDV, 24 h
+    the lower price are diverged (None: no cross-check; with a priority list only listed
+    sources count); `block_buys_on_divergence`: a diverged token cannot be bought. `max_market_age_ms`: market data (liquidity, market cap, FDV, 24 h
     volume, pair age, confidence) older than this is unknown. `max_sources_per_token`: bound on
     the sources remembered per token (a push client names its own sources)."""
 
@@ -81,13 +81,25 @@ class PriceSources:
             return ticks
         return {price.source: price} if price is not None else {}
 
-    def record(self, tick: Tick) -> None:
+    def listed(self, token: str, source: str) -> bool:
+        """Whether `source` is named in the token's priority list (always True without one)."""
+        ranks, unlisted = self._token_ranks.get(token, self._ranks)
+        return not unlisted or source in ranks
+
+    def record(self, tick: Tick) -> bool:
         """Remember `tick` as its source's last in the token's table (which must exist). A new
-        source beyond `max_sources_per_token` replaces the token's oldest one."""
+        source beyond `max_sources_per_token` takes the place of the lowest-priority source
+        (the oldest among equals), never of one ranked above it; False (nothing recorded) when
+        every source in the table outranks it."""
         ticks = self.by_token[tick.token]
         if tick.source not in ticks and len(ticks) >= self.policy.max_sources_per_token:
-            del ticks[min(ticks, key=lambda s: ticks[s].ts)]
+            token, mine = tick.token, self.rank(tick.token, tick.source)
+            victim = max(ticks, key=lambda s: (self.rank(token, s), -ticks[s].ts))
+            if self.rank(token, victim) < mine:
+                return False
+            del ticks[victim]
         ticks[tick.source] = tick
+        return True
 
     def outranked(self, tick: Tick, now: int, max_age_ms: int) -> bool:
         """Whether a higher-priority source has a fresh tick (at most `max_age_ms` old at `now`)
@@ -144,7 +156,11 @@ class PriceSources:
         if ticks is None or len(ticks) < 2:
             return None
         oldest = now - max_age_ms
-        fresh = {s: t.price_usd for s, t in ticks.items() if t.ts >= oldest}
+        # With a priority list only the listed sources are cross-checked: a source the
+        # operator did not name (a push client's own) cannot block buys.
+        fresh = {
+            s: t.price_usd for s, t in ticks.items() if t.ts >= oldest and self.listed(token, s)
+        }
         if len(fresh) < 2:
             return None
         low, high = exact(min(fresh.values())), exact(max(fresh.values()))

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import msgspec
 from aiohttp import web
 from msgspec import structs
+from tradingd.adapters.feeds import DAEMON_SOURCES
 from tradingd.adapters.http.codec import daemon_of, json_response, read_body
 from tradingd.adapters.http.errors import TooManyTicks
 from tradingd.adapters.http.openapi import Route
@@ -28,6 +29,11 @@ def to_ticks(body: TicksIn, now_ms: int, known_decimals: Mapping[str, int]) -> l
     declared: dict[str, int] = {}
     for i, t in enumerate(body.ticks):
         token = require_mint(t.token, f"$.ticks[{i}].token")
+        if t.source in DAEMON_SOURCES:
+            raise ValidationError(
+                f"source {t.source!r} is one of the daemon's own feeds; name the pushing feed",
+                f"$.ticks[{i}].source",
+            )
         if t.decimals is not None:
             known = known_decimals.get(token, declared.get(token))
             if known is not None and known != t.decimals:
@@ -107,7 +113,9 @@ ROUTES = [
         description="Ticks apply one at a time, in order, exactly as if pushed one by one: an "
         "exit decided on a tick fills at that tick's price. More than `[http] "
         "max_ticks_per_push` ticks is 413 `too_many_ticks`; a batch with any invalid tick "
-        "(including `decimals` that contradict the token's known decimals) is rejected whole "
+        "(including `decimals` that contradict the token's known decimals, or a `source` that "
+        "names one of the daemon's own feeds: pyth, dexscreener, synthetic, replay) is rejected "
+        "whole "
         "(422) and applies nothing. Valid ticks the engine does not apply are counted in "
         "`rejected` with their `reasons`: `future` (ts more than `[prices] max_future_skew_ms` "
         "ahead of the daemon's clock), `stale` (older than `max_price_age_ms`: never applied, so "

@@ -267,7 +267,21 @@ def test_pairs_of_another_chain_or_with_the_token_as_quote_are_ignored() -> None
 
 
 def test_null_or_unusable_prices_are_skipped_for_the_next_pool() -> None:
-    for bad in (None, "", "0", "0.0", "-1", "NaN", "Infinity", "1e999", "1e-999", "1_000", " 1"):
+    implausible = ("9100000000000000", "0.0000000000000001")  # > 1e12 or < 1e-15 USD
+    for bad in (
+        None,
+        "",
+        "0",
+        "0.0",
+        "-1",
+        "NaN",
+        "Infinity",
+        "1e999",
+        "1e-999",
+        "1_000",
+        " 1",
+        *implausible,
+    ):
         best = pumpswap_pair() | {"priceUsd": bad}
         found = best_pair(pairs_of(best, meteora_pair()), BABY, "solana")
         assert found is not None and found[0].dex_id == "meteora", bad

@@ -183,10 +183,25 @@ def test_parsed_prices_equal_the_decimal_formula_on_random_mantissas() -> None:
         conf = str(rng.randrange(0, 10 ** rng.randint(1, 19)))
         expo = rng.randint(-30, 6)
         hermes.set_price(BTC, price, conf=conf, expo=expo, publish_time=1)
-        (tick,), _, _ = parser.parse(hermes.update_json([BTC]))
-        assert tick.price_usd == float(Decimal(price) * Decimal(10) ** expo), (price, expo)
+        ticks, malformed, _ = parser.parse(hermes.update_json([BTC]))
+        usd = Decimal(price) * Decimal(10) ** expo
+        if not Decimal("1e-15") <= usd <= Decimal("1e12"):  # implausible: dropped, counted
+            assert (ticks, malformed) == ([], 1), (price, expo)
+            continue
+        (tick,) = ticks
+        assert tick.price_usd == float(usd), (price, expo)
         assert tick.conf_usd == float(Decimal(conf) * Decimal(10) ** expo), (conf, expo)
         assert scaled(price, expo) == tick.price_usd
+
+
+@pytest.mark.parametrize(
+    ("price", "expo"), [("9100000000000", 60), ("910", -64), ("1", -16), ("1000000000001", 0)]
+)
+def test_an_implausible_price_is_dropped_and_counted(price: str, expo: int) -> None:
+    # the attack: expo 60 made 9.1e72 USD, raised a trailing peak, and the next tick sold
+    hermes = FakeHermes()
+    hermes.set_price(BTC, price, conf="1", expo=expo, publish_time=1)
+    assert PriceParser({BTC: (MINT_BTC,)}).parse(hermes.update_json([BTC]))[:2] == ([], 1)
 
 
 @pytest.mark.parametrize("text", ["+5", "1_0", " 5", "5 ", "\u0661\u0662", "1e3", "0x10", "", "-"])

@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.integration.http_harness import ADMIN, SOL, TOKEN, Api, serve
 
-POLICY = {"sources": ["pyth", "dexscreener"], "max_divergence_pct": 5.0}
+POLICY = {"sources": ["oracle", "pools"], "max_divergence_pct": 5.0}
 POOL = {
     "liquidity_usd": 2_000_000.0,
     "market_cap_usd": 400_000_000.0,
@@ -28,18 +28,18 @@ async def test_a_token_shows_each_source_the_selected_one_and_its_market_data(tm
         pool = {**POOL, "pair_created_at": now - 90 * 86_400_000}
         assert (
             await push(
-                api, {"token": TOKEN, "price_usd": 1.0, "source": "pyth", "conf_usd": 0.0005}
+                api, {"token": TOKEN, "price_usd": 1.0, "source": "oracle", "conf_usd": 0.0005}
             )
         )["accepted"] == 1
-        doc = await push(api, {"token": TOKEN, "price_usd": 1.01, "source": "dexscreener", **pool})
+        doc = await push(api, {"token": TOKEN, "price_usd": 1.01, "source": "pools", **pool})
         assert doc == {"accepted": 0, "rejected": 1, "reasons": {"secondary": 1}}
         view = await api.ok("GET", f"/v1/tokens/{TOKEN}")
-        assert (view["price_usd"], view["source"]) == (1.0, "pyth")
+        assert (view["price_usd"], view["source"]) == (1.0, "oracle")
         assert [(s["source"], s["selected"], s["rank"], s["fresh"]) for s in view["sources"]] == [
-            ("pyth", True, 0, True),
-            ("dexscreener", False, 1, True),
+            ("oracle", True, 0, True),
+            ("pools", False, 1, True),
         ]
-        assert view["liquidity_usd"] == 2_000_000.0 and view["market_source"] == "dexscreener"
+        assert view["liquidity_usd"] == 2_000_000.0 and view["market_source"] == "pools"
         assert view["confidence_pct"] == 0.05
         assert view["divergence"] is None and view["buys_blocked"] is False
         # known: every factor but volatility (too few samples yet)
@@ -61,12 +61,12 @@ async def test_divergence_blocks_buys_until_the_sources_agree(tmp_path):
         await push(api, {"token": SOL, "price_usd": 150.0, "decimals": 9})
         await push(
             api,
-            {"token": TOKEN, "price_usd": 1.0, "source": "pyth", "decimals": 6},
-            {"token": TOKEN, "price_usd": 1.2, "source": "dexscreener"},
+            {"token": TOKEN, "price_usd": 1.0, "source": "oracle", "decimals": 6},
+            {"token": TOKEN, "price_usd": 1.2, "source": "pools"},
         )
         view = await api.ok("GET", f"/v1/tokens/{TOKEN}")
         assert view["divergence"] == {
-            "prices": {"pyth": 1.0, "dexscreener": 1.2},
+            "prices": {"oracle": 1.0, "pools": 1.2},
             "spread_pct": 20.0,
         }
         assert view["buys_blocked"] is True
@@ -75,7 +75,7 @@ async def test_divergence_blocks_buys_until_the_sources_agree(tmp_path):
         assert [(e["agent_id"], e["reason"]) for e in doc["executions"]] == [
             (aid, "price_divergence")
         ]
-        await push(api, {"token": TOKEN, "price_usd": 1.01, "source": "dexscreener"})
+        await push(api, {"token": TOKEN, "price_usd": 1.01, "source": "pools"})
         sig = await api.ok("POST", "/v1/signals", {"token": TOKEN, "strength": 3})
         doc = await api.ok("GET", f"/v1/signals/{sig['signal_id']}")
         assert doc["executions"][0]["reason"] == ""
@@ -85,7 +85,7 @@ async def test_the_tokens_channel_sends_a_snapshot_then_a_view_when_market_data_
     async with serve(tmp_path, prices=POLICY) as api:
         api.daemon.settings.ws.token_interval_ms = 10
         api.daemon.hub.dispatch.token_interval_s = 0.01
-        await push(api, {"token": TOKEN, "price_usd": 1.0, "source": "pyth"})
+        await push(api, {"token": TOKEN, "price_usd": 1.0, "source": "oracle"})
         ws = await api.client.ws_connect("/v1/ws", headers={"Authorization": f"Bearer {ADMIN}"})
         try:
             await ws.send_str(
@@ -95,10 +95,43 @@ async def test_the_tokens_channel_sends_a_snapshot_then_a_view_when_market_data_
             assert snap["type"] == "snapshot"
             (token,) = snap["data"]["tokens"]
             assert token["token"] == TOKEN and token["liquidity_usd"] is None
-            await push(api, {"token": TOKEN, "price_usd": 1.0, "source": "dexscreener", **POOL})
+            await push(api, {"token": TOKEN, "price_usd": 1.0, "source": "pools", **POOL})
             msg = await asyncio.wait_for(ws.receive_json(), 5)
             assert msg["type"] == "token"
             assert msg["data"]["liquidity_usd"] == 2_000_000.0
             assert msg["data"]["risk"]["factors"]["liquidity"]["risk"] == 0.0
         finally:
             await ws.close()
+
+
+async def test_a_push_cannot_pass_its_prices_off_as_a_daemon_feed(tmp_path):
+    async with serve(tmp_path, prices=POLICY) as api:
+        for source in ("pyth", "dexscreener", "synthetic", "replay"):
+            status, doc = await api.call(
+                "POST",
+                "/v1/prices",
+                {"ticks": [{"token": TOKEN, "price_usd": 1.0, "source": source}]},
+            )
+            assert status == 422 and doc["error"]["details"]["path"] == "$.ticks[0].source"
+        assert TOKEN not in api.daemon.engine.prices
+
+
+async def test_unlisted_sources_neither_block_buys_nor_replace_listed_pool_data(tmp_path):
+    async with serve(tmp_path, prices=POLICY) as api:
+        await api.agent({"signals": {"min_liquidity_usd": 1_000_000}})
+        await push(api, {"token": SOL, "price_usd": 150.0, "decimals": 9})
+        await push(
+            api,
+            {"token": TOKEN, "price_usd": 1.0, "source": "oracle", "decimals": 6},
+            {"token": TOKEN, "price_usd": 1.0, "source": "pools", **POOL},
+        )
+        # a feed key's own source: far off, thin pool
+        doc = await push(
+            api, {"token": TOKEN, "price_usd": 0.5, "source": "mine", "liquidity_usd": 10.0}
+        )
+        assert doc["reasons"] == {"secondary": 1}
+        view = await api.ok("GET", f"/v1/tokens/{TOKEN}")
+        assert view["divergence"] is None and view["liquidity_usd"] == 2_000_000.0
+        sig = await api.ok("POST", "/v1/signals", {"token": TOKEN, "strength": 3})
+        doc = await api.ok("GET", f"/v1/signals/{sig['signal_id']}")
+        assert doc["executions"][0]["reason"] == ""

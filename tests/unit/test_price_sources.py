@@ -186,6 +186,26 @@ def test_sources_per_token_are_bounded():
     assert len(h.engine.sources.ticks(T, h.engine.prices.get(T))) == 3
 
 
+def test_the_source_bound_never_evicts_a_source_that_outranks_the_newcomer():
+    # the attack: 8 made-up sources and a low price from a ninth pushed DexScreener out of the
+    # table, and the low price fired a stop while DexScreener was fresh
+    h = harness(sources=("pyth", "dexscreener"), max_sources_per_token=3)
+    aid = h.agent({"stop_loss": {"mode": "fixed", "default_pct": -10}})
+    tick(h, "dexscreener", 1.0)
+    assert buy(h) == ("pending", "")
+    h.settle()
+    tick(h, "junk1", 1.0)
+    assert tick(h, "junk2", 1.0) == "secondary"  # table full: dexscreener, junk1, junk2
+    assert tick(h, "evil", 0.5) == "secondary"  # takes junk1's place (lowest rank, oldest)
+    assert set(h.engine.sources.ticks(T, None)) == {"dexscreener", "junk2", "evil"}
+    (position,) = h.engine.live_positions[aid].values()
+    assert position.status == "open" and not h.pending
+    h2 = harness(sources=("pyth", "dexscreener", "push"), max_sources_per_token=2)
+    tick(h2, "pyth", 1.0)
+    tick(h2, "dexscreener", 1.0)
+    assert tick(h2, "push", 1.0) == "source_capacity"  # every source in the table outranks it
+
+
 # -- the kind: selection and the cross-check against a naive oracle -----------------------------
 
 SOURCES = ("a", "b", "c")
@@ -218,11 +238,12 @@ class Oracle:
         self.recorded.append(t)
         latest = {r.source: r for r in self.recorded}
         fresh = {s: r for s, r in latest.items() if now - r.ts <= AGE}
+        checked = {s: r for s, r in fresh.items() if not self.order or s in self.order}
         if self.pct is not None:
             spread = None
-            if len(fresh) >= 2:
-                lo = min(Fraction(repr(r.price_usd)) for r in fresh.values())
-                hi = max(Fraction(repr(r.price_usd)) for r in fresh.values())
+            if len(checked) >= 2:
+                lo = min(Fraction(repr(r.price_usd)) for r in checked.values())
+                hi = max(Fraction(repr(r.price_usd)) for r in checked.values())
                 spread = (hi - lo) * 100 / lo
             if not self.diverged and spread is not None and spread > self.pct:
                 self.diverged = True

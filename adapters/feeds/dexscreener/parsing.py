@@ -10,6 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import NamedTuple
 
 import msgspec
+from tradingd.adapters.feeds import MAX_FEED_PRICE_USD, MIN_FEED_PRICE_USD
 from tradingd.engine.model import Tick
 
 from .schemas import Pair, PricedPair
@@ -75,7 +76,7 @@ def price_usd(text: str | None) -> float | None:
         value = float(Decimal(text))
     except (InvalidOperation, OverflowError):
         return None
-    return value if 0 < value < math.inf else None
+    return value if MIN_FEED_PRICE_USD <= value <= MAX_FEED_PRICE_USD else None
 
 
 def same_address(wire: str | None, token: str) -> bool:

@@ -6,11 +6,11 @@ tenth of the cost (the tests check both agree)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import NamedTuple
 
 import msgspec
+from tradingd.adapters.feeds import MAX_FEED_PRICE_USD, MIN_FEED_PRICE_USD
 from tradingd.engine.model import Tick
 
 from .schemas import LoosePriceUpdate, ParsedPriceUpdate, PriceUpdate
@@ -96,7 +96,7 @@ class PriceParser:
                 continue
             scale = pow10[-expo]
             price = float(text) / scale
-            if not price > 0:
+            if not MIN_FEED_PRICE_USD <= price <= MAX_FEED_PRICE_USD:
                 slow.append(entry)
                 continue
             conf = float(conf_text) / scale
@@ -149,7 +149,7 @@ class PriceParser:
             conf = scaled(p.conf, p.expo)
         except (ValueError, OverflowError):
             return -1
-        if not (price > 0 and math.isfinite(price)) or not conf >= 0:
+        if not MIN_FEED_PRICE_USD <= price <= MAX_FEED_PRICE_USD or not conf >= 0:
             return -1
         ts = p.publish_time * 1000
         for mint in mints:
