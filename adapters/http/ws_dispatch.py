@@ -28,6 +28,7 @@ log = logging.getLogger("tradingd.ws")
 CHUNK = 64  # client visits per loop callback: ~2 ms with the writes they wake
 BACKLOG_ITERATIONS = 16
 MAX_DIRTY_TOKENS = 10_000  # token views waiting for the next `tokens` job
+TOKEN_VIEWS_PER_JOB = 100  # `token` messages per subscriber per [ws] token_interval_ms
 _MISSING: Any = object()
 
 
@@ -181,13 +182,21 @@ class Dispatcher:
             self._token_timer = loop.call_later(self.token_interval_s, self._token_job)
 
     def _token_job(self) -> None:
+        """At most TOKEN_VIEWS_PER_JOB views per interval (the rest wait for the next ones), so
+        a push of thousands of tokens cannot flood a subscriber's queue past its bound."""
         self._token_timer = None
-        tokens, self._dirty_tokens = self._dirty_tokens, set()
         subscribers = self.by_channel["tokens"]
-        if not tokens or not subscribers or self.token_view is None:
+        if not self._dirty_tokens or not subscribers or self.token_view is None:
+            self._dirty_tokens = set()
             return
+        ordered = sorted(self._dirty_tokens)
+        tokens, rest = ordered[:TOKEN_VIEWS_PER_JOB], ordered[TOKEN_VIEWS_PER_JOB:]
+        self._dirty_tokens = set(rest)
+        if rest:
+            loop = asyncio.get_running_loop()
+            self._token_timer = loop.call_later(self.token_interval_s, self._token_job)
         views = {}
-        for token in sorted(tokens):
+        for token in tokens:
             view = self.token_view(token)
             if view is not None:
                 views[token] = wire.encode(view)

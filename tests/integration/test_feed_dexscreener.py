@@ -688,3 +688,20 @@ async def test_the_fake_refuses_31_addresses_and_the_client_never_sends_them(
         with pytest.raises(FeedStatusError) as err:
             await client.tokens([BABY])
         assert len(err.value.text) <= 512
+
+
+async def test_a_long_retry_after_makes_the_feed_stale_once_prices_age(
+    fake: FakeDexScreener,
+    start,  # type: ignore[no-untyped-def]
+) -> None:
+    # the attack: a 429 with a 10-minute Retry-After left /health "ok" (backoff) while pool
+    # data aged past max_market_age_ms and every buy was skipped liquidity_unknown
+    now = [NOW]
+    r = start(clock=lambda: now[0])
+    await r.ticks_reach(2)
+    fake.fail_next(1, 429, headers={"Retry-After": "600"})
+    await r.counter_reaches("errors_http_429", 1)
+    assert r.feed.health()["status"] == "backoff"
+    now[0] += 16_000  # past the stale window (15 s) with nothing new
+    health = r.feed.health()
+    assert health["status"] == "stale" and "rate limited" in health["reason"]  # type: ignore[operator]

@@ -646,3 +646,15 @@ async def test_prices_with_an_old_publish_time_make_the_feed_stale(fake: FakeHer
         fake.set_price(feed_id, "100", publish_time=now_s())
     await fake.publish()
     await poll_until_async(lambda: r.feed.health()["status"] == "ok", what="fresh again")
+
+
+async def test_a_feed_failing_for_longer_than_the_idle_window_is_stale_not_just_backing_off(
+    fake: FakeHermes, start
+) -> None:  # type: ignore[no-untyped-def]
+    # the attack: Pyth answered 503 for 70 s and /health stayed ok ("backoff")
+    fake.fail_next(100_000, 503)
+    r = start(idle_timeout_s=0.3)
+    await poll_until_async(
+        lambda: r.feed.health()["status"], lambda s: s == "stale", what="stale while failing"
+    )
+    assert "503" in str(r.feed.health()["last_error"]) or r.feed.counters()["errors_http_503"]

@@ -135,3 +135,29 @@ async def test_unlisted_sources_neither_block_buys_nor_replace_listed_pool_data(
         sig = await api.ok("POST", "/v1/signals", {"token": TOKEN, "strength": 3})
         doc = await api.ok("GET", f"/v1/signals/{sig['signal_id']}")
         assert doc["executions"][0]["reason"] == ""
+
+
+async def test_a_push_of_thousands_of_tokens_does_not_cut_a_tokens_subscriber(tmp_path):
+    # the attack: ~2,100 tokens with pool data in one push closed every unfiltered `tokens`
+    # subscriber with slow_consumer (1013), however fast it read
+    from tests.integration.test_http_price_bound import mint
+
+    async with serve(tmp_path, prices={"max_tokens": 5000}) as api:
+        api.daemon.hub.dispatch.token_interval_s = 0.05
+        ws = await api.client.ws_connect("/v1/ws", headers={"Authorization": f"Bearer {ADMIN}"})
+        try:
+            await ws.send_str(json.dumps({"op": "subscribe", "channels": ["tokens"]}))
+            assert (await asyncio.wait_for(ws.receive_json(), 5))["type"] == "snapshot"
+            for start in range(0, 2500, 500):
+                ticks = [
+                    {"token": mint(i), "price_usd": 1.0, "liquidity_usd": 50_000.0}
+                    for i in range(start, start + 500)
+                ]
+                await api.ok("POST", "/v1/prices", {"ticks": ticks})
+            seen = 0
+            while seen < 300:
+                msg = await asyncio.wait_for(ws.receive_json(), 5)
+                assert msg["type"] == "token", msg
+                seen += 1
+        finally:
+            await ws.close()

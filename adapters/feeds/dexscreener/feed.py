@@ -132,14 +132,16 @@ class DexScreenerFeed:
             return "idle", "no watched token"
         if self._failures_in_row >= DOWN_AFTER_FAILURES:
             return "down", f"{self._failures_in_row} requests failed in a row"
+        # stale whatever the reason: a long Retry-After or backoff leaves prices unrefreshed
+        stale_ms = max(MIN_STALE_MS, 3 * self.settings.interval_ms)
+        since = max(self.last_tick_ms or 0, self._watching_since or 0)
+        if now - since > stale_ms:
+            why = " (rate limited)" if paused > 0 else ""
+            return "stale", f"no tick for more than {stale_ms} ms{why}"
         if paused > 0:
             return "backoff", f"rate limited: retry in {paused * 1000:.0f} ms"
         if now < self._backoff_until_ms:
             return "backoff", f"retry in {self._backoff_until_ms - now} ms"
-        stale_ms = max(MIN_STALE_MS, 3 * self.settings.interval_ms)
-        since = max(self.last_tick_ms or 0, self._watching_since or 0)
-        if now - since > stale_ms:
-            return "stale", f"no tick for more than {stale_ms} ms"
         if not self._answered:
             return "connecting", "no answer yet"
         return "ok", ""

@@ -90,6 +90,7 @@ class PythFeed:
         self._parser = PriceParser(mints_by_id)
         self.last_tick_ms: int | None = None
         self._newest_ts: int | None = None  # the newest publish_time pushed, epoch ms
+        self._started_ms = self._clock()  # staleness counts from here before a first tick
         self._counters: dict[str, int] = dict.fromkeys(_BASE_COUNTERS, 0)
         self._tokens: tuple[str, ...] = ()
         self._client: HermesClient | None = None
@@ -120,15 +121,18 @@ class PythFeed:
             status, reason = "idle", "no watched token has a Pyth feed id"
         else:
             status, reason = stream.state, stream.reason
+            idle_ms = self.settings.idle_timeout_s * 1000
             if status == "streaming":
                 status, reason = "ok", ""
-                idle_ms = self.settings.idle_timeout_s * 1000
                 since = max(self.last_tick_ms or 0, self._streaming_since or 0)
                 if now - since > idle_ms:
                     status, reason = "stale", f"no tick for more than {idle_ms:.0f} ms"
                 elif self._newest_ts is not None and now - self._newest_ts > idle_ms:
                     # ticks arrive, but Hermes' newest publish_time is old: its prices are
                     status, reason = "stale", f"newest publish_time older than {idle_ms:.0f} ms"
+            elif status != "down" and now - max(self.last_tick_ms or 0, self._started_ms) > idle_ms:
+                # reconnecting for longer than a stream may stay silent: prices age meanwhile
+                status, reason = "stale", f"no tick for more than {idle_ms:.0f} ms ({reason})"
         return {
             "status": status,
             "reason": reason,
@@ -341,7 +345,8 @@ class PythFeed:
             return
         self._counters["ticks"] += len(ticks)
         self.last_tick_ms = self._clock()
-        newest = max(t.ts for t in ticks)
+        # a publish_time ahead of our clock (the engine refuses it) must not hide staleness later
+        newest = min(max(t.ts for t in ticks), self.last_tick_ms)
         if self._newest_ts is None or newest > self._newest_ts:
             self._newest_ts = newest
 
