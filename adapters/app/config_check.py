@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -26,12 +27,19 @@ def config_error(where: str, path: str, reason: str) -> ValidationError:
     return ValidationError(f"{where}: {key}: {reason}" if key else f"{where}: {reason}", path)
 
 
-def decode_error(where: str, exc: msgspec.ValidationError, raw: dict[str, Any]) -> ValidationError:
-    """A msgspec error on the whole file, with `agents[N]` renamed `agents[id=...]`."""
+def decode_error(
+    where: str,
+    exc: msgspec.ValidationError,
+    raw: dict[str, Any],
+    rename: Callable[[str], str] = str,
+) -> ValidationError:
+    """A msgspec error on the whole file, with `agents[N]` renamed `agents[id=...]` and the
+    path passed through `rename` first (settings.py names a [tokens] entry by its mint)."""
     reason, at, path = str(exc).rpartition(_MSGSPEC_AT)
     if not at:
         return config_error(where, "$", path)
-    return config_error(where, _agent_by_id(path.rstrip("`"), raw.get("agents")), reason)
+    path = rename(path.rstrip("`"))
+    return config_error(where, _agent_by_id(path, raw.get("agents")), reason)
 
 
 def _agent_by_id(path: str, agents: object) -> str:

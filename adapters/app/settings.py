@@ -258,7 +258,20 @@ def _decode(obj: dict[str, Any], where: str) -> Settings:
     try:
         return msgspec.convert(obj, Settings, strict=True)
     except msgspec.ValidationError as exc:
-        raise decode_error(where, exc, obj) from None
+        tokens = obj.get("tokens")
+        raise decode_error(where, exc, obj, lambda path: _token_by_mint(path, tokens)) from None
+
+
+def _token_by_mint(path: str, tokens: object) -> str:
+    """msgspec names a bad entry of the [tokens] table `$.tokens[...]`: name its mint."""
+    if not path.startswith("$.tokens[...]") or not isinstance(tokens, dict):
+        return path
+    for mint, entry in tokens.items():
+        try:
+            msgspec.convert(entry, TokenSettings, strict=True)
+        except msgspec.ValidationError:
+            return f"$.tokens.{str(mint)[:60]}" + path.removeprefix("$.tokens[...]")
+    return path
 
 
 def _toml_amounts(raw: dict[str, Any], where: str) -> dict[str, Any]:

@@ -66,3 +66,18 @@ def test_the_pyth_api_key_never_shows_in_the_settings_repr():
     settings.feeds.pyth.api_key = "pyth-secret-key"
     assert "pyth-secret-key" not in repr(settings)
     assert "[redacted]" in repr(settings.feeds.pyth)
+
+
+def test_a_bad_token_registry_entry_is_named_by_its_mint(tmp_path):
+    import pytest
+    from tradingd.adapters.app.settings import load_settings
+    from tradingd.engine.errors import ValidationError
+
+    path = tmp_path / "t.toml"
+    path.write_text(
+        '[tokens.EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v]\nsymbol = "USDC"\n'
+        '[tokens.So11111111111111111111111111111111111111112]\npyth_id = "xyz"\n'
+    )
+    with pytest.raises(ValidationError) as err:
+        load_settings(str(path), {})
+    assert "tokens.So11111111111111111111111111111111111111112.pyth_id" in err.value.message
