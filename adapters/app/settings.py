@@ -116,7 +116,9 @@ class DexScreenerFeedSettings(_S):
     interval_ms: Annotated[int, Meta(ge=100, le=3_600_000)] = 5000  # one pass over the watched
     max_requests_per_min: Annotated[int, Meta(ge=1, le=300)] = 300
     max_addresses_per_request: Annotated[int, Meta(ge=1, le=30)] = 30
-    # Only pairs quoted in these symbols (e.g. ["SOL", "USDC"]); empty: any quote.
+    # Only pools quoted in these tokens (e.g. ["SOL", "USDC"]: on Solana SOL, USDC and USDT
+    # name their mints; anything else is a quote token address); empty: any quote. Matched by
+    # address, never by the pool's own symbol.
     quote_symbols: list[Annotated[str, Meta(min_length=1, max_length=16)]] = msgspec.field(
         default_factory=list
     )

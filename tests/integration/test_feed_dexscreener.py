@@ -17,7 +17,12 @@ from tradingd.adapters.app.runtime import Runtime
 from tradingd.adapters.app.settings import DexScreenerFeedSettings
 from tradingd.adapters.feeds.dexscreener import DexScreenerFeed
 from tradingd.adapters.feeds.dexscreener.fetches import FetchBatcher
-from tradingd.adapters.feeds.dexscreener.parsing import best_pair, decode_pairs, price_usd
+from tradingd.adapters.feeds.dexscreener.parsing import (
+    best_pair,
+    decode_pairs,
+    price_usd,
+    quote_addresses,
+)
 from tradingd.adapters.feeds.dexscreener.rate import FETCH, POLL, RequestGate
 from tradingd.adapters.feeds.dexscreener.schemas import Pair
 from tradingd.adapters.feeds.retry import retry_after_s
@@ -241,16 +246,32 @@ def test_equal_liquidity_is_decided_by_pair_address_whatever_the_order() -> None
         assert found is not None and found[0].pair_address == "AAA"
 
 
-def test_quote_filter_keeps_only_listed_quote_symbols_case_insensitively() -> None:
+def test_quote_filter_keeps_only_listed_quote_tokens_by_address() -> None:
     usdc = meteora_pair() | {
         "pairAddress": "USDCPOOL",
         "priceUsd": "0.00021",
         "quoteToken": {"address": USDC, "name": "USD Coin", "symbol": "usdc"},
     }
     pairs = pairs_of(pumpswap_pair(), usdc)
-    assert best_pair(pairs, BABY, "solana", {"USDC"})[0].pair_address == "USDCPOOL"  # type: ignore[index]
-    assert best_pair(pairs, BABY, "solana", {"SOL", "USDC"})[0].dex_id == "pumpswap"  # type: ignore[index]
-    assert best_pair(pairs, BABY, "solana", {"USDT"}) is None
+    quotes = quote_addresses("solana", ["usdc"])
+    assert best_pair(pairs, BABY, "solana", quotes)[0].pair_address == "USDCPOOL"  # type: ignore[index]
+    both = quote_addresses("solana", ["SOL", "USDC"])
+    assert best_pair(pairs, BABY, "solana", both)[0].dex_id == "pumpswap"  # type: ignore[index]
+    assert best_pair(pairs, BABY, "solana", quote_addresses("solana", ["USDT"])) is None
+
+
+def test_a_pool_whose_quote_only_calls_itself_sol_is_not_a_sol_pool() -> None:
+    # the re-attack: a scam pool quoted in a token named "SOL", with inflated liquidity and a
+    # price 10,000x lower, priced the token and sold a position
+    fake_sol = pumpswap_pair() | {
+        "pairAddress": "SCAMPOOL",
+        "priceUsd": "0.00000002035",
+        "liquidity": {"usd": 9e9, "base": 1, "quote": 1},
+        "quoteToken": {"address": "Sca11111111111111111111111111111111111111", "symbol": "SOL"},
+    }
+    pairs = pairs_of(pumpswap_pair(), fake_sol)
+    found = best_pair(pairs, BABY, "solana", quote_addresses("solana", ["SOL"]))
+    assert found is not None and found[0].dex_id == "pumpswap" and found[1] == 0.0002035
 
 
 def test_pairs_of_another_chain_or_with_the_token_as_quote_are_ignored() -> None:

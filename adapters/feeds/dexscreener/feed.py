@@ -20,7 +20,7 @@ from tradingd.engine.ports import ComponentHealth, PushTicks
 
 from .client import DexScreenerClient, is_address
 from .fetches import FetchBatcher
-from .parsing import SOURCE, MalformedBody, decode_pairs, price_tokens
+from .parsing import SOURCE, MalformedBody, decode_pairs, price_tokens, quote_addresses
 from .rate import FETCH, POLL, RequestGate
 
 log = logging.getLogger("tradingd.feeds.dexscreener")
@@ -83,7 +83,7 @@ class DexScreenerFeed:
         self.settings = settings
         self._watched = watched
         self._clock = clock
-        self._quotes = frozenset(s.upper() for s in settings.quote_symbols)
+        self._quotes = quote_addresses(settings.chain, settings.quote_symbols)
         self._gate = RequestGate(settings.max_requests_per_min)
         self._fetches = FetchBatcher(
             lambda: self._gate.acquire(FETCH), self._send_fetch, settings.max_addresses_per_request

@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import msgspec
 from tradingd.adapters.feeds import MAX_FEED_PRICE_USD, MIN_FEED_PRICE_USD
+from tradingd.engine.assets import QUOTE_SYMBOLS
 from tradingd.engine.model import Tick
 
 from .schemas import Pair, PricedPair
@@ -101,13 +102,22 @@ def _rank(pair: AnyPair) -> tuple[float, str]:
     return (-liq if liq is not None else math.inf, pair.pair_address or "")
 
 
+def quote_addresses(chain: str, quotes: Iterable[str]) -> frozenset[str]:
+    """The quote tokens `[feeds.dexscreener] quote_symbols` names, as addresses: on Solana the
+    symbols SOL, USDC and USDT are their mints; anything else is taken as an address. A pool is
+    matched by its quote token's address, never its symbol (anyone can name a token "SOL")."""
+    known = QUOTE_SYMBOLS if chain == "solana" else {}
+    return frozenset(known.get(q.upper(), q) for q in quotes)
+
+
 def best_pair(
     pairs: Iterable[AnyPair], token: str, chain: str, quote_symbols: Collection[str] = ()
 ) -> tuple[AnyPair, float] | None:
     """The pool that prices `token` and its USD price: among pairs on `chain` whose base token
     is `token` (pools where it is the quote side are not its price), with a usable `priceUsd`
-    and, when `quote_symbols` (upper case) is not empty, a quote symbol among them, the one
-    with the highest `liquidity.usd`. None when no pair qualifies."""
+    and, when `quote_symbols` (quote token addresses, see `quote_addresses`) is not empty, a
+    quote token among them, the one with the highest `liquidity.usd`. None when no pair
+    qualifies."""
     best: tuple[tuple[float, str], AnyPair, float] | None = None
     for pair in pairs:
         if pair.chain_id != chain:
@@ -117,8 +127,8 @@ def best_pair(
             continue
         if quote_symbols:
             quote = pair.quote_token
-            symbol = quote.symbol if quote is not None else None
-            if symbol is None or symbol.upper() not in quote_symbols:
+            address = quote.address if quote is not None else None
+            if address is None or not any(same_address(address, q) for q in quote_symbols):
                 continue
         price = price_usd(pair.price_usd)
         if price is None:
