@@ -17,7 +17,7 @@ import pytest
 from tradingd.adapters.app.runtime import Runtime
 from tradingd.adapters.app.settings import PythFeedSettings
 from tradingd.adapters.feeds.pyth import PythFeed
-from tradingd.adapters.feeds.pyth.parsing import PriceParser, scaled
+from tradingd.adapters.feeds.pyth.parsing import EXPO_CONFIRMATIONS, PriceParser, scaled
 from tradingd.adapters.feeds.pyth.sse import EventTooLarge, SseDecoder, SseEvent
 from tradingd.adapters.feeds.retry import Backoff, retry_after_s
 from tradingd.adapters.feeds.synthetic import demo_mint
@@ -177,8 +177,8 @@ def test_parsed_prices_equal_the_decimal_formula_on_random_mantissas() -> None:
     # both the fast path (<= 15 digits, -22 <= expo < 0) and the exact-integer path
     rng = random.Random(7)
     hermes = FakeHermes()
-    parser = PriceParser({BTC: (MINT_BTC,)})
     for _ in range(5000):
+        parser = PriceParser({BTC: (MINT_BTC,)})  # each case a feed's first update
         price = str(rng.randrange(1, 10 ** rng.randint(1, 19)))
         conf = str(rng.randrange(0, 10 ** rng.randint(1, 19)))
         expo = rng.randint(-30, 6)
@@ -452,9 +452,9 @@ async def test_publish_time_going_backwards_or_stale_never_moves_the_engine_pric
         await poll_until_async(lambda: MINT_BTC in engine.prices, what="primed")
         await streaming(fake)
         t = fake.feeds[BTC].publish_time
-        fake.set_price(BTC, "100", expo=0, publish_time=t - 5, prev_publish_time=t - 5)
+        fake.set_price(BTC, "10000000000", publish_time=t - 5, prev_publish_time=t - 5)
         await fake.publish()
-        fake.set_price(BTC, "90", expo=0, publish_time=t - 600)  # ten minutes old
+        fake.set_price(BTC, "9000000000", publish_time=t - 600)  # ten minutes old
         await fake.publish()
         await poll_until_async(lambda: feed.counters()["ticks"] >= 3, what="ticks pushed")
         assert engine.prices[MINT_BTC].price_usd == 61630.88
@@ -658,3 +658,23 @@ async def test_a_feed_failing_for_longer_than_the_idle_window_is_stale_not_just_
         lambda: r.feed.health()["status"], lambda s: s == "stale", what="stale while failing"
     )
     assert "503" in str(r.feed.health()["last_error"]) or r.feed.counters()["errors_http_503"]
+
+
+def test_a_plausible_price_with_a_changed_exponent_is_dropped_until_confirmed() -> None:
+    # the re-attack: expo -5 instead of -8 (1000x, inside the plausible bounds) raised a
+    # trailing peak to 9.1e7 and the next tick sold; a feed's exponent does not change
+    hermes = FakeHermes()
+    parser = PriceParser({BTC: (MINT_BTC,)})
+    hermes.set_price(BTC, "9100000000000", conf="1", expo=-8, publish_time=1)
+    (tick,), _, _ = parser.parse(hermes.update_json([BTC]))
+    assert tick.price_usd == 91000.0
+    hermes.set_price(BTC, "9100000000000", conf="1", expo=-5, publish_time=2)
+    for _ in range(EXPO_CONFIRMATIONS - 1):
+        assert parser.parse(hermes.update_json([BTC]))[:2] == ([], 1)
+    hermes.set_price(BTC, "9100000000000", conf="1", expo=-8, publish_time=3)
+    assert [t.price_usd for t in parser.parse(hermes.update_json([BTC]))[0]] == [91000.0]
+    # a real change of exponent, repeated, is taken
+    hermes.set_price(BTC, "9100000000", conf="1", expo=-5, publish_time=4)
+    results = [parser.parse(hermes.update_json([BTC]))[0] for _ in range(EXPO_CONFIRMATIONS)]
+    assert results[:-1] == [[]] * (EXPO_CONFIRMATIONS - 1)
+    assert [t.price_usd for t in results[-1]] == [91000.0]

@@ -52,6 +52,9 @@ def scaled(text: str, expo: int) -> float:
     return float(m * _POW10[expo])
 
 
+EXPO_CONFIRMATIONS = 3  # updates in a row with a feed's new exponent before it prices
+
+
 class ParsedEvent(NamedTuple):
     ticks: list[Tick]
     malformed: int  # entries (or a whole event) dropped: bad JSON, schema, non-positive price
@@ -65,6 +68,28 @@ class PriceParser:
 
     def __init__(self, mints_by_id: Mapping[str, tuple[str, ...]]) -> None:
         self.mints_by_id = mints_by_id  # normalised feed id -> the mints it prices
+        # A feed's exponent is fixed in practice: an update with another one (a price 1000x
+        # off that is still plausible) is dropped until EXPO_CONFIRMATIONS updates in a row
+        # agree on the new exponent.
+        self.expo_of: dict[str, int] = {}
+        self._new_expo: dict[str, tuple[int, int]] = {}  # feed id -> (exponent, times seen)
+
+    def expo_ok(self, feed_id: str, expo: int) -> bool:
+        """Whether an update of `feed_id` with `expo` may price: the first one sets the feed's
+        exponent; a different one must repeat EXPO_CONFIRMATIONS times in a row."""
+        known = self.expo_of.get(feed_id)
+        if known is None or known == expo:
+            self.expo_of[feed_id] = expo
+            self._new_expo.pop(feed_id, None)
+            return True
+        seen = self._new_expo.get(feed_id)
+        count = seen[1] + 1 if seen is not None and seen[0] == expo else 1
+        if count >= EXPO_CONFIRMATIONS:
+            self.expo_of[feed_id] = expo
+            del self._new_expo[feed_id]
+            return True
+        self._new_expo[feed_id] = (expo, count)
+        return False
 
     def parse(self, data: bytes) -> ParsedEvent:
         try:
@@ -75,6 +100,7 @@ class PriceParser:
         if not entries:
             return ParsedEvent(ticks, 0, 0)
         append, mints_of, pow10 = ticks.append, self.mints_by_id.get, _FLOAT_POW10
+        new_expo = self._new_expo
         slow: list[ParsedPriceUpdate] = []
         for entry in entries:
             # Fast path (every entry Hermes sends): known id, positive price and conf of at
@@ -94,6 +120,11 @@ class PriceParser:
             ):
                 slow.append(entry)
                 continue
+            if self.expo_of.get(entry.id) != expo:  # first sight or a new exponent: slow path
+                slow.append(entry)
+                continue
+            if new_expo and entry.id in new_expo:  # the known exponent again: not "in a row"
+                del new_expo[entry.id]
             scale = pow10[-expo]
             price = float(text) / scale
             if not MIN_FEED_PRICE_USD <= price <= MAX_FEED_PRICE_USD:
@@ -151,6 +182,9 @@ class PriceParser:
             return -1
         if not MIN_FEED_PRICE_USD <= price <= MAX_FEED_PRICE_USD or not conf >= 0:
             return -1
+        feed_id = entry.id if entry.id in self.mints_by_id else normalize_id(entry.id)
+        if self.expo_of.get(feed_id) != p.expo and not self.expo_ok(feed_id, p.expo):
+            return -1  # a changed exponent, not yet confirmed
         ts = p.publish_time * 1000
         for mint in mints:
             # positional (token, price_usd, ts, source, decimals, liquidity_usd, confidence,
