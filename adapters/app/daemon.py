@@ -173,7 +173,13 @@ class Daemon:
 
             api_key = os.environ.get("PYTH_API_KEY") or feeds.pyth.api_key
             self._start_feed(
-                PythFeed(feeds.pyth, pyth_ids(self.settings), watched, api_key=api_key)
+                PythFeed(
+                    feeds.pyth,
+                    pyth_ids(self.settings),
+                    watched,
+                    api_key=api_key,
+                    max_price_age_ms=self.engine.max_price_age_ms,
+                )
             )
         if feeds.dexscreener.enabled:
             from tradingd.adapters.feeds.dexscreener import DexScreenerFeed

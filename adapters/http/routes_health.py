@@ -37,11 +37,34 @@ def components(daemon: Daemon) -> dict[str, Any]:
             **{name: {"status": "ok"} for name in daemon.runtime.venues},
             **reported.get("venues", {}),
         },
+        "prices": held_prices(daemon),
+    }
+
+
+def held_prices(daemon: Daemon) -> dict[str, Any]:
+    """Whether every token a live position holds has a price fresh enough to act on: a held
+    token without one has no stop that can fire, whatever each feed's own health says."""
+    engine = daemon.engine
+    now = engine.clock()
+    held = {t for e in engine.exposure.values() for t, n in e.by_token.items() if n > 0}
+    stale = sorted(
+        t
+        for t in held
+        if (tick := engine.prices.get(t)) is None or now - tick.ts > engine.max_price_age_ms
+    )
+    if not stale:
+        return {"status": "ok", "held_tokens": len(held)}
+    return {
+        "status": "stale",
+        "reason": f"{len(stale)} held token(s) without a price fresher than max_price_age_ms",
+        "held_tokens": len(held),
+        "stale_tokens": stale[:20],
     }
 
 
 def _statuses(comps: dict[str, Any]) -> list[str]:
     out = [comps["redis"].get("status", ""), comps["postgres"].get("status", "")]
+    out.append(comps["prices"].get("status", ""))
     for group in ("feeds", "venues"):
         out.extend(c.get("status", "") for c in comps[group].values() if isinstance(c, dict))
     return out

@@ -131,7 +131,7 @@ class Dispatcher:
         # once per token_interval_ms (built from the engine when sent, so it is current)
         self.token_view = token_view
         self.token_interval_s = token_interval_ms / 1000
-        self._dirty_tokens: set[str] = set()
+        self._dirty_tokens: dict[str, None] = {}  # an ordered set: first changed, first sent
         self._token_timer: asyncio.TimerHandle | None = None
         self._jobs: deque[_EventJob | _PriceJob | _TokenJob] = deque()
         self.backlog = 0  # client visits the pending jobs still have to make
@@ -176,22 +176,36 @@ class Dispatcher:
 
     def _token_changed(self, token: str) -> None:
         if len(self._dirty_tokens) < MAX_DIRTY_TOKENS:
-            self._dirty_tokens.add(token)
+            self._dirty_tokens.setdefault(token)
         if self._token_timer is None:
             loop = asyncio.get_running_loop()
             self._token_timer = loop.call_later(self.token_interval_s, self._token_job)
 
     def _token_job(self) -> None:
-        """At most TOKEN_VIEWS_PER_JOB views per interval (the rest wait for the next ones), so
-        a push of thousands of tokens cannot flood a subscriber's queue past its bound."""
+        """At most TOKEN_VIEWS_PER_JOB views per interval, first changed first sent (the rest
+        wait for the next intervals), and only of tokens some subscriber admits: a push of
+        thousands of tokens can neither flood a subscriber's queue nor starve the tokens
+        another subscriber asked for."""
         self._token_timer = None
         subscribers = self.by_channel["tokens"]
         if not self._dirty_tokens or not subscribers or self.token_view is None:
-            self._dirty_tokens = set()
+            self._dirty_tokens = {}
             return
-        ordered = sorted(self._dirty_tokens)
-        tokens, rest = ordered[:TOKEN_VIEWS_PER_JOB], ordered[TOKEN_VIEWS_PER_JOB:]
-        self._dirty_tokens = set(rest)
+        wanted: set[str] | None = set()
+        for client in subscribers:
+            f = client.subs.get("tokens")
+            if f is None:
+                continue
+            if f.tokens is None:
+                wanted = None
+                break
+            wanted.update(f.tokens)  # type: ignore[union-attr]
+        dirty = self._dirty_tokens
+        if wanted is not None:
+            dirty = {t: None for t in dirty if t in wanted}
+        order = list(dirty)
+        tokens, rest = order[:TOKEN_VIEWS_PER_JOB], order[TOKEN_VIEWS_PER_JOB:]
+        self._dirty_tokens = dict.fromkeys(rest)
         if rest:
             loop = asyncio.get_running_loop()
             self._token_timer = loop.call_later(self.token_interval_s, self._token_job)

@@ -161,3 +161,46 @@ async def test_a_push_of_thousands_of_tokens_does_not_cut_a_tokens_subscriber(tm
                 seen += 1
         finally:
             await ws.close()
+
+
+async def test_a_flood_of_other_tokens_does_not_starve_a_filtered_tokens_subscriber(tmp_path):
+    # the re-attack: 150 low-sorting mints re-pushed every interval kept a subscriber filtered
+    # to one token from ever getting its `token` message (views went out in address order)
+    from tests.integration.test_http_price_bound import mint
+
+    async with serve(tmp_path, prices={"max_tokens": 5000}) as api:
+        api.daemon.hub.dispatch.token_interval_s = 0.05
+        ws = await api.client.ws_connect("/v1/ws", headers={"Authorization": f"Bearer {ADMIN}"})
+        try:
+            await ws.send_str(
+                json.dumps({"op": "subscribe", "channels": ["tokens"], "tokens": [TOKEN]})
+            )
+            assert (await asyncio.wait_for(ws.receive_json(), 5))["type"] == "snapshot"
+            flood = [mint(i) for i in range(150)]
+            for round_ in range(3):
+                ticks = [{"token": t, "price_usd": 1.0, "liquidity_usd": 5e4} for t in flood]
+                if round_ == 1:
+                    ticks.append({"token": TOKEN, "price_usd": 1.0, "liquidity_usd": 7e5})
+                await api.ok("POST", "/v1/prices", {"ticks": ticks})
+            msg = await asyncio.wait_for(ws.receive_json(), 5)
+            assert msg["type"] == "token" and msg["data"]["token"] == TOKEN
+            assert msg["data"]["liquidity_usd"] == 7e5
+        finally:
+            await ws.close()
+
+
+async def test_a_held_token_without_a_fresh_price_degrades_health(tmp_path):
+    # the re-attack: Pyth frozen and DexScreener dropping the token left a held position with
+    # no price any stop could act on, while every feed's own health said ok
+    async with serve(tmp_path, prices={"max_price_age_ms": 300}) as api:
+        await api.agent({})
+        await push(api, {"token": SOL, "price_usd": 150.0, "decimals": 9})
+        await push(api, {"token": TOKEN, "price_usd": 1.0, "decimals": 6})
+        await api.ok("POST", "/v1/signals", {"token": TOKEN, "strength": 3})
+        await api.settle()
+        health = await api.ok("GET", "/health")
+        assert health["components"]["prices"] == {"status": "ok", "held_tokens": 1}
+        await asyncio.sleep(0.35)
+        health = await api.ok("GET", "/health")
+        assert health["components"]["prices"]["stale_tokens"] == [TOKEN]
+        assert health["status"] == "degraded"

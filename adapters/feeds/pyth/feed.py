@@ -72,6 +72,7 @@ class PythFeed:
         clock: Callable[[], int] = wall_clock_ms,
         api_key: str | None = None,
         rng: random.Random | None = None,
+        max_price_age_ms: int | None = None,
     ) -> None:
         self.settings = settings
         self._watched = watched
@@ -91,6 +92,9 @@ class PythFeed:
         self.last_tick_ms: int | None = None
         self._newest_ts: int | None = None  # the newest publish_time pushed, epoch ms
         self._started_ms = self._clock()  # staleness counts from here before a first tick
+        # prices older than this are refused by the engine: a feed whose newest publish_time
+        # is older is stale, however fast its ticks arrive
+        self._max_price_age_ms = max_price_age_ms
         self._counters: dict[str, int] = dict.fromkeys(_BASE_COUNTERS, 0)
         self._tokens: tuple[str, ...] = ()
         self._client: HermesClient | None = None
@@ -127,9 +131,10 @@ class PythFeed:
                 since = max(self.last_tick_ms or 0, self._streaming_since or 0)
                 if now - since > idle_ms:
                     status, reason = "stale", f"no tick for more than {idle_ms:.0f} ms"
-                elif self._newest_ts is not None and now - self._newest_ts > idle_ms:
+                elif self._newest_ts is not None and now - self._newest_ts > self._price_age_ms():
                     # ticks arrive, but Hermes' newest publish_time is old: its prices are
-                    status, reason = "stale", f"newest publish_time older than {idle_ms:.0f} ms"
+                    limit = self._price_age_ms()
+                    status, reason = "stale", f"newest publish_time older than {limit:.0f} ms"
             elif status != "down" and now - max(self.last_tick_ms or 0, self._started_ms) > idle_ms:
                 # reconnecting for longer than a stream may stay silent: prices age meanwhile
                 status, reason = "stale", f"no tick for more than {idle_ms:.0f} ms ({reason})"
@@ -141,6 +146,10 @@ class PythFeed:
             "reconnects": self._counters["reconnects"],
             "last_error": self._last_error,
         }
+
+    def _price_age_ms(self) -> float:
+        idle_ms = self.settings.idle_timeout_s * 1000
+        return idle_ms if self._max_price_age_ms is None else min(idle_ms, self._max_price_age_ms)
 
     async def fetch(self, tokens: list[str], timeout_s: float) -> list[Tick]:
         """The latest prices of the covered `tokens`, within `timeout_s`; [] on any failure."""
