@@ -29,7 +29,7 @@ def to_ticks(body: TicksIn, now_ms: int, known_decimals: Mapping[str, int]) -> l
     declared: dict[str, int] = {}
     for i, t in enumerate(body.ticks):
         token = require_mint(t.token, f"$.ticks[{i}].token")
-        if t.source in DAEMON_SOURCES:
+        if t.source.strip().casefold() in DAEMON_SOURCES:  # "Pyth", " pyth" look the same
             raise ValidationError(
                 f"source {t.source!r} is one of the daemon's own feeds; name the pushing feed",
                 f"$.ticks[{i}].source",

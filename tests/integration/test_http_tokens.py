@@ -106,7 +106,7 @@ async def test_the_tokens_channel_sends_a_snapshot_then_a_view_when_market_data_
 
 async def test_a_push_cannot_pass_its_prices_off_as_a_daemon_feed(tmp_path):
     async with serve(tmp_path, prices=POLICY) as api:
-        for source in ("pyth", "dexscreener", "synthetic", "replay"):
+        for source in ("pyth", "dexscreener", "synthetic", "replay", "Pyth", " pyth", "PYTH "):
             status, doc = await api.call(
                 "POST",
                 "/v1/prices",
