@@ -8,14 +8,12 @@ import re
 from collections.abc import Callable, Sequence
 
 import aiohttp
-from tradingd.adapters.feeds.errors import FeedStatusError, ResponseTooLarge
-from tradingd.adapters.feeds.retry import retry_after_s
+from tradingd.adapters.feeds.errors import read_bounded, status_error
 from yarl import URL
 
 TOKENS_PATH = "tokens/v1"
 MAX_ADDRESSES = 30  # the reference's "up to 30 addresses"; more is undocumented
 # An error body is at most a short text or a proxy's HTML page: only its start is kept.
-ERROR_TEXT_BYTES = 512
 # A chain address: base58 (Solana mints, 32-44 characters) or 0x + 40 hex (EVM). Anything else
 # (a CCXT instrument "binance:BTC/USDT") is not DexScreener's and never goes into a URL.
 _ADDRESS = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,44}|0[xX][0-9a-fA-F]{40}")
@@ -65,32 +63,9 @@ class DexScreenerClient:
             )
             try:
                 if resp.status != 200:
-                    raise await self._status_error(resp)
-                return await self._read_bounded(resp)
+                    raise await status_error(resp, self._clock())
+                return await read_bounded(resp, self.max_bytes)
             finally:
                 # close, not release: a body left unread (too large, cut short, timed out)
                 # must not go back to the pool with the connection
                 resp.close()
-
-    async def _status_error(self, resp: aiohttp.ClientResponse) -> FeedStatusError:
-        try:
-            raw = await resp.content.read(ERROR_TEXT_BYTES)
-        except (aiohttp.ClientError, OSError):
-            raw = b""
-        text = raw.decode("utf-8", "replace").strip()
-        text = "".join(c if c.isprintable() else " " for c in text)
-        wait = retry_after_s(resp.headers.get("Retry-After"), self._clock())
-        return FeedStatusError(resp.status, text, wait)
-
-    async def _read_bounded(self, resp: aiohttp.ClientResponse) -> bytes:
-        limit = self.max_bytes
-        if resp.content_length is not None and resp.content_length > limit:
-            raise ResponseTooLarge(f"Content-Length {resp.content_length} > {limit} bytes")
-        parts: list[bytes] = []
-        size = 0
-        while chunk := await resp.content.readany():
-            size += len(chunk)
-            if size > limit:
-                raise ResponseTooLarge(f"body passed {limit} bytes")
-            parts.append(chunk)
-        return b"".join(parts)

@@ -8,14 +8,11 @@ import asyncio
 from collections.abc import Callable, Iterable
 
 import aiohttp
-from tradingd.adapters.feeds.errors import FeedStatusError, ResponseTooLarge
-from tradingd.adapters.feeds.retry import retry_after_s
+from tradingd.adapters.feeds.errors import read_bounded, status_error
 from yarl import URL
 
 STREAM_PATH = "/v2/updates/price/stream"
 LATEST_PATH = "/v2/updates/price/latest"
-# Hermes' answers are short text (`Price ids not found: 0x…`); a proxy's HTML page is cut here.
-ERROR_TEXT_BYTES = 512
 
 
 class HermesClient:
@@ -57,7 +54,7 @@ class HermesClient:
         async with asyncio.timeout(timeout_s):
             resp = await self._get(self.url(LATEST_PATH, ids), timeout_s)
             try:
-                return await _read_bounded(resp, max_bytes)
+                return await read_bounded(resp, max_bytes)
             finally:
                 resp.release()
 
@@ -67,23 +64,7 @@ class HermesClient:
             if resp.status == 200:
                 return resp
             try:
-                raw = await resp.content.read(ERROR_TEXT_BYTES)
-            except (aiohttp.ClientError, OSError):
-                raw = b""
+                error = await status_error(resp, self._clock())
             finally:
                 resp.release()
-        text = raw.decode("utf-8", "replace").strip()
-        text = "".join(c if c.isprintable() else " " for c in text)
-        wait = retry_after_s(resp.headers.get("Retry-After"), self._clock())
-        raise FeedStatusError(resp.status, text, wait)
-
-
-async def _read_bounded(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    while chunk := await resp.content.readany():
-        size += len(chunk)
-        if size > max_bytes:
-            raise ResponseTooLarge(f"a /latest body passed {max_bytes} bytes")
-        parts.append(chunk)
-    return b"".join(parts)
+        raise error
