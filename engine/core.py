@@ -8,8 +8,7 @@ kill switch, ticks and exits; signals.py the intake of signals; settlement.py fi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import Literal, Unpack
 
 import msgspec
 
@@ -19,15 +18,13 @@ from .book import AgentBook
 from .config import AgentConfig, parse_atomic
 from .errors import Conflict, ValidationError
 from .exit_actions import ExitActions
-from .history import HistoryBounds
 from .lifecycle import HOLDING, LIVE, PositionStatus
 from .model import Agent, Balance, ExitReason, Fill, Signal, Tick
 from .money import market_value, pct_of
 from .price_book import admit_tick, cross_check, watched_tokens
-from .price_sources import PricePolicy
 from .settlement import Settlement
 from .signals import SignalIntake
-from .state import Clock, EngineState, Output, SignalRecord
+from .state import Clock, EngineOptions, EngineState, Output, SignalRecord
 
 __all__ = ["Clock", "Engine", "Output", "SignalRecord"]
 
@@ -38,45 +35,10 @@ class Engine(EngineState):
     settlement are collaborators (`SignalIntake`, `Settlement`) given this state, called only
     from here."""
 
-    def __init__(
-        self,
-        clock: Clock,
-        *,
-        exit_index: Literal["indexed", "naive"] = "indexed",
-        max_price_age_ms: int = 60_000,
-        default_decimals: int = 6,
-        node: str = "",
-        history: HistoryBounds | None = None,
-        max_future_skew_ms: int = 5_000,
-        max_priced_tokens: int = 20_000,
-        watchlist: Iterable[str] = (),
-        price_policy: PricePolicy | None = None,
-        pegged_usd: Iterable[str] = (),
-        token_decimals: Mapping[str, int] | None = None,
-    ) -> None:
-        """`clock` returns epoch ms. `max_price_age_ms`: a price older than this cannot open
-        a buy; `default_decimals`: of a token no tick or signal named; `node`: a prefix that
-        keeps ids unique across nodes; `history`: the memory bounds (signals, closed
-        positions); `max_future_skew_ms`: how far ahead of the clock a tick may be;
-        `max_priced_tokens`: the price book's bound; `watchlist`: mints always priced;
-        `price_policy`: how a token's price is chosen among sources and cross-checked
-        (price_sources.PricePolicy); `pegged_usd`: mints priced at 1 USD until a feed prices
-        them (besides USDC and USDT); `token_decimals`: decimals known from the configuration
-        (the token registry)."""
-        super().__init__(
-            clock,
-            exit_index=exit_index,
-            max_price_age_ms=max_price_age_ms,
-            default_decimals=default_decimals,
-            node=node,
-            history=history,
-            max_future_skew_ms=max_future_skew_ms,
-            max_priced_tokens=max_priced_tokens,
-            watchlist=watchlist,
-            price_policy=price_policy,
-            pegged_usd=pegged_usd,
-            token_decimals=token_decimals,
-        )
+    def __init__(self, clock: Clock, **options: Unpack[EngineOptions]) -> None:
+        """`clock` returns epoch ms; `options` are EngineState's (see EngineOptions): the price
+        age and source policy, decimals, the memory and price-book bounds, the exit index."""
+        super().__init__(clock, **options)
         self._intake = SignalIntake(self)
         self._settlement = Settlement(self)
         self._exits = ExitActions(self)

@@ -5,7 +5,7 @@ its position `closing`). Transitions live in core.py, signals.py and settlement.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Literal
+from typing import Literal, TypedDict
 
 import msgspec
 from msgspec import Struct
@@ -57,6 +57,31 @@ class SignalRecord(Struct, kw_only=True):
     signal: Signal
     executions: dict[str, Execution]
     agents_matched: int = 0
+
+
+class EngineOptions(TypedDict, total=False):
+    """EngineState's keyword options, which the Engine passes on (settings.engine_options builds
+    them from a config): `max_price_age_ms`: a price older than this cannot open a buy, and a
+    tick older than this is refused; `default_decimals`: of a token no tick or signal named;
+    `node`: a prefix that keeps ids unique across nodes; `history`: the memory bounds
+    (signals, closed positions); `max_future_skew_ms`: how far ahead of the clock a tick may
+    be; `max_priced_tokens`: the price book's bound; `watchlist`: mints always priced;
+    `price_policy`: how a token's price is chosen among sources and cross-checked;
+    `pegged_usd`: mints priced at 1 USD until a feed prices them (besides USDC and USDT);
+    `token_decimals`: decimals known from the configuration (the token registry);
+    `exit_index`: "indexed" (the trigger index) or "naive" (the oracle's full scan)."""
+
+    exit_index: Literal["indexed", "naive"]
+    max_price_age_ms: int
+    default_decimals: int
+    node: str
+    history: HistoryBounds | None
+    max_future_skew_ms: int
+    max_priced_tokens: int
+    watchlist: Iterable[str]
+    price_policy: PricePolicy | None
+    pegged_usd: Iterable[str]
+    token_decimals: Mapping[str, int] | None
 
 
 class EngineState:

@@ -14,7 +14,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from importlib import resources
-from typing import Any, TextIO
+from typing import TextIO
 
 import msgspec
 from tradingd.adapters.app.backtest_report import (
@@ -47,6 +47,7 @@ from tradingd.engine.core import Engine
 from tradingd.engine.errors import InvariantViolation, TradingdError, ValidationError
 from tradingd.engine.model import Position, Trade
 from tradingd.engine.money import market_value
+from tradingd.engine.state import EngineOptions
 
 log = logging.getLogger("tradingd.replay")
 
@@ -219,7 +220,7 @@ def run_replay(
     max_price_age_ms: int = 60_000,
     default_decimals: int = 6,
     keep_events: bool = False,
-    engine_options: dict[str, Any] | None = None,
+    engine_options: EngineOptions | None = None,
 ) -> BacktestResult:
     """Run `records` (in ts order, e.g. from `read_records`) for `agent_specs` in a fresh Engine.
     Agents are created and funded at the first record's time; every order fills on paper at once.
@@ -228,10 +229,9 @@ def run_replay(
     stream = iter(records)
     first = next(stream, None)
     clock = ReplayClock(first.ts if first is not None else 0)
-    options = engine_options or {
-        "max_price_age_ms": max_price_age_ms,
-        "default_decimals": default_decimals,
-    }
+    options = engine_options or EngineOptions(
+        max_price_age_ms=max_price_age_ms, default_decimals=default_decimals
+    )
     engine = Engine(clock, **options)
     session = _Session(engine, clock, keep_events)
     for spec in agent_specs:

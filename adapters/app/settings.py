@@ -15,6 +15,7 @@ from tradingd.engine.config import AgentConfig
 from tradingd.engine.errors import ValidationError
 from tradingd.engine.history import HistoryBounds
 from tradingd.engine.price_sources import PricePolicy
+from tradingd.engine.state import EngineOptions
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
 
@@ -350,29 +351,29 @@ def load_cli_settings(config: str | None, data_dir: str | None) -> Settings:
     return load_settings(config, env)
 
 
-def engine_options(settings: Settings) -> dict[str, Any]:
+def engine_options(settings: Settings) -> EngineOptions:
     """The Engine's keyword arguments from the settings: the daemon and `tradingd replay` build
     the same engine, so a recorded file replays to the same decisions."""
     prices = settings.prices
-    return {
-        "max_price_age_ms": prices.max_price_age_ms or settings.engine.max_price_age_ms,
-        "default_decimals": settings.engine.default_decimals,
-        "history": settings.engine.history_bounds(),
-        "max_future_skew_ms": prices.max_future_skew_ms,
-        "max_priced_tokens": prices.max_tokens,
-        "watchlist": prices.watchlist,
-        "price_policy": PricePolicy(
+    return EngineOptions(
+        max_price_age_ms=prices.max_price_age_ms or settings.engine.max_price_age_ms,
+        default_decimals=settings.engine.default_decimals,
+        history=settings.engine.history_bounds(),
+        max_future_skew_ms=prices.max_future_skew_ms,
+        max_priced_tokens=prices.max_tokens,
+        watchlist=prices.watchlist,
+        price_policy=PricePolicy(
             sources=tuple(prices.sources),
             token_sources={m: tuple(t.sources) for m, t in settings.tokens.items() if t.sources},
             max_divergence_pct=prices.max_divergence_pct,
             block_buys_on_divergence=prices.block_buys_on_divergence,
             max_market_age_ms=prices.max_market_age_ms,
         ),
-        "pegged_usd": [m for m, t in settings.tokens.items() if t.usd_pegged],
-        "token_decimals": {
+        pegged_usd=[m for m, t in settings.tokens.items() if t.usd_pegged],
+        token_decimals={
             m: t.decimals for m, t in settings.tokens.items() if t.decimals is not None
         },
-    }
+    )
 
 
 def agent_config(spec: AgentSpec) -> AgentConfig:
