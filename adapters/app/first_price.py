@@ -40,12 +40,12 @@ class FirstPrice:
         tick = engine.prices.get(token)
         if tick is None or now - tick.ts > engine.max_price_age_ms:
             return any(f.covers(token) for f in d.live_feeds.values())
-        filters = [a.config.signals for a in engine.agents.values()]
-        needs_market = any(
-            f.min_liquidity_usd is not None or f.max_risk_score is not None for f in filters
+        if engine.market.pool(token, now, engine.price_policy.max_market_age_ms) is not None:
+            return False
+        return any(  # only then are the agents' filters read
+            f.min_liquidity_usd is not None or f.max_risk_score is not None
+            for f in (a.config.signals for a in engine.agents.values())
         )
-        market = engine.market.pool(token, now, engine.price_policy.max_market_age_ms)
-        return needs_market and market is None
 
     async def fetch(self, token: str) -> int:
         """Fetch and push the token's prices; returns the ticks applied (0 on timeout or when

@@ -4,7 +4,7 @@ pool data, volatility, divergence and the risk score with its factors (engine/to
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 from tradingd.adapters.http.token_schemas import (
@@ -21,9 +21,15 @@ if TYPE_CHECKING:
     from tradingd.engine.core import Engine
 
 
-def token_out(engine: Engine, registry: Mapping[str, TokenSettings], token: str) -> TokenOut | None:
-    """The token's view now (`registry`: the config's [tokens]); None when neither a feed nor
-    the registry knows it."""
+def token_out(
+    engine: Engine,
+    registry: Mapping[str, TokenSettings],
+    token: str,
+    watched: Collection[str] | None = None,
+) -> TokenOut | None:
+    """The token's view now (`registry`: the config's [tokens]; `watched`: the engine's
+    watched tokens when the caller has them, for many views at once); None when neither a feed
+    nor the registry knows it."""
     known = registry.get(token)
     now = engine.clock()
     price = engine.prices.get(token)
@@ -75,7 +81,7 @@ def token_out(engine: Engine, registry: Mapping[str, TokenSettings], token: str)
             else None
         ),
         buys_blocked=engine.price_policy.block_buys_on_divergence and engine.diverged_now(token),
-        watched=token in engine.watched_tokens(),
+        watched=token in (engine.watched_tokens() if watched is None else watched),
         risk=RiskOut(
             score=risk.score,
             factors={

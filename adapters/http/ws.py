@@ -68,7 +68,7 @@ class WsHub:
             engine,
             self.by_channel,
             self.settings.price_interval_ms,
-            lambda token: token_out(engine, registry, token),
+            lambda token, watched: token_out(engine, registry, token, watched),
             self.settings.token_interval_ms,
         )
         self.subscriptions = Subscriptions(

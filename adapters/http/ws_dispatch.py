@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tradingd.adapters.http import ws_wire as wire
@@ -112,7 +112,8 @@ class _TokenJob:
 
 
 TOKEN = b"token"
-TokenView = Callable[[str], "TokenOut | None"]
+# (token, the engine's watched tokens) -> the token's view, or None when nothing is known of it
+TokenView = Callable[[str, "Collection[str]"], "TokenOut | None"]
 
 
 class Dispatcher:
@@ -210,8 +211,9 @@ class Dispatcher:
             loop = asyncio.get_running_loop()
             self._token_timer = loop.call_later(self.token_interval_s, self._token_job)
         views = {}
+        watched = self.engine.watched_tokens()  # once for every view of the job
         for token in tokens:
-            view = self.token_view(token)
+            view = self.token_view(token, watched)
             if view is not None:
                 views[token] = wire.encode(view)
         if views:

@@ -166,10 +166,11 @@ class Subscriptions:
         tokens = []
         view = self.dispatch.token_view
         if "tokens" in subscription.channels and view is not None:
-            names = wanted.tokens if wanted.tokens is not None else engine.watched_tokens()
+            watched = engine.watched_tokens()
+            names = wanted.tokens if wanted.tokens is not None else watched
             # at most as many as a token list may name: a snapshot stays one bounded message
             chosen = sorted(names)[: wire.MAX_IDS]
-            tokens = [v for v in (view(t) for t in chosen) if v is not None]
+            tokens = [v for v in (view(t, watched) for t in chosen) if v is not None]
         return wire.encode(
             wire.SnapshotOut(
                 subscription=subscription,
