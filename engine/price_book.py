@@ -112,7 +112,8 @@ def admit_tick(state: EngineState, tick: Tick, now: int) -> str | None:
     elif last is not None and same is None:  # a second source: the table starts
         by_source = sources.by_token[token] = {last.source: last, source: tick}
     market = state.market
-    # a pool figure comes with liquidity from every feed that has one (DexScreener, push)
+    # Market data feeds the buy filters (liquidity, risk): with a priority list, only the
+    # sources it names may supply it, never a push client's own source.
     if (
         tick.conf_usd is not None
         or tick.liquidity_usd is not None
@@ -122,10 +123,8 @@ def admit_tick(state: EngineState, tick: Tick, now: int) -> str | None:
             or tick.volume_24h_usd is not None
             or tick.pair_created_at is not None
         )
-    ):
-        market.on_tick(
-            tick, sources.listed(token, source), now, state.price_policy.max_market_age_ms
-        )
+    ) and sources.listed(token, source):
+        market.on_tick(tick)
     if decimals is not None and token not in state.decimals:
         state.decimals[token] = decimals
     if by_source is not None:

@@ -65,33 +65,22 @@ class TokenMarket:
         # The ticks themselves are kept (no copy on the tick path); views are built on read.
         self.pool_ticks: dict[str, Tick] = {}  # token -> its newest tick with a pool figure
         self.conf_ticks: dict[str, Tick] = {}  # token -> its newest tick with a confidence
-        self.pool_listed: dict[str, bool] = {}  # whether the kept tick's source is listed
-        self.conf_listed: dict[str, bool] = {}
         self.volatility: dict[str, Volatility] = {}
 
-    def on_tick(self, tick: Tick, listed: bool, now: int, max_age_ms: int) -> None:
-        """Keep the market data a tick carries (any source, applied or kept for failover). A
-        tick with any pool figure replaces the token's pool data whole: figures from two
-        different moments are never mixed. A source not in the token's priority list
-        (`listed` False) never replaces fresh data (at most `max_age_ms` old) from a listed
-        one."""
-        token = tick.token
-        if tick.conf_usd is not None and _may_replace(
-            self.conf_ticks.get(token), self.conf_listed.get(token, False), listed, now, max_age_ms
-        ):
-            self.conf_ticks[token] = tick
-            self.conf_listed[token] = listed
+    def on_tick(self, tick: Tick) -> None:
+        """Keep the market data a tick carries (applied or kept for failover). A tick with any
+        pool figure replaces the token's pool data whole: figures from two different moments
+        are never mixed."""
+        if tick.conf_usd is not None:
+            self.conf_ticks[tick.token] = tick
         if (
             tick.liquidity_usd is not None
             or tick.market_cap_usd is not None
             or tick.fdv_usd is not None
             or tick.volume_24h_usd is not None
             or tick.pair_created_at is not None
-        ) and _may_replace(
-            self.pool_ticks.get(token), self.pool_listed.get(token, False), listed, now, max_age_ms
         ):
-            self.pool_ticks[token] = tick
-            self.pool_listed[token] = listed
+            self.pool_ticks[tick.token] = tick
 
     def on_applied(self, tick: Tick) -> None:
         """A tick became the token's price: a volatility sample."""
@@ -130,13 +119,6 @@ class TokenMarket:
 
     def forget(self, token: str) -> None:
         """Drop what is known of the token (its price left the price book)."""
-        for table in (self.pool_ticks, self.conf_ticks, self.pool_listed, self.conf_listed):
-            table.pop(token, None)
+        self.pool_ticks.pop(token, None)
+        self.conf_ticks.pop(token, None)
         self.volatility.pop(token, None)
-
-
-def _may_replace(
-    old: Tick | None, old_listed: bool, listed: bool, now: int, max_age_ms: int
-) -> bool:
-    """A listed source always replaces; an unlisted one only unlisted or stale data."""
-    return listed or old is None or not old_listed or now - old.ts > max_age_ms

@@ -4,13 +4,22 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from tradingd.adapters.feeds import DAEMON_SOURCES
 from tradingd.adapters.venues import BUILT_VENUES, check_agent_venue
-from tradingd.engine.assets import KNOWN_DECIMALS, normalize_quote, quote_mint, require_mint
+from tradingd.engine.assets import (
+    KNOWN_DECIMALS,
+    QUOTE_SYMBOLS,
+    is_mint,
+    normalize_quote,
+    quote_mint,
+    require_mint,
+)
 from tradingd.engine.config import config_from_builtins
 from tradingd.engine.errors import ValidationError
 
@@ -125,6 +134,19 @@ def _check_market_data(settings: Settings, where: str) -> None:
             "the Pyth feed is enabled but no token has a feed id "
             "([feeds.pyth] ids or [tokens.<mint>] pyth_id)",
         )
+    for at, names in [("$.prices.sources", settings.prices.sources)] + [
+        (f"$.tokens.{m}.sources", t.sources or []) for m, t in settings.tokens.items()
+    ]:
+        for i, name in enumerate(names):
+            _check_source_name(name, f"{at}[{i}]", where)
+    if settings.feeds.dexscreener.chain == "solana":
+        for i, quote in enumerate(settings.feeds.dexscreener.quote_symbols):
+            if quote.upper() not in QUOTE_SYMBOLS and not is_mint(quote):
+                raise config_error(
+                    where,
+                    f"$.feeds.dexscreener.quote_symbols[{i}]",
+                    f"{quote!r} is neither SOL, USDC, USDT nor a mint address",
+                )
     if pyth.backoff_initial_ms > pyth.backoff_max_ms:
         raise config_error(where, "$.feeds.pyth.backoff_initial_ms", "above backoff_max_ms")
     engine_age = settings.engine.max_price_age_ms
@@ -135,6 +157,16 @@ def _check_market_data(settings: Settings, where: str) -> None:
             "$.prices.max_price_age_ms",
             f"differs from [engine] max_price_age_ms ({engine_age}): set one of them",
         )
+
+
+def _check_source_name(name: str, path: str, where: str) -> None:
+    """A listed source is a daemon feed or a push client's own name; one a letter or two off a
+    daemon feed's (`pyht`) is a typo that would let a push client take its rank."""
+    if name in DAEMON_SOURCES:
+        return
+    close = difflib.get_close_matches(name.strip().casefold(), DAEMON_SOURCES, n=1, cutoff=0.7)
+    if close:
+        raise config_error(where, path, f"unknown source {name!r}: did you mean {close[0]!r}?")
 
 
 _FEED_ID = re.compile(r"^(0[xX])?[0-9a-fA-F]{64}$")

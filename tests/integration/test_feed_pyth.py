@@ -678,3 +678,16 @@ def test_a_plausible_price_with_a_changed_exponent_is_dropped_until_confirmed() 
     results = [parser.parse(hermes.update_json([BTC]))[0] for _ in range(EXPO_CONFIRMATIONS)]
     assert results[:-1] == [[]] * (EXPO_CONFIRMATIONS - 1)
     assert [t.price_usd for t in results[-1]] == [91000.0]
+
+
+async def test_prices_from_the_future_do_not_keep_the_feed_fresh(fake: FakeHermes, start) -> None:  # type: ignore[no-untyped-def]
+    # the final attack: publish_time an hour ahead; the engine refused every tick as `future`
+    # while /health said pyth ok with a last tick half a second old
+    fake.set_price(BTC, "6163088000000", publish_time=now_s() + 3600)
+    fake.set_price(SOL, "15012345678", publish_time=now_s() + 3600)
+    r = start(idle_timeout_s=0.3)
+    await poll_until_async(
+        lambda: r.feed.health()["status"], lambda s: s == "stale", what="stale on future prices"
+    )
+    assert r.feed.counters()["errors_future"] >= 1
+    assert r.feed.last_tick_ms is None

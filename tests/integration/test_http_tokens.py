@@ -204,3 +204,21 @@ async def test_a_held_token_without_a_fresh_price_degrades_health(tmp_path):
         health = await api.ok("GET", "/health")
         assert health["components"]["prices"]["stale_tokens"] == [TOKEN]
         assert health["status"] == "degraded"
+
+
+async def test_an_unlisted_source_cannot_supply_the_market_data_the_filters_read(tmp_path):
+    # the final attack: with the listed feeds silent, a push key's own source sent liquidity,
+    # market cap and age of 1e9 and an old pair, and the buy went through both filters
+    async with serve(tmp_path, prices=POLICY) as api:
+        await api.agent({"signals": {"min_liquidity_usd": 50_000, "max_risk_score": 70}})
+        await push(api, {"token": SOL, "price_usd": 150.0, "decimals": 9})
+        doc = await push(
+            api,
+            {"token": TOKEN, "price_usd": 1.0, "source": "friend", "decimals": 6, **POOL},
+        )
+        assert doc["accepted"] == 1  # its price is taken (nothing listed is fresh) ...
+        view = await api.ok("GET", f"/v1/tokens/{TOKEN}")
+        assert view["liquidity_usd"] is None  # ... but not its market data
+        sig = await api.ok("POST", "/v1/signals", {"token": TOKEN, "strength": 3})
+        doc = await api.ok("GET", f"/v1/signals/{sig['signal_id']}")
+        assert doc["executions"][0]["reason"] == "liquidity_unknown"

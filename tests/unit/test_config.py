@@ -81,3 +81,29 @@ def test_a_bad_token_registry_entry_is_named_by_its_mint(tmp_path):
     with pytest.raises(ValidationError) as err:
         load_settings(str(path), {})
     assert "tokens.So11111111111111111111111111111111111111112.pyth_id" in err.value.message
+
+
+def test_a_source_name_a_letter_off_a_daemon_feed_is_refused(tmp_path):
+    import pytest
+    from tradingd.adapters.app.settings import load_settings
+    from tradingd.engine.errors import ValidationError
+
+    path = tmp_path / "t.toml"
+    path.write_text('[prices]\nsources = ["pyht", "dexscreener", "my-oracle"]\n')
+    with pytest.raises(ValidationError) as err:
+        load_settings(str(path), {})
+    assert "prices.sources[0]: unknown source 'pyht': did you mean 'pyth'?" in err.value.message
+    path.write_text('[prices]\nsources = ["pyth", "my-oracle"]\n')
+    assert load_settings(str(path), {}).prices.sources == ["pyth", "my-oracle"]
+
+
+def test_a_dexscreener_quote_is_a_known_symbol_or_a_mint(tmp_path):
+    import pytest
+    from tradingd.adapters.app.settings import load_settings
+    from tradingd.engine.errors import ValidationError
+
+    path = tmp_path / "t.toml"
+    path.write_text('[feeds.dexscreener]\nquote_symbols = ["sol", "FOO"]\n')
+    with pytest.raises(ValidationError) as err:
+        load_settings(str(path), {})
+    assert "feeds.dexscreener.quote_symbols[1]" in err.value.message

@@ -27,6 +27,7 @@ log = logging.getLogger("tradingd.feeds.pyth")
 # Hermes closes every stream after 24 h, and a slow reader at will, each after an `event:error`
 # naming why; the rest of its `event:error`s ("Error receiving update: …") leave it open.
 _SERVER_ENDS = ("Connection timeout reached", "Slow consumer")
+FUTURE_SKEW_MS = 5_000  # the engine's default [prices] max_future_skew_ms
 _BASE_COUNTERS = (
     "ticks",
     "events",
@@ -353,9 +354,17 @@ class PythFeed:
             self._bump("errors_push")
             return
         self._counters["ticks"] += len(ticks)
-        self.last_tick_ms = self._clock()
-        # a publish_time ahead of our clock (the engine refuses it) must not hide staleness later
-        newest = min(max(t.ts for t in ticks), self.last_tick_ms)
+        now = self._clock()
+        # Only prices the engine can take make the feed fresh: a publish_time further ahead of
+        # our clock than the engine's skew is refused there (`future`), so it is no tick here.
+        usable = [t.ts for t in ticks if t.ts <= now + FUTURE_SKEW_MS]
+        if len(usable) < len(ticks):
+            self._bump("errors_future")
+            self._last_error = "publish_time ahead of the clock: prices refused as future"
+        if not usable:
+            return
+        self.last_tick_ms = now
+        newest = min(max(usable), now)
         if self._newest_ts is None or newest > self._newest_ts:
             self._newest_ts = newest
 
