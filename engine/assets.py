@@ -17,6 +17,9 @@ USDT_MINT: Final = "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB"
 QUOTE_SYMBOLS: Final = {"SOL": SOL_MINT, "USDC": USDC_MINT, "USDT": USDT_MINT}
 KNOWN_DECIMALS: Final = {SOL_MINT: 9, USDC_MINT: 6, USDT_MINT: 6}
 PEGGED_USD: Final = frozenset({USDC_MINT, USDT_MINT})
+# The venue that moves no real money: its agents need no wallet (every other venue trades from
+# one, and only while it is unlocked).
+PAPER_VENUE: Final = "paper"
 
 
 def is_mint(text: str) -> bool:

@@ -16,10 +16,10 @@ from . import events as ev
 from .assets import normalize_quote, quote_mint, require_mint
 from .book import AgentBook
 from .config import AgentConfig, parse_atomic
-from .errors import Conflict, ValidationError
+from .errors import Conflict, InvariantViolation, NotFound, ValidationError
 from .exit_actions import ExitActions
 from .lifecycle import HOLDING, LIVE, PositionStatus
-from .model import Agent, Balance, ExitReason, Fill, Signal, Tick
+from .model import Agent, Balance, ExitReason, Fill, Order, Signal, SwapSubmission, Tick
 from .money import market_value, pct_of
 from .price_book import admit_tick, cross_check, watched_tokens
 from .settlement import Settlement
@@ -196,6 +196,32 @@ class Engine(EngineState):
         self._balance_changed(agent_id, bal, now)
         return bal
 
+    def set_wallet_unlocked(self, wallet_id: str, unlocked: bool) -> None:
+        """The wallet's keypair is (un)locked in the process: agents on a live venue trading from
+        it take buys only while it is unlocked (skip reason `wallet_locked`). Not persisted: a
+        restarted process starts with every wallet locked."""
+        if unlocked:
+            self.unlocked_wallets.add(wallet_id)
+        else:
+            self.unlocked_wallets.discard(wallet_id)
+
+    def on_swap_submitted(self, order_id: str, swap: SwapSubmission) -> Order:
+        """A live venue signed `swap` for the order in flight and is about to send it: record it
+        on the order (event SwapSubmitted, written through before the venue sends). Returns the
+        order. Raises NotFound for an order not in flight, InvariantViolation for an attempt not
+        newer than the one recorded."""
+        order = self.orders.get(order_id)
+        if order is None:
+            raise NotFound(f"no order in flight {order_id!r}", {"order_id": order_id})
+        if order.swap is not None and swap.attempt <= order.swap.attempt:
+            raise InvariantViolation(
+                f"order {order_id}: swap attempt {swap.attempt} after {order.swap.attempt}",
+                {"order_id": order_id},
+            )
+        order.swap = swap
+        self._emit(ev.SwapSubmitted(ts=self.clock(), order=msgspec.structs.replace(order)))
+        return order
+
     def set_halt(self, buys: bool, flatten: bool = False) -> list[str]:
         """The operator's kill switch: `buys` True refuses new buys; `flatten` True also sells
         every position (now, or once its order in flight settles). Returns the ids of the sell
@@ -262,12 +288,13 @@ class Engine(EngineState):
         if p is not None and order is not None:
             self._exits.after_settle(p, evaluate=self._exits.ticked_since(order))
 
-    def on_order_failed(self, order_id: str, reason: str) -> None:
-        """A venue failed an order for `reason`: undo what it held (see
-        Settlement.on_order_failed), then apply an exit kept pending. Raises NotFound."""
+    def on_order_failed(self, order_id: str, reason: str, fee: int = 0) -> None:
+        """A venue failed an order for `reason`, its failed attempts costing `fee` quote atomic
+        units: undo what it held (see Settlement.on_order_failed), then apply an exit kept
+        pending. Raises NotFound."""
         order = self.orders.get(order_id)
         p = self.positions.get(order.position_id) if order is not None else None
-        self._settlement.on_order_failed(order_id, reason)
+        self._settlement.on_order_failed(order_id, reason, fee)
         if p is not None:
             self._exits.after_settle(p, evaluate=False)
 

@@ -61,13 +61,21 @@ class InvariantViolation(TradingdError):
 
 class VenueError(TradingdError):
     """A venue could not execute an order. `transient` True: the same order may be tried again
-    (a timeout, a dropped connection); False: it never will succeed as sent (a rejection)."""
+    (a timeout, a dropped connection); False: it never will succeed as sent (a rejection).
+    `fee`: quote atomic units the failed attempts cost anyway."""
 
     code = "venue_error"
     status = 502
 
     def __init__(
-        self, message: str, transient: bool = False, details: dict[str, Any] | None = None
+        self,
+        message: str,
+        transient: bool = False,
+        details: dict[str, Any] | None = None,
+        fee: int = 0,
     ) -> None:
         super().__init__(message, details)
         self.transient = transient
+        # Quote atomic units the failed attempts still cost (fees of transactions that landed
+        # with an error): booked by Engine.on_order_failed.
+        self.fee = fee

@@ -120,6 +120,13 @@ class OrderSubmitted(Event, frozen=True):
     order: Order
 
 
+class SwapSubmitted(Event, frozen=True):
+    """A signed swap of an order in flight is recorded before it is sent: `order` carries it in
+    `order.swap` (its signature and the block height it expires at)."""
+
+    order: Order
+
+
 class OrderFilled(Event, frozen=True):
     """An order filled; `trade` is what it executed (atomic amounts)."""
 
@@ -128,12 +135,15 @@ class OrderFilled(Event, frozen=True):
 
 
 class OrderFailed(Event, frozen=True):
-    """An order failed for `reason`; a buy's reservation was released."""
+    """An order failed for `reason`; a buy's reservation was released. `fee`: quote atomic units
+    its failed attempts still cost (network fees of transactions that landed with an error),
+    taken from the agent's quote balance."""
 
     order_id: str
     agent_id: str
     position_id: str
     reason: str
+    fee: int = 0
 
 
 class ExitTriggered(Event, frozen=True):
@@ -227,6 +237,7 @@ AnyEvent = (
     | SignalExecutionRecorded
     | SignalFiltered
     | OrderSubmitted
+    | SwapSubmitted
     | OrderFilled
     | OrderFailed
     | ExitTriggered

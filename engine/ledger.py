@@ -73,6 +73,17 @@ class Ledger:
         bal.reserved -= amount
         return bal
 
+    def charge(self, agent_id: str, asset: str, amount: int) -> tuple[Balance, int]:
+        """Take a cost that bought nothing (a network fee of a transaction that failed on
+        chain), `amount` atomic >= 0, from what is not reserved. Returns the balance and the part
+        that could not be taken (more than the unreserved total): the caller reports it."""
+        bal = self.balance(agent_id, asset)
+        if amount < 0:
+            raise InvariantViolation(f"negative charge {amount} to {agent_id}/{asset}")
+        taken = min(amount, bal.available)
+        bal.total -= taken
+        return bal, amount - taken
+
     def settle_buy(self, agent_id: str, asset: str, reserved: int, spent: int) -> Balance:
         """A buy filled: release its `reserved` units and take the `spent` ones (atomic,
         spent <= reserved) from the total. Returns the balance; raises InvariantViolation."""

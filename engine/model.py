@@ -141,6 +141,25 @@ class Position(Struct, kw_only=True):
     pending_exit_signal_id: str | None = None
 
 
+class SwapSubmission(Struct, frozen=True, kw_only=True):
+    """A signed on-chain swap of an order, recorded durably BEFORE it is sent (a Solana
+    transaction's signature is known once it is signed): `signature` (base58, the txid),
+    `last_valid_block_height` (the blockhash's expiry: past it, a transaction not seen is dead),
+    `transaction` (base64 of the signed bytes), the `slippage_bps` and quoted amounts it was built
+    with (atomic), which `attempt` of the order it is (1-based), and when it was signed (epoch ms).
+    Source of the rule: ../shared/contracts/solana-rpc.md "Blockhash"."""
+
+    signature: str
+    last_valid_block_height: int
+    transaction: str
+    slippage_bps: int
+    in_amount: int
+    quoted_out: int
+    min_out: int
+    attempt: int
+    signed_at: int
+
+
 class Order(Struct, kw_only=True):
     """Money in motion: the one record that says what was reserved or is being sold."""
 
@@ -170,6 +189,9 @@ class Order(Struct, kw_only=True):
     # the position's amount (buys, DCA included) or the quote balance (sells) within u64, the
     # width of SPL amounts. A venue refuses a fill above it. None: orders persisted before it.
     max_amount_out: int | None = None
+    # The swap last signed for this order (live Solana venues): while it is set and the order is
+    # submitted, a restart resolves this signature before anything is sent again.
+    swap: SwapSubmission | None = None
     status: OrderStatus = OrderStatus.SUBMITTED  # moved only by lifecycle.move_order
 
 

@@ -33,16 +33,23 @@ class Settlement:
         else:
             self._settle_sell(order, fill)
 
-    def on_order_failed(self, order_id: str, reason: str) -> None:
+    def on_order_failed(self, order_id: str, reason: str, fee: int = 0) -> None:
         """The order failed for `reason`: a buy's reservation is released (an entry's
         position is dropped), a sell's position is open again with its take-profit levels
-        given back. Raises NotFound for an order not in flight."""
+        given back. `fee` (quote atomic, >= 0): what its failed attempts cost on chain, taken
+        from the quote balance and booked as a realized loss. Raises NotFound for an order not
+        in flight."""
         order = self.state._order_done(order_id, OrderStatus.FAILED)
         now = self.state.clock()
         p = self.state.positions[order.position_id]
         self.state._emit(
             ev.OrderFailed(
-                ts=now, order_id=order_id, agent_id=order.agent_id, position_id=p.id, reason=reason
+                ts=now,
+                order_id=order_id,
+                agent_id=order.agent_id,
+                position_id=p.id,
+                reason=reason,
+                fee=fee,
             )
         )
         exposure = self.state.books[order.agent_id].exposure
@@ -50,6 +57,8 @@ class Settlement:
             bal = self.state.ledger.release(order.agent_id, order.quote, order.amount_in)
             exposure.commit(p.token, -order.amount_in)
             self.state._balance_changed(order.agent_id, bal, now)
+        if fee:
+            self._charge_fee(order, fee, now)
         if order.purpose == "entry":
             exposure.closed(p.token)
             move_position(p, PositionStatus.CLOSED)
@@ -65,6 +74,27 @@ class Settlement:
             self.state._record_execution(order, "failed", reason, now)  # a sell signal's sell
         self.state.index.rearm(p, now, fresh=True)
         self.state._emit(ev.PositionChanged(ts=now, position=self.state._snapshot(p)))
+
+    def _charge_fee(self, order: Order, fee: int, now: int) -> None:
+        agent = self.state.books[order.agent_id].agent
+        bal, unbooked = self.state.ledger.charge(agent.id, agent.quote, fee)
+        self.state.ledger.realize(agent, unbooked - fee, now)
+        self.state._balance_changed(agent.id, bal, now)
+        if unbooked:
+            self.state._emit(
+                ev.Alert(
+                    ts=now,
+                    code="fee_unbooked",
+                    message=f"{unbooked} quote atomic units of network fees exceed the free "
+                    "quote balance: the book and the wallet differ by that much",
+                    details={
+                        "agent_id": agent.id,
+                        "order_id": order.id,
+                        "fee": fee,
+                        "unbooked": unbooked,
+                    },
+                )
+            )
 
     def _trade(self, order: Order, fill: Fill, amount: int, quote_amount: int, now: int) -> None:
         trade = Trade(

@@ -4,7 +4,7 @@ a buy, exits for sell signals, and the execution record of every agent a signal 
 from __future__ import annotations
 
 from . import events as ev
-from .assets import quote_mint, require_mint
+from .assets import PAPER_VENUE, quote_mint, require_mint
 from .errors import ValidationError
 from .lifecycle import PositionStatus
 from .model import Agent, Execution, Position, Signal
@@ -116,6 +116,9 @@ class SignalIntake:
             return self.state.buys_paused_reason
         if agent.status != "active":
             return "agent_paused"
+        if agent.wallet_id is not None and agent.venue != PAPER_VENUE:
+            if agent.wallet_id not in self.state.unlocked_wallets:
+                return "wallet_locked"
         tick = self.state.prices.get(signal.token)
         if tick is None:
             return "no_price"

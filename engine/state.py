@@ -140,6 +140,8 @@ class EngineState:
         self.signals = self.signal_window.records  # by signal id, oldest first
         self.signal_by_client = self.signal_window.by_client
         self.halted_buys = False
+        # Wallets whose keypair the process holds unlocked (Engine.set_wallet_unlocked).
+        self.unlocked_wallets: set[str] = set()
         # Set by adapters through Engine.pause_buys, not the operator: e.g. "store_unavailable"
         # while Redis is down.
         self._buys_paused_reason: str | None = None

@@ -202,6 +202,7 @@ class Runtime:
         attempts = self.SELL_ATTEMPTS if order.side == "sell" else self.BUY_ATTEMPTS
         started = time.perf_counter()
         reason = f"no venue {order.venue!r}"
+        fee = 0
         for attempt in range(attempts):
             if venue is None:
                 break
@@ -216,6 +217,7 @@ class Runtime:
                 fill = await venue.execute(order)
             except VenueError as exc:
                 reason = str(exc)
+                fee += exc.fee
                 log.warning(
                     "order attempt failed",
                     extra={
@@ -237,7 +239,7 @@ class Runtime:
             self.apply(self.engine.on_fill, fill)
             return
         self._observe(order, None, time.perf_counter() - started)
-        self.apply(self.engine.on_order_failed, order.id, reason)
+        self.apply(self.engine.on_order_failed, order.id, reason, fee)
 
     def _observe(self, order: Order, fill: Fill | None, seconds: float) -> None:
         for obs in self.order_observers:

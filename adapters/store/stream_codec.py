@@ -21,6 +21,7 @@ HASH_WRITES: dict[str, tuple[str, bool]] = {
     "PositionClosed": ("positions", False),
     "PositionDropped": ("positions", False),
     "OrderSubmitted": ("orders", True),
+    "SwapSubmitted": ("orders", True),
     "OrderFilled": ("orders", False),
     "OrderFailed": ("orders", False),
     "HaltChanged": ("meta", True),
