@@ -43,7 +43,8 @@ TRANSIENT_RPC_CODES = frozenset({-32005, -32004, -32016})
 
 
 class Breaker(Protocol):
-    """A circuit breaker for one host: `check()` raises while open."""
+    """A circuit breaker for one host (adapters/venues/breaker.py): `check()` raises a
+    VenueError (CircuitOpen) while open."""
 
     def check(self) -> None: ...
     def record_success(self) -> None: ...
@@ -53,7 +54,7 @@ class Breaker(Protocol):
 class RpcFailure(VenueError):
     """An RPC call that did not return a usable result. `reason`: stable snake_case code
     (`rpc_timeout`, `rpc_unreachable`, `rpc_http_429`, `rpc_http_<status>`, `rpc_error_<code>`
-    e.g. `rpc_error_-32002`, `rpc_malformed`, `rpc_too_large`); `code`: the JSON-RPC error code or
+    e.g. `rpc_error_-32002`, `rpc_malformed`, `rpc_too_large`, `rpc_circuit_open`); `code`: the JSON-RPC error code or
     None; `data`: its data (e.g. {"err": ...}) or None; `retry_after_s`: from Retry-After on 429,
     else None. transient: timeouts, connection errors, 429, 5xx, -32005, -32004, -32016, a
     malformed body (a proxy's page); not transient: other 4xx, -32003, -32602, -32015, -32002
@@ -74,7 +75,7 @@ class RpcFailure(VenueError):
         self.reason = reason
         # Shadows TradingdError.code ("venue_error") on purpose: the lead's API names the
         # JSON-RPC code `code`. See the report of issue 11 helper h3.
-        self.code = code  # type: ignore[assignment]
+        self.code = code  # type: ignore[assignment]  # (TradingdError.code is a str)
         self.data = data
         self.retry_after_s = retry_after_s
 
@@ -85,7 +86,7 @@ def _printable(text: str) -> str:
 
 
 def _decoder(kind: Any) -> msgspec.json.Decoder[Any]:
-    return msgspec.json.Decoder(Reply[kind])  # type: ignore[valid-type]
+    return msgspec.json.Decoder(Reply[kind])
 
 
 _INT = _decoder(int)
@@ -102,7 +103,9 @@ _encode = msgspec.json.Encoder().encode
 class SolanaRpc:
     """A client of one RPC endpoint. `timeout_s` bounds every call (connect, send, the whole
     body); `commitment` is used for reads and as preflightCommitment; `breaker` (optional) is
-    checked before each call and told whether the host answered."""
+    checked before each call (open: RpcFailure `rpc_circuit_open`, nothing sent) and told
+    whether the host answered: a failure for transient RpcFailures, a success otherwise (a
+    refusal such as -32002 means the host is up)."""
 
     def __init__(
         self,
@@ -130,7 +133,8 @@ class SolanaRpc:
 
     async def get_block_height(self) -> int:
         """The current block height at the client's commitment. Raises RpcFailure."""
-        return await self._result("getBlockHeight", [{"commitment": self._commitment}], _INT)
+        height: int = await self._result("getBlockHeight", [{"commitment": self._commitment}], _INT)
+        return height
 
     async def get_latest_blockhash(self) -> tuple[str, int]:
         """(blockhash base58, lastValidBlockHeight). Raises RpcFailure."""
@@ -150,7 +154,8 @@ class SolanaRpc:
             "maxRetries": 0,
         }
         params = [base64.b64encode(raw_tx).decode("ascii"), config]
-        return await self._result("sendTransaction", params, _STR)
+        signature: str = await self._result("sendTransaction", params, _STR)
+        return signature
 
     async def get_signature_statuses(self, signatures: list[str]) -> list[SignatureStatus | None]:
         """Statuses aligned with `signatures` (None: not in the node's recent status cache).
@@ -182,7 +187,8 @@ class SolanaRpc:
         reply = await self._result(
             "getBalance", [pubkey, {"commitment": self._commitment}], _BALANCE
         )
-        return reply.value
+        lamports: int = reply.value
+        return lamports
 
     async def get_token_balances(self, owner: str) -> dict[str, int]:
         """mint -> atomic amount summed over all of `owner`'s token accounts of both token
@@ -216,10 +222,22 @@ class SolanaRpc:
     # --- the one request path ------------------------------------------------------------
 
     async def _result(
-        self, method: str, params: list[Any], decoder: msgspec.json.Decoder[Any], nullable=False
+        self,
+        method: str,
+        params: list[Any],
+        decoder: msgspec.json.Decoder[Any],
+        nullable: bool = False,
     ) -> Any:
         if self._breaker is not None:
-            self._breaker.check()
+            try:
+                self._breaker.check()
+            except VenueError as refused:  # CircuitOpen: not sent; one exception type for callers
+                raise RpcFailure(
+                    "rpc_circuit_open",
+                    f"{self._host}: {method}: not sent: {refused.message}",
+                    transient=True,
+                    retry_after_s=getattr(refused, "retry_after_s", None),
+                ) from None
         try:
             result = await self._call(method, params, decoder, nullable)
         except RpcFailure as exc:

@@ -16,6 +16,7 @@ from aiohttp import web
 from tradingd.adapters.solana.rpc import RpcFailure, SignatureStatus, SolanaRpc
 from tradingd.adapters.solana.swap_amounts import swap_amounts
 from tradingd.adapters.transient import is_transient
+from tradingd.adapters.venues.breaker import CircuitBreaker
 
 from tests.unit.test_swap_amounts import CONTRACT_GET_TRANSACTION
 
@@ -345,3 +346,12 @@ async def test_breaker_counts_a_refusal_as_the_host_answering(fake, session):
     rpc = SolanaRpc(fake[1], session, timeout_s=2.0, breaker=breaker)
     await failure(rpc.send_transaction(b"tx", skip_preflight=False))
     assert breaker.calls == ["check", "success"]
+
+
+async def test_open_breaker_refuses_without_sending(fake, session):
+    breaker = CircuitBreaker("rpc", failure_threshold=1, reset_after_s=30.0)
+    fake[0].answer = fixed("busy", status=503)
+    rpc = SolanaRpc(fake[1], session, timeout_s=2.0, breaker=breaker)
+    await failure(rpc.get_block_height())
+    exc = await failure(rpc.get_block_height())
+    assert (exc.reason, exc.transient, len(fake[0].requests)) == ("rpc_circuit_open", True, 1)
