@@ -71,6 +71,13 @@ class Metrics:
             registry=r,
             buckets=NETWORK,
         )
+        self.swap_steps = Histogram(
+            "tradingd_swap_step_seconds",
+            "One step of a live swap: quote, swap (build), sign, persist, send, confirm",
+            ["venue", "step"],
+            registry=r,
+            buckets=NETWORK,
+        )
         self.loop_lag = Histogram(
             "tradingd_event_loop_lag_seconds",
             f"Oversleep of a {LOOP_LAG_INTERVAL_S}s timer: how long ready work waited for the loop",

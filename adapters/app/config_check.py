@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from tradingd.adapters.feeds import DAEMON_SOURCES
-from tradingd.adapters.venues import BUILT_VENUES, check_agent_venue
+from tradingd.adapters.venues import check_agent_venue, configured_venues
 from tradingd.engine.assets import (
     KNOWN_DECIMALS,
     QUOTE_SYMBOLS,
@@ -80,6 +80,7 @@ def check_settings(settings: Settings, where: str) -> None:
             '(kind = "embedded", the default, starts private ones)',
         )
     seen: set[str] = set()
+    venues = configured_venues(settings.venues.jupiter.enabled)
     for spec in settings.agents:
         at = f"$.agents[id={spec.id}]"
         if spec.id in seen:
@@ -91,7 +92,7 @@ def check_settings(settings: Settings, where: str) -> None:
             reason = exc.message.rpartition(_MSGSPEC_AT)[0] or exc.message
             raise config_error(where, exc.path.replace("$", f"{at}.config", 1), reason) from None
         try:
-            check_agent_venue(spec.venue, spec.wallet_id, BUILT_VENUES, at)
+            check_agent_venue(spec.venue, spec.wallet_id, venues, at, spec.quote)
         except ValidationError as exc:
             raise config_error(where, exc.path, exc.message) from None
         _check_quote(spec.quote, f"{at}.quote", where)

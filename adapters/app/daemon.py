@@ -22,6 +22,7 @@ from tradingd.adapters.app import systemd
 from tradingd.adapters.app.data_dir import secure_data_dir
 from tradingd.adapters.app.event_log import EventLog
 from tradingd.adapters.app.first_price import FirstPrice
+from tradingd.adapters.app.live_venues import LiveVenues
 from tradingd.adapters.app.runtime import Runtime
 from tradingd.adapters.app.settings import Settings, agent_config, engine_options
 from tradingd.adapters.app.version import VERSION
@@ -93,6 +94,7 @@ class Daemon:
         self.runtime.event_subscribers.append(self.event_log)
         self.data_dir = Path(settings.data_dir)
         self.wallets = Keystore(self.data_dir)
+        self.live = LiveVenues(self)  # Jupiter, when [venues.jupiter] enabled
         self.feeds: dict[str, Feed] = {}
         self.live_feeds: dict[str, LiveFeed] = {}  # the feeds above from market-data services
         self.recorder: Recorder | None = None  # [feeds.record] (adapters/app/recording.py)
@@ -225,6 +227,8 @@ class Daemon:
 
         try:  # lock the data dir, recover state, subscribe, resume in-flight orders
             secure_data_dir(self.data_dir, self._postgres_gid())
+            self.live.start()  # before recovery: restored orders resume on their venues
+            self.cleanups.append(self.live.close)
             await self.open_store()
         except StoreError as exc:
             log.error("store unavailable", extra={"reason": exc.message})
@@ -346,6 +350,10 @@ class Daemon:
 
         self.recorder = start_recording(self)
         self.start_feeds()
+        # Swaps recorded before a restart are resolved, and the wallets compared with the
+        # book, before the control port takes work.
+        await self.live.resolve_recovered(self.settings.shutdown.grace_s)
+        await self.live.reconcile()
         if on_ready is not None:
             try:
                 await on_ready(self)

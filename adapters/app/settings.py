@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
+from tradingd.adapters.app.venue_settings import SolanaSettings, VenueSettings
 from tradingd.engine.config import AgentConfig
 from tradingd.engine.errors import ValidationError
 from tradingd.engine.history import HistoryBounds
@@ -226,16 +227,6 @@ class PricesSettings(_S):
     max_market_age_ms: Annotated[int, Meta(ge=1)] = 300_000
 
 
-class PaperVenueSettings(_S):
-    # 0: orders fill in the loop turn that placed them; > 0: after this delay, at the price of
-    # that moment, as a live venue would (tests the in-flight paths).
-    fill_delay_ms: Annotated[int, Meta(ge=0, le=600_000)] = 0
-
-
-class VenueSettings(_S):
-    paper: PaperVenueSettings = msgspec.field(default_factory=PaperVenueSettings)
-
-
 class Settings(_S):
     data_dir: str = "./var"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -248,6 +239,7 @@ class Settings(_S):
     feeds: FeedSettings = msgspec.field(default_factory=FeedSettings)
     prices: PricesSettings = msgspec.field(default_factory=PricesSettings)
     venues: VenueSettings = msgspec.field(default_factory=VenueSettings)
+    solana: SolanaSettings = msgspec.field(default_factory=SolanaSettings)
     shutdown: ShutdownSettings = msgspec.field(default_factory=ShutdownSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     tokens: dict[str, TokenSettings] = msgspec.field(default_factory=dict)
@@ -324,6 +316,10 @@ def load_settings(path: str | None, env: dict[str, str] | None = None) -> Settin
                 f"TRADINGD_LOG_FORMAT: unknown format {fmt!r} (auto, pretty, json)"
             )
         settings.log_format = fmt  # type: ignore[assignment]
+    if env.get("JUPITER_API_KEY"):
+        settings.venues.jupiter.api_key = env["JUPITER_API_KEY"]
+    if env.get("SOLANA_RPC_URL"):
+        settings.solana.rpc_url = env["SOLANA_RPC_URL"]
     if env.get("REDIS_URL"):
         settings.store.redis_url = env["REDIS_URL"]
     if env.get("DATABASE_URL"):

@@ -1,6 +1,8 @@
-"""An agent's money: paper deposits, balances, and realized/unrealized performance."""
+"""An agent's money: paper deposits (live agents: allocations of their wallet's SOL), balances, and realized/unrealized performance."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
@@ -9,9 +11,14 @@ from tradingd.adapters.http.errors import PaperVenueOnly
 from tradingd.adapters.http.openapi import Route
 from tradingd.adapters.http.schemas import BalanceOut, DepositIn, PerformanceOut
 from tradingd.adapters.http.shapes import balance_out
-from tradingd.engine.assets import quote_mint
+from tradingd.adapters.venues import JUPITER
+from tradingd.engine.assets import SOL_MINT, quote_mint
 from tradingd.engine.config import MAX_ATOMIC, parse_atomic
-from tradingd.engine.errors import ValidationError
+from tradingd.engine.errors import Conflict, Unavailable, ValidationError, VenueError
+from tradingd.engine.model import Agent
+
+if TYPE_CHECKING:
+    from tradingd.adapters.app.daemon import Daemon
 
 _deposit_in = msgspec.json.Decoder(DepositIn)
 
@@ -21,14 +28,41 @@ async def post_deposit(request: web.Request) -> web.Response:
     engine = daemon.engine
     agent = engine.agent(request.match_info["agent_id"])
     body = await read_body(request, _deposit_in)
-    if agent.venue != "paper":
-        raise PaperVenueOnly("deposits are for paper agents only", {"venue": agent.venue})
     amount = parse_atomic(body.amount, "$.amount")
+    if agent.venue != "paper":
+        await _check_allocation(daemon, agent, body.asset, amount)
     held = {quote_mint(b.asset): b.total for b in engine.ledger.balances(agent.id)}
     if held.get(quote_mint(body.asset), 0) + amount > MAX_ATOMIC:
         raise ValidationError("the balance would exceed the u64 maximum", "$.amount")
     balance = daemon.runtime.apply(engine.deposit, agent.id, body.asset, amount)
     return json_response(balance_out(balance))
+
+
+async def _check_allocation(daemon: Daemon, agent: Agent, asset: str, amount: int) -> None:
+    """A live agent's "deposit" allocates SOL its wallet already holds: the wallet's balance on
+    chain must cover what the book already allocates to its agents plus `amount`. Raises
+    PaperVenueOnly (venue without a wallet balance), ValidationError (not the SOL quote),
+    Conflict `insufficient_wallet_funds`, Unavailable (the RPC did not answer)."""
+    if agent.venue != JUPITER or daemon.live.venue is None or agent.wallet_id is None:
+        raise PaperVenueOnly(
+            "deposits are for paper and jupiter agents only", {"venue": agent.venue}
+        )
+    if quote_mint(asset.upper() if asset.upper() == "SOL" else asset) != SOL_MINT:
+        raise ValidationError("a jupiter agent is allocated SOL only", "$.asset")
+    try:
+        on_chain = await daemon.live.wallet_lamports(agent.wallet_id)
+    except VenueError as exc:
+        raise Unavailable("the Solana RPC did not answer: wallet balance unknown") from exc
+    free = on_chain - daemon.live.booked_lamports(agent.wallet_id)
+    if amount > free:
+        raise Conflict(
+            "the wallet does not hold that much SOL beyond what its agents are allocated",
+            {
+                "wallet_id": agent.wallet_id,
+                "on_chain": str(on_chain),
+                "unallocated": str(max(free, 0)),
+            },
+        )
 
 
 async def get_balances(request: web.Request) -> web.Response:
@@ -69,7 +103,10 @@ ROUTES = [
         body=DepositIn,
         errors=(409,),
         intake=True,
-        description="409 `paper_venue_only` for agents on live venues.",
+        description="Paper agents: a deposit of play money. Jupiter agents: an allocation of "
+        "SOL the wallet holds on chain beyond what its agents are allocated (409 "
+        "`conflict` otherwise, 503 when the RPC cannot tell). 409 `paper_venue_only` for "
+        "other venues.",
     ),
     Route(
         "GET",

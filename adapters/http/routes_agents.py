@@ -43,7 +43,7 @@ async def create_agent(request: web.Request) -> web.Response:
     daemon = daemon_of(request)
     body = await read_body(request, _agent_in)
     config = checked_config(body.config, "$.config")
-    check_agent_venue(body.venue, body.wallet_id, daemon.runtime.venues)
+    check_agent_venue(body.venue, body.wallet_id, daemon.runtime.venues, quote=body.quote)
     agent = daemon.runtime.apply(
         daemon.engine.create_agent,
         body.name,

@@ -60,14 +60,18 @@ async def list_wallets(request: web.Request) -> web.Response:
 async def unlock_wallet(request: web.Request) -> web.Response:
     body = await read_body(request, _unlock_in)
     wallet_id = request.match_info["wallet_id"]
-    info = await asyncio.to_thread(daemon_of(request).wallets.unlock, wallet_id, body.passphrase)
+    daemon = daemon_of(request)
+    info = await asyncio.to_thread(daemon.wallets.unlock, wallet_id, body.passphrase)
+    daemon.live.wallet_changed(wallet_id, True)
     log.info("wallet unlocked", extra={"wallet_id": wallet_id, "key_id": request[API_KEY].id})
     return json_response(wallet_out(info))
 
 
 async def lock_wallet(request: web.Request) -> web.Response:
     wallet_id = request.match_info["wallet_id"]
-    info = await asyncio.to_thread(daemon_of(request).wallets.lock, wallet_id)
+    daemon = daemon_of(request)
+    info = await asyncio.to_thread(daemon.wallets.lock, wallet_id)
+    daemon.live.wallet_changed(wallet_id, False)
     log.info("wallet locked", extra={"wallet_id": wallet_id, "key_id": request[API_KEY].id})
     return json_response(wallet_out(info))
 

@@ -166,6 +166,14 @@ class Keystore:
         self._unlocked.pop(wallet_id, None)
         return self._info(doc)
 
+    def unlocked_keypair(self, wallet_id: str) -> Keypair | None:
+        """The keypair while the wallet is unlocked in this process, else None (no disk read)."""
+        return self._unlocked.get(wallet_id)
+
+    def public_key(self, wallet_id: str) -> str:
+        """The wallet's public key (base58), locked or not. Raises NotFound."""
+        return str(self._read(wallet_id)["public_key"])
+
     def signer(self, wallet_id: str) -> Keypair:
         """The unlocked keypair, for the venue adapters that sign transactions."""
         keypair = self._unlocked.get(wallet_id)

@@ -54,7 +54,7 @@ class Breaker(Protocol):
 class RpcFailure(VenueError):
     """An RPC call that did not return a usable result. `reason`: stable snake_case code
     (`rpc_timeout`, `rpc_unreachable`, `rpc_http_429`, `rpc_http_<status>`, `rpc_error_<code>`
-    e.g. `rpc_error_-32002`, `rpc_malformed`, `rpc_too_large`, `rpc_circuit_open`); `code`: the JSON-RPC error code or
+    e.g. `rpc_error_-32002`, `rpc_malformed`, `rpc_too_large`, `rpc_circuit_open`); `rpc_code`: the JSON-RPC error code or
     None; `data`: its data (e.g. {"err": ...}) or None; `retry_after_s`: from Retry-After on 429,
     else None. transient: timeouts, connection errors, 429, 5xx, -32005, -32004, -32016, a
     malformed body (a proxy's page); not transient: other 4xx, -32003, -32602, -32015, -32002
@@ -73,9 +73,7 @@ class RpcFailure(VenueError):
     ) -> None:
         super().__init__(message, transient, {"reason": reason, "rpc_code": code})
         self.reason = reason
-        # Shadows TradingdError.code ("venue_error") on purpose: the lead's API names the
-        # JSON-RPC code `code`. See the report of issue 11 helper h3.
-        self.code = code  # type: ignore[assignment]  # (TradingdError.code is a str)
+        self.rpc_code = code  # the JSON-RPC error code; `code` stays the control port's
         self.data = data
         self.retry_after_s = retry_after_s
 

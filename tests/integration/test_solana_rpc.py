@@ -237,14 +237,14 @@ async def test_null_result_where_a_value_is_required_is_malformed(fake, rpc):
 async def test_preflight_failure_is_permanent_with_its_err(fake, rpc):
     fake[0].answer = fixed(PREFLIGHT_6001)
     exc = await failure(rpc.send_transaction(b"tx", skip_preflight=False))
-    assert (exc.reason, exc.code, exc.transient) == ("rpc_error_-32002", -32002, False)
+    assert (exc.reason, exc.rpc_code, exc.transient) == ("rpc_error_-32002", -32002, False)
     assert exc.data["err"] == {"InstructionError": [2, {"Custom": 6001}]}
 
 
 async def test_node_behind_is_transient(fake, rpc):
     fake[0].answer = fixed(NODE_BEHIND)
     exc = await failure(rpc.get_latest_blockhash())
-    assert (exc.reason, exc.code, is_transient(exc)) == ("rpc_error_-32005", -32005, True)
+    assert (exc.reason, exc.rpc_code, is_transient(exc)) == ("rpc_error_-32005", -32005, True)
 
 
 @pytest.mark.parametrize("code", [-32003, -32602, -32015])

@@ -61,8 +61,9 @@ class SwapFailure(VenueError):
         transient: bool,
         retry_after_s: float | None = None,
         details: dict[str, Any] | None = None,
+        fee: int = 0,
     ) -> None:
-        super().__init__(message, transient, {"reason": reason, **(details or {})})
+        super().__init__(message, transient, {"reason": reason, **(details or {})}, fee)
         self.reason = reason
         self.retry_after_s = retry_after_s
 

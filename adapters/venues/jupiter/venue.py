@@ -1,0 +1,411 @@
+"""The Jupiter venue: an order becomes a Jupiter quote, a swap transaction built by Jupiter and
+signed here with the agent's unlocked wallet, recorded durably (SwapSubmitted) BEFORE it is sent,
+then sent and confirmed over Solana RPC; the fill is what the wallet's balances really moved
+(getTransaction). Nothing is sent twice: a recorded swap is resolved (landed or proven expired)
+before another is signed, across restarts too. Wire formats: ../shared/contracts/jupiter.md and
+solana-rpc.md; the flow: DESIGN.md "Execution"."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Protocol
+
+from solders.keypair import Keypair
+from solders.transaction import VersionedTransaction
+from tradingd.adapters.app.venue_settings import JupiterVenueSettings
+from tradingd.adapters.solana.rpc import RpcFailure, SolanaRpc
+from tradingd.adapters.solana.swap_amounts import swap_amounts
+from tradingd.adapters.venues.jupiter.client import JupiterClient
+from tradingd.adapters.venues.jupiter.errors import SwapFailure
+from tradingd.adapters.venues.jupiter.landing import Lander, Landing, Outcome, failure_reason
+from tradingd.adapters.venues.jupiter.schemas import Quote
+from tradingd.adapters.venues.wallet_gate import WalletGate
+from tradingd.engine.assets import SOL_MINT, quote_mint
+from tradingd.engine.model import Agent, Fill, Order, SwapSubmission
+
+log = logging.getLogger("tradingd.venues.jupiter")
+JUPITER = "jupiter"
+
+
+class SwapJournal(Protocol):
+    """Where a signed swap is recorded before it is sent (the daemon: Engine.on_swap_submitted,
+    then the store's write-through)."""
+
+    async def swap_submitted(self, order_id: str, swap: SwapSubmission) -> None:
+        """Return once `swap` is durable; raise (any Exception) when it cannot be made so."""
+        ...
+
+
+StepObserver = Callable[[str, float], None]  # step name, seconds
+Alerter = Callable[[str, str, dict[str, object]], None]  # code, message, details
+
+
+class JupiterVenue:
+    """A `Venue` (engine/ports.py) for agents with `venue = "jupiter"`: SOL-quoted swaps through
+    Jupiter, signed with the agent's wallet. `execute` retries inside: buys within the signal's
+    expiry (at most `max_buy_attempts` signed swaps), exits with fresh quotes and the slippage
+    widened per attempt up to `max_exit_slippage_bps`; it raises SwapFailure (never transient)
+    with the stable reason of the last failure and the fees the failed landings cost."""
+
+    name = JUPITER
+    in_process = False
+
+    def __init__(
+        self,
+        *,
+        jupiter: JupiterClient,
+        rpc: SolanaRpc,
+        lander: Lander,
+        settings: JupiterVenueSettings,
+        wallets: WalletGate,
+        journal: SwapJournal,
+        agent_of: Callable[[str], Agent | None],
+        price_of: Callable[[str], float | None],
+        clock: Callable[[], int],
+        alert: Alerter,
+        observe_step: StepObserver | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.jupiter = jupiter
+        self.rpc = rpc
+        self.lander = lander
+        self.settings = settings
+        self.wallets = wallets
+        self.journal = journal
+        self._agent_of = agent_of
+        self._price_of = price_of
+        self._clock = clock
+        self._alert = alert
+        self._observe = observe_step or (lambda _step, _s: None)
+        self._sleep = sleep
+
+    def execute_now(self, order: Order) -> Fill:
+        raise SwapFailure(
+            "not_in_process", "the Jupiter venue settles asynchronously", transient=False
+        )
+
+    async def reconcile(self) -> list[Fill]:
+        """Recorded swaps are resolved by `execute` on the restored orders (Runtime.resume_orders):
+        nothing is settled outside an order."""
+        return []
+
+    # -- one order ---------------------------------------------------------------------------
+
+    async def execute(self, order: Order) -> Fill:
+        """Carry `order` to a fill (see the class). Raises SwapFailure."""
+        agent = self._agent_of(order.agent_id)
+        if agent is None or agent.wallet_id is None:
+            raise SwapFailure("no_wallet", f"agent {order.agent_id} has no wallet", transient=False)
+        wallet_id = agent.wallet_id
+        lost_fees = 0  # lamports of landed-but-failed attempts
+        last = "no_attempt"
+        if order.swap is not None:  # recorded before a restart (or a runtime retry): resolve it
+            landing = await self.lander.confirm(
+                order.swap.signature, order.swap.last_valid_block_height, None
+            )
+            wallet = self.wallets.public_key(wallet_id)
+            fill, reason, fee = self._settle(order, order.swap, landing, wallet, lost_fees)
+            if fill is not None:
+                return fill
+            lost_fees += fee
+            last = reason
+            if self._final(order, reason, order.swap.attempt):
+                raise self._give_up(order, reason, lost_fees)
+        attempt = order.swap.attempt if order.swap is not None else 0
+        while True:
+            attempt += 1
+            if (
+                order.side == "buy"
+                and order.expires_at is not None
+                and self._clock() > order.expires_at
+            ):
+                raise self._give_up(order, "expired" if last == "no_attempt" else last, lost_fees)
+            keypair = await self._signer(order, wallet_id)
+            try:
+                fill, reason, fee = await self._attempt(order, keypair, attempt, lost_fees)
+            except SwapFailure as exc:
+                log.warning(
+                    "swap attempt failed",
+                    extra={"order_id": order.id, "agent_id": order.agent_id, "attempt": attempt,
+                           "reason": exc.reason, "detail": str(exc)},
+                )  # fmt: skip
+                if not exc.transient or self._out_of_attempts(order, attempt):
+                    raise self._give_up(order, exc.reason, lost_fees) from None
+                await self._sleep(exc.retry_after_s or min(0.2 * 2 ** (attempt - 1), 5.0))
+                last = exc.reason
+                continue
+            if fill is not None:
+                return fill
+            lost_fees += fee
+            last = reason
+            log.warning(
+                "swap did not fill",
+                extra={"order_id": order.id, "agent_id": order.agent_id, "attempt": attempt,
+                       "reason": reason, "fee": fee},
+            )  # fmt: skip
+            if self._final(order, reason, attempt):
+                raise self._give_up(order, reason, lost_fees)
+
+    def _final(self, order: Order, reason: str, attempt: int) -> bool:
+        if reason == "insufficient_funds":  # the book and the wallet differ: reconcile, not retry
+            self._alert(
+                "insufficient_funds",
+                f"order {order.id}: the wallet holds less than the book says",
+                {"order_id": order.id, "agent_id": order.agent_id, "token": order.token},
+            )
+            return True
+        return self._out_of_attempts(order, attempt)
+
+    def _out_of_attempts(self, order: Order, attempt: int) -> bool:
+        s = self.settings
+        return attempt >= (s.max_exit_attempts if order.side == "sell" else s.max_buy_attempts)
+
+    @staticmethod
+    def _give_up(order: Order, reason: str, lost_fees: int) -> SwapFailure:
+        return SwapFailure(
+            reason, reason, transient=False, details={"order_id": order.id}, fee=lost_fees
+        )
+
+    async def _signer(self, order: Order, wallet_id: str) -> Keypair:
+        keypair = self.wallets.keypair(wallet_id)
+        if keypair is not None:
+            return keypair
+        if order.side == "buy":
+            raise SwapFailure("wallet_locked", f"wallet {wallet_id} is locked", transient=False)
+        # An exit waits for the unlock (queued), and the operator is told once.
+        self._alert(
+            "exit_waiting_for_wallet",
+            f"exit order {order.id} waits until wallet {wallet_id} is unlocked",
+            {"order_id": order.id, "agent_id": order.agent_id, "wallet_id": wallet_id},
+        )
+        return await self.wallets.wait_unlocked(wallet_id)
+
+    # -- one attempt -------------------------------------------------------------------------
+
+    def _slippage_bps(self, order: Order, attempt: int) -> int:
+        if order.side == "buy":
+            return order.slippage_bps
+        s = self.settings
+        widened = order.slippage_bps + (attempt - 1) * s.exit_slippage_step_bps
+        return max(order.slippage_bps, min(widened, s.max_exit_slippage_bps))
+
+    def _swap_input(self, order: Order, lost_fees: int) -> tuple[str, str, int]:
+        """(input mint, output mint, atomic input amount) of the swap."""
+        qmint = quote_mint(order.quote)
+        if order.side == "sell":
+            return order.token, qmint, order.amount_in
+        # The network fee, priority fee and a new token account's rent come out of the same SOL:
+        # keep them out of the swap so what leaves the wallet stays within the reservation.
+        amount = order.amount_in - self.settings.reserve_lamports() - lost_fees
+        if amount <= 0:
+            raise SwapFailure(
+                "amount_below_fee_reserve",
+                f"buy of {order.amount_in} lamports does not cover the fee reserve "
+                f"of {self.settings.reserve_lamports()}",
+                transient=False,
+            )
+        return qmint, order.token, amount
+
+    async def _attempt(
+        self, order: Order, keypair: Keypair, attempt: int, lost_fees: int
+    ) -> tuple[Fill | None, str, int]:
+        """Quote, build, sign, record, send and confirm one swap. Returns (fill, "", 0) when it
+        landed, or (None, reason, fee lamports) when it landed with an error or expired. Raises
+        SwapFailure for a failure before anything could land."""
+        input_mint, output_mint, amount = self._swap_input(order, lost_fees)
+        slippage = self._slippage_bps(order, attempt)
+        started = time.perf_counter()
+        quote, priority_fee = await asyncio.gather(
+            self.jupiter.quote(
+                input_mint=input_mint,
+                output_mint=output_mint,
+                amount=amount,
+                slippage_bps=slippage,
+                restrict_intermediate_tokens=self.settings.restrict_intermediate_tokens,
+            ),
+            self._priority_fee(order),
+        )
+        now = time.perf_counter()
+        self._observe("quote", now - started)
+        self._check_impact(order, quote)
+        wallet = str(keypair.pubkey())
+        build = await self.jupiter.swap(
+            quote,
+            user_public_key=wallet,
+            dynamic_compute_unit_limit=self.settings.dynamic_compute_unit_limit,
+            prioritization_fee_lamports=priority_fee,
+        )
+        started, now = now, time.perf_counter()
+        self._observe("swap", now - started)
+        raw = self._sign(build.swap_transaction, keypair, order)
+        signed = VersionedTransaction.from_bytes(raw)
+        swap = SwapSubmission(
+            signature=str(signed.signatures[0]),
+            last_valid_block_height=build.last_valid_block_height,
+            transaction=base64.b64encode(raw).decode(),
+            slippage_bps=slippage,
+            in_amount=quote.in_amount,
+            quoted_out=quote.out_amount,
+            min_out=quote.other_amount_threshold,
+            attempt=attempt,
+            signed_at=self._clock(),
+        )
+        started, now = now, time.perf_counter()
+        self._observe("sign", now - started)
+        try:
+            await self.journal.swap_submitted(order.id, swap)
+        except Exception as exc:  # not durable: never send what a restart could not resolve
+            raise SwapFailure(
+                "not_durable", f"the swap could not be recorded: {exc}", transient=True
+            ) from None
+        started, now = now, time.perf_counter()
+        self._observe("persist", now - started)
+        try:
+            await self.lander.send(raw)
+        except RpcFailure as exc:  # refused as signed: it cannot land; try afresh
+            reason = failure_reason(
+                (exc.data or {}).get("err") if isinstance(exc.data, dict) else None
+            )
+            if reason == "transaction_failed":
+                reason = exc.reason
+            return None, reason, 0
+        started, now = now, time.perf_counter()
+        self._observe("send", now - started)
+        landing = await self.lander.confirm(swap.signature, swap.last_valid_block_height, raw)
+        self._observe("confirm", time.perf_counter() - now)
+        return self._settle(order, swap, landing, wallet, lost_fees)
+
+    def _check_impact(self, order: Order, quote: Quote) -> None:
+        if order.side != "buy" or order.max_price_impact_pct is None:
+            return  # an exit is never held back by price impact
+        limit = Decimal(repr(order.max_price_impact_pct))
+        if quote.price_impact_percent > limit:
+            raise SwapFailure(
+                "price_impact_too_high",
+                f"price impact {quote.price_impact_percent}% over the agent's {limit}%",
+                transient=False,
+            )
+
+    def _sign(self, swap_transaction: str, keypair: Keypair, order: Order) -> bytes:
+        """Sign Jupiter's transaction after checking it is ours to sign: our wallet pays and is
+        its only signer. Raises SwapFailure."""
+        try:
+            tx = VersionedTransaction.from_bytes(base64.b64decode(swap_transaction, validate=True))
+        except ValueError:
+            raise SwapFailure(
+                "jupiter_bad_transaction", "swapTransaction is not a transaction", transient=True
+            ) from None
+        message = tx.message
+        payer = message.account_keys[0] if message.account_keys else None
+        if payer != keypair.pubkey() or message.header.num_required_signatures != 1:
+            self._alert(
+                "swap_for_wrong_wallet",
+                f"Jupiter built order {order.id}'s swap for another wallet: not signed",
+                {"order_id": order.id, "payer": str(payer), "wallet": str(keypair.pubkey())},
+            )
+            raise SwapFailure(
+                "wrong_wallet", "the swap transaction is not for this wallet", transient=False
+            )
+        return bytes(VersionedTransaction(message, [keypair]))
+
+    async def _priority_fee(self, order: Order) -> int | None:
+        """Lamports: the agent's fixed `priority_fee_lamports`, the venue's fixed fee, or "auto":
+        the configured percentile of recent prioritization fees (µlamports/CU) for the token,
+        priced for `priority_fee_compute_units` and capped. None leaves it to Jupiter."""
+        agent = self._agent_of(order.agent_id)
+        fixed = agent.config.execution.priority_fee_lamports if agent is not None else None
+        s = self.settings
+        if fixed is not None:
+            return min(fixed, s.max_priority_fee_lamports)
+        if s.priority_fee != "auto":
+            return min(int(s.priority_fee), s.max_priority_fee_lamports)
+        try:
+            fees = await self.rpc.get_recent_prioritization_fees([order.token])
+        except RpcFailure as exc:
+            log.info("priority fee unknown, left to Jupiter", extra={"reason": exc.reason})
+            return None
+        return auto_priority_fee(
+            fees, s.priority_fee_percentile, s.priority_fee_compute_units,
+            s.max_priority_fee_lamports,
+        )  # fmt: skip
+
+    # -- results -----------------------------------------------------------------------------
+
+    def _settle(
+        self, order: Order, swap: SwapSubmission, landing: Landing, wallet: str, lost_fees: int
+    ) -> tuple[Fill | None, str, int]:
+        if landing.outcome is Outcome.EXPIRED:
+            return None, "blockhash_expired", 0
+        receipt = landing.receipt
+        assert receipt is not None
+        amounts = swap_amounts(receipt, wallet)
+        if landing.err is not None or amounts.err is not None:
+            return None, failure_reason(landing.err or amounts.err), amounts.fee
+        token_delta = amounts.token_deltas.get(order.token, 0)
+        return self._fill(order, swap, amounts.lamports_delta, amounts.fee, token_delta,
+                          lost_fees), "", 0  # fmt: skip
+
+    def _fill(
+        self, order: Order, swap: SwapSubmission, lamports_delta: int, fee: int, token_delta: int,
+        lost_fees: int,
+    ) -> Fill:  # fmt: skip
+        """The fill from what the wallet's balances moved, with the fees of this order's earlier
+        landed-but-failed attempts (`lost_fees`) added. Buy: `amount_in` = every lamport that
+        left the wallet (swap, network fees, rent of a new token account), `amount_out` = tokens
+        received. Sell: `amount_in` = tokens that left, `amount_out` = lamports received net of
+        the network fees. `price_usd` from the swap's own input and output (exact ratio), valued
+        at the book's SOL price."""
+        td, qd = order.token_decimals, order.quote_decimals
+        sol_usd = self._price_of(SOL_MINT)
+        if order.side == "buy":
+            spent, got = lost_fees - lamports_delta, token_delta
+            if spent > order.amount_in:
+                self._alert("fill_above_reservation",
+                            f"order {order.id} spent {spent} lamports of {order.amount_in} reserved",
+                            {"order_id": order.id, "spent": spent, "reserved": order.amount_in})  # fmt: skip
+                spent = order.amount_in
+            swap_in, swap_out = swap.in_amount, got
+        else:
+            got, spent = max(lamports_delta - lost_fees, 0), min(-token_delta, order.amount_in)
+            swap_in, swap_out = spent, lamports_delta + fee
+        price = _usd_per_token(
+            order.side, swap_in, swap_out, td, qd, sol_usd, order.decision_price_usd
+        )
+        return Fill(
+            order_id=order.id,
+            amount_in=spent,
+            amount_out=got,
+            price_usd=price,
+            fee=fee + lost_fees,
+            venue_ref=swap.signature,
+            ts=self._clock(),
+        )
+
+
+def _usd_per_token(
+    side: str, swap_in: int, swap_out: int, td: int, qd: int, sol_usd: float | None,
+    fallback: float | None,
+) -> float:  # fmt: skip
+    tokens, lamports = (swap_out, swap_in) if side == "buy" else (swap_in, swap_out)
+    if tokens <= 0 or lamports <= 0 or not sol_usd:
+        return fallback or 0.0
+    return float(
+        Decimal(lamports) / Decimal(10) ** qd * Decimal(repr(sol_usd))
+        / (Decimal(tokens) / Decimal(10) ** td)
+    )  # fmt: skip
+
+
+def auto_priority_fee(fees: list[int], percentile: int, compute_units: int, cap: int) -> int:
+    """Lamports for a transaction of `compute_units` at the `percentile` (1-100, nearest rank)
+    of recent prioritization fees in µlamports per CU, capped at `cap`; 0 without samples."""
+    if not fees:
+        return 0
+    ranked = sorted(fees)
+    rank = max(1, -(-percentile * len(ranked) // 100))  # ceil: the nearest-rank method
+    micro_lamports = ranked[rank - 1]
+    return min(cap, micro_lamports * compute_units // 1_000_000)
