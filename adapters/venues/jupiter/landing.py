@@ -105,9 +105,9 @@ class Lander:
         since_resend = 0
         while True:
             known, status = await self._status(signature)
-            if status is not None and (
-                status.err is not None or status.confirmation_status in self.accepted
-            ):
+            # Landed (with or without an error) only at the configured commitment: a processed
+            # status can still be dropped with its fork.
+            if status is not None and status.confirmation_status in self.accepted:
                 return Landing(Outcome.LANDED, await self.receipt(signature), status.err)
             polls += 1
             if known and status is None and polls % t.height_every == 0:

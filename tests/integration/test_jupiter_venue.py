@@ -1,0 +1,285 @@
+"""The Jupiter venue end to end inside one process: a real Engine and Runtime, the venue, and
+fake Jupiter + Solana RPC servers speaking the contracts' wire formats (tests/fakes). Amounts
+are the chain's, checked to the atomic unit."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tradingd.engine.assets import SOL_MINT
+
+from tests.integration.jupiter_rig import TOKEN, WALLET_LAMPORTS, jupiter_rig
+
+RESERVE = 5_000 + 1_000_000 + 2_039_280  # base fee + max priority fee + token-account rent
+BUY = 500_000_000  # the agent's fixed size, lamports
+SWAP_IN = BUY - RESERVE  # 496_955_720 lamports go into the swap
+TOKENS = SWAP_IN * 1500  # the fake's rate: 745_433_580_000 token atomic units
+
+
+async def test_buy_fills_with_the_amounts_the_wallet_really_moved() -> None:
+    async with jupiter_rig() as rig:
+        wallet = str(rig.wallet.pubkey())
+        rig.buy()
+        await rig.settle()
+        (fill,) = rig.fills()
+        chain_spent = WALLET_LAMPORTS - rig.chain.balance(wallet)
+        assert rig.chain.balance(wallet, TOKEN) == TOKENS == 745_433_580_000
+        assert fill.trade.amount == TOKENS
+        assert fill.trade.quote_amount == chain_spent  # swap input + network fee, to the lamport
+        assert chain_spent - SWAP_IN == fill.trade.fee > 0
+        assert rig.sol() == 2 * 10**9 - chain_spent
+        (position,) = rig.engine.live_positions[rig.agent_id].values()
+        assert position.amount == TOKENS and position.cost == chain_spent
+        assert fill.trade.venue_ref == rig.stack.rpc.sends[0][0]
+
+
+async def test_the_swap_is_recorded_before_the_rpc_sees_it() -> None:
+    async with jupiter_rig() as rig:
+        rig.buy()
+        await rig.settle()
+        assert rig.journal.rpc_sends_at_record == [0]
+        (swap,) = rig.journal.swaps
+        assert swap.signature == rig.stack.rpc.sends[0][0]
+        assert swap.in_amount == SWAP_IN and swap.attempt == 1
+
+
+async def test_a_swap_that_cannot_be_recorded_is_never_sent() -> None:
+    async with jupiter_rig(max_buy_attempts=2) as rig:
+        rig.journal.fail = True
+        rig.buy()
+        await rig.settle()
+        assert rig.stack.rpc.sends == []
+        (failed,) = rig.failures()
+        assert failed.reason == "not_durable"
+        assert (
+            rig.sol() == 2 * 10**9 and rig.engine.ledger.balance(rig.agent_id, "SOL").reserved == 0
+        )
+
+
+async def test_sell_proceeds_are_the_lamports_received_net_of_the_fee() -> None:
+    async with jupiter_rig() as rig:
+        wallet = str(rig.wallet.pubkey())
+        rig.buy()
+        await rig.settle()
+        before_chain, before_book = rig.chain.balance(wallet), rig.sol()
+        rig.sell()
+        await rig.settle()
+        sell = rig.fills()[-1].trade
+        assert sell.side == "sell" and sell.amount == TOKENS
+        received = rig.chain.balance(wallet) - before_chain
+        assert sell.quote_amount == received == TOKENS // 1500 - sell.fee
+        assert rig.sol() == before_book + received
+        assert rig.chain.balance(wallet, TOKEN) == 0
+        assert rig.engine.live_positions[rig.agent_id] == {}
+
+
+async def test_exit_hit_by_slippage_retries_wider_and_books_the_lost_fee() -> None:
+    async with jupiter_rig() as rig:
+        wallet = str(rig.wallet.pubkey())
+        rig.buy()
+        await rig.settle()
+        before_chain, before_book = rig.chain.balance(wallet), rig.sol()
+        rig.stack.rpc.fates.append("slippage")  # the first sell lands with 6001
+        rig.sell()
+        await rig.settle()
+        sell = rig.fills()[-1].trade
+        slippages = [int(q["slippageBps"]) for q in rig.quotes()[1:]]
+        assert slippages == [100, 200]  # the agent's 100 bps, then one 100 bps step wider
+        received = rig.chain.balance(wallet) - before_chain  # both fees already taken
+        assert rig.sol() == before_book + received
+        assert sell.quote_amount == received
+        assert sell.fee == before_book + TOKENS // 1500 - rig.sol()  # both attempts' fees
+
+
+async def test_exit_slippage_is_capped_at_max_exit_slippage_bps() -> None:
+    async with jupiter_rig(max_exit_slippage_bps=250, max_exit_attempts=4) as rig:
+        rig.buy()
+        await rig.settle()
+        rig.stack.rpc.fates.extend(["slippage"] * 4)
+        rig.sell()
+        await rig.settle()
+        assert [int(q["slippageBps"]) for q in rig.quotes()[1:]] == [100, 200, 250, 250]
+        failed = rig.failures()[-1]
+        assert failed.reason == "slippage_exceeded"
+        assert failed.fee > 0  # four landed failures cost their fees, booked
+        (position,) = rig.engine.live_positions[rig.agent_id].values()
+        assert position.status == "open" and position.amount == TOKENS
+
+
+async def test_landed_insufficient_funds_fails_once_with_its_fee_and_an_alert() -> None:
+    async with jupiter_rig() as rig:
+        rig.stack.rpc.fates.append("insufficient")
+        rig.buy()
+        await rig.settle()
+        (failed,) = rig.failures()
+        assert failed.reason == "insufficient_funds"
+        assert len(rig.stack.rpc.sends) == 1
+        assert failed.fee > 0 and rig.sol() == 2 * 10**9 - failed.fee
+        assert [a[0] for a in rig.alerts] == ["insufficient_funds"]
+
+
+async def test_permanent_jupiter_errors_are_not_retried() -> None:
+    for code in ("TOKEN_NOT_TRADABLE", "NO_ROUTES_FOUND", "MARKET_NOT_FOUND"):
+        async with jupiter_rig() as rig:
+            rig.stack.jupiter.quote_errors.append(code)
+            rig.buy()
+            await rig.settle()
+            (failed,) = rig.failures()
+            assert failed.reason == f"jupiter_{code.lower()}"
+            assert len(rig.quotes()) == 1 and rig.stack.rpc.sends == []
+            assert rig.engine.ledger.balance(rig.agent_id, "SOL").reserved == 0
+
+
+async def test_retryable_jupiter_errors_are_retried_with_a_fresh_quote() -> None:
+    for code in ("COULD_NOT_FIND_ANY_ROUTE", "ROUTE_PLAN_DOES_NOT_CONSUME_ALL_THE_AMOUNT"):
+        async with jupiter_rig() as rig:
+            rig.stack.jupiter.quote_errors.append(code)
+            rig.buy()
+            await rig.settle()
+            assert len(rig.quotes()) == 2
+            assert len(rig.fills()) == 1 and rig.failures() == []
+
+
+async def test_rate_limited_quote_waits_and_retries() -> None:
+    async with jupiter_rig() as rig:
+        rig.stack.jupiter.rate_limit(n=1, reset_in_s=0)
+        rig.buy()
+        await rig.settle()
+        assert len(rig.fills()) == 1
+
+
+async def test_a_swap_for_another_wallet_is_refused_unsigned() -> None:
+    async with jupiter_rig() as rig:
+        rig.stack.jupiter.swap_faults.append("wrong_payer")
+        rig.buy()
+        await rig.settle()
+        (failed,) = rig.failures()
+        assert failed.reason == "wrong_wallet"
+        assert rig.stack.rpc.sends == [] and rig.journal.swaps == []
+        assert [a[0] for a in rig.alerts] == ["swap_for_wrong_wallet"]
+
+
+async def test_price_impact_over_the_agents_limit_refuses_the_buy() -> None:
+    config = {"sizing": {"mode": "fixed", "amount": "500000000"},
+              "signals": {"max_price_impact_pct": 0.5}}  # fmt: skip
+    async with jupiter_rig(config=config) as rig:
+        rig.stack.jupiter.price_impact_pct = "0.01"  # a fraction: 1 %
+        rig.buy()
+        await rig.settle()
+        (failed,) = rig.failures()
+        assert failed.reason == "price_impact_too_high" and rig.stack.rpc.sends == []
+
+
+async def test_never_landing_swap_is_dead_once_its_blockhash_expires() -> None:
+    async with jupiter_rig(max_buy_attempts=1) as rig:
+        rig.stack.rpc.fates.append("never")
+        rig.buy()
+        await _until(lambda: rig.stack.rpc.sends)
+        await asyncio.sleep(0.1)
+        assert rig.failures() == []  # a returned signature proves nothing: still waiting
+        rig.chain.advance(200)
+        await rig.settle()
+        (failed,) = rig.failures()
+        assert failed.reason == "blockhash_expired" and failed.fee == 0
+        assert rig.sol() == 2 * 10**9
+        assert len({sig for sig, _ in rig.stack.rpc.sends}) == 1  # rebroadcast, never re-signed
+
+
+async def test_a_buy_is_not_retried_past_its_signal_expiry() -> None:
+    async with jupiter_rig(max_buy_attempts=5) as rig:
+        rig.stack.rpc.fates.append("never")
+        rig.buy(expires_in_ms=30_000)
+        await _until(lambda: rig.stack.rpc.sends)
+        rig.clock.now += 60_000
+        rig.chain.advance(200)
+        await rig.settle()
+        (failed,) = rig.failures()
+        assert failed.reason == "blockhash_expired"
+        assert len({sig for sig, _ in rig.stack.rpc.sends}) == 1
+
+
+async def test_send_timeout_still_confirms_the_swap_that_landed() -> None:
+    async with jupiter_rig() as rig:
+        rig.stack.rpc.timeout_hold_s = 5.0
+        rig.stack.rpc.fates.append("timeout")  # lands, but the send's answer never comes
+        rig.buy()
+        await rig.settle(timeout_s=20.0)
+        assert len(rig.fills()) == 1
+        assert rig.stack.rpc.executions == 1
+
+
+async def test_rpc_429_and_503_on_send_are_waited_out_without_a_second_swap() -> None:
+    async with jupiter_rig() as rig:
+        rig.stack.rpc.fail_next(429, "Too many requests", method="sendTransaction",
+                                headers={"Retry-After": "0"})  # fmt: skip
+        rig.stack.rpc.fail_next(503, "<html>busy</html>", method="getSignatureStatuses",
+                                content_type="text/html")  # fmt: skip
+        rig.buy()
+        await rig.settle()
+        assert len(rig.fills()) == 1 and rig.stack.rpc.executions == 1
+        assert len(rig.journal.swaps) == 1
+
+
+async def test_buy_of_a_locked_wallet_is_skipped_with_the_reason() -> None:
+    async with jupiter_rig() as rig:
+        rig.runtime.apply(rig.engine.set_wallet_unlocked, "w1", False)
+        rig.buy()
+        await rig.settle()
+        record = rig.engine.signals["s1"]
+        assert [(x.status, x.reason) for x in record.executions.values()] == [
+            ("skipped", "wallet_locked")
+        ]
+        assert rig.stack.jupiter.requests == []
+
+
+async def test_exit_of_a_locked_wallet_waits_for_the_unlock_with_an_alert() -> None:
+    async with jupiter_rig() as rig:
+        rig.buy()
+        await rig.settle()
+        key = rig.unlocked.pop("w1")
+        rig.sell()
+        await _until(lambda: rig.alerts)
+        assert [a[0] for a in rig.alerts] == ["exit_waiting_for_wallet"]
+        assert len(rig.stack.rpc.sends) == 1  # only the buy
+        rig.unlocked["w1"] = key
+        rig.gate.changed("w1")
+        await rig.settle()
+        assert rig.fills()[-1].trade.side == "sell"
+
+
+async def test_a_recorded_swap_is_resolved_not_sent_again() -> None:
+    """What a restart does: the order comes back with its recorded swap; the venue resolves
+    that signature (it landed) and fills from its receipt without signing anything new."""
+    async with jupiter_rig() as rig:
+        rig.stack.rpc.timeout_hold_s = 5.0
+        rig.stack.rpc.fates.append("timeout")
+        rig.buy()
+        await _until(lambda: rig.journal.swaps and rig.stack.rpc.executions)
+        for task in list(rig.runtime.in_flight.values()):  # the process dies here
+            task.cancel()
+        await _until(lambda: not rig.runtime.in_flight)
+        (order,) = rig.engine.orders.values()
+        assert order.swap is not None
+        rig.runtime.resume_orders([order])
+        await rig.settle(timeout_s=20.0)
+        (fill,) = rig.fills()
+        assert fill.trade.venue_ref == order.swap.signature
+        assert len(rig.journal.swaps) == 1 and rig.stack.rpc.executions == 1
+
+
+async def _until(predicate: object, timeout_s: float = 10.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.01)
+
+
+def test_sol_is_the_only_quote_a_jupiter_agent_takes() -> None:
+    import pytest
+    from tradingd.adapters.venues import check_agent_venue
+    from tradingd.engine.errors import ValidationError
+
+    check_agent_venue("jupiter", "w1", {"paper", "jupiter"}, quote="SOL")
+    check_agent_venue("jupiter", "w1", {"paper", "jupiter"}, quote=SOL_MINT)
+    with pytest.raises(ValidationError) as exc:
+        check_agent_venue("jupiter", "w1", {"paper", "jupiter"}, quote="USDC")
+    assert exc.value.path == "$.quote"
