@@ -8,6 +8,7 @@ this process's memory; nothing here returns or logs a secret."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -22,6 +23,7 @@ from msgspec import Struct
 from solders.keypair import Keypair
 from tradingd.engine.errors import Conflict, NotFound, TradingdError, ValidationError
 
+log = logging.getLogger("tradingd.wallets")
 SCRYPT_N = 2**15  # ~50 ms on this class of machine: slows guessing, not unlocking
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -29,6 +31,14 @@ _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 class WrongPassphrase(TradingdError):
     code = "wrong_passphrase"
     status = 403
+
+
+class WalletDamaged(TradingdError):
+    """The wallet file is not what the keystore wrote (truncated, edited, or another wallet's
+    ciphertext): nothing in it is trusted."""
+
+    code = "wallet_file_damaged"
+    status = 409
 
 
 class WalletInfo(Struct, frozen=True, kw_only=True):
@@ -62,6 +72,22 @@ def parse_secret(secret: str) -> Keypair:
         ) from None
 
 
+def _well_formed(doc: object) -> bool:
+    if not isinstance(doc, dict):
+        return False
+    kdf, cipher = doc.get("kdf"), doc.get("cipher")
+    return (
+        all(isinstance(doc.get(k), str) for k in ("id", "name", "public_key", "ciphertext"))
+        and isinstance(doc.get("created_at"), int)
+        and isinstance(kdf, dict)
+        and isinstance(kdf.get("salt"), str)
+        and isinstance(kdf.get("n"), int)
+        and 2**10 <= kdf["n"] <= 2**20  # an edited cost must neither weaken nor hang an unlock
+        and isinstance(cipher, dict)
+        and isinstance(cipher.get("nonce"), str)
+    )
+
+
 class Keystore:
     def __init__(self, data_dir: str | Path) -> None:
         self.dir = Path(data_dir) / "wallets"
@@ -75,9 +101,19 @@ class Keystore:
     def _read(self, wallet_id: str) -> dict[str, object]:
         path = self._path(wallet_id)
         try:
-            return json.loads(path.read_text())  # type: ignore[no-any-return]
+            doc = json.loads(path.read_text())
         except FileNotFoundError:
             raise NotFound(f"unknown wallet {wallet_id!r}", {"wallet_id": wallet_id}) from None
+        except (ValueError, UnicodeDecodeError):
+            raise WalletDamaged(
+                f"wallet file {wallet_id!r} is not JSON", {"wallet_id": wallet_id}
+            ) from None
+        if not _well_formed(doc):
+            raise WalletDamaged(
+                f"wallet file {wallet_id!r} lacks fields the keystore writes",
+                {"wallet_id": wallet_id},
+            )
+        return doc  # type: ignore[no-any-return]
 
     def _info(self, doc: dict[str, object]) -> WalletInfo:
         wid = str(doc["id"])
@@ -138,9 +174,16 @@ class Keystore:
         return self._info(doc)
 
     def list(self) -> list[WalletInfo]:
+        """Every readable wallet; a damaged file is logged and left out (never a secret)."""
         if not self.dir.exists():
             return []
-        return [self._info(json.loads(p.read_text())) for p in sorted(self.dir.glob("*.json"))]
+        out = []
+        for path in sorted(self.dir.glob("*.json")):
+            try:
+                out.append(self._info(self._read(path.stem)))
+            except (WalletDamaged, ValidationError) as exc:
+                log.warning("wallet file skipped", extra={"file": path.name, "reason": exc.message})
+        return out
 
     def get(self, wallet_id: str) -> WalletInfo:
         return self._info(self._read(wallet_id))
@@ -149,16 +192,29 @@ class Keystore:
         doc = self._read(wallet_id)
         kdf, cipher = doc["kdf"], doc["cipher"]
         assert isinstance(kdf, dict) and isinstance(cipher, dict)
-        key = _kdf(passphrase, b64decode(kdf["salt"]), int(kdf["n"]))
         try:
+            key = _kdf(passphrase, b64decode(kdf["salt"]), int(kdf["n"]))
             raw = AESGCM(key).decrypt(
                 b64decode(cipher["nonce"]),
                 b64decode(str(doc["ciphertext"])),
                 str(doc["public_key"]).encode(),
             )
         except InvalidTag:
-            raise WrongPassphrase("wrong passphrase", {"wallet_id": wallet_id}) from None
-        self._unlocked[wallet_id] = Keypair.from_bytes(raw)
+            # AES-GCM cannot tell a wrong passphrase from an edited ciphertext, nonce, salt or
+            # public key (the associated data): either way nothing is unlocked.
+            raise WrongPassphrase(
+                "wrong passphrase, or the wallet file was altered", {"wallet_id": wallet_id}
+            ) from None
+        except ValueError:  # bad base64, a nonce of the wrong length
+            raise WalletDamaged(
+                f"wallet file {wallet_id!r} is not readable", {"wallet_id": wallet_id}
+            ) from None
+        keypair = Keypair.from_bytes(raw)
+        if str(keypair.pubkey()) != doc["public_key"]:
+            raise WalletDamaged(
+                f"wallet file {wallet_id!r} holds another key", {"wallet_id": wallet_id}
+            )
+        self._unlocked[wallet_id] = keypair
         return self._info(doc)
 
     def lock(self, wallet_id: str) -> WalletInfo:
