@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from tradingd.adapters.solana.rpc import RpcFailure, SolanaRpc
-from tradingd.adapters.venues import JUPITER
+from tradingd.adapters.venues import JUPITER, PAPER
 from tradingd.adapters.venues.breaker import CircuitBreaker
 from tradingd.adapters.venues.jupiter.client import JupiterClient
 from tradingd.adapters.venues.jupiter.landing import Lander, LandingTimings
 from tradingd.adapters.venues.jupiter.venue import JupiterVenue
+from tradingd.adapters.venues.paper_quotes import JupiterQuotedPaper
 from tradingd.adapters.venues.wallet_gate import WalletGate
 from tradingd.engine import events as ev
 from tradingd.engine.assets import SOL_MINT, quote_mint
@@ -42,23 +43,34 @@ class LiveVenues:
         self.breakers: dict[str, CircuitBreaker] = {}
         self.reconciliation: dict[str, Any] = {"status": "unknown", "reason": "not run yet"}
         self._sessions: list[aiohttp.ClientSession] = []
+        self._jupiter: JupiterClient | None = None
 
     @property
     def enabled(self) -> bool:
         return self.daemon.settings.venues.jupiter.enabled
 
     def start(self) -> None:
-        """Build the Jupiter venue and add it to the runtime's venues."""
-        if not self.enabled or self.venue is not None:
-            return
+        """Build the Jupiter venue (when enabled) and paper at Jupiter quotes (when
+        `[venues.paper] quotes = "jupiter"`) into the runtime's venues; both share one Jupiter
+        client (one warm session per host)."""
         d = self.daemon
         cfg, sol = d.settings.venues.jupiter, d.settings.solana
-        jup_breaker = self._breaker("jupiter", cfg.breaker_failures, cfg.breaker_reset_s)
-        rpc_breaker = self._breaker("solana_rpc", cfg.breaker_failures, cfg.breaker_reset_s)
-        jupiter = JupiterClient(
+        paper_quoted = d.settings.venues.paper.quotes == "jupiter"
+        if self._jupiter is not None or not (self.enabled or paper_quoted):
+            return
+        jupiter = self._jupiter = JupiterClient(
             cfg.url, self._session(), api_key=cfg.api_key, timeout_s=cfg.timeout_ms / 1000,
-            breaker=jup_breaker,
+            breaker=self._breaker("jupiter", cfg.breaker_failures, cfg.breaker_reset_s),
         )  # fmt: skip
+        if paper_quoted:
+            d.runtime.venues[PAPER] = JupiterQuotedPaper(
+                jupiter, d.engine.price_usd, d.engine.clock,
+                restrict_intermediate_tokens=cfg.restrict_intermediate_tokens,
+            )  # fmt: skip
+            log.info("paper venue fills at Jupiter quotes", extra={"jupiter": jupiter.host()})
+        if not self.enabled:
+            return
+        rpc_breaker = self._breaker("solana_rpc", cfg.breaker_failures, cfg.breaker_reset_s)
         rpc = SolanaRpc(
             sol.rpc_url, self._session(), timeout_s=sol.timeout_ms / 1000,
             commitment=sol.commitment, breaker=rpc_breaker,
@@ -151,6 +163,10 @@ class LiveVenues:
         metrics = self.daemon.metrics
         if metrics is not None:
             metrics.swap_steps.labels(JUPITER, step).observe(seconds)
+
+    @property
+    def reports_health(self) -> bool:
+        return self._jupiter is not None
 
     def health(self) -> dict[str, Any]:
         """components.venues.jupiter of /health: breakers, swaps in flight, reconciliation."""

@@ -35,7 +35,7 @@ def components(daemon: Daemon) -> dict[str, Any]:
         },
         "venues": {
             **{name: {"status": "ok"} for name in daemon.runtime.venues},
-            **({"jupiter": daemon.live.health()} if daemon.live.venue is not None else {}),
+            **({"jupiter": daemon.live.health()} if daemon.live.reports_health else {}),
             **reported.get("venues", {}),
         },
         "prices": held_prices(daemon),

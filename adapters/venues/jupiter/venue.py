@@ -343,12 +343,38 @@ class JupiterVenue:
             return None, "blockhash_expired", 0
         receipt = landing.receipt
         assert receipt is not None
-        amounts = swap_amounts(receipt, wallet)
+        try:
+            amounts = swap_amounts(receipt, wallet)
+        except ValueError as exc:  # e.g. token balances without `owner` (old nodes)
+            if landing.err is not None:
+                return None, failure_reason(landing.err), receipt.meta.fee if receipt.meta else 0
+            return self._fill_at_minimum(order, swap, receipt.meta.fee if receipt.meta else 0,
+                                         lost_fees, str(exc)), "", 0  # fmt: skip
         if landing.err is not None or amounts.err is not None:
             return None, failure_reason(landing.err or amounts.err), amounts.fee
         token_delta = amounts.token_deltas.get(order.token, 0)
+        if (token_delta <= 0) if order.side == "buy" else (token_delta >= 0):
+            return self._fill_at_minimum(order, swap, amounts.fee, lost_fees,
+                                         "the receipt shows no token movement for the wallet")  # fmt: skip
         return self._fill(order, swap, amounts.lamports_delta, amounts.fee, token_delta,
                           lost_fees), "", 0  # fmt: skip
+
+    def _fill_at_minimum(
+        self, order: Order, swap: SwapSubmission, fee: int, lost_fees: int, why: str
+    ) -> Fill:
+        """A swap that landed without error but whose receipt cannot be read for the wallet:
+        book the least it can have done (its input and its minimum output, the slippage bound
+        the program enforced) and alert, so the reconciliation shows the rest."""
+        self._alert(
+            "swap_receipt_unreadable",
+            f"order {order.id}: swap {swap.signature} landed but its amounts are unreadable "
+            f"({why}); booked at its guaranteed minimum",
+            {"order_id": order.id, "signature": swap.signature},
+        )
+        if order.side == "buy":
+            delta = -(swap.in_amount + fee)
+            return self._fill(order, swap, delta, fee, swap.min_out, lost_fees)
+        return self._fill(order, swap, swap.min_out - fee, fee, -swap.in_amount, lost_fees)
 
     def _fill(
         self, order: Order, swap: SwapSubmission, lamports_delta: int, fee: int, token_delta: int,
