@@ -283,3 +283,46 @@ def test_sol_is_the_only_quote_a_jupiter_agent_takes() -> None:
     with pytest.raises(ValidationError) as exc:
         check_agent_venue("jupiter", "w1", {"paper", "jupiter"}, quote="USDC")
     assert exc.value.path == "$.quote"
+
+
+async def test_a_receipt_without_owners_is_booked_at_the_swaps_guaranteed_minimum() -> None:
+    async with jupiter_rig() as rig:
+        rig.stack.rpc.omit_token_owner = True  # an old node: whose token account is unknown
+        rig.buy()
+        await rig.settle()
+        (fill,) = rig.fills()
+        (swap,) = rig.journal.swaps
+        assert fill.trade.amount == swap.min_out < TOKENS  # never more than the program enforced
+        assert fill.trade.quote_amount == SWAP_IN + fill.trade.fee
+        assert [a[0] for a in rig.alerts] == ["swap_receipt_unreadable"]
+
+
+async def test_auto_priority_fee_takes_the_percentile_of_recent_fees_capped() -> None:
+    async with jupiter_rig(priority_fee="auto", priority_fee_percentile=75,
+                           max_priority_fee_lamports=50_000) as rig:  # fmt: skip
+        rig.stack.rpc.priority_fees = [100, 200, 300, 400]  # µlamports per CU
+        rig.buy()
+        await rig.settle()
+        body = rig.stack.jupiter.swap_bodies[0]
+        assert body["prioritizationFeeLamports"] == 300 * 300_000 // 1_000_000  # 90 lamports
+        assert rig.stack.rpc.calls["getRecentPrioritizationFees"] == 1
+
+
+async def test_an_agents_fixed_priority_fee_wins_and_is_capped() -> None:
+    config = {"sizing": {"mode": "fixed", "amount": "500000000"},
+              "execution": {"priority_fee_lamports": 5_000_000}}  # fmt: skip
+    async with jupiter_rig(config=config, max_priority_fee_lamports=70_000,
+                           fee_reserve_lamports=200_000) as rig:  # fmt: skip
+        rig.buy()
+        await rig.settle()
+        assert rig.stack.jupiter.swap_bodies[0]["prioritizationFeeLamports"] == 70_000
+        assert rig.stack.rpc.calls["getRecentPrioritizationFees"] == 0
+
+
+def test_auto_priority_fee_is_the_nearest_rank_percentile() -> None:
+    from tradingd.adapters.venues.jupiter.venue import auto_priority_fee
+
+    assert auto_priority_fee([], 75, 300_000, 10**9) == 0
+    assert auto_priority_fee([5], 1, 1_000_000, 10**9) == 5
+    assert auto_priority_fee([10, 40, 20, 30], 50, 1_000_000, 10**9) == 20
+    assert auto_priority_fee([10, 40, 20, 30], 100, 1_000_000, 25) == 25
