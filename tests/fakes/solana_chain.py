@@ -349,6 +349,7 @@ class FakeSolanaRpc:
         self.calls: Counter[str] = Counter()
         self.landed: dict[str, dict[str, object]] = {}
         self.executions = 0
+        self.dropped: list[str] = []  # "drop" sends: held, then forgotten (never on chain)
         self.url = ""
         self._txs: dict[str, _Sent] = {}
         self._faults: list[_HttpFault] = []
@@ -534,6 +535,10 @@ class FakeSolanaRpc:
         kind, _, arg = (self.fates.pop(0) if self.fates else "land").partition(":")
         if kind == "send_error":
             raise _preflight(arg or "6001")
+        if kind == "drop":  # lost on the way: the request is held, the chain never sees it
+            self.dropped.append(sig)
+            self._hold = True
+            return sig
         sent = _Sent(sig, tx, kind, polls_to_land=int(arg or 3) if kind == "late" else 0)
         self._txs[sig] = sent
         if kind in ("land", "slippage", "insufficient", "timeout"):
@@ -729,6 +734,7 @@ class _Control:
             "sends": [s for s, _ in r.sends], "calls": r.calls, "executions": r.executions,
             "landed": {s: res["meta"]["err"] for s, res in r.landed.items()},  # type: ignore[index]
             "jupiter_requests": [q.path for q in self.jupiter.requests],
+            "dropped": r.dropped,
         })  # fmt: skip
 
 
