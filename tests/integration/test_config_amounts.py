@@ -11,6 +11,8 @@ from tradingd.adapters.app.config_amounts import AMOUNT_RULE
 from tradingd.adapters.app.settings import agent_config, load_settings
 from tradingd.engine.errors import ValidationError
 
+REPO = Path(__file__).resolve().parents[2]
+
 AGENT = '[[agents]]\nid = "alpha"\nname = "a"\n'
 
 
@@ -68,3 +70,12 @@ def test_check_config_accepts_integer_amounts(tmp_path: Path, capsys) -> None:
     )
     assert main(["check-config", str(path)]) == 0
     assert capsys.readouterr().out.startswith("ok: 1 agent(s)")
+
+
+def test_the_shipped_example_configs_pass_check_config(monkeypatch, capsys) -> None:
+    """What the README tells an operator to copy must load as written (the live profile needs
+    its external servers named, as it says)."""
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://127.0.0.1:1/tradingd")
+    for name in ("paper.toml", "market.example.toml", "live.example.toml"):
+        assert main(["check-config", str(REPO / "config" / name)]) == 0, name
