@@ -326,3 +326,17 @@ def test_auto_priority_fee_is_the_nearest_rank_percentile() -> None:
     assert auto_priority_fee([5], 1, 1_000_000, 10**9) == 5
     assert auto_priority_fee([10, 40, 20, 30], 50, 1_000_000, 10**9) == 20
     assert auto_priority_fee([10, 40, 20, 30], 100, 1_000_000, 25) == 25
+
+
+async def test_a_swap_gone_from_the_status_cache_is_found_in_the_ledger_not_declared_dead() -> None:
+    """After long downtime the node's recent status cache no longer knows a swap that landed;
+    only getTransaction (the ledger) does. It must be filled, not taken for expired."""
+    async with jupiter_rig(max_buy_attempts=1) as rig:
+        rig.stack.rpc._status = lambda _sig: None  # the fake node's status cache forgot it
+        rig.buy()
+        await _until(lambda: rig.stack.rpc.executions)
+        rig.chain.advance(200)
+        await rig.settle()
+        assert rig.failures() == []
+        (fill,) = rig.fills()
+        assert fill.trade.amount == TOKENS

@@ -117,7 +117,13 @@ class Lander:
                     # of "not seen" proves it dead; a failed read proves nothing.
                     known, status = await self._status(signature)
                     if known and status is None:
-                        return Landing(Outcome.EXPIRED)
+                        # The status cache holds recent slots only: a swap that landed long
+                        # ago (a restart after downtime) is found in the ledger's history.
+                        known, tx = await self._history(signature)
+                        if known and tx is None:
+                            return Landing(Outcome.EXPIRED)
+                        if tx is not None:
+                            return Landing(Outcome.LANDED, tx, tx.err)
             since_resend += t.poll_ms
             if raw is not None and status is None and since_resend >= t.rebroadcast_ms:
                 since_resend = 0
@@ -151,6 +157,14 @@ class Lander:
             return True, (await self.rpc.get_signature_statuses([signature]))[0]
         except RpcFailure as exc:
             log.warning("getSignatureStatuses failed", extra={"reason": exc.reason})
+            return False, None
+
+    async def _history(self, signature: str) -> tuple[bool, TransactionResult | None]:
+        """(answered, transaction): getTransaction reads the ledger, not the status cache."""
+        try:
+            return True, await self.rpc.get_transaction(signature)
+        except RpcFailure as exc:
+            log.warning("getTransaction failed", extra={"reason": exc.reason})
             return False, None
 
     async def _height(self) -> int | None:
