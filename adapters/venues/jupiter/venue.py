@@ -22,6 +22,7 @@ from tradingd.adapters.solana.rpc import RpcFailure, SolanaRpc
 from tradingd.adapters.solana.swap_amounts import swap_amounts
 from tradingd.adapters.venues.jupiter.client import JupiterClient
 from tradingd.adapters.venues.jupiter.errors import SwapFailure
+from tradingd.adapters.venues.jupiter.fills import fill_from_deltas
 from tradingd.adapters.venues.jupiter.landing import Lander, Landing, Outcome, failure_reason
 from tradingd.adapters.venues.jupiter.schemas import Quote
 from tradingd.adapters.venues.wallet_gate import WalletGate
@@ -380,50 +381,17 @@ class JupiterVenue:
         self, order: Order, swap: SwapSubmission, lamports_delta: int, fee: int, token_delta: int,
         lost_fees: int,
     ) -> Fill:  # fmt: skip
-        """The fill from what the wallet's balances moved, with the fees of this order's earlier
-        landed-but-failed attempts (`lost_fees`) added. Buy: `amount_in` = every lamport that
-        left the wallet (swap, network fees, rent of a new token account), `amount_out` = tokens
-        received. Sell: `amount_in` = tokens that left, `amount_out` = lamports received net of
-        the network fees. `price_usd` from the swap's own input and output (exact ratio), valued
-        at the book's SOL price."""
-        td, qd = order.token_decimals, order.quote_decimals
-        sol_usd = self._price_of(SOL_MINT)
-        if order.side == "buy":
-            spent, got = lost_fees - lamports_delta, token_delta
-            if spent > order.amount_in:
-                self._alert("fill_above_reservation",
-                            f"order {order.id} spent {spent} lamports of {order.amount_in} reserved",
-                            {"order_id": order.id, "spent": spent, "reserved": order.amount_in})  # fmt: skip
-                spent = order.amount_in
-            swap_in, swap_out = swap.in_amount, got
-        else:
-            got, spent = max(lamports_delta - lost_fees, 0), min(-token_delta, order.amount_in)
-            swap_in, swap_out = spent, lamports_delta + fee
-        price = _usd_per_token(
-            order.side, swap_in, swap_out, td, qd, sol_usd, order.decision_price_usd
-        )
-        return Fill(
-            order_id=order.id,
-            amount_in=spent,
-            amount_out=got,
-            price_usd=price,
-            fee=fee + lost_fees,
-            venue_ref=swap.signature,
-            ts=self._clock(),
-        )
-
-
-def _usd_per_token(
-    side: str, swap_in: int, swap_out: int, td: int, qd: int, sol_usd: float | None,
-    fallback: float | None,
-) -> float:  # fmt: skip
-    tokens, lamports = (swap_out, swap_in) if side == "buy" else (swap_in, swap_out)
-    if tokens <= 0 or lamports <= 0 or not sol_usd:
-        return fallback or 0.0
-    return float(
-        Decimal(lamports) / Decimal(10) ** qd * Decimal(repr(sol_usd))
-        / (Decimal(tokens) / Decimal(10) ** td)
-    )  # fmt: skip
+        fill, over = fill_from_deltas(
+            order, swap, lamports_delta, fee, token_delta, lost_fees,
+            self._price_of(SOL_MINT), self._clock(),
+        )  # fmt: skip
+        if over:
+            self._alert(
+                "fill_above_reservation",
+                f"order {order.id} spent {over} lamports more than its reservation",
+                {"order_id": order.id, "over": over, "reserved": order.amount_in},
+            )
+        return fill
 
 
 def auto_priority_fee(fees: list[int], percentile: int, compute_units: int, cap: int) -> int:
