@@ -208,6 +208,7 @@ class Runtime:
                 break
             if (
                 order.side == "buy"
+                and order.swap is None  # a recorded swap may have landed: the venue resolves it
                 and order.expires_at is not None
                 and self.clock() > order.expires_at
             ):

@@ -20,8 +20,18 @@ class WalletGate:
         public_key: Callable[[str], str],
     ) -> None:
         self._keypair = unlocked_keypair
-        self.public_key = public_key  # wallet id -> base58 public key (locked or not)
+        self._read_public_key = public_key
+        self._public_keys: dict[str, str] = {}
         self._waiters: dict[str, asyncio.Event] = {}
+
+    def public_key(self, wallet_id: str) -> str:
+        """The wallet's base58 public key, locked or not; read once, then remembered (a swap
+        recorded before a restart can be resolved even if the file goes away later). Raises
+        NotFound for a wallet never seen."""
+        key = self._public_keys.get(wallet_id)
+        if key is None:
+            key = self._public_keys[wallet_id] = self._read_public_key(wallet_id)
+        return key
 
     def keypair(self, wallet_id: str) -> Keypair | None:
         """The unlocked keypair of the wallet, or None while it is locked."""

@@ -291,17 +291,12 @@ def test_a_swap_lost_before_the_chain_is_proven_expired_after_a_kill_9_and_never
     sid, signature, sends_before = lose_a_recorded_swap(world, expires_in_ms=600_000)
     statuses_before = world.chain.state()["calls"].get("getSignatureStatuses", 0)
     api = world.start()
-    # The reason is the venue's message ("wallet ... is locked"), not a stable code: reported.
-    assert execution(api, sid)["status"] == "failed"
+    got = execution(api, sid)
+    assert (got["status"], got["reason"]) == ("failed", "wallet_locked")
     assert world.chain.state()["calls"]["getSignatureStatuses"] > statuses_before
     assert_nothing_happened(world, api, signature, sends_before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Runtime._execute fails a restored buy past its signal's expiry as `expired` before "
-    "the venue resolves the recorded swap (adapters/app/runtime.py, _execute)",
-)
 def test_a_swap_lost_before_the_chain_of_an_expired_signal_fails_as_blockhash_expired(world):
     sid, signature, sends_before = lose_a_recorded_swap(world, expires_in_ms=1_000)
     api = world.start()
@@ -350,12 +345,6 @@ def test_a_swap_that_landed_while_its_send_was_unanswered_fills_once_after_a_kil
     assert_filled_once(world, api, sid, signature, sends)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Runtime._execute fails a restored buy past its signal's expiry as `expired` without "
-    "resolving its recorded swap: the tokens the chain credited are not booked "
-    "(adapters/app/runtime.py, _execute)",
-)
 def test_a_landed_swap_of_a_signal_that_expired_meanwhile_fills_once_after_a_kill_9(world):
     sid, signature, sends = land_an_unanswered_buy(world, expires_in_ms=1_000)
     api = world.start()

@@ -101,7 +101,7 @@ class JupiterVenue:
         """Carry `order` to a fill (see the class). Raises SwapFailure."""
         agent = self._agent_of(order.agent_id)
         if agent is None or agent.wallet_id is None:
-            raise SwapFailure("no_wallet", f"agent {order.agent_id} has no wallet", transient=False)
+            raise self._give_up(order, "no_wallet", 0)
         wallet_id = agent.wallet_id
         lost_fees = 0  # lamports of landed-but-failed attempts
         last = "no_attempt"
@@ -126,7 +126,10 @@ class JupiterVenue:
                 and self._clock() > order.expires_at
             ):
                 raise self._give_up(order, "expired" if last == "no_attempt" else last, lost_fees)
-            keypair = await self._signer(order, wallet_id)
+            try:
+                keypair = await self._signer(order, wallet_id)
+            except SwapFailure as exc:  # a locked wallet: the fees already lost stay booked
+                raise self._give_up(order, exc.reason, lost_fees) from None
             try:
                 fill, reason, fee = await self._attempt(order, keypair, attempt, lost_fees)
             except SwapFailure as exc:
