@@ -54,7 +54,7 @@ def _run(args: argparse.Namespace, record_to: str | None = None) -> int:
     )
     if args.log_format:
         settings.log_format = args.log_format
-    in_use = logs.configure(settings.log_level, settings.log_format)
+    in_use = logs.configure(settings.log_level, settings.log_format, settings.secret_values())
     settings.log_format = in_use  # type: ignore[assignment]
     try:
         import uvloop

@@ -28,8 +28,15 @@ _STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 _encoder = msgspec.json.Encoder(enc_hook=repr)
 _SECRET_WORDS = ("key", "secret", "passphrase", "password", "private", "authorization")
 REDACTED = "[redacted]"
-# Environment variables whose values are secrets of this process (bootstrap key, passphrase).
-SECRET_ENV = ("TRADINGD_ADMIN_KEY", "TRADINGD_WALLET_PASSPHRASE")
+# Environment variables whose values are secrets of this process (bootstrap key, passphrase,
+# service API keys, an RPC URL that carries its provider's key).
+SECRET_ENV = (
+    "TRADINGD_ADMIN_KEY",
+    "TRADINGD_WALLET_PASSPHRASE",
+    "PYTH_API_KEY",
+    "JUPITER_API_KEY",
+    "SOLANA_RPC_URL",
+)
 
 _SECRET_TEXT = re.compile(
     # an Authorization header's whole value, quoted or not, to the end of its line or quote
@@ -133,8 +140,9 @@ def resolve_format(fmt: str, stream: TextIO) -> str:
     return "pretty" if isatty is not None and isatty() else "json"
 
 
-def configure(level: str = "info", fmt: str = "json") -> str:
-    """Install the one root handler (stdout); returns the format in use, "pretty" or "json"."""
+def configure(level: str = "info", fmt: str = "json", secrets: tuple[str, ...] = ()) -> str:
+    """Install the one root handler (stdout); returns the format in use, "pretty" or "json".
+    `secrets`: literal values (e.g. API keys from the config file) never to be written."""
     handler = logging.StreamHandler(sys.stdout)
     fmt = resolve_format(fmt, sys.stdout)
     if fmt == "pretty":
@@ -143,7 +151,7 @@ def configure(level: str = "info", fmt: str = "json") -> str:
         handler.setFormatter(PrettyFormatter(color=sys.stdout.isatty()))
     else:
         handler.setFormatter(JsonFormatter())
-    handler.addFilter(RedactSecrets(tuple(os.environ.get(n, "") for n in SECRET_ENV)))
+    handler.addFilter(RedactSecrets((*(os.environ.get(n, "") for n in SECRET_ENV), *secrets)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

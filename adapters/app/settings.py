@@ -246,6 +246,15 @@ class Settings(_S):
     agents: list[AgentSpec] = msgspec.field(default_factory=list)
     config_path: str | None = None  # where it was read from, for SIGHUP reloads
 
+    def secret_values(self) -> tuple[str, ...]:
+        """Values of the file that are secrets (API keys, an RPC URL with its provider's key in
+        it): the log filter removes them wherever they appear."""
+        public_rpc = ("https://api.mainnet-beta.solana.com", "https://api.devnet.solana.com")
+        values = [self.feeds.pyth.api_key, self.venues.jupiter.api_key]
+        if self.solana.rpc_url not in public_rpc:
+            values.append(self.solana.rpc_url)
+        return tuple(v for v in values if v)
+
 
 def _decode(obj: dict[str, Any], where: str) -> Settings:
     from tradingd.adapters.app.config_check import decode_error

@@ -130,3 +130,32 @@ def test_auto_is_json_off_a_terminal_and_pretty_on_one():
     assert logs.resolve_format("auto", io.StringIO()) == "json"
     assert logs.resolve_format("auto", Tty()) == "pretty"
     assert logs.resolve_format("json", Tty()) == "json"
+
+
+def test_service_keys_and_a_keyed_rpc_url_from_env_or_file_are_never_written(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    from tradingd.adapters.app.settings import load_settings
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    jup_env, rpc_env = "jupiter-env-key-0123456789", "https://rpc.example/?api-key=rpc-secret-42"
+    monkeypatch.setenv("JUPITER_API_KEY", jup_env)
+    monkeypatch.setenv("SOLANA_RPC_URL", rpc_env)
+    settings = load_settings(None, {"TRADINGD_STORE": "memory"})
+    settings.feeds.pyth.api_key = "pyth-file-key-0123456789"
+    try:
+        logs.configure("debug", secrets=settings.secret_values())
+        out = io.StringIO()
+        (handler,) = root.handlers
+        handler.setStream(out)  # type: ignore[attr-defined]
+        log = logging.getLogger("aiohttp.client")
+        log.warning("GET %s failed", rpc_env)
+        log.warning("x-api-key was %s, pyth %s", jup_env, "pyth-file-key-0123456789")
+        text = out.getvalue()
+        for secret in (jup_env, "rpc-secret-42", "pyth-file-key-0123456789"):
+            assert secret not in text
+        assert text.count("[redacted]") >= 3
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
