@@ -8,7 +8,8 @@ from decimal import Decimal
 
 from tradingd.adapters.venues.jupiter.client import JupiterClient
 from tradingd.adapters.venues.jupiter.errors import SwapFailure
-from tradingd.adapters.venues.jupiter.schemas import U64_MAX, Quote
+from tradingd.adapters.venues.jupiter.schemas import U64_MAX
+from tradingd.adapters.venues.jupiter.venue import check_price_impact
 from tradingd.adapters.venues.paper import PaperRejected
 from tradingd.engine.assets import PAPER_VENUE, quote_mint
 from tradingd.engine.config import MAX_ATOMIC
@@ -90,7 +91,7 @@ class JupiterQuotedPaper:
             slippage_bps=order.slippage_bps,
             restrict_intermediate_tokens=self.restrict_intermediate_tokens,
         )
-        _check_impact(order, quote)
+        check_price_impact(order, quote)
         if order.side == "buy":
             got = quote.out_amount
             if got <= 0:
@@ -124,19 +125,6 @@ class JupiterQuotedPaper:
             Decimal(tokens) / Decimal(10) ** order.token_decimals
         )
         return float(per_token * Decimal(repr(quote_usd)))
-
-
-def _check_impact(order: Order, quote: Quote) -> None:
-    """Refuse a buy whose quoted price impact (percent) is above the order's limit, as live."""
-    if order.side != "buy" or order.max_price_impact_pct is None:
-        return
-    limit = Decimal(repr(order.max_price_impact_pct))
-    if quote.price_impact_percent > limit:
-        raise SwapFailure(
-            "price_impact_too_high",
-            f"price impact {quote.price_impact_percent}% over the agent's {limit}%",
-            transient=False,
-        )
 
 
 def _check_bound(order: Order, amount_out: int) -> None:

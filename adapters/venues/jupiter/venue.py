@@ -236,7 +236,7 @@ class JupiterVenue:
         )
         now = time.perf_counter()
         self._observe("quote", now - started)
-        self._check_impact(order, quote)
+        check_price_impact(order, quote)
         wallet = str(keypair.pubkey())
         build = await self.jupiter.swap(
             quote,
@@ -283,17 +283,6 @@ class JupiterVenue:
         landing = await self.lander.confirm(swap.signature, swap.last_valid_block_height, raw)
         self._observe("confirm", time.perf_counter() - now)
         return self._settle(order, swap, landing, wallet, lost_fees)
-
-    def _check_impact(self, order: Order, quote: Quote) -> None:
-        if order.side != "buy" or order.max_price_impact_pct is None:
-            return  # an exit is never held back by price impact
-        limit = Decimal(repr(order.max_price_impact_pct))
-        if quote.price_impact_percent > limit:
-            raise SwapFailure(
-                "price_impact_too_high",
-                f"price impact {quote.price_impact_percent}% over the agent's {limit}%",
-                transient=False,
-            )
 
     def _sign(self, swap_transaction: str, keypair: Keypair, order: Order) -> bytes:
         """Sign Jupiter's transaction after checking it is ours to sign: our wallet pays and is
@@ -395,6 +384,21 @@ class JupiterVenue:
                 {"order_id": order.id, "over": over, "reserved": order.amount_in},
             )
         return fill
+
+
+def check_price_impact(order: Order, quote: Quote) -> None:
+    """Refuse a buy whose quoted price impact (percent) is above the agent's
+    `max_price_impact_pct`: SwapFailure `price_impact_too_high`, permanent. An exit is never held
+    back by price impact."""
+    if order.side != "buy" or order.max_price_impact_pct is None:
+        return
+    limit = Decimal(repr(order.max_price_impact_pct))
+    if quote.price_impact_percent > limit:
+        raise SwapFailure(
+            "price_impact_too_high",
+            f"price impact {quote.price_impact_percent}% over the agent's {limit}%",
+            transient=False,
+        )
 
 
 def auto_priority_fee(fees: list[int], percentile: int, compute_units: int, cap: int) -> int:
