@@ -14,11 +14,14 @@ directory on sys.path, so they import it as:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 POINTS = (50.0, 90.0, 99.0, 99.9)
 
@@ -45,6 +48,16 @@ def percentiles(samples: Sequence[float], points: Sequence[float] = POINTS) -> d
     for p in points:
         out[_key(p)] = ordered[min(n - 1, max(0, math.ceil(p / 100 * n) - 1))]
     return out
+
+
+def run_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a benchmark's coroutine on uvloop (the daemon's loop), or asyncio's where uvloop is
+    missing."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def add_json_arg(parser: argparse.ArgumentParser) -> None:

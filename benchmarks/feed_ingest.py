@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp  # noqa: E402
 import msgspec  # noqa: E402
-from _stats import add_json_arg, percentiles, write_json  # noqa: E402
+from _stats import add_json_arg, percentiles, run_loop, write_json  # noqa: E402
 from tradingd.adapters.app.runtime import Runtime  # noqa: E402
 from tradingd.adapters.app.settings import PythFeedSettings  # noqa: E402
 from tradingd.adapters.feeds.pyth import PythFeed  # noqa: E402
@@ -342,12 +342,7 @@ def cli() -> None:
         "--steps", type=int, default=12, help="exits per token in the latency phase (<= 99)"
     )
     args = parser.parse_args()
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
-        result = asyncio.run(main(args))
-    else:
-        result = uvloop.run(main(args))
+    result = run_loop(main(args))
     write_json(args.json, result)
 
 

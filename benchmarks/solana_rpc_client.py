@@ -21,7 +21,6 @@ seconds (default 5,000 / 3 s): the whole run takes < 40 s."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp  # noqa: E402
 import msgspec  # noqa: E402
-from _stats import add_json_arg, percentiles, write_json  # noqa: E402
+from _stats import add_json_arg, percentiles, run_loop, write_json  # noqa: E402
 from aiohttp import web  # noqa: E402
 from solders.rpc.config import (  # noqa: E402
     RpcSendTransactionConfig,
@@ -267,12 +266,7 @@ def cli() -> None:
     parser.add_argument("--count", type=int, default=5000, help="calls per arm and method")
     parser.add_argument("--budget-s", type=float, default=3.0, help="time bound of each measure")
     args = parser.parse_args()
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
-        result = asyncio.run(main(args))
-    else:
-        result = uvloop.run(main(args))
+    result = run_loop(main(args))
     write_json(args.json, result)
 
 
