@@ -13,12 +13,13 @@ import json
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import base58
 from aiohttp import web
@@ -45,6 +46,10 @@ INSUFFICIENT_ERR = {"InstructionError": [2, {"Custom": 6024}]}
 
 if TYPE_CHECKING:
     from tests.fakes.jupiter import FakeJupiter
+
+# time.monotonic_ns() when the RPC's current HTTP request reached its handler (one per request
+# task, so concurrent requests do not see each other's)
+_REQUEST_NS: ContextVar[int] = ContextVar("fake_rpc_request_ns")
 
 __all__ = [
     "BASE_FEE_LAMPORTS", "SOL_MINT", "FakeChain", "FakeSolanaRpc", "RpcError", "SolanaStack", "Swap",
@@ -359,6 +364,12 @@ class FakeSolanaRpc:
         self._runner: web.AppRunner | None = None
         self.app = web.Application()
         self.app.router.add_post("/", self._handle)
+        # benchmark stamps, time.monotonic_ns() (CLOCK_MONOTONIC is system-wide on Linux, so a
+        # client in another process can compare them with its own): when each signature's
+        # sendTransaction handler first ran, and when the HTTP request carrying it came in
+        self.received_ns: dict[str, int] = {}
+        self.send_request_ns: dict[str, int] = {}
+        self.app.middlewares.append(self._stamp_request)
 
     # -- control ------------------------------------------------------------------------------
 
@@ -396,6 +407,13 @@ class FakeSolanaRpc:
             await self._runner.cleanup()
 
     # -- server -------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _stamp_request(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        _REQUEST_NS.set(time.monotonic_ns())
+        return await handler(request)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -519,10 +537,13 @@ class FakeSolanaRpc:
         return self._ctx(value)
 
     def _m_sendTransaction(self, params: list[object]) -> object:
+        received = time.monotonic_ns()
         tx, raw = self._decode(params)
         if not all(tx.verify_with_results()):
             raise RpcError(-32003, "Transaction signature verification failure")
         sig = str(tx.signatures[0])
+        self.received_ns.setdefault(sig, received)
+        self.send_request_ns.setdefault(sig, _REQUEST_NS.get(received))
         self.sends.append((sig, raw))
         expired = self._expired(tx)
         known = self._txs.get(sig)
@@ -662,6 +683,24 @@ class SolanaStack:
     jupiter: FakeJupiter
     rpc_url: str
     jupiter_url: str  # base; the API paths are under /swap/v1
+    # (path, start, end) of each Jupiter handler run, time.monotonic_ns(): the fake's own time
+    jupiter_spans: list[tuple[str, int, int]] = field(default_factory=list)
+
+
+def _time_jupiter(jupiter: FakeJupiter, spans: list[tuple[str, int, int]]) -> None:
+    """Wrap the fake Jupiter's quote and swap handlers (before it starts) so that each run
+    appends (path, start ns, end ns) to `spans`; answers are unchanged."""
+    for name in ("_quote", "_swap"):
+        handler = getattr(jupiter, name)
+
+        async def timed(request: web.Request, handler: Any = handler) -> web.StreamResponse:
+            started = time.monotonic_ns()
+            try:
+                return await handler(request)
+            finally:
+                spans.append((request.path, started, time.monotonic_ns()))
+
+        setattr(jupiter, name, timed)
 
 
 @contextlib.asynccontextmanager
@@ -678,15 +717,17 @@ async def solana_stack(
 
     chain = chain or FakeChain()
     rpc, jupiter = FakeSolanaRpc(chain), FakeJupiter(chain)
+    spans: list[tuple[str, int, int]] = []
+    _time_jupiter(jupiter, spans)
     if control:
-        steer = _Control(chain, rpc, jupiter)
+        steer = _Control(chain, rpc, jupiter, spans)
         rpc.app.router.add_post("/control", steer.post)
         rpc.app.router.add_get("/control/state", steer.state)
     rpc_url = await rpc.start(rpc_port)
     try:
         jupiter_url = await jupiter.start(jupiter_port)
         try:
-            yield SolanaStack(chain, rpc, jupiter, rpc_url, jupiter_url)
+            yield SolanaStack(chain, rpc, jupiter, rpc_url, jupiter_url, spans)
         finally:
             await jupiter.close()
     finally:
@@ -702,6 +743,7 @@ class _Control:
     chain: FakeChain
     rpc: FakeSolanaRpc
     jupiter: FakeJupiter
+    jupiter_spans: list[tuple[str, int, int]] = field(default_factory=list)
 
     async def post(self, request: web.Request) -> web.Response:
         doc = await request.json()
@@ -735,6 +777,8 @@ class _Control:
             "landed": {s: res["meta"]["err"] for s, res in r.landed.items()},  # type: ignore[index]
             "jupiter_requests": [q.path for q in self.jupiter.requests],
             "dropped": r.dropped,
+            "received_ns": r.received_ns, "send_request_ns": r.send_request_ns,
+            "jupiter_spans": self.jupiter_spans,
         })  # fmt: skip
 
 
