@@ -146,7 +146,8 @@ class SwapSubmission(Struct, frozen=True, kw_only=True):
     transaction's signature is known once it is signed): `signature` (base58, the txid),
     `last_valid_block_height` (the blockhash's expiry: past it, a transaction not seen is dead),
     `transaction` (base64 of the signed bytes), the `slippage_bps` and quoted amounts it was built
-    with (atomic), which `attempt` of the order it is (1-based), and when it was signed (epoch ms).
+    with (atomic), which `attempt` of the order it is (1-based), when it was signed (epoch ms), and
+    the fees its earlier attempts cost (`prior_fees`, lamports).
     Source of the rule: ../shared/contracts/solana-rpc.md "Blockhash"."""
 
     signature: str
@@ -158,6 +159,8 @@ class SwapSubmission(Struct, frozen=True, kw_only=True):
     min_out: int
     attempt: int
     signed_at: int
+    # Lamports the order's earlier attempts cost by landing with an error (their fees).
+    prior_fees: int = 0
 
 
 class Order(Struct, kw_only=True):
@@ -205,6 +208,10 @@ class Fill(Struct, frozen=True, kw_only=True):
     fee: int  # quote atomic, already deducted from the quote side
     venue_ref: str
     ts: int
+    # Quote atomic units the order cost beyond what `amount_in`/`amount_out` can carry (network
+    # fees above a sell's proceeds, a buy's spend above its reservation): taken from the free
+    # quote balance and booked as a realized loss.
+    charge: int = 0
 
 
 class Execution(Struct, kw_only=True):

@@ -121,7 +121,7 @@ class Settlement:
     def _settle_buy(self, order: Order, fill: Fill) -> None:
         now = self.state.clock()
         spent, got = fill.amount_in, fill.amount_out
-        if spent > order.amount_in or spent < 0 or got <= 0:
+        if spent > order.amount_in or spent < 0 or got <= 0 or fill.charge < 0:
             raise InvariantViolation(
                 f"buy fill {fill} outside order {order.id} reservation {order.amount_in}"
             )
@@ -156,12 +156,20 @@ class Settlement:
             self.state.index.rearm(p, now, fresh=True)
             self.state._emit(ev.PositionChanged(ts=now, position=self.state._snapshot(p)))
         self.state._balance_changed(order.agent_id, bal, now)
+        if fill.charge:
+            self._charge_fee(order, fill.charge, now)
 
     def _settle_sell(self, order: Order, fill: Fill) -> None:
         now = self.state.clock()
         p = self.state.refresh(self.state.positions[order.position_id])
         sold, proceeds = fill.amount_in, fill.amount_out
-        if sold <= 0 or sold > order.amount_in or sold > p.amount or proceeds < 0:
+        if (
+            sold <= 0
+            or sold > order.amount_in
+            or sold > p.amount
+            or proceeds < 0
+            or fill.charge < 0
+        ):
             raise InvariantViolation(
                 f"sell fill {fill} outside order {order.id} for {order.amount_in}"
             )
@@ -194,3 +202,5 @@ class Settlement:
             self.state.index.rearm(p, now, fresh=True)
             self.state._emit(ev.PositionChanged(ts=now, position=self.state._snapshot(p)))
         self.state._balance_changed(agent.id, bal, now)
+        if fill.charge:
+            self._charge_fee(order, fill.charge, now)

@@ -80,6 +80,7 @@ class LiveVenues:
             LandingTimings(cfg.confirm_poll_ms, cfg.rebroadcast_ms, cfg.receipt_polls),
             commitment=sol.commitment,
             skip_preflight=cfg.skip_preflight,
+            on_receipt_missing=self._receipt_missing,
         )
         self.venue = JupiterVenue(
             jupiter=jupiter,
@@ -157,6 +158,14 @@ class LiveVenues:
         log.warning(message, extra={"alert": code, **{k: str(v) for k, v in details.items()}})
         self.daemon.publish(
             [ev.Alert(ts=self.daemon.engine.clock(), code=code, message=message, details=details)]
+        )
+
+    def _receipt_missing(self, signature: str) -> None:
+        self.alert(
+            "swap_receipt_missing",
+            f"swap {signature} is confirmed but the RPC has no receipt for it yet: its order "
+            "stays in flight (amounts unknown) until one comes",
+            {"signature": signature},
         )
 
     def _observe_step(self, step: str, seconds: float) -> None:

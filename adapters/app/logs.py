@@ -28,6 +28,8 @@ _STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 _encoder = msgspec.json.Encoder(enc_hook=repr)
 _SECRET_WORDS = ("key", "secret", "passphrase", "password", "private", "authorization")
 REDACTED = "[redacted]"
+# Field names with a secret word that name public things: ids, a wallet's public key.
+_PUBLIC_NAMES = ("_id", "public_key", "pubkey")
 # Environment variables whose values are secrets of this process (bootstrap key, passphrase,
 # service API keys, an RPC URL that carries its provider's key).
 SECRET_ENV = (
@@ -61,7 +63,7 @@ def _replace(match: re.Match[str]) -> str:
 
 def _redact(name: str, value: object) -> object:
     lowered = name.lower()
-    if any(word in lowered for word in _SECRET_WORDS) and not lowered.endswith("_id"):
+    if any(word in lowered for word in _SECRET_WORDS) and not lowered.endswith(_PUBLIC_NAMES):
         return REDACTED
     return value
 

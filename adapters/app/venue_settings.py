@@ -58,8 +58,11 @@ class JupiterVenueSettings(_S):
     max_exit_slippage_bps: Annotated[int, Meta(ge=0, le=10_000)] = 1_000
     exit_slippage_step_bps: Annotated[int, Meta(ge=0, le=10_000)] = 100
     max_exit_attempts: Annotated[int, Meta(ge=1, le=50)] = 8
-    # Buys are retried only within the signal's expiry, and at most this many times.
+    # Buys are retried only within the signal's expiry, and sign at most this many swaps.
     max_buy_attempts: Annotated[int, Meta(ge=1, le=20)] = 3
+    # Failures before anything is signed (Jupiter 429/5xx, timeouts, an open breaker) an order
+    # takes before it fails; they do not count as attempts. Waits back off to 5 s.
+    max_transient_failures: Annotated[int, Meta(ge=1, le=1_000)] = 30
     # Lamports of a SOL-quoted buy kept out of the swap for the network fee, the priority fee and
     # a new token account's rent, so what leaves the wallet never exceeds the reservation. None:
     # base fee + max priority fee + token-account rent.

@@ -3,7 +3,9 @@ is one engine transition through `runtime.apply`."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
@@ -11,10 +13,14 @@ from tradingd.adapters.http.codec import daemon_of, json_response, paginate, que
 from tradingd.adapters.http.openapi import PAGED, QueryParam, Route
 from tradingd.adapters.http.schemas import AgentIn, AgentOut, AgentPage, AgentPatch
 from tradingd.adapters.http.shapes import agent_out
-from tradingd.adapters.venues import check_agent_venue
+from tradingd.adapters.solana.keystore import WalletDamaged
+from tradingd.adapters.venues import PAPER, check_agent_venue
 from tradingd.engine.config import AgentConfig, validate_config
-from tradingd.engine.errors import ValidationError
+from tradingd.engine.errors import NotFound, ValidationError
 from tradingd.engine.model import Agent
+
+if TYPE_CHECKING:
+    from tradingd.adapters.app.daemon import Daemon
 
 log = logging.getLogger("tradingd.http")
 _agent_in = msgspec.json.Decoder(AgentIn)
@@ -39,11 +45,26 @@ def checked_config(cfg: AgentConfig, prefix: str) -> AgentConfig:
         raise ValidationError(exc.message, exc.path.replace("$", prefix, 1)) from None
 
 
+async def _check_wallet(daemon: Daemon, wallet_id: str) -> None:
+    """A live agent's wallet must be in the keystore (created or imported first). Raises
+    ValidationError at `$.wallet_id`."""
+    try:
+        await asyncio.to_thread(daemon.wallets.get, wallet_id)
+    except (NotFound, ValidationError, WalletDamaged) as exc:
+        raise ValidationError(
+            f"wallet {wallet_id[:64]!r} is not in the keystore ({exc.message}); create or import "
+            "it first (tradingd wallet create or import, POST /v1/wallets)",
+            "$.wallet_id",
+        ) from None
+
+
 async def create_agent(request: web.Request) -> web.Response:
     daemon = daemon_of(request)
     body = await read_body(request, _agent_in)
     config = checked_config(body.config, "$.config")
     check_agent_venue(body.venue, body.wallet_id, daemon.runtime.venues, quote=body.quote)
+    if body.wallet_id is not None and body.venue != PAPER:
+        await _check_wallet(daemon, body.wallet_id)
     agent = daemon.runtime.apply(
         daemon.engine.create_agent,
         body.name,

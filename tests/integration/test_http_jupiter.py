@@ -148,3 +148,14 @@ async def test_the_jupiter_api_key_reaches_no_response(tmp_path: Path) -> None:
             status, doc = await api.call("GET", path)
             assert SECRET_KEY not in str(doc)
         assert SECRET_KEY not in repr(api.daemon.settings)
+
+
+async def test_a_live_agent_needs_a_wallet_the_keystore_holds(tmp_path: Path) -> None:
+    """Attack case L1: an unknown or malformed wallet id is refused at `$.wallet_id`."""
+    async with live_daemon(tmp_path) as (api, _stack):
+        for wallet_id in ("nope", "../ok_id-1"):
+            status, err = await api.call(
+                "POST", "/v1/agents", {"name": "x", "venue": "jupiter", "wallet_id": wallet_id}
+            )
+            assert status == 422 and err["error"]["details"]["path"] == "$.wallet_id", err
+        assert (await api.ok("GET", "/v1/agents"))["items"] == []

@@ -215,6 +215,7 @@ async def test_rename_and_balances(tmp_path):
 async def test_deposit_into_a_live_venue_agent_conflicts(tmp_path):
     async with serve(tmp_path) as api:
         api.daemon.runtime.venues["jupiter"] = api.daemon.runtime.venues["paper"]  # a stand-in
+        await api.ok("POST", "/v1/wallets", {"name": "w", "passphrase": "p" * 12, "id": "w1"})
         agent = await api.ok(
             "POST", "/v1/agents", {"name": "live", "venue": "jupiter", "wallet_id": "w1"}
         )

@@ -5,6 +5,7 @@ are the chain's, checked to the atomic unit."""
 from __future__ import annotations
 
 import asyncio
+from fractions import Fraction
 
 from tradingd.engine.assets import SOL_MINT
 
@@ -44,7 +45,7 @@ async def test_the_swap_is_recorded_before_the_rpc_sees_it() -> None:
 
 
 async def test_a_swap_that_cannot_be_recorded_is_never_sent() -> None:
-    async with jupiter_rig(max_buy_attempts=2) as rig:
+    async with jupiter_rig(max_transient_failures=2) as rig:
         rig.journal.fail = True
         rig.buy()
         await rig.settle()
@@ -340,3 +341,67 @@ async def test_a_swap_gone_from_the_status_cache_is_found_in_the_ledger_not_decl
         assert rig.failures() == []
         (fill,) = rig.fills()
         assert fill.trade.amount == TOKENS
+
+
+async def test_a_dust_sell_that_costs_more_than_it_brings_books_the_net_loss() -> None:
+    """Attack case H1: proceeds of 1 lamport for a 5,000-lamport fee: the wallet lost 4,999
+    lamports net and the book must say so (not proceeds 0 and the fee forgotten)."""
+    async with jupiter_rig() as rig:
+        wallet = str(rig.wallet.pubkey())
+        rig.buy()
+        await rig.settle()
+        rig.stack.jupiter.rates[(TOKEN, SOL_MINT)] = Fraction(1, TOKENS)  # the lot is worth 1
+        before_chain, before_book = rig.chain.balance(wallet), rig.sol()
+        rig.sell()
+        await rig.settle()
+        sell = rig.fills()[-1].trade
+        assert rig.chain.balance(wallet) - before_chain == 1 - 5_000 == -4_999
+        assert sell.quote_amount == 0 and sell.fee == 5_000
+        assert rig.sol() == before_book - 4_999
+
+
+async def test_fees_of_failed_attempts_before_a_crash_are_booked_after_the_restart() -> None:
+    """Attack case H2: an exit's first swap lands with 6001 (fee charged), the second lands while
+    the process dies; after the restart the fill carries both fees: book == wallet."""
+    async with jupiter_rig() as rig:
+        wallet = str(rig.wallet.pubkey())
+        rig.buy()
+        await rig.settle()
+        before_chain, before_book = rig.chain.balance(wallet), rig.sol()
+        rig.stack.rpc.timeout_hold_s = 5.0
+        rig.stack.rpc.fates.extend(["slippage", "timeout"])
+        rig.sell()
+        await _until(lambda: len(rig.journal.swaps) == 3 and rig.stack.rpc.executions == 2)
+        for task in list(rig.runtime.in_flight.values()):  # the process dies here
+            task.cancel()
+        await _until(lambda: not rig.runtime.in_flight)
+        (order,) = rig.engine.orders.values()
+        assert order.swap is not None and order.swap.prior_fees == 5_000
+        rig.runtime.resume_orders([order])
+        await rig.settle(timeout_s=20.0)
+        sell = rig.fills()[-1].trade
+        assert sell.fee == 10_000
+        assert rig.sol() - before_book == rig.chain.balance(wallet) - before_chain
+
+
+async def test_rate_limits_before_signing_do_not_use_up_the_buys_attempts() -> None:
+    """Attack case M2: three 429s in a row, max_buy_attempts = 1: the buy still fills."""
+    async with jupiter_rig(max_buy_attempts=1) as rig:
+        rig.stack.jupiter.rate_limit(n=3, reset_in_s=0)
+        rig.buy()
+        await rig.settle()
+        assert len(rig.fills()) == 1 and len(rig.journal.swaps) == 1
+
+
+async def test_a_receipt_that_never_comes_keeps_the_order_in_flight_with_an_alert() -> None:
+    """Attack case M1: a confirmed swap whose getTransaction stays null: amounts unknown, so the
+    order is not settled either way, and the operator is told."""
+    missing: list[str] = []
+    async with jupiter_rig(receipt_polls=3) as rig:
+        rig.venue.lander._on_receipt_missing = missing.append
+        rig.stack.rpc.transaction_null_polls = 10**6
+        rig.buy()
+        await _until(lambda: missing)
+        assert missing == [rig.journal.swaps[0].signature]
+        assert rig.fills() == [] and rig.failures() == []
+        assert rig.engine.ledger.balance(rig.agent_id, "SOL").reserved == BUY

@@ -159,3 +159,13 @@ def test_service_keys_and_a_keyed_rpc_url_from_env_or_file_are_never_written(
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+def test_a_wallets_public_key_is_not_taken_for_a_secret(daemon_logging: io.StringIO):
+    """Attack case L5: `public_key` holds the word "key" but is public; it stays readable."""
+    pub = "GfsJWjmGXMfct8JMR9Lm9ySUnniZbnGUTQDbT8ipWf9U"
+    logging.getLogger("tradingd.venues").info(
+        "reconciled", extra={"public_key": pub, "api_key": "s3cr3t-value-123"}
+    )
+    (line,) = lines(daemon_logging.getvalue())
+    assert line["public_key"] == pub and line["api_key"] == "[redacted]"

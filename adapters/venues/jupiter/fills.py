@@ -18,25 +18,28 @@ def fill_from_deltas(
     sol_usd: float | None,
     now: int,
 ) -> tuple[Fill, int]:
-    """(fill, lamports spent beyond the reservation — booked as the reservation, 0 normally).
+    """(fill, lamports the fill cannot carry in its amounts — 0 normally — also in `fill.charge`).
 
     `lamports_delta`: post − pre lamports of the wallet (includes −`fee`, the network fee, and
     any new token account's rent); `token_delta`: the wallet's change of the order's token
     (atomic); `lost_fees`: lamports of this order's earlier attempts that landed with an error.
     Buy: `amount_in` = every lamport that left the wallet (swap, fees, rent) plus `lost_fees`,
-    `amount_out` = tokens received. Sell: `amount_in` = tokens that left, `amount_out` =
-    lamports received net of all fees (never below 0). `fee` = network fees of every attempt.
+    capped at the reservation (the rest is `charge`), `amount_out` = tokens received. Sell:
+    `amount_in` = tokens that left, `amount_out` = lamports received net of all fees, or 0 with
+    the fees above the proceeds as `charge` (dust sold at a loss). `fee` = network fees of every
+    attempt. So the book moves by exactly what the wallet did.
     `price_usd`: the swap's own exact rate (its input and output) at `sol_usd`, else the order's
     decision price."""
     td, qd = order.token_decimals, order.quote_decimals
-    over = 0
     if order.side == "buy":
         spent, got = lost_fees - lamports_delta, token_delta
-        if spent > order.amount_in:
-            over, spent = spent - order.amount_in, order.amount_in
+        over = max(spent - order.amount_in, 0)
+        spent -= over
         lamports, tokens = swap.in_amount, got
     else:
-        got, spent = max(lamports_delta - lost_fees, 0), min(-token_delta, order.amount_in)
+        net = lamports_delta - lost_fees
+        got, over = max(net, 0), max(-net, 0)
+        spent = min(-token_delta, order.amount_in)
         lamports, tokens = lamports_delta + fee, spent
     fill = Fill(
         order_id=order.id,
@@ -46,6 +49,7 @@ def fill_from_deltas(
         fee=fee + lost_fees,
         venue_ref=swap.signature,
         ts=now,
+        charge=over,
     )
     return fill, over
 

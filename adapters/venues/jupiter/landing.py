@@ -74,8 +74,12 @@ class Lander:
         commitment: str,
         skip_preflight: bool,
         sleep: Callable[[float], object] = asyncio.sleep,
+        on_receipt_missing: Callable[[str], None] | None = None,
     ) -> None:
         self.rpc = rpc
+        # Told once per signature when a confirmed swap's receipt stays missing past
+        # `receipt_polls` tries (the order stays in flight: its amounts are unknown).
+        self._on_receipt_missing = on_receipt_missing
         self.timings = timings
         self.accepted = CONFIRMED[commitment]
         self.skip_preflight = skip_preflight
@@ -148,6 +152,8 @@ class Lander:
                 return tx
             tries += 1
             if tries >= self.timings.receipt_polls:
+                if tries == self.timings.receipt_polls and self._on_receipt_missing is not None:
+                    self._on_receipt_missing(signature)
                 wait_ms = min(5_000, wait_ms * 2)
             await self._sleep(wait_ms / 1000)
 

@@ -103,9 +103,13 @@ class JupiterVenue:
         if agent is None or agent.wallet_id is None:
             raise self._give_up(order, "no_wallet", 0)
         wallet_id = agent.wallet_id
-        lost_fees = 0  # lamports of landed-but-failed attempts
+        # Lamports of this order's attempts that landed with an error: recorded with each new
+        # swap (SwapSubmission.prior_fees), so a restart books them too.
+        lost_fees = 0
+        signed = 0  # swaps signed and recorded for this order: what max_*_attempts count
         last = "no_attempt"
         if order.swap is not None:  # recorded before a restart (or a runtime retry): resolve it
+            lost_fees, signed = order.swap.prior_fees, order.swap.attempt
             landing = await self.lander.confirm(
                 order.swap.signature, order.swap.last_valid_block_height, None
             )
@@ -115,11 +119,13 @@ class JupiterVenue:
                 return fill
             lost_fees += fee
             last = reason
-            if self._final(order, reason, order.swap.attempt):
+            if self._final(order, reason, signed):
                 raise self._give_up(order, reason, lost_fees)
-        attempt = order.swap.attempt if order.swap is not None else 0
+        transient_failures = 0
         while True:
-            attempt += 1
+            # A swap recorded but not made durable in time is still on the order: never reuse
+            # its attempt number (the engine refuses one not newer than the recorded one).
+            attempt = max(signed, order.swap.attempt if order.swap is not None else 0) + 1
             if (
                 order.side == "buy"
                 and order.expires_at is not None
@@ -132,17 +138,24 @@ class JupiterVenue:
                 raise self._give_up(order, exc.reason, lost_fees) from None
             try:
                 fill, reason, fee = await self._attempt(order, keypair, attempt, lost_fees)
-            except SwapFailure as exc:
+            except SwapFailure as exc:  # nothing was signed: only a count of failures grows
                 log.warning(
                     "swap attempt failed",
                     extra={"order_id": order.id, "agent_id": order.agent_id, "attempt": attempt,
                            "reason": exc.reason, "detail": str(exc)},
                 )  # fmt: skip
-                if not exc.transient or self._out_of_attempts(order, attempt):
-                    raise self._give_up(order, exc.reason, lost_fees) from None
-                await self._sleep(exc.retry_after_s or min(0.2 * 2 ** (attempt - 1), 5.0))
+                transient_failures += 1
+                if not exc.transient or transient_failures >= self.settings.max_transient_failures:
+                    reason = exc.reason
+                    if reason == "amount_below_fee_reserve" and lost_fees:
+                        reason = last  # the fees of failed swaps ate the reserve: say why
+                    raise self._give_up(order, reason, lost_fees) from None
+                await self._sleep(
+                    exc.retry_after_s or min(0.2 * 2 ** (transient_failures - 1), 5.0)
+                )
                 last = exc.reason
                 continue
+            signed = attempt
             if fill is not None:
                 return fill
             lost_fees += fee
@@ -152,10 +165,10 @@ class JupiterVenue:
                 extra={"order_id": order.id, "agent_id": order.agent_id, "attempt": attempt,
                        "reason": reason, "fee": fee},
             )  # fmt: skip
-            if self._final(order, reason, attempt):
+            if self._final(order, reason, signed):
                 raise self._give_up(order, reason, lost_fees)
 
-    def _final(self, order: Order, reason: str, attempt: int) -> bool:
+    def _final(self, order: Order, reason: str, signed: int) -> bool:
         if reason == "insufficient_funds":  # the book and the wallet differ: reconcile, not retry
             self._alert(
                 "insufficient_funds",
@@ -163,11 +176,11 @@ class JupiterVenue:
                 {"order_id": order.id, "agent_id": order.agent_id, "token": order.token},
             )
             return True
-        return self._out_of_attempts(order, attempt)
+        return self._out_of_attempts(order, signed)
 
-    def _out_of_attempts(self, order: Order, attempt: int) -> bool:
+    def _out_of_attempts(self, order: Order, signed: int) -> bool:
         s = self.settings
-        return attempt >= (s.max_exit_attempts if order.side == "sell" else s.max_buy_attempts)
+        return signed >= (s.max_exit_attempts if order.side == "sell" else s.max_buy_attempts)
 
     @staticmethod
     def _give_up(order: Order, reason: str, lost_fees: int) -> SwapFailure:
@@ -258,6 +271,7 @@ class JupiterVenue:
             min_out=quote.other_amount_threshold,
             attempt=attempt,
             signed_at=self._clock(),
+            prior_fees=lost_fees,
         )
         started, now = now, time.perf_counter()
         self._observe("sign", now - started)
@@ -377,7 +391,7 @@ class JupiterVenue:
             order, swap, lamports_delta, fee, token_delta, lost_fees,
             self._price_of(SOL_MINT), self._clock(),
         )  # fmt: skip
-        if over:
+        if over and order.side == "buy":  # booked (Fill.charge), but a sign the reserve is short
             self._alert(
                 "fill_above_reservation",
                 f"order {order.id} spent {over} lamports more than its reservation",
