@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,15 @@ from tradingd.engine.model import Agent, Fill, Order, SwapSubmission
 
 log = logging.getLogger("tradingd.venues.jupiter")
 JUPITER = "jupiter"
+
+
+class Auto(enum.Enum):
+    """The priority fee is read from recent fees when the swap is built."""
+
+    AUTO = "auto"
+
+
+AUTO = Auto.AUTO
 
 
 class SwapJournal(Protocol):
@@ -237,16 +247,18 @@ class JupiterVenue:
         input_mint, output_mint, amount = self._swap_input(order, lost_fees)
         slippage = self._slippage_bps(order, attempt)
         started = time.perf_counter()
-        quote, priority_fee = await asyncio.gather(
-            self.jupiter.quote(
-                input_mint=input_mint,
-                output_mint=output_mint,
-                amount=amount,
-                slippage_bps=slippage,
-                restrict_intermediate_tokens=self.settings.restrict_intermediate_tokens,
-            ),
-            self._priority_fee(order),
+        quote_call = self.jupiter.quote(
+            input_mint=input_mint,
+            output_mint=output_mint,
+            amount=amount,
+            slippage_bps=slippage,
+            restrict_intermediate_tokens=self.settings.restrict_intermediate_tokens,
         )
+        priority_fee = self._fixed_priority_fee(order)
+        if priority_fee is AUTO:  # one more request, in parallel with the quote
+            quote, priority_fee = await asyncio.gather(quote_call, self._auto_priority_fee(order))
+        else:
+            quote = await quote_call
         now = time.perf_counter()
         self._observe("quote", now - started)
         check_price_impact(order, quote)
@@ -259,10 +271,9 @@ class JupiterVenue:
         )
         started, now = now, time.perf_counter()
         self._observe("swap", now - started)
-        raw = self._sign(build.swap_transaction, keypair, order)
-        signed = VersionedTransaction.from_bytes(raw)
+        raw, signature = self._sign(build.swap_transaction, keypair, order)
         swap = SwapSubmission(
-            signature=str(signed.signatures[0]),
+            signature=signature,
             last_valid_block_height=build.last_valid_block_height,
             transaction=base64.b64encode(raw).decode(),
             slippage_bps=slippage,
@@ -298,9 +309,9 @@ class JupiterVenue:
         self._observe("confirm", time.perf_counter() - now)
         return self._settle(order, swap, landing, wallet, lost_fees)
 
-    def _sign(self, swap_transaction: str, keypair: Keypair, order: Order) -> bytes:
+    def _sign(self, swap_transaction: str, keypair: Keypair, order: Order) -> tuple[bytes, str]:
         """Sign Jupiter's transaction after checking it is ours to sign: our wallet pays and is
-        its only signer. Raises SwapFailure."""
+        its only signer. Returns (wire bytes, signature base58). Raises SwapFailure."""
         try:
             tx = VersionedTransaction.from_bytes(base64.b64decode(swap_transaction, validate=True))
         except ValueError:
@@ -318,12 +329,12 @@ class JupiterVenue:
             raise SwapFailure(
                 "wrong_wallet", "the swap transaction is not for this wallet", transient=False
             )
-        return bytes(VersionedTransaction(message, [keypair]))
+        signed = VersionedTransaction(message, [keypair])
+        return bytes(signed), str(signed.signatures[0])
 
-    async def _priority_fee(self, order: Order) -> int | None:
-        """Lamports: the agent's fixed `priority_fee_lamports`, the venue's fixed fee, or "auto":
-        the configured percentile of recent prioritization fees (µlamports/CU) for the token,
-        priced for `priority_fee_compute_units` and capped. None leaves it to Jupiter."""
+    def _fixed_priority_fee(self, order: Order) -> int | Auto:
+        """Lamports: the agent's fixed `priority_fee_lamports`, else the venue's fixed fee, both
+        capped; AUTO when the venue's `priority_fee` is "auto"."""
         agent = self._agent_of(order.agent_id)
         fixed = agent.config.execution.priority_fee_lamports if agent is not None else None
         s = self.settings
@@ -331,6 +342,13 @@ class JupiterVenue:
             return min(fixed, s.max_priority_fee_lamports)
         if s.priority_fee != "auto":
             return min(int(s.priority_fee), s.max_priority_fee_lamports)
+        return AUTO
+
+    async def _auto_priority_fee(self, order: Order) -> int | None:
+        """The configured percentile of recent prioritization fees (µlamports/CU) for the
+        token, priced for `priority_fee_compute_units` and capped, in lamports. None (left to
+        Jupiter) when the RPC does not answer."""
+        s = self.settings
         try:
             fees = await self.rpc.get_recent_prioritization_fees([order.token])
         except RpcFailure as exc:
