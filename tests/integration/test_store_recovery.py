@@ -379,3 +379,36 @@ async def test_a_recreated_agent_starts_empty_after_every_restart(
         assert not eng.trades["own1"] and not eng.agent_positions["own1"]
         assert not [q for q in eng.positions.values() if q.agent_id == "own1"]
         await again.stop()
+
+
+async def test_a_recorded_swap_survives_a_crash_in_redis_and_in_postgres(
+    tmp_path, store_servers, namespace
+):
+    """The signed swap of an order in flight (SwapSubmitted) comes back with the order after a
+    crash, from Redis, and from Postgres alone once the writer drained: a restart can resolve
+    that signature instead of signing another swap."""
+    from tradingd.engine.model import SwapSubmission
+
+    node = await StoreNode(tmp_path, store_servers, namespace, venue=HeldVenue()).start()
+    e, rt = node.engine, node.runtime
+    rt.apply(e.create_agent, "alpha", "paper", config_from_builtins({}), "SOL", None, "alpha")
+    rt.apply(e.deposit, "alpha", "SOL", 10**10)
+    ticks(node, {SOL_MINT: 150.0, TOKENS[0]: 1.0})
+    rt.apply(e.on_signal, signal(TOKENS[0], client_id="swap"))
+    (order_id,) = e.orders
+    swap = SwapSubmission(signature="5" * 88, last_valid_block_height=302_500_150,
+                          transaction="AQID", slippage_bps=150, in_amount=496_955_720,
+                          quoted_out=745_433_580_000, min_out=738_000_000_000, attempt=2,
+                          signed_at=wall_clock_ms(), prior_fees=5_000)  # fmt: skip
+    rt.apply(e.on_swap_submitted, order_id, swap)
+    await node.store.flushed()
+    assert await node.store.writer.drain(10)
+    await node.crash()
+
+    again = await StoreNode(tmp_path, store_servers, namespace, venue=HeldVenue()).start()
+    assert again.engine.orders[order_id].swap == swap
+    await again.crash()
+    conn = await pg.connect(store_servers.database_url, namespace)
+    (restored,) = (await postgres_only(conn)).orders
+    await conn.close()
+    assert restored.id == order_id and restored.swap == swap
