@@ -6,6 +6,7 @@ until the sources agree, and neither a bad nor a stale Pyth price moves a stop."
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -131,9 +132,10 @@ class Stack:
 
     def pyth_price(self, usd: str, publish_time: int | None = None) -> None:
         mantissa = str(int(float(usd) * 10**8))
-        self.hermes.set_price(
-            FEED, mantissa, conf="2000", publish_time=publish_time or int(time.time())
-        )
+        # Whole seconds on the wire: rounded up, so "now" is never already most of the
+        # feed's 1 s freshness window old (a truncated second made /health flaky under load).
+        now_s = math.ceil(time.time())
+        self.hermes.set_price(FEED, mantissa, conf="2000", publish_time=publish_time or now_s)
 
 
 @pytest.fixture
