@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -198,18 +199,24 @@ class LiveVenues:
     # -- start-up ----------------------------------------------------------------------------
 
     async def resolve_recovered(self, timeout_s: float) -> None:
-        """Wait (up to `timeout_s`) for the restored orders whose swap was recorded before the
-        restart: each is resolved (landed: filled or failed; expired: failed or retried) by its
-        venue task before the control port opens."""
-        d = self.daemon
-        recorded = [
-            task for oid, task in d.runtime.in_flight.items()
+        """Wait (up to `timeout_s`) until every restored order whose swap was recorded before
+        the restart has that swap resolved (landed: filled or failed; expired), before the
+        control port opens. What an order does next (a new attempt, an exit waiting for its
+        wallet's unlock) is not waited for."""
+        d, venue = self.daemon, self.venue
+        if venue is None:
+            return
+        waits = [
+            asyncio.ensure_future(_first_of(venue.resolution(oid).wait(), task))
+            for oid, task in d.runtime.in_flight.items()
             if (o := d.engine.orders.get(oid)) is not None and o.venue == JUPITER and o.swap
         ]  # fmt: skip
-        if not recorded:
+        if not waits:
             return
-        log.info("resolving recorded swaps", extra={"swaps": len(recorded)})
-        done, pending = await asyncio.wait(recorded, timeout=timeout_s)
+        log.info("resolving recorded swaps", extra={"swaps": len(waits)})
+        _done, pending = await asyncio.wait(waits, timeout=timeout_s)
+        for wait in pending:
+            wait.cancel()
         if pending:
             log.warning(
                 "recorded swaps still unresolved when the port opens",
@@ -268,3 +275,12 @@ class LiveVenues:
 def _compare(chain: int, book: int) -> dict[str, Any]:
     """Atomic amounts on chain and in the book, as decimal strings (API convention)."""
     return {"chain": str(chain), "book": str(book), "short": chain < book}
+
+
+async def _first_of(resolved: Coroutine[Any, Any, Any], task: asyncio.Task[None]) -> None:
+    """Return when the recorded swap is resolved or the order's task ended (whichever first)."""
+    wait = asyncio.ensure_future(resolved)
+    try:
+        await asyncio.wait([wait, task], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        wait.cancel()

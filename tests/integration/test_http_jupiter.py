@@ -14,6 +14,7 @@ from tradingd.adapters.http.server import wire_control_port
 
 from tests.fakes.solana_chain import SolanaStack, solana_stack
 from tests.integration.http_harness import SOL, TOKEN, Api, make_daemon
+from tests.polling import poll_until_async
 
 PASS = "correct horse battery"
 SECRET_KEY = "jup-secret-key-123456"
@@ -159,3 +160,47 @@ async def test_a_live_agent_needs_a_wallet_the_keystore_holds(tmp_path: Path) ->
             )
             assert status == 422 and err["error"]["details"]["path"] == "$.wallet_id", err
         assert (await api.ok("GET", "/v1/agents"))["items"] == []
+
+
+async def test_start_up_waits_for_recorded_swaps_not_for_a_locked_wallets_exit(
+    tmp_path: Path,
+) -> None:
+    """After a restart an exit's recorded swap expired and its wallet is locked (it always is
+    after a restart): start-up waits for that swap's resolution only, not for the unlock, which
+    needs the control port it would otherwise keep closed."""
+    import asyncio
+
+    async with live_daemon(tmp_path) as (api, stack):
+        daemon = api.daemon
+        agent_id, _owner = await _live_agent(api, stack)
+        await api.ok("POST", "/v1/wallets/w1/unlock", {"passphrase": PASS})
+        await api.ok("POST", f"/v1/agents/{agent_id}/deposits",
+                     {"asset": "SOL", "amount": str(2 * 10**9)})  # fmt: skip
+        await _signal(api, "s-buy")
+        (position,) = (await api.ok("GET", f"/v1/agents/{agent_id}/positions"))["items"]
+        stack.rpc.fates.append("never")
+        await api.ok("POST", f"/v1/agents/{agent_id}/positions/{position['id']}/close", {})
+        await poll_until_async(lambda: _recorded(daemon), bool, tries=400, interval_s=0.01,
+                               what="the exit's swap recorded")  # fmt: skip
+        for task in list(daemon.runtime.in_flight.values()):  # the process dies here
+            task.cancel()
+        await poll_until_async(lambda: daemon.runtime.in_flight, lambda f: not f,
+                               tries=400, interval_s=0.01, what="the orders' tasks gone")  # fmt: skip
+        await api.ok("POST", "/v1/wallets/w1/lock")
+        stack.chain.advance(200)  # the recorded swap's blockhash expired unseen
+        daemon.runtime.resume_orders(list(daemon.engine.orders.values()))
+        async with asyncio.timeout(20):  # a bound, not a timing claim: it must not wait 600 s
+            await daemon.live.resolve_recovered(600)
+        (order,) = daemon.engine.orders.values()
+        assert order.side == "sell" and daemon.live.venue.resolution(order.id).is_set()
+        await poll_until_async(lambda: stack.rpc.sends, lambda s: len(s) == 2,
+                               tries=100, interval_s=0.01, what="no new send")  # fmt: skip
+        await api.ok("POST", "/v1/wallets/w1/unlock", {"passphrase": PASS})
+        await api.settle()
+        sells = [t for t in (await api.ok("GET", f"/v1/agents/{agent_id}/trades"))["items"]
+                 if t["side"] == "sell"]  # fmt: skip
+        assert len(sells) == 1
+
+
+def _recorded(daemon: Any) -> bool:
+    return any(o.swap is not None and o.side == "sell" for o in daemon.engine.orders.values())

@@ -94,6 +94,12 @@ class JupiterVenue:
         self._alert = alert
         self._observe = observe_step or (lambda _step, _s: None)
         self._sleep = sleep
+        self._resolutions: dict[str, asyncio.Event] = {}  # order id -> recorded swap resolved
+
+    def resolution(self, order_id: str) -> asyncio.Event:
+        """Set once the swap an order had recorded (before a restart) is resolved: landed or
+        proven expired. The order may go on with new attempts after that."""
+        return self._resolutions.setdefault(order_id, asyncio.Event())
 
     def execute_now(self, order: Order) -> Fill:
         raise SwapFailure(
@@ -125,6 +131,7 @@ class JupiterVenue:
             )
             wallet = self.wallets.public_key(wallet_id)
             fill, reason, fee = self._settle(order, order.swap, landing, wallet, lost_fees)
+            self.resolution(order.id).set()  # what start-up waits for, not the whole order
             if fill is not None:
                 return fill
             lost_fees += fee
