@@ -405,10 +405,13 @@ async def test_a_recorded_swap_survives_a_crash_in_redis_and_in_postgres(
     assert await node.store.writer.drain(10)
     await node.crash()
 
+    # Connected before the next node starts: its crash leaves its writer's transaction open (a
+    # kill -9 in-process), and connecting (schema checks) would wait behind it.
+    conn = await pg.connect(store_servers.database_url, namespace)
     again = await StoreNode(tmp_path, store_servers, namespace, venue=HeldVenue()).start()
     assert again.engine.orders[order_id].swap == swap
     await again.crash()
-    conn = await pg.connect(store_servers.database_url, namespace)
-    (restored,) = (await postgres_only(conn)).orders
+    async with asyncio.timeout(30):
+        (restored,) = (await postgres_only(conn)).orders
     await conn.close()
     assert restored.id == order_id and restored.swap == swap
