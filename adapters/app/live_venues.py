@@ -22,6 +22,7 @@ from tradingd.adapters.venues.paper_quotes import JupiterQuotedPaper
 from tradingd.adapters.venues.wallet_gate import WalletGate
 from tradingd.engine import events as ev
 from tradingd.engine.assets import SOL_MINT, quote_mint
+from tradingd.engine.errors import TradingdError
 from tradingd.engine.lifecycle import HOLDING
 from tradingd.engine.model import SwapSubmission
 
@@ -239,7 +240,18 @@ class LiveVenues:
         started = time.monotonic()
         try:
             for wallet_id in sorted(wallets):
-                owner = self.gate.public_key(wallet_id)
+                try:
+                    owner = self.gate.public_key(wallet_id)
+                except TradingdError as exc:  # missing or damaged file: report, keep running
+                    mismatched = True
+                    report[wallet_id] = {"status": "wallet_missing", "reason": exc.message}
+                    self.alert(
+                        "wallet_missing",
+                        f"wallet {wallet_id} of a live agent is not in the keystore: its "
+                        "agents cannot sign (exits wait, buys are skipped)",
+                        {"wallet_id": wallet_id},
+                    )
+                    continue
                 lamports = await self.venue.rpc.get_balance(owner)
                 tokens = await self.venue.rpc.get_token_balances(owner)
                 book_tokens: dict[str, int] = {}

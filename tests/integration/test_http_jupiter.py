@@ -204,3 +204,15 @@ async def test_start_up_waits_for_recorded_swaps_not_for_a_locked_wallets_exit(
 
 def _recorded(daemon: Any) -> bool:
     return any(o.swap is not None and o.side == "sell" for o in daemon.engine.orders.values())
+
+
+async def test_a_missing_wallet_file_is_reported_not_fatal_at_start_up(tmp_path: Path) -> None:
+    """Final attack N3: a live agent's wallet file gone must not stop the daemon (every other
+    agent's exits would stop with it): the reconciliation reports it and alerts."""
+    async with live_daemon(tmp_path) as (api, stack):
+        await _live_agent(api, stack)
+        (tmp_path / "wallets" / "w1.json").unlink()
+        await api.daemon.live.reconcile()  # raised NotFound before: start-up failed
+        venue = (await api.ok("GET", "/health"))["components"]["venues"]["jupiter"]
+        assert venue["reconciliation"]["wallets"]["w1"]["status"] == "wallet_missing"
+        assert venue["status"] == "degraded"
