@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from .exposure import Exposure
 from .lifecycle import PositionStatus
-from .model import Agent, Balance, Position, Trade
+from .model import Agent, Balance, Position, RestingEntry, Trade
 
 V = TypeVar("V")
 
@@ -25,9 +25,19 @@ class AgentBook:
     - `live`: position id -> Position not closed, in opening order.
     - `exposure`: positions not closed and quote committed per token (see exposure.py).
     - `closed_ids`: ids of the closed positions still in `positions`, oldest first.
-    - `trades`: the agent's recent trades, oldest first (the rest is in Postgres)."""
+    - `trades`: the agent's recent trades, oldest first (the rest is in Postgres).
+    - `entries`: entry id -> RestingEntry, the agent's buys resting, in arrival order."""
 
-    __slots__ = ("agent", "balances", "positions", "live", "exposure", "closed_ids", "trades")
+    __slots__ = (
+        "agent",
+        "balances",
+        "positions",
+        "live",
+        "exposure",
+        "closed_ids",
+        "trades",
+        "entries",
+    )
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
@@ -39,6 +49,7 @@ class AgentBook:
         self.exposure = Exposure()
         self.closed_ids: deque[str] = deque()
         self.trades: list[Trade] = []
+        self.entries: dict[str, RestingEntry] = {}
 
     def add_position(self, p: Position) -> None:
         """Own `p`: in `positions`, and in `live` unless it is closed."""

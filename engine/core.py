@@ -19,9 +19,20 @@ from .config import AgentConfig, parse_atomic
 from .errors import Conflict, InvariantViolation, NotFound, ValidationError
 from .exit_actions import ExitActions
 from .lifecycle import HOLDING, LIVE, PositionStatus
-from .model import Agent, Balance, ExitReason, Fill, Order, Signal, SwapSubmission, Tick
+from .model import (
+    Agent,
+    Balance,
+    ExitReason,
+    Fill,
+    Order,
+    RestingEntry,
+    Signal,
+    SwapSubmission,
+    Tick,
+)
 from .money import market_value, pct_of
 from .price_book import admit_tick, cross_check, watched_tokens
+from .resting import RestingEntries
 from .settlement import Settlement
 from .signals import SignalIntake
 from .state import Clock, EngineOptions, EngineState, Output, SignalRecord
@@ -39,7 +50,8 @@ class Engine(EngineState):
         """`clock` returns epoch ms; `options` are EngineState's (see EngineOptions): the price
         age and source policy, decimals, the memory and price-book bounds, the exit index."""
         super().__init__(clock, **options)
-        self._intake = SignalIntake(self)
+        self._resting = RestingEntries(self)
+        self._intake = SignalIntake(self, self._resting)
         self._settlement = Settlement(self)
         self._exits = ExitActions(self)
 
@@ -115,13 +127,17 @@ class Engine(EngineState):
 
     def delete_agent(self, agent_id: str) -> None:
         """Delete the agent with its whole book: balances, closed positions and trades leave memory
-        with it, so an agent created later with the same id starts empty. Raises NotFound, or
-        Conflict while it has positions not closed or orders in flight."""
+        with it, so an agent created later with the same id starts empty; its resting buys are
+        cancelled first (reason agent_deleted). Raises NotFound, or Conflict while it has
+        positions not closed or orders in flight."""
         self.agent(agent_id)
         if self.books[agent_id].live:
             raise Conflict("agent has open positions", {"agent_id": agent_id})
         if any(o.agent_id == agent_id for o in self.orders.values()):
             raise Conflict("agent has orders in flight", {"agent_id": agent_id})
+        now = self.clock()
+        for entry in list(self.books[agent_id].entries.values()):
+            self._resting.cancel(entry, "agent_deleted", now)
         # The whole book goes, and the closed positions it kept leave the global index with
         # it: an agent later created with this id starts with nothing of this one's.
         book = self.books.pop(agent_id)
@@ -260,6 +276,9 @@ class Engine(EngineState):
         candidates.extend(self.index.due(now))
         if candidates:
             self._exits.evaluate(candidates, now, tick.token)
+        if self.entries:  # resting buys: expired ones end, then those the price meets execute
+            self._resting.expire(now)
+            self._resting.on_price(tick.token, tick.price_usd, now)
         return None
 
     def watched_tokens(self, recent_signal_ms: int = 600_000) -> set[str]:
@@ -276,6 +295,20 @@ class Engine(EngineState):
         due = list(self.index.due(now))
         if due:
             self._exits.evaluate(due, now, None)
+        if self.entries:
+            self._resting.expire(now)
+
+    def cancel_resting(self, signal_id: str) -> list[RestingEntry]:
+        """Cancel every buy of the signal still resting: each ends (outcome cancelled, its
+        execution skipped `cancelled`) and its reservation is released. Returns the entries
+        cancelled, [] when none rests (triggered, expired, or never rested). Who may cancel is
+        the caller's check (the control port: the key that posted the signal, or admin)."""
+        now = self.clock()
+        ids = list(self.entries_by_signal.get(signal_id, ()))
+        cancelled = [self.entries[i] for i in ids]
+        for entry in cancelled:
+            self._resting.cancel(entry, "cancelled", now)
+        return cancelled
 
     # -- settlement follow-ups ----------------------------------------------------------------
 

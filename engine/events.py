@@ -11,7 +11,7 @@ from typing import Any
 from msgspec import Struct
 
 from .config import AgentConfig
-from .model import Order, Position, Trade
+from .model import Order, Position, RestingEntry, Trade
 
 
 class Event(Struct, frozen=True, tag=True, tag_field="event", kw_only=True):
@@ -105,6 +105,28 @@ class SignalExecutionRecorded(Event, frozen=True):
     position_id: str | None = None
     order_id: str | None = None
     latency_ms: float | None = None
+
+
+class EntryRested(Event, frozen=True):
+    """A buy now rests until its price (the entry's condition) or its expiry, its quote
+    reserved."""
+
+    entry: RestingEntry
+
+
+class EntryEnded(Event, frozen=True):
+    """A resting buy stopped resting: `outcome` triggered (its price came: an order was placed,
+    or it was skipped for `reason`), expired, or cancelled; its reservation went to the order or
+    was released. `price_usd` the price that triggered it."""
+
+    entry_id: str
+    agent_id: str
+    signal_id: str
+    token: str
+    outcome: str  # "triggered" | "expired" | "cancelled"
+    reason: str = ""
+    order_id: str | None = None
+    price_usd: float | None = None
 
 
 class SignalFiltered(Event, frozen=True):
@@ -236,6 +258,8 @@ AnyEvent = (
     | SignalReceived
     | SignalExecutionRecorded
     | SignalFiltered
+    | EntryRested
+    | EntryEnded
     | OrderSubmitted
     | SwapSubmitted
     | OrderFilled

@@ -1,6 +1,6 @@
 """Per-agent exposure kept incrementally, so a buy's limit checks are O(1), not O(positions):
 positions not closed (in total and per token), and quote committed per token (open cost plus
-buys in flight), which `sizing.max_per_token` caps."""
+buys in flight plus buys resting), which `sizing.max_per_token` caps."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from .lifecycle import PositionStatus
-from .model import Order, Position
+from .model import Order, Position, RestingEntry
 
 
 class Exposure:
@@ -46,9 +46,15 @@ class Exposure:
         )
 
 
-def rebuild(positions: Iterable[Position], orders: Iterable[Order]) -> Exposure:
+def rebuild(
+    positions: Iterable[Position],
+    orders: Iterable[Order],
+    entries: Iterable[RestingEntry] = (),
+) -> Exposure:
     """Exposure from scratch: used by recovery, and by tests as the oracle."""
     exp = Exposure()
+    for entry in entries:
+        exp.commit(entry.token, entry.amount)
     for p in positions:
         if p.status != PositionStatus.CLOSED:
             exp.opened(p.token, p.cost)

@@ -16,7 +16,8 @@ from .lifecycle import OrderStatus, PositionStatus
 Side = Literal["buy", "sell"]
 ExitReason = Literal["stop_loss", "take_profit", "signal", "manual", "stale_trade", "max_hold"]
 OrderPurpose = Literal["entry", "dca", "exit"]
-ExecStatus = Literal["skipped", "pending", "filled", "failed"]
+ExecStatus = Literal["skipped", "resting", "pending", "filled", "failed"]
+EntryType = Literal["limit", "stop"]
 
 
 class Tick(Struct, frozen=True, gc=False):
@@ -40,10 +41,19 @@ class Tick(Struct, frozen=True, gc=False):
     pair_created_at: int | None = None
 
 
+class EntryCondition(Struct, frozen=True, kw_only=True):
+    """When a resting buy executes: `limit` when the price is at or below `price_usd` (buy the
+    dip), `stop` when it is at or above it (buy the breakout). USD per whole token, as written."""
+
+    type: EntryType
+    price_usd: float
+
+
 class Signal(Struct, frozen=True, kw_only=True):
     """A trading signal: buy or sell `token`, with a `strength` and a `type` the agents' filters
     read; received and expiring at epoch ms; `decimals` of the token if the client knows them;
-    `client_id` makes it idempotent."""
+    `client_id` makes it idempotent. A buy with an `entry` rests until the price meets it or it
+    expires; `key_id` is the API key that posted it (who may cancel it)."""
 
     id: str
     token: str
@@ -57,6 +67,8 @@ class Signal(Struct, frozen=True, kw_only=True):
     expires_at: int  # epoch ms
     decimals: int | None = None
     client_id: str | None = None
+    entry: EntryCondition | None = None
+    key_id: str | None = None
 
 
 class Balance(Struct, kw_only=True):
@@ -141,6 +153,27 @@ class Position(Struct, kw_only=True):
     pending_exit_signal_id: str | None = None
 
 
+class RestingEntry(Struct, kw_only=True):
+    """A buy waiting for its price (see EntryCondition): `amount` quote atomic units reserved
+    from the agent's balance while it rests, so nothing else can spend them; `seq` is its arrival
+    (time priority); it executes until `expires_at` (epoch ms, inclusive), then expires."""
+
+    id: str
+    seq: int
+    agent_id: str
+    signal_id: str
+    token: str
+    symbol: str | None
+    type: EntryType
+    price_usd: float
+    amount: int  # quote atomic, reserved
+    quote: str
+    created_at: int  # epoch ms: when the signal was received and the entry rested
+    expires_at: int  # epoch ms
+    signal_type: str = ""  # the signal's `type`: the entry order's reason is "signal:<type>"
+    key_id: str | None = None  # the API key that posted the signal
+
+
 class SwapSubmission(Struct, frozen=True, kw_only=True):
     """A signed on-chain swap of an order, recorded durably BEFORE it is sent (a Solana
     transaction's signature is known once it is signed): `signature` (base58, the txid),
@@ -195,6 +228,9 @@ class Order(Struct, kw_only=True):
     # The swap last signed for this order (live Solana venues): while it is set and the order is
     # submitted, a restart resolves this signature before anything is sent again.
     swap: SwapSubmission | None = None
+    # A buy from a resting limit entry: the most it may pay, USD per whole token; a venue never
+    # fills it at a worse price.
+    limit_price_usd: float | None = None
     status: OrderStatus = OrderStatus.SUBMITTED  # moved only by lifecycle.move_order
 
 

@@ -17,12 +17,14 @@ if TYPE_CHECKING:
 
 
 def is_held(state: EngineState, token: str) -> bool:
-    """Whether a live position holds (or is buying) `token`, it is an agent's quote, or it
-    is in the watchlist: its price is needed whatever the bound. O(agents)."""
+    """Whether a live position holds (or is buying) `token`, a resting buy waits for it, it is
+    an agent's quote, or it is in the watchlist: its price is needed whatever the bound.
+    O(agents)."""
     if token in state.watchlist:
         return True
     return any(
-        e.by_token.get(token, 0) > 0 for e in (b.exposure for b in state.books.values())
+        e.by_token.get(token, 0) > 0 or e.committed.get(token, 0) > 0
+        for e in (b.exposure for b in state.books.values())
     ) or any(quote_mint(b.agent.quote) == token for b in state.books.values())
 
 
@@ -45,6 +47,7 @@ def room_for_price(state: EngineState, token: str, now: int) -> bool:
     watched.update(quote_mint(b.agent.quote) for b in state.books.values())
     for e in (b.exposure for b in state.books.values()):
         watched.update(t for t, n in e.by_token.items() if n > 0)
+    watched.update(e.token for e in state.entries.values())  # resting buys wait for a price
     stale = [m for m, t in state.prices.items() if t.ts < oldest and m not in watched]
     if not stale:
         state._no_room_until = now + 1000
@@ -201,12 +204,13 @@ def learn_decimals(state: EngineState, token: str, decimals: int | None) -> None
 
 def watched_tokens(state: EngineState, now: int, recent_signal_ms: int) -> set[str]:
     """The tokens live feeds must price: held or being bought (see `is_held`), agents' quotes,
-    the watchlist, and tokens named by signals received in the last `recent_signal_ms`.
-    O(agents + recent signals)."""
+    the watchlist, tokens of resting buys, and tokens named by signals received in the last
+    `recent_signal_ms`. O(agents + resting buys + recent signals)."""
     watched = set(state.watchlist)
     watched.update(quote_mint(b.agent.quote) for b in state.books.values())
     for e in (b.exposure for b in state.books.values()):
         watched.update(t for t, n in e.by_token.items() if n > 0)
+    watched.update(e.token for e in state.entries.values())  # resting buys wait for a price
     cutoff = now - recent_signal_ms
     for record in reversed(state.signals.values()):
         if record.signal.received_at < cutoff:

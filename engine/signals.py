@@ -3,23 +3,28 @@ a buy, exits for sell signals, and the execution record of every agent a signal 
 
 from __future__ import annotations
 
+import math
+
 from . import events as ev
-from .assets import PAPER_VENUE, quote_mint, require_mint
+from .assets import quote_mint, require_mint
+from .buying import market_reason, open_entry, standing_reason
 from .errors import ValidationError
 from .lifecycle import PositionStatus
 from .model import Agent, Execution, Position, Signal
 from .price_book import decimals_conflict, learn_decimals
-from .risk import filter_reason, limit_reason, size_buy
+from .resting import RestingEntries
+from .risk import filter_reason, size_buy
 from .state import EngineState, SignalRecord
 
 
 class SignalIntake:
     """The intake of signals, a collaborator of the Engine: it changes only the `state` it is
     given (the books, the ledger through them, the signal window, the event buffer), and only
-    when the Engine calls `on_signal`."""
+    when the Engine calls `on_signal`. A buy with an entry condition goes to `resting`."""
 
-    def __init__(self, state: EngineState) -> None:
+    def __init__(self, state: EngineState, resting: RestingEntries) -> None:
         self.state = state
+        self.resting = resting
 
     def on_signal(self, signal: Signal) -> tuple[SignalRecord, bool]:
         """Returns (record, duplicate). A client id repeated within the dedupe window (see
@@ -32,6 +37,8 @@ class SignalIntake:
             if known is not None and known in self.state.signals:
                 return self.state.signals[known], True
         require_mint(signal.token, "$.token")
+        if signal.entry is not None:
+            self._check_entry(signal)
         if signal.decimals is not None and decimals_conflict(
             self.state, signal.token, signal.decimals, now
         ):
@@ -82,12 +89,16 @@ class SignalIntake:
                 filtered[agent.id] = reason
                 continue
             record.agents_matched += 1
-            if signal.side == "buy":
+            if signal.entry is not None:
+                self.resting.rest(agent, signal, record, now)
+            elif signal.side == "buy":
                 self._buy_for(agent, signal, record, now)
             else:
                 self._sell_for(agent, signal, record, now)
         if filtered:
             self.state._emit(ev.SignalFiltered(ts=now, signal_id=signal.id, reasons=filtered))
+        if signal.entry is not None and signal.id in self.state.entries_by_signal:
+            self.resting.at_last_price(signal.token, now)
         self.state.signal_window.executions_added(record, 0)
         self.state.signal_window.evict(now, keep=1)
         return record, False
@@ -105,34 +116,33 @@ class SignalIntake:
             )
         )
 
+    def _check_entry(self, signal: Signal) -> None:
+        """A resting buy's contract: a buy, a finite positive price, an expiry after its receipt
+        and at most `max_resting_ms` after it. Raises ValidationError naming the field."""
+        assert signal.entry is not None
+        if signal.side != "buy":
+            raise ValidationError("an entry condition is for buy signals only", "$.entry")
+        price = signal.entry.price_usd
+        if not (math.isfinite(price) and price > 0):
+            raise ValidationError(
+                "entry price_usd must be a finite number > 0", "$.entry.price_usd"
+            )
+        rest_ms = signal.expires_at - signal.received_at
+        if not 0 < rest_ms <= self.state.max_resting_ms:
+            raise ValidationError(
+                f"expires_at must be after now and at most {self.state.max_resting_ms} ms "
+                "after it (the maximum resting time)",
+                "$.expires_at",
+            )
+
     def _buy_reason(self, agent: Agent, signal: Signal, now: int) -> str | None:
+        state = self.state
         if signal.token == quote_mint(agent.quote):  # buying the quote with itself
             return "token_is_quote"
         if now > signal.expires_at:
             return "expired"
-        if self.state.halted_buys:
-            return "halted"
-        if self.state.buys_paused_reason is not None:
-            return self.state.buys_paused_reason
-        if agent.status != "active":
-            return "agent_paused"
-        if agent.wallet_id is not None and agent.venue != PAPER_VENUE:
-            if agent.wallet_id not in self.state.unlocked_wallets:
-                return "wallet_locked"
-        tick = self.state.prices.get(signal.token)
-        if tick is None:
-            return "no_price"
-        if now - tick.ts > self.state.max_price_age_ms:
-            return "price_stale"
-        if self.state.price_policy.block_buys_on_divergence and self.state.diverged_now(
-            signal.token
-        ):
-            return "price_divergence"
-        if not self.state.quote_usd(agent.quote):
-            return "no_quote_price"
-        exposure = self.state.books[agent.id].exposure
-        return limit_reason(
-            agent, signal.token, exposure.open, exposure.by_token[signal.token], now
+        return standing_reason(state, agent, signal.token) or market_reason(
+            state, agent, signal.token, now
         )
 
     def _buy_for(self, agent: Agent, signal: Signal, record: SignalRecord, now: int) -> None:
@@ -144,40 +154,18 @@ class SignalIntake:
         amount, reason = size_buy(agent.config, bal.available, exposure.committed[signal.token])
         if reason is not None:
             return self._skip(record, agent.id, reason, now)
-        if signal.token not in self.state.decimals:
-            # Neither a tick nor the signal said: fix the default for this token, and say so.
-            self.state.decimals[signal.token] = self.state.default_decimals
-            self.state._emit(
-                ev.Alert(
-                    ts=now,
-                    code="decimals_defaulted",
-                    message="token decimals unknown: using the configured default",
-                    details={"token": signal.token, "decimals": self.state.default_decimals},
-                )
-            )
         self.state.ledger.reserve(agent.id, agent.quote, amount)
-        exposure.opened(signal.token, amount)
-        p = Position(
-            id=self.state._id("pos", now),
-            seq=self.state.id_seq,
-            agent_id=agent.id,
-            token=signal.token,
-            symbol=signal.symbol,
-            decimals=self.state.token_decimals(signal.token),
-            config=agent.config,
-            signal_id=signal.id,
-        )
-        self.state._add_position(p)
-        order = self.state._new_order(
+        exposure.commit(signal.token, amount)
+        p, order = open_entry(
+            self.state,
             agent,
-            p,
-            "buy",
-            "entry",
+            signal.token,
+            signal.symbol,
             amount,
-            f"signal:{signal.type}" if signal.type else "signal",
             now,
-            signal,
-            price=self.state.prices[signal.token].price_usd,
+            signal_id=signal.id,
+            signal_type=signal.type,
+            expires_at=signal.expires_at,
         )
         record.executions[agent.id] = Execution(
             agent_id=agent.id,

@@ -3,7 +3,8 @@
 `capture(engine)` and `restore(engine, snapshot)` are exact inverses for everything that affects
 future decisions: agents (config, status, performance), balances, positions with their exit
 state (peak, ratcheted stop, take-profit levels taken, moon bag, DCA count), orders in flight,
-recent signals (idempotency ids and executions), last prices, halt, and the id sequence."""
+resting buys, recent signals (idempotency ids and executions), last prices, halt, and the id
+sequence."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from msgspec import Struct
 
 from .book import AgentBook
 from .lifecycle import HOLDING, PositionStatus
-from .model import Agent, Balance, Execution, Order, Position, Signal, Tick, Trade
+from .model import Agent, Balance, Execution, Order, Position, RestingEntry, Signal, Tick, Trade
 
 if TYPE_CHECKING:
     from .core import Engine
@@ -44,6 +45,7 @@ class EngineSnapshot(Struct, kw_only=True):
     decimals: dict[str, int] = {}
     halted_buys: bool = False
     seq: int = 0
+    entries: list[RestingEntry] = []  # resting buys, their quote reserved in `balances`
 
 
 def capture(engine: Engine) -> EngineSnapshot:
@@ -70,6 +72,7 @@ def capture(engine: Engine) -> EngineSnapshot:
         decimals=dict(engine.decimals),
         halted_buys=engine.halted_buys,
         seq=engine.id_seq,
+        entries=[copy(e) for e in engine.entries.values()],
     )
 
 
@@ -96,10 +99,17 @@ def restore(engine: Engine, snap: EngineSnapshot) -> None:
     for p in positions:
         books[p.agent_id].add_position(p)
     orders = [o for o in snap.orders if o.agent_id in books]
+    entries = sorted((e for e in snap.entries if e.agent_id in books), key=lambda e: e.seq)
     for book in books.values():
         aid = book.agent.id
-        book.exposure = rebuild(book.positions.values(), (o for o in orders if o.agent_id == aid))
+        book.exposure = rebuild(
+            book.positions.values(),
+            (o for o in orders if o.agent_id == aid),
+            (e for e in entries if e.agent_id == aid),
+        )
         engine._add_book(book)
+    for entry in entries:
+        engine._add_entry(entry)
     engine.decimals.update(snap.decimals)
     for t in snap.prices:
         engine.prices[t.token] = t

@@ -14,6 +14,7 @@ from . import events as ev
 from .assets import KNOWN_DECIMALS, PEGGED_USD, quote_mint
 from .book import AgentBook, BookView
 from .config import MAX_ATOMIC
+from .entry_index import EntryBook, EntryIndex, NaiveEntries
 from .errors import InvariantViolation, NotFound
 from .exits import ratcheted_stop_gain
 from .exposure import Exposure
@@ -27,6 +28,7 @@ from .model import (
     ExitReason,
     Order,
     Position,
+    RestingEntry,
     Signal,
     Tick,
     Trade,
@@ -69,7 +71,10 @@ class EngineOptions(TypedDict, total=False):
     `price_policy`: how a token's price is chosen among sources and cross-checked;
     `pegged_usd`: mints priced at 1 USD until a feed prices them (besides USDC and USDT);
     `token_decimals`: decimals known from the configuration (the token registry);
-    `exit_index`: "indexed" (the trigger index) or "naive" (the oracle's full scan)."""
+    `exit_index`: "indexed" (the trigger indexes of exits and resting entries) or "naive" (the
+    oracles' full scans); `max_resting_entries`: resting buys held at most (a new one past it
+    is skipped `resting_capacity`); `max_resting_ms`: how far past its receipt a resting buy
+    may expire."""
 
     exit_index: Literal["indexed", "naive"]
     max_price_age_ms: int
@@ -82,6 +87,8 @@ class EngineOptions(TypedDict, total=False):
     price_policy: PricePolicy | None
     pegged_usd: Iterable[str]
     token_decimals: Mapping[str, int] | None
+    max_resting_entries: int
+    max_resting_ms: int
 
 
 class EngineState:
@@ -105,8 +112,12 @@ class EngineState:
         price_policy: PricePolicy | None = None,
         pegged_usd: Iterable[str] = (),
         token_decimals: Mapping[str, int] | None = None,
+        max_resting_entries: int = 100_000,
+        max_resting_ms: int = 24 * 3600 * 1000,
     ) -> None:
         self.clock = clock
+        self.max_resting_entries = max_resting_entries
+        self.max_resting_ms = max_resting_ms
         self.max_future_skew_ms = max_future_skew_ms
         self.max_priced_tokens = max_priced_tokens
         self.watchlist = frozenset(watchlist)
@@ -117,6 +128,7 @@ class EngineState:
         self._no_room_until = 0  # ms: a full price book with nothing to evict is rescanned then
         self.history = history or HistoryBounds()
         self.index: ExitIndex = TriggerIndex() if exit_index == "indexed" else NaiveScan()
+        self.entry_index: EntryBook = EntryIndex() if exit_index == "indexed" else NaiveEntries()
         self.max_price_age_ms = max_price_age_ms
         self.default_decimals = default_decimals
         # Each agent's state has one owner, its book; the views below only read the books.
@@ -134,6 +146,8 @@ class EngineState:
         # Global indexes over the books, kept in step with them.
         self.positions: dict[str, Position] = {}
         self.orders: dict[str, Order] = {}
+        self.entries: dict[str, RestingEntry] = {}  # resting buys by entry id
+        self.entries_by_signal: dict[str, dict[str, None]] = {}  # signal id -> entry ids
         self.prices: dict[str, Tick] = {}
         self.decimals: dict[str, int] = dict(token_decimals or {}) | KNOWN_DECIMALS
         self.signal_window = SignalWindow(self.history)  # the dedupe window
@@ -251,6 +265,26 @@ class EngineState:
         self.positions[p.id] = p
         self.books[p.agent_id].add_position(p)
 
+    def _add_entry(self, entry: RestingEntry) -> None:
+        """Own and index a resting entry (its reservation is the caller's)."""
+        self.entries[entry.id] = entry
+        self.entries_by_signal.setdefault(entry.signal_id, {})[entry.id] = None
+        self.books[entry.agent_id].entries[entry.id] = entry
+        self.entry_index.add(entry)
+
+    def _drop_entry(self, entry: RestingEntry) -> None:
+        """Forget a resting entry everywhere but in the entry index (which popped it, or
+        from which the caller removed it)."""
+        self.entries.pop(entry.id, None)
+        ids = self.entries_by_signal.get(entry.signal_id)
+        if ids is not None:
+            ids.pop(entry.id, None)
+            if not ids:
+                del self.entries_by_signal[entry.signal_id]
+        book = self.books.get(entry.agent_id)
+        if book is not None:
+            book.entries.pop(entry.id, None)
+
     def _drop_position(self, p: Position) -> None:
         self.positions.pop(p.id, None)
         self.books[p.agent_id].drop_position(p.id)
@@ -284,6 +318,8 @@ class EngineState:
         tp_levels: int = 0,
         price: float | None = None,
         signal_id: str | None = None,
+        expires_at: int | None = None,
+        limit_price_usd: float | None = None,
     ) -> Order:
         ex = agent.config.execution
         order = Order(
@@ -303,7 +339,7 @@ class EngineState:
             slippage_bps=ex.slippage_bps,
             fee_bps=ex.fee_bps,
             signal_id=signal.id if signal else signal_id,
-            expires_at=signal.expires_at if signal else None,
+            expires_at=signal.expires_at if signal else expires_at,
             max_price_impact_pct=agent.config.signals.max_price_impact_pct
             if side == "buy"
             else None,
@@ -311,6 +347,7 @@ class EngineState:
             decision_price_usd=price,
             max_amount_out=MAX_ATOMIC
             - (p.amount if side == "buy" else self.ledger.balance(agent.id, agent.quote).total),
+            limit_price_usd=limit_price_usd,
         )
         if p.in_flight is not None:
             raise InvariantViolation(f"position {p.id} has order {p.in_flight} in flight")

@@ -15,7 +15,7 @@ from tradingd.engine.config import MAX_ATOMIC
 from tradingd.engine.core import Engine
 from tradingd.engine.errors import InvariantViolation, VenueError
 from tradingd.engine.model import Fill, Order
-from tradingd.engine.money import bps_of, quote_value, slipped, token_amount
+from tradingd.engine.money import bps_of, decimal_ratio, quote_value, slipped, token_amount
 
 
 class PaperRejected(VenueError):
@@ -46,6 +46,10 @@ def paper_fill(order: Order, token_usd: float | None, quote_usd: float | None, n
     if order.side == "buy":
         fee = bps_of(order.amount_in, order.fee_bps)
         price = slipped(token_usd, order.slippage_bps)
+        if order.limit_price_usd is not None:  # a limit buy never pays more than its limit
+            limit = decimal_ratio(order.limit_price_usd)
+            if price[0] * limit[1] > limit[0] * price[1]:
+                price = limit
         tokens = token_amount(order.amount_in - fee, qd, quote_usd, price, td)
         if tokens <= 0:
             raise PaperRejected("buy amount rounds to zero tokens")

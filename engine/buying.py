@@ -1,0 +1,112 @@
+"""What every buy shares, whether a signal's buy taken at once or a resting entry whose price
+came: the checks that may skip it (each a stable snake_case reason clients see in
+`executions[].reason`) and the opening of its position with the entry order."""
+
+from __future__ import annotations
+
+from . import events as ev
+from .assets import PAPER_VENUE, quote_mint
+from .model import Agent, Order, Position
+from .risk import limit_reason
+from .state import EngineState
+
+
+def standing_reason(state: EngineState, agent: Agent, token: str) -> str | None:
+    """Checks that do not depend on the market: the token is the agent's quote
+    (token_is_quote), buys halted by the operator (halted) or paused by the daemon (its
+    reason, e.g. store_unavailable), the agent paused (agent_paused), a live agent's wallet
+    locked (wallet_locked). None when none applies."""
+    if token == quote_mint(agent.quote):  # buying the quote with itself
+        return "token_is_quote"
+    if state.halted_buys:
+        return "halted"
+    if state.buys_paused_reason is not None:
+        return state.buys_paused_reason
+    if agent.status != "active":
+        return "agent_paused"
+    if agent.wallet_id is not None and agent.venue != PAPER_VENUE:
+        if agent.wallet_id not in state.unlocked_wallets:
+            return "wallet_locked"
+    return None
+
+
+def market_reason(state: EngineState, agent: Agent, token: str, now: int) -> str | None:
+    """Checks on the market and the agent's limits at `now` (epoch ms): no price (no_price),
+    one older than `max_price_age_ms` (price_stale), sources diverging (price_divergence), no
+    quote price (no_quote_price), then the position-count limits, cooldown and daily loss limit
+    (see risk.limit_reason). None when none applies."""
+    tick = state.prices.get(token)
+    if tick is None:
+        return "no_price"
+    if now - tick.ts > state.max_price_age_ms:
+        return "price_stale"
+    if state.price_policy.block_buys_on_divergence and state.diverged_now(token):
+        return "price_divergence"
+    if not state.quote_usd(agent.quote):
+        return "no_quote_price"
+    exposure = state.books[agent.id].exposure
+    return limit_reason(agent, token, exposure.open, exposure.by_token[token], now)
+
+
+def ensure_decimals(state: EngineState, token: str, now: int) -> None:
+    """Neither a tick nor a signal named the token's decimals: fix the configured default for
+    it, and say so (alert decimals_defaulted)."""
+    if token in state.decimals:
+        return
+    state.decimals[token] = state.default_decimals
+    state._emit(
+        ev.Alert(
+            ts=now,
+            code="decimals_defaulted",
+            message="token decimals unknown: using the configured default",
+            details={"token": token, "decimals": state.default_decimals},
+        )
+    )
+
+
+def open_entry(
+    state: EngineState,
+    agent: Agent,
+    token: str,
+    symbol: str | None,
+    amount: int,
+    now: int,
+    *,
+    signal_id: str,
+    signal_type: str,
+    expires_at: int,
+    limit_price_usd: float | None = None,
+) -> tuple[Position, Order]:
+    """Open a position in `token` and place its entry buy of `amount` quote atomic units, at the
+    token's last price (the decision price: the trailing peak starts there). The caller has
+    reserved `amount` and committed it to the token's exposure; this counts the position
+    open. The order is not carried out after `expires_at` (epoch ms); a limit entry's order
+    carries its `limit_price_usd`."""
+    ensure_decimals(state, token, now)
+    state.books[agent.id].exposure.opened(token, 0)
+    p = Position(
+        id=state._id("pos", now),
+        seq=state.id_seq,
+        agent_id=agent.id,
+        token=token,
+        symbol=symbol,
+        decimals=state.token_decimals(token),
+        config=agent.config,
+        signal_id=signal_id,
+    )
+    state._add_position(p)
+    order = state._new_order(
+        agent,
+        p,
+        "buy",
+        "entry",
+        amount,
+        f"signal:{signal_type}" if signal_type else "signal",
+        now,
+        None,
+        price=state.prices[token].price_usd,
+        signal_id=signal_id,
+        expires_at=expires_at,
+        limit_price_usd=limit_price_usd,
+    )
+    return p, order
