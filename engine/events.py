@@ -127,6 +127,7 @@ class EntryEnded(Event, frozen=True):
     reason: str = ""
     order_id: str | None = None
     price_usd: float | None = None
+    entry: RestingEntry | None = None  # the entry as it rested (for consumers that show it)
 
 
 class SignalFiltered(Event, frozen=True):

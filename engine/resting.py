@@ -139,6 +139,7 @@ class RestingEntries:
                 outcome="triggered",
                 order_id=order.id,
                 price_usd=price,
+                entry=entry,
             )
         )
         execution = Execution(
@@ -172,6 +173,7 @@ class RestingEntries:
                 outcome=outcome,
                 reason=reason,
                 price_usd=price,
+                entry=entry,
             )
         )
         self._execution_of(
