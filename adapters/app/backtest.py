@@ -33,6 +33,7 @@ from tradingd.adapters.app.settings import (
     load_settings,
 )
 from tradingd.adapters.feeds.replay import (
+    CancelRecord,
     ClockRecord,
     Record,
     ReplayFormatError,
@@ -104,6 +105,10 @@ class _Session:
         self.kinds[type(record).__name__] += 1
         if isinstance(record, ClockRecord):
             self.engine.on_clock()
+        elif isinstance(record, CancelRecord):
+            signal_id = self.engine.signal_by_client.get(record.signal)
+            if signal_id is not None:
+                self.engine.cancel_resting(signal_id)
         elif isinstance(record, SignalRecord):
             if record.symbol:
                 self.symbols.setdefault(record.token, record.symbol)
@@ -159,6 +164,7 @@ class _Session:
             ticks=kinds["TickRecord"],
             signals=kinds["SignalRecord"],
             clocks=kinds["ClockRecord"],
+            cancels=kinds["CancelRecord"],
             first_ts=first_ts,
             last_ts=self.clock.now if kinds else None,
             agents=[self._report(agent_id) for agent_id in self.engine.agents],
@@ -193,6 +199,7 @@ class _Session:
             unrealized_pnl=sum(p.unrealized_pnl or 0 for p in open_positions),
             signals_skipped=dict(sorted(self.skipped.get(agent_id, Counter()).items())),
             orders_failed=self.failed[agent_id],
+            entries_resting=len(engine.books[agent_id].entries),
         )
 
     def _open(self, p: Position, quote: str, quote_decimals: int) -> OpenPosition:

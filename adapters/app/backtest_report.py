@@ -58,6 +58,7 @@ class AgentReport(Struct, kw_only=True):
     unrealized_pnl: int
     signals_skipped: dict[str, int]
     orders_failed: int
+    entries_resting: int = 0  # resting buys still waiting for their price at the end
 
 
 class BacktestResult(Struct, kw_only=True):
@@ -65,6 +66,7 @@ class BacktestResult(Struct, kw_only=True):
     ticks: int
     signals: int
     clocks: int
+    cancels: int = 0
     first_ts: int | None
     last_ts: int | None
     agents: list[AgentReport]
@@ -88,7 +90,7 @@ def _label(token: str, symbol: str | None) -> str:
 def render_text(result: BacktestResult, source: str) -> str:
     lines = [
         f"replay {source}: {result.records} records ({result.ticks} ticks, {result.signals} signals, "
-        f"{result.clocks} clock)"
+        f"{result.clocks} clock" + (f", {result.cancels} cancel)" if result.cancels else ")")
     ]
     if result.first_ts is not None and result.last_ts is not None:
         lines[0] += f", {iso_ms(result.first_ts)} .. {iso_ms(result.last_ts)}"
@@ -146,6 +148,8 @@ def _render_agent(a: AgentReport) -> list[str]:
         )
     if a.orders_failed:
         out.append(f"  orders failed: {a.orders_failed}")
+    if a.entries_resting:
+        out.append(f"  resting buys still waiting at the end: {a.entries_resting}")
     return out
 
 

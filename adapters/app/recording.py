@@ -26,6 +26,7 @@ def wire_recorder(recorder: Recorder, runtime: Runtime) -> None:
     runtime.tick_intake.append(recorder.on_ticks)
     runtime.signal_intake.append(recorder.on_signal)
     runtime.clock_intake.append(recorder.on_clock)
+    runtime.cancel_intake.append(recorder.on_cancel)
     runtime.event_subscribers.append(recorder.on_events)
 
 

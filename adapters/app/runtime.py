@@ -16,7 +16,7 @@ from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.engine import events as ev
 from tradingd.engine.core import Engine
 from tradingd.engine.errors import VenueError
-from tradingd.engine.model import Fill, Order, Signal, Tick
+from tradingd.engine.model import Fill, Order, RestingEntry, Signal, Tick
 from tradingd.engine.ports import Venue
 from tradingd.engine.state import SignalRecord
 
@@ -31,6 +31,7 @@ OrderObserver = Callable[[Order, Fill | None, float], None]  # order, fill or No
 TickIntake = Callable[[list[Tick], int], None]
 SignalIntake = Callable[[Signal, int], None]
 ClockIntake = Callable[[int], None]
+CancelIntake = Callable[[str, int], None]  # signal id whose resting buys are cancelled
 
 
 class TickOutcome(NamedTuple):
@@ -55,6 +56,7 @@ class Runtime:
         self.tick_intake: list[TickIntake] = []
         self.signal_intake: list[SignalIntake] = []
         self.clock_intake: list[ClockIntake] = []
+        self.cancel_intake: list[CancelIntake] = []
         # The task carrying each order to its venue, by order id: handles only. What is in
         # flight, and what it reserves or sells, is the engine's order record (engine.orders).
         self.in_flight: dict[str, asyncio.Task[None]] = {}
@@ -273,6 +275,13 @@ class Runtime:
         if self.signal_intake:
             self._tell_intake(self.signal_intake, signal, self.engine.clock())
         return self.apply(self.engine.on_signal, signal)
+
+    def cancel_resting(self, signal_id: str) -> list[RestingEntry]:
+        """Cancel what still rests of a signal (Engine.cancel_resting) after telling the intake
+        observers. Returns the entries cancelled."""
+        if self.cancel_intake:
+            self._tell_intake(self.cancel_intake, signal_id, self.engine.clock())
+        return self.apply(self.engine.cancel_resting, signal_id)
 
     def clock_turn(self) -> None:
         """Time passes without a price (Engine.on_clock), after telling the intake observers."""

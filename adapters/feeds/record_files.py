@@ -14,7 +14,9 @@ from typing import BinaryIO
 
 import msgspec
 from tradingd.adapters.feeds.replay import (
+    CancelRecord,
     ClockRecord,
+    EntryRecord,
     Record,
     ReplayFormatError,
     SignalRecord,
@@ -28,9 +30,21 @@ from tradingd.engine.model import Signal, Tick
 MAX_MS = 2**53  # the replay format's bound on a timestamp
 _MINT_CACHE = 100_000  # mints known valid (is_mint decodes base58: cached, bounded)
 
-# What the intake observers enqueue: (record ts, payload): a batch of ticks, a signal, or None
-# for a clock turn. Records are built and encoded in the writer thread, not on the loop.
-Entry = tuple[int, list[Tick] | Signal | None]
+
+class Cancel(msgspec.Struct, frozen=True):
+    """A cancel of the resting buys of the signal recorded under `name` (its record `id`)."""
+
+    name: str
+
+
+# What the intake observers enqueue: (record ts, payload): a batch of ticks, a signal, a cancel,
+# or None for a clock turn. Records are built and encoded in the writer thread, not on the loop.
+Entry = tuple[int, list[Tick] | Signal | Cancel | None]
+
+
+def entry_signal_name(signal: Signal) -> str:
+    """The record `id` of a signal with an entry: its client id, else its daemon signal id."""
+    return signal.client_id if signal.client_id is not None else signal.id
 
 
 def file_name(stem: str, suffix: str, ms: int, n: int = 0) -> str:
@@ -141,6 +155,8 @@ class RecordFiles:
         for ms, payload in entries:
             if payload is None:
                 yield ClockRecord(ts=ms)
+            elif isinstance(payload, Cancel):
+                yield CancelRecord(ts=ms, signal=payload.name)
             elif isinstance(payload, list):
                 for tick in payload:
                     record = self._tick_record(ms, tick)
@@ -195,12 +211,13 @@ class RecordFiles:
 
     def _signal_record(self, ms: int, s: Signal) -> SignalRecord | None:
         """The signal as applied at `ms`: its expiry kept (`expires_in_ms` from `ms`), its client
-        id as the record `id`. Checked by decoding it back (signals are rare): None if a replay
-        would refuse the line."""
+        id as the record `id` (a resting buy without one is named by its signal id, so a cancel
+        can name it: see `entry_signal_name`). Checked by decoding it back (signals are rare):
+        None if a replay would refuse the line."""
         record = SignalRecord(
             ts=ms,
             token=s.token,
-            id=s.client_id,
+            id=entry_signal_name(s) if s.entry is not None else s.client_id,
             side=s.side,
             type=s.type,
             strength=s.strength,
@@ -209,6 +226,9 @@ class RecordFiles:
             reason=s.reason,
             expires_in_ms=max(1, s.expires_at - ms),
             decimals=s.decimals,
+            entry=None
+            if s.entry is None
+            else EntryRecord(type=s.entry.type, price_usd=s.entry.price_usd),
         )
         try:
             parse_line(self._encoder.encode(record))

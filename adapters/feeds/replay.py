@@ -19,7 +19,7 @@ from msgspec import Meta, Struct
 from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.engine.assets import is_mint
 from tradingd.engine.errors import ValidationError
-from tradingd.engine.model import Signal, Tick
+from tradingd.engine.model import EntryCondition, Signal, Tick
 
 log = logging.getLogger("tradingd.replay")
 
@@ -58,7 +58,18 @@ class TickRecord(_Record, tag="tick", frozen=True):
     pair_created_at: EpochMs | None = None
 
 
+class EntryRecord(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A resting buy's condition, as in the API's `entry`: `limit` (buy at or below
+    `price_usd`) or `stop` (at or above it)."""
+
+    type: Literal["limit", "stop"]
+    price_usd: Annotated[float, Meta(gt=0)]
+
+
 class SignalRecord(_Record, tag="signal", frozen=True):
+    """A signal as received at `ts`. With `entry` the buy rests until its price comes or
+    `expires_in_ms` after `ts` (the daemon's `expires_at`)."""
+
     token: str
     id: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
     side: Literal["buy", "sell"] = "buy"
@@ -69,13 +80,21 @@ class SignalRecord(_Record, tag="signal", frozen=True):
     reason: str = ""
     expires_in_ms: Annotated[int, Meta(gt=0)] = DEFAULT_SIGNAL_TTL_MS
     decimals: Annotated[int, Meta(ge=0, le=18)] | None = None
+    entry: EntryRecord | None = None
 
 
 class ClockRecord(_Record, tag="clock", frozen=True):
     """Time passes without a price: lets max-hold and stale-trade deadlines fire."""
 
 
-Record = TickRecord | SignalRecord | ClockRecord
+class CancelRecord(_Record, tag="cancel", frozen=True):
+    """`DELETE /v1/signals/{id}` at `ts`: what still rests of the signal whose record `id` is
+    `signal` is cancelled (nothing, if no such signal rests)."""
+
+    signal: Annotated[str, Meta(min_length=1, max_length=128)]
+
+
+Record = TickRecord | SignalRecord | ClockRecord | CancelRecord
 
 
 class ReplayFormatError(ValidationError):
@@ -95,7 +114,7 @@ def parse_line(text: str | bytes, line: int = 1, source: str = "<replay>") -> Re
         record = _decoder.decode(text)
     except msgspec.DecodeError as exc:  # also ValidationError: unknown field, wrong type, ...
         raise ReplayFormatError(source, line, str(exc)) from None
-    if not isinstance(record, ClockRecord) and not is_mint(record.token):
+    if isinstance(record, (TickRecord, SignalRecord)) and not is_mint(record.token):
         raise ReplayFormatError(
             source, line, f"token is not a base58 32-byte mint: {record.token[:60]!r}"
         )
@@ -199,6 +218,9 @@ def to_signal(record: SignalRecord, ts: int, signal_id: str) -> Signal:
         received_at=ts,
         expires_at=ts + record.expires_in_ms,
         decimals=record.decimals,
+        entry=None
+        if record.entry is None
+        else EntryCondition(type=record.entry.type, price_usd=record.entry.price_usd),
     )
 
 
@@ -231,7 +253,13 @@ class ReplayFeed:
         push_ticks: Callable[[list[Tick]], object],
         submit_signal: Callable[[Signal], object] | None = None,
         on_clock: Callable[[], Any] | None = None,
+        cancel_signal: Callable[[str], object] | None = None,
     ) -> None:
+        """Play the file: ticks to `push_ticks` (batched per timestamp), signals to
+        `submit_signal` (None: played as a price feed, ticks only), clock records to `on_clock`,
+        cancels to `cancel_signal` with the signal's daemon id (signals named by their record
+        `id` in this play)."""
+        names: dict[str, str] = {}  # record id -> daemon signal id, for cancels
         first_ts: int | None = None
         started = self.clock()
         batch: list[Tick] = []
@@ -254,7 +282,14 @@ class ReplayFeed:
                 batch_ts = record.ts
             elif isinstance(record, SignalRecord):
                 if submit_signal is not None:  # played as a price feed: ticks only
-                    submit_signal(to_signal(record, now, f"replay-{started:x}-{n}"))
+                    signal_id = f"replay-{started:x}-{n}"
+                    submit_signal(to_signal(record, now, signal_id))
+                    if record.entry is not None and record.id is not None:
+                        names.setdefault(record.id, signal_id)
+            elif isinstance(record, CancelRecord):
+                known = names.get(record.signal)
+                if cancel_signal is not None and known is not None:
+                    cancel_signal(known)
             elif on_clock is not None:
                 on_clock()
             self.records_played = n

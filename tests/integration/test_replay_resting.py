@@ -1,0 +1,182 @@
+"""Resting entries in replay files: a signal record with `entry` rests, fills when a tick meets
+it, expires `expires_in_ms` after its record, and a `cancel` record ends it; the recorder
+writes what a replay needs to do the same (the entry, a name for a signal without client id,
+the cancel)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from tradingd.adapters.app.backtest import run_replay
+from tradingd.adapters.app.settings import AgentSpec
+from tradingd.adapters.feeds.recorder import Recorder
+from tradingd.adapters.feeds.replay import (
+    CancelRecord,
+    ReplayFormatError,
+    SignalRecord,
+    iter_records,
+    parse_line,
+    read_records,
+)
+from tradingd.adapters.feeds.synthetic import demo_mint
+from tradingd.engine.model import EntryCondition, Signal
+
+TOKEN = demo_mint("RESTING")
+T0 = 1_767_225_600_000
+DEPOSIT = "1000000000"  # 1,000 USDC
+CONFIG = {
+    "sizing": {"mode": "fixed", "amount": "100000000"},  # 100 USDC a buy
+    "execution": {"slippage_bps": 100, "fee_bps": 0},
+    "stop_loss": {"mode": "fixed", "default_pct": -50},
+}
+
+
+def tick(ts: int, price: float) -> dict[str, object]:
+    return {"kind": "tick", "ts": ts, "token": TOKEN, "price_usd": price, "decimals": 6}
+
+
+def limit(ts: int, price: float, sid: str | None = None, ttl: int = 60_000) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "kind": "signal",
+        "ts": ts,
+        "token": TOKEN,
+        "entry": {"type": "limit", "price_usd": price},
+        "expires_in_ms": ttl,
+    }
+    if sid is not None:
+        doc["id"] = sid
+    return doc
+
+
+def replay(*docs: dict[str, object], keep_events: bool = False):
+    recs = list(iter_records([json.dumps(d) for d in docs]))
+    spec = AgentSpec(id="a", name="a", quote="USDC", paper_deposit=DEPOSIT, config=CONFIG)
+    return run_replay(recs, [spec], keep_events=keep_events)
+
+
+def test_limit_entry_in_a_replay_fills_at_the_limit_not_above_it():
+    # 1.00 -> entry at 0.95 rests; 0.97 does not meet it; 0.949 does: the paper fill is
+    # 0.949 × 1.01 = 0.95849 moved by slippage, capped at the limit 0.95.
+    result = replay(tick(T0, 1.0), limit(T0 + 1, 0.95), tick(T0 + 2, 0.97), tick(T0 + 3, 0.949))
+    (a,) = result.agents
+    (buy,) = a.trades
+    assert (buy.side, buy.price_usd, buy.quote_amount) == ("buy", 0.95, 100_000_000)
+    assert buy.amount == 105_263_157  # floor(100 USDC / 0.95 USD, 6 decimals)
+    assert buy.ts == T0 + 3 and a.entries_resting == 0
+
+
+def test_entry_in_a_replay_expires_after_its_expires_in_ms_and_releases_the_quote():
+    result = replay(
+        tick(T0, 1.0),
+        limit(T0 + 1, 0.5, ttl=1000),
+        tick(T0 + 1001, 0.9),  # at expires_at exactly: still resting, not met
+        tick(T0 + 1002, 0.4),  # expired first, so this price buys nothing
+    )
+    (a,) = result.agents
+    assert a.trades == [] and a.entries_resting == 0
+    assert a.signals_skipped == {"expired": 1}
+    assert a.balance == int(DEPOSIT)
+
+
+def test_cancel_record_ends_the_named_entry_and_nothing_else():
+    result = replay(
+        tick(T0, 1.0),
+        limit(T0 + 1, 0.9, sid="keep"),
+        limit(T0 + 2, 0.9, sid="drop"),
+        {"kind": "cancel", "ts": T0 + 3, "signal": "drop"},
+        {"kind": "cancel", "ts": T0 + 4, "signal": "never-sent"},
+        tick(T0 + 5, 0.8),
+    )
+    (a,) = result.agents
+    assert len(a.trades) == 1 and a.signals_skipped == {"cancelled": 1}
+    assert result.cancels == 2
+
+
+def test_replay_is_deterministic_with_resting_entries():
+    docs = [tick(T0, 1.0)]
+    for i in range(1, 40):
+        docs.append(limit(T0 + 2 * i, 1.0 - i / 100, sid=f"s{i}", ttl=30 + i))
+        docs.append(tick(T0 + 2 * i + 1, 1.0 - (i % 7) / 50))
+    first = replay(*docs, keep_events=True)
+    second = replay(*docs, keep_events=True)
+    assert first.events == second.events and first.events
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"type": "market", "price_usd": 1.0}, "type"),
+        ({"type": "limit", "price_usd": 0}, "price_usd"),
+        ({"type": "limit"}, "price_usd"),
+        ({"type": "limit", "price_usd": 1.0, "extra": 1}, "extra"),
+    ],
+)
+def test_bad_entry_in_a_replay_file_names_the_line(entry, message):
+    line = json.dumps({"kind": "signal", "ts": T0, "token": TOKEN, "entry": entry})
+    with pytest.raises(ReplayFormatError) as err:
+        parse_line(line, 7)
+    assert "line 7" in str(err.value.path) and message in err.value.message
+
+
+def test_a_resting_signal_for_a_sell_or_beyond_the_maximum_is_refused_as_the_daemon_refuses_it():
+    sell = limit(T0 + 1, 0.9)
+    sell["side"] = "sell"
+    result = replay(tick(T0, 1.0), sell, limit(T0 + 2, 0.9, ttl=25 * 3600 * 1000), tick(T0 + 3, 0.5))
+    (a,) = result.agents
+    assert a.trades == [] and a.entries_resting == 0
+
+
+def test_recorder_writes_entries_and_cancels_a_replay_reads_back(tmp_path: Path):
+    async def record() -> None:
+        recorder = Recorder(tmp_path / "rec.jsonl", clock_gap_ms=1)
+        recorder.start()
+        task = asyncio.create_task(recorder.run())
+        named = Signal(
+            id="sig_1",
+            token=TOKEN,
+            received_at=T0,
+            expires_at=T0 + 5000,
+            client_id="prov-7",
+            entry=EntryCondition(type="stop", price_usd=1.25),
+        )
+        anonymous = Signal(
+            id="sig_2",
+            token=TOKEN,
+            received_at=T0 + 1,
+            expires_at=T0 + 9001,
+            entry=EntryCondition(type="limit", price_usd=0.75),
+        )
+        recorder.on_signal(named, T0)
+        recorder.on_signal(anonymous, T0 + 1)
+        recorder.on_cancel("sig_2", T0 + 2)
+        recorder.on_cancel("sig_unknown", T0 + 3)  # not in this recording: nothing to name
+        await recorder.close()
+        task.cancel()
+
+    asyncio.run(record())
+    (path,) = sorted(tmp_path.glob("rec-*.jsonl"))
+    recs = list(read_records(path))
+    assert recs == [
+        SignalRecord(
+            ts=T0,
+            token=TOKEN,
+            id="prov-7",
+            expires_in_ms=5000,
+            entry=recs[0].entry,
+            source="",
+        ),
+        SignalRecord(
+            ts=T0 + 1,
+            token=TOKEN,
+            id="sig_2",
+            expires_in_ms=9000,
+            entry=recs[1].entry,
+            source="",
+        ),
+        CancelRecord(ts=T0 + 2, signal="sig_2"),
+    ]
+    assert (recs[0].entry.type, recs[0].entry.price_usd) == ("stop", 1.25)
+    assert (recs[1].entry.type, recs[1].entry.price_usd) == ("limit", 0.75)
