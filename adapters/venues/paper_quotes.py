@@ -8,8 +8,8 @@ from decimal import Decimal
 
 from tradingd.adapters.venues.jupiter.client import JupiterClient
 from tradingd.adapters.venues.jupiter.errors import SwapFailure
+from tradingd.adapters.venues.jupiter.guards import check_price_impact, tokens_at_limit
 from tradingd.adapters.venues.jupiter.schemas import U64_MAX
-from tradingd.adapters.venues.jupiter.venue import check_price_impact
 from tradingd.adapters.venues.paper import PaperRejected
 from tradingd.engine.assets import PAPER_VENUE, quote_mint
 from tradingd.engine.config import MAX_ATOMIC
@@ -72,7 +72,8 @@ class JupiterQuotedPaper:
     async def execute(self, order: Order) -> Fill:
         """Quote `order` at Jupiter and fill at the quote (see the class); amounts in atomic
         units, `price_usd` the swap's effective USD per whole token, `ts` the clock's ms.
-        Raises SwapFailure (Jupiter's failures; "price_impact_too_high") and PaperRejected (an
+        Raises SwapFailure (Jupiter's failures; "price_impact_too_high"; "limit_not_met": a
+        limit buy quoted above its limit) and PaperRejected (an
         amount that rounds to nothing or a fill above the order's `max_amount_out`; neither
         transient)."""
         qmint = quote_mint(order.quote)
@@ -92,6 +93,14 @@ class JupiterQuotedPaper:
             restrict_intermediate_tokens=self.restrict_intermediate_tokens,
         )
         check_price_impact(order, quote)
+        if order.side == "buy" and order.limit_price_usd is not None:
+            least = tokens_at_limit(quote.in_amount, order, self._price_of(qmint))
+            if least is None or quote.out_amount < least:  # fills at the quote: never above it
+                raise SwapFailure(
+                    "limit_not_met",
+                    f"the Jupiter quote is above the limit {order.limit_price_usd} USD",
+                    transient=False,
+                )
         if order.side == "buy":
             got = quote.out_amount
             if got <= 0:

@@ -244,3 +244,15 @@ async def test_paper_agent_buy_signal_fills_at_the_jupiter_quote_through_the_run
     assert query["amount"] == "99500000"
     [position] = [p for p in engine.positions.values() if p.agent_id == "a"]
     assert position.amount == 7_461_505
+
+
+async def test_limit_buy_quoted_above_its_limit_is_refused_not_filled(rig: Rig) -> None:
+    # 997_000_007 lamports (150 USD/SOL) buy 74_765_030 token units: 2.000266… USD a token
+    with pytest.raises(SwapFailure) as failure:
+        await rig.venue.execute(order("buy", fee_bps=30, limit_price_usd=2.0))
+    assert failure.value.reason == "limit_not_met" and not failure.value.transient
+
+
+async def test_limit_buy_quoted_at_or_below_its_limit_fills_at_the_quote(rig: Rig) -> None:
+    fill = await rig.venue.execute(order("buy", fee_bps=30, limit_price_usd=2.0003))
+    assert fill.amount_out == 74_765_030 and fill.price_usd <= 2.0003

@@ -13,7 +13,6 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from typing import Protocol
 
 from solders.keypair import Keypair
@@ -24,6 +23,7 @@ from tradingd.adapters.solana.swap_amounts import swap_amounts
 from tradingd.adapters.venues.jupiter.client import JupiterClient
 from tradingd.adapters.venues.jupiter.errors import SwapFailure
 from tradingd.adapters.venues.jupiter.fills import fill_from_deltas
+from tradingd.adapters.venues.jupiter.guards import check_price_impact, tokens_at_limit
 from tradingd.adapters.venues.jupiter.landing import Lander, Landing, Outcome, failure_reason
 from tradingd.adapters.venues.jupiter.schemas import Quote
 from tradingd.adapters.venues.wallet_gate import WalletGate
@@ -269,6 +269,9 @@ class JupiterVenue:
         now = time.perf_counter()
         self._observe("quote", now - started)
         check_price_impact(order, quote)
+        if order.limit_price_usd is not None:
+            quote = await self._within_limit(order, quote)
+            slippage = quote.slippage_bps
         wallet = str(keypair.pubkey())
         build = await self.jupiter.swap(
             quote,
@@ -315,6 +318,40 @@ class JupiterVenue:
         landing = await self.lander.confirm(swap.signature, swap.last_valid_block_height, raw)
         self._observe("confirm", time.perf_counter() - now)
         return self._settle(order, swap, landing, wallet, lost_fees)
+
+    async def _within_limit(self, order: Order, quote: Quote) -> Quote:
+        """A limit buy's swap may not pay more than the limit: its least output
+        (`otherAmountThreshold`) must buy at or below `limit_price_usd`. When the quoted output
+        meets the limit but the agent's slippage would let it fall below, the swap is quoted
+        again with the slippage narrowed to what the limit allows. Raises SwapFailure
+        `limit_not_met` (permanent) when the quote itself is above the limit, or no quote
+        price is known to value the input."""
+        assert order.limit_price_usd is not None
+        least = tokens_at_limit(quote.in_amount, order, self._price_of(quote_mint(order.quote)))
+        if least is None or quote.out_amount < least:
+            raise SwapFailure(
+                "limit_not_met",
+                f"quoted {quote.out_amount} token units for {quote.in_amount}: "
+                f"above the limit {order.limit_price_usd} USD (needs {least})",
+                transient=False,
+            )
+        if quote.other_amount_threshold >= least:
+            return quote
+        narrowed = (quote.out_amount - least) * 10_000 // quote.out_amount
+        quote = await self.jupiter.quote(
+            input_mint=quote.input_mint,
+            output_mint=quote.output_mint,
+            amount=quote.in_amount,
+            slippage_bps=narrowed,
+            restrict_intermediate_tokens=self.settings.restrict_intermediate_tokens,
+        )
+        if quote.out_amount < least or quote.other_amount_threshold < least:
+            raise SwapFailure(
+                "limit_not_met",
+                f"the quote moved above the limit {order.limit_price_usd} USD",
+                transient=False,
+            )
+        return quote
 
     def _sign(self, swap_transaction: str, keypair: Keypair, order: Order) -> tuple[bytes, str]:
         """Sign Jupiter's transaction after checking it is ours to sign: our wallet pays and is
@@ -423,21 +460,6 @@ class JupiterVenue:
                 {"order_id": order.id, "over": over, "reserved": order.amount_in},
             )
         return fill
-
-
-def check_price_impact(order: Order, quote: Quote) -> None:
-    """Refuse a buy whose quoted price impact (percent) is above the agent's
-    `max_price_impact_pct`: SwapFailure `price_impact_too_high`, permanent. An exit is never held
-    back by price impact."""
-    if order.side != "buy" or order.max_price_impact_pct is None:
-        return
-    limit = Decimal(repr(order.max_price_impact_pct))
-    if quote.price_impact_percent > limit:
-        raise SwapFailure(
-            "price_impact_too_high",
-            f"price impact {quote.price_impact_percent}% over the agent's {limit}%",
-            transient=False,
-        )
 
 
 def auto_priority_fee(fees: list[int], percentile: int, compute_units: int, cap: int) -> int:
