@@ -11,7 +11,7 @@ from tradingd.engine.config import AgentConfig, config_from_builtins
 from tradingd.engine.core import Engine
 from tradingd.engine.errors import Conflict
 from tradingd.engine.events import AnyEvent
-from tradingd.engine.model import Order, Signal, Tick
+from tradingd.engine.model import EntryCondition, Order, RestingEntry, Signal, Tick
 from tradingd.engine.snapshot import capture, restore
 
 TOKENS = [
@@ -41,6 +41,7 @@ class Harness:
         self.log: list[bytes] = []
         self.deposits: dict[str, int] = {}
         self.deleted: set[str] = set()  # agent ids deleted (and perhaps created again)
+        self.rested: list[str] = []  # ids of the signals posted with an entry condition
 
     def collect(self) -> None:
         out = self.engine.drain()
@@ -88,22 +89,56 @@ class Harness:
         strength: int = 3,
         type_: str = "t",
         client_id: str | None = None,
+        entry: EntryCondition | None = None,
+        expires_at: int | None = None,
     ):
         now = self.clock.now
+        signal_id = f"sig{len(self.log)}-{now}"
         record, dup = self.engine.on_signal(
             Signal(
-                id=f"sig{len(self.log)}-{now}",
+                id=signal_id,
                 token=token,
                 side=side,
                 strength=strength,
                 type=type_,  # type: ignore[arg-type]
                 received_at=now,
-                expires_at=now + 30_000,
+                expires_at=now + 30_000 if expires_at is None else expires_at,
                 client_id=client_id,
+                entry=entry,
             )
         )
+        if entry is not None and not dup:
+            self.rested.append(signal_id)
         self.collect()
         return record, dup
+
+    def rest(
+        self,
+        token: str,
+        kind: str,
+        price: float,
+        expires_in_ms: int = 60_000,
+        strength: int = 3,
+    ):
+        """A buy signal resting as a `kind` ("limit" or "stop") entry at `price` USD, expiring
+        `expires_in_ms` after now. Returns (record, duplicate) as `signal` does."""
+        return self.signal(
+            token,
+            strength=strength,
+            entry=EntryCondition(type=kind, price_usd=price),  # type: ignore[arg-type]
+            expires_at=self.clock.now + expires_in_ms,
+        )
+
+    def cancel(self, signal_id: str) -> list[RestingEntry]:
+        """Cancel what still rests of the signal (Engine.cancel_resting)."""
+        cancelled = self.engine.cancel_resting(signal_id)
+        self.collect()
+        return cancelled
+
+    def set_status(self, agent_id: str, status: str) -> None:
+        """Pause or resume the agent (Engine.set_agent_status)."""
+        self.engine.set_agent_status(agent_id, status)  # type: ignore[arg-type]
+        self.collect()
 
     def clock_step(self) -> None:
         self.engine.on_clock()
@@ -130,12 +165,17 @@ class Harness:
         dec = msgspec.json.Decoder(AnyEvent)
         return [dec.decode(b) for b in self.log]
 
-    def step(self, prices: dict[str, float], kind: str, a: int | str, b: float) -> bool:
-        """Apply one generated action (tests/unit/strategies.py `action`) to the engine: a tick
-        moving `prices[a]` by exp(b) one second later, a buy or sell signal, a wait of `a`
-        seconds, settling the in-flight orders, or a manual close. False for a kind it does not
-        know, so a test can interpret its own kinds."""
-        if kind == "tick":
+    def step(self, prices: dict[str, float], kind: str, a, b) -> bool:
+        """Apply one generated action (tests/unit/strategies.py `action`, `resting_action`) to
+        the engine: a tick moving `prices[a]` by exp(b) one second later, a buy or sell signal,
+        a wait of `a` seconds, settling the in-flight orders, a manual close; a resting buy
+        (`rest`: b = (kind, log offset from the price, seconds to expiry)), a cancel of the
+        `a`-th signal that rested, pausing or resuming the `a`-th agent, deleting it (refused
+        while it holds positions: nothing changes), or a restart from the snapshot. False for a
+        kind it does not know, so a test can interpret its own kinds."""
+        if kind in RESTING_KINDS:
+            self._resting_step(prices, kind, a, b)
+        elif kind == "tick":
             prices[a] = max(prices[a] * math.exp(b), 1e-9)
             self.clock.now += 1000
             self.tick(a, prices[a])
@@ -159,3 +199,26 @@ class Harness:
         else:
             return False
         return True
+
+    def _resting_step(self, prices: dict[str, float], kind: str, a, b) -> None:
+        agents = list(self.engine.agents)
+        if kind == "rest":
+            entry_kind, offset, expires_s = b
+            self.rest(a, entry_kind, prices[a] * math.exp(offset), expires_s * 1000)
+        elif kind == "cancel":
+            if self.rested:
+                self.cancel(self.rested[a % len(self.rested)])
+        elif kind in ("pause", "resume") and agents:
+            self.set_status(agents[a % len(agents)], "paused" if kind == "pause" else "active")
+        elif kind == "delete_agent" and agents:
+            try:
+                self.delete(agents[a % len(agents)])
+            except Conflict:  # positions or orders still held: nothing changed
+                self.collect()
+        elif kind == "restart_engine":
+            before = capture(self.engine)
+            self.restart()
+            assert capture(self.engine) == before, "restore(capture(e)) differs from e"
+
+
+RESTING_KINDS = frozenset({"rest", "cancel", "pause", "resume", "delete_agent", "restart_engine"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from tradingd.engine.assets import quote_mint
 from tradingd.engine.exposure import rebuild
 from tradingd.engine.lifecycle import OrderStatus, PositionStatus
 
@@ -36,6 +37,40 @@ def check_ownership(h: Harness) -> None:
         assert aid not in e.agents and aid not in e.trades and not e.ledger.balances(aid)
         assert all(p.agent_id != aid for p in e.positions.values())
         assert all(o.agent_id != aid for o in e.orders.values())
+        assert all(r.agent_id != aid for r in e.entries.values()), "a deleted agent's buy rests"
+    check_resting(h)
+
+
+def check_resting(h: Harness) -> None:
+    """Every resting entry is owned by exactly one live agent's book and is in the engine's
+    entries, its signal's entry ids and the entry index; those hold nothing else."""
+    e = h.engine
+    owners: dict[str, list[str]] = defaultdict(list)
+    for aid, book in e.books.items():
+        for eid, entry in book.entries.items():
+            assert entry.id == eid and entry.agent_id == aid, "entry filed under another id"
+            assert e.entries.get(eid) is entry, "a book's entry is not in engine.entries"
+            owners[eid].append(aid)
+    assert set(owners) == set(e.entries), "engine.entries holds an entry no book owns"
+    assert all(len(o) == 1 for o in owners.values()), "an entry owned twice"
+    by_signal: dict[str, set[str]] = defaultdict(set)
+    for eid, entry in e.entries.items():
+        assert entry.id == eid
+        by_signal[entry.signal_id].add(eid)
+        agent = e.agents[entry.agent_id]
+        assert entry.quote == agent.quote and entry.amount > 0
+        assert entry.token != quote_mint(entry.quote)
+        assert entry.type in ("limit", "stop") and entry.price_usd > 0
+        assert entry.created_at < entry.expires_at
+        record = e.signals.get(entry.signal_id)
+        if record is not None:  # still in the dedupe window
+            assert record.executions[entry.agent_id].status == "resting"
+    assert {s: set(ids) for s, ids in e.entries_by_signal.items()} == dict(by_signal), (
+        "entries_by_signal differs from the entries"
+    )
+    assert len(e.entry_index) == len(e.entries), "the entry index holds other entries"
+    seqs = [entry.seq for entry in e.entries.values()]
+    assert len(set(seqs)) == len(seqs), "two entries with one arrival seq"
 
 
 def check_in_flight(h: Harness) -> None:
@@ -68,6 +103,8 @@ def check_invariants(h: Harness) -> None:
     e = h.engine
     reserved_by_agent: dict[str, int] = defaultdict(int)
     selling: dict[str, int] = defaultdict(int)
+    for entry in e.entries.values():
+        reserved_by_agent[entry.agent_id] += entry.amount
     for o in e.orders.values():
         if o.side == "buy":
             reserved_by_agent[o.agent_id] += o.amount_in
@@ -78,7 +115,9 @@ def check_invariants(h: Harness) -> None:
         bal = e.ledger.balance(aid, agent.quote)
         assert bal.reserved >= 0
         assert bal.available >= 0, f"negative available balance {bal}"
-        assert bal.reserved == reserved_by_agent[aid], "reservation does not match buys in flight"
+        assert bal.reserved == reserved_by_agent[aid], (
+            "reservation differs from the buys resting plus the buys in flight"
+        )
         positions = e.agent_positions[aid].values()
         open_cost = sum(p.cost for p in positions if p.status != "closed")
         assert h.deposits[aid] == bal.total + open_cost - agent.perf.realized_pnl, (
@@ -87,7 +126,8 @@ def check_invariants(h: Harness) -> None:
         live = {p.id for p in positions if p.status != "closed"}
         assert set(e.live_positions[aid]) == live, "live positions index drifted"
         agent_orders = [o for o in e.orders.values() if o.agent_id == aid]
-        assert e.exposure[aid].snapshot() == rebuild(positions, agent_orders).snapshot(), (
+        resting = e.books[aid].entries.values()
+        assert e.exposure[aid].snapshot() == rebuild(positions, agent_orders, resting).snapshot(), (
             "exposure drifted"
         )
         bought: dict[str, int] = defaultdict(int)
