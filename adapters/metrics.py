@@ -157,7 +157,8 @@ class Metrics:
         if event.status != "pending" or event.order_id is None:
             return
         record = self.engine.signals.get(event.signal_id)
-        if record is not None:
+        # A resting entry's order leaves when its price comes: time spent resting is no latency.
+        if record is not None and record.signal.entry is None:
             self.signal_to_order.observe(
                 max(0.0, (now_ns - record.signal.received_at * 1_000_000) / 1e9)
             )

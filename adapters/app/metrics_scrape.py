@@ -46,6 +46,11 @@ class StateCollector(Collector):
             value=len(d.engine.orders),
         )
         yield GaugeMetricFamily(
+            "tradingd_resting_entries",
+            "Buys resting for their price (limit/stop entries), their quote reserved",
+            value=len(engine.entries),
+        )
+        yield GaugeMetricFamily(
             "tradingd_halted", "1 while buys are halted", value=int(engine.halted_buys)
         )
         yield GaugeMetricFamily(
