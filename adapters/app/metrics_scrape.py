@@ -122,7 +122,7 @@ def _agents(engine: Engine) -> Iterator[Any]:
     )
     exposure = GaugeMetricFamily(
         "tradingd_agent_exposure",
-        "Quote committed: cost of positions not closed plus buys in flight, quote units",
+        "Quote committed: cost of positions not closed plus buys in flight and resting, quote units",
         labels=["agent", "quote"],
     )
     for agent in engine.agents.values():
