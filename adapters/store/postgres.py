@@ -162,6 +162,28 @@ INSERT INTO signal_executions AS t (signal_id, agent_id, version, status, doc)
   WHERE t.version < EXCLUDED.version""",
     ),
     (
+        # The newest entry of each resting entry gives its status; its document comes from its
+        # EntryRested, in this batch or already in the row (an ended row keeps it as history).
+        frozenset(("EntryRested", "EntryEnded")),
+        """
+INSERT INTO resting_entries AS t (id, version, agent_id, signal_id, token, status, reason, order_id, doc)
+  SELECT n.key, n.id, n.agent_id, n.signal_id, n.token, n.status, n.reason, n.order_id, r.doc
+  FROM (
+    SELECT DISTINCT ON (key) key, id, agent_id,
+      COALESCE(payload->'entry'->>'signal_id', payload->>'signal_id') AS signal_id,
+      COALESCE(payload->'entry'->>'token', payload->>'token') AS token,
+      CASE type WHEN 'EntryRested' THEN 'resting' ELSE payload->>'outcome' END AS status,
+      NULLIF(payload->>'reason', '') AS reason, payload->>'order_id' AS order_id
+    FROM stage WHERE type IN ('EntryRested', 'EntryEnded') ORDER BY key, id DESC
+  ) n LEFT JOIN (
+    SELECT DISTINCT ON (key) key, payload->'entry' AS doc
+    FROM stage WHERE type = 'EntryRested' ORDER BY key, id DESC
+  ) r USING (key)
+  ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, status = EXCLUDED.status,
+    reason = EXCLUDED.reason, order_id = EXCLUDED.order_id, doc = COALESCE(EXCLUDED.doc, t.doc)
+  WHERE t.version < EXCLUDED.version""",
+    ),
+    (
         frozenset(("HaltChanged",)),
         """
 INSERT INTO engine_state AS t (key, version, value)
@@ -381,6 +403,15 @@ async def load_rows(
                 limits.signals_after,
             ),
             "engine_state": await q("SELECT key, version, value FROM engine_state"),
+            "entries": await q(
+                "SELECT id, version, status, doc FROM resting_entries WHERE status = 'resting'"
+            ),
+            # Decimals the signals of resting entries named, for signals the window left out.
+            "entry_decimals": await q(
+                """SELECT DISTINCT s.token, (s.doc->>'decimals')::int AS decimals
+                   FROM resting_entries r JOIN signals s ON s.id = r.signal_id
+                   WHERE r.status = 'resting' AND s.doc->>'decimals' IS NOT NULL"""
+            ),
         }
 
 

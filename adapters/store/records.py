@@ -115,6 +115,11 @@ def _key_agent(e: ev.Event) -> tuple[str, str]:
         return o.id, o.agent_id
     if t is ev.OrderFilled:
         return e.order_id, e.trade.agent_id  # type: ignore[attr-defined]
+    if t is ev.EntryRested:
+        r = e.entry  # type: ignore[attr-defined]
+        return r.id, r.agent_id
+    if t is ev.EntryEnded:
+        return e.entry_id, e.agent_id  # type: ignore[attr-defined]
     if t is ev.SignalExecutionRecorded:
         return f"{e.signal_id}{SEP}{e.agent_id}", e.agent_id  # type: ignore[attr-defined]
     if t is ev.SignalReceived:

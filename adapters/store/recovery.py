@@ -20,7 +20,17 @@ from tradingd.adapters.store.redis import last_stream_id
 from tradingd.adapters.store.spill import SpillFile
 from tradingd.adapters.store.stream_codec import Keys, entry_from_fields
 from tradingd.engine import events as ev
-from tradingd.engine.model import Agent, Balance, Execution, Order, Position, Signal, Tick, Trade
+from tradingd.engine.model import (
+    Agent,
+    Balance,
+    Execution,
+    Order,
+    Position,
+    RestingEntry,
+    Signal,
+    Tick,
+    Trade,
+)
 from tradingd.engine.snapshot import EngineSnapshot, SignalState
 
 XRANGE_CHUNK = 5000
@@ -45,6 +55,10 @@ class StateBook:
         self.signals: dict[str, _V] = {}  # value: (Signal, agents_matched)
         self.executions: dict[tuple[str, str], _V] = {}
         self.halt: dict[str, _V] = {}
+        self.entries: dict[str, _V] = {}  # resting buys by entry id; None once ended
+        self.entry_decimals: dict[
+            str, int
+        ] = {}  # token -> decimals named by a resting entry's signal
         # agent id -> version of its last AgentDeleted: what that id wrote before is a deleted
         # agent's, never a re-created one's.
         self.deleted: dict[str, int] = {}
@@ -90,6 +104,10 @@ class StateBook:
             for agent_id, reason in e.reasons.items():  # type: ignore[attr-defined]
                 x = Execution(agent_id=agent_id, status="skipped", reason=reason)
                 _put(self.executions, (e.signal_id, agent_id), entry_id, x)  # type: ignore[attr-defined]
+        elif t == "EntryRested":
+            _put(self.entries, e.entry.id, entry_id, e.entry)  # type: ignore[attr-defined]
+        elif t == "EntryEnded":
+            _put(self.entries, e.entry_id, entry_id, None)  # type: ignore[attr-defined]
         elif t == "HaltChanged":
             _put(self.halt, "halt", entry_id, e.buys)  # type: ignore[attr-defined]
 
@@ -142,6 +160,12 @@ class StateBook:
         for r in rows["executions"]:
             x = dec(r["doc"], type=Execution)
             self._row(self.executions, (r["signal_id"], x.agent_id), r["version"], x)
+        for r in rows.get("entries", ()):
+            resting = r["status"] == "resting" and r["doc"] is not None
+            entry = dec(r["doc"], type=RestingEntry) if resting else None
+            self._row(self.entries, r["id"], r["version"], entry)
+        for r in rows.get("entry_decimals", ()):
+            self.entry_decimals.setdefault(r["token"], r["decimals"])
         for r in rows["engine_state"]:
             if r["key"] == "halt":
                 self._row(self.halt, "halt", r["version"], bool(dec(r["value"])["buys"]))
@@ -175,6 +199,16 @@ class StateBook:
             items.sort(key=lambda v: v[0])
             out.extend(p for _, p in items[-closed_kept:])
         return out
+
+    def _entries_kept(self, live: set[str]) -> list[RestingEntry]:
+        """Entries still resting, of live agents, in arrival order. An agent's deletion cancels
+        its entries first; one written before a deletion is dropped all the same."""
+        kept = [
+            (version, e)
+            for version, e in self.entries.values()
+            if e is not None and e.agent_id in live and self._alive(e.agent_id, version)
+        ]
+        return [e for _, e in sorted(kept, key=lambda v: (v[1].seq, v[0]))]
 
     # -- the result -------------------------------------------------------------------------
 
@@ -213,10 +247,17 @@ class StateBook:
                 decimals.setdefault(s.token, s.decimals)
         for p in positions:
             decimals.setdefault(p.token, p.decimals)
+        entries = self._entries_kept(live)
+        for entry in entries:  # its signal may be older than the window
+            held = self.signals.get(entry.signal_id)
+            if held is not None and held[1][0].decimals is not None:
+                decimals.setdefault(entry.token, held[1][0].decimals)
+            elif entry.token in self.entry_decimals:
+                decimals.setdefault(entry.token, self.entry_decimals[entry.token])
         for tick in prices:
             if tick.decimals is not None:
                 decimals.setdefault(tick.token, tick.decimals)
-        seq = max([seq, *(p.seq for p in positions)])
+        seq = max([seq, *(p.seq for p in positions), *(e.seq for e in entries)])
         halted = self.halt.get("halt", (0, False))[1]
         return EngineSnapshot(
             agents=agents,
@@ -229,6 +270,7 @@ class StateBook:
             decimals=decimals,
             halted_buys=halted,
             seq=seq,
+            entries=entries,
         )
 
 

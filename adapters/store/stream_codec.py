@@ -24,6 +24,8 @@ HASH_WRITES: dict[str, tuple[str, bool]] = {
     "SwapSubmitted": ("orders", True),
     "OrderFilled": ("orders", False),
     "OrderFailed": ("orders", False),
+    "EntryRested": ("entries", True),
+    "EntryEnded": ("entries", False),
     "HaltChanged": ("meta", True),
     "PriceEvicted": ("prices", False),
 }

@@ -114,6 +114,7 @@ def normalized(snap: EngineSnapshot) -> dict[str, object]:
             key=lambda s: s["signal"]["id"],
         ),
         "halted_buys": snap.halted_buys,
+        "entries": sorted(b(snap.entries), key=lambda e: e["id"]),
     }
 
 
@@ -132,8 +133,8 @@ def check_invariants(engine: Engine, deposits: dict[str, int]) -> None:
         assert bal.total == deposits.get(aid, 0) + delta, "balance != deposits + trade deltas"
         reserved = sum(
             o.amount_in for o in engine.orders.values() if o.agent_id == aid and o.side == "buy"
-        )
-        assert bal.reserved == reserved, "reservation != buys in flight"
+        ) + sum(e.amount for e in engine.entries.values() if e.agent_id == aid)
+        assert bal.reserved == reserved, "reservation != resting buys + buys in flight"
         per_signal: dict[str, int] = {}
         for p in engine.agent_positions.get(aid, {}).values():
             if p.signal_id is not None:
