@@ -14,9 +14,10 @@ import pytest
 from store_harness import TOKENS, StoreNode, check_invariants, postgres_state, state_of
 from tradingd.adapters.store import postgres as pg
 from tradingd.adapters.store.embedded import EmbeddedRedis
-from tradingd.adapters.store.records import decoder
+from tradingd.adapters.store.records import decoder, to_entries
 from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.adapters.venues.paper import PaperVenue
+from tradingd.engine import events as ev
 from tradingd.engine.assets import SOL_MINT
 from tradingd.engine.config import config_from_builtins
 from tradingd.engine.model import EntryCondition, Fill, Order, Signal, Tick
@@ -341,3 +342,50 @@ async def test_a_recovered_entry_executes_when_a_tick_meets_it(
     assert list(third.engine.entries) == [still.id]
     check_invariants(third.engine, {"alpha": DEPOSIT})
     await third.stop()
+
+
+async def test_a_poison_entry_record_is_dead_lettered_and_the_resting_entries_drain(
+    tmp_path, store_servers, namespace
+):
+    """An EntryEnded Postgres refuses (a NUL in its reason) shares a batch with real entries:
+    it goes to dead_letters, the others reach resting_entries, and Postgres alone recovers
+    exactly what rests."""
+    node = await StoreNode(tmp_path, store_servers, namespace).start()
+    with_agent(node)
+    await node.store.flushed()
+    assert await node.store.writer.drain(10)
+    store = node.store
+    await store.pause_writer()  # what follows reaches the writer as one batch
+    rest(node, 1, 0.8)
+    cancelled = rest(node, 2, 0.7)
+    node.runtime.cancel_resting(cancelled)
+    poison = ev.EntryEnded(
+        ts=node.engine.clock(),
+        entry_id="ent_poison",
+        agent_id="alpha",
+        signal_id="rest-x",
+        token=TOKEN,
+        outcome="cancelled",
+        reason="evil\x00",
+    )
+    (bad,) = to_entries([poison], store.ids)
+    store.write_through.enqueue([bad])
+    rest(node, 3, 0.6)
+    await store.flushed()
+    store.resume_writer()
+
+    assert await store.writer.drain(15), "the write-behind stalled on the poison entry"
+    assert await postgres_state(store_servers.database_url, namespace) == state_of(node)
+    rows = await postgres_entries(store_servers.database_url, namespace)
+    assert "ent_poison" not in rows
+    assert sorted(s for s, *_ in rows.values()) == ["cancelled", "resting", "resting"]
+    conn = await pg.connect(store_servers.database_url, namespace)
+    try:
+        assert await conn.fetchval("SELECT array_agg(id) FROM dead_letters") == [bad.id]
+    finally:
+        await conn.close()
+    await node.crash()
+
+    again = await StoreNode(tmp_path, store_servers, namespace).start()
+    assert len(again.engine.entries) == 2 and reserved(again) == resting_amount(again)
+    await again.stop()
