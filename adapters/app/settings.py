@@ -62,6 +62,10 @@ class EngineSettings(_S):
     dedupe_max_ids: Annotated[int, Meta(ge=1, le=10_000_000)] = 100_000
     dedupe_max_executions: Annotated[int, Meta(ge=1, le=100_000_000)] = 1_000_000
     closed_positions_kept: Annotated[int, Meta(ge=1, le=1_000_000)] = 1000
+    # Resting buys (signals with an `entry`): how far past its receipt one may expire, and how
+    # many rest at once across agents (one more is skipped `resting_capacity`).
+    max_resting_s: Annotated[int, Meta(ge=1, le=366 * 86_400)] = 86_400
+    max_resting_entries: Annotated[int, Meta(ge=0, le=10_000_000)] = 100_000
 
     def history_bounds(self) -> HistoryBounds:
         return HistoryBounds(
@@ -364,6 +368,8 @@ def engine_options(settings: Settings) -> EngineOptions:
         max_price_age_ms=prices.max_price_age_ms or settings.engine.max_price_age_ms,
         default_decimals=settings.engine.default_decimals,
         history=settings.engine.history_bounds(),
+        max_resting_ms=settings.engine.max_resting_s * 1000,
+        max_resting_entries=settings.engine.max_resting_entries,
         max_future_skew_ms=prices.max_future_skew_ms,
         max_priced_tokens=prices.max_tokens,
         watchlist=prices.watchlist,

@@ -16,6 +16,7 @@ from tradingd.adapters.http import (
     routes_accounts,
     routes_admin,
     routes_agents,
+    routes_entries,
     routes_health,
     routes_positions,
     routes_prices,
@@ -47,6 +48,7 @@ LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 def all_routes() -> list[Route]:
     return [
         *routes_signals.ROUTES,
+        *routes_entries.ROUTES,
         *routes_prices.ROUTES,
         *routes_tokens.ROUTES,
         *routes_agents.ROUTES,

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
-from tradingd.adapters.http.codec import daemon_of, json_response, paginate, read_body
+from msgspec import UNSET
+from tradingd.adapters.http.codec import API_KEY, daemon_of, json_response, paginate, read_body
 from tradingd.adapters.http.errors import NotReady
 from tradingd.adapters.http.openapi import PAGED, Route
 from tradingd.adapters.http.schemas import (
@@ -24,8 +25,8 @@ from tradingd.adapters.store.errors import StoreUnavailable
 from tradingd.adapters.timestamps import iso_ms
 from tradingd.engine.assets import require_mint
 from tradingd.engine.core import SignalRecord
-from tradingd.engine.errors import NotFound
-from tradingd.engine.model import Signal
+from tradingd.engine.errors import NotFound, ValidationError
+from tradingd.engine.model import EntryCondition, Signal
 
 if TYPE_CHECKING:
     from tradingd.adapters.app.daemon import Daemon
@@ -36,6 +37,7 @@ _signal_in = msgspec.json.Decoder(SignalIn)
 
 _PROCESS_TAG = secrets.token_hex(3)  # several daemons (shards) never mint the same id
 _counter = itertools.count(1)
+DEFAULT_EXPIRES_IN_MS = 30_000
 
 
 def new_signal_id(now_ms: int) -> str:
@@ -44,7 +46,11 @@ def new_signal_id(now_ms: int) -> str:
     return f"sig_{now_ms:x}{_PROCESS_TAG}{next(_counter):x}"
 
 
-def to_signal(body: SignalIn, now_ms: int) -> Signal:
+def to_signal(body: SignalIn, now_ms: int, key_id: str | None = None) -> Signal:
+    """The engine's signal from a request body received at `now_ms`, posted by API key
+    `key_id` (who may cancel what it leaves resting). Raises ValidationError for the rules
+    between fields: `expires_at` only, and always, with an `entry`; `expires_in_ms` never with
+    one. The engine checks the rest of a resting buy (a buy, a price, the expiry's bounds)."""
     require_mint(body.token, "$.token")
     return Signal(
         id=new_signal_id(now_ms),
@@ -56,10 +62,32 @@ def to_signal(body: SignalIn, now_ms: int) -> Signal:
         source=body.source,
         reason=body.reason,
         received_at=now_ms,
-        expires_at=now_ms + body.expires_in_ms,
+        expires_at=_expires_at(body, now_ms),
         decimals=body.decimals,
         client_id=body.id,
+        entry=EntryCondition(type=body.entry.type, price_usd=body.entry.price_usd)
+        if body.entry is not None
+        else None,
+        key_id=key_id,
     )
+
+
+def _expires_at(body: SignalIn, now_ms: int) -> int:
+    if body.entry is None:
+        if body.expires_at is not UNSET:
+            raise ValidationError(
+                "expires_at is for a resting buy: send it with entry", "$.expires_at"
+            )
+        ttl = body.expires_in_ms if body.expires_in_ms is not UNSET else DEFAULT_EXPIRES_IN_MS
+        return now_ms + ttl
+    if body.expires_in_ms is not UNSET:
+        raise ValidationError(
+            "a resting buy expires at expires_at: expires_in_ms is not taken with entry",
+            "$.expires_in_ms",
+        )
+    if body.expires_at is UNSET:
+        raise ValidationError("a signal with an entry needs expires_at (epoch ms)", "$.expires_at")
+    return body.expires_at
 
 
 async def _known_beyond_window(daemon: Daemon, client_id: str | None) -> SignalRecord | None:
@@ -115,7 +143,7 @@ async def post_signal(request: web.Request) -> web.Response:
             ),
             200,
         )
-    signal = to_signal(body, daemon.runtime.clock())
+    signal = to_signal(body, daemon.runtime.clock(), request[API_KEY].id)
     first_price = daemon.first_price
     if signal.side == "buy" and first_price.wanted(signal.token, body.id):
         await first_price.fetch(signal.token)
@@ -178,7 +206,11 @@ ROUTES = [
         "a provider's retries fall within the window). An id unknown to both is a new signal. With "
         "`TRADINGD_STORE=memory` there is no system of record: an id that left the window is new "
         "again. While buys are halted or an agent is paused the signal is accepted and its "
-        "executions say why they skipped.",
+        "executions say why they skipped. A buy with an `entry` (`limit`: at or below "
+        "`price_usd`, `stop`: at or above it) rests until its price comes or `expires_at` "
+        "(required with `entry`, at most `[engine] max_resting_s` after receipt; "
+        "`expires_in_ms` is refused with it): each agent's quote for it is reserved at once and "
+        "its execution is `resting`; `DELETE /v1/signals/{signal_id}` cancels it.",
     ),
     Route(
         "GET",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta, Struct
+from msgspec import UNSET, Meta, Struct, UnsetType
 from tradingd.engine.config import AgentConfig, Atomic
 
 Timestamp = Annotated[
@@ -54,6 +54,13 @@ class ErrorBody(_Out):
 # -- signals --------------------------------------------------------------------------------
 
 
+class EntryIn(_In):
+    """When a resting buy executes: `limit` at or below `price_usd`, `stop` at or above it."""
+
+    type: Literal["limit", "stop"]
+    price_usd: Price
+
+
 class SignalIn(_In):
     token: Annotated[str, Meta(max_length=64, description="base58 mint")]
     id: (
@@ -66,8 +73,25 @@ class SignalIn(_In):
     strength: Annotated[int, Meta(ge=1, le=5)] = 1
     source: Annotated[str, Meta(max_length=128)] = ""
     reason: Annotated[str, Meta(max_length=1024)] = ""
-    expires_in_ms: Annotated[int, Meta(ge=1, le=3_600_000)] = 30_000
+    # Unset rather than defaulted: with an `entry` it must not be sent (`expires_at` is the
+    # resting buy's expiry), and a default would hide that it was.
+    expires_in_ms: (
+        Annotated[int, Meta(ge=1, le=3_600_000, description="default 30000; not with `entry`")]
+        | UnsetType
+    ) = UNSET
     decimals: Decimals | None = None
+    entry: Annotated[EntryIn, Meta(description="a resting buy: needs `expires_at`")] | None = None
+    expires_at: (
+        Annotated[
+            int,
+            Meta(
+                ge=0,
+                le=10**14,
+                description="epoch ms: when a resting buy (`entry`) expires; only with `entry`",
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class SignalAccepted(_Out):
@@ -79,11 +103,17 @@ class SignalAccepted(_Out):
 
 class ExecutionOut(_Out):
     agent_id: str
-    status: Literal["skipped", "pending", "filled", "failed"]
+    # "resting": a resting buy waits for its price (see RestingEntryOut)
+    status: Literal["skipped", "resting", "pending", "filled", "failed"]
     reason: str
     position_id: str | None
     order_id: str | None
     latency_ms: float | None
+
+
+class EntryOut(_Out):
+    type: Literal["limit", "stop"]
+    price_usd: float
 
 
 class SignalOut(_Out):
@@ -101,11 +131,41 @@ class SignalOut(_Out):
     expires_at: Timestamp
     agents_matched: int
     executions: list[ExecutionOut]
+    entry: EntryOut | None = None  # a resting buy's condition
 
 
 class SignalPage(_Out):
     items: list[SignalOut]
     next_cursor: str | None
+
+
+class RestingEntryOut(_Out):
+    """One agent's resting buy: `amount` of its quote reserved until the price meets `type` /
+    `price_usd` or `expires_at` passes."""
+
+    id: str
+    agent_id: str
+    signal_id: str
+    token: str
+    symbol: str | None
+    type: Literal["limit", "stop"]
+    price_usd: float
+    amount: Atomic
+    quote: str
+    quote_decimals: int
+    created_at: Timestamp
+    expires_at: Timestamp
+
+
+class RestingEntryPage(_Out):
+    items: list[RestingEntryOut]
+    next_cursor: str | None
+
+
+class SignalCancelled(_Out):
+    signal_id: str
+    cancelled: Annotated[int, Meta(ge=0, description="entries cancelled; 0 when none rested")]
+    entries: list[RestingEntryOut]
 
 
 # -- prices ---------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Client-facing shapes, each built once and given alike by REST and the WebSocket: a price
-tick, a position (with its live exit state), a trade, a balance, an agent. The WebSocket's
+tick, a position (with its live exit state), a trade, a balance, an agent, a resting buy. The WebSocket's
 message types extend these with what only a stream carries (a position's `event`, a trade's
 `order_id`, a balance's `agent_id`); the fields they share have the same value in both.
 
@@ -12,8 +12,10 @@ from msgspec import structs
 from tradingd.adapters.http.schemas import (
     AgentOut,
     BalanceOut,
+    EntryOut,
     ExecutionOut,
     PositionOut,
+    RestingEntryOut,
     SignalOut,
     TickOut,
     TradeOut,
@@ -26,10 +28,19 @@ from tradingd.adapters.http.ws_wire import (
     TradeMessage,
 )
 from tradingd.adapters.timestamps import iso_ms, iso_ms_or_none
+from tradingd.engine.assets import quote_mint
 from tradingd.engine.events import SignalExecutionRecorded
 from tradingd.engine.exits import next_take_profit_shown, stop_trigger_price
-from tradingd.engine.model import Agent, Balance, Execution, Position, Tick, Trade
-from tradingd.engine.state import SignalRecord
+from tradingd.engine.model import (
+    Agent,
+    Balance,
+    Execution,
+    Position,
+    RestingEntry,
+    Tick,
+    Trade,
+)
+from tradingd.engine.state import EngineState, SignalRecord
 
 
 def tick_out(t: Tick) -> TickOut:
@@ -144,6 +155,7 @@ def signal_out(record: SignalRecord, *, executions: bool = True) -> SignalOut:
         expires_at=iso_ms(s.expires_at),
         agents_matched=record.agents_matched,
         executions=[execution_out(e) for e in (record.executions.values() if executions else ())],
+        entry=EntryOut(type=s.entry.type, price_usd=s.entry.price_usd) if s.entry else None,
     )
 
 
@@ -156,6 +168,30 @@ def execution_out(e: Execution | SignalExecutionRecorded) -> ExecutionOut:
         position_id=e.position_id,
         order_id=e.order_id,
         latency_ms=e.latency_ms,
+    )
+
+
+def resting_entry_out(e: RestingEntry, state: EngineState) -> RestingEntryOut:
+    """A resting buy: its condition, the quote it reserves (atomic, with the quote's
+    decimals: the agent's, or the known ones once the agent is deleted), when it rested and
+    when it expires."""
+    agent = state.agents.get(e.agent_id)
+    quote_decimals = (
+        agent.quote_decimals if agent is not None else state.token_decimals(quote_mint(e.quote))
+    )
+    return RestingEntryOut(
+        id=e.id,
+        agent_id=e.agent_id,
+        signal_id=e.signal_id,
+        token=e.token,
+        symbol=e.symbol,
+        type=e.type,
+        price_usd=e.price_usd,
+        amount=str(e.amount),
+        quote=e.quote,
+        quote_decimals=quote_decimals,
+        created_at=iso_ms(e.created_at),
+        expires_at=iso_ms(e.expires_at),
     )
 
 

@@ -13,6 +13,7 @@ from tradingd.adapters.http.shapes import (
     agent_out,
     execution_out,
     position_message,
+    resting_entry_out,
     signal_received_message,
     trade_message,
 )
@@ -21,6 +22,8 @@ from tradingd.adapters.http.ws_wire import (
     AgentMessage,
     AlertOut,
     Channel,
+    EntryMessage,
+    EntryOutcome,
     PositionEvent,
     SignalExecutionMessage,
 )
@@ -40,6 +43,7 @@ class Routed(Struct, frozen=True):
 
 
 POSITION, TRADE, SIGNAL, AGENT, ALERT = b"position", b"trade", b"signal", b"agent", b"alert"
+ENTRY = b"entry"
 _POSITION_EVENTS: dict[type, PositionEvent] = {
     ev.PositionOpened: "opened",
     ev.PositionChanged: "changed",
@@ -83,6 +87,26 @@ def _signal_execution(e: ev.SignalExecutionRecorded, engine: Engine) -> Routed:
         **structs.asdict(execution_out(e)), signal_id=e.signal_id, token=token
     )
     return Routed(SIGNAL, "signals", e.agent_id, token, data)
+
+
+def _entry_rested(e: ev.EntryRested, engine: Engine) -> Routed:
+    entry = e.entry
+    data = EntryMessage(entry=resting_entry_out(entry, engine), outcome="rested")
+    return Routed(ENTRY, "signals", entry.agent_id, entry.token, data)
+
+
+def _entry_ended(e: ev.EntryEnded, engine: Engine) -> Routed | None:
+    if e.entry is None:  # an event recorded before it carried its entry
+        return None
+    outcome: EntryOutcome = e.outcome  # type: ignore[assignment]
+    data = EntryMessage(
+        entry=resting_entry_out(e.entry, engine),
+        outcome=outcome,
+        reason=e.reason,
+        order_id=e.order_id,
+        price_usd=e.price_usd,
+    )
+    return Routed(ENTRY, "signals", e.agent_id, e.token, data)
 
 
 def _agent(e: Any, engine: Engine) -> Routed:
@@ -162,6 +186,8 @@ ROUTES: dict[type[ev.Event], Callable[[Any, Engine], Routed | None]] = {
     ev.OrderFilled: _trade,
     ev.SignalReceived: _signal_received,
     ev.SignalExecutionRecorded: _signal_execution,
+    ev.EntryRested: _entry_rested,
+    ev.EntryEnded: _entry_ended,
     **{cls: _agent for cls in _AGENT_EVENTS},
     ev.BalanceChanged: _balance,
     ev.Alert: _alert,

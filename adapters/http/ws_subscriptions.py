@@ -146,7 +146,8 @@ class Subscriptions:
         client.outbox.push(SNAPSHOT, now_ms(), self._snapshot(subscription, wanted))
 
     def _snapshot(self, subscription: wire.SubscriptionOut, wanted: Filter) -> bytes:
-        """Open positions, balances, agents and last prices admitted by `wanted`."""
+        """Open positions, balances, agents, last prices and resting buys admitted by
+        `wanted`."""
         engine = self.engine
         agent_ids = [a for a in engine.agents if wanted.agents is None or a in wanted.agents]
         positions = [
@@ -162,6 +163,12 @@ class Subscriptions:
         ]
         prices = [
             shapes.tick_out(t) for tok, t in engine.prices.items() if wanted.admits(None, tok)
+        ]
+        entries = [
+            shapes.resting_entry_out(e, engine)
+            for aid in agent_ids
+            for e in engine.books[aid].entries.values()
+            if wanted.admits(e.agent_id, e.token)
         ]
         tokens = []
         view = self.dispatch.token_view
@@ -179,6 +186,7 @@ class Subscriptions:
                 positions=positions,
                 balances=balances,
                 prices=prices,
+                entries=entries,
                 tokens=tokens,
             )
         )

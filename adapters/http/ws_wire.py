@@ -16,6 +16,7 @@ from tradingd.adapters.http.schemas import (
     BalanceOut,
     ExecutionOut,
     PositionOut,
+    RestingEntryOut,
     SignalOut,
     TickOut,
     TradeOut,
@@ -109,6 +110,20 @@ class SignalExecutionMessage(ExecutionOut, kw_only=True):
     token: str | None
 
 
+EntryOutcome = Literal["rested", "triggered", "expired", "cancelled"]
+
+
+class EntryMessage(_Out):
+    """A resting buy rested or ended: the entry as `GET /v1/agents/{id}/entries` gives it, what
+    happened, why it was skipped if it was (`reason`), the order a trigger placed."""
+
+    entry: RestingEntryOut
+    outcome: EntryOutcome
+    reason: str = ""
+    order_id: str | None = None
+    price_usd: float | None = None  # the price that triggered it
+
+
 class AlertOut(_Out):
     code: str
     message: str = ""
@@ -134,5 +149,6 @@ class SnapshotOut(_Out):
     positions: list[PositionOut]
     balances: list[AgentBalanceOut]
     prices: list[TickOut]
+    entries: list[RestingEntryOut] = []  # resting buys admitted by the subscription
     # with the `tokens` channel: the subscribed tokens' views (all watched ones without a list)
     tokens: list[TokenOut] = []
