@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal as os_signal
+from typing import Literal
 
 import pytest
 from store_harness import TOKENS, StoreNode, check_invariants, postgres_state, state_of
@@ -57,7 +58,12 @@ class StepClock:
 
 
 def resting_signal(
-    clock: StepClock | None, n: int, limit: float, token: str = TOKEN, expires_in: int = TEN_MINUTES
+    clock: StepClock | None,
+    n: int,
+    price: float,
+    token: str = TOKEN,
+    expires_in: int = TEN_MINUTES,
+    kind: Literal["limit", "stop"] = "limit",
 ) -> Signal:
     now = clock() if clock else wall_clock_ms()
     return Signal(
@@ -66,7 +72,7 @@ def resting_signal(
         received_at=now,
         expires_at=now + expires_in,
         client_id=f"rest-{n}",
-        entry=EntryCondition(type="limit", price_usd=limit),
+        entry=EntryCondition(type=kind, price_usd=price),
     )
 
 
@@ -84,10 +90,11 @@ def with_agent(node: StoreNode, agent: str = "alpha") -> None:
     tick(node, {SOL_MINT: 150.0, TOKEN: 1.0, TOKENS[1]: 2.0})
 
 
-def rest(node: StoreNode, n: int, limit: float, **kw: object) -> str:
-    """Rest a limit buy for every agent; returns the signal id."""
+def rest(node: StoreNode, n: int, price: float, **kw: object) -> str:
+    """Rest a buy (a limit at `price` unless kind="stop") for every agent; returns the signal
+    id."""
     clock = node.engine.clock if isinstance(node.engine.clock, StepClock) else None
-    record, _ = node.runtime.submit_signal(resting_signal(clock, n, limit, **kw))  # type: ignore[arg-type]
+    record, _ = node.runtime.submit_signal(resting_signal(clock, n, price, **kw))  # type: ignore[arg-type]
     assert {x.status for x in record.executions.values()} == {"resting"}, record.executions
     return record.signal.id
 
@@ -118,7 +125,7 @@ async def test_a_resting_entry_and_its_reservation_recover_from_redis_with_the_w
     await node.store.pause_writer()
     with_agent(node)
     rest(node, 1, 0.8)
-    rest(node, 2, 1.5, token=TOKENS[1])
+    rest(node, 2, 2.5, token=TOKENS[1], kind="stop")  # a breakout buy above 2.0
     await node.store.flushed()
     before = state_of(node)
     assert len(before["entries"]) == 2 and reserved(node) == resting_amount(node) > 0
