@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema_rs
 import pytest
 from http_harness import SOL, TOKEN, TOKEN2, Api, serve
+from test_history_postgres import persistent, written_behind
 from tradingd.adapters.app.cli import main
 from tradingd.adapters.app.settings import engine_options, load_settings
 
@@ -168,6 +169,36 @@ async def test_marketable_limit_executes_at_once(tmp_path):
         await api.settle()
         assert (await execution(api, signal_id))["status"] == "filled"
         assert (await api.ok("GET", f"/v1/agents/{agent_id}/entries"))["items"] == []
+
+
+async def test_repeated_client_id_rests_once(tmp_path):
+    async with serve(tmp_path) as api:
+        agent_id = await api.agent()
+        await api.prices((SOL, 150.0), (TOKEN, 1.0))
+        body = limit_signal(0.8, id="prov-1")
+        first = await api.ok("POST", "/v1/signals", body)
+        status, again = await api.call("POST", "/v1/signals", body)
+        assert status == 200 and again["duplicate"] is True
+        assert again["signal_id"] == first["signal_id"]
+        entries = (await api.ok("GET", f"/v1/agents/{agent_id}/entries"))["items"]
+        assert [e["signal_id"] for e in entries] == [first["signal_id"]]
+        assert (await sol_balance(api, agent_id))["reserved"] == AMOUNT
+
+
+async def test_one_tick_fills_the_better_limit_first_and_skips_the_other_at_the_limit(tmp_path):
+    async with serve(tmp_path) as api:
+        agent_id = await api.agent()  # max_positions_per_token 1: only one may open
+        await api.prices((SOL, 150.0), (TOKEN, 1.0))
+        lower = (await api.ok("POST", "/v1/signals", limit_signal(0.8)))["signal_id"]
+        higher = (await api.ok("POST", "/v1/signals", limit_signal(0.9)))["signal_id"]
+        assert (await sol_balance(api, agent_id))["reserved"] == str(2 * int(AMOUNT))
+        await api.prices((TOKEN, 0.7))  # meets both
+        await api.settle()
+        assert (await execution(api, higher))["status"] == "filled"
+        ex = await execution(api, lower)
+        assert (ex["status"], ex["reason"]) == ("skipped", "max_positions_per_token")
+        assert (await sol_balance(api, agent_id))["reserved"] == "0"
+        assert len((await api.ok("GET", f"/v1/agents/{agent_id}/trades"))["items"]) == 1
 
 
 async def test_entry_expires_and_releases_its_reservation(tmp_path):
@@ -389,3 +420,40 @@ async def test_openapi_documents_the_entry_fields_of_a_signal(tmp_path):
         "schema"
     ]
     _validator(doc, body_schema).validate(valid)
+
+
+# -- signals that left the dedupe window (real Redis and Postgres) ------------------------------
+
+
+async def test_poster_of_a_signal_past_the_window_is_known_by_its_resting_entry(
+    tmp_path, store_servers, namespace
+):
+    async with persistent(tmp_path, store_servers, namespace, dedupe_max_ids=1) as api:
+        owner, other = await api.key("signals"), await api.key("signals")
+        await api.agent({"limits": {"max_positions_per_token": 5}})
+        await api.prices((SOL, 150.0), (TOKEN, 1.0))
+        signal_id = (await api.ok("POST", "/v1/signals", limit_signal(0.9), key=owner))["signal_id"]
+        await api.ok("POST", "/v1/signals", {"token": TOKEN2}, key=owner)
+        assert signal_id not in api.daemon.engine.signals  # left the window; its entry rests
+        status, _ = await api.call("DELETE", f"/v1/signals/{signal_id}", key=other)
+        assert status == 404
+        doc = await api.ok("DELETE", f"/v1/signals/{signal_id}", key=owner)
+        assert doc["cancelled"] == 1
+
+
+async def test_poster_of_a_signal_past_the_window_is_read_from_postgres(
+    tmp_path, store_servers, namespace
+):
+    async with persistent(tmp_path, store_servers, namespace, dedupe_max_ids=1) as api:
+        owner, other = await api.key("signals"), await api.key("signals")
+        await api.agent()
+        await api.prices((SOL, 150.0), (TOKEN, 1.0))
+        signal_id = (await api.ok("POST", "/v1/signals", limit_signal(0.9), key=owner))["signal_id"]
+        assert (await api.ok("DELETE", f"/v1/signals/{signal_id}", key=owner))["cancelled"] == 1
+        await api.ok("POST", "/v1/signals", {"token": TOKEN2}, key=owner)
+        assert signal_id not in api.daemon.engine.signals
+        await written_behind(api)
+        status, doc = await api.call("DELETE", f"/v1/signals/{signal_id}", key=other)
+        assert status == 404 and doc["error"]["code"] == "not_found"
+        doc = await api.ok("DELETE", f"/v1/signals/{signal_id}", key=owner)
+        assert (doc["signal_id"], doc["cancelled"]) == (signal_id, 0)

@@ -11,6 +11,8 @@ from typing import Any
 from http_harness import ADMIN, SOL, TOKEN, TOKEN2, Api, serve
 from test_ws_stack import Reader
 
+from tests.polling import poll_until_async
+
 ENTRY_FIELDS = {
     "id",
     "agent_id",
@@ -96,6 +98,35 @@ async def test_a_cancelled_entry_streams_a_cancelled_message(tmp_path):
         (msg,) = entry_messages(got)
         assert (msg["outcome"], msg["reason"]) == ("cancelled", "cancelled")
         assert msg["entry"]["signal_id"] == signal_id
+
+
+async def test_an_expired_entry_streams_an_expired_message(tmp_path):
+    async with serve(tmp_path) as api, socket(api) as client:
+        await api.agent()
+        await api.prices((SOL, 150.0), (TOKEN, 1.0))
+        await client.subscribe(["signals"])
+        body = {
+            "token": TOKEN,
+            "entry": {"type": "limit", "price_usd": 0.5},
+            "expires_at": api.daemon.runtime.clock() + 200,
+        }
+        signal_id = (await api.ok("POST", "/v1/signals", body))["signal_id"]
+
+        async def expired() -> bool:
+            await api.prices((TOKEN, 1.0))  # a tick past the expiry ends it
+            doc = await api.ok("GET", f"/v1/signals/{signal_id}")
+            return bool(doc["executions"][0]["status"] == "skipped")
+
+        await poll_until_async(expired, tries=200, interval_s=0.02, what="entry expiry")
+        got = await client.until(
+            lambda d: d["type"] == "entry" and d["data"]["outcome"] != "rested"
+        )
+        ended = entry_messages(got)[-1]
+        assert (ended["outcome"], ended["reason"], ended["order_id"]) == (
+            "expired",
+            "expired",
+            None,
+        )
 
 
 async def test_an_entry_ended_by_deleting_its_agent_is_streamed(tmp_path):
