@@ -396,3 +396,43 @@ async def test_a_poison_entry_record_is_dead_lettered_and_the_resting_entries_dr
     again = await StoreNode(tmp_path, store_servers, namespace).start()
     assert len(again.engine.entries) == 2 and reserved(again) == resting_amount(again)
     await again.stop()
+
+
+async def test_a_resting_entrys_token_decimals_recover_when_its_signal_left_the_window(
+    tmp_path, store_servers, namespace
+):
+    """Only the signal named the token's decimals; recovery loads the dedupe window's signals,
+    and this one is outside it: the decimals still come back with the entry (as the buy it
+    places needs them)."""
+    from tradingd.adapters.store.recovery import StateBook
+
+    node = await StoreNode(tmp_path, store_servers, namespace).start()
+    with_agent(node)
+    unpriced = TOKENS[2]
+    now = wall_clock_ms()
+    sig = Signal(
+        id="rest-dec",
+        token=unpriced,
+        received_at=now,
+        expires_at=now + TEN_MINUTES,
+        decimals=8,
+        entry=EntryCondition(type="limit", price_usd=0.5),
+    )
+    record, _ = node.runtime.submit_signal(sig)
+    assert record.executions["alpha"].status == "resting"
+    await node.store.flushed()
+    assert await node.store.writer.drain(10)
+    await node.stop()
+
+    conn = await pg.connect(store_servers.database_url, namespace)
+    try:
+        past_every_signal = pg.RecoveryLimits(
+            closed_positions=10, trades=10, signals=10, signals_after=now + 1
+        )
+        book = StateBook()
+        book.load_rows(await pg.load_rows(conn, past_every_signal))
+    finally:
+        await conn.close()
+    snap = book.snapshot([], 0, past_every_signal)
+    assert not snap.signals and [e.signal_id for e in snap.entries] == ["rest-dec"]
+    assert snap.decimals[unpriced] == 8
