@@ -436,3 +436,24 @@ async def test_a_resting_entrys_token_decimals_recover_when_its_signal_left_the_
     snap = book.snapshot([], 0, past_every_signal)
     assert not snap.signals and [e.signal_id for e in snap.entries] == ["rest-dec"]
     assert snap.decimals[unpriced] == 8
+
+
+async def test_a_recovered_entry_can_be_cancelled_and_its_quote_is_released(
+    tmp_path, store_servers, namespace
+):
+    node = await StoreNode(tmp_path, store_servers, namespace).start()
+    with_agent(node)
+    sid = rest(node, 1, 0.8)
+    await node.store.flushed()
+    await node.crash()
+
+    again = await StoreNode(tmp_path, store_servers, namespace).start()
+    (entry,) = again.runtime.cancel_resting(sid)
+    assert entry.signal_id == sid and not again.engine.entries and reserved(again) == 0
+    await again.store.flushed()
+    await again.crash()
+
+    third = await StoreNode(tmp_path, store_servers, namespace).start()
+    assert not third.engine.entries and reserved(third) == 0
+    assert third.engine.signals[sid].executions["alpha"].reason == "cancelled"
+    await third.stop()
