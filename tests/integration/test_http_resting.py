@@ -457,3 +457,20 @@ async def test_poster_of_a_signal_past_the_window_is_read_from_postgres(
         assert status == 404 and doc["error"]["code"] == "not_found"
         doc = await api.ok("DELETE", f"/v1/signals/{signal_id}", key=owner)
         assert (doc["signal_id"], doc["cancelled"]) == (signal_id, 0)
+
+
+async def test_a_resting_buy_and_its_cancel_survive_a_restart(tmp_path, store_servers, namespace):
+    async with persistent(tmp_path, store_servers, namespace) as api:
+        key = await api.key("signals")
+        agent_id, signal_id = await rested(api, key=key)
+    async with persistent(tmp_path, store_servers, namespace) as api:
+        entries = (await api.ok("GET", f"/v1/agents/{agent_id}/entries"))["items"]
+        assert [e["signal_id"] for e in entries] == [signal_id]
+        assert (await sol_balance(api, agent_id))["reserved"] == AMOUNT
+        doc = await api.ok("DELETE", f"/v1/signals/{signal_id}", key=key)  # the key survives too
+        assert doc["cancelled"] == 1
+    async with persistent(tmp_path, store_servers, namespace) as api:
+        assert (await api.ok("GET", f"/v1/agents/{agent_id}/entries"))["items"] == []
+        assert (await sol_balance(api, agent_id))["reserved"] == "0"
+        ex = await execution(api, signal_id)
+        assert (ex["status"], ex["reason"]) == ("skipped", "cancelled")
