@@ -160,7 +160,7 @@ async def test_snapshot_without_resting_entries_has_an_empty_list(tmp_path):
         assert snap["data"]["entries"] == []
 
 
-async def test_entry_messages_follow_the_agent_and_token_filters(tmp_path):
+async def test_entry_messages_follow_the_token_filter(tmp_path):
     async with serve(tmp_path) as api, socket(api) as client:
         await api.agent()
         await api.prices((SOL, 150.0), (TOKEN, 1.0), (TOKEN2, 1.0))
