@@ -36,7 +36,7 @@ from tradingd.adapters.http.errors import (
     from_tradingd_error,
 )
 from tradingd.adapters.http.openapi import DOCUMENT, Handler, Route, build_document
-from tradingd.engine.errors import TradingdError
+from tradingd.engine.errors import TradingdError, ValidationError
 
 if TYPE_CHECKING:
     from tradingd.adapters.app.daemon import Daemon
@@ -82,6 +82,15 @@ def _require_intake(daemon: Daemon) -> None:
         raise NotReady("not accepting work: starting up or shutting down")
 
 
+def _refuse_unknown_query(request: web.Request, route: Route) -> None:
+    """A query parameter the route does not declare is a 422 naming it: a typo (`?limt=5`)
+    must not be silently ignored, as an unknown body field is not."""
+    known = {q.name for q in route.query}
+    for name in request.query:
+        if name not in known:
+            raise ValidationError(f"unknown query parameter {name[:64]!r}", f"query.{name[:64]}")
+
+
 def guarded(route: Route) -> Handler:
     """The route's handler behind its key, rate limit, scope and intake checks, in that order."""
     handler = route.handler
@@ -92,6 +101,8 @@ def guarded(route: Route) -> Handler:
             route.public_if_metrics_public and daemon.settings.http.metrics_public
         ):
             _authorize(request, route)
+        if route.strict_query and request.query:
+            _refuse_unknown_query(request, route)
         if route.intake:
             _require_intake(daemon)
             if route.body is not None:

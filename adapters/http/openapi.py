@@ -71,13 +71,19 @@ class Route:
     def path_params(self) -> list[str]:
         return _PATH_PARAM.findall(self.path)
 
+    @property
+    def strict_query(self) -> bool:
+        """Whether a query parameter the route does not declare is refused (422): every JSON
+        route of the API (`/v1/...`), as unknown body fields are; probes and metrics take any."""
+        return self.path.startswith("/v1/") and self.media_type == "application/json"
+
     def error_statuses(self) -> list[int]:
         statuses = set(self.errors)
         if self.scope is not None:
             statuses |= {401, 403, 429}
         if self.body is not None:
             statuses |= {400, 413, 415, 422}
-        if self.query:
+        if self.query or self.strict_query:
             statuses.add(422)
         if self.path_params:
             statuses |= {404, 422}
