@@ -42,6 +42,7 @@ class Harness:
         self.deposits: dict[str, int] = {}
         self.deleted: set[str] = set()  # agent ids deleted (and perhaps created again)
         self.rested: list[str] = []  # ids of the signals posted with an entry condition
+        self.restarts_resting = 0  # restarts (restart_engine steps) while buys rested
 
     def collect(self) -> None:
         out = self.engine.drain()
@@ -169,9 +170,10 @@ class Harness:
         """Apply one generated action (tests/unit/strategies.py `action`, `resting_action`) to
         the engine: a tick moving `prices[a]` by exp(b) one second later, a buy or sell signal,
         a wait of `a` seconds, settling the in-flight orders, a manual close; a resting buy
-        (`rest`: b = (kind, log offset from the price, seconds to expiry)), a cancel of the
-        `a`-th signal that rested, pausing or resuming the `a`-th agent, deleting it (refused
-        while it holds positions: nothing changes), or a restart from the snapshot. False for a
+        (`rest`: b = (kind, log offset from the price, seconds to expiry)), a tick exactly at
+        the price of the `a`-th resting entry (`touch`), a cancel of the
+        `a`-th latest signal that rested, pausing or resuming the `a`-th agent, deleting it (refused
+        while it holds positions: nothing changes; `b`: then creating it again), or a restart from the snapshot. False for a
         kind it does not know, so a test can interpret its own kinds."""
         if kind in RESTING_KINDS:
             self._resting_step(prices, kind, a, b)
@@ -205,20 +207,35 @@ class Harness:
         if kind == "rest":
             entry_kind, offset, expires_s = b
             self.rest(a, entry_kind, prices[a] * math.exp(offset), expires_s * 1000)
-        elif kind == "cancel":
+        elif kind == "touch":  # a tick exactly at the price of the `a`-th resting entry
+            entries = list(self.engine.entries.values())
+            if entries:
+                entry = entries[a % len(entries)]
+                prices[entry.token] = entry.price_usd
+                self.clock.now += 1000
+                self.tick(entry.token, entry.price_usd)
+        elif kind == "cancel":  # the `a`-th latest signal that rested
             if self.rested:
-                self.cancel(self.rested[a % len(self.rested)])
+                self.cancel(self.rested[-1 - a % len(self.rested)])
         elif kind in ("pause", "resume") and agents:
             self.set_status(agents[a % len(agents)], "paused" if kind == "pause" else "active")
-        elif kind == "delete_agent" and agents:
+        elif kind == "delete_agent" and agents:  # b: create it again, same id, config, deposit
+            aid = agents[a % len(agents)]
+            agent, deposit = self.engine.agents[aid], self.deposits[aid]
             try:
-                self.delete(agents[a % len(agents)])
+                self.delete(aid)
             except Conflict:  # positions or orders still held: nothing changed
                 self.collect()
+            else:
+                if b:
+                    self.agent(agent.config, deposit, agent.quote, agent_id=aid)
         elif kind == "restart_engine":
+            self.restarts_resting += bool(self.engine.entries)
             before = capture(self.engine)
             self.restart()
             assert capture(self.engine) == before, "restore(capture(e)) differs from e"
 
 
-RESTING_KINDS = frozenset({"rest", "cancel", "pause", "resume", "delete_agent", "restart_engine"})
+RESTING_KINDS = frozenset(
+    {"rest", "touch", "cancel", "pause", "resume", "delete_agent", "restart_engine"}
+)

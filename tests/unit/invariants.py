@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from tradingd.engine.assets import quote_mint
+from tradingd.engine.entry_index import meets
 from tradingd.engine.exposure import rebuild
 from tradingd.engine.lifecycle import OrderStatus, PositionStatus
 
@@ -69,6 +70,12 @@ def check_resting(h: Harness) -> None:
         "entries_by_signal differs from the entries"
     )
     assert len(e.entry_index) == len(e.entries), "the entry index holds other entries"
+    for entry in e.entries.values():
+        # A price fresh when the entry rested was checked then (a marketable entry executes at
+        # once), and every later one when it came: none of them may meet an entry still resting.
+        tick = e.prices.get(entry.token)
+        if tick is not None and tick.ts >= entry.created_at - e.max_price_age_ms:
+            assert not meets(entry, tick.price_usd), "a resting entry its price already met"
     seqs = [entry.seq for entry in e.entries.values()]
     assert len(set(seqs)) == len(seqs), "two entries with one arrival seq"
 

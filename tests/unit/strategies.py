@@ -109,3 +109,39 @@ action = st.one_of(
     st.tuples(st.just("close"), st.integers(0, 5), st.sampled_from([25, 100])),
 )
 actions = st.lists(action, min_size=10, max_size=150)
+
+# Resting buys (issue 15): a limit or stop at a price around the token's current one (offset:
+# the log of their ratio; 0 rests exactly at the last price, a marketable limit and a met
+# stop), expiring 1-90 s later; cancels of a signal that rested lately, the price moved exactly onto
+# a resting entry's, agents paused, resumed or deleted, and restarts from the snapshot.
+entry_offsets = st.one_of(
+    st.sampled_from([-0.2, -0.1, -0.05, -0.02, 0.0, 0.02, 0.05, 0.1, 0.2]),
+    st.floats(-0.25, 0.25),
+)
+rest = st.tuples(
+    st.just("rest"),
+    token,
+    st.tuples(
+        st.sampled_from(["limit", "stop"]),
+        entry_offsets,
+        st.one_of(st.sampled_from([1, 2, 5, 10]), st.integers(1, 90)),
+    ),
+)
+resting_action = st.one_of(
+    action,
+    action,
+    action,
+    rest,
+    rest,
+    rest,
+    rest,
+    st.tuples(st.just("touch"), st.integers(0, 50), st.just(0)),
+    st.tuples(st.just("cancel"), st.integers(0, 5), st.just(0)),
+    st.tuples(st.just("cancel"), st.integers(0, 5), st.just(0)),
+    st.tuples(st.just("wait"), st.integers(5, 60), st.just(0)),
+    st.tuples(st.sampled_from(["pause", "resume"]), st.integers(0, 2), st.just(0)),
+    st.tuples(st.just("delete_agent"), st.integers(0, 2), st.booleans()),
+    st.tuples(st.just("delete_agent"), st.integers(0, 2), st.just(True)),
+    st.tuples(st.just("restart_engine"), st.just(0), st.just(0)),
+)
+resting_actions = st.lists(resting_action, min_size=20, max_size=150)
