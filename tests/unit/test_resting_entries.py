@@ -5,10 +5,13 @@ throughout, so one SOL buys 150 USD of the token: 166.666666 tokens at 0.9."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from tradingd.engine import events as ev
+from tradingd.engine.core import Engine
 from tradingd.engine.errors import ValidationError
 from tradingd.engine.model import EntryCondition
+from tradingd.engine.snapshot import EngineSnapshot, capture, restore
 
 from tests.unit.harness import TOKENS, Clock, Harness
 from tests.unit.invariants import check_invariants
@@ -560,3 +563,26 @@ def test_quote_resting_in_a_token_counts_toward_its_max_per_token():
     third, _ = h.rest(T, "limit", 0.7)
     assert execution(h, third.signal.id, aid) == ("skipped", "max_per_token")
     check_invariants(h)
+
+
+def test_resting_buys_survive_the_snapshot_json_form_and_execute_the_same():
+    plain = rest_then_trigger(False)
+    h, aid = setup({"limits": {"max_positions_per_token": 1}})
+    h.agent(ONE_SOL)
+    h.rest(T, "limit", 0.9)
+    later(h)
+    h.rest(T, "limit", 0.95)
+    h.rest(T, "stop", 1.1, expires_in_ms=2_000)
+    later(h)
+    wire = msgspec.json.encode(capture(h.engine))
+    h.engine = Engine(h.clock)
+    restore(h.engine, msgspec.json.decode(wire, type=EngineSnapshot))
+    assert len(h.engine.entries) == 6 and reserved(h, aid) == 3 * SOL
+    check_invariants(h)
+    later(h, 5_000)
+    h.tick(T, 0.85)
+    h.settle()
+    check_invariants(h)
+    # Equal events, not equal bytes: a config default written as an int (Sizing.balance_pct =
+    # 10) comes back from JSON as the float its field declares (10.0).
+    assert h.events() == plain.events()
