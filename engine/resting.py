@@ -35,9 +35,14 @@ class RestingEntries:
 
     def rest(self, agent: Agent, signal: Signal, record: SignalRecord, now: int) -> None:
         """Rest the signal's buy for `agent`, or skip it with the reason (standing checks,
-        `resting_capacity` when `max_resting_entries` rest already, then the sizing)."""
+        `expired` when `now` is past the signal's expiry, `resting_capacity` when
+        `max_resting_entries` rest already, then the sizing)."""
         state = self.state
         reason = standing_reason(state, agent, signal.token)
+        if now > signal.expires_at and reason != "token_is_quote":
+            # As a market buy: a signal taken after its expiry (it waited in a queue) does
+            # nothing; its entry would execute at once if marketable, or rest already expired.
+            reason = "expired"
         if reason is None and len(state.entry_index) >= state.max_resting_entries:
             reason = "resting_capacity"
         bal = state.ledger.balance(agent.id, agent.quote)

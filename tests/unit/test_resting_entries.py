@@ -10,7 +10,7 @@ import pytest
 from tradingd.engine import events as ev
 from tradingd.engine.core import Engine
 from tradingd.engine.errors import ValidationError
-from tradingd.engine.model import EntryCondition
+from tradingd.engine.model import EntryCondition, Signal
 from tradingd.engine.snapshot import EngineSnapshot, capture, restore
 
 from tests.unit.harness import TOKENS, Clock, Harness
@@ -586,3 +586,24 @@ def test_resting_buys_survive_the_snapshot_json_form_and_execute_the_same():
     # Equal events, not equal bytes: a config default written as an int (Sizing.balance_pct =
     # 10) comes back from JSON as the float its field declares (10.0).
     assert h.events() == plain.events()
+
+
+@pytest.mark.parametrize("limit", [1.05, 0.5])  # marketable at the last price, and not
+def test_a_resting_signal_taken_after_its_expiry_is_skipped_expired_like_a_market_buy(limit):
+    # received 40 s ago, expired 10 s ago (it waited in a queue): a market buy of it is skipped
+    # `expired`; its resting buy neither executes at once nor rests holding the quote.
+    h, aid = setup()
+    now = h.clock.now
+    h.engine.on_signal(
+        Signal(
+            id="late",
+            token=T,
+            received_at=now - 40_000,
+            expires_at=now - 10_000,
+            entry=EntryCondition(type="limit", price_usd=limit),
+        )
+    )
+    h.collect()
+    assert execution(h, "late", aid) == ("skipped", "expired")
+    assert not h.pending and not h.engine.entries and reserved(h, aid) == 0
+    check_invariants(h)
