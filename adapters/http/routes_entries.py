@@ -56,7 +56,7 @@ async def cancel_signal(request: web.Request) -> web.Response:
     # signals it did not post.
     if poster is UNKNOWN or (poster != key.id and not key.allows("admin")):
         raise NotFound(f"unknown signal {signal_id!r}", {"signal_id": signal_id})
-    cancelled = daemon.runtime.apply(daemon.engine.cancel_resting, signal_id)
+    cancelled = daemon.runtime.cancel_resting(signal_id)  # the recorder sees it too
     log.info(
         "resting entries cancelled",
         extra={"signal_id": signal_id, "key_id": key.id, "cancelled": len(cancelled)},

@@ -34,7 +34,7 @@ from tradingd.engine import events as ev
 from tradingd.engine.config import config_from_builtins
 from tradingd.engine.core import Engine
 from tradingd.engine.errors import ValidationError
-from tradingd.engine.model import Signal, Tick
+from tradingd.engine.model import EntryCondition, Signal, Tick
 
 from tests.polling import poll_until_async
 
@@ -212,6 +212,36 @@ async def test_a_recording_replays_to_the_same_trades(tmp_path: Path) -> None:
     clocks = [r for r in lines_of(base) if r["kind"] == "clock"]
     assert 80 <= len(clocks) <= 82
     assert rig.trades[-1][5] in {r["ts"] for r in clocks}
+
+
+async def test_a_recording_with_resting_entries_and_a_cancel_replays_to_the_same_trades(
+    tmp_path: Path,
+) -> None:
+    base = tmp_path / "rec" / "ticks.jsonl"
+    clock = Clock(T0)
+    rig = Rig(base, clock)
+    rig.ticks(1.0, decimals=6)
+    for n, (kind, level) in enumerate([("limit", 0.9), ("limit", 0.95), ("stop", 1.1)]):
+        clock.now += 10
+        rig.signal(None if n == 1 else f"e{n}", entry=EntryCondition(type=kind, price_usd=level))
+    clock.now += 10
+    (anonymous,) = [s for s, r in rig.engine.signals.items() if r.signal.client_id is None]
+    cancelled = rig.runtime.cancel_resting(anonymous)  # the 0.95 limit: never fills
+    assert len(cancelled) == 1
+    # the 0.9 limit fills at 0.89; at 1.12 its take-profit (+20 %) sells first, then the stop buys
+    for price in (0.97, 0.94, 0.89, 1.0, 1.12):
+        clock.now += 100
+        rig.ticks(price)
+    await rig.recorder.close()
+
+    assert [t[4] for t in rig.trades] == ["signal", "take_profit", "signal"]
+    assert [r["kind"] for r in lines_of(base)].count("cancel") == 1
+    replayed = run_replay(read_files(files_of(base)), [spec()])
+    got = [
+        (t.side, t.amount, t.quote_amount, t.price_usd, t.reason, t.ts)
+        for t in replayed.agents[0].trades
+    ]
+    assert got == rig.trades
 
 
 async def test_clock_turns_are_coalesced_to_one_a_second_when_nothing_moves(
