@@ -76,12 +76,14 @@ def open_entry(
     signal_type: str,
     expires_at: int,
     limit_price_usd: float | None = None,
+    latency_ms: float | None = None,
 ) -> tuple[Position, Order]:
     """Open a position in `token` and place its entry buy of `amount` quote atomic units, at the
     token's last price (the decision price: the trailing peak starts there). The caller has
     reserved `amount` and committed it to the token's exposure; this counts the position
     open. The order is not carried out after `expires_at` (epoch ms); a limit entry's order
-    carries its `limit_price_usd`."""
+    carries its `limit_price_usd`, and `latency_ms` (from the signal's receipt) for its
+    execution record."""
     ensure_decimals(state, token, now)
     state.books[agent.id].exposure.opened(token, 0)
     p = Position(
@@ -108,5 +110,6 @@ def open_entry(
         signal_id=signal_id,
         expires_at=expires_at,
         limit_price_usd=limit_price_usd,
+        signal_latency_ms=latency_ms,
     )
     return p, order

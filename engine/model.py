@@ -231,6 +231,9 @@ class Order(Struct, kw_only=True):
     # A buy from a resting limit entry: the most it may pay, USD per whole token; a venue never
     # fills it at a worse price.
     limit_price_usd: float | None = None
+    # An entry buy's signal execution latency (ms from the signal's receipt to this order): what
+    # its execution record says when the order settles after the signal left the dedupe window.
+    signal_latency_ms: float | None = None
     status: OrderStatus = OrderStatus.SUBMITTED  # moved only by lifecycle.move_order
 
 

@@ -133,6 +133,7 @@ class RestingEntries:
             signal_type=entry.signal_type,
             expires_at=now + TRIGGERED_ORDER_TTL_MS,
             limit_price_usd=entry.price_usd if entry.type == "limit" else None,
+            latency_ms=float(now - entry.created_at),
         )
         state._emit(
             ev.EntryEnded(

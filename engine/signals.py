@@ -117,15 +117,18 @@ class SignalIntake:
         )
 
     def _check_entry(self, signal: Signal) -> None:
-        """A resting buy's contract: a buy, a finite positive price, an expiry after its receipt
-        and at most `max_resting_ms` after it. Raises ValidationError naming the field."""
+        """A resting buy's contract: a buy, a finite positive price below 1e300 (the API's
+        bound on a price), an expiry after its receipt and at most `max_resting_ms` after it
+        (one that passed while the signal waited, say for its first price, is skipped
+        `expired` by each agent, as a market buy is). Raises ValidationError naming the
+        field."""
         assert signal.entry is not None
         if signal.side != "buy":
             raise ValidationError("an entry condition is for buy signals only", "$.entry")
         price = signal.entry.price_usd
-        if not (math.isfinite(price) and price > 0):
+        if not (math.isfinite(price) and 0 < price < 1e300):
             raise ValidationError(
-                "entry price_usd must be a finite number > 0", "$.entry.price_usd"
+                "entry price_usd must be a number > 0 and < 1e300", "$.entry.price_usd"
             )
         rest_ms = signal.expires_at - signal.received_at
         if not 0 < rest_ms <= self.state.max_resting_ms:
@@ -166,6 +169,7 @@ class SignalIntake:
             signal_id=signal.id,
             signal_type=signal.type,
             expires_at=signal.expires_at,
+            latency_ms=float(now - signal.received_at),
         )
         record.executions[agent.id] = Execution(
             agent_id=agent.id,

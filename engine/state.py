@@ -320,6 +320,7 @@ class EngineState:
         signal_id: str | None = None,
         expires_at: int | None = None,
         limit_price_usd: float | None = None,
+        signal_latency_ms: float | None = None,
     ) -> Order:
         ex = agent.config.execution
         order = Order(
@@ -348,6 +349,7 @@ class EngineState:
             max_amount_out=MAX_ATOMIC
             - (p.amount if side == "buy" else self.ledger.balance(agent.id, agent.quote).total),
             limit_price_usd=limit_price_usd,
+            signal_latency_ms=signal_latency_ms,
         )
         if p.in_flight is not None:
             raise InvariantViolation(f"position {p.id} has order {p.in_flight} in flight")
@@ -473,6 +475,18 @@ class EngineState:
             return
         record = self.signals.get(order.signal_id)
         if record is None:
+            # The signal left the dedupe window (a resting buy may wait as long as the window
+            # lasts): its entry buy's execution is still recorded (REST reads it from Postgres).
+            if order.purpose == "entry":
+                gone = Execution(
+                    agent_id=order.agent_id,
+                    status=status,  # type: ignore[arg-type]
+                    reason=reason,
+                    position_id=order.position_id,
+                    order_id=order.id,
+                    latency_ms=order.signal_latency_ms,
+                )
+                self._execution_changed(order.signal_id, gone, now)
             return
         execution = record.executions.get(order.agent_id)
         if execution is None or execution.order_id != order.id:

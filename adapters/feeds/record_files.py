@@ -210,10 +210,13 @@ class RecordFiles:
         )
 
     def _signal_record(self, ms: int, s: Signal) -> SignalRecord | None:
-        """The signal as applied at `ms`: its expiry kept (`expires_in_ms` from `ms`), its client
+        """The signal as applied at `ms`: its expiry kept (`expires_in_ms` from `ms`, <= 0 for one
+        applied at or past its expiry, so the replay skips or refuses it as the daemon did), its client
         id as the record `id` (a resting buy without one is named by its signal id, so a cancel
         can name it: see `entry_signal_name`). Checked by decoding it back (signals are rare):
         None if a replay would refuse the line."""
+        if s.entry is not None and s.expires_at <= s.received_at:
+            return None  # refused by the engine (422): nothing a replay must refuse again
         record = SignalRecord(
             ts=ms,
             token=s.token,
@@ -224,7 +227,7 @@ class RecordFiles:
             symbol=s.symbol,
             source=s.source,
             reason=s.reason,
-            expires_in_ms=max(1, s.expires_at - ms),
+            expires_in_ms=s.expires_at - ms,  # <= 0: applied past its expiry, as it was
             decimals=s.decimals,
             entry=None
             if s.entry is None

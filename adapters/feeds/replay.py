@@ -26,6 +26,9 @@ log = logging.getLogger("tradingd.replay")
 EpochMs = Annotated[int, Meta(ge=0, le=2**53)]
 NonNegative = Annotated[float, Meta(ge=0)]
 DEFAULT_SIGNAL_TTL_MS = 30_000  # API.md: a signal's default `expires_in_ms`
+MAX_ENTRY_NAMES = (
+    100_000  # resting signals a cancel may name while a file plays (the engine's bound)
+)
 
 
 # omit_defaults: a written record (the recorder) carries only what differs from the defaults.
@@ -63,7 +66,7 @@ class EntryRecord(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     `price_usd`) or `stop` (at or above it)."""
 
     type: Literal["limit", "stop"]
-    price_usd: Annotated[float, Meta(gt=0)]
+    price_usd: Annotated[float, Meta(gt=0, lt=1e300)]  # the API's bound on a price
 
 
 class SignalRecord(_Record, tag="signal", frozen=True):
@@ -78,7 +81,10 @@ class SignalRecord(_Record, tag="signal", frozen=True):
     symbol: Annotated[str, Meta(max_length=32)] | None = None
     source: str = "replay"
     reason: str = ""
-    expires_in_ms: Annotated[int, Meta(gt=0)] = DEFAULT_SIGNAL_TTL_MS
+    # <= 0: the signal was applied at or after its expiry (a recording writes what the daemon
+    # saw, e.g. a signal that waited for its first price): every agent skips it `expired`, and
+    # a resting buy is refused as the daemon refused it.
+    expires_in_ms: Annotated[int, Meta(ge=-(2**53), le=2**53)] = DEFAULT_SIGNAL_TTL_MS
     decimals: Annotated[int, Meta(ge=0, le=18)] | None = None
     entry: EntryRecord | None = None
 
@@ -215,7 +221,9 @@ def to_signal(record: SignalRecord, ts: int, signal_id: str) -> Signal:
         strength=record.strength,
         source=record.source,
         reason=record.reason,
-        received_at=ts,
+        # A recorded signal applied at or past its expiry (it waited, e.g. for its first price)
+        # was received before it: so the engine skips it `expired` here as it did there.
+        received_at=min(ts, ts + record.expires_in_ms - 1),
         expires_at=ts + record.expires_in_ms,
         decimals=record.decimals,
         entry=None
@@ -286,6 +294,8 @@ class ReplayFeed:
                     submit_signal(to_signal(record, now, signal_id))
                     if record.entry is not None and record.id is not None:
                         names.setdefault(record.id, signal_id)
+                        if len(names) > MAX_ENTRY_NAMES:  # the oldest cannot rest any more
+                            del names[next(iter(names))]
             elif isinstance(record, CancelRecord):
                 known = names.get(record.signal)
                 if cancel_signal is not None and known is not None:

@@ -47,6 +47,11 @@ def paper_fill(order: Order, token_usd: float | None, quote_usd: float | None, n
         fee = bps_of(order.amount_in, order.fee_bps)
         price = slipped(token_usd, order.slippage_bps)
         if order.limit_price_usd is not None:  # a limit buy never pays more than its limit
+            if token_usd > order.limit_price_usd:  # the market left the limit: no fill
+                raise PaperRejected(  # the message is the order's failure reason: a code
+                    "limit_not_met",
+                    details={"price_usd": token_usd, "limit_price_usd": order.limit_price_usd},
+                )
             limit = decimal_ratio(order.limit_price_usd)
             if price[0] * limit[1] > limit[0] * price[1]:
                 price = limit

@@ -22,7 +22,9 @@ from tradingd.adapters.feeds.replay import (
     read_records,
 )
 from tradingd.adapters.feeds.synthetic import demo_mint
-from tradingd.engine.model import EntryCondition, Signal
+from tradingd.engine.history import HistoryBounds
+from tradingd.engine.model import EntryCondition, Signal, Tick
+from tradingd.engine.state import EngineOptions
 
 TOKEN = demo_mint("RESTING")
 T0 = 1_767_225_600_000
@@ -124,7 +126,9 @@ def test_bad_entry_in_a_replay_file_names_the_line(entry, message):
 def test_a_resting_signal_for_a_sell_or_beyond_the_maximum_is_refused_as_the_daemon_refuses_it():
     sell = limit(T0 + 1, 0.9)
     sell["side"] = "sell"
-    result = replay(tick(T0, 1.0), sell, limit(T0 + 2, 0.9, ttl=25 * 3600 * 1000), tick(T0 + 3, 0.5))
+    result = replay(
+        tick(T0, 1.0), sell, limit(T0 + 2, 0.9, ttl=25 * 3600 * 1000), tick(T0 + 3, 0.5)
+    )
     (a,) = result.agents
     assert a.trades == [] and a.entries_resting == 0
 
@@ -180,3 +184,60 @@ def test_recorder_writes_entries_and_cancels_a_replay_reads_back(tmp_path: Path)
     ]
     assert (recs[0].entry.type, recs[0].entry.price_usd) == ("stop", 1.25)
     assert (recs[1].entry.type, recs[1].entry.price_usd) == ("limit", 0.75)
+
+
+def test_entry_price_the_api_refuses_is_refused_by_the_replay_format():
+    line = json.dumps(
+        {"kind": "signal", "ts": T0, "token": TOKEN, "entry": {"type": "limit", "price_usd": 1e308}}
+    )
+    with pytest.raises(ReplayFormatError):
+        parse_line(line, 3)
+
+
+def test_a_cancel_reaches_an_entry_whose_client_id_left_the_dedupe_window():
+    # dedupe window of 2 signals: "first" is forgotten by the window while it still rests
+    docs = [
+        tick(T0, 1.0),
+        limit(T0 + 1, 0.5, sid="first"),
+        limit(T0 + 2, 0.1, sid="second"),
+        limit(T0 + 3, 0.1, sid="third"),
+        {"kind": "cancel", "ts": T0 + 4, "signal": "first"},
+        tick(T0 + 5, 0.4),
+    ]
+    recs = list(iter_records([json.dumps(d) for d in docs]))
+    spec = AgentSpec(id="a", name="a", quote="USDC", paper_deposit=DEPOSIT, config=CONFIG)
+    options = EngineOptions(history=HistoryBounds(signals_kept=2))
+    (a,) = run_replay(recs, [spec], engine_options=options).agents
+    assert a.trades == [] and a.signals_skipped == {"cancelled": 1}
+    assert a.entries_resting == 2
+
+
+def test_a_recorded_entry_that_waited_past_its_expiry_is_skipped_expired_in_the_replay(
+    tmp_path: Path,
+):
+    async def record() -> None:
+        recorder = Recorder(tmp_path / "rec.jsonl", clock_gap_ms=1)
+        recorder.start()
+        task = asyncio.create_task(recorder.run())
+        recorder.on_ticks([Tick(TOKEN, 1.0, T0, decimals=6)], T0)
+        waited = Signal(  # received at T0, its expiry passed before it was applied at T0 + 900
+            id="sig_w", token=TOKEN, received_at=T0, expires_at=T0 + 500, client_id="w",
+            entry=EntryCondition(type="limit", price_usd=2.0),
+        )  # fmt: skip
+        refused = Signal(  # expires before its receipt: the engine answers 422
+            id="sig_r", token=TOKEN, received_at=T0 + 950, expires_at=T0 + 900, client_id="r",
+            entry=EntryCondition(type="limit", price_usd=2.0),
+        )  # fmt: skip
+        recorder.on_signal(waited, T0 + 900)
+        recorder.on_signal(refused, T0 + 950)
+        await recorder.close()
+        task.cancel()
+
+    asyncio.run(record())
+    (path,) = sorted(tmp_path.glob("rec-*.jsonl"))
+    recs = list(read_records(path))
+    signals = [r for r in recs if isinstance(r, SignalRecord)]
+    assert [(r.id, r.expires_in_ms) for r in signals] == [("w", -400)]
+    spec = AgentSpec(id="a", name="a", quote="USDC", paper_deposit=DEPOSIT, config=CONFIG)
+    (a,) = run_replay(recs, [spec]).agents
+    assert a.trades == [] and a.signals_skipped == {"expired": 1}  # a marketable limit
