@@ -474,3 +474,28 @@ async def test_a_resting_buy_and_its_cancel_survive_a_restart(tmp_path, store_se
         assert (await sol_balance(api, agent_id))["reserved"] == "0"
         ex = await execution(api, signal_id)
         assert (ex["status"], ex["reason"]) == ("skipped", "cancelled")
+
+
+async def test_a_cancel_over_http_reaches_the_recording(tmp_path):
+    import asyncio
+
+    from tradingd.adapters.app.recording import wire_recorder
+    from tradingd.adapters.feeds.recorder import Recorder
+    from tradingd.adapters.feeds.replay import CancelRecord, SignalRecord, read_files
+
+    base = tmp_path / "rec" / "ticks.jsonl"
+    async with serve(tmp_path / "data") as api:
+        recorder = Recorder(base)
+        recorder.start()
+        task = asyncio.create_task(recorder.run())
+        wire_recorder(recorder, api.daemon.runtime)
+        _, signal_id = await rested(api)
+        assert (await api.ok("DELETE", f"/v1/signals/{signal_id}"))["cancelled"] == 1
+        await recorder.close()
+        task.cancel()
+    records = list(read_files(sorted(base.parent.glob("ticks-*.jsonl"))))
+    (entry,) = [r for r in records if isinstance(r, SignalRecord)]
+    assert entry.id == signal_id and entry.entry is not None  # named by its signal id
+    assert [r for r in records if isinstance(r, CancelRecord)] == [
+        CancelRecord(ts=records[-1].ts, signal=signal_id)
+    ]
