@@ -131,8 +131,10 @@ class EntryIndex:
         book = self._books.get(token)
         if book is None:
             return []
-        out: list[RestingEntry] = []
         limits, stops = book.limits, book.stops
+        if (not limits or -limits[0][0] < price) and (not stops or stops[0][0] > price):
+            return []  # the common tick: nothing crossed, nothing allocated
+        out: list[RestingEntry] = []
         while limits and -limits[0][0] >= price:
             self._take(heapq.heappop(limits)[2], out)
         while stops and stops[0][0] <= price:
@@ -144,8 +146,10 @@ class EntryIndex:
 
     def expired(self, now: int) -> list[RestingEntry]:
         """Pop the entries whose expiry is before `now`."""
-        out: list[RestingEntry] = []
         heap = self._expiries
+        if not heap or heap[0][0] >= now:
+            return []
+        out: list[RestingEntry] = []
         while heap and heap[0][0] < now:
             self._take(heapq.heappop(heap)[2], out)
         self._compact()

@@ -91,6 +91,8 @@ class RestingEntries:
         """A price of `token` (USD, admitted at `now`): the entries it meets execute, or are
         skipped, in price-time priority."""
         crossed = self.state.entry_index.crossed(token, price)
+        if not crossed:
+            return
         for entry in priority_order(crossed, price) if len(crossed) > 1 else crossed:
             self._trigger(entry, price, now)
 
@@ -104,6 +106,8 @@ class RestingEntries:
     def expire(self, now: int) -> None:
         """Entries past their expiry end (outcome expired), their reservation released."""
         expired = self.state.entry_index.expired(now)
+        if not expired:
+            return
         for entry in sorted(expired, key=lambda e: e.seq):
             self._end(entry, "expired", "expired", now)
 
