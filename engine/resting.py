@@ -139,19 +139,7 @@ class RestingEntries:
             limit_price_usd=entry.price_usd if entry.type == "limit" else None,
             latency_ms=float(now - entry.created_at),
         )
-        state._emit(
-            ev.EntryEnded(
-                ts=now,
-                entry_id=entry.id,
-                agent_id=entry.agent_id,
-                signal_id=entry.signal_id,
-                token=entry.token,
-                outcome="triggered",
-                order_id=order.id,
-                price_usd=price,
-                entry=entry,
-            )
-        )
+        self._ended(entry, "triggered", now, order_id=order.id, price=price)
         execution = Execution(
             agent_id=agent.id,
             status="pending",
@@ -173,7 +161,23 @@ class RestingEntries:
         state._drop_entry(entry)
         bal = state.ledger.release(entry.agent_id, entry.quote, entry.amount)
         state.books[entry.agent_id].exposure.commit(entry.token, -entry.amount)
-        state._emit(
+        self._ended(entry, outcome, now, reason=reason, price=price)
+        self._execution_of(
+            entry, Execution(agent_id=entry.agent_id, status="skipped", reason=reason), now
+        )
+        state._balance_changed(entry.agent_id, bal, now)
+
+    def _ended(
+        self,
+        entry: RestingEntry,
+        outcome: str,
+        now: int,
+        *,
+        reason: str = "",
+        order_id: str | None = None,
+        price: float | None = None,
+    ) -> None:
+        self.state._emit(
             ev.EntryEnded(
                 ts=now,
                 entry_id=entry.id,
@@ -182,14 +186,11 @@ class RestingEntries:
                 token=entry.token,
                 outcome=outcome,
                 reason=reason,
+                order_id=order_id,
                 price_usd=price,
                 entry=entry,
             )
         )
-        self._execution_of(
-            entry, Execution(agent_id=entry.agent_id, status="skipped", reason=reason), now
-        )
-        state._balance_changed(entry.agent_id, bal, now)
 
     # -- execution records ------------------------------------------------------------------
 
