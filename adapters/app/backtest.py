@@ -35,6 +35,7 @@ from tradingd.adapters.app.settings import (
 from tradingd.adapters.feeds.replay import (
     CancelRecord,
     ClockRecord,
+    EntryNames,
     Record,
     ReplayFormatError,
     SignalRecord,
@@ -78,9 +79,9 @@ class _Session:
         self.trades: dict[str, list[TradeRow]] = {}
         self.symbols: dict[str, str] = {}  # token -> symbol, as signals name them
         self.count = 0
-        # record id -> signal id of the resting buys, for cancels: the dedupe window may have
-        # forgotten the client id while the entry still rests (the daemon cancels by signal id)
-        self.entry_names: dict[str, str] = {}
+        # what a cancel may name -> signal id: the dedupe window may have forgotten the client
+        # id while the entry still rests (the daemon cancels by signal id)
+        self.entry_names = EntryNames(lambda signal_id: signal_id in engine.entries_by_signal)
 
     def add_agent(self, spec: AgentSpec) -> None:
         engine = self.engine
@@ -119,8 +120,8 @@ class _Session:
                 signal_record, _ = self.engine.on_signal(
                     to_signal(record, record.ts, f"replay-{self.count}")
                 )
-                if record.entry is not None and record.id is not None:
-                    self._name_entry(record.id, signal_record.signal.id)
+                if record.entry is not None:
+                    self.entry_names.add(record, signal_record.signal.id)
             except ValidationError as exc:  # the daemon answered 422 and went on: so do we
                 log.warning(
                     "record %d: signal refused as the daemon refuses it: %s",
@@ -130,12 +131,6 @@ class _Session:
         else:
             self.engine.on_tick(to_tick(record, record.ts))
         self.settle()
-
-    def _name_entry(self, name: str, signal_id: str) -> None:
-        self.entry_names.setdefault(name, signal_id)
-        if len(self.entry_names) > 2 * max(self.engine.max_resting_entries, 1024):
-            resting = self.engine.entries_by_signal
-            self.entry_names = {n: s for n, s in self.entry_names.items() if s in resting}
 
     def settle(self) -> None:
         """Fill every order intent at once, until fills stop producing orders."""

@@ -42,11 +42,6 @@ class Cancel(msgspec.Struct, frozen=True):
 Entry = tuple[int, list[Tick] | Signal | Cancel | None]
 
 
-def entry_signal_name(signal: Signal) -> str:
-    """The record `id` of a signal with an entry: its client id, else its daemon signal id."""
-    return signal.client_id if signal.client_id is not None else signal.id
-
-
 def file_name(stem: str, suffix: str, ms: int, n: int = 0) -> str:
     """`<stem>-YYYY-MM-DDTHHMMSSZ<suffix>` for a file started at `ms` (epoch ms, UTC); the `n`th
     file of the same second adds `_NNNNNN`, which sorts after it (`.` < `_`)."""
@@ -212,15 +207,16 @@ class RecordFiles:
     def _signal_record(self, ms: int, s: Signal) -> SignalRecord | None:
         """The signal as applied at `ms`: its expiry kept (`expires_in_ms` from `ms`, <= 0 for one
         applied at or past its expiry, so the replay skips or refuses it as the daemon did), its client
-        id as the record `id` (a resting buy without one is named by its signal id, so a cancel
-        can name it: see `entry_signal_name`). Checked by decoding it back (signals are rare):
+        id as the record `id`, and a resting buy's daemon signal id as its `ref` (what a cancel
+        names). Checked by decoding it back (signals are rare):
         None if a replay would refuse the line."""
         if s.entry is not None and s.expires_at <= s.received_at:
             return None  # refused by the engine (422): nothing a replay must refuse again
         record = SignalRecord(
             ts=ms,
             token=s.token,
-            id=entry_signal_name(s) if s.entry is not None else s.client_id,
+            id=s.client_id,
+            ref=s.id if s.entry is not None else None,
             side=s.side,
             type=s.type,
             strength=s.strength,

@@ -14,13 +14,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tradingd.adapters.feeds.record_files import (
-    MAX_MS,
-    Cancel,
-    Entry,
-    RecordFiles,
-    entry_signal_name,
-)
+from tradingd.adapters.feeds.record_files import MAX_MS, Cancel, Entry, RecordFiles
 from tradingd.adapters.timestamps import iso_ms
 from tradingd.engine import events as ev
 from tradingd.engine.model import Signal, Tick
@@ -30,7 +24,6 @@ log = logging.getLogger("tradingd.recorder")
 
 CLOSE_TIMEOUT_S = 10.0  # shutdown waits this long for the last batch to reach the disk
 DEGRADED_FOR_MS = 60_000  # health stays `degraded` this long after a record was dropped
-MAX_ENTRY_NAMES = 100_000  # resting signals a later cancel may name (the engine's default bound)
 
 
 class Recorder:
@@ -75,8 +68,6 @@ class Recorder:
         self._last_error: str | None = None
         self._wake = asyncio.Event()
         self._writing: asyncio.Future[tuple[int, int]] | None = None
-        # signal id -> record name of the resting buys recorded, for their cancels
-        self._entry_names: dict[str, str] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
 
@@ -91,19 +82,14 @@ class Recorder:
 
     def on_signal(self, signal: Signal, now_ms: int) -> None:
         self._pending_clock = None
-        if signal.entry is not None:  # a cancel may name it later (bounded: oldest leave first)
-            self._entry_names[signal.id] = entry_signal_name(signal)
-            while len(self._entry_names) > MAX_ENTRY_NAMES:
-                del self._entry_names[next(iter(self._entry_names))]
         self._put(now_ms, signal, 1)
 
     def on_cancel(self, signal_id: str, now_ms: int) -> None:
-        """A cancel of a signal's resting buys: recorded when the recording holds the signal
-        (its name: see record_files.entry_signal_name), else nothing a replay could refer to."""
-        name = self._entry_names.get(signal_id)
-        if name is not None:
-            self._pending_clock = None
-            self._put(now_ms, Cancel(name), 1)
+        """A cancel of a signal's resting buys, recorded naming the signal's daemon id (the
+        `ref` its record carries; a cancel of a signal the recording does not hold does
+        nothing in a replay)."""
+        self._pending_clock = None
+        self._put(now_ms, Cancel(signal_id), 1)
 
     def on_clock(self, now_ms: int) -> None:
         if now_ms - self._clock_written >= self.clock_gap_ms:

@@ -87,6 +87,9 @@ class SignalRecord(_Record, tag="signal", frozen=True):
     expires_in_ms: Annotated[int, Meta(ge=-(2**53), le=2**53)] = DEFAULT_SIGNAL_TTL_MS
     decimals: Annotated[int, Meta(ge=0, le=18)] | None = None
     entry: EntryRecord | None = None
+    # The daemon's id of a recorded signal with an entry: what a `cancel` record names (a
+    # recording never reuses one; a client id may be reused once it left the dedupe window).
+    ref: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
 
 
 class ClockRecord(_Record, tag="clock", frozen=True):
@@ -94,8 +97,9 @@ class ClockRecord(_Record, tag="clock", frozen=True):
 
 
 class CancelRecord(_Record, tag="cancel", frozen=True):
-    """`DELETE /v1/signals/{id}` at `ts`: what still rests of the signal whose record `id` is
-    `signal` is cancelled (nothing, if no such signal rests)."""
+    """`DELETE /v1/signals/{id}` at `ts`: what still rests of the signal whose record `ref` is
+    `signal` (a recording's), else of the latest signal whose record `id` is `signal` (a
+    hand-written file's), is cancelled; nothing if no such signal rests."""
 
     signal: Annotated[str, Meta(min_length=1, max_length=128)]
 
@@ -232,6 +236,40 @@ def to_signal(record: SignalRecord, ts: int, signal_id: str) -> Signal:
     )
 
 
+class EntryNames:
+    """What a `cancel` record may name, for the signals with an entry seen so far: a record's
+    `ref` (a recording's: unique), else its `id` (the latest signal given that id). Holds at
+    most `MAX_ENTRY_NAMES` of each, the oldest leaving first."""
+
+    def __init__(self, resting: Callable[[str], bool] | None = None) -> None:
+        """`resting(signal_id)`: whether the signal still has a buy resting (the engine's
+        `entries_by_signal`); past the bound, the names of signals with none leave first."""
+        self.refs: dict[str, str] = {}
+        self.ids: dict[str, str] = {}
+        self._resting = resting
+
+    def add(self, record: SignalRecord, signal_id: str) -> None:
+        """`record` (with an entry) was applied as signal `signal_id`."""
+        for table, name in ((self.refs, record.ref), (self.ids, record.id)):
+            if name is not None:
+                table.pop(name, None)
+                table[name] = signal_id
+                if len(table) > MAX_ENTRY_NAMES:
+                    self._trim(table)
+
+    def _trim(self, table: dict[str, str]) -> None:
+        if self._resting is not None:
+            kept = {n: s for n, s in table.items() if self._resting(s)}
+            table.clear()
+            table.update(kept)
+        while len(table) > MAX_ENTRY_NAMES:
+            del table[next(iter(table))]
+
+    def get(self, name: str) -> str | None:
+        """The signal id a cancel of `name` means, or None."""
+        return self.refs.get(name) or self.ids.get(name)
+
+
 class ReplayFeed:
     """Plays a replay file into a live runtime: recorded gaps are slept (divided by `speed`) and
     every timestamp is rebased onto the wall clock, so the daemon's staleness and expiry checks
@@ -267,7 +305,7 @@ class ReplayFeed:
         `submit_signal` (None: played as a price feed, ticks only), clock records to `on_clock`,
         cancels to `cancel_signal` with the signal's daemon id (signals named by their record
         `id` in this play)."""
-        names: dict[str, str] = {}  # record id -> daemon signal id, for cancels
+        names = EntryNames()  # a cancel's name -> the daemon's signal id
         first_ts: int | None = None
         started = self.clock()
         batch: list[Tick] = []
@@ -292,10 +330,8 @@ class ReplayFeed:
                 if submit_signal is not None:  # played as a price feed: ticks only
                     signal_id = f"replay-{started:x}-{n}"
                     submit_signal(to_signal(record, now, signal_id))
-                    if record.entry is not None and record.id is not None:
-                        names.setdefault(record.id, signal_id)
-                        if len(names) > MAX_ENTRY_NAMES:  # the oldest cannot rest any more
-                            del names[next(iter(names))]
+                    if record.entry is not None:
+                        names.add(record, signal_id)
             elif isinstance(record, CancelRecord):
                 known = names.get(record.signal)
                 if cancel_signal is not None and known is not None:

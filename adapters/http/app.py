@@ -83,12 +83,18 @@ def _require_intake(daemon: Daemon) -> None:
 
 
 def _refuse_unknown_query(request: web.Request, route: Route) -> None:
-    """A query parameter the route does not declare is a 422 naming it: a typo (`?limt=5`)
-    must not be silently ignored, as an unknown body field is not."""
+    """A query parameter the route does not declare, or one given twice, is a 422 naming it: a
+    typo (`?limt=5`) or an ambiguity (`?limit=1&limit=2`) must not be silently resolved, as an
+    unknown body field is not."""
     known = {q.name for q in route.query}
     for name in request.query:
+        shown = name[:64] if name.isprintable() else "?"  # never echo a control character
         if name not in known:
-            raise ValidationError(f"unknown query parameter {name[:64]!r}", f"query.{name[:64]}")
+            raise ValidationError(f"unknown query parameter {shown!r}", f"query.{shown}")
+        if len(request.query.getall(name)) > 1:
+            raise ValidationError(
+                f"query parameter {shown!r} given more than once", f"query.{shown}"
+            )
 
 
 def guarded(route: Route) -> Handler:

@@ -36,3 +36,18 @@ async def test_probes_and_metrics_take_any_query(tmp_path: Path) -> None:
     async with serve(tmp_path) as api:
         assert (await api.call("GET", "/health/live?probe=1", key=None))[0] == 200
         assert (await api.call("GET", "/metrics?name[]=tradingd_agents"))[0] == 200
+
+
+async def test_a_query_parameter_given_twice_is_a_422(tmp_path: Path) -> None:
+    async with serve(tmp_path) as api:
+        status, doc = await api.call("GET", "/v1/agents?limit=1&limit=2")
+        assert status == 422 and doc["error"]["details"]["path"] == "query.limit"
+
+
+async def test_a_control_character_in_a_query_name_is_never_echoed(tmp_path: Path) -> None:
+    async with serve(tmp_path) as api:
+        status, doc = await api.call("GET", "/v1/agents?limit%00=1")
+        assert status == 422
+        assert (
+            "\x00" not in doc["error"]["message"] and "\x00" not in doc["error"]["details"]["path"]
+        )

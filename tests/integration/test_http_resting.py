@@ -495,7 +495,7 @@ async def test_a_cancel_over_http_reaches_the_recording(tmp_path):
         task.cancel()
     records = list(read_files(sorted(base.parent.glob("ticks-*.jsonl"))))
     (entry,) = [r for r in records if isinstance(r, SignalRecord)]
-    assert entry.id == signal_id and entry.entry is not None  # named by its signal id
+    assert entry.ref == signal_id and entry.id is None and entry.entry is not None
     assert [r for r in records if isinstance(r, CancelRecord)] == [
         CancelRecord(ts=records[-1].ts, signal=signal_id)
     ]

@@ -156,7 +156,7 @@ def test_recorder_writes_entries_and_cancels_a_replay_reads_back(tmp_path: Path)
         recorder.on_signal(named, T0)
         recorder.on_signal(anonymous, T0 + 1)
         recorder.on_cancel("sig_2", T0 + 2)
-        recorder.on_cancel("sig_unknown", T0 + 3)  # not in this recording: nothing to name
+        recorder.on_cancel("sig_unknown", T0 + 3)
         await recorder.close()
         task.cancel()
 
@@ -168,6 +168,7 @@ def test_recorder_writes_entries_and_cancels_a_replay_reads_back(tmp_path: Path)
             ts=T0,
             token=TOKEN,
             id="prov-7",
+            ref="sig_1",
             expires_in_ms=5000,
             entry=recs[0].entry,
             source="",
@@ -175,12 +176,13 @@ def test_recorder_writes_entries_and_cancels_a_replay_reads_back(tmp_path: Path)
         SignalRecord(
             ts=T0 + 1,
             token=TOKEN,
-            id="sig_2",
+            ref="sig_2",
             expires_in_ms=9000,
             entry=recs[1].entry,
             source="",
         ),
         CancelRecord(ts=T0 + 2, signal="sig_2"),
+        CancelRecord(ts=T0 + 3, signal="sig_unknown"),  # a replay finds nothing to cancel
     ]
     assert (recs[0].entry.type, recs[0].entry.price_usd) == ("stop", 1.25)
     assert (recs[1].entry.type, recs[1].entry.price_usd) == ("limit", 0.75)
@@ -237,7 +239,44 @@ def test_a_recorded_entry_that_waited_past_its_expiry_is_skipped_expired_in_the_
     (path,) = sorted(tmp_path.glob("rec-*.jsonl"))
     recs = list(read_records(path))
     signals = [r for r in recs if isinstance(r, SignalRecord)]
-    assert [(r.id, r.expires_in_ms) for r in signals] == [("w", -400)]
+    assert [(r.id, r.ref, r.expires_in_ms) for r in signals] == [("w", "sig_w", -400)]
     spec = AgentSpec(id="a", name="a", quote="USDC", paper_deposit=DEPOSIT, config=CONFIG)
     (a,) = run_replay(recs, [spec]).agents
     assert a.trades == [] and a.signals_skipped == {"expired": 1}  # a marketable limit
+
+
+def test_a_cancel_names_the_latest_signal_given_a_reused_client_id():
+    # "A" rests at 0.4, leaves the dedupe window (2 signals), is reused for a new entry at 0.5,
+    # and that one is cancelled: the 0.4 entry still rests, and 0.45 buys nothing
+    docs = [
+        tick(T0, 1.0),
+        limit(T0 + 1, 0.4, sid="A"),
+        limit(T0 + 2, 0.1, sid="B"),
+        limit(T0 + 3, 0.1, sid="C"),
+        limit(T0 + 4, 0.5, sid="A"),
+        {"kind": "cancel", "ts": T0 + 5, "signal": "A"},
+        tick(T0 + 6, 0.45),
+    ]
+    recs = list(iter_records([json.dumps(d) for d in docs]))
+    spec = AgentSpec(id="a", name="a", quote="USDC", paper_deposit=DEPOSIT, config=CONFIG)
+    options = EngineOptions(history=HistoryBounds(signals_kept=2))
+    (a,) = run_replay(recs, [spec], engine_options=options).agents
+    assert a.trades == [] and a.entries_resting == 3 and a.signals_skipped == {"cancelled": 1}
+
+
+def test_a_recorded_ref_is_never_taken_for_a_client_id():
+    # an anonymous entry recorded with ref "sig_9"; a later signal whose client id is "sig_9"
+    # is a new signal (the daemon took it as one), and the cancel of "sig_9" is the first's
+    first = limit(T0 + 1, 0.5)
+    first["ref"] = "sig_9"
+    docs = [
+        tick(T0, 1.0),
+        first,
+        limit(T0 + 2, 0.45, sid="sig_9"),
+        {"kind": "cancel", "ts": T0 + 3, "signal": "sig_9"},
+        tick(T0 + 4, 0.46),  # would meet the first (0.5): it was cancelled
+        tick(T0 + 5, 0.4),  # meets the second (0.45): 0.4 × 1.01 slippage
+    ]
+    (a,) = replay(*docs).agents
+    assert [(t.ts, t.price_usd) for t in a.trades] == [(T0 + 5, 0.404)]
+    assert a.signals_skipped == {"cancelled": 1}
