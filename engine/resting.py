@@ -51,12 +51,8 @@ class RestingEntries:
         if reason is None:
             amount, reason = size_buy(agent.config, bal.available, exposure.committed[signal.token])
         if reason is not None:
-            self._execution(
-                record.signal,
-                Execution(agent_id=agent.id, status="skipped", reason=reason),
-                record,
-                now,
-            )
+            skipped = Execution(agent_id=agent.id, status="skipped", reason=reason)
+            state._put_execution(record, skipped, now)
             return
         assert signal.entry is not None
         entry = RestingEntry(
@@ -82,7 +78,7 @@ class RestingEntries:
         execution = Execution(
             agent_id=agent.id, status="resting", latency_ms=float(now - signal.received_at)
         )
-        self._execution(signal, execution, record, now)
+        state._put_execution(record, execution, now)
         state._balance_changed(agent.id, bal, now)
 
     # -- ending -----------------------------------------------------------------------------
@@ -202,9 +198,3 @@ class RestingEntries:
             record.executions[execution.agent_id] = execution
             self.state.signal_window.executions_added(record, before)
         self.state._execution_changed(signal_id, execution, now)
-
-    def _execution(
-        self, signal: Signal, execution: Execution, record: SignalRecord, now: int
-    ) -> None:
-        record.executions[execution.agent_id] = execution
-        self.state._execution_changed(signal.id, execution, now)

@@ -105,16 +105,7 @@ class SignalIntake:
 
     def _skip(self, record: SignalRecord, agent_id: str, reason: str, now: int) -> None:
         execution = Execution(agent_id=agent_id, status="skipped", reason=reason)
-        record.executions[agent_id] = execution
-        self.state._emit(
-            ev.SignalExecutionRecorded(
-                ts=now,
-                signal_id=record.signal.id,
-                agent_id=agent_id,
-                status="skipped",
-                reason=reason,
-            )
-        )
+        self.state._put_execution(record, execution, now)
 
     def _check_entry(self, signal: Signal) -> None:
         """A resting buy's contract: a buy, a finite positive price below 1e300 (the API's
@@ -171,24 +162,14 @@ class SignalIntake:
             expires_at=signal.expires_at,
             latency_ms=float(now - signal.received_at),
         )
-        record.executions[agent.id] = Execution(
+        execution = Execution(
             agent_id=agent.id,
             status="pending",
             position_id=p.id,
             order_id=order.id,
             latency_ms=float(now - signal.received_at),
         )
-        self.state._emit(
-            ev.SignalExecutionRecorded(
-                ts=now,
-                signal_id=signal.id,
-                agent_id=agent.id,
-                status="pending",
-                position_id=p.id,
-                order_id=order.id,
-                latency_ms=float(now - signal.received_at),
-            )
-        )
+        self.state._put_execution(record, execution, now)
         self.state._balance_changed(agent.id, bal, now)
 
     def _sell_for(self, agent: Agent, signal: Signal, record: SignalRecord, now: int) -> None:
@@ -216,21 +197,11 @@ class SignalIntake:
             reason = "position_closing" if closing else "no_open_position"
             return self._skip(record, agent.id, reason, now)
         latency = float(now - signal.received_at)
-        record.executions[agent.id] = Execution(
+        execution = Execution(
             agent_id=agent.id,
             status="pending",
             position_id=first.id,
             order_id=order_id,
             latency_ms=latency,
         )
-        self.state._emit(
-            ev.SignalExecutionRecorded(
-                ts=now,
-                signal_id=signal.id,
-                agent_id=agent.id,
-                status="pending",
-                position_id=first.id,
-                order_id=order_id,
-                latency_ms=latency,
-            )
-        )
+        self.state._put_execution(record, execution, now)

@@ -495,6 +495,12 @@ class EngineState:
         execution.reason = reason
         self._execution_changed(order.signal_id, execution, now)
 
+    def _put_execution(self, record: SignalRecord, execution: Execution, now: int) -> None:
+        """Set the agent's execution on a signal being taken (the window counts the record's
+        executions once it is taken) and record it (event SignalExecutionRecorded)."""
+        record.executions[execution.agent_id] = execution
+        self._execution_changed(record.signal.id, execution, now)
+
     def _execution_changed(self, signal_id: str, execution: Execution, now: int) -> None:
         self._emit(
             ev.SignalExecutionRecorded(
