@@ -1,7 +1,9 @@
-"""Asset identities: Solana mint validation, the well-known quote assets and their decimals."""
+"""Asset identities: instruments (a Solana mint, or an exchange market `<exchange>:<BASE>/<QUOTE>`),
+the well-known quote assets and their decimals."""
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from solders.pubkey import Pubkey
@@ -31,6 +33,56 @@ def is_mint(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# An exchange market: the CCXT exchange id (lower case, as `ccxt.exchanges` names it), then
+# CCXT's unified spot symbol BASE/QUOTE (upper-case currency codes; digits, '.', '_' and '-'
+# occur in real codes such as 1000SATS or BTC.B). Source: CCXT Manual, "Market structure",
+# `symbol`.
+_MARKET = re.compile(
+    r"([a-z][a-z0-9_]{0,31}):([A-Z0-9][A-Z0-9._-]{0,19})/([A-Z0-9][A-Z0-9._-]{0,19})"
+)
+# The venue prefix of an agent trading an exchange account: "ccxt:<account>".
+CCXT_VENUE_PREFIX: Final = "ccxt:"
+# Market quote currencies taken as USD (pegged at 1 until a feed prices the agent's quote): an
+# exchange agent's quote is one of these and names the same currency as its markets' quote.
+USD_MARKET_QUOTES: Final = frozenset({"USDT", "USDC"})
+
+
+def market_parts(token: str) -> tuple[str, str, str] | None:
+    """(exchange, base, quote) of an exchange instrument id such as "binance:BTC/USDT"; None
+    for anything else (a mint)."""
+    m = _MARKET.fullmatch(token)
+    return (m.group(1), m.group(2), m.group(3)) if m else None
+
+
+def is_market(token: str) -> bool:
+    """True when `token` is an exchange instrument id `<exchange>:<BASE>/<QUOTE>`."""
+    return _MARKET.fullmatch(token) is not None
+
+
+def is_instrument(text: str) -> bool:
+    """True when `text` names something tradable: a Solana mint or an exchange market."""
+    return is_market(text) or is_mint(text)
+
+
+def require_instrument(text: str, path: str = "$.token") -> str:
+    """`text` itself when it is an instrument id (a base58 32-byte Solana mint, or
+    `<exchange>:<BASE>/<QUOTE>` such as "binance:BTC/USDT"); raises ValidationError naming
+    `path` otherwise. Whether the exchange is configured and lists the market is the edge's
+    check (the engine knows no markets)."""
+    if not is_instrument(text):
+        raise ValidationError(
+            "not an instrument: a base58 32-byte mint address or <exchange>:<BASE>/<QUOTE> "
+            f"(e.g. binance:BTC/USDT): {text[:60]!r}",
+            path,
+        )
+    return text
+
+
+def venue_exchange(venue: str) -> str | None:
+    """The account name of an exchange venue ("ccxt:binance" -> "binance"); None otherwise."""
+    return venue[len(CCXT_VENUE_PREFIX) :] if venue.startswith(CCXT_VENUE_PREFIX) else None
 
 
 def require_mint(text: str, path: str = "$.token") -> str:

@@ -4,9 +4,12 @@ came: the checks that may skip it (each a stable snake_case reason clients see i
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from . import events as ev
-from .assets import PAPER_VENUE, quote_mint
+from .assets import PAPER_VENUE, market_parts, quote_mint, venue_exchange
 from .model import Agent, Order, Position
+from .money import exact
 from .risk import limit_reason
 from .state import EngineState
 
@@ -18,6 +21,9 @@ def standing_reason(state: EngineState, agent: Agent, token: str) -> str | None:
     locked (wallet_locked). None when none applies."""
     if token == quote_mint(agent.quote):  # buying the quote with itself
         return "token_is_quote"
+    venue = venue_reason(state, agent, token)
+    if venue is not None:
+        return venue
     if state.halted_buys:
         return "halted"
     if state.buys_paused_reason is not None:
@@ -28,6 +34,43 @@ def standing_reason(state: EngineState, agent: Agent, token: str) -> str | None:
         if agent.wallet_id not in state.unlocked_wallets:
             return "wallet_locked"
     return None
+
+
+def venue_reason(state: EngineState, agent: Agent, token: str) -> str | None:
+    """Whether the agent's venue can trade `token`: an exchange venue ("ccxt:<account>") trades
+    its exchange's markets quoted in the agent's quote (else venue_cannot_trade,
+    quote_mismatch); paper trades mints and markets; any other venue (Jupiter) trades mints
+    only (venue_cannot_trade)."""
+    parts = market_parts(token)
+    if venue_exchange(agent.venue) is not None:
+        if parts is None or state.venue_exchanges.get(agent.venue) != parts[0]:
+            return "venue_cannot_trade"
+        if parts[2] != agent.quote.upper():
+            return "quote_mismatch"
+        return None
+    if parts is not None and agent.venue != PAPER_VENUE:
+        return "venue_cannot_trade"
+    return None
+
+
+def lot_reason(
+    state: EngineState, agent: Agent, token: str, amount: int, price: float
+) -> str | None:
+    """A buy of `amount` quote atomic units of an exchange market at `price` (USD): skipped
+    `below_venue_minimum` when it is under the market's least notional or buys less than its
+    least amount (InstrumentRules); None otherwise, and always for a mint."""
+    rules = state.instruments.get(token)
+    if rules is None:
+        return None
+    market_price = state.market_price(token, price)
+    quote_usd = state.quote_usd(agent.quote)
+    parts = market_parts(token)
+    market_quote_usd = state.quote_usd(parts[2]) if parts is not None else None
+    if market_price is None or not quote_usd or not market_quote_usd:
+        return None  # cannot value it here: the venue decides
+    # The buy's cost in the market's quote currency, exact.
+    cost = Fraction(amount, 10**agent.quote_decimals) * exact(quote_usd) / exact(market_quote_usd)
+    return "below_venue_minimum" if rules.buy_below_min(cost, market_price) else None
 
 
 def market_reason(state: EngineState, agent: Agent, token: str, now: int) -> str | None:
@@ -49,8 +92,8 @@ def market_reason(state: EngineState, agent: Agent, token: str, now: int) -> str
 
 
 def ensure_decimals(state: EngineState, token: str, now: int) -> None:
-    """Neither a tick nor a signal named the token's decimals: fix the configured default for
-    it, and say so (alert decimals_defaulted)."""
+    """Neither a tick, a signal nor the instrument's market named the token's decimals: fix
+    the configured default for it, and say so (alert decimals_defaulted)."""
     if token in state.decimals:
         return
     state.decimals[token] = state.default_decimals

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from .assets import require_mint
+from .assets import require_instrument
 from .errors import ValidationError
 from .money import pct_sum
 
@@ -200,7 +200,7 @@ def _ascending(values: Sequence[float | int], path: str, what: str) -> None:
 def validate_config(cfg: AgentConfig) -> AgentConfig:
     """Rules across fields. Raises ValidationError naming the first failing path."""
     for i, token in enumerate(cfg.signals.tokens):
-        require_mint(token, f"$.signals.tokens[{i}]")
+        require_instrument(token, f"$.signals.tokens[{i}]")
     if cfg.signals.token_filter == "allow" and not cfg.signals.tokens:
         raise ValidationError("token_filter 'allow' needs at least one token", "$.signals.tokens")
     s = cfg.sizing

@@ -13,15 +13,17 @@ from typing import Literal, Unpack
 import msgspec
 
 from . import events as ev
-from .assets import normalize_quote, quote_mint, require_mint
+from .assets import is_market, normalize_quote, quote_mint, require_mint
 from .book import AgentBook
 from .config import AgentConfig, parse_atomic
 from .errors import Conflict, InvariantViolation, NotFound, ValidationError
 from .exit_actions import ExitActions
 from .lifecycle import HOLDING, LIVE, PositionStatus
+from .lots import InstrumentRules
 from .model import (
     Agent,
     Balance,
+    ExchangeSubmission,
     ExitReason,
     Fill,
     Order,
@@ -237,6 +239,42 @@ class Engine(EngineState):
         order.swap = swap
         self._emit(ev.SwapSubmitted(ts=self.clock(), order=msgspec.structs.replace(order)))
         return order
+
+    def on_exchange_order_sent(self, order_id: str, sent: ExchangeSubmission) -> Order:
+        """An exchange venue is about to send `sent` for the order in flight: record it on the
+        order (event ExchangeOrderSent, written through before the request leaves). Returns the
+        order. Raises NotFound for an order not in flight, InvariantViolation for an attempt not
+        newer than the one recorded."""
+        order = self.orders.get(order_id)
+        if order is None:
+            raise NotFound(f"no order in flight {order_id!r}", {"order_id": order_id})
+        if order.exchange is not None and sent.attempt <= order.exchange.attempt:
+            raise InvariantViolation(
+                f"order {order_id}: exchange attempt {sent.attempt} after {order.exchange.attempt}",
+                {"order_id": order_id},
+            )
+        order.exchange = sent
+        self._emit(ev.ExchangeOrderSent(ts=self.clock(), order=msgspec.structs.replace(order)))
+        return order
+
+    def set_instrument_rules(self, token: str, rules: InstrumentRules) -> None:
+        """An exchange market's order-size rules, loaded or changed (a market's precision may
+        change while the daemon runs): later orders of `token` follow them. The instrument's
+        decimals never change once known (positions hold amounts at that scale). Raises
+        ValidationError for a token that is not an exchange market or for decimals other than
+        the token's known ones."""
+        if not is_market(token):
+            raise ValidationError(f"not an exchange market: {token[:60]!r}", "$.token")
+        known = self.decimals.get(token)
+        if known is not None and known != rules.decimals:
+            raise ValidationError(
+                f"decimals {rules.decimals} differ from {token}'s known decimals {known}",
+                "$.decimals",
+            )
+        if rules.step < 1 or rules.min_amount < 0 or not rules.min_cost >= 0:
+            raise ValidationError("step must be >= 1, minimums >= 0", "$.rules")
+        self.decimals[token] = rules.decimals
+        self.instruments[token] = rules
 
     def set_halt(self, buys: bool, flatten: bool = False) -> list[str]:
         """The operator's kill switch: `buys` True refuses new buys; `flatten` True also sells

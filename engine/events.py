@@ -150,6 +150,13 @@ class SwapSubmitted(Event, frozen=True):
     order: Order
 
 
+class ExchangeOrderSent(Event, frozen=True):
+    """An exchange request of an order in flight is recorded before it is sent: `order`
+    carries it in `order.exchange` (its client order id and attempt)."""
+
+    order: Order
+
+
 class OrderFilled(Event, frozen=True):
     """An order filled; `trade` is what it executed (atomic amounts)."""
 
@@ -263,6 +270,7 @@ AnyEvent = (
     | EntryEnded
     | OrderSubmitted
     | SwapSubmitted
+    | ExchangeOrderSent
     | OrderFilled
     | OrderFailed
     | ExitTriggered

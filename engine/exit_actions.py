@@ -5,6 +5,7 @@ flight) and the follow-up once a position's order settles."""
 from __future__ import annotations
 
 from . import events as ev
+from .buying import lot_reason
 from .exits import Decision, decide
 from .lifecycle import HOLDING, PositionStatus
 from .model import Order, Position
@@ -151,16 +152,22 @@ class ExitActions:
                 ts=now, position_id=p.id, agent_id=agent.id, price_usd=price, level=level
             )
         )
-        if amount <= 0:
+        below = amount > 0 and lot_reason(self.state, agent, p.token, amount, price) is not None
+        if amount <= 0 or below:
             # Unfundable: the level is spent, or it would re-trigger on every tick.
             p.dca_count += 1
             p.last_dca_at = now
             self.state.index.rearm(p, now, fresh=False)
+            code, why = (
+                ("below_venue_minimum", "the buy is below the market's least amount or notional")
+                if below
+                else ("dca_unfunded", "no spendable quote")
+            )
             self.state._emit(
                 ev.Alert(
                     ts=now,
-                    code="dca_unfunded",
-                    message="DCA level skipped: no spendable quote",
+                    code=code,
+                    message=f"DCA level skipped: {why}",
                     details={"agent_id": agent.id, "position_id": p.id},
                 )
             )

@@ -196,6 +196,25 @@ class SwapSubmission(Struct, frozen=True, kw_only=True):
     prior_fees: int = 0
 
 
+class ExchangeSubmission(Struct, frozen=True, kw_only=True):
+    """An order's request to an exchange account, recorded durably BEFORE it is sent, so a
+    retry or a restart looks it up by its client order id before anything is sent again:
+    `client_order_id` (the exchange's own parameter, e.g. Binance `newClientOrderId`), which
+    `attempt` of the order it is (1-based), the `account` and CCXT `symbol`, what was asked
+    (`amount`: base atomic for a sell or a buy by amount; `cost`: quote atomic for a buy by
+    cost), when (epoch ms), and the client ids of the order's earlier attempts, each found
+    not placed before this one was sent (`earlier`: a reconciliation looks them up again)."""
+
+    client_order_id: str
+    attempt: int
+    account: str
+    symbol: str
+    sent_at: int
+    amount: int = 0
+    cost: int = 0
+    earlier: tuple[str, ...] = ()
+
+
 class Order(Struct, kw_only=True):
     """Money in motion: the one record that says what was reserved or is being sold."""
 
@@ -234,6 +253,9 @@ class Order(Struct, kw_only=True):
     # An entry buy's signal execution latency (ms from the signal's receipt to this order): what
     # its execution record says when the order settles after the signal left the dedupe window.
     signal_latency_ms: float | None = None
+    # The request last sent for this order to an exchange account (CCXT venues): while it is
+    # set and the order is submitted, a restart looks it up by client order id first.
+    exchange: ExchangeSubmission | None = None
     status: OrderStatus = OrderStatus.SUBMITTED  # moved only by lifecycle.move_order
 
 
@@ -251,6 +273,11 @@ class Fill(Struct, frozen=True, kw_only=True):
     # fees above a sell's proceeds, a buy's spend above its reservation): taken from the free
     # quote balance and booked as a realized loss.
     charge: int = 0
+    # A fee the venue took in a third currency (e.g. BNB on Binance): its code and amount as
+    # the venue wrote it; `fee` then holds its quote value at the fill (not deducted: the quote
+    # balance did not pay it).
+    fee_currency: str | None = None
+    fee_amount: str | None = None
 
 
 class Execution(Struct, kw_only=True):
@@ -283,3 +310,5 @@ class Trade(Struct, frozen=True, kw_only=True):
     venue_ref: str
     reason: str
     ts: int
+    fee_currency: str | None = None  # a fee paid in a third currency: its code (see Fill)
+    fee_amount: str | None = None  # ... and its amount, as the venue wrote it

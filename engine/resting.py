@@ -12,7 +12,7 @@ skipped with the reason and their reservation released."""
 from __future__ import annotations
 
 from . import events as ev
-from .buying import market_reason, open_entry, standing_reason
+from .buying import lot_reason, market_reason, open_entry, standing_reason
 from .entry_index import priority_order
 from .model import Agent, Execution, RestingEntry, Signal
 from .risk import size_buy
@@ -50,6 +50,8 @@ class RestingEntries:
         amount = 0
         if reason is None:
             amount, reason = size_buy(agent.config, bal.available, exposure.committed[signal.token])
+        if reason is None and signal.entry is not None:
+            reason = lot_reason(state, agent, signal.token, amount, signal.entry.price_usd)
         if reason is not None:
             skipped = Execution(agent_id=agent.id, status="skipped", reason=reason)
             state._put_execution(record, skipped, now)
@@ -116,8 +118,10 @@ class RestingEntries:
         state = self.state
         book = state.books[entry.agent_id]
         agent = book.agent
-        reason = standing_reason(state, agent, entry.token) or market_reason(
-            state, agent, entry.token, now
+        reason = (
+            standing_reason(state, agent, entry.token)
+            or market_reason(state, agent, entry.token, now)
+            or lot_reason(state, agent, entry.token, entry.amount, price)
         )
         if reason is not None:
             return self._end(entry, "triggered", reason, now, price)

@@ -111,6 +111,8 @@ class Settlement:
             venue_ref=fill.venue_ref,
             reason=order.reason,
             ts=now,
+            fee_currency=fill.fee_currency,
+            fee_amount=fill.fee_amount,
         )
         trades = self.state.books[order.agent_id].trades
         trades.append(trade)

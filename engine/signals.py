@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 
 from . import events as ev
-from .assets import quote_mint, require_mint
-from .buying import market_reason, open_entry, standing_reason
+from .assets import quote_mint, require_instrument
+from .buying import lot_reason, market_reason, open_entry, standing_reason
 from .errors import ValidationError
 from .lifecycle import PositionStatus
 from .model import Agent, Execution, Position, Signal
@@ -36,7 +36,7 @@ class SignalIntake:
             known = self.state.signal_by_client.get(signal.client_id)
             if known is not None and known in self.state.signals:
                 return self.state.signals[known], True
-        require_mint(signal.token, "$.token")
+        require_instrument(signal.token, "$.token")
         if signal.entry is not None:
             self._check_entry(signal)
         if signal.decimals is not None and decimals_conflict(
@@ -146,6 +146,9 @@ class SignalIntake:
         bal = self.state.ledger.balance(agent.id, agent.quote)
         exposure = self.state.books[agent.id].exposure
         amount, reason = size_buy(agent.config, bal.available, exposure.committed[signal.token])
+        if reason is None:
+            price = self.state.prices[signal.token].price_usd
+            reason = lot_reason(self.state, agent, signal.token, amount, price)
         if reason is not None:
             return self._skip(record, agent.id, reason, now)
         self.state.ledger.reserve(agent.id, agent.quote, amount)

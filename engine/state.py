@@ -5,13 +5,14 @@ its position `closing`). Transitions live in core.py, signals.py and settlement.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from fractions import Fraction
 from typing import Literal, TypedDict
 
 import msgspec
 from msgspec import Struct
 
 from . import events as ev
-from .assets import KNOWN_DECIMALS, PEGGED_USD, quote_mint
+from .assets import KNOWN_DECIMALS, PEGGED_USD, market_parts, quote_mint
 from .book import AgentBook, BookView
 from .config import MAX_ATOMIC
 from .entry_index import EntryBook, EntryIndex, NaiveEntries
@@ -21,6 +22,7 @@ from .exposure import Exposure
 from .history import HistoryBounds, SignalWindow
 from .ledger import Ledger
 from .lifecycle import HOLDING, OrderStatus, PositionStatus, move_order, move_position
+from .lots import InstrumentRules
 from .model import (
     Agent,
     Balance,
@@ -33,7 +35,7 @@ from .model import (
     Tick,
     Trade,
 )
-from .money import quote_value
+from .money import exact, quote_value
 from .price_sources import PricePolicy, PriceSources
 from .token_market import TokenMarket
 from .token_risk import RiskScore, risk_score
@@ -74,7 +76,10 @@ class EngineOptions(TypedDict, total=False):
     `exit_index`: "indexed" (the trigger indexes of exits and resting entries) or "naive" (the
     oracles' full scans); `max_resting_entries`: resting buys held at most (a new one past it
     is skipped `resting_capacity`); `max_resting_ms`: how far past its receipt a resting buy
-    may expire."""
+    may expire; `instruments`: exchange markets' order-size rules by instrument id (their
+    `decimals` are the instruments' decimals); `venue_exchanges`: the CCXT exchange id each
+    exchange venue ("ccxt:<account>") trades, so its agents take signals for that exchange's
+    markets only."""
 
     exit_index: Literal["indexed", "naive"]
     max_price_age_ms: int
@@ -89,6 +94,8 @@ class EngineOptions(TypedDict, total=False):
     token_decimals: Mapping[str, int] | None
     max_resting_entries: int
     max_resting_ms: int
+    instruments: Mapping[str, InstrumentRules] | None
+    venue_exchanges: Mapping[str, str] | None
 
 
 class EngineState:
@@ -114,8 +121,12 @@ class EngineState:
         token_decimals: Mapping[str, int] | None = None,
         max_resting_entries: int = 100_000,
         max_resting_ms: int = 24 * 3600 * 1000,
+        instruments: Mapping[str, InstrumentRules] | None = None,
+        venue_exchanges: Mapping[str, str] | None = None,
     ) -> None:
         self.clock = clock
+        self.instruments: dict[str, InstrumentRules] = dict(instruments or {})
+        self.venue_exchanges: dict[str, str] = dict(venue_exchanges or {})
         self.max_resting_entries = max_resting_entries
         self.max_resting_ms = max_resting_ms
         self.max_future_skew_ms = max_future_skew_ms
@@ -149,7 +160,11 @@ class EngineState:
         self.entries: dict[str, RestingEntry] = {}  # resting buys by entry id
         self.entries_by_signal: dict[str, dict[str, None]] = {}  # signal id -> entry ids
         self.prices: dict[str, Tick] = {}
-        self.decimals: dict[str, int] = dict(token_decimals or {}) | KNOWN_DECIMALS
+        self.decimals: dict[str, int] = (
+            dict(token_decimals or {})
+            | {token: r.decimals for token, r in self.instruments.items()}
+            | KNOWN_DECIMALS
+        )
         self.signal_window = SignalWindow(self.history)  # the dedupe window
         self.signals = self.signal_window.records  # by signal id, oldest first
         self.signal_by_client = self.signal_window.by_client
@@ -359,24 +374,58 @@ class EngineState:
         self._intents.append(ev.SubmitOrder(order))
         return order
 
+    def market_price(self, token: str, price_usd: float) -> Fraction | None:
+        """An exchange market's price in its quote currency (exact, per whole base) from a USD
+        price: price_usd / USD price of the market's quote; None for a mint or an unpriced
+        quote."""
+        parts = market_parts(token)
+        quote_usd = self.quote_usd(parts[2]) if parts is not None else None
+        if not quote_usd or price_usd <= 0:
+            return None
+        return exact(price_usd) / exact(quote_usd)
+
     def sell_size(self, p: Position, amount: int, price: float) -> int:
         """What a sell of `amount` at `price` really sells: the whole position when the
         remainder would be dust (worth less than the agent's `execution.dust_quote` quote atomic
-        units; default 1, i.e. a remainder that rounds to no quote at all), else `amount`. 0 when
-        the sell itself is worth no quote atomic unit: such a sell is not placed."""
+        units; default 1, i.e. a remainder that rounds to no quote at all) or, on an exchange
+        market, below the market's least amount or notional; else `amount`, rounded down to the
+        market's amount step. 0 when the sell itself is worth no quote atomic unit or is below
+        the market's minimum: such a sell is not placed. A whole position is ordered whole: the
+        venue sends its multiple of the step (what is below one step stays on the exchange)."""
         agent = self.books[p.agent_id].agent
+        rules = self.instruments.get(p.token)
+        if rules is not None and amount < p.amount:
+            amount = rules.floor(amount)
         quote_usd = self.quote_usd(agent.quote)
         if not quote_usd or price <= 0:
+            if rules is not None and rules.tradable(p.amount) == 0:
+                return 0
             return amount  # cannot value it here: the venue decides
         qd = agent.quote_decimals
         rest = p.amount - amount
-        if rest > 0 and quote_value(rest, p.decimals, price, quote_usd, qd) < int(
-            agent.config.execution.dust_quote
+        if rest > 0 and (
+            quote_value(rest, p.decimals, price, quote_usd, qd)
+            < int(agent.config.execution.dust_quote)
+            or self._below_lot(p.token, rest, price)
         ):
             amount = p.amount
-        if quote_value(amount, p.decimals, price, quote_usd, qd) <= 0:
+        if amount <= 0 or quote_value(amount, p.decimals, price, quote_usd, qd) <= 0:
+            return 0
+        if self._below_lot(p.token, amount, price):
             return 0
         return amount
+
+    def _below_lot(self, token: str, amount: int, price: float) -> bool:
+        """Whether an order of `amount` (atomic) of an exchange market at `price` (USD) is
+        below what the market takes: nothing at its step, under its least amount or notional."""
+        rules = self.instruments.get(token)
+        if rules is None:
+            return False
+        sendable = rules.tradable(amount)
+        if sendable == 0:
+            return True
+        market_price = self.market_price(token, price)
+        return market_price is not None and rules.notional_below_min(sendable, market_price)
 
     def _sell(
         self,
@@ -400,7 +449,8 @@ class EngineState:
                 ev.Alert(
                     ts=now,
                     code="exit_below_minimum",
-                    message="sell not placed: it is worth less than one quote atomic unit",
+                    message="sell not placed: it is worth less than one quote atomic unit "
+                    "or below the market's least amount or notional",
                     details={"agent_id": p.agent_id, "position_id": p.id, "reason": reason},
                 )
             )

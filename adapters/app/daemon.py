@@ -32,6 +32,7 @@ from tradingd.adapters.http.auth import BOOTSTRAP_ENV, KeyStore, admin_key_path,
 from tradingd.adapters.solana.keystore import Keystore
 from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.adapters.venues import PAPER
+from tradingd.adapters.venues.ccxt.markets import MarketRegistry
 from tradingd.adapters.venues.paper import PaperVenue
 from tradingd.engine import events as ev
 from tradingd.engine.core import Engine
@@ -95,6 +96,8 @@ class Daemon:
         self.data_dir = Path(settings.data_dir)
         self.wallets = Keystore(self.data_dir)
         self.live = LiveVenues(self)  # Jupiter, when [venues.jupiter] enabled
+        # Exchange markets loaded per CCXT exchange id: instrument ids are checked against it.
+        self.markets = MarketRegistry()
         self.feeds: dict[str, Feed] = {}
         self.live_feeds: dict[str, LiveFeed] = {}  # the feeds above from market-data services
         self.recorder: Recorder | None = None  # [feeds.record] (adapters/app/recording.py)

@@ -89,7 +89,7 @@ class Runtime:
         if out.intents:
             inline: list[Order] = []
             for intent in out.intents:
-                venue = self.venues.get(intent.order.venue.split(":", 1)[0])
+                venue = self.venue_of(intent.order)
                 if venue is not None and venue.in_process:
                     inline.append(intent.order)
                 else:
@@ -161,7 +161,8 @@ class Runtime:
         engine = self.engine
         settled: list[tuple[Order, Fill | None, str]] = []
         for order in orders:
-            venue = self.venues[order.venue.split(":", 1)[0]]
+            venue = self.venue_of(order)
+            assert venue is not None
             started = time.perf_counter()
             if (
                 order.side == "buy"
@@ -199,8 +200,13 @@ class Runtime:
         finally:
             self.flush()
 
+    def venue_of(self, order: Order) -> Venue | None:
+        """The venue that carries `order`: an exchange account's is registered whole
+        ("ccxt:<account>"), any other by its name before a ":market" suffix."""
+        return self.venues.get(order.venue) or self.venues.get(order.venue.split(":", 1)[0])
+
     async def _execute(self, order: Order) -> None:
-        venue = self.venues.get(order.venue.split(":", 1)[0])
+        venue = self.venue_of(order)
         attempts = self.SELL_ATTEMPTS if order.side == "sell" else self.BUY_ATTEMPTS
         started = time.perf_counter()
         reason = f"no venue {order.venue!r}"
@@ -210,7 +216,9 @@ class Runtime:
                 break
             if (
                 order.side == "buy"
-                and order.swap is None  # a recorded swap may have landed: the venue resolves it
+                # a recorded swap or exchange request may have filled: the venue resolves it
+                and order.swap is None
+                and order.exchange is None
                 and order.expires_at is not None
                 and self.clock() > order.expires_at
             ):

@@ -94,13 +94,17 @@ INSERT INTO positions AS t (id, version, agent_id, token, status, doc)
   WHERE t.version < EXCLUDED.version""",
     ),
     (
-        frozenset(("OrderSubmitted", "SwapSubmitted", "OrderFilled", "OrderFailed")),
+        frozenset(
+            ("OrderSubmitted", "SwapSubmitted", "ExchangeOrderSent", "OrderFilled", "OrderFailed")
+        ),
         """
 INSERT INTO orders AS t (id, version, agent_id, status, doc)
   SELECT DISTINCT ON (key) key, id, agent_id,
     CASE type WHEN 'OrderFilled' THEN 'filled' WHEN 'OrderFailed' THEN 'failed' ELSE 'submitted' END,
-    CASE WHEN type IN ('OrderSubmitted', 'SwapSubmitted') THEN payload->'order' END
-  FROM stage WHERE type IN ('OrderSubmitted', 'SwapSubmitted', 'OrderFilled', 'OrderFailed')
+    CASE WHEN type IN ('OrderSubmitted', 'SwapSubmitted', 'ExchangeOrderSent')
+      THEN payload->'order' END
+  FROM stage WHERE type IN ('OrderSubmitted', 'SwapSubmitted', 'ExchangeOrderSent', 'OrderFilled',
+    'OrderFailed')
   ORDER BY key, id DESC
   ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, status = EXCLUDED.status,
     doc = COALESCE(EXCLUDED.doc, t.doc)

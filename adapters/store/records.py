@@ -110,7 +110,7 @@ def _key_agent(e: ev.Event) -> tuple[str, str]:
         return p.id, p.agent_id
     if t is ev.BalanceChanged or t is ev.Deposited:
         return f"{e.agent_id}{SEP}{e.asset}", e.agent_id  # type: ignore[attr-defined]
-    if t is ev.OrderSubmitted or t is ev.SwapSubmitted:
+    if t is ev.OrderSubmitted or t is ev.SwapSubmitted or t is ev.ExchangeOrderSent:
         o = e.order  # type: ignore[attr-defined]
         return o.id, o.agent_id
     if t is ev.OrderFilled:

@@ -76,7 +76,7 @@ class StateBook:
         elif t == "BalanceChanged":
             b = Balance(asset=e.asset, decimals=e.decimals, total=e.total, reserved=e.reserved)  # type: ignore[attr-defined]
             _put(self.balances, (e.agent_id, e.asset), entry_id, b)  # type: ignore[attr-defined]
-        elif t == "OrderSubmitted" or t == "SwapSubmitted":
+        elif t in ("OrderSubmitted", "SwapSubmitted", "ExchangeOrderSent"):
             _put(self.orders, e.order.id, entry_id, e.order)  # type: ignore[attr-defined]
         elif t == "OrderFilled":
             _put(self.orders, e.order_id, entry_id, None)  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ HASH_WRITES: dict[str, tuple[str, bool]] = {
     "PositionDropped": ("positions", False),
     "OrderSubmitted": ("orders", True),
     "SwapSubmitted": ("orders", True),
+    "ExchangeOrderSent": ("orders", True),
     "OrderFilled": ("orders", False),
     "OrderFailed": ("orders", False),
     "EntryRested": ("entries", True),
