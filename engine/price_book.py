@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import events as ev
-from .assets import KNOWN_DECIMALS, quote_mint
+from .assets import KNOWN_DECIMALS, is_market, quote_mint
 from .model import Tick
 from .token_market import VOL_SAMPLE_MS
 
@@ -95,6 +95,8 @@ def admit_tick(state: EngineState, tick: Tick, now: int) -> str | None:
     ):
         return "out_of_order"
     decimals = tick.decimals
+    if decimals is not None and is_market(token):
+        decimals = None  # an exchange market's scale comes from its rules, never from a tick
     if (
         decimals is not None
         and state.decimals.get(token, decimals) != decimals

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from . import events as ev
-from .assets import quote_mint, require_instrument
+from .assets import is_market, quote_mint, require_instrument
 from .buying import lot_reason, market_reason, open_entry, standing_reason
 from .errors import ValidationError
 from .lifecycle import PositionStatus
@@ -39,6 +39,11 @@ class SignalIntake:
         require_instrument(signal.token, "$.token")
         if signal.entry is not None:
             self._check_entry(signal)
+        if signal.decimals is not None and is_market(signal.token):
+            raise ValidationError(
+                "decimals of an exchange market come from the exchange: leave them out",
+                "$.decimals",
+            )
         if signal.decimals is not None and decimals_conflict(
             self.state, signal.token, signal.decimals, now
         ):

@@ -315,3 +315,24 @@ def test_every_sell_is_whole_or_a_tradable_multiple_of_the_step_leaving_a_tradab
         assert tradable(held - sold)
     if sold == 0:  # neither the slice (its rest tradable) nor the whole could be sold
         assert not tradable(held) or not tradable(rules.floor(amount))
+
+
+def test_a_signal_naming_a_markets_decimals_is_refused():
+    desk = Desk()
+    desk.tick(BTC, 65_000.0)
+    now = desk.clock.now
+    with pytest.raises(ValidationError) as err:
+        desk.engine.on_signal(
+            Signal(id="s", token=BTC, received_at=now, expires_at=now + 1_000, decimals=2)
+        )
+    assert err.value.path == "$.decimals"
+
+
+def test_a_tick_naming_a_markets_decimals_does_not_change_its_scale():
+    desk = Desk(venue="paper")
+    desk.clock.now += 1_000
+    desk.engine.on_tick(Tick("binance:ETH/USDT", 3_000.0, desk.clock.now, decimals=2))
+    assert "binance:ETH/USDT" not in desk.engine.decimals
+    desk.engine.on_tick(Tick(BTC, 65_000.0, desk.clock.now, decimals=2))
+    assert desk.engine.prices[BTC].price_usd == 65_000.0
+    assert desk.engine.decimals[BTC] == 8
