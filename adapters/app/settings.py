@@ -11,6 +11,12 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
+from tradingd.adapters.app.exchange_settings import (
+    SECRET_FIELDS,
+    ExchangeAccountSettings,
+    apply_secret_env,
+    venue_exchanges,
+)
 from tradingd.adapters.app.venue_settings import SolanaSettings, VenueSettings
 from tradingd.engine.config import AgentConfig
 from tradingd.engine.errors import ValidationError
@@ -257,6 +263,8 @@ class Settings(_S):
         values = [self.feeds.pyth.api_key, self.venues.jupiter.api_key]
         if self.solana.rpc_url not in public_rpc:
             values.append(self.solana.rpc_url)
+        for account in self.venues.ccxt.values():
+            values.extend(getattr(account, field) for field in SECRET_FIELDS)
         return tuple(v for v in values if v)
 
 
@@ -267,7 +275,32 @@ def _decode(obj: dict[str, Any], where: str) -> Settings:
         return msgspec.convert(obj, Settings, strict=True)
     except msgspec.ValidationError as exc:
         tokens = obj.get("tokens")
-        raise decode_error(where, exc, obj, lambda path: _token_by_mint(path, tokens)) from None
+        accounts = (
+            (obj.get("venues") or {}).get("ccxt") if isinstance(obj.get("venues"), dict) else None
+        )
+
+        def rename(path: str) -> str:
+            return _account_by_name(_token_by_mint(path, tokens), accounts)
+
+        raise decode_error(where, exc, obj, rename) from None
+
+
+_ACCOUNTS = "$.venues.ccxt"
+
+
+def _account_by_name(path: str, accounts: object) -> str:
+    """msgspec names a bad `[venues.ccxt.<account>]` entry `$.venues.ccxt[...]` and a bad
+    account name `key` in `$.venues.ccxt`: name the account."""
+    if path == f"key` in `{_ACCOUNTS}":
+        return _ACCOUNTS
+    if not path.startswith(_ACCOUNTS + "[...]") or not isinstance(accounts, dict):
+        return path
+    for name, entry in accounts.items():
+        try:
+            msgspec.convert(entry, ExchangeAccountSettings, strict=True)
+        except msgspec.ValidationError:
+            return f"{_ACCOUNTS}.{str(name)[:40]}" + path.removeprefix(_ACCOUNTS + "[...]")
+    return path
 
 
 def _token_by_mint(path: str, tokens: object) -> str:
@@ -331,6 +364,7 @@ def load_settings(path: str | None, env: dict[str, str] | None = None) -> Settin
         settings.log_format = fmt  # type: ignore[assignment]
     if env.get("JUPITER_API_KEY"):
         settings.venues.jupiter.api_key = env["JUPITER_API_KEY"]
+    apply_secret_env(settings.venues.ccxt, env)  # TRADINGD_CCXT_<ACCOUNT>_API_KEY, ...
     if env.get("SOLANA_RPC_URL"):
         settings.solana.rpc_url = env["SOLANA_RPC_URL"]
     if env.get("REDIS_URL"):
@@ -384,6 +418,7 @@ def engine_options(settings: Settings) -> EngineOptions:
         token_decimals={
             m: t.decimals for m, t in settings.tokens.items() if t.decimals is not None
         },
+        venue_exchanges=venue_exchanges(settings.venues.ccxt),
     )
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta, Struct
+from tradingd.adapters.app.exchange_settings import AccountName, ExchangeAccountSettings
 
 ATA_RENT_LAMPORTS = 2_039_280  # rent-exempt minimum of an SPL token account (165 bytes)
 BASE_FEE_LAMPORTS = 5_000  # per signature (solana.com/docs/core/fees)
@@ -106,3 +107,5 @@ class SolanaSettings(_S):
 class VenueSettings(_S):
     paper: PaperVenueSettings = msgspec.field(default_factory=PaperVenueSettings)
     jupiter: JupiterVenueSettings = msgspec.field(default_factory=JupiterVenueSettings)
+    # `[venues.ccxt.<account>]`: exchange accounts (adapters/app/exchange_settings.py)
+    ccxt: dict[AccountName, ExchangeAccountSettings] = msgspec.field(default_factory=dict)
