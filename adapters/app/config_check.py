@@ -80,7 +80,8 @@ def check_settings(settings: Settings, where: str) -> None:
             '(kind = "embedded", the default, starts private ones)',
         )
     seen: set[str] = set()
-    venues = configured_venues(settings.venues.jupiter.enabled)
+    _check_exchange_accounts(settings, where)
+    venues = configured_venues(settings.venues.jupiter.enabled, settings.venues.ccxt)
     for spec in settings.agents:
         at = f"$.agents[id={spec.id}]"
         if spec.id in seen:
@@ -99,6 +100,43 @@ def check_settings(settings: Settings, where: str) -> None:
     for i, token in enumerate(settings.feeds.synthetic.tokens):
         _check_mint(token, f"$.feeds.synthetic.tokens[{i}]", where)
     _check_market_data(settings, where)
+
+
+def _check_exchange_accounts(settings: Settings, where: str) -> None:
+    """`[venues.ccxt.<account>]`: a CCXT exchange id CCXT knows, a sandbox only where CCXT has
+    the exchange's testnet, and accounts on one exchange agreeing on sandbox and urls (they
+    share its markets and prices)."""
+    accounts = settings.venues.ccxt
+    if not accounts:
+        return
+    import ccxt.async_support as ccxt_async  # ~1 s to import: only when accounts are configured
+
+    known = set(ccxt_async.exchanges)
+    first: dict[str, tuple[str, object]] = {}
+    for name in sorted(accounts):
+        account = accounts[name]
+        at = f"$.venues.ccxt.{name}"
+        if account.exchange not in known:
+            close = difflib.get_close_matches(account.exchange, sorted(known), n=1, cutoff=0.75)
+            hint = f": did you mean {close[0]!r}?" if close else " (see ccxt.exchanges)"
+            raise config_error(
+                where, f"{at}.exchange", f"CCXT has no exchange {account.exchange!r}{hint}"
+            )
+        if account.sandbox and not getattr(ccxt_async, account.exchange)().urls.get("test"):
+            raise config_error(
+                where,
+                f"{at}.sandbox",
+                f"CCXT has no testnet for {account.exchange}: set urls to the testnet instead",
+            )
+        shared = (account.sandbox, account.urls)
+        other = first.setdefault(account.exchange, (name, shared))
+        if other[1] != shared:
+            raise config_error(
+                where,
+                f"{at}.sandbox",
+                f"accounts {other[0]!r} and {name!r} trade {account.exchange} with different "
+                "sandbox or urls: their markets and prices would differ under one instrument id",
+            )
 
 
 def _check_mint(text: str, path: str, where: str) -> None:
