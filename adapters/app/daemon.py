@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from tradingd.adapters.app import systemd
 from tradingd.adapters.app.data_dir import secure_data_dir
 from tradingd.adapters.app.event_log import EventLog
+from tradingd.adapters.app.exchanges import ExchangeAccounts, ExchangeStartFailed
 from tradingd.adapters.app.first_price import FirstPrice
 from tradingd.adapters.app.live_venues import LiveVenues
 from tradingd.adapters.app.runtime import Runtime
@@ -98,6 +99,7 @@ class Daemon:
         self.live = LiveVenues(self)  # Jupiter, when [venues.jupiter] enabled
         # Exchange markets loaded per CCXT exchange id: instrument ids are checked against it.
         self.markets = MarketRegistry()
+        self.exchanges = ExchangeAccounts(self)  # [venues.ccxt.<account>]: venues "ccxt:<account>"
         self.feeds: dict[str, Feed] = {}
         self.live_feeds: dict[str, LiveFeed] = {}  # the feeds above from market-data services
         self.recorder: Recorder | None = None  # [feeds.record] (adapters/app/recording.py)
@@ -144,6 +146,8 @@ class Daemon:
                 self.runtime.apply(
                     self.engine.deposit, spec.id, spec.quote, int(spec.paper_deposit)
                 )
+            if spec.allocation and spec.venue.startswith("ccxt:"):
+                self.runtime.apply(self.engine.deposit, spec.id, spec.quote, int(spec.allocation))
 
     def reload_agent_configs(self) -> None:
         """SIGHUP: re-read the config file and apply agent configs (new decisions only)."""
@@ -177,7 +181,7 @@ class Daemon:
             from tradingd.adapters.feeds.pyth import PythFeed
 
             api_key = os.environ.get("PYTH_API_KEY") or feeds.pyth.api_key
-            self._start_feed(
+            self.start_feed(
                 PythFeed(
                     feeds.pyth,
                     pyth_ids(self.settings),
@@ -189,9 +193,11 @@ class Daemon:
         if feeds.dexscreener.enabled:
             from tradingd.adapters.feeds.dexscreener import DexScreenerFeed
 
-            self._start_feed(DexScreenerFeed(feeds.dexscreener, watched))
+            self.start_feed(DexScreenerFeed(feeds.dexscreener, watched))
+        self.exchanges.start_feeds()  # one ticker feed per exchange of [venues.ccxt.<account>]
 
-    def _start_feed(self, feed: LiveFeed) -> None:
+    def start_feed(self, feed: LiveFeed) -> None:
+        """Run a live feed: its ticks go to the runtime, its health to /health."""
         self.feeds[feed.source] = feed
         self.live_feeds[feed.source] = feed
         self.spawn(feed.run(self.runtime.push_ticks), f"feed-{feed.source}")
@@ -232,7 +238,16 @@ class Daemon:
             secure_data_dir(self.data_dir, self._postgres_gid())
             self.live.start()  # before recovery: restored orders resume on their venues
             self.cleanups.append(self.live.close)
+            self.exchanges.start()
+            self.cleanups.append(self.exchanges.close)
+            # Before recovery too: resumed exchange orders are sized by their markets' rules.
+            await self.exchanges.load_markets()
             await self.open_store()
+        except ExchangeStartFailed as exc:
+            log.error("exchange markets unavailable", extra={"reason": exc.message})
+            await self.exchanges.close()
+            print(f"tradingd: {exc.message}", file=sys.stderr)
+            return 1
         except StoreError as exc:
             log.error("store unavailable", extra={"reason": exc.message})
             print(f"tradingd: {exc.message}", file=sys.stderr)
@@ -281,6 +296,8 @@ class Daemon:
         self.runtime.event_subscribers.insert(0, store.on_events)
         self.runtime.tick_subscribers.append(store.on_ticks)
         self.cleanups.append(store.close)
+        # Exchange markets' rules at the restored instruments' decimals, before orders resume.
+        self.exchanges.apply_rules()
         self.runtime.resume_orders(opened.orders_in_flight)
         return store
 
@@ -356,7 +373,10 @@ class Daemon:
         # Swaps recorded before a restart are resolved, and the wallets compared with the
         # book, before the control port takes work.
         await self.live.resolve_recovered(self.settings.shutdown.grace_s)
+        await self.exchanges.resolve_recovered(self.settings.shutdown.grace_s)
         await self.live.reconcile()
+        await self.exchanges.reconcile()
+        self.exchanges.start_tasks()  # markets reload, reconciliation after a reconnect
         if on_ready is not None:
             try:
                 await on_ready(self)

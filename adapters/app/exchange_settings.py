@@ -27,7 +27,7 @@ AccountName = Annotated[str, Meta(pattern=ACCOUNT_NAME)]
 
 class ExchangeAccountSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     """One exchange account. Accounts on the same `exchange` share its markets, prices and
-    ticker feed (the first account by name sets the feed's keys), so they must agree on
+    ticker feed (the first account by name sets its ticker_* settings), so they must agree on
     `sandbox` and `urls`."""
 
     # The CCXT exchange id ("binance", "kraken", ...): instrument ids are `<exchange>:BASE/QUOTE`.
@@ -52,16 +52,32 @@ class ExchangeAccountSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     # reaches the order sizing.
     markets_timeout_s: Annotated[float, Meta(gt=0, le=600)] = 30.0
     markets_reload_s: Annotated[int, Meta(ge=0, le=7 * 86_400)] = 3_600
-    # Safety switches. `trading = false`: nothing is sent (buys fail `trading_disabled`, exits
-    # wait and retry) while the account's prices, balances and reconciliation still run.
+    # Safety switches. `trading = false`: no new buy is sent (it fails `trading_disabled`);
+    # sells (exits) and requests recorded before a restart still go, prices, balances and
+    # reconciliation still run.
     trading: bool = True
-    # The most one buy may spend, in the market's quote currency (e.g. "100" USDT); larger
-    # buys fail `above_max_order_quote` before anything is sent. None: no cap.
+    # The most one buy may spend, in the agent's quote currency (e.g. "100" USDT); a larger
+    # buy fails `above_max_order_quote` before anything is sent. None: no cap.
     max_order_quote: Annotated[str, Meta(pattern=r"^[0-9]{1,12}(\.[0-9]{1,8})?$")] | None = None
     # Circuit breaker of the account's API: consecutive failures before it opens; seconds open.
     breaker_failures: Annotated[int, Meta(ge=1, le=1_000)] = 5
     breaker_reset_s: Annotated[float, Meta(gt=0, le=3_600)] = 30.0
-    # The ticker feed (source `ccxt:<exchange>`): `watch_tickers` over WebSocket, REST
+    # Orders (adapters/venues/ccxt/venue.py). A request that may have reached the exchange is
+    # looked up by its client order id `order_lookup_attempts` times, `order_lookup_interval_ms`
+    # apart, before it counts as not placed (exchanges are eventually consistent); a market
+    # order still open after `open_order_wait_ms` is cancelled. Requests that may have reached
+    # the exchange per order: `max_buy_attempts` (never past the signal's expiry),
+    # `max_sell_attempts`; refusals (rate limit, clock skew) per try: `max_transient_failures`,
+    # waiting `retry_backoff_ms` doubling up to `max_retry_wait_ms` (a Retry-After included).
+    order_lookup_attempts: Annotated[int, Meta(ge=1, le=100)] = 3
+    order_lookup_interval_ms: Annotated[int, Meta(ge=10, le=60_000)] = 500
+    open_order_wait_ms: Annotated[int, Meta(ge=0, le=600_000)] = 5_000
+    max_buy_attempts: Annotated[int, Meta(ge=1, le=20)] = 3
+    max_sell_attempts: Annotated[int, Meta(ge=1, le=50)] = 8
+    max_transient_failures: Annotated[int, Meta(ge=1, le=1_000)] = 30
+    retry_backoff_ms: Annotated[int, Meta(ge=10, le=60_000)] = 250
+    max_retry_wait_ms: Annotated[int, Meta(ge=10, le=600_000)] = 30_000
+    # The ticker feed (source: the exchange id): `watch_tickers` over WebSocket, REST
     # `fetch_tickers` every `ticker_poll_ms` while the socket is down (or always when
     # `ticker_websocket = false`); a symbol without a ticker for `ticker_stale_ms` is stale.
     ticker_websocket: bool = True

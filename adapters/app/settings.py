@@ -197,6 +197,12 @@ class AgentSpec(_S):
     paper_deposit: (
         Annotated[str, Meta(pattern=r"^[0-9]{1,20}$", description="atomic units")] | None
     ) = None
+    # An exchange agent ("ccxt:<account>"): quote atomic units allocated to it from the
+    # account's balance when it is first created (reconciliation reports an account holding
+    # less than its agents' allocations).
+    allocation: (
+        Annotated[str, Meta(pattern=r"^[0-9]{1,20}$", description="atomic units")] | None
+    ) = None
     config: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -5,11 +5,27 @@ engine, the request journaled before the fake sees it, restart resolution, recon
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from store_harness import StoreServers
+from tradingd.adapters.app.daemon import Daemon
+from tradingd.adapters.app.exchange_settings import ExchangeAccountSettings
 from tradingd.adapters.app.settings import engine_options, load_settings
+from tradingd.adapters.http.auth import KeyStore, keys_path
+from tradingd.adapters.http.server import wire_control_port
+from tradingd.engine import events as ev
 from tradingd.engine.errors import ValidationError
+
+from tests.fakes.binance import FakeBinance
+from tests.fakes.binance_ccxt import FAKE_OPTIONS
+from tests.integration.http_harness import ADMIN, Api
+from tests.polling import poll_until_async
 
 ACCOUNT = """
 [venues.ccxt.binance]
@@ -102,3 +118,196 @@ def test_secrets_come_from_the_environment_and_never_show_in_a_repr(tmp_path):
     shown = repr(settings)
     assert "env-key-1234" not in shown and "s3'" not in shown and "[redacted]" in shown
     assert {"env-key-1234", "s3"} <= set(settings.secret_values())
+
+
+# -- a real Daemon against the fake Binance ---------------------------------------------------
+
+USDT = 10**6  # the agent's quote atomic units per USDT
+BTC = "binance:BTC/USDT"
+AGENT = {
+    "name": "cex",
+    "venue": "ccxt:binance",
+    "quote": "USDT",
+    "config": {"sizing": {"mode": "fixed", "amount": str(100 * USDT)},
+               "stop_loss": {"mode": "fixed", "default_pct": -20},
+               "take_profit": {"enabled": False}},
+}  # fmt: skip
+
+
+def account_settings(fake: FakeBinance, **overrides: Any) -> ExchangeAccountSettings:
+    """The account as a config would write it for the fake: its REST and WebSocket URLs in
+    `urls`, the fake's keys, and Binance options that keep load_markets on /api/v3."""
+    rest, ws = fake.url + "/api/v3", fake.ws_url + "/ws"
+    fields: dict[str, Any] = {
+        "exchange": "binance", "api_key": fake.api_key, "secret": fake.secret,
+        "urls": {"public": rest, "private": rest, "ws": {"spot": ws}},
+        "options": dict(FAKE_OPTIONS), "timeout_ms": 2_000, "order_lookup_interval_ms": 50,
+        "retry_backoff_ms": 20, "ticker_poll_ms": 200,
+    }  # fmt: skip
+    return ExchangeAccountSettings(**{**fields, **overrides})
+
+
+@asynccontextmanager
+async def exchange_daemon(
+    tmp_path: Path,
+    fake: FakeBinance,
+    store: tuple[StoreServers, str] | None = None,
+    **account: Any,
+) -> AsyncIterator[Api]:
+    """A Daemon with account "binance" on the fake, started as `tradingd run` starts it (venues,
+    markets, store and rules, resolution, reconciliation), its control port on 127.0.0.1."""
+    env = {"TRADINGD_DATA_DIR": str(tmp_path)}
+    settings = load_settings(None, env if store else {**env, "TRADINGD_STORE": "memory"})
+    settings.feeds.synthetic.enabled = False
+    settings.shutdown.grace_s = 0.5
+    settings.venues.ccxt["binance"] = account_settings(fake, **account)
+    if store is not None:
+        settings.store.kind = "external"
+        settings.store.redis_url, settings.store.database_url = (
+            store[0].redis_url,
+            store[0].database_url,
+        )
+    daemon = Daemon(settings, demo=False)
+    daemon.keys = KeyStore(keys_path(tmp_path), bootstrap_key=ADMIN)
+    daemon.exchanges.start()
+    daemon.cleanups.append(daemon.exchanges.close)
+    await daemon.exchanges.load_markets()
+    await daemon.open_store(namespace=store[1] if store else None)
+    await daemon.exchanges.resolve_recovered(5.0)
+    await daemon.exchanges.reconcile()
+    app = wire_control_port(daemon)
+    daemon.ready = True
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        try:
+            yield Api(client, daemon)
+        finally:
+            await daemon.hub.close_all()
+            await daemon.shutdown()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBinance]:
+    exchange = FakeBinance()
+    await exchange.start()
+    exchange.set_balance("USDT", "10000")
+    try:
+        yield exchange
+    finally:
+        await exchange.close()
+
+
+async def funded_agent(api: Api, usdt: int = 1_000) -> str:
+    agent_id = str((await api.ok("POST", "/v1/agents", AGENT))["id"])
+    api.daemon.runtime.apply(api.daemon.engine.deposit, agent_id, "USDT", usdt * USDT)
+    return agent_id
+
+
+async def buy(api: Api, signal_id: str = "s1") -> dict[str, Any]:
+    """A buy signal for BTC/USDT at the fake's price; returns its record once executed."""
+    await api.prices((BTC, 65_000.0))
+    posted = await api.ok("POST", "/v1/signals", {"id": signal_id, "token": BTC, "strength": 5})
+    return await api.wait_for(  # type: ignore[no-any-return]
+        f"/v1/signals/{posted['signal_id']}",
+        lambda doc: doc["executions"] and doc["executions"][0]["status"] in ("filled", "failed"),
+    )
+
+
+async def test_markets_load_into_the_registry_and_the_engine(tmp_path, fake):
+    async with exchange_daemon(tmp_path, fake) as api:
+        daemon = api.daemon
+        assert (
+            daemon.markets.market(BTC) is not None
+            and daemon.markets.market("binance:BTC/EUR") is None
+        )
+        rules = daemon.engine.instruments[BTC]
+        assert (rules.decimals, rules.step, rules.min_amount, rules.min_cost) == (
+            8,
+            1000,
+            1000,
+            5.0,
+        )
+        assert set(daemon.engine.instruments) == {BTC, "binance:ETH/USDT", "binance:BNB/USDT"}
+
+
+async def test_a_market_whose_step_changes_reaches_the_engine_on_reload(tmp_path, fake):
+    async with exchange_daemon(tmp_path, fake) as api:
+        fake.set_lot("BTC/USDT", step="0.001")
+        exchange = api.daemon.exchanges.exchanges["binance"]
+        await api.daemon.exchanges._load(exchange, reload=True)
+        assert api.daemon.exchanges.apply_rules() == 1
+        assert api.daemon.engine.instruments[BTC].step == 100_000
+
+
+async def test_an_exchange_agent_is_created_in_usdt_and_refused_otherwise(tmp_path, fake):
+    async with exchange_daemon(tmp_path, fake) as api:
+        created = await api.ok("POST", "/v1/agents", AGENT)
+        assert created["venue"] == "ccxt:binance"
+        for change, path in (({"quote": "SOL"}, "$.quote"), ({"venue": "ccxt:kraken"}, "$.venue")):
+            status, err = await api.call("POST", "/v1/agents", {**AGENT, **change})
+            assert status == 422 and err["error"]["details"]["path"] == path
+
+
+async def test_the_request_is_journaled_before_the_exchange_sees_it(tmp_path, fake):
+    async with exchange_daemon(tmp_path, fake) as api:
+        seen_at_record: list[int] = []
+
+        def on_events(events: list[ev.Event]) -> None:
+            for e in events:
+                if isinstance(e, ev.ExchangeOrderSent):
+                    seen_at_record.append(len(fake.order_posts()))
+
+        api.daemon.runtime.event_subscribers.insert(0, on_events)
+        agent_id = await funded_agent(api)
+        doc = await buy(api)
+        assert doc["executions"][0]["status"] == "filled"
+        assert seen_at_record == [0]
+        (post,) = fake.order_posts()
+        (trade,) = (await api.ok("GET", f"/v1/agents/{agent_id}/trades"))["items"]
+        (order,) = fake.orders_for(post.params["newClientOrderId"])
+        assert trade["venue"] == "ccxt:binance" and trade["amount"] == received(fake, order)
+
+
+async def test_a_request_answered_after_a_restart_is_settled_from_its_lookup(
+    tmp_path, fake, store_servers, namespace
+):
+    store = (store_servers, namespace)
+    async with exchange_daemon(tmp_path, fake, store) as api:
+        agent_id = await funded_agent(api)
+        fake.accept_then_hang(delay_s=60)  # filled on the exchange, the answer held
+        await api.prices((BTC, 65_000.0))
+        await api.ok("POST", "/v1/signals", {"id": "held", "token": BTC, "strength": 5})
+        await poll_until_async(
+            lambda: _value(len(fake.order_posts())), lambda n: n == 1, what="the order at the fake"
+        )
+    async with exchange_daemon(tmp_path, fake, store) as api:
+        positions = await api.wait_for(
+            f"/v1/agents/{agent_id}/positions?status=open", lambda doc: len(doc["items"]) == 1
+        )
+        (post,) = fake.order_posts()
+        (order,) = fake.orders_for(post.params["newClientOrderId"])
+        assert positions["items"][0]["amount"] == received(fake, order)
+
+
+async def test_an_account_holding_less_than_the_book_shows_in_health(tmp_path, fake):
+    async with exchange_daemon(tmp_path, fake) as api:
+        alerts: list[ev.Alert] = []
+        api.daemon.runtime.event_subscribers.append(
+            lambda events: alerts.extend(e for e in events if isinstance(e, ev.Alert))
+        )
+        await funded_agent(api, usdt=20_000)  # the fake holds 10,000 USDT
+        await api.daemon.exchanges.reconcile()
+        venue = (await api.ok("GET", "/health"))["components"]["venues"]["ccxt:binance"]
+        assert venue["status"] == "degraded" and venue["reconciliation"]["status"] == "mismatch"
+        assert venue["reconciliation"]["balances"]["USDT"] == {
+            "exchange": "10000", "book": "20000", "short": True}  # fmt: skip
+        assert [a.code for a in alerts] == ["exchange_book_mismatch"]
+        assert fake.balance("USDT") == Decimal("10000")  # reported, never "fixed"
+
+
+def received(fake: FakeBinance, order: Any) -> str:
+    """BTC atomic units a filled buy brought: its quantity less the fee the fake took in BTC."""
+    return str(int(order.executed_qty * (1 - fake.fee_rate) * 10**8))
+
+
+async def _value(x: Any) -> Any:
+    return x
