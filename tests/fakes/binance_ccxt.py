@@ -59,6 +59,14 @@ def point_at(exchange: Any, rest_url: str, ws_url: str) -> None:
             exchange.urls[key] = fake_urls(exchange.urls[key], rest_url, ws_url)
 
 
+def binance_urls(rest_url: str, ws_url: str) -> dict[str, Any]:
+    """The `urls` entries (api, test, demo) of a ccxt.pro binance rewritten to a fake at
+    `rest_url` / `ws_url`: pass `{"urls": binance_urls(...), "options": FAKE_OPTIONS}` in a
+    ccxt constructor config (e.g. a daemon's venue options) to reach the fake without code."""
+    template = ccxt_pro.binance().urls
+    return {k: fake_urls(template[k], rest_url, ws_url) for k in ("api", "test", "demo")}
+
+
 def async_binance(fake: FakeBinance, **kw: Any) -> ccxt_async.binance:
     """A `ccxt.async_support.binance` on the fake (call `await exchange.close()` after)."""
     exchange = ccxt_async.binance(ccxt_config(fake, **kw))

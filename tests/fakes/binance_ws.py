@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from tests.fakes.binance_records import fmt
+
 if TYPE_CHECKING:
     from tests.fakes.binance import FakeBinance
 
@@ -94,8 +96,6 @@ class TickerStreams:
 
     def rest_ticker(self, market_id: str) -> dict[str, object]:
         """`GET /api/v3/ticker/24hr` FULL entry (rest-api.md)."""
-        from tests.fakes.binance import fmt
-
         n, st, now = self._numbers(market_id), self.stats[market_id], self._fake.now_ms()
         return {
             "symbol": market_id, "priceChange": fmt(n["change"]),
@@ -110,8 +110,6 @@ class TickerStreams:
 
     def ticker_event(self, market_id: str) -> dict[str, object]:
         """The `<symbol>@ticker` payload (event "24hrTicker")."""
-        from tests.fakes.binance import fmt
-
         n, st, now = self._numbers(market_id), self.stats[market_id], self._fake.now_ms()
         return {
             "e": "24hrTicker", "E": now, "s": market_id, "p": fmt(n["change"]),
@@ -124,8 +122,6 @@ class TickerStreams:
 
     def mini_event(self, market_id: str) -> dict[str, object]:
         """The `<symbol>@miniTicker` payload (event "24hrMiniTicker")."""
-        from tests.fakes.binance import fmt
-
         n = self._numbers(market_id)
         return {"e": "24hrMiniTicker", "E": self._fake.now_ms(), "s": market_id,
                 "c": fmt(n["last"]), "o": fmt(n["open"]), "h": fmt(n["high"]),

@@ -15,8 +15,8 @@ import ccxt.async_support as ccxt
 import ccxt.pro as ccxt_pro
 import pytest
 
-from tests.fakes.binance import FakeBinance
-from tests.fakes.binance_ccxt import async_binance, pro_binance
+from tests.fakes.binance import FakeBinance, FakeMarket
+from tests.fakes.binance_ccxt import async_binance, binance_urls, ccxt_config, pro_binance
 
 T = TypeVar("T")
 STEP_DOWN_BUDGET_S = 5.0  # the hang after an accepted order: longer than ccxt's 1.5 s timeout
@@ -394,3 +394,54 @@ async def test_combined_stream_wraps_the_24hr_ticker_in_binance_shape(fake: Fake
     assert set(event) == set("eEspPwxcQbBaAohlvqOCFLn")
     assert (event["e"], event["s"], event["c"], event["o"]) == ("24hrTicker", "BTCUSDT", "65100.50000000", "65000.00000000")  # fmt: skip
     assert event["P"] == "0.155"
+
+
+async def test_cancel_that_races_a_fill_is_not_found_and_the_order_filled(
+    fake: FakeBinance, exchange: ccxt.binance
+) -> None:
+    order = await exchange.create_order("BTC/USDT", "limit", "buy", 0.001, 60000, {"clientOrderId": "c"})  # fmt: skip
+    fake.race_cancels()
+    with pytest.raises(ccxt.OrderNotFound, match="-2011"):
+        await exchange.cancel_order(order["id"], "BTC/USDT")
+    found = await exchange.fetch_order(order["id"], "BTC/USDT")
+    assert found["status"] == "closed" and found["average"] == 65000.0
+
+
+async def test_hiding_one_client_id_leaves_other_lookups_alone(
+    fake: FakeBinance, exchange: ccxt.binance
+) -> None:
+    for cid in ("a", "b"):
+        await exchange.create_market_buy_order_with_cost("BTC/USDT", 50, {"clientOrderId": cid})
+    fake.hide_orders(1, client_order_id="a")
+    assert (await exchange.fetch_order(None, "BTC/USDT", {"clientOrderId": "b"}))["status"] == "closed"  # fmt: skip
+    with pytest.raises(ccxt.OrderNotFound):
+        await exchange.fetch_order(None, "BTC/USDT", {"clientOrderId": "a"})
+
+
+async def test_open_and_all_orders_list_what_was_placed(
+    fake: FakeBinance, exchange: ccxt.binance
+) -> None:
+    await exchange.create_order("BTC/USDT", "limit", "buy", 0.001, 60000, {"clientOrderId": "l"})
+    await exchange.create_market_buy_order_with_cost("BTC/USDT", 50, {"clientOrderId": "m"})
+    assert [o["clientOrderId"] for o in await exchange.fetch_open_orders("BTC/USDT")] == ["l"]
+    assert [o["clientOrderId"] for o in await exchange.fetch_orders("BTC/USDT")] == ["l", "m"]
+
+
+async def test_a_market_added_later_is_listed_on_reload(
+    fake: FakeBinance, exchange: ccxt.binance
+) -> None:
+    fake.add_market(FakeMarket("SOL", "USDT", step=Decimal("0.001"), min_qty=Decimal("0.001")), "150")  # fmt: skip
+    await exchange.load_markets(reload=True)
+    assert exchange.markets["SOL/USDT"]["precision"]["amount"] == 0.001
+    assert (await exchange.fetch_ticker("SOL/USDT"))["last"] == 150.0
+
+
+async def test_config_urls_reach_the_fake_without_touching_the_object(fake: FakeBinance) -> None:
+    config = {**ccxt_config(fake), "urls": binance_urls(fake.url, fake.ws_url)}
+    ex = ccxt.binance(config)
+    try:
+        await ex.load_markets()
+        assert "BTC/USDT" in ex.markets
+    finally:
+        await ex.close()
+    assert fake.requests_to("/api/v3/exchangeInfo") == 1
