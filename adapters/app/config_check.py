@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -16,8 +16,10 @@ from tradingd.engine.assets import (
     KNOWN_DECIMALS,
     QUOTE_SYMBOLS,
     is_mint,
+    market_parts,
     normalize_quote,
     quote_mint,
+    require_instrument,
     require_mint,
 )
 from tradingd.engine.config import config_from_builtins
@@ -82,16 +84,19 @@ def check_settings(settings: Settings, where: str) -> None:
     seen: set[str] = set()
     _check_exchange_accounts(settings, where)
     venues = configured_venues(settings.venues.jupiter.enabled, settings.venues.ccxt)
+    exchanges = configured_exchanges(settings)
     for spec in settings.agents:
         at = f"$.agents[id={spec.id}]"
         if spec.id in seen:
             raise config_error(where, f"{at}.id", f"duplicate agent id {spec.id!r}")
         seen.add(spec.id)
         try:
-            config_from_builtins(spec.config)
+            cfg = config_from_builtins(spec.config)
         except ValidationError as exc:
             reason = exc.message.rpartition(_MSGSPEC_AT)[0] or exc.message
             raise config_error(where, exc.path.replace("$", f"{at}.config", 1), reason) from None
+        for i, token in enumerate(cfg.signals.tokens):  # instrument ids (validate_config)
+            _check_instrument(token, f"{at}.config.signals.tokens[{i}]", where, exchanges)
         try:
             check_agent_venue(spec.venue, spec.wallet_id, venues, at, spec.quote)
         except ValidationError as exc:
@@ -99,7 +104,39 @@ def check_settings(settings: Settings, where: str) -> None:
         _check_quote(spec.quote, f"{at}.quote", where)
     for i, token in enumerate(settings.feeds.synthetic.tokens):
         _check_mint(token, f"$.feeds.synthetic.tokens[{i}]", where)
-    _check_market_data(settings, where)
+    _check_market_data(settings, where, exchanges)
+
+
+def configured_exchanges(settings: Settings) -> frozenset[str]:
+    """The CCXT exchange ids of the config's exchange accounts (`[venues.ccxt.<name>]
+    exchange`); empty when it has none, and then a market id names any exchange (paper agents
+    and replays trade markets without an account)."""
+    return frozenset(account.exchange for account in settings.venues.ccxt.values())
+
+
+def check_instrument_exchanges(exchanges: Collection[str], token: str, path: str) -> None:
+    """When the config has exchange accounts (`exchanges`: their CCXT exchange ids, non-empty),
+    a market id in it names one of their exchanges. Raises ValidationError naming `path`;
+    nothing for a mint or a config without accounts. Whether the exchange lists the market is
+    known once its markets load (the daemon checks signals and ticks against them)."""
+    parts = market_parts(token)
+    if parts is None or not exchanges or parts[0] in exchanges:
+        return
+    raise ValidationError(
+        f"exchange {parts[0]!r} has no account in this config (exchanges of "
+        f"[venues.ccxt.<name>]: {', '.join(sorted(exchanges))})",
+        path,
+    )
+
+
+def _check_instrument(text: str, path: str, where: str, exchanges: Collection[str]) -> None:
+    """An instrument id (a mint or `<exchange>:<BASE>/<QUOTE>`) of a configured exchange, in
+    `check-config`'s message format."""
+    try:
+        require_instrument(text, path)
+        check_instrument_exchanges(exchanges, text, path)
+    except ValidationError as exc:
+        raise config_error(where, exc.path, exc.message) from None
 
 
 def _check_exchange_accounts(settings: Settings, where: str) -> None:
@@ -146,10 +183,12 @@ def _check_mint(text: str, path: str, where: str) -> None:
         raise config_error(where, exc.path, exc.message) from None
 
 
-def _check_market_data(settings: Settings, where: str) -> None:
-    """The token registry, the Pyth feed ids and the price settings (issue 10)."""
+def _check_market_data(settings: Settings, where: str, exchanges: Collection[str]) -> None:
+    """The token registry, the Pyth feed ids and the price settings (issue 10). The watchlist
+    takes instrument ids (an exchange market's ticker is watched too); the registry and Pyth
+    name mints."""
     for i, token in enumerate(settings.prices.watchlist):
-        _check_mint(token, f"$.prices.watchlist[{i}]", where)
+        _check_instrument(token, f"$.prices.watchlist[{i}]", where, exchanges)
     for mint, token in settings.tokens.items():
         _check_mint(mint, f"$.tokens.{mint[:60]}", where)
         known = KNOWN_DECIMALS.get(mint)

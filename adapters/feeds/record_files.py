@@ -24,11 +24,11 @@ from tradingd.adapters.feeds.replay import (
     parse_line,
 )
 from tradingd.adapters.timestamps import iso_ms
-from tradingd.engine.assets import is_mint
+from tradingd.engine.assets import is_instrument
 from tradingd.engine.model import Signal, Tick
 
 MAX_MS = 2**53  # the replay format's bound on a timestamp
-_MINT_CACHE = 100_000  # mints known valid (is_mint decodes base58: cached, bounded)
+_TOKEN_CACHE = 100_000  # instrument ids known valid (a mint's check decodes base58: cached)
 
 
 class Cancel(msgspec.Struct, frozen=True):
@@ -68,11 +68,11 @@ class RecordFiles:
         self.path: Path | None = None
         self.bytes = 0  # of the current file
         self.files = 0
-        self.unrecordable = 0  # ticks or signals no replay could read (not a mint, ...)
+        self.unrecordable = 0  # ticks or signals no replay could read (not an instrument id, ...)
         self._file: BinaryIO | None = None
         self._day = -1
         self._encoder = msgspec.json.Encoder()
-        self._mints: set[str] = set()
+        self._tokens: set[str] = set()
 
     def prepare(self) -> None:
         """Create the directory (0700). Raises OSError."""
@@ -166,14 +166,15 @@ class RecordFiles:
                 else:
                     yield signal_record
 
-    def _mint(self, token: str) -> bool:
-        if token in self._mints:
+    def _instrument(self, token: str) -> bool:
+        """Whether a replay can read `token`: a mint or an exchange market id."""
+        if token in self._tokens:
             return True
-        if not is_mint(token):
+        if not is_instrument(token):
             return False
-        if len(self._mints) >= _MINT_CACHE:
-            self._mints.clear()
-        self._mints.add(token)
+        if len(self._tokens) >= _TOKEN_CACHE:
+            self._tokens.clear()
+        self._tokens.add(token)
         return True
 
     def _tick_record(self, ms: int, t: Tick) -> TickRecord | None:
@@ -184,7 +185,7 @@ class RecordFiles:
             and math.isfinite(t.price_usd)
             and 0 <= t.ts <= MAX_MS
             and (t.decimals is None or 0 <= t.decimals <= 18)
-            and self._mint(t.token)
+            and self._instrument(t.token)
         ):
             return None
         created = t.pair_created_at

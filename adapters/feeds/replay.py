@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 from tradingd.adapters.timestamps import wall_clock_ms
-from tradingd.engine.assets import is_mint
+from tradingd.engine.assets import is_instrument
 from tradingd.engine.errors import ValidationError
 from tradingd.engine.model import EntryCondition, Signal, Tick
 
@@ -124,9 +124,14 @@ def parse_line(text: str | bytes, line: int = 1, source: str = "<replay>") -> Re
         record = _decoder.decode(text)
     except msgspec.DecodeError as exc:  # also ValidationError: unknown field, wrong type, ...
         raise ReplayFormatError(source, line, str(exc)) from None
-    if isinstance(record, (TickRecord, SignalRecord)) and not is_mint(record.token):
+    # Any well-formed instrument id: a replay runs without exchanges, so a market id is not
+    # checked against loaded markets (a daemon playing the file checks nothing more either).
+    if isinstance(record, (TickRecord, SignalRecord)) and not is_instrument(record.token):
         raise ReplayFormatError(
-            source, line, f"token is not a base58 32-byte mint: {record.token[:60]!r}"
+            source,
+            line,
+            "token is not a base58 32-byte mint nor an exchange market "
+            f"<exchange>:<BASE>/<QUOTE>: {record.token[:60]!r}",
         )
     return record
 

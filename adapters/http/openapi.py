@@ -18,7 +18,8 @@ from tradingd.adapters.http.schemas import ErrorBody
 DOCUMENT: web.AppKey[bytes] = web.AppKey("openapi_document")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REF = "#/components/schemas/{name}"
-_PATH_PARAM = re.compile(r"\{(\w+)\}")
+# A path parameter, `{name}` or aiohttp's `{name:regex}` (an instrument id may contain "/").
+_PATH_PARAM = re.compile(r"\{(\w+)(?::[^{}]*)?\}")
 
 _ERROR_TEXT = {
     400: "malformed JSON",
@@ -72,6 +73,11 @@ class Route:
         return _PATH_PARAM.findall(self.path)
 
     @property
+    def document_path(self) -> str:
+        """The path as OpenAPI and aiohttp's `canonical` write it: `{name}` without a regex."""
+        return _PATH_PARAM.sub(r"{\1}", self.path)
+
+    @property
     def strict_query(self) -> bool:
         """Whether a query parameter the route does not declare is refused (422): every JSON
         route of the API (`/v1/...`), as unknown body fields are; probes and metrics take any."""
@@ -98,16 +104,28 @@ def _content(route: Route, schema: dict[str, Any] | None) -> dict[str, Any]:
     return {"content": {route.media_type: {"schema": schema}}}
 
 
+_TOKEN_PARAM = (
+    "an instrument id: a base58 mint, or an exchange market `<exchange>:<BASE>/<QUOTE>` "
+    "percent-encoded (`binance%3ABTC%2FUSDT`; the literal `binance:BTC/USDT` is taken too)"
+)
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    param: dict[str, Any] = {"name": name, "in": "path", "required": True}
+    param["schema"] = {"type": "string"}
+    if name == "token":
+        param["schema"]["maxLength"] = 74
+        param["description"] = _TOKEN_PARAM
+    return param
+
+
 def _operation(route: Route, schema_of: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": route.handler.__name__,
         "summary": route.summary,
         "tags": [route.tag],
         "x-scope": route.scope,
-        "parameters": [
-            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-            for p in route.path_params
-        ]
+        "parameters": [_path_param(p) for p in route.path_params]
         + [
             {
                 "name": q.name,
@@ -153,7 +171,7 @@ def build_document(routes: list[Route], version: str) -> dict[str, Any]:
     schema_of = dict(zip(types, schemas, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for r in routes:
-        paths.setdefault(r.path, {})[r.method.lower()] = _operation(r, schema_of)
+        paths.setdefault(r.document_path, {})[r.method.lower()] = _operation(r, schema_of)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -164,6 +182,9 @@ def build_document(routes: list[Route], version: str) -> dict[str, Any]:
                 "decimal strings of integers; times are ISO-8601 UTC. Errors share one shape. "
                 "Bodies are `application/json` (415 otherwise); a duplicate key in any object, "
                 "or a control character (U+0000..U+001F, U+007F) in any string, is a 422. "
+                "Tokens are instrument ids: a Solana mint, or an exchange market "
+                "`<exchange>:<BASE>/<QUOTE>` (CCXT's exchange id and unified spot symbol, e.g. "
+                "`binance:BTC/USDT`), percent-encoded in a path. "
                 "The WebSocket stream is `GET /v1/ws` (scope read)."
             ),
         },

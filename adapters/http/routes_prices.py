@@ -11,28 +11,43 @@ from msgspec import structs
 from tradingd.adapters.feeds import DAEMON_SOURCES
 from tradingd.adapters.http.codec import daemon_of, json_response, read_body
 from tradingd.adapters.http.errors import TooManyTicks
+from tradingd.adapters.http.instruments import check_instrument
 from tradingd.adapters.http.openapi import Route
 from tradingd.adapters.http.schemas import PriceOut, TicksAccepted, TicksIn
 from tradingd.adapters.http.shapes import tick_out
-from tradingd.engine.assets import require_mint
+from tradingd.adapters.venues.ccxt.markets import MarketRegistry
+from tradingd.engine.assets import is_market, require_instrument
 from tradingd.engine.errors import NotFound, ValidationError
 from tradingd.engine.model import Tick
 
 _ticks_in = msgspec.json.Decoder(TicksIn)
 
 
-def to_ticks(body: TicksIn, now_ms: int, known_decimals: Mapping[str, int]) -> list[Tick]:
-    """Validate every tick before any is applied: a bad batch changes nothing. A tick whose
-    `decimals` contradict the token's known decimals (or an earlier tick's in the batch) is
-    invalid: amounts held were counted in the known ones."""
+def to_ticks(
+    body: TicksIn,
+    now_ms: int,
+    known_decimals: Mapping[str, int],
+    markets: MarketRegistry | None = None,
+) -> list[Tick]:
+    """Validate every tick before any is applied: a bad batch changes nothing. A token is an
+    instrument id, carried unchanged; an exchange market must be one `markets` lists (the
+    daemon's registry; None: not checked). A tick whose `decimals` contradict the token's known
+    decimals (or an earlier tick's in the batch) is
+    invalid: amounts held were counted in the known ones; a market's tick names none (its scale
+    comes from the exchange's market). Raises ValidationError naming the tick's field."""
     ticks: list[Tick] = []
     declared: dict[str, int] = {}
     for i, t in enumerate(body.ticks):
-        token = require_mint(t.token, f"$.ticks[{i}].token")
+        token = check_instrument(t.token, f"$.ticks[{i}].token", markets)
         if t.source.strip().casefold() in DAEMON_SOURCES:  # "Pyth", " pyth" look the same
             raise ValidationError(
                 f"source {t.source!r} is one of the daemon's own feeds; name the pushing feed",
                 f"$.ticks[{i}].source",
+            )
+        if t.decimals is not None and is_market(token):
+            raise ValidationError(
+                "decimals of an exchange market come from the exchange: leave them out",
+                f"$.ticks[{i}].decimals",
             )
         if t.decimals is not None:
             known = known_decimals.get(token, declared.get(token))
@@ -70,7 +85,7 @@ async def post_prices(request: web.Request) -> web.Response:
             f"{len(body.ticks)} ticks in one push, at most {limit}",
             {"limit": limit, "path": "$.ticks"},
         )
-    ticks = to_ticks(body, daemon.runtime.clock(), daemon.engine.decimals)
+    ticks = to_ticks(body, daemon.runtime.clock(), daemon.engine.decimals, daemon.markets)
     outcome = daemon.runtime.push_ticks(ticks)
     return json_response(
         TicksAccepted(
@@ -84,7 +99,7 @@ async def post_prices(request: web.Request) -> web.Response:
 
 async def get_price(request: web.Request) -> web.Response:
     daemon = daemon_of(request)
-    token = require_mint(request.match_info["token"], "path.token")
+    token = require_instrument(request.match_info["token"], "path.token")
     tick = daemon.engine.prices.get(token)
     if tick is None:
         raise NotFound(f"no price known for {token}", {"token": token})
@@ -128,11 +143,15 @@ ROUTES = [
     ),
     Route(
         "GET",
-        "/v1/prices/{token}",
+        "/v1/prices/{token:.+}",
         get_price,
         "Last known price of a token",
         "prices",
         "read",
         {200: PriceOut},
+        description="`token` is an instrument id: a mint, or an exchange market such as "
+        "`binance:BTC/USDT`, percent-encoded (`binance%3ABTC%2FUSDT`) or as written. A "
+        "market's `price_usd` is the exchange's last price in the market's quote (USDT and "
+        "USDC count as 1 USD). 404 when no price is known.",
     ),
 ]

@@ -13,6 +13,7 @@ from aiohttp import web
 from msgspec import UNSET
 from tradingd.adapters.http.codec import API_KEY, daemon_of, json_response, paginate, read_body
 from tradingd.adapters.http.errors import NotReady
+from tradingd.adapters.http.instruments import check_instrument
 from tradingd.adapters.http.openapi import PAGED, Route
 from tradingd.adapters.http.schemas import (
     SignalAccepted,
@@ -23,7 +24,7 @@ from tradingd.adapters.http.schemas import (
 from tradingd.adapters.http.shapes import signal_out
 from tradingd.adapters.store.errors import StoreUnavailable
 from tradingd.adapters.timestamps import iso_ms
-from tradingd.engine.assets import require_mint
+from tradingd.adapters.venues.ccxt.markets import MarketRegistry
 from tradingd.engine.core import SignalRecord
 from tradingd.engine.errors import NotFound, ValidationError
 from tradingd.engine.model import EntryCondition, Signal
@@ -46,12 +47,17 @@ def new_signal_id(now_ms: int) -> str:
     return f"sig_{now_ms:x}{_PROCESS_TAG}{next(_counter):x}"
 
 
-def to_signal(body: SignalIn, now_ms: int, key_id: str | None = None) -> Signal:
+def to_signal(
+    body: SignalIn, now_ms: int, key_id: str | None = None, markets: MarketRegistry | None = None
+) -> Signal:
     """The engine's signal from a request body received at `now_ms`, posted by API key
-    `key_id` (who may cancel what it leaves resting). Raises ValidationError for the rules
-    between fields: `expires_at` only, and always, with an `entry`; `expires_in_ms` never with
-    one. The engine checks the rest of a resting buy (a buy, a price, the expiry's bounds)."""
-    require_mint(body.token, "$.token")
+    `key_id` (who may cancel what it leaves resting). `body.token` is an instrument id (a mint
+    or `<exchange>:<BASE>/<QUOTE>`), carried unchanged; a market id must name a market loaded in
+    `markets` (the daemon's MarketRegistry; None: none is configured). Raises ValidationError
+    naming `$.token` for either, and for the rules between fields: `expires_at` only, and always,
+    with an `entry`; `expires_in_ms` never with one. The engine checks the rest of a resting buy
+    (a buy, a price, the expiry's bounds)."""
+    check_instrument(body.token, "$.token", markets)
     return Signal(
         id=new_signal_id(now_ms),
         token=body.token,
@@ -143,7 +149,7 @@ async def post_signal(request: web.Request) -> web.Response:
             ),
             200,
         )
-    signal = to_signal(body, daemon.runtime.clock(), request[API_KEY].id)
+    signal = to_signal(body, daemon.runtime.clock(), request[API_KEY].id, daemon.markets)
     first_price = daemon.first_price
     if signal.side == "buy" and first_price.wanted(signal.token, body.id):
         await first_price.fetch(signal.token)

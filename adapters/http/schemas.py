@@ -23,6 +23,18 @@ SignedAtomic = Annotated[
     str, Meta(pattern=r"^-?(0|[1-9][0-9]*)$", description="signed atomic units")
 ]
 Id = Annotated[str, Meta(min_length=1, max_length=128)]
+# An instrument id (engine/assets.py): a base58 mint (32-44 chars) or an exchange market
+# `<exchange>:<BASE>/<QUOTE>`, at most 32 + 1 + 20 + 1 + 20 = 74 chars.
+INSTRUMENT_MAX = 74
+InstrumentId = Annotated[
+    str,
+    Meta(
+        max_length=INSTRUMENT_MAX,
+        description="instrument id: a base58 mint, or an exchange market "
+        "<exchange>:<BASE>/<QUOTE> (CCXT exchange id and unified spot symbol, e.g. "
+        "binance:BTC/USDT)",
+    ),
+]
 Name = Annotated[str, Meta(min_length=1, max_length=128)]
 Decimals = Annotated[int, Meta(ge=0, le=18)]
 Price = Annotated[float, Meta(gt=0, lt=1e300, description="USD per whole token")]
@@ -62,7 +74,7 @@ class EntryIn(_In):
 
 
 class SignalIn(_In):
-    token: Annotated[str, Meta(max_length=64, description="base58 mint")]
+    token: InstrumentId
     id: (
         Annotated[str, Meta(min_length=1, max_length=128, description="client id: idempotency")]
         | None
@@ -119,7 +131,7 @@ class EntryOut(_Out):
 class SignalOut(_Out):
     signal_id: str
     id: str | None  # the client's id, if it sent one
-    token: str
+    token: InstrumentId
     symbol: str | None
     side: Literal["buy", "sell"]
     type: str
@@ -146,7 +158,7 @@ class RestingEntryOut(_Out):
     id: str
     agent_id: str
     signal_id: str
-    token: str
+    token: InstrumentId
     symbol: str | None
     type: Literal["limit", "stop"]
     price_usd: float
@@ -172,7 +184,7 @@ class SignalCancelled(_Out):
 
 
 class TickIn(_In):
-    token: Annotated[str, Meta(max_length=64, description="base58 mint")]
+    token: InstrumentId
     price_usd: Price
     ts: Annotated[int, Meta(ge=0, le=10**14, description="epoch ms; default now")] | None = None
     source: Annotated[str, Meta(max_length=64)] = "push"
@@ -207,7 +219,7 @@ class TickOut(_Out):
     """A price as every client sees it: REST `GET /v1/prices/{token}` (as PriceOut), the
     WebSocket `prices` batches and snapshots."""
 
-    token: str
+    token: InstrumentId
     price_usd: float
     source: str
     ts: Timestamp
@@ -292,7 +304,7 @@ ExitReasonOut = Literal["stop_loss", "take_profit", "signal", "manual", "stale_t
 class PositionOut(_Out):
     id: str
     agent_id: str
-    token: str
+    token: InstrumentId
     symbol: str | None
     # "opening": the entry order is in flight (an addition to API.md's three states)
     status: Literal["opening", "open", "closing", "closed"]
@@ -334,7 +346,7 @@ class TradeOut(_Out):
     agent_id: str
     position_id: str
     side: Literal["buy", "sell"]
-    token: str
+    token: InstrumentId
     amount: Atomic
     quote_amount: Atomic
     price_usd: float
@@ -343,6 +355,14 @@ class TradeOut(_Out):
     venue_ref: str
     reason: str
     ts: Timestamp
+    # A fee the venue took in a third currency (e.g. BNB on Binance): `fee` is then its quote
+    # value at the fill, not taken from the quote balance.
+    fee_currency: (
+        Annotated[str, Meta(description="the fee's currency code when not the quote")] | None
+    ) = None
+    fee_amount: (
+        Annotated[str, Meta(description="the fee in `fee_currency`, as the venue wrote it")] | None
+    ) = None
 
 
 class TradePage(_Out):

@@ -4,7 +4,7 @@ data and risk score. Same conventions as schemas.py: times ISO-8601 UTC ms, pric
 from __future__ import annotations
 
 from msgspec import Struct
-from tradingd.adapters.http.schemas import Timestamp
+from tradingd.adapters.http.schemas import InstrumentId, Timestamp
 
 
 class SourcePriceOut(Struct, kw_only=True):
@@ -45,9 +45,10 @@ class RiskOut(Struct, kw_only=True):
 
 
 class TokenOut(Struct, kw_only=True):
-    """What the daemon knows of a token (GET /v1/tokens/{token})."""
+    """What the daemon knows of a token (GET /v1/tokens/{token}); `token` is an instrument id
+    (a mint or an exchange market such as binance:BTC/USDT)."""
 
-    token: str
+    token: InstrumentId
     symbol: str | None
     decimals: int | None
     usd_pegged: bool

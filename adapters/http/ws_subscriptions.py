@@ -22,7 +22,7 @@ from tradingd.adapters.http.auth import RateLimiter
 from tradingd.adapters.http.ws_dispatch import Dispatcher, Filter
 from tradingd.adapters.http.ws_outbox import Outbox
 from tradingd.adapters.timestamps import wall_clock_ms as now_ms
-from tradingd.engine.assets import is_mint
+from tradingd.engine.assets import is_instrument
 
 SNAPSHOT = b"snapshot"
 SNAPSHOT_TIMER = "snapshot"
@@ -87,9 +87,13 @@ class Subscriptions:
         return RateLimiter(self.rate, self.burst)
 
     def subscribe(self, client: Subscriber, op: wire.Subscribe) -> None:
-        bad = [t for t in op.tokens or () if not is_mint(t)]
+        # Instrument ids, carried unchanged: a filter on a market nothing trades matches nothing.
+        bad = [t for t in op.tokens or () if not is_instrument(t)]
         if bad:
-            message = f"not a base58 32-byte mint address: {bad[0][:60]!r}"
+            message = (
+                "not a base58 32-byte mint address nor an exchange market "
+                f"<exchange>:<BASE>/<QUOTE> (e.g. binance:BTC/USDT): {bad[0][:60]!r}"
+            )
             return self.error(client, "validation_error", message, {"path": "$.tokens"})
         wait = client.subscribes.take("subscribe")
         if wait is not None:
