@@ -1,5 +1,7 @@
 """Paper trading at real Jupiter quotes (`[venues.paper] quotes = "jupiter"`): every paper order
-is quoted by Jupiter as a live swap would be and fills at that quote; nothing is signed or sent."""
+is quoted by Jupiter as a live swap would be and fills at that quote; nothing is signed or sent.
+An exchange market has no Jupiter route: it fills at the book's price, sized by its market
+rules, as on the plain paper venue."""
 
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ from tradingd.adapters.venues.jupiter.client import JupiterClient
 from tradingd.adapters.venues.jupiter.errors import SwapFailure
 from tradingd.adapters.venues.jupiter.guards import check_price_impact, tokens_at_limit
 from tradingd.adapters.venues.jupiter.schemas import U64_MAX
-from tradingd.adapters.venues.paper import PaperRejected
-from tradingd.engine.assets import PAPER_VENUE, quote_mint
+from tradingd.adapters.venues.paper import PaperRejected, market_quote_usd, paper_fill
+from tradingd.engine.assets import PAPER_VENUE, is_market, quote_mint
 from tradingd.engine.config import MAX_ATOMIC
+from tradingd.engine.lots import InstrumentRules
 from tradingd.engine.model import Fill, Order
 from tradingd.engine.money import bps_of
 
@@ -50,14 +53,18 @@ class JupiterQuotedPaper:
         price_of: Callable[[str], float | None],
         clock: Callable[[], int],
         restrict_intermediate_tokens: bool = True,
+        rules_of: Callable[[str], InstrumentRules | None] | None = None,
     ) -> None:
         """`price_of(mint)`: USD per whole unit, None when unknown (the engine's `price_usd`);
         `clock()`: epoch ms for the fill's `ts`; `restrict_intermediate_tokens` as the live
-        venue's `[venues.jupiter]` setting, so paper routes like live ones."""
+        venue's `[venues.jupiter]` setting, so paper routes like live ones; `rules_of(token)`:
+        an exchange market's order-size rules (the engine's `instruments.get`), for the markets
+        that fill at the book's price."""
         self.jupiter = jupiter
         self._price_of = price_of
         self._clock = clock
         self.restrict_intermediate_tokens = restrict_intermediate_tokens
+        self._rules_of = rules_of
 
     def execute_now(self, order: Order) -> Fill:
         """Never called (`in_process` is False): a quote needs I/O. Raises SwapFailure."""
@@ -75,8 +82,18 @@ class JupiterQuotedPaper:
         Raises SwapFailure (Jupiter's failures; "price_impact_too_high"; "limit_not_met": a
         limit buy quoted above its limit) and PaperRejected (an
         amount that rounds to nothing or a fill above the order's `max_amount_out`; neither
-        transient)."""
+        transient). An exchange market fills as on the paper venue (`paper_fill` with its
+        rules)."""
         qmint = quote_mint(order.quote)
+        if is_market(order.token):  # no Jupiter route: the book's price, the market's rules
+            return paper_fill(
+                order,
+                self._price_of(order.token),
+                self._price_of(qmint),
+                self._clock(),
+                self._rules_of(order.token) if self._rules_of is not None else None,
+                market_quote_usd(order.token, self._price_of),
+            )
         if order.side == "buy":
             fee = bps_of(order.amount_in, order.fee_bps)
             input_mint, output_mint, amount = qmint, order.token, order.amount_in - fee
