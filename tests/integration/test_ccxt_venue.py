@@ -340,3 +340,62 @@ async def test_balances_are_the_accounts_totals() -> None:
     async with ccxt_rig() as rig:
         balances = await rig.venue().balances()
         assert balances["USDT"] == Decimal("100000") and balances["BTC"] == Decimal("10")
+
+
+async def test_a_buy_by_amount_where_cost_is_not_taken_stays_within_the_reservation() -> None:
+    async with ccxt_rig() as rig:
+        rig.exchange.has = {**rig.exchange.has, "createMarketBuyOrderWithCost": False}
+        fill = await rig.venue().execute(order("buy", 650_000_000))
+        (post,) = rig.fake.order_posts()
+        # 650 USDT at 65000 moved by the order's 50 bps: 0.00995024... BTC, floored to the step
+        assert post.params["quantity"] == "0.00995" and "quoteOrderQty" not in post.params
+        sent = rig.journal.last("ord_1")
+        assert sent is not None and sent.amount == 995_000 and sent.cost == 0
+        assert fill.amount_in == 646_750_000 <= 650_000_000 and fill.charge == 0
+
+
+# -- the account's switches and secrets -------------------------------------------------------
+
+
+async def test_with_trading_off_a_buy_fails_and_a_sell_waits_with_nothing_sent() -> None:
+    async with ccxt_rig(trading=False) as rig:
+        with pytest.raises(ExchangeFailure) as buy:
+            await rig.venue().execute(order("buy", 650_000_000))
+        with pytest.raises(ExchangeFailure) as sell:
+            await rig.venue().execute(order("sell", 1_000_000, oid="ord_2"))
+        assert buy.value.reason == sell.value.reason == "trading_disabled"
+        assert not buy.value.transient and sell.value.transient
+        assert rig.journal.sent == [] and rig.fake.order_posts() == []
+
+
+async def test_a_buy_above_the_accounts_cap_fails_with_nothing_sent() -> None:
+    async with ccxt_rig(max_order_quote=Decimal("100")) as rig:
+        with pytest.raises(ExchangeFailure) as failed:
+            await rig.venue().execute(order("buy", 650_000_000))
+        assert failed.value.reason == "above_max_order_quote" and rig.fake.order_posts() == []
+
+
+async def test_no_key_secret_or_signature_reaches_a_failure_message() -> None:
+    async with ccxt_rig() as rig:
+        rig.exchange.secret = "wrong-secret-value"
+        client = ExchangeClient(
+            "main", rig.exchange, CircuitBreaker("x"), 2.0,
+            secrets=(rig.fake.api_key, "wrong-secret-value"),
+        )  # fmt: skip
+        with pytest.raises(ExchangeFailure) as failed:
+            await client.balances()
+        text = f"{failed.value} {failed.value.details}"
+        assert failed.value.reason == "exchange_auth_failed"
+        assert rig.fake.api_key not in text and "wrong-secret-value" not in text
+        assert "signature=" not in text.replace("signature=***", "")
+
+
+async def test_an_exchange_without_a_known_lookup_by_client_id_is_refused() -> None:
+    import ccxt.async_support as ccxt_async
+
+    kraken = ccxt_async.kraken()
+    try:
+        with pytest.raises(ValueError, match="client order id"):
+            ExchangeClient("k", kraken, CircuitBreaker("k"), 1.0)
+    finally:
+        await kraken.close()

@@ -11,6 +11,7 @@ cannot be looked up after a timeout could be placed twice."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -38,6 +39,18 @@ class ClientIdParams(Struct, frozen=True, kw_only=True):
     def accepts(self, client_order_id: str) -> bool:
         """Whether the exchange takes `client_order_id` as it is."""
         return re.fullmatch(self.pattern, client_order_id) is not None
+
+    def client_order_id(self, order_id: str, attempt: int) -> str:
+        """The client order id of an order's `attempt` (1-based): "td-<order id>-<attempt>",
+        or with a digest of the order id when the exchange would not take that. Deterministic.
+        Raises ValueError when the exchange takes neither."""
+        cid = f"td-{order_id}-{attempt}"
+        if self.accepts(cid):
+            return cid
+        cid = f"td-{hashlib.sha256(order_id.encode()).hexdigest()[:20]}-{attempt}"
+        if not self.accepts(cid):
+            raise ValueError(f"the exchange takes no client order id like {cid!r}")
+        return cid
 
 
 # Exchanges whose lookup by client order id is read from CCXT's code (binance.py create_order /

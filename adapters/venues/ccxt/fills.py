@@ -1,5 +1,7 @@
-"""An exchange order's fill in the engine's integers: CCXT's order structure (and its trades)
-parsed once into `ExchangeOrder`, then turned into a `Fill` for the order it carried. Pure.
+"""An order's amounts on an exchange, both ways, in the engine's integers: what a request asks
+(`order_request`: a sell's amount rounded down to the market's step, a buy's quote cost or its
+amount at the last price) and what it filled: CCXT's order structure (and its trades) parsed
+once into `ExchangeOrder`, then turned into a `Fill` for the order it carried. Pure.
 
 Source: CCXT Manual, "Order structure" (`id`, `clientOrderId`, `status`, `filled`, `cost`,
 `average`, `fee`/`fees`, `trades`) and "Trade structure" (`order`, `amount`, `cost`, `fee`).
@@ -10,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from fractions import Fraction
 from typing import Any
 
 import msgspec
 from msgspec import Struct
+from tradingd.adapters.venues.ccxt.errors import ExchangeFailure
 from tradingd.engine.assets import USD_MARKET_QUOTES, market_parts
 from tradingd.engine.config import MAX_ATOMIC
+from tradingd.engine.lots import InstrumentRules
 from tradingd.engine.model import Fill, Order
 
 # CCXT's order statuses: "open" may still fill; the others are final.
@@ -250,3 +255,68 @@ def order_fill(
         fee_amount=format(first_other.amount.normalize(), "f") if first_other else None,
     )
     return FillOutcome(fill, cut)
+
+
+# -- what a request asks -------------------------------------------------------------------------
+
+
+class OrderRequest(Struct, frozen=True):
+    """What one attempt asks on `symbol` (CCXT's): `amount` base atomic (a sell, or a buy by
+    amount) or `cost` quote atomic (a buy by cost)."""
+
+    symbol: str
+    side: str
+    amount: int = 0
+    cost: int = 0
+
+
+def whole(atomic: int, decimals: int) -> Decimal:
+    """Atomic units as whole units, exactly."""
+    return Decimal(atomic).scaleb(-decimals)
+
+
+def _refuse(reason: str, transient: bool = False) -> ExchangeFailure:
+    return ExchangeFailure(reason, reason, transient=transient)
+
+
+def order_request(
+    order: Order,
+    rules: InstrumentRules | None,
+    *,
+    exchange: str,
+    buys_by_cost: bool,
+    last_price: Decimal | None,
+) -> OrderRequest:
+    """The request for `order` on `exchange` under the market's current `rules`: a sell of
+    `rules.tradable(order.amount_in)` (the step's floor; its notional checked at `last_price`
+    when known); a buy by cost of `order.amount_in` when the exchange takes a cost, else by the
+    amount `last_price` moved by the order's slippage buys (rounded down to the step), so the
+    spend stays within the reservation unless the market moves further. Raises ExchangeFailure
+    `venue_cannot_trade` / `unknown_market` / `below_venue_minimum` (final) or `no_price`
+    (transient)."""
+    parts = market_parts(order.token)
+    if parts is None or parts[0] != exchange:
+        raise _refuse("venue_cannot_trade")
+    symbol = f"{parts[1]}/{parts[2]}"
+    if rules is None or rules.decimals != order.token_decimals:
+        raise _refuse("unknown_market")
+    if order.side == "sell":
+        amount = rules.tradable(order.amount_in)
+        if amount <= 0 or (
+            last_price is not None and rules.notional_below_min(amount, Fraction(last_price))
+        ):
+            raise _refuse("below_venue_minimum")
+        return OrderRequest(symbol, "sell", amount=amount)
+    cost = whole(order.amount_in, order.quote_decimals)
+    if rules.min_cost > 0 and cost < Decimal(repr(rules.min_cost)):
+        raise _refuse("below_venue_minimum")
+    if buys_by_cost:
+        return OrderRequest(symbol, "buy", cost=order.amount_in)
+    if last_price is None:
+        raise _refuse("no_price", transient=True)
+    worst = last_price * (1 + Decimal(order.slippage_bps) / 10_000)
+    base = int((cost / worst).scaleb(order.token_decimals).to_integral_value(ROUND_FLOOR))
+    amount = rules.tradable(base)
+    if amount <= 0:
+        raise _refuse("below_venue_minimum")
+    return OrderRequest(symbol, "buy", amount=amount)

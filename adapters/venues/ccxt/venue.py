@@ -9,17 +9,21 @@ DESIGN.md "Execution"; the wire: CCXT through client.py."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from decimal import ROUND_FLOOR, Decimal
-from fractions import Fraction
+from decimal import Decimal
 from typing import Protocol
 
 from msgspec import Struct
 from tradingd.adapters.venues.ccxt.client import ExchangeClient
 from tradingd.adapters.venues.ccxt.errors import ExchangeFailure
-from tradingd.adapters.venues.ccxt.fills import ExchangeOrder, order_fill
+from tradingd.adapters.venues.ccxt.fills import (
+    ExchangeOrder,
+    OrderRequest,
+    order_fill,
+    order_request,
+    whole,
+)
 from tradingd.engine.assets import market_parts
 from tradingd.engine.lots import InstrumentRules
 from tradingd.engine.model import ExchangeSubmission, Fill, Order
@@ -48,16 +52,11 @@ class CcxtVenueSettings(Protocol):
     max_transient_failures: int  # refused requests (rate limit, clock skew) per execute
     retry_backoff_ms: int  # the first wait after a failure; doubles per failure
     max_retry_wait_ms: int  # the longest wait, a Retry-After included
+    trading: bool  # False: nothing is sent (buys fail, sells wait), lookups still run
 
-
-class _Request(Struct, frozen=True):
-    """What one attempt asks: `amount` base atomic (a sell, or a buy by amount) or `cost`
-    quote atomic (a buy by cost)."""
-
-    symbol: str
-    side: str
-    amount: int = 0
-    cost: int = 0
+    def max_order_cost(self) -> Decimal | None:
+        """The most one buy may spend, quote currency (whole units); None: no cap."""
+        ...
 
 
 class _Memory(Struct):
@@ -66,22 +65,6 @@ class _Memory(Struct):
 
     sent: ExchangeSubmission
     unplaced: bool = False
-
-
-def client_order_id(order_id: str, attempt: int, accepts: Callable[[str], bool]) -> str:
-    """The client order id of an order's `attempt`: "td-<order id>-<attempt>", or with a
-    digest of the order id when the exchange would not take it (`accepts`). Deterministic."""
-    cid = f"td-{order_id}-{attempt}"
-    if accepts(cid):
-        return cid
-    cid = f"td-{hashlib.sha256(order_id.encode()).hexdigest()[:20]}-{attempt}"
-    if not accepts(cid):
-        raise ValueError(f"the exchange takes no client order id like {cid!r}")
-    return cid
-
-
-def _whole(atomic: int, decimals: int) -> Decimal:
-    return Decimal(atomic).scaleb(-decimals)
 
 
 class CcxtVenue:
@@ -175,7 +158,7 @@ class CcxtVenue:
             request = await self._request(order)
             attempt += 1
             sent = ExchangeSubmission(
-                client_order_id=client_order_id(order.id, attempt, self.client.client_ids.accepts),
+                client_order_id=self.client.client_ids.client_order_id(order.id, attempt),
                 attempt=attempt, account=self.account, symbol=request.symbol,
                 sent_at=self._clock(), amount=request.amount, cost=request.cost, earlier=earlier,
             )  # fmt: skip
@@ -245,43 +228,30 @@ class CcxtVenue:
 
     # -- one request -------------------------------------------------------------------------
 
-    async def _request(self, order: Order) -> _Request:
-        """What the next attempt sends, sized by the market's current rules. Raises
-        ExchangeFailure `below_venue_minimum` / `unknown_market` (final) or `no_price`
-        (transient)."""
-        parts = market_parts(order.token)
-        if parts is None or parts[0] != self.client.exchange_id:
-            raise ExchangeFailure("venue_cannot_trade", "venue_cannot_trade", transient=False)
-        symbol = f"{parts[1]}/{parts[2]}"
-        rules = self._rules_of(order.token)
-        if rules is None or rules.decimals != order.token_decimals:
-            raise ExchangeFailure("unknown_market", "unknown_market", transient=False)
-        if order.side == "sell":
-            amount = rules.tradable(order.amount_in)
-            price = self._price_of(order.token)
-            if amount <= 0 or (
-                price is not None and price > 0
-                and rules.notional_below_min(amount, Fraction(repr(price)))
-            ):  # fmt: skip
-                raise ExchangeFailure("below_venue_minimum", "below_venue_minimum", transient=False)
-            return _Request(symbol, "sell", amount=amount)
-        cost = _whole(order.amount_in, order.quote_decimals)
-        if rules.min_cost > 0 and cost < Decimal(repr(rules.min_cost)):
-            raise ExchangeFailure("below_venue_minimum", "below_venue_minimum", transient=False)
-        if self.client.buys_by_cost:
-            return _Request(symbol, "buy", cost=order.amount_in)
-        # By amount: at the last price moved by the order's slippage, so the spend stays within
-        # the reservation unless the market moves further.
+    async def _request(self, order: Order) -> OrderRequest:
+        """What the next attempt sends (fills.order_request), with the account's switches: no
+        trading (a buy fails, a sell waits: transient), a buy above `max_order_cost()`.
+        Raises ExchangeFailure."""
+        s = self.settings
+        if not s.trading:
+            reason = "trading_disabled"
+            raise ExchangeFailure(reason, reason, transient=order.side == "sell")
+        cap = s.max_order_cost()
+        if cap is not None and order.side == "buy":
+            if whole(order.amount_in, order.quote_decimals) > cap:
+                reason = "above_max_order_quote"
+                raise ExchangeFailure(reason, reason, transient=False)
         price = self._price_of(order.token)
-        last = Decimal(repr(price)) if price else await self.client.last_price(symbol)
-        if last is None:
-            raise ExchangeFailure("no_price", "no_price", transient=True)
-        worst = last * (1 + Decimal(order.slippage_bps) / 10_000)
-        base = (cost / worst).scaleb(order.token_decimals).to_integral_value(ROUND_FLOOR)
-        amount = rules.tradable(int(base))
-        if amount <= 0:
-            raise ExchangeFailure("below_venue_minimum", "below_venue_minimum", transient=False)
-        return _Request(symbol, "buy", amount=amount)
+        last = Decimal(repr(price)) if price is not None and price > 0 else None
+        by_cost = self.client.buys_by_cost
+        if order.side == "buy" and not by_cost and last is None:
+            parts = market_parts(order.token)
+            if parts is not None:
+                last = await self.client.last_price(f"{parts[1]}/{parts[2]}")
+        return order_request(
+            order, self._rules_of(order.token), exchange=self.client.exchange_id,
+            buys_by_cost=by_cost, last_price=last,
+        )  # fmt: skip
 
     async def _record(self, order: Order, sent: ExchangeSubmission) -> None:
         try:
@@ -294,11 +264,11 @@ class CcxtVenue:
             raise ExchangeFailure("not_durable", "not_durable", transient=True) from None
         self._memory[order.id] = _Memory(sent)
 
-    async def _send(self, order: Order, request: _Request, cid: str) -> ExchangeOrder:
+    async def _send(self, order: Order, request: OrderRequest, cid: str) -> ExchangeOrder:
         if request.cost:
-            cost = _whole(request.cost, order.quote_decimals)
+            cost = whole(request.cost, order.quote_decimals)
             return await self.client.buy_by_cost(request.symbol, cost, cid)
-        amount = _whole(request.amount, order.token_decimals)
+        amount = whole(request.amount, order.token_decimals)
         return await self.client.market_order(request.symbol, request.side, amount, cid)
 
     # -- resolution --------------------------------------------------------------------------
