@@ -445,3 +445,21 @@ async def test_config_urls_reach_the_fake_without_touching_the_object(fake: Fake
     finally:
         await ex.close()
     assert fake.requests_to("/api/v3/exchangeInfo") == 1
+
+
+async def test_slippage_moves_market_fills_against_the_taker(
+    fake: FakeBinance, exchange: ccxt.binance
+) -> None:
+    fake.slippage_bps = 10
+    fake.set_balance("BTC", "1")
+    bought = await exchange.create_order("BTC/USDT", "market", "buy", 0.001)
+    sold = await exchange.create_order("BTC/USDT", "market", "sell", 0.001)
+    assert (bought["average"], sold["average"]) == (65065.0, 64935.0)
+
+
+async def test_periodic_pushes_feed_a_watch_without_price_changes(
+    fake: FakeBinance, pro: ccxt_pro.binance
+) -> None:
+    fake.ws.interval_s = 0.05
+    tickers = await asyncio.wait_for(pro.watch_tickers(["ETH/USDT"]), WS_BUDGET_S)
+    assert tickers["ETH/USDT"]["last"] == 3500.0
