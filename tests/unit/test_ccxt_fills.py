@@ -1,6 +1,7 @@
-"""An exchange order's fill in atomic units: Binance's answers parsed by CCXT's own parser (no
-network), then turned into the engine's Fill: exact amounts, fees in base, quote or a third
-currency, the whole-position sell's residue, partial fills, and the reservation (hypothesis)."""
+"""An order's amounts on an exchange, both ways. Its fill: Binance's answers parsed by CCXT's own
+parser (no network), then turned into the engine's Fill: exact amounts, fees in base, quote or a
+third currency, the whole-position sell's residue, partial fills, and the reservation
+(hypothesis). Its request: a sell's step floor, a buy's cost or amount, the market's minimum."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ import ccxt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tradingd.adapters.venues.ccxt.errors import ExchangeFailure
 from tradingd.adapters.venues.ccxt.fills import (
     ExchangeOrder,
     FeePaid,
+    OrderRequest,
     decimal_of,
     order_fill,
+    order_request,
     parse_order,
     with_trades,
 )
+from tradingd.engine.lots import InstrumentRules
 from tradingd.engine.model import Order
 
 MARKET = {
@@ -264,3 +269,46 @@ def test_a_sell_never_books_more_than_the_order_sold(
         int((proceeds * 10**6).to_integral_value("ROUND_FLOOR")),
         int((proceeds * 10**6).to_integral_value("ROUND_CEILING")),
     )
+
+
+# -- what a request asks ----------------------------------------------------------------------
+
+RULES = InstrumentRules(decimals=8, step=1_000, min_amount=1_000, min_cost=5.0)
+
+
+def _request(side: str, amount_in: int, **kw: Any) -> OrderRequest:
+    args: dict[str, Any] = {"exchange": "binance", "buys_by_cost": True, "last_price": None}
+    return order_request(_order(side, amount_in), kw.pop("rules", RULES), **{**args, **kw})
+
+
+def _refused(side: str, amount_in: int, **kw: Any) -> ExchangeFailure:
+    with pytest.raises(ExchangeFailure) as failed:
+        _request(side, amount_in, **kw)
+    return failed.value
+
+
+def test_a_sell_asks_the_amount_rounded_down_to_the_step() -> None:
+    assert _request("sell", 1_000_123) == OrderRequest("BTC/USDT", "sell", amount=1_000_000)
+
+
+def test_a_sell_below_one_step_or_below_the_notional_is_refused_final() -> None:
+    assert _refused("sell", 999).reason == "below_venue_minimum"
+    low = _refused("sell", 1_000, last_price=Decimal("65000"))  # 0.00001 BTC = 0.65 USDT < 5
+    assert low.reason == "below_venue_minimum" and not low.transient
+
+
+def test_a_buy_asks_its_reservation_as_cost_where_the_exchange_takes_one() -> None:
+    assert _request("buy", 650_000_000) == OrderRequest("BTC/USDT", "buy", cost=650_000_000)
+    assert _refused("buy", 4_999_999).reason == "below_venue_minimum"  # under 5 USDT
+
+
+def test_a_buy_by_amount_buys_what_the_slipped_last_price_allows_rounded_down() -> None:
+    asked = _request("buy", 650_000_000, buys_by_cost=False, last_price=Decimal("65000"))
+    assert asked == OrderRequest("BTC/USDT", "buy", amount=990_000)  # 650 / 65650, step 0.00001
+    no_price = _refused("buy", 650_000_000, buys_by_cost=False)
+    assert no_price.reason == "no_price" and no_price.transient
+
+
+def test_an_order_for_another_exchange_or_an_unknown_market_is_refused() -> None:
+    assert _refused("sell", 1_000_000, exchange="kraken").reason == "venue_cannot_trade"
+    assert _refused("sell", 1_000_000, rules=None).reason == "unknown_market"
