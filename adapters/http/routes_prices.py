@@ -125,7 +125,10 @@ ROUTES = [
         {202: TicksAccepted},
         body=TicksIn,
         intake=True,
-        description="Ticks apply one at a time, in order, exactly as if pushed one by one: an "
+        description="A tick's `token` is an instrument id: a mint, or an exchange market "
+        "(`binance:BTC/USDT`) its configured exchange lists, priced in the market's quote "
+        "(USDT and USDC count as 1 USD) and naming no `decimals`. "
+        "Ticks apply one at a time, in order, exactly as if pushed one by one: an "
         "exit decided on a tick fills at that tick's price. More than `[http] "
         "max_ticks_per_push` ticks is 413 `too_many_ticks`; a batch with any invalid tick "
         "(including `decimals` that contradict the token's known decimals, or a `source` that "

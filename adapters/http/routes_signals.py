@@ -202,7 +202,13 @@ ROUTES = [
         {202: SignalAccepted, 200: SignalAccepted},
         body=SignalIn,
         intake=True,
-        description="A repeat of the same client `id` is 200 with the first response's "
+        description="`token` is an instrument id: a mint, or an exchange market "
+        "`<exchange>:<BASE>/<QUOTE>` (e.g. `binance:BTC/USDT`) whose exchange is configured "
+        "and lists it (422 at `$.token` otherwise). Each agent's execution says what it did: "
+        "besides the filters and limits, an agent whose venue cannot trade the instrument skips "
+        "`venue_cannot_trade`, an exchange agent and a market in another quote `quote_mismatch`, "
+        "and a buy below the market's least amount or notional `below_venue_minimum`. "
+        "A repeat of the same client `id` is 200 with the first response's "
         "`signal_id` and `duplicate: true`; nothing is traded again. The engine keeps the "
         "dedupe window in memory (`[engine] dedupe_window_s`, default 24 h, and at most "
         "`dedupe_max_ids` ids, default 100 000; oldest evicted first); an id older than the "

@@ -117,7 +117,13 @@ class ExecutionOut(_Out):
     agent_id: str
     # "resting": a resting buy waits for its price (see RestingEntryOut)
     status: Literal["skipped", "resting", "pending", "filled", "failed"]
-    reason: str
+    reason: Annotated[
+        str,
+        Meta(
+            description="why it skipped or failed (docs/api.md), e.g. no_price, "
+            "venue_cannot_trade, quote_mismatch, below_venue_minimum; else empty"
+        ),
+    ]
     position_id: str | None
     order_id: str | None
     latency_ms: float | None
@@ -236,7 +242,9 @@ class PriceOut(TickOut):
 Venue = Annotated[
     str,
     Meta(
-        pattern=r"^(paper|jupiter|ccxt:[a-z0-9_]{1,32})$", description="paper, jupiter, ccxt:<id>"
+        pattern=r"^(paper|jupiter|ccxt:[a-z0-9_]{1,32})$",
+        description="paper, jupiter, or ccxt:<account> (an exchange account of "
+        "[venues.ccxt.<account>]: quote USDT or USDC, the quote of the markets it trades)",
     ),
 ]
 
