@@ -21,6 +21,7 @@ from tradingd.adapters.venues.paper import (
     paper_fill,
     settle_paper,
 )
+from tradingd.adapters.venues.paper_quotes import JupiterQuotedPaper
 from tradingd.engine.assets import USDT_MINT
 from tradingd.engine.config import config_from_builtins
 from tradingd.engine.core import Engine
@@ -267,3 +268,11 @@ def test_market_fills_are_whole_steps_above_the_minimum_and_never_oversell(
         assert f.amount_in == o.amount_in  # the order's whole amount is accounted...
         assert traded <= o.amount_in  # ...but never more than held is sold
         assert worth - 1 < f.amount_out + f.fee <= worth  # proceeds of the floor amount only
+
+
+async def test_paper_at_jupiter_quotes_fills_a_market_at_the_book():
+    # A market has no Jupiter route: it fills as on the plain paper venue, Jupiter never asked.
+    prices = {BTC: 65_000.0, USDT_MINT: 1.0}
+    venue = JupiterQuotedPaper(None, prices.get, lambda: NOW, rules_of={BTC: RULES}.get)  # type: ignore[arg-type]
+    f = await venue.execute(order(slippage_bps=10))
+    assert (f.amount_out, f.amount_in) == (153_000, 99_549_450)
