@@ -14,9 +14,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from ccxt.base import errors as ccxt_errors
 from tradingd.adapters.venues.breaker import CircuitBreaker
 from tradingd.adapters.venues.ccxt.client import ExchangeClient
-from tradingd.adapters.venues.ccxt.errors import ExchangeFailure
+from tradingd.adapters.venues.ccxt.errors import ExchangeFailure, exchange_failure
 from tradingd.adapters.venues.ccxt.markets import market_rules
 from tradingd.adapters.venues.ccxt.venue import CcxtVenue
 from tradingd.engine.lots import InstrumentRules
@@ -399,3 +400,50 @@ async def test_an_exchange_without_a_known_lookup_by_client_id_is_refused() -> N
             ExchangeClient("k", kraken, CircuitBreaker("k"), 1.0)
     finally:
         await kraken.close()
+
+
+# -- the exception map ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason", "transient", "maybe_placed"),
+    [
+        (ccxt_errors.RequestTimeout("binance POST x"), "exchange_timeout", True, True),
+        (TimeoutError(), "exchange_timeout", True, True),
+        (ccxt_errors.ExchangeNotAvailable("binance 503"), "exchange_unavailable", True, True),
+        (ccxt_errors.OnMaintenance("binance"), "exchange_maintenance", True, True),
+        (ccxt_errors.NetworkError("reset"), "exchange_network_error", True, True),
+        (ccxt_errors.RateLimitExceeded("binance"), "rate_limited", True, False),
+        (ccxt_errors.DDoSProtection("binance 429 Too Many"), "rate_limited", True, False),
+        (ccxt_errors.DDoSProtection("binance 418 I'm a Teapot"), "ip_banned", True, False),
+        (ccxt_errors.InvalidNonce("-1021"), "exchange_clock_skew", True, False),
+        (ccxt_errors.InsufficientFunds("x"), "insufficient_funds", False, False),
+        (ccxt_errors.InvalidOrder("LOT_SIZE"), "order_rejected", False, False),
+        (ccxt_errors.InvalidOrder('{"code":-2010,"msg":"Duplicate order sent."}'),
+         "duplicate_client_order_id", False, True),
+        (ccxt_errors.DuplicateOrderId("x"), "duplicate_client_order_id", False, True),
+        (ccxt_errors.OrderNotFound("x"), "order_not_found", False, False),
+        (ccxt_errors.PermissionDenied("x"), "exchange_permission_denied", False, False),
+        (ccxt_errors.AuthenticationError("x"), "exchange_auth_failed", False, False),
+        (ccxt_errors.ExchangeError("x"), "exchange_error", False, False),
+    ],
+)  # fmt: skip
+def test_each_ccxt_error_maps_to_one_reason(
+    exc: BaseException, reason: str, transient: bool, maybe_placed: bool
+) -> None:
+    failure = exchange_failure(exc, exchange="binance", retry_after_s=7.0)
+    assert (failure.reason, failure.transient, failure.maybe_placed) == (
+        reason, transient, maybe_placed,
+    )  # fmt: skip
+    assert failure.details["reason"] == reason
+    wait = 7.0 if transient and not isinstance(exc, TimeoutError) else None
+    assert failure.retry_after_s == wait
+
+
+def test_a_message_never_carries_a_secret_or_a_signed_query() -> None:
+    exc = ccxt_errors.ExchangeError(
+        "binance GET https://api.binance.com/api/v3/account?timestamp=1&signature=abc123 "
+        "key=MYKEY123 secret MYSECRET456"
+    )
+    text = str(exchange_failure(exc, exchange="binance", secrets=("MYKEY123", "MYSECRET456")))
+    assert "MYKEY123" not in text and "MYSECRET456" not in text and "abc123" not in text
