@@ -261,10 +261,14 @@ async def test_a_recorded_request_is_resolved_before_anything_is_sent() -> None:
 async def test_a_request_that_cannot_be_recorded_is_never_sent() -> None:
     async with ccxt_rig() as rig:
         rig.journal.fail = True
+        venue = rig.venue()
         with pytest.raises(ExchangeFailure) as failed:
-            await rig.venue().execute(order("buy", 650_000_000))
+            await venue.execute(order("buy", 650_000_000))
         assert failed.value.reason == "not_durable" and failed.value.transient
         assert rig.fake.order_posts() == []
+        rig.journal.fail = False  # the runtime tries again: the unrecorded attempt is not reused
+        await venue.execute(order("buy", 650_000_000))
+        assert [p.params["newClientOrderId"] for p in rig.fake.order_posts()] == ["td-ord_1-2"]
 
 
 # -- refused requests -------------------------------------------------------------------------

@@ -257,6 +257,9 @@ class CcxtVenue:
         try:
             await self.journal.exchange_order_sent(order.id, sent)
         except Exception as exc:  # not durable: never send what a restart could not resolve
+            # The order may carry it anyway (recorded, not flushed in time): its attempt number
+            # is spent, and it is known not to have been sent.
+            self._memory[order.id] = _Memory(sent, unplaced=True)
             log.warning(
                 "exchange order not recorded: not sent",
                 extra={"order_id": order.id, "agent_id": order.agent_id, "error": repr(exc)},
