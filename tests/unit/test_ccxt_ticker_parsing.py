@@ -144,7 +144,7 @@ def test_every_pushed_tick_has_a_positive_finite_price_and_a_sane_ts(
     ("exc", "kind", "rate_limited"),
     [
         (ccxt.RateLimitExceeded("binance GET https://x/api?k=1"), "rate_limited", True),
-        (ccxt.DDoSProtection("418"), "ddos_protection", True),
+        (ccxt.DDoSProtection("418"), "rate_limited", True),
         (ccxt.RequestTimeout("t"), "timeout", False),
         (TimeoutError(), "timeout", False),
         (ccxt.ExchangeNotAvailable("down"), "network", False),
@@ -154,7 +154,8 @@ def test_every_pushed_tick_has_a_positive_finite_price_and_a_sane_ts(
         (ccxt.ExchangeError("x"), "exchange", False),
         (ccxt.BadResponse("x"), "exchange", False),
         (ConnectionResetError(), "network", False),
-        (KeyError("x"), "internal", False),
+        (ValueError("NaN"), "malformed", False),  # ccxt could not parse the answer
+        (RuntimeError("x"), "internal", False),
     ],
 )
 def test_ccxt_errors_map_to_one_kind_and_show_only_their_class(

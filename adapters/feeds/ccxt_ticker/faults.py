@@ -15,11 +15,12 @@ import ccxt
 from msgspec import Struct
 from tradingd.adapters.feeds.retry import retry_after_s
 
-# CCXT's class -> kind, most specific first (RateLimitExceeded and DDoSProtection are siblings
-# under NetworkError; BadSymbol and NotSupported are ExchangeErrors).
-_KINDS: Final[tuple[tuple[type[BaseException], str], ...]] = (
-    (ccxt.RateLimitExceeded, "rate_limited"),  # HTTP 429 (Binance: also code -1003)
-    (ccxt.DDoSProtection, "ddos_protection"),  # HTTP 418 (a Binance IP ban), CDN refusals
+# CCXT's class -> kind, most specific first (BadSymbol and NotSupported are ExchangeErrors).
+# RateLimitExceeded and DDoSProtection are one kind: ccxt's binance raises DDoSProtection for
+# both its 429 and its 418 (an IP ban), other exchanges RateLimitExceeded for a 429.
+_KINDS: Final[tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...]] = (
+    (ccxt.RateLimitExceeded, "rate_limited"),
+    (ccxt.DDoSProtection, "rate_limited"),
     (ccxt.RequestTimeout, "timeout"),
     (TimeoutError, "timeout"),
     (ccxt.BadSymbol, "bad_symbol"),
@@ -29,8 +30,9 @@ _KINDS: Final[tuple[tuple[type[BaseException], str], ...]] = (
     (ccxt.BaseError, "exchange"),  # BadResponse, NullResponse, UnsubscribeError
     (aiohttp.ClientError, "network"),
     (OSError, "network"),
+    # raised by CCXT's parsing of an answer it cannot read (a "NaN" price: Precise's int())
+    ((ValueError, TypeError, KeyError, IndexError, ArithmeticError), "malformed"),
 )
-RATE_LIMIT_KINDS: Final = frozenset({"rate_limited", "ddos_protection"})
 
 
 class Fault(Struct, frozen=True):
@@ -44,9 +46,9 @@ class Fault(Struct, frozen=True):
 
 
 def classify(exc: BaseException) -> Fault:
-    """The Fault of an exception raised by a CCXT call ("internal" for anything unexpected)."""
+    """The Fault of an exception raised by a CCXT call ("internal" for anything else)."""
     kind = next((k for cls, k in _KINDS if isinstance(exc, cls)), "internal")
-    return Fault(kind, type(exc).__name__, kind in RATE_LIMIT_KINDS)
+    return Fault(kind, type(exc).__name__, kind == "rate_limited")
 
 
 def response_retry_after_s(headers: Mapping[str, object] | None, now_ms: int) -> float | None:

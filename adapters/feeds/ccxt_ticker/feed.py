@@ -1,6 +1,7 @@
 """CcxtTickerFeed: one exchange's tickers through CCXT as a LiveFeed (engine/ports.py) — the
-watched markets streamed with ccxt.pro `watch_tickers`, reconnected with backoff, and polled with
-REST `fetch_tickers` while the stream is down, unsupported or silent for a market."""
+watched markets streamed with ccxt.pro `watch_tickers` (stream.py), reconnected with backoff,
+and polled with REST `fetch_tickers` (rest.py) while the stream is down, unsupported or quiet
+for a market."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ import random
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
-from tradingd.adapters.feeds.retry import Backoff
 from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.engine.model import Tick
 from tradingd.engine.ports import ComponentHealth, PushTicks
 
-from .faults import Fault, classify
+from .faults import Fault
 from .parsing import instrument_id, market_symbol, parse_tickers
-from .rest import BACKOFF_INITIAL_MS, BACKOFF_MAX_MS, RestRequests
+from .rest import RestRequests
+from .stream import SILENT_AFTER_STALE, TickerStream
 
 log = logging.getLogger("tradingd.feeds.ccxt")
 
@@ -27,15 +28,15 @@ _BASE_COUNTERS: Final = (
     "ws_updates",
     "reconnects",
     "errors_rate_limited",
-    "errors_ddos_protection",
     "errors_timeout",
     "errors_network",
     "errors_exchange",
+    "errors_malformed",
     "errors_bad_symbol",
+    "errors_silent",
     "errors_bad_price",
     "errors_bad_timestamp",
     "errors_future",
-    "errors_malformed",
     "errors_unknown_symbol",
     "errors_over_limit",
     "errors_push",
@@ -50,19 +51,21 @@ class CcxtTickerFeed:
     """Prices of the watched markets of one exchange (`exchange_id`, CCXT's id, e.g. "binance").
 
     Instruments `<exchange_id>:<BASE>/<QUOTE>` with a USD stablecoin quote (USDT, USDC) listed
-    in the exchange's markets are priced; at most `max_symbols` of them (those already priced
+    in the exchange's markets are priced; at most `max_symbols` of them (those priced already
     first, then by name; the rest are counted, `errors_over_limit`, and shown in health).
-    `ws_exchange`: a ccxt.pro exchange (None: REST only); `rest_exchange`: a
-    ccxt.async_support one. The caller builds, configures (rate limiter on) and closes both.
+    `ws_exchange`: a ccxt.pro exchange (None: REST only) the feed may close the WebSocket
+    connections of (a silent stream); `rest_exchange`: a ccxt.async_support one. The caller
+    builds both (CCXT's rate limiter on) and closes them after the feed's task ended.
 
-    Ticks: token = the instrument id, price_usd = the ticker's last price in its quote (see
-    parsing.ticker_price), ts = the ticker's timestamp (epoch ms; receipt time when absent),
-    source = `exchange_id`, volume_24h_usd = quoteVolume. One push per stream update or REST
-    answer. Timings: `poll_interval_ms` (REST polling period, and how often the watched set is
-    read while streaming), `stale_after_ms` (no tick for this long: health "stale"; a market
-    silent on the stream for half of it is polled over REST), `timeout_s` (one REST request or
-    market load). Faults are counted, backed off (exponential, full jitter, 0.5 s .. 30 s; a
-    rate limit waits its Retry-After when the exchange sends one) and never raised."""
+    Ticks: token = the instrument id, price_usd = the ticker's last price in its quote
+    (parsing.ticker_price), ts = the ticker's timestamp (epoch ms; receipt time when absent),
+    source = `exchange_id`, volume_24h_usd = quoteVolume; one push per stream update or REST
+    answer. `poll_interval_ms`: the REST polling period, and how often the watched set is read;
+    `stale_after_ms`: no tick for this long is health "stale", a market silent on the stream
+    for half of it is polled over REST, a stream silent for 3x it is reconnected; `timeout_s`:
+    one REST request or market load. Faults are counted, backed off (exponential, full jitter,
+    0.5 s .. 30 s; a rate limit waits its Retry-After when the exchange sends one), never
+    raised; health and errors show CCXT's exception class only (its messages hold URLs)."""
 
     def __init__(
         self,
@@ -82,7 +85,6 @@ class CcxtTickerFeed:
         if poll_interval_ms < 1 or stale_after_ms < 1 or timeout_s <= 0 or max_symbols < 1:
             raise ValueError("poll_interval_ms, stale_after_ms, timeout_s and max_symbols > 0")
         self.source = exchange_id
-        self._ws = ws_exchange
         self._watched = watched
         self._poll_ms = poll_interval_ms
         self._stale_ms = stale_after_ms
@@ -91,33 +93,33 @@ class CcxtTickerFeed:
         self._max_symbols = max_symbols
         self._clock = clock
         rng = rng or random.Random()
-        self._ws_backoff = Backoff(BACKOFF_INITIAL_MS, BACKOFF_MAX_MS, rng)
         self._rest = RestRequests(rest_exchange, clock, rng, self._count_request, self._error)
         has = getattr(ws_exchange, "has", None) or {}
-        self._ws_usable = (
-            use_websocket and ws_exchange is not None and bool(has.get("watchTickers"))
+        self._stream = TickerStream(
+            ws_exchange,
+            use_websocket and bool(has.get("watchTickers")),
+            SILENT_AFTER_STALE * stale_after_ms,
+            clock,
+            rng,
+            self._error,
+            self._count_reconnect,
         )
-        self._ws_state = "connecting" if self._ws_usable else "off"  # streaming|backoff|off
-        self._ws_retry_at = 0  # wall ms: the stream is tried again from then
-        self._ws_delivered = False  # the current connection brought an update
-        self._next_poll_at = 0  # wall ms: the next REST poll (or quiet refresh) is due
-        self._next_watch_at = 0  # wall ms: the watched set is read again
-        self._ws_error: str | None = None  # the stream's last failure (exception class)
-        self._markets_loaded_at: int | None = None
         self._counters: dict[str, int] = dict.fromkeys(_BASE_COUNTERS, 0)
         self._push: PushTicks | None = None
+        self._next_poll_at = 0  # wall ms: the next REST poll (or quiet refresh) is due
+        self._next_watch_at = 0  # wall ms: the watched set is read again
+        self._markets_loaded_at: int | None = None
         self._instruments: dict[str, str] = {}  # symbol -> instrument id, priced now
         self._candidates = 0  # watched markets of this exchange (before markets and the bound)
         self._unknown: set[str] = set()  # watched symbols the exchange does not list
         self._over: set[str] = set()  # watched symbols beyond max_symbols
         self._since: dict[str, int] = {}  # instrument -> wall ms of its last tick (or selection)
         self._watching_since: int | None = None
-        self._answered = False
         self.last_tick_ms: int | None = None
         self._last_error: str | None = None
 
     def __repr__(self) -> str:
-        return f"CcxtTickerFeed({self.source!r}, websocket={self._ws_usable})"
+        return f"CcxtTickerFeed({self.source!r}, websocket={self._stream.state != 'off'})"
 
     # -- LiveFeed ---------------------------------------------------------------------------
 
@@ -131,52 +133,48 @@ class CcxtTickerFeed:
         return dict(self._counters)
 
     def health(self) -> ComponentHealth:
+        """LiveFeed's fields, plus "mode" ("websocket" while the stream delivers, else
+        "polling"), "over_limit" and "unknown_symbols" (watched markets left unpriced) and
+        "retry_after_s" (while a rate limit holds REST requests)."""
         now = self._clock()
-        paused = max(0, self._rest.paused_until - now)
+        paused = self._rest.paused_ms()
         status, reason = self._status(now, paused)
         return {
             "status": status,
             "reason": reason,
-            "mode": self._mode(),
+            "mode": "websocket" if self._stream.streaming else "polling",
             "tokens": sorted(self._instruments.values()),
             "last_tick_age_ms": None if self.last_tick_ms is None else now - self.last_tick_ms,
             "reconnects": self._counters["reconnects"],
             "last_error": self._last_error,
             "over_limit": len(self._over),
             "unknown_symbols": len(self._unknown),
-            "retry_after_s": round(paused / 1000, 3)
-            if self._rest.rate_limited and paused
-            else None,
+            "retry_after_s": paused / 1000 if paused and self._rest.rate_limited else None,
         }
 
-    def _mode(self) -> str:
-        return "websocket" if self._ws_state in ("streaming", "connecting") else "polling"
-
     def _status(self, now: int, paused: int) -> tuple[str, str]:
-        streaming = self._ws_state == "streaming"
-        failing = not streaming and self._rest.failures >= DOWN_AFTER_FAILURES
+        rest, stream = self._rest, self._stream
+        failing = not stream.streaming and rest.failures >= DOWN_AFTER_FAILURES
         if not self._instruments:
-            if self._candidates and not self._rest.exchange.markets:  # the markets never loaded
+            if self._candidates and not rest.exchange.markets:  # the markets never loaded
                 if failing:
-                    return "down", f"markets not loaded: {self._rest.failures} failures in a row"
-                return ("backoff" if self._rest.failures else "connecting"), "loading markets"
+                    return "down", f"markets not loaded: {rest.failures} failures in a row"
+                return ("backoff" if rest.failures else "connecting"), "loading markets"
             if self._candidates and self._unknown:
                 return "idle", f"no watched market is listed on {self.source}"
             return "idle", f"no watched market on {self.source}"
         if failing:
-            return "down", f"{self._rest.failures} REST requests failed in a row; stream down"
-        since = max(self.last_tick_ms or 0, self._watching_since or 0)
-        if now - since > self._stale_ms:
+            return "down", f"{rest.failures} REST requests failed in a row; stream down"
+        if now - max(self.last_tick_ms or 0, self._watching_since or 0) > self._stale_ms:
             return "stale", f"no tick for more than {self._stale_ms} ms"
-        if not streaming and paused and self._rest.rate_limited:
+        if not stream.streaming and paused and rest.rate_limited:
             return "backoff", f"rate limited: retry in {paused} ms"
-        if not streaming and self._rest.failures and self._ws_state != "connecting":
-            return "backoff", f"retry in {paused} ms"
-        if not (self._answered or self._rest.answered):
+        if not stream.streaming and rest.failures:
+            return "backoff", f"REST failed: retry in {paused} ms"
+        if not (stream.streaming or rest.answered):
             return "connecting", "no answer yet"
-        if self._ws_usable and not streaming:
-            why = self._ws_error or "not connected"
-            return "ok", f"stream down ({why}): polling every {self._poll_ms} ms"
+        if stream.state in ("backoff", "connecting") and stream.error:
+            return "ok", f"stream down ({stream.error}): polling every {self._poll_ms} ms"
         return "ok", ""
 
     async def fetch(self, tokens: list[str], timeout_s: float) -> list[Tick]:
@@ -186,8 +184,7 @@ class CcxtTickerFeed:
         symbols = {s: t for t in tokens if (s := market_symbol(self.source, t)) and self.covers(t)}
         if not symbols or timeout_s <= 0:
             return []
-        wait_ms = self._rest.paused_until - self._clock()
-        if self._rest.rate_limited and wait_ms >= timeout_s * 1000:
+        if self._rest.rate_limited and self._rest.paused_ms() >= timeout_s * 1000:
             self._bump("errors_fetch")
             return []
         answer = await self._rest.tickers(list(symbols)[: self._max_symbols], timeout_s)
@@ -204,7 +201,7 @@ class CcxtTickerFeed:
                 await self._turn()
             except Exception as exc:  # a bug here must cost a turn, never the feed
                 log.exception("ccxt %s: a feed turn failed unexpectedly", self.source)
-                self._error(classify(exc), "internal")
+                self._error(Fault("internal", type(exc).__name__, False), "feed")
                 await asyncio.sleep(self._poll_ms / 1000)
 
     async def _turn(self) -> None:
@@ -217,7 +214,9 @@ class CcxtTickerFeed:
             self._select(wanted)
         if not self._instruments:
             await asyncio.sleep(self._poll_ms / 1000)
-        elif not (self._ws_usable and now >= self._ws_retry_at and await self._ws_turn()):
+        elif self._stream.due(self._clock()):
+            await self._stream_turn()
+        else:
             await self._poll_turn()
 
     # -- the watched set ----------------------------------------------------------------------
@@ -238,15 +237,15 @@ class CcxtTickerFeed:
         now = self._clock()
         loaded = self._rest.exchange.markets
         at = self._markets_loaded_at
-        if loaded and not (
-            (at is None or now - at > MARKETS_RELOAD_MS) and any(s not in loaded for s in wanted)
+        if loaded and (
+            (at is not None and now - at <= MARKETS_RELOAD_MS) or all(s in loaded for s in wanted)
         ):
             return True
         if await self._rest.load_markets(bool(loaded), self._timeout_s):
             self._markets_loaded_at = self._clock()
             return True
         if loaded:
-            self._markets_loaded_at = now  # retried after MARKETS_RELOAD_MS, not each turn
+            self._markets_loaded_at = now  # tried again after MARKETS_RELOAD_MS, not each turn
             return True  # the markets we have still price the symbols they list
         await self._rest.wait_pause()
         return False
@@ -275,100 +274,53 @@ class CcxtTickerFeed:
         self._since = {t: self._since.get(t, now) for t in instruments.values()}
         self._instruments = instruments
 
-    # -- the stream -------------------------------------------------------------------------
+    # -- streaming and polling ------------------------------------------------------------------
 
-    async def _ws_turn(self) -> bool:
-        """Wait for one stream update of the priced symbols, at most a poll interval, then poll
-        over REST the markets the stream left quiet. False when the stream lists none of them."""
-        ws = self._ws
-        try:
-            if not ws.markets:
-                async with asyncio.timeout(self._timeout_s):
-                    await ws.load_markets()
-            symbols = [s for s in self._instruments if s in ws.markets]
-            if not symbols:
-                return False
-            answer = await self._watch(symbols)
-        except Exception as exc:
-            self._ws_failed(exc)
-            return True
+    async def _stream_turn(self) -> None:
+        """One stream update (at most a poll interval's wait), then a REST poll of the markets
+        the stream left quiet."""
+        was_streaming = self._stream.streaming
+        wait_s = self._poll_ms / 1000
+        answer = await self._stream.next_update(list(self._instruments), wait_s, self._timeout_s)
         if answer is not None:
-            self._ws_ok()
             self._counters["ws_updates"] += 1
             self._deliver(self._parse(answer, self._instruments))
-        await self._refresh_quiet()
-        return True
-
-    async def _watch(self, symbols: list[str]) -> object | None:
-        """One `watch_tickers` update (CCXT's `newUpdates`: the tickers that changed), or None
-        when none came within a poll interval. A changed symbol list subscribes the new ones;
-        the ones no longer wanted stay subscribed until the connection ends (filtered out)."""
-        try:
-            async with asyncio.timeout(self._poll_ms / 1000) as waited:
-                return await self._ws.watch_tickers(symbols)
-        except TimeoutError:
-            if waited.expired():
-                return None
-            raise
-
-    def _ws_ok(self) -> None:
-        if self._ws_state != "streaming":
-            log.info("ccxt %s: streaming tickers", self.source)
-        self._ws_state = "streaming"
-        self._ws_delivered = True
-        self._ws_error = None
-        self._answered = True
-
-    def _ws_failed(self, exc: BaseException) -> None:
-        fault = classify(exc)
-        self._error(fault, "stream")
-        self._ws_error = fault.name
-        if fault.kind == "not_supported":
-            self._ws_usable = False
-            self._ws_state = "off"
-            return
-        if self._ws_delivered:  # a connection that worked is retried at once (0..0.5 s)
-            self._ws_backoff.reset()
-            self._ws_delivered = False
-            self._next_poll_at = 0  # and polled at once: prices do not wait for it
-        self._counters["reconnects"] += 1
-        self._ws_retry_at = self._clock() + int(self._ws_backoff.next_s() * 1000)
-        self._ws_state = "backoff"
+        elif was_streaming and not self._stream.streaming:
+            self._next_poll_at = 0  # the stream just fell: prices do not wait for it
+        if self._stream.due(self._clock()):
+            await self._refresh_quiet()
 
     async def _refresh_quiet(self) -> None:
         """Poll over REST the priced markets without a tick for `quiet_ms` while streaming (a
-        quiet market, one the stream does not serve), for a poll interval otherwise (the
-        stream is reconnecting); at most once a poll interval."""
+        quiet market, one the stream does not list), for a poll interval while connecting; at
+        most once a poll interval."""
         now = self._clock()
-        if now < self._next_poll_at or now < self._rest.paused_until:
+        if now < self._next_poll_at or self._rest.paused_ms():
             return
-        threshold = self._quiet_ms if self._ws_state == "streaming" else self._poll_ms
+        threshold = self._quiet_ms if self._stream.streaming else self._poll_ms
         quiet = {s: t for s, t in self._instruments.items() if now - self._since[t] >= threshold}
-        if not quiet:
-            return
-        self._next_poll_at = now + self._poll_ms
-        answer = await self._rest.tickers(list(quiet), self._timeout_s)
-        if answer is not None:
-            self._deliver(self._parse(answer, quiet))
-
-    # -- polling ------------------------------------------------------------------------------
+        if quiet:
+            self._next_poll_at = now + self._poll_ms
+            answer = await self._rest.tickers(list(quiet), self._timeout_s)
+            if answer is not None:
+                self._deliver(self._parse(answer, quiet))
 
     async def _poll_turn(self) -> None:
         """One REST poll when due, then sleep until the next poll, the stream's retry or one
         poll interval (the watched set is read again), whichever comes first."""
         now = self._clock()
-        if now >= self._next_poll_at and now >= self._rest.paused_until:
+        if now >= self._next_poll_at and not self._rest.paused_ms():
             self._next_poll_at = now + self._poll_ms
             answer = await self._rest.tickers(list(self._instruments), self._timeout_s)
             if answer is not None:
                 self._deliver(self._parse(answer, self._instruments))
         now = self._clock()
         wake = max(self._next_poll_at, self._rest.paused_until)
-        if self._ws_usable:
-            wake = min(wake, self._ws_retry_at)
+        if self._stream.state != "off":
+            wake = min(wake, self._stream.retry_at)
         await asyncio.sleep(min(max(0, wake - now), self._poll_ms) / 1000)
 
-    # -- ticks --------------------------------------------------------------------------------
+    # -- ticks and counts -----------------------------------------------------------------------
 
     def _parse(self, answer: object, instruments: Mapping[str, str]) -> list[Tick]:
         if not isinstance(answer, (Mapping, list)):
@@ -399,6 +351,9 @@ class CcxtTickerFeed:
 
     def _count_request(self) -> None:
         self._counters["requests"] += 1
+
+    def _count_reconnect(self) -> None:
+        self._counters["reconnects"] += 1
 
     def _bump(self, counter: str, n: int = 1) -> None:
         if n:

@@ -1,0 +1,414 @@
+"""CcxtTickerFeed against the fake Binance (tests/fakes/binance.py) driven by unmodified
+ccxt.pro / ccxt.async_support `binance` objects (tests/fakes/binance_ccxt.py): watched markets
+are priced from the WebSocket, a newly watched one is subscribed, a dropped stream reconnects,
+REST polling stands in while the stream is unavailable and hands back once it returns, bad
+tickers are never pushed, a 429 holds the requests for its Retry-After, and `fetch` answers one
+REST request. Everything on 127.0.0.1, each test bounded to a few seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import socket
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from tradingd.adapters.app.runtime import Runtime
+from tradingd.adapters.feeds.ccxt_ticker import CcxtTickerFeed
+from tradingd.adapters.timestamps import wall_clock_ms
+from tradingd.adapters.venues.paper import PaperVenue
+from tradingd.engine.core import Engine
+from tradingd.engine.model import Tick
+from tradingd.engine.ports import PushTicks
+
+from tests.fakes.binance import FakeBinance
+from tests.fakes.binance_ccxt import async_binance, point_at, pro_binance
+from tests.polling import poll_until_async
+
+BTC = "binance:BTC/USDT"
+ETH = "binance:ETH/USDT"
+BNB = "binance:BNB/USDT"
+TICKER_24HR = "/api/v3/ticker/24hr"
+BUDGET_S = 5.0  # every wait in these tests
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound, read and released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@dataclass
+class Rig:
+    """A feed on the fake, its pushed batches, and the watched set the test edits."""
+
+    fake: FakeBinance
+    feed: CcxtTickerFeed
+    watched: set[str]
+    batches: list[list[Tick]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def ticks(self) -> list[Tick]:
+        return [t for batch in self.batches for t in batch]
+
+    def prices(self, token: str) -> list[float]:
+        return [t.price_usd for t in self.ticks if t.token == token]
+
+    def run(self, push: PushTicks | None = None) -> None:
+        self.task = asyncio.create_task(self.feed.run(push or self.batches.append))
+
+    async def priced(self, token: str, price: float, what: str = "") -> None:
+        await poll_until_async(
+            lambda: self.prices(token),
+            lambda got: price in got,
+            timeout_s=BUDGET_S,
+            what=what or f"a tick of {token} at {price}",
+        )
+
+    async def counter(self, name: str, at_least: int = 1) -> None:
+        await poll_until_async(
+            lambda: self.feed.counters().get(name, 0),
+            lambda n: n >= at_least,
+            timeout_s=BUDGET_S,
+            what=f"counter {name} >= {at_least}",
+        )
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBinance]:
+    fake = FakeBinance()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
+
+
+@pytest.fixture
+async def make(fake: FakeBinance) -> AsyncIterator[Callable[..., Rig]]:
+    """make(watched, ws=True | False | "dead" | <FakeBinance serving the WebSocket>, **opts)."""
+    rigs: list[Rig] = []
+    exchanges: list[Any] = []
+
+    def build(
+        watched: Iterable[str] | Callable[[], Iterable[str]] = (BTC,),
+        ws: object = True,
+        **opts: Any,
+    ) -> Rig:
+        rest = async_binance(fake)
+        exchanges.append(rest)
+        ws_exchange = None
+        if ws is not False:
+            ws_exchange = pro_binance(fake)
+            exchanges.append(ws_exchange)
+            if ws == "dead":
+                point_at(ws_exchange, fake.url, f"ws://127.0.0.1:{free_port()}")
+            elif isinstance(ws, FakeBinance):
+                point_at(ws_exchange, fake.url, ws.ws_url)
+        chosen: set[str] = set() if callable(watched) else set(watched)
+        source = watched if callable(watched) else lambda: chosen
+        opts = {"poll_interval_ms": 100, "stale_after_ms": 10_000, "timeout_s": 2.0} | opts
+        feed = CcxtTickerFeed("binance", ws_exchange, rest, source, rng=random.Random(7), **opts)
+        rig = Rig(fake, feed, chosen)
+        rigs.append(rig)
+        return rig
+
+    try:
+        yield build
+    finally:
+        for rig in rigs:
+            if rig.task is not None:
+                rig.task.cancel()
+        await asyncio.gather(*(r.task for r in rigs if r.task), return_exceptions=True)
+        for exchange in exchanges:
+            await exchange.close()
+
+
+# -- the stream ---------------------------------------------------------------------------------
+
+
+async def test_a_watched_market_is_priced_from_the_websocket(
+    fake: FakeBinance, make: Callable[..., Rig]
+) -> None:
+    rig = make([BTC])
+    rig.run()
+    await fake.ws.wait_subscribed("btcusdt@miniTicker", BUDGET_S)
+    fake.set_price("BTC/USDT", "66000.5")
+    await rig.priced(BTC, 66000.5)
+    tick = next(t for t in rig.ticks if t.price_usd == 66000.5)
+    assert tick.source == "binance"
+    assert abs(tick.ts - wall_clock_ms()) < 2_000  # the event time of the update
+    assert fake.requests_to(TICKER_24HR) == 0  # streamed, not polled
+    health = rig.feed.health()
+    assert (health["status"], health["mode"], health["tokens"]) == ("ok", "websocket", [BTC])
+    assert rig.feed.counters()["ws_updates"] >= 1
+
+
+async def test_a_newly_watched_market_is_subscribed_and_priced(
+    fake: FakeBinance, make: Callable[..., Rig]
+) -> None:
+    rig = make([BTC])
+    rig.run()
+    await fake.ws.wait_subscribed("btcusdt@miniTicker", BUDGET_S)
+    fake.set_price("BTC/USDT", "66000")
+    await rig.priced(BTC, 66000.0)  # streaming: a market quiet for 5 s only is polled
+    rig.watched.add(ETH)
+    await fake.ws.wait_subscribed("ethusdt@miniTicker", BUDGET_S)
+    fake.set_price("ETH/USDT", "3612.25")
+    await rig.priced(ETH, 3612.25)
+    assert rig.feed.health()["tokens"] == [BTC, ETH]
+    assert fake.requests_to(TICKER_24HR) == 0
+
+
+async def test_a_dropped_websocket_reconnects_and_prices_again(
+    fake: FakeBinance, make: Callable[..., Rig]
+) -> None:
+    rig = make([BTC])
+    rig.run()
+    await fake.ws.wait_subscribed("btcusdt@miniTicker", BUDGET_S)
+    fake.set_price("BTC/USDT", "66001")
+    await rig.priced(BTC, 66001.0)
+    assert await fake.drop_ws() == 1
+    await rig.counter("reconnects", 1)
+    await poll_until_async(lambda: fake.ws.connections_opened, lambda n: n >= 2, timeout_s=BUDGET_S)
+    await fake.ws.wait_subscribed("btcusdt@miniTicker", BUDGET_S)
+    fake.set_price("BTC/USDT", "66002")
+    await rig.priced(BTC, 66002.0, "a streamed tick after the reconnection")
+    health = rig.feed.health()
+    assert (health["status"], health["mode"]) == ("ok", "websocket")
+    assert health["reconnects"] >= 1 and health["last_error"] == "stream: NetworkError"
+
+
+def send_event(fake: FakeBinance, market_id: str, **fields: str) -> int:
+    """Send every connection subscribed to `<market_id>@miniTicker` its event with `fields`
+    changed (a price the fake's own `set_price` cannot hold, such as "NaN"); returns how many
+    connections got it."""
+    stream = market_id.lower() + "@miniticker"
+    sent = 0
+    for conn in fake.ws.conns:
+        if stream in (s.lower() for s in conn.streams):
+            event = fake.ws.mini_event(market_id) | fields
+            frame = {"stream": stream, "data": event} if conn.combined else event
+            conn.queue.put_nowait(json.dumps(frame))
+            sent += 1
+    return sent
+
+
+async def test_a_zero_streamed_price_is_counted_and_never_pushed(
+    fake: FakeBinance, make: Callable[..., Rig]
+) -> None:
+    rig = make([BTC])
+    rig.run()
+    await fake.ws.wait_subscribed("btcusdt@miniTicker", BUDGET_S)
+    assert send_event(fake, "BTCUSDT", c="0", o="0", h="0", l="0") == 1
+    await rig.counter("errors_bad_price", 1)
+    fake.set_price("BTC/USDT", "66003")
+    await rig.priced(BTC, 66003.0)
+    assert all(math.isfinite(p) and p > 0 for p in rig.prices(BTC))
+    assert rig.feed.counters()["ticks"] == len(rig.ticks)
+
+
+async def test_a_nan_streamed_price_is_never_pushed_and_the_stream_recovers(
+    fake: FakeBinance, make: Callable[..., Rig]
+) -> None:
+    # CCXT's receive loop dies on a "NaN" it cannot parse and leaves the socket open: REST
+    # prices the market meanwhile, and the silent stream is closed and opened again
+    rig = make([BTC], stale_after_ms=800)
+    rig.run()
+    await fake.ws.wait_subscribed("btcusdt@miniTicker", BUDGET_S)
+    fake.set_price("BTC/USDT", "66004")
+    await rig.priced(BTC, 66004.0)
+    assert send_event(fake, "BTCUSDT", c="NaN") == 1
+    fake.set_price("BTC/USDT", "66005")  # the stream no longer reads it: REST does
+    await rig.priced(BTC, 66005.0, "a polled tick while the stream is silent")
+    await rig.counter("errors_silent", 1)
+    await poll_until_async(lambda: fake.ws.connections_opened, lambda n: n >= 2, timeout_s=BUDGET_S)
+    await fake.ws.wait_subscribed("btcusdt@miniTicker", BUDGET_S)
+    fake.set_price("BTC/USDT", "66006")
+    await rig.priced(BTC, 66006.0)
+    await poll_until_async(lambda: rig.feed.health()["mode"], lambda m: m == "websocket")
+    assert all(math.isfinite(p) and p > 0 for p in rig.prices(BTC))
+
+
+# -- polling --------------------------------------------------------------------------------------
+
+
+async def test_without_a_websocket_the_feed_polls_rest(
+    fake: FakeBinance, make: Callable[..., Rig]
+) -> None:
+    rig = make([BTC, ETH], ws=False)
+    rig.run()
+    await rig.priced(BTC, 65000.0)
+    await rig.priced(ETH, 3500.0)
+    fake.set_price("ETH/USDT", "3501.5")
+    await rig.priced(ETH, 3501.5, "the next poll's price")
+    health = rig.feed.health()
+    assert (health["status"], health["mode"], health["reason"]) == ("ok", "polling", "")
+    tick = next(t for t in rig.ticks if t.token == BTC)
+    assert tick.volume_24h_usd == 0.0  # quoteVolume of the fake's 24h ticker
+    assert rig.feed.counters()["reconnects"] == 0
+
+
+async def test_an_unreachable_websocket_falls_back_to_polling(
+    fake: FakeBinance, make: Callable[..., Rig]
+) -> None:
+    rig = make([BTC], ws="dead")
+    rig.run()
+    await rig.priced(BTC, 65000.0)
+    await rig.counter("reconnects", 1)
+    fake.set_price("BTC/USDT", "64999")
+    await rig.priced(BTC, 64999.0, "a polled tick while the stream is down")
+    health = rig.feed.health()
+    assert (health["status"], health["mode"]) == ("ok", "polling")
+    assert "stream down" in str(health["reason"])
+
+
+async def test_the_stream_takes_over_again_once_it_recovers(
+    fake: FakeBinance, make: Callable[..., Rig]
+) -> None:
+    port = free_port()
+    streams = FakeBinance()  # the WebSocket's server: absent at first, started on its port
+    streams.ws_url = f"ws://127.0.0.1:{port}"
+    rig = make([BTC], ws=streams)
+    rig.run()
+    await rig.counter("reconnects", 1)
+    await rig.priced(BTC, 65000.0, "a polled tick while the stream is absent")
+    assert rig.feed.health()["mode"] == "polling"
+    await streams.start(port)
+    try:
+        await streams.ws.wait_subscribed("btcusdt@miniTicker", 2 * BUDGET_S)
+        streams.set_price("BTC/USDT", "70000")
+        await rig.priced(BTC, 70000.0, "a streamed tick from the recovered stream")
+        assert rig.feed.health()["mode"] == "websocket"
+    finally:
+        await streams.close()
+
+
+async def test_bad_polled_tickers_are_not_pushed(
+    fake: FakeBinance, make: Callable[..., Rig]
+) -> None:
+    # ccxt derives a zero last price from open and change: only a ticker of zeros has none
+    fields = ("lastPrice", "openPrice", "prevClosePrice", "weightedAvgPrice", "bidPrice")
+    zero = fake.ws.rest_ticker("BTCUSDT") | dict.fromkeys(fields + ("askPrice",), "0.00000000")
+    nan = fake.ws.rest_ticker("BTCUSDT") | {"lastPrice": "NaN"}  # ccxt cannot parse it
+    fake.fail_next(200, json.dumps([zero]), path=TICKER_24HR)
+    fake.fail_next(200, json.dumps([nan]), path=TICKER_24HR)
+    rig = make([BTC], ws=False)
+    rig.run()
+    await rig.priced(BTC, 65000.0)
+    assert rig.prices(BTC) == [65000.0] * len(rig.prices(BTC))
+    counters = rig.feed.counters()
+    assert (counters["errors_bad_price"], counters["errors_malformed"]) == (1, 1)
+
+
+# -- rate limits --------------------------------------------------------------------------------
+
+
+async def test_a_429_holds_requests_for_its_retry_after(
+    fake: FakeBinance, make: Callable[..., Rig]
+) -> None:
+    fake.rate_limit(n=2, retry_after_s=1, path=TICKER_24HR)
+    rig = make([BTC], ws=False, poll_interval_ms=20)
+    rig.run()
+    await rig.counter("errors_rate_limited", 1)
+    health = rig.feed.health()
+    # ccxt's binance raises DDoSProtection for a 429 as for a 418: both are rate limits here
+    assert health["status"] == "backoff" and health["last_error"] == "rest: DDoSProtection"
+    assert health["retry_after_s"] is not None and 0 < float(health["retry_after_s"]) <= 1.0
+    await rig.priced(BTC, 65000.0, "a tick once the rate limit passed")
+    polls = [r.at for r in fake.requests if r.path == TICKER_24HR]
+    assert len(polls) >= 3
+    # Retry-After: 1 between the two 429s and the request after them; no storm at 20 ms
+    assert polls[1] - polls[0] >= 0.95 and polls[2] - polls[1] >= 0.95
+    assert rig.feed.health()["status"] == "ok"
+
+
+async def test_a_418_ban_stops_polling_for_its_retry_after(
+    fake: FakeBinance, make: Callable[..., Rig]
+) -> None:
+    fake.ban(n=1, retry_after_s=120, path=TICKER_24HR)
+    rig = make([BTC], ws=False, poll_interval_ms=20)
+    rig.run()
+    await rig.counter("errors_rate_limited", 1)
+    await asyncio.sleep(1.0)  # 50 polls at the interval; the ban allows none
+    assert fake.requests_to(TICKER_24HR) == 1
+    health = rig.feed.health()
+    assert health["status"] == "backoff" and float(health["retry_after_s"] or 0) > 100
+    assert await rig.feed.fetch([BTC], 1.0) == []  # a fetch would wait past its caller
+    assert fake.requests_to(TICKER_24HR) == 1
+
+
+# -- fetch, covers, bounds -----------------------------------------------------------------------
+
+
+async def test_fetch_answers_one_rest_request_without_running(
+    fake: FakeBinance, make: Callable[..., Rig]
+) -> None:
+    rig = make([])
+    ticks = await rig.feed.fetch([BTC, "kraken:BTC/USDT", "binance:ETH/BTC"], 2.0)
+    assert [(t.token, t.price_usd, t.source) for t in ticks] == [(BTC, 65000.0, "binance")]
+    assert fake.requests_to(TICKER_24HR) == 1
+    assert rig.batches == []  # fetched, not pushed
+    fake.server_error(503, path=TICKER_24HR)
+    assert await rig.feed.fetch([BTC], 2.0) == []
+    assert rig.feed.counters()["errors_fetch"] == 1
+
+
+async def test_covers_markets_of_its_exchange_listed_and_usd_quoted(
+    make: Callable[..., Rig],
+) -> None:
+    rig = make([BTC], ws=False)
+    assert rig.feed.covers(BTC) and not rig.feed.covers("kraken:BTC/USDT")
+    assert not rig.feed.covers("binance:ETH/BTC")  # its last price is in BTC, not USD
+    rig.run()
+    await rig.priced(BTC, 65000.0)
+    assert not rig.feed.covers("binance:DOGE/USDT")  # the markets are loaded: not listed
+
+
+async def test_markets_beyond_max_symbols_or_unlisted_are_counted_not_priced(
+    make: Callable[..., Rig],
+) -> None:
+    rig = make([BTC, ETH, BNB, "binance:DOGE/USDT"], ws=False, max_symbols=2)
+    rig.run()
+    await rig.priced(BTC, 65000.0)
+    health = rig.feed.health()
+    assert health["tokens"] == [BNB, BTC]  # by name; ETH/USDT is left out
+    assert (health["over_limit"], health["unknown_symbols"]) == (1, 1)
+    counters = rig.feed.counters()
+    assert (counters["errors_over_limit"], counters["errors_unknown_symbol"]) == (1, 1)
+
+
+async def test_an_idle_feed_sends_nothing(fake: FakeBinance, make: Callable[..., Rig]) -> None:
+    rig = make(["So11111111111111111111111111111111111111112", "kraken:BTC/USDT"])
+    rig.run()
+    await asyncio.sleep(0.3)
+    assert rig.feed.health()["status"] == "idle"
+    assert fake.requests == [] and fake.ws.connections_opened == 0
+
+
+# -- into the engine ------------------------------------------------------------------------------
+
+
+async def test_streamed_prices_reach_the_engine(
+    fake: FakeBinance, make: Callable[..., Rig]
+) -> None:
+    engine = Engine(wall_clock_ms, watchlist=[BTC])
+    runtime = Runtime(engine, {"paper": PaperVenue(engine.price_usd, wall_clock_ms)})
+    rig = make(engine.watched_tokens)  # the daemon's own watched()
+    rig.run(runtime.push_ticks)
+    await fake.ws.wait_subscribed("btcusdt@miniTicker", BUDGET_S)
+    fake.set_price("BTC/USDT", "66100")
+    await poll_until_async(
+        lambda: engine.prices.get(BTC),
+        lambda tick: tick is not None and tick.price_usd == 66100.0,
+        timeout_s=BUDGET_S,
+        what="the engine's BTC/USDT price",
+    )
+    assert engine.prices[BTC].source == "binance"
