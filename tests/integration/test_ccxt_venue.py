@@ -6,6 +6,7 @@ market's minimum and a precision change."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -451,3 +452,36 @@ def test_a_message_never_carries_a_secret_or_a_signed_query() -> None:
     )
     text = str(exchange_failure(exc, exchange="binance", secrets=("MYKEY123", "MYSECRET456")))
     assert "MYKEY123" not in text and "MYSECRET456" not in text and "abc123" not in text
+
+
+async def _accepted(rig: Rig, oid: str) -> None:
+    for _ in range(200):  # bounded: 2 s
+        if rig.orders(oid):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the fake never accepted the order")
+
+
+async def test_lookups_refused_by_rate_limits_still_settle_the_one_order() -> None:
+    async with ccxt_rig(timeout_s=0.4) as rig:
+        rig.fake.accept_then_hang(delay_s=2.0)
+        task = asyncio.ensure_future(rig.venue().execute(order("sell", 1_000_000)))
+        await _accepted(rig, "ord_1")
+        rig.fake.rate_limit(2, retry_after_s=0, path="/api/v3/order")  # the lookups' path
+        fill = await task
+        assert len(rig.fake.order_posts()) == 1 and fill.amount_in == 1_000_000
+
+
+async def test_an_order_the_exchange_will_not_look_up_stays_in_flight_and_alerts() -> None:
+    async with ccxt_rig(timeout_s=0.4) as rig:
+        rig.fake.accept_then_hang(delay_s=2.0)
+        venue = rig.venue()
+        task = asyncio.ensure_future(venue.execute(order("sell", 1_000_000)))
+        await _accepted(rig, "ord_1")
+        rig.fake.server_error(503, n=3, path="/api/v3/order")
+        with pytest.raises(ExchangeFailure) as failed:
+            await task
+        assert failed.value.reason == "order_unresolved" and failed.value.transient
+        assert [a[0] for a in rig.alerts] == ["order_unresolved"]
+        fill = await venue.execute(order("sell", 1_000_000))  # the runtime's next try
+        assert len(rig.fake.order_posts()) == 1 and fill.amount_in == 1_000_000

@@ -322,7 +322,8 @@ class CcxtVenue:
                 errors += 1
                 if not exc.transient or errors >= s.order_lookup_attempts:
                     raise self._unresolved(order, sent, exc) from None
-                await self._sleep(max(s.order_lookup_interval_ms / 1000, exc.retry_after_s or 0))
+                wait_s = max(s.order_lookup_interval_ms, (exc.retry_after_s or 0) * 1000)
+                await self._sleep(min(wait_s, s.max_retry_wait_ms) / 1000)
                 continue
             if found is not None:
                 return await self._settle(order, sent, found)
