@@ -17,7 +17,7 @@ from tradingd.engine.ports import ComponentHealth, PushTicks
 
 from .faults import Fault
 from .parsing import instrument_id, market_symbol, parse_tickers
-from .rest import RestRequests
+from .rest import RestRequests, monotonic_ms
 from .stream import SILENT_AFTER_STALE, TickerStream
 
 log = logging.getLogger("tradingd.feeds.ccxt")
@@ -80,6 +80,7 @@ class CcxtTickerFeed:
         max_symbols: int = 200,
         use_websocket: bool = True,
         clock: Callable[[], int] = wall_clock_ms,
+        monotonic: Callable[[], int] = monotonic_ms,
         rng: random.Random | None = None,
     ) -> None:
         if poll_interval_ms < 1 or stale_after_ms < 1 or timeout_s <= 0 or max_symbols < 1:
@@ -91,29 +92,32 @@ class CcxtTickerFeed:
         self._quiet_ms = max(poll_interval_ms, stale_after_ms // 2)
         self._timeout_s = timeout_s
         self._max_symbols = max_symbols
-        self._clock = clock
+        self._clock = clock  # wall ms: receipt times, last_tick_ms, health ages
+        self._mono = monotonic  # ms: every schedule and wait
         rng = rng or random.Random()
-        self._rest = RestRequests(rest_exchange, clock, rng, self._count_request, self._error)
+        self._rest = RestRequests(
+            rest_exchange, clock, monotonic, rng, self._count_request, self._error
+        )
         has = getattr(ws_exchange, "has", None) or {}
         self._stream = TickerStream(
             ws_exchange,
             use_websocket and bool(has.get("watchTickers")),
             SILENT_AFTER_STALE * stale_after_ms,
-            clock,
+            monotonic,
             rng,
             self._error,
             self._count_reconnect,
         )
         self._counters: dict[str, int] = dict.fromkeys(_BASE_COUNTERS, 0)
         self._push: PushTicks | None = None
-        self._next_poll_at = 0  # wall ms: the next REST poll (or quiet refresh) is due
-        self._next_watch_at = 0  # wall ms: the watched set is read again
+        self._next_poll_at = 0  # monotonic ms: the next REST poll (or quiet refresh) is due
+        self._next_watch_at = 0  # monotonic ms: the watched set is read again
         self._markets_loaded_at: int | None = None
         self._instruments: dict[str, str] = {}  # symbol -> instrument id, priced now
         self._candidates = 0  # watched markets of this exchange (before markets and the bound)
         self._unknown: set[str] = set()  # watched symbols the exchange does not list
         self._over: set[str] = set()  # watched symbols beyond max_symbols
-        self._since: dict[str, int] = {}  # instrument -> wall ms of its last tick (or selection)
+        self._since: dict[str, int] = {}  # instrument -> monotonic ms of its last tick (or pick)
         self._watching_since: int | None = None
         self.last_tick_ms: int | None = None
         self._last_error: str | None = None
@@ -205,7 +209,7 @@ class CcxtTickerFeed:
                 await asyncio.sleep(self._poll_ms / 1000)
 
     async def _turn(self) -> None:
-        now = self._clock()
+        now = self._mono()
         if now >= self._next_watch_at:  # the watched set is read once a poll interval
             self._next_watch_at = now + self._poll_ms
             wanted = self._wanted()
@@ -214,7 +218,7 @@ class CcxtTickerFeed:
             self._select(wanted)
         if not self._instruments:
             await asyncio.sleep(self._poll_ms / 1000)
-        elif self._stream.due(self._clock()):
+        elif self._stream.due(self._mono()):
             await self._stream_turn()
         else:
             await self._poll_turn()
@@ -234,7 +238,7 @@ class CcxtTickerFeed:
     async def _ensure_markets(self, wanted: list[str]) -> bool:
         """The REST exchange's markets are loaded (reloaded when a watched symbol is unknown,
         at most every MARKETS_RELOAD_MS). False after a failed first load (its backoff waited)."""
-        now = self._clock()
+        now = self._mono()
         loaded = self._rest.exchange.markets
         at = self._markets_loaded_at
         if loaded and (
@@ -242,7 +246,7 @@ class CcxtTickerFeed:
         ):
             return True
         if await self._rest.load_markets(bool(loaded), self._timeout_s):
-            self._markets_loaded_at = self._clock()
+            self._markets_loaded_at = self._mono()
             return True
         if loaded:
             self._markets_loaded_at = now  # tried again after MARKETS_RELOAD_MS, not each turn
@@ -267,9 +271,9 @@ class CcxtTickerFeed:
                 self.source, len(over), self._max_symbols,
             )  # fmt: skip
         self._over = over
-        now = self._clock()
         if kept and not self._instruments:
-            self._watching_since = now
+            self._watching_since = self._clock()
+        now = self._mono()
         instruments = {s: instrument_id(self.source, s) for s in kept}
         self._since = {t: self._since.get(t, now) for t in instruments.values()}
         self._instruments = instruments
@@ -287,14 +291,14 @@ class CcxtTickerFeed:
             self._deliver(self._parse(answer, self._instruments))
         elif was_streaming and not self._stream.streaming:
             self._next_poll_at = 0  # the stream just fell: prices do not wait for it
-        if self._stream.due(self._clock()):
+        if self._stream.due(self._mono()):
             await self._refresh_quiet()
 
     async def _refresh_quiet(self) -> None:
         """Poll over REST the priced markets without a tick for `quiet_ms` while streaming (a
         quiet market, one the stream does not list), for a poll interval while connecting; at
         most once a poll interval."""
-        now = self._clock()
+        now = self._mono()
         if now < self._next_poll_at or self._rest.paused_ms():
             return
         threshold = self._quiet_ms if self._stream.streaming else self._poll_ms
@@ -308,13 +312,13 @@ class CcxtTickerFeed:
     async def _poll_turn(self) -> None:
         """One REST poll when due, then sleep until the next poll, the stream's retry or one
         poll interval (the watched set is read again), whichever comes first."""
-        now = self._clock()
+        now = self._mono()
         if now >= self._next_poll_at and not self._rest.paused_ms():
             self._next_poll_at = now + self._poll_ms
             answer = await self._rest.tickers(list(self._instruments), self._timeout_s)
             if answer is not None:
                 self._deliver(self._parse(answer, self._instruments))
-        now = self._clock()
+        now = self._mono()
         wake = max(self._next_poll_at, self._rest.paused_until)
         if self._stream.state != "off":
             wake = min(wake, self._stream.retry_at)
@@ -342,9 +346,9 @@ class CcxtTickerFeed:
             log.exception("ccxt %s: pushing ticks failed", self.source)
             self._bump("errors_push")
             return
-        now = self._clock()
         self._counters["ticks"] += len(ticks)
-        self.last_tick_ms = now
+        self.last_tick_ms = self._clock()
+        now = self._mono()
         for tick in ticks:
             if tick.token in self._since:
                 self._since[tick.token] = now

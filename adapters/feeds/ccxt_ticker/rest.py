@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -21,32 +22,40 @@ BACKOFF_MAX_MS: Final = 30_000
 RATE_LIMIT_MIN_WAIT_S: Final = 1.0
 
 
+def monotonic_ms() -> int:
+    """A steady clock in ms for waits and schedules (a wall-clock step must not stall them)."""
+    return time.monotonic_ns() // 1_000_000
+
+
 class RestRequests:
     """REST calls through `exchange` (a ccxt.async_support exchange the caller owns). Each call
     counts `requests` and, failing, reports its Fault to `on_fault(fault, what)` (what: "rest" or
-    "markets"); none raises. `clock`: wall ms."""
+    "markets"); none raises. `paused_until` is on the `monotonic` clock (ms); `clock` (wall ms)
+    only dates a Retry-After given as an HTTP date."""
 
     def __init__(
         self,
         exchange: Any,
         clock: Callable[[], int],
+        monotonic: Callable[[], int],
         rng: random.Random,
         count_request: Callable[[], None],
         on_fault: Callable[[Fault, str], None],
     ) -> None:
         self.exchange = exchange
         self._clock = clock
+        self._monotonic = monotonic
         self._count_request = count_request
         self._on_fault = on_fault
         self._backoff = Backoff(BACKOFF_INITIAL_MS, BACKOFF_MAX_MS, rng)
-        self.paused_until = 0  # wall ms: no request before (backoff, Retry-After)
+        self.paused_until = 0  # monotonic ms: no request before (backoff, Retry-After)
         self.rate_limited = False  # the pause is the exchange's rate limit
         self.failures = 0  # failed requests in a row
         self.answered = False  # a request succeeded since start
 
     def paused_ms(self) -> int:
         """How long requests still wait, ms (0 when they may go)."""
-        return max(0, self.paused_until - self._clock())
+        return max(0, self.paused_until - self._monotonic())
 
     async def wait_pause(self) -> None:
         """Return once requests may go again."""
@@ -89,14 +98,13 @@ class RestRequests:
 
     def _failed(self, exc: BaseException, what: str) -> None:
         fault = classify(exc)
-        now = self._clock()
         wait = None
         if fault.rate_limited:  # read before any await: CCXT keeps the last answer's headers
-            wait = response_retry_after_s(self.exchange.last_response_headers, now)
+            wait = response_retry_after_s(self.exchange.last_response_headers, self._clock())
         backoff = self._backoff.next_s()  # the ceiling grows for the next failure either way
         if wait is None:
             wait = max(backoff, RATE_LIMIT_MIN_WAIT_S) if fault.rate_limited else backoff
         self.failures += 1
         self.rate_limited = fault.rate_limited
-        self.paused_until = max(self.paused_until, now + int(wait * 1000))
+        self.paused_until = max(self.paused_until, self._monotonic() + int(wait * 1000))
         self._on_fault(fault, what)

@@ -27,7 +27,7 @@ SILENT_AFTER_STALE: Final = 3
 class TickerStream:
     """`watch_tickers` through `exchange` (a ccxt.pro exchange the caller owns; the feed may
     close its connections, never the object's other state). `state`: "connecting" (no update
-    yet), "streaming", "backoff" (failed; tried again from `retry_at`, wall ms) or "off" (no
+    yet), "streaming", "backoff" (failed; tried again from `retry_at`, `monotonic_ms`) or "off" (no
     WebSocket: absent, `has['watchTickers']` false, or NotSupported). Failures go to
     `on_fault(fault, "stream")`; each one that leads to a new connection to `on_reconnect()`."""
 
@@ -36,7 +36,7 @@ class TickerStream:
         exchange: Any | None,
         usable: bool,
         silent_ms: int,
-        clock: Callable[[], int],
+        monotonic_ms: Callable[[], int],
         rng: random.Random,
         on_fault: Callable[[Fault, str], None],
         on_reconnect: Callable[[], None],
@@ -46,7 +46,7 @@ class TickerStream:
         self.retry_at = 0
         self.error: str | None = None  # the last failure's exception class
         self._silent_ms = silent_ms
-        self._clock = clock
+        self._monotonic = monotonic_ms
         self._backoff = Backoff(BACKOFF_INITIAL_MS, BACKOFF_MAX_MS, rng)
         self._on_fault = on_fault
         self._on_reconnect = on_reconnect
@@ -68,7 +68,7 @@ class TickerStream:
         subscribes the new symbols; those no longer wanted stay subscribed until the connection
         ends (the feed filters them out)."""
         exchange = self.exchange
-        now = self._clock()
+        now = self._monotonic()
         self._heard_at = self._heard_at or now
         try:
             if not exchange.markets:
@@ -90,13 +90,13 @@ class TickerStream:
         except TimeoutError:
             if not waited.expired():
                 raise  # CCXT's own
-            if self._clock() - self._heard_at > self._silent_ms:
+            if self._monotonic() - self._heard_at > self._silent_ms:
                 await self._restart()
             return None
         if not self.streaming:
             log.info("ccxt %s: streaming tickers", self.exchange.id)
         self.state, self.error, self._delivered = "streaming", None, True
-        self._heard_at = self._clock()
+        self._heard_at = self._monotonic()
         return answer
 
     def _failed(self, exc: BaseException) -> None:
@@ -109,7 +109,7 @@ class TickerStream:
         if self._delivered:  # a connection that worked is retried at once (0..0.5 s)
             self._backoff.reset()
             self._delivered = False
-        self.retry_at = self._clock() + int(self._backoff.next_s() * 1000)
+        self.retry_at = self._monotonic() + int(self._backoff.next_s() * 1000)
         self._heard_at = self.retry_at
         self.state = "backoff"
         self._on_reconnect()
@@ -120,7 +120,7 @@ class TickerStream:
         self._on_fault(Fault("silent", "silent", False), "stream")
         self.error = f"nothing heard for {self._silent_ms} ms"
         self.state, self._delivered = "backoff", False
-        self.retry_at = self._heard_at = self._clock()
+        self.retry_at = self._heard_at = self._monotonic()
         self._on_reconnect()
         try:
             await asyncio.wait_for(self.exchange.close(), 5.0)
