@@ -340,8 +340,15 @@ class CcxtVenue:
         self, order: Order, sent: ExchangeSubmission, placed: ExchangeOrder
     ) -> Fill | None:
         """The fill of an order the exchange accepted, once it is final (an order still open
-        after `open_order_wait_ms` is cancelled); None when it filled nothing."""
-        placed = await self._final(order, sent, placed)
+        after `open_order_wait_ms` is cancelled); None when it filled nothing. Raises
+        ExchangeFailure `order_open` or `order_unresolved` (transient, alerted): it exists, so
+        the order stays in flight until the exchange says what it did."""
+        try:
+            placed = await self._final(order, sent, placed)
+        except ExchangeFailure as exc:
+            if exc.reason == "order_open":
+                raise
+            raise self._unresolved(order, sent, exc) from None
         try:
             placed = await self.client.with_fees(sent.symbol, placed)
         except ExchangeFailure as exc:  # book the amounts; the fee stays unknown (alerted)
