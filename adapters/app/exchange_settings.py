@@ -52,8 +52,8 @@ class ExchangeAccountSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     # reaches the order sizing.
     markets_timeout_s: Annotated[float, Meta(gt=0, le=600)] = 30.0
     markets_reload_s: Annotated[int, Meta(ge=0, le=7 * 86_400)] = 3_600
-    # Safety switches. `trading = false`: no new buy is sent (it fails `trading_disabled`);
-    # sells (exits) and requests recorded before a restart still go, prices, balances and
+    # Safety switches. `trading = false`: nothing is sent (a buy fails `trading_disabled`, a
+    # sell waits and retries) while lookups of recorded requests, prices, balances and the
     # reconciliation still run.
     trading: bool = True
     # The most one buy may spend, in the agent's quote currency (e.g. "100" USDT); a larger

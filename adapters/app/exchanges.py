@@ -12,18 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradingd.adapters.app.exchange_books import booked_amounts, compare_books
+from tradingd.adapters.app.exchange_markets import ExchangeMarkets, PublicExchange
 from tradingd.adapters.app.exchange_settings import SECRET_FIELDS, ExchangeAccountSettings
 from tradingd.adapters.app.exchange_settings import exchange_accounts as by_exchange
 from tradingd.adapters.venues.breaker import CircuitBreaker
-from tradingd.adapters.venues.ccxt.markets import instrument_id, market_rules, tradable_market
 from tradingd.engine import events as ev
-from tradingd.engine.errors import TradingdError, Unavailable, ValidationError, VenueError
-from tradingd.engine.model import ExchangeSubmission, Fill, Order
+from tradingd.engine.errors import TradingdError, Unavailable, VenueError
+from tradingd.engine.model import ExchangeSubmission, Order
 
 if TYPE_CHECKING:  # CCXT takes ~1 s to import: only a daemon with accounts pays it
     from tradingd.adapters.app.daemon import Daemon
@@ -40,61 +38,6 @@ class ExchangeStartFailed(Unavailable):
     sized, so the daemon does not start."""
 
     code = "exchange_markets_unavailable"
-
-
-class GuardedVenue:
-    """An account's CcxtVenue behind its safety switches (`trading`, `max_order_quote`): a new
-    buy they forbid fails before anything is recorded or sent; sells and orders with a recorded
-    request always go through (the request must be resolved)."""
-
-    in_process = False
-
-    def __init__(self, venue: CcxtVenue, settings: ExchangeAccountSettings) -> None:
-        self.venue = venue
-        self.name = venue.name
-        self._settings = settings
-        self._cap = settings.max_order_cost()
-
-    async def execute(self, order: Order) -> Fill:
-        from tradingd.adapters.venues.ccxt.errors import ExchangeFailure
-
-        if order.side == "buy" and order.exchange is None:
-            if not self._settings.trading:
-                raise ExchangeFailure("trading_disabled", "trading_disabled", transient=False)
-            spend = Decimal(order.amount_in).scaleb(-order.quote_decimals)
-            if self._cap is not None and spend > self._cap:
-                raise ExchangeFailure(
-                    "above_max_order_quote", "above_max_order_quote", transient=False
-                )
-        return await self.venue.execute(order)
-
-    def execute_now(self, order: Order) -> Fill:
-        return self.venue.execute_now(order)
-
-    async def reconcile(self) -> list[Fill]:
-        return await self.venue.reconcile()
-
-
-class _Exchange:
-    """One CCXT exchange id: public objects for markets and tickers, and its markets' state."""
-
-    def __init__(self, exchange_id: str, settings: ExchangeAccountSettings) -> None:
-        import ccxt.async_support as ccxt_async
-        import ccxt.pro as ccxt_pro
-
-        self.id = exchange_id
-        self.settings = settings  # the first account's: the feed's settings
-        public = {k: v for k, v in settings.ccxt_config().items() if k in ("timeout", "options", "enableRateLimit")}  # fmt: skip
-        self.rest: Any = getattr(ccxt_async, exchange_id)(public)
-        settings.apply_urls(self.rest)
-        pro = getattr(ccxt_pro, exchange_id, None)
-        self.ws: Any = pro(public) if pro is not None else None
-        if self.ws is not None:
-            settings.apply_urls(self.ws)
-        self.markets: Mapping[str, Any] = {}
-        self.loaded_at: int | None = None
-        self.tradable = 0
-        self.last_error: str | None = None
 
 
 class _Account:
@@ -118,10 +61,11 @@ class ExchangeAccounts:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.settings = daemon.settings.venues.ccxt
-        self.exchanges: dict[str, _Exchange] = {}
+        self.exchanges: dict[str, PublicExchange] = {}
         self.accounts: dict[str, _Account] = {
             name: _Account(name, s) for name, s in sorted(self.settings.items())
         }
+        self.markets = ExchangeMarkets(daemon, self.exchanges, self._keyed_objects, self._secrets())
 
     @property
     def enabled(self) -> bool:
@@ -138,7 +82,7 @@ class ExchangeAccounts:
 
         d = self.daemon
         for exchange_id, names in by_exchange(self.settings).items():
-            self.exchanges[exchange_id] = _Exchange(exchange_id, self.settings[names[0]])
+            self.exchanges[exchange_id] = PublicExchange(exchange_id, self.settings[names[0]])
         for account in self.accounts.values():
             s = account.settings
             keyed = getattr(ccxt_async, s.exchange)(s.ccxt_config())
@@ -156,7 +100,7 @@ class ExchangeAccounts:
                 account.name, client, journal=self, rules_of=d.engine.instruments.get,
                 price_of=d.engine.price_usd, clock=d.engine.clock, settings=s, alert=self.alert,
             )  # fmt: skip
-            d.runtime.venues[account.venue_name] = GuardedVenue(account.venue, s)
+            d.runtime.venues[account.venue_name] = account.venue
             log.info(
                 "exchange account ready",
                 extra={"venue": account.venue_name, "exchange": s.exchange, "sandbox": s.sandbox,
@@ -171,7 +115,7 @@ class ExchangeAccounts:
         Raises ExchangeStartFailed naming the exchange when one does not load."""
         for exchange in self.exchanges.values():
             try:
-                await self._load(exchange, reload=False)
+                await self.markets.load(exchange, reload=False)
             except VenueError as exc:
                 raise ExchangeStartFailed(
                     f"exchange {exchange.id}: markets did not load ({exc.message}); "
@@ -179,78 +123,16 @@ class ExchangeAccounts:
                     {"exchange": exchange.id},
                 ) from None
 
-    async def _load(self, exchange: _Exchange, reload: bool) -> None:
-        """One load of `exchange`'s markets, shared with its accounts' and stream's objects.
-        Raises ExchangeFailure (the mapped CCXT error or a timeout)."""
-        from tradingd.adapters.venues.ccxt.errors import map_exceptions
-
-        started = time.monotonic()
-        try:
-            with map_exceptions(exchange.id, self._secrets()):
-                async with asyncio.timeout(exchange.settings.markets_timeout_s):
-                    markets = await exchange.rest.load_markets(reload)
-        except VenueError as exc:
-            exchange.last_error = exc.message
-            raise
-        for account in self.accounts.values():
-            if account.client is not None and account.settings.exchange == exchange.id:
-                account.client.exchange.set_markets_from_exchange(exchange.rest)
-        if exchange.ws is not None:
-            exchange.ws.set_markets_from_exchange(exchange.rest)
-        exchange.markets = markets
-        exchange.loaded_at = self.daemon.engine.clock()
-        exchange.last_error = None
-        self.daemon.markets.load(exchange.id, markets)
-        exchange.tradable = sum(1 for m in markets.values() if tradable_market(m))
-        log.info(
-            "exchange markets loaded",
-            extra={"exchange": exchange.id, "markets": len(markets),
-                   "tradable": exchange.tradable, "ms": round((time.monotonic() - started) * 1000)},
-        )  # fmt: skip
-
     def apply_rules(self) -> int:
-        """The loaded markets' order-size rules into the engine (one transition), each at the
-        decimals its instrument already has (restored positions hold amounts at that scale).
-        Returns how many markets' rules changed."""
-        engine = self.daemon.engine
-        rules = [
-            (instrument_id(x.id, symbol), market, x.rest.precisionMode)
-            for x in self.exchanges.values()
-            for symbol, market in x.markets.items()
-            if tradable_market(market)
+        """The loaded markets' order-size rules into the engine (ExchangeMarkets.apply_rules)."""
+        return self.markets.apply_rules()
+
+    def _keyed_objects(self, exchange_id: str) -> list[Any]:
+        return [
+            a.client.exchange
+            for a in self.accounts.values()
+            if a.client is not None and a.settings.exchange == exchange_id
         ]
-
-        def set_all() -> int:
-            changed = 0
-            for token, market, mode in rules:
-                new = market_rules(market, mode, decimals=engine.decimals.get(token))
-                if engine.instruments.get(token) == new:
-                    continue
-                try:
-                    engine.set_instrument_rules(token, new)
-                except ValidationError as exc:
-                    log.warning("market rules refused", extra={"token": token, "reason": exc.message})  # fmt: skip
-                    continue
-                changed += 1
-            return changed
-
-        return self.daemon.runtime.apply(set_all) if rules else 0
-
-    async def _reload_loop(self, exchange: _Exchange) -> None:
-        period = exchange.settings.markets_reload_s
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await self._load(exchange, reload=True)
-            except VenueError as exc:
-                log.warning(
-                    "exchange markets reload failed: the last rules stay",
-                    extra={"exchange": exchange.id, "reason": exc.message},
-                )
-                continue
-            changed = self.apply_rules()
-            if changed:
-                log.info("market rules changed", extra={"exchange": exchange.id, "markets": changed})  # fmt: skip
 
     # -- feeds and tasks -------------------------------------------------------------------
 
@@ -273,7 +155,7 @@ class ExchangeAccounts:
         d = self.daemon
         for exchange in self.exchanges.values():
             if exchange.settings.markets_reload_s > 0:
-                d.spawn(self._reload_loop(exchange), f"exchange-markets-{exchange.id}")
+                d.spawn(self.markets.reload_loop(exchange), f"exchange-markets-{exchange.id}")
         if self.accounts:
             d.spawn(self._watch(), "exchange-watch")
 
@@ -294,12 +176,12 @@ class ExchangeAccounts:
             self._refresh_health()
 
     async def close(self) -> None:
-        objects = [a.client.exchange for a in self.accounts.values() if a.client is not None]
-        for exchange in self.exchanges.values():
-            objects += [exchange.rest] + ([exchange.ws] if exchange.ws is not None else [])
-        for obj in objects:
+        """Release every CCXT object's sessions (the accounts', then the exchanges')."""
+        closers = [a.client.close for a in self.accounts.values() if a.client is not None]
+        closers += [x.close for x in self.exchanges.values()]
+        for close in closers:
             try:
-                await obj.close()
+                await close()
             except Exception:
                 log.exception("closing an exchange object failed")
 
@@ -401,13 +283,7 @@ class ExchangeAccounts:
         status = "ok"
         if breaker.get("state", "closed") != "closed" or account.reconciliation.get("status") == "mismatch":  # fmt: skip
             status = "degraded"
-        markets: dict[str, Any] = {"status": "unknown"}
-        if exchange is not None:
-            markets = {
-                "status": "stale" if exchange.last_error else ("ok" if exchange.loaded_at else "unknown"),
-                "tradable": exchange.tradable, "loaded_at": exchange.loaded_at,
-                "last_error": exchange.last_error,
-            }  # fmt: skip
+        markets = exchange.health() if exchange is not None else {"status": "unknown"}
         return {
             "status": status,
             "exchange": account.settings.exchange,

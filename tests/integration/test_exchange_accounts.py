@@ -175,6 +175,7 @@ async def exchange_daemon(
     await daemon.open_store(namespace=store[1] if store else None)
     await daemon.exchanges.resolve_recovered(5.0)
     await daemon.exchanges.reconcile()
+    daemon.exchanges.start_tasks()
     app = wire_control_port(daemon)
     daemon.ready = True
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
@@ -230,12 +231,16 @@ async def test_markets_load_into_the_registry_and_the_engine(tmp_path, fake):
 
 
 async def test_a_market_whose_step_changes_reaches_the_engine_on_reload(tmp_path, fake):
-    async with exchange_daemon(tmp_path, fake) as api:
+    async with exchange_daemon(tmp_path, fake, markets_reload_s=1) as api:
+        assert api.daemon.engine.instruments[BTC].step == 1_000
         fake.set_lot("BTC/USDT", step="0.001")
-        exchange = api.daemon.exchanges.exchanges["binance"]
-        await api.daemon.exchanges._load(exchange, reload=True)
-        assert api.daemon.exchanges.apply_rules() == 1
-        assert api.daemon.engine.instruments[BTC].step == 100_000
+        await poll_until_async(
+            lambda: api.daemon.engine.instruments[BTC].step,
+            lambda step: step == 100_000,
+            tries=300, timeout_s=5, interval_s=0.05, what="the reloaded step",
+        )  # fmt: skip
+        health = (await api.ok("GET", "/health"))["components"]["venues"]["ccxt:binance"]
+        assert health["markets"]["status"] == "ok" and health["markets"]["tradable"] == 3
 
 
 async def test_an_exchange_agent_is_created_in_usdt_and_refused_otherwise(tmp_path, fake):
@@ -277,7 +282,7 @@ async def test_a_request_answered_after_a_restart_is_settled_from_its_lookup(
         await api.prices((BTC, 65_000.0))
         await api.ok("POST", "/v1/signals", {"id": "held", "token": BTC, "strength": 5})
         await poll_until_async(
-            lambda: _value(len(fake.order_posts())), lambda n: n == 1, what="the order at the fake"
+            lambda: len(fake.order_posts()), lambda n: n == 1, what="the order at the fake"
         )
     async with exchange_daemon(tmp_path, fake, store) as api:
         positions = await api.wait_for(
@@ -307,7 +312,3 @@ async def test_an_account_holding_less_than_the_book_shows_in_health(tmp_path, f
 def received(fake: FakeBinance, order: Any) -> str:
     """BTC atomic units a filled buy brought: its quantity less the fee the fake took in BTC."""
     return str(int(order.executed_qty * (1 - fake.fee_rate) * 10**8))
-
-
-async def _value(x: Any) -> Any:
-    return x
