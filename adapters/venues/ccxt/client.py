@@ -200,7 +200,10 @@ class ExchangeClient:
 
     async def load_markets(self, reload: bool = False) -> Mapping[str, Mapping[str, Any]]:
         """The exchange's markets (CCXT `load_markets`): symbol -> market structure."""
-        return await self._call(lambda: self.exchange.load_markets(reload))  # type: ignore[no-any-return]
+        markets: Mapping[str, Mapping[str, Any]] = await self._call(
+            lambda: self.exchange.load_markets(reload)
+        )
+        return markets
 
     async def close(self) -> None:
         """Release the exchange's HTTP session."""

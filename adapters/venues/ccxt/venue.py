@@ -135,7 +135,8 @@ class CcxtVenue:
 
     async def _execute(self, order: Order) -> Fill:
         recorded, unplaced = self._recorded(order)
-        attempt, earlier = 0, ()
+        attempt = 0
+        earlier: tuple[str, ...] = ()
         if recorded is not None:
             attempt = recorded.attempt
             earlier = recorded.earlier
