@@ -141,8 +141,9 @@ def _check_instrument(text: str, path: str, where: str, exchanges: Collection[st
 
 def _check_exchange_accounts(settings: Settings, where: str) -> None:
     """`[venues.ccxt.<account>]`: a CCXT exchange id CCXT knows, a sandbox only where CCXT has
-    the exchange's testnet, and accounts on one exchange agreeing on sandbox and urls (they
-    share its markets and prices)."""
+    the exchange's testnet, an exchange whose orders the venue can look up by client order id,
+    and accounts on one exchange agreeing on sandbox and urls (they share its markets and
+    prices)."""
     accounts = settings.venues.ccxt
     if not accounts:
         return
@@ -164,6 +165,16 @@ def _check_exchange_accounts(settings: Settings, where: str) -> None:
                 where,
                 f"{at}.sandbox",
                 f"CCXT has no testnet for {account.exchange}: set urls to the testnet instead",
+            )
+        from tradingd.adapters.venues.ccxt.client import CLIENT_ID_PARAMS
+
+        if account.exchange not in CLIENT_ID_PARAMS:
+            raise config_error(
+                where,
+                f"{at}.exchange",
+                f"orders on {account.exchange} cannot be looked up by client order id here, so "
+                "a timeout could place one twice: supported exchanges are "
+                f"{', '.join(sorted(CLIENT_ID_PARAMS))}",
             )
         shared = (account.sandbox, account.urls)
         other = first.setdefault(account.exchange, (name, shared))

@@ -70,6 +70,7 @@ def test_an_account_parses_with_its_defaults_and_maps_its_venue_to_the_exchange(
     [
         ('exchange = "binanse"', "venues.ccxt.binance.exchange", "did you mean 'binance'"),
         ('exchange = "kraken"\nsandbox = true', "venues.ccxt.binance.sandbox", "no testnet"),
+        ('exchange = "kraken"', "venues.ccxt.binance.exchange", "supported exchanges are binance"),
         ('exchange = "binance"\ntimeout_ms = 5', "venues.ccxt.binance.timeout_ms", ">= 100"),
         ('exchange = "binance"\nurls = { public = "ftp://x" }', "venues.ccxt.binance.urls", ""),
         ('exchange = "binance"\nmax_order_quote = "1e9"', "venues.ccxt.binance.max_order", ""),
