@@ -60,13 +60,13 @@ def compare_books(
         booked = books[code]
         held = totals.get(code, Decimal(0))
         report[code] = {
-            "exchange": _text(held),
-            "book": _text(booked.amount),
+            "exchange": whole_text(held),
+            "book": whole_text(booked.amount),
             "short": held + booked.tolerance < booked.amount,
         }
     return report
 
 
-def _text(amount: Decimal) -> str:
+def whole_text(amount: Decimal) -> str:
     """A whole-unit amount as a plain decimal string without trailing zeros ("20000", "0.5")."""
     return format(amount.normalize(), "f") if amount else "0"

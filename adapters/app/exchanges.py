@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tradingd.adapters.app.exchange_books import booked_amounts, compare_books
+from tradingd.adapters.app.exchange_books import booked_amounts, compare_books, whole_text
 from tradingd.adapters.app.exchange_markets import ExchangeMarkets, PublicExchange
 from tradingd.adapters.app.exchange_settings import SECRET_FIELDS, ExchangeAccountSettings
 from tradingd.adapters.app.exchange_settings import exchange_accounts as by_exchange
 from tradingd.adapters.venues.breaker import CircuitBreaker
 from tradingd.engine import events as ev
-from tradingd.engine.errors import TradingdError, Unavailable, VenueError
-from tradingd.engine.model import ExchangeSubmission, Order
+from tradingd.engine.errors import Conflict, TradingdError, Unavailable, ValidationError, VenueError
+from tradingd.engine.model import Agent, ExchangeSubmission, Order
 
 if TYPE_CHECKING:  # CCXT takes ~1 s to import: only a daemon with accounts pays it
     from tradingd.adapters.app.daemon import Daemon
@@ -221,9 +222,7 @@ class ExchangeAccounts:
             )
 
     def _account_of(self, order: Order | None) -> _Account | None:
-        if order is None or not order.venue.startswith("ccxt:"):
-            return None
-        return self.accounts.get(order.venue.removeprefix("ccxt:"))
+        return self._account_of_venue(order.venue) if order is not None else None
 
     async def reconcile(self, only: str | None = None) -> None:
         """Compare each account's balances on the exchange with its agents' books (quote
@@ -256,6 +255,37 @@ class ExchangeAccounts:
                 "checked_in_ms": round((time.monotonic() - started) * 1000),
             }
         self._refresh_health()
+
+    async def check_allocation(self, agent: Agent, asset: str, amount: int) -> None:
+        """An exchange agent's deposit allocates quote its account already holds: the
+        account's total of that currency must cover what the book allocates to its agents
+        (balances and open positions) plus `amount` (atomic, at the agent's quote decimals).
+        Raises ValidationError `$.asset` (not the agent's quote), Conflict (the account does not
+        hold it), Unavailable (the exchange did not answer)."""
+        account = self._account_of_venue(agent.venue)
+        if account is None or account.venue is None:
+            raise ValidationError(f"no exchange account {agent.venue!r}", "$.venue")
+        code = agent.quote.upper()
+        if asset.upper() != code:
+            raise ValidationError(f"an exchange agent is allocated its quote ({code}) only", "$.asset")  # fmt: skip
+        try:
+            totals = await account.venue.balances()
+        except VenueError as exc:
+            raise Unavailable(
+                f"{account.venue_name} did not answer: its balance is unknown"
+            ) from exc
+        held = totals.get(code, Decimal(0))
+        booked = booked_amounts(self.daemon.engine, account.venue_name).get(code)
+        free = held - (booked.amount if booked is not None else 0)
+        if Decimal(amount).scaleb(-agent.quote_decimals) > free:
+            raise Conflict(
+                f"the exchange account does not hold that much {code} beyond what its agents "
+                "are allocated",
+                {"venue": account.venue_name, "unallocated": whole_text(max(free, Decimal(0))), "exchange": whole_text(held)},
+            )  # fmt: skip
+
+    def _account_of_venue(self, venue: str) -> _Account | None:
+        return self.accounts.get(venue.removeprefix("ccxt:")) if venue.startswith("ccxt:") else None
 
     # -- alerts and health -----------------------------------------------------------------
 

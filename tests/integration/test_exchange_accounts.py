@@ -20,7 +20,7 @@ from tradingd.adapters.app.settings import engine_options, load_settings
 from tradingd.adapters.http.auth import KeyStore, keys_path
 from tradingd.adapters.http.server import wire_control_port
 from tradingd.engine import events as ev
-from tradingd.engine.errors import ValidationError
+from tradingd.engine.errors import Conflict, ValidationError
 
 from tests.fakes.binance import FakeBinance
 from tests.fakes.binance_ccxt import FAKE_OPTIONS
@@ -313,3 +313,18 @@ async def test_an_account_holding_less_than_the_book_shows_in_health(tmp_path, f
 def received(fake: FakeBinance, order: Any) -> str:
     """BTC atomic units a filled buy brought: its quantity less the fee the fake took in BTC."""
     return str(int(order.executed_qty * (1 - fake.fee_rate) * 10**8))
+
+
+async def test_an_allocation_is_checked_against_what_the_account_holds_beyond_the_book(
+    tmp_path, fake
+):
+    async with exchange_daemon(tmp_path, fake) as api:
+        exchanges, engine = api.daemon.exchanges, api.daemon.engine
+        agent = engine.agents[await funded_agent(api, usdt=6_000)]  # the fake holds 10,000
+        await exchanges.check_allocation(agent, "usdt", 4_000 * USDT)
+        with pytest.raises(Conflict) as err:
+            await exchanges.check_allocation(agent, "USDT", 4_001 * USDT)
+        assert err.value.details["unallocated"] == "4000"
+        with pytest.raises(ValidationError) as bad:
+            await exchanges.check_allocation(agent, "BTC", 1)
+        assert bad.value.path == "$.asset"
