@@ -393,7 +393,10 @@ class CcxtVenue:
             return placed
         # A market order still open: cancel what is left, then book what filled (a cancel may
         # race a fill: the order read after the cancel says which won).
-        await self.client.cancel(sent.symbol, placed.id)
+        try:
+            await self.client.cancel(sent.symbol, placed.id)
+        except ExchangeFailure as exc:  # refused (it may have just filled): the re-read says
+            self._log_failure(order, sent, exc)
         placed = await self._refresh(sent, placed)
         if not placed.final:
             self._alert(
