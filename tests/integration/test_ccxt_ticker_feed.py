@@ -36,6 +36,11 @@ TICKER_24HR = "/api/v3/ticker/24hr"
 BUDGET_S = 5.0  # every wait in these tests
 
 
+def market_stream(token: str) -> str:
+    """The miniTicker stream of an instrument: "binance:BTC/USDT" -> "btcusdt@miniTicker"."""
+    return token.split(":")[1].replace("/", "").lower() + "@miniTicker"
+
+
 def free_port() -> int:
     """A port nothing listens on (bound, read and released)."""
     with socket.socket() as sock:
@@ -151,20 +156,44 @@ async def test_a_watched_market_is_priced_from_the_websocket(
     assert rig.feed.counters()["ws_updates"] >= 1
 
 
-async def test_a_newly_watched_market_is_subscribed_and_priced(
+async def test_a_newly_watched_market_is_priced_then_streamed_on_one_connection(
     fake: FakeBinance, make: Callable[..., Rig]
 ) -> None:
     rig = make([BTC])
     rig.run()
     await fake.ws.wait_subscribed("btcusdt@miniTicker", BUDGET_S)
     fake.set_price("BTC/USDT", "66000")
-    await rig.priced(BTC, 66000.0)  # streaming: a market quiet for 5 s only is polled
+    await rig.priced(BTC, 66000.0)
     rig.watched.add(ETH)
+    await rig.priced(ETH, 3500.0, "a first ETH price (polled while the stream resubscribes)")
     await fake.ws.wait_subscribed("ethusdt@miniTicker", BUDGET_S)
+    await poll_until_async(lambda: len(fake.ws.conns), lambda n: n == 1, timeout_s=BUDGET_S)
+    assert {"btcusdt@miniTicker", "ethusdt@miniTicker"} <= set(fake.ws.conns[0].streams)
+    updates = rig.feed.counters()["ws_updates"]
     fake.set_price("ETH/USDT", "3612.25")
     await rig.priced(ETH, 3612.25)
+    assert rig.feed.counters()["ws_updates"] > updates
     assert rig.feed.health()["tokens"] == [BTC, ETH]
-    assert fake.requests_to(TICKER_24HR) == 0
+
+
+async def test_a_changing_watched_set_never_leaves_a_second_connection(
+    fake: FakeBinance, make: Callable[..., Rig]
+) -> None:
+    # ccxt.pro binance opens a connection per distinct symbol list and keeps the old ones
+    rig = make([BTC])
+    rig.run()
+    for wanted in ([BTC, ETH], [ETH], [BNB], [BNB, BTC], [BTC]):
+        rig.watched.clear()
+        rig.watched.update(wanted)
+        streams = {market_stream(token) for token in wanted}
+        await poll_until_async(
+            lambda: [set(c.streams) for c in fake.ws.conns],
+            lambda conns, streams=streams: len(conns) == 1 and streams <= conns[0],
+            timeout_s=BUDGET_S,
+            what=f"one connection subscribed to {sorted(streams)}",
+        )
+    # each new list was subscribed on a fresh connection; a shrunk one keeps its subscription
+    assert sorted(fake.ws.conns[0].streams) == ["bnbusdt@miniTicker", "btcusdt@miniTicker"]
 
 
 async def test_a_dropped_websocket_reconnects_and_prices_again(

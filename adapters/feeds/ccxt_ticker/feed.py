@@ -43,6 +43,7 @@ _BASE_COUNTERS: Final = (
     "errors_internal",
     "errors_fetch",
 )
+RESUBSCRIBE_POLLS: Final = 5  # a new symbol list is subscribed at most once per 5 poll intervals
 DOWN_AFTER_FAILURES: Final = 3  # REST failures in a row, the stream not up, before "down"
 MARKETS_RELOAD_MS: Final = 300_000  # an unknown watched symbol reloads the markets this seldom
 
@@ -103,6 +104,7 @@ class CcxtTickerFeed:
             ws_exchange,
             use_websocket and bool(has.get("watchTickers")),
             SILENT_AFTER_STALE * stale_after_ms,
+            RESUBSCRIBE_POLLS * poll_interval_ms,
             monotonic,
             rng,
             self._error,
@@ -295,14 +297,18 @@ class CcxtTickerFeed:
             await self._refresh_quiet()
 
     async def _refresh_quiet(self) -> None:
-        """Poll over REST the priced markets without a tick for `quiet_ms` while streaming (a
-        quiet market, one the stream does not list), for a poll interval while connecting; at
-        most once a poll interval."""
+        """Poll over REST the priced markets without a tick for `quiet_ms` (streamed ones: a
+        quiet market) or a poll interval (the others: not subscribed yet, not listed on the
+        stream, or the stream not up yet); at most once a poll interval."""
         now = self._mono()
         if now < self._next_poll_at or self._rest.paused_ms():
             return
-        threshold = self._quiet_ms if self._stream.streaming else self._poll_ms
-        quiet = {s: t for s, t in self._instruments.items() if now - self._since[t] >= threshold}
+        streamed = self._stream.subscribed if self._stream.streaming else frozenset()
+        quiet = {
+            s: t
+            for s, t in self._instruments.items()
+            if now - self._since[t] >= (self._quiet_ms if s in streamed else self._poll_ms)
+        }
         if quiet:
             self._next_poll_at = now + self._poll_ms
             answer = await self._rest.tickers(list(quiet), self._timeout_s)

@@ -1,7 +1,16 @@
-"""The ticker feed's WebSocket: ccxt.pro `watch_tickers` of one exchange, its state, the
-reconnection backoff after a failure, and the watch for a stream that went silent without
-closing (CCXT's receive loop dies on a message it cannot parse — a "NaN" price — and leaves the
-socket open: nothing would ever reconnect it)."""
+"""The ticker feed's WebSocket: ccxt.pro `watch_tickers` of one exchange, the symbol list it is
+subscribed to, its state, the reconnection backoff after a failure, and the watch for a stream
+that went silent without closing.
+
+Two ccxt.pro behaviours shape it (ccxt 4.5.90, checked against the fake Binance):
+- binance gives every distinct symbol list passed to `watch_tickers` a stream slot of its own, a
+  new connection (`/ws/<n>`, up to `streamLimits` = 50), never released: a changed list leaves
+  the old connection open with its subscriptions, and after 50 x 200 lists every watch raises
+  BadRequest. So a new list is subscribed on fresh connections only (the old ones closed first),
+  at most once per `resubscribe_ms`, and a shrunk list keeps its subscription until the unwanted
+  symbols outnumber the wanted ones.
+- The receive loop dies on a message CCXT cannot parse (a "NaN" price) and leaves the socket
+  open: nothing would reconnect it. A stream that hears nothing for `silent_ms` is closed."""
 
 from __future__ import annotations
 
@@ -18,24 +27,27 @@ from .rest import BACKOFF_INITIAL_MS, BACKOFF_MAX_MS
 
 log = logging.getLogger("tradingd.feeds.ccxt")
 
-# Nothing heard for this many times `stale_after_ms`: the stream is taken for dead and its
-# connections closed, so the next watch opens a new one (a quiet market costs a reconnection
-# that often, a dead stream no more than that).
+# Nothing heard for this many times `stale_after_ms`: the stream is taken for dead (a quiet
+# market costs a reconnection that often, a dead stream no more than that).
 SILENT_AFTER_STALE: Final = 3
+STALE_SUBSCRIPTIONS: Final = 16  # unwanted symbols kept subscribed beyond as many as wanted
+CLOSE_TIMEOUT_S: Final = 5.0
 
 
 class TickerStream:
-    """`watch_tickers` through `exchange` (a ccxt.pro exchange the caller owns; the feed may
-    close its connections, never the object's other state). `state`: "connecting" (no update
-    yet), "streaming", "backoff" (failed; tried again from `retry_at`, `monotonic_ms`) or "off" (no
-    WebSocket: absent, `has['watchTickers']` false, or NotSupported). Failures go to
-    `on_fault(fault, "stream")`; each one that leads to a new connection to `on_reconnect()`."""
+    """`watch_tickers` through `exchange`: a ccxt.pro exchange the caller builds for this feed
+    alone (the feed closes its connections: to resubscribe, and after silence) and closes.
+    `state`: "connecting" (no update yet), "streaming", "backoff" (failed; tried again from
+    `retry_at`) or "off" (no WebSocket: absent, `has['watchTickers']` false, or NotSupported).
+    Times are `monotonic_ms`. Failures go to `on_fault(fault, "stream")`, each one followed by a
+    new connection also to `on_reconnect()`."""
 
     def __init__(
         self,
         exchange: Any | None,
         usable: bool,
         silent_ms: int,
+        resubscribe_ms: int,
         monotonic_ms: Callable[[], int],
         rng: random.Random,
         on_fault: Callable[[Fault, str], None],
@@ -45,12 +57,16 @@ class TickerStream:
         self.state = "connecting" if usable and exchange is not None else "off"
         self.retry_at = 0
         self.error: str | None = None  # the last failure's exception class
+        self.subscribed: frozenset[str] = frozenset()  # the symbols watched now
+        self._list: list[str] = []  # the same, in the order given to watch_tickers
         self._silent_ms = silent_ms
+        self._resubscribe_ms = resubscribe_ms
+        self._resubscribe_at = 0
         self._monotonic = monotonic_ms
         self._backoff = Backoff(BACKOFF_INITIAL_MS, BACKOFF_MAX_MS, rng)
         self._on_fault = on_fault
         self._on_reconnect = on_reconnect
-        self._heard_at = 0  # wall ms: the last update, or the start of the current attempt
+        self._heard_at = 0  # the last update, or the start of the current attempt
         self._delivered = False  # the current connection brought an update
 
     @property
@@ -61,27 +77,39 @@ class TickerStream:
         """Whether the stream is to be read (or tried again) now."""
         return self.state != "off" and now >= self.retry_at
 
-    async def next_update(self, symbols: list[str], wait_s: float, timeout_s: float) -> object:
-        """The next update of `symbols` ({symbol: ticker}, CCXT's `newUpdates`: the tickers that
-        changed), or None when none came within `wait_s` or the stream failed (counted, backed
-        off: see `state`). The markets load within `timeout_s` first. A changed symbol list
-        subscribes the new symbols; those no longer wanted stay subscribed until the connection
-        ends (the feed filters them out)."""
+    async def next_update(self, wanted: list[str], wait_s: float, timeout_s: float) -> object:
+        """The next update of the subscribed symbols ({symbol: ticker}; CCXT's `newUpdates`: the
+        tickers that changed, maybe of symbols no longer wanted), or None when none came within
+        `wait_s` or the stream failed (counted, backed off: see `state`). The markets load
+        within `timeout_s` first; the subscription follows `wanted` (see the module's note)."""
         exchange = self.exchange
-        now = self._monotonic()
-        self._heard_at = self._heard_at or now
+        self._heard_at = self._heard_at or self._monotonic()
         try:
             if not exchange.markets:
                 async with asyncio.timeout(timeout_s):
                     await exchange.load_markets()
-            listed = [s for s in symbols if s in exchange.markets]
+            listed = [s for s in wanted if s in exchange.markets]
             if not listed:  # the REST polls price them
                 await asyncio.sleep(wait_s)
                 return None
-            return await self._watch(listed, wait_s)
+            return await self._watch(await self._subscription(listed), wait_s)
         except Exception as exc:
             self._failed(exc)
             return None
+
+    async def _subscription(self, listed: list[str]) -> list[str]:
+        want = frozenset(listed)
+        now = self._monotonic()
+        if self._list and (
+            (want <= self.subscribed and len(self.subscribed - want) <= len(want) + STALE_SUBSCRIPTIONS)
+            or now < self._resubscribe_at  # the new symbols are polled over REST until then
+        ):  # fmt: skip
+            return self._list
+        if self._list:
+            await self._close()
+        self._list, self.subscribed = listed, want
+        self._resubscribe_at = now + self._resubscribe_ms
+        return listed
 
     async def _watch(self, symbols: list[str], wait_s: float) -> object:
         try:
@@ -115,16 +143,25 @@ class TickerStream:
         self._on_reconnect()
 
     async def _restart(self) -> None:
-        """Close the exchange's WebSocket connections (ccxt.pro `close()`: the object stays
-        usable, its next watch connects again) after silence past `silent_ms`."""
+        """After silence past `silent_ms`: close the connections; the next watch opens one."""
         self._on_fault(Fault("silent", "silent", False), "stream")
         self.error = f"nothing heard for {self._silent_ms} ms"
         self.state, self._delivered = "backoff", False
         self.retry_at = self._heard_at = self._monotonic()
         self._on_reconnect()
+        await self._close()
+
+    async def _close(self) -> None:
+        """Close the exchange's WebSocket connections (ccxt.pro `close()`: the object stays
+        usable, its next watch connects again) and forget the subscription."""
+        exchange = self.exchange
+        self._list, self.subscribed = [], frozenset()
         try:
-            await asyncio.wait_for(self.exchange.close(), 5.0)
+            await asyncio.wait_for(exchange.close(), CLOSE_TIMEOUT_S)
         except Exception as exc:  # the next watch finds out whether it worked
-            log.warning(
-                "ccxt %s: closing a silent stream: %s", self.exchange.id, type(exc).__name__
-            )
+            log.warning("ccxt %s: closing the stream: %s", exchange.id, type(exc).__name__)
+        # binance's stream slots (see the module's note): with no connection left none is in
+        # use, so they are counted afresh
+        for slots in ("streamBySubscriptionsHash", "numSubscriptionsByStream"):
+            if isinstance(exchange.options.get(slots), dict):
+                exchange.options[slots] = {}
