@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from tradingd.adapters.app.exchange_settings import ExchangeAccountSettings
 from tradingd.adapters.venues.ccxt.markets import instrument_id, market_rules, tradable_market
 from tradingd.engine.errors import ValidationError, VenueError
+from tradingd.engine.ports import LiveFeed
 
 if TYPE_CHECKING:
     from tradingd.adapters.app.daemon import Daemon
@@ -47,6 +48,8 @@ class PublicExchange:
         self.loaded_at: int | None = None  # epoch ms of the last load
         self.tradable = 0
         self.last_error: str | None = None  # the last load's failure, until one succeeds
+        self.feed: LiveFeed | None = None  # its ticker feed, once started
+        self.reconnects_seen = 0  # the feed's reconnects already answered by a comparison
 
     def health(self) -> dict[str, Any]:
         status = "stale" if self.last_error else ("ok" if self.loaded_at else "unknown")

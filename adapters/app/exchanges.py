@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # CCXT takes ~1 s to import: only a daemon with accounts pays
 log = logging.getLogger("tradingd.exchanges")
 JOURNAL_TIMEOUT_S = 5.0  # a request not durable within this is not sent
 WATCH_INTERVAL_S = 1.0  # health refresh; breaker and feed reconnects checked this often
+RECONCILE_RETRY_S = 30.0  # a comparison the exchange did not answer is tried again after this
 
 
 class ExchangeStartFailed(Unavailable):
@@ -50,6 +51,8 @@ class _Account:
         self.venue: CcxtVenue | None = None
         self.reconciliation: dict[str, Any] = {"status": "unknown", "reason": "not run yet"}
         self.breaker_state = "closed"
+        self.reconcile_due = False  # a comparison waits for the account's orders to settle
+        self.compared_at = 0.0  # monotonic s of the last attempt
 
 
 class ExchangeAccounts:
@@ -150,6 +153,7 @@ class ExchangeAccounts:
                 timeout_s=s.timeout_ms / 1000, max_symbols=s.ticker_max_symbols,
                 use_websocket=s.ticker_websocket,
             )  # fmt: skip
+            exchange.feed = feed
             d.start_feed(feed)
 
     def start_tasks(self) -> None:
@@ -161,20 +165,40 @@ class ExchangeAccounts:
             d.spawn(self._watch(), "exchange-watch")
 
     async def _watch(self) -> None:
-        """Refresh /health; an account whose API came back (its breaker closed again)
-        is reconciled again."""
+        """Refresh /health, and compare an account's balances again when it reconnects: its
+        API's breaker left "open" (the comparison is the half-open trial), its exchange's
+        ticker stream reconnected, a comparison waited for orders to settle, or the last one
+        got no answer (retried every RECONCILE_RETRY_S)."""
         while True:
             await asyncio.sleep(WATCH_INTERVAL_S)
+            for exchange in self.exchanges.values():
+                if exchange.feed is not None:
+                    reconnects = exchange.feed.counters().get("reconnects", 0)
+                    if reconnects > exchange.reconnects_seen:
+                        exchange.reconnects_seen = reconnects
+                        self._due(exchange.id)
+            now = time.monotonic()
             for account in self.accounts.values():
                 if account.client is None:
                     continue
                 state = account.client.breaker.state
-                came_back = account.breaker_state != "closed" and state == "closed"
+                if state == "half_open" or (account.breaker_state == "open" and state == "closed"):
+                    account.reconcile_due = True
                 account.breaker_state = state
-                if came_back:
-                    log.info("exchange account reachable again", extra={"venue": account.venue_name})  # fmt: skip
+                unanswered = account.reconciliation.get("status") == "unknown"
+                if unanswered and now - account.compared_at >= RECONCILE_RETRY_S:
+                    account.reconcile_due = True
+                if account.reconcile_due and not self._orders_in_flight(account):
                     await self.reconcile(account.name)
             self._refresh_health()
+
+    def _due(self, exchange_id: str) -> None:
+        for account in self.accounts.values():
+            if account.settings.exchange == exchange_id:
+                account.reconcile_due = True
+
+    def _orders_in_flight(self, account: _Account) -> bool:
+        return any(o.venue == account.venue_name for o in self.daemon.engine.orders.values())
 
     async def close(self) -> None:
         """Release every CCXT object's sessions (the accounts', then the exchanges')."""
@@ -228,17 +252,26 @@ class ExchangeAccounts:
         """Compare each account's balances on the exchange with its agents' books (quote
         totals, open positions' base amounts; a shortfall beyond one amount step per position
         is a mismatch): reported in /health and as an alert `exchange_book_mismatch`, never
-        "fixed"."""
+        "fixed". An account with orders in flight (before or after the balance read) is
+        compared once they settle (the watch task): money in motion is on neither side yet."""
         for account in self.accounts.values():
             if account.venue is None or (only is not None and account.name != only):
                 continue
-            started = time.monotonic()
+            account.reconcile_due = True
+            if self._orders_in_flight(account):
+                if account.reconciliation.get("status") == "unknown":
+                    account.reconciliation = {"status": "unknown", "reason": "orders in flight: compared once they settle"}  # fmt: skip
+                continue
+            started = account.compared_at = time.monotonic()
             try:
                 totals = await account.venue.balances()
             except TradingdError as exc:
                 account.reconciliation = {"status": "unknown", "reason": exc.message[:200]}
                 log.warning("exchange reconciliation failed", extra={"venue": account.venue_name, "reason": exc.message[:200]})  # fmt: skip
                 continue
+            if self._orders_in_flight(account):
+                continue
+            account.reconcile_due = False
             books = booked_amounts(self.daemon.engine, account.venue_name)
             report = compare_books(totals, books)
             short = sorted(code for code, entry in report.items() if entry["short"])

@@ -328,3 +328,23 @@ async def test_an_allocation_is_checked_against_what_the_account_holds_beyond_th
         with pytest.raises(ValidationError) as bad:
             await exchanges.check_allocation(agent, "BTC", 1)
         assert bad.value.path == "$.asset"
+
+
+async def test_balances_are_compared_again_when_the_account_comes_back(tmp_path, fake):
+    async with exchange_daemon(tmp_path, fake, breaker_failures=1, breaker_reset_s=0.3) as api:
+        await funded_agent(api, usdt=1_000)
+        fake.server_error(503, path="/api/v3/account")  # the account's API goes away
+        await api.daemon.exchanges.reconcile()
+        venue = (await api.ok("GET", "/health"))["components"]["venues"]["ccxt:binance"]
+        assert venue["reconciliation"]["status"] == "unknown"
+        assert venue["breaker"]["state"] == "open" and venue["status"] == "degraded"
+        fake.set_balance("USDT", "500")  # meanwhile, someone spent from the account
+        venue = await api.wait_for(
+            "/health",
+            lambda doc: (
+                doc["components"]["venues"]["ccxt:binance"]["reconciliation"]["status"]
+                == "mismatch"
+            ),
+            tries=1_000,
+        )
+        assert venue["components"]["venues"]["ccxt:binance"]["breaker"]["state"] == "closed"
