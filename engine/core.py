@@ -396,7 +396,11 @@ class Engine(EngineState):
         tick = self.prices.get(p.token)
         price = tick.price_usd if tick else p.entry_price_usd
         if self.sell_size(p, amount, price) == 0:
-            raise ValidationError("the sell is worth less than one quote atomic unit", "$.pct")
+            raise ValidationError(
+                "the sell is worth less than one quote atomic unit, or below the market's "
+                "least amount or notional",
+                "$.pct",
+            )
         oid = self._sell(p, amount, reason, price, None)
         assert oid is not None
         return oid

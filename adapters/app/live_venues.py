@@ -68,6 +68,7 @@ class LiveVenues:
             d.runtime.venues[PAPER] = JupiterQuotedPaper(
                 jupiter, d.engine.price_usd, d.engine.clock,
                 restrict_intermediate_tokens=cfg.restrict_intermediate_tokens,
+                rules_of=d.engine.instruments.get,
             )  # fmt: skip
             log.info("paper venue fills at Jupiter quotes", extra={"jupiter": jupiter.host()})
         if not self.enabled:

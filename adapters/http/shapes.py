@@ -97,6 +97,8 @@ def trade_out(t: Trade) -> TradeOut:
         venue_ref=t.venue_ref,
         reason=t.reason,
         ts=iso_ms(t.ts),
+        fee_currency=t.fee_currency,
+        fee_amount=t.fee_amount,
     )
 
 

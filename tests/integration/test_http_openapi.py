@@ -13,7 +13,7 @@ async def test_every_route_is_documented_with_security_and_error_schema(tmp_path
         assert doc["openapi"] == "3.1.0"
         assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
         for route in all_routes():
-            op = doc["paths"][route.path][route.method.lower()]
+            op = doc["paths"][route.document_path][route.method.lower()]
             for status in route.responses:
                 assert str(status) in op["responses"]
             if route.scope is None:

@@ -412,7 +412,7 @@ def test_replaying_several_files_refuses_a_step_back_in_time_across_them(tmp_pat
 async def test_a_tick_no_replay_could_read_is_counted_not_written(tmp_path: Path) -> None:
     base = tmp_path / "rec" / "ticks.jsonl"
     rig = Rig(base, Clock(T0))
-    rig.runtime.push_ticks([Tick("binance:BTC/USDT", 1.0, T0), Tick(TOKEN, 1.0, T0)])
+    rig.runtime.push_ticks([Tick("binance:btc/usdt", 1.0, T0), Tick(TOKEN, 1.0, T0)])
     await rig.recorder.close()
     assert [r["token"] for r in lines_of(base)] == [TOKEN]
     assert rig.recorder.counters()["unrecordable"] == 1

@@ -218,11 +218,6 @@ def test_decimal_places_mode_reads_a_count_of_places():
     assert market_rules(market, DECIMAL_PLACES) == market_rules(BINANCE_BTC_USDT, TICK_SIZE)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="markets.amount_step drops precision.amount 0 (whole units) under DECIMAL_PLACES: "
-    "reported to the lead (report D)",
-)
 def test_decimal_places_zero_means_whole_units():
     market = binance_market("BTC/USDT")
     market["precision"] = {"amount": 0, "price": 2}

@@ -49,12 +49,12 @@ def amount_step(market: Mapping[str, Any], precision_mode: int) -> Decimal | Non
     """The market's amount step in base units (0.00001 BTC), or None when it has none we can
     use (no precision, or SIGNIFICANT_DIGITS, which has no fixed step)."""
     raw = _decimal((market.get("precision") or {}).get("amount"))
-    if raw is None or raw <= 0:
+    if raw is None:
         return None
     if precision_mode == TICK_SIZE:
-        return raw
-    if precision_mode == DECIMAL_PLACES and raw == raw.to_integral_value():
-        return Decimal(1).scaleb(-int(raw))
+        return raw if raw > 0 else None
+    if precision_mode == DECIMAL_PLACES and raw >= 0 and raw == raw.to_integral_value():
+        return Decimal(1).scaleb(-int(raw))  # 0 places: whole units
     return None
 
 
