@@ -85,8 +85,9 @@ class Daemon:
         self.ready = False
         self.engine = Engine(wall_clock_ms, **engine_options(settings))
         paper = PaperVenue(
-            self.engine.price_usd, wall_clock_ms, settings.venues.paper.fill_delay_ms
-        )
+            self.engine.price_usd, wall_clock_ms, settings.venues.paper.fill_delay_ms,
+            rules_of=self.engine.instruments.get,  # exchange markets sized by their rules
+        )  # fmt: skip
         self.runtime = Runtime(self.engine, {PAPER: paper})
         self.event_log = EventLog()
         if settings.log_format == "pretty":  # sentences with names, symbols and decimal units
