@@ -213,6 +213,7 @@ async def test_a_dropped_websocket_reconnects_and_prices_again(
     health = rig.feed.health()
     assert (health["status"], health["mode"]) == ("ok", "websocket")
     assert health["reconnects"] >= 1 and health["last_error"] == "stream: NetworkError"
+    assert rig.feed.counters()["stream_resumes"] == 1  # what a reconciliation may wait for
 
 
 def send_event(fake: FakeBinance, market_id: str, **fields: str) -> int:
@@ -412,6 +413,21 @@ async def test_markets_beyond_max_symbols_or_unlisted_are_counted_not_priced(
     assert (health["over_limit"], health["unknown_symbols"]) == (1, 1)
     counters = rig.feed.counters()
     assert (counters["errors_over_limit"], counters["errors_unknown_symbol"]) == (1, 1)
+
+
+async def test_a_feed_left_without_watched_markets_closes_its_stream(
+    fake: FakeBinance, make: Callable[..., Rig]
+) -> None:
+    rig = make([BTC])
+    rig.run()
+    await fake.ws.wait_subscribed("btcusdt@miniTicker", BUDGET_S)
+    rig.watched.clear()
+    await poll_until_async(lambda: len(fake.ws.conns), lambda n: n == 0, timeout_s=BUDGET_S)
+    assert rig.feed.health()["status"] == "idle"
+    rig.watched.add(ETH)  # watched again: streamed again
+    await fake.ws.wait_subscribed("ethusdt@miniTicker", BUDGET_S)
+    fake.set_price("ETH/USDT", "3333")
+    await rig.priced(ETH, 3333.0)
 
 
 async def test_an_idle_feed_sends_nothing(fake: FakeBinance, make: Callable[..., Rig]) -> None:

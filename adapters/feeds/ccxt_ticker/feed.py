@@ -27,6 +27,7 @@ _BASE_COUNTERS: Final = (
     "requests",
     "ws_updates",
     "reconnects",
+    "stream_resumes",
     "errors_rate_limited",
     "errors_timeout",
     "errors_network",
@@ -108,7 +109,8 @@ class CcxtTickerFeed:
             monotonic,
             rng,
             self._error,
-            self._count_reconnect,
+            lambda: self._bump("reconnects"),
+            lambda: self._bump("stream_resumes"),
         )
         self._counters: dict[str, int] = dict.fromkeys(_BASE_COUNTERS, 0)
         self._push: PushTicks | None = None
@@ -219,6 +221,7 @@ class CcxtTickerFeed:
                 return
             self._select(wanted)
         if not self._instruments:
+            await self._stream.stop()
             await asyncio.sleep(self._poll_ms / 1000)
         elif self._stream.due(self._mono()):
             await self._stream_turn()
@@ -361,9 +364,6 @@ class CcxtTickerFeed:
 
     def _count_request(self) -> None:
         self._counters["requests"] += 1
-
-    def _count_reconnect(self) -> None:
-        self._counters["reconnects"] += 1
 
     def _bump(self, counter: str, n: int = 1) -> None:
         if n:

@@ -40,7 +40,8 @@ class TickerStream:
     `state`: "connecting" (no update yet), "streaming", "backoff" (failed; tried again from
     `retry_at`) or "off" (no WebSocket: absent, `has['watchTickers']` false, or NotSupported).
     Times are `monotonic_ms`. Failures go to `on_fault(fault, "stream")`, each one followed by a
-    new connection also to `on_reconnect()`."""
+    new connection also to `on_reconnect()`; the first update after a failure to
+    `on_resume()`."""
 
     def __init__(
         self,
@@ -52,6 +53,7 @@ class TickerStream:
         rng: random.Random,
         on_fault: Callable[[Fault, str], None],
         on_reconnect: Callable[[], None],
+        on_resume: Callable[[], None],
     ) -> None:
         self.exchange = exchange
         self.state = "connecting" if usable and exchange is not None else "off"
@@ -66,6 +68,7 @@ class TickerStream:
         self._backoff = Backoff(BACKOFF_INITIAL_MS, BACKOFF_MAX_MS, rng)
         self._on_fault = on_fault
         self._on_reconnect = on_reconnect
+        self._on_resume = on_resume
         self._heard_at = 0  # the last update, or the start of the current attempt
         self._delivered = False  # the current connection brought an update
 
@@ -123,9 +126,19 @@ class TickerStream:
             return None
         if not self.streaming:
             log.info("ccxt %s: streaming tickers", self.exchange.id)
+            if self.error is not None:
+                self._on_resume()
         self.state, self.error, self._delivered = "streaming", None, True
         self._heard_at = self._monotonic()
         return answer
+
+    async def stop(self) -> None:
+        """Nothing to watch: close the connections (when subscribed); the next watch starts
+        afresh."""
+        if self._list:
+            await self._close()
+        if self.state != "off":
+            self.state, self._delivered, self._heard_at = "connecting", False, 0
 
     def _failed(self, exc: BaseException) -> None:
         fault = classify(exc)
