@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -281,4 +280,29 @@ def test_the_account_secrets_appear_in_no_log_line_and_no_health(world):
     assert "exchange account ready" in logs
     for text in (health, unauthorized, logs, repr(api.ok("GET", "/v1/agents"))):
         assert API_KEY not in text and SECRET not in text
-    time.sleep(0)  # nothing else to wait for
+
+
+def test_run_refuses_to_start_when_an_exchange_s_markets_do_not_load(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    rest, ws = f"http://127.0.0.1:{port}/api/v3", f"ws://127.0.0.1:{port}/ws"
+    config = tmp_path / "tradingd.toml"
+    config.write_text(
+        f'[venues.ccxt.binance]\nexchange = "binance"\nmarkets_timeout_s = 2\n'
+        f'urls = {{ public = "{rest}", private = "{rest}", ws = {{ spot = "{ws}" }} }}\n'
+        'options = { fetchMarkets = { types = ["spot"] }, fetchCurrencies = false }\n'
+    )
+    ran = subprocess.run(
+        [sys.executable, "-m", "tradingd.adapters.app.cli", "run", "--no-demo", "--port", "0",
+         "--config", str(config), "--data-dir", str(tmp_path / "var")],
+        env={"PATH": "/usr/bin:/bin", "TRADINGD_STORE": "memory"}, capture_output=True,
+        text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert ran.returncode == 1 and "Traceback" not in ran.stderr
+    (line,) = ran.stderr.splitlines()
+    assert line.startswith("tradingd: exchange binance: markets did not load"), line

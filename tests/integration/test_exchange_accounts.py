@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from store_harness import StoreServers
 from tradingd.adapters.app.daemon import Daemon
 from tradingd.adapters.app.exchange_settings import ExchangeAccountSettings
+from tradingd.adapters.app.exchanges import ExchangeStartFailed
 from tradingd.adapters.app.settings import engine_options, load_settings
 from tradingd.adapters.http.auth import KeyStore, keys_path
 from tradingd.adapters.http.server import wire_control_port
@@ -348,3 +349,24 @@ async def test_balances_are_compared_again_when_the_account_comes_back(tmp_path,
             tries=1_000,
         )
         assert venue["components"]["venues"]["ccxt:binance"]["breaker"]["state"] == "closed"
+
+
+@pytest.mark.parametrize("fault", ["unavailable", "slow"])
+async def test_a_daemon_whose_markets_do_not_load_refuses_to_start_naming_the_exchange(
+    tmp_path, fake, fault
+):
+    settings = load_settings(None, {"TRADINGD_STORE": "memory", "TRADINGD_DATA_DIR": str(tmp_path)})
+    settings.venues.ccxt["binance"] = account_settings(fake, markets_timeout_s=0.3)
+    if fault == "unavailable":
+        fake.server_error(503, n=10, path="/api/v3/exchangeInfo")
+    else:
+        fake.delays["/api/v3/exchangeInfo"] = 5.0
+    daemon = Daemon(settings, demo=False)
+    daemon.exchanges.start()
+    try:
+        with pytest.raises(ExchangeStartFailed) as err:
+            await daemon.exchanges.load_markets()
+    finally:
+        await daemon.exchanges.close()
+    assert err.value.message.startswith("exchange binance: markets did not load")
+    assert fake.secret not in err.value.message and fake.api_key not in err.value.message
