@@ -69,7 +69,7 @@ class RestRequests:
         self._count_request()
         try:
             async with asyncio.timeout(timeout_s):
-                answer = await self.exchange.fetch_tickers(symbols)
+                answer: object = await self.exchange.fetch_tickers(symbols)
         except Exception as exc:
             self._failed(exc, "rest")
             return None

@@ -45,7 +45,7 @@ class TickerStream:
 
     def __init__(
         self,
-        exchange: Any | None,
+        exchange: Any,  # None: no WebSocket (state "off")
         usable: bool,
         silent_ms: int,
         resubscribe_ms: int,
