@@ -10,80 +10,28 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import random
-import socket
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from tradingd.adapters.app.runtime import Runtime
-from tradingd.adapters.feeds.ccxt_ticker import CcxtTickerFeed
 from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.adapters.venues.paper import PaperVenue
 from tradingd.engine.core import Engine
-from tradingd.engine.model import Tick
-from tradingd.engine.ports import PushTicks
 
 from tests.fakes.binance import FakeBinance
-from tests.fakes.binance_ccxt import async_binance, point_at, pro_binance
+from tests.integration.ccxt_ticker_rig import (
+    BNB,
+    BTC,
+    BUDGET_S,
+    ETH,
+    TICKER_24HR,
+    Rig,
+    Rigs,
+    free_port,
+    market_stream,
+    send_event,
+)
 from tests.polling import poll_until_async
-
-BTC = "binance:BTC/USDT"
-ETH = "binance:ETH/USDT"
-BNB = "binance:BNB/USDT"
-TICKER_24HR = "/api/v3/ticker/24hr"
-BUDGET_S = 5.0  # every wait in these tests
-
-
-def market_stream(token: str) -> str:
-    """The miniTicker stream of an instrument: "binance:BTC/USDT" -> "btcusdt@miniTicker"."""
-    return token.split(":")[1].replace("/", "").lower() + "@miniTicker"
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound, read and released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-@dataclass
-class Rig:
-    """A feed on the fake, its pushed batches, and the watched set the test edits."""
-
-    fake: FakeBinance
-    feed: CcxtTickerFeed
-    watched: set[str]
-    batches: list[list[Tick]] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
-
-    @property
-    def ticks(self) -> list[Tick]:
-        return [t for batch in self.batches for t in batch]
-
-    def prices(self, token: str) -> list[float]:
-        return [t.price_usd for t in self.ticks if t.token == token]
-
-    def run(self, push: PushTicks | None = None) -> None:
-        self.task = asyncio.create_task(self.feed.run(push or self.batches.append))
-
-    async def priced(self, token: str, price: float, what: str = "") -> None:
-        await poll_until_async(
-            lambda: self.prices(token),
-            lambda got: price in got,
-            timeout_s=BUDGET_S,
-            what=what or f"a tick of {token} at {price}",
-        )
-
-    async def counter(self, name: str, at_least: int = 1) -> None:
-        await poll_until_async(
-            lambda: self.feed.counters().get(name, 0),
-            lambda n: n >= at_least,
-            timeout_s=BUDGET_S,
-            what=f"counter {name} >= {at_least}",
-        )
 
 
 @pytest.fixture
@@ -99,41 +47,11 @@ async def fake() -> AsyncIterator[FakeBinance]:
 @pytest.fixture
 async def make(fake: FakeBinance) -> AsyncIterator[Callable[..., Rig]]:
     """make(watched, ws=True | False | "dead" | <FakeBinance serving the WebSocket>, **opts)."""
-    rigs: list[Rig] = []
-    exchanges: list[Any] = []
-
-    def build(
-        watched: Iterable[str] | Callable[[], Iterable[str]] = (BTC,),
-        ws: object = True,
-        **opts: Any,
-    ) -> Rig:
-        rest = async_binance(fake)
-        exchanges.append(rest)
-        ws_exchange = None
-        if ws is not False:
-            ws_exchange = pro_binance(fake)
-            exchanges.append(ws_exchange)
-            if ws == "dead":
-                point_at(ws_exchange, fake.url, f"ws://127.0.0.1:{free_port()}")
-            elif isinstance(ws, FakeBinance):
-                point_at(ws_exchange, fake.url, ws.ws_url)
-        chosen: set[str] = set() if callable(watched) else set(watched)
-        source = watched if callable(watched) else lambda: chosen
-        opts = {"poll_interval_ms": 100, "stale_after_ms": 10_000, "timeout_s": 2.0} | opts
-        feed = CcxtTickerFeed("binance", ws_exchange, rest, source, rng=random.Random(7), **opts)
-        rig = Rig(fake, feed, chosen)
-        rigs.append(rig)
-        return rig
-
+    rigs = Rigs(fake)
     try:
-        yield build
+        yield rigs.build
     finally:
-        for rig in rigs:
-            if rig.task is not None:
-                rig.task.cancel()
-        await asyncio.gather(*(r.task for r in rigs if r.task), return_exceptions=True)
-        for exchange in exchanges:
-            await exchange.close()
+        await rigs.close()
 
 
 # -- the stream ---------------------------------------------------------------------------------
@@ -214,21 +132,6 @@ async def test_a_dropped_websocket_reconnects_and_prices_again(
     assert (health["status"], health["mode"]) == ("ok", "websocket")
     assert health["reconnects"] >= 1 and health["last_error"] == "stream: NetworkError"
     assert rig.feed.counters()["stream_resumes"] == 1  # what a reconciliation may wait for
-
-
-def send_event(fake: FakeBinance, market_id: str, **fields: str) -> int:
-    """Send every connection subscribed to `<market_id>@miniTicker` its event with `fields`
-    changed (a price the fake's own `set_price` cannot hold, such as "NaN"); returns how many
-    connections got it."""
-    stream = market_id.lower() + "@miniticker"
-    sent = 0
-    for conn in fake.ws.conns:
-        if stream in (s.lower() for s in conn.streams):
-            event = fake.ws.mini_event(market_id) | fields
-            frame = {"stream": stream, "data": event} if conn.combined else event
-            conn.queue.put_nowait(json.dumps(frame))
-            sent += 1
-    return sent
 
 
 async def test_a_zero_streamed_price_is_counted_and_never_pushed(
