@@ -36,6 +36,7 @@ from tradingd.adapters.feeds.replay import (
     CancelRecord,
     ClockRecord,
     EntryNames,
+    MarketRecord,
     Record,
     ReplayFormatError,
     SignalRecord,
@@ -113,6 +114,10 @@ class _Session:
             signal_id = self.entry_names.get(record.signal)
             if signal_id is not None:
                 self.engine.cancel_resting(signal_id)
+        elif isinstance(record, MarketRecord):
+            # Raises ValidationError (other decimals than the market's known ones): the file
+            # contradicts itself, and the replay stops naming the record.
+            self.engine.set_instrument_rules(record.token, record.rules())
         elif isinstance(record, SignalRecord):
             if record.symbol:
                 self.symbols.setdefault(record.token, record.symbol)

@@ -49,6 +49,7 @@ def start_recording(daemon: Daemon) -> Recorder | None:
         rotate_daily=settings.rotate_daily,
         max_queue=settings.max_queue,
         publish_health=publish,
+        rules_of=daemon.engine.instruments.get,
     )
     recorder.start()
     wire_recorder(recorder, daemon.runtime)

@@ -8,7 +8,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -17,14 +17,17 @@ from tradingd.adapters.feeds.replay import (
     CancelRecord,
     ClockRecord,
     EntryRecord,
+    MarketRecord,
     Record,
     ReplayFormatError,
     SignalRecord,
     TickRecord,
+    market_record,
     parse_line,
 )
 from tradingd.adapters.timestamps import iso_ms
 from tradingd.engine.assets import is_instrument
+from tradingd.engine.lots import InstrumentRules
 from tradingd.engine.model import Signal, Tick
 
 MAX_MS = 2**53  # the replay format's bound on a timestamp
@@ -59,7 +62,13 @@ class RecordFiles:
     `rotate_daily`) when a record's UTC day differs from the file's. `base` gives the directory
     and the names: `dir/ticks.jsonl` -> `dir/ticks-2026-11-30T201500Z.jsonl`, ..."""
 
-    def __init__(self, base: Path, max_bytes: int, rotate_daily: bool) -> None:
+    def __init__(
+        self,
+        base: Path,
+        max_bytes: int,
+        rotate_daily: bool,
+        rules_of: Callable[[str], InstrumentRules | None] | None = None,
+    ) -> None:
         self.dir = base.parent
         self.stem = base.stem or "record"
         self.suffix = base.suffix or ".jsonl"
@@ -73,6 +82,10 @@ class RecordFiles:
         self._day = -1
         self._encoder = msgspec.json.Encoder()
         self._tokens: set[str] = set()
+        # An exchange market's rules (engine.instruments.get, read from this thread: a dict
+        # lookup of an immutable value) and the rules already written to the current file.
+        self._rules_of = rules_of
+        self._rules_written: dict[str, InstrumentRules] = {}
 
     def prepare(self) -> None:
         """Create the directory (0700). Raises OSError."""
@@ -94,6 +107,8 @@ class RecordFiles:
                     self._flush(buf[:start])
                     del buf[:start]
                     self._open(record.ts)
+                    if isinstance(record, MarketRecord):  # it opens the file: it is in it
+                        self._rules_written[record.token] = record.rules()
                 self.bytes += size
                 total += size
                 records += 1
@@ -132,6 +147,9 @@ class RecordFiles:
         else:  # pragma: no cover - a million files of one second
             raise FileExistsError(f"no free file name for {self.stem} at {iso_ms(ms)}")
         self._file = os.fdopen(fd, "ab")
+        # A file must stand alone: the markets' rules are written again before their next use
+        # (the line that opened this file may be a market's tick: its rules precede its next one).
+        self._rules_written.clear()
         self.path, self.bytes, self._day = path, 0, ms // 86_400_000
         self.files += 1
 
@@ -158,13 +176,28 @@ class RecordFiles:
                     if record is None:
                         self.unrecordable += 1
                     else:
+                        yield from self._market_rules(ms, record.token)
                         yield record
             else:
                 signal_record = self._signal_record(ms, payload)
                 if signal_record is None:
                     self.unrecordable += 1
                 else:
+                    yield from self._market_rules(ms, signal_record.token)
                     yield signal_record
+
+    def _market_rules(self, ms: int, token: str) -> Iterator[MarketRecord]:
+        """A market record of `token` when its rules are not yet in the current file as they
+        are now (a replay then sizes its orders as the exchange did)."""
+        if self._rules_of is None:
+            return
+        rules = self._rules_of(token)
+        if rules is None or self._rules_written.get(token) == rules:
+            return
+        if len(self._rules_written) >= _TOKEN_CACHE:
+            self._rules_written.clear()
+        self._rules_written[token] = rules
+        yield market_record(ms, token, rules)
 
     def _instrument(self, token: str) -> bool:
         """Whether a replay can read `token`: a mint or an exchange market id."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from tradingd.adapters.feeds.record_files import MAX_MS, Cancel, Entry, RecordFiles
 from tradingd.adapters.timestamps import iso_ms
 from tradingd.engine import events as ev
+from tradingd.engine.lots import InstrumentRules
 from tradingd.engine.model import Signal, Tick
 from tradingd.engine.ports import ComponentHealth
 
@@ -49,8 +50,9 @@ class Recorder:
         max_queue: int = 100_000,
         clock_gap_ms: int = 1000,
         publish_health: Callable[[ComponentHealth], None] | None = None,
+        rules_of: Callable[[str], InstrumentRules | None] | None = None,
     ) -> None:
-        self.files = RecordFiles(path, max_bytes, rotate_daily)
+        self.files = RecordFiles(path, max_bytes, rotate_daily, rules_of)
         self.publish_health = publish_health  # called with health() whenever it may change
         self.max_queue = max_queue
         self.clock_gap_ms = clock_gap_ms

@@ -17,8 +17,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 from tradingd.adapters.timestamps import wall_clock_ms
-from tradingd.engine.assets import is_instrument
+from tradingd.engine.assets import is_instrument, is_market
 from tradingd.engine.errors import ValidationError
+from tradingd.engine.lots import InstrumentRules
 from tradingd.engine.model import EntryCondition, Signal, Tick
 
 log = logging.getLogger("tradingd.replay")
@@ -104,7 +105,42 @@ class CancelRecord(_Record, tag="cancel", frozen=True):
     signal: Annotated[str, Meta(min_length=1, max_length=128)]
 
 
-Record = TickRecord | SignalRecord | ClockRecord | CancelRecord
+class MarketRecord(_Record, tag="market", frozen=True):
+    """An exchange market's order-size rules from `ts` on (engine/lots.py InstrumentRules):
+    `decimals` (the scale of its atomic units), `step` and `min_amount` (atomic, decimal
+    strings), `min_cost` (the least notional, in the market's quote currency, as written). A
+    recording writes one before the first tick or signal of a market in each file and again when
+    the exchange changed them, so a backtest sizes orders as the exchange did."""
+
+    token: str
+    decimals: Annotated[int, Meta(ge=0, le=18)]
+    step: Annotated[str, Meta(pattern=r"^[1-9][0-9]{0,18}$")] = "1"
+    min_amount: Annotated[str, Meta(pattern=r"^(0|[1-9][0-9]{0,18})$")] = "0"
+    min_cost: Annotated[float, Meta(ge=0, lt=1e300)] = 0.0
+
+    def rules(self) -> InstrumentRules:
+        """The engine's rules this record carries."""
+        return InstrumentRules(
+            decimals=self.decimals,
+            step=int(self.step),
+            min_amount=int(self.min_amount),
+            min_cost=self.min_cost,
+        )
+
+
+def market_record(ts: int, token: str, rules: InstrumentRules) -> MarketRecord:
+    """The record of `token`'s rules at `ts`."""
+    return MarketRecord(
+        ts=ts,
+        token=token,
+        decimals=rules.decimals,
+        step=str(rules.step),
+        min_amount=str(rules.min_amount),
+        min_cost=rules.min_cost,
+    )
+
+
+Record = TickRecord | SignalRecord | ClockRecord | CancelRecord | MarketRecord
 
 
 class ReplayFormatError(ValidationError):
@@ -126,6 +162,12 @@ def parse_line(text: str | bytes, line: int = 1, source: str = "<replay>") -> Re
         raise ReplayFormatError(source, line, str(exc)) from None
     # Any well-formed instrument id: a replay runs without exchanges, so a market id is not
     # checked against loaded markets (a daemon playing the file checks nothing more either).
+    if isinstance(record, MarketRecord) and not is_market(record.token):
+        raise ReplayFormatError(
+            source,
+            line,
+            f"a market record's token is <exchange>:<BASE>/<QUOTE>: {record.token[:60]!r}",
+        )
     if isinstance(record, (TickRecord, SignalRecord)) and not is_instrument(record.token):
         raise ReplayFormatError(
             source,
@@ -309,7 +351,7 @@ class ReplayFeed:
         """Play the file: ticks to `push_ticks` (batched per timestamp), signals to
         `submit_signal` (None: played as a price feed, ticks only), clock records to `on_clock`,
         cancels to `cancel_signal` with the signal's daemon id (signals named by their record
-        `id` in this play)."""
+        `id` in this play). Market records are skipped: a daemon's exchanges give the rules."""
         names = EntryNames()  # a cancel's name -> the daemon's signal id
         first_ts: int | None = None
         started = self.clock()
@@ -341,8 +383,9 @@ class ReplayFeed:
                 known = names.get(record.signal)
                 if cancel_signal is not None and known is not None:
                     cancel_signal(known)
-            elif on_clock is not None:
+            elif isinstance(record, ClockRecord) and on_clock is not None:
                 on_clock()
+            # A market record: a daemon sizes orders by its own exchanges' loaded rules.
             self.records_played = n
         if batch:
             self._flush(batch, push_ticks)
