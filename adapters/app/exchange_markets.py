@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from tradingd.adapters.app.exchange_settings import ExchangeAccountSettings
 from tradingd.adapters.venues.ccxt.markets import instrument_id, market_rules, tradable_market
+from tradingd.engine.assets import USD_MARKET_QUOTES
 from tradingd.engine.errors import ValidationError, VenueError
 from tradingd.engine.ports import LiveFeed
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from tradingd.adapters.app.daemon import Daemon
 
 log = logging.getLogger("tradingd.exchanges")
+# Exchanges that take fees in their own currency when the account holds it (Binance: BNB).
+FEE_CURRENCIES: Final = {"binance": "BNB", "binanceus": "BNB"}
 # Markets' rules set per loop turn on a reload (~55 µs each, measured: 2,000 markets take
 # ~110 ms), so a reload never holds the event loop for long.
 RULES_PER_TURN: Final = 250
@@ -50,6 +53,18 @@ class PublicExchange:
         self.last_error: str | None = None  # the last load's failure, until one succeeds
         self.feed: LiveFeed | None = None  # its ticker feed, once started
         self.reconnects_seen = 0  # the feed's reconnects already answered by a comparison
+
+    def watched(self, tokens: Callable[[], set[str]]) -> Callable[[], set[str]]:
+        """What the exchange's ticker feed prices: `tokens()` (the engine's watched tokens), plus
+        the markets of the exchange's fee currency in each USD quote it lists (Binance's BNB:
+        a fee paid in BNB is valued at its price, 0 while unpriced)."""
+        fee = FEE_CURRENCIES.get(self.id)
+        extra = {
+            instrument_id(self.id, f"{fee}/{quote}")
+            for quote in USD_MARKET_QUOTES
+            if fee is not None and f"{fee}/{quote}" in self.markets
+        }
+        return (lambda: tokens() | extra) if extra else tokens
 
     def health(self) -> dict[str, Any]:
         status = "stale" if self.last_error else ("ok" if self.loaded_at else "unknown")

@@ -96,8 +96,9 @@ class ExchangeAccounts:
                 reset_after_s=s.breaker_reset_s,
             )  # fmt: skip
             secrets = tuple(v for f in SECRET_FIELDS if (v := getattr(s, f)))
+            # Our bound covers CCXT's rate-limiter queue too: a second beyond CCXT's own timeout.
             client = ExchangeClient(
-                account.name, keyed, breaker, s.timeout_ms / 1000, secrets=secrets
+                account.name, keyed, breaker, s.timeout_ms / 1000 + 1, secrets=secrets
             )
             account.client = client
             account.venue = CcxtVenue(
@@ -148,7 +149,7 @@ class ExchangeAccounts:
         for exchange in self.exchanges.values():
             s = exchange.settings
             feed = CcxtTickerFeed(
-                exchange.id, exchange.ws, exchange.rest, d.engine.watched_tokens,
+                exchange.id, exchange.ws, exchange.rest, exchange.watched(d.engine.watched_tokens),
                 poll_interval_ms=s.ticker_poll_ms, stale_after_ms=s.ticker_stale_ms,
                 timeout_s=s.timeout_ms / 1000, max_symbols=s.ticker_max_symbols,
                 use_websocket=s.ticker_websocket,

@@ -273,7 +273,13 @@ def test_the_account_secrets_appear_in_no_log_line_and_no_health(world):
     api = world.start()
     assert execution(api, api.signal("entry"))["status"] == "filled"
     health = requests.get(api.base + "/health", timeout=10).text
-    venue = api.ok("GET", "/health")["components"]["venues"]["ccxt:binance"]
+    components = api.until(
+        "/health",
+        lambda doc: len(doc["components"]["feeds"]["binance"]["tokens"]) == 2,
+        what="the ticker feed pricing BTC/USDT and BNB/USDT (fees paid in BNB are valued)",
+    )["components"]
+    assert components["feeds"]["binance"]["tokens"] == ["binance:BNB/USDT", BTC]
+    venue = components["venues"]["ccxt:binance"]
     assert venue["status"] == "ok" and venue["reconciliation"]["status"] == "ok"
     unauthorized = requests.get(api.base + "/v1/agents", timeout=10).text
     logs = world.daemons[-1].log_path.read_text(errors="replace")
