@@ -1,9 +1,11 @@
 """CcxtTickerFeed against the fake Binance (tests/fakes/binance.py) driven by unmodified
 ccxt.pro / ccxt.async_support `binance` objects (tests/fakes/binance_ccxt.py): watched markets
-are priced from the WebSocket, a newly watched one is subscribed, a dropped stream reconnects,
-REST polling stands in while the stream is unavailable and hands back once it returns, bad
-tickers are never pushed, a 429 holds the requests for its Retry-After, and `fetch` answers one
-REST request. Everything on 127.0.0.1, each test bounded to a few seconds."""
+are priced from the WebSocket; a newly watched one is priced at once and then streamed, and a
+changing watched set never leaves a second connection open; a dropped stream reconnects, and a
+stream gone silent (CCXT's receive loop dead on a "NaN") is closed and opened again; REST polling
+stands in while the stream is unavailable and hands back once it returns; bad tickers are never
+pushed; a 429 or a 418 holds the requests for its Retry-After; `fetch` answers one REST request;
+the ticks reach the engine. Everything on 127.0.0.1, each wait bounded (BUDGET_S)."""
 
 from __future__ import annotations
 
