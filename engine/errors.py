@@ -62,7 +62,10 @@ class InvariantViolation(TradingdError):
 class VenueError(TradingdError):
     """A venue could not execute an order. `transient` True: the same order may be tried again
     (a timeout, a dropped connection); False: it never will succeed as sent (a rejection).
-    `fee`: quote atomic units the failed attempts cost anyway."""
+    `fee`: quote atomic units the failed attempts cost anyway. `unresolved` True: the order
+    exists (or may) on the venue and its outcome is not known yet: it is never failed (that
+    would release money still in motion), only tried again. `retry_after_s`: the venue asked
+    to wait at least this long (a rate limit, a ban), or None."""
 
     code = "venue_error"
     status = 502
@@ -73,9 +76,14 @@ class VenueError(TradingdError):
         transient: bool = False,
         details: dict[str, Any] | None = None,
         fee: int = 0,
+        *,
+        unresolved: bool = False,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(message, details)
         self.transient = transient
+        self.unresolved = unresolved
+        self.retry_after_s = retry_after_s
         # Quote atomic units the failed attempts still cost (fees of transactions that landed
         # with an error): booked by Engine.on_order_failed.
         self.fee = fee

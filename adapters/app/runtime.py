@@ -43,6 +43,8 @@ class Runtime:
     SELL_ATTEMPTS = 5
     BUY_ATTEMPTS = 3
     BACKOFF_S = 0.1
+    # Between tries of an order whose venue could not tell its outcome (VenueError.unresolved).
+    UNRESOLVED_WAIT_S = 1.0
 
     def __init__(
         self, engine: Engine, venues: dict[str, Venue], clock: Callable[[], int] = wall_clock_ms
@@ -211,7 +213,9 @@ class Runtime:
         started = time.perf_counter()
         reason = f"no venue {order.venue!r}"
         fee = 0
-        for attempt in range(attempts):
+        attempt = -1
+        while attempt + 1 < attempts:
+            attempt += 1
             if venue is None:
                 break
             if (
@@ -238,9 +242,15 @@ class Runtime:
                         "reason": reason,
                     },
                 )
+                if exc.unresolved:
+                    # It may exist on the venue: failing it would release money in motion. It
+                    # stays in flight, tried again (a restart resolves it from its record).
+                    attempt -= 1  # not an attempt: the same order, still being resolved
+                    await asyncio.sleep(max(exc.retry_after_s or 0.0, self.UNRESOLVED_WAIT_S))
+                    continue
                 if not exc.transient:
                     break
-                await asyncio.sleep(self.BACKOFF_S * 2**attempt)
+                await asyncio.sleep(max(exc.retry_after_s or 0.0, self.BACKOFF_S * 2**attempt))
                 continue
             except Exception as exc:  # a venue bug: fail the order, keep the daemon
                 reason = f"venue error: {exc!r}"

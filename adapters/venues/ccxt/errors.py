@@ -22,6 +22,11 @@ _URL = re.compile(r"(https?://[^\s?]+)\?\S*")  # a signed URL's query (signature
 _SIGNATURE = re.compile(r"(signature|apiKey|api_key|secret|password|passphrase)=[^&\s\"']*", re.I)
 
 
+# Reasons of an order that exists (or may) on the exchange with an outcome not known yet: the
+# runtime keeps it in flight and tries again (VenueError.unresolved), never fails it.
+UNRESOLVED = frozenset({"order_open", "order_unresolved"})
+
+
 class ExchangeFailure(VenueError):
     """An exchange call failed. `reason`: stable snake_case (the order's failure reason);
     `transient`: the same call may succeed later; `retry_after_s`: wait at least this long
@@ -40,9 +45,14 @@ class ExchangeFailure(VenueError):
         alert: bool = False,
         details: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(message, transient, {"reason": reason, **(details or {})})
+        super().__init__(
+            message,
+            transient,
+            {"reason": reason, **(details or {})},
+            unresolved=reason in UNRESOLVED,
+            retry_after_s=retry_after_s,
+        )
         self.reason = reason
-        self.retry_after_s = retry_after_s
         self.maybe_placed = maybe_placed
         self.alert = alert
 
