@@ -223,7 +223,8 @@ class PricesSettings(_S):
     # watched (held, a quote, in a recent signal, in the watchlist); unwatched prices are
     # evicted oldest first to make room.
     max_tokens: Annotated[int, Meta(ge=10, le=10_000_000)] = 20_000
-    watchlist: list[Annotated[str, Meta(min_length=32, max_length=44)]] = msgspec.field(
+    # Instrument ids: mints, or markets of the config's exchange accounts ("binance:BTC/USDT").
+    watchlist: list[Annotated[str, Meta(min_length=1, max_length=74)]] = msgspec.field(
         default_factory=list
     )
     # Buys need a price no older than this (ms); exits never act on an older tick, and a source

@@ -370,3 +370,10 @@ async def test_a_daemon_whose_markets_do_not_load_refuses_to_start_naming_the_ex
         await daemon.exchanges.close()
     assert err.value.message.startswith("exchange binance: markets did not load")
     assert fake.secret not in err.value.message and fake.api_key not in err.value.message
+
+
+def test_the_watchlist_takes_markets_of_the_accounts_exchanges(tmp_path):
+    settings = settings_of(tmp_path, '[prices]\nwatchlist = ["binance:BTC/USDT"]\n' + ACCOUNT)
+    assert settings.prices.watchlist == ["binance:BTC/USDT"]
+    message = refusal(tmp_path, '[prices]\nwatchlist = ["kraken:BTC/USDT"]\n' + ACCOUNT)
+    assert ": prices.watchlist[0]:" in message
