@@ -359,10 +359,13 @@ class ExchangeAccounts:
             "reconciliation": account.reconciliation,
         }
 
+    def health_by_venue(self) -> dict[str, dict[str, Any]]:
+        """ "ccxt:<account>" -> its health now (for /health to read live)."""
+        return {a.venue_name: self.health(a) for a in self.accounts.values()}
+
     def _refresh_health(self) -> None:
-        venues = self.daemon.components.setdefault("venues", {})
-        for account in self.accounts.values():
-            venues[account.venue_name] = self.health(account)
+        """Into `components.venues` (read by /health): at most WATCH_INTERVAL_S old."""
+        self.daemon.components.setdefault("venues", {}).update(self.health_by_venue())
 
 
 async def _first_of(resolved: asyncio.Event, task: asyncio.Task[None]) -> None:
