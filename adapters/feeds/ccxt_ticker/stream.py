@@ -30,6 +30,10 @@ log = logging.getLogger("tradingd.feeds.ccxt")
 # Nothing heard for this many times `stale_after_ms`: the stream is taken for dead (a quiet
 # market costs a reconnection that often, a dead stream no more than that).
 SILENT_AFTER_STALE: Final = 3
+# A connection that streamed this long before failing is retried at once (the backoff starts
+# over); one that fails sooner keeps climbing it (a server that accepts, sends one message and
+# drops us must not be dialled 4 times a second: Binance allows 300 connections per 5 min).
+STABLE_MS: Final = 30_000
 STALE_SUBSCRIPTIONS: Final = 16  # unwanted symbols kept subscribed beyond as many as wanted
 CLOSE_TIMEOUT_S: Final = 5.0
 
@@ -71,6 +75,7 @@ class TickerStream:
         self._on_resume = on_resume
         self._heard_at = 0  # the last update, or the start of the current attempt
         self._delivered = False  # the current connection brought an update
+        self._streaming_since = 0
 
     @property
     def streaming(self) -> bool:
@@ -128,6 +133,7 @@ class TickerStream:
             log.info("ccxt %s: streaming tickers", self.exchange.id)
             if self.error is not None:
                 self._on_resume()
+            self._streaming_since = self._monotonic()
         self.state, self.error, self._delivered = "streaming", None, True
         self._heard_at = self._monotonic()
         return answer
@@ -147,10 +153,11 @@ class TickerStream:
         if fault.kind == "not_supported":
             self.state = "off"
             return
-        if self._delivered:  # a connection that worked is retried at once (0..0.5 s)
+        now = self._monotonic()
+        if self._delivered and now - self._streaming_since >= STABLE_MS:
             self._backoff.reset()
-            self._delivered = False
-        self.retry_at = self._monotonic() + int(self._backoff.next_s() * 1000)
+        self._delivered = False
+        self.retry_at = now + int(self._backoff.next_s() * 1000)
         self._heard_at = self.retry_at
         self.state = "backoff"
         self._on_reconnect()
