@@ -46,7 +46,6 @@ _BASE_COUNTERS: Final = (
 )
 RESUBSCRIBE_POLLS: Final = 5  # a new symbol list is subscribed at most once per 5 poll intervals
 DOWN_AFTER_FAILURES: Final = 3  # REST failures in a row, the stream not up, before "down"
-MARKETS_RELOAD_MS: Final = 300_000  # an unknown watched symbol reloads the markets this seldom
 
 
 class CcxtTickerFeed:
@@ -116,7 +115,6 @@ class CcxtTickerFeed:
         self._push: PushTicks | None = None
         self._next_poll_at = 0  # monotonic ms: the next REST poll (or quiet refresh) is due
         self._next_watch_at = 0  # monotonic ms: the watched set is read again
-        self._markets_loaded_at: int | None = None
         self._instruments: dict[str, str] = {}  # symbol -> instrument id, priced now
         self._candidates = 0  # watched markets of this exchange (before markets and the bound)
         self._unknown: set[str] = set()  # watched symbols the exchange does not list
@@ -217,7 +215,7 @@ class CcxtTickerFeed:
         if now >= self._next_watch_at:  # the watched set is read once a poll interval
             self._next_watch_at = now + self._poll_ms
             wanted = self._wanted()
-            if wanted and not await self._ensure_markets(wanted):
+            if wanted and not await self._ensure_markets():
                 return
             self._select(wanted)
         if not self._instruments:
@@ -240,22 +238,13 @@ class CcxtTickerFeed:
         self._candidates = len(wanted)
         return sorted(wanted)
 
-    async def _ensure_markets(self, wanted: list[str]) -> bool:
-        """The REST exchange's markets are loaded (reloaded when a watched symbol is unknown,
-        at most every MARKETS_RELOAD_MS). False after a failed first load (its backoff waited)."""
-        now = self._mono()
-        loaded = self._rest.exchange.markets
-        at = self._markets_loaded_at
-        if loaded and (
-            (at is not None and now - at <= MARKETS_RELOAD_MS) or all(s in loaded for s in wanted)
-        ):
+    async def _ensure_markets(self) -> bool:
+        """The REST exchange's markets are loaded (once; reloading them is their owner's job,
+        the feed only reads them). False after a failed load (its backoff waited)."""
+        if self._rest.exchange.markets:
             return True
-        if await self._rest.load_markets(bool(loaded), self._timeout_s):
-            self._markets_loaded_at = self._mono()
+        if await self._rest.load_markets(self._timeout_s):
             return True
-        if loaded:
-            self._markets_loaded_at = now  # tried again after MARKETS_RELOAD_MS, not each turn
-            return True  # the markets we have still price the symbols they list
         await self._rest.wait_pause()
         return False
 

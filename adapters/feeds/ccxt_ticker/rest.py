@@ -76,14 +76,14 @@ class RestRequests:
         self._succeeded()
         return answer
 
-    async def load_markets(self, reload: bool, timeout_s: float) -> bool:
-        """`load_markets(reload)` within `timeout_s`, after any pause; False after a failure
+    async def load_markets(self, timeout_s: float) -> bool:
+        """`load_markets()` within `timeout_s`, after any pause; False after a failure
         (counted, backed off)."""
         await self.wait_pause()
         self._count_request()
         try:
             async with asyncio.timeout(timeout_s):
-                await self.exchange.load_markets(reload=reload)
+                await self.exchange.load_markets()
         except Exception as exc:
             self._failed(exc, "markets")
             return False
