@@ -54,14 +54,17 @@ class CcxtTickerFeed:
     Instruments `<exchange_id>:<BASE>/<QUOTE>` with a USD stablecoin quote (USDT, USDC) listed
     in the exchange's markets are priced; at most `max_symbols` of them (those priced already
     first, then by name; the rest are counted, `errors_over_limit`, and shown in health).
-    `ws_exchange`: a ccxt.pro exchange (None: REST only) the feed may close the WebSocket
-    connections of (a silent stream); `rest_exchange`: a ccxt.async_support one. The caller
-    builds both (CCXT's rate limiter on) and closes them after the feed's task ended.
+    `ws_exchange`: a ccxt.pro exchange built for this feed alone (None: REST only), whose
+    WebSocket connections the feed closes (to subscribe a changed symbol list, after silence,
+    when nothing is watched); `rest_exchange`: a ccxt.async_support one, its markets loaded by
+    the feed only when nobody has. The caller builds both (CCXT's rate limiter on), keeps their
+    markets current, and closes them after the feed's task ended.
 
     Ticks: token = the instrument id, price_usd = the ticker's last price in its quote
     (parsing.ticker_price), ts = the ticker's timestamp (epoch ms; receipt time when absent),
     source = `exchange_id`, volume_24h_usd = quoteVolume; one push per stream update or REST
-    answer. `poll_interval_ms`: the REST polling period, and how often the watched set is read;
+    answer. `poll_interval_ms`: the REST polling period, and how often the watched set is read
+    (a changed list is subscribed at most once per 5 intervals, REST pricing the new markets);
     `stale_after_ms`: no tick for this long is health "stale", a market silent on the stream
     for half of it is polled over REST, a stream silent for 3x it is reconnected; `timeout_s`:
     one REST request or market load. Faults are counted, backed off (exponential, full jitter,
