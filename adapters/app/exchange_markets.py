@@ -52,7 +52,7 @@ class PublicExchange:
         self.tradable = 0
         self.last_error: str | None = None  # the last load's failure, until one succeeds
         self.feed: LiveFeed | None = None  # its ticker feed, once started
-        self.reconnects_seen = 0  # the feed's reconnects already answered by a comparison
+        self.resumes_seen = 0  # the stream resumes (its feed's stream_resumes) already compared
 
     def watched(self, tokens: Callable[[], set[str]]) -> Callable[[], set[str]]:
         """What the exchange's ticker feed prices: `tokens()` (the engine's watched tokens), plus

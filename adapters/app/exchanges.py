@@ -174,9 +174,9 @@ class ExchangeAccounts:
             await asyncio.sleep(WATCH_INTERVAL_S)
             for exchange in self.exchanges.values():
                 if exchange.feed is not None:
-                    reconnects = exchange.feed.counters().get("reconnects", 0)
-                    if reconnects > exchange.reconnects_seen:
-                        exchange.reconnects_seen = reconnects
+                    resumes = exchange.feed.counters().get("stream_resumes", 0)
+                    if resumes > exchange.resumes_seen:
+                        exchange.resumes_seen = resumes
                         self._due(exchange.id)
             now = time.monotonic()
             for account in self.accounts.values():

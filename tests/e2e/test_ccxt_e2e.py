@@ -312,3 +312,26 @@ def test_run_refuses_to_start_when_an_exchange_s_markets_do_not_load(tmp_path):
     assert ran.returncode == 1 and "Traceback" not in ran.stderr
     (line,) = ran.stderr.splitlines()
     assert line.startswith("tradingd: exchange binance: markets did not load"), line
+
+
+def test_a_shortfall_found_when_the_stream_reconnects_shows_in_health(world):
+    api = world.start()
+    assert execution(api, api.signal("entry"))["status"] == "filled"
+    poll_until(world.exchange.streaming, timeout_s=WAIT_S, interval_s=0.05, what="BTC streamed")
+    venue = api.ok("GET", "/health")["components"]["venues"]["ccxt:binance"]
+    assert venue["reconciliation"]["status"] == "ok"
+    world.exchange.call(world.exchange.fake.set_balance, "USDT", "100")  # spent elsewhere
+    world.exchange.run(world.exchange.fake.drop_ws())
+    poll_until(world.exchange.streaming, timeout_s=WAIT_S, interval_s=0.05, what="reconnected")
+    world.price(api, "65100")  # the stream delivers again
+    doc = api.until(
+        "/health",
+        lambda d: (
+            d["components"]["venues"]["ccxt:binance"]["reconciliation"]["status"] == "mismatch"
+        ),
+        what="the shortfall found after the reconnect",
+    )
+    usdt = doc["components"]["venues"]["ccxt:binance"]["reconciliation"]["balances"]["USDT"]
+    assert (usdt["exchange"], usdt["short"]) == ("100", True)
+    alerts = [line for line in world.daemons[-1].logs() if line.get("alert") == "exchange_book_mismatch"]  # fmt: skip
+    assert alerts, "no exchange_book_mismatch alert logged"
