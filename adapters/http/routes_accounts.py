@@ -12,7 +12,7 @@ from tradingd.adapters.http.openapi import Route
 from tradingd.adapters.http.schemas import BalanceOut, DepositIn, PerformanceOut
 from tradingd.adapters.http.shapes import balance_out
 from tradingd.adapters.venues import JUPITER
-from tradingd.engine.assets import SOL_MINT, quote_mint
+from tradingd.engine.assets import CCXT_VENUE_PREFIX, SOL_MINT, quote_mint
 from tradingd.engine.config import MAX_ATOMIC, parse_atomic
 from tradingd.engine.errors import Conflict, Unavailable, ValidationError, VenueError
 from tradingd.engine.model import Agent
@@ -42,10 +42,16 @@ async def _check_allocation(daemon: Daemon, agent: Agent, asset: str, amount: in
     """A live agent's "deposit" allocates SOL its wallet already holds: the wallet's balance on
     chain must cover what the book already allocates to its agents plus `amount`. Raises
     PaperVenueOnly (venue without a wallet balance), ValidationError (not the SOL quote),
-    Conflict `insufficient_wallet_funds`, Unavailable (the RPC did not answer)."""
+    Conflict `insufficient_wallet_funds`, Unavailable (the RPC did not answer). An exchange
+    agent's allocates its quote the account holds beyond what the book allocates
+    (ExchangeAccounts.check_allocation: 422 $.asset, 409, 503 when the exchange does not
+    answer)."""
+    if agent.venue.startswith(CCXT_VENUE_PREFIX) and agent.venue in daemon.runtime.venues:
+        await daemon.exchanges.check_allocation(agent, asset, amount)
+        return
     if agent.venue != JUPITER or daemon.live.venue is None or agent.wallet_id is None:
         raise PaperVenueOnly(
-            "deposits are for paper and jupiter agents only", {"venue": agent.venue}
+            "deposits are for paper, jupiter and exchange agents only", {"venue": agent.venue}
         )
     if quote_mint(asset.upper() if asset.upper() == "SOL" else asset) != SOL_MINT:
         raise ValidationError("a jupiter agent is allocated SOL only", "$.asset")

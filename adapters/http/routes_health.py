@@ -37,6 +37,7 @@ def components(daemon: Daemon) -> dict[str, Any]:
             **{name: {"status": "ok"} for name in daemon.runtime.venues},
             **({"jupiter": daemon.live.health()} if daemon.live.reports_health else {}),
             **reported.get("venues", {}),
+            **daemon.exchanges.health_by_venue(),
         },
         "prices": held_prices(daemon),
     }

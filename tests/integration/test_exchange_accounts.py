@@ -331,6 +331,25 @@ async def test_an_allocation_is_checked_against_what_the_account_holds_beyond_th
         assert bad.value.path == "$.asset"
 
 
+async def test_a_deposit_to_an_exchange_agent_allocates_what_the_account_holds(tmp_path, fake):
+    # The fake holds 10,000 USDT: 6,000 then 4,000 are allocated; 1 more is a 409 naming what
+    # is left; BTC is a 422 at $.asset; the exchange not answering is a 503.
+    async with exchange_daemon(tmp_path, fake) as api:
+        agent_id = str((await api.ok("POST", "/v1/agents", AGENT))["id"])
+        path = f"/v1/agents/{agent_id}/deposits"
+        await api.ok("POST", path, {"asset": "USDT", "amount": str(6_000 * USDT)})
+        await api.ok("POST", path, {"asset": "usdt", "amount": str(4_000 * USDT)})
+        status, doc = await api.call("POST", path, {"asset": "USDT", "amount": "1"})
+        assert status == 409 and doc["error"]["details"]["unallocated"] == "0", doc
+        status, doc = await api.call("POST", path, {"asset": "BTC", "amount": "1"})
+        assert status == 422 and doc["error"]["details"]["path"] == "$.asset", doc
+        fake.server_error(503, n=20)
+        status, doc = await api.call("POST", path, {"asset": "USDT", "amount": "1"})
+        assert status == 503, doc
+        balances = await api.ok("GET", f"/v1/agents/{agent_id}/balances")
+        assert balances[0]["total"] == str(10_000 * USDT), balances
+
+
 async def test_balances_are_compared_again_when_the_account_comes_back(tmp_path, fake):
     async with exchange_daemon(tmp_path, fake, breaker_failures=1, breaker_reset_s=0.3) as api:
         await funded_agent(api, usdt=1_000)
