@@ -63,15 +63,19 @@ class ExchangeAccountSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     breaker_failures: Annotated[int, Meta(ge=1, le=1_000)] = 5
     breaker_reset_s: Annotated[float, Meta(gt=0, le=3_600)] = 30.0
     # Orders (adapters/venues/ccxt/venue.py). A request that may have reached the exchange is
-    # looked up by its client order id `order_lookup_attempts` times, `order_lookup_interval_ms`
-    # apart, before it counts as not placed (exchanges are eventually consistent: an order
-    # hidden longer than attempts x interval, 5 s by default, could be placed twice); a market
-    # order still open after `open_order_wait_ms` is cancelled. Requests that may have reached
+    # looked up by its client order id, `order_lookup_interval_ms` apart, until
+    # `order_lookup_attempts` answers said "does not exist" AND `order_not_placed_after_ms`
+    # passed since it was sent; only then does it count as not placed and may another request
+    # go. Exchanges show an order late (eventually consistent) but refuse a request they did
+    # not take within its receive window (Binance's recvWindow: ccxt sends 10 s), so after
+    # 15 s a request not seen was not placed. A market order still open after
+    # `open_order_wait_ms` is cancelled. Requests that may have reached
     # the exchange per order: `max_buy_attempts` (never past the signal's expiry),
     # `max_sell_attempts`; refusals (rate limit, clock skew) per try: `max_transient_failures`,
     # waiting `retry_backoff_ms` doubling up to `max_retry_wait_ms` (a Retry-After included).
     order_lookup_attempts: Annotated[int, Meta(ge=1, le=100)] = 5
     order_lookup_interval_ms: Annotated[int, Meta(ge=10, le=60_000)] = 1_000
+    order_not_placed_after_ms: Annotated[int, Meta(ge=0, le=600_000)] = 15_000
     open_order_wait_ms: Annotated[int, Meta(ge=0, le=600_000)] = 10_000
     max_buy_attempts: Annotated[int, Meta(ge=1, le=20)] = 2
     max_sell_attempts: Annotated[int, Meta(ge=1, le=50)] = 5

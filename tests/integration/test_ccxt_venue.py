@@ -36,6 +36,7 @@ class Settings:
     """The account's venue settings, fast for tests (ms)."""
 
     order_lookup_attempts: int = 3
+    order_not_placed_after_ms: int = 0  # count-based in most tests; the window has its own
     order_lookup_interval_ms: int = 20
     open_order_wait_ms: int = 100
     max_buy_attempts: int = 2
@@ -226,6 +227,22 @@ async def test_an_order_hidden_from_lookups_for_a_while_is_still_found() -> None
         rig.fake.hide_orders(3)  # three "Order does not exist." answers, then the truth
         fill = await rig.venue().execute(order("sell", 1_000_000))
         assert len(rig.orders("ord_1")) == 1 and fill.amount_in == 1_000_000
+
+
+async def test_an_order_hidden_past_the_lookups_but_within_the_window_is_not_sent_again() -> None:
+    # Eight "does not exist" answers, 20 ms apart: past the 2 lookups, within the 1 s after
+    # the request in which the exchange may still show it. Counting lookups alone sends a
+    # second order (the case of a real report: a filled stop order answered 404).
+    async with ccxt_rig(order_lookup_attempts=2, order_not_placed_after_ms=1_000) as rig:
+        rig.fake.accept_then_fail(503)
+        rig.fake.hide_orders(8)
+        fill = await rig.venue().execute(order("sell", 1_000_000))
+        assert len(rig.fake.order_posts()) == 1 and fill.amount_in == 1_000_000
+    async with ccxt_rig(order_lookup_attempts=2, order_not_placed_after_ms=0) as rig:
+        rig.fake.accept_then_fail(503)
+        rig.fake.hide_orders(8)
+        await rig.venue().execute(order("sell", 1_000_000))
+        assert len(rig.fake.order_posts()) == 2  # what the window prevents
 
 
 async def test_a_request_proven_absent_lets_one_new_attempt_go() -> None:

@@ -45,6 +45,10 @@ class CcxtVenueSettings(Protocol):
     """What the venue reads of its account's settings (times in ms)."""
 
     order_lookup_attempts: int  # "not found" answers before a request counts as not placed
+    # ... and no sooner than this long after it was sent: an exchange shows an order late
+    # (eventual consistency), but refuses a request it did not take within its receive window
+    # (Binance's recvWindow; ccxt sends 10 s): after that a request not seen was not placed.
+    order_not_placed_after_ms: int
     order_lookup_interval_ms: int  # between lookups, and between polls of an open order
     open_order_wait_ms: int  # an accepted order still open after this is cancelled
     max_buy_attempts: int  # requests that reached the exchange (maybe) for one buy
@@ -311,11 +315,14 @@ class CcxtVenue:
 
     async def _look_up(self, order: Order, sent: ExchangeSubmission) -> Fill | None:
         """Settle `sent` from what a lookup by its client id finds; None once
-        `order_lookup_attempts` answers said it does not exist. Raises ExchangeFailure
-        `order_unresolved` (transient, alerted) when the exchange would not answer."""
+        `order_lookup_attempts` answers said it does not exist AND `order_not_placed_after_ms`
+        passed since it was sent (before that, "does not exist" may only mean "not shown yet").
+        Raises ExchangeFailure `order_unresolved` (transient, alerted) when the exchange would
+        not answer."""
         s = self.settings
         absent = errors = 0
-        while absent < s.order_lookup_attempts:
+        not_before = sent.sent_at + s.order_not_placed_after_ms
+        while absent < s.order_lookup_attempts or self._clock() < not_before:
             try:
                 found = await self.client.order_by_client_id(sent.symbol, sent.client_order_id)
             except ExchangeFailure as exc:
@@ -329,7 +336,7 @@ class CcxtVenue:
             if found is not None:
                 return await self._settle(order, sent, found)
             absent += 1
-            if absent < s.order_lookup_attempts:
+            if absent < s.order_lookup_attempts or self._clock() < not_before:
                 await self._sleep(s.order_lookup_interval_ms / 1000)
         log.info(
             "exchange order not placed",
