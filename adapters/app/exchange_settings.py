@@ -90,6 +90,17 @@ class ExchangeAccountSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     ticker_stale_ms: Annotated[int, Meta(ge=1_000, le=3_600_000)] = 30_000
     ticker_max_symbols: Annotated[int, Meta(ge=1, le=10_000)] = 200
 
+    def __post_init__(self) -> None:
+        # A request is taken by the exchange up to its receive window after it was signed: only
+        # past that may a request no lookup found count as not placed (venue.py).
+        recv = self.options.get("recvWindow")
+        if isinstance(recv, int) and self.order_not_placed_after_ms <= recv:
+            raise ValueError(
+                f"order_not_placed_after_ms ({self.order_not_placed_after_ms}) must exceed "
+                f"options.recvWindow ({recv} ms): a request the exchange may still take "
+                "would count as not placed, and a retry could place a second order"
+            )
+
     def max_order_cost(self) -> Decimal | None:
         """`max_order_quote` as a Decimal (quote currency), None when not set."""
         if self.max_order_quote is None:

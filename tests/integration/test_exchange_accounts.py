@@ -76,6 +76,11 @@ def test_an_account_parses_with_its_defaults_and_maps_its_venue_to_the_exchange(
         ('exchange = "binance"\nurls = { public = "ftp://x" }', "venues.ccxt.binance.urls", ""),
         ('exchange = "binance"\nmax_order_quote = "1e9"', "venues.ccxt.binance.max_order", ""),
         ('exchange = "binance"\napi_keys = "k"', "venues.ccxt.binance", "api_keys"),
+        (
+            'exchange = "binance"\noptions = { recvWindow = 60000 }',
+            "venues.ccxt.binance",
+            "must exceed options.recvWindow (60000 ms)",
+        ),
     ],
 )
 def test_a_bad_account_is_refused_naming_the_key(tmp_path, text, key, reason):
