@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from tradingd.adapters.app import systemd
 from tradingd.adapters.app.data_dir import secure_data_dir
 from tradingd.adapters.app.event_log import EventLog
-from tradingd.adapters.app.exchanges import ExchangeAccounts, ExchangeStartFailed
+from tradingd.adapters.app.exchanges import ExchangeAccounts
 from tradingd.adapters.app.first_price import FirstPrice
 from tradingd.adapters.app.live_venues import LiveVenues
 from tradingd.adapters.app.runtime import Runtime
@@ -244,11 +244,6 @@ class Daemon:
             # Before recovery too: resumed exchange orders are sized by their markets' rules.
             await self.exchanges.load_markets()
             await self.open_store()
-        except ExchangeStartFailed as exc:
-            log.error("exchange markets unavailable", extra={"reason": exc.message})
-            await self.exchanges.close()
-            print(f"tradingd: {exc.message}", file=sys.stderr)
-            return 1
         except StoreError as exc:
             log.error("store unavailable", extra={"reason": exc.message})
             print(f"tradingd: {exc.message}", file=sys.stderr)

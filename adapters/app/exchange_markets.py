@@ -59,15 +59,23 @@ class PublicExchange:
         the markets of the exchange's fee currency in each USD quote it lists (Binance's BNB:
         a fee paid in BNB is valued at its price, 0 while unpriced)."""
         fee = FEE_CURRENCIES.get(self.id)
-        extra = {
-            instrument_id(self.id, f"{fee}/{quote}")
-            for quote in USD_MARKET_QUOTES
-            if fee is not None and f"{fee}/{quote}" in self.markets
-        }
-        return (lambda: tokens() | extra) if extra else tokens
+        if fee is None:
+            return tokens
+
+        def watched() -> set[str]:  # the markets may load late: read them at each call
+            return tokens() | {
+                instrument_id(self.id, f"{fee}/{quote}")
+                for quote in USD_MARKET_QUOTES
+                if f"{fee}/{quote}" in self.markets
+            }
+
+        return watched
 
     def health(self) -> dict[str, Any]:
-        status = "stale" if self.last_error else ("ok" if self.loaded_at else "unknown")
+        if self.last_error:
+            status = "stale" if self.loaded_at else "down"
+        else:
+            status = "ok" if self.loaded_at else "unknown"
         return {
             "status": status,
             "tradable": self.tradable,
@@ -172,11 +180,16 @@ class ExchangeMarkets:
 
     async def reload_loop(self, exchange: PublicExchange) -> None:
         """Every `markets_reload_s`: reload, then changed rules into the engine (a precision
-        change reaches order sizing). A failed reload keeps the last rules (health: stale)."""
+        change reaches order sizing). A failed reload keeps the last rules (health: stale).
+        Markets never loaded are tried every `markets_retry_s` until they come."""
         while True:
-            await asyncio.sleep(exchange.settings.markets_reload_s)
+            loaded = bool(exchange.markets)
+            if loaded and exchange.settings.markets_reload_s == 0:
+                return
+            s = exchange.settings
+            await asyncio.sleep(s.markets_reload_s if loaded else s.markets_retry_s)
             try:
-                await self.load(exchange, reload=True)
+                await self.load(exchange, reload=loaded)
             except VenueError as exc:
                 log.warning(
                     "exchange markets reload failed: the last rules stay",

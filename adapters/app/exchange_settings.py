@@ -47,11 +47,13 @@ class ExchangeAccountSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     options: dict[str, Any] = msgspec.field(default_factory=dict)
     # CCXT's per-request timeout.
     timeout_ms: Annotated[int, Meta(ge=100, le=120_000)] = 10_000
-    # Markets (CCXT `load_markets`) at start-up must load within this, else the daemon refuses
-    # to start; they are reloaded every `markets_reload_s` (0: never) so a precision change
-    # reaches the order sizing.
+    # One load of the markets (CCXT `load_markets`) must finish within this; they are reloaded
+    # every `markets_reload_s` (0: never) so a precision change reaches the order sizing.
     markets_timeout_s: Annotated[float, Meta(gt=0, le=600)] = 30.0
     markets_reload_s: Annotated[int, Meta(ge=0, le=7 * 86_400)] = 3_600
+    # Markets that did not load (at start-up the daemon starts without them: the exchange's
+    # instruments answer 503 and its orders wait) are tried again this often.
+    markets_retry_s: Annotated[float, Meta(gt=0, le=3_600)] = 10.0
     # Safety switches. `trading = false`: nothing is sent (a buy fails `trading_disabled`, a
     # sell waits and retries) while lookups of recorded requests, prices, balances and the
     # reconciliation still run.

@@ -35,13 +35,6 @@ WATCH_INTERVAL_S = 1.0  # health refresh; breaker and feed reconnects checked th
 RECONCILE_RETRY_S = 30.0  # a comparison the exchange did not answer is tried again after this
 
 
-class ExchangeStartFailed(Unavailable):
-    """An exchange's markets did not load at start-up: its instruments cannot be checked or
-    sized, so the daemon does not start."""
-
-    code = "exchange_markets_unavailable"
-
-
 class _Account:
     def __init__(self, name: str, settings: ExchangeAccountSettings) -> None:
         self.name = name
@@ -87,6 +80,7 @@ class ExchangeAccounts:
         d = self.daemon
         for exchange_id, names in by_exchange(self.settings).items():
             self.exchanges[exchange_id] = PublicExchange(exchange_id, self.settings[names[0]])
+            d.markets.configure(exchange_id)
         for account in self.accounts.values():
             s = account.settings
             keyed = getattr(ccxt_async, s.exchange)(s.ccxt_config())
@@ -116,17 +110,22 @@ class ExchangeAccounts:
     # -- markets ---------------------------------------------------------------------------
 
     async def load_markets(self) -> None:
-        """Load every exchange's markets (bounded by `markets_timeout_s`) into the registry.
-        Raises ExchangeStartFailed naming the exchange when one does not load."""
+        """Load every exchange's markets (bounded by `markets_timeout_s`) into the registry. An
+        exchange whose markets do not load does not stop the daemon (the other venues' exits
+        must keep running): it is alerted (`exchange_markets_unavailable`), shown in /health,
+        its instruments are refused with a 503 and its orders wait, and its markets are loaded
+        again every `markets_retry_s` until they come (start_tasks)."""
         for exchange in self.exchanges.values():
             try:
                 await self.markets.load(exchange, reload=False)
             except VenueError as exc:
-                raise ExchangeStartFailed(
-                    f"exchange {exchange.id}: markets did not load ({exc.message}); "
-                    "check [venues.ccxt.<account>] urls/sandbox and the network",
+                self.alert(
+                    "exchange_markets_unavailable",
+                    f"exchange {exchange.id}: markets did not load ({exc.message}); its "
+                    "instruments wait until they do. Check [venues.ccxt.<account>] urls/sandbox "
+                    "and the network",
                     {"exchange": exchange.id},
-                ) from None
+                )
 
     def apply_rules(self) -> int:
         """The loaded markets' order-size rules into the engine (ExchangeMarkets.apply_rules)."""
@@ -160,7 +159,7 @@ class ExchangeAccounts:
     def start_tasks(self) -> None:
         d = self.daemon
         for exchange in self.exchanges.values():
-            if exchange.settings.markets_reload_s > 0:
+            if exchange.settings.markets_reload_s > 0 or not exchange.markets:
                 d.spawn(self.markets.reload_loop(exchange), f"exchange-markets-{exchange.id}")
         if self.accounts:
             d.spawn(self._watch(), "exchange-watch")
@@ -347,6 +346,8 @@ class ExchangeAccounts:
         status = "ok"
         if breaker.get("state", "closed") != "closed" or account.reconciliation.get("status") == "mismatch":  # fmt: skip
             status = "degraded"
+        if exchange is not None and not exchange.markets:
+            status = "down"  # no markets: nothing of the exchange can be checked or sized
         markets = exchange.health() if exchange is not None else {"status": "unknown"}
         return {
             "status": status,

@@ -16,7 +16,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from store_harness import StoreServers
 from tradingd.adapters.app.daemon import Daemon
 from tradingd.adapters.app.exchange_settings import ExchangeAccountSettings
-from tradingd.adapters.app.exchanges import ExchangeStartFailed
 from tradingd.adapters.app.settings import engine_options, load_settings
 from tradingd.adapters.http.auth import KeyStore, keys_path
 from tradingd.adapters.http.server import wire_control_port
@@ -376,24 +375,34 @@ async def test_balances_are_compared_again_when_the_account_comes_back(tmp_path,
 
 
 @pytest.mark.parametrize("fault", ["unavailable", "slow"])
-async def test_a_daemon_whose_markets_do_not_load_refuses_to_start_naming_the_exchange(
+async def test_a_daemon_whose_markets_do_not_load_starts_degraded_and_loads_them_later(
     tmp_path, fake, fault
 ):
-    settings = load_settings(None, {"TRADINGD_STORE": "memory", "TRADINGD_DATA_DIR": str(tmp_path)})
-    settings.venues.ccxt["binance"] = account_settings(fake, markets_timeout_s=0.3)
+    # The other venues' exits must keep running through an exchange outage: the daemon starts,
+    # the account is "down" in /health with an alert, its instruments are refused with a 503
+    # (not a 422: they exist), and the markets load once the exchange answers.
     if fault == "unavailable":
-        fake.server_error(503, n=10, path="/api/v3/exchangeInfo")
+        fake.server_error(503, n=100, path="/api/v3/exchangeInfo")
     else:
         fake.delays["/api/v3/exchangeInfo"] = 5.0
-    daemon = Daemon(settings, demo=False)
-    daemon.exchanges.start()
-    try:
-        with pytest.raises(ExchangeStartFailed) as err:
-            await daemon.exchanges.load_markets()
-    finally:
-        await daemon.exchanges.close()
-    assert err.value.message.startswith("exchange binance: markets did not load")
-    assert fake.secret not in err.value.message and fake.api_key not in err.value.message
+    async with exchange_daemon(tmp_path, fake, markets_timeout_s=0.3, markets_retry_s=0.1) as api:
+        daemon = api.daemon
+        venue = (await api.ok("GET", "/health"))["components"]["venues"]["ccxt:binance"]
+        assert venue["status"] == "down" and venue["markets"]["status"] == "down", venue
+        assert fake.secret not in str(venue) and fake.api_key not in str(venue)
+        status, doc = await api.call("POST", "/v1/signals", {"token": BTC, "strength": 5})
+        assert status == 503 and "not loaded yet" in doc["error"]["message"], doc
+        fake.delays.clear()
+        while fake.take_fault("/api/v3/exchangeInfo") is not None:  # the exchange is back
+            pass
+        await api.wait_for(
+            "/health",
+            lambda doc: doc["components"]["venues"]["ccxt:binance"]["markets"]["status"] == "ok",
+            tries=1_000,
+        )
+        assert BTC in daemon.engine.instruments
+        await funded_agent(api)
+        assert (await buy(api))["executions"][0]["status"] == "filled"
 
 
 def test_the_watchlist_takes_markets_of_the_accounts_exchanges(tmp_path):

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from tradingd.engine.assets import USD_MARKET_QUOTES, market_parts
-from tradingd.engine.errors import ValidationError
+from tradingd.engine.errors import Unavailable, ValidationError
 from tradingd.engine.lots import InstrumentRules
 
 # CCXT's precisionMode constants (ccxt/base/decimal_to_precision.py).
@@ -108,6 +108,12 @@ class MarketRegistry:
 
     def __init__(self) -> None:
         self._markets: dict[str, dict[str, Mapping[str, Any]]] = {}  # exchange -> symbol -> market
+        self._configured: set[str] = set()  # exchanges with an account, loaded or not
+
+    def configure(self, exchange: str) -> None:
+        """An account trades `exchange`: until its markets load, its instruments are refused
+        as unavailable (503), not as unknown (422)."""
+        self._configured.add(exchange)
 
     @property
     def exchanges(self) -> frozenset[str]:
@@ -129,12 +135,19 @@ class MarketRegistry:
 
     def check(self, token: str, path: str = "$.token") -> None:
         """For an exchange instrument id: its exchange is configured and lists the market (a
-        spot market quoted in USDT or USDC). Raises ValidationError naming `path` otherwise;
-        does nothing for a mint."""
+        spot market quoted in USDT or USDC). Raises ValidationError naming `path` otherwise,
+        Unavailable while a configured exchange's markets have not loaded; does nothing for a
+        mint."""
         parts = market_parts(token)
         if parts is None:
             return
         exchange = parts[0]
+        if exchange not in self._markets and exchange in self._configured:
+            raise Unavailable(
+                f"the markets of {exchange} are not loaded yet (the exchange did not answer): "
+                "try again later",
+                {"exchange": exchange},
+            )
         if exchange not in self._markets:
             raise ValidationError(
                 f"exchange {exchange!r} is not configured ([venues.ccxt.<name>] exchange)", path
