@@ -76,6 +76,25 @@ async def test_a_watched_market_is_priced_from_the_websocket(
     assert rig.feed.counters()["ws_updates"] >= 1
 
 
+async def test_updates_arriving_together_are_all_pushed(
+    fake: FakeBinance, make: Callable[..., Rig]
+) -> None:
+    # watch_tickers returns the one update that woke it; the rest come from ccxt's cache
+    rig = make([BTC, ETH, BNB])
+    rig.run()
+    for token in (BTC, ETH, BNB):
+        await fake.ws.wait_subscribed(market_stream(token), BUDGET_S)
+    fake.set_price("BTC/USDT", "66000")
+    await rig.priced(BTC, 66000.0)
+    batches = len(rig.batches)
+    for symbol, price in (("BTC/USDT", "66001"), ("ETH/USDT", "3501"), ("BNB/USDT", "601")):
+        fake.set_price(symbol, price)  # three frames queued at once
+    for token, price in ((BTC, 66001.0), (ETH, 3501.0), (BNB, 601.0)):
+        await rig.priced(token, price)
+    assert fake.requests_to(TICKER_24HR) == 0  # all streamed
+    assert len(rig.batches) - batches <= 3
+
+
 async def test_a_newly_watched_market_is_priced_then_streamed_on_one_connection(
     fake: FakeBinance, make: Callable[..., Rig]
 ) -> None:

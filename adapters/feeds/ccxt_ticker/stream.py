@@ -76,6 +76,8 @@ class TickerStream:
         self._heard_at = 0  # the last update, or the start of the current attempt
         self._delivered = False  # the current connection brought an update
         self._streaming_since = 0
+        # the ticker object last returned per symbol (bounded by the exchange's markets)
+        self._seen: dict[str, object] = {}
 
     @property
     def streaming(self) -> bool:
@@ -86,10 +88,11 @@ class TickerStream:
         return self.state != "off" and now >= self.retry_at
 
     async def next_update(self, wanted: list[str], wait_s: float, timeout_s: float) -> object:
-        """The next update of the subscribed symbols ({symbol: ticker}; CCXT's `newUpdates`: the
-        tickers that changed, maybe of symbols no longer wanted), or None when none came within
-        `wait_s` or the stream failed (counted, backed off: see `state`). The markets load
-        within `timeout_s` first; the subscription follows `wanted` (see the module's note)."""
+        """The tickers of the subscribed symbols that changed since the last call ({symbol:
+        ticker}, maybe of symbols no longer wanted; maybe empty) once an update came, or None
+        when none came within `wait_s` or the stream failed (counted, backed off: see `state`).
+        The markets load within `timeout_s` first; the subscription follows `wanted` (see the
+        module's note)."""
         exchange = self.exchange
         self._heard_at = self._heard_at or self._monotonic()
         try:
@@ -100,10 +103,27 @@ class TickerStream:
             if not listed:  # the REST polls price them
                 await asyncio.sleep(wait_s)
                 return None
-            return await self._watch(await self._subscription(listed), wait_s)
+            symbols = await self._subscription(listed)
+            if await self._watch(symbols, wait_s) is None:
+                return None
         except Exception as exc:
             self._failed(exc)
             return None
+        return self._changed(symbols)
+
+    def _changed(self, symbols: list[str]) -> dict[str, object]:
+        """The cached tickers (ccxt.pro's `exchange.tickers`, replaced by a new dict on every
+        message) of `symbols` not returned before. `watch_tickers` returns only the update that
+        woke it: the messages that came while the feed was not waiting would be lost without
+        the cache (measured: 2 of 200 updates a second)."""
+        cache = self.exchange.tickers or {}
+        seen = self._seen
+        changed: dict[str, object] = {}
+        for symbol in symbols:
+            ticker = cache.get(symbol)
+            if ticker is not None and ticker is not seen.get(symbol):
+                changed[symbol] = seen[symbol] = ticker
+        return changed
 
     async def _subscription(self, listed: list[str]) -> list[str]:
         want = frozenset(listed)
