@@ -83,6 +83,14 @@ class ExchangeAccounts:
             d.markets.configure(exchange_id)
         for account in self.accounts.values():
             s = account.settings
+            if not (s.api_key and s.secret):
+                # Market data only: its markets and tickers serve paper agents and the checks
+                # of its instrument ids; nothing can be sent or compared without keys.
+                log.warning(
+                    "exchange account without API keys: market data only, no orders",
+                    extra={"venue": account.venue_name, "exchange": s.exchange},
+                )
+                continue
             keyed = getattr(ccxt_async, s.exchange)(s.ccxt_config())
             s.apply_urls(keyed)
             breaker = CircuitBreaker(
@@ -349,9 +357,17 @@ class ExchangeAccounts:
         if exchange is not None and not exchange.markets:
             status = "down"  # no markets: nothing of the exchange can be checked or sized
         markets = exchange.health() if exchange is not None else {"status": "unknown"}
+        if account.venue is None:  # no keys: market data only
+            return {
+                "status": "down" if exchange is not None and not exchange.markets else "ok",
+                "exchange": account.settings.exchange,
+                "mode": "market_data",
+                "markets": exchange.health() if exchange is not None else {"status": "unknown"},
+            }
         return {
             "status": status,
             "exchange": account.settings.exchange,
+            "mode": "trading",
             "sandbox": account.settings.sandbox,
             "trading": account.settings.trading,
             "breaker": breaker,

@@ -354,6 +354,38 @@ async def test_a_deposit_to_an_exchange_agent_allocates_what_the_account_holds(t
         assert balances[0]["total"] == str(10_000 * USDT), balances
 
 
+async def test_an_account_without_keys_gives_paper_agents_its_markets_and_prices(tmp_path, fake):
+    # No keys: market data only. A paper agent trades BTC/USDT at the exchange's ticker price
+    # (65,000, streamed by the account's feed) with the market's step: 100 USDT buys
+    # floor(100 / 65,000 / 0.00001) x 0.00001 = 0.00153 BTC (no slippage, no fee). An agent on
+    # the account itself is refused: nothing can be sent without keys.
+    async with exchange_daemon(tmp_path, fake, api_key=None, secret=None) as api:
+        venue = (await api.ok("GET", "/health"))["components"]["venues"]["ccxt:binance"]
+        assert venue["mode"] == "market_data" and venue["status"] == "ok", venue
+        status, doc = await api.call("POST", "/v1/agents", AGENT)
+        assert status == 422 and doc["error"]["details"]["path"] == "$.venue", doc
+        paper = {**AGENT, "venue": "paper", "config": {
+            **AGENT["config"], "execution": {"slippage_bps": 0, "fee_bps": 0}}}  # fmt: skip
+        agent_id = str((await api.ok("POST", "/v1/agents", paper))["id"])
+        await api.ok(
+            "POST",
+            f"/v1/agents/{agent_id}/deposits",
+            {"asset": "USDT", "amount": str(1_000 * USDT)},
+        )
+        api.daemon.exchanges.start_feeds()  # the account's ticker feed, as `tradingd run`
+        # No price yet: the signal waits for the exchange's first (fetched on demand).
+        posted = await api.ok("POST", "/v1/signals", {"token": BTC, "strength": 5})
+        done = await api.wait_for(
+            f"/v1/signals/{posted['signal_id']}",
+            lambda doc: doc["executions"] and doc["executions"][0]["status"] == "filled",
+        )
+        position = await api.ok("GET", f"/v1/positions/{done['executions'][0]['position_id']}")
+        assert (position["amount"], position["decimals"]) == ("153000", 8), position
+        price = await api.ok("GET", "/v1/prices/binance%3ABTC%2FUSDT")
+        assert (price["price_usd"], price["source"]) == (65_000.0, "binance"), price
+        assert fake.order_posts() == []
+
+
 async def test_balances_are_compared_again_when_the_account_comes_back(tmp_path, fake):
     async with exchange_daemon(tmp_path, fake, breaker_failures=1, breaker_reset_s=0.3) as api:
         await funded_agent(api, usdt=1_000)
