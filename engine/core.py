@@ -13,10 +13,10 @@ from typing import Literal, Unpack
 import msgspec
 
 from . import events as ev
-from .assets import is_market, normalize_quote, quote_mint, require_mint
+from .assets import normalize_quote, quote_mint, require_mint
 from .book import AgentBook
 from .config import AgentConfig, parse_atomic
-from .errors import Conflict, InvariantViolation, NotFound, ValidationError
+from .errors import Conflict, ValidationError
 from .exit_actions import ExitActions
 from .lifecycle import HOLDING, LIVE, PositionStatus
 from .lots import InstrumentRules
@@ -38,6 +38,7 @@ from .resting import RestingEntries
 from .settlement import Settlement
 from .signals import SignalIntake
 from .state import Clock, EngineOptions, EngineState, Output, SignalRecord
+from .venue_records import record_exchange_request, record_swap, set_rules
 
 __all__ = ["Clock", "Engine", "Output", "SignalRecord"]
 
@@ -228,53 +229,22 @@ class Engine(EngineState):
         on the order (event SwapSubmitted, written through before the venue sends). Returns the
         order. Raises NotFound for an order not in flight, InvariantViolation for an attempt not
         newer than the one recorded."""
-        order = self.orders.get(order_id)
-        if order is None:
-            raise NotFound(f"no order in flight {order_id!r}", {"order_id": order_id})
-        if order.swap is not None and swap.attempt <= order.swap.attempt:
-            raise InvariantViolation(
-                f"order {order_id}: swap attempt {swap.attempt} after {order.swap.attempt}",
-                {"order_id": order_id},
-            )
-        order.swap = swap
-        self._emit(ev.SwapSubmitted(ts=self.clock(), order=msgspec.structs.replace(order)))
-        return order
+        return record_swap(self, order_id, swap)
 
     def on_exchange_order_sent(self, order_id: str, sent: ExchangeSubmission) -> Order:
         """An exchange venue is about to send `sent` for the order in flight: record it on the
         order (event ExchangeOrderSent, written through before the request leaves). Returns the
         order. Raises NotFound for an order not in flight, InvariantViolation for an attempt not
         newer than the one recorded."""
-        order = self.orders.get(order_id)
-        if order is None:
-            raise NotFound(f"no order in flight {order_id!r}", {"order_id": order_id})
-        if order.exchange is not None and sent.attempt <= order.exchange.attempt:
-            raise InvariantViolation(
-                f"order {order_id}: exchange attempt {sent.attempt} after {order.exchange.attempt}",
-                {"order_id": order_id},
-            )
-        order.exchange = sent
-        self._emit(ev.ExchangeOrderSent(ts=self.clock(), order=msgspec.structs.replace(order)))
-        return order
+        return record_exchange_request(self, order_id, sent)
 
     def set_instrument_rules(self, token: str, rules: InstrumentRules) -> None:
         """An exchange market's order-size rules, loaded or changed (a market's precision may
         change while the daemon runs): later orders of `token` follow them. The instrument's
         decimals never change once known (positions hold amounts at that scale). Raises
-        ValidationError for a token that is not an exchange market or for decimals other than
-        the token's known ones."""
-        if not is_market(token):
-            raise ValidationError(f"not an exchange market: {token[:60]!r}", "$.token")
-        known = self.decimals.get(token)
-        if known is not None and known != rules.decimals:
-            raise ValidationError(
-                f"decimals {rules.decimals} differ from {token}'s known decimals {known}",
-                "$.decimals",
-            )
-        if rules.step < 1 or rules.min_amount < 0 or not rules.min_cost >= 0:
-            raise ValidationError("step must be >= 1, minimums >= 0", "$.rules")
-        self.decimals[token] = rules.decimals
-        self.instruments[token] = rules
+        ValidationError for a token that is not an exchange market, for decimals other than the
+        token's known ones, or for rules out of bounds."""
+        set_rules(self, token, rules)
 
     def set_halt(self, buys: bool, flatten: bool = False) -> list[str]:
         """The operator's kill switch: `buys` True refuses new buys; `flatten` True also sells

@@ -90,30 +90,8 @@ def paper_fill(
         if tokens <= 0:
             raise PaperRejected("buy amount rounds to zero tokens")
         _check_bound(order, tokens, "token")
-        return Fill(
-            order_id=order.id,
-            amount_in=order.amount_in,
-            amount_out=tokens,
-            price_usd=price[0] / price[1],
-            fee=fee,
-            venue_ref=f"paper-{order.id}",
-            ts=now,
-        )
-    price = slipped(token_usd, -order.slippage_bps)
-    gross = quote_value(order.amount_in, td, price, quote_usd, qd)
-    if gross <= 0:
-        raise PaperRejected("sell amount rounds to zero quote")
-    fee = bps_of(gross, order.fee_bps)
-    _check_bound(order, gross - fee, "quote")
-    return Fill(
-        order_id=order.id,
-        amount_in=order.amount_in,
-        amount_out=gross - fee,
-        price_usd=price[0] / price[1],
-        fee=fee,
-        venue_ref=f"paper-{order.id}",
-        ts=now,
-    )
+        return _fill(order, order.amount_in, tokens, price, fee, now)
+    return _sell_fill(order, order.amount_in, token_usd, quote_usd, now)
 
 
 def market_fill(
@@ -148,27 +126,30 @@ def market_fill(
         _check_bound(order, tokens, "token")
         cost = _quote_cost_up(tokens, td, price, quote_usd, qd)
         fee = bps_of(cost, order.fee_bps)
-        return Fill(
-            order_id=order.id,
-            amount_in=cost + fee,
-            amount_out=tokens,
-            price_usd=price[0] / price[1],
-            fee=fee,
-            venue_ref=f"paper-{order.id}",
-            ts=now,
-        )
-    price = slipped(token_usd, -order.slippage_bps)
+        return _fill(order, cost + fee, tokens, price, fee, now)
     sent = rules.floor(order.amount_in)
-    _check_minimum(rules, sent, price, market_quote_usd)
-    gross = quote_value(sent, td, price, quote_usd, qd)
+    _check_minimum(rules, sent, slipped(token_usd, -order.slippage_bps), market_quote_usd)
+    return _sell_fill(order, sent, token_usd, quote_usd, now)
+
+
+def _sell_fill(order: Order, sent: int, token_usd: float, quote_usd: float, now: int) -> Fill:
+    """A sell of `sent` token atomic units (the order's, or its multiple of a market's step) at
+    `token_usd` slipped down, less `fee_bps` of the proceeds; the fill reports the order's
+    whole `amount_in`. Raises PaperRejected when the proceeds round to zero or pass the bound."""
+    price = slipped(token_usd, -order.slippage_bps)
+    gross = quote_value(sent, order.token_decimals, price, quote_usd, order.quote_decimals)
     if gross <= 0:
         raise PaperRejected("sell amount rounds to zero quote")
     fee = bps_of(gross, order.fee_bps)
     _check_bound(order, gross - fee, "quote")
+    return _fill(order, order.amount_in, gross - fee, price, fee, now)
+
+
+def _fill(order: Order, amount_in: int, amount_out: int, price: Ratio, fee: int, now: int) -> Fill:
     return Fill(
         order_id=order.id,
-        amount_in=order.amount_in,
-        amount_out=gross - fee,
+        amount_in=amount_in,
+        amount_out=amount_out,
         price_usd=price[0] / price[1],
         fee=fee,
         venue_ref=f"paper-{order.id}",
