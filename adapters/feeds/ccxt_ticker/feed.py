@@ -62,8 +62,9 @@ class CcxtTickerFeed:
 
     Ticks: token = the instrument id, price_usd = the ticker's last price in its quote
     (parsing.ticker_price), ts = the ticker's timestamp (epoch ms; receipt time when absent),
-    source = `exchange_id`, volume_24h_usd = quoteVolume; one push per stream update or REST
-    answer. `poll_interval_ms`: the REST polling period, and how often the watched set is read
+    source = `exchange_id`, volume_24h_usd = quoteVolume; one push per REST answer, and per
+    stream update with those that follow it within 50 ms (the latest ticker of each market).
+    `poll_interval_ms`: the REST polling period, and how often the watched set is read
     (a changed list is subscribed at most once per 5 intervals, REST pricing the new markets);
     `stale_after_ms`: no tick for this long is health "stale", a market silent on the stream
     for half of it is polled over REST, a stream silent for 3x it is reconnected; `timeout_s`:
