@@ -1,8 +1,11 @@
 """The ticker feed's WebSocket: ccxt.pro `watch_tickers` of one exchange, the symbol list it is
-subscribed to, its state, the reconnection backoff after a failure, and the watch for a stream
-that went silent without closing.
+subscribed to, the changed tickers it read, its state, the reconnection backoff after a failure,
+and the watch for a stream that went silent without closing.
 
-Two ccxt.pro behaviours shape it (ccxt 4.5.90, checked against the fake Binance):
+Three ccxt.pro behaviours shape it (ccxt 4.5.90, checked against the fake Binance):
+- `watch_tickers` resolves with the one message that woke it; the messages that come while
+  nobody awaits only update the cache `exchange.tickers`. So the changed tickers are read from
+  the cache after each wake-up (and 50 ms later: one push for a burst).
 - binance gives every distinct symbol list passed to `watch_tickers` a stream slot of its own, a
   new connection (`/ws/<n>`, up to `streamLimits` = 50), never released: a changed list leaves
   the old connection open with its subscriptions, and after 50 x 200 lists every watch raises
