@@ -19,6 +19,7 @@ from tradingd.adapters.app.exchange_books import booked_amounts, compare_books, 
 from tradingd.adapters.app.exchange_markets import ExchangeMarkets, PublicExchange
 from tradingd.adapters.app.exchange_settings import SECRET_FIELDS, ExchangeAccountSettings
 from tradingd.adapters.app.exchange_settings import exchange_accounts as by_exchange
+from tradingd.adapters.app.resolutions import await_resolutions
 from tradingd.adapters.venues.breaker import CircuitBreaker
 from tradingd.engine import events as ev
 from tradingd.engine.errors import Conflict, TradingdError, Unavailable, ValidationError, VenueError
@@ -240,18 +241,8 @@ class ExchangeAccounts:
             account = self._account_of(order)
             if order is None or order.exchange is None or account is None or account.venue is None:
                 continue
-            waits.append(asyncio.ensure_future(_first_of(account.venue.resolution(oid), task)))
-        if not waits:
-            return
-        log.info("resolving recorded exchange orders", extra={"orders": len(waits)})
-        _done, pending = await asyncio.wait(waits, timeout=timeout_s)
-        for wait in pending:
-            wait.cancel()
-        if pending:
-            log.warning(
-                "recorded exchange orders still unresolved when the port opens",
-                extra={"orders": len(pending), "timeout_s": timeout_s},
-            )
+            waits.append((account.venue.resolution(oid), task))
+        await await_resolutions(waits, timeout_s, "exchange orders")
 
     def _account_of(self, order: Order | None) -> _Account | None:
         return self._account_of_venue(order.venue) if order is not None else None
@@ -383,12 +374,3 @@ class ExchangeAccounts:
     def _refresh_health(self) -> None:
         """Into `components.venues` (read by /health): at most WATCH_INTERVAL_S old."""
         self.daemon.components.setdefault("venues", {}).update(self.health_by_venue())
-
-
-async def _first_of(resolved: asyncio.Event, task: asyncio.Task[None]) -> None:
-    """Return when the recorded request is resolved or the order's task ended (first)."""
-    wait = asyncio.ensure_future(resolved.wait())
-    try:
-        await asyncio.wait([wait, task], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        wait.cancel()

@@ -5,13 +5,12 @@ and their health. Built only when `[venues.jupiter] enabled`."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from tradingd.adapters.app.resolutions import await_resolutions
 from tradingd.adapters.solana.rpc import RpcFailure, SolanaRpc
 from tradingd.adapters.venues import JUPITER, PAPER
 from tradingd.adapters.venues.breaker import CircuitBreaker
@@ -209,21 +208,11 @@ class LiveVenues:
         if venue is None:
             return
         waits = [
-            asyncio.ensure_future(_first_of(venue.resolution(oid).wait(), task))
+            (venue.resolution(oid), task)
             for oid, task in d.runtime.in_flight.items()
             if (o := d.engine.orders.get(oid)) is not None and o.venue == JUPITER and o.swap
         ]  # fmt: skip
-        if not waits:
-            return
-        log.info("resolving recorded swaps", extra={"swaps": len(waits)})
-        _done, pending = await asyncio.wait(waits, timeout=timeout_s)
-        for wait in pending:
-            wait.cancel()
-        if pending:
-            log.warning(
-                "recorded swaps still unresolved when the port opens",
-                extra={"swaps": len(pending), "timeout_s": timeout_s},
-            )
+        await await_resolutions(waits, timeout_s, "swaps")
 
     async def reconcile(self) -> None:
         """Compare each live wallet's SOL and tokens on chain with what the book allocates to its
@@ -288,12 +277,3 @@ class LiveVenues:
 def _compare(chain: int, book: int) -> dict[str, Any]:
     """Atomic amounts on chain and in the book, as decimal strings (API convention)."""
     return {"chain": str(chain), "book": str(book), "short": chain < book}
-
-
-async def _first_of(resolved: Coroutine[Any, Any, Any], task: asyncio.Task[None]) -> None:
-    """Return when the recorded swap is resolved or the order's task ended (whichever first)."""
-    wait = asyncio.ensure_future(resolved)
-    try:
-        await asyncio.wait([wait, task], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        wait.cancel()
