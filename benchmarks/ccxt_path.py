@@ -22,20 +22,15 @@ and --budget-s."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import json
-import os
-import signal as signals
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from _fake_process import fake_process
 from _stats import add_json_arg, percentiles, run_loop, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +56,6 @@ VENUE = f"ccxt:{ACCOUNT}"
 BUY_USDT = 10  # a buy: 10 USDT (Binance's least notional for BTC/USDT is 5)
 DEPOSIT = 10**6 * 10**6  # per agent: 1,000,000 USDT, atomic
 WAIT_S = 10.0
-START_S = 20.0  # the fake process must write its port file within this
 AGENT_CONFIG = {
     "sizing": {"mode": "fixed", "amount": str(BUY_USDT * 10**6)},
     "limits": {"max_open_positions": 100_000, "max_positions_per_token": 1000},
@@ -89,33 +83,11 @@ class Fake:
 
 
 @contextlib.asynccontextmanager
-async def fake_process() -> AsyncIterator[Fake]:
-    """Start the fake Binance process, yield it, then SIGTERM it by its own PID (SIGKILL after
-    5 s). Raises RuntimeError if it does not write its port file within START_S."""
-    with tempfile.TemporaryDirectory(prefix="ccxt_path_") as tmp:
-        port_file = Path(tmp) / "binance.json"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakes.binance_process", "--port-file", str(port_file)],
-            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + START_S
-            while not port_file.exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the fake Binance process did not start")
-                await asyncio.sleep(0.05)
-            doc = json.loads(port_file.read_text())
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
-                yield Fake(doc, s)
-        finally:
-            if proc.poll() is None:
-                os.kill(proc.pid, signals.SIGTERM)
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signals.SIGKILL)
-                    proc.wait(5)
+async def fake_exchange() -> AsyncIterator[Fake]:
+    """The fake Binance process, steered over its control app."""
+    async with fake_process("tests.fakes.binance_process", "ccxt_path") as doc:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
+            yield Fake(doc, s)
 
 
 class Clock:
@@ -245,7 +217,7 @@ def us(samples: list[float]) -> dict[str, float]:
 async def phase(agents: int, n_rounds: int, budget_s: float, result: dict[str, Any]) -> None:
     """One phase against a fresh fake process: warm-up, timed signals, and with one agent the
     bare CCXT floor interleaved in the same run; fills `result`."""
-    async with fake_process() as fake:
+    async with fake_exchange() as fake:
         await fake.control({"balance": {"USDT": "1000000000"}, "price": {SYMBOL: "65000"}})
         exchange = exchange_for(fake)
         try:

@@ -24,21 +24,16 @@ signal reached the fake RPC (`first_*` the first). Each phase is bounded by --ro
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import contextlib
-import json
-import os
-import signal as signals
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from _fake_process import fake_process
 from _stats import add_json_arg, percentiles, run_loop, write_json
 from solders.keypair import Keypair
 from solders.transaction import VersionedTransaction
@@ -64,7 +59,6 @@ BUY_LAMPORTS = 10_000_000  # 0.01 SOL a buy
 DEPOSIT = 1_000 * 10**9  # per agent
 WAIT_S = 10.0
 STEP_SAMPLES = 2_000
-START_S = 20.0  # the fake process must write its port file within this
 CONTROL_TIMEOUT = aiohttp.ClientTimeout(total=30)
 AGENT_CONFIG = {
     "sizing": {"mode": "fixed", "amount": str(BUY_LAMPORTS)},
@@ -96,33 +90,10 @@ class FakeChain:
 
 @contextlib.asynccontextmanager
 async def fake_chain_process() -> AsyncIterator[FakeChain]:
-    """Start `python -m tests.fakes.solana_chain` on 127.0.0.1, yield it steered over /control,
-    then SIGTERM it by its own PID (SIGKILL after 5 s). Raises RuntimeError if it does not
-    write its port file within START_S."""
-    with tempfile.TemporaryDirectory(prefix="swap_path_") as tmp:
-        port_file = Path(tmp) / "chain.json"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakes.solana_chain", "--port-file", str(port_file)],
-            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + START_S
-            while not port_file.exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the fake chain process did not start")
-                await asyncio.sleep(0.05)
-            urls = json.loads(port_file.read_text())
-            async with aiohttp.ClientSession() as session:
-                yield FakeChain(urls, session)
-        finally:
-            if proc.poll() is None:
-                os.kill(proc.pid, signals.SIGTERM)
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signals.SIGKILL)
-                    proc.wait(5)
+    """The fake chain process (`python -m tests.fakes.solana_chain`), steered over /control."""
+    async with fake_process("tests.fakes.solana_chain", "swap_path") as urls:
+        async with aiohttp.ClientSession() as session:
+            yield FakeChain(urls, session)
 
 
 class Clock:
