@@ -262,6 +262,23 @@ async def test_bad_polled_tickers_are_not_pushed(
     assert (counters["errors_bad_price"], counters["errors_malformed"]) == (1, 1)
 
 
+async def test_rest_failing_with_no_stream_is_down_then_recovers(
+    fake: FakeBinance, make: Callable[..., Rig]
+) -> None:
+    rig = make([BTC], ws=False)
+    rig.run()
+    await rig.priced(BTC, 65000.0)
+    fake.server_error(503, n=3, path=TICKER_24HR)
+    await poll_until_async(
+        lambda: rig.feed.health(), lambda h: h["status"] == "down", timeout_s=BUDGET_S
+    )
+    assert rig.feed.health()["last_error"] == "rest: ExchangeNotAvailable"
+    fake.set_price("BTC/USDT", "64000")
+    await rig.priced(BTC, 64000.0, "a tick once the exchange answers again")
+    assert rig.feed.health()["status"] == "ok"
+    assert rig.feed.counters()["errors_network"] == 3
+
+
 # -- rate limits --------------------------------------------------------------------------------
 
 
