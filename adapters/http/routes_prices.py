@@ -39,7 +39,8 @@ def to_ticks(
     declared: dict[str, int] = {}
     for i, t in enumerate(body.ticks):
         token = check_instrument(t.token, f"$.ticks[{i}].token", markets)
-        if t.source.strip().casefold() in DAEMON_SOURCES:  # "Pyth", " pyth" look the same
+        source = t.source.strip().casefold()  # "Pyth", " pyth" look the same
+        if source in DAEMON_SOURCES or (markets is not None and source in markets.configured):
             raise ValidationError(
                 f"source {t.source!r} is one of the daemon's own feeds; name the pushing feed",
                 f"$.ticks[{i}].source",

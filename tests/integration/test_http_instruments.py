@@ -191,6 +191,21 @@ async def test_a_market_tick_naming_decimals_is_422(tmp_path):
         refused(*await api.call("POST", "/v1/prices", {"ticks": ticks}), "$.ticks[0].decimals")
 
 
+async def test_a_pushed_tick_cannot_pose_as_an_exchange_accounts_ticker_feed(tmp_path):
+    # The exchange's ticker feed has source "binance": a push client naming it (in any case)
+    # would pass its prices off as the exchange's.
+    async with serve(tmp_path) as api:
+        load_binance(api)
+        api.daemon.markets.configure("binance")
+        for source in ("binance", " Binance"):
+            ticks = [{"token": BTC, "price_usd": 1.0, "source": source}]
+            refused(*await api.call("POST", "/v1/prices", {"ticks": ticks}), "$.ticks[0].source")
+        accepted = await api.ok(
+            "POST", "/v1/prices", {"ticks": [{"token": BTC, "price_usd": 1.0, "source": "mine"}]}
+        )
+        assert accepted["accepted"] == 1
+
+
 async def test_a_batch_with_a_tick_for_an_unknown_market_applies_nothing(tmp_path):
     async with serve(tmp_path) as api:
         load_binance(api)

@@ -120,6 +120,11 @@ class MarketRegistry:
         """Exchange ids with markets loaded."""
         return frozenset(self._markets)
 
+    @property
+    def configured(self) -> frozenset[str]:
+        """Exchange ids an account trades (their ticker feeds' sources), loaded or not."""
+        return frozenset(self._configured)
+
     def load(self, exchange: str, markets: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace the exchange's markets with `markets` (CCXT's `exchange.markets`: symbol ->
         market), keeping the tradable ones only."""
