@@ -33,6 +33,7 @@ from tradingd.engine.snapshot import EngineSnapshot, restore
 
 log = logging.getLogger("tradingd.store")
 STATUS_INTERVAL_S = 1.0
+TASK_STOP_TIMEOUT_S = 5.0  # a cancelled store task must end within this at shutdown
 PEAK_CHECKPOINT_S = 0.25
 DEAD_LETTERS_IN_ALERT = 10  # entries named in one alert; the table holds them all
 
@@ -326,6 +327,11 @@ class PersistentStore:
             assert self.writer is not None and self.write_through is not None
             with contextlib.suppress(Exception):
                 await self.writer.refresh_lag()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # redis-py may turn the cancel of a command in flight into a connection error,
+                # which the suppress above swallows: the loop must still end when cancelled.
+                raise asyncio.CancelledError
             pgc = self.components["postgres"]
             pgc["lag_entries"], pgc["lag_seconds"] = (
                 self.writer.lag_entries,
@@ -358,9 +364,14 @@ class PersistentStore:
                 part.stopped = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # Bounded: a task that swallowed its cancel must not hang the shutdown.
+            _done, stuck = await asyncio.wait(self._tasks, timeout=TASK_STOP_TIMEOUT_S)
+            if stuck:
+                log.error(
+                    "store tasks did not stop when cancelled",
+                    extra={"tasks": sorted(t.get_name() for t in stuck)},
+                )
         self._tasks.clear()
         if self.writer is not None:
             with contextlib.suppress(Exception):

@@ -415,3 +415,35 @@ async def test_a_recorded_swap_survives_a_crash_in_redis_and_in_postgres(
         (restored,) = (await postgres_only(conn)).orders
     await conn.close()
     assert restored.id == order_id and restored.swap == swap
+
+
+async def test_a_store_task_that_swallows_its_cancel_does_not_hang_the_shutdown(
+    tmp_path, store_servers, namespace
+):
+    """A store task whose cancel is swallowed (redis-py can turn the cancel of a command in
+    flight into a connection error, which a broad `except` then eats: a CI run hung on it) is
+    waited for at most TASK_STOP_TIMEOUT_S at close, then left: the shutdown ends."""
+    import asyncio
+    import time
+
+    from tradingd.adapters.store import persistent
+
+    node = await StoreNode(tmp_path, store_servers, namespace).start()
+    cancels: list[int] = []
+    done = asyncio.Event()
+
+    async def stubborn() -> None:
+        for _ in range(1_000):  # 10 s at most: past the shutdown's bound, then it ends
+            if done.is_set():
+                return
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                cancels.append(1)  # swallowed, as a broad except would
+
+    node.store._spawn(stubborn(), "stubborn")
+    started = time.monotonic()
+    await node.stop()
+    elapsed = time.monotonic() - started
+    done.set()
+    assert cancels and elapsed < persistent.TASK_STOP_TIMEOUT_S + 2, elapsed
