@@ -6,7 +6,6 @@ feeds -> control port -> ready; shutdown in reverse with a drain."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import gc
 import logging
@@ -55,6 +54,9 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+
+
+TASK_STOP_TIMEOUT_S = 5.0  # a cancelled task must end within this at shutdown
 
 
 class ListenFailed(Unavailable):
@@ -408,9 +410,15 @@ class Daemon:
             )
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # Bounded: a task that swallowed its cancel (a library turning it into an error a
+            # broad except eats) must not hold the shutdown.
+            _done, stuck = await asyncio.wait(self._tasks, timeout=TASK_STOP_TIMEOUT_S)
+            if stuck:
+                log.error(
+                    "tasks did not stop when cancelled",
+                    extra={"tasks": sorted(t.get_name() for t in stuck)},
+                )
         for cleanup in reversed(self.cleanups):
             try:
                 await cleanup()
