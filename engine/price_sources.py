@@ -46,6 +46,12 @@ class Divergence(Struct, frozen=True):
     spread_pct: float
 
 
+def _owns(source: str, token: str) -> bool:
+    """Whether `source` is the exchange whose market `token` is ("binance", "binance:BTC/USDT")."""
+    n = len(source)
+    return len(token) > n and token[n] == ":" and token.startswith(source)
+
+
 def _ranks(order: tuple[str, ...]) -> tuple[dict[str, int], int]:
     ranks: dict[str, int] = {}
     for i, source in enumerate(order):
@@ -69,7 +75,12 @@ class PriceSources:
         self._token_ranks = {t: _ranks(s) for t, s in policy.token_sources.items()}
 
     def rank(self, token: str, source: str) -> int:
-        """0 for the highest priority; every unlisted source shares the lowest rank."""
+        """0 for the highest listed priority; every unlisted source shares the lowest rank. An
+        exchange market's own exchange (source "binance" for "binance:BTC/USDT": its ticker
+        feed) ranks -1, above any list: its ticker is the price its orders execute at, so no
+        other source (a push client's) moves the market while the exchange's tick is fresh."""
+        if _owns(source, token):
+            return -1
         ranks, unlisted = self._token_ranks.get(token, self._ranks)
         return ranks.get(source, unlisted)
 
@@ -82,9 +93,10 @@ class PriceSources:
         return {price.source: price} if price is not None else {}
 
     def listed(self, token: str, source: str) -> bool:
-        """Whether `source` is named in the token's priority list (always True without one)."""
+        """Whether `source` is named in the token's priority list (always True without one, and
+        for an exchange market's own exchange)."""
         ranks, unlisted = self._token_ranks.get(token, self._ranks)
-        return not unlisted or source in ranks
+        return not unlisted or source in ranks or _owns(source, token)
 
     def record(self, tick: Tick) -> bool:
         """Remember `tick` as its source's last in the token's table (which must exist). A new
@@ -108,7 +120,7 @@ class PriceSources:
         if ticks is None or len(ticks) < 2:
             return False
         mine = self.rank(tick.token, tick.source)
-        if mine == 0:
+        if mine < 0:  # the market's own exchange
             return False
         oldest = now - max_age_ms
         return any(

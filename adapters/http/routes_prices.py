@@ -16,7 +16,7 @@ from tradingd.adapters.http.openapi import Route
 from tradingd.adapters.http.schemas import PriceOut, TicksAccepted, TicksIn
 from tradingd.adapters.http.shapes import tick_out
 from tradingd.adapters.venues.ccxt.markets import MarketRegistry
-from tradingd.engine.assets import is_market, require_instrument
+from tradingd.engine.assets import CCXT_VENUE_PREFIX, is_market, require_instrument
 from tradingd.engine.errors import NotFound, ValidationError
 from tradingd.engine.model import Tick
 
@@ -40,7 +40,11 @@ def to_ticks(
     for i, t in enumerate(body.ticks):
         token = check_instrument(t.token, f"$.ticks[{i}].token", markets)
         source = t.source.strip().casefold()  # "Pyth", " pyth" look the same
-        if source in DAEMON_SOURCES or (markets is not None and source in markets.configured):
+        if (
+            source in DAEMON_SOURCES
+            or source.startswith(CCXT_VENUE_PREFIX)  # an exchange account's venue name
+            or (markets is not None and source in markets.configured)
+        ):
             raise ValidationError(
                 f"source {t.source!r} is one of the daemon's own feeds; name the pushing feed",
                 f"$.ticks[{i}].source",

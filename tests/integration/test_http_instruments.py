@@ -197,7 +197,7 @@ async def test_a_pushed_tick_cannot_pose_as_an_exchange_accounts_ticker_feed(tmp
     async with serve(tmp_path) as api:
         load_binance(api)
         api.daemon.markets.configure("binance")
-        for source in ("binance", " Binance"):
+        for source in ("binance", " Binance", "ccxt:binance", "CCXT:main"):
             ticks = [{"token": BTC, "price_usd": 1.0, "source": source}]
             refused(*await api.call("POST", "/v1/prices", {"ticks": ticks}), "$.ticks[0].source")
         accepted = await api.ok(

@@ -336,3 +336,28 @@ def test_a_tick_naming_a_markets_decimals_does_not_change_its_scale():
     desk.engine.on_tick(Tick(BTC, 65_000.0, desk.clock.now, decimals=2))
     assert desk.engine.prices[BTC].price_usd == 65_000.0
     assert desk.engine.decimals[BTC] == 8
+
+
+# -- the market's own exchange prices it ------------------------------------------------------
+
+
+def test_a_pushed_price_cannot_move_a_market_its_exchange_prices():
+    # The attack: the exchange's ticker says 65,000; a push client says 30,000 (under the stop
+    # at -5%): it is kept as a secondary source, the price stays 65,000 and nothing is sold.
+    desk, p = bought(stop_loss={"enabled": True, "mode": "fixed", "default_pct": -5})
+    desk.clock.now += 1_000
+    desk.engine.on_tick(Tick(BTC, 65_000.0, desk.clock.now, source="binance"))
+    desk.engine.on_tick(Tick(BTC, 30_000.0, desk.clock.now, source="friend"))
+    desk.drain()
+    assert desk.engine.prices[BTC].price_usd == 65_000.0
+    assert [o for o in desk.orders if o.side == "sell"] == []
+    assert desk.engine.positions[p.id].status == "open"
+
+
+def test_a_pushed_price_applies_once_the_exchanges_tick_is_stale():
+    desk, _ = bought()
+    desk.clock.now += 1_000
+    desk.engine.on_tick(Tick(BTC, 65_000.0, desk.clock.now, source="binance"))
+    desk.clock.now += desk.engine.max_price_age_ms + 1
+    desk.engine.on_tick(Tick(BTC, 64_000.0, desk.clock.now, source="friend"))
+    assert desk.engine.prices[BTC].price_usd == 64_000.0
