@@ -47,10 +47,13 @@ class InstrumentRules(Struct, frozen=True, kw_only=True):
 
     def buy_below_min(self, cost_quote: Fraction, price_quote: Fraction) -> bool:
         """Whether a buy for `cost_quote` (market quote currency, whole units, exact) at
-        `price_quote` (per whole base) is below the market's least notional, or buys less than
-        its least amount."""
-        if self.min_cost > 0 and cost_quote < exact(self.min_cost):
+        `price_quote` (per whole base) is refused by the market: the amount it buys, rounded
+        DOWN to the step as the exchange rounds a buy by quote amount, is less than the least
+        amount, or worth less than the least notional (Binance: 5 USDT at 64,800 buys 0.00007
+        BTC = 4.536 USDT, refused NOTIONAL)."""
+        if price_quote <= 0:
+            return self.min_cost > 0 and cost_quote < exact(self.min_cost)
+        amount = self.floor(int(cost_quote * 10**self.decimals / price_quote))
+        if amount < max(self.min_amount, 1):
             return True
-        if self.min_amount <= 0 or price_quote <= 0:
-            return False
-        return self.floor(int(cost_quote * 10**self.decimals / price_quote)) < self.min_amount
+        return self.notional_below_min(amount, price_quote)

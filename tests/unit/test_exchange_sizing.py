@@ -164,10 +164,23 @@ def test_buy_of_4_usdt_is_below_the_5_usdt_notional():
     assert bal.reserved == 0
 
 
-def test_buy_of_exactly_5_usdt_is_placed():
-    desk = Desk(sizing={"mode": "fixed", "amount": str(5 * USDT)})
-    desk.tick(BTC, 65_000.0)
-    assert desk.signal(BTC) == "pending"
+@pytest.mark.parametrize(
+    ("usdt_atomic", "outcome"),
+    [
+        # The attack's numbers at 64,800: 5 and 5.01 USDT buy 0.00007 BTC after the step, worth
+        # 4.536 USDT < 5: the exchange refuses NOTIONAL, so nothing is sent. 5.184 USDT buys
+        # 0.00008 BTC = 5.184 USDT: placed.
+        (4_990_000, "below_venue_minimum"),
+        (5_000_000, "below_venue_minimum"),
+        (5_010_000, "below_venue_minimum"),
+        (5_183_999, "below_venue_minimum"),
+        (5_184_000, "pending"),
+    ],
+)
+def test_a_buy_is_checked_on_the_amount_the_exchange_buys_after_the_step(usdt_atomic, outcome):
+    desk = Desk(sizing={"mode": "fixed", "amount": str(usdt_atomic)})
+    desk.tick(BTC, 64_800.0)
+    assert desk.signal(BTC) == outcome
 
 
 def test_buy_below_the_least_amount_is_skipped():

@@ -196,7 +196,10 @@ def test_notional_below_min_at_the_market_price():
 
 def test_buy_below_min_by_cost_or_by_amount():
     assert BTC_RULES.buy_below_min(Fraction(499, 100), Fraction(65_000))
-    assert not BTC_RULES.buy_below_min(Fraction(5), Fraction(65_000))
+    # 5 USDT at 65,000 buys 0.00007 BTC after the step = 4.55 USDT: under the notional
+    assert BTC_RULES.buy_below_min(Fraction(5), Fraction(65_000))
+    # 5.20 USDT buys 0.00008 BTC = 5.20 USDT
+    assert not BTC_RULES.buy_below_min(Fraction(52, 10), Fraction(65_000))
     # 1 USDT at 65,000 buys 0.0000153 BTC -> 0.00001 after the step: at the least amount
     no_cost = InstrumentRules(decimals=8, step=1_000, min_amount=1_000)
     assert not no_cost.buy_below_min(Fraction(1), Fraction(65_000))
