@@ -389,13 +389,17 @@ class EngineState:
         remainder would be dust (worth less than the agent's `execution.dust_quote` quote atomic
         units; default 1, i.e. a remainder that rounds to no quote at all) or, on an exchange
         market, below the market's least amount or notional; else `amount`, rounded down to the
-        market's amount step. 0 when the sell itself is worth no quote atomic unit or is below
-        the market's minimum: such a sell is not placed. A whole position is ordered whole: the
+        market's amount step, or, when that is below the market's minimum, UP to the least amount
+        the market takes (a take-profit level is honoured with the least sellable slice rather
+        than dropped). 0 when the sell itself is worth no quote atomic unit or is below the
+        market's minimum: such a sell is not placed. A whole position is ordered whole: the
         venue sends its multiple of the step (what is below one step stays on the exchange)."""
         agent = self.books[p.agent_id].agent
         rules = self.instruments.get(p.token)
         if rules is not None and amount < p.amount:
             amount = rules.floor(amount)
+            if self._below_lot(p.token, amount, price):
+                amount = min(p.amount, self._least_sellable(p.token, rules, price))
         quote_usd = self.quote_usd(agent.quote)
         if not quote_usd or price <= 0:
             if rules is not None and rules.tradable(p.amount) == 0:
@@ -414,6 +418,16 @@ class EngineState:
         if self._below_lot(p.token, amount, price):
             return 0
         return amount
+
+    def _least_sellable(self, token: str, rules: InstrumentRules, price: float) -> int:
+        """The least amount (atomic, a multiple of the step) an order of `token` may carry at
+        `price` (USD): at least the market's least amount and worth its least notional."""
+        least = max(rules.min_amount, 1)
+        market_price = self.market_price(token, price)
+        if rules.min_cost > 0 and market_price is not None:
+            need = exact(rules.min_cost) * 10**rules.decimals / market_price
+            least = max(least, -(-need.numerator // need.denominator))  # ceil
+        return -(-least // rules.step) * rules.step  # up to the step
 
     def _below_lot(self, token: str, amount: int, price: float) -> bool:
         """Whether an order of `amount` (atomic) of an exchange market at `price` (USD) is

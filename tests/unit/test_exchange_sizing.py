@@ -212,13 +212,38 @@ def test_a_remainder_under_the_notional_is_sold_with_the_slice():
     assert [o.amount_in for o in sells] == [153_000]
 
 
-def test_a_slice_under_one_step_is_not_placed_and_says_why():
-    # 0.5% of 153,000 = 765 atomic: no whole step. Nothing is sold; the level is spent.
+def test_a_slice_under_the_minimum_sells_the_least_sellable_amount():
+    # The attack's F15: 12 USDT at 65,000 (a BTC fee left 17,982 units); a level sells 40% at
+    # 68,250: 7,192 -> 7,000 units = 4.78 USDT, under the 5 USDT notional. The level is honoured
+    # with the least sellable slice: 5 / 68,250 = 0.0000733 BTC, up to the step 0.00008 BTC
+    # (5.46 USDT), leaving 9,982 units (0.00009 BTC sendable = 6.14 USDT: sellable).
+    desk, p = bought(
+        tokens=17_982,
+        sizing={"mode": "fixed", "amount": str(12 * USDT)},
+        take_profit={"enabled": True, "levels": [{"gain_pct": 5, "sell_pct": 40}]},
+    )
+    desk.tick(BTC, 68_250.0)
+    assert [o.amount_in for o in desk.orders if o.side == "sell"] == [8_000]
+    assert desk.alerts("exit_below_minimum") == []
+
+
+def test_a_slice_under_one_step_sells_the_least_sellable_amount():
+    # 0.5% of 153,000 = 765 atomic: no whole step. At 71,500 the least sellable is 0.00007 BTC
+    # (5 / 71,500 = 0.0000699, up to the step): 7,000 units are sold.
     desk, p = bought(take_profit={"enabled": True, "levels": [{"gain_pct": 10, "sell_pct": 0.5}]})
     desk.tick(BTC, 71_500.0)
-    assert [o for o in desk.orders if o.side == "sell"] == []
-    assert len(desk.alerts("exit_below_minimum")) == 1
-    assert desk.engine.positions[p.id].tp_done == 1
+    assert [o.amount_in for o in desk.orders if o.side == "sell"] == [7_000]
+
+
+def test_a_slice_whose_least_sellable_amount_leaves_an_unsellable_rest_sells_all():
+    # 10,000 units at 71,500 (7.15 USDT): the least sellable 7,000 would leave 3,000 (2.15
+    # USDT): the whole position is sold.
+    desk, p = bought(
+        tokens=10_000,
+        take_profit={"enabled": True, "levels": [{"gain_pct": 10, "sell_pct": 20}]},
+    )
+    desk.tick(BTC, 71_500.0)
+    assert [o.amount_in for o in desk.orders if o.side == "sell"] == [10_000]
 
 
 def test_a_stop_on_a_position_worth_under_the_notional_is_not_placed():
@@ -326,8 +351,9 @@ def test_every_sell_is_whole_or_a_tradable_multiple_of_the_step_leaving_a_tradab
         assert tradable(sold)
     if 0 < sold < held:
         assert tradable(held - sold)
-    if sold == 0:  # neither the slice (its rest tradable) nor the whole could be sold
-        assert not tradable(held) or not tradable(rules.floor(amount))
+    if sold == 0:  # a slice under the minimum is raised to the least sellable: only a slice
+        # worth no quote atomic unit (the dust rule of every token), or nothing sellable, is 0
+        assert not tradable(held) or worth(rules.floor(amount)) < 1
 
 
 def test_a_signal_naming_a_markets_decimals_is_refused():
