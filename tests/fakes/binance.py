@@ -98,6 +98,7 @@ class FakeBinance:
         self._after_accept: list[_AfterAccept] = []
         self._partial: list[tuple[Decimal, str]] = []  # (filled fraction, final status)
         self._hidden: dict[str | None, int] = {}  # client id (None: any) -> lookups left
+        self._unlisted: dict[str, int] = {}  # client id -> allOrders answers still without it
         self._cancel_races = 0
         self._duplicates = 0
         self._next_order_id = 1000
@@ -240,6 +241,21 @@ class FakeBinance:
         or of any order) answer -2013 "Order does not exist." even when it does (eventual
         consistency: an order that filled while the bot got a 404 for it)."""
         self._hidden[client_order_id] = self._hidden.get(client_order_id, 0) + n
+
+    def unlist_order(self, client_order_id: str, n: int = 1) -> None:
+        """The next `n` order lists (`GET /api/v3/allOrders`) leave out the order with this
+        client id (with `hide_orders`: an exchange that shows an order nowhere for a while)."""
+        self._unlisted[client_order_id] = self._unlisted.get(client_order_id, 0) + n
+
+    def take_unlisted(self, rows: list[FakeOrder]) -> list[FakeOrder]:
+        """`rows` without the orders an `unlist_order` hides from this list (one use each)."""
+        kept = []
+        for order in rows:
+            if self._unlisted.get(order.client_order_id):
+                self._unlisted[order.client_order_id] -= 1
+                continue
+            kept.append(order)
+        return kept
 
     def race_cancels(self, n: int = 1) -> None:
         """The next `n` cancels of an open order lose a race with its fill: the remainder fills

@@ -219,6 +219,7 @@ class BinanceRestApi:
     async def _all_orders(self, request: web.Request, params: dict[str, str]) -> web.Response:
         market_id = self._fake.known_id(_required(params, "symbol"))
         rows = [o for o in self._fake.orders.values() if o.symbol == market_id]
+        rows = self._fake.take_unlisted(rows)
         if "orderId" in params:
             rows = [o for o in rows if o.order_id >= int(params["orderId"])]
         if "startTime" in params:

@@ -241,8 +241,33 @@ async def test_an_order_hidden_past_the_lookups_but_within_the_window_is_not_sen
     async with ccxt_rig(order_lookup_attempts=2, order_not_placed_after_ms=0) as rig:
         rig.fake.accept_then_fail(503)
         rig.fake.hide_orders(8)
+        rig.fake.unlist_order("td-ord_1-1", n=1)  # and the order list does not show it either
         await rig.venue().execute(order("sell", 1_000_000))
         assert len(rig.fake.order_posts()) == 2  # what the window prevents
+
+
+async def test_an_order_the_lookup_never_shows_is_found_in_the_symbols_order_list() -> None:
+    # The attack's F9: the order's answer is lost and its lookup keeps answering "does not
+    # exist" past the window: the symbol's order list (allOrders) still shows it. One order.
+    async with ccxt_rig(order_lookup_attempts=2, order_not_placed_after_ms=200) as rig:
+        rig.fake.accept_then_fail(503)
+        rig.fake.hide_orders(10_000)
+        fill = await rig.venue().execute(order("sell", 1_000_000))
+        assert len(rig.fake.order_posts()) == 1 and fill.amount_in == 1_000_000
+
+
+async def test_an_earlier_request_that_fills_after_all_is_alerted_as_a_duplicate() -> None:
+    # An exchange that shows an order nowhere for a while (its lookup and its order list both
+    # lag): the request is counted as not placed and a second one fills; the first then shows
+    # up filled: the duplicate is alerted with both, never hidden.
+    async with ccxt_rig(order_lookup_attempts=1, order_not_placed_after_ms=0) as rig:
+        rig.fake.accept_then_fail(503)
+        rig.fake.hide_orders(10_000)
+        rig.fake.unlist_order("td-ord_1-1", n=1)
+        fill = await rig.venue().execute(order("sell", 1_000_000))
+        assert fill.amount_in == 1_000_000 and len(rig.fake.order_posts()) == 2
+        (dup,) = [d for code, _m, d in rig.alerts if code == "duplicate_exchange_orders"]
+        assert dup["client_order_ids"] == ["td-ord_1-1"]
 
 
 async def test_a_request_proven_absent_lets_one_new_attempt_go() -> None:

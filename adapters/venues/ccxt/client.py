@@ -158,6 +158,16 @@ class ExchangeClient:
             )
         return found
 
+    async def recent_orders(self, symbol: str, since_ms: int) -> list[ExchangeOrder]:
+        """The symbol's orders since `since_ms` (epoch ms; CCXT `fetch_orders`, Binance
+        `GET /api/v3/allOrders`): a second view of the exchange, which may show a request the
+        single-order lookup does not yet. [] when the exchange lists no orders."""
+        ex = self.exchange
+        if not (ex.has or {}).get("fetchOrders"):
+            return []
+        raw = await self._call(lambda: ex.fetch_orders(symbol, since_ms))
+        return [self._parsed(doc) for doc in raw or []]
+
     async def with_fees(self, symbol: str, placed: ExchangeOrder) -> ExchangeOrder:
         """`placed` with the fees its trades paid (when the order itself did not say)."""
         if not placed.needs_trades:

@@ -29,6 +29,8 @@ from tradingd.engine.lots import InstrumentRules
 from tradingd.engine.model import ExchangeSubmission, Fill, Order
 
 log = logging.getLogger("tradingd.venues.ccxt")
+# How far before a request its symbol's order list is read for it (clock skew, queueing).
+LIST_BACK_MS = 60_000
 Alerter = Callable[[str, str, dict[str, object]], None]  # code, message, details
 
 
@@ -194,10 +196,34 @@ class CcxtVenue:
                 continue
             fill = await self._settle(order, sent, placed)
             if fill is not None:
+                if earlier:
+                    await self._check_late(order, sent, earlier)
                 return fill
             last = "not_filled"
             reached, earlier = reached + 1, (*earlier, sent.client_order_id)
             await self._sleep(self._backoff_s(reached))
+
+    async def _check_late(
+        self, order: Order, sent: ExchangeSubmission, earlier: tuple[str, ...]
+    ) -> None:
+        """After a new request filled: did one of the order's earlier requests, counted as not
+        placed, show up after all? Then the intent was executed twice: alerted (the first is
+        booked; the account and the book differ by the other), never hidden."""
+        try:
+            recent = await self.client.recent_orders(sent.symbol, sent.sent_at - LIST_BACK_MS)
+        except ExchangeFailure as exc:
+            self._log_failure(order, sent, exc)
+            return
+        late = [o for o in recent if o.client_order_id in earlier and o.filled > 0]
+        if late:
+            self._alert(
+                "duplicate_exchange_orders",
+                f"order {order.id}: an earlier request counted as not placed filled after all; "
+                "the account holds what the book does not",
+                {"order_id": order.id, "agent_id": order.agent_id,
+                 "venue_refs": [o.id for o in late],
+                 "client_order_ids": [o.client_order_id for o in late]},
+            )  # fmt: skip
 
     def _recorded(self, order: Order) -> tuple[ExchangeSubmission | None, bool]:
         """The order's last request (the newer of what the order carries and what this
@@ -338,6 +364,16 @@ class CcxtVenue:
             absent += 1
             if absent < s.order_lookup_attempts or self._clock() < not_before:
                 await self._sleep(s.order_lookup_interval_ms / 1000)
+        # A last look in the symbol's order list, a second view of the exchange that may show
+        # what the single-order lookup does not yet.
+        try:
+            recent = await self.client.recent_orders(sent.symbol, sent.sent_at - LIST_BACK_MS)
+        except ExchangeFailure as exc:
+            self._log_failure(order, sent, exc)
+            raise self._unresolved(order, sent, exc) from None
+        found = next((o for o in recent if o.client_order_id == sent.client_order_id), None)
+        if found is not None:
+            return await self._settle(order, sent, found)
         log.info(
             "exchange order not placed",
             extra={"order_id": order.id, "client_order_id": sent.client_order_id},
