@@ -53,8 +53,10 @@ def booked_amounts(engine: Engine, venue: str) -> dict[str, Booked]:
 def compare_books(
     totals: Mapping[str, Decimal], books: Mapping[str, Booked]
 ) -> dict[str, dict[str, Any]]:
-    """Per booked currency: the exchange's total and the book's (decimal strings, whole units)
-    and whether the exchange holds less than the book beyond its tolerance (`short`)."""
+    """Per booked currency: the exchange's total and the book's (decimal strings, whole units),
+    whether the exchange holds less than the book beyond its tolerance (`short`), and what it
+    holds beyond the book (`unallocated`: the account's own funds, the sub-step residues exits
+    leave, or an order the book does not know: reported, never alerted)."""
     report: dict[str, dict[str, Any]] = {}
     for code in sorted(books):
         booked = books[code]
@@ -63,6 +65,7 @@ def compare_books(
             "exchange": whole_text(held),
             "book": whole_text(booked.amount),
             "short": held + booked.tolerance < booked.amount,
+            "unallocated": whole_text(max(held - booked.amount, Decimal(0))),
         }
     return report
 

@@ -310,7 +310,7 @@ async def test_an_account_holding_less_than_the_book_shows_in_health(tmp_path, f
         venue = (await api.ok("GET", "/health"))["components"]["venues"]["ccxt:binance"]
         assert venue["status"] == "degraded" and venue["reconciliation"]["status"] == "mismatch"
         assert venue["reconciliation"]["balances"]["USDT"] == {
-            "exchange": "10000", "book": "20000", "short": True}  # fmt: skip
+            "exchange": "10000", "book": "20000", "short": True, "unallocated": "0"}  # fmt: skip
         assert [a.code for a in alerts] == ["exchange_book_mismatch"]
         assert fake.balance("USDT") == Decimal("10000")  # reported, never "fixed"
 
