@@ -6,6 +6,7 @@ upper-cased) or, less safely, from the file; they never reach a repr, a log line
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Final
@@ -147,7 +148,11 @@ class ExchangeAccountSettings(Struct, forbid_unknown_fields=True, kw_only=True):
             f"{f}={'[redacted]' if f in SECRET_FIELDS and getattr(self, f) else repr(getattr(self, f))}"  # noqa: E501
             for f in self.__struct_fields__
         )
-        return f"ExchangeAccountSettings({', '.join(shown)})"
+        # a proxy's user:password in `urls` is a secret too
+        return _USERINFO.sub(r"\1***@", f"ExchangeAccountSettings({', '.join(shown)})")
+
+
+_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@", re.I)
 
 
 def _merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

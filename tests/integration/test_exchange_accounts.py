@@ -5,6 +5,7 @@ engine, the request journaled before the fake sees it, restart resolution, recon
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -442,3 +443,20 @@ def test_the_watchlist_takes_markets_of_the_accounts_exchanges(tmp_path):
     assert settings.prices.watchlist == ["binance:BTC/USDT"]
     message = refusal(tmp_path, '[prices]\nwatchlist = ["kraken:BTC/USDT"]\n' + ACCOUNT)
     assert ": prices.watchlist[0]:" in message
+
+
+async def test_a_proxys_password_in_urls_reaches_no_log_health_or_repr(tmp_path, fake, caplog):
+    # The attack's F11: a proxy's user:password in `urls`, the exchange unreachable through it.
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    rest = f"http://produser:PROXYPASS99@127.0.0.1:{port}/api/v3"
+    urls = {"public": rest, "private": rest, "ws": {"spot": f"ws://127.0.0.1:{port}/ws"}}
+    async with exchange_daemon(tmp_path, fake, urls=urls, markets_timeout_s=0.5) as api:
+        health = await api.ok("GET", "/health")
+        assert health["components"]["venues"]["ccxt:binance"]["markets"]["status"] == "down"
+        shown = json.dumps(health) + repr(api.daemon.settings.venues.ccxt["binance"])
+    shown += caplog.text
+    assert "PROXYPASS99" not in shown and "produser" not in shown

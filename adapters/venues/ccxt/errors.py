@@ -19,6 +19,8 @@ from tradingd.engine.errors import VenueError
 
 MESSAGE_CHARS = 300  # an exchange's text is cut here in a message
 _URL = re.compile(r"(https?://[^\s?]+)\?\S*")  # a signed URL's query (signature, timestamp)
+# A URL's user:password (a proxy's credentials in `urls`): never shown.
+_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s@]+@", re.I)
 _SIGNATURE = re.compile(r"(signature|apiKey|api_key|secret|password|passphrase)=[^&\s\"']*", re.I)
 
 
@@ -59,11 +61,12 @@ class ExchangeFailure(VenueError):
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """`text` fit for a log line or a message: the account's `secrets` (API key, secret,
-    password) and any signed URL query removed, control characters blanked, cut to
-    MESSAGE_CHARS."""
+    password), any URL's user:password and any signed URL query removed, control characters
+    blanked, cut to MESSAGE_CHARS."""
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
+    text = _USERINFO.sub(r"\1***@", text)
     text = _URL.sub(r"\1?…", text)
     text = _SIGNATURE.sub(r"\1=***", text)
     text = "".join(c if c.isprintable() else " " for c in text.strip())
