@@ -94,6 +94,12 @@ class ExchangeAccountSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     ticker_max_symbols: Annotated[int, Meta(ge=1, le=10_000)] = 200
 
     def __post_init__(self) -> None:
+        secret_like = sorted(k for k in self.options if k.casefold() in _SECRET_OPTIONS)
+        if secret_like:
+            raise ValueError(
+                f"options.{secret_like[0]}: keys go in api_key/secret/password or the "
+                "environment (TRADINGD_CCXT_<ACCOUNT>_API_KEY, ...), never in options"
+            )
         # A request is taken by the exchange up to its receive window after it was signed: only
         # past that may a request no lookup found count as not placed (venue.py).
         recv = self.options.get("recvWindow")
@@ -119,7 +125,7 @@ class ExchangeAccountSettings(Struct, forbid_unknown_fields=True, kw_only=True):
         config: dict[str, Any] = {
             "timeout": self.timeout_ms,
             "enableRateLimit": True,  # CCXT's own limiter, per exchange object
-            "options": dict(self.options),
+            "options": {**SPOT_ONLY_OPTIONS.get(self.exchange, {}), **self.options},
         }
         for field, ccxt_name in (("api_key", "apiKey"), ("secret", "secret"), ("password", "password")):  # fmt: skip
             value = getattr(self, field)
@@ -151,6 +157,15 @@ class ExchangeAccountSettings(Struct, forbid_unknown_fields=True, kw_only=True):
         # a proxy's user:password in `urls` is a secret too
         return _USERINFO.sub(r"\1***@", f"ExchangeAccountSettings({', '.join(shown)})")
 
+
+# Options an exchange needs so that loading its markets asks for spot markets only (the only ones
+# tradable here) and nothing private: without them, CCXT's Binance also loads futures markets
+# from fapi/dapi hosts that an account's `urls` (a testnet, a proxy) does not override.
+SPOT_ONLY_OPTIONS: dict[str, dict[str, Any]] = {
+    exchange: {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False}
+    for exchange in ("binance", "binanceus")
+}
+_SECRET_OPTIONS = frozenset({"apikey", "secret", "password", "uid", "privatekey", "token"})
 
 _USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@", re.I)
 

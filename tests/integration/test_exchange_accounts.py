@@ -81,11 +81,25 @@ def test_an_account_parses_with_its_defaults_and_maps_its_venue_to_the_exchange(
             "venues.ccxt.binance",
             "must exceed options.recvWindow (60000 ms)",
         ),
+        (
+            'exchange = "binance"\noptions = { apiKey = "k" }',
+            "venues.ccxt.binance",
+            "options.apiKey",
+        ),
     ],
 )
 def test_a_bad_account_is_refused_naming_the_key(tmp_path, text, key, reason):
     message = refusal(tmp_path, f"[venues.ccxt.binance]\n{text}\n")
     assert f": {key}" in message and reason in message
+
+
+def test_a_binance_account_loads_spot_markets_only_unless_told_otherwise(tmp_path):
+    # The attack's F7: without fetchMarkets.types = ["spot"], CCXT's Binance also asks the
+    # futures hosts (fapi/dapi) that `urls` does not override: a testnet config reached
+    # production. Spot only (all that trades here) is the default; options may still say more.
+    account = settings_of(tmp_path, '[venues.ccxt.binance]\nexchange = "binance"\n')
+    options = account.venues.ccxt["binance"].ccxt_config()["options"]
+    assert options["fetchMarkets"] == {"types": ["spot"]} and options["fetchCurrencies"] is False
 
 
 def test_an_account_name_is_lower_case(tmp_path):
