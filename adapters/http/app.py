@@ -36,7 +36,7 @@ from tradingd.adapters.http.errors import (
     from_tradingd_error,
 )
 from tradingd.adapters.http.openapi import DOCUMENT, Handler, Route, build_document
-from tradingd.engine.errors import TradingdError, ValidationError
+from tradingd.engine.errors import TradingdError, Unavailable, ValidationError
 
 if TYPE_CHECKING:
     from tradingd.adapters.app.daemon import Daemon
@@ -133,12 +133,13 @@ async def error_shape(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except TradingdError as exc:
-        if exc.status >= 500 and not isinstance(exc, NotReady):
-            log.error(
-                "request failed",
-                exc_info=exc,
-                extra={"path": request.path, "method": request.method, "code": exc.code},
-            )
+        extra = {"path": request.path, "method": request.method, "code": exc.code}
+        if isinstance(exc, Unavailable):
+            # A dependency down (the store, an exchange's markets): expected, said in /health;
+            # one line without a traceback, so a retrying client does not flood the log.
+            log.warning("request failed: %s", exc.message, extra=extra)
+        elif exc.status >= 500 and not isinstance(exc, NotReady):
+            log.error("request failed", exc_info=exc, extra=extra)
         return from_tradingd_error(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
