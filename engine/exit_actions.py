@@ -62,6 +62,10 @@ class ExitActions:
             )  # keep watching while the order is in flight
 
     def _act(self, p: Position, d: Decision, price: float, now: int) -> None:
+        if d.kind in ("exit", "take_profit") and now < p.exit_retry_at:
+            # The last automatic sell failed: wait out the backoff, the level still armed.
+            self.state.index.rearm(p, now, fresh=False)
+            return
         if d.kind == "exit":
             if self.state._sell(p, d.sell_amount, d.reason, price, d.stop_price_usd) is None:
                 self.state.index.rearm(p, now, fresh=False)

@@ -151,6 +151,12 @@ class Position(Struct, kw_only=True):
     # crossed): applied to whatever is held when that order settles.
     pending_exit: ExitReason | None = None
     pending_exit_signal_id: str | None = None
+    # Automatic exits (stop-loss, take-profit, stale, max hold) whose sell failed in a row, and
+    # the epoch ms before which none is placed again (a venue refusing a sell, e.g. for funds
+    # the account does not hold, must not be sent a new order on every tick).
+    exit_failures: int = 0
+    exit_retry_at: int = 0
+    exit_alerted_at: int = 0  # epoch ms of the last exit_below_minimum alert (one a minute)
 
 
 class RestingEntry(Struct, kw_only=True):

@@ -13,6 +13,16 @@ from .model import Fill, Order, Trade
 from .money import exact
 from .state import TRADES_KEPT, EngineState
 
+# Sells the exit rules place on their own (not a signal's, an operator's close or a flatten):
+# after one fails, the next waits (exit_backoff_ms).
+AUTOMATIC_EXITS = frozenset({"stop_loss", "take_profit", "stale_trade", "max_hold"})
+
+
+def exit_backoff_ms(failures: int) -> int:
+    """The wait (ms) before an automatic exit is placed again after `failures` failed in a row:
+    1 s, doubling, at most 5 minutes."""
+    return int(min(1000 * 2 ** min(failures - 1, 16), 300_000))
+
 
 class Settlement:
     """Settlement of orders, a collaborator of the Engine: it changes only the `state` it is given
@@ -69,6 +79,9 @@ class Settlement:
         if order.purpose == "dca":
             p.last_dca_at = now
         else:
+            if order.reason in AUTOMATIC_EXITS:
+                p.exit_failures += 1
+                p.exit_retry_at = now + exit_backoff_ms(p.exit_failures)
             p.tp_done -= order.tp_levels
             move_position(p, PositionStatus.OPEN)
             self.state._record_execution(order, "failed", reason, now)  # a sell signal's sell
@@ -176,6 +189,7 @@ class Settlement:
                 f"sell fill {fill} outside order {order.id} for {order.amount_in}"
             )
         basis = p.cost if sold == p.amount else p.cost * sold // p.amount
+        p.exit_failures, p.exit_retry_at = 0, 0
         p.amount -= sold
         p.cost -= basis
         pnl = proceeds - basis

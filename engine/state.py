@@ -42,6 +42,8 @@ from .token_risk import RiskScore, risk_score
 from .triggers import ExitIndex, NaiveScan, TriggerIndex
 
 Clock = Callable[[], int]
+# A position's exit_below_minimum alert is repeated at most this often (ms).
+EXIT_ALERT_EVERY_MS = 60_000
 # Trades kept in memory per agent (settlement.py trims at twice this); the rest is in Postgres.
 TRADES_KEPT = 10_000
 
@@ -459,6 +461,9 @@ class EngineState:
             raise InvariantViolation(f"sell of {amount} from position {p.id} holding {p.amount}")
         sized = self.sell_size(p, amount, price)
         if sized == 0:
+            if now - p.exit_alerted_at < EXIT_ALERT_EVERY_MS:
+                return None  # said a moment ago: once a minute per position, not every tick
+            p.exit_alerted_at = now
             self._emit(
                 ev.Alert(
                     ts=now,

@@ -400,3 +400,44 @@ def test_a_pushed_price_applies_once_the_exchanges_tick_is_stale():
     desk.clock.now += desk.engine.max_price_age_ms + 1
     desk.engine.on_tick(Tick(BTC, 64_000.0, desk.clock.now, source="friend"))
     assert desk.engine.prices[BTC].price_usd == 64_000.0
+
+
+# -- failed exits back off; repeated alerts are bounded ----------------------------------------
+
+
+def test_a_stop_whose_sell_the_venue_refuses_is_not_resent_on_every_tick():
+    # The attack's F3: the exchange refuses the stop's sell (insufficient_funds): the next
+    # ticks place nothing for 1 s, then one sell; refused again, 2 s; a fill resets the wait.
+    desk, p = bought(stop_loss={"enabled": True, "mode": "fixed", "default_pct": -5})
+
+    def sells() -> list[Order]:
+        return [o for o in desk.orders if o.side == "sell"]
+
+    desk.tick(BTC, 60_000.0)  # through the stop at 61,750
+    (first,) = sells()
+    desk.engine.on_order_failed(first.id, "insufficient_funds")
+    desk.drain()
+    failed_at = desk.clock.now
+    for _ in range(3):  # ticks within the first second: nothing sent
+        desk.clock.now += 200
+        desk.engine.on_tick(Tick(BTC, 60_000.0, desk.clock.now))
+        desk.drain()
+    assert len(sells()) == 1
+    desk.clock.now = failed_at + 1_000
+    desk.engine.on_tick(Tick(BTC, 60_000.0, desk.clock.now))
+    desk.drain()
+    assert len(sells()) == 2
+    desk.engine.on_order_failed(sells()[-1].id, "insufficient_funds")
+    desk.drain()
+    assert desk.engine.positions[p.id].exit_retry_at == desk.clock.now + 2_000
+
+
+def test_an_unsellable_stop_is_alerted_once_a_minute_not_every_tick():
+    # The attack's F14: 0.00005 BTC under its stop, worth 3 USDT < 5: one alert, not one a tick.
+    desk, _ = bought(tokens=5_000, stop_loss={"enabled": True, "mode": "fixed", "default_pct": -5})
+    for _ in range(30):
+        desk.tick(BTC, 60_000.0)  # a tick a second
+    assert len(desk.alerts("exit_below_minimum")) == 1
+    desk.clock.now += 60_000
+    desk.tick(BTC, 60_000.0)
+    assert len(desk.alerts("exit_below_minimum")) == 2
