@@ -98,7 +98,14 @@ SHORT_RUN_FLOORS = {
 def test_entry_index_and_naive_scan_emit_identical_events():
     tally: Counter[str] = Counter()
 
-    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    # derandomize: the coverage floors below are checked on one fixed set of runs (random
+    # seeds reached agent_deleted only 0-2 times in 2 of ~10 runs, failing CI on chance alone).
+    @settings(
+        max_examples=200,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+        derandomize=True,
+    )
     @given(st.lists(configs, min_size=1, max_size=3), resting_actions)
     def identical(configs_, steps):
         indexed = run(configs_, steps, "indexed")
