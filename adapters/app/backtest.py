@@ -46,6 +46,7 @@ from tradingd.adapters.feeds.replay import (
 )
 from tradingd.adapters.venues.paper import settle_paper
 from tradingd.engine import events as ev
+from tradingd.engine.assets import CCXT_VENUE_PREFIX
 from tradingd.engine.core import Engine
 from tradingd.engine.errors import InvariantViolation, TradingdError, ValidationError
 from tradingd.engine.model import Position, Trade
@@ -86,18 +87,20 @@ class _Session:
 
     def add_agent(self, spec: AgentSpec) -> None:
         engine = self.engine
-        # Every agent trades on paper here, whatever venue the config names.
+        # Every agent trades on paper here, whatever venue the config names. An exchange
+        # agent's market orders filled at the exchange's price: no paper slippage for it (its
+        # `execution.fee_bps` stands for the exchange's fee), and its allocation is its deposit.
+        config = agent_config(spec)
+        exchange_agent = spec.venue.startswith(CCXT_VENUE_PREFIX)
+        if exchange_agent:
+            execution = msgspec.structs.replace(config.execution, slippage_bps=0)
+            config = msgspec.structs.replace(config, execution=execution)
         try:
-            agent = engine.create_agent(
-                spec.name, "paper", agent_config(spec), spec.quote, None, spec.id
-            )
+            agent = engine.create_agent(spec.name, "paper", config, spec.quote, None, spec.id)
         except TradingdError as exc:
             raise ValidationError(f"agent {spec.id!r}: {exc.message}") from None
-        amount = (
-            int(spec.paper_deposit)
-            if spec.paper_deposit
-            else DEFAULT_DEPOSIT_UNITS * 10**agent.quote_decimals
-        )
+        funded = spec.paper_deposit or (spec.allocation if exchange_agent else None)
+        amount = int(funded) if funded else DEFAULT_DEPOSIT_UNITS * 10**agent.quote_decimals
         if amount > 0:
             engine.deposit(agent.id, agent.quote, amount)
         self.skipped[agent.id] = Counter()

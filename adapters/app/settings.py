@@ -213,6 +213,13 @@ class AgentSpec(_S):
             found = find_control_text(getattr(self, name), name)
             if found is not None:
                 raise ValueError(f"{found}: {MESSAGE}")
+        # An allocation elsewhere would be silently ignored (paper_deposit funds a paper agent,
+        # and any agent in a replay).
+        if self.allocation is not None and not self.venue.startswith("ccxt:"):
+            raise ValueError(
+                "allocation is for exchange agents (venue ccxt:<account>); a paper agent is "
+                "funded with paper_deposit"
+            )
 
 
 class PricesSettings(_S):

@@ -126,3 +126,33 @@ def test_the_recorder_writes_a_markets_rules_before_its_first_tick_and_when_they
     assert isinstance(records[0], MarketRecord) and records[0].rules() == RULES
     assert isinstance(records[4], MarketRecord) and records[4].rules().step == 10_000
     assert isinstance(records[1], TickRecord)
+
+
+def test_an_exchange_agent_replays_with_its_allocation_and_without_paper_slippage():
+    # The attack's F4: a ccxt:binance agent (default slippage 100 bps, allocation 300 USDT)
+    # bought at the exchange's price live; its replay must too: 20 USDT at 65,000 buys
+    # 0.00030 BTC (30,000 units) at 65,000, and it starts with its 300 USDT allocation.
+    config = {**CONFIG, "sizing": {"mode": "fixed", "amount": "20000000"}, "execution": {}}
+    spec = AgentSpec(
+        id="cex", name="cex", venue="ccxt:binance", quote="USDT", allocation="300000000",
+        config=config,
+    )  # fmt: skip
+    recs = list(iter_records([json.dumps(d) for d in (MARKET, tick(T0, 65_000.0), buy(T0 + 1))]))
+    (a,) = run_replay(recs, [spec]).agents
+    (trade,) = a.trades
+    assert (trade.amount, trade.price_usd) == (30_000, 65_000.0)
+    assert a.deposited == 300_000_000
+
+
+def test_an_allocation_on_a_paper_agent_is_refused_naming_it(tmp_path: Path):
+    # The attack's F5: it was silently ignored (balance 0, every signal insufficient_balance).
+    from tradingd.adapters.app.settings import load_settings
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[agents]]\nid = "pap"\nname = "p"\nvenue = "paper"\nquote = "USDT"\n'
+        "allocation = 300000000\n"
+    )
+    with pytest.raises(ValidationError) as err:
+        load_settings(str(path), {})
+    assert "agents[id=pap]" in err.value.message and "allocation" in err.value.message
