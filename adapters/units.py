@@ -45,5 +45,8 @@ def usd(value: float) -> str:
 
 
 def short_mint(mint: str) -> str:
-    """A mint without a known symbol, shortened the way explorers do: "DezX…B263"."""
+    """A mint without a known symbol, shortened the way explorers do: "DezX…B263"; an exchange
+    market by its symbol ("binance:BTC/USDT" -> "BTC/USDT"), which names what it trades."""
+    if ":" in mint and "/" in mint:
+        return mint.split(":", 1)[1]
     return mint if len(mint) <= 12 else f"{mint[:4]}…{mint[-4:]}"

@@ -51,3 +51,4 @@ def test_usd_prices_and_short_mints():
     assert units.price(1.23456789, digits=3) == "1.23"
     assert units.short_mint("DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263") == "DezX…B263"
     assert units.short_mint("BONK") == "BONK"
+    assert units.short_mint("binance:BTC/USDT") == "BTC/USDT"  # the base, not "bina…USDT"
