@@ -87,7 +87,7 @@ def test_a_buy_with_its_fee_in_base_receives_the_filled_amount_less_the_fee() ->
     assert fill.fee_currency is None and fill.charge == 0
 
 
-def test_a_fee_in_bnb_is_named_valued_and_not_deducted() -> None:
+def test_a_fee_in_bnb_is_named_valued_and_charged_to_the_quote_balance() -> None:
     placed = _parsed(
         _new_order_answer("buy", "0.00100000", "65.43210000", [
             {"price": "65432.10", "qty": "0.00060000", "commission": "0.00000700",
@@ -103,6 +103,8 @@ def test_a_fee_in_bnb_is_named_valued_and_not_deducted() -> None:
     assert out.fill.fee_currency == "BNB" and out.fill.fee_amount == "0.00001"
     assert out.fill.fee == 6_000  # 0.00001 BNB x 600 USDT
     assert out.fill.amount_out == 100_000 and out.fill.amount_in == 65_432_100
+    # the attack's F12: its value is a cost of the agent's (PnL net of every fee)
+    assert out.fill.charge == 6_000
 
 
 def test_an_unpriced_third_currency_fee_is_recorded_at_zero_value() -> None:
@@ -243,8 +245,11 @@ def test_a_buy_books_what_left_the_account_within_the_reservation(
         return
     fill = out.fill
     paid = cost + (fee if currency == "USDT" else 0)
+    bnb = int((fee * 600 * 10**6).to_integral_value("ROUND_CEILING")) if currency == "BNB" else 0
     assert fill.amount_in <= reservation and fill.charge >= 0
-    assert fill.amount_in + fill.charge == int((paid * 10**6).to_integral_value("ROUND_CEILING"))
+    assert fill.amount_in + fill.charge == (
+        int((paid * 10**6).to_integral_value("ROUND_CEILING")) + bnb
+    )
     got = filled - (fee if currency == "BTC" else 0)
     assert fill.amount_out == int((got * 10**8).to_integral_value("ROUND_FLOOR"))
     assert fill.fee >= 0 and (fill.fee_currency == "BNB") == (currency == "BNB" and fee > 0)

@@ -207,7 +207,8 @@ def order_fill(
     base fee (rounded up); `amount_out` = cost less a quote fee (rounded down; below 0 it is 0
     and the rest `charge`). `fee` = every fee's value in quote atomic units (a third-currency
     fee at `price_of("<exchange>:<CUR>/<QUOTE>")`, 0 unpriced; it is then named in
-    `fee_currency`/`fee_amount` and not deducted from the quote amounts). `price_usd` = cost /
+    `fee_currency`/`fee_amount`, not deducted from the quote amounts, and its value, rounded up,
+    is added to `charge`: the agent pays it from its quote balance). `price_usd` = cost /
     filled (the quote is a USD stablecoin). `amount_out` never exceeds `max_amount_out`."""
     parts = market_parts(order.token)
     if parts is None:
@@ -239,6 +240,9 @@ def order_fill(
         proceeds = placed.cost - fee_quote
         got = _atomic(max(proceeds, Decimal(0)), qd, ROUND_FLOOR)
         charge = _atomic(max(-proceeds, Decimal(0)), qd, ROUND_CEILING)
+    # A fee paid in a third currency (BNB) left the quote amounts untouched: its value is
+    # charged to the agent's quote balance as a cost, so its PnL is net of every fee.
+    charge += _atomic(other_value, qd, ROUND_CEILING)
     bound = MAX_ATOMIC if order.max_amount_out is None else order.max_amount_out
     cut = max(got - bound, 0)
     first_other = others[0] if others else None
