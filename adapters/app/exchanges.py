@@ -20,6 +20,7 @@ from tradingd.adapters.app.exchange_markets import ExchangeMarkets, PublicExchan
 from tradingd.adapters.app.exchange_settings import SECRET_FIELDS, ExchangeAccountSettings
 from tradingd.adapters.app.exchange_settings import exchange_accounts as by_exchange
 from tradingd.adapters.app.resolutions import await_resolutions
+from tradingd.adapters.timestamps import iso_ms
 from tradingd.adapters.venues.breaker import CircuitBreaker
 from tradingd.engine import events as ev
 from tradingd.engine.errors import Conflict, TradingdError, Unavailable, ValidationError, VenueError
@@ -345,6 +346,9 @@ class ExchangeAccounts:
         status = "ok"
         if breaker.get("state", "closed") != "closed" or account.reconciliation.get("status") == "mismatch":  # fmt: skip
             status = "degraded"
+        banned_until = account.venue.banned_until if account.venue is not None else 0
+        if banned_until > self.daemon.engine.clock():
+            status = "degraded"  # the exchange banned the IP: nothing goes until then
         if exchange is not None and not exchange.markets:
             status = "down"  # no markets: nothing of the exchange can be checked or sized
         markets = exchange.health() if exchange is not None else {"status": "unknown"}
@@ -358,11 +362,12 @@ class ExchangeAccounts:
         return {
             "status": status,
             "exchange": account.settings.exchange,
-            "mode": "trading",
+            "mode": "trading" if account.settings.trading else "disabled",
             "sandbox": account.settings.sandbox,
             "trading": account.settings.trading,
             "breaker": breaker,
             "orders_in_flight": in_flight,
+            "banned_until": iso_ms(banned_until) if banned_until else None,
             "markets": markets,
             "reconciliation": account.reconciliation,
         }

@@ -474,3 +474,20 @@ async def test_a_proxys_password_in_urls_reaches_no_log_health_or_repr(tmp_path,
         shown = json.dumps(health) + repr(api.daemon.settings.venues.ccxt["binance"])
     shown += caplog.text
     assert "PROXYPASS99" not in shown and "produser" not in shown
+
+
+async def test_an_ip_ban_shows_the_account_degraded_until_it_ends(tmp_path, fake):
+    # The attack's F13: a 418 with Retry-After 20 on the order: the buy waits it out (one order
+    # in the end) and /health says degraded with the ban's end, not ok.
+    async with exchange_daemon(tmp_path, fake, max_retry_wait_ms=100) as api:
+        await funded_agent(api)
+        fake.ban(1, 20, path="/api/v3/order")
+        await api.prices((BTC, 65_000.0))
+        await api.ok("POST", "/v1/signals", {"id": "b1", "token": BTC, "strength": 5})
+        doc = await api.wait_for(
+            "/health",
+            lambda d: d["components"]["venues"]["ccxt:binance"]["banned_until"] is not None,
+            tries=300,
+        )
+        venue = doc["components"]["venues"]["ccxt:binance"]
+        assert venue["status"] == "degraded", venue

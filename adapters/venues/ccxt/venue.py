@@ -107,6 +107,9 @@ class CcxtVenue:
         self._sleep = sleep
         self._memory: dict[str, _Memory] = {}  # order id -> its last request, while in flight
         self._resolutions: dict[str, asyncio.Event] = {}
+        # Epoch ms until which the exchange banned this account's IP (a 418 and its
+        # Retry-After): /health shows the venue degraded until then.
+        self.banned_until = 0
 
     def resolution(self, order_id: str) -> asyncio.Event:
         """Set once the request an order had recorded (before a restart) is resolved: filled,
@@ -482,6 +485,9 @@ class CcxtVenue:
         )  # fmt: skip
 
     def _log_failure(self, order: Order, sent: ExchangeSubmission, exc: ExchangeFailure) -> None:
+        if exc.reason == "ip_banned":
+            ban_ms = int((exc.retry_after_s or 60.0) * 1000)
+            self.banned_until = max(self.banned_until, self._clock() + ban_ms)
         log.warning(
             "exchange call failed",
             extra={"order_id": order.id, "agent_id": order.agent_id, "venue": self.name,
