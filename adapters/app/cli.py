@@ -79,8 +79,13 @@ def _check_config(args: argparse.Namespace) -> int:
     """Validates what `run --config FILE` would run here (the environment included)."""
     from tradingd.adapters.app.settings import load_settings
 
+    path = args.file or args.config_file
+    if path is None or (args.file and args.config_file):
+        print("tradingd check-config: give the config file once: FILE or --config FILE",
+              file=sys.stderr)  # fmt: skip
+        return CONFIG_EXIT
     try:
-        settings = load_settings(args.file)
+        settings = load_settings(path)
     except TradingdError as exc:
         return config_refused(exc)
     print(
@@ -157,7 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(record)
     record.set_defaults(func=_record)
     check = sub.add_parser("check-config", help="validate a config file")
-    check.add_argument("file", help="the TOML config file to validate")
+    check.add_argument("file", nargs="?", help="the TOML config file to validate")
+    check.add_argument(
+        "--config", dest="config_file", help="the same, as `run` and `replay` take it"
+    )
     check.set_defaults(func=_check_config)
     replay = sub.add_parser("replay", help="backtest: run a recorded ticks/signals file")
     replay.add_argument(
