@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 from msgspec import Meta, Struct
 from tradingd.adapters.http.schemas import (
+    INSTRUMENT_MAX,
     AgentOut,
     BalanceOut,
     ExecutionOut,
@@ -28,6 +29,10 @@ CHANNELS: tuple[Channel, ...] = get_args(Channel)
 Id = Annotated[str, Meta(min_length=1, max_length=128)]
 MAX_IDS = 1000  # ids in one filter list; token views in one snapshot
 Ids = Annotated[list[Id], Meta(max_length=MAX_IDS)]
+# Instrument ids: the REST bound (a mint, or <exchange>:<BASE>/<QUOTE>).
+TokenIds = Annotated[
+    list[Annotated[str, Meta(min_length=1, max_length=INSTRUMENT_MAX)]], Meta(max_length=MAX_IDS)
+]
 
 # -- client -> server ------------------------------------------------------------------------
 
@@ -41,13 +46,13 @@ class Subscribe(_Op, tag="subscribe"):
         default_factory=lambda: list(CHANNELS)
     )
     agents: Ids | None = None  # None: every agent
-    tokens: Ids | None = None  # None: every token
+    tokens: TokenIds | None = None  # None: every token
 
 
 class Unsubscribe(_Op, tag="unsubscribe"):
     channels: Annotated[list[Channel], Meta(max_length=7)] | None = None  # None: every channel
     agents: Ids | None = None
-    tokens: Ids | None = None
+    tokens: TokenIds | None = None
 
 
 class Ping(_Op, tag="ping"):
