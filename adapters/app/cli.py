@@ -164,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file", nargs="?", help="the TOML config file to validate")
     check.add_argument(
-        "--config", dest="config_file", help="the same, as `run` and `replay` take it"
+        "--config",
+        dest="config_file",
+        help="the same, as `run` and `replay` take it (default: the positional FILE)",
     )
     check.set_defaults(func=_check_config)
     replay = sub.add_parser("replay", help="backtest: run a recorded ticks/signals file")
