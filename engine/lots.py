@@ -21,12 +21,15 @@ class InstrumentRules(Struct, frozen=True, kw_only=True):
     amount of 1 atomic unit is 10^-decimals of the base currency); `step` the amount step
     (atomic, >= 1): every order's amount is a multiple of it; `min_amount` the least amount an
     order may have (atomic, 0: none); `min_cost` the least notional, in the market's quote
-    currency per order, as the exchange writes it (0: none)."""
+    currency per order, as the exchange writes it (0: none); `cost_step` the step a buy's quote
+    amount is cut to when sent (CCXT truncates `quoteOrderQty` to the market's cost or price
+    precision: 0.01 USDT on Binance BTC/USDT), as written (0: none)."""
 
     decimals: int
     step: int = 1
     min_amount: int = 0
     min_cost: float = 0.0
+    cost_step: float = 0.0
 
     def floor(self, amount: int) -> int:
         """`amount` rounded DOWN to a multiple of the step, atomic units."""
@@ -51,6 +54,9 @@ class InstrumentRules(Struct, frozen=True, kw_only=True):
         DOWN to the step as the exchange rounds a buy by quote amount, is less than the least
         amount, or worth less than the least notional (Binance: 5 USDT at 64,800 buys 0.00007
         BTC = 4.536 USDT, refused NOTIONAL)."""
+        if self.cost_step > 0:  # what is sent: the cost cut to its step
+            step = exact(self.cost_step)
+            cost_quote = (cost_quote // step) * step
         if price_quote <= 0:
             return self.min_cost > 0 and cost_quote < exact(self.min_cost)
         amount = self.floor(int(cost_quote * 10**self.decimals / price_quote))

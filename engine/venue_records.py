@@ -46,7 +46,7 @@ def set_rules(state: EngineState, token: str, rules: InstrumentRules) -> None:
             f"decimals {rules.decimals} differ from {token}'s known decimals {known}",
             "$.decimals",
         )
-    if rules.step < 1 or rules.min_amount < 0 or not rules.min_cost >= 0:
+    if rules.step < 1 or rules.min_amount < 0 or not (rules.min_cost >= 0 and rules.cost_step >= 0):
         raise ValidationError("step must be >= 1, minimums >= 0", "$.rules")
     state.decimals[token] = rules.decimals
     state.instruments[token] = rules

@@ -117,6 +117,7 @@ class MarketRecord(_Record, tag="market", frozen=True):
     step: Annotated[str, Meta(pattern=r"^[1-9][0-9]{0,18}$")] = "1"
     min_amount: Annotated[str, Meta(pattern=r"^(0|[1-9][0-9]{0,18})$")] = "0"
     min_cost: Annotated[float, Meta(ge=0, lt=1e300)] = 0.0
+    cost_step: Annotated[float, Meta(ge=0, lt=1e300)] = 0.0  # a buy's quote amount step
 
     def rules(self) -> InstrumentRules:
         """The engine's rules this record carries."""
@@ -125,6 +126,7 @@ class MarketRecord(_Record, tag="market", frozen=True):
             step=int(self.step),
             min_amount=int(self.min_amount),
             min_cost=self.min_cost,
+            cost_step=self.cost_step,
         )
 
 
@@ -137,6 +139,7 @@ def market_record(ts: int, token: str, rules: InstrumentRules) -> MarketRecord:
         step=str(rules.step),
         min_amount=str(rules.min_amount),
         min_cost=rules.min_cost,
+        cost_step=rules.cost_step,
     )
 
 

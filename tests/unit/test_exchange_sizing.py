@@ -441,3 +441,22 @@ def test_an_unsellable_stop_is_alerted_once_a_minute_not_every_tick():
     desk.clock.now += 60_000
     desk.tick(BTC, 60_000.0)
     assert len(desk.alerts("exit_below_minimum")) == 2
+
+
+@pytest.mark.parametrize(
+    ("usdt_atomic", "outcome"),
+    [
+        # The verifier's N1: CCXT sends quoteOrderQty cut to 0.01 USDT: 5.184 goes as 5.18,
+        # which buys 0.00007 BTC at 64,800 (refused NOTIONAL); 5.19 buys 0.00008 BTC.
+        (5_184_000, "below_venue_minimum"),
+        (5_189_999, "below_venue_minimum"),
+        (5_190_000, "pending"),
+    ],
+)
+def test_a_buy_is_checked_on_the_quote_amount_as_sent(usdt_atomic, outcome):
+    desk = Desk(sizing={"mode": "fixed", "amount": str(usdt_atomic)})
+    desk.engine.set_instrument_rules(
+        BTC, InstrumentRules(decimals=8, step=1_000, min_amount=1_000, min_cost=5.0, cost_step=0.01)
+    )
+    desk.tick(BTC, 64_800.0)
+    assert desk.signal(BTC) == outcome

@@ -211,14 +211,18 @@ def test_buy_below_min_by_cost_or_by_amount():
 
 def test_binance_btc_usdt_rules_in_tick_size_mode():
     rules = market_rules(BINANCE_BTC_USDT, TICK_SIZE)
-    assert rules == InstrumentRules(decimals=8, step=1_000, min_amount=1_000, min_cost=5.0)
+    assert rules == InstrumentRules(
+        decimals=8, step=1_000, min_amount=1_000, min_cost=5.0, cost_step=0.01
+    )
 
 
 def test_decimal_places_mode_reads_a_count_of_places():
     market = binance_market("BTC/USDT")
     market["precision"] = {"amount": 5, "price": 2}
     assert amount_step(market, DECIMAL_PLACES) == amount_step(BINANCE_BTC_USDT, TICK_SIZE)
-    assert market_rules(market, DECIMAL_PLACES) == market_rules(BINANCE_BTC_USDT, TICK_SIZE)
+    places = market_rules(market, DECIMAL_PLACES)
+    # price precision 2 places, tick 0.01: quote amounts sent in 0.01 USDT either way
+    assert places == market_rules(BINANCE_BTC_USDT, TICK_SIZE) and places.cost_step == 0.01
 
 
 def test_decimal_places_zero_means_whole_units():
@@ -247,7 +251,9 @@ def test_a_precision_change_keeps_the_instruments_decimals():
     coarser["limits"]["amount"]["min"] = 0.0001
     coarser["limits"]["cost"]["min"] = 10.0
     rules = market_rules(coarser, TICK_SIZE, decimals=8)
-    assert rules == InstrumentRules(decimals=8, step=10_000, min_amount=10_000, min_cost=10.0)
+    assert rules == InstrumentRules(
+        decimals=8, step=10_000, min_amount=10_000, min_cost=10.0, cost_step=0.01
+    )
     finer = binance_market("BTC/USDT")
     finer["precision"]["amount"] = 1e-10  # finer than the kept scale: one atomic unit
     finer["limits"]["amount"]["min"] = 1.5e-9  # rounded UP: never below the exchange's

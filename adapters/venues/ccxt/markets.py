@@ -78,11 +78,18 @@ def market_rules(
     min_atomic = 0
     if min_amount is not None and min_amount > 0:
         min_atomic = int((min_amount * scale).to_integral_value(rounding="ROUND_CEILING"))
+    precision = market.get("precision") or {}
+    # CCXT cuts a buy's cost to precision.cost, else precision.price (cost_to_precision).
+    cost_precision = precision.get("cost")
+    if cost_precision is None:
+        cost_precision = precision.get("price")
+    cost_step = amount_step({"precision": {"amount": cost_precision}}, precision_mode)
     return InstrumentRules(
         decimals=decimals,
         step=step_atomic,
         min_amount=min_atomic,
         min_cost=float(min_cost) if min_cost is not None and min_cost > 0 else 0.0,
+        cost_step=float(cost_step) if cost_step is not None else 0.0,
     )
 
 
