@@ -6,13 +6,13 @@ upper-cased) or, less safely, from the file; they never reach a repr, a log line
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Final
 
 import msgspec
 from msgspec import Meta, Struct
+from tradingd.adapters.venues.ccxt.urls import hide_userinfo
 
 # An account name: the venue suffix of `ccxt:<account>` and part of its environment variables.
 ACCOUNT_NAME: Final = r"^[a-z][a-z0-9_]{0,31}$"
@@ -155,7 +155,7 @@ class ExchangeAccountSettings(Struct, forbid_unknown_fields=True, kw_only=True):
             for f in self.__struct_fields__
         )
         # a proxy's user:password in `urls` is a secret too
-        return _USERINFO.sub(r"\1***@", f"ExchangeAccountSettings({', '.join(shown)})")
+        return hide_userinfo(f"ExchangeAccountSettings({', '.join(shown)})")
 
 
 # Options an exchange needs so that loading its markets asks for spot markets only (the only ones
@@ -166,8 +166,6 @@ SPOT_ONLY_OPTIONS: dict[str, dict[str, Any]] = {
     for exchange in ("binance", "binanceus")
 }
 _SECRET_OPTIONS = frozenset({"apikey", "secret", "password", "uid", "privatekey", "token"})
-
-_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@", re.I)
 
 
 def _merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

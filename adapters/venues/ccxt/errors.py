@@ -15,12 +15,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from ccxt.base import errors as ccxt_errors
+from tradingd.adapters.venues.ccxt.urls import hide_userinfo
 from tradingd.engine.errors import VenueError
 
 MESSAGE_CHARS = 300  # an exchange's text is cut here in a message
 _URL = re.compile(r"(https?://[^\s?]+)\?\S*")  # a signed URL's query (signature, timestamp)
-# A URL's user:password (a proxy's credentials in `urls`): never shown.
-_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s@]+@", re.I)
 _SIGNATURE = re.compile(r"(signature|apiKey|api_key|secret|password|passphrase)=[^&\s\"']*", re.I)
 
 
@@ -66,7 +65,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
-    text = _USERINFO.sub(r"\1***@", text)
+    text = hide_userinfo(text)
     text = _URL.sub(r"\1?…", text)
     text = _SIGNATURE.sub(r"\1=***", text)
     text = "".join(c if c.isprintable() else " " for c in text.strip())
