@@ -1,6 +1,7 @@
 """Backtest driver: recorded ticks and signals through a fresh Engine whose clock is the record
 time, every order filled at once by the paper venue. Same input, same output, to the byte. The
-result and its text and JSON forms are in backtest_report.py.
+result and its text and JSON forms are in backtest_report.py, the equity and price series it
+carries in backtest_series.py, its HTML form (`--report out.html`) in report_html.py.
 
 `run_replay` is the library entry; `run_replay_cli` is `tradingd replay FILE... [--config FILE]`.
 With a config, the engine is built from it as the daemon builds its own (`engine_options`), so a
@@ -13,6 +14,7 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from fractions import Fraction
 from importlib import resources
 from typing import TextIO
 
@@ -20,11 +22,16 @@ import msgspec
 from tradingd.adapters.app.backtest_report import (
     AgentReport,
     BacktestResult,
+    EquityPoint,
     OpenPosition,
+    PricePoint,
+    PriceSeries,
     TradeRow,
     render_text,
     to_json_obj,
 )
+from tradingd.adapters.app.backtest_series import ReplayCurves, Sample, SeriesSampler
+from tradingd.adapters.app.metrics_scrape import equity_atomic
 from tradingd.adapters.app.settings import (
     AgentSpec,
     Settings,
@@ -40,6 +47,7 @@ from tradingd.adapters.feeds.replay import (
     Record,
     ReplayFormatError,
     SignalRecord,
+    TickRecord,
     read_files,
     to_signal,
     to_tick,
@@ -81,6 +89,9 @@ class _Session:
         self.trades: dict[str, list[TradeRow]] = {}
         self.symbols: dict[str, str] = {}  # token -> symbol, as signals name them
         self.count = 0
+        self.curves = ReplayCurves(engine)
+        self.filled: set[str] = set()  # tokens traded while applying the current record
+        self.venues: dict[str, str] = {}  # agent id -> venue its config names
         # what a cancel may name -> signal id: the dedupe window may have forgotten the client
         # id while the entry still rests (the daemon cancels by signal id)
         self.entry_names = EntryNames(lambda signal_id: signal_id in engine.entries_by_signal)
@@ -104,11 +115,13 @@ class _Session:
         if amount > 0:
             engine.deposit(agent.id, agent.quote, amount)
         self.skipped[agent.id] = Counter()
+        self.venues[agent.id] = spec.venue
         self.trades[agent.id] = []
         self.settle()
 
     def apply(self, record: Record) -> None:
         self.clock.now = record.ts
+        self.filled.clear()
         self.count += 1
         self.kinds[type(record).__name__] += 1
         if isinstance(record, ClockRecord):
@@ -139,6 +152,8 @@ class _Session:
         else:
             self.engine.on_tick(to_tick(record, record.ts))
         self.settle()
+        ticked = record.token if isinstance(record, TickRecord) else None
+        self.curves.after_record(record.ts, ticked, self.filled)
 
     def settle(self) -> None:
         """Fill every order intent at once, until fills stop producing orders."""
@@ -155,6 +170,7 @@ class _Session:
                     self.skipped.setdefault(agent_id, Counter())[reason] += 1
             elif isinstance(event, ev.OrderFilled):
                 self.trades[event.trade.agent_id].append(self._trade_row(event.trade))
+                self.filled.add(event.trade.token)
             elif isinstance(event, ev.OrderFailed):
                 self.failed[event.agent_id] += 1
 
@@ -183,13 +199,26 @@ class _Session:
             cancels=kinds["CancelRecord"],
             first_ts=first_ts,
             last_ts=self.clock.now if kinds else None,
-            agents=[self._report(agent_id) for agent_id in self.engine.agents],
+            agents=[self._report(agent_id, first_ts) for agent_id in self.engine.agents],
             events=self.events,
+            prices=[
+                PriceSeries(
+                    token=token,
+                    symbol=self.symbols.get(token),
+                    points=[PricePoint(ts=p.ts, price_usd=p.value) for p in sampler.points()],
+                )
+                for token, sampler in sorted(self.curves.prices.items())
+                if token in self.curves.traded
+            ],
         )
 
-    def _report(self, agent_id: str) -> AgentReport:
+    def _report(self, agent_id: str, first_ts: int | None) -> AgentReport:
         engine = self.engine
         agent = engine.agents[agent_id]
+        equity = self.curves.equity.get(agent_id) or SeriesSampler[int](4)
+        exposure = self.curves.exposure.get(agent_id)
+        span = self.clock.now - first_ts if first_ts is not None else 0
+        exposure_ms = exposure.total(self.clock.now) if exposure is not None else 0
         positions = engine.agent_positions[agent_id]
         open_positions = [
             self._open(p, agent.quote, agent.quote_decimals)
@@ -216,6 +245,13 @@ class _Session:
             signals_skipped=dict(sorted(self.skipped.get(agent_id, Counter()).items())),
             orders_failed=self.failed[agent_id],
             entries_resting=len(engine.books[agent_id].entries),
+            venue=self.venues.get(agent_id, agent.venue),
+            config=msgspec.to_builtins(agent.config),
+            final_equity=equity_atomic(engine, agent, engine.quote_usd(agent.quote)),
+            equity_max_drawdown_pct=equity.max_drawdown_pct(),
+            exposure_ms=exposure_ms,
+            exposure_pct=exposure_ms * 100 / span if span > 0 else None,
+            equity_curve=[_equity_point(s) for s in equity.points()],
         )
 
     def _open(self, p: Position, quote: str, quote_decimals: int) -> OpenPosition:
@@ -234,6 +270,11 @@ class _Session:
             last_price_usd=price,
             unrealized_pnl=pnl,
         )
+
+
+def _equity_point(s: Sample[int]) -> EquityPoint:
+    drawdown = float(Fraction(s.peak - s.value) * 100 / s.peak) if s.peak > 0 else 0.0
+    return EquityPoint(ts=s.ts, equity=s.value, drawdown_pct=drawdown)
 
 
 def run_replay(

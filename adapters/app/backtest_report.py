@@ -1,9 +1,11 @@
 """Backtest report: the result of a replay (per agent: trades, PnL, win rate, drawdown, open
-positions), as text for a terminal and as JSON with atomic amounts as decimal strings."""
+positions, equity curve, exposure), as text for a terminal and as JSON with atomic amounts as
+decimal strings. The HTML report (report_html.py) renders this same result."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 from msgspec import Struct
@@ -40,6 +42,26 @@ class OpenPosition(Struct, kw_only=True):
     unrealized_pnl: int | None  # quote atomic; None without a token or quote price
 
 
+class EquityPoint(Struct, kw_only=True):
+    ts: int
+    equity: int  # quote atomic: balance plus open positions at the last prices
+    drawdown_pct: float  # below the running high of equity up to ts (over every record)
+
+
+class PricePoint(Struct, kw_only=True):
+    ts: int
+    price_usd: float
+
+
+class PriceSeries(Struct, kw_only=True):
+    """A traded token's last price after each record, bounded (backtest_series.py); the price
+    at each trade's time is always kept, so its marker sits on the line."""
+
+    token: str
+    symbol: str | None
+    points: list[PricePoint]
+
+
 class AgentReport(Struct, kw_only=True):
     agent_id: str
     name: str
@@ -59,6 +81,14 @@ class AgentReport(Struct, kw_only=True):
     signals_skipped: dict[str, int]
     orders_failed: int
     entries_resting: int = 0  # resting buys still waiting for their price at the end
+    venue: str = "paper"  # as the config names it; a replay trades every agent on paper
+    config: dict[str, Any] = {}  # the agent config as applied (API.md "Agent config")
+    final_equity: int = 0  # quote atomic: balance plus open positions at the last prices
+    # Mark-to-market equity after every record (not only realized, as max_drawdown_pct).
+    equity_max_drawdown_pct: float = 0.0
+    exposure_ms: int = 0  # time holding at least one position not closed
+    exposure_pct: float | None = None  # of the replay's span; None for a span of 0
+    equity_curve: list[EquityPoint] = []  # bounded: at most a few thousand points
 
 
 class BacktestResult(Struct, kw_only=True):
@@ -71,6 +101,7 @@ class BacktestResult(Struct, kw_only=True):
     last_ts: int | None
     agents: list[AgentReport]
     events: list[ev.Event] = []  # every event in order, when run with keep_events=True
+    prices: list[PriceSeries] = []  # each traded token, for the report's price charts
 
 
 def format_atomic(amount: int, decimals: int) -> str:
@@ -164,6 +195,8 @@ _ATOMIC_FIELDS = frozenset(
         "balance",
         "realized_pnl",
         "unrealized_pnl",
+        "final_equity",
+        "equity",
     }
 )
 
@@ -174,6 +207,8 @@ _TIME_FIELDS = frozenset({"ts", "first_ts", "last_ts"})
 
 
 def _field_as_text(key: str, value: Json) -> Json:
+    if key == "config":
+        return value  # an agent config, already in its API form (amounts as strings)
     if isinstance(value, int) and not isinstance(value, bool):
         if key in _ATOMIC_FIELDS:
             return str(value)
