@@ -335,11 +335,16 @@ def load_agent_specs(config_path: str | None) -> list[AgentSpec]:
 
 
 def run_replay_cli(
-    files: str | Sequence[str], config_path: str | None, out: TextIO, *, as_json: bool = False
+    files: str | Sequence[str],
+    config_path: str | None,
+    out: TextIO,
+    *,
+    as_json: bool = False,
+    report: str | None = None,
 ) -> int:
     """Replay `files` in the order given as one recording (a recorder's rotated files, sorted
-    by name). Exit code 0 with the report on `out`; 2 with one line on stderr for a bad file or
-    config."""
+    by name). Exit code 0 with the report on `out` (and, with `report`, the HTML report written
+    to that path); 2 with one line on stderr for a bad file or config or an unwritable report."""
     paths = [files] if isinstance(files, str) else list(files)
     try:
         settings = load_replay_settings(config_path)
@@ -353,6 +358,14 @@ def run_replay_cli(
         where = f" (at {path})" if path != "$" and not isinstance(exc, ReplayFormatError) else ""
         print(f"tradingd replay: {exc.message}{where}", file=sys.stderr)
         return 2
+    if report is not None:
+        from tradingd.adapters.app.report_html import write_report
+
+        try:
+            write_report(report, result, paths, config_path)
+        except OSError as exc:
+            print(f"tradingd replay: cannot write the report {report}: {exc}", file=sys.stderr)
+            return 2
     if as_json:
         out.write(msgspec.json.encode(to_json_obj(result)).decode() + "\n")
     else:
@@ -370,8 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--config", help="TOML config with [[agents]] (default: the sample agents)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--report", metavar="OUT.html", help="also write the HTML report there")
     args = parser.parse_args(argv)
-    return run_replay_cli(args.files, args.config, sys.stdout, as_json=args.json)
+    return run_replay_cli(
+        args.files, args.config, sys.stdout, as_json=args.json, report=args.report
+    )
 
 
 if __name__ == "__main__":

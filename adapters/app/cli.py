@@ -101,7 +101,7 @@ def _replay(args: argparse.Namespace) -> int:
         print("tradingd replay: give a FILE or --sample (not both)", file=sys.stderr)
         return 2
     files = [sample_replay_path()] if args.sample else args.files
-    return run_replay_cli(files, args.config, sys.stdout, as_json=args.json)
+    return run_replay_cli(files, args.config, sys.stdout, as_json=args.json, report=args.report)
 
 
 # Defaults that live in the settings schema; the help shows them so nobody has to read code.
@@ -185,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--config", help="TOML config with [[agents]] (default: the sample agents)")
     replay.add_argument(
         "--json", action="store_true", help="print the result as JSON (default: a text report)"
+    )
+    replay.add_argument(
+        "--report",
+        metavar="OUT.html",
+        help="also write the result as one self-contained HTML page there: equity, drawdown "
+        "and price charts with each trade, the summary and the config; opens offline "
+        "(docs/backtest-report.md) (default: none)",
     )
     replay.set_defaults(func=_replay)
     for extra in (
