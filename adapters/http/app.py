@@ -16,6 +16,7 @@ from tradingd.adapters.http import (
     routes_accounts,
     routes_admin,
     routes_agents,
+    routes_dashboard,
     routes_entries,
     routes_health,
     routes_positions,
@@ -57,6 +58,7 @@ def all_routes() -> list[Route]:
         *routes_admin.ROUTES,
         *routes_health.ROUTES,
         *routes_wallets.ROUTES,
+        *routes_dashboard.ROUTES,
     ]
 
 

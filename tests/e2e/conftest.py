@@ -144,6 +144,7 @@ def start_daemon(
     timeout: float = START_TIMEOUT_S,
     max_open_files: int | None = None,
     command: str = "run",
+    demo: bool = False,
 ) -> DaemonProcess:
     data_dir.mkdir(parents=True, exist_ok=True)
     admin_key = admin_key or "tdk_e2e_" + secrets.token_urlsafe(24)
@@ -159,7 +160,7 @@ def start_daemon(
         "-m",
         "tradingd.adapters.app.cli",
         command,
-        "--no-demo",
+        *(() if demo else ("--no-demo",)),  # demo: the built-in demo agent and its signals
         "--host",
         "127.0.0.1",
         "--port",
