@@ -28,7 +28,12 @@ from tradingd.adapters.store import postgres as pg  # noqa: E402
 from tradingd.adapters.store.embedded import EmbeddedServers  # noqa: E402
 from tradingd.adapters.store.records import Entry, EntryIds, to_entries, with_records  # noqa: E402
 from tradingd.adapters.store.redis import client  # noqa: E402
-from tradingd.adapters.store.stream_codec import Keys, queue_entries  # noqa: E402
+from tradingd.adapters.store.stream_codec import (  # noqa: E402
+    WRITE_SCRIPT,
+    Keys,
+    write_args,
+    write_keys,
+)
 from tradingd.adapters.store.writer import WriteBehind  # noqa: E402
 from tradingd.adapters.timestamps import wall_clock_ms  # noqa: E402
 from tradingd.adapters.venues.paper import PaperVenue  # noqa: E402
@@ -113,10 +118,9 @@ async def drain_rate(
     r = client(redis_url, timeout=30)
     await pg.migrate(database_url, ns)
     entries = entries_of(mix, n, EntryIds())
+    script = r.register_script(WRITE_SCRIPT)
     for i in range(0, len(entries), 5000):
-        pipe = r.pipeline(transaction=False)
-        queue_entries(pipe, entries[i : i + 5000], keys)
-        await pipe.execute()
+        await script(keys=write_keys(keys), args=write_args(entries[i : i + 5000], None))
     writer = WriteBehind(
         r, keys, database_url, ns, on_status=lambda up, why: None, mode=mode, linger_ms=0
     )  # type: ignore[arg-type]
@@ -162,6 +166,7 @@ async def lag_at_rate(
         lambda batch, committed: lags.extend(committed - (e.id >> 20) for e in batch)
     )
     task = asyncio.create_task(writer.run())
+    script = r.register_script(WRITE_SCRIPT)
     ids = EntryIds()
     base = to_entries(mix, ids)
     tick_s = 0.01
@@ -173,9 +178,7 @@ async def lag_at_rate(
             Entry(ids.next(), e.type, e.key, e.agent, e.payload) for e in base[i : i + per_tick]
         ]
         i = (i + per_tick) % max(1, len(base) - per_tick)
-        pipe = r.pipeline(transaction=True)
-        queue_entries(pipe, batch, keys)
-        await pipe.execute()
+        await script(keys=write_keys(keys), args=write_args(batch, None))
         produced += len(batch)
         target = started + (produced / rate)
         await asyncio.sleep(max(0.0, target - time.perf_counter()))

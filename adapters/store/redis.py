@@ -1,6 +1,7 @@
 """Redis write-through: every entry the engine's transitions produce is XADDed to the stream and
-the entities it changes are written to hashes, all of one loop iteration in one MULTI/EXEC
-pipeline, so the hashes are always exactly the state after the stream's last entry.
+the entities it changes are written to hashes, all of one loop iteration in one atomic script
+call (stream_codec.WRITE_SCRIPT), so the hashes are always exactly the state after the stream's
+last entry.
 
 While Redis is down, batches go to the spill file instead (fsync'd); when Redis answers again,
 the spill is replayed in order before anything newer, then normal flushing resumes.
@@ -23,13 +24,13 @@ from tradingd.adapters.store.cancellation import raise_if_cancelled
 from tradingd.adapters.store.errors import StoreUnavailable
 from tradingd.adapters.store.records import Entry, parse_stream_id
 from tradingd.adapters.store.spill import SpillFile
-from tradingd.adapters.store.stream_codec import Keys, queue_entries
+from tradingd.adapters.store.stream_codec import WRITE_SCRIPT, Keys, write_args, write_keys
 from tradingd.adapters.transient import REDIS_FAILURES
 from tradingd.engine.model import Tick
 
 log = logging.getLogger("tradingd.store.redis")
 StatusCallback = Callable[[bool, str], None]  # (up, reason)
-REPLAY_CHUNK = 2000
+WRITE_CHUNK = 5000  # entries per script call: bounds one call's argument and Redis' busy time
 PROBE_INTERVAL_S = 0.25
 TICK_FLUSH_S = 0.1  # last prices are written at least this often when no event flush carries them
 
@@ -81,6 +82,9 @@ class RedisWriteThrough:
         self._probed = 0.0
         self._scheduled = False
         self._tick_timer: asyncio.TimerHandle | None = None
+        self._keys = write_keys(keys)
+        # EVALSHA, loading the script on NOSCRIPT (a restarted Redis has forgotten it)
+        self._script = r.register_script(WRITE_SCRIPT)
 
     # -- producer side (synchronous, from event subscribers) --------------------------------
 
@@ -168,15 +172,16 @@ class RedisWriteThrough:
         self._done(upto)
 
     async def _write(self, batch: list[Entry], ticks: dict[str, Tick]) -> None:
+        """One script call per WRITE_CHUNK entries, the last prices with the last chunk. Each
+        call is atomic; a batch larger than a chunk is durable once every call returned."""
         if not batch and not ticks:
             return
-        pipe = self.redis.pipeline(transaction=True)
-        if batch:
-            queue_entries(pipe, batch, self.keys)
-            pipe.hset(self.keys.meta, mapping={"last_id": batch[-1].id, "seq": self._seq_of()})
-        if ticks:
-            pipe.hset(self.keys.prices, mapping={k: self._tick_encode(t) for k, t in ticks.items()})
-        await pipe.execute()
+        seq = self._seq_of()
+        last = max(0, len(batch) - 1) // WRITE_CHUNK * WRITE_CHUNK
+        for start in range(0, last + 1, WRITE_CHUNK):
+            chunk = batch[start : start + WRITE_CHUNK]
+            prices = {k: self._tick_encode(t) for k, t in ticks.items()} if start == last else None
+            await self._script(keys=self._keys, args=write_args(chunk, seq, prices))
         self.flushes += 1
 
     def _done(self, upto: int) -> None:
@@ -206,12 +211,9 @@ class RedisWriteThrough:
                 last = await last_stream_id(self.redis, self.keys)
                 todo = [e for e in spilled if e.id > last]
                 started = time.monotonic()
-                for i in range(0, len(todo), REPLAY_CHUNK):
-                    pipe = self.redis.pipeline(transaction=True)
-                    chunk = todo[i : i + REPLAY_CHUNK]
-                    queue_entries(pipe, chunk, self.keys)
-                    pipe.hset(self.keys.meta, mapping={"last_id": chunk[-1].id})
-                    await pipe.execute()
+                for i in range(0, len(todo), WRITE_CHUNK):
+                    chunk = todo[i : i + WRITE_CHUNK]
+                    await self._script(keys=self._keys, args=write_args(chunk, None))
                 log.info(
                     "spill replayed into redis",
                     extra={"entries": len(todo), "seconds": round(time.monotonic() - started, 3)},

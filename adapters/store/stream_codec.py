@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tradingd.adapters.store.records import SEQ_BITS, Entry, parse_stream_id
+import msgspec
+from tradingd.adapters.store.records import SEQ_BITS, Entry, parse_stream_id, stream_id
 
 # Which hash an entry type writes (True) or deletes from (False). The hash value is the entry's
 # payload: it carries the whole entity (Position, Order, Agent...) and decodes as an AnyEntry.
@@ -43,38 +44,82 @@ class Keys:
         return f"{self.ns}:{name}"
 
 
-def hash_ops(entries: list[Entry], keys: Keys) -> dict[str, dict[str, bytes | None]]:
-    """Per hash, the newest value (or None: delete) of each field the entries change."""
-    ops: dict[str, dict[str, bytes | None]] = {}
-    for e in entries:
-        target = HASH_WRITES.get(e.type)
-        if target is not None:
-            name, write = target
-            ops.setdefault(keys.hash(name), {})[e.key] = e.payload if write else None
-    return ops
+# The write-through as one server-side script per batch (EVALSHA): the entries go as ONE
+# msgpack argument `[[stream id, type, key, agent, payload], ...]`, and Redis does each XADD and
+# its hash write in order. Measured against a MULTI/EXEC pipeline of one XADD per entry plus
+# HSET/HDEL per hash (benchmarks/write_through.py): redis-py packed every argument and parsed a
+# QUEUED reply per command in Python, on the engine's event loop; the script packs one argument
+# with msgspec and parses one reply. A script runs atomically, so the hashes are always exactly
+# the state after the stream's last entry, as with MULTI/EXEC. KEYS: the stream, then the hashes
+# in WRITE_KEYS order. ARGV: the batch, the meta hash's last_id and seq ("": leave each),
+# the last prices as msgpack `[token, tick json, ...]`. Payloads travel as msgpack str: Redis
+# 6.2's cmsgpack refuses the bin type (payloads are JSON, hence valid UTF-8).
+WRITE_KEYS = ("meta", "prices", "agents", "balances", "positions", "orders", "entries")
 
 
-def queue_hash_ops(pipe: Any, ops: dict[str, dict[str, bytes | None]]) -> None:
-    for key, fields in ops.items():
-        sets = {f: v for f, v in fields.items() if v is not None}
-        dels = [f for f, v in fields.items() if v is None]
-        if sets:
-            pipe.hset(key, mapping=sets)
-        if dels:
-            pipe.hdel(key, *dels)
+def _lua_targets() -> str:
+    rows = []
+    for type_, (name, write) in sorted(HASH_WRITES.items()):
+        rows.append(f"{type_}={{{WRITE_KEYS.index(name) + 2},{1 if write else 0}}}")
+    return "{" + ",".join(rows) + "}"
 
 
-def queue_entries(pipe: Any, entries: list[Entry], keys: Keys) -> None:
-    xadd = pipe.xadd
-    stream = keys.stream
-    for e in entries:
-        xadd(stream, {"t": e.type, "k": e.key, "a": e.agent, "e": e.payload}, id=e.stream_id)
-    queue_hash_ops(pipe, hash_ops(entries, keys))
+WRITE_SCRIPT = (
+    """
+local targets = """
+    + _lua_targets()
+    + """
+local stream = KEYS[1]
+local batch = cmsgpack.unpack(ARGV[1])
+for i = 1, #batch do
+  local e = batch[i]
+  redis.call('XADD', stream, e[1], 't', e[2], 'k', e[3], 'a', e[4], 'e', e[5])
+  local target = targets[e[2]]
+  if target then
+    if target[2] == 1 then
+      redis.call('HSET', KEYS[target[1]], e[3], e[5])
+    else
+      redis.call('HDEL', KEYS[target[1]], e[3])
+    end
+  end
+end
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[2], 'last_id', ARGV[2])
+end
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[2], 'seq', ARGV[3])
+end
+local prices = cmsgpack.unpack(ARGV[4])
+for i = 1, #prices, 2 do
+  redis.call('HSET', KEYS[3], prices[i], prices[i + 1])
+end
+return #batch
+"""
+)
+_pack = msgspec.msgpack.Encoder().encode
+
+
+def write_keys(keys: Keys) -> list[str]:
+    """The script's KEYS for a namespace."""
+    return [keys.stream, *(keys.hash(name) for name in WRITE_KEYS)]
+
+
+def write_args(
+    entries: list[Entry], seq: int | None, prices: dict[str, bytes] | None = None
+) -> list[bytes | str | int]:
+    """The script's ARGV for `entries` (in stream order), the engine's id seq to record with
+    them (None: leave it), and last prices (token -> tick JSON)."""
+    batch = [(stream_id(e.id), e.type, e.key, e.agent, e.payload.decode()) for e in entries]
+    last = str(entries[-1].id) if entries else ""
+    flat: list[str] = []
+    for token, tick in (prices or {}).items():
+        flat += (token, tick.decode())
+    return [_pack(batch), last, "" if seq is None else seq, _pack(flat)]
 
 
 def entries_from_reply(messages: list[Any]) -> list[Entry]:
     """Entries of a raw (unparsed RESP2) XREADGROUP/XRANGE reply: `[[sid, [b"t", type, b"k",
-    key, b"a", agent, b"e", payload]], ...]`. Fields come back in the order `queue_entries` wrote
+    key, b"a", agent, b"e", payload]], ...]`. Fields come back in the order WRITE_SCRIPT wrote
     them, which is read positionally; anything else goes through the general path. Entries
     deleted while pending come back without fields and are skipped."""
     out: list[Entry] = []
