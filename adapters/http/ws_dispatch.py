@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tradingd.adapters.http import ws_wire as wire
-from tradingd.adapters.http.ws_events import ROUTES, Routed
+from tradingd.adapters.http.ws_events import ROUTE_CHANNELS, ROUTES, Routed
 from tradingd.adapters.http.ws_outbox import Outbox, PriceBatch
 from tradingd.adapters.timestamps import wall_clock_ms as now_ms
 from tradingd.engine import events as ev
@@ -146,22 +146,26 @@ class Dispatcher:
     def on_events(self, events: list[ev.Event]) -> None:
         engine, by_channel = self.engine, self.by_channel
         for event in events:
-            route = ROUTES.get(type(event))
-            if route is None:
+            t = type(event)
+            channel = ROUTE_CHANNELS.get(t)
+            if channel is None:
                 continue
-            routed = route(event, engine)
-            if routed is None:
+            if t is ev.Alert:
+                self._on_alert(event)  # type: ignore[arg-type]
+            subscribers = by_channel[channel]
+            if not subscribers:
                 continue
-            subscribers = by_channel[routed.channel]
-            if subscribers:
+            routed = ROUTES[t](event, engine)
+            if routed is not None:
                 self._add(_EventJob(tuple(subscribers), routed, event.ts))
-            if (
-                isinstance(event, ev.Alert)
-                and event.code.startswith("price_divergence")
-                and by_channel["tokens"]
-                and self.token_view is not None
-            ):
-                self._token_changed(str(event.details.get("token")))
+
+    def _on_alert(self, event: ev.Alert) -> None:
+        if (
+            event.code.startswith("price_divergence")
+            and self.by_channel["tokens"]
+            and self.token_view is not None
+        ):
+            self._token_changed(str(event.details.get("token")))
 
     def on_tick_intake(self, ticks: list[Tick], _now: int) -> None:
         """Runtime tick intake: tokens whose ticks carry market data get a `token` message."""

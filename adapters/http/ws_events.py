@@ -194,3 +194,15 @@ ROUTES: dict[type[ev.Event], Callable[[Any, Engine], Routed | None]] = {
     ev.HaltChanged: _halt,
     ev.OrderFailed: _order_failed,
 }
+# The channel each routed event type goes to, so the dispatcher builds a message only when the
+# channel has a subscriber (a dashboard on `trades` alone must not pay for position messages).
+ROUTE_CHANNELS: dict[type[ev.Event], str] = {
+    **dict.fromkeys((ev.PositionOpened, ev.PositionChanged, ev.PositionClosed), "positions"),
+    ev.OrderFilled: "trades",
+    **dict.fromkeys(
+        (ev.SignalReceived, ev.SignalExecutionRecorded, ev.EntryRested, ev.EntryEnded), "signals"
+    ),
+    **dict.fromkeys((*_AGENT_EVENTS, ev.BalanceChanged), "agents"),
+    **dict.fromkeys((ev.Alert, ev.HaltChanged, ev.OrderFailed), "alerts"),
+}
+assert ROUTE_CHANNELS.keys() == ROUTES.keys()
