@@ -24,6 +24,12 @@
     });
   }
 
+  // Room on both sides so the first and last markers' labels (and the logo) do not clip.
+  function fit(c, count) {
+    const margin = Math.max(3, Math.round(count * 0.06));
+    c.timeScale().setVisibleLogicalRange({ from: -margin, to: count - 1 + margin });
+  }
+
   function precisionFor(values) {
     const top = Math.max(...values.map(Math.abs), 0);
     if (!(top > 0)) return 2;
@@ -49,7 +55,7 @@
       priceFormat: priceFormat(Math.min(agent.quote_decimals, precisionFor(points.map((p) => p.value)))),
     });
     series.setData(points);
-    c.timeScale().fitContent();
+    fit(c, points.length);
     return series;
   }
 
@@ -64,8 +70,9 @@
       lineWidth: 1,
       priceFormat: priceFormat(2),
     });
+    series.priceScale().applyOptions({ scaleMargins: { top: 0.1, bottom: 0.1 } });
     series.setData(points);
-    c.timeScale().fitContent();
+    fit(c, points.length);
     return series;
   }
 
@@ -78,7 +85,9 @@
       priceFormat: priceFormat(precisionFor(points.map((p) => p.value))),
     });
     series.setData(points);
-    c.timeScale().fitContent();
+    // markers sit above and below the line; the bottom margin keeps them off the logo
+    series.priceScale().applyOptions({ scaleMargins: { top: 0.15, bottom: 0.25 } });
+    fit(c, points.length);
     const numbers = new Map();
     const markers = [];
     for (const t of agent.trades) {
