@@ -152,6 +152,8 @@ class ExchangeAccounts:
 
     def start_feeds(self) -> None:
         """One ticker feed per exchange (source: its id), pricing the engine's watched tokens."""
+        if not self.exchanges:
+            return  # importing ccxt costs seconds of start-up: only when an exchange is set
         from tradingd.adapters.feeds.ccxt_ticker import CcxtTickerFeed
 
         d = self.daemon
