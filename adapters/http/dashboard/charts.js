@@ -4,6 +4,10 @@
 const LWC = window.LightweightCharts;
 const COLORS = { entry: "#4f8cff", stop: "#ff5c5c", tp: "#33c48d", peak: "#a0a6b4" };
 const AGENT_COLORS = ["#4f8cff", "#f5a623", "#33c48d", "#c678dd", "#ff5c5c", "#56b6c2"];
+// A chart keeps the bar spacing of its last fit: fitted on 2 points, new ones would scroll the
+// first off at ~300 px each. So a growing series is fitted on each point until it holds this
+// many, then scrolls with the time as usual.
+const FIT_UNTIL = 300;
 
 function baseOptions() {
   return {
@@ -60,6 +64,7 @@ export class PriceChart {
       if (this.lastTime === null || last.time >= this.lastTime) {
         this.series.update({ time: last.time, value: last.value });
         this.lastTime = last.time;
+        if (points.length <= FIT_UNTIL) this.chart.timeScale().fitContent();
       }
     }
     this.setLevels(position);
@@ -139,6 +144,7 @@ export class EquityChart {
       this.chart.timeScale().fitContent();
     } else {
       entry.series.update({ time: last.time, value: last.value });
+      if (points.length <= FIT_UNTIL) this.chart.timeScale().fitContent();
     }
     entry.lastTime = last.time;
   }

@@ -1,4 +1,4 @@
-// DOM building without innerHTML: every string from the API becomes a text node, so a token
+// DOM building from text only (no HTML parsing): every string from the API becomes a text node, so a token
 // symbol or an alert message can never inject markup or script.
 
 /** `el("td", {class: "num", title: "..."}, "text", childNode)` */

@@ -6,7 +6,7 @@ import { ApiError, makeApi, seg } from "./api.js";
 import { EquityChart, PriceChart } from "./charts.js";
 import { byId, setText } from "./dom.js";
 import { chartValue } from "./money.js";
-import { applyMessage, applySnapshot, emptyState, equity, recordEquity } from "./store.js";
+import { applyMessage, applySnapshot, emptyState, equityOf, recordEquity } from "./store.js";
 import { Stream } from "./stream.js";
 import { renderAgents, renderHalt } from "./view_agents.js";
 import { addAlert, addTrade, renderHealth } from "./view_feed.js";
@@ -35,9 +35,13 @@ function render() {
   renderHalt(state);
   renderPositions(state, priceChart, selectPosition);
   renderHealth(state);
+  let points = 0;
   for (const agent of state.agents.values()) {
-    equityChart.update(agent.id, agent.name, state.equity.get(agent.id) || []);
+    const series = state.equity.get(agent.id) || [];
+    equityChart.update(agent.id, agent.name, series);
+    points = Math.max(points, series.length);
   }
+  byId("equity-chart").dataset.points = String(points); // for a reader (or a test) to wait on
   equityChart.retain(new Set(state.agents.keys()));
 }
 
@@ -87,17 +91,31 @@ async function pollHealth() {
   }
 }
 
+const openFingerprint = (page) =>
+  page.next_cursor === null ? page.items.map((p) => `${p.id}:${p.status}:${p.cost}`).join() : null;
+
+/**
+ * The agent's PnL, balances and equity. Equity needs the balance and the open positions as of
+ * the same moment: the positions are read before and after the balance and PnL, and a fill in
+ * between (which moves both) makes the round skip its equity point rather than draw a jump.
+ */
 async function pollAgent(agent) {
-  const id = seg(agent.id);
+  const base = `/v1/agents/${seg(agent.id)}`;
+  const open = `${base}/positions?status=open&limit=1000`;
+  const before = await api("GET", open);
   const [perf, balances] = await Promise.all([
-    api("GET", `/v1/agents/${id}/performance`),
-    api("GET", `/v1/agents/${id}/balances`),
+    api("GET", `${base}/performance`),
+    api("GET", `${base}/balances`),
   ]);
+  const after = await api("GET", open);
   state.perf.set(agent.id, perf);
-  const byAsset = new Map(balances.map((b) => [b.asset, b]));
-  state.balances.set(agent.id, byAsset);
-  const value = equity(state, agent);
-  if (value !== null) recordEquity(state, agent.id, chartValue(value, agent.quote_decimals), Date.now());
+  state.balances.set(agent.id, new Map(balances.map((b) => [b.asset, b])));
+  const fingerprint = openFingerprint(before);
+  if (fingerprint === null || fingerprint !== openFingerprint(after)) return;
+  const value = equityOf(agent, balances, after.items, perf);
+  if (value === null) return;
+  state.equityNow.set(agent.id, value);
+  recordEquity(state, agent.id, chartValue(value, agent.quote_decimals), Date.now());
 }
 
 /** One round of reads now (a round already running is not doubled), then every POLL_MS. */

@@ -17,6 +17,7 @@ export function emptyState() {
     history: new Map(), // token -> [{time (s), value}] for the price chart
     tokens: new Map(), // token -> {decimals, symbol} learnt from positions and /v1/tokens
     perf: new Map(), // agent id -> GET /v1/agents/{id}/performance
+    equityNow: new Map(), // agent id -> BigInt: the last consistent equity read
     equity: new Map(), // agent id -> [{time (s), value}]
     halted: null, // from the snapshot, alerts and /health
     health: null, // GET /health
@@ -70,6 +71,7 @@ export function applySnapshot(state, data) {
   for (const t of data.prices || []) recordPrice(state, t.token, t.price_usd, Date.parse(t.ts));
   if (state.selected && !state.positions.has(state.selected)) state.selected = null;
   for (const id of state.perf.keys()) if (!state.agents.has(id)) state.perf.delete(id);
+  for (const id of state.equityNow.keys()) if (!state.agents.has(id)) state.equityNow.delete(id);
   state.halted = Boolean(data.halted);
 }
 
@@ -110,15 +112,16 @@ export function openPositions(state, agentId) {
 }
 
 /**
- * Equity in quote atomic units, exactly: the quote balance (its reserved part included) plus the
- * open positions at the last price, which is their cost plus the unrealized PnL the daemon
- * computed (GET /performance). Null until both reads arrived.
+ * Equity in quote atomic units, exactly, from one consistent set of REST reads: the quote
+ * balance (its reserved part included) plus the open positions at the last price, which is their
+ * cost plus the unrealized PnL the daemon computed. Null without a quote balance.
  */
-export function equity(state, agent) {
-  const balance = quoteBalance(state, agent);
-  const perf = state.perf.get(agent.id);
-  if (!balance || !perf) return null;
-  const costs = openPositions(state, agent.id).map((p) => p.cost);
+export function equityOf(agent, balances, openPositionsRead, perf) {
+  const balance =
+    balances.find((b) => b.asset === agent.quote) ||
+    balances.find((b) => b.decimals === agent.quote_decimals);
+  if (!balance) return null;
+  const costs = openPositionsRead.map((p) => p.cost);
   return sum([atomic(balance.total), sum(costs), atomic(perf.unrealized_pnl)]);
 }
 

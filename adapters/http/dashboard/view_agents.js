@@ -4,7 +4,7 @@
 
 import { byId, el, setText, syncRows } from "./dom.js";
 import { money } from "./money.js";
-import { equity, openPositions, quoteBalance } from "./store.js";
+import { openPositions, quoteBalance } from "./store.js";
 
 const signOf = (atomicText) => {
   const v = BigInt(atomicText);
@@ -41,8 +41,8 @@ function updateRow(row, agent, state) {
   const balance = quoteBalance(state, agent);
   const d = agent.quote_decimals;
   setText(q(".balance"), balance ? money(balance.total, d, agent.quote) : "—");
-  const eq = equity(state, agent);
-  setText(q(".equity"), eq === null ? "—" : money(eq, d, agent.quote));
+  const eq = state.equityNow.get(agent.id);
+  setText(q(".equity"), eq === undefined ? "—" : money(eq, d, agent.quote));
   const perf = state.perf.get(agent.id);
   setText(q(".realized"), perf ? money(perf.realized_pnl, d, agent.quote, { signed: true }) : "—");
   setText(q(".unrealized"), perf ? money(perf.unrealized_pnl, d, agent.quote, { signed: true }) : "—");

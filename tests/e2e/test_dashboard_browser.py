@@ -1,0 +1,250 @@
+"""The dashboard in headless Chromium against the real `tradingd run` with its demo (synthetic
+feed, demo agent and signals): log in with a key, see the demo trading live, pause and resume
+the agent from the page, a wrong key and a missing scope explained, and the page riding out a
+daemon restart. The main view's screenshot lands in test-artifacts/dashboard.png.
+
+Waits on page state pass a function (`"() => ..."`): a bare expression would be evaluated with
+`eval` inside the page, which its Content-Security-Policy (rightly) refuses."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.browser import WAIT_MS, chromium, screenshot  # noqa: F401
+from tests.e2e.conftest import DaemonProcess
+from tests.polling import poll_until
+
+# The demo's first buy comes ~2 s after start and its exits within seconds (trailing 4 %,
+# take-profit at +4 %, 1.5 % steps every 0.5 s); the bound leaves room on a busy machine.
+TRADE_WAIT_MS = 45_000
+RESTART_WAIT_MS = 30_000
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+def _api(daemon: DaemonProcess, method: str, path: str, key: str | None = None) -> Any:
+    request = urllib.request.Request(
+        daemon.base_url + path,
+        method=method,
+        headers={"Authorization": f"Bearer {key or daemon.admin_key}"},
+        data=b"{}" if method == "POST" else None,
+    )
+    if method == "POST":
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.fixture(scope="module")
+def demo(
+    daemon_starter: Callable[..., DaemonProcess], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DaemonProcess]:
+    daemon = daemon_starter(tmp_path_factory.mktemp("dashboard"), demo=True)
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+class Page:
+    """A fresh browser context (its own sessionStorage) with what the page reported: console
+    errors, uncaught exceptions and every URL it requested."""
+
+    def __init__(self, browser: Any) -> None:
+        self.context = browser.new_context(viewport=VIEWPORT)
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(WAIT_MS)
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
+        self.page.on(
+            "console",
+            lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None,
+        )
+        self.page.on("request", lambda r: self.requests.append(r.url))
+
+    def login(self, daemon: DaemonProcess, key: str | None = None) -> None:
+        self.page.goto(daemon.base_url + "/")
+        self.page.fill("#api-key", key or daemon.admin_key)
+        self.page.click("#login-submit")
+
+
+@pytest.fixture
+def browser_page(chromium: Any) -> Iterator[Page]:  # noqa: F811
+    page = Page(chromium)
+    try:
+        yield page
+    finally:
+        page.context.close()
+
+
+def test_the_admin_key_shows_the_demo_agent_live(demo: DaemonProcess, browser_page: Page) -> None:
+    page = browser_page.page
+    browser_page.login(demo)
+    page.wait_for_selector('#agents tbody tr[data-key="demo"]')
+    page.wait_for_selector('#conn[data-state="live"]')
+    row = page.locator('#agents tbody tr[data-key="demo"]')
+    assert row.locator(".status").inner_text() == "active"
+    page.wait_for_function(
+        "() => document.querySelector('#agents tr[data-key=\"demo\"] .equity')"
+        ".textContent.endsWith(' SOL')"
+    )
+    assert page.locator("#health-status").inner_text() in ("ok", "degraded")
+    # The key is kept in this tab's sessionStorage and appears in no URL the page asked for.
+    stored = page.evaluate("sessionStorage.getItem('tradingd.apiKey')")
+    assert stored == demo.admin_key
+    assert all(demo.admin_key not in url for url in browser_page.requests)
+    # Everything came from the daemon: no CDN, no other host.
+    assert browser_page.requests
+    assert all(url.startswith(demo.base_url + "/") for url in browser_page.requests), [
+        u for u in browser_page.requests if not u.startswith(demo.base_url)
+    ]
+    assert browser_page.errors == []  # a CSP violation or a script error would show here
+
+
+def test_a_buy_and_an_exit_appear_live(demo: DaemonProcess, browser_page: Page) -> None:
+    page = browser_page.page
+    browser_page.login(demo)
+    page.wait_for_selector('#trades li[data-side="buy"]', timeout=TRADE_WAIT_MS)
+    page.wait_for_selector('#trades li[data-side="sell"]', timeout=TRADE_WAIT_MS)
+    buy = page.locator('#trades li[data-side="buy"]').first.inner_text()
+    assert " SOL @ $" in buy and "atomic" not in buy, buy
+    page.wait_for_selector("#positions tbody tr.selected", timeout=TRADE_WAIT_MS)
+    selected = page.locator("#positions tbody tr.selected")
+    for cell in (".entry", ".last", ".peak", ".stop"):
+        assert selected.locator(cell).inner_text() not in ("", "—", "?"), cell
+    page.wait_for_function(
+        "() => document.querySelectorAll('#price-chart canvas').length > 0", timeout=WAIT_MS
+    )
+    # A few equity reads (5 s apart) and trades make the main view worth a picture.
+    page.wait_for_function(
+        "() => Number(document.querySelector('#equity-chart').dataset.points) >= 3"
+        " && document.querySelectorAll('#trades li').length >= 4",
+        timeout=TRADE_WAIT_MS,
+    )
+    screenshot(page, "dashboard")
+    assert browser_page.errors == []
+
+
+def test_pausing_from_the_page_pauses_the_agent_in_the_api(
+    demo: DaemonProcess, browser_page: Page
+) -> None:
+    page = browser_page.page
+    browser_page.login(demo)
+    button = page.locator('#agents tbody tr[data-key="demo"] .pause-toggle')
+    button.wait_for()
+    assert button.inner_text() == "Pause"
+    button.click()
+    poll_until(
+        lambda: _api(demo, "GET", "/v1/agents/demo")["status"],
+        lambda status: status == "paused",
+        timeout_s=WAIT_MS / 1000,
+        interval_s=0.1,
+        what="the API to report the demo agent paused",
+    )
+    page.wait_for_selector('#agents tbody tr[data-key="demo"][data-status="paused"]')
+    assert button.inner_text() == "Resume"
+    button.click()
+    poll_until(
+        lambda: _api(demo, "GET", "/v1/agents/demo")["status"],
+        lambda status: status == "active",
+        timeout_s=WAIT_MS / 1000,
+        interval_s=0.1,
+        what="the API to report the demo agent active again",
+    )
+    page.wait_for_selector('#agents tbody tr[data-key="demo"][data-status="active"]')
+
+
+def test_a_wrong_key_shows_an_error_and_is_not_kept(
+    demo: DaemonProcess, browser_page: Page
+) -> None:
+    page = browser_page.page
+    browser_page.login(demo, key="tdk_not_a_key_of_this_daemon")
+    error = page.locator("#login-error")
+    error.wait_for(state="visible")
+    assert "does not know this API key" in error.inner_text()
+    assert page.locator("#app").is_hidden()
+    assert page.evaluate("sessionStorage.getItem('tradingd.apiKey')") is None
+
+
+def test_a_read_only_key_is_told_it_may_not_pause(demo: DaemonProcess, browser_page: Page) -> None:
+    created = urllib.request.Request(
+        demo.base_url + "/v1/keys",
+        method="POST",
+        data=json.dumps({"name": "dashboard-reader", "scopes": ["read"]}).encode(),
+        headers={**demo.headers, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(created, timeout=10) as resp:
+        reader = json.loads(resp.read())["key"]
+    page = browser_page.page
+    browser_page.login(demo, key=reader)
+    page.locator('#agents tbody tr[data-key="demo"] .pause-toggle').click()
+    message = page.locator("#action-msg")
+    message.wait_for(state="visible")
+    page.wait_for_function(
+        "() => document.querySelector('#action-msg').textContent.includes('403')"
+    )
+    assert '"trade" scope' in message.inner_text()
+    assert _api(demo, "GET", "/v1/agents/demo")["status"] == "active"
+
+
+def test_money_is_shown_exactly_in_decimal_units(demo: DaemonProcess, browser_page: Page) -> None:
+    page = browser_page.page
+    page.goto(demo.base_url + "/")
+    shown = page.evaluate(
+        """async () => {
+          const m = await import('/dashboard/money.js');
+          return [
+            m.money('123456789012345678901', 9, 'SOL'),
+            m.money('-5', 9, 'SOL', {signed: true}),
+            m.money('44629216', 9, 'SOL', {signed: true}),
+            m.money('1000000', 6, 'USDC'),
+            m.money('7', 0, 'X'),
+            m.decimalText(m.sum(['9007199254740993', '1']), 0),
+          ];
+        }"""
+    )
+    assert shown == [
+        "123,456,789,012.345678901 SOL",
+        "-0.000000005 SOL",
+        "+0.044629216 SOL",
+        "1 USDC",
+        "7 X",
+        "9007199254740994",  # past 2^53: a float would give ...992
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_page_reconnects_after_a_daemon_restart(
+    daemon_factory: Callable[..., DaemonProcess], browser_page: Page
+) -> None:
+    port = _free_port()
+    first = daemon_factory(demo=True, args=("--port", str(port)))
+    page = browser_page.page
+    browser_page.login(first)
+    page.wait_for_selector('#conn[data-state="live"]')
+    page.wait_for_selector('#agents tbody tr[data-key="demo"]')
+    first.stop()
+    page.wait_for_selector('#conn[data-state="reconnecting"]')
+    assert "disconnected" in page.locator("#conn").inner_text()
+    second = daemon_factory(demo=True, args=("--port", str(port)), admin_key=first.admin_key)
+    assert second.base_url == first.base_url
+    page.wait_for_selector('#conn[data-state="live"]', timeout=RESTART_WAIT_MS)
+    page.wait_for_selector('#agents tbody tr[data-key="demo"]')
+    # Data flows again: a trade made by the new process arrives on the new stream.
+    trades_before = page.locator("#trades li").count()
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#trades li').length > {trades_before}",
+        timeout=TRADE_WAIT_MS,
+    )
+    page.wait_for_selector('#health-status[data-status="ok"]', timeout=RESTART_WAIT_MS)
