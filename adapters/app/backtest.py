@@ -90,7 +90,11 @@ class _Session:
         self.symbols: dict[str, str] = {}  # token -> symbol, as signals name them
         self.count = 0
         self.curves = ReplayCurves(engine)
-        self.filled: set[str] = set()  # tokens traded while applying the current record
+        # while applying the current record: tokens traded, tokens whose last price changed,
+        # agents whose balance, positions or orders changed
+        self.filled: set[str] = set()
+        self.repriced: set[str] = set()
+        self.touched: set[str] = set()
         self.venues: dict[str, str] = {}  # agent id -> venue its config names
         # what a cancel may name -> signal id: the dedupe window may have forgotten the client
         # id while the entry still rests (the daemon cancels by signal id)
@@ -122,6 +126,8 @@ class _Session:
     def apply(self, record: Record) -> None:
         self.clock.now = record.ts
         self.filled.clear()
+        self.repriced.clear()
+        self.touched.clear()
         self.count += 1
         self.kinds[type(record).__name__] += 1
         if isinstance(record, ClockRecord):
@@ -152,8 +158,9 @@ class _Session:
         else:
             self.engine.on_tick(to_tick(record, record.ts))
         self.settle()
-        ticked = record.token if isinstance(record, TickRecord) else None
-        self.curves.after_record(record.ts, ticked, self.filled)
+        if isinstance(record, TickRecord):
+            self.repriced.add(record.token)
+        self.curves.after_record(record.ts, self.repriced, self.filled, self.touched)
 
     def settle(self) -> None:
         """Fill every order intent at once, until fills stop producing orders."""
@@ -171,8 +178,16 @@ class _Session:
             elif isinstance(event, ev.OrderFilled):
                 self.trades[event.trade.agent_id].append(self._trade_row(event.trade))
                 self.filled.add(event.trade.token)
+                self.touched.add(event.trade.agent_id)
             elif isinstance(event, ev.OrderFailed):
                 self.failed[event.agent_id] += 1
+                self.touched.add(event.agent_id)
+            elif isinstance(event, ev.BalanceChanged):
+                self.touched.add(event.agent_id)
+            elif isinstance(event, ev.PositionOpened | ev.PositionChanged | ev.PositionClosed):
+                self.touched.add(event.position.agent_id)
+            elif isinstance(event, ev.PriceEvicted):
+                self.repriced.add(event.token)
 
     def _trade_row(self, t: Trade) -> TradeRow:
         return TradeRow(
@@ -190,6 +205,7 @@ class _Session:
         )
 
     def result(self, first_ts: int | None) -> BacktestResult:
+        self.curves.finish()
         kinds = self.kinds
         return BacktestResult(
             records=sum(kinds.values()),

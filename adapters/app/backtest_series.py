@@ -8,8 +8,10 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Generic, NamedTuple, TypeVar
 
-from tradingd.adapters.app.metrics_scrape import equity_atomic
+from tradingd.engine.assets import quote_mint
 from tradingd.engine.core import Engine
+from tradingd.engine.model import Position
+from tradingd.engine.money import market_value
 
 # Bounds of the series a report carries: per agent (equity) and per token (price). A bucket
 # keeps its lowest and highest sample, so a series holds at most about this many points plus
@@ -124,6 +126,12 @@ class SeriesSampler(Generic[V]):
         self.buckets = merged
         self.width *= 2
 
+    def last_value(self) -> V | None:
+        """The value most recently added (at the latest ts)."""
+        if self._pending is not None:
+            return self._pending[1]
+        return self.last.value if self.last is not None else None
+
     def max_drawdown_pct(self) -> float:
         """The largest fall from a running high, percent of that high, over every sample."""
         self._commit()
@@ -162,9 +170,27 @@ class ExposureClock:
         return self.ms + (end_ts - self._since if self._since is not None else 0)
 
 
+class _AgentEquity:
+    """One agent's equity as last valued: its quote balance and its positions' value per token,
+    so a tick revalues only the positions on the ticked token."""
+
+    __slots__ = ("balance", "by_token", "value", "equity", "sampled_ts")
+
+    def __init__(self) -> None:
+        self.balance = 0
+        self.by_token: dict[str, list[Position]] = {}
+        self.value: dict[str, int] = {}  # token -> its positions' value, quote atomic
+        self.equity = 0
+        self.sampled_ts = -1
+
+
 class ReplayCurves:
-    """Samples every agent's equity (metrics_scrape.equity_atomic, the daemon's one valuation)
-    and exposure after each record, and the price of each ticked or traded token."""
+    """Samples every agent's equity and exposure after each record, and the price of each
+    ticked or traded token. Equity is the daemon's one valuation (metrics_scrape.equity_atomic:
+    quote balance plus positions at the last prices, cost without one), kept incrementally so a
+    tick costs O(positions on the ticked token), not O(all positions): an agent whose balance or
+    positions changed (`touched`: its events) or whose quote was repriced is valued whole; a
+    holder of a repriced token revalues that token's positions only."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -172,21 +198,94 @@ class ReplayCurves:
         self.exposure: dict[str, ExposureClock] = {}
         self.prices: dict[str, SeriesSampler[float]] = {}
         self.traded: set[str] = set()
+        self._state: dict[str, _AgentEquity] = {}
+        self._holders: dict[str, set[str]] = {}  # token -> agents holding it
+        self._quote_of: dict[str, set[str]] = {}  # quote's price mint -> agents quoted in it
+        self._prev_ts: int | None = None
 
-    def after_record(self, ts: int, ticked: str | None, filled: set[str]) -> None:
-        engine = self.engine
-        for token in filled | ({ticked} if ticked else set()):
-            tick = engine.prices.get(token)
+    def after_record(
+        self, ts: int, repriced: set[str], filled: set[str], touched: set[str]
+    ) -> None:
+        """`repriced`: tokens whose last price changed (ticked, evicted); `filled`: tokens
+        traded; `touched`: agents with events (balance, position or order changes)."""
+        self._sample_prices(ts, repriced, filled)
+        whole = touched & self.engine.agents.keys()
+        partial: dict[str, set[str]] = {}
+        for token in repriced:
+            whole |= self._quote_of.get(token, set())
+            for agent_id in self._holders.get(token, ()):
+                partial.setdefault(agent_id, set()).add(token)
+        if len(self._state) != len(self.engine.agents):  # agents not valued yet
+            whole |= self.engine.agents.keys() - self._state.keys()
+        for agent_id in whole:
+            self._value_whole(agent_id)
+            self.exposure[agent_id].observe(ts, self.engine.exposure[agent_id].open > 0)
+        for agent_id, tokens in partial.items():
+            if agent_id not in whole:
+                self._revalue(agent_id, tokens)
+        for agent_id in whole | partial.keys():
+            self._sample_equity(agent_id, ts)
+        self._prev_ts = ts
+
+    def finish(self) -> None:
+        """Carry every curve to the last record's time."""
+        if self._prev_ts is not None:
+            for agent_id in self._state:
+                self._sample_equity(agent_id, self._prev_ts)
+
+    def _sample_prices(self, ts: int, repriced: set[str], filled: set[str]) -> None:
+        for token in repriced | filled:
+            tick = self.engine.prices.get(token)
             if tick is not None:
                 sampler = self.prices.get(token)
                 if sampler is None:
                     sampler = self.prices[token] = SeriesSampler[float](PRICE_POINTS)
                 sampler.add(ts, tick.price_usd, pin=token in filled)
         self.traded |= filled
-        for agent in engine.agents.values():
-            equity = self.equity.get(agent.id)
-            if equity is None:
-                equity = self.equity[agent.id] = SeriesSampler[int](EQUITY_POINTS)
-                self.exposure[agent.id] = ExposureClock()
-            equity.add(ts, equity_atomic(engine, agent, engine.quote_usd(agent.quote)))
-            self.exposure[agent.id].observe(ts, engine.exposure[agent.id].open > 0)
+
+    def _sample_equity(self, agent_id: str, ts: int) -> None:
+        state = self._state[agent_id]
+        sampler = self.equity[agent_id]
+        last = sampler.last_value()
+        if last is not None and last != state.equity:
+            prev = self._prev_ts
+            if prev is not None and prev > state.sampled_ts and prev < ts:
+                sampler.add(prev, last)  # unchanged until the record before: a step, not a slope
+        sampler.add(ts, state.equity)
+        state.sampled_ts = ts
+
+    def _value_whole(self, agent_id: str) -> None:
+        engine = self.engine
+        agent = engine.agents[agent_id]
+        state = self._state.get(agent_id)
+        if state is None:
+            state = self._state[agent_id] = _AgentEquity()
+            self.equity[agent_id] = SeriesSampler[int](EQUITY_POINTS)
+            self.exposure[agent_id] = ExposureClock()
+            self._quote_of.setdefault(quote_mint(agent.quote), set()).add(agent_id)
+        for token in state.by_token:
+            self._holders[token].discard(agent_id)
+        state.balance = engine.ledger.balance(agent_id, agent.quote).total
+        state.by_token = {}
+        for p in engine.live_positions[agent_id].values():
+            if p.amount:
+                state.by_token.setdefault(p.token, []).append(p)
+        state.value = {}
+        for token in state.by_token:
+            self._holders.setdefault(token, set()).add(agent_id)
+        self._revalue(agent_id, set(state.by_token))
+
+    def _revalue(self, agent_id: str, tokens: set[str]) -> None:
+        engine = self.engine
+        agent = engine.agents[agent_id]
+        state = self._state[agent_id]
+        quote_usd = engine.quote_usd(agent.quote)
+        for token in tokens:
+            tick = engine.prices.get(token)
+            price = tick.price_usd if tick is not None else None
+            total = 0
+            for p in state.by_token.get(token, ()):
+                value = market_value(p.amount, p.decimals, price, quote_usd, agent.quote_decimals)
+                total += p.cost if value is None else value
+            state.value[token] = total
+        state.equity = state.balance + sum(state.value.values())

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tradingd.adapters.app.backtest import run_replay_cli
+from tradingd.adapters.app.backtest import load_agent_specs, run_replay, run_replay_cli
 from tradingd.adapters.app.backtest_report import format_atomic
 from tradingd.adapters.app.backtest_series import EQUITY_POINTS, PRICE_POINTS
+from tradingd.adapters.feeds.replay import read_records
 from tradingd.adapters.feeds.synthetic import demo_mint
 from tradingd.engine.assets import SOL_MINT
 
@@ -207,3 +208,18 @@ def test_a_long_replay_keeps_its_series_bounded(tmp_path: Path) -> None:
             len(a["trades"]) for a in result["agents"]
         )
     assert (tmp_path / "r.html").stat().st_size < 2_000_000
+
+
+def test_the_equity_curve_is_the_full_valuation_after_any_record() -> None:
+    """The curve is kept incrementally (a tick revalues the ticked token's positions only); a
+    replay cut after record k values everything afresh (equity_atomic) as its final equity."""
+    records = list(read_records(SAMPLE))
+    specs = load_agent_specs(None)
+    curves = {a.agent_id: a.equity_curve for a in run_replay(records, specs).agents}
+    cuts = [k for k in range(1, len(records), 16) if records[k - 1].ts != records[k].ts]
+    assert len(cuts) > 30
+    for k in cuts:
+        ts = records[k - 1].ts
+        for a in run_replay(records[:k], specs).agents:
+            shown = [p.equity for p in curves[a.agent_id] if p.ts <= ts][-1]
+            assert shown == a.final_equity, (k, a.agent_id)
