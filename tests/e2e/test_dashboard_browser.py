@@ -219,6 +219,65 @@ def test_money_is_shown_exactly_in_decimal_units(demo: DaemonProcess, browser_pa
     ]
 
 
+# A stand-in WebSocket for the page's Stream (stream.js): records what the client sends and lets
+# the test deliver messages and closes, so a seq gap and a reconnect can be made on purpose.
+FAKE_SOCKET_RUN = """async () => {
+  const sockets = [];
+  class FakeSocket {
+    static OPEN = 1;
+    constructor(url) {
+      this.url = url; this.sent = []; this.readyState = 1; sockets.push(this);
+      setTimeout(() => this.onopen && this.onopen(), 0);
+    }
+    send(text) { this.sent.push(JSON.parse(text)); }
+    close() { this.readyState = 3; }
+    deliver(msg) { this.onmessage({ data: JSON.stringify(msg) }); }
+    drop() { this.readyState = 3; this.onclose({ code: 1006 }); }
+  }
+  window.WebSocket = FakeSocket;
+  const { Stream } = await import('/dashboard/stream.js');
+  const seen = { snapshots: 0, messages: [], states: [] };
+  const stream = new Stream('k-123', {
+    onSnapshot: () => { seen.snapshots += 1; },
+    onMessage: (m) => seen.messages.push(m.seq),
+    onState: (name, info) => seen.states.push([name, info.waitMs || 0]),
+    onAuthFailed: () => seen.states.push(['auth_failed', 0]),
+  });
+  const tick = () => new Promise((r) => setTimeout(r, 20));
+  stream.start();
+  await tick();
+  const first = sockets[0];
+  first.deliver({ type: 'snapshot', seq: 1, ts: 0, data: {} });
+  first.deliver({ type: 'heartbeat', seq: 2, ts: 0, data: {} });
+  first.deliver({ type: 'trade', seq: 5, ts: 0, data: {} });  // 3 and 4 were lost
+  const afterGap = first.sent.map((op) => op.op);
+  first.drop();
+  await new Promise((r) => setTimeout(r, 700));  // the first retry waits 250..500 ms
+  const second = sockets[1];
+  const reconnect = second ? second.sent.map((op) => op.op) : [];
+  stream.stop();
+  return { url: first.url, auth: first.sent[0], afterGap, reconnect, seen };
+}"""
+
+
+def test_the_stream_resyncs_on_a_seq_gap_and_resubscribes_after_a_drop(
+    demo: DaemonProcess, browser_page: Page
+) -> None:
+    page = browser_page.page
+    page.goto(demo.base_url + "/")
+    out = page.evaluate(FAKE_SOCKET_RUN)
+    assert out["url"] == demo.base_url.replace("http:", "ws:") + "/v1/ws"  # no key in the URL
+    assert out["auth"] == {"op": "auth", "key": "k-123"}  # the key goes in the first message
+    # after the gap: a second subscribe, whose snapshot replaces what was missed
+    assert out["afterGap"] == ["auth", "subscribe", "subscribe"]
+    assert out["seen"]["messages"] == [2, 5]
+    states = [name for name, _ in out["seen"]["states"]]
+    assert states[:4] == ["connecting", "live", "resyncing", "reconnecting"], states
+    wait_ms = out["seen"]["states"][3][1]
+    assert 250 <= wait_ms <= 500, wait_ms  # first backoff step, with jitter
+    assert out["reconnect"] == ["auth", "subscribe"]  # a new connection subscribes again
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -6,7 +6,14 @@ import { ApiError, makeApi, seg } from "./api.js";
 import { EquityChart, PriceChart } from "./charts.js";
 import { byId, setText } from "./dom.js";
 import { chartValue } from "./money.js";
-import { applyMessage, applySnapshot, emptyState, equityOf, recordEquity } from "./store.js";
+import {
+  applyMessage,
+  applySnapshot,
+  emptyState,
+  equityOf,
+  recordEquity,
+  refreshLevels,
+} from "./store.js";
 import { Stream } from "./stream.js";
 import { renderAgents, renderHalt } from "./view_agents.js";
 import { addAlert, addTrade, renderHealth } from "./view_feed.js";
@@ -95,7 +102,7 @@ const openFingerprint = (page) =>
   page.next_cursor === null ? page.items.map((p) => `${p.id}:${p.status}:${p.cost}`).join() : null;
 
 /**
- * The agent's PnL, balances and equity. Equity needs the balance and the open positions as of
+ * The agent's PnL, balances, its positions' peak and stop, and equity. Equity needs the balance and the open positions as of
  * the same moment: the positions are read before and after the balance and PnL, and a fill in
  * between (which moves both) makes the round skip its equity point rather than draw a jump.
  */
@@ -110,6 +117,7 @@ async function pollAgent(agent) {
   const after = await api("GET", open);
   state.perf.set(agent.id, perf);
   state.balances.set(agent.id, new Map(balances.map((b) => [b.asset, b])));
+  refreshLevels(state, after.items);
   const fingerprint = openFingerprint(before);
   if (fingerprint === null || fingerprint !== openFingerprint(after)) return;
   const value = equityOf(agent, balances, after.items, perf);

@@ -100,6 +100,27 @@ export function applyMessage(state, msg) {
   }
 }
 
+/**
+ * Peak and stop move with every new high, but the stream sends a position only when a fill or an
+ * exit changes it: the periodic REST read of the open positions refreshes them. Only positions
+ * the stream still holds in the same fill state (amount and cost) are touched, and peak and stop
+ * only move up, as in the engine, so a read older than a stream message cannot undo it.
+ */
+export function refreshLevels(state, items) {
+  const up = (held, fresh) =>
+    typeof fresh === "number" && (typeof held !== "number" || fresh > held) ? fresh : held;
+  for (const fresh of items) {
+    const held = state.positions.get(fresh.id);
+    if (!held || held.amount !== fresh.amount || held.cost !== fresh.cost) continue;
+    state.positions.set(fresh.id, {
+      ...held,
+      peak_price_usd: up(held.peak_price_usd, fresh.peak_price_usd),
+      stop_price_usd: up(held.stop_price_usd, fresh.stop_price_usd),
+      next_take_profit_usd: fresh.next_take_profit_usd,
+    });
+  }
+}
+
 /** The agent's balance in its quote asset, or null before one is known. */
 export function quoteBalance(state, agent) {
   const byAsset = state.balances.get(agent.id);
