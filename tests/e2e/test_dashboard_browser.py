@@ -160,6 +160,38 @@ def test_pausing_from_the_page_pauses_the_agent_in_the_api(
     page.wait_for_selector('#agents tbody tr[data-key="demo"][data-status="active"]')
 
 
+def test_halting_buys_from_the_page_shows_in_health_and_alerts(
+    demo: DaemonProcess, browser_page: Page
+) -> None:
+    page = browser_page.page
+    browser_page.login(demo)
+    toggle = page.locator("#halt-toggle")
+    toggle.wait_for()
+    assert toggle.inner_text() == "Halt buys"
+    try:
+        toggle.click()
+        poll_until(
+            lambda: _api(demo, "GET", "/health")["halted"],
+            timeout_s=WAIT_MS / 1000,
+            interval_s=0.1,
+            what="/health to report buys halted",
+        )
+        page.wait_for_selector('#halt-state[data-halted="true"]')
+        page.wait_for_selector('#alerts li[data-code="halt_changed"]')
+        assert toggle.inner_text() == "Resume buys"
+        toggle.click()
+        poll_until(
+            lambda: _api(demo, "GET", "/health")["halted"],
+            lambda halted: halted is False,
+            timeout_s=WAIT_MS / 1000,
+            interval_s=0.1,
+            what="/health to report buys resumed",
+        )
+        page.wait_for_selector('#halt-state[data-halted="false"]')
+    finally:  # the other tests of this module need the demo buying
+        _api(demo, "DELETE", "/v1/halt")
+
+
 def test_a_wrong_key_shows_an_error_and_is_not_kept(
     demo: DaemonProcess, browser_page: Page
 ) -> None:
@@ -170,6 +202,22 @@ def test_a_wrong_key_shows_an_error_and_is_not_kept(
     assert "does not know this API key" in error.inner_text()
     assert page.locator("#app").is_hidden()
     assert page.evaluate("sessionStorage.getItem('tradingd.apiKey')") is None
+
+
+def test_log_out_forgets_the_key_and_closes_the_stream(
+    demo: DaemonProcess, browser_page: Page
+) -> None:
+    page = browser_page.page
+    browser_page.login(demo)
+    page.wait_for_selector('#conn[data-state="live"]')
+    page.click("#logout")
+    page.locator("#login").wait_for(state="visible")
+    assert page.evaluate("sessionStorage.getItem('tradingd.apiKey')") is None
+    assert page.locator("#conn").get_attribute("data-state") == "stopped"
+    assert page.locator("#app").is_hidden()
+    page.reload()  # nothing left to log in with
+    page.locator("#login").wait_for(state="visible")
+    assert page.locator("#app").is_hidden()
 
 
 def test_a_read_only_key_is_told_it_may_not_pause(demo: DaemonProcess, browser_page: Page) -> None:

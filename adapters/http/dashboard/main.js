@@ -246,6 +246,10 @@ function logout(reason) {
   clearTimeout(pollTimer);
   pollTimer = null;
   state = emptyState();
+  // The next key may be another daemon's view: charts start empty again.
+  if (priceChart) priceChart.chart.remove();
+  if (equityChart) equityChart.chart.remove();
+  priceChart = equityChart = null;
   byId("trades").replaceChildren();
   byId("alerts").replaceChildren();
   notice("");
