@@ -326,6 +326,70 @@ def test_the_stream_resyncs_on_a_seq_gap_and_resubscribes_after_a_drop(
     assert out["reconnect"] == ["auth", "subscribe"]  # a new connection subscribes again
 
 
+SOL = "So11111111111111111111111111111111111111112"
+BONK = "DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263"
+
+
+def _send(daemon: DaemonProcess, method: str, path: str, body: object) -> Any:
+    request = urllib.request.Request(
+        daemon.base_url + path,
+        method=method,
+        data=json.dumps(body).encode(),
+        headers={**daemon.headers, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def test_a_new_high_moves_peak_and_stop_on_the_page_without_a_fill(
+    daemon_factory: Callable[..., DaemonProcess], browser_page: Page
+) -> None:
+    """The stream sends a position on fills and exits only; the page's open-positions read
+    brings the peak and the trailing stop that a new high moved."""
+    daemon = daemon_factory()  # no demo: prices only from this test's pushes
+    agent = _send(
+        daemon,
+        "POST",
+        "/v1/agents",
+        {"name": "trailer", "config": {"stop_loss": {"mode": "trailing", "trail_pct": 10}}},
+    )
+    _send(
+        daemon,
+        "POST",
+        f"/v1/agents/{agent['id']}/deposits",
+        {"asset": "SOL", "amount": "5000000000"},
+    )
+    _send(
+        daemon,
+        "POST",
+        "/v1/prices",
+        {"ticks": [{"token": SOL, "price_usd": 150.0}, {"token": BONK, "price_usd": 1.0}]},
+    )
+    _send(daemon, "POST", "/v1/signals", {"token": BONK, "symbol": "BONK", "strength": 4})
+    open_positions = f"/v1/agents/{agent['id']}/positions?status=open"
+    (position,) = poll_until(
+        lambda: _api(daemon, "GET", open_positions)["items"],
+        lambda items: len(items) == 1 and items[0]["status"] == "open",
+        timeout_s=WAIT_MS / 1000,
+        interval_s=0.05,
+        what="the position to open",
+    )
+    page = browser_page.page
+    browser_page.login(daemon)
+    row = page.locator(f'#positions tbody tr[data-key="{position["id"]}"]')
+    row.wait_for()
+    assert row.locator(".token").inner_text() == "BONK"
+    assert row.locator(".amount").inner_text().endswith(" BONK")
+    _send(daemon, "POST", "/v1/prices", {"ticks": [{"token": BONK, "price_usd": 1.5}]})
+    moved = _api(daemon, "GET", f"/v1/positions/{position['id']}")
+    assert moved["peak_price_usd"] == 1.5 and moved["stop_price_usd"] > position["stop_price_usd"]
+    # the cells' tooltips carry the price as given (JS and Python print floats alike)
+    page.wait_for_selector(f'#positions tr[data-key="{position["id"]}"] .peak[title="1.5"]')
+    stop = repr(moved["stop_price_usd"])
+    page.wait_for_selector(f'#positions tr[data-key="{position["id"]}"] .stop[title="{stop}"]')
+    assert row.locator(".last").get_attribute("title") == "1.5"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
