@@ -15,6 +15,7 @@ import msgspec
 from . import events as ev
 from .assets import normalize_quote, quote_mint, require_mint
 from .book import AgentBook
+from .cascade import ExitCascade, TickWork
 from .config import AgentConfig, parse_atomic
 from .errors import Conflict, ValidationError
 from .exit_actions import ExitActions
@@ -35,6 +36,7 @@ from .model import (
 from .money import market_value, pct_of
 from .price_book import admit_tick, cross_check, watched_tokens
 from .resting import RestingEntries
+from .risk import filter_reason
 from .settlement import Settlement
 from .signals import SignalIntake
 from .state import Clock, EngineOptions, EngineState, Output, SignalRecord
@@ -57,19 +59,28 @@ class Engine(EngineState):
         self._intake = SignalIntake(self, self._resting)
         self._settlement = Settlement(self)
         self._exits = ExitActions(self)
+        # One tick's exits decided `exit_slice` at a time (None: all in the tick's transition);
+        # the daemon's runtime sets it and calls continue_exits until none are left.
+        self.exit_slice: int | None = None
+        self._cascade = ExitCascade(self, self._exits, self._after_exits)
 
     def on_signal(self, signal: Signal) -> tuple[SignalRecord, bool]:
         """Take a signal to every agent (see `SignalIntake.on_signal`). Returns (record,
         duplicate); raises ValidationError on a bad token or conflicting decimals."""
+        work = self._cascade.work
+        if work is not None and self.signal_may_reach(signal, work.token, work.agents):
+            self._cascade.finish()
         return self._intake.on_signal(signal)
 
     def pause_buys(self, reason: str) -> None:
         """Refuse new buys with `reason` (an adapter's, e.g. "store_unavailable") until
         `resume_buys`. Exits and settlement go on. Separate from the operator's `set_halt`."""
+        self._finish_exits()
         self._buys_paused_reason = reason
 
     def resume_buys(self) -> None:
         """Lift `pause_buys`: buys are taken again (unless the operator halted them)."""
+        self._finish_exits()
         self._buys_paused_reason = None
 
     def create_agent(
@@ -133,6 +144,7 @@ class Engine(EngineState):
         with it, so an agent created later with the same id starts empty; its resting buys are
         cancelled first (reason agent_deleted). Raises NotFound, or Conflict while it has
         positions not closed or orders in flight."""
+        self._finish_exits()
         self.agent(agent_id)
         if self.books[agent_id].live:
             raise Conflict("agent has open positions", {"agent_id": agent_id})
@@ -154,6 +166,7 @@ class Engine(EngineState):
         """Give the agent a new config, for new positions; with `apply_to_open` also to its open
         ones (exits re-armed and evaluated at the last price at once). Returns the agent; raises
         NotFound."""
+        self._finish_exits()
         agent = self.agent(agent_id)
         now = self.clock()
         agent.config = config
@@ -179,6 +192,7 @@ class Engine(EngineState):
 
     def set_agent_status(self, agent_id: str, status: Literal["active", "paused"]) -> Agent:
         """Pause (no new buys; exits go on) or resume an agent. Returns it; raises NotFound."""
+        self._finish_exits()
         agent = self.agent(agent_id)
         if agent.status != status:
             agent.status = status
@@ -194,6 +208,7 @@ class Engine(EngineState):
         """Credit `amount` atomic units of `asset` (the quote as a symbol or mint, or a token mint)
         to the agent; a quote deposit adds to `deposited`. Returns the balance; raises NotFound
         or ValidationError (amount not positive, bad mint)."""
+        self._finish_exits()
         agent = self.agent(agent_id)
         if amount <= 0:
             raise ValidationError("deposit amount must be positive", "$.amount")
@@ -219,6 +234,7 @@ class Engine(EngineState):
         """The wallet's keypair is (un)locked in the process: agents on a live venue trading from
         it take buys only while it is unlocked (skip reason `wallet_locked`). Not persisted: a
         restarted process starts with every wallet locked."""
+        self._finish_exits()
         if unlocked:
             self.unlocked_wallets.add(wallet_id)
         else:
@@ -244,12 +260,14 @@ class Engine(EngineState):
         decimals never change once known (positions hold amounts at that scale). Raises
         ValidationError for a token that is not an exchange market, for decimals other than the
         token's known ones, or for rules out of bounds."""
+        self._finish_exits()
         set_rules(self, token, rules)
 
     def set_halt(self, buys: bool, flatten: bool = False) -> list[str]:
         """The operator's kill switch: `buys` True refuses new buys; `flatten` True also sells
         every position (now, or once its order in flight settles). Returns the ids of the sell
         orders placed now."""
+        self._finish_exits()
         self.halted_buys = buys
         self._emit(ev.HaltChanged(ts=self.clock(), buys=buys, flatten=flatten))
         orders: list[str] = []
@@ -270,6 +288,7 @@ class Engine(EngineState):
         `token_capacity` (a new token while `max_priced_tokens` prices are held and none can be
         evicted: see `room_for_price`), and those of `admit_tick`: `stale`, `secondary` (a
         higher-priority source prices the token)."""
+        self._finish_exits()
         now = self.clock()
         if tick.ts > now:
             if tick.ts > now + self.max_future_skew_ms:
@@ -282,12 +301,54 @@ class Engine(EngineState):
             return reason
         candidates = list(self.index.on_price(tick.token, tick.price_usd))
         candidates.extend(self.index.due(now))
-        if candidates:
-            self._exits.evaluate(candidates, now, tick.token)
-        if self.entries:  # resting buys: expired ones end, then those the price meets execute
-            self._resting.expire(now)
-            self._resting.on_price(tick.token, tick.price_usd, now)
+        work = TickWork(self._exits.ordered(candidates), now, tick.token, tick.price_usd)
+        self._cascade.start(work, self.exit_slice)
         return None
+
+    def _after_exits(self, work: TickWork) -> None:
+        """The rest of a tick's transition, once its exits are decided."""
+        if self.entries:  # resting buys: expired ones end, then those the price meets execute
+            self._resting.expire(work.now)
+            self._resting.on_price(work.token, work.price_usd, work.now)
+
+    # -- a tick's exits in slices (cascade.py) ------------------------------------------------
+
+    @property
+    def exits_pending(self) -> bool:
+        """Some exits of the last tick are still to decide (`continue_exits`)."""
+        return self._cascade.pending
+
+    def exits_pending_agents(self) -> frozenset[str]:
+        """The agents the last tick reached while some of its exits are still to decide."""
+        return self._cascade.agents()
+
+    def continue_exits(self) -> bool:
+        """Decide the next `exit_slice` exits of the last tick. True while some remain."""
+        return self._cascade.advance(self.exit_slice)
+
+    def finish_exits(self) -> None:
+        """Decide every exit of the last tick still to decide, now."""
+        self._finish_exits()
+
+    def _finish_exits(self) -> None:
+        if self._cascade.pending:
+            self._cascade.finish()
+
+    def _finish_exits_of(self, agent_id: str) -> None:
+        if self._cascade.pending and agent_id in self._cascade.agents():
+            self._cascade.finish()
+
+    def signal_may_reach(self, signal: Signal, token: str, agents: frozenset[str]) -> bool:
+        """Whether `signal` could see or change the state of a cascade on `token` reaching
+        `agents`: it is for that token, or one of those agents' config filters (strength, type,
+        token lists; not liquidity or risk) passes it. Reads only."""
+        if signal.token == token:
+            return True
+        return any(
+            filter_reason(self.books[a].agent.config, signal, None, False) is None
+            for a in agents
+            if a in self.books
+        )
 
     def watched_tokens(self, recent_signal_ms: int = 600_000) -> set[str]:
         """Tokens the live feeds must price now: held, quotes, watchlist, and tokens of signals
@@ -297,6 +358,7 @@ class Engine(EngineState):
     def on_clock(self) -> None:
         """Time passes without a price: max hold and stale-trade deadlines; a divergence whose
         sources went silent clears."""
+        self._finish_exits()
         now = self.clock()
         for token in list(self.sources.diverged):
             cross_check(self, token, now)
@@ -311,6 +373,7 @@ class Engine(EngineState):
         execution skipped `cancelled`) and its reservation is released. Returns the entries
         cancelled, [] when none rests (triggered, expired, or never rested). Who may cancel is
         the caller's check (the control port: the key that posted the signal, or admin)."""
+        self._finish_exits()
         now = self.clock()
         ids = list(self.entries_by_signal.get(signal_id, ()))
         cancelled = [self.entries[i] for i in ids]
@@ -324,6 +387,8 @@ class Engine(EngineState):
         """A venue filled an order: settle it (see Settlement.on_fill), then apply an exit kept
         pending, or evaluate the position at a newer price. Raises NotFound, InvariantViolation."""
         order = self.orders.get(fill.order_id)
+        if order is not None:
+            self._finish_exits_of(order.agent_id)
         p = self.positions.get(order.position_id) if order is not None else None
         self._settlement.on_fill(fill)
         if p is not None and order is not None:
@@ -334,6 +399,8 @@ class Engine(EngineState):
         units: undo what it held (see Settlement.on_order_failed), then apply an exit kept
         pending. Raises NotFound."""
         order = self.orders.get(order_id)
+        if order is not None:
+            self._finish_exits_of(order.agent_id)
         p = self.positions.get(order.position_id) if order is not None else None
         self._settlement.on_order_failed(order_id, reason, fee)
         if p is not None:
@@ -347,6 +414,7 @@ class Engine(EngineState):
         when that order settles: returns None. Raises Conflict when it is closed, already selling everything,
         or a partial close meets an order in flight; ValidationError when the sell rounds to
         zero tokens or is worth no quote."""
+        self._finish_exits()
         p = self.position(position_id)
         if not 0 < pct <= 100:
             raise ValidationError("pct must be in (0, 100]", "$.pct")

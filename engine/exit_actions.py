@@ -25,11 +25,21 @@ class ExitActions:
         tokens' last prices at `now` (epoch ms) and act on each decision; `token` is the token
         whose price just moved (its price rules apply), None for the clock alone. Positions not
         holding, or without a price, are skipped."""
+        self.evaluate_ordered(self.ordered(candidates), now, token)
+
+    def ordered(self, candidates: list[Position]) -> list[Position]:
+        """`candidates` in the order they are decided: opening order, each once."""
         seen: set[str] = set()
+        out = []
         for p in self.state._sorted(candidates):
-            if p.id in seen:
-                continue
-            seen.add(p.id)
+            if p.id not in seen:
+                seen.add(p.id)
+                out.append(p)
+        return out
+
+    def evaluate_ordered(self, positions: list[Position], now: int, token: str | None) -> None:
+        """`evaluate` on positions already ordered and deduped (`ordered`)."""
+        for p in positions:
             if p.status not in HOLDING:
                 continue
             tick = self.state.prices.get(p.token)

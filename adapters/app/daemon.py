@@ -91,6 +91,7 @@ class Daemon:
             rules_of=self.engine.instruments.get,  # exchange markets sized by their rules
         )  # fmt: skip
         self.runtime = Runtime(self.engine, {PAPER: paper})
+        self.runtime.cascade_slice = settings.engine.cascade_slice or None
         self.event_log = EventLog()
         if settings.log_format == "pretty":  # sentences with names, symbols and decimal units
             from tradingd.adapters.app.log_pretty import TradeText

@@ -34,6 +34,23 @@ ClockIntake = Callable[[int], None]
 CancelIntake = Callable[[str, int], None]  # signal id whose resting buys are cancelled
 
 
+# Engine transitions that may run between an exit cascade's slices without completing it: an
+# order's own follow-ups (cascade.py says why each cannot change a decision still to take).
+_BETWEEN_SLICES = frozenset(
+    {
+        Engine.continue_exits,
+        Engine.on_fill,
+        Engine.on_order_failed,
+        Engine.on_swap_submitted,
+        Engine.on_exchange_order_sent,
+    }
+)
+
+
+def _method(fn: Callable[..., Any]) -> Any:
+    return getattr(fn, "__func__", None)
+
+
 class TickOutcome(NamedTuple):
     accepted: int
     rejected: dict[str, int]  # reason -> count
@@ -70,11 +87,19 @@ class Runtime:
         # perf_counter() at the start of the tick batch being applied, None between batches:
         # lets event subscribers time tick -> exit decision (metrics).
         self.tick_batch_started: float | None = None
+        self._cascade_token: str | None = None
+        self._cascade_agents: frozenset[str] = frozenset()
+        self._deferred: list[Order] = []  # the cascade's in-process orders, settled in slices
+        self._cascade_step_handle: asyncio.Handle | None = None
 
     # -- transitions ------------------------------------------------------------------------
 
     def apply(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one engine transition and publish what it produced, even if it raised."""
+        """Run one engine transition and publish what it produced, even if it raised. A
+        transition other than an order's own follow-ups first completes an exit cascade in
+        progress (cascade.py: slicing must not change what anything decides)."""
+        if self._cascade_token is not None and _method(fn) not in _BETWEEN_SLICES:
+            self.complete_cascade()
         try:
             return fn(*args, **kwargs)
         finally:
@@ -90,12 +115,17 @@ class Runtime:
                     log.exception("event subscriber failed", extra={"subscriber": repr(sub)})
         if out.intents:
             inline: list[Order] = []
+            cascade = self._cascade_agents
             for intent in out.intents:
-                venue = self.venue_of(intent.order)
-                if venue is not None and venue.in_process:
-                    inline.append(intent.order)
+                order = intent.order
+                venue = self.venue_of(order)
+                if venue is None or not venue.in_process:
+                    self._dispatch(order)
+                elif order.agent_id in cascade:
+                    # settled after the cascade's last decision, in slices (_cascade_step)
+                    self._deferred.append(order)
                 else:
-                    self._dispatch(intent.order)
+                    inline.append(order)
             if inline:
                 self._settle_inline(inline)
 
@@ -114,9 +144,13 @@ class Runtime:
         self.tick_batch_started = time.perf_counter()
         try:
             for tick in batch:
+                if self._cascade_token is not None:  # the last tick's exits come first
+                    self.complete_cascade()
                 reason = on_tick(tick)
                 if reason is None:
                     applied.append(prices[tick.token])  # as applied (a future ts is clamped)
+                    if engine.exits_pending:
+                        self._begin_cascade(tick.token)
                 else:
                     rejected[reason] = rejected.get(reason, 0) + 1
                 if engine.has_intents:
@@ -133,6 +167,66 @@ class Runtime:
                 except Exception:
                     log.exception("tick subscriber failed")
         return TickOutcome(len(applied), rejected)
+
+    # -- exit cascades in slices ------------------------------------------------------------
+
+    @property
+    def cascade_slice(self) -> int | None:
+        """An exit cascade (a tick reaching more than this many positions) is decided, and its
+        in-process fills settled, this many at a time, one slice per loop turn, so the daemon
+        keeps answering; None (the default, as in a backtest): all in the tick's transition."""
+        return self.engine.exit_slice
+
+    @cascade_slice.setter
+    def cascade_slice(self, n: int | None) -> None:
+        self.engine.exit_slice = n
+
+    def _begin_cascade(self, token: str) -> None:
+        self._cascade_token = token
+        self._cascade_agents = self.engine.exits_pending_agents()
+        self._schedule_cascade_step()
+
+    def _schedule_cascade_step(self) -> None:
+        if self._cascade_step_handle is None:
+            loop = asyncio.get_running_loop()
+            self._cascade_step_handle = loop.call_soon(self._cascade_step)
+
+    def _cascade_step(self) -> None:
+        """One slice: the next exits to decide, else the next fills to settle; then yield."""
+        self._cascade_step_handle = None
+        if self._cascade_token is None:
+            return
+        engine = self.engine
+        if engine.exits_pending:
+            self.apply(engine.continue_exits)
+        elif self._deferred:
+            n = self.cascade_slice or len(self._deferred)
+            batch, self._deferred = self._deferred[:n], self._deferred[n:]
+            self._settle_inline(batch)  # follow-up orders of its agents join _deferred's end
+        if engine.exits_pending or self._deferred:
+            self._schedule_cascade_step()
+        else:
+            self._end_cascade()
+
+    def complete_cascade(self) -> None:
+        """Decide and settle what is left of an exit cascade, now (before a transition that
+        could see it: the next tick, the clock, an operator's call, a signal reaching it)."""
+        if self._cascade_token is None:
+            return
+        engine = self.engine
+        if engine.exits_pending:
+            self._apply_between_slices(engine.finish_exits)
+        while self._deferred:
+            batch, self._deferred = self._deferred, []
+            self._settle_inline(batch)
+        self._end_cascade()
+
+    def _end_cascade(self) -> None:
+        self._cascade_token = None
+        self._cascade_agents = frozenset()
+        if self._cascade_step_handle is not None:
+            self._cascade_step_handle.cancel()
+            self._cascade_step_handle = None
 
     # -- orders -----------------------------------------------------------------------------
 
@@ -278,6 +372,7 @@ class Runtime:
 
     async def wait_orders(self, timeout: float) -> bool:
         """Wait for in-flight orders (and the orders their fills start) up to `timeout`."""
+        self.complete_cascade()
         deadline = time.monotonic() + timeout
         while self.in_flight:
             left = deadline - time.monotonic()
@@ -289,10 +384,21 @@ class Runtime:
     # -- the clock --------------------------------------------------------------------------
 
     def submit_signal(self, signal: Signal) -> tuple[SignalRecord, bool]:
-        """Apply a received signal (Engine.on_signal) after telling the intake observers."""
+        """Apply a received signal (Engine.on_signal) after telling the intake observers. During
+        an exit cascade it is applied between slices when it can reach none of the cascade's
+        agents nor its token (Engine.signal_may_reach), else after the cascade completes."""
         if self.signal_intake:
             self._tell_intake(self.signal_intake, signal, self.engine.clock())
-        return self.apply(self.engine.on_signal, signal)
+        token = self._cascade_token
+        if token is not None and self.engine.signal_may_reach(signal, token, self._cascade_agents):
+            self.complete_cascade()
+        return self._apply_between_slices(self.engine.on_signal, signal)
+
+    def _apply_between_slices(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        finally:
+            self.flush()
 
     def cancel_resting(self, signal_id: str) -> list[RestingEntry]:
         """Cancel what still rests of a signal (Engine.cancel_resting) after telling the intake

@@ -72,6 +72,11 @@ class EngineSettings(_S):
     # many rest at once across agents (one more is skipped `resting_capacity`).
     max_resting_s: Annotated[int, Meta(ge=1, le=366 * 86_400)] = 86_400
     max_resting_entries: Annotated[int, Meta(ge=0, le=10_000_000)] = 100_000
+    # A tick reaching more positions than this (a price falling through thousands of stops) has
+    # its exits decided, and its paper fills settled, this many per event-loop turn, so the
+    # control port keeps answering during the cascade; 0 turns slicing off.
+    # benchmarks/exit_cascade.py measures it.
+    cascade_slice: Annotated[int, Meta(ge=0, le=1_000_000)] = 256
 
     def history_bounds(self) -> HistoryBounds:
         return HistoryBounds(

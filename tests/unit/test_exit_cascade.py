@@ -1,0 +1,273 @@
+"""An exit cascade decided and settled in slices (engine/cascade.py, Runtime.cascade_slice) gives
+exactly what one transition gives: the same events in the same order, while transitions that
+cannot touch the cascade run between its slices and those that could wait for it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tradingd.adapters.app.runtime import Runtime
+from tradingd.adapters.venues.paper import PaperVenue
+from tradingd.engine import events as ev
+from tradingd.engine.assets import SOL_MINT
+from tradingd.engine.config import config_from_builtins
+from tradingd.engine.core import Engine
+from tradingd.engine.errors import Conflict
+from tradingd.engine.model import Signal, Tick
+
+from tests.unit.harness import TOKENS, Clock
+
+CRASH, OTHER, THIRD = TOKENS
+_enc = msgspec.json.Encoder()
+MAX_TURNS = 100_000  # loop turns a cascade may take in a test before it counts as stuck
+
+
+class Rig:
+    """A Runtime over a paper venue, its agents holding positions on CRASH, every event kept."""
+
+    def __init__(self, slice_: int | None) -> None:
+        self.clock = Clock()
+        self.engine = Engine(self.clock)
+        venues = {"paper": PaperVenue(self.engine.price_usd, self.clock)}
+        self.runtime = Runtime(self.engine, venues, self.clock)  # type: ignore[arg-type]
+        self.runtime.cascade_slice = slice_
+        self.events: list[ev.Event] = []
+        self.runtime.event_subscribers.append(self.events.extend)
+
+    def agent(self, agent_id: str, config: dict[str, Any]) -> None:
+        cfg = config_from_builtins(config)
+        self.runtime.apply(self.engine.create_agent, agent_id, "paper", cfg, "SOL", None, agent_id)
+        self.runtime.apply(self.engine.deposit, agent_id, "SOL", 10**12)
+
+    def tick(self, token: str, price: float) -> None:
+        self.clock.now += 1000
+        decimals = 9 if token == SOL_MINT else 6
+        self.runtime.push_ticks([Tick(token, price, self.clock.now, decimals=decimals)])
+
+    def signal(self, sid: str, token: str, advance: bool = True, **kw: Any) -> None:
+        """Post a signal, `advance` the clock 1 s first (not mid-cascade: the clock would
+        move by microseconds there, and the cascade's events carry the clock)."""
+        if advance:
+            self.clock.now += 1000
+        self.runtime.submit_signal(
+            Signal(
+                id=sid,
+                token=token,
+                received_at=self.clock.now,
+                expires_at=self.clock.now + 30_000,
+                **kw,
+            )
+        )
+
+    @property
+    def cascading(self) -> bool:
+        return self.engine.exits_pending or bool(self.runtime._deferred)
+
+    async def until_settled(self, between: Callable[[], None] | None = None) -> int:
+        """Yield to the loop until the cascade is done; `between` runs once after the first
+        slice. Returns the loop turns taken."""
+        for turn in range(MAX_TURNS):
+            if not self.cascading:
+                return turn
+            await asyncio.sleep(0)
+            if between is not None and turn == 0:
+                between()
+        raise AssertionError("the cascade never finished")
+
+    def encoded(self, keep: Callable[[ev.Event], bool] = lambda e: True) -> list[bytes]:
+        return [_enc.encode(e) for e in self.events if keep(e)]
+
+
+def build(
+    slice_: int | None,
+    stops: list[float],
+    positions_each: int,
+    dca: bool = False,
+    bystander: bool = False,
+) -> Rig:
+    """Agents a0.. with default stops `stops` (percent), each holding `positions_each`
+    positions on CRASH bought at 1.0; with `bystander`, agent b trades only OTHER."""
+    rig = Rig(slice_)
+    rig.tick(SOL_MINT, 150.0)
+    rig.tick(CRASH, 1.0)
+    rig.tick(OTHER, 2.0)
+    for i, stop in enumerate(stops):
+        config: dict[str, Any] = {
+            "limits": {"max_open_positions": 50, "max_positions_per_token": positions_each},
+            "sizing": {"amount": str(10**7 * (1 + i % 3))},
+            "signals": {"token_filter": "allow", "tokens": [CRASH]},
+            "stop_loss": {"default_pct": stop},
+        }
+        if dca:
+            config["dca"] = {"enabled": True, "levels": [{"drop_pct": -5, "buy_pct": 50}]}
+        rig.agent(f"a{i}", config)
+    if bystander:
+        rig.agent("b", {"signals": {"token_filter": "allow", "tokens": [OTHER]}})
+    for n in range(positions_each):
+        rig.signal(f"s{n}", CRASH)
+    opened = sum(isinstance(e, ev.PositionOpened) for e in rig.events)
+    assert opened == len(stops) * positions_each, "the scenario did not open its positions"
+    return rig
+
+
+def decisions(rig: Rig) -> tuple[Any, ...]:
+    """What the cascade decided, without the ids and times minted after it began: each exit
+    (position, reason, price, amount, stop) in order, each close with its PnL, each fill's
+    amounts and price, the agents' balances; the bystander agent "b" left out."""
+    exits = [
+        (e.position_id, e.reason, e.price_usd, e.sell_amount, e.stop_price_usd)
+        for e in rig.events
+        if isinstance(e, ev.ExitTriggered)
+    ]
+    closes = [
+        (e.position.id, e.position.exit_reason, e.position.realized_pnl)
+        for e in rig.events
+        if isinstance(e, ev.PositionClosed)
+    ]
+    fills = [
+        (e.trade.position_id, e.trade.side, e.trade.amount, e.trade.quote_amount, e.trade.price_usd)
+        for e in rig.events
+        if isinstance(e, ev.OrderFilled) and e.trade.agent_id != "b"
+    ]
+    balances = {
+        a: (rig.engine.ledger.balance(a, "SOL").total, rig.engine.ledger.balance(a, "SOL").reserved)
+        for a in rig.engine.agents
+        if a != "b"
+    }
+    return exits, closes, fills, balances
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def crash(rig: Rig, price: float) -> int:
+    rig.tick(CRASH, price)
+    return await rig.until_settled()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    stops=st.lists(st.sampled_from([-1, -2, -3.5, -5, -8, -13, -21]), min_size=1, max_size=6),
+    positions_each=st.integers(1, 5),
+    price=st.sampled_from([0.99, 0.97, 0.95, 0.9, 0.6]),
+    slice_=st.integers(1, 7),
+    dca=st.booleans(),
+)
+def test_sliced_cascade_emits_exactly_the_events_of_one_transition(
+    stops: list[float], positions_each: int, price: float, slice_: int, dca: bool
+) -> None:
+    whole = build(None, stops, positions_each, dca)
+    sliced = build(slice_, stops, positions_each, dca)
+    run(crash(whole, price))
+    run(crash(sliced, price))
+    assert sliced.encoded() == whole.encoded()
+
+
+def test_a_large_cascade_takes_many_loop_turns_and_closes_every_position() -> None:
+    rig = build(4, [-5, -10, -20], positions_each=5)
+    turns = run(crash(rig, 0.5))
+    closed = [e for e in rig.events if isinstance(e, ev.PositionClosed)]
+    assert len(closed) == 15
+    assert turns >= 15 // 4 + 15 // 4  # decided in slices, then settled in slices
+
+
+def test_a_signal_for_another_token_trades_between_slices_and_changes_nothing_of_the_cascade() -> (
+    None
+):
+    whole = build(None, [-5, -10, -20], 5, bystander=True)
+    sliced = build(3, [-5, -10, -20], 5, bystander=True)
+    run(crash(whole, 0.5))
+    whole.signal("other", OTHER, advance=False)
+
+    async def go() -> None:
+        sliced.tick(CRASH, 0.5)
+        assert sliced.cascading
+        await sliced.until_settled(between=lambda: sliced.signal("other", OTHER, advance=False))
+
+    run(go())
+    fills = [e for e in sliced.events if isinstance(e, ev.OrderFilled)]
+    bystander_fill = next(i for i, e in enumerate(fills) if e.trade.agent_id == "b")
+    assert bystander_fill < len(fills) - 1, "the bystander's buy waited for the cascade"
+
+    # The bystander's order took ids in between, so ids differ: compare what was decided.
+    assert decisions(sliced) == decisions(whole)
+
+
+def test_a_signal_reaching_a_cascade_agent_waits_for_the_whole_cascade() -> None:
+    rig = build(2, [-5, -10], 4)
+
+    async def go() -> None:
+        rig.tick(CRASH, 0.5)
+        assert rig.engine.exits_pending
+        rig.signal("again", CRASH, advance=False)  # the cascade's own token and agents
+        assert not rig.cascading  # completed before the signal was applied
+
+    run(go())
+    received = next(
+        i
+        for i, e in enumerate(rig.events)
+        if isinstance(e, ev.SignalReceived) and e.signal_id == "again"
+    )
+    last_close = max(i for i, e in enumerate(rig.events) if isinstance(e, ev.PositionClosed))
+    assert last_close < received
+
+
+def test_the_next_tick_completes_the_cascade_at_its_own_price_first() -> None:
+    whole = build(None, [-5, -10], 4)
+    sliced = build(2, [-5, -10], 4)
+    run(crash(whole, 0.5))
+    whole.tick(CRASH, 0.1)
+
+    async def go() -> None:
+        sliced.tick(CRASH, 0.5)
+        assert sliced.cascading
+        sliced.tick(CRASH, 0.1)  # every fill of the 0.5 cascade happens at 0.5
+        await sliced.until_settled()
+
+    run(go())
+    sells = [
+        e.trade.price_usd
+        for e in sliced.events
+        if isinstance(e, ev.OrderFilled) and e.trade.side == "sell"
+    ]
+    assert sells and all(p == pytest.approx(0.5, rel=0.02) for p in sells)
+    # The 0.5 fills settled when the 0.1 tick came (their trades carry that clock).
+    assert decisions(sliced) == decisions(whole)
+
+
+def test_closing_a_position_mid_cascade_meets_it_already_closing_as_in_one_transition() -> None:
+    rig = build(1, [-5], 4)
+
+    async def go() -> None:
+        rig.tick(CRASH, 0.5)
+        assert rig.engine.exits_pending
+        last = max(rig.engine.positions.values(), key=lambda p: p.seq)
+        with pytest.raises(Conflict):
+            rig.runtime.apply(rig.engine.close_position, last.id)
+        await rig.until_settled()
+
+    run(go())
+    reasons = {e.position.exit_reason for e in rig.events if isinstance(e, ev.PositionClosed)}
+    assert reasons == {"stop_loss"}
+
+
+def test_engine_alone_sliced_by_continue_exits_matches_one_transition() -> None:
+    def engine_events(slice_: int | None) -> list[bytes]:
+        rig = build(None, [-3, -6, -9], 3)
+        rig.engine.exit_slice = slice_
+        out: list[bytes] = []
+        rig.clock.now += 1000
+        rig.engine.on_tick(Tick(CRASH, 0.5, rig.clock.now, decimals=6))
+        while rig.engine.continue_exits():
+            pass
+        out.extend(_enc.encode(e) for e in rig.engine.drain().events)
+        return out
+
+    assert engine_events(2) == engine_events(None)
