@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -158,3 +159,14 @@ def test_no_dashboard_script_writes_markup_from_strings() -> None:
         text = path.read_text(encoding="utf-8")
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
             assert sink not in text, (path.name, sink)
+
+
+def test_every_served_file_is_in_the_package_data() -> None:
+    """The wheel carries what pyproject's package-data globs name (as setuptools globs them): a
+    file in a new subfolder without its glob would be served here and missing when installed."""
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["tradingd.adapters.http"]
+    http = ROOT.parent
+    packaged = {p for pattern in globs for p in http.glob(pattern) if p.is_file()}
+    served = {ROOT / name for name in FILES}
+    assert served - packaged == set()
