@@ -16,7 +16,7 @@ export class ApiError extends Error {
     if (this.status === 403) {
       const scope = this.details && this.details.scope;
       return scope
-        ? `This key lacks the "${scope}" scope (403): ${this.message}.`
+        ? `This key lacks the "${scope}" scope (403).`
         : `This key may not do that (403): ${this.message}.`;
     }
     return `${this.status} ${this.code}: ${this.message}`;

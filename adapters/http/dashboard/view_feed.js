@@ -63,6 +63,7 @@ function describe(component) {
   if (component.reason) parts.push(component.reason);
   if (typeof component.last_tick_age_ms === "number") parts.push(`last tick ${component.last_tick_age_ms} ms ago`);
   if (component.banned_until) parts.push(`banned until ${component.banned_until}`);
+  if (component.spilled > 0) parts.push(`${component.spilled} events spilled to the local file`);
   return [String(component.status || "unknown"), parts.join("; ")];
 }
 
