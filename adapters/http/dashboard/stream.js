@@ -85,6 +85,11 @@ export class Stream {
       this.h.onAuthFailed(data.code, data.message || "");
       return;
     }
+    if (msg.type === "error" && data.code === "rate_limited") {
+      // a resubscribe refused by the per-connection subscribe budget: ask again when allowed
+      const wait = (data.details && data.details.retry_after_ms) || 1000;
+      setTimeout(() => ws === this.ws && this.subscribe(), wait);
+    }
     if (msg.type === "alert" && data.code === "key_revoked") {
       this.authFailed = true;
       this.h.onAuthFailed(data.code, data.message || "the API key was revoked");
