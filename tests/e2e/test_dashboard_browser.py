@@ -1,7 +1,9 @@
 """The dashboard in headless Chromium against the real `tradingd run` with its demo (synthetic
-feed, demo agent and signals): log in with a key, see the demo trading live, pause and resume
-the agent from the page, a wrong key and a missing scope explained, and the page riding out a
-daemon restart. The main view's screenshot lands in test-artifacts/dashboard.png.
+feed, demo agent and signals): log in with a key, see the demo trading live, pause/resume the
+agent and halt/resume buys from the page with the API agreeing, a wrong key and a missing scope
+explained, log out, exact money, the stream's seq-gap resync, peak and stop following a new high
+(pushed prices, no demo), and the page riding out a daemon restart. The main view's screenshot
+lands in test-artifacts/dashboard.png.
 
 Waits on page state pass a function (`"() => ..."`): a bare expression would be evaluated with
 `eval` inside the page, which its Content-Security-Policy (rightly) refuses."""
