@@ -4,8 +4,11 @@ once per sample), for the daemon's main thread (its event loop). Line numbers ar
 function's lines add up.
 
     .venv/bin/python benchmarks/_profile_top.py PROFILE.raw [--top 15] [--under FUNCTION]
+        [--split FUNCTION]
 
---under keeps only the samples whose stack holds FUNCTION (e.g. `Runtime.push_ticks`)."""
+--under keeps only the samples whose stack holds FUNCTION (e.g. `Runtime.push_ticks`); --split
+also shows where the time under FUNCTION goes, by the frame just below it (e.g. `Runner.run`:
+which task or callback of the event loop)."""
 
 from __future__ import annotations
 
@@ -22,8 +25,9 @@ def frames(stack: str) -> list[str]:
     return [LINE.sub(")", f) for f in stack.split(";")]
 
 
-def top(path: str, n: int, under: str | None) -> str:
+def top(path: str, n: int, under: str | None, split: str | None = None) -> str:
     own: Counter[str] = Counter()
+    below: Counter[str] = Counter()
     cumulative: Counter[str] = Counter()
     total = 0
     with open(path) as f:
@@ -39,8 +43,15 @@ def top(path: str, n: int, under: str | None) -> str:
             own[fs[-1]] += k
             for x in set(fs):
                 cumulative[x] += k
+            if split is not None:
+                at = next((i for i, x in enumerate(fs) if split in x), None)
+                if at is not None:
+                    below[fs[at + 1] if at + 1 < len(fs) else "(itself)"] += k
     out = [f"{total} main-thread samples" + (f" under {under}" if under else "")]
-    for title, counter in (("own", own), ("cumulative", cumulative)):
+    tables = [("own", own), ("cumulative", cumulative)]
+    if split is not None:
+        tables.append((f"the frame below {split}", below))
+    for title, counter in tables:
         out.append(f"\ntop {n} by {title} time:")
         for frame, k in counter.most_common(n):
             out.append(f"{100 * k / max(total, 1):6.1f}%  {k:>6}  {frame}")
@@ -52,8 +63,9 @@ def main() -> int:
     parser.add_argument("profile")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--under", help="only samples whose stack holds this function")
+    parser.add_argument("--split", help="group the time under this function by its callee")
     args = parser.parse_args()
-    print(top(args.profile, args.top, args.under))
+    print(top(args.profile, args.top, args.under, args.split))
     return 0
 
 

@@ -30,9 +30,11 @@ position of T left open; otherwise the run fails.
 
     .venv/bin/python benchmarks/exit_cascade.py [--json PATH] [--cascades N] [--profile PATH]
 
---profile PATH attaches `py-spy record` (raw collapsed stacks, or --profile-format) to the
-daemon for the first cascade only (py-spy pauses the process to sample: its figures are not the
-benchmark's). Times are milliseconds."""
+--profile PATH attaches `py-spy record --nonblocking` (raw collapsed stacks, or
+--profile-format) to the daemon from just before the first cascade's tick to AFTER_S past its
+last close; read it with benchmarks/_profile_top.py. Sampling costs the machine CPU: a profiled
+run's figures are not the benchmark's. Times are milliseconds; the JSON records the load average
+(other work on the machine moves every figure) and the code measured."""
 
 from __future__ import annotations
 
@@ -269,6 +271,11 @@ class Store:
         info = await self.redis.xinfo_stream(self.stream)
         return parse_stream_id(info["last-generated-id"])
 
+    async def input_bytes(self) -> int:
+        """Bytes Redis has read from all its clients (the write-through's load, with the
+        writer's reads, the probe's and this client's small share)."""
+        return int((await self.redis.info("stats"))["total_net_input_bytes"])
+
     async def open_positions(self) -> int:
         """Open positions of every agent in Redis (the hash drops a position when it closes)."""
         return int(await self.redis.hlen(self.positions_hash))
@@ -303,6 +310,12 @@ class Store:
         assert self.pg is not None
         q = "SELECT count(*) FROM positions WHERE token = $1 AND status = $2"
         return int(await self.pg.fetchval(q, token, status))
+
+    async def events_between(self, after: int, upto: int) -> int:
+        """Engine events (store records not counted) Postgres holds in (after, upto]."""
+        assert self.pg is not None
+        q = "SELECT count(*) FROM events WHERE id > $1 AND id <= $2"
+        return int(await self.pg.fetchval(q, after, upto))
 
     async def cascade_events(self, after: int, upto: int) -> dict[str, dict[str, int]]:
         """Per event type of T's cascade in (after, upto]: count, first and last entry id."""
@@ -361,7 +374,9 @@ def stop_probe(proc: subprocess.Popen, out: Path) -> list[list[Any]]:
 
 def start_profiler(pid: int, path: str, fmt: str) -> subprocess.Popen:
     spy = REPO / ".venv" / "bin" / "py-spy"
-    cmd = [str(spy), "record", "--pid", str(pid), "--rate", "200", "--format", fmt, "-o", path]
+    # --nonblocking: the daemon is not paused per sample (a paused daemon misses Redis timeouts)
+    cmd = [str(spy), "record", "--pid", str(pid), "--rate", "200", "--nonblocking"]
+    cmd += ["--format", fmt, "-o", path]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(0.3)  # attached (py-spy prints nothing to wait on)
     return proc
@@ -404,6 +419,7 @@ async def one_cascade(
         if args.profile and n == 0:  # from just before the tick to AFTER_S past the last close
             profiler = start_profiler(daemon_pid, args.profile, args.profile_format)
         before = await store.last_id()
+        redis_in = await store.input_bytes()
         seen: list[tuple[int, int]] = []
         closed = asyncio.Event()
         if await store.open_positions() < POSITIONS:
@@ -424,6 +440,7 @@ async def one_cascade(
             raise SystemExit(f"positions of T still open in Redis after {WAIT_S} s") from None
         await asyncio.sleep(AFTER_S)
         upto = await store.last_id()
+        redis_in = await store.input_bytes() - redis_in
         tell_probe(probe, "quiet")  # signals stop (each adds rows to drain); health goes on
         t_quiet = time.time_ns()
         if profiler is not None:
@@ -442,10 +459,13 @@ async def one_cascade(
         await watcher
     metric_after = await api.tick_to_exit_metric()
     evs = await store.cascade_events(before, upto)
+    evs_total = await store.events_between(before, upto)
     result = summarize(
         n, t0, t_resp, t_drained, seen, evs, metric_before, metric_after, samples, args
     )
     result["post_status"] = status
+    result["redis_input_mb"] = redis_in / 1e6
+    result["stream_entries"] = evs_total
     result["probe_signals_before_quiet"] = sum(
         1 for x in samples if x[0] == "signal" and t0 <= x[1] < t_quiet
     )
@@ -605,7 +625,7 @@ def code_version() -> dict[str, Any]:
 
     def git(*a: str) -> str:
         res = subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, check=False)
-        return res.stdout.strip()
+        return res.stdout.rstrip("\n")  # porcelain lines start with a space: no strip()
 
     import tradingd.engine
 
@@ -644,6 +664,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     AGENTS, POSITIONS = args.agents, args.agents * SIGNALS
+    load_before = os.getloadavg()
     admin = "tdk_bench_" + secrets.token_urlsafe(16)
     with tempfile.TemporaryDirectory(prefix="tradingd-cascade-") as tmp_name:
         tmp = Path(tmp_name)
@@ -667,6 +688,7 @@ def main() -> int:
         "log_level": args.log_level,
         "store": "external" if os.environ.get("REDIS_URL") else "embedded",
         "code": code_version(),
+        "loadavg_1m_before_after": [load_before[0], os.getloadavg()[0]],
     }
     write_json(args.json, figures)
     return 0
