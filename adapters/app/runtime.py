@@ -91,6 +91,7 @@ class Runtime:
         self._cascade_agents: frozenset[str] = frozenset()
         self._deferred: list[Order] = []  # the cascade's in-process orders, settled in slices
         self._cascade_step_handle: asyncio.Handle | None = None
+        self._clock_waiting = False  # a clock turn came during a cascade: run it at its end
 
     # -- transitions ------------------------------------------------------------------------
 
@@ -227,6 +228,9 @@ class Runtime:
         if self._cascade_step_handle is not None:
             self._cascade_step_handle.cancel()
             self._cascade_step_handle = None
+        if self._clock_waiting:
+            self._clock_waiting = False
+            self.clock_turn()
 
     # -- orders -----------------------------------------------------------------------------
 
@@ -408,7 +412,13 @@ class Runtime:
         return self.apply(self.engine.cancel_resting, signal_id)
 
     def clock_turn(self) -> None:
-        """Time passes without a price (Engine.on_clock), after telling the intake observers."""
+        """Time passes without a price (Engine.on_clock), after telling the intake observers.
+        During an exit cascade the turn waits for the cascade's end (`_end_cascade`): applied
+        now it would have to complete the cascade in one block first, and in one transition
+        the cascade would have finished before any clock turn anyway."""
+        if self._cascade_token is not None:
+            self._clock_waiting = True
+            return
         if self.clock_intake:
             self._tell_intake(self.clock_intake, self.engine.clock())
         self.apply(self.engine.on_clock)

@@ -271,3 +271,18 @@ def test_engine_alone_sliced_by_continue_exits_matches_one_transition() -> None:
         return out
 
     assert engine_events(2) == engine_events(None)
+
+
+def test_a_clock_turn_during_a_cascade_waits_for_its_end_instead_of_completing_it() -> None:
+    rig = build(2, [-5, -10], 4)
+    turns: list[int] = []
+    rig.runtime.clock_intake.append(lambda now: turns.append(now))
+
+    async def go() -> int:
+        rig.tick(CRASH, 0.5)
+        rig.runtime.clock_turn()
+        assert rig.cascading and not turns  # neither completed nor applied yet
+        return await rig.until_settled()
+
+    assert run(go()) > 1
+    assert len(turns) == 1  # applied once, after the cascade's last slice
