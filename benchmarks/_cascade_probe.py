@@ -9,7 +9,8 @@ every HEALTH_MS and SIGNAL_MS, until stdin says `quiet` (signals stop, health go
 A request is sent when its time comes, whether or not earlier ones answered (open loop), and its
 latency is measured from its scheduled time: a stalled daemon shows as the full stall, not as one
 slow request followed by a quiet gap (no coordinated omission). Samples are
-[kind, scheduled wall ns, latency ns, HTTP status] (status 0: transport error or timeout)."""
+[kind, scheduled wall ns, latency ns, HTTP status, send delay ns] (status 0: transport error or
+timeout; send delay: how late this process started the request, its own CPU starvation)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ async def probe(
 
     async def one(kind: str, scheduled: int) -> None:
         status = 0
+        started = time.time_ns()  # late vs scheduled: this process, not the daemon, was slow
         try:
             if kind == "health":
                 async with http.get(base + "/health/live") as resp:
@@ -65,7 +67,7 @@ async def probe(
                     status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError):
             status = 0
-        samples.append([kind, scheduled, time.time_ns() - scheduled, status])
+        samples.append([kind, scheduled, time.time_ns() - scheduled, status, started - scheduled])
 
     async def schedule(kind: str, interval_ms: float, until: asyncio.Event) -> None:
         interval_ns = int(interval_ms * 1_000_000)

@@ -120,9 +120,16 @@ PROBE_AGENT = {
 # -- processes ------------------------------------------------------------------------------
 
 
-def start_daemon(data_dir: Path, admin_key: str, log_level: str) -> tuple[subprocess.Popen, str]:
+def start_daemon(
+    data_dir: Path,
+    admin_key: str,
+    log_level: str,
+    engine: list[str] = [],  # noqa: B006
+) -> tuple[subprocess.Popen, str]:
+    """`engine`: extra `[engine]` settings, "key=value" (TOML values), for experiments."""
     config = data_dir / "bench.toml"
-    config.write_text(CONFIG)
+    extra = "".join(f"{kv}\n" for kv in engine)
+    config.write_text(CONFIG.replace("[engine]\n", "[engine]\n" + extra))
     log_path = data_dir / "tradingd.log"
     env = {**os.environ, "TRADINGD_ADMIN_KEY": admin_key, "TRADINGD_LOG_LEVEL": log_level}
     env.pop("TRADINGD_STORE", None)  # the persistent store is the point
@@ -372,11 +379,11 @@ def stop_probe(proc: subprocess.Popen, out: Path) -> list[list[Any]]:
     return json.loads(out.read_text())
 
 
-def start_profiler(pid: int, path: str, fmt: str) -> subprocess.Popen:
+def start_profiler(pid: int, path: str, fmt: str, idle: bool = False) -> subprocess.Popen:
     spy = REPO / ".venv" / "bin" / "py-spy"
     # --nonblocking: the daemon is not paused per sample (a paused daemon misses Redis timeouts)
     cmd = [str(spy), "record", "--pid", str(pid), "--rate", "200", "--nonblocking"]
-    cmd += ["--format", fmt, "-o", path]
+    cmd += ["--format", fmt, "-o", path] + (["--idle"] if idle else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(0.3)  # attached (py-spy prints nothing to wait on)
     return proc
@@ -400,11 +407,29 @@ def probe_windows(
                 "n": len(chosen),
                 "errors": sum(1 for s in chosen if s[3] <= 0 or s[3] >= 400),
                 "statuses": dict(Counter(str(s[3]) for s in chosen)),
+                "send_delay_p99": percentiles([s[4] / 1e6 for s in chosen if s[4] >= 0])["p99"],
                 "p50": stats["p50"],
                 "p99": stats["p99"],
                 "max": stats["max"],
             }
     return out
+
+
+def stalls(samples: list[list[Any]], t0: int, over_ms: float = 50.0) -> list[list[float]]:
+    """When the daemon did not answer health probes: [from, to] ms after the tick, merged from
+    every probe slower than `over_ms` (sent at `from`, answered at `to`)."""
+    spans = sorted(
+        ((s[1] - t0) / 1e6, (s[1] + s[2] - t0) / 1e6)
+        for s in samples
+        if s[0] == "health" and s[3] > 0 and s[2] / 1e6 > over_ms
+    )
+    merged: list[list[float]] = []
+    for lo, hi in spans:
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return [[round(lo, 1), round(hi, 1)] for lo, hi in merged]
 
 
 async def one_cascade(
@@ -417,7 +442,9 @@ async def one_cascade(
     try:
         await asyncio.sleep(PROBE_WARMUP_S + args.rest_s)  # the rest window: the last rest_s
         if args.profile and n == 0:  # from just before the tick to AFTER_S past the last close
-            profiler = start_profiler(daemon_pid, args.profile, args.profile_format)
+            profiler = start_profiler(
+                daemon_pid, args.profile, args.profile_format, args.profile_idle
+            )
         before = await store.last_id()
         redis_in = await store.input_bytes()
         seen: list[tuple[int, int]] = []
@@ -454,6 +481,8 @@ async def one_cascade(
             profiler.send_signal(signal.SIGINT)
             profiler.wait(timeout=WAIT_S)
         samples = stop_probe(probe, probe_out)
+        if args.keep_probes:
+            shutil.copy(probe_out, Path(args.keep_probes) / f"probe{n}.json")
     watcher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await watcher
@@ -464,6 +493,8 @@ async def one_cascade(
         n, t0, t_resp, t_drained, seen, evs, metric_before, metric_after, samples, args
     )
     result["post_status"] = status
+    result["health_stalls_ms"] = stalls(samples, t0)
+    result["t0_wall_ns"] = t0
     result["redis_input_mb"] = redis_in / 1e6
     result["stream_entries"] = evs_total
     result["probe_signals_before_quiet"] = sum(
@@ -535,6 +566,7 @@ def aggregate(cascades: list[dict[str, Any]]) -> dict[str, Any]:
             "max": max(maxes),
             "n": sum(c["probes"][name]["n"] for c in cascades),
             "errors": sum(c["probes"][name]["errors"] for c in cascades),
+            "send_delay_p99_worst": max(c["probes"][name]["send_delay_p99"] for c in cascades),
         }
     return out
 
@@ -562,11 +594,14 @@ def print_table(cascades: list[dict[str, Any]], agg: dict[str, Any], tg: dict[st
         print(f"{stage:<22}{row}   p50 {agg[stage]['p50']:.1f}  p99 {agg[stage]['p99']:.1f}")
     statuses = "".join(f"{c['post_status']:>10}" for c in cascades)
     print(f"{'POST status':<22}{statuses}")
-    print(f"\n{'probe (ms)':<22}{'p50':>10}{'p99 worst':>12}{'max':>10}{'n':>8}{'errors':>8}")
+    head = ("p50", "p99 worst", "max", "n", "errors", "own delay p99")
+    print(f"\n{'probe (ms)':<22}" + "".join(f"{h:>14}" for h in head))
     for name in cascades[0]["probes"]:
         a = agg[name]
+        cells = (a["p50"], a["p99_worst"], a["max"], a["n"], a["errors"], a["send_delay_p99_worst"])
         print(
-            f"{name:<22}{a['p50']:>10.2f}{a['p99_worst']:>12.2f}{a['max']:>10.1f}{a['n']:>8}{a['errors']:>8}"
+            f"{name:<22}"
+            + "".join(f"{c:>12.2f}" if isinstance(c, float) else f"{c:>12}" for c in cells)
         )
     print(
         f"\ntargets: decided p99 {tg['decided_p99_ms']:.1f} <= 100 ms: {tg['decided_ok']}; "
@@ -648,6 +683,19 @@ def main() -> int:
     parser.add_argument(
         "--rest-s", type=float, default=1.0, help="probe floor window before a tick"
     )
+    parser.add_argument(
+        "--engine",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra [engine] setting for the daemon (experiments), e.g. cascade_slice=512",
+    )
+    parser.add_argument(
+        "--profile-idle",
+        action="store_true",
+        help="sample idle threads too (a speedscope timeline then shows the gaps)",
+    )
+    parser.add_argument("--keep-probes", metavar="DIR", help="copy each cascade's probe samples")
     parser.add_argument("--keep-log", metavar="PATH", help="copy the daemon's log here")
     parser.add_argument("--profile", metavar="PATH", help="py-spy the daemon in the first cascade")
     parser.add_argument(
@@ -669,7 +717,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tradingd-cascade-") as tmp_name:
         tmp = Path(tmp_name)
         tmp.chmod(0o755)  # the embedded Postgres (not root) must traverse it
-        daemon, base = start_daemon(tmp, admin, args.log_level)
+        daemon, base = start_daemon(tmp, admin, args.log_level, args.engine)
         try:
             figures = run_loop(measure(args, base, admin, daemon.pid, tmp))
         finally:
@@ -688,6 +736,7 @@ def main() -> int:
         "log_level": args.log_level,
         "store": "external" if os.environ.get("REDIS_URL") else "embedded",
         "code": code_version(),
+        "engine_settings": args.engine,
         "loadavg_1m_before_after": [load_before[0], os.getloadavg()[0]],
     }
     write_json(args.json, figures)
