@@ -10,7 +10,9 @@ recording made by the daemon (adapters/feeds/recorder.py) replays to the same de
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -92,7 +94,7 @@ class _Session:
         self.curves = ReplayCurves(engine)
         # while applying the current record: tokens traded, tokens whose last price changed,
         # agents whose balance, positions or orders changed
-        self.filled: set[str] = set()
+        self.filled: dict[str, set[str]] = {}  # token -> agents that traded it in this record
         self.repriced: set[str] = set()
         self.touched: set[str] = set()
         self.venues: dict[str, str] = {}  # agent id -> venue its config names
@@ -177,7 +179,7 @@ class _Session:
                     self.skipped.setdefault(agent_id, Counter())[reason] += 1
             elif isinstance(event, ev.OrderFilled):
                 self.trades[event.trade.agent_id].append(self._trade_row(event.trade))
-                self.filled.add(event.trade.token)
+                self.filled.setdefault(event.trade.token, set()).add(event.trade.agent_id)
                 self.touched.add(event.trade.agent_id)
             elif isinstance(event, ev.OrderFailed):
                 self.failed[event.agent_id] += 1
@@ -350,6 +352,18 @@ def load_agent_specs(config_path: str | None) -> list[AgentSpec]:
     return load_replay_settings(config_path).agents
 
 
+def _report_clash(report: str | None, inputs: Sequence[str]) -> str | None:
+    """The input file `report` names (the same file: through a symlink or a hard link too),
+    if any: writing the report there would destroy the recording before it is replayed."""
+    if not report or not os.path.exists(report):
+        return None
+    for path in inputs:
+        with contextlib.suppress(OSError):  # a missing input is the replay's own error
+            if os.path.samefile(report, path):
+                return path
+    return None
+
+
 def run_replay_cli(
     files: str | Sequence[str],
     config_path: str | None,
@@ -357,11 +371,20 @@ def run_replay_cli(
     *,
     as_json: bool = False,
     report: str | None = None,
+    report_mode: int | None = None,
 ) -> int:
     """Replay `files` in the order given as one recording (a recorder's rotated files, sorted
     by name). Exit code 0 with the report on `out` (and, with `report`, the HTML report written
     to that path); 2 with one line on stderr for a bad file or config or an unwritable report."""
     paths = [files] if isinstance(files, str) else list(files)
+    clash = _report_clash(report, [*paths, *([config_path] if config_path else [])])
+    if clash is not None:
+        print(
+            f"tradingd replay: --report {report} is the input file {clash}: refusing to "
+            "overwrite it",
+            file=sys.stderr,
+        )
+        return 2
     try:
         settings = load_replay_settings(config_path)
         result = run_replay(
@@ -378,7 +401,7 @@ def run_replay_cli(
         from tradingd.adapters.app.report_html import write_report
 
         try:
-            write_report(report, result, paths, config_path)
+            write_report(report, result, paths, config_path, report_mode)
         except OSError as exc:
             print(f"tradingd replay: cannot write the report {report}: {exc}", file=sys.stderr)
             return 2

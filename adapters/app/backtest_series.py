@@ -5,6 +5,8 @@ drawdown of equity, final equity, exposure) are computed here once, for the JSON
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterable
 from fractions import Fraction
 from typing import Generic, NamedTuple, TypeVar
 
@@ -18,6 +20,10 @@ from tradingd.engine.money import market_value
 # the first, the last, the two that define its max drawdown and the pinned ones (trades).
 EQUITY_POINTS = 2000
 PRICE_POINTS = 1000
+# A price series pins the times of each agent's most recent fills on its token, at most this
+# many per agent: the report marks that many fills per price chart (report_html MARKERS_SHOWN),
+# and a pin per fill of a churning agent would make the series as long as its trade list.
+PRICE_PINS_PER_AGENT = 500
 
 V = TypeVar("V", int, float)
 
@@ -53,11 +59,12 @@ class SeriesSampler(Generic[V]):
     """A series of (ts, value) in time order, bounded to about `cap` points. Samples at the
     same ts coalesce (the last value wins: the state after everything applied at that time).
     Kept always: the first and last samples, the running peak and the trough that define the
-    max drawdown, and every pinned sample (a trade's time on a price chart); the rest are
+    max drawdown, and the pinned samples (a trade's time on a price chart), the most recent
+    `pin_cap` per pin key (an agent); the rest are
     the lowest and highest sample of each bucket of consecutive samples, buckets doubling in
     width (pairs merged) whenever there would be more than cap/2 of them."""
 
-    def __init__(self, cap: int) -> None:
+    def __init__(self, cap: int, pin_cap: int | None = None) -> None:
         if cap < 4:
             raise ValueError("cap must be at least 4")
         self.max_buckets = cap // 2
@@ -66,24 +73,27 @@ class SeriesSampler(Generic[V]):
         self.count = 0
         self.first: Sample[V] | None = None
         self.last: Sample[V] | None = None
-        self.pinned: list[Sample[V]] = []
-        self._pending: tuple[int, V, bool] | None = None
+        self.pin_cap = pin_cap
+        self.pinned: dict[str, deque[Sample[V]]] = {}
+        self._pending: tuple[int, V, frozenset[str]] | None = None
         self._peak: Sample[V] | None = None  # the running high
         self.dd_peak: Sample[V] | None = None  # the pair with the largest (peak - v) / peak
         self.dd_trough: Sample[V] | None = None
 
-    def add(self, ts: int, value: V, pin: bool = False) -> None:
+    def add(self, ts: int, value: V, pin: bool = False, pins: Iterable[str] = ()) -> None:
+        """`pins`: the keys (agents) this sample is pinned for; `pin`: pinned for key ""."""
+        keys = frozenset(pins) | ({""} if pin else frozenset())
         pending = self._pending
         if pending is not None and pending[0] == ts:
-            self._pending = (ts, value, pin or pending[2])
+            self._pending = (ts, value, keys | pending[2])
             return
         self._commit()
-        self._pending = (ts, value, pin)
+        self._pending = (ts, value, keys)
 
     def _commit(self) -> None:
         if self._pending is None:
             return
-        ts, value, pin = self._pending
+        ts, value, keys = self._pending
         self._pending = None
         peak = self._peak
         if peak is None or value > peak.value:
@@ -96,8 +106,11 @@ class SeriesSampler(Generic[V]):
         if self.first is None:
             self.first = s
         self.last = s
-        if pin:
-            self.pinned.append(s)
+        for key in keys:
+            kept = self.pinned.get(key)
+            if kept is None:
+                kept = self.pinned[key] = deque(maxlen=self.pin_cap)
+            kept.append(s)
         if self.buckets and self.buckets[-1].count < self.width:
             self.buckets[-1].add(s)
         else:
@@ -145,7 +158,8 @@ class SeriesSampler(Generic[V]):
         self._commit()
         kept: dict[int, Sample[V]] = {}
         extra = (self.first, self.last, self.dd_peak, self.dd_trough)
-        for s in (*extra, *self.pinned, *(x for b in self.buckets for x in (b.lo, b.hi))):
+        pinned = (s for kept in self.pinned.values() for s in kept)
+        for s in (*extra, *pinned, *(x for b in self.buckets for x in (b.lo, b.hi))):
             if s is not None:
                 kept[s.ts] = s
         return [kept[ts] for ts in sorted(kept)]
@@ -196,7 +210,7 @@ class ReplayCurves:
         self.engine = engine
         self.equity: dict[str, SeriesSampler[int]] = {}
         self.exposure: dict[str, ExposureClock] = {}
-        self.prices: dict[str, SeriesSampler[float]] = {}
+        self.prices: dict[str, SeriesSampler[float]] = {}  # token -> its price
         self.traded: set[str] = set()
         self._state: dict[str, _AgentEquity] = {}
         self._holders: dict[str, set[str]] = {}  # token -> agents holding it
@@ -204,10 +218,11 @@ class ReplayCurves:
         self._prev_ts: int | None = None
 
     def after_record(
-        self, ts: int, repriced: set[str], filled: set[str], touched: set[str]
+        self, ts: int, repriced: set[str], filled: dict[str, set[str]], touched: set[str]
     ) -> None:
         """`repriced`: tokens whose last price changed (ticked, evicted); `filled`: tokens
-        traded; `touched`: agents with events (balance, position or order changes)."""
+        traded, each with the agents that traded it; `touched`: agents with events (balance,
+        position or order changes)."""
         self._sample_prices(ts, repriced, filled)
         whole = touched & self.engine.agents.keys()
         partial: dict[str, set[str]] = {}
@@ -233,15 +248,17 @@ class ReplayCurves:
             for agent_id in self._state:
                 self._sample_equity(agent_id, self._prev_ts)
 
-    def _sample_prices(self, ts: int, repriced: set[str], filled: set[str]) -> None:
-        for token in repriced | filled:
+    def _sample_prices(self, ts: int, repriced: set[str], filled: dict[str, set[str]]) -> None:
+        for token in repriced | filled.keys():
             tick = self.engine.prices.get(token)
             if tick is not None:
                 sampler = self.prices.get(token)
                 if sampler is None:
-                    sampler = self.prices[token] = SeriesSampler[float](PRICE_POINTS)
-                sampler.add(ts, tick.price_usd, pin=token in filled)
-        self.traded |= filled
+                    sampler = self.prices[token] = SeriesSampler[float](
+                        PRICE_POINTS, PRICE_PINS_PER_AGENT
+                    )
+                sampler.add(ts, tick.price_usd, pins=filled.get(token, ()))
+        self.traded |= filled.keys()
 
     def _sample_equity(self, agent_id: str, ts: int) -> None:
         state = self._state[agent_id]

@@ -96,12 +96,23 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     from tradingd.adapters.app.backtest import run_replay_cli, sample_replay_path
+    from tradingd.adapters.app.data_dir import OWNER_ONLY_UMASK
 
     if args.sample == bool(args.files):
         print("tradingd replay: give a FILE or --sample (not both)", file=sys.stderr)
         return 2
     files = [sample_replay_path()] if args.sample else args.files
-    return run_replay_cli(files, args.config, sys.stdout, as_json=args.json, report=args.report)
+    # The report is a page to share (mail it, publish it): it follows the user's umask like any
+    # file they create, not the 0600 main() sets for the data dir's secrets.
+    umask = getattr(args, "user_umask", OWNER_ONLY_UMASK)
+    return run_replay_cli(
+        files,
+        args.config,
+        sys.stdout,
+        as_json=args.json,
+        report=args.report,
+        report_mode=0o666 & ~umask,
+    )
 
 
 # Defaults that live in the settings schema; the help shows them so nobody has to read code.
@@ -210,8 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from tradingd.adapters.app.data_dir import OWNER_ONLY_UMASK
 
-    os.umask(OWNER_ONLY_UMASK)  # every file a tradingd command or its servers write: 0600
+    # every file a tradingd command or its servers write: 0600, except a replay's --report
+    user_umask = os.umask(OWNER_ONLY_UMASK)
     args = build_parser().parse_args(argv)
+    args.user_umask = user_umask
     return int(args.func(args) or 0)
 
 

@@ -5,9 +5,13 @@ Lightweight Charts, inlined: the file loads nothing from anywhere, so it opens o
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
+import os
 import re
+import tempfile
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -20,6 +24,7 @@ from tradingd.adapters.app.backtest_report import (
     format_atomic,
     to_json_obj,
 )
+from tradingd.adapters.app.backtest_series import PRICE_PINS_PER_AGENT
 from tradingd.adapters.app.version import VERSION
 from tradingd.adapters.timestamps import iso_ms
 
@@ -32,6 +37,10 @@ _SCRIPT_BREAKERS = re.compile(r"</script|<!--", re.IGNORECASE)
 _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
                  "\u2029": "\\u2029"}  # fmt: skip
 TRADES_SHOWN_OPEN = 200  # a longer trade list starts collapsed
+# A churning agent makes tens of thousands of fills: the page shows the most recent ones only
+# (the embedded data, like --json, keeps every fill), so it stays readable and quick to open.
+TRADE_ROWS_SHOWN = 1000  # rows of an agent's trade table
+MARKERS_SHOWN = PRICE_PINS_PER_AGENT  # markers on one agent's price chart of one token
 
 
 def _asset(*parts: str, package: str = "tradingd.adapters.app") -> str:
@@ -80,9 +89,51 @@ def render_html(result: BacktestResult, files: Sequence[str], config_path: str |
 
 
 def write_report(
-    path: str, result: BacktestResult, files: Sequence[str], config_path: str | None
+    path: str,
+    result: BacktestResult,
+    files: Sequence[str],
+    config_path: str | None,
+    mode: int | None = None,
 ) -> None:
-    Path(path).write_text(render_html(result, files, config_path), encoding="utf-8")
+    """Writes the page to `path` atomically: a temporary file in the same directory, renamed
+    over `path` once complete, so a failure (a full disk) leaves an earlier report whole and no
+    temporary file behind. A symlink is followed (its target is replaced, as writing through it
+    would); a path that exists but is no regular file (/dev/stdout, a FIFO) is written through.
+    `mode`: the file's permission bits, by default 0o666 less the process umask (the CLI passes
+    the user's umask: the page is meant to be shared, unlike the data dir's 0600 files)."""
+    body = render_html(result, files, config_path).encode("utf-8")
+    if path.endswith(os.sep) or path == "":
+        raise IsADirectoryError(21, "Is a directory", path)
+    target = os.path.realpath(path)
+    if os.path.exists(target) and not os.path.isfile(target):
+        Path(target).write_bytes(body)  # a directory raises EISDIR here
+        return
+    if mode is None:
+        mode = 0o666 & ~_current_umask()
+    folder = os.path.dirname(target)
+    try:
+        fd, temp = tempfile.mkstemp(
+            dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".tmp"
+        )
+    except OSError as exc:  # name the folder, not the temporary file the user never chose
+        raise type(exc)(exc.errno, exc.strerror, folder) from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(body)
+            out.flush()
+            os.fsync(out.fileno())
+            os.fchmod(out.fileno(), mode)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 # -- pieces of the page ---------------------------------------------------------------------
@@ -189,12 +240,15 @@ def _summary(agents: Iterable[AgentReport]) -> str:
 
 def _agent(index: int, a: AgentReport, price_index: dict[str, int]) -> str:
     tokens: dict[str, str | None] = {}
+    fills: Counter[str] = Counter()
     for t in a.trades:
         tokens.setdefault(t.token, t.symbol)
+        fills[t.token] += 1
     charts = [
         f"<h3>Price of {_e(_label(token, symbol))} <small>{_e(token)}</small></h3>"
-        f'<div class="chart price" data-chart="price" data-agent="{index}" '
-        f'data-series="{price_index[token]}"></div>'
+        + _markers_note(fills[token])
+        + f'<div class="chart price" data-chart="price" data-agent="{index}" '
+        f'data-series="{price_index[token]}" data-markers="{MARKERS_SHOWN}"></div>'
         for token, symbol in tokens.items()
         if token in price_index
     ]
@@ -215,14 +269,27 @@ def _agent(index: int, a: AgentReport, price_index: dict[str, int]) -> str:
     )
 
 
+def _markers_note(fills: int) -> str:
+    if fills <= MARKERS_SHOWN:
+        return ""
+    return (
+        f'<p class="note" data-field="markers_shown">Markers: the last {MARKERS_SHOWN:,} of '
+        f"{fills:,} fills on this token (every fill is in the embedded data, as --json prints "
+        "it).</p>"
+    )
+
+
 def _trades(a: AgentReport) -> str:
     if not a.trades:
         return "<p>No trades.</p>"
     numbers: dict[str, int] = {}
     rows = []
     q, qd = a.quote, a.quote_decimals
-    for t in a.trades:
-        n = numbers.setdefault(t.position_id, len(numbers) + 1)
+    first_shown = len(a.trades) - TRADE_ROWS_SHOWN
+    for i, t in enumerate(a.trades):
+        n = numbers.setdefault(t.position_id, len(numbers) + 1)  # over every fill, as markers
+        if i < first_shown:
+            continue
         rows.append(
             f'<tr class="{_e(t.side)}"><td>{_e(iso_ms(t.ts))}</td><td>#{n}</td>'
             f"<td>{_e(t.side)}</td><td>{_e(_label(t.token, t.symbol))}</td>"
@@ -246,8 +313,15 @@ def _trades(a: AgentReport) -> str:
         )  # fmt: skip
     )
     opened = " open" if len(rows) <= TRADES_SHOWN_OPEN else ""
+    total = len(a.trades)
+    shown = (
+        f"Trades ({total})"
+        if total <= TRADE_ROWS_SHOWN
+        else f"Trades ({total:,}; the last {TRADE_ROWS_SHOWN:,} shown, every fill is in the "
+        "embedded data, as --json prints it)"
+    )
     return (
-        f"<details{opened}><summary>Trades ({len(rows)})</summary>"
+        f"<details{opened}><summary>{_e(shown)}</summary>"
         f'<table class="trades"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></details>"
     )

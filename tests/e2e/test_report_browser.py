@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,33 @@ def test_a_hostile_symbol_is_shown_and_never_run(chromium: Any, tmp_path: Path) 
         assert shown
         assert opened.page.locator("img").count() == 0
         assert opened.page.evaluate("() => window.pwned") is False
+        assert opened.errors == [] and opened.outside == []
+    finally:
+        opened.page.close()
+
+
+def test_a_churning_agent_gets_its_last_fills_marked_not_every_fill(
+    chromium: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from tradingd.adapters.app.report_html import MARKERS_SHOWN
+
+    from tests.integration.test_replay_report import CHURN_CONFIG, churn_replay
+
+    churn_replay(tmp_path / "churn.jsonl", 700)
+    (tmp_path / "churn.toml").write_text(CHURN_CONFIG)
+    result = run_replay(["churn.jsonl", "--config", "churn.toml"], tmp_path)
+    trades = result["agents"][0]["trades"]
+    assert len(trades) == 1400
+    opened = Opened(chromium, tmp_path / "r.html")
+    try:
+        markers = opened.page.evaluate(
+            """() => Object.values(window.tradingdReport.charts[0].prices)
+                .map((p) => p.markers.map((m) => m.time))"""
+        )
+        assert [len(m) for m in markers] == [MARKERS_SHOWN]
+        shown = sorted(datetime.fromisoformat(t["ts"]).timestamp() for t in trades[-MARKERS_SHOWN:])
+        assert markers[0] == shown
         assert opened.errors == [] and opened.outside == []
     finally:
         opened.page.close()

@@ -223,3 +223,151 @@ def test_the_equity_curve_is_the_full_valuation_after_any_record() -> None:
         for a in run_replay(records[:k], specs).agents:
             shown = [p.equity for p in curves[a.agent_id] if p.ts <= ts][-1]
             assert shown == a.final_equity, (k, a.agent_id)
+
+
+# -- many fills, the report file itself ------------------------------------------------------
+
+CHURN_CONFIG = """
+[[agents]]
+id = "churn"
+name = "churn"
+paper_deposit = "1000000000000000"
+[agents.config.stop_loss]
+mode = "trailing"
+trail_pct = 10
+"""
+
+
+def churn_replay(path: Path, cycles: int) -> None:
+    """A buy and a stop-loss exit per cycle: two fills a cycle on one token."""
+    token = demo_mint("REPORTCHURN")
+    lines: list[dict[str, Any]] = [
+        {"kind": "tick", "ts": T0, "token": SOL_MINT, "price_usd": 150.0, "decimals": 9}
+    ]
+    for i in range(cycles):
+        t = T0 + 1000 * (i + 1)
+        lines.append({"kind": "tick", "ts": t, "token": token, "price_usd": 1.0, "decimals": 6})
+        lines.append({"kind": "signal", "ts": t + 1, "id": f"c{i}", "token": token,
+                      "symbol": "CHURN", "strength": 5})  # fmt: skip
+        lines.append({"kind": "tick", "ts": t + 500, "token": token, "price_usd": 0.5})
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+class TradeRows(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows = 0
+        self.summaries: list[str] = []
+        self.notes: list[str] = []
+        self._in: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "tr" and a.get("class") in ("buy", "sell"):
+            self.rows += 1
+        elif tag == "summary":
+            self._in = "summary"
+            self.summaries.append("")
+        elif tag == "p" and a.get("data-field") == "markers_shown":
+            self._in = "note"
+            self.notes.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("summary", "p"):
+            self._in = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in == "summary":
+            self.summaries[-1] += data
+        elif self._in == "note":
+            self.notes[-1] += data
+
+
+def test_many_fills_show_a_bounded_table_and_price_series_and_say_so(tmp_path: Path) -> None:
+    from tradingd.adapters.app.backtest_series import PRICE_PINS_PER_AGENT
+    from tradingd.adapters.app.report_html import MARKERS_SHOWN, TRADE_ROWS_SHOWN
+
+    churn_replay(tmp_path / "churn.jsonl", 700)
+    (tmp_path / "churn.toml").write_text(CHURN_CONFIG)
+    done = replay("churn.jsonl", "--config", "churn.toml", "--report", "r.html", "--json",
+                  cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    trades = result["agents"][0]["trades"]
+    assert len(trades) == 1400  # the JSON keeps every fill
+    html_text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    page = Page()
+    page.feed(html_text)
+    assert json.loads(page.data_text) == result
+    table = TradeRows()
+    table.feed(html_text)
+    assert table.rows == TRADE_ROWS_SHOWN
+    assert any("1,400; the last 1,000 shown" in s for s in table.summaries), table.summaries
+    assert table.notes == [f"Markers: the last {MARKERS_SHOWN} of 1,400 fills on this token "
+                           "(every fill is in the embedded data, as --json prints it)."]  # fmt: skip
+    assert f'data-markers="{MARKERS_SHOWN}"' in html_text
+    (series,) = result["prices"]
+    assert len(series["points"]) <= PRICE_POINTS + 4 + PRICE_PINS_PER_AGENT
+    kept = {p["ts"] for p in series["points"]}
+    assert all(t["ts"] in kept for t in trades[-MARKERS_SHOWN:])  # each marker on the line
+
+
+@pytest.mark.parametrize("how", ["same name", "absolute path", "symlink", "hard link", "config"])
+def test_a_report_naming_an_input_file_is_refused_before_anything_runs(
+    tmp_path: Path, how: str
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(SAMPLE.read_bytes())
+    (tmp_path / "agents.toml").write_text(CHURN_CONFIG)
+    target = {
+        "same name": "in.jsonl",
+        "absolute path": str(tmp_path / "in.jsonl"),
+        "symlink": "link.html",
+        "hard link": "hard.html",
+        "config": "agents.toml",
+    }[how]
+    (tmp_path / "link.html").symlink_to("in.jsonl")
+    (tmp_path / "hard.html").hardlink_to(tmp_path / "in.jsonl")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    done = replay("in.jsonl", "--config", "agents.toml", "--report", target, "--json",
+                  cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith(f"tradingd replay: --report {target} is the input file ")
+    assert done.stderr.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_a_failed_write_leaves_the_earlier_report_whole_and_no_temporary_file(
+    tmp_path: Path,
+) -> None:
+    import resource
+
+    assert replay(str(SAMPLE), "--report", "r.html", cwd=tmp_path).returncode == 0
+    earlier = (tmp_path / "r.html").read_bytes()
+    assert len(earlier) > 100_000
+
+    def small_files() -> None:  # writing past 50 kB fails with EFBIG (Python ignores SIGXFSZ)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tradingd.adapters.app.cli", "replay", str(SAMPLE),
+         "--report", "r.html"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, preexec_fn=small_files,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("tradingd replay: cannot write the report r.html: ")
+    assert (tmp_path / "r.html").read_bytes() == earlier
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_the_report_file_mode_follows_the_users_umask(
+    tmp_path: Path, umask: int, mode: int
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tradingd.adapters.app.cli", "replay", str(SAMPLE),
+         "--report", "r.html"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, umask=umask,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "r.html").stat().st_mode & 0o777 == mode

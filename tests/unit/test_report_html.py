@@ -194,3 +194,12 @@ def test_the_page_files_and_the_chart_library_are_package_data() -> None:
         assert any(Path("report", path.name).match(p) for p in app), path
     library = Path(*CHART_LIBRARY)
     assert any(library.match(p) for p in data["tradingd.adapters.http"])
+
+
+def test_pinned_samples_keep_the_most_recent_per_key() -> None:
+    s = SeriesSampler[float](8, pin_cap=3)
+    for i in range(1000):
+        s.add(T0 + i, 1.0, pins=("a",) if i % 2 else ("b",) if i % 5 == 0 else ())
+    kept = {p.ts - T0 for p in s.points()}  # constant values: buckets keep their first sample
+    assert {960, 970, 980, 990, 993, 995, 997, 999} & kept == {970, 980, 990, 995, 997, 999}
+    assert len(kept) <= 8 + 4 + 2 * 3

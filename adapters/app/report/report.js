@@ -76,7 +76,7 @@
     return series;
   }
 
-  function priceChart(el, agent, prices) {
+  function priceChart(el, agent, prices, limit) {
     const points = prices.points.map((p) => ({ time: seconds(p.ts), value: p.price_usd }));
     const c = chart(el);
     const series = c.addSeries(LC.LineSeries, {
@@ -88,11 +88,16 @@
     // markers sit above and below the line; the bottom margin keeps them off the logo
     series.priceScale().applyOptions({ scaleMargins: { top: 0.15, bottom: 0.25 } });
     fit(c, points.length);
+    // Positions are numbered over every fill; only the most recent `limit` fills on this token
+    // are marked (data-markers; the page says so above the chart when it drops some).
     const numbers = new Map();
-    const markers = [];
+    const mine = [];
     for (const t of agent.trades) {
       if (!numbers.has(t.position_id)) numbers.set(t.position_id, numbers.size + 1);
-      if (t.token !== prices.token) continue;
+      if (t.token === prices.token) mine.push(t);
+    }
+    const markers = [];
+    for (const t of mine.slice(Math.max(0, mine.length - limit))) {
       const buy = t.side === "buy";
       markers.push({
         time: seconds(t.ts),
@@ -116,7 +121,7 @@
     else if (kind === "drawdown") charts[i].drawdown = drawdownChart(el, agent);
     else if (kind === "price") {
       const prices = data.prices[Number(el.dataset.series)];
-      charts[i].prices[prices.token] = priceChart(el, agent, prices);
+      charts[i].prices[prices.token] = priceChart(el, agent, prices, Number(el.dataset.markers));
     }
   }
   window.tradingdReport = { data: data, charts: charts };
