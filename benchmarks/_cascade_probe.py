@@ -1,7 +1,7 @@
 """Responsiveness probe for benchmarks/exit_cascade.py, run as its own process so its client does
 not share the benchmark's event loop: on a fixed schedule it sends `GET /health/live` and a
 `POST /v1/signals` for the probe token (alternately buy and sell, so the probe agent stays flat),
-every HEALTH_MS and SIGNAL_MS, until stdin says `quiet` (signals stop, health goes on) and then
+every HEALTH_MS and SIGNAL_MS (0: none), until stdin says `quiet` (signals stop, health goes on) and then
 `stop`. Then it writes every sample as JSON to the path given and exits.
 
     python benchmarks/_cascade_probe.py BASE_URL TOKEN HEALTH_MS SIGNAL_MS OUT_PATH  ($PROBE_KEY)
@@ -15,6 +15,7 @@ timeout; send delay: how late this process started the request, its own CPU star
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -77,7 +78,10 @@ async def probe(
             scheduled += interval_ns
             wait = (scheduled - time.time_ns()) / 1e9
             if wait > 0:
-                await asyncio.sleep(wait)
+                with contextlib.suppress(TimeoutError):  # woken early by `until`
+                    await asyncio.wait_for(until.wait(), wait)
+                if until.is_set():
+                    break
             if len(outstanding) >= MAX_OUTSTANDING:
                 samples.append([kind, scheduled, -1, -1])  # not sent: too many outstanding
                 continue
@@ -87,9 +91,10 @@ async def probe(
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         print("ready", flush=True)
-        await asyncio.gather(
-            schedule("health", health_ms, stop), schedule("signal", signal_ms, quiet)
-        )
+        schedules = [schedule("health", health_ms, stop)]
+        if signal_ms > 0:  # 0: no signals
+            schedules.append(schedule("signal", signal_ms, quiet))
+        await asyncio.gather(*schedules)
         if outstanding:
             await asyncio.wait(outstanding, timeout=REQUEST_TIMEOUT_S)
     with open(out_path, "w") as f:

@@ -42,11 +42,13 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -135,23 +137,30 @@ def start_daemon(
     env.pop("TRADINGD_STORE", None)  # the persistent store is the point
     if env.get("REDIS_URL") or env.get("DATABASE_URL"):
         env["TRADINGD_STORE_NAMESPACE"] = f"bench_cascade_{os.getpid()}"  # shared servers
+    # Below info the daemon does not log its port: pick a free one then.
+    port = 0 if log_level in ("debug", "info") else free_port()
     cmd = [sys.executable, "-m", "tradingd.adapters.app.cli", "run", "--config", str(config)]
-    cmd += ["--port", "0", "--host", "127.0.0.1", "--data-dir", str(data_dir / "data")]
-    env["TRADINGD_LOG_LEVEL"] = log_level
+    cmd += ["--port", str(port), "--host", "127.0.0.1", "--data-dir", str(data_dir / "data")]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     port_re = re.compile(r'"control port open".*?"port": ?(\d+)')
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline and proc.poll() is None:
-        m = port_re.search(log_path.read_text(errors="replace"))
-        if m:
-            base = f"http://127.0.0.1:{m.group(1)}"
+        m = port_re.search(log_path.read_text(errors="replace")) if not port else None
+        if m or port:
+            base = f"http://127.0.0.1:{m.group(1) if m else port}"
             with contextlib.suppress(OSError):
                 with urllib.request.urlopen(base + "/health/ready", timeout=1):
                     return proc, base
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError(f"tradingd did not start: {log_path.read_text()[-2000:]}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -439,6 +448,7 @@ async def one_cascade(
     metric_before = await api.tick_to_exit_metric()
     probe = start_probe(api.base, api.signals, args, probe_out)
     profiler = None
+    watcher: asyncio.Task[None] | None = None
     try:
         await asyncio.sleep(PROBE_WARMUP_S + args.rest_s)  # the rest window: the last rest_s
         if args.profile and n == 0:  # from just before the tick to AFTER_S past the last close
@@ -477,15 +487,16 @@ async def one_cascade(
         t_drained = await store.wait_drained(upto)
         await asyncio.sleep(0.2)
     finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(timeout=WAIT_S)
         samples = stop_probe(probe, probe_out)
         if args.keep_probes:
             shutil.copy(probe_out, Path(args.keep_probes) / f"probe{n}.json")
-    watcher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watcher
     metric_after = await api.tick_to_exit_metric()
     evs = await store.cascade_events(before, upto)
     evs_total = await store.events_between(before, upto)
@@ -572,7 +583,8 @@ def aggregate(cascades: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def targets(agg: dict[str, Any]) -> dict[str, Any]:
-    other = max(agg["cascade_health"]["p99_worst"], agg["cascade_signal"]["p99_worst"])
+    probed = (agg["cascade_health"]["p99_worst"], agg["cascade_signal"]["p99_worst"])
+    other = max((v for v in probed if v == v), default=math.nan)  # NaN: no such probe
     return {
         "decided_p99_ms": agg["decided"]["p99"],
         "decided_ok": agg["decided"]["p99"] <= TARGETS["decided"],
@@ -679,7 +691,9 @@ def main() -> int:
     add_json_arg(parser)
     parser.add_argument("--cascades", type=int, default=3, help="cascades per run (default 3)")
     parser.add_argument("--health-ms", type=float, default=2.0, help="GET /health/live every")
-    parser.add_argument("--signal-ms", type=float, default=50.0, help="probe signal every")
+    parser.add_argument(
+        "--signal-ms", type=float, default=50.0, help="probe signal every (0: no signal probes)"
+    )
     parser.add_argument(
         "--rest-s", type=float, default=1.0, help="probe floor window before a tick"
     )
@@ -717,7 +731,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tradingd-cascade-") as tmp_name:
         tmp = Path(tmp_name)
         tmp.chmod(0o755)  # the embedded Postgres (not root) must traverse it
-        daemon, base = start_daemon(tmp, admin, args.log_level, args.engine)
+        try:
+            daemon, base = start_daemon(tmp, admin, args.log_level, args.engine)
+        except BaseException:
+            stop_embedded(tmp)  # they outlive a daemon that died starting
+            raise
         try:
             figures = run_loop(measure(args, base, admin, daemon.pid, tmp))
         finally:
