@@ -178,7 +178,10 @@ def build_app(daemon: Daemon) -> web.Application:
     app[LIMITER] = RateLimiter(http.rate_limit_per_s, http.rate_limit_burst)
     routes = all_routes()
     for route in routes:
-        app.router.add_route(route.method, route.path, guarded(route))
+        if route in routes_dashboard.ROUTES:  # HEAD too: uptime checkers probe the page with it
+            app.router.add_get(route.path, guarded(route), allow_head=True)
+        else:
+            app.router.add_route(route.method, route.path, guarded(route))
     if daemon.hub is not None:
         app.router.add_get("/v1/ws", daemon.hub.handle)  # the hub authenticates (header or op)
     app[DOCUMENT] = msgspec.json.encode(build_document(routes, VERSION))

@@ -423,3 +423,100 @@ def test_the_page_reconnects_after_a_daemon_restart(
         timeout=TRADE_WAIT_MS,
     )
     page.wait_for_selector('#health-status[data-status="ok"]', timeout=RESTART_WAIT_MS)
+
+
+def test_a_renamed_agent_with_a_long_name_and_huge_balance_fits_and_relabels_its_line(
+    daemon_factory: Callable[..., DaemonProcess], browser_page: Page
+) -> None:
+    daemon = daemon_factory()
+    agent = _send(daemon, "POST", "/v1/agents", {"name": "before"})
+    huge = "18446744073676185278"  # 20 digits: 18,446,744,073.676185278 SOL
+    _send(daemon, "POST", f"/v1/agents/{agent['id']}/deposits", {"asset": "SOL", "amount": huge})
+    _send(daemon, "POST", "/v1/prices", {"ticks": [{"token": SOL, "price_usd": 150.0}]})
+    page = browser_page.page
+    browser_page.login(daemon)
+    row = f'#agents tbody tr[data-key="{agent["id"]}"]'
+    page.wait_for_selector(f"{row} .name >> text=before")
+    long_name = "N" * 128
+    _send(daemon, "PATCH", f"/v1/agents/{agent['id']}", {"name": long_name})
+    page.reload()  # the page learns names from the snapshot and the agent reads; a fresh one
+    page.wait_for_function(
+        "([sel, name]) => document.querySelector(sel + ' .name')?.textContent === name",
+        arg=[row, long_name],
+    )
+    page.wait_for_function(
+        "(sel) => document.querySelector(sel + ' .balance').textContent.endsWith(' SOL')",
+        arg=row,
+    )
+    assert (
+        page.locator(f"{row} .balance")
+        .inner_text()
+        .replace("\n", "")
+        .startswith("18,446,744,073.676185278")
+    )
+    fits = page.evaluate(
+        """(sel) => {
+          const card = document.querySelector('#agents').closest('.card').getBoundingClientRect();
+          const button = document.querySelector(sel + ' .pause-toggle').getBoundingClientRect();
+          const doc = document.documentElement;
+          return { sideways: doc.scrollWidth - doc.clientWidth,
+                   buttonInside: button.right <= card.right && button.left >= card.left };
+        }""",
+        row,
+    )
+    assert fits == {"sideways": 0, "buttonInside": True}
+    screenshot(page, "dashboard-long-name")
+    assert page.locator(f"{row} .name").get_attribute("title") == long_name
+    assert browser_page.errors == []
+
+
+def test_the_equity_line_follows_a_rename_without_a_reload(
+    daemon_factory: Callable[..., DaemonProcess], browser_page: Page
+) -> None:
+    daemon = daemon_factory()
+    agent = _send(daemon, "POST", "/v1/agents", {"name": "before"})
+    page = browser_page.page
+    browser_page.login(daemon)
+    titles = "JSON.parse(document.querySelector('#equity-chart').dataset.titles || '{}')"
+    page.wait_for_function(f"(id) => {titles}[id] === 'before'", arg=agent["id"])
+    _send(daemon, "PATCH", f"/v1/agents/{agent['id']}", {"name": "after"})
+    page.wait_for_selector(f'#agents tbody tr[data-key="{agent["id"]}"] .name >> text=after')
+    page.wait_for_function(f"(id) => {titles}[id] === 'after'", arg=agent["id"])
+    assert browser_page.errors == []
+
+
+def test_a_trade_shown_before_its_symbol_was_known_is_relabelled(
+    daemon_factory: Callable[..., DaemonProcess], browser_page: Page
+) -> None:
+    daemon = daemon_factory()
+    agent = _send(
+        daemon,
+        "POST",
+        "/v1/agents",
+        {"name": "trailer", "config": {"stop_loss": {"mode": "trailing", "trail_pct": 10}}},
+    )
+    _send(daemon, "POST", f"/v1/agents/{agent['id']}/deposits",
+          {"asset": "SOL", "amount": "5000000000"})  # fmt: skip
+    ticks = [{"token": SOL, "price_usd": 150.0}, {"token": BONK, "price_usd": 1.0}]
+    _send(daemon, "POST", "/v1/prices", {"ticks": ticks})
+    page = browser_page.page
+    browser_page.login(daemon)
+    page.wait_for_selector('#conn[data-state="live"]')
+    _send(daemon, "POST", "/v1/signals", {"token": BONK, "strength": 4})  # no symbol yet
+    page.wait_for_selector('#trades li[data-side="buy"]', timeout=TRADE_WAIT_MS)
+    first = page.locator('#trades li[data-side="buy"] .amount').first
+    assert "BONK" not in first.inner_text() and "DezX…B263" in first.inner_text()
+    _send(daemon, "POST", "/v1/prices", {"ticks": [{"token": BONK, "price_usd": 0.5}]})
+    page.wait_for_selector('#trades li[data-side="sell"]', timeout=TRADE_WAIT_MS)
+    _send(daemon, "POST", "/v1/prices", {"ticks": [{"token": BONK, "price_usd": 1.0}]})
+    _send(daemon, "POST", "/v1/signals", {"token": BONK, "symbol": "BONK", "strength": 4})
+    page.wait_for_function(
+        "() => document.querySelectorAll('#trades li[data-side=\"buy\"]').length === 2",
+        timeout=TRADE_WAIT_MS,
+    )
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('#trades li .amount')]
+                  .every((a) => a.textContent.endsWith(' BONK'))""",
+        timeout=WAIT_MS,
+    )
+    assert browser_page.errors == []

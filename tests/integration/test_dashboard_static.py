@@ -77,6 +77,22 @@ async def test_every_shipped_file_is_served_with_its_content_type(tmp_path: Path
             assert body == (ROOT / name).read_bytes()
 
 
+@pytest.mark.parametrize("path", ["/", "/dashboard/main.js", "/dashboard/dashboard.css"])
+async def test_head_answers_as_get_does_without_a_body(tmp_path: Path, path: str) -> None:
+    """Uptime checkers probe with HEAD: the same status and headers as GET, no body."""
+    async with serve(tmp_path) as api:
+        async with api.client.get(path) as got:
+            body = await got.read()
+        async with api.client.head(path) as head:
+            assert head.status == got.status == 200
+            assert await head.read() == b""
+            for name in ("Content-Type", "ETag", "Content-Security-Policy", "Cache-Control"):
+                assert head.headers[name] == got.headers[name], name
+            assert head.headers["Content-Length"] == str(len(body))
+        async with api.client.head("/dashboard/missing.js") as missing:
+            assert missing.status == 404
+
+
 async def test_an_unchanged_file_is_revalidated_with_304(tmp_path: Path) -> None:
     async with serve(tmp_path) as api:
         async with api.client.get("/dashboard/main.js") as resp:

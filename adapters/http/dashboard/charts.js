@@ -8,6 +8,7 @@ const AGENT_COLORS = ["#4f8cff", "#f5a623", "#33c48d", "#c678dd", "#ff5c5c", "#5
 // first off at ~300 px each. So a growing series is fitted on each point until it holds this
 // many, then scrolls with the time as usual.
 const FIT_UNTIL = 300;
+const TITLE_CHARS = 32; // an equity line's label: the agent's name, cut beyond this
 
 function baseOptions() {
   return {
@@ -124,7 +125,9 @@ export class EquityChart {
     this.series = new Map(); // agent id -> {series, lastTime}
   }
 
-  update(agentId, title, points) {
+  update(agentId, name, points) {
+    // the label sits on the chart, over the line: a long name would cover it
+    const title = name.length > TITLE_CHARS ? `${name.slice(0, TITLE_CHARS - 1)}…` : name;
     let entry = this.series.get(agentId);
     if (!entry) {
       const color = AGENT_COLORS[this.series.size % AGENT_COLORS.length];
@@ -134,8 +137,11 @@ export class EquityChart {
         title,
         priceFormat: { type: "price", precision: 4, minMove: 0.0001 },
       });
-      entry = { series, lastTime: null };
+      entry = { series, lastTime: null, title };
       this.series.set(agentId, entry);
+    } else if (entry.title !== title) {
+      entry.series.applyOptions({ title }); // the agent was renamed
+      entry.title = title;
     }
     const last = points[points.length - 1];
     if (!last || last.time === entry.lastTime) return;
@@ -147,6 +153,11 @@ export class EquityChart {
       if (points.length <= FIT_UNTIL) this.chart.timeScale().fitContent();
     }
     entry.lastTime = last.time;
+  }
+
+  /** Each line's label as the chart draws it (agent id -> title). */
+  titles() {
+    return Object.fromEntries([...this.series].map(([id, e]) => [id, e.series.options().title]));
   }
 
   /** Agents gone from the daemon lose their line. */

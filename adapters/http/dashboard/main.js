@@ -16,7 +16,7 @@ import {
 } from "./store.js";
 import { Stream } from "./stream.js";
 import { renderAgents, renderHalt } from "./view_agents.js";
-import { addAlert, addTrade, renderHealth } from "./view_feed.js";
+import { addAlert, addTrade, renderHealth, resolveTrades } from "./view_feed.js";
 import { renderPositions } from "./view_positions.js";
 
 const KEY_ITEM = "tradingd.apiKey";
@@ -48,8 +48,11 @@ function render() {
     equityChart.update(agent.id, agent.name, series);
     points = Math.max(points, series.length);
   }
-  byId("equity-chart").dataset.points = String(points); // for a reader (or a test) to wait on
   equityChart.retain(new Set(state.agents.keys()));
+  const chartEl = byId("equity-chart"); // for a reader (or a test) to wait on
+  chartEl.dataset.points = String(points);
+  chartEl.dataset.titles = JSON.stringify(equityChart.titles());
+  resolveTrades(state);
 }
 
 function schedule() {
@@ -145,13 +148,21 @@ async function poll() {
 
 // -- token details (decimals and symbol for trades of tokens no position told us about) ------
 
-const asked = new Set();
+// While a token's symbol is unknown it is asked for again, at most every ASK_AGAIN_MS (a later
+// signal may name it); trade lines shown before are relabelled on render (resolveTrades).
+const ASK_AGAIN_MS = 10_000;
+const asked = new Map(); // token -> when last asked
 async function learnToken(token) {
-  if (state.tokens.has(token) || asked.has(token) || asked.size > 1000) return;
-  asked.add(token);
+  const known = state.tokens.get(token);
+  if (known && known.symbol) return;
+  const last = asked.get(token);
+  if (last !== undefined && Date.now() - last < ASK_AGAIN_MS) return;
+  if (last === undefined && asked.size >= 1000) return;
+  asked.set(token, Date.now());
   try {
     const info = await api("GET", `/v1/tokens/${seg(token)}`);
-    state.tokens.set(token, { decimals: info.decimals, symbol: info.symbol });
+    const now = state.tokens.get(token) || {};
+    state.tokens.set(token, { decimals: info.decimals, symbol: info.symbol || now.symbol || null });
   } catch {
     // unknown to the daemon: the trade stays shown in atomic units
   }

@@ -19,7 +19,7 @@ function buildRow(agent, onToggle) {
   return el(
     "tr",
     {},
-    el("td", {}, name, " ", id),
+    el("td", { class: "agent" }, name, " ", id),
     el("td", { class: "status" }),
     el("td", { class: "num balance" }),
     el("td", { class: "num equity" }),
@@ -32,8 +32,8 @@ function buildRow(agent, onToggle) {
 
 function updateRow(row, agent, state) {
   const q = (cls) => row.querySelector(cls);
-  setText(q(".name"), agent.name);
-  setText(q(".id"), agent.id);
+  setText(q(".name"), agent.name, agent.name); // a long name is cut with "…": the tooltip has it
+  setText(q(".id"), agent.id, agent.id);
   const status = q(".status");
   setText(status, agent.status);
   status.dataset.status = agent.status;

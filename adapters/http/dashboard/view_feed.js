@@ -7,14 +7,22 @@ import { ALERTS_KEPT, TRADES_KEPT } from "./store.js";
 // Component statuses /health counts as unhealthy (routes_health.py _UNHEALTHY).
 const UNHEALTHY = new Set(["down", "degraded", "error", "unavailable", "stale"]);
 
-export function addTrade(state, trade) {
-  const agent = state.agents.get(trade.agent_id);
+// Trade lines shown before their token's symbol was known: relabelled once it is.
+const unresolved = new WeakMap(); // li -> trade
+
+function tradeAmount(state, trade) {
   const token = state.tokens.get(trade.token) || {};
   const name = shortToken(trade.token, token.symbol);
-  const amount =
+  const text =
     token.decimals === undefined || token.decimals === null
       ? `${trade.amount} atomic units of ${name}`
       : money(trade.amount, token.decimals, name);
+  return { text, resolved: Boolean(token.symbol) };
+}
+
+export function addTrade(state, trade) {
+  const agent = state.agents.get(trade.agent_id);
+  const { text: amount, resolved } = tradeAmount(state, trade);
   const quote = agent ? money(trade.quote_amount, agent.quote_decimals, agent.quote) : `${trade.quote_amount} atomic`;
   const item = el(
     "li",
@@ -33,7 +41,25 @@ export function addTrade(state, trade) {
     " ",
     el("span", { class: "muted" }, agent ? agent.name : trade.agent_id),
   );
+  if (!resolved) {
+    item.dataset.unresolved = "";
+    unresolved.set(item, trade);
+  }
   prependBounded(byId("trades"), item, TRADES_KEPT);
+}
+
+/** Relabel the trade lines whose token was unknown when they arrived (symbol, decimals). */
+export function resolveTrades(state) {
+  for (const item of byId("trades").querySelectorAll("li[data-unresolved]")) {
+    const trade = unresolved.get(item);
+    if (!trade) continue;
+    const { text, resolved } = tradeAmount(state, trade);
+    setText(item.querySelector(".amount"), text);
+    if (resolved) {
+      delete item.dataset.unresolved;
+      unresolved.delete(item);
+    }
+  }
 }
 
 export function addAlert(alert) {
