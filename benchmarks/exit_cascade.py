@@ -292,6 +292,11 @@ class Store:
         writer's reads, the probe's and this client's small share)."""
         return int((await self.redis.info("stats"))["total_net_input_bytes"])
 
+    async def cpu_s(self) -> float:
+        """CPU seconds the Redis server has used (user + system)."""
+        cpu = await self.redis.info("cpu")
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
     async def open_positions(self) -> int:
         """Open positions of every agent in Redis (the hash drops a position when it closes)."""
         return int(await self.redis.hlen(self.positions_hash))
@@ -424,6 +429,12 @@ def probe_windows(
     return out
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stalls(samples: list[list[Any]], t0: int, over_ms: float = 50.0) -> list[list[float]]:
     """When the daemon did not answer health probes: [from, to] ms after the tick, merged from
     every probe slower than `over_ms` (sent at `from`, answered at `to`)."""
@@ -457,6 +468,7 @@ async def one_cascade(
             )
         before = await store.last_id()
         redis_in = await store.input_bytes()
+        redis_cpu, daemon_cpu = await store.cpu_s(), process_cpu_s(daemon_pid)
         seen: list[tuple[int, int]] = []
         closed = asyncio.Event()
         if await store.open_positions() < POSITIONS:
@@ -478,6 +490,9 @@ async def one_cascade(
         await asyncio.sleep(AFTER_S)
         upto = await store.last_id()
         redis_in = await store.input_bytes() - redis_in
+        t_end = time.time_ns()
+        redis_cpu = await store.cpu_s() - redis_cpu
+        daemon_cpu = process_cpu_s(daemon_pid) - daemon_cpu
         tell_probe(probe, "quiet")  # signals stop (each adds rows to drain); health goes on
         t_quiet = time.time_ns()
         if profiler is not None:
@@ -507,6 +522,11 @@ async def one_cascade(
     result["health_stalls_ms"] = stalls(samples, t0)
     result["t0_wall_ns"] = t0
     result["redis_input_mb"] = redis_in / 1e6
+    # From just before the tick to AFTER_S past the last close: how much of that wall time the
+    # daemon's process and the Redis server spent on a CPU (2 cores, shared).
+    result["cpu_window_s"] = (t_end - t0) / 1e9
+    result["daemon_cpu_s"] = daemon_cpu
+    result["redis_cpu_s"] = redis_cpu
     result["stream_entries"] = evs_total
     result["probe_signals_before_quiet"] = sum(
         1 for x in samples if x[0] == "signal" and t0 <= x[1] < t_quiet
