@@ -40,7 +40,7 @@ MAX_TICK_SOURCES = 64
 TRADE_REASONS = frozenset((*get_args(ExitReason), "dca", "signal"))
 # Skip reasons are engine codes; a failed order's reason is the venue's free text, not a label.
 REASON_CODE = re.compile(r"[a-z][a-z0-9_]{0,47}")
-MAX_CACHED_CHILDREN = 1024  # venue labels come from config, but bound the cache anyway
+MAX_CACHED_CHILDREN = 1024  # label values are bounded sets (routes, venues), the caches too
 _FILL, _EXECUTION, _FILTERED, _EXIT, _DELETED, _ALERT = range(6)
 _EVENT_KINDS: dict[type, int] = {
     ev.OrderFilled: _FILL,
@@ -124,6 +124,7 @@ class Metrics:
         # Label children looked up once (prometheus' labels() takes a lock and builds a key).
         self._event_children: dict[type, Any] = {}
         self._round_trip_children: dict[tuple[str, str, str], Any] = {}
+        self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         disable_created_metrics()  # process-wide; `_created` series double the scrape for nothing
         r.register(StateCollector(daemon, self))
 
@@ -131,9 +132,19 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(route, method, str(status)).inc()
-        if route != WS_ROUTE:  # a WebSocket request lasts as long as its connection
-            self.http_duration.labels(route, method).observe(seconds)
+        key = (route, method, status)
+        children = self._http_children.get(key)
+        if children is None:
+            if len(self._http_children) >= MAX_CACHED_CHILDREN:
+                self._http_children.clear()
+            children = self._http_children[key] = (
+                self.http_requests.labels(route, method, str(status)),
+                # a WebSocket request lasts as long as its connection: not a duration
+                None if route == WS_ROUTE else self.http_duration.labels(route, method),
+            )
+        children[0].inc()
+        if children[1] is not None:
+            children[1].observe(seconds)
 
     # -- runtime hooks (synchronous, cheap) -------------------------------------------------
 
