@@ -22,13 +22,17 @@ from .state import EngineState
 class TickWork:
     """What is left of one tick's exits: the ordered positions, and the tick's moment."""
 
-    __slots__ = ("positions", "next", "now", "token", "price_usd", "agents")
+    __slots__ = ("positions", "next", "now", "token", "price_usd", "agents", "resting")
 
     def __init__(self, positions: list[Position], now: int, token: str, price_usd: float) -> None:
         self.positions = positions
         # Every agent the tick reaches, decided or not: a superset of those still to decide,
         # computed once (asked on every fill and signal while a cascade is pending).
         self.agents = frozenset(p.agent_id for p in positions)
+        # Resting buys existed when the tick came: its last slice expires and triggers them
+        # (`done`), so their owners count among the tick's agents and any resting signal
+        # (the global capacity) waits for the tick (set by ExitCascade.start).
+        self.resting = False
         self.next = 0
         self.now = now
         self.token = token
@@ -62,7 +66,11 @@ class ExitCascade:
         """Decide up to `limit` positions of `work` (all when None). True while some remain."""
         assert self.work is None, "a tick's exits must be finished before the next tick"
         self.work = work
-        return self.advance(limit)
+        pending = self.advance(limit)
+        if pending and self.state.entries:
+            work.agents = work.agents | {e.agent_id for e in self.state.entries.values()}
+            work.resting = True
+        return pending
 
     def advance(self, limit: int | None) -> bool:
         """Decide the next `limit` positions (all when None); the tick's `done` follows its

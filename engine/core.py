@@ -341,8 +341,13 @@ class Engine(EngineState):
     def signal_may_reach(self, signal: Signal, token: str, agents: frozenset[str]) -> bool:
         """Whether `signal` could see or change the state of a cascade on `token` reaching
         `agents`: it is for that token, or one of those agents' config filters (strength, type,
-        token lists; not liquidity or risk) passes it. Reads only."""
+        token lists; not liquidity or risk) passes it, or it would rest while the cascade's
+        tick still has resting buys to expire or trigger (their count is bounded). Reads
+        only."""
         if signal.token == token:
+            return True
+        work = self._cascade.work
+        if signal.entry is not None and work is not None and work.resting:
             return True
         return any(
             filter_reason(self.books[a].agent.config, signal, None, False) is None

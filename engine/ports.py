@@ -120,6 +120,12 @@ class Store(Protocol):
         """True while the store cannot make a buy durable, so buys are paused."""
         ...
 
+    @property
+    def pending_writes(self) -> int:
+        """Entries enqueued and not yet durable (the write-through's backlog); 0 when nothing
+        is written. An exit cascade waits between slices while it is large."""
+        ...
+
     def on_events(self, events: list[ev.Event]) -> None:
         """Runtime subscriber: enqueue the transition's events for writing."""
         ...

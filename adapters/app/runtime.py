@@ -47,6 +47,14 @@ _BETWEEN_SLICES = frozenset(
 )
 
 
+# A cascade's next slice waits (CASCADE_BACKLOG_WAIT_S at a time) while the store holds more
+# than this many entries per exit of a slice not yet durable: an exit writes about 6 (decision,
+# order, position twice, fill, balance), so the backlog stays under about one slice's writes.
+CASCADE_BACKLOG_ENTRIES_PER_EXIT = 8
+CASCADE_BACKLOG_WAIT_S = 0.002
+CASCADE_BACKLOG_MAX_S = 1.0
+
+
 def _method(fn: Callable[..., Any]) -> Any:
     return getattr(fn, "__func__", None)
 
@@ -92,6 +100,13 @@ class Runtime:
         self._deferred: list[Order] = []  # the cascade's in-process orders, settled in slices
         self._cascade_step_handle: asyncio.Handle | None = None
         self._clock_waiting = False  # a clock turn came during a cascade: run it at its end
+        # The store's backlog of entries not yet durable (Store.pending_writes), None without
+        # a store: a cascade's next slice waits while it exceeds CASCADE_BACKLOG_SLICES slices'
+        # worth, so what a request writes meanwhile is durable after a bounded backlog.
+        self.write_backlog: Callable[[], int] | None = None
+        self._backlog_since = 0.0  # loop time of the last slice run without waiting
+        self._cascade_done: asyncio.Future[None] | None = None
+        self._cascade_started = 0.0  # perf_counter() of the cascade's tick batch (metrics)
 
     # -- transitions ------------------------------------------------------------------------
 
@@ -137,6 +152,10 @@ class Runtime:
         how many were applied and why the others were refused (see `Engine.on_tick`)."""
         batch = list(ticks)
         engine = self.engine
+        if self._cascade_token is not None and batch:
+            # the last tick's exits (and a clock turn waiting for them) come first, and are
+            # recorded first
+            self.complete_cascade()
         if self.tick_intake and batch:
             self._tell_intake(self.tick_intake, batch, engine.clock())
         on_tick, prices = engine.on_tick, engine.prices
@@ -185,25 +204,69 @@ class Runtime:
     def _begin_cascade(self, token: str) -> None:
         self._cascade_token = token
         self._cascade_agents = self.engine.exits_pending_agents()
+        loop = asyncio.get_running_loop()
+        self._backlog_since = loop.time()
+        self._cascade_started = self.tick_batch_started or time.perf_counter()
+        self._cascade_done = loop.create_future()
         self._schedule_cascade_step()
+
+    async def cascade_settled(self) -> None:
+        """Return once no exit cascade is in progress: every exit the ticks applied so far
+        asked for is decided and its in-process fill settled (POST /v1/prices awaits it, then
+        the store, so its 202 covers the exits of its ticks)."""
+        while self._cascade_done is not None:
+            await asyncio.shield(self._cascade_done)
 
     def _schedule_cascade_step(self) -> None:
         if self._cascade_step_handle is None:
             loop = asyncio.get_running_loop()
-            self._cascade_step_handle = loop.call_soon(self._cascade_step)
+            if self._store_behind(loop.time()):
+                # Slices make entries faster than Redis takes them: let the write-through
+                # catch up (an acknowledgement waits for everything enqueued before it).
+                self._cascade_step_handle = loop.call_later(
+                    CASCADE_BACKLOG_WAIT_S, self._cascade_step
+                )
+            else:
+                self._cascade_step_handle = loop.call_soon(self._cascade_step)
+
+    def _store_behind(self, now: float) -> bool:
+        """The store holds more not-yet-durable entries than a slice's worth, and the cascade
+        has waited less than CASCADE_BACKLOG_MAX_S for it (a store that does not drain, say
+        a slow spill during an outage, is not waited for longer at a time)."""
+        backlog = self.write_backlog() if self.write_backlog is not None else 0
+        limit = (self.cascade_slice or 0) * CASCADE_BACKLOG_ENTRIES_PER_EXIT
+        if limit and backlog > limit and now - self._backlog_since < CASCADE_BACKLOG_MAX_S:
+            return True
+        self._backlog_since = now
+        return False
 
     def _cascade_step(self) -> None:
-        """One slice: the next exits to decide, else the next fills to settle; then yield."""
+        """One slice: the next exits to decide, else the next fills to settle; then yield. A
+        slice that raises is logged and the cascade goes on (each slice moves past its
+        positions first, as one transition that raised would have left them)."""
         self._cascade_step_handle = None
         if self._cascade_token is None:
             return
+        if self._store_behind(asyncio.get_running_loop().time()):
+            self._schedule_cascade_step()
+            return
         engine = self.engine
-        if engine.exits_pending:
-            self.apply(engine.continue_exits)
-        elif self._deferred:
-            n = self.cascade_slice or len(self._deferred)
-            batch, self._deferred = self._deferred[:n], self._deferred[n:]
-            self._settle_inline(batch)  # follow-up orders of its agents join _deferred's end
+        try:
+            if engine.exits_pending:
+                # a slice's exits are timed from their tick's arrival (tick -> exit decision)
+                self.tick_batch_started = self._cascade_started
+                try:
+                    self.apply(engine.continue_exits)
+                finally:
+                    self.tick_batch_started = None
+            elif self._deferred:
+                n = self.cascade_slice or len(self._deferred)
+                batch, self._deferred = self._deferred[:n], self._deferred[n:]
+                self._settle_inline(batch)  # follow-up orders of its agents join _deferred
+            else:
+                self.flush()  # what a transition finished outside a slice (Engine.pause_buys)
+        except Exception:
+            log.exception("exit cascade slice failed", extra={"token": self._cascade_token})
         if engine.exits_pending or self._deferred:
             self._schedule_cascade_step()
         else:
@@ -228,6 +291,9 @@ class Runtime:
         if self._cascade_step_handle is not None:
             self._cascade_step_handle.cancel()
             self._cascade_step_handle = None
+        done, self._cascade_done = self._cascade_done, None
+        if done is not None and not done.done():
+            done.set_result(None)
         if self._clock_waiting:
             self._clock_waiting = False
             self.clock_turn()
@@ -391,11 +457,11 @@ class Runtime:
         """Apply a received signal (Engine.on_signal) after telling the intake observers. During
         an exit cascade it is applied between slices when it can reach none of the cascade's
         agents nor its token (Engine.signal_may_reach), else after the cascade completes."""
-        if self.signal_intake:
-            self._tell_intake(self.signal_intake, signal, self.engine.clock())
         token = self._cascade_token
         if token is not None and self.engine.signal_may_reach(signal, token, self._cascade_agents):
-            self.complete_cascade()
+            self.complete_cascade()  # before the recorder hears of the signal: same order
+        if self.signal_intake:
+            self._tell_intake(self.signal_intake, signal, self.engine.clock())
         return self._apply_between_slices(self.engine.on_signal, signal)
 
     def _apply_between_slices(self, fn: Callable[..., T], *args: Any) -> T:
@@ -407,6 +473,7 @@ class Runtime:
     def cancel_resting(self, signal_id: str) -> list[RestingEntry]:
         """Cancel what still rests of a signal (Engine.cancel_resting) after telling the intake
         observers. Returns the entries cancelled."""
+        self.complete_cascade()  # before the recorder hears of the cancel: same order
         if self.cancel_intake:
             self._tell_intake(self.cancel_intake, signal_id, self.engine.clock())
         return self.apply(self.engine.cancel_resting, signal_id)

@@ -92,6 +92,9 @@ async def post_prices(request: web.Request) -> web.Response:
         )
     ticks = to_ticks(body, daemon.runtime.clock(), daemon.engine.decimals, daemon.markets)
     outcome = daemon.runtime.push_ticks(ticks)
+    # A tick that fell through many stops has its exits decided in slices after this returns:
+    # the 202 (after the store's flush, in the guard) covers them all, as before slicing.
+    await daemon.runtime.cascade_settled()
     return json_response(
         TicksAccepted(
             accepted=outcome.accepted,

@@ -40,6 +40,10 @@ class MemoryStore:
     def __init__(self) -> None:
         self.components: dict[str, ComponentHealth] = {}
 
+    @property
+    def pending_writes(self) -> int:
+        return 0
+
     def on_events(self, events: list[ev.Event]) -> None:
         return None
 

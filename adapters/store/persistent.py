@@ -226,6 +226,11 @@ class PersistentStore:
             await asyncio.sleep(PEAK_CHECKPOINT_S)
             self.checkpoint_peaks()
 
+    @property
+    def pending_writes(self) -> int:
+        """Entries enqueued and not yet durable in Redis (or the spill file)."""
+        return self.write_through.pending if self.write_through is not None else 0
+
     async def flushed(self, timeout: float | None = 5.0) -> None:
         """Resolves once every event enqueued so far is durable (Redis, or the fsync'd spill
         file while Redis is down). The REST signal handler awaits it before answering 202."""

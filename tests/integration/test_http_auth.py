@@ -15,7 +15,10 @@ PUBLIC = [r for r in ROUTES if r.scope is None]
 
 
 def concrete(path: str) -> str:
-    return path.replace("{token}", TOKEN).replace("{", "").replace("}", "")
+    """A request path for a route template: a mint for {token}, a shipped file of the
+    dashboard for its {path:.+}, the parameter's name for any other id."""
+    path = path.replace("{token}", TOKEN).replace("{path:.+}", "main.js")
+    return path.replace("{", "").replace("}", "")
 
 
 def route_id(route) -> str:

@@ -286,3 +286,43 @@ def test_a_clock_turn_during_a_cascade_waits_for_its_end_instead_of_completing_i
 
     assert run(go()) > 1
     assert len(turns) == 1  # applied once, after the cascade's last slice
+
+
+def test_a_cascade_waits_between_slices_while_the_store_backlog_is_large() -> None:
+    rig = build(2, [-5, -10], 4)
+    backlog = [10**9]
+    rig.runtime.write_backlog = lambda: backlog[0]
+
+    async def go() -> None:
+        rig.tick(CRASH, 0.5)
+        for _ in range(20):  # 20 loop turns, some ms: the store does not drain
+            await asyncio.sleep(0.001)
+        assert rig.engine.exits_pending  # only the tick's own slice was decided
+        decided = sum(isinstance(e, ev.ExitTriggered) for e in rig.events)
+        assert decided == 2
+        backlog[0] = 0
+        await rig.until_settled()
+
+    run(go())
+    assert sum(isinstance(e, ev.PositionClosed) for e in rig.events) == 8
+
+
+def test_a_store_that_never_drains_delays_a_cascade_only_a_bounded_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tradingd.adapters.app.runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "CASCADE_BACKLOG_MAX_S", 0.01)
+    rig = build(2, [-5, -10], 4)
+    rig.runtime.write_backlog = lambda: 10**9
+
+    async def go() -> None:
+        rig.tick(CRASH, 0.5)
+        for _ in range(2000):
+            if not rig.cascading:
+                return
+            await asyncio.sleep(0.001)
+        raise AssertionError("the cascade waited for a store that never drains")
+
+    run(go())
+    assert sum(isinstance(e, ev.PositionClosed) for e in rig.events) == 8
