@@ -318,6 +318,12 @@ class Engine(EngineState):
         """Some exits of the last tick are still to decide (`continue_exits`)."""
         return self._cascade.pending
 
+    @property
+    def exits_left(self) -> int:
+        """How many positions of the last tick are still to decide (0 when none is pending)."""
+        w = self._cascade.work
+        return 0 if w is None else len(w.positions) - w.next
+
     def exits_pending_agents(self) -> frozenset[str]:
         """The agents the last tick reached while some of its exits are still to decide."""
         return self._cascade.agents()

@@ -292,7 +292,7 @@ class Daemon:
             lock=lock,
         )
         store = self.store = opened.store
-        self.runtime.write_backlog = lambda: store.pending_writes
+        self.runtime.cascade.write_backlog = lambda: store.pending_writes
         self.runtime.event_subscribers.insert(0, store.on_events)
         self.runtime.tick_subscribers.append(store.on_ticks)
         self.cleanups.append(store.close)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, TypeVar
 
+from tradingd.adapters.app.cascade_driver import CascadeDriver
 from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.engine import events as ev
 from tradingd.engine.core import Engine
@@ -45,14 +46,6 @@ _BETWEEN_SLICES = frozenset(
         Engine.on_exchange_order_sent,
     }
 )
-
-
-# A cascade's next slice waits (CASCADE_BACKLOG_WAIT_S at a time) while the store holds more
-# than this many entries per exit of a slice not yet durable: an exit writes about 6 (decision,
-# order, position twice, fill, balance), so the backlog stays under about one slice's writes.
-CASCADE_BACKLOG_ENTRIES_PER_EXIT = 8
-CASCADE_BACKLOG_WAIT_S = 0.002
-CASCADE_BACKLOG_MAX_S = 1.0
 
 
 def _method(fn: Callable[..., Any]) -> Any:
@@ -95,18 +88,9 @@ class Runtime:
         # perf_counter() at the start of the tick batch being applied, None between batches:
         # lets event subscribers time tick -> exit decision (metrics).
         self.tick_batch_started: float | None = None
-        self._cascade_token: str | None = None
-        self._cascade_agents: frozenset[str] = frozenset()
-        self._deferred: list[Order] = []  # the cascade's in-process orders, settled in slices
-        self._cascade_step_handle: asyncio.Handle | None = None
-        self._clock_waiting = False  # a clock turn came during a cascade: run it at its end
-        # The store's backlog of entries not yet durable (Store.pending_writes), None without
-        # a store: a cascade's next slice waits while it exceeds CASCADE_BACKLOG_SLICES slices'
-        # worth, so what a request writes meanwhile is durable after a bounded backlog.
-        self.write_backlog: Callable[[], int] | None = None
-        self._backlog_since = 0.0  # loop time of the last slice run without waiting
-        self._cascade_done: asyncio.Future[None] | None = None
-        self._cascade_started = 0.0  # perf_counter() of the cascade's tick batch (metrics)
+        # A tick reaching more than `cascade_slice` positions: decided and settled in slices
+        # (cascade_driver.py).
+        self.cascade = CascadeDriver(self)
 
     # -- transitions ------------------------------------------------------------------------
 
@@ -114,8 +98,8 @@ class Runtime:
         """Run one engine transition and publish what it produced, even if it raised. A
         transition other than an order's own follow-ups first completes an exit cascade in
         progress (cascade.py: slicing must not change what anything decides)."""
-        if self._cascade_token is not None and _method(fn) not in _BETWEEN_SLICES:
-            self.complete_cascade()
+        if self.cascade.active and _method(fn) not in _BETWEEN_SLICES:
+            self.cascade.complete()
         try:
             return fn(*args, **kwargs)
         finally:
@@ -131,19 +115,16 @@ class Runtime:
                     log.exception("event subscriber failed", extra={"subscriber": repr(sub)})
         if out.intents:
             inline: list[Order] = []
-            cascade = self._cascade_agents
+            cascade = self.cascade
             for intent in out.intents:
                 order = intent.order
                 venue = self.venue_of(order)
                 if venue is None or not venue.in_process:
                     self._dispatch(order)
-                elif order.agent_id in cascade:
-                    # settled after the cascade's last decision, in slices (_cascade_step)
-                    self._deferred.append(order)
-                else:
+                elif not (cascade.active and cascade.holds(order)):
                     inline.append(order)
             if inline:
-                self._settle_inline(inline)
+                self.settle_in_process(inline)
 
     def push_ticks(self, ticks: Iterable[Tick]) -> TickOutcome:
         """Apply ticks one at a time, in order, exactly as if each came alone: an order decided
@@ -152,10 +133,10 @@ class Runtime:
         how many were applied and why the others were refused (see `Engine.on_tick`)."""
         batch = list(ticks)
         engine = self.engine
-        if self._cascade_token is not None and batch:
+        if self.cascade.active and batch:
             # the last tick's exits (and a clock turn waiting for them) come first, and are
             # recorded first
-            self.complete_cascade()
+            self.cascade.complete()
         if self.tick_intake and batch:
             self._tell_intake(self.tick_intake, batch, engine.clock())
         on_tick, prices = engine.on_tick, engine.prices
@@ -164,13 +145,13 @@ class Runtime:
         self.tick_batch_started = time.perf_counter()
         try:
             for tick in batch:
-                if self._cascade_token is not None:  # the last tick's exits come first
-                    self.complete_cascade()
+                if self.cascade.active:  # the last tick's exits come first
+                    self.cascade.complete()
                 reason = on_tick(tick)
                 if reason is None:
                     applied.append(prices[tick.token])  # as applied (a future ts is clamped)
                     if engine.exits_pending:
-                        self._begin_cascade(tick.token)
+                        self.cascade.begin(tick.token)
                 else:
                     rejected[reason] = rejected.get(reason, 0) + 1
                 if engine.has_intents:
@@ -188,7 +169,7 @@ class Runtime:
                     log.exception("tick subscriber failed")
         return TickOutcome(len(applied), rejected)
 
-    # -- exit cascades in slices ------------------------------------------------------------
+    # -- exit cascades in slices (cascade_driver.py) ---------------------------------------
 
     @property
     def cascade_slice(self) -> int | None:
@@ -201,102 +182,21 @@ class Runtime:
     def cascade_slice(self, n: int | None) -> None:
         self.engine.exit_slice = n
 
-    def _begin_cascade(self, token: str) -> None:
-        self._cascade_token = token
-        self._cascade_agents = self.engine.exits_pending_agents()
-        loop = asyncio.get_running_loop()
-        self._backlog_since = loop.time()
-        self._cascade_started = self.tick_batch_started or time.perf_counter()
-        self._cascade_done = loop.create_future()
-        self._schedule_cascade_step()
+    @property
+    def cascading(self) -> bool:
+        """An exit cascade is in progress (decisions or in-process fills still to come)."""
+        return self.cascade.active
+
+    def complete_cascade(self) -> None:
+        """Decide and settle what is left of an exit cascade, now (before a transition that
+        could see it: the next tick, the clock, an operator's call, a signal reaching it)."""
+        self.cascade.complete()
 
     async def cascade_settled(self) -> None:
         """Return once no exit cascade is in progress: every exit the ticks applied so far
         asked for is decided and its in-process fill settled (POST /v1/prices awaits it, then
         the store, so its 202 covers the exits of its ticks)."""
-        while self._cascade_done is not None:
-            await asyncio.shield(self._cascade_done)
-
-    def _schedule_cascade_step(self) -> None:
-        if self._cascade_step_handle is None:
-            loop = asyncio.get_running_loop()
-            if self._store_behind(loop.time()):
-                # Slices make entries faster than Redis takes them: let the write-through
-                # catch up (an acknowledgement waits for everything enqueued before it).
-                self._cascade_step_handle = loop.call_later(
-                    CASCADE_BACKLOG_WAIT_S, self._cascade_step
-                )
-            else:
-                self._cascade_step_handle = loop.call_soon(self._cascade_step)
-
-    def _store_behind(self, now: float) -> bool:
-        """The store holds more not-yet-durable entries than a slice's worth, and the cascade
-        has waited less than CASCADE_BACKLOG_MAX_S for it (a store that does not drain, say
-        a slow spill during an outage, is not waited for longer at a time)."""
-        backlog = self.write_backlog() if self.write_backlog is not None else 0
-        limit = (self.cascade_slice or 0) * CASCADE_BACKLOG_ENTRIES_PER_EXIT
-        if limit and backlog > limit and now - self._backlog_since < CASCADE_BACKLOG_MAX_S:
-            return True
-        self._backlog_since = now
-        return False
-
-    def _cascade_step(self) -> None:
-        """One slice: the next exits to decide, else the next fills to settle; then yield. A
-        slice that raises is logged and the cascade goes on (each slice moves past its
-        positions first, as one transition that raised would have left them)."""
-        self._cascade_step_handle = None
-        if self._cascade_token is None:
-            return
-        if self._store_behind(asyncio.get_running_loop().time()):
-            self._schedule_cascade_step()
-            return
-        engine = self.engine
-        try:
-            if engine.exits_pending:
-                # a slice's exits are timed from their tick's arrival (tick -> exit decision)
-                self.tick_batch_started = self._cascade_started
-                try:
-                    self.apply(engine.continue_exits)
-                finally:
-                    self.tick_batch_started = None
-            elif self._deferred:
-                n = self.cascade_slice or len(self._deferred)
-                batch, self._deferred = self._deferred[:n], self._deferred[n:]
-                self._settle_inline(batch)  # follow-up orders of its agents join _deferred
-            else:
-                self.flush()  # what a transition finished outside a slice (Engine.pause_buys)
-        except Exception:
-            log.exception("exit cascade slice failed", extra={"token": self._cascade_token})
-        if engine.exits_pending or self._deferred:
-            self._schedule_cascade_step()
-        else:
-            self._end_cascade()
-
-    def complete_cascade(self) -> None:
-        """Decide and settle what is left of an exit cascade, now (before a transition that
-        could see it: the next tick, the clock, an operator's call, a signal reaching it)."""
-        if self._cascade_token is None:
-            return
-        engine = self.engine
-        if engine.exits_pending:
-            self._apply_between_slices(engine.finish_exits)
-        while self._deferred:
-            batch, self._deferred = self._deferred, []
-            self._settle_inline(batch)
-        self._end_cascade()
-
-    def _end_cascade(self) -> None:
-        self._cascade_token = None
-        self._cascade_agents = frozenset()
-        if self._cascade_step_handle is not None:
-            self._cascade_step_handle.cancel()
-            self._cascade_step_handle = None
-        done, self._cascade_done = self._cascade_done, None
-        if done is not None and not done.done():
-            done.set_result(None)
-        if self._clock_waiting:
-            self._clock_waiting = False
-            self.clock_turn()
+        await self.cascade.settled()
 
     # -- orders -----------------------------------------------------------------------------
 
@@ -307,7 +207,7 @@ class Runtime:
         self.in_flight[order.id] = task
         task.add_done_callback(lambda _t, oid=order.id: self.in_flight.pop(oid, None))
 
-    def _settle_inline(self, orders: list[Order]) -> None:
+    def settle_in_process(self, orders: list[Order]) -> None:
         """In-process venues fill at once: settle right after the transition that asked, in
         the same loop turn (one flush publishes the fills). Re-entrant flushes are queued."""
         self._inline_queue.extend(orders)
@@ -457,14 +357,16 @@ class Runtime:
         """Apply a received signal (Engine.on_signal) after telling the intake observers. During
         an exit cascade it is applied between slices when it can reach none of the cascade's
         agents nor its token (Engine.signal_may_reach), else after the cascade completes."""
-        token = self._cascade_token
-        if token is not None and self.engine.signal_may_reach(signal, token, self._cascade_agents):
-            self.complete_cascade()  # before the recorder hears of the signal: same order
+        token = self.cascade.token
+        if token is not None and self.engine.signal_may_reach(signal, token, self.cascade.agents):
+            self.cascade.complete()  # before the recorder hears of the signal: same order
         if self.signal_intake:
             self._tell_intake(self.signal_intake, signal, self.engine.clock())
-        return self._apply_between_slices(self.engine.on_signal, signal)
+        return self.apply_between_slices(self.engine.on_signal, signal)
 
-    def _apply_between_slices(self, fn: Callable[..., T], *args: Any) -> T:
+    def apply_between_slices(self, fn: Callable[..., T], *args: Any) -> T:
+        """`apply` without completing a cascade first: for a transition already known not to
+        see it (the caller's check), or the cascade's own."""
         try:
             return fn(*args)
         finally:
@@ -480,11 +382,11 @@ class Runtime:
 
     def clock_turn(self) -> None:
         """Time passes without a price (Engine.on_clock), after telling the intake observers.
-        During an exit cascade the turn waits for the cascade's end (`_end_cascade`): applied
+        During an exit cascade the turn waits for the cascade's end (CascadeDriver): applied
         now it would have to complete the cascade in one block first, and in one transition
         the cascade would have finished before any clock turn anyway."""
-        if self._cascade_token is not None:
-            self._clock_waiting = True
+        if self.cascade.active:
+            self.cascade.clock_waiting = True
             return
         if self.clock_intake:
             self._tell_intake(self.clock_intake, self.engine.clock())

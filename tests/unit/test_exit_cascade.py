@@ -67,7 +67,7 @@ class Rig:
 
     @property
     def cascading(self) -> bool:
-        return self.engine.exits_pending or bool(self.runtime._deferred)
+        return self.runtime.cascading
 
     async def until_settled(self, between: Callable[[], None] | None = None) -> int:
         """Yield to the loop until the cascade is done; `between` runs once after the first
@@ -291,7 +291,7 @@ def test_a_clock_turn_during_a_cascade_waits_for_its_end_instead_of_completing_i
 def test_a_cascade_waits_between_slices_while_the_store_backlog_is_large() -> None:
     rig = build(2, [-5, -10], 4)
     backlog = [10**9]
-    rig.runtime.write_backlog = lambda: backlog[0]
+    rig.runtime.cascade.write_backlog = lambda: backlog[0]
 
     async def go() -> None:
         rig.tick(CRASH, 0.5)
@@ -310,11 +310,11 @@ def test_a_cascade_waits_between_slices_while_the_store_backlog_is_large() -> No
 def test_a_store_that_never_drains_delays_a_cascade_only_a_bounded_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import tradingd.adapters.app.runtime as runtime_module
+    import tradingd.adapters.app.cascade_driver as driver_module
 
-    monkeypatch.setattr(runtime_module, "CASCADE_BACKLOG_MAX_S", 0.01)
+    monkeypatch.setattr(driver_module, "BACKLOG_MAX_S", 0.01)
     rig = build(2, [-5, -10], 4)
-    rig.runtime.write_backlog = lambda: 10**9
+    rig.runtime.cascade.write_backlog = lambda: 10**9
 
     async def go() -> None:
         rig.tick(CRASH, 0.5)

@@ -75,7 +75,7 @@ class R:
 
     @property
     def cascading(self) -> bool:
-        return self.runtime._cascade_token is not None
+        return self.runtime.cascading
 
     def positions_of(self, aid: str) -> list[Any]:
         return sorted(
