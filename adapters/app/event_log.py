@@ -70,19 +70,21 @@ class EventLog:
             self._flush_pretty(self.describe, limit)
             return
         docs: list[dict[str, object]] = []
+        now = iso_now()  # one clock read and format for the chunk's lines, written together
         if self.dropped:
             docs.append(
                 _doc(
                     logging.WARNING,
                     "trading log lines dropped (queue full)",
                     {"dropped": self.dropped},
+                    now,
                 )
             )
             self.dropped = 0
         queue = self.queue
         count = len(queue) if limit is None else min(limit, len(queue))
         for _ in range(count):
-            doc = line_for(queue.popleft())
+            doc = line_for(queue.popleft(), now)
             if doc is not None:
                 docs.append(doc)
         if docs:
@@ -117,11 +119,11 @@ _LEVEL_NAMES = {logging.INFO: "info", logging.WARNING: "warning"}
 _LINE_KEYS = frozenset({"ts", "level", "logger", "msg"})
 
 
-def _doc(level: int, message: str, extra: dict[str, object]) -> dict[str, object]:
+def _doc(level: int, message: str, extra: dict[str, object], ts: str) -> dict[str, object]:
     # An event's own field never replaces the line's keys (an alert's details may name anything).
     fields = {(f"event_{k}" if k in _LINE_KEYS else k): v for k, v in extra.items()}
     return {
-        "ts": iso_now(),
+        "ts": ts,
         "level": _LEVEL_NAMES.get(level, "info"),
         "logger": log.name,
         "msg": message,
@@ -179,11 +181,12 @@ _MONEY = frozenset({"sell_amount", "amount", "quote_amount", "realized_pnl"})
 _FIELD_NAMES = {"id": "position_id", "level": "dca_level"}
 
 
-def line_for(e: ev.Event) -> dict[str, object] | None:
-    """The log document of one event, or None when it is not logged at the current level."""
+def line_for(e: ev.Event, ts: str) -> dict[str, object] | None:
+    """The log document of one event written at `ts` (iso_ms), or None when it is not logged
+    at the current level."""
     if isinstance(e, ev.Alert):
         return (
-            _doc(logging.WARNING, e.message, {"code": e.code, **e.details})
+            _doc(logging.WARNING, e.message, {"code": e.code, **e.details}, ts)
             if log.isEnabledFor(logging.WARNING)
             else None
         )
@@ -199,4 +202,4 @@ def line_for(e: ev.Event) -> dict[str, object] | None:
         extra[f] = str(extra[f])
     if isinstance(e, ev.OrderFilled):
         extra["order_id"] = e.order_id
-    return _doc(level, message, extra)
+    return _doc(level, message, extra, ts)
