@@ -288,7 +288,8 @@ class Engine(EngineState):
         `token_capacity` (a new token while `max_priced_tokens` prices are held and none can be
         evicted: see `room_for_price`), and those of `admit_tick`: `stale`, `secondary` (a
         higher-priority source prices the token)."""
-        self._finish_exits()
+        if self._cascade.work is not None:  # inline: this is the per-tick hot path
+            self._cascade.finish()
         now = self.clock()
         if tick.ts > now:
             if tick.ts > now + self.max_future_skew_ms:
@@ -301,8 +302,11 @@ class Engine(EngineState):
             return reason
         candidates = list(self.index.on_price(tick.token, tick.price_usd))
         candidates.extend(self.index.due(now))
-        work = TickWork(self._exits.ordered(candidates), now, tick.token, tick.price_usd)
-        self._cascade.start(work, self.exit_slice)
+        if candidates:
+            work = TickWork(self._exits.ordered(candidates), now, tick.token, tick.price_usd)
+            self._cascade.start(work, self.exit_slice)
+        elif self.entries:  # no exit to decide (most ticks): the resting buys' turn at once
+            self._after_exits(TickWork([], now, tick.token, tick.price_usd))
         return None
 
     def _after_exits(self, work: TickWork) -> None:
