@@ -12,62 +12,21 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tradingd.adapters.app.runtime import Runtime
-from tradingd.adapters.venues.paper import PaperVenue
 from tradingd.engine import events as ev
 from tradingd.engine.assets import SOL_MINT
-from tradingd.engine.config import config_from_builtins
-from tradingd.engine.core import Engine
 from tradingd.engine.errors import Conflict
-from tradingd.engine.model import Signal, Tick
+from tradingd.engine.model import Tick
 
-from tests.unit.harness import TOKENS, Clock
+from tests.unit.cascade_rig import CascadeRig
+from tests.unit.harness import TOKENS
 
 CRASH, OTHER, THIRD = TOKENS
 _enc = msgspec.json.Encoder()
 MAX_TURNS = 100_000  # loop turns a cascade may take in a test before it counts as stuck
 
 
-class Rig:
-    """A Runtime over a paper venue, its agents holding positions on CRASH, every event kept."""
-
-    def __init__(self, slice_: int | None) -> None:
-        self.clock = Clock()
-        self.engine = Engine(self.clock)
-        venues = {"paper": PaperVenue(self.engine.price_usd, self.clock)}
-        self.runtime = Runtime(self.engine, venues, self.clock)  # type: ignore[arg-type]
-        self.runtime.cascade_slice = slice_
-        self.events: list[ev.Event] = []
-        self.runtime.event_subscribers.append(self.events.extend)
-
-    def agent(self, agent_id: str, config: dict[str, Any]) -> None:
-        cfg = config_from_builtins(config)
-        self.runtime.apply(self.engine.create_agent, agent_id, "paper", cfg, "SOL", None, agent_id)
-        self.runtime.apply(self.engine.deposit, agent_id, "SOL", 10**12)
-
-    def tick(self, token: str, price: float) -> None:
-        self.clock.now += 1000
-        decimals = 9 if token == SOL_MINT else 6
-        self.runtime.push_ticks([Tick(token, price, self.clock.now, decimals=decimals)])
-
-    def signal(self, sid: str, token: str, advance: bool = True, **kw: Any) -> None:
-        """Post a signal, `advance` the clock 1 s first (not mid-cascade: the clock would
-        move by microseconds there, and the cascade's events carry the clock)."""
-        if advance:
-            self.clock.now += 1000
-        self.runtime.submit_signal(
-            Signal(
-                id=sid,
-                token=token,
-                received_at=self.clock.now,
-                expires_at=self.clock.now + 30_000,
-                **kw,
-            )
-        )
-
-    @property
-    def cascading(self) -> bool:
-        return self.runtime.cascading
+class Rig(CascadeRig):
+    """The shared rig, plus waiting for a cascade's end and the events encoded."""
 
     async def until_settled(self, between: Callable[[], None] | None = None) -> int:
         """Yield to the loop until the cascade is done; `between` runs once after the first
@@ -184,12 +143,12 @@ def test_a_signal_for_another_token_trades_between_slices_and_changes_nothing_of
     whole = build(None, [-5, -10, -20], 5, bystander=True)
     sliced = build(3, [-5, -10, -20], 5, bystander=True)
     run(crash(whole, 0.5))
-    whole.signal("other", OTHER, advance=False)
+    whole.signal("other", OTHER, advance=0)
 
     async def go() -> None:
         sliced.tick(CRASH, 0.5)
         assert sliced.cascading
-        await sliced.until_settled(between=lambda: sliced.signal("other", OTHER, advance=False))
+        await sliced.until_settled(between=lambda: sliced.signal("other", OTHER, advance=0))
 
     run(go())
     fills = [e for e in sliced.events if isinstance(e, ev.OrderFilled)]
@@ -206,7 +165,7 @@ def test_a_signal_reaching_a_cascade_agent_waits_for_the_whole_cascade() -> None
     async def go() -> None:
         rig.tick(CRASH, 0.5)
         assert rig.engine.exits_pending
-        rig.signal("again", CRASH, advance=False)  # the cascade's own token and agents
+        rig.signal("again", CRASH, advance=0)  # the cascade's own token and agents
         assert not rig.cascading  # completed before the signal was applied
 
     run(go())
