@@ -123,7 +123,8 @@ class Store(Protocol):
     @property
     def pending_writes(self) -> int:
         """Entries enqueued and not yet durable (the write-through's backlog); 0 when nothing
-        is written. An exit cascade waits between slices while it is large."""
+        is written or the store spills to a local file because Redis is down. An exit cascade
+        waits between slices while it is large."""
         ...
 
     def on_events(self, events: list[ev.Event]) -> None:

@@ -228,8 +228,10 @@ class PersistentStore:
 
     @property
     def pending_writes(self) -> int:
-        """Entries enqueued and not yet durable in Redis (or the spill file)."""
-        return self.write_through.pending if self.write_through is not None else 0
+        """Entries enqueued and not yet durable in Redis; 0 while Redis is down (the fsync'd
+        spill file takes them: nothing is gained by waiting on Redis then)."""
+        wt = self.write_through
+        return wt.pending if wt is not None and wt.up else 0
 
     async def flushed(self, timeout: float | None = 5.0) -> None:
         """Resolves once every event enqueued so far is durable (Redis, or the fsync'd spill

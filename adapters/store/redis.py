@@ -155,11 +155,14 @@ class RedisWriteThrough:
         batch, self._buf = self._buf, []
         ticks, self._ticks = self._ticks, {}
         upto = self._durable + len(batch)
-        if self.spill.count or (
+        # Down, Redis is asked again at most every PROBE_INTERVAL_S from the end of the last
+        # ask (a hung Redis takes the socket timeout to answer): the flushes between spill at
+        # once. Up with a spill left (a start after an outage), it is replayed first.
+        if (self.up and self.spill.count) or (
             not self.up and time.monotonic() - self._probed >= PROBE_INTERVAL_S
         ):
-            self._probed = time.monotonic()
             await self._try_return()
+            self._probed = time.monotonic()
         if self.up:
             try:
                 await self._write(batch, ticks)
