@@ -125,6 +125,10 @@ class FakeHermes:
         raw = body.encode() if isinstance(body, str) else body
         self._failures.append(_Failure(status, raw, content_type, headers or {}, path, n))
 
+    def clear_failures(self) -> None:
+        """Answer normally again: the failures still pending are dropped."""
+        self._failures.clear()
+
     def stream_mode(self, *modes: str) -> None:
         self.modes.extend(modes)
 
