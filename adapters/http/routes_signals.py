@@ -132,8 +132,15 @@ def _unverified(client_id: str) -> None:
 
 
 async def post_signal(request: web.Request) -> web.Response:
-    daemon = daemon_of(request)
     body = await read_body(request, _signal_in)
+    return await accept_signal(request, body, request[API_KEY].id)
+
+
+async def accept_signal(request: web.Request, body: SignalIn, key_id: str) -> web.Response:
+    """Build the signal of `body` posted by key `key_id` and submit it: 202 with its id, or 200
+    with the first one's for a repeated client `id`. The one way in for `POST /v1/signals` and
+    the header-less hooks (routes_hooks.py), so both answer and deduplicate alike."""
+    daemon = daemon_of(request)
     old = await _known_beyond_window(daemon, body.id)
     if old is not None:
         log.info(
@@ -149,7 +156,7 @@ async def post_signal(request: web.Request) -> web.Response:
             ),
             200,
         )
-    signal = to_signal(body, daemon.runtime.clock(), request[API_KEY].id, daemon.markets)
+    signal = to_signal(body, daemon.runtime.clock(), key_id, daemon.markets)
     first_price = daemon.first_price
     if signal.side == "buy" and first_price.wanted(signal.token, body.id):
         await first_price.fetch(signal.token)
