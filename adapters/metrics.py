@@ -127,6 +127,10 @@ class Metrics:
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         disable_created_metrics()  # process-wide; `_created` series double the scrape for nothing
         r.register(StateCollector(daemon, self))
+        if daemon.notifier is not None:  # tradingd_notify_* per channel, read at scrape time
+            from tradingd.adapters.notify.metrics import NotifyCollector
+
+            r.register(NotifyCollector(daemon.notifier))
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

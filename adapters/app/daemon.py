@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from tradingd.adapters.feeds.recorder import Recorder
     from tradingd.adapters.http.ws import WsHub
     from tradingd.adapters.metrics import Metrics
+    from tradingd.adapters.notify.notifier import Notifier
 
 log = logging.getLogger("tradingd.daemon")
 
@@ -98,6 +99,13 @@ class Daemon:
 
             self.event_log.describe = TradeText(self.engine).describe
         self.runtime.event_subscribers.append(self.event_log)
+        # [[notify.channels]]: its subscriber only queues; senders start in start_notifications.
+        self.notifier: Notifier | None = None
+        if settings.notify.channels:
+            from tradingd.adapters.notify.notifier import Notifier
+
+            self.notifier = Notifier(settings.notify, self.engine)
+            self.runtime.event_subscribers.append(self.notifier.on_events)
         self.data_dir = Path(settings.data_dir)
         self.wallets = Keystore(self.data_dir)
         self.live = LiveVenues(self)  # Jupiter, when [venues.jupiter] enabled
@@ -353,6 +361,13 @@ class Daemon:
         self.build_metrics()
         self.build_hub()
 
+    def start_notifications(self) -> None:
+        """Start the notification senders (adapters/notify); at shutdown, after the order
+        drain, their queues get `[notify] drain_s` to empty."""
+        if self.notifier is not None:
+            self.notifier.start()
+            self.cleanups.append(self.notifier.close)
+
     def _postgres_gid(self) -> int | None:
         if self.settings.store.kind != "embedded":
             return None
@@ -364,6 +379,7 @@ class Daemon:
         """Everything after the store opened, up to READY=1. Raises ListenFailed when the
         control port cannot listen."""
         self.create_configured_agents()
+        self.start_notifications()
         self.spawn(self.runtime.clock_loop(self.settings.engine.clock_interval_ms), "engine-clock")
         self.spawn(self.event_log.run(), "event-log")
         from tradingd.adapters.app.recording import start_recording

@@ -18,6 +18,8 @@ from tradingd.adapters.app.exchange_settings import (
     venue_exchanges,
 )
 from tradingd.adapters.app.venue_settings import SolanaSettings, VenueSettings
+from tradingd.adapters.hooks.config import HooksSettings
+from tradingd.adapters.notify.config import NotifySettings, resolve_secrets
 from tradingd.engine.config import AgentConfig
 from tradingd.engine.errors import ValidationError
 from tradingd.engine.history import HistoryBounds
@@ -273,6 +275,8 @@ class Settings(_S):
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     tokens: dict[str, TokenSettings] = msgspec.field(default_factory=dict)
     agents: list[AgentSpec] = msgspec.field(default_factory=list)
+    hooks: HooksSettings = msgspec.field(default_factory=HooksSettings)  # adapters/hooks
+    notify: NotifySettings = msgspec.field(default_factory=NotifySettings)  # adapters/notify
     config_path: str | None = None  # where it was read from, for SIGHUP reloads
 
     def secret_values(self) -> tuple[str, ...]:
@@ -284,6 +288,7 @@ class Settings(_S):
             values.append(self.solana.rpc_url)
         for account in self.venues.ccxt.values():
             values.extend(getattr(account, field) for field in SECRET_FIELDS)
+        values.extend(self.notify.secret_values())
         return tuple(v for v in values if v)
 
 
@@ -384,6 +389,7 @@ def load_settings(path: str | None, env: dict[str, str] | None = None) -> Settin
     if env.get("JUPITER_API_KEY"):
         settings.venues.jupiter.api_key = env["JUPITER_API_KEY"]
     apply_secret_env(settings.venues.ccxt, env)  # TRADINGD_CCXT_<ACCOUNT>_API_KEY, ...
+    resolve_secrets(settings.notify, env, path or "built-in profile")  # env:VAR_NAME secrets
     if env.get("SOLANA_RPC_URL"):
         settings.solana.rpc_url = env["SOLANA_RPC_URL"]
     if env.get("REDIS_URL"):

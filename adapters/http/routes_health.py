@@ -40,6 +40,8 @@ def components(daemon: Daemon) -> dict[str, Any]:
             **daemon.exchanges.health_by_venue(),
         },
         "prices": held_prices(daemon),
+        # outbound channels: queued, sent, failed, dropped, retries (never their URLs)
+        **({"notifications": daemon.notifier.health()} if daemon.notifier is not None else {}),
     }
 
 
