@@ -12,6 +12,7 @@ from typing import Literal, Unpack
 
 import msgspec
 
+from . import account_breakers as breakers
 from . import events as ev
 from .assets import normalize_quote, quote_mint, require_mint
 from .book import AgentBook
@@ -266,10 +267,20 @@ class Engine(EngineState):
     def set_halt(self, buys: bool, flatten: bool = False) -> list[str]:
         """The operator's kill switch: `buys` True refuses new buys; `flatten` True also sells
         every position (now, or once its order in flight settles). Returns the ids of the sell
-        orders placed now."""
+        orders placed now. Lifting the halt also clears an account breaker's trip."""
         self._finish_exits()
+        if not buys and self.breakers.tripped is not None:
+            self._reset_breakers()
+        return self._halt(buys, flatten)
+
+    def _halt(
+        self, buys: bool, flatten: bool, trip: breakers.BreakerTrip | None = None
+    ) -> list[str]:
         self.halted_buys = buys
-        self._emit(ev.HaltChanged(ts=self.clock(), buys=buys, flatten=flatten))
+        rule, details = (trip.rule, trip.details) if trip is not None else (None, {})
+        self._emit(
+            ev.HaltChanged(ts=self.clock(), buys=buys, flatten=flatten, rule=rule, details=details)
+        )
         orders: list[str] = []
         if flatten:
             for p in self._sorted(self.positions.values()):
@@ -382,6 +393,8 @@ class Engine(EngineState):
             self._exits.evaluate(due, now, None)
         if self.entries:
             self._resting.expire(now)
+        if self.breakers.rules.any:
+            self._trip(breakers.on_clock(self, now), now)
 
     def cancel_resting(self, signal_id: str) -> list[RestingEntry]:
         """Cancel every buy of the signal still resting: each ends (outcome cancelled, its
@@ -405,9 +418,11 @@ class Engine(EngineState):
         if order is not None:
             self._finish_exits_of(order.agent_id)
         p = self.positions.get(order.position_id) if order is not None else None
+        mark = len(self._events)
         self._settlement.on_fill(fill)
         if p is not None and order is not None:
             self._exits.after_settle(p, evaluate=self._exits.ticked_since(order))
+        self._breakers_after(mark)
 
     def on_order_failed(self, order_id: str, reason: str, fee: int = 0) -> None:
         """A venue failed an order for `reason`, its failed attempts costing `fee` quote atomic
@@ -417,9 +432,65 @@ class Engine(EngineState):
         if order is not None:
             self._finish_exits_of(order.agent_id)
         p = self.positions.get(order.position_id) if order is not None else None
+        mark = len(self._events)
         self._settlement.on_order_failed(order_id, reason, fee)
         if p is not None:
             self._exits.after_settle(p, evaluate=False)
+        self._breakers_after(mark)
+
+    # -- account breakers (account_breakers.py) -----------------------------------------------
+
+    def _breakers_after(self, mark: int) -> None:
+        """The account breakers hear of a settlement (the events emitted since `mark`)."""
+        if self.breakers.rules.any:
+            now = self.clock()
+            self._trip(breakers.after_settlement(self, self._events[mark:], now), now)
+
+    def _trip(self, trip: breakers.BreakerTrip | None, now: int) -> None:
+        """A breaker tripped: an alert, buys halted (persisted as the operator's halt is), and
+        with `flatten` every position sold."""
+        if trip is None:
+            return
+        flatten = self.breakers.rules.flatten
+        self._emit(
+            ev.Alert(
+                ts=now,
+                code="breaker_tripped",
+                message=f"account breaker {trip.rule} tripped: buys halted"
+                + (", every position sold" if flatten else ""),
+                details=trip.details,
+            )
+        )
+        self._halt(True, flatten, trip)
+
+    def reset_breakers(self) -> breakers.BreakerTrip | None:
+        """An admin's reset of the account breakers: every rule starts over (alert
+        `breaker_reset`) and, when one had tripped, the halt it set is lifted. Returns the trip
+        cleared, or None."""
+        self._finish_exits()
+        was = self._reset_breakers()
+        if was is not None and self.halted_buys:
+            self._halt(False, False)
+        return was
+
+    def _reset_breakers(self) -> breakers.BreakerTrip | None:
+        now = self.clock()
+        was = self.breakers.reset(now)
+        self._emit(
+            ev.Alert(
+                ts=now,
+                code="breaker_reset",
+                message="account breakers reset"
+                + (f": {was.rule} cleared" if was is not None else ""),
+                details={"rule": was.rule if was is not None else None},
+            )
+        )
+        return was
+
+    def breaker_values(self) -> dict[str, object]:
+        """The numbers each account breaker watches now (see account_breakers.breaker_values).
+        Reads only."""
+        return breakers.breaker_values(self, self.clock())
 
     def close_position(
         self, position_id: str, pct: float = 100.0, reason: ExitReason = "manual"

@@ -235,10 +235,14 @@ class BalanceChanged(Event, frozen=True):
 
 class HaltChanged(Event, frozen=True):
     """The operator's kill switch: `buys` True halts new buys; `flatten` True also sold every
-    position."""
+    position. `rule`: the account breaker that set it (account_breakers.py), with `details`
+    the numbers that tripped it; None for the operator's own halt (and for records written
+    before breakers existed)."""
 
     buys: bool
     flatten: bool
+    rule: str | None = None
+    details: dict[str, Any] = {}
 
 
 class PriceEvicted(Event, frozen=True):

@@ -12,6 +12,7 @@ import msgspec
 from msgspec import Struct
 
 from . import events as ev
+from .account_breakers import AccountBreakers, AccountEquity, BreakerRules
 from .assets import KNOWN_DECIMALS, PEGGED_USD, market_parts, quote_mint
 from .book import AgentBook, BookView
 from .config import MAX_ATOMIC
@@ -81,7 +82,7 @@ class EngineOptions(TypedDict, total=False):
     may expire; `instruments`: exchange markets' order-size rules by instrument id (their
     `decimals` are the instruments' decimals); `venue_exchanges`: the CCXT exchange id each
     exchange venue ("ccxt:<account>") trades, so its agents take signals for that exchange's
-    markets only."""
+    markets only; `breakers`: the account breakers' rules (account_breakers.py)."""
 
     exit_index: Literal["indexed", "naive"]
     max_price_age_ms: int
@@ -98,6 +99,7 @@ class EngineOptions(TypedDict, total=False):
     max_resting_ms: int
     instruments: Mapping[str, InstrumentRules] | None
     venue_exchanges: Mapping[str, str] | None
+    breakers: BreakerRules | None
 
 
 class EngineState:
@@ -125,8 +127,12 @@ class EngineState:
         max_resting_ms: int = 24 * 3600 * 1000,
         instruments: Mapping[str, InstrumentRules] | None = None,
         venue_exchanges: Mapping[str, str] | None = None,
+        breakers: BreakerRules | None = None,
     ) -> None:
         self.clock = clock
+        # Account breakers (account_breakers.py): the rules' state and the account's equity.
+        self.breakers = AccountBreakers(breakers)
+        self.equity = AccountEquity(self)
         self.instruments: dict[str, InstrumentRules] = dict(instruments or {})
         self.venue_exchanges: dict[str, str] = dict(venue_exchanges or {})
         self.max_resting_entries = max_resting_entries
