@@ -207,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(func=_replay)
     for extra in (
         "tradingd.adapters.http.keys_cli",
+        "tradingd.adapters.http.hooks_cli",
         "tradingd.adapters.store.cli",
         "tradingd.adapters.solana.wallet_cli",
     ):

@@ -45,8 +45,8 @@ _SECRET_TEXT = re.compile(
     r"(?P<auth>(?i:authorization)[\"']?\s*[:=]\s*)[^\r\n\"']*"
     # a credential after its scheme, anywhere
     r"|(?P<scheme>\b(?i:bearer|basic)\s+)[^\s\"',;]+"
-    # this project's API keys, wherever they appear
-    r"|(?P<tdk>tdk_)[A-Za-z0-9_\-]+"
+    # this project's API keys, hook ids and hook HMAC secrets, wherever they appear
+    r"|(?P<tdk>tdk_|tdh_|tdhs_)[A-Za-z0-9_\-]+"
     # name = value / "name": "value" pairs whose name says it is a secret
     r"|(?P<pair>[\"']?[\w-]*?(?i:key|secret|passphrase|password)[\"']?\s*[:=]\s*)"
     r"(?:\"[^\"]*\"|'[^']*'|[^\s,;&})\]]+)"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from aiohttp import web
 from tradingd.adapters.app.version import VERSION
+from tradingd.adapters.hooks.secret import redact_hook_path
 from tradingd.adapters.http import (
     routes_accounts,
     routes_admin,
@@ -19,6 +20,7 @@ from tradingd.adapters.http import (
     routes_dashboard,
     routes_entries,
     routes_health,
+    routes_hooks,
     routes_positions,
     routes_prices,
     routes_signals,
@@ -59,6 +61,7 @@ def all_routes() -> list[Route]:
         *routes_health.ROUTES,
         *routes_wallets.ROUTES,
         *routes_dashboard.ROUTES,
+        *routes_hooks.ROUTES,
     ]
 
 
@@ -135,7 +138,8 @@ async def error_shape(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except TradingdError as exc:
-        extra = {"path": request.path, "method": request.method, "code": exc.code}
+        # a hook's path holds its secret: logged as /v1/hooks/{hook_id}
+        extra = {"path": redact_hook_path(request.path), "method": request.method, "code": exc.code}
         if isinstance(exc, Unavailable):
             # A dependency down (the store, an exchange's markets): expected, said in /health;
             # one line without a traceback, so a retrying client does not flood the log.
@@ -148,10 +152,13 @@ async def error_shape(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         return from_http_exception(exc)
     except msgspec.ValidationError as exc:  # a response that breaks its own schema: our bug
-        log.exception("response encoding failed", extra={"path": request.path})
+        log.exception("response encoding failed", extra={"path": redact_hook_path(request.path)})
         return error_response(500, "internal_error", "internal error", {"reason": str(exc)})
     except Exception:
-        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+        log.exception(
+            "unhandled error",
+            extra={"path": redact_hook_path(request.path), "method": request.method},
+        )
         return error_response(500, "internal_error", "internal error")
 
 
@@ -176,6 +183,7 @@ def build_app(daemon: Daemon) -> web.Application:
     app = web.Application(client_max_size=http.max_body_bytes, middlewares=[observe, error_shape])
     app[DAEMON] = daemon
     app[LIMITER] = RateLimiter(http.rate_limit_per_s, http.rate_limit_burst)
+    routes_hooks.install(app, daemon.settings.hooks, daemon.data_dir)
     routes = all_routes()
     for route in routes:
         if route in routes_dashboard.ROUTES:  # HEAD too: uptime checkers probe the page with it

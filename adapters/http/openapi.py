@@ -61,6 +61,9 @@ class Route:
     responses: dict[int, Any]  # status -> msgspec type, or None for an empty body
     body: Any = None  # the request body's msgspec type
     body_optional: bool = False
+    # A body the handler reads itself, documented per media type (the guard reads nothing):
+    # for routes that take more than JSON, e.g. ("text/plain", str).
+    body_media: tuple[tuple[str, Any], ...] = ()
     query: tuple[QueryParam, ...] = ()
     errors: tuple[int, ...] = ()  # statuses beyond the ones implied below
     intake: bool = False  # 503 while not ready or shutting down
@@ -87,7 +90,7 @@ class Route:
         statuses = set(self.errors)
         if self.scope is not None:
             statuses |= {401, 403, 429}
-        if self.body is not None:
+        if self.body is not None or self.body_media:
             statuses |= {400, 413, 415, 422}
         if self.query or self.strict_query:
             statuses.add(422)
@@ -148,6 +151,11 @@ def _operation(route: Route, schema_of: dict[Any, dict[str, Any]]) -> dict[str, 
             "required": not route.body_optional,
             "content": {"application/json": {"schema": schema_of[route.body]}},
         }
+    if route.body_media:
+        op["requestBody"] = {
+            "required": True,
+            "content": {media: {"schema": schema_of[typ]} for media, typ in route.body_media},
+        }
     for status, typ in route.responses.items():
         schema = schema_of[typ] if typ is not None else None
         op["responses"][str(status)] = {"description": "success", **_content(route, schema)}
@@ -164,7 +172,7 @@ def _operation(route: Route, schema_of: dict[Any, dict[str, Any]]) -> dict[str, 
 def build_document(routes: list[Route], version: str) -> dict[str, Any]:
     types: list[Any] = [ErrorBody]
     for r in routes:
-        for typ in (r.body, *r.responses.values()):
+        for typ in (r.body, *r.responses.values(), *(t for _, t in r.body_media)):
             if typ is not None and typ not in types:
                 types.append(typ)
     schemas, components = msgspec.json.schema_components(types, ref_template=REF)

@@ -76,6 +76,12 @@ ROUTES: dict[tuple[str, str], tuple[dict[str, Any], bytes, str, tuple[str, ...]]
         "$.scopes",
         ("name",),
     ),
+    ("POST", "/v1/hooks"): (
+        {"name": "h", "key_id": "key_x", "source": "s", "type": "t"},
+        b'{"name": "a", "key_id": "key_x", "name": "b"}',
+        "$.name",
+        ("name", "key_id", "source", "type"),
+    ),
     ("POST", "/v1/wallets"): (
         {"name": "w", "passphrase": PASS, "id": "w1"},
         b'{"name": "w", "passphrase": "%s", "passphrase": "another passphrase"}' % PASS.encode(),
