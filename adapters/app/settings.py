@@ -19,7 +19,6 @@ from tradingd.adapters.app.exchange_settings import (
 )
 from tradingd.adapters.app.venue_settings import SolanaSettings, VenueSettings
 from tradingd.adapters.hooks.config import HooksSettings
-from tradingd.adapters.hooks.config import HooksSettings
 from tradingd.adapters.notify.config import NotifySettings, resolve_secrets
 from tradingd.engine.config import AgentConfig
 from tradingd.engine.errors import ValidationError
@@ -276,7 +275,6 @@ class Settings(_S):
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     tokens: dict[str, TokenSettings] = msgspec.field(default_factory=dict)
     agents: list[AgentSpec] = msgspec.field(default_factory=list)
-    hooks: HooksSettings = msgspec.field(default_factory=HooksSettings)  # adapters/hooks
     hooks: HooksSettings = msgspec.field(default_factory=HooksSettings)  # adapters/hooks
     notify: NotifySettings = msgspec.field(default_factory=NotifySettings)  # adapters/notify
     config_path: str | None = None  # where it was read from, for SIGHUP reloads
