@@ -20,6 +20,7 @@ from tradingd.adapters.app.exchange_settings import (
 from tradingd.adapters.app.venue_settings import SolanaSettings, VenueSettings
 from tradingd.adapters.hooks.config import HooksSettings
 from tradingd.adapters.notify.config import NotifySettings, resolve_secrets
+from tradingd.engine.account_breakers import BreakerRules
 from tradingd.engine.config import AgentConfig
 from tradingd.engine.errors import ValidationError
 from tradingd.engine.history import HistoryBounds
@@ -258,6 +259,43 @@ class PricesSettings(_S):
     max_market_age_ms: Annotated[int, Meta(ge=1)] = 300_000
 
 
+class BreakersSettings(_S):
+    """Account breakers (docs/breakers.md, engine/account_breakers.py): each rule is off
+    unless set; a trip halts buys until an admin resets it."""
+
+    # Account equity in USD more than this percent below the UTC day's peak.
+    equity_drawdown_pct: Annotated[float, Meta(gt=0, lt=100)] | None = None
+    # This many positions in a row (account-wide) closed by their stop-loss.
+    consecutive_stop_outs: Annotated[int, Meta(ge=1, le=10_000)] | None = None
+    # A token with open positions without an admitted tick for more than this many seconds.
+    stale_feeds_s: Annotated[int, Meta(ge=1, le=7 * 86_400)] | None = None
+    # At least this percent of the last `order_failure_window` orders failed (once
+    # `min_orders` of them have ended).
+    order_failure_rate: Annotated[float, Meta(gt=0, le=100)] | None = None
+    order_failure_window: Annotated[int, Meta(ge=1, le=100_000)] = 20
+    min_orders: Annotated[int, Meta(ge=1, le=100_000)] = 10
+    # A trip also sells every open position.
+    flatten: bool = False
+
+    def __post_init__(self) -> None:
+        if self.min_orders > self.order_failure_window:
+            raise ValueError(
+                f"breakers.min_orders ({self.min_orders}) must not exceed "
+                f"breakers.order_failure_window ({self.order_failure_window})"
+            )
+
+    def rules(self) -> BreakerRules:
+        return BreakerRules(
+            equity_drawdown_pct=self.equity_drawdown_pct,
+            consecutive_stop_outs=self.consecutive_stop_outs,
+            stale_feeds_s=self.stale_feeds_s,
+            order_failure_rate=self.order_failure_rate,
+            order_failure_window=self.order_failure_window,
+            min_orders=self.min_orders,
+            flatten=self.flatten,
+        )
+
+
 class Settings(_S):
     data_dir: str = "./var"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -277,6 +315,7 @@ class Settings(_S):
     agents: list[AgentSpec] = msgspec.field(default_factory=list)
     hooks: HooksSettings = msgspec.field(default_factory=HooksSettings)  # adapters/hooks
     notify: NotifySettings = msgspec.field(default_factory=NotifySettings)  # adapters/notify
+    breakers: BreakersSettings = msgspec.field(default_factory=BreakersSettings)
     config_path: str | None = None  # where it was read from, for SIGHUP reloads
 
     def secret_values(self) -> tuple[str, ...]:
@@ -444,6 +483,7 @@ def engine_options(settings: Settings) -> EngineOptions:
             m: t.decimals for m, t in settings.tokens.items() if t.decimals is not None
         },
         venue_exchanges=venue_exchanges(settings.venues.ccxt),
+        breakers=settings.breakers.rules(),
     )
 
 

@@ -10,6 +10,7 @@ from tradingd.adapters.app.version import VERSION
 from tradingd.adapters.http.codec import daemon_of, json_response
 from tradingd.adapters.http.errors import NotReady
 from tradingd.adapters.http.openapi import DOCUMENT, Route
+from tradingd.adapters.http.routes_breakers import health_field
 from tradingd.adapters.http.schemas import HealthOut, ProbeOut, WriteBehindLag
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ async def get_health(request: web.Request) -> web.Response:
             uptime_s=round(time.monotonic() - daemon.started_at, 3),
             version=VERSION,
             ready=ready,
+            breakers=health_field(daemon.engine),
         )
     )
 

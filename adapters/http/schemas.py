@@ -425,6 +425,9 @@ class HealthOut(_Out):
     uptime_s: float
     version: str
     ready: bool
+    # account breakers (routes_breakers.health_field): {"tripped": {rule, at, details} | None,
+    # "rules": {...}}
+    breakers: dict[str, Any] | None = None
 
 
 class ProbeOut(_Out):
