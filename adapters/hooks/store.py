@@ -73,8 +73,10 @@ def hooks_path(data_dir: str | Path) -> Path:
 
 
 def bound_key(keys: KeyStore | None, key_id: str) -> ApiKey | None:
-    """The live key `key_id` if it may post signals, else None (revoked, or no `signals`)."""
-    if keys is None or not keys.is_live(key_id):
+    """The live key `key_id` if it may post signals, else None (revoked, or no `signals`). The
+    keys file's own keys only (`list` re-reads it when the CLI changed it); never the
+    process-lifetime TRADINGD_ADMIN_KEY."""
+    if keys is None:
         return None
     key = next((k for k in keys.list() if k.id == key_id), None)
     return key if key is not None and key.allows("signals") else None
