@@ -190,6 +190,13 @@ class _Session:
                 self.touched.add(event.position.agent_id)
             elif isinstance(event, ev.PriceEvicted):
                 self.repriced.add(event.token)
+            elif isinstance(event, ev.Alert) and event.code == "breaker_tripped":
+                # the account breakers ([breakers] of the config) apply here as in the daemon
+                log.warning(
+                    "record %d: account breaker tripped, buys halted: %s",
+                    self.count,
+                    msgspec.json.encode(event.details).decode(),
+                )
 
     def _trade_row(self, t: Trade) -> TradeRow:
         return TradeRow(
