@@ -171,6 +171,8 @@ class ChannelSender:
             return Outcome(False, True, None, "connection failed")
         except aiohttp.ClientError as exc:  # its text may carry the URL (a token): the type only
             return Outcome(False, True, None, type(exc).__name__)
+        except Exception as exc:  # a bad URL or body: not retried; the task goes on
+            return Outcome(False, False, None, type(exc).__name__)
 
     def health(self) -> dict[str, Any]:
         st = self.stats

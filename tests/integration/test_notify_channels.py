@@ -7,6 +7,7 @@ verifies, a stop drains within its bound, and no secret reaches a log record."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +15,7 @@ import msgspec
 import pytest
 from tradingd.adapters.notify.config import NotifySettings
 from tradingd.adapters.notify.notifier import Notifier
+from tradingd.adapters.timestamps import iso_ms
 from tradingd.engine import events as ev
 
 from tests.fakes.notify_servers import BlackHole, FakeDiscord, FakeTelegram, WebhookSink
@@ -224,3 +226,29 @@ async def test_no_secret_reaches_a_log_record(
     assert "notification not delivered" in logged
     for secret in (telegram.token, discord.webhook_path.rsplit("/", 1)[1], sink.secret):
         assert secret not in logged
+
+
+async def test_the_daily_summary_goes_out_at_utc_midnight_once(telegram: FakeTelegram) -> None:
+    day_ms = 86_400_000
+    midnight = (time.time_ns() // 1_000_000 // day_ms + 1) * day_ms
+    started = time.monotonic()
+
+    def clock() -> int:  # 150 ms before a UTC midnight, then running
+        return midnight - 150 + int((time.monotonic() - started) * 1000)
+
+    settings = msgspec.convert(
+        {"channels": [tg(telegram, events=["daily_summary"])]}, NotifySettings
+    )
+    h = Harness(Clock())
+    h.sol()
+    h.agent({})
+    n = Notifier(settings, h.engine, clock=clock)
+    n.start()
+    await poll_until_async(lambda: telegram.delivered, what="the summary at midnight")
+    text = telegram.texts[0]
+    assert text.startswith(
+        f"<b>DAILY SUMMARY {iso_ms(midnight - day_ms)[:10]} (UTC)</b>\na: day 0 SOL"
+    )
+    assert n.post_daily_summary(midnight - day_ms) == 0  # that day was sent already
+    await n.close()
+    assert len(telegram.delivered) == 1
