@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from msgspec import Struct
 
+from .account_breakers import BreakerTrip
 from .book import AgentBook
 from .lifecycle import HOLDING, PositionStatus
 from .model import Agent, Balance, Execution, Order, Position, RestingEntry, Signal, Tick, Trade
@@ -44,6 +45,8 @@ class EngineSnapshot(Struct, kw_only=True):
     prices: list[Tick] = []
     decimals: dict[str, int] = {}
     halted_buys: bool = False
+    # the account breaker's trip that set the halt, if one did (None for the operator's halt)
+    breaker_trip: BreakerTrip | None = None
     seq: int = 0
     entries: list[RestingEntry] = []  # resting buys, their quote reserved in `balances`
 
@@ -71,6 +74,7 @@ def capture(engine: Engine) -> EngineSnapshot:
         prices=list(engine.prices.values()),
         decimals=dict(engine.decimals),
         halted_buys=engine.halted_buys,
+        breaker_trip=engine.breakers.tripped,
         seq=engine.id_seq,
         entries=[copy(e) for e in engine.entries.values()],
     )
@@ -136,4 +140,6 @@ def restore(engine: Engine, snap: EngineSnapshot) -> None:
     for p in closed:
         engine._forget_closed(p)
     engine.halted_buys = snap.halted_buys
+    if snap.breaker_trip is not None and snap.halted_buys:
+        engine.breakers.restore_trip(snap.breaker_trip)
     engine.id_seq = max(engine.id_seq, snap.seq)

@@ -20,6 +20,7 @@ from tradingd.adapters.store.redis import last_stream_id
 from tradingd.adapters.store.spill import SpillFile
 from tradingd.adapters.store.stream_codec import Keys, entry_from_fields
 from tradingd.engine import events as ev
+from tradingd.engine.account_breakers import BreakerTrip
 from tradingd.engine.model import (
     Agent,
     Balance,
@@ -43,6 +44,14 @@ def _put(table: dict[Any, _V], key: Any, version: int, value: Any) -> None:
         table[key] = (version, value)
 
 
+def _trip_of(buys: bool, rule: str | None, ts: int, details: Any) -> BreakerTrip | None:
+    """The account breaker's trip a HaltChanged recorded (its `rule`), None for the
+    operator's halt, a lifted halt, or a record written before breakers existed."""
+    if not buys or not rule:
+        return None
+    return BreakerTrip(rule=rule, at=ts, details=dict(details or {}))
+
+
 class StateBook:
     """Entities by key with the version that last wrote them; `apply` folds one entry in."""
 
@@ -55,6 +64,7 @@ class StateBook:
         self.signals: dict[str, _V] = {}  # value: (Signal, agents_matched)
         self.executions: dict[tuple[str, str], _V] = {}
         self.halt: dict[str, _V] = {}
+        self.breaker_trip: dict[str, _V] = {}  # "halt" -> the breaker's trip behind it, or None
         self.entries: dict[str, _V] = {}  # resting buys by entry id; None once ended
         self.entry_decimals: dict[
             str, int
@@ -110,6 +120,7 @@ class StateBook:
             _put(self.entries, e.entry_id, entry_id, None)  # type: ignore[attr-defined]
         elif t == "HaltChanged":
             _put(self.halt, "halt", entry_id, e.buys)  # type: ignore[attr-defined]
+            _put(self.breaker_trip, "halt", entry_id, _trip_of(e.buys, e.rule, e.ts, e.details))  # type: ignore[attr-defined]
 
     def apply_entries(self, entries: list[Entry]) -> None:
         for entry in entries:
@@ -168,7 +179,10 @@ class StateBook:
             self.entry_decimals.setdefault(r["token"], r["decimals"])
         for r in rows["engine_state"]:
             if r["key"] == "halt":
-                self._row(self.halt, "halt", r["version"], bool(dec(r["value"])["buys"]))
+                doc = dec(r["value"])
+                self._row(self.halt, "halt", r["version"], bool(doc["buys"]))
+                trip = _trip_of(bool(doc["buys"]), doc.get("rule"), doc["ts"], doc.get("details"))
+                self._row(self.breaker_trip, "halt", r["version"], trip)
             elif r["key"].startswith("deleted:"):
                 self._deleted(r["key"].removeprefix("deleted:"), r["version"])
                 self.max_id = max(self.max_id, r["version"])
@@ -259,6 +273,7 @@ class StateBook:
                 decimals.setdefault(tick.token, tick.decimals)
         seq = max([seq, *(p.seq for p in positions), *(e.seq for e in entries)])
         halted = self.halt.get("halt", (0, False))[1]
+        breaker_trip = self.breaker_trip.get("halt", (0, None))[1]
         return EngineSnapshot(
             agents=agents,
             balances=balances,
@@ -269,6 +284,7 @@ class StateBook:
             prices=prices,
             decimals=decimals,
             halted_buys=halted,
+            breaker_trip=breaker_trip,
             seq=seq,
             entries=entries,
         )

@@ -15,6 +15,7 @@ from tradingd.engine.account_breakers import (
     naive_equity_usd,
 )
 from tradingd.engine.core import Engine
+from tradingd.engine.snapshot import capture, restore
 
 from tests.unit.harness import TOKENS, Clock, Harness
 
@@ -316,3 +317,35 @@ def test_drawdown_trips_iff_the_naive_equity_sequence_says_so(actions, failures,
             h.settle(fail=next(fails, False))
             h.pending = pending + h.pending
             evaluated()
+
+
+# -- restart ---------------------------------------------------------------------------------
+
+
+def restarted(h: Harness, rules: BreakerRules) -> None:
+    """Replace the engine by one restored from its snapshot, as recovery does."""
+    snap = capture(h.engine)
+    h.engine = Engine(h.clock, breakers=rules)
+    restore(h.engine, snap)
+
+
+def test_a_trip_survives_a_restart_and_an_admin_reset_lifts_its_halt():
+    rules = BreakerRules(equity_drawdown_pct=5)
+    h = rig(rules)
+    buy(h)
+    at_price(h, 0.4)
+    restarted(h, rules)
+    trip = h.engine.breakers.tripped
+    assert h.engine.halted_buys and trip is not None and trip.rule == "equity_drawdown"
+    assert h.engine.reset_breakers() == trip
+    assert not h.engine.halted_buys
+
+
+def test_the_operators_halt_is_not_a_trip_after_a_restart():
+    rules = BreakerRules(equity_drawdown_pct=5)
+    h = rig(rules)
+    h.engine.set_halt(True)
+    restarted(h, rules)
+    assert h.engine.halted_buys and h.engine.breakers.tripped is None
+    assert h.engine.reset_breakers() is None
+    assert h.engine.halted_buys  # a reset lifts only a breaker's halt
