@@ -206,7 +206,8 @@ class HookStore:
         with self._locked() as hooks:
             found = next((h for h in hooks if h.id == record_id), None)
             if found is None:
-                raise NotFound("unknown hook", {"hook": record_id[:64]})
+                # not echoed: an operator may paste the secret where the record id goes
+                raise NotFound("unknown hook")
             hooks.remove(found)
         self.usage.pop(record_id, None)
         self._usage_dirty = True

@@ -282,7 +282,8 @@ async def test_the_hook_id_reaches_no_log_record(tmp_path, caplog):
         await hook_post(api, hook["path"], f"buy {TOKEN}".encode(), "text/plain")
         await hook_post(api, hook["path"], b"nonsense", "text/plain")
         await hook_post(api, hook["path"] + "x", b"buy", "text/plain")
-        await api.call("DELETE", f"/v1/hooks/{hook_id}")  # an operator's mistake: 404
+        status, doc = await api.call("DELETE", f"/v1/hooks/{hook_id}")  # a mistake: 404
+        assert status == 404 and hook_id[4:] not in json.dumps(doc)
         await hook_post(api, hook["path"] + "/more", b"", "text/plain")
     records = [r for r in caplog.records]
     assert any(getattr(r, "hook", None) == hook["id"] for r in records)
@@ -312,3 +313,23 @@ def test_hooks_cli_creates_lists_and_revokes(tmp_path, capsys):
     assert main(["hooks", "list", *args]) == 0
     assert record_id not in capsys.readouterr().out
     assert main(["hooks", "create", "--name", "x", "--key-id", "key_nope", *args]) == 2
+
+
+async def test_hooks_beyond_max_hooks_are_409(tmp_path):
+    async with serve_hooks(tmp_path, max_hooks=2) as api:
+        key_id = await signals_key(api)
+        await new_hook(api, key_id)
+        await new_hook(api, key_id)
+        status, doc = await api.call("POST", "/v1/hooks", {"name": "3rd", "key_id": key_id})
+        assert status == 409 and doc["error"]["details"]["limit"] == 2
+
+
+async def test_usage_is_saved_at_shutdown_and_read_back(tmp_path):
+    async with serve_hooks(tmp_path) as api:
+        hook = await new_hook(api, await signals_key(api))
+        assert (await hook_post(api, hook["path"], TV_BODY))[0] == 202
+        assert (await hook_post(api, hook["path"], {"action": "buy"}))[0] == 422
+    async with serve_hooks(tmp_path) as api:
+        listed = (await api.ok("GET", "/v1/hooks"))["items"][0]
+        assert (listed["counts"]["accepted"], listed["counts"]["refused"]) == (1, 1)
+        assert listed["last_used_at"] is not None
