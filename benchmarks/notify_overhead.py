@@ -133,6 +133,29 @@ async def round_trip(daemon: Daemon, agents: int) -> tuple[float, float]:
     return (max(0.0, lag) + transition) * 1e6, transition * 1e6
 
 
+def subscriber_cost(daemon: Daemon, agents: int, reps: int = 200) -> dict[str, float]:
+    """The notifier's runtime subscriber alone, in ns, over the events of one buy round and one
+    sell round (recorded once, replayed `reps` times into a channel taking fills and exits)."""
+    assert daemon.notifier is not None
+    events: list[Any] = []
+    daemon.runtime.event_subscribers.append(events.extend)
+    daemon.runtime.submit_signal(signal(daemon, "buy"))
+    daemon.runtime.submit_signal(signal(daemon, "sell"))
+    daemon.runtime.event_subscribers.remove(events.extend)
+    on_events = daemon.notifier.on_events
+    kept = sum(1 for e in events if type(e).__name__ in ("OrderFilled", "PositionClosed"))
+    started = time.perf_counter_ns()
+    for _ in range(reps):
+        on_events(events)
+    per_round = (time.perf_counter_ns() - started) / reps
+    return {
+        "events_per_round": len(events),
+        "notices_per_round": kept,
+        "ns_per_event": per_round / len(events),
+        "ns_per_notice": per_round / max(1, kept),
+    }
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     proc, healthy_url, hanging_url = start_servers()
     daemons: dict[str, Daemon] = {}
@@ -161,6 +184,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             }
             if daemon.notifier is not None:
                 await daemon.notifier.close()
+        out["subscriber"] = subscriber_cost(daemons["hanging"], args.agents)
     assert proc.stdin is not None
     proc.stdin.close()
     proc.wait(timeout=10)
@@ -168,6 +192,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(out: dict[str, Any]) -> None:
+    sub = out["subscriber"]
+    print(
+        f"subscriber: {sub['ns_per_event']:.0f} ns per event over {sub['events_per_round']:.0f} "
+        f"events of a buy + sell round ({sub['ns_per_notice']:.0f} ns per notice kept)"
+    )
     print(f"signal -> {out['agents']} fills, {out['rounds']} rounds per scenario (µs)")
     print(
         f"{'scenario':<9} {'sched p50':>10} {'sched p99':>10} {'trans p50':>10} {'trans p99':>10}  channel"

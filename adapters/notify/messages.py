@@ -32,26 +32,28 @@ def _signed(amount: int, decimals: int) -> str:
 def _fill(e: ev.OrderFilled, n: Names) -> Text:
     t = e.trade
     side = "BUY" if t.side == "buy" else "SELL"
+    token, quote = n.token_label, n.quote_label
     lines = [
-        f"{format_atomic(t.amount, n.token_decimals)} {n.token} for "
-        f"{format_atomic(t.quote_amount, n.quote_decimals)} {n.quote} at {units.usd(t.price_usd)}",
+        f"{format_atomic(t.amount, n.token_decimals)} {token} for "
+        f"{format_atomic(t.quote_amount, n.quote_decimals)} {quote} at {units.usd(t.price_usd)}",
         f"reason {t.reason}",
     ]
     if t.fee:
-        lines.append(f"fee {format_atomic(t.fee, n.quote_decimals)} {n.quote}")
-    return Text(f"{side} {n.token} · {n.agent}", lines)
+        lines.append(f"fee {format_atomic(t.fee, n.quote_decimals)} {quote}")
+    return Text(f"{side} {token} · {n.agent}", lines)
 
 
 def _exit(e: ev.PositionClosed, n: Names) -> Text:
     p = e.position
+    token = n.token_label
     lines = [
-        f"realized PnL {_signed(p.realized_pnl, n.quote_decimals)} {n.quote}",
-        f"bought {format_atomic(p.original_amount, n.token_decimals)} {n.token} at "
+        f"realized PnL {_signed(p.realized_pnl, n.quote_decimals)} {n.quote_label}",
+        f"bought {format_atomic(p.original_amount, n.token_decimals)} {token} at "
         f"{units.usd(p.entry_price_usd)}",
     ]
     if p.closed_at and p.opened_at:
         lines.append(f"held {_duration((p.closed_at - p.opened_at) // 1000)}")
-    return Text(f"CLOSED {n.token} ({p.exit_reason or 'closed'}) · {n.agent}", lines)
+    return Text(f"CLOSED {token} ({p.exit_reason or 'closed'}) · {n.agent}", lines)
 
 
 def _alert(e: ev.Alert, breaker: bool) -> Text:

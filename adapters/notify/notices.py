@@ -21,13 +21,23 @@ _MINT_SYMBOLS: Final = {mint: symbol for symbol, mint in QUOTE_SYMBOLS.items()}
 
 class Names(Struct, frozen=True, gc=False):
     """Names and decimals as they were when the event happened (an agent renamed or a position
-    forgotten later does not change a queued message)."""
+    forgotten later does not change a queued message): the agent's name, its quote (a symbol or
+    a mint) and the token's mint, symbol if known, decimals. Labels are made by the sender."""
 
     agent: str
     quote: str
     quote_decimals: int
     token: str = ""
     token_decimals: int = 0
+    symbol: str | None = None
+
+    @property
+    def quote_label(self) -> str:
+        return asset_label(self.quote)
+
+    @property
+    def token_label(self) -> str:
+        return self.symbol or asset_label(self.token)
 
 
 class AgentDay(Struct, frozen=True, gc=False):
@@ -84,9 +94,8 @@ class NoticeRouter:
             if t is ev.OrderFilled:
                 if self.fills:
                     trade = event.trade  # type: ignore[attr-defined]
-                    notice = Notice(
-                        "fills", event, self._names(trade.agent_id, trade.token, trade.position_id)
-                    )  # noqa: E501
+                    names = self._names(trade.agent_id, trade.token, trade.position_id)
+                    notice = Notice("fills", event, names)
                     for offer in self.fills:
                         offer(notice)
             elif t is ev.PositionClosed:
@@ -120,10 +129,9 @@ class NoticeRouter:
                 symbol, decimals = position.symbol, position.decimals
             else:
                 decimals = engine.token_decimals(token)
-        label = symbol or asset_label(token)
         if agent is None:
-            return Names(agent_id, "quote", 0, label, decimals)
-        return Names(agent.name, asset_label(agent.quote), agent.quote_decimals, label, decimals)
+            return Names(agent_id, "", 0, token, decimals, symbol)
+        return Names(agent.name, agent.quote, agent.quote_decimals, token, decimals, symbol)
 
 
 def asset_label(mint_or_symbol: str) -> str:
