@@ -208,6 +208,11 @@ class AccountBreakers:
         self.stale_from = now
         return was
 
+    def rebase(self) -> None:
+        """Money left the account without a loss (an agent deleted with its balance): the
+        day's peak restarts from the next equity, so the withdrawal is not a drawdown."""
+        self.peak = self.day = None
+
     def restore_trip(self, trip: BreakerTrip) -> None:
         """A trip recorded before a restart (the halt persisted with it) holds again."""
         self.tripped = trip

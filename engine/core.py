@@ -159,6 +159,7 @@ class Engine(EngineState):
         book = self.books.pop(agent_id)
         for position_id in book.positions:
             self.positions.pop(position_id, None)
+        self.breakers.rebase()  # its quote left the account: not a drawdown
         self._emit(ev.AgentDeleted(ts=self.clock(), agent_id=agent_id))
 
     def update_config(
@@ -451,6 +452,9 @@ class Engine(EngineState):
         with `flatten` every position sold."""
         if trip is None:
             return
+        # A tick's exits still to decide (a sliced cascade) are decided first, at their tick's
+        # price, as in one transition (replay): the halt must not reach its resting buys.
+        self._finish_exits()
         flatten = self.breakers.rules.flatten
         self._emit(
             ev.Alert(

@@ -349,3 +349,15 @@ def test_the_operators_halt_is_not_a_trip_after_a_restart():
     assert h.engine.halted_buys and h.engine.breakers.tripped is None
     assert h.engine.reset_breakers() is None
     assert h.engine.halted_buys  # a reset lifts only a breaker's halt
+
+
+def test_deleting_an_agent_with_its_balance_is_not_a_drawdown():
+    h = rig(BreakerRules(equity_drawdown_pct=5))
+    buy(h)
+    other = h.agent(CONFIG, deposit=1000 * USDC, quote="USDC")
+    at_price(h, 1.0)  # equity 2,000: the day's peak
+    h.delete(other)
+    at_price(h, 1.0)  # 1,000: half the account left, nothing lost
+    assert not h.engine.halted_buys
+    at_price(h, 0.49)  # 900 + 49 = 949: 5.1 % below 1,000
+    assert h.engine.halted_buys
