@@ -42,6 +42,9 @@ class HookOut(Struct, kw_only=True):
     name: str
     id_prefix: Annotated[str, Meta(description="the first characters of the hook id")]
     key_id: str
+    active: Annotated[
+        bool, Meta(description="false once its key is revoked: the URL then answers 404")
+    ]
     source: str | None
     template: TemplateName
     type: str | None

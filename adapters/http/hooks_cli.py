@@ -51,7 +51,8 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    store = HookStore(hooks_path(_data_dir(args)))
+    data_dir = _data_dir(args)
+    store, keys = HookStore(hooks_path(data_dir)), KeyStore(keys_path(data_dir))
     for hook in store.list():
         usage = store.usage_of(hook.id)
         last = iso_ms(usage.last_used_at) if usage.last_used_at is not None else "never"
@@ -59,7 +60,7 @@ def _list(args: argparse.Namespace) -> int:
             hook.id,
             hook.name,
             hook.prefix,
-            hook.key_id,
+            hook.key_id if bound_key(keys, hook.key_id) else f"{hook.key_id}(revoked:inactive)",
             hook.template,
             hook.source or "-",
             "hmac" if hook.hmac_secret is not None else "-",

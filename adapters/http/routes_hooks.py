@@ -33,7 +33,7 @@ from tradingd.adapters.hooks.secret import HOOK_PATH, redact_access_log
 from tradingd.adapters.hooks.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tradingd.adapters.hooks.store import Hook, HookStore, bound_key, hooks_path
 from tradingd.adapters.hooks.templates import HookDefaults, symbol_index, to_signal_in
-from tradingd.adapters.http.auth import RateLimiter
+from tradingd.adapters.http.auth import KeyStore, RateLimiter
 from tradingd.adapters.http.codec import daemon_of, json_response, paginate, read_body
 from tradingd.adapters.http.errors import (
     NotReady,
@@ -185,13 +185,14 @@ async def _parse(request: web.Request, hook: Hook, ingest: HookIngest) -> Signal
 # -- admin ----------------------------------------------------------------------------------
 
 
-def hook_out(hook: Hook, store: HookStore) -> HookOut:
+def hook_out(hook: Hook, store: HookStore, keys: KeyStore | None) -> HookOut:
     usage = store.usage_of(hook.id)
     return HookOut(
         id=hook.id,
         name=hook.name,
         id_prefix=hook.prefix,
         key_id=hook.key_id,
+        active=bound_key(keys, hook.key_id) is not None,
         source=hook.source,
         template=hook.template,
         type=hook.type,
@@ -227,7 +228,7 @@ async def post_hooks(request: web.Request) -> web.Response:
             max_hooks=ingest.settings.max_hooks,
         )
     )
-    out = hook_out(hook, ingest.store)
+    out = hook_out(hook, ingest.store, daemon.keys)
     created = HookCreated(
         **msgspec.structs.asdict(out),
         hook_id=hook_id,
@@ -238,9 +239,10 @@ async def post_hooks(request: web.Request) -> web.Response:
 
 
 async def list_hooks(request: web.Request) -> web.Response:
-    store = request.app[HOOKS].store
+    store, keys = request.app[HOOKS].store, daemon_of(request).keys
     page, cursor = paginate(request, store.list(), lambda h: (h.created_at, h.id))
-    return json_response(HookPage(items=[hook_out(h, store) for h in page], next_cursor=cursor))
+    items = [hook_out(h, store, keys) for h in page]
+    return json_response(HookPage(items=items, next_cursor=cursor))
 
 
 async def delete_hook(request: web.Request) -> web.Response:

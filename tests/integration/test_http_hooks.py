@@ -188,6 +188,8 @@ async def test_unknown_revoked_and_unbound_hooks_answer_the_same_404(tmp_path):
         await api.ok("DELETE", f"/v1/hooks/{revoked['id']}")
         unbound = await new_hook(api, key_id)
         await api.ok("DELETE", f"/v1/keys/{key_id}")
+        listed = {h["id"]: h["active"] for h in (await api.ok("GET", "/v1/hooks"))["items"]}
+        assert listed == {unbound["id"]: False}
         answers = []
         for path in (revoked["path"], unbound["path"], "/v1/hooks/tdh_" + "A" * 43):
             status, doc = await hook_post(api, path, TV_BODY)
@@ -268,7 +270,10 @@ async def test_hook_list_shows_no_secret_and_the_file_holds_only_hashes(tmp_path
         assert hook["path"] == f"/v1/hooks/{hook_id}" and hook_id.startswith("tdh_")
         listed = json.dumps(await api.ok("GET", "/v1/hooks"))
         assert hook_id not in listed and hook["hmac_secret"] not in listed
-        assert hook_id[:8] in listed and '"hmac":true' in listed.replace(" ", "")
+        assert hook_id[:8] in listed
+        assert '"hmac":true' in listed.replace(" ", "") and '"active":true' in listed.replace(
+            " ", ""
+        )
         path = hooks_path(tmp_path)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert hook_id not in path.read_text()
