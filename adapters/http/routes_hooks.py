@@ -148,16 +148,17 @@ async def post_hook(request: web.Request) -> web.Response:
         raise RateLimited(max(1, math.ceil(wait)))
     try:
         body = await _parse(request, hook, ingest)
+        if not (daemon.ready and daemon.runtime.accepting):  # the read may meet a shutdown
+            raise NotReady("not accepting work: starting up or shutting down")
+        response = await accept_signal(request, body, key.id)
     except TradingdError as exc:
-        ingest.store.used(hook, "bad_signature" if exc.status == 401 else "refused")
-        log.info(
-            "hook request refused",
-            extra={"hook": hook.id, "key_id": key.id, "code": exc.code, "status": exc.status},
-        )
+        if exc.status < 500:  # the sender's to fix (a 503 is ours, and said in /health)
+            ingest.store.used(hook, "bad_signature" if exc.status == 401 else "refused")
+            log.info(
+                "hook request refused",
+                extra={"hook": hook.id, "key_id": key.id, "code": exc.code, "status": exc.status},
+            )
         raise
-    if not (daemon.ready and daemon.runtime.accepting):  # the body's read may meet a shutdown
-        raise NotReady("not accepting work: starting up or shutting down")
-    response = await accept_signal(request, body, key.id)
     ingest.store.used(hook, "duplicate" if response.status == 200 else "accepted")
     log.info(
         "hook signal",

@@ -334,7 +334,8 @@ async def test_usage_is_saved_at_shutdown_and_read_back(tmp_path):
         hook = await new_hook(api, await signals_key(api))
         assert (await hook_post(api, hook["path"], TV_BODY))[0] == 202
         assert (await hook_post(api, hook["path"], {"action": "buy"}))[0] == 422
+        assert (await hook_post(api, hook["path"], {"action": "buy", "token": "nope"}))[0] == 422
     async with serve_hooks(tmp_path) as api:
         listed = (await api.ok("GET", "/v1/hooks"))["items"][0]
-        assert (listed["counts"]["accepted"], listed["counts"]["refused"]) == (1, 1)
+        assert (listed["counts"]["accepted"], listed["counts"]["refused"]) == (1, 2)
         assert listed["last_used_at"] is not None
