@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tradingd.engine import events as ev
@@ -14,6 +15,7 @@ from tradingd.engine.account_breakers import (
     BreakerRules,
     naive_equity_usd,
 )
+from tradingd.engine.config import config_from_builtins
 from tradingd.engine.core import Engine
 from tradingd.engine.snapshot import capture, restore
 
@@ -361,3 +363,68 @@ def test_deleting_an_agent_with_its_balance_is_not_a_drawdown():
     assert not h.engine.halted_buys
     at_price(h, 0.49)  # 900 + 49 = 949: 5.1 % below 1,000
     assert h.engine.halted_buys
+
+
+# -- a trip while a sliced exit cascade is pending -------------------------------------------
+
+
+def cascade_then_trip(exit_slice: int | None) -> list[bytes]:
+    """Agent A's stop-out on T2 is in flight when T crashes through B's three stops and B's
+    resting limit buy; then A's sell fills and trips the breaker (one stop-out). The events,
+    with the cascade decided in one transition or one exit at a time."""
+    h = rig(BreakerRules(consecutive_stop_outs=1))
+    a = h.engine.create_agent(
+        "a",
+        "paper",
+        config_from_builtins({**STOP_CONFIG, "signals": {"token_filter": "allow", "tokens": [T2]}}),
+        "USDC",
+    ).id
+    h.engine.deposit(a, "USDC", 1000 * USDC)
+    b = h.engine.create_agent("b", "paper", config_from_builtins({
+        **STOP_CONFIG, "signals": {"token_filter": "allow", "tokens": [T]},
+        "limits": {"max_positions_per_token": 5}}), "USDC").id  # fmt: skip
+    h.engine.deposit(b, "USDC", 1000 * USDC)
+    h.collect()
+    h.engine.delete_agent(next(iter(h.engine.agents)))  # the rig's own agent: not needed
+    for token in (T2, T, T, T):
+        buy(h, token)
+    h.rest(T, "limit", 0.6)
+    h.engine.exit_slice = exit_slice
+    h.clock.now += 1000
+    h.tick(T2, 0.85)  # A's stop: its sell is in flight
+    a_sell = [o for o in h.pending if o.agent_id == a]
+    h.pending = [o for o in h.pending if o.agent_id != a]
+    h.clock.now += 1000
+    h.tick(T, 0.5)  # B's stops and B's resting buy: a cascade
+    kept, h.pending = h.pending, a_sell
+    h.settle()  # A's sell fills: the breaker trips
+    while h.engine.exits_pending:
+        h.engine.continue_exits()
+    h.collect()
+    h.pending = kept + h.pending
+    h.settle()
+    return h.log
+
+
+def decided(log: list[bytes]) -> list[tuple[object, ...]]:
+    """What a run decided, in a canonical order: each exit, each resting buy's end, each halt."""
+    dec = msgspec.json.Decoder(ev.AnyEvent)
+    out: list[tuple[object, ...]] = []
+    for e in map(dec.decode, log):
+        if isinstance(e, ev.ExitTriggered):
+            out.append(("exit", e.position_id, e.reason, e.price_usd, e.sell_amount))
+        elif isinstance(e, ev.EntryEnded):
+            out.append(("entry", e.entry_id, e.outcome, e.reason, e.order_id is not None))
+        elif isinstance(e, ev.HaltChanged):
+            out.append(("halt", e.buys, e.rule))
+    return sorted(out, key=repr)
+
+
+def test_a_trip_while_a_sliced_cascade_is_pending_decides_what_one_transition_decides():
+    """A fill of another agent settles between the cascade's slices (by design), so the order
+    of events differs; what is decided must not: the trip first decides the cascade's pending
+    exits and resting buys at their tick, then halts."""
+    whole, sliced = cascade_then_trip(None), cascade_then_trip(1)
+    assert decided(sliced) == decided(whole)
+    assert ("halt", True, "consecutive_stop_outs") in decided(whole)
+    assert [d for d in decided(whole) if d[0] == "entry"][0][2:] == ("triggered", "", True)
