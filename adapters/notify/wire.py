@@ -147,6 +147,9 @@ class TelegramWire:
         if answer is not None and answer.ok and 200 <= status < 300:
             return OK
         reason = answer.description[:200] if answer is not None else ""
+        migrated = answer.parameters.get("migrate_to_chat_id") if answer is not None else None
+        if isinstance(migrated, int):  # the group became a supergroup: chat_id must change
+            reason += f" (set chat_id = {migrated})"
         out = _status_outcome(status if status >= 300 else 502, reason)
         if status == 429:
             after = answer.parameters.get("retry_after") if answer is not None else None

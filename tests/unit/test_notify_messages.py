@@ -158,6 +158,14 @@ def test_telegram_answers_are_read(status, body, retry, after) -> None:  # type:
         assert (out.retry, out.retry_after_s) == (retry, after)
 
 
+def test_a_migrated_telegram_group_says_its_new_chat_id() -> None:
+    body = (b'{"ok":false,"error_code":400,"description":"Bad Request: group chat was upgraded '
+            b'to a supergroup chat","parameters":{"migrate_to_chat_id":-1001987654321}}')  # fmt: skip
+    out = TelegramWire(_channel("telegram")).outcome(400, {}, body)
+    assert (out.ok, out.retry) == (False, False)
+    assert out.reason.endswith("(set chat_id = -1001987654321)")
+
+
 def test_discord_429_takes_retry_after_from_the_body_or_the_headers() -> None:
     wire = DiscordWire(_channel("discord"))
     limited = b'{"message":"You are being rate limited.","retry_after":0.25,"global":false}'
