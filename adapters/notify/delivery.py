@@ -6,7 +6,7 @@ after an outage shows the latest state first, and the next message says how many
 
 The sender sends one request at a time (a batch of text notices, or one webhook notice) with the
 channel's timeout, and retries a transient failure (timeout, connection error, 408, 429, 5xx)
-after exponential backoff with full jitter, or after a 429's retry_after (capped at
+after exponential backoff with jitter (a random 50-100 % of the step), or after a 429's retry_after (capped at
 max_retry_after_s), at most max_retries times; then the batch counts as failed. Any other answer
 (400, 401, 403, 404) fails at once. Nothing here can block the event loop or the engine: a
 channel that hangs only fills (and drops from) its own queue."""
@@ -26,6 +26,7 @@ import aiohttp
 from tradingd.adapters.notify.config import ChannelSettings
 from tradingd.adapters.notify.notices import Notice
 from tradingd.adapters.notify.wire import MAX_BATCH, Outcome, Request, Wire, wire_for
+from tradingd.adapters.timestamps import iso_ms
 
 log = logging.getLogger("tradingd.notify")
 
@@ -186,6 +187,8 @@ class ChannelSender:
             "dropped": st.dropped,
             "retries": st.retries,
         }
+        if st.last_sent_ms:
+            out["last_sent_at"] = iso_ms(st.last_sent_ms)
         if st.last_error:
             out["last_error"] = st.last_error
         return out
