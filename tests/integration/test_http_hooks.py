@@ -279,7 +279,7 @@ async def test_hook_list_shows_no_secret_and_the_file_holds_only_hashes(tmp_path
         assert hook_id not in path.read_text()
 
 
-async def test_the_hook_id_reaches_no_log_record(tmp_path, caplog):
+async def test_the_hook_id_reaches_no_log_record_nor_metric_label(tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     async with serve_hooks(tmp_path) as api:
         hook = await new_hook(api, await signals_key(api), template="text")
@@ -290,6 +290,8 @@ async def test_the_hook_id_reaches_no_log_record(tmp_path, caplog):
         status, doc = await api.call("DELETE", f"/v1/hooks/{hook_id}")  # a mistake: 404
         assert status == 404 and hook_id[4:] not in json.dumps(doc)
         await hook_post(api, hook["path"] + "/more", b"", "text/plain")
+        metrics = await api.call("GET", "/metrics")
+        assert "/v1/hooks/{hook_id}" in metrics[1] and hook_id[4:] not in metrics[1]
     records = [r for r in caplog.records]
     assert any(getattr(r, "hook", None) == hook["id"] for r in records)
     for record in records:
