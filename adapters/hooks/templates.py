@@ -7,8 +7,8 @@
   `action`/`side`: buy|long → buy; sell|short|flat|close|exit → sell (spot: a short closes).
   `token`/`mint`: the instrument; without one, `ticker`/`symbol` is looked up in the config's
   `[tokens]` table (its `symbol`s, case-insensitive; `BONKUSDT`, `BONK/USDC`, `BONKUSD` and
-  `BONKSOL` also find `BONK`). `id` (idempotency), `strength` (1..5, a number or a numeric
-  string), `type`, `source`, `reason` (or `comment`/`message`), `expires_in_ms`.
+  `BONKSOL` also find `BONK`). `id` (idempotency), `strength` (1..5, a whole number, also as
+  `4.0` or text), `type`, `source`, `reason` (or `comment`/`message`), `expires_in_ms`.
   A value still holding `{{...}}` (a placeholder TradingView did not know) is a 422.
 - `text`: one line `<side> <token or symbol> [name=value ...]`, names among strength, type,
   symbol, id, source, reason, expires_in_ms (`buy <mint> strength=4 type=breakout`).
@@ -33,6 +33,7 @@ from tradingd.engine.errors import ValidationError
 
 _object = msgspec.json.Decoder(dict[str, Any])
 _PLACEHOLDER = re.compile(r"\{\{.*?\}\}")
+_WHOLE = re.compile(r"([0-9]{1,15})(?:\.0*)?")  # "4", "4.0": TradingView prints plots so
 BUY_WORDS = frozenset(("buy", "long"))
 SELL_WORDS = frozenset(("sell", "short", "flat", "close", "exit"))
 QUOTE_SUFFIXES = ("USDT", "USDC", "USD", "SOL")
@@ -166,8 +167,11 @@ def _value(name: str, value: Any, path: str) -> Any:
             raise ValidationError(
                 "a TradingView placeholder was not replaced (check its spelling)", path
             )
-        if name in _INT_FIELDS and value.isascii() and value.isdigit():
-            return int(value)
+        whole = _WHOLE.fullmatch(value)
+        if name in _INT_FIELDS and whole is not None:
+            return int(whole.group(1))
+    elif name in _INT_FIELDS and isinstance(value, float) and value.is_integer():
+        return int(value)  # a plot value written unquoted: `4.0`
     return value
 
 

@@ -120,6 +120,18 @@ def test_tradingview_numbers_sent_as_text_are_read_as_numbers():
     assert signal.strength == 4 and signal.expires_in_ms == 5000
 
 
+@pytest.mark.parametrize("value", [4, 4.0, "4.0", "4.", " 4 "])
+def test_tradingview_whole_numbers_in_any_spelling_are_a_strength(value):
+    assert tv({"action": "buy", "token": BONK, "strength": value}).strength == 4
+
+
+@pytest.mark.parametrize("value", [4.5, "4.5", "four", True])
+def test_tradingview_strength_that_is_not_whole_is_a_422(value):
+    with pytest.raises(ValidationError) as exc:
+        tv({"action": "buy", "token": BONK, "strength": value})
+    assert path_of(exc) == "$.strength"
+
+
 def test_tradingview_comment_becomes_the_reason():
     assert tv({"action": "buy", "token": BONK, "comment": "RSI < 30"}).reason == "RSI < 30"
 
