@@ -95,7 +95,14 @@ class ChannelSender:
             batch = list(islice(self.queue, MAX_BATCH))
             dropped, self._dropped_unsaid = self._dropped_unsaid, 0
             batch_id = uuid.uuid4().hex
-            request = self.wire.request(batch, dropped, batch_id)
+            try:
+                request = self.wire.request(batch, dropped, batch_id)
+            except Exception:  # a notice that cannot be written (an alert's odd details): skip it
+                log.exception("notification could not be written", extra={"channel": self.name})
+                self.queue.popleft()
+                self.stats.failed += 1
+                self._dropped_unsaid += dropped
+                return
             for _ in range(request.notices):  # they leave the queue now: a drop cannot hit them
                 self.queue.popleft()
             try:

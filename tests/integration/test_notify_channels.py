@@ -254,3 +254,17 @@ async def test_the_daily_summary_goes_out_at_utc_midnight_once(telegram: FakeTel
     assert n.post_daily_summary(midnight - day_ms) == 0  # that day was sent already
     await n.close()
     assert len(telegram.delivered) == 1
+
+
+async def test_a_notice_that_cannot_be_written_is_skipped_and_the_channel_goes_on(
+    sink: WebhookSink,
+) -> None:
+    n = notifier(wh(sink))
+    n.on_events(
+        [ev.Alert(ts=1, code="odd", message="details hold an object", details={"x": object()})]
+    )
+    n.on_events([alert()])
+    await poll_until_async(lambda: sink.delivered, what="the next notice")
+    assert [s.body["event"]["code"] for s in sink.delivered] == ["breaker_tripped"]
+    await n.close()
+    assert (n.senders["wh"].stats.failed, n.senders["wh"].stats.sent) == (1, 1)
