@@ -8,7 +8,7 @@ from fractions import Fraction
 
 from . import events as ev
 from .assets import PAPER_VENUE, market_parts, quote_mint, venue_exchange
-from .model import Agent, Order, Position
+from .model import Agent, Attribution, Order, Position, Signal
 from .money import exact
 from .risk import limit_reason
 from .state import EngineState
@@ -120,13 +120,14 @@ def open_entry(
     expires_at: int,
     limit_price_usd: float | None = None,
     latency_ms: float | None = None,
+    opened_by: Attribution | None = None,
 ) -> tuple[Position, Order]:
     """Open a position in `token` and place its entry buy of `amount` quote atomic units, at the
     token's last price (the decision price: the trailing peak starts there). The caller has
     reserved `amount` and committed it to the token's exposure; this counts the position
     open. The order is not carried out after `expires_at` (epoch ms); a limit entry's order
     carries its `limit_price_usd`, and `latency_ms` (from the signal's receipt) for its
-    execution record."""
+    execution record; `opened_by` the signal the position is attributed to."""
     ensure_decimals(state, token, now)
     state.books[agent.id].exposure.opened(token, 0)
     p = Position(
@@ -138,6 +139,7 @@ def open_entry(
         decimals=state.token_decimals(token),
         config=agent.config,
         signal_id=signal_id,
+        opened_by=opened_by,
     )
     state._add_position(p)
     order = state._new_order(
@@ -156,3 +158,17 @@ def open_entry(
         signal_latency_ms=latency_ms,
     )
     return p, order
+
+
+def attribution(state: EngineState, signal: Signal) -> Attribution:
+    """What a position opened by `signal` records of it, with the token's last price now."""
+    tick = state.prices.get(signal.token)
+    return Attribution(
+        signal_id=signal.id,
+        source=signal.source,
+        type=signal.type,
+        strength=signal.strength,
+        key_id=signal.key_id,
+        received_at=signal.received_at,
+        price_usd=tick.price_usd if tick is not None else None,
+    )

@@ -166,6 +166,23 @@ class StaleTrade(_Cfg):
     max_pnl_pct: Pct = 10
 
 
+class SourceBreaker(_Cfg):
+    """The per-source breaker (engine/source_breaker.py): stop taking buy signals from a source
+    whose last `lookback_trades` closed positions (since the last reset) show
+    `consecutive_losses` losses in a row, a drawdown of their cumulative PnL of at least
+    `max_drawdown_pct` percent of the agent's quote deposits, or (with at least `min_trades`)
+    a win rate under `min_win_rate_pct` percent; `reset_after_s` re-arms it on its own (None:
+    only an operator's reset does). Each limit is optional (None: not judged)."""
+
+    enabled: bool = False
+    lookback_trades: Annotated[int, Meta(ge=1, le=1000)] = 20
+    consecutive_losses: Annotated[int, Meta(ge=1, le=1000)] | None = None
+    max_drawdown_pct: Annotated[float, Meta(gt=0, le=100)] | None = None
+    min_win_rate_pct: Annotated[float, Meta(gt=0, le=100)] | None = None
+    min_trades: Annotated[int, Meta(ge=1, le=1000)] = 10
+    reset_after_s: Annotated[int, Meta(gt=0, le=10 * 365 * 86400)] | None = None
+
+
 class AgentConfig(_Cfg):
     """An agent's whole configuration (API.md "Agent config"); every section has defaults.
     `max_hold_s`: close any position after this many seconds (None: never). Build it with
@@ -180,6 +197,7 @@ class AgentConfig(_Cfg):
     dca: Dca = msgspec.field(default_factory=Dca)
     stale_trade: StaleTrade = msgspec.field(default_factory=StaleTrade)
     max_hold_s: Annotated[int, Meta(gt=0, le=10 * 365 * 86400)] | None = None
+    source_breaker: SourceBreaker = msgspec.field(default_factory=SourceBreaker)
 
 
 def parse_atomic(text: str, path: str) -> int:
@@ -245,6 +263,22 @@ def validate_config(cfg: AgentConfig) -> AgentConfig:
     st = cfg.stale_trade
     if st.min_pnl_pct > st.max_pnl_pct:
         raise ValidationError("min_pnl_pct above max_pnl_pct", "$.stale_trade.min_pnl_pct")
+    sb = cfg.source_breaker
+    if sb.enabled and (
+        sb.consecutive_losses is None
+        and sb.max_drawdown_pct is None
+        and sb.min_win_rate_pct is None
+    ):
+        raise ValidationError(
+            "source_breaker needs a limit when enabled (consecutive_losses, max_drawdown_pct "
+            "or min_win_rate_pct)",
+            "$.source_breaker",
+        )
+    if sb.min_win_rate_pct is not None and sb.min_trades > sb.lookback_trades:
+        raise ValidationError(
+            "min_trades above lookback_trades: the win rate would never be judged",
+            "$.source_breaker.min_trades",
+        )
     return cfg
 
 

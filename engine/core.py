@@ -159,6 +159,7 @@ class Engine(EngineState):
         book = self.books.pop(agent_id)
         for position_id in book.positions:
             self.positions.pop(position_id, None)
+        self.scorecards.drop_agent(agent_id)
         self.breakers.rebase()  # its quote left the account: not a drawdown
         self._emit(ev.AgentDeleted(ts=self.clock(), agent_id=agent_id))
 
@@ -191,6 +192,19 @@ class Engine(EngineState):
                 if p.token in self.prices:
                     self._exits.evaluate([p], now, p.token)
         return agent
+
+    def reset_source_breaker(self, agent_id: str, source: str) -> bool:
+        """Re-arm the agent's breaker on signal source `source` (its scorecard name): buy
+        signals from it are taken again and its trade memory starts afresh; an alert
+        `breaker_reset` says so. Returns False when it was not tripped; raises NotFound for an
+        unknown agent."""
+        self._finish_exits()
+        self.agent(agent_id)
+        now = self.clock()
+        if not self.scorecards.reset(agent_id, source, now):
+            return False
+        self._source_breaker_alert("breaker_reset", agent_id, source, "manual reset", {}, now)
+        return True
 
     def set_agent_status(self, agent_id: str, status: Literal["active", "paused"]) -> Agent:
         """Pause (no new buys; exits go on) or resume an agent. Returns it; raises NotFound."""

@@ -71,6 +71,20 @@ class Signal(Struct, frozen=True, kw_only=True):
     key_id: str | None = None
 
 
+class Attribution(Struct, frozen=True, kw_only=True, gc=False):
+    """The signal that opened a position: its id, `source`, `type`, `strength`, the API key that
+    posted it (`key_id`), when it was received (epoch ms) and the token's last price then
+    (`price_usd`, USD per whole token; None if none was known): slippage is measured from it."""
+
+    signal_id: str
+    source: str = ""
+    type: str = ""
+    strength: int = 1
+    key_id: str | None = None
+    received_at: int = 0
+    price_usd: float | None = None
+
+
 class Balance(Struct, kw_only=True):
     """An agent's holding of one asset: `total` and `reserved` (for buys in flight), atomic units
     with `decimals`."""
@@ -157,6 +171,8 @@ class Position(Struct, kw_only=True):
     exit_failures: int = 0
     exit_retry_at: int = 0
     exit_alerted_at: int = 0  # epoch ms of the last exit_below_minimum alert (one a minute)
+    opened_by: Attribution | None = None  # the signal that opened it (None: before attribution)
+    exit_signal_id: str | None = None  # the sell signal that closed it, if one did
 
 
 class RestingEntry(Struct, kw_only=True):
@@ -178,6 +194,7 @@ class RestingEntry(Struct, kw_only=True):
     expires_at: int  # epoch ms
     signal_type: str = ""  # the signal's `type`: the entry order's reason is "signal:<type>"
     key_id: str | None = None  # the API key that posted the signal
+    opened_by: Attribution | None = None  # the signal, for the position it will open
 
 
 class SwapSubmission(Struct, frozen=True, kw_only=True):
@@ -318,3 +335,5 @@ class Trade(Struct, frozen=True, kw_only=True):
     ts: int
     fee_currency: str | None = None  # a fee paid in a third currency: its code (see Fill)
     fee_amount: str | None = None  # ... and its amount, as the venue wrote it
+    signal_id: str | None = None  # the signal behind the order (entry buy or sell signal)
+    source: str | None = None  # the source of the signal that opened the position

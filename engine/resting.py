@@ -14,7 +14,7 @@ from __future__ import annotations
 from . import events as ev
 from .buying import lot_reason, market_reason, open_entry, standing_reason
 from .entry_index import priority_order
-from .model import Agent, Execution, RestingEntry, Signal
+from .model import Agent, Attribution, Execution, RestingEntry, Signal
 from .risk import size_buy
 from .state import EngineState, SignalRecord
 
@@ -33,7 +33,14 @@ class RestingEntries:
 
     # -- resting ----------------------------------------------------------------------------
 
-    def rest(self, agent: Agent, signal: Signal, record: SignalRecord, now: int) -> None:
+    def rest(
+        self,
+        agent: Agent,
+        signal: Signal,
+        record: SignalRecord,
+        now: int,
+        opened_by: Attribution | None = None,
+    ) -> None:
         """Rest the signal's buy for `agent`, or skip it with the reason (standing checks,
         `expired` when `now` is past the signal's expiry, `resting_capacity` when
         `max_resting_entries` rest already, then the sizing)."""
@@ -72,6 +79,7 @@ class RestingEntries:
             expires_at=signal.expires_at,
             signal_type=signal.type,
             key_id=signal.key_id,
+            opened_by=opened_by,
         )
         state.ledger.reserve(agent.id, agent.quote, amount)
         exposure.commit(signal.token, amount)
@@ -138,6 +146,7 @@ class RestingEntries:
             expires_at=now + TRIGGERED_ORDER_TTL_MS,
             limit_price_usd=entry.price_usd if entry.type == "limit" else None,
             latency_ms=float(now - entry.created_at),
+            opened_by=entry.opened_by,
         )
         self._ended(entry, "triggered", now, order_id=order.id, price=price)
         execution = Execution(

@@ -126,6 +126,8 @@ class Settlement:
             ts=now,
             fee_currency=fill.fee_currency,
             fee_amount=fill.fee_amount,
+            signal_id=order.signal_id,
+            source=by.source if (by := self.state.positions[order.position_id].opened_by) else None,
         )
         trades = self.state.books[order.agent_id].trades
         trades.append(trade)
@@ -154,6 +156,7 @@ class Settlement:
             # fill price never traded), then follows ticks only.
             self.state.index.add(p, now, peak=order.decision_price_usd or fill.price_usd)
             self.state._emit(ev.PositionOpened(ts=now, position=self.state._snapshot(p)))
+            self.state.scorecards.entry_filled(p.agent_id, p.opened_by, fill.price_usd, now)
             self.state._record_execution(order, "filled", "", now)
         else:
             # Ratchet the stop at the old average first: S is a running max over (peak, entry).
@@ -206,12 +209,15 @@ class Settlement:
             move_position(p, PositionStatus.CLOSED)
             p.closed_at = now
             p.exit_reason = order.reason  # type: ignore[assignment]
+            if order.reason == "signal":
+                p.exit_signal_id = order.signal_id
             self.state.index.remove(p)
             exposure.closed(p.token)
             self.state.books[p.agent_id].live.pop(p.id)
             agent.last_exit_at[p.token] = now
             self.state.ledger.count_round_trip(agent, p.realized_pnl)
             self.state._emit(ev.PositionClosed(ts=now, position=msgspec.structs.replace(p)))
+            self.state._score_close(p, agent, now)
             self.state._forget_closed(p)
         else:
             move_position(p, PositionStatus.OPEN)

@@ -7,10 +7,10 @@ import math
 
 from . import events as ev
 from .assets import is_market, quote_mint, require_instrument
-from .buying import lot_reason, market_reason, open_entry, standing_reason
+from .buying import attribution, lot_reason, market_reason, open_entry, standing_reason
 from .errors import ValidationError
 from .lifecycle import PositionStatus
-from .model import Agent, Execution, Position, Signal
+from .model import Agent, Attribution, Execution, Position, Signal
 from .price_book import decimals_conflict, learn_decimals
 from .resting import RestingEntries
 from .risk import filter_reason, size_buy
@@ -73,6 +73,9 @@ class SignalIntake:
         )
         filtered: dict[str, str] = {}
         state = self.state
+        cards = state.scorecards
+        cards.signal_received(signal.source, now)
+        opened_by = attribution(state, signal) if signal.side == "buy" else None
         liquidity = state.market.liquidity_usd(
             signal.token, now, state.price_policy.max_market_age_ms
         )
@@ -94,14 +97,18 @@ class SignalIntake:
                 filtered[agent.id] = reason
                 continue
             record.agents_matched += 1
-            if signal.entry is not None:
-                self.resting.rest(agent, signal, record, now)
+            cards.accepted(agent.id, signal.source, now)
+            if signal.side == "buy" and self._source_breaker_open(agent, signal.source, now):
+                self._skip(record, agent.id, "source_breaker", now)
+            elif signal.entry is not None:
+                self.resting.rest(agent, signal, record, now, opened_by)
             elif signal.side == "buy":
-                self._buy_for(agent, signal, record, now)
+                self._buy_for(agent, signal, record, now, opened_by)
             else:
                 self._sell_for(agent, signal, record, now)
         if filtered:
             self.state._emit(ev.SignalFiltered(ts=now, signal_id=signal.id, reasons=filtered))
+            cards.filtered(signal.source, filtered, now)
         if signal.entry is not None and signal.id in self.state.entries_by_signal:
             self.resting.at_last_price(signal.token, now)
         self.state.signal_window.executions_added(record, 0)
@@ -144,7 +151,31 @@ class SignalIntake:
             state, agent, signal.token, now
         )
 
-    def _buy_for(self, agent: Agent, signal: Signal, record: SignalRecord, now: int) -> None:
+    def _source_breaker_open(self, agent: Agent, source: str, now: int) -> bool:
+        """Whether the agent's breaker on `source` is tripped now (one due for its timed reset
+        is reset here, with an alert)."""
+        cfg = agent.config.source_breaker
+        if not cfg.enabled:
+            return False
+        cards = self.state.scorecards
+        name = cards.name(source)
+        breaker = cards.breaker(agent.id, name)
+        if breaker is None or breaker.tripped_at is None:
+            return False
+        if not breaker.due_reset(cfg, now):
+            return True
+        cards.reset(agent.id, name, now)
+        self.state._source_breaker_alert("breaker_reset", agent.id, name, "timed reset", {}, now)
+        return False
+
+    def _buy_for(
+        self,
+        agent: Agent,
+        signal: Signal,
+        record: SignalRecord,
+        now: int,
+        opened_by: Attribution | None = None,
+    ) -> None:
         reason = self._buy_reason(agent, signal, now)
         if reason is not None:
             return self._skip(record, agent.id, reason, now)
@@ -169,6 +200,7 @@ class SignalIntake:
             signal_type=signal.type,
             expires_at=signal.expires_at,
             latency_ms=float(now - signal.received_at),
+            opened_by=opened_by,
         )
         execution = Execution(
             agent_id=agent.id,

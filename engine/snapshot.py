@@ -17,6 +17,7 @@ from .account_breakers import BreakerTrip
 from .book import AgentBook
 from .lifecycle import HOLDING, PositionStatus
 from .model import Agent, Balance, Execution, Order, Position, RestingEntry, Signal, Tick, Trade
+from .scorecards import SavedCard
 
 if TYPE_CHECKING:
     from .core import Engine
@@ -49,6 +50,7 @@ class EngineSnapshot(Struct, kw_only=True):
     breaker_trip: BreakerTrip | None = None
     seq: int = 0
     entries: list[RestingEntry] = []  # resting buys, their quote reserved in `balances`
+    scorecards: list[SavedCard] = []  # signal sources' cards and per-source breakers
 
 
 def capture(engine: Engine) -> EngineSnapshot:
@@ -77,6 +79,7 @@ def capture(engine: Engine) -> EngineSnapshot:
         breaker_trip=engine.breakers.tripped,
         seq=engine.id_seq,
         entries=[copy(e) for e in engine.entries.values()],
+        scorecards=engine.scorecards.saved(),
     )
 
 
@@ -140,6 +143,9 @@ def restore(engine: Engine, snap: EngineSnapshot) -> None:
     for p in closed:
         engine._forget_closed(p)
     engine.halted_buys = snap.halted_buys
+    for card in snap.scorecards:
+        if not card.agent_id or card.agent_id in books:
+            engine.scorecards.restore(card)
     if snap.breaker_trip is not None and snap.halted_buys:
         engine.breakers.restore_trip(snap.breaker_trip)
     engine.id_seq = max(engine.id_seq, snap.seq)

@@ -38,6 +38,7 @@ from .model import (
 )
 from .money import exact, quote_value
 from .price_sources import PricePolicy, PriceSources
+from .scorecards import Scorecards
 from .token_market import TokenMarket
 from .token_risk import RiskScore, risk_score
 from .triggers import ExitIndex, NaiveScan, TriggerIndex
@@ -66,6 +67,9 @@ class SignalRecord(Struct, kw_only=True):
     agents_matched: int = 0
 
 
+_ENDED = frozenset(("skipped", "filled", "failed"))
+
+
 class EngineOptions(TypedDict, total=False):
     """EngineState's keyword options, which the Engine passes on (settings.engine_options builds
     them from a config): `max_price_age_ms`: a price older than this cannot open a buy, and a
@@ -82,7 +86,8 @@ class EngineOptions(TypedDict, total=False):
     may expire; `instruments`: exchange markets' order-size rules by instrument id (their
     `decimals` are the instruments' decimals); `venue_exchanges`: the CCXT exchange id each
     exchange venue ("ccxt:<account>") trades, so its agents take signals for that exchange's
-    markets only; `breakers`: the account breakers' rules (account_breakers.py)."""
+    markets only; `breakers`: the account breakers' rules (account_breakers.py); `max_sources`:
+    signal sources given scorecards of their own (more are counted as "other", scorecards.py)."""
 
     exit_index: Literal["indexed", "naive"]
     max_price_age_ms: int
@@ -100,6 +105,7 @@ class EngineOptions(TypedDict, total=False):
     instruments: Mapping[str, InstrumentRules] | None
     venue_exchanges: Mapping[str, str] | None
     breakers: BreakerRules | None
+    max_sources: int
 
 
 class EngineState:
@@ -128,8 +134,11 @@ class EngineState:
         instruments: Mapping[str, InstrumentRules] | None = None,
         venue_exchanges: Mapping[str, str] | None = None,
         breakers: BreakerRules | None = None,
+        max_sources: int = 1000,
     ) -> None:
         self.clock = clock
+        # Per-source and per source x agent scorecards and per-source breakers (scorecards.py).
+        self.scorecards = Scorecards(max_sources)
         # Account breakers (account_breakers.py): the rules' state and the account's equity.
         self.breakers = AccountBreakers(breakers)
         self.equity = AccountEquity(self)
@@ -577,6 +586,8 @@ class EngineState:
         self._execution_changed(record.signal.id, execution, now)
 
     def _execution_changed(self, signal_id: str, execution: Execution, now: int) -> None:
+        if execution.status in _ENDED:
+            self._score_execution(signal_id, execution, now)
         self._emit(
             ev.SignalExecutionRecorded(
                 ts=now,
@@ -587,5 +598,65 @@ class EngineState:
                 position_id=execution.position_id,
                 order_id=execution.order_id,
                 latency_ms=execution.latency_ms,
+            )
+        )
+
+    # -- scorecards ---------------------------------------------------------------------------
+
+    def _score_execution(self, signal_id: str, execution: Execution, now: int) -> None:
+        record = self.signals.get(signal_id)
+        if record is not None:
+            source = record.signal.source
+        else:  # the signal left the dedupe window: its position says who opened it
+            p = self.positions.get(execution.position_id or "")
+            source = p.opened_by.source if p is not None and p.opened_by is not None else ""
+        self.scorecards.execution(
+            execution.agent_id, source, execution.status, execution.reason, now
+        )
+
+    def _score_close(self, p: Position, agent: Agent, now: int) -> None:
+        """Count a closed position on its source's cards and judge the agent's breaker on
+        that source (its current config), alerting when it trips."""
+        cards = self.scorecards
+        name = cards.closed(
+            agent.id,
+            p.opened_by,
+            agent.quote,
+            agent.quote_decimals,
+            self.quote_usd(agent.quote),
+            p.realized_pnl,
+            now - p.opened_at,
+            now,
+        )
+        cfg = agent.config.source_breaker
+        if not cfg.enabled:
+            return
+        tripped = cards.record_result(agent.id, name, cfg, p.realized_pnl, agent.deposited, now)
+        if tripped is not None:
+            rule, details = tripped
+            self._source_breaker_alert("breaker_tripped", agent.id, name, rule, details, now)
+
+    def _source_breaker_alert(
+        self,
+        code: str,
+        agent_id: str,
+        source: str,
+        rule: str,
+        details: dict[str, object],
+        now: int,
+    ) -> None:
+        what = "stops taking" if code == "breaker_tripped" else "takes again"
+        self._emit(
+            ev.Alert(
+                ts=now,
+                code=code,
+                message=f"agent {agent_id} {what} buy signals from source {source!r} ({rule})",
+                details={
+                    "scope": "source",
+                    "agent_id": agent_id,
+                    "source": source,
+                    "rule": rule,
+                    **details,
+                },
             )
         )

@@ -188,6 +188,16 @@ INSERT INTO resting_entries AS t (id, version, agent_id, signal_id, token, statu
   WHERE t.version < EXCLUDED.version""",
     ),
     (
+        # Scorecards (engine/scorecards.py): one row per card, key "card<US>agent<US>source".
+        frozenset(("ScorecardSaved",)),
+        """
+INSERT INTO engine_state AS t (key, version, value)
+  SELECT DISTINCT ON (key) key, id, payload->'saved' FROM stage WHERE type = 'ScorecardSaved'
+  ORDER BY key, id DESC
+  ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value
+  WHERE t.version < EXCLUDED.version""",
+    ),
+    (
         frozenset(("HaltChanged",)),
         """
 INSERT INTO engine_state AS t (key, version, value)

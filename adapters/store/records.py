@@ -20,6 +20,7 @@ import msgspec
 from msgspec import Struct
 from tradingd.engine import events as ev
 from tradingd.engine.model import Agent, Position, Signal
+from tradingd.engine.scorecards import SavedCard
 
 if TYPE_CHECKING:
     from tradingd.engine.core import Engine
@@ -47,8 +48,17 @@ class SignalSaved(ev.Event):
     agents_matched: int = 0
 
 
-STORE_RECORDS = ("AgentSaved", "PositionSaved", "PositionDropped", "SignalSaved")
-AnyEntry = Union[ev.AnyEvent, AgentSaved, PositionSaved, PositionDropped, SignalSaved]  # noqa: UP007
+class ScorecardSaved(ev.Event):
+    """A signal source's scorecard (agent_id "": the source's own) and, per agent, its breaker
+    on that source, written whole when changed (at most once a flush)."""
+
+    saved: SavedCard
+
+
+STORE_RECORDS = ("AgentSaved", "PositionSaved", "PositionDropped", "SignalSaved", "ScorecardSaved")
+AnyEntry = Union[  # noqa: UP007
+    ev.AnyEvent, AgentSaved, PositionSaved, PositionDropped, SignalSaved, ScorecardSaved
+]
 
 encoder = msgspec.json.Encoder()
 decoder: msgspec.json.Decoder[AnyEntry] = msgspec.json.Decoder(AnyEntry)  # type: ignore[arg-type]
@@ -135,6 +145,9 @@ def _key_agent(e: ev.Event) -> tuple[str, str]:
         return e.signal.id, ""  # type: ignore[attr-defined]
     if t is AgentSaved:
         return e.agent.id, e.agent.id  # type: ignore[attr-defined]
+    if t is ScorecardSaved:
+        c = e.saved  # type: ignore[attr-defined]
+        return f"card{SEP}{c.agent_id}{SEP}{c.source}", c.agent_id
     if t is ev.OrderFailed:
         return e.order_id, e.agent_id  # type: ignore[attr-defined]
     if t is ev.HaltChanged:
@@ -191,6 +204,8 @@ def with_records(events: list[ev.Event], engine: Engine) -> list[ev.Event]:
         agent = engine.agents.get(agent_id)
         if agent is not None:
             out.append(AgentSaved(ts=ts, agent=agent))
+    if engine.scorecards.dirty:
+        out.extend(ScorecardSaved(ts=ts, saved=c) for c in engine.scorecards.take_dirty())
     return out
 
 

@@ -32,6 +32,7 @@ from tradingd.engine.model import (
     Tick,
     Trade,
 )
+from tradingd.engine.scorecards import SavedCard
 from tradingd.engine.snapshot import EngineSnapshot, SignalState
 
 XRANGE_CHUNK = 5000
@@ -66,6 +67,7 @@ class StateBook:
         self.halt: dict[str, _V] = {}
         self.breaker_trip: dict[str, _V] = {}  # "halt" -> the breaker's trip behind it, or None
         self.entries: dict[str, _V] = {}  # resting buys by entry id; None once ended
+        self.cards: dict[tuple[str, str], _V] = {}  # (agent id or "", source) -> SavedCard
         self.entry_decimals: dict[
             str, int
         ] = {}  # token -> decimals named by a resting entry's signal
@@ -118,6 +120,9 @@ class StateBook:
             _put(self.entries, e.entry.id, entry_id, e.entry)  # type: ignore[attr-defined]
         elif t == "EntryEnded":
             _put(self.entries, e.entry_id, entry_id, None)  # type: ignore[attr-defined]
+        elif t == "ScorecardSaved":
+            c = e.saved  # type: ignore[attr-defined]
+            _put(self.cards, (c.agent_id, c.source), entry_id, c)
         elif t == "HaltChanged":
             _put(self.halt, "halt", entry_id, e.buys)  # type: ignore[attr-defined]
             _put(self.breaker_trip, "halt", entry_id, _trip_of(e.buys, e.rule, e.ts, e.details))  # type: ignore[attr-defined]
@@ -183,6 +188,9 @@ class StateBook:
                 self._row(self.halt, "halt", r["version"], bool(doc["buys"]))
                 trip = _trip_of(bool(doc["buys"]), doc.get("rule"), doc["ts"], doc.get("details"))
                 self._row(self.breaker_trip, "halt", r["version"], trip)
+            elif r["key"].startswith("card\x1f"):
+                c = dec(r["value"], type=SavedCard)
+                self._row(self.cards, (c.agent_id, c.source), r["version"], c)
             elif r["key"].startswith("deleted:"):
                 self._deleted(r["key"].removeprefix("deleted:"), r["version"])
                 self.max_id = max(self.max_id, r["version"])
@@ -287,6 +295,11 @@ class StateBook:
             breaker_trip=breaker_trip,
             seq=seq,
             entries=entries,
+            scorecards=[
+                c
+                for (aid, _), (version, c) in self.cards.items()
+                if not aid or (aid in live and self._alive(aid, version))
+            ],
         )
 
 

@@ -1,0 +1,251 @@
+"""Signal-provider scorecards, kept incrementally as signals, fills and closes happen: one card
+per source and one per source × agent (scorecard_stats.Card), and each agent's per-source
+breaker (source_breaker.py), which reads its card.
+
+Sources are free strings a client sends, so the cards are bounded: past `max_sources` distinct
+sources, new ones are counted under "other"; signals without a source under "unattributed".
+Every card changed since the store last asked is listed by `take_dirty` (persistence writes it
+through like any other state)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TypeVar
+from fractions import Fraction
+
+import msgspec
+from msgspec import Struct
+
+from .config import SourceBreaker
+from .model import Attribution
+from .money import exact
+from .scorecard_stats import Card, Stats
+from .source_breaker import BreakerState, trip_rule
+
+OTHER = "other"
+UNATTRIBUTED = "unattributed"
+SOURCE_LEVEL = ""  # the agent id of a source's own card
+
+
+class SavedCard(Struct, kw_only=True):
+    """A card as persisted: `agent_id` "" for the source's own card."""
+
+    agent_id: str
+    source: str
+    card: Card
+    breaker: BreakerState | None = None
+
+
+class Scorecards:
+    """Per-source and per source × agent cards (see the module docstring)."""
+
+    def __init__(self, max_sources: int = 1000) -> None:
+        self.max_sources = max_sources
+        self.by_source: dict[str, Card] = {}
+        self.by_agent: dict[str, dict[str, Card]] = {}  # agent id -> source -> card
+        self.breakers: dict[str, dict[str, BreakerState]] = {}  # agent id -> source -> state
+        self.dirty: dict[tuple[str, str], None] = {}
+
+    # -- naming -------------------------------------------------------------------------------
+
+    def name(self, source: str) -> str:
+        """The card name of `source`: itself while there is room, else "other"."""
+        if not source:
+            return UNATTRIBUTED
+        if source in self.by_source or len(self.by_source) < self.max_sources:
+            return source
+        return OTHER
+
+    def _source_card(self, name: str) -> Card:
+        card = self.by_source.get(name)
+        if card is None:
+            card = self.by_source[name] = Card()
+        self.dirty[(SOURCE_LEVEL, name)] = None
+        return card
+
+    def _agent_card(self, agent_id: str, name: str) -> Card:
+        cards = self.by_agent.get(agent_id)
+        if cards is None:
+            cards = self.by_agent[agent_id] = {}
+        card = cards.get(name)
+        if card is None:
+            card = cards[name] = Card()
+        self.dirty[(agent_id, name)] = None
+        return card
+
+    def _both(self, agent_id: str, source: str, now: int) -> Iterator[Stats]:
+        name = self.name(source)
+        yield from self._source_card(name).buckets(now)
+        yield from self._agent_card(agent_id, name).buckets(now)
+
+    # -- what happened ------------------------------------------------------------------------
+
+    def signal_received(self, source: str, now: int) -> None:
+        """A signal of `source` was received."""
+        for s in self._source_card(self.name(source)).buckets(now):
+            s.received += 1
+
+    def filtered(self, source: str, reasons: dict[str, str], now: int) -> None:
+        """Agents whose filters refused the signal (agent id -> reason): counted per source."""
+        counts: dict[str, int] = {}
+        for reason in reasons.values():
+            counts[reason] = counts.get(reason, 0) + 1
+        for s in self._source_card(self.name(source)).buckets(now):
+            for reason, n in counts.items():
+                s.skipped[reason] = s.skipped.get(reason, 0) + n
+
+    def accepted(self, agent_id: str, source: str, now: int) -> None:
+        """The agent's filters accepted a signal of `source`."""
+        for s in self._agent_card(agent_id, self.name(source)).buckets(now):
+            s.received += 1
+
+    def execution(self, agent_id: str, source: str, status: str, reason: str, now: int) -> None:
+        """An agent's execution of a signal ended `status` (skipped, filled or failed)."""
+        for s in self._both(agent_id, source, now):
+            if status == "filled":
+                s.executed += 1
+            elif status == "failed":
+                s.failed += 1
+            elif status == "skipped":
+                s.skipped[reason] = s.skipped.get(reason, 0) + 1
+
+    def entry_filled(
+        self, agent_id: str, by: Attribution | None, price_usd: float, now: int
+    ) -> None:
+        """A position's entry buy filled at `price_usd`: slippage against the price when its
+        signal arrived, and the signal -> fill latency."""
+        source = by.source if by is not None else ""
+        slip = None
+        if by is not None and by.price_usd:
+            slip = float((exact(price_usd) / exact(by.price_usd) - 1) * 10_000)
+        latency = float(now - by.received_at) if by is not None and by.received_at else None
+        for s in self._both(agent_id, source, now):
+            s.add_fill(slip, latency)
+
+    def closed(
+        self,
+        agent_id: str,
+        by: Attribution | None,
+        quote: str,
+        quote_decimals: int,
+        quote_usd: float | None,
+        pnl: int,
+        held_ms: int,
+        now: int,
+    ) -> str:
+        """A position opened by `by` closed with `pnl` (quote atomic). Returns the card name."""
+        name = self.name(by.source if by is not None else "")
+        pnl_usd = None
+        if quote_usd:
+            # micro-USD, rounded down once from the exact product
+            pnl_usd = (Fraction(pnl, 10**quote_decimals) * exact(quote_usd) * 10**6).__floor__()
+        for s in self._source_card(name).buckets(now):
+            s.add_close(pnl, quote, pnl_usd, held_ms)
+        for s in self._agent_card(agent_id, name).buckets(now):
+            s.add_close(pnl, quote, pnl_usd, held_ms)
+        return name
+
+    # -- the per-source breaker -----------------------------------------------------------------
+
+    def breaker(self, agent_id: str, name: str) -> BreakerState | None:
+        """The agent's breaker on card `name`, None if it never judged a trade."""
+        return self.breakers.get(agent_id, {}).get(name)
+
+    def record_result(
+        self, agent_id: str, name: str, cfg: SourceBreaker, pnl: int, deposited: int, now: int
+    ) -> tuple[str, dict[str, object]] | None:
+        """Add a closed trade's PnL to the agent's breaker on source `name`; returns (rule,
+        details) when this trade trips it, else None."""
+        state = self.breakers.setdefault(agent_id, {}).get(name)
+        if state is None:
+            state = self.breakers[agent_id][name] = BreakerState()
+        self.dirty[(agent_id, name)] = None
+        if state.tripped_at is not None:
+            return None
+        state.recent.append(pnl)
+        if len(state.recent) > cfg.lookback_trades:
+            del state.recent[: len(state.recent) - cfg.lookback_trades]
+        tripped = trip_rule(cfg, state.recent, deposited)
+        if tripped is not None:
+            state.tripped_at = now
+            state.rule, state.details = tripped
+        return tripped
+
+    def reset(self, agent_id: str, name: str, now: int) -> bool:
+        """Reset a tripped breaker (its trade memory starts afresh). False if not tripped."""
+        state = self.breaker(agent_id, name)
+        if state is None or state.tripped_at is None:
+            return False
+        state.tripped_at, state.rule, state.details = None, None, {}
+        state.recent = []
+        state.reset_at = now
+        self.dirty[(agent_id, name)] = None
+        return True
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def drop_agent(self, agent_id: str) -> None:
+        """Forget a deleted agent's cards and breakers (the per-source cards keep its past)."""
+        self.by_agent.pop(agent_id, None)
+        self.breakers.pop(agent_id, None)
+        for key in [k for k in self.dirty if k[0] == agent_id]:
+            del self.dirty[key]
+
+    def take_dirty(self) -> list[SavedCard]:
+        """Every card changed since the last call, as SavedCards of copies."""
+        out = []
+        for agent_id, name in self.dirty:
+            card = (
+                self.by_source.get(name)
+                if agent_id == SOURCE_LEVEL
+                else self.by_agent.get(agent_id, {}).get(name)
+            )
+            breaker = self.breaker(agent_id, name) if agent_id != SOURCE_LEVEL else None
+            if card is None and breaker is None:
+                continue
+            out.append(
+                SavedCard(
+                    agent_id=agent_id,
+                    source=name,
+                    card=_copy(card) if card is not None else Card(),
+                    breaker=_copy(breaker) if breaker is not None else None,
+                )
+            )
+        self.dirty.clear()
+        return out
+
+    def saved(self) -> list[SavedCard]:
+        """Every card, as SavedCards of copies (a snapshot)."""
+        keys = [(SOURCE_LEVEL, name) for name in self.by_source]
+        keys += [(a, n) for a, cards in self.by_agent.items() for n in cards]
+        keys += [
+            (a, n)
+            for a, st in self.breakers.items()
+            for n in st
+            if n not in self.by_agent.get(a, {})
+        ]
+        dirty, self.dirty = self.dirty, dict.fromkeys(keys)
+        try:
+            return self.take_dirty()
+        finally:
+            self.dirty = dirty
+
+    def restore(self, saved: SavedCard) -> None:
+        """Load a persisted card (recovery); a later one for the same key replaces it."""
+        if saved.agent_id == SOURCE_LEVEL:
+            self.by_source[saved.source] = saved.card
+            return
+        self.by_agent.setdefault(saved.agent_id, {})[saved.source] = saved.card
+        if saved.breaker is not None:
+            self.breakers.setdefault(saved.agent_id, {})[saved.source] = saved.breaker
+
+
+_enc = msgspec.msgpack.Encoder()
+
+
+_T = TypeVar("_T", Card, BreakerState)
+
+
+def _copy(value: _T) -> _T:
+    """A deep copy of a card or breaker state (they hold mutable dicts and lists)."""
+    return msgspec.msgpack.decode(_enc.encode(value), type=type(value))

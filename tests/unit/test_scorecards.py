@@ -1,0 +1,305 @@
+"""Signal-provider scorecards (engine/scorecards.py, scorecard_stats.py): every window's figures
+equal a recomputation from the full history, for random histories, at the Scorecards level and
+through a real Engine."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tradingd.engine.config import SourceBreaker
+from tradingd.engine.model import Attribution
+from tradingd.engine.scorecard_stats import (
+    DAY_MS,
+    HOUR_MS,
+    WINDOWS,
+    Card,
+    Curve,
+    Stats,
+    latency_bound,
+    latency_bucket,
+)
+from tradingd.engine.scorecards import OTHER, UNATTRIBUTED, Scorecards
+from tradingd.engine.source_breaker import trip_rule
+
+T0 = 1_764_000_000_000
+SOURCES = ["alpha", "beta", "", "gamma"]
+AGENTS = ["a1", "a2"]
+
+
+def in_window(name: str, ts: int, now: int) -> bool:
+    if name == "all":
+        return True
+    if name == "24h":
+        return ts // HOUR_MS >= now // HOUR_MS - 23
+    days = 7 if name == "7d" else 30
+    return ts // DAY_MS >= now // DAY_MS - (days - 1)
+
+
+def naive_dd(pnls: list[int]) -> int:
+    prefix = [0]
+    for x in pnls:
+        prefix.append(prefix[-1] + x)
+    return max(prefix[i] - prefix[j] for i in range(len(prefix)) for j in range(i, len(prefix)))
+
+
+def oracle(records: list[tuple], name: str, now: int) -> dict:
+    """Figures of the records (ts, kind, data) in window `name` at `now`, recomputed naively."""
+    out: dict = {
+        "received": 0,
+        "executed": 0,
+        "failed": 0,
+        "skipped": {},
+        "pnls": [],
+        "usd": [],
+        "unpriced": 0,
+        "exposure": 0,
+        "slips": [],
+        "lat": [],
+        "by_quote": {},
+    }
+    for ts, kind, data in records:
+        if not in_window(name, ts, now):
+            continue
+        if kind == "received":
+            out["received"] += 1
+        elif kind == "skipped":
+            out["skipped"][data] = out["skipped"].get(data, 0) + 1
+        elif kind in ("executed", "failed"):
+            out[kind] += 1
+        elif kind == "fill":
+            slip, lat = data
+            if slip is not None:
+                out["slips"].append(slip)
+            if lat is not None:
+                out["lat"].append(lat)
+        elif kind == "close":
+            pnl, quote, usd, held = data
+            out["pnls"].append(pnl)
+            out["by_quote"][quote] = out["by_quote"].get(quote, 0) + pnl
+            out["exposure"] += held
+            if usd is None:
+                out["unpriced"] += 1
+            else:
+                out["usd"].append(usd)
+    return out
+
+
+def check(stats: Stats, want: dict, agent_level: bool) -> None:
+    assert stats.received == want["received"]
+    assert stats.executed == want["executed"]
+    assert stats.failed == want["failed"]
+    assert {k: v for k, v in stats.skipped.items() if v} == want["skipped"]
+    pnls = want["pnls"]
+    assert stats.trades == len(pnls)
+    assert stats.wins == sum(1 for x in pnls if x > 0)
+    assert stats.losses == sum(1 for x in pnls if x <= 0)
+    assert {k: v for k, v in stats.pnl_by_quote.items()} == want["by_quote"]
+    if agent_level:
+        assert stats.pnl == sum(pnls)
+        assert stats.curve.sum == sum(pnls)
+        assert stats.curve.max_dd == naive_dd(pnls)
+    usd = want["usd"]
+    assert stats.curve_usd.sum == sum(usd)
+    assert stats.curve_usd.max_dd == naive_dd(usd)
+    assert stats.best == (max(usd) if usd else None)
+    assert stats.worst == (min(usd) if usd else None)
+    assert stats.unpriced == want["unpriced"]
+    assert stats.exposure_ms == want["exposure"]
+    assert stats.slip_n == len(want["slips"])
+    assert stats.slip_bps_sum == pytest.approx(sum(want["slips"]), rel=1e-9, abs=1e-9)
+    for q in (0.5, 0.99):
+        lat = sorted(want["lat"])
+        expect = (
+            latency_bound(latency_bucket(lat[max(1, math.ceil(q * len(lat))) - 1])) if lat else None
+        )
+        assert stats.latency_pct(q) == expect
+
+
+event = st.one_of(
+    st.tuples(st.just("received"), st.sampled_from(SOURCES), st.none(), st.none()),
+    st.tuples(
+        st.just("filtered"),
+        st.sampled_from(SOURCES),
+        st.none(),
+        st.dictionaries(st.sampled_from(AGENTS), st.sampled_from(["min_strength", "type"])),
+    ),
+    st.tuples(st.just("accepted"), st.sampled_from(SOURCES), st.sampled_from(AGENTS), st.none()),
+    st.tuples(
+        st.just("execution"),
+        st.sampled_from(SOURCES),
+        st.sampled_from(AGENTS),
+        st.sampled_from([("filled", ""), ("failed", "x"), ("skipped", "cooldown")]),
+    ),
+    st.tuples(
+        st.just("fill"),
+        st.sampled_from(SOURCES),
+        st.sampled_from(AGENTS),
+        st.tuples(st.floats(1e-6, 1e6), st.floats(1e-6, 1e6), st.integers(0, 10**7), st.booleans()),
+    ),
+    st.tuples(
+        st.just("close"),
+        st.sampled_from(SOURCES),
+        st.sampled_from(AGENTS),
+        st.tuples(
+            st.integers(-(10**12), 10**12),
+            st.one_of(st.none(), st.floats(0.01, 1e5)),
+            st.integers(0, 10**9),
+        ),
+    ),
+)
+# Time steps that land on and next to hour and day edges, and the windows' edges
+edges = st.sampled_from([0, 1, HOUR_MS - 1, HOUR_MS, DAY_MS - 1, DAY_MS, 6 * DAY_MS, 7 * DAY_MS])
+step = st.tuples(st.one_of(edges, st.integers(0, 30 * HOUR_MS)), event)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(step, max_size=60),
+    st.one_of(edges, st.sampled_from([23 * HOUR_MS, 29 * DAY_MS]), st.integers(0, 40 * DAY_MS)),
+)
+def test_every_window_equals_a_recomputation_from_the_whole_history(steps, later) -> None:
+    cards = Scorecards()
+    now = T0
+    by_source: dict[str, list] = {}
+    by_agent: dict[tuple[str, str], list] = {}
+
+    def rec(source: str, agent: str | None, kind: str, data: object) -> None:
+        name = source or UNATTRIBUTED
+        by_source.setdefault(name, []).append((now, kind, data))
+        if agent is not None:
+            by_agent.setdefault((agent, name), []).append((now, kind, data))
+
+    for dt, (kind, source, agent, data) in steps:
+        now += dt
+        if kind == "received":
+            cards.signal_received(source, now)
+            rec(source, None, "received", None)
+        elif kind == "filtered":
+            cards.filtered(source, data, now)
+            for reason in data.values():
+                rec(source, None, "skipped", reason)
+        elif kind == "accepted":
+            cards.accepted(agent, source, now)
+            by_agent.setdefault((agent, source or UNATTRIBUTED), []).append((now, "received", None))
+        elif kind == "execution":
+            status, reason = data
+            cards.execution(agent, source, status, reason, now)
+            rec(
+                source,
+                agent,
+                "skipped"
+                if status == "skipped"
+                else ("executed" if status == "filled" else "failed"),
+                reason if status == "skipped" else None,
+            )
+        elif kind == "fill":
+            fill_price, signal_price, lat, known = data
+            by = Attribution(
+                signal_id="s",
+                source=source,
+                received_at=now - lat,
+                price_usd=signal_price if known else None,
+            )
+            cards.entry_filled(agent, by, fill_price, now)
+            slip = (
+                float((Fraction(fill_price) / Fraction(signal_price) - 1) * 10_000)
+                if known
+                else None
+            )
+            rec(source, agent, "fill", (slip, float(lat) if now - lat else None))
+        else:
+            pnl, quote_usd, held = data
+            by = Attribution(signal_id="s", source=source)
+            cards.closed(agent, by, "SOL", 9, quote_usd, pnl, held, now)
+            usd = (
+                math.floor(Fraction(pnl, 10**9) * Fraction(repr(quote_usd)) * 10**6)
+                if quote_usd
+                else None
+            )
+            rec(source, agent, "close", (pnl, "SOL", usd, held))
+    end = now + later
+    for name, records in by_source.items():
+        for w in WINDOWS:
+            check(cards.by_source[name].window(w, end), oracle(records, w, end), False)
+    for (agent, name), records in by_agent.items():
+        for w in WINDOWS:
+            check(cards.by_agent[agent][name].window(w, end), oracle(records, w, end), True)
+
+
+@given(st.lists(st.integers(-(10**6), 10**6), max_size=40), st.integers(0, 40))
+def test_curve_merge_equals_one_curve_over_the_concatenation(xs, cut) -> None:
+    a, b, whole = Curve(), Curve(), Curve()
+    for i, x in enumerate(xs):
+        (a if i < cut else b).add(x)
+        whole.add(x)
+    assert a.then(b) == whole
+    assert whole.max_dd == naive_dd(xs)
+
+
+def test_sources_past_the_bound_are_counted_as_other() -> None:
+    cards = Scorecards(max_sources=2)
+    for s in ("s1", "s2", "s3", "s4"):
+        cards.signal_received(s, T0)
+    assert set(cards.by_source) == {"s1", "s2", OTHER}
+    assert cards.by_source[OTHER].total.received == 2
+    cards.signal_received("s1", T0)  # a known source keeps its own card
+    assert cards.by_source["s1"].total.received == 2
+
+
+def test_buckets_out_of_the_window_are_dropped() -> None:
+    card = Card()
+    for h in range(100):
+        for s in card.buckets(T0 + h * HOUR_MS):
+            s.received += 1
+    assert len(card.hours) == 24
+    assert card.window("24h", T0 + 99 * HOUR_MS).received == 24
+    assert card.total.received == 100
+
+
+def test_latency_buckets_bound_the_value_within_nine_percent() -> None:
+    for ms in (0.5, 1, 1.01, 2, 3, 10, 250, 999.9, 1e6):
+        bound = latency_bound(latency_bucket(ms))
+        assert bound >= ms
+        assert bound <= max(ms, 1) * 2 ** (1 / 8) + 1e-9
+
+
+# -- the breaker's rules, exact at their limits ------------------------------------------------
+
+
+def test_consecutive_losses_trip_at_exactly_the_limit() -> None:
+    cfg = SourceBreaker(enabled=True, consecutive_losses=3)
+    assert trip_rule(cfg, [5, -1, 0], 1000) is None  # two in a row (0 is a loss)
+    assert trip_rule(cfg, [5, -1, 0, -7], 1000) == (
+        "consecutive_losses",
+        {"losses": 3, "limit": 3},
+    )
+    assert trip_rule(cfg, [-1, -1, -1, 1], 1000) is None  # a win ends the streak
+
+
+def test_drawdown_trips_at_exactly_the_limit_of_the_deposits() -> None:
+    cfg = SourceBreaker(enabled=True, max_drawdown_pct=12.5)
+    # deposits 1,000,000: 12.5 % is 125,000 exactly; 124,999 does not trip
+    assert trip_rule(cfg, [100_000, -124_999], 1_000_000) is None
+    rule, details = trip_rule(cfg, [100_000, -125_000], 1_000_000)
+    assert rule == "max_drawdown_pct"
+    assert details["drawdown"] == "125000"
+    assert trip_rule(cfg, [-(10**9)], 0) is None  # no deposits: not judged
+
+
+def test_win_rate_is_judged_only_with_min_trades_and_trips_strictly_under() -> None:
+    cfg = SourceBreaker(enabled=True, min_win_rate_pct=40, min_trades=5)
+    assert trip_rule(cfg, [-1, -1, -1, -1], 1) is None  # four trades: not judged
+    assert trip_rule(cfg, [1, 1, -1, -1, -1], 1) is None  # 40 % is not under 40 %
+    assert trip_rule(cfg, [1, -1, -1, -1, -1], 1)[0] == "min_win_rate_pct"
+
+
+def test_win_rate_limit_as_written_is_exact() -> None:
+    # 33.3 % as written: 1 win in 3 (33.33...) is not under it; float 1/3*100 must not decide
+    cfg = SourceBreaker(enabled=True, min_win_rate_pct=33.4, min_trades=3)
+    assert trip_rule(cfg, [1, -1, -1], 1)[0] == "min_win_rate_pct"
+    cfg = SourceBreaker(enabled=True, min_win_rate_pct=33.3, min_trades=3)
+    assert trip_rule(cfg, [1, -1, -1], 1) is None
