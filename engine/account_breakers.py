@@ -30,9 +30,11 @@ from msgspec import Struct
 
 from . import events as ev
 from .lifecycle import HOLDING
-from .money import exact
+from .money import decimal_ratio, exact
 
 if TYPE_CHECKING:
+    from .book import AgentBook
+    from .model import Balance
     from .state import EngineState
 
 DAY_MS = 86_400_000
@@ -96,6 +98,7 @@ class AccountBreakers:
         self.tripped: BreakerTrip | None = None
         self.day: int | None = None  # the UTC day (epoch ms // DAY_MS) of `peak`
         self.peak: Fraction | None = None  # USD
+        self.floor: Fraction | None = None  # USD: the equity below which the drawdown trips
         self.equity: Fraction | None = None  # USD, at the last evaluation
         self.equity_at = 0
         self.streak = 0
@@ -110,15 +113,17 @@ class AccountBreakers:
         below the peak."""
         self.equity, self.equity_at = equity, now
         day = now // DAY_MS
+        limit = self.rules.equity_drawdown_pct
         if self.peak is None or self.day != day or equity > self.peak:
             self.day, self.peak = day, equity
-        limit = self.rules.equity_drawdown_pct
-        if limit is None or self.tripped is not None or self.peak <= 0:
+            # more than `limit` % below the peak <=> below this (exact; one comparison a time)
+            self.floor = equity * (1 - exact(limit) / 100) if limit is not None else None
+        if self.floor is None or self.tripped is not None or self.peak <= 0:
+            return None
+        if equity >= self.floor:
             return None
         drawdown = self.drawdown_pct()
-        assert drawdown is not None
-        if drawdown <= exact(limit):
-            return None
+        assert drawdown is not None and limit is not None
         return self._trip(
             "equity_drawdown",
             now,
@@ -202,7 +207,7 @@ class AccountBreakers:
         Returns the trip that was cleared, if any."""
         was = self.tripped
         self.tripped = None
-        self.peak = self.day = None
+        self.peak = self.day = self.floor = None
         self.streak = 0
         self.outcomes.clear()
         self.stale_from = now
@@ -211,7 +216,7 @@ class AccountBreakers:
     def rebase(self) -> None:
         """Money left the account without a loss (an agent deleted with its balance): the
         day's peak restarts from the next equity, so the withdrawal is not a drawdown."""
-        self.peak = self.day = None
+        self.peak = self.day = self.floor = None
 
     def restore_trip(self, trip: BreakerTrip) -> None:
         """A trip recorded before a restart (the halt persisted with it) holds again."""
@@ -222,11 +227,19 @@ class AccountEquity:
     """The account's equity in USD, exact: every agent's quote balance (reserved included: a
     buy in flight has not spent it) plus the tokens held by positions not closed, each at its
     last price. The held amount per token is kept from fills (`on_fill`), computed from the
-    positions once on first use (after a restore too)."""
+    positions once on first use (after a restore too). Each asset's worth is kept with the
+    price and amount it was computed at, and the total moves by the difference, so an
+    evaluation after one fill computes one or two fractions, not one per asset held."""
 
     def __init__(self, state: EngineState) -> None:
         self.state = state
         self.held: dict[str, list[int]] | None = None  # token -> [atomic amount, decimals]
+        # ("q", quote) or ("t", token) -> (price, amount, worth USD) as last computed
+        self._worth: dict[tuple[str, str], tuple[float, int, Fraction]] = {}
+        self._total = Fraction(0)
+        # the books as last seen, and their quote balances by quote: (decimals, balances)
+        self._books: list[AgentBook] = []
+        self._quote_balances: dict[str, tuple[int, list[Balance]]] = {}
 
     def _count(self) -> dict[str, list[int]]:
         held: dict[str, list[int]] = {}
@@ -250,25 +263,43 @@ class AccountEquity:
         unknown value must not look like a drawdown)."""
         if self.held is None:
             self.held = self._count()
+            self._worth.clear()
+            self._total = Fraction(0)
         state = self.state
-        quotes: dict[str, list[int]] = {}  # quote mint/symbol -> [total, decimals]
-        for book in state.books.values():
-            agent = book.agent
-            bal = book.balances.get(agent.quote)
-            if bal is not None and bal.total:
-                quotes.setdefault(agent.quote, [0, agent.quote_decimals])[0] += bal.total
-        total = Fraction(0)
-        for quote, (amount, decimals) in quotes.items():
-            price = state.quote_usd(quote)
-            if not price:
+        books = list(state.books.values())
+        if books != self._books:  # an agent created or deleted (an identity compare, in C)
+            self._books = books
+            self._quote_balances = {}
+            for book in books:
+                agent = book.agent
+                held = self._quote_balances.setdefault(agent.quote, (agent.quote_decimals, []))
+                held[1].append(book.balances[agent.quote])  # changed in place by the ledger
+        quotes = self._quote_balances
+        for quote, (decimals, balances) in quotes.items():
+            amount = sum(b.total for b in balances)
+            if not self._add(("q", quote), state.quote_usd(quote), amount, decimals):
                 return None
-            total += exact(price) * amount / 10**decimals
         for token, (amount, decimals) in self.held.items():
-            price = state.price_usd(token)
-            if not price:
+            if not self._add(("t", token), state.price_usd(token), amount, decimals):
                 return None
-            total += exact(price) * amount / 10**decimals
-        return total
+        if len(self._worth) > len(quotes) + len(self.held):  # an asset left the account
+            for key in [
+                k for k in self._worth if (quotes if k[0] == "q" else self.held).get(k[1]) is None
+            ]:
+                self._total -= self._worth.pop(key)[2]
+        return self._total
+
+    def _add(self, key: tuple[str, str], price: float | None, amount: int, decimals: int) -> bool:
+        """Bring the asset's worth up to its price and amount now; False without a price."""
+        if not price:
+            return False
+        held = self._worth.get(key)
+        if held is None or held[0] != price or held[1] != amount:
+            n, d = decimal_ratio(price)
+            worth = Fraction(n * amount, d * 10**decimals)
+            self._total += worth - held[2] if held is not None else worth
+            self._worth[key] = (price, amount, worth)
+        return True
 
 
 def naive_equity_usd(state: EngineState) -> Fraction | None:
@@ -307,7 +338,7 @@ def on_clock(state: EngineState, now: int) -> BreakerTrip | None:
 
 
 def _equity(state: EngineState, now: int) -> BreakerTrip | None:
-    if state.breakers.rules.equity_drawdown_pct is None:
+    if state.breakers.rules.equity_drawdown_pct is None or state.breakers.tripped is not None:
         return None
     equity = state.equity.usd()
     return None if equity is None else state.breakers.on_equity(equity, now)
