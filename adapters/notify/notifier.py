@@ -66,6 +66,8 @@ class Notifier:
             self._tasks.append(loop.create_task(sender.run(self._session), name=f"notify-{name}"))
         if self.summary_channels:
             self._tasks.append(loop.create_task(self._summary_loop(), name="notify-summary"))
+        for task in self._tasks:
+            task.add_done_callback(_task_done)
         log.info(
             "notifications on",
             extra={"channels": {n: s.settings.kind for n, s in self.senders.items()}},
@@ -163,3 +165,11 @@ class Notifier:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _task_done(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:  # a bug: say so, by its type
+        log.error(
+            "notification task died",
+            extra={"task": task.get_name(), "error": type(task.exception()).__name__},
+        )
