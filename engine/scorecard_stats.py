@@ -186,12 +186,14 @@ def _pick(fn, a: int | None, b: int | None) -> int | None:  # type: ignore[no-un
 
 class Card(Struct, kw_only=True):
     """One scorecard: all-time `total`, `hours` (hour number since the epoch -> Stats, the last
-    24) and `days` (day number -> Stats, the last 30), and when it last changed (epoch ms)."""
+    24) and `days` (day number -> Stats, the last 30), and when it was first and last changed
+    (epoch ms)."""
 
     total: Stats = msgspec.field(default_factory=Stats)
     hours: dict[int, Stats] = msgspec.field(default_factory=dict)
     days: dict[int, Stats] = msgspec.field(default_factory=dict)
     updated_at: int = 0
+    created_at: int = 0
 
     def buckets(self, now: int) -> tuple[Stats, Stats, Stats]:
         """The all-time, this hour's and today's Stats to add to at `now` (epoch ms); buckets
@@ -208,6 +210,8 @@ class Card(Struct, kw_only=True):
             for k in [k for k in self.days if k <= d - DAYS_KEPT]:
                 del self.days[k]
         self.updated_at = now
+        if not self.created_at:
+            self.created_at = now
         return self.total, hour, day
 
     def window(self, name: str, now: int) -> Stats:

@@ -296,6 +296,16 @@ class BreakersSettings(_S):
         )
 
 
+class SourcesSettings(_S):
+    """Signal-provider scorecards (docs/sources.md, engine/scorecards.py)."""
+
+    # Distinct signal sources given scorecards of their own; later ones count as "other".
+    max_tracked: Annotated[int, Meta(ge=1, le=100_000)] = 1000
+    # Sources given their own label in the Prometheus series (the first seen; the rest are
+    # summed as source="other"), so the series count stays bounded.
+    metrics_max: Annotated[int, Meta(ge=1, le=1000)] = 50
+
+
 class Settings(_S):
     data_dir: str = "./var"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -316,6 +326,7 @@ class Settings(_S):
     hooks: HooksSettings = msgspec.field(default_factory=HooksSettings)  # adapters/hooks
     notify: NotifySettings = msgspec.field(default_factory=NotifySettings)  # adapters/notify
     breakers: BreakersSettings = msgspec.field(default_factory=BreakersSettings)
+    sources: SourcesSettings = msgspec.field(default_factory=SourcesSettings)
     config_path: str | None = None  # where it was read from, for SIGHUP reloads
 
     def secret_values(self) -> tuple[str, ...]:
@@ -484,6 +495,7 @@ def engine_options(settings: Settings) -> EngineOptions:
         },
         venue_exchanges=venue_exchanges(settings.venues.ccxt),
         breakers=settings.breakers.rules(),
+        max_sources=settings.sources.max_tracked,
     )
 
 

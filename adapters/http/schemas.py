@@ -309,6 +309,19 @@ class PerformanceOut(_Out):
 ExitReasonOut = Literal["stop_loss", "take_profit", "signal", "manual", "stale_trade", "max_hold"]
 
 
+class AttributionOut(_Out):
+    """The signal that opened a position: id, source, type, strength, the id of the API key
+    that posted it, when it was received, and the token's price then (USD per whole token)."""
+
+    signal_id: str
+    source: str
+    type: str
+    strength: int
+    key_id: str | None
+    received_at: Timestamp | None
+    price_usd: float | None
+
+
 class PositionOut(_Out):
     id: str
     agent_id: str
@@ -330,6 +343,8 @@ class PositionOut(_Out):
     realized_pnl: SignedAtomic
     moon_bag_amount: Atomic
     signal_id: str | None
+    opened_by: AttributionOut | None = None  # None: opened before attribution was recorded
+    exit_signal_id: str | None = None  # the sell signal that closed it, if one did
 
 
 class PositionPage(_Out):
@@ -371,6 +386,8 @@ class TradeOut(_Out):
     fee_amount: (
         Annotated[str, Meta(description="the fee in `fee_currency`, as the venue wrote it")] | None
     ) = None
+    signal_id: str | None = None  # the signal behind the order (entry buy or sell signal)
+    source: str | None = None  # the source of the signal that opened the position
 
 
 class TradePage(_Out):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from msgspec import structs
 from tradingd.adapters.http.schemas import (
     AgentOut,
+    AttributionOut,
     BalanceOut,
     EntryOut,
     ExecutionOut,
@@ -33,6 +34,7 @@ from tradingd.engine.events import SignalExecutionRecorded
 from tradingd.engine.exits import next_take_profit_shown, stop_trigger_price
 from tradingd.engine.model import (
     Agent,
+    Attribution,
     Balance,
     Execution,
     Position,
@@ -73,6 +75,22 @@ def position_out(p: Position) -> PositionOut:
         realized_pnl=str(p.realized_pnl),
         moon_bag_amount=str(p.moon_bag_amount),
         signal_id=p.signal_id,
+        opened_by=attribution_out(p.opened_by),
+        exit_signal_id=p.exit_signal_id,
+    )
+
+
+def attribution_out(by: Attribution | None) -> AttributionOut | None:
+    if by is None:
+        return None
+    return AttributionOut(
+        signal_id=by.signal_id,
+        source=by.source,
+        type=by.type,
+        strength=by.strength,
+        key_id=by.key_id,
+        received_at=iso_ms_or_none(by.received_at),
+        price_usd=by.price_usd,
     )
 
 
@@ -99,6 +117,8 @@ def trade_out(t: Trade) -> TradeOut:
         ts=iso_ms(t.ts),
         fee_currency=t.fee_currency,
         fee_amount=t.fee_amount,
+        signal_id=t.signal_id,
+        source=t.source,
     )
 
 
