@@ -25,6 +25,7 @@ from tradingd.adapters.http import (
     routes_positions,
     routes_prices,
     routes_signals,
+    routes_sources,
     routes_tokens,
     routes_wallets,
 )
@@ -60,6 +61,7 @@ def all_routes() -> list[Route]:
         *routes_positions.ROUTES,
         *routes_admin.ROUTES,
         *routes_breakers.ROUTES,
+        *routes_sources.ROUTES,
         *routes_health.ROUTES,
         *routes_wallets.ROUTES,
         *routes_dashboard.ROUTES,

@@ -13,7 +13,10 @@ async def walk(api: Api, path: str, limit: int) -> list[list[str]]:
         sep = "&" if "?" in path else "?"
         url = f"{path}{sep}limit={limit}" + (f"&cursor={cursor}" if cursor else "")
         doc = await api.ok("GET", url)
-        pages.append([item.get("signal_id") or item["id"] for item in doc["items"]])
+        # a signal's id is `signal_id` (its `id` is the client's); every other item's is `id`
+        pages.append(
+            [item["signal_id"] if "strength" in item else item["id"] for item in doc["items"]]
+        )
         cursor = doc["next_cursor"]
         if cursor is None:
             return pages

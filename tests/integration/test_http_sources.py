@@ -1,0 +1,173 @@
+"""Signal sources on the control port: scorecards per source and per agent (`/v1/sources...`,
+`/v1/agents/{id}/sources`), attribution on positions and trades, and the per-source breaker
+tripping, refusing the source's buys, and being reset over the API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from http_harness import TOKEN, Api, serve
+
+USDC_DEPOSIT = "1000000000"  # 1,000 USDC
+CONFIG = {
+    "sizing": {"mode": "fixed", "amount": "100000000"},  # 100 USDC a buy
+    "limits": {"max_open_positions": 10, "max_positions_per_token": 10},
+    "stop_loss": {"mode": "fixed", "default_pct": -10},
+    "execution": {"slippage_bps": 0, "fee_bps": 0},
+    "source_breaker": {"enabled": True, "consecutive_losses": 2},
+}
+
+
+async def usdc_agent(api: Api, config: dict = CONFIG) -> str:
+    doc = await api.ok("POST", "/v1/agents", {"name": "a", "quote": "USDC", "config": config})
+    await api.ok(
+        "POST", f"/v1/agents/{doc['id']}/deposits", {"asset": "USDC", "amount": USDC_DEPOSIT}
+    )
+    return str(doc["id"])
+
+
+async def signal(api: Api, source: str, side: str = "buy") -> dict:
+    body = {"token": TOKEN, "side": side, "source": source, "type": "breakout", "strength": 3}
+    return await api.ok("POST", "/v1/signals", body)
+
+
+async def round_trip(api: Api, source: str, entry: float, exit_: float) -> None:
+    """Buy at `entry` on a `source` signal; leave at `exit_` (a stop-out below -10 %, else a
+    sell signal from the same source)."""
+    await api.prices((TOKEN, entry))
+    await signal(api, source)
+    await api.settle()
+    await api.prices((TOKEN, exit_))
+    if exit_ > entry * 0.9:
+        await signal(api, source, side="sell")
+    await api.settle()
+
+
+async def test_scorecards_show_each_sources_trades_exactly(tmp_path: Path) -> None:
+    async with serve(tmp_path) as api:
+        aid = await usdc_agent(api, {**CONFIG, "source_breaker": {"enabled": False}})
+        await round_trip(api, "alpha", 1.0, 1.5)  # +50 USDC
+        await round_trip(api, "alpha", 1.0, 0.8)  # -20 USDC (stop at 0.9 sells at 0.8)
+        await round_trip(api, "beta", 2.0, 2.5)  # +25 USDC
+        page = await api.ok("GET", "/v1/sources?window=all")
+        names = [s["source"] for s in page["items"]]
+        assert names == ["alpha", "beta"]
+        alpha = page["items"][0]["stats"]
+        assert alpha["signals"]["received"] == 3  # two buys and one sell signal
+        assert (alpha["trades"], alpha["wins"], alpha["losses"]) == (2, 1, 1)
+        assert alpha["realized_pnl"] == {"USDC": "30000000"}
+        assert alpha["realized_pnl_usd"] == "30"
+        assert alpha["best_trade_usd"] == "50" and alpha["worst_trade_usd"] == "-20"
+        assert alpha["avg_trade_usd"] == "15"
+        assert alpha["max_drawdown_usd"] == "20"
+        assert alpha["win_rate"] == 0.5
+        assert alpha["avg_slippage_bps"] == 0
+        detail = await api.ok("GET", "/v1/sources/alpha")
+        assert set(detail["windows"]) == {"24h", "7d", "30d", "all"}
+        assert detail["windows"]["24h"] == detail["windows"]["all"]  # all of it in this hour
+        assert detail["agents"] == 1
+        rows = await api.ok("GET", "/v1/sources/alpha/agents?window=7d")
+        (row,) = rows["items"]
+        assert (row["agent_id"], row["realized_pnl"], row["max_drawdown"]) == (
+            aid,
+            "30000000",
+            "20000000",
+        )
+        mine = await api.ok("GET", f"/v1/agents/{aid}/sources")
+        assert [r["source"] for r in mine["items"]] == ["alpha", "beta"]
+
+
+async def test_positions_and_trades_name_the_signal_that_opened_them(tmp_path: Path) -> None:
+    async with serve(tmp_path) as api:
+        aid = await usdc_agent(api)
+        await api.prices((TOKEN, 1.0))
+        sig = await signal(api, "alpha")
+        await api.settle()
+        (p,) = (await api.ok("GET", f"/v1/agents/{aid}/positions?status=open"))["items"]
+        by = p["opened_by"]
+        assert (by["signal_id"], by["source"], by["type"], by["strength"]) == (
+            sig["signal_id"],
+            "alpha",
+            "breakout",
+            3,
+        )
+        assert by["key_id"] is not None and by["price_usd"] == 1.0
+        sell = await signal(api, "beta", side="sell")
+        await api.settle()
+        closed = await api.ok("GET", f"/v1/positions/{p['id']}")
+        assert closed["exit_reason"] == "signal"
+        assert closed["exit_signal_id"] == sell["signal_id"]
+        trades = (await api.ok("GET", f"/v1/agents/{aid}/trades"))["items"]
+        assert [(t["side"], t["signal_id"], t["source"]) for t in trades] == [
+            ("buy", sig["signal_id"], "alpha"),
+            ("sell", sell["signal_id"], "alpha"),
+        ]
+
+
+async def test_the_breaker_trips_refuses_the_source_and_is_reset_by_a_trade_key(
+    tmp_path: Path,
+) -> None:
+    async with serve(tmp_path) as api:
+        aid = await usdc_agent(api)
+        await round_trip(api, "alpha", 1.0, 0.8)
+        await round_trip(api, "alpha", 1.0, 0.8)
+        (row,) = (await api.ok("GET", f"/v1/agents/{aid}/sources"))["items"]
+        assert row["breaker"]["state"] == "tripped"
+        assert row["breaker"]["rule"] == "consecutive_losses"
+        assert row["breaker"]["recent_pnl"] == ["-20000000", "-20000000"]
+        await api.prices((TOKEN, 1.0))
+        refused = await signal(api, "alpha")
+        doc = await api.ok("GET", f"/v1/signals/{refused['signal_id']}")
+        (execution,) = doc["executions"]
+        assert (execution["status"], execution["reason"]) == ("skipped", "source_breaker")
+        taken = await signal(api, "beta")
+        doc = await api.ok("GET", f"/v1/signals/{taken['signal_id']}")
+        assert doc["executions"][0]["status"] in ("pending", "filled")
+        path = f"/v1/agents/{aid}/sources/alpha/reset"
+        status, err = await api.call("POST", path, key=await api.key("read"))
+        assert status == 403 and err["error"]["code"]
+        reset = await api.ok("POST", path, key=await api.key("trade"))
+        assert reset["reset"] is True and reset["breaker"]["state"] == "armed"
+        again = await api.ok("POST", path)
+        assert again["reset"] is False
+        await api.settle()
+        taken = await signal(api, "alpha")
+        doc = await api.ok("GET", f"/v1/signals/{taken['signal_id']}")
+        assert doc["executions"][0]["status"] in ("pending", "filled")
+
+
+async def test_bad_requests_are_refused_in_the_one_error_shape(tmp_path: Path) -> None:
+    async with serve(tmp_path) as api:
+        aid = await usdc_agent(api)
+        status, err = await api.call("GET", "/v1/sources?window=1y")
+        assert status == 422 and err["error"]["details"]["path"] == "query.window"
+        status, err = await api.call("GET", "/v1/sources/nobody")
+        assert status == 404 and err["error"]["code"] == "not_found"
+        status, _ = await api.call("GET", "/v1/sources/nobody/agents")
+        assert status == 404
+        status, _ = await api.call("GET", "/v1/agents/nope/sources")
+        assert status == 404
+        status, _ = await api.call("POST", "/v1/agents/nope/sources/alpha/reset")
+        assert status == 404
+        reset = await api.ok("POST", f"/v1/agents/{aid}/sources/alpha/reset")
+        assert reset == {"reset": False, "breaker": None}
+        status, _ = await api.call("GET", "/v1/sources", key=None)
+        assert status == 401
+        status, err = await api.call(
+            "PUT",
+            f"/v1/agents/{aid}/config",
+            {**CONFIG, "source_breaker": {"enabled": True}},
+        )
+        assert status == 422 and err["error"]["details"]["path"] == "$.source_breaker"
+
+
+async def test_sources_past_the_bound_share_the_other_card(tmp_path: Path) -> None:
+    async with serve(tmp_path) as api:
+        api.daemon.engine.scorecards.max_sources = 2
+        await usdc_agent(api)
+        await api.prices((TOKEN, 1.0))
+        for name in ("s1", "s2", "s3", "s4"):
+            await signal(api, name)
+        page = await api.ok("GET", "/v1/sources?window=all")
+        counts = {s["source"]: s["stats"]["signals"]["received"] for s in page["items"]}
+        assert counts == {"other": 2, "s1": 1, "s2": 1}
