@@ -174,3 +174,41 @@ def test_after_an_admin_reset_the_daemon_buys_again(daemon: DaemonProcess) -> No
     items = api.ok("GET", f"/v1/agents/{AGENT}/positions?status=open&limit=100")["items"]
     assert sorted(p["token"] for p in items) == sorted([OTHER, TOKEN])
     assert api.ok("GET", "/health")["breakers"]["tripped"] is None
+
+
+def test_tradingd_replay_trips_stale_feeds_at_the_clock_record(tmp_path: Path) -> None:
+    """A recording holds the daemon's clock turns: the stale-feeds rule trips at the first
+    one more than `stale_feeds_s` after the held token's last tick, not before."""
+    config = tmp_path / "tradingd.toml"
+    config.write_text(CONFIG.replace("equity_drawdown_pct = 1", "stale_feeds_s = 30"))
+    base = 1_767_225_600_000
+    recs = [
+        {"kind": "tick", "ts": base, "token": TOKEN, "price_usd": 1.0, "decimals": 6},
+        {"kind": "signal", "ts": base + 1, "token": TOKEN, "side": "buy", "strength": 3},
+        # another token's tick does not make the held one fresh
+        {"kind": "tick", "ts": base + 20_000, "token": OTHER, "price_usd": 1.0, "decimals": 6},
+        {"kind": "clock", "ts": base + 30_000},  # exactly 30 s: not more
+        {"kind": "clock", "ts": base + 30_001},
+    ]
+    file = tmp_path / "stale.jsonl"
+    file.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    done = subprocess.run(
+        [sys.executable, "-m", "tradingd.adapters.app.cli", "replay", str(file)]
+        + ["--config", str(config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if "account breaker tripped" in ln]
+    assert len(lines) == 1, done.stderr
+    m = re.search(r"record (\d+): account breaker tripped, buys halted: (\{.*\})", lines[0])
+    assert m is not None, lines[0]
+    assert int(m.group(1)) == 5  # the clock record at +30.001 s
+    assert json.loads(m.group(2)) == {
+        "rule": "stale_feeds",
+        "token": TOKEN,
+        "age_s": 30.001,
+        "threshold_s": 30,
+    }

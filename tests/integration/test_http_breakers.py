@@ -172,3 +172,41 @@ def test_breakers_config_reaches_the_engine_options():
     settings = Settings(breakers=BreakersSettings(stale_feeds_s=30, flatten=True))
     rules = engine_options(settings)["breakers"]
     assert rules is not None and rules.stale_feeds_s == 30 and rules.flatten
+
+
+async def test_stale_feeds_trip_on_a_clock_turn_from_the_price_books_tick_time(tmp_path):
+    async with serve_with(tmp_path, stale_feeds_s=30) as api:
+        await usdc_agent(api)
+        now = api.daemon.engine.clock()
+        # the tick's own time is 29 s ago: fresh enough to buy on (max price age 60 s)
+        await api.ok(
+            "POST",
+            "/v1/prices",
+            {"ticks": [{"token": TOKEN, "price_usd": 1.0, "ts": now - 29_000}]},
+        )
+        await api.ok("POST", "/v1/signals", {"token": TOKEN, "side": "buy", "strength": 3})
+        await api.settle()
+        api.daemon.runtime.clock_turn()  # 29 s and some ms: not yet, unless the machine stalled
+        doc = await api.ok("GET", "/v1/breakers")
+        age = doc["values"]["oldest_feed"]["age_s"]
+        assert doc["values"]["oldest_feed"]["token"] == TOKEN and age >= 29
+        if age <= 30:
+            assert doc["tripped"] is None
+        await api.ok(
+            "POST", "/v1/prices", {"ticks": [{"token": TOKEN2, "price_usd": 1.0}]}
+        )  # another token's tick does not refresh TOKEN
+        await api.ok(
+            "POST",
+            "/v1/prices",
+            {"ticks": [{"token": TOKEN, "price_usd": 1.0, "ts": now - 31_000}]},
+        )  # older than the last: refused, changes nothing
+        api.daemon.engine.clock = lambda: now + 1_500  # the engine clock 31.5 s past the tick
+        api.daemon.runtime.clock_turn()
+        tripped = (await api.ok("GET", "/v1/breakers"))["tripped"]
+        assert tripped["rule"] == "stale_feeds"
+        assert tripped["details"] == {
+            "rule": "stale_feeds",
+            "token": TOKEN,
+            "age_s": 30.5,
+            "threshold_s": 30,
+        }
