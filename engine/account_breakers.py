@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from .state import EngineState
 
 DAY_MS = 86_400_000
-RULES = ("equity_drawdown", "consecutive_stop_outs", "stale_feeds", "order_failure_rate")
 
 
 class BreakerRules(Struct, frozen=True, kw_only=True):
@@ -176,11 +175,12 @@ class AccountBreakers:
 
     def oldest_feed(self, last_ticks: Iterable[tuple[str, int]], now: int) -> tuple[str, int]:
         """(token, age ms) of the oldest of `last_ticks` ((token, last admitted tick ms));
-        ages count from the last reset at the earliest. ("", 0) when there is none."""
+        ages count from the last reset at the earliest; of equal ages, the first token in
+        `last_ticks`. ("", 0) when there is none."""
         oldest, age = "", 0
         for token, ts in last_ticks:
-            a = now - max(ts, self.stale_from)
-            if a > age or (a == age and oldest and token < oldest):
+            a = max(now - max(ts, self.stale_from), 0)
+            if not oldest or a > age:
                 oldest, age = token, a
         return oldest, age
 
