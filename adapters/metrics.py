@@ -23,6 +23,7 @@ from prometheus_client import (
     generate_latest,
 )
 from tradingd.adapters.app.metrics_scrape import StateCollector
+from tradingd.adapters.app.metrics_sources import SourceCollector
 from tradingd.adapters.app.version import VERSION
 from tradingd.engine import events as ev
 from tradingd.engine.model import ExitReason, Fill, Order, Tick
@@ -127,6 +128,8 @@ class Metrics:
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         disable_created_metrics()  # process-wide; `_created` series double the scrape for nothing
         r.register(StateCollector(daemon, self))
+        self.sources = SourceCollector(daemon.engine, daemon.settings.sources.metrics_max)
+        r.register(self.sources)
         if daemon.notifier is not None:  # tradingd_notify_* per channel, read at scrape time
             from tradingd.adapters.notify.metrics import NotifyCollector
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tradingd.adapters.http import ws_wire as wire
+from tradingd.adapters.http.source_schemas import source_message
 from tradingd.adapters.http.ws_events import ROUTE_CHANNELS, ROUTES, Routed
 from tradingd.adapters.http.ws_outbox import Outbox, PriceBatch
 from tradingd.adapters.timestamps import wall_clock_ms as now_ms
@@ -96,6 +97,20 @@ class _PriceJob:
             client.outbox.push_prices(batch, self.ts)
 
 
+class _SourceJob:
+    """`source` messages to every `sources` subscriber (no agent or token filter applies)."""
+
+    __slots__ = ("clients", "pos", "views", "ts")
+
+    def __init__(self, clients: tuple[Subscriber, ...], views: list[bytes], ts: int) -> None:
+        self.clients, self.pos, self.views, self.ts = clients, 0, views, ts
+
+    def visit(self, client: Subscriber) -> None:
+        if "sources" in client.subs:
+            for data in self.views:
+                client.outbox.push(SOURCE, self.ts, data)
+
+
 class _TokenJob:
     __slots__ = ("clients", "pos", "views", "ts")
 
@@ -111,7 +126,16 @@ class _TokenJob:
                 client.outbox.push(TOKEN, self.ts, data)
 
 
+# The source of a signal, fill or close: what makes a source's card change.
+_SCORED: dict[type, Callable[[Any], str | None]] = {
+    ev.SignalReceived: lambda e: e.source,
+    ev.OrderFilled: lambda e: e.trade.source,
+    ev.PositionClosed: lambda e: e.position.opened_by.source if e.position.opened_by else None,
+}
 TOKEN = b"token"
+SOURCE = b"source"
+MAX_DIRTY_SOURCES = 10_000
+SOURCE_VIEWS_PER_JOB = 100  # `source` messages per subscriber per [ws] token_interval_ms
 # (token, the engine's watched tokens) -> the token's view, or None when nothing is known of it
 TokenView = Callable[[str, "Collection[str]"], "TokenOut | None"]
 
@@ -134,7 +158,11 @@ class Dispatcher:
         self.token_interval_s = token_interval_ms / 1000
         self._dirty_tokens: dict[str, None] = {}  # an ordered set: first changed, first sent
         self._token_timer: asyncio.TimerHandle | None = None
-        self._jobs: deque[_EventJob | _PriceJob | _TokenJob] = deque()
+        # `sources` channel: a source's card after a signal, fill or close of it, at most once
+        # per token_interval_ms (built from the engine when sent, so it is current)
+        self._dirty_sources: dict[str, None] = {}
+        self._source_timer: asyncio.TimerHandle | None = None
+        self._jobs: deque[_EventJob | _PriceJob | _TokenJob | _SourceJob] = deque()
         self.backlog = 0  # client visits the pending jobs still have to make
         self._running: asyncio.Handle | None = None
         self._pending_ticks: dict[str, Tick] = {}  # latest per token since the last price job
@@ -145,8 +173,11 @@ class Dispatcher:
 
     def on_events(self, events: list[ev.Event]) -> None:
         engine, by_channel = self.engine, self.by_channel
+        scoring = bool(by_channel["sources"])
         for event in events:
             t = type(event)
+            if scoring and t in _SCORED:
+                self._source_changed(_SCORED[t](event))
             channel = ROUTE_CHANNELS.get(t)
             if channel is None:
                 continue
@@ -223,6 +254,36 @@ class Dispatcher:
         if views:
             self._add(_TokenJob(tuple(subscribers), views, now_ms()))
 
+    def _source_changed(self, source: str | None) -> None:
+        if source is None:
+            return
+        if len(self._dirty_sources) < MAX_DIRTY_SOURCES:
+            self._dirty_sources.setdefault(self.engine.scorecards.name(source))
+        if self._source_timer is None:
+            loop = asyncio.get_running_loop()
+            self._source_timer = loop.call_later(self.token_interval_s, self._source_job)
+
+    def _source_job(self) -> None:
+        """At most SOURCE_VIEWS_PER_JOB cards per interval, first changed first sent."""
+        self._source_timer = None
+        subscribers = self.by_channel["sources"]
+        if not self._dirty_sources or not subscribers:
+            self._dirty_sources = {}
+            return
+        order = list(self._dirty_sources)
+        names, rest = order[:SOURCE_VIEWS_PER_JOB], order[SOURCE_VIEWS_PER_JOB:]
+        self._dirty_sources = dict.fromkeys(rest)
+        if rest:
+            loop = asyncio.get_running_loop()
+            self._source_timer = loop.call_later(self.token_interval_s, self._source_job)
+        cards = self.engine.scorecards.by_source
+        now = self.engine.clock()
+        views = [
+            wire.encode(source_message(name, cards[name], now)) for name in names if name in cards
+        ]
+        if views:
+            self._add(_SourceJob(tuple(subscribers), views, now_ms()))
+
     def on_ticks(self, ticks: list[Tick]) -> None:
         if not self.by_channel["prices"]:
             return
@@ -245,7 +306,7 @@ class Dispatcher:
 
     # -- running the jobs -----------------------------------------------------------------------
 
-    def _add(self, job: _EventJob | _PriceJob | _TokenJob) -> None:
+    def _add(self, job: _EventJob | _PriceJob | _TokenJob | _SourceJob) -> None:
         self._jobs.append(job)
         self.backlog += len(job.clients)
         if self._running is None:
@@ -282,9 +343,9 @@ class Dispatcher:
                 jobs.popleft()
 
     def close(self) -> None:
-        for handle in (self._running, self._price_timer):
+        for handle in (self._running, self._price_timer, self._token_timer, self._source_timer):
             if handle is not None:
                 handle.cancel()
-        self._running = self._price_timer = None
+        self._running = self._price_timer = self._token_timer = self._source_timer = None
         self._jobs.clear()
         self.backlog = 0

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from tradingd.adapters.http import shapes
 from tradingd.adapters.http import ws_wire as wire
 from tradingd.adapters.http.auth import RateLimiter
+from tradingd.adapters.http.source_schemas import source_message
 from tradingd.adapters.http.ws_dispatch import Dispatcher, Filter
 from tradingd.adapters.http.ws_outbox import Outbox
 from tradingd.adapters.timestamps import wall_clock_ms as now_ms
@@ -182,6 +183,12 @@ class Subscriptions:
             # at most as many as a token list may name: a snapshot stays one bounded message
             chosen = sorted(names)[: wire.MAX_IDS]
             tokens = [v for v in (view(t, watched) for t in chosen) if v is not None]
+        sources = []
+        if "sources" in subscription.channels:
+            now, cards = engine.clock(), engine.scorecards.by_source
+            sources = [
+                source_message(name, cards[name], now) for name in sorted(cards)[: wire.MAX_IDS]
+            ]
         return wire.encode(
             wire.SnapshotOut(
                 subscription=subscription,
@@ -192,5 +199,6 @@ class Subscriptions:
                 prices=prices,
                 entries=entries,
                 tokens=tokens,
+                sources=sources,
             )
         )

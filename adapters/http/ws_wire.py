@@ -22,9 +22,12 @@ from tradingd.adapters.http.schemas import (
     TickOut,
     TradeOut,
 )
+from tradingd.adapters.http.source_schemas import SourceMessage
 from tradingd.adapters.http.token_schemas import TokenOut
 
-Channel = Literal["prices", "positions", "trades", "signals", "agents", "alerts", "tokens"]
+Channel = Literal[
+    "prices", "positions", "trades", "signals", "agents", "alerts", "tokens", "sources"
+]
 CHANNELS: tuple[Channel, ...] = get_args(Channel)
 Id = Annotated[str, Meta(min_length=1, max_length=128)]
 MAX_IDS = 1000  # ids in one filter list; token views in one snapshot
@@ -42,7 +45,7 @@ class _Op(Struct, tag_field="op", forbid_unknown_fields=True, kw_only=True):
 
 
 class Subscribe(_Op, tag="subscribe"):
-    channels: Annotated[list[Channel], Meta(min_length=1, max_length=7)] = msgspec.field(
+    channels: Annotated[list[Channel], Meta(min_length=1, max_length=8)] = msgspec.field(
         default_factory=lambda: list(CHANNELS)
     )
     agents: Ids | None = None  # None: every agent
@@ -50,7 +53,7 @@ class Subscribe(_Op, tag="subscribe"):
 
 
 class Unsubscribe(_Op, tag="unsubscribe"):
-    channels: Annotated[list[Channel], Meta(max_length=7)] | None = None  # None: every channel
+    channels: Annotated[list[Channel], Meta(max_length=8)] | None = None  # None: every channel
     agents: Ids | None = None
     tokens: TokenIds | None = None
 
@@ -157,3 +160,6 @@ class SnapshotOut(_Out):
     entries: list[RestingEntryOut] = []  # resting buys admitted by the subscription
     # with the `tokens` channel: the subscribed tokens' views (all watched ones without a list)
     tokens: list[TokenOut] = []
+    # with the `sources` channel: every source's card (the first 1000 by name), as `source`
+    # messages carry them
+    sources: list[SourceMessage] = []

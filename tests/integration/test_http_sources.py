@@ -171,3 +171,22 @@ async def test_sources_past_the_bound_share_the_other_card(tmp_path: Path) -> No
         page = await api.ok("GET", "/v1/sources?window=all")
         counts = {s["source"]: s["stats"]["signals"]["received"] for s in page["items"]}
         assert counts == {"other": 2, "s1": 1, "s2": 1}
+
+
+async def test_metrics_show_each_source_and_group_the_rest_as_other(tmp_path: Path) -> None:
+    async with serve(tmp_path) as api:
+        api.daemon.metrics.sources.max_labels = 1  # [sources] metrics_max
+        await usdc_agent(api, {**CONFIG, "source_breaker": {"enabled": False}})
+        await round_trip(api, "alpha", 1.0, 1.5)  # +50 USDC
+        await round_trip(api, "beta", 1.0, 0.8)  # -20 USDC
+        await round_trip(api, "gamma", 1.0, 0.8)  # -20 USDC
+        text = await api.ok("GET", "/metrics")
+        lines = set(text.splitlines())
+        assert 'tradingd_source_signals_total{source="alpha"} 2.0' in lines
+        assert 'tradingd_source_trades_total{result="win",source="alpha"} 1.0' in lines
+        assert 'tradingd_source_realized_pnl_usd{source="alpha"} 50.0' in lines
+        # beta and gamma (one buy signal each, stopped out) share the label "other"
+        assert 'tradingd_source_signals_total{source="other"} 2.0' in lines
+        assert 'tradingd_source_trades_total{result="loss",source="other"} 2.0' in lines
+        assert 'tradingd_source_realized_pnl_usd{source="other"} -40.0' in lines
+        assert not any('source="beta"' in line for line in lines)
