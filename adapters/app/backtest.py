@@ -191,10 +191,17 @@ class _Session:
             elif isinstance(event, ev.PriceEvicted):
                 self.repriced.add(event.token)
             elif isinstance(event, ev.Alert) and event.code == "breaker_tripped":
-                # the account breakers ([breakers] of the config) apply here as in the daemon
+                # the account breakers ([breakers] of the config) and the agents' per-source
+                # breakers (config source_breaker) apply here as in the daemon
+                what = (
+                    "source breaker tripped, the agent skips the source's buys"
+                    if event.details.get("scope") == "source"
+                    else "account breaker tripped, buys halted"
+                )
                 log.warning(
-                    "record %d: account breaker tripped, buys halted: %s",
+                    "record %d: %s: %s",
                     self.count,
+                    what,
                     msgspec.json.encode(event.details).decode(),
                 )
 
