@@ -139,9 +139,12 @@ class Stats(Struct, kw_only=True, gc=False):
             self.unpriced += 1
         else:
             self.curve_usd.add(pnl_usd)
-            self.best = pnl_usd if self.best is None else max(self.best, pnl_usd)
-            self.worst = pnl_usd if self.worst is None else min(self.worst, pnl_usd)
-        self.exposure_ms += max(held_ms, 0)
+            if self.best is None or pnl_usd > self.best:
+                self.best = pnl_usd
+            if self.worst is None or pnl_usd < self.worst:
+                self.worst = pnl_usd
+        if held_ms > 0:
+            self.exposure_ms += held_ms
 
     def add_fill(self, slip_bps: float | None, latency_ms: float | None) -> None:
         """Count one entry fill's slippage (bps) and signal -> fill latency (ms), if known."""
@@ -185,51 +188,75 @@ def _pick(fn, a: int | None, b: int | None) -> int | None:  # type: ignore[no-un
 
 
 class Card(Struct, kw_only=True):
-    """One scorecard: all-time `total`, `hours` (hour number since the epoch -> Stats, the last
-    24) and `days` (day number -> Stats, the last 30), and when it was first and last changed
-    (epoch ms)."""
+    """One scorecard. Every change goes to its hour's bucket only (`hours`: hour number since the
+    epoch -> Stats, the last 24); when a new hour starts, the hours before it are folded, in
+    order, into their day's bucket (`days`: day number -> Stats, the last 30) and into `total`
+    (all time), so one event costs one bucket update. `folded`: the last hour folded. A window
+    merges its buckets in time order with the hours not yet folded."""
 
     total: Stats = msgspec.field(default_factory=Stats)
     hours: dict[int, Stats] = msgspec.field(default_factory=dict)
     days: dict[int, Stats] = msgspec.field(default_factory=dict)
+    folded: int = -1
     updated_at: int = 0
     created_at: int = 0
 
-    def buckets(self, now: int) -> tuple[Stats, Stats, Stats]:
-        """The all-time, this hour's and today's Stats to add to at `now` (epoch ms); buckets
-        that fell out of their window are dropped."""
-        h, d = now // HOUR_MS, now // DAY_MS
-        hour = self.hours.get(h)
-        if hour is None:
-            hour = self.hours[h] = Stats()
-            for k in [k for k in self.hours if k <= h - HOURS_KEPT]:
-                del self.hours[k]
-        day = self.days.get(d)
-        if day is None:
-            day = self.days[d] = Stats()
-            for k in [k for k in self.days if k <= d - DAYS_KEPT]:
-                del self.days[k]
+    def bucket(self, now: int) -> Stats:
+        """This hour's Stats to add to at `now` (epoch ms)."""
+        h = now // HOUR_MS
         self.updated_at = now
+        hour = self.hours.get(h)
+        if hour is not None:
+            return hour
         if not self.created_at:
             self.created_at = now
-        return self.total, hour, day
+        self._fold(h)
+        hour = self.hours[h] = Stats()
+        return hour
+
+    def _fold(self, h: int) -> None:
+        """Fold every hour before `h` not yet folded; drop buckets out of their window."""
+        for k in sorted(k for k in self.hours if self.folded < k < h):
+            stats = self.hours[k]
+            day = self.days.get(k // 24)
+            self.days[k // 24] = stats if day is None else day.merged(stats)
+            self.total = self.total.merged(stats)
+            self.folded = k
+        for k in [k for k in self.hours if k <= h - HOURS_KEPT]:
+            del self.hours[k]
+        d = h // 24
+        for k in [k for k in self.days if k <= d - DAYS_KEPT]:
+            del self.days[k]
+
+    def _unfolded(self) -> list[tuple[int, Stats]]:
+        return sorted((k, s) for k, s in self.hours.items() if k > self.folded)
 
     def window(self, name: str, now: int) -> Stats:
         """The Stats of window `name` ("24h": this hour and the 23 before; "7d"/"30d": today
         and the 6/29 days before, by UTC day; "all") at `now`, merged in time order. Raises
         KeyError for an unknown window."""
-        if name == "all":
-            return self.total
+        hour = now // HOUR_MS
         if name == "24h":
-            first, table = now // HOUR_MS - HOURS_KEPT + 1, self.hours
-        elif name == "7d":
-            first, table = now // DAY_MS - 6, self.days
-        elif name == "30d":
-            first, table = now // DAY_MS - DAYS_KEPT + 1, self.days
+            out = Stats()
+            for k in sorted(self.hours):
+                if k > hour - HOURS_KEPT:
+                    out = out.merged(self.hours[k])
+            return out
+        if name == "all":
+            out = self.total
+        elif name in ("7d", "30d"):
+            first = now // DAY_MS - (6 if name == "7d" else DAYS_KEPT - 1)
+            out = Stats()
+            for k in sorted(self.days):
+                if k >= first:
+                    out = out.merged(self.days[k])
+            return self._with_unfolded(out, first * 24)
         else:
             raise KeyError(name)
-        out = Stats()
-        for k in sorted(table):
-            if k >= first:
-                out = out.merged(table[k])
+        return self._with_unfolded(out, None)
+
+    def _with_unfolded(self, out: Stats, first_hour: int | None) -> Stats:
+        for k, stats in self._unfolded():
+            if first_hour is None or k >= first_hour:
+                out = out.merged(stats)
         return out

@@ -9,16 +9,15 @@ through like any other state)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from functools import lru_cache
 from typing import TypeVar
-from fractions import Fraction
 
 import msgspec
 from msgspec import Struct
 
 from .config import SourceBreaker
 from .model import Attribution
-from .money import exact
+from .money import decimal_ratio
 from .scorecard_stats import Card, Stats
 from .source_breaker import BreakerState, trip_rule
 
@@ -73,54 +72,51 @@ class Scorecards:
         self.dirty[(agent_id, name)] = None
         return card
 
-    def _both(self, agent_id: str, source: str, now: int) -> Iterator[Stats]:
-        name = self.name(source)
-        yield from self._source_card(name).buckets(now)
-        yield from self._agent_card(agent_id, name).buckets(now)
+    def _hours(self, agent_id: str, name: str, now: int) -> tuple[Stats, Stats]:
+        """This hour's Stats of the source's card and of the agent's card on it."""
+        return self._source_card(name).bucket(now), self._agent_card(agent_id, name).bucket(now)
 
     # -- what happened ------------------------------------------------------------------------
 
     def signal_received(self, source: str, now: int) -> None:
         """A signal of `source` was received."""
-        for s in self._source_card(self.name(source)).buckets(now):
-            s.received += 1
+        self._source_card(self.name(source)).bucket(now).received += 1
 
     def filtered(self, source: str, reasons: dict[str, str], now: int) -> None:
         """Agents whose filters refused the signal (agent id -> reason): counted per source."""
-        counts: dict[str, int] = {}
+        skipped = self._source_card(self.name(source)).bucket(now).skipped
         for reason in reasons.values():
-            counts[reason] = counts.get(reason, 0) + 1
-        for s in self._source_card(self.name(source)).buckets(now):
-            for reason, n in counts.items():
-                s.skipped[reason] = s.skipped.get(reason, 0) + n
-
-    def accepted(self, agent_id: str, source: str, now: int) -> None:
-        """The agent's filters accepted a signal of `source`."""
-        for s in self._agent_card(agent_id, self.name(source)).buckets(now):
-            s.received += 1
+            skipped[reason] = skipped.get(reason, 0) + 1
 
     def execution(self, agent_id: str, source: str, status: str, reason: str, now: int) -> None:
-        """An agent's execution of a signal ended `status` (skipped, filled or failed)."""
-        for s in self._both(agent_id, source, now):
-            if status == "filled":
-                s.executed += 1
-            elif status == "failed":
-                s.failed += 1
-            elif status == "skipped":
-                s.skipped[reason] = s.skipped.get(reason, 0) + 1
+        """An agent's execution of a signal its filters accepted ended `status` (skipped,
+        filled or failed): per agent this is what `received` counts."""
+        theirs, mine = self._hours(agent_id, self.name(source), now)
+        mine.received += 1
+        if status == "filled":
+            theirs.executed += 1
+            mine.executed += 1
+        elif status == "failed":
+            theirs.failed += 1
+            mine.failed += 1
+        else:
+            theirs.skipped[reason] = theirs.skipped.get(reason, 0) + 1
+            mine.skipped[reason] = mine.skipped.get(reason, 0) + 1
 
     def entry_filled(
         self, agent_id: str, by: Attribution | None, price_usd: float, now: int
     ) -> None:
         """A position's entry buy filled at `price_usd`: slippage against the price when its
-        signal arrived, and the signal -> fill latency."""
-        source = by.source if by is not None else ""
-        slip = None
-        if by is not None and by.price_usd:
-            slip = float((exact(price_usd) / exact(by.price_usd) - 1) * 10_000)
-        latency = float(now - by.received_at) if by is not None and by.received_at else None
-        for s in self._both(agent_id, source, now):
-            s.add_fill(slip, latency)
+        signal arrived (bps, a statistic: float), and the signal -> fill latency."""
+        slip = latency = None
+        if by is not None:
+            if by.price_usd:
+                slip = (price_usd / by.price_usd - 1) * 10_000
+            if by.received_at:
+                latency = float(now - by.received_at)
+        theirs, mine = self._hours(agent_id, self.name(by.source if by else ""), now)
+        theirs.add_fill(slip, latency)
+        mine.add_fill(slip, latency)
 
     def closed(
         self,
@@ -137,12 +133,12 @@ class Scorecards:
         name = self.name(by.source if by is not None else "")
         pnl_usd = None
         if quote_usd:
-            # micro-USD, rounded down once from the exact product
-            pnl_usd = (Fraction(pnl, 10**quote_decimals) * exact(quote_usd) * 10**6).__floor__()
-        for s in self._source_card(name).buckets(now):
-            s.add_close(pnl, quote, pnl_usd, held_ms)
-        for s in self._agent_card(agent_id, name).buckets(now):
-            s.add_close(pnl, quote, pnl_usd, held_ms)
+            # micro-USD, rounded down once from the exact product of the values as written
+            n, d = _ratio(quote_usd)
+            pnl_usd = pnl * n * 10**6 // (d * 10**quote_decimals)
+        theirs, mine = self._hours(agent_id, name, now)
+        theirs.add_close(pnl, quote, pnl_usd, held_ms)
+        mine.add_close(pnl, quote, pnl_usd, held_ms)
         return name
 
     # -- the per-source breaker -----------------------------------------------------------------
@@ -241,6 +237,8 @@ class Scorecards:
 
 
 _enc = msgspec.msgpack.Encoder()
+# A quote's USD price as the decimal it is written as: parsed once per distinct price.
+_ratio = lru_cache(maxsize=1024)(decimal_ratio)
 
 
 _T = TypeVar("_T", Card, BreakerState)

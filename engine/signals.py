@@ -97,7 +97,6 @@ class SignalIntake:
                 filtered[agent.id] = reason
                 continue
             record.agents_matched += 1
-            cards.accepted(agent.id, signal.source, now)
             if signal.side == "buy" and self._source_breaker_open(agent, signal.source, now):
                 self._skip(record, agent.id, "source_breaker", now)
             elif signal.entry is not None:

@@ -8,13 +8,13 @@ for this agent since the breaker was last reset, oldest first; every comparison 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from msgspec import Struct
 
 from .config import SourceBreaker
-from .money import exact
-from .scorecard_stats import Curve
+from .money import decimal_ratio
 
 
 class BreakerState(Struct, kw_only=True):
@@ -57,19 +57,19 @@ def trip_rule(
         if streak >= cfg.consecutive_losses:
             return "consecutive_losses", {"losses": streak, "limit": cfg.consecutive_losses}
     if cfg.max_drawdown_pct is not None and deposited > 0:
-        curve = Curve()
-        for pnl in recent:
-            curve.add(pnl)
-        if curve.max_dd * 100 >= exact(cfg.max_drawdown_pct) * deposited:
+        dd = _drawdown(recent)
+        n, d = _ratio(cfg.max_drawdown_pct)
+        if dd * 100 * d >= n * deposited:  # dd / deposited >= pct / 100, exactly
             return "max_drawdown_pct", {
-                "drawdown": str(curve.max_dd),
+                "drawdown": str(dd),
                 "deposited": str(deposited),
-                "drawdown_pct": round(curve.max_dd * 100 / deposited, 6),
+                "drawdown_pct": round(dd * 100 / deposited, 6),
                 "limit": cfg.max_drawdown_pct,
             }
     if cfg.min_win_rate_pct is not None and len(recent) >= cfg.min_trades:
         wins = sum(1 for pnl in recent if pnl > 0)
-        if wins * 100 < exact(cfg.min_win_rate_pct) * len(recent):
+        n, d = _ratio(cfg.min_win_rate_pct)
+        if wins * 100 * d < n * len(recent):  # wins / trades < pct / 100, exactly
             return "min_win_rate_pct", {
                 "wins": wins,
                 "trades": len(recent),
@@ -77,3 +77,19 @@ def trip_rule(
                 "limit": cfg.min_win_rate_pct,
             }
     return None
+
+
+def _drawdown(pnls: list[int]) -> int:
+    """The largest fall of the cumulative sum of `pnls` from a high (0 counts as one)."""
+    total = peak = dd = 0
+    for x in pnls:
+        total += x
+        if total > peak:
+            peak = total
+        elif peak - total > dd:
+            dd = peak - total
+    return dd
+
+
+# A limit as the decimal it is written as, parsed once per distinct value.
+_ratio = lru_cache(maxsize=256)(decimal_ratio)

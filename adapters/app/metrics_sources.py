@@ -38,10 +38,12 @@ class SourceCollector(Collector):
         rest: list[Card] = [cards[n] for n in order[self.max_labels :]]
         if OTHER in cards:
             rest.append(cards[OTHER])
+        now = self.engine.clock()
         summed = None
         for card in rest:
-            summed = card.total if summed is None else _sum(summed, card.total)
-        return [(n, cards[n].total) for n in own], summed
+            total = card.window("all", now)
+            summed = total if summed is None else _sum(summed, total)
+        return [(n, cards[n].window("all", now)) for n in own], summed
 
     def collect(self) -> Iterator[Any]:
         own, rest = self.labelled()

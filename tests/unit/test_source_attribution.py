@@ -120,7 +120,7 @@ def test_two_losses_in_a_row_trip_the_breaker_for_that_source_only() -> None:
     h.settle()
     sold = post(h, "alpha", side="sell")
     assert execution_of(h, sold, aid).status == "pending"
-    card = h.engine.scorecards.by_agent[aid]["alpha"].total
+    card = h.engine.scorecards.by_agent[aid]["alpha"].window("all", h.clock.now)
     assert card.skipped == {"source_breaker": 1}
     assert (card.trades, card.wins, card.losses) == (2, 0, 2)
 
@@ -176,9 +176,9 @@ def test_cards_and_a_tripped_breaker_survive_a_restart() -> None:
     aid = h.agent(LOSING)
     lose_once(h, "alpha")
     lose_once(h, "alpha")
-    before = h.engine.scorecards.by_source["alpha"].total
+    before = h.engine.scorecards.by_source["alpha"].window("all", h.clock.now)
     h.restart()
-    assert h.engine.scorecards.by_source["alpha"].total == before
+    assert h.engine.scorecards.by_source["alpha"].window("all", h.clock.now) == before
     assert h.engine.scorecards.breaker(aid, "alpha").tripped_at is not None
     h.tick(TOKEN, 1.0)
     assert execution_of(h, post(h, "alpha"), aid).reason == "source_breaker"
@@ -242,7 +242,7 @@ def test_source_cards_equal_a_recomputation_from_the_events(actions) -> None:
             ended[name][e.status] += 1
     cards = h.engine.scorecards
     for name, card in cards.by_source.items():
-        total = card.total
+        total = card.window("all", h.clock.now)
         assert total.received == received.get(name, 0)
         assert total.executed == ended.get(name, {}).get("filled", 0)
         assert total.failed == ended.get(name, {}).get("failed", 0)
@@ -255,7 +255,9 @@ def test_source_cards_equal_a_recomputation_from_the_events(actions) -> None:
         assert total.exposure_ms == sum(p.closed_at - p.opened_at for p in ps)
         mine = cards.by_agent.get(aid, {}).get(name)
         if ps:
-            assert mine is not None and mine.total.pnl == sum(p.realized_pnl for p in ps)
+            assert mine is not None and mine.window("all", h.clock.now).pnl == sum(
+                p.realized_pnl for p in ps
+            )
     # the breaker's memory is the tail of the source's closes since its last reset
     for name, state in cards.breakers.get(aid, {}).items():
         pnls = [p.realized_pnl for p in closes.get(name, [])]
