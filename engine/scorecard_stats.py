@@ -72,7 +72,7 @@ class Stats(Struct, kw_only=True, gc=False):
     """What a source's signals did over a stretch of time.
 
     Signals: `received` (per source: signals received; per source × agent: signals its filters
-    accepted), `executed` (executions filled), `failed`, `skipped` by reason (per source ×
+    accepted whose execution ended), `executed` (executions filled), `failed`, `skipped` by reason (per source ×
     agent only skips after the agent's filters accepted the signal; per source all of them).
     Closed positions the source opened: `trades`, `wins` (PnL > 0), `losses` (PnL <= 0), `pnl`
     (quote atomic; per agent only), `pnl_by_quote` (per source: quote -> atomic), `curve` (quote
