@@ -146,14 +146,14 @@ class Stats(Struct, kw_only=True, gc=False):
         if held_ms > 0:
             self.exposure_ms += held_ms
 
-    def add_fill(self, slip_bps: float | None, latency_ms: float | None) -> None:
-        """Count one entry fill's slippage (bps) and signal -> fill latency (ms), if known."""
+    def add_fill(self, slip_bps: float | None, latency_bucket: int | None) -> None:
+        """Count one entry fill's slippage (bps) and signal -> fill latency (its histogram
+        bucket, `latency_bucket(ms)`), if known."""
         if slip_bps is not None:
             self.slip_bps_sum += slip_bps
             self.slip_n += 1
-        if latency_ms is not None:
-            b = latency_bucket(latency_ms)
-            self.latency[b] = self.latency.get(b, 0) + 1
+        if latency_bucket is not None:
+            self.latency[latency_bucket] = self.latency.get(latency_bucket, 0) + 1
 
     def latency_pct(self, q: float) -> float | None:
         """The `q` (0-1) latency percentile, nearest rank, as its bucket's upper bound (ms);
@@ -202,8 +202,9 @@ class Card(Struct, kw_only=True):
     created_at: int = 0
 
     def bucket(self, now: int) -> Stats:
-        """This hour's Stats to add to at `now` (epoch ms)."""
-        h = now // HOUR_MS
+        """This hour's Stats to add to at `now` (epoch ms). A clock that stepped back counts in
+        the latest hour (a folded hour never changes again)."""
+        h = max(now // HOUR_MS, self.folded + 1)
         self.updated_at = now
         hour = self.hours.get(h)
         if hour is not None:

@@ -18,12 +18,13 @@ from msgspec import Struct
 from .config import SourceBreaker
 from .model import Attribution
 from .money import decimal_ratio
-from .scorecard_stats import Card, Stats
+from .scorecard_stats import HOUR_MS, Card, Stats, latency_bucket
 from .source_breaker import BreakerState, trip_rule
 
 OTHER = "other"
 UNATTRIBUTED = "unattributed"
 SOURCE_LEVEL = ""  # the agent id of a source's own card
+RECENT_MAX = 100_000  # (agent, source) pairs whose hour buckets are kept at hand
 
 
 class SavedCard(Struct, kw_only=True):
@@ -44,6 +45,8 @@ class Scorecards:
         self.by_agent: dict[str, dict[str, Card]] = {}  # agent id -> source -> card
         self.breakers: dict[str, dict[str, BreakerState]] = {}  # agent id -> source -> state
         self.dirty: dict[tuple[str, str], None] = {}
+        # (agent id, card name) -> (hour, source card, agent card, their hour's Stats): _hours
+        self._recent: dict[tuple[str, str], tuple[int, Card, Card, Stats, Stats]] = {}
 
     # -- naming -------------------------------------------------------------------------------
 
@@ -73,8 +76,30 @@ class Scorecards:
         return card
 
     def _hours(self, agent_id: str, name: str, now: int) -> tuple[Stats, Stats]:
-        """This hour's Stats of the source's card and of the agent's card on it."""
-        return self._source_card(name).bucket(now), self._agent_card(agent_id, name).bucket(now)
+        """This hour's Stats of the source's card and of the agent's card on it. The pair last
+        used for (agent, source) is kept while its hour lasts: a fill's updates skip the card
+        lookups (the signal path's cost)."""
+        hour = now // HOUR_MS
+        key = (agent_id, name)
+        hit = self._recent.get(key)
+        if (
+            hit is not None
+            and hit[0] == hour
+            and hit[1].folded < hour  # neither bucket folded since (a clock that stepped back)
+            and hit[2].folded < hour
+        ):
+            _, theirs_card, mine_card, theirs, mine = hit
+            theirs_card.updated_at = mine_card.updated_at = now
+            self.dirty[(SOURCE_LEVEL, name)] = None
+            self.dirty[key] = None
+            return theirs, mine
+        theirs_card, mine_card = self._source_card(name), self._agent_card(agent_id, name)
+        theirs, mine = theirs_card.bucket(now), mine_card.bucket(now)
+        if len(self._recent) >= RECENT_MAX:
+            self._recent.clear()
+        if theirs_card.folded < hour and mine_card.folded < hour:  # both buckets are `hour`'s
+            self._recent[key] = (hour, theirs_card, mine_card, theirs, mine)
+        return theirs, mine
 
     # -- what happened ------------------------------------------------------------------------
 
@@ -113,7 +138,7 @@ class Scorecards:
             if by.price_usd:
                 slip = (price_usd / by.price_usd - 1) * 10_000
             if by.received_at:
-                latency = float(now - by.received_at)
+                latency = latency_bucket(now - by.received_at)
         theirs, mine = self._hours(agent_id, self.name(by.source if by else ""), now)
         theirs.add_fill(slip, latency)
         mine.add_fill(slip, latency)
@@ -184,6 +209,7 @@ class Scorecards:
         """Forget a deleted agent's cards and breakers (the per-source cards keep its past)."""
         self.by_agent.pop(agent_id, None)
         self.breakers.pop(agent_id, None)
+        self._recent.clear()
         for key in [k for k in self.dirty if k[0] == agent_id]:
             del self.dirty[key]
 
@@ -228,6 +254,7 @@ class Scorecards:
 
     def restore(self, saved: SavedCard) -> None:
         """Load a persisted card (recovery); a later one for the same key replaces it."""
+        self._recent.clear()
         if saved.agent_id == SOURCE_LEVEL:
             self.by_source[saved.source] = saved.card
             return

@@ -313,3 +313,17 @@ def test_the_drawdown_limit_trips_iff_an_exact_recomputation_says_so(pnls, depos
     assert (got is not None) == expect
     if got is not None:
         assert got[1]["drawdown"] == str(dd)
+
+
+def test_a_clock_that_steps_back_loses_no_count() -> None:
+    cards = Scorecards()
+    by = Attribution(signal_id="s", source="alpha", received_at=T0, price_usd=1.0)
+    t = T0 - T0 % HOUR_MS  # an hour's start
+    cards.closed("a1", by, "SOL", 9, 150.0, -5, 10, t + 10)  # hour h
+    cards.closed("a2", by, "SOL", 9, 150.0, -5, 10, t + HOUR_MS)  # hour h+1: folds h
+    cards.closed("a1", by, "SOL", 9, 150.0, -5, 10, t + 20)  # back in hour h (cached pair)
+    cards.closed("a1", by, "SOL", 9, 150.0, -5, 10, t + 2 * HOUR_MS)
+    later = t + 2 * HOUR_MS
+    assert cards.by_source["alpha"].window("all", later).trades == 4
+    assert cards.by_agent["a1"]["alpha"].window("all", later).trades == 3
+    assert cards.by_source["alpha"].window("24h", later).trades == 4
