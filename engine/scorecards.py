@@ -3,7 +3,8 @@ per source and one per source × agent (scorecard_stats.Card), and each agent's 
 breaker (source_breaker.py), which reads its card.
 
 Sources are free strings a client sends, so the cards are bounded: past `max_sources` distinct
-sources, new ones are counted under "other"; signals without a source under "unattributed".
+sources, new ones are counted under "other", and past `max_agent_sources` cards of one agent,
+its new ones under its own "other"; signals without a source under "unattributed".
 Every card changed since the store last asked is listed by `take_dirty` (persistence writes it
 through like any other state)."""
 
@@ -39,14 +40,15 @@ class SavedCard(Struct, kw_only=True):
 class Scorecards:
     """Per-source and per source × agent cards (see the module docstring)."""
 
-    def __init__(self, max_sources: int = 1000) -> None:
+    def __init__(self, max_sources: int = 1000, max_agent_sources: int = 100) -> None:
         self.max_sources = max_sources
+        self.max_agent_sources = max_agent_sources
         self.by_source: dict[str, Card] = {}
         self.by_agent: dict[str, dict[str, Card]] = {}  # agent id -> source -> card
         self.breakers: dict[str, dict[str, BreakerState]] = {}  # agent id -> source -> state
         self.dirty: dict[tuple[str, str], None] = {}
         # (agent id, card name) -> (hour, source card, agent card, their hour's Stats): _hours
-        self._recent: dict[tuple[str, str], tuple[int, Card, Card, Stats, Stats]] = {}
+        self._recent: dict[tuple[str, str], tuple[int, Card, Card, Stats, Stats, str]] = {}
 
     # -- naming -------------------------------------------------------------------------------
 
@@ -56,6 +58,14 @@ class Scorecards:
             return UNATTRIBUTED
         if source in self.by_source or len(self.by_source) < self.max_sources:
             return source
+        return OTHER
+
+    def agent_name(self, agent_id: str, name: str) -> str:
+        """The agent's card name for source card `name`: itself while the agent has fewer
+        than `max_agent_sources` cards, else "other" (its breaker too)."""
+        cards = self.by_agent.get(agent_id)
+        if cards is None or name in cards or len(cards) < self.max_agent_sources:
+            return name
         return OTHER
 
     def _source_card(self, name: str) -> Card:
@@ -88,17 +98,18 @@ class Scorecards:
             and hit[1].folded < hour  # neither bucket folded since (a clock that stepped back)
             and hit[2].folded < hour
         ):
-            _, theirs_card, mine_card, theirs, mine = hit
+            _, theirs_card, mine_card, theirs, mine, mine_name = hit
             theirs_card.updated_at = mine_card.updated_at = now
             self.dirty[(SOURCE_LEVEL, name)] = None
-            self.dirty[key] = None
+            self.dirty[(agent_id, mine_name)] = None
             return theirs, mine
-        theirs_card, mine_card = self._source_card(name), self._agent_card(agent_id, name)
+        mine_name = self.agent_name(agent_id, name)
+        theirs_card, mine_card = self._source_card(name), self._agent_card(agent_id, mine_name)
         theirs, mine = theirs_card.bucket(now), mine_card.bucket(now)
         if len(self._recent) >= RECENT_MAX:
             self._recent.clear()
         if theirs_card.folded < hour and mine_card.folded < hour:  # both buckets are `hour`'s
-            self._recent[key] = (hour, theirs_card, mine_card, theirs, mine)
+            self._recent[key] = (hour, theirs_card, mine_card, theirs, mine, mine_name)
         return theirs, mine
 
     # -- what happened ------------------------------------------------------------------------
@@ -154,7 +165,8 @@ class Scorecards:
         held_ms: int,
         now: int,
     ) -> str:
-        """A position opened by `by` closed with `pnl` (quote atomic). Returns the card name."""
+        """A position opened by `by` closed with `pnl` (quote atomic). Returns the agent's card
+        name (its breaker's)."""
         name = self.name(by.source if by is not None else "")
         pnl_usd = None
         if quote_usd:
@@ -164,7 +176,7 @@ class Scorecards:
         theirs, mine = self._hours(agent_id, name, now)
         theirs.add_close(pnl, quote, pnl_usd, held_ms)
         mine.add_close(pnl, quote, pnl_usd, held_ms)
-        return name
+        return self.agent_name(agent_id, name)
 
     # -- the per-source breaker -----------------------------------------------------------------
 

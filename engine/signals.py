@@ -157,7 +157,7 @@ class SignalIntake:
         if not cfg.enabled:
             return False
         cards = self.state.scorecards
-        name = cards.name(source)
+        name = cards.agent_name(agent.id, cards.name(source))
         breaker = cards.breaker(agent.id, name)
         if breaker is None or breaker.tripped_at is None:
             return False

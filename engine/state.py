@@ -87,7 +87,8 @@ class EngineOptions(TypedDict, total=False):
     `decimals` are the instruments' decimals); `venue_exchanges`: the CCXT exchange id each
     exchange venue ("ccxt:<account>") trades, so its agents take signals for that exchange's
     markets only; `breakers`: the account breakers' rules (account_breakers.py); `max_sources`:
-    signal sources given scorecards of their own (more are counted as "other", scorecards.py)."""
+    signal sources given scorecards of their own (more are counted as "other", scorecards.py);
+    `max_agent_sources`: the same for one agent's cards."""
 
     exit_index: Literal["indexed", "naive"]
     max_price_age_ms: int
@@ -106,6 +107,7 @@ class EngineOptions(TypedDict, total=False):
     venue_exchanges: Mapping[str, str] | None
     breakers: BreakerRules | None
     max_sources: int
+    max_agent_sources: int
 
 
 class EngineState:
@@ -135,10 +137,11 @@ class EngineState:
         venue_exchanges: Mapping[str, str] | None = None,
         breakers: BreakerRules | None = None,
         max_sources: int = 1000,
+        max_agent_sources: int = 100,
     ) -> None:
         self.clock = clock
         # Per-source and per source x agent scorecards and per-source breakers (scorecards.py).
-        self.scorecards = Scorecards(max_sources)
+        self.scorecards = Scorecards(max_sources, max_agent_sources)
         # Account breakers (account_breakers.py): the rules' state and the account's equity.
         self.breakers = AccountBreakers(breakers)
         self.equity = AccountEquity(self)

@@ -301,6 +301,8 @@ class SourcesSettings(_S):
 
     # Distinct signal sources given scorecards of their own; later ones count as "other".
     max_tracked: Annotated[int, Meta(ge=1, le=100_000)] = 1000
+    # Sources one agent keeps a card (and a breaker) for; its later ones share its "other".
+    max_per_agent: Annotated[int, Meta(ge=1, le=100_000)] = 100
     # Sources given their own label in the Prometheus series (the first seen; the rest are
     # summed as source="other"), so the series count stays bounded.
     metrics_max: Annotated[int, Meta(ge=1, le=1000)] = 50
@@ -496,6 +498,7 @@ def engine_options(settings: Settings) -> EngineOptions:
         venue_exchanges=venue_exchanges(settings.venues.ccxt),
         breakers=settings.breakers.rules(),
         max_sources=settings.sources.max_tracked,
+        max_agent_sources=settings.sources.max_per_agent,
     )
 
 

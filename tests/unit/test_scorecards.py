@@ -327,3 +327,16 @@ def test_a_clock_that_steps_back_loses_no_count() -> None:
     assert cards.by_source["alpha"].window("all", later).trades == 4
     assert cards.by_agent["a1"]["alpha"].window("all", later).trades == 3
     assert cards.by_source["alpha"].window("24h", later).trades == 4
+
+
+def test_one_agents_sources_past_its_bound_share_its_other_card() -> None:
+    cards = Scorecards(max_sources=1000, max_agent_sources=2)
+    for s in ("s1", "s2", "s3", "s4"):
+        by = Attribution(signal_id="x", source=s)
+        cards.closed("a1", by, "SOL", 9, None, -1, 1, T0)
+        cards.closed("a2", by, "SOL", 9, None, -1, 1, T0) if s == "s4" else None
+    assert set(cards.by_agent["a1"]) == {"s1", "s2", OTHER}
+    assert cards.by_agent["a1"][OTHER].window("all", T0).trades == 2
+    assert set(cards.by_agent["a2"]) == {"s4"}  # another agent has room of its own
+    assert set(cards.by_source) == {"s1", "s2", "s3", "s4"}  # the per-source cards are whole
+    assert cards.agent_name("a1", "s3") == OTHER and cards.agent_name("a1", "s1") == "s1"
