@@ -10,29 +10,26 @@ seconds and at shutdown, never on the request path."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hmac
 import logging
-import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import msgspec
 from msgspec import Struct
+from tradingd.adapters.app.record_file import RecordFile, write_atomic
 from tradingd.adapters.hooks.secret import hook_hash, new_hmac_secret, new_hook_id, shown_prefix
 from tradingd.adapters.http.auth import ApiKey, KeyStore
 from tradingd.adapters.timestamps import wall_clock_ms
-from tradingd.engine.errors import Conflict, NotFound, ValidationError
+from tradingd.engine.errors import Conflict, NotFound
 
 log = logging.getLogger("tradingd.hooks")
 
 Template = Literal["tradingview", "json", "text"]
 TEMPLATES: tuple[Template, ...] = ("tradingview", "json", "text")
-RELOAD_CHECK_S = 1.0
 
 
 class Hook(Struct, frozen=True, kw_only=True):
@@ -91,13 +88,20 @@ class HookStore:
     ) -> None:
         self.path = path
         self.clock = clock
-        self.monotonic = monotonic
         self._by_hash: dict[str, Hook] = {}
-        self._file_id: tuple[int, int, int] | None = None
-        self._checked_at = monotonic()
+        self._file = RecordFile(
+            path,
+            decode=lambda data: _file_decoder.decode(data).hooks,
+            encode=lambda hooks: _encoder.encode(_HookFile(hooks=hooks)),
+            on_load=self._index,
+            what="hooks file",
+            plural="hooks",
+            log=log,
+            monotonic=monotonic,
+        )
         self.usage: dict[str, HookUsage] = self._read_usage()
         self._usage_dirty = False
-        self._load()
+        self._file.load()
 
     # -- file ---------------------------------------------------------------------------------
 
@@ -105,58 +109,12 @@ class HookStore:
     def usage_path(self) -> Path | None:
         return None if self.path is None else self.path.with_name("hooks.usage.json")
 
-    def _file_identity(self) -> tuple[int, int, int] | None:
-        if self.path is None:
-            return None
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return None
-        return st.st_mtime_ns, st.st_ino, st.st_size
-
-    def _read(self) -> list[Hook]:
-        if self.path is None or not self.path.exists():
-            return []
-        try:
-            return _file_decoder.decode(self.path.read_bytes()).hooks
-        except msgspec.DecodeError as exc:
-            raise ValidationError(f"hooks file {self.path} is corrupt: {exc}") from None
-
-    def _load(self) -> None:
-        self._file_id = self._file_identity()
-        self._by_hash = {h.hash: h for h in self._read()}
+    def _index(self, hooks: list[Hook]) -> None:
+        self._by_hash = {h.hash: h for h in hooks}
 
     def refresh(self) -> None:
         """Re-read the hooks file now if another process (the CLI) changed it."""
-        self._checked_at = self.monotonic()
-        if self._file_identity() != self._file_id:
-            try:
-                self._load()
-            except ValidationError:
-                log.exception("hooks file unreadable; keeping the hooks loaded before")
-
-    def _maybe_reload(self) -> None:
-        if self.monotonic() - self._checked_at >= RELOAD_CHECK_S:
-            self.refresh()
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[list[Hook]]:
-        """Read-modify-write of the hooks file under an exclusive lock, replaced atomically."""
-        if self.path is None:
-            hooks = list(self._by_hash.values())
-            yield hooks
-            self._by_hash = {h.hash: h for h in hooks}
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        lock_fd = os.open(self.path.with_suffix(".lock"), os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            hooks = self._read()
-            yield hooks
-            _write_atomic(self.path, _encoder.encode(_HookFile(hooks=hooks)), durable=True)
-            self._load()
-        finally:
-            os.close(lock_fd)
+        self._file.refresh()
 
     # -- interface ----------------------------------------------------------------------------
 
@@ -188,7 +146,7 @@ class HookStore:
             prefix=shown_prefix(hook_id),
             hash=hook_hash(hook_id),
         )
-        with self._locked() as hooks:
+        with self._file.edit() as hooks:
             if len(hooks) >= max_hooks:
                 raise Conflict(
                     f"{len(hooks)} hooks exist, the most allowed ([hooks] max_hooks): revoke one",
@@ -199,11 +157,11 @@ class HookStore:
         return hook, hook_id
 
     def list(self) -> list[Hook]:
-        self._maybe_reload()
+        self._file.refresh_if_due()
         return sorted(self._by_hash.values(), key=lambda h: (h.created_at, h.id))
 
     def revoke(self, record_id: str) -> Hook:
-        with self._locked() as hooks:
+        with self._file.edit() as hooks:
             found = next((h for h in hooks if h.id == record_id), None)
             if found is None:
                 # not echoed: an operator may paste the secret where the record id goes
@@ -218,7 +176,7 @@ class HookStore:
         """The hook whose id is `hook_id`, or None. Looked up by the hash of a 256-bit secret,
         then compared in constant time, as API keys are."""
         digest = hook_hash(hook_id)
-        self._maybe_reload()
+        self._file.refresh_if_due()
         hook = self._by_hash.get(digest)
         if hook is not None and hmac.compare_digest(digest, hook.hash):
             return hook
@@ -257,23 +215,4 @@ class HookStore:
         self._usage_dirty = False
         live = {h.id for h in self._by_hash.values()}
         kept = {k: v for k, v in self.usage.items() if k in live}
-        _write_atomic(path, _encoder.encode(kept), durable=False)
-
-
-def _write_atomic(path: Path, data: bytes, *, durable: bool) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    if durable:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(path, _encoder.encode(kept), durable=False)

@@ -8,19 +8,18 @@ once by `create` and never stored or logged."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 from msgspec import Struct
+from tradingd.adapters.app.record_file import RELOAD_CHECK_S as RELOAD_CHECK_S  # ws.py reads it
+from tradingd.adapters.app.record_file import RecordFile, write_atomic
 from tradingd.adapters.timestamps import wall_clock_ms as _wall_ms
 from tradingd.engine.errors import NotFound, ValidationError
 
@@ -30,7 +29,6 @@ SCOPES = frozenset(("signals", "feed", "read", "trade", "admin"))
 KEY_PREFIX = "tdk_"
 BOOTSTRAP_ENV = "TRADINGD_ADMIN_KEY"
 BOOTSTRAP_ID = "env-admin"
-RELOAD_CHECK_S = 1.0
 
 
 class ApiKey(Struct, frozen=True, kw_only=True):
@@ -73,12 +71,19 @@ class KeyStore:
     ) -> None:
         self.path = path
         self.clock = clock
-        self.monotonic = monotonic
         self._by_hash: dict[str, ApiKey] = {}
         self._ids: frozenset[str] = frozenset()
         self.generation = 0  # bumped on every (re)load: a revocation may have happened
-        self._file_id: tuple[int, int, int] | None = None
-        self._checked_at = monotonic()
+        self._file = RecordFile(
+            path,
+            decode=lambda data: _file_decoder.decode(data).keys,
+            encode=lambda keys: _file_encoder.encode(_KeyFile(keys=keys)),
+            on_load=self._index,
+            what="key file",
+            plural="keys",
+            log=log,
+            monotonic=monotonic,
+        )
         self._bootstrap: ApiKey | None = None
         if bootstrap_key:
             self._bootstrap = ApiKey(
@@ -88,86 +93,16 @@ class KeyStore:
                 created_at=clock(),
                 hash=key_hash(bootstrap_key),
             )
-        self._load()
+        self._file.load()
 
-    # -- file ---------------------------------------------------------------------------------
-
-    def _file_identity(self) -> tuple[int, int, int] | None:
-        """The file's identity: timestamps are coarse (a jiffy), so inode and size join them."""
-        if self.path is None:
-            return None
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return None
-        return st.st_mtime_ns, st.st_ino, st.st_size
-
-    def _read(self) -> list[ApiKey]:
-        if self.path is None or not self.path.exists():
-            return []
-        try:
-            return _file_decoder.decode(self.path.read_bytes()).keys
-        except msgspec.DecodeError as exc:
-            raise ValidationError(f"key file {self.path} is corrupt: {exc}") from None
-
-    def _load(self) -> None:
-        self._file_id = self._file_identity()
-        keys = self._read()
+    def _index(self, keys: list[ApiKey]) -> None:
         self._by_hash = {k.hash: k for k in keys}
         self._ids = frozenset(k.id for k in keys)
         self.generation += 1
 
-    def _maybe_reload(self) -> None:
-        now = self.monotonic()
-        if now - self._checked_at < RELOAD_CHECK_S:
-            return
-        self.refresh()
-
     def refresh(self) -> None:
         """Re-read the key file now if another process (the CLI) changed it."""
-        self._checked_at = self.monotonic()
-        if self._file_identity() != self._file_id:
-            try:
-                self._load()
-            except ValidationError:
-                log.exception("key file unreadable; keeping the keys loaded before")
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[list[ApiKey]]:
-        """Read-modify-write of the key file under an exclusive lock, replaced atomically."""
-        if self.path is None:
-            keys = list(self._by_hash.values())
-            yield keys
-            self._by_hash = {k.hash: k for k in keys}
-            self._ids = frozenset(k.id for k in keys)
-            self.generation += 1
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        lock_fd = os.open(self.path.with_suffix(".lock"), os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            keys = self._read()
-            yield keys
-            self._write(keys)
-            self._load()
-        finally:
-            os.close(lock_fd)
-
-    def _write(self, keys: list[ApiKey]) -> None:
-        assert self.path is not None
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, _file_encoder.encode(_KeyFile(keys=keys)))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        self._file.refresh()
 
     # -- interface ----------------------------------------------------------------------------
 
@@ -186,7 +121,7 @@ class KeyStore:
             created_at=self.clock(),
             hash=key_hash(raw),
         )
-        with self._locked() as keys:
+        with self._file.edit() as keys:
             keys.append(key)
         log.info("api key created", extra={"key_id": key.id, "scopes": sorted(key.scopes)})
         return key, raw
@@ -205,20 +140,20 @@ class KeyStore:
             created_at=self.clock(),
             hash=key_hash(raw),
         )
-        with self._locked() as keys:
+        with self._file.edit() as keys:
             if keys:  # `tradingd keys create` ran meanwhile
                 return None
-            _write_secret(key_file, raw + "\n")
+            write_atomic(key_file, (raw + "\n").encode(), durable=True)
             keys.append(key)
         log.info("api key created", extra={"key_id": key.id, "scopes": ["admin"]})
         return key
 
     def list(self) -> list[ApiKey]:
-        self._maybe_reload()
+        self._file.refresh_if_due()
         return sorted(self._by_hash.values(), key=lambda k: (k.created_at, k.id))
 
     def revoke(self, key_id: str) -> ApiKey:
-        with self._locked() as keys:
+        with self._file.edit() as keys:
             found = next((k for k in keys if k.id == key_id), None)
             if found is None:
                 raise NotFound(f"unknown key {key_id!r}", {"key_id": key_id})
@@ -238,7 +173,7 @@ class KeyStore:
         boot = self._bootstrap
         if boot is not None and hmac.compare_digest(digest, boot.hash):
             return boot
-        self._maybe_reload()
+        self._file.refresh_if_due()
         key = self._by_hash.get(digest)
         # The dict lookup is by a hash of a high-entropy secret; the compare is belt and braces.
         if key is not None and hmac.compare_digest(digest, key.hash):
@@ -283,16 +218,3 @@ def keys_path(data_dir: str | Path) -> Path:
 def admin_key_path(data_dir: str | Path) -> Path:
     """Where `tradingd run` writes the admin key it creates for a data dir without keys."""
     return Path(data_dir) / "admin.key"
-
-
-def _write_secret(path: Path, text: str) -> None:
-    """`text` to `path`, mode 0600 whatever the umask, replaced atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
