@@ -5,7 +5,6 @@ of `<data dir>/keys.json` with the `signals` scope."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -13,25 +12,21 @@ from tradingd.adapters.hooks.config import HooksSettings
 from tradingd.adapters.hooks.secret import HOOK_PATH
 from tradingd.adapters.hooks.store import TEMPLATES, HookStore, bound_key, hooks_path
 from tradingd.adapters.http.auth import KeyStore, keys_path
+from tradingd.adapters.http.record_cli import add_command_group, data_dir
 from tradingd.adapters.http.text_rule import cli_label
 from tradingd.adapters.timestamps import iso_ms
-from tradingd.engine.errors import TradingdError
-
-
-def _data_dir(args: argparse.Namespace) -> str:
-    return str(args.data_dir or os.environ.get("TRADINGD_DATA_DIR") or "./var")
 
 
 def _create(args: argparse.Namespace) -> int:
-    data_dir = _data_dir(args)
-    if bound_key(KeyStore(keys_path(data_dir)), args.key_id) is None:
+    directory = data_dir(args)
+    if bound_key(KeyStore(keys_path(directory)), args.key_id) is None:
         print(
-            f"tradingd: no key {args.key_id!r} with the signals scope in {data_dir}"
+            f"tradingd: no key {args.key_id!r} with the signals scope in {directory}"
             " (see `tradingd keys list`)",
             file=sys.stderr,
         )
         return 2
-    hook, hook_id = HookStore(hooks_path(data_dir)).create(
+    hook, hook_id = HookStore(hooks_path(directory)).create(
         name=args.name,
         key_id=args.key_id,
         template=args.template,
@@ -51,8 +46,8 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    data_dir = _data_dir(args)
-    store, keys = HookStore(hooks_path(data_dir)), KeyStore(keys_path(data_dir))
+    directory = data_dir(args)
+    store, keys = HookStore(hooks_path(directory)), KeyStore(keys_path(directory))
     for hook in store.list():
         usage = store.usage_of(hook.id)
         last = iso_ms(usage.last_used_at) if usage.last_used_at is not None else "never"
@@ -73,20 +68,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    HookStore(hooks_path(_data_dir(args))).revoke(args.id)
+    HookStore(hooks_path(data_dir(args))).revoke(args.id)
     print(f"revoked {args.id}")
     return 0
-
-
-def _guarded(fn: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return int(fn(args))
-        except TradingdError as exc:
-            print(f"tradingd: {exc.message}", file=sys.stderr)
-            return 1
-
-    return run
 
 
 def _strength(text: str) -> int:
@@ -96,42 +80,39 @@ def _strength(text: str) -> int:
 
 
 def register(sub: Any) -> None:
-    hooks = sub.add_parser("hooks", help="manage header-less hook URLs (docs/hooks.md)")
-    hooks_sub = hooks.add_subparsers(dest="hooks_command", required=True)
-    for name, fn, help_text in (
-        ("create", _create, "create a hook bound to a signals key (its path printed once)"),
-        ("list", _list, "list hooks (no secrets) with their use"),
-        ("revoke", _revoke, "revoke a hook by its record id"),
-    ):
-        cmd = hooks_sub.add_parser(name, help=help_text)
-        cmd.add_argument("--data-dir", help="data directory (default: $TRADINGD_DATA_DIR or ./var)")
-        cmd.set_defaults(func=_guarded(fn))
-        if name == "create":
-            cmd.add_argument("--name", required=True, type=cli_label, help="a label (required)")
-            cmd.add_argument(
-                "--key-id", required=True, help="a key with the signals scope (required)"
-            )
-            cmd.add_argument(
-                "--template",
-                choices=TEMPLATES,
-                default="tradingview",
-                help="how bodies are read (default: tradingview)",
-            )
-            cmd.add_argument("--source", type=cli_label, help="set on every signal (default: none)")
-            cmd.add_argument(
-                "--type", type=cli_label, help="the type when the body gives none (default: none)"
-            )
-            cmd.add_argument(
-                "--strength", type=_strength, help="1..5 when the body gives none (default: none)"
-            )
-            cmd.add_argument(
-                "--hmac", action="store_true", help="require X-Signature (default: off)"
-            )
-            cmd.add_argument(
-                "--max-hooks",
-                type=int,
-                default=HooksSettings().max_hooks,
-                help="refuse when this many hooks exist (default: [hooks] max_hooks' default)",
-            )
-        elif name == "revoke":
-            cmd.add_argument("id", help="the hook's record id (hook_...), as `hooks list` shows it")
+    commands = add_command_group(
+        sub,
+        "hooks",
+        "manage header-less hook URLs (docs/hooks.md)",
+        (
+            ("create", _create, "create a hook bound to a signals key (its path printed once)"),
+            ("list", _list, "list hooks (no secrets) with their use"),
+            ("revoke", _revoke, "revoke a hook by its record id"),
+        ),
+    )
+    create = commands["create"]
+    create.add_argument("--name", required=True, type=cli_label, help="a label (required)")
+    create.add_argument("--key-id", required=True, help="a key with the signals scope (required)")
+    create.add_argument(
+        "--template",
+        choices=TEMPLATES,
+        default="tradingview",
+        help="how bodies are read (default: tradingview)",
+    )
+    create.add_argument("--source", type=cli_label, help="set on every signal (default: none)")
+    create.add_argument(
+        "--type", type=cli_label, help="the type when the body gives none (default: none)"
+    )
+    create.add_argument(
+        "--strength", type=_strength, help="1..5 when the body gives none (default: none)"
+    )
+    create.add_argument("--hmac", action="store_true", help="require X-Signature (default: off)")
+    create.add_argument(
+        "--max-hooks",
+        type=int,
+        default=HooksSettings().max_hooks,
+        help="refuse when this many hooks exist (default: [hooks] max_hooks' default)",
+    )
+    commands["revoke"].add_argument(
+        "id", help="the hook's record id (hook_...), as `hooks list` shows it"
+    )
