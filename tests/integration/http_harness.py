@@ -4,14 +4,14 @@ aiohttp's TestServer on 127.0.0.1, and a small client that speaks its API."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 from tradingd.adapters.app.daemon import Daemon
-from tradingd.adapters.app.settings import load_settings
+from tradingd.adapters.app.settings import Settings, load_settings
 from tradingd.adapters.http.auth import KeyStore, keys_path
 from tradingd.adapters.http.server import wire_control_port
 
@@ -83,13 +83,23 @@ class Api:
         )
 
 
-def make_daemon(data_dir: Path, prices: dict[str, Any] | None = None, **http: Any) -> Daemon:
+def make_daemon(
+    data_dir: Path,
+    prices: dict[str, Any] | None = None,
+    *,
+    configure: Callable[[Settings], None] | None = None,
+    **http: Any,
+) -> Daemon:
+    """A Daemon on the memory store with `[http]` and `[prices]` values changed, and then
+    whatever `configure` changes in the settings (a whole section) before it is built."""
     settings = load_settings(None, {"TRADINGD_STORE": "memory", "TRADINGD_DATA_DIR": str(data_dir)})
     settings.feeds.synthetic.enabled = False  # only the prices a test pushes
     for name, value in http.items():
         setattr(settings.http, name, value)
     for name, value in (prices or {}).items():
         setattr(settings.prices, name, value)
+    if configure is not None:
+        configure(settings)
     daemon = Daemon(settings, demo=False)
     daemon.keys = KeyStore(keys_path(data_dir), bootstrap_key=ADMIN)
     return daemon
@@ -97,9 +107,14 @@ def make_daemon(data_dir: Path, prices: dict[str, Any] | None = None, **http: An
 
 @asynccontextmanager
 async def serve(
-    data_dir: Path, *, ready: bool = True, prices: dict[str, Any] | None = None, **http: Any
+    data_dir: Path,
+    *,
+    ready: bool = True,
+    prices: dict[str, Any] | None = None,
+    configure: Callable[[Settings], None] | None = None,
+    **http: Any,
 ) -> AsyncIterator[Api]:
-    daemon = make_daemon(data_dir, prices, **http)
+    daemon = make_daemon(data_dir, prices, configure=configure, **http)
     app = wire_control_port(daemon)
     daemon.ready = ready
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:

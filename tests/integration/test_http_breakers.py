@@ -4,18 +4,13 @@ bad `[breakers]` config is refused naming its key."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from http_harness import ADMIN, TOKEN, TOKEN2, Api
-from tradingd.adapters.app.daemon import Daemon
-from tradingd.adapters.app.settings import BreakersSettings, load_settings
-from tradingd.adapters.http.auth import KeyStore, keys_path
-from tradingd.adapters.http.server import wire_control_port
+from http_harness import TOKEN, TOKEN2, Api, serve
+from tradingd.adapters.app.settings import BreakersSettings, Settings, load_settings
 from tradingd.engine.errors import ValidationError
 
 DEPOSIT = "1000000000"  # 1,000 USDC
@@ -26,23 +21,14 @@ CONFIG = {
 }
 
 
-@asynccontextmanager
-async def serve_with(data_dir: Path, **rules: Any) -> AsyncIterator[Api]:
+def serve_with(data_dir: Path, **rules: Any) -> AbstractAsyncContextManager[Api]:
     """The harness's in-process daemon (memory store, paper venue, no feeds) with `[breakers]`
     `rules`."""
-    settings = load_settings(None, {"TRADINGD_STORE": "memory", "TRADINGD_DATA_DIR": str(data_dir)})
-    settings.feeds.synthetic.enabled = False
-    settings.breakers = BreakersSettings(**rules)
-    daemon = Daemon(settings, demo=False)
-    daemon.keys = KeyStore(keys_path(data_dir), bootstrap_key=ADMIN)
-    app = wire_control_port(daemon)
-    daemon.ready = True
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        try:
-            yield Api(client, daemon)
-        finally:
-            await daemon.hub.close_all()
-            await daemon.shutdown()
+
+    def configure(settings: Settings) -> None:
+        settings.breakers = BreakersSettings(**rules)
+
+    return serve(data_dir, configure=configure)
 
 
 async def usdc_agent(api: Api) -> str:

@@ -8,19 +8,16 @@ from __future__ import annotations
 import json
 import logging
 import stat
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient, TestServer
-from http_harness import SOL, TOKEN, Api, make_daemon
+from http_harness import SOL, TOKEN, Api, serve
 from tradingd.adapters.app.cli import main
-from tradingd.adapters.app.settings import TokenSettings
+from tradingd.adapters.app.settings import Settings, TokenSettings
 from tradingd.adapters.hooks.config import HooksSettings
 from tradingd.adapters.hooks.signature import sign
 from tradingd.adapters.hooks.store import hooks_path
-from tradingd.adapters.http.server import wire_control_port
 
 TV_BODY = {
     "action": "buy",
@@ -32,20 +29,14 @@ TV_BODY = {
 }
 
 
-@asynccontextmanager
-async def serve_hooks(data_dir: Path, **hooks: Any) -> AsyncIterator[Api]:
+def serve_hooks(data_dir: Path, **hooks: Any) -> AbstractAsyncContextManager[Api]:
     """The in-process control port (http_harness.serve) with `[hooks]` settings."""
-    daemon = make_daemon(data_dir)
-    daemon.settings.hooks = HooksSettings(**hooks)
-    daemon.settings.tokens[TOKEN] = TokenSettings(symbol="BONK", decimals=5)
-    app = wire_control_port(daemon)
-    daemon.ready = True
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        try:
-            yield Api(client, daemon)
-        finally:
-            await daemon.hub.close_all()
-            await daemon.shutdown()
+
+    def configure(settings: Settings) -> None:
+        settings.hooks = HooksSettings(**hooks)
+        settings.tokens[TOKEN] = TokenSettings(symbol="BONK", decimals=5)
+
+    return serve(data_dir, configure=configure)
 
 
 async def priced_agent(api: Api) -> str:

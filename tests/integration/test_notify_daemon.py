@@ -11,16 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from aiohttp.test_utils import TestClient, TestServer
-from tradingd.adapters.app.daemon import Daemon
-from tradingd.adapters.app.settings import load_settings
-from tradingd.adapters.http.auth import KeyStore, keys_path
-from tradingd.adapters.http.server import wire_control_port
+from tradingd.adapters.app.settings import Settings
 from tradingd.adapters.notify.config import NotifySettings
 from tradingd.engine import events as ev
 
 from tests.fakes.notify_servers import BlackHole, FakeDiscord, FakeTelegram
-from tests.integration.http_harness import ADMIN, SOL, TOKEN, Api
+from tests.integration.http_harness import SOL, TOKEN, Api, serve
 from tests.polling import poll_until_async
 
 TRAILING = {"stop_loss": {"mode": "fixed", "default_pct": -10}}
@@ -28,20 +24,16 @@ TRAILING = {"stop_loss": {"mode": "fixed", "default_pct": -10}}
 
 @asynccontextmanager
 async def notify_daemon(data_dir: Path, *channels: dict[str, Any]) -> AsyncIterator[Api]:
-    settings = load_settings(None, {"TRADINGD_STORE": "memory", "TRADINGD_DATA_DIR": str(data_dir)})
-    settings.feeds.synthetic.enabled = False
-    settings.notify = msgspec.convert({"channels": list(channels), "drain_s": 1.0}, NotifySettings)
-    daemon = Daemon(settings, demo=False)
-    daemon.keys = KeyStore(keys_path(data_dir), bootstrap_key=ADMIN)
-    app = wire_control_port(daemon)
-    daemon.start_notifications()
-    daemon.ready = True
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        try:
-            yield Api(client, daemon)
-        finally:
-            await daemon.hub.close_all()
-            await daemon.shutdown()
+    """The in-process control port (http_harness.serve) with `channels` as `[notify]`, their
+    senders started as the daemon starts them."""
+
+    def configure(settings: Settings) -> None:
+        notify = {"channels": list(channels), "drain_s": 1.0}
+        settings.notify = msgspec.convert(notify, NotifySettings)
+
+    async with serve(data_dir, configure=configure) as api:
+        api.daemon.start_notifications()
+        yield api
 
 
 async def test_a_breaker_alert_reaches_the_fake_telegram(tmp_path: Path) -> None:
