@@ -29,6 +29,8 @@ from tradingd.adapters.app.version import VERSION
 from tradingd.adapters.feeds.demo import DEMO_AGENT_ID, DemoSignals, demo_agent_config
 from tradingd.adapters.feeds.synthetic import SyntheticFeed
 from tradingd.adapters.http.auth import BOOTSTRAP_ENV, KeyStore, admin_key_path, keys_path
+from tradingd.adapters.notify.channel_file import ChannelFile, channels_path, hide_in_logs
+from tradingd.adapters.notify.config import channel_secrets
 from tradingd.adapters.solana.keystore import Keystore
 from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.adapters.venues import PAPER
@@ -99,14 +101,12 @@ class Daemon:
 
             self.event_log.describe = TradeText(self.engine).describe
         self.runtime.event_subscribers.append(self.event_log)
-        # [[notify.channels]]: its subscriber only queues; senders start in start_notifications.
-        self.notifier: Notifier | None = None
-        if settings.notify.channels:
-            from tradingd.adapters.notify.notifier import Notifier
-
-            self.notifier = Notifier(settings.notify, self.engine)
-            self.runtime.event_subscribers.append(self.notifier.on_events)
         self.data_dir = Path(settings.data_dir)
+        # [[notify.channels]]: its subscriber only queues; senders start in start_notifications,
+        # which also loads the channels created over the control port (notify_channels).
+        self.notifier: Notifier | None = None
+        self.notify_channels = ChannelFile(channels_path(self.data_dir))
+        self._notify_channels_loaded = False
         self.wallets = Keystore(self.data_dir)
         self.live = LiveVenues(self)  # Jupiter, when [venues.jupiter] enabled
         # Exchange markets loaded per CCXT exchange id: instrument ids are checked against it.
@@ -125,6 +125,8 @@ class Daemon:
         self.store: Store | None = None
         # Awaited at shutdown after the order drain, last registered first (http, ws, store).
         self.cleanups: list[Callable[[], Awaitable[None]]] = []
+        if settings.notify.channels:
+            self.build_notifier()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -361,10 +363,34 @@ class Daemon:
         self.build_metrics()
         self.build_hub()
 
+    def build_notifier(self) -> Notifier:
+        """The notifier (built when the config file or the control port first has a channel),
+        subscribed to the runtime's events, its series in the metrics."""
+        if self.notifier is None:
+            from tradingd.adapters.notify.notifier import Notifier
+
+            notifier = self.notifier = Notifier(self.settings.notify, self.engine)
+            self.runtime.event_subscribers.append(notifier.on_events)
+            if self.metrics is not None:  # built before: register what build_metrics would
+                from tradingd.adapters.notify.metrics import NotifyCollector
+
+                self.metrics.registry.register(NotifyCollector(notifier))
+        return self.notifier
+
     def start_notifications(self) -> None:
-        """Start the notification senders (adapters/notify); at shutdown, after the order
-        drain, their queues get `[notify] drain_s` to empty."""
-        if self.notifier is not None:
+        """Add the channels created over the control port (<data_dir>/notify_channels.json,
+        once) and start the notification senders (adapters/notify); at shutdown, after the
+        order drain, their queues get `[notify] drain_s` to empty. Called again when the
+        control port creates the first channel. Raises ValidationError on a corrupt file."""
+        if not self._notify_channels_loaded:
+            self.notify_channels.load()
+            self._notify_channels_loaded = True
+            for channel, created_at in self.notify_channels.startable(
+                self.settings.notify, os.environ
+            ):
+                hide_in_logs(channel_secrets(channel))
+                self.build_notifier().add_channel(channel, "api", created_at)
+        if self.notifier is not None and not self.notifier.started:
             self.notifier.start()
             self.cleanups.append(self.notifier.close)
 

@@ -22,6 +22,7 @@ from tradingd.adapters.http import (
     routes_entries,
     routes_health,
     routes_hooks,
+    routes_notifications,
     routes_positions,
     routes_prices,
     routes_signals,
@@ -66,6 +67,7 @@ def all_routes() -> list[Route]:
         *routes_wallets.ROUTES,
         *routes_dashboard.ROUTES,
         *routes_hooks.ROUTES,
+        *routes_notifications.ROUTES,
     ]
 
 

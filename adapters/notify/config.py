@@ -119,3 +119,33 @@ def resolve_secrets(notify: NotifySettings, env: Mapping[str, str], where: str) 
                     f"$.notify.channels[{i}].url",
                 )
             setattr(channel, field, resolved)
+
+
+def channel_secrets(channel: ChannelSettings) -> tuple[str, ...]:
+    """One channel's secret values (resolved), for the log filter; a webhook's URL is not one."""
+    return tuple(
+        value
+        for field in SECRET_FIELDS
+        if (value := getattr(channel, field)) and not (field == "url" and channel.kind == "webhook")
+    )
+
+
+def resolve_channel(channel: ChannelSettings, env: Mapping[str, str]) -> ChannelSettings:
+    """A copy of `channel` with each `env:VAR_NAME` secret replaced by that variable's value
+    (the channel itself keeps the reference, which is what a channel file stores). Raises
+    ValidationError at `$.<field>` (never a value) when the variable is unset or empty."""
+    resolved = msgspec.structs.replace(channel)
+    for field in SECRET_FIELDS:
+        value = getattr(channel, field)
+        if not (isinstance(value, str) and value.startswith(ENV_PREFIX)):
+            continue
+        var = value.removeprefix(ENV_PREFIX)
+        found = env.get(var)
+        if not var or not found:
+            raise ValidationError(
+                f"{field}: environment variable {var or '(empty name)'} is not set", f"$.{field}"
+            )
+        if field == "url" and not found.startswith(("http://", "https://")):
+            raise ValidationError(f"url: {var} is not an http(s) URL", "$.url")
+        setattr(resolved, field, found)
+    return resolved

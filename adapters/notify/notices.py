@@ -82,6 +82,11 @@ class NoticeRouter:
 
     def __init__(self, engine: EngineState, routes: dict[EventKind, Sequence[Offer]]) -> None:
         self.engine = engine
+        self.route(routes)
+
+    def route(self, routes: dict[EventKind, Sequence[Offer]]) -> None:
+        """Replace the channels each kind goes to (a channel added or removed while running):
+        the subscriber stays the same object, and its per-event work the same tuple walks."""
         self.fills = tuple(routes.get("fills", ()))
         self.exits = tuple(routes.get("exits", ()))
         self.alerts = tuple(routes.get("alerts", ()))

@@ -1,6 +1,7 @@
-"""The notifier the daemon owns: one ChannelSender per configured channel, the runtime
-subscriber that feeds them (NoticeRouter), their tasks over one aiohttp session, the daily
-summary at each UTC midnight, and a bounded drain at shutdown."""
+"""The notifier the daemon owns: one ChannelSender per channel (configured, or added while
+running by the control port), the runtime subscriber that feeds them (NoticeRouter), their tasks
+over one aiohttp session, the daily summary at each UTC midnight, and a bounded drain at
+shutdown."""
 
 from __future__ import annotations
 
@@ -8,10 +9,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import aiohttp
-from tradingd.adapters.notify.config import EventKind, NotifySettings
+from tradingd.adapters.notify.config import (
+    MAX_CHANNELS,
+    ChannelSettings,
+    EventKind,
+    NotifySettings,
+)
 from tradingd.adapters.notify.delivery import ChannelSender
 from tradingd.adapters.notify.notices import (
     AgentDay,
@@ -22,6 +28,8 @@ from tradingd.adapters.notify.notices import (
     asset_label,
 )
 from tradingd.adapters.timestamps import iso_ms, wall_clock_ms
+from tradingd.engine import events as ev
+from tradingd.engine.errors import Conflict, NotFound
 from tradingd.engine.state import EngineState
 
 log = logging.getLogger("tradingd.notify")
@@ -29,6 +37,9 @@ DAY_MS: Final = 86_400_000
 MAX_SUMMARY_AGENTS: Final = 50  # agents listed by name in one summary; the rest are counted
 _SUMMARY_WAKE_S: Final = 60.0  # the midnight wait re-reads the clock at least this often
 _STOP_TIMEOUT_S: Final = 2.0
+TEST_CODE: Final = "notification_test"
+# Where a channel comes from: the config file's [[notify.channels]], or the control port.
+ChannelOrigin = Literal["config", "api"]
 
 
 class Notifier:
@@ -41,18 +52,22 @@ class Notifier:
         self.settings = settings
         self.engine = engine
         self.clock = clock
-        self.senders = {c.name: ChannelSender(c) for c in settings.channels}
-        routes: dict[EventKind, list[Offer]] = {}
-        for sender in self.senders.values():
-            for kind in sender.settings.events:
-                routes.setdefault(kind, []).append(sender.offer)
-        self.on_events = NoticeRouter(engine, routes)  # the runtime subscriber
-        self.summary_channels = [
-            s for s in self.senders.values() if "daily_summary" in s.settings.events
-        ]  # noqa: E501
+        self.senders: dict[str, ChannelSender] = {}
+        self.origins: dict[str, ChannelOrigin] = {}
+        self.created_at: dict[str, int] = {}  # api channels: epoch ms
+        self.on_events = NoticeRouter(engine, {})  # the runtime subscriber
+        self.summary_channels: list[ChannelSender] = []
         self.summary_days: dict[str, str] = {}  # channel -> last UTC day summarized
         self._session: aiohttp.ClientSession | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # channel name (or summary) -> task
+        for channel in settings.channels:
+            self.senders[channel.name] = ChannelSender(channel)
+            self.origins[channel.name] = "config"
+        self._reroute()
+
+    @property
+    def started(self) -> bool:
+        return self._session is not None
 
     def start(self) -> None:
         """Open the session and start one sender task per channel (on the running loop)."""
@@ -61,17 +76,102 @@ class Notifier:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit_per_host=2), trust_env=False
         )
-        loop = asyncio.get_running_loop()
-        for name, sender in self.senders.items():
-            self._tasks.append(loop.create_task(sender.run(self._session), name=f"notify-{name}"))
-        if self.summary_channels:
-            self._tasks.append(loop.create_task(self._summary_loop(), name="notify-summary"))
-        for task in self._tasks:
-            task.add_done_callback(_task_done)
+        for sender in self.senders.values():
+            self._start_sender(sender)
+        self._start_summary()
         log.info(
             "notifications on",
             extra={"channels": {n: s.settings.kind for n, s in self.senders.items()}},
         )
+
+    def _start_sender(self, sender: ChannelSender) -> None:
+        assert self._session is not None
+        task = asyncio.get_running_loop().create_task(
+            sender.run(self._session), name=f"notify-{sender.name}"
+        )
+        task.add_done_callback(_task_done)
+        self._tasks[sender.name] = task
+
+    def _start_summary(self) -> None:
+        # Keyed apart from channels: a channel name is [a-z0-9][a-z0-9_-]*, never " summary".
+        if self.summary_channels and " summary" not in self._tasks:
+            task = asyncio.get_running_loop().create_task(
+                self._summary_loop(), name="notify-summary"
+            )
+            task.add_done_callback(_task_done)
+            self._tasks[" summary"] = task
+
+    def _reroute(self) -> None:
+        routes: dict[EventKind, list[Offer]] = {}
+        for sender in self.senders.values():
+            for kind in sender.settings.events:
+                routes.setdefault(kind, []).append(sender.offer)
+        self.on_events.route(routes)
+        self.summary_channels = [
+            s for s in self.senders.values() if "daily_summary" in s.settings.events
+        ]
+
+    # -- channels added and removed while running (the control port) ----------------------
+
+    def check_new(self, name: str) -> None:
+        """Raises Conflict if a channel named `name` exists or the bound is reached."""
+        if name in self.senders:
+            origin = self.origins[name]
+            raise Conflict(f"a notification channel named {name!r} exists ({origin})",
+                           {"name": name, "origin": origin})  # fmt: skip
+        if len(self.senders) >= MAX_CHANNELS:
+            raise Conflict(
+                f"{len(self.senders)} notification channels exist, the most allowed: remove one",
+                {"limit": MAX_CHANNELS},
+            )
+
+    def add_channel(
+        self, channel: ChannelSettings, origin: ChannelOrigin = "api", created_at: int = 0
+    ) -> ChannelSender:
+        """Add a channel (its secrets resolved) and, if the notifier runs, start its sender at
+        once. Raises Conflict (check_new)."""
+        self.check_new(channel.name)
+        sender = ChannelSender(channel)
+        self.senders[channel.name] = sender
+        self.origins[channel.name] = origin
+        if created_at:
+            self.created_at[channel.name] = created_at
+        self._reroute()
+        if self._session is not None:
+            self._start_sender(sender)
+            self._start_summary()
+        log.info("notification channel added",
+                 extra={"channel": channel.name, "kind": channel.kind, "origin": origin})  # fmt: skip
+        return sender
+
+    async def remove_channel(self, name: str) -> ChannelSender:
+        """Stop and remove a channel: no new notice reaches it, its sender is stopped (a request
+        in flight is abandoned) and what it still held is dropped, counted in its stats."""
+        sender = self.senders.pop(name, None)
+        if sender is None:
+            raise NotFound("unknown notification channel", {"name": name})
+        self.origins.pop(name, None)
+        self.created_at.pop(name, None)
+        self.summary_days.pop(name, None)
+        self._reroute()
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task], timeout=_STOP_TIMEOUT_S)
+        left = len(sender.queue)
+        sender.queue.clear()
+        sender.stats.dropped += left
+        log.info("notification channel removed",
+                 extra={"channel": name, "dropped": left})  # fmt: skip
+        return sender
+
+    def queue_test(self, name: str) -> None:
+        """Queue a test message (an alert with code `notification_test`) on one channel."""
+        sender = self.senders.get(name)
+        if sender is None:
+            raise NotFound("unknown notification channel", {"name": name})
+        message = f"tradingd test message for channel {name}: delivery works"
+        sender.offer(Notice("alerts", ev.Alert(ts=self.clock(), code=TEST_CODE, message=message)))
 
     # -- daily summary --------------------------------------------------------------------
 
@@ -149,10 +249,11 @@ class Notifier:
         deadline = time.monotonic() + self.settings.drain_s
         while not self.idle and time.monotonic() < deadline and self._session is not None:
             await asyncio.sleep(0.02)
-        for task in self._tasks:
+        tasks = list(self._tasks.values())
+        for task in tasks:
             task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=_STOP_TIMEOUT_S)
+        if tasks:
+            await asyncio.wait(tasks, timeout=_STOP_TIMEOUT_S)
         self._tasks.clear()
         left = 0
         for sender in self.senders.values():
