@@ -6,6 +6,8 @@ comes back in a second daemon on the same data dir."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import logging
 import os
@@ -19,6 +21,7 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from tradingd.adapters.app.daemon import Daemon
+from tradingd.adapters.app.logs import RedactSecrets
 from tradingd.adapters.app.settings import load_settings
 from tradingd.adapters.http.auth import KeyStore, keys_path
 from tradingd.adapters.http.server import wire_control_port
@@ -86,6 +89,24 @@ async def test_a_channel_created_over_the_api_receives_the_next_fill(
         await poll_until_async(lambda: telegram.texts, what="the fill message")
         assert telegram.texts[0].startswith("<b>BUY BONK · t</b>")
         assert telegram.delivered[0].body["chat_id"] == 42
+        notifier = api.daemon.notifier
+        assert notifier is not None
+        await api.ok("POST", "/v1/notifications", tg(telegram, name="two"))
+        await api.ok("DELETE", "/v1/notifications/two")
+        # one subscriber, the same object: channels change its routes, not the runtime's list
+        assert api.daemon.runtime.event_subscribers.count(notifier.on_events) == 1
+
+
+async def test_two_creations_of_one_name_at_once_make_one_channel(
+    tmp_path: Path, telegram: FakeTelegram
+) -> None:
+    async with daemon_api(tmp_path) as api:
+        answers = await asyncio.gather(
+            *(api.call("POST", "/v1/notifications", tg(telegram)) for _ in range(2))
+        )
+        assert sorted(status for status, _ in answers) == [201, 409]
+        stored = json.loads(channels_path(tmp_path).read_bytes())["channels"]
+        assert [s["channel"]["name"] for s in stored] == ["ops"]
 
 
 async def test_the_list_shows_every_channel_and_no_secret_anywhere(
@@ -131,6 +152,24 @@ async def test_the_list_shows_every_channel_and_no_secret_anywhere(
     finally:
         await discord.close()
         await sink.close()
+
+
+async def test_a_created_channels_secret_is_removed_from_any_log_line(
+    tmp_path: Path, telegram: FakeTelegram
+) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactSecrets())  # as `tradingd run` installs it, before any channel
+    logging.getLogger().addHandler(handler)
+    try:
+        async with daemon_api(tmp_path) as api:
+            await api.ok("POST", "/v1/notifications", tg(telegram))
+            # a library that echoes a request URL: Telegram's holds the bot token
+            logging.getLogger("tradingd.test").warning("echoed %s/bot%s/x", telegram.url,
+                                                       telegram.token)  # fmt: skip
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert "echoed" in stream.getvalue() and telegram.token not in stream.getvalue()
 
 
 async def _metrics(api: Api) -> str:
@@ -248,3 +287,29 @@ async def test_channels_come_back_in_a_new_daemon_on_the_same_data_dir(
         await api.agent(TRAILING)
         await buy(api)
         await poll_until_async(lambda: telegram.texts, what="the fill after the restart")
+
+
+async def test_a_stored_channel_that_cannot_start_is_skipped_logged_and_deletable(
+    tmp_path: Path,
+    telegram: FakeTelegram,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("TRADINGD_TEST_TG_TOKEN", telegram.token)
+    async with daemon_api(tmp_path) as api:
+        await api.ok(
+            "POST", "/v1/notifications", tg(telegram, bot_token="env:TRADINGD_TEST_TG_TOKEN")
+        )
+    monkeypatch.delenv("TRADINGD_TEST_TG_TOKEN")
+    caplog.set_level(logging.INFO, logger="tradingd.notify")
+    async with daemon_api(tmp_path) as api:
+        assert (await api.ok("GET", "/v1/notifications"))["items"] == []
+        skipped = [
+            r for r in caplog.records if r.getMessage() == "notification channel not started"
+        ]
+        assert [(r.channel, r.reason) for r in skipped] == [  # type: ignore[attr-defined]
+            ("ops", "bot_token: environment variable TRADINGD_TEST_TG_TOKEN is not set")
+        ]
+        doc = await api.ok("DELETE", "/v1/notifications/ops")
+        assert doc == {"name": "ops", "running": False, "dropped": 0}
+    assert json.loads(channels_path(tmp_path).read_bytes())["channels"] == []
