@@ -14,6 +14,7 @@ from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.adapters.venues.paper import PaperVenue
 from tradingd.engine.core import Engine
 from tradingd.engine.events import Event
+from tradingd.engine.model import Tick
 from tradingd.engine.ports import HealthRegistry
 from tradingd.engine.snapshot import EngineSnapshot, capture
 
@@ -76,6 +77,16 @@ class StoreNode:
         self.cleanups.append(store.close)
         self.runtime.resume_orders(opened.orders_in_flight)
         return self
+
+    def tick(self, token: str, price: float) -> None:
+        """One price for `token`, now (6 decimals, as the test tokens have)."""
+        self.runtime.push_ticks([Tick(token, price, self.engine.clock(), decimals=6)])
+
+    async def settle(self) -> None:
+        """Orders in flight filled, and what they changed written through to Redis."""
+        await self.runtime.wait_orders(5)
+        assert self.store is not None
+        await self.store.flushed()
 
     def publish(self, events: list[Event]) -> None:
         for sub in list(self.runtime.event_subscribers):
@@ -145,7 +156,8 @@ def check_invariants(engine: Engine, deposits: dict[str, int]) -> None:
         assert all(n == 1 for n in per_signal.values()), "a signal traded twice for one agent"
 
 
-async def postgres_state(database_url: str, namespace: str) -> dict[str, object]:
+async def postgres_snapshot(database_url: str, namespace: str) -> EngineSnapshot:
+    """The state a recovery from Postgres alone would start from (Redis lost)."""
     from tradingd.adapters.store import postgres as pg
     from tradingd.adapters.store.recovery import StateBook
 
@@ -154,6 +166,10 @@ async def postgres_state(database_url: str, namespace: str) -> dict[str, object]
         book = StateBook()
         limits = pg.RecoveryLimits.of_engine()
         book.load_rows(await pg.load_rows(conn, limits))
-        return normalized(book.snapshot([], 0, limits))
+        return book.snapshot([], 0, limits)
     finally:
         await conn.close()
+
+
+async def postgres_state(database_url: str, namespace: str) -> dict[str, object]:
+    return normalized(await postgres_snapshot(database_url, namespace))

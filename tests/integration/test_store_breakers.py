@@ -7,16 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from store_harness import TOKENS, StoreNode, StoreServers
+from store_harness import TOKENS, StoreNode, StoreServers, postgres_snapshot
 from tradingd.adapters.app.runtime import Runtime
-from tradingd.adapters.store import postgres as pg
-from tradingd.adapters.store.recovery import StateBook
 from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.adapters.venues.paper import PaperVenue
 from tradingd.engine.account_breakers import BreakerRules
 from tradingd.engine.config import config_from_builtins
 from tradingd.engine.core import Engine
-from tradingd.engine.model import Signal, Tick
+from tradingd.engine.model import Signal
 
 RULES = BreakerRules(consecutive_stop_outs=1)
 TOKEN = TOKENS[0]
@@ -37,27 +35,17 @@ def node_with_breakers(tmp_path: Path, servers: StoreServers, namespace: str) ->
     return node
 
 
-def tick(node: StoreNode, price: float) -> None:
-    node.runtime.push_ticks([Tick(TOKEN, price, wall_clock_ms(), decimals=6)])
-
-
-async def settle(node: StoreNode) -> None:
-    await node.runtime.wait_orders(5)
-    assert node.store is not None
-    await node.store.flushed()
-
-
 async def trip(node: StoreNode) -> None:
     """One USDC agent stopped out once: the breaker (1 stop-out) trips."""
     e, rt = node.engine, node.runtime
     rt.apply(e.create_agent, "a", "paper", config_from_builtins(CONFIG), "USDC", None, "a")
     rt.apply(e.deposit, "a", "USDC", 1000 * 10**6)
-    tick(node, 1.0)
+    node.tick(TOKEN, 1.0)
     now = wall_clock_ms()
     rt.apply(e.on_signal, Signal(id="s1", token=TOKEN, received_at=now, expires_at=now + 30_000))
-    await settle(node)
-    tick(node, 0.85)
-    await settle(node)
+    await node.settle()
+    node.tick(TOKEN, 0.85)
+    await node.settle()
     assert e.halted_buys and e.breakers.tripped is not None
 
 
@@ -102,12 +90,7 @@ async def test_postgres_alone_holds_the_trip(tmp_path, store_servers, namespace)
     node = await node_with_breakers(tmp_path, store_servers, namespace).start()
     await trip(node)
     assert node.store is not None and await node.store.writer.drain(10)
-    conn = await pg.connect(store_servers.database_url, namespace)
-    book = StateBook()
-    limits = pg.RecoveryLimits.of_engine()
-    book.load_rows(await pg.load_rows(conn, limits))
-    snap = book.snapshot([], 0, limits)
-    await conn.close()
+    snap = await postgres_snapshot(store_servers.database_url, namespace)
     assert snap.halted_buys and snap.breaker_trip is not None
     assert snap.breaker_trip.rule == "consecutive_stop_outs"
     assert snap.breaker_trip.details["streak"] == 1

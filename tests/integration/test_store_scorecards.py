@@ -7,12 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
-from store_harness import TOKENS, StoreNode, StoreServers
-from tradingd.adapters.store import postgres as pg
-from tradingd.adapters.store.recovery import StateBook
+from store_harness import TOKENS, StoreNode, StoreServers, postgres_snapshot
 from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.engine.config import config_from_builtins
-from tradingd.engine.model import Signal, Tick
+from tradingd.engine.model import Signal
 
 TOKEN = TOKENS[0]
 CONFIG = {
@@ -24,16 +22,6 @@ CONFIG = {
 }
 
 
-def tick(node: StoreNode, price: float) -> None:
-    node.runtime.push_ticks([Tick(TOKEN, price, wall_clock_ms(), decimals=6)])
-
-
-async def settle(node: StoreNode) -> None:
-    await node.runtime.wait_orders(5)
-    assert node.store is not None
-    await node.store.flushed()
-
-
 async def losses(node: StoreNode, source: str, n: int, first: int = 0) -> None:
     """`n` round trips from `source` signals, each stopped out (1.0 -> 0.85)."""
     e, rt = node.engine, node.runtime
@@ -41,7 +29,7 @@ async def losses(node: StoreNode, source: str, n: int, first: int = 0) -> None:
         rt.apply(e.create_agent, "a", "paper", config_from_builtins(CONFIG), "USDC", None, "a")
         rt.apply(e.deposit, "a", "USDC", 1000 * 10**6)
     for i in range(n):
-        tick(node, 1.0)
+        node.tick(TOKEN, 1.0)
         now = wall_clock_ms()
         sig = Signal(
             id=f"{source}{first + i}",
@@ -51,9 +39,9 @@ async def losses(node: StoreNode, source: str, n: int, first: int = 0) -> None:
             expires_at=now + 30_000,
         )
         rt.apply(e.on_signal, sig)
-        await settle(node)
-        tick(node, 0.85)
-        await settle(node)
+        await node.settle()
+        node.tick(TOKEN, 0.85)
+        await node.settle()
 
 
 def cards(node: StoreNode) -> object:
@@ -100,12 +88,7 @@ async def test_postgres_alone_holds_the_cards(
     node = await StoreNode(tmp_path, store_servers, namespace).start()
     await losses(node, "alpha", 2)
     assert node.store is not None and await node.store.writer.drain(10)
-    conn = await pg.connect(store_servers.database_url, namespace)
-    book = StateBook()
-    limits = pg.RecoveryLimits.of_engine()
-    book.load_rows(await pg.load_rows(conn, limits))
-    snap = book.snapshot([], 0, limits)
-    await conn.close()
+    snap = await postgres_snapshot(store_servers.database_url, namespace)
     saved = {(c.agent_id, c.source): c for c in snap.scorecards}
     assert saved[("", "alpha")].card.window("all", wall_clock_ms()).trades == 2
     assert saved[("a", "alpha")].breaker.rule == "consecutive_losses"
