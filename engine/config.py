@@ -274,6 +274,12 @@ def validate_config(cfg: AgentConfig) -> AgentConfig:
             "or min_win_rate_pct)",
             "$.source_breaker",
         )
+    if sb.consecutive_losses is not None and sb.consecutive_losses > sb.lookback_trades:
+        raise ValidationError(
+            "consecutive_losses above lookback_trades: the breaker keeps only that many trades "
+            "and would never trip",
+            "$.source_breaker.consecutive_losses",
+        )
     if sb.min_win_rate_pct is not None and sb.min_trades > sb.lookback_trades:
         raise ValidationError(
             "min_trades above lookback_trades: the win rate would never be judged",

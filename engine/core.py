@@ -18,7 +18,7 @@ from .assets import normalize_quote, quote_mint, require_mint
 from .book import AgentBook
 from .cascade import ExitCascade, TickWork
 from .config import AgentConfig, parse_atomic
-from .errors import Conflict, ValidationError
+from .errors import Conflict, NotFound, ValidationError
 from .exit_actions import ExitActions
 from .lifecycle import HOLDING, LIVE, PositionStatus
 from .lots import InstrumentRules
@@ -193,14 +193,39 @@ class Engine(EngineState):
                     self._exits.evaluate([p], now, p.token)
         return agent
 
+    def forget_source(self, source: str) -> int:
+        """Forget signal source card `source` (its name as the scorecards show it) with every
+        agent's card and breaker on it, freeing its slot (`[sources] max_tracked`); positions
+        it opened are counted under "other" from now on. Returns how many agents had a card
+        on it (alert `source_forgotten`); raises NotFound for an unknown card."""
+        self._finish_exits()
+        try:
+            agents = self.scorecards.forget(source)
+        except KeyError:
+            raise NotFound("no signal source card of this name", {"source": source[:200]}) from None
+        self._emit(
+            ev.Alert(
+                ts=self.clock(),
+                code="source_forgotten",
+                message=f"signal source card {source!r} forgotten with {agents} agents' cards",
+                details={"source": source, "agents": agents},
+            )
+        )
+        return agents
+
     def reset_source_breaker(self, agent_id: str, source: str) -> bool:
         """Re-arm the agent's breaker on signal source `source` (its scorecard name): buy
         signals from it are taken again and its trade memory starts afresh; an alert
         `breaker_reset` says so. Returns False when it was not tripped; raises NotFound for an
-        unknown agent."""
+        unknown agent or a source it has no card on."""
         self._finish_exits()
         self.agent(agent_id)
         now = self.clock()
+        if source not in self.scorecards.by_agent.get(agent_id, {}):
+            raise NotFound(
+                "the agent has no card on this signal source",
+                {"agent_id": agent_id, "source": source[:200]},
+            )
         if not self.scorecards.reset(agent_id, source, now):
             return False
         self._source_breaker_alert("breaker_reset", agent_id, source, "manual reset", {}, now)

@@ -200,6 +200,7 @@ class Card(Struct, kw_only=True):
     folded: int = -1
     updated_at: int = 0
     created_at: int = 0
+    created_by: str | None = None  # the API key whose signal named the source first
 
     def bucket(self, now: int) -> Stats:
         """This hour's Stats to add to at `now` (epoch ms). A clock that stepped back counts in

@@ -24,6 +24,7 @@ from .source_breaker import BreakerState, trip_rule
 
 OTHER = "other"
 UNATTRIBUTED = "unattributed"
+RESERVED_SOURCES = frozenset((OTHER, UNATTRIBUTED))  # no signal may name itself so
 SOURCE_LEVEL = ""  # the agent id of a source's own card
 RECENT_MAX = 100_000  # (agent, source) pairs whose hour buckets are kept at hand
 
@@ -35,14 +36,19 @@ class SavedCard(Struct, kw_only=True):
     source: str
     card: Card
     breaker: BreakerState | None = None
+    deleted: bool = False  # the card was forgotten (Engine.forget_source)
 
 
 class Scorecards:
     """Per-source and per source × agent cards (see the module docstring)."""
 
-    def __init__(self, max_sources: int = 1000, max_agent_sources: int = 100) -> None:
+    def __init__(
+        self, max_sources: int = 1000, max_agent_sources: int = 100, max_key_sources: int = 100
+    ) -> None:
         self.max_sources = max_sources
         self.max_agent_sources = max_agent_sources
+        self.max_key_sources = max_key_sources
+        self.key_sources: dict[str, int] = {}  # API key id -> source cards its signals began
         self.by_source: dict[str, Card] = {}
         self.by_agent: dict[str, dict[str, Card]] = {}  # agent id -> source -> card
         self.breakers: dict[str, dict[str, BreakerState]] = {}  # agent id -> source -> state
@@ -53,12 +59,29 @@ class Scorecards:
     # -- naming -------------------------------------------------------------------------------
 
     def name(self, source: str) -> str:
-        """The card name of `source`: itself while there is room, else "other"."""
+        """The card name of `source`: itself if it has a card, else "other" ("unattributed"
+        for no source). Only a signal's receipt gives a source a card (`admit`)."""
         if not source:
             return UNATTRIBUTED
-        if source in self.by_source or len(self.by_source) < self.max_sources:
+        return source if source in self.by_source else OTHER
+
+    def admit(self, source: str, key_id: str | None) -> str:
+        """The card name of a received signal's `source`, giving it a card of its own while
+        there is room: fewer than `max_sources` cards, and fewer than `max_key_sources` begun
+        by the key that posted it (so one key cannot take every slot)."""
+        if not source:
+            return UNATTRIBUTED
+        if source in self.by_source:
             return source
-        return OTHER
+        shared = (OTHER in self.by_source) + (UNATTRIBUTED in self.by_source)
+        if len(self.by_source) - shared >= self.max_sources:
+            return OTHER
+        if key_id is not None:
+            if self.key_sources.get(key_id, 0) >= self.max_key_sources:
+                return OTHER
+            self.key_sources[key_id] = self.key_sources.get(key_id, 0) + 1
+        self.by_source[source] = Card(created_by=key_id)
+        return source
 
     def agent_name(self, agent_id: str, name: str) -> str:
         """The agent's card name for source card `name`: itself while the agent has fewer
@@ -114,9 +137,9 @@ class Scorecards:
 
     # -- what happened ------------------------------------------------------------------------
 
-    def signal_received(self, source: str, now: int) -> None:
-        """A signal of `source` was received."""
-        self._source_card(self.name(source)).bucket(now).received += 1
+    def signal_received(self, source: str, key_id: str | None, now: int) -> None:
+        """A signal of `source` was received, posted with API key `key_id`."""
+        self._source_card(self.admit(source, key_id)).bucket(now).received += 1
 
     def filtered(self, source: str, reasons: dict[str, str], now: int) -> None:
         """Agents whose filters refused the signal (agent id -> reason): counted per source."""
@@ -215,6 +238,22 @@ class Scorecards:
         self.dirty[(agent_id, name)] = None
         return True
 
+    def forget(self, name: str) -> int:
+        """Drop source card `name` with every agent's card and breaker on it (its slot is free
+        again). Returns how many agents had one; raises KeyError for an unknown card."""
+        card = self.by_source.pop(name)
+        if card.created_by is not None and self.key_sources.get(card.created_by):
+            self.key_sources[card.created_by] -= 1
+        self.dirty[(SOURCE_LEVEL, name)] = None
+        agents = 0
+        for agent_id, cards in self.by_agent.items():
+            if cards.pop(name, None) is not None:
+                agents += 1
+                self.dirty[(agent_id, name)] = None
+            self.breakers.get(agent_id, {}).pop(name, None)
+        self._recent.clear()
+        return agents
+
     # -- persistence --------------------------------------------------------------------------
 
     def drop_agent(self, agent_id: str) -> None:
@@ -236,6 +275,8 @@ class Scorecards:
             )
             breaker = self.breaker(agent_id, name) if agent_id != SOURCE_LEVEL else None
             if card is None and breaker is None:
+                if agent_id == SOURCE_LEVEL or agent_id in self.by_agent:  # forgotten
+                    out.append(SavedCard(agent_id=agent_id, source=name, card=Card(), deleted=True))
                 continue
             out.append(
                 SavedCard(
@@ -267,8 +308,13 @@ class Scorecards:
     def restore(self, saved: SavedCard) -> None:
         """Load a persisted card (recovery); a later one for the same key replaces it."""
         self._recent.clear()
+        if saved.deleted:
+            return
         if saved.agent_id == SOURCE_LEVEL:
             self.by_source[saved.source] = saved.card
+            by = saved.card.created_by
+            if by is not None:
+                self.key_sources[by] = self.key_sources.get(by, 0) + 1
             return
         self.by_agent.setdefault(saved.agent_id, {})[saved.source] = saved.card
         if saved.breaker is not None:

@@ -14,6 +14,7 @@ from .model import Agent, Attribution, Execution, Position, Signal
 from .price_book import decimals_conflict, learn_decimals
 from .resting import RestingEntries
 from .risk import filter_reason, size_buy
+from .scorecards import OTHER
 from .state import EngineState, SignalRecord
 
 
@@ -74,7 +75,7 @@ class SignalIntake:
         filtered: dict[str, str] = {}
         state = self.state
         cards = state.scorecards
-        cards.signal_received(signal.source, now)
+        cards.signal_received(signal.source, signal.key_id, now)
         opened_by = attribution(state, signal) if signal.side == "buy" else None
         liquidity = state.market.liquidity_usd(
             signal.token, now, state.price_policy.max_market_age_ms
@@ -158,6 +159,8 @@ class SignalIntake:
             return False
         cards = self.state.scorecards
         name = cards.agent_name(agent.id, cards.name(source))
+        if name == OTHER:  # a card shared by many sources has no breaker
+            return False
         breaker = cards.breaker(agent.id, name)
         if breaker is None or breaker.tripped_at is None:
             return False

@@ -38,7 +38,7 @@ from .model import (
 )
 from .money import exact, quote_value
 from .price_sources import PricePolicy, PriceSources
-from .scorecards import Scorecards
+from .scorecards import OTHER, Scorecards
 from .token_market import TokenMarket
 from .token_risk import RiskScore, risk_score
 from .triggers import ExitIndex, NaiveScan, TriggerIndex
@@ -88,7 +88,8 @@ class EngineOptions(TypedDict, total=False):
     exchange venue ("ccxt:<account>") trades, so its agents take signals for that exchange's
     markets only; `breakers`: the account breakers' rules (account_breakers.py); `max_sources`:
     signal sources given scorecards of their own (more are counted as "other", scorecards.py);
-    `max_agent_sources`: the same for one agent's cards."""
+    `max_agent_sources`: the same for one agent's cards; `max_key_sources`: source cards the
+    signals of one API key may begin."""
 
     exit_index: Literal["indexed", "naive"]
     max_price_age_ms: int
@@ -108,6 +109,7 @@ class EngineOptions(TypedDict, total=False):
     breakers: BreakerRules | None
     max_sources: int
     max_agent_sources: int
+    max_key_sources: int
 
 
 class EngineState:
@@ -138,10 +140,11 @@ class EngineState:
         breakers: BreakerRules | None = None,
         max_sources: int = 1000,
         max_agent_sources: int = 100,
+        max_key_sources: int = 100,
     ) -> None:
         self.clock = clock
         # Per-source and per source x agent scorecards and per-source breakers (scorecards.py).
-        self.scorecards = Scorecards(max_sources, max_agent_sources)
+        self.scorecards = Scorecards(max_sources, max_agent_sources, max_key_sources)
         # Account breakers (account_breakers.py): the rules' state and the account's equity.
         self.breakers = AccountBreakers(breakers)
         self.equity = AccountEquity(self)
@@ -632,7 +635,7 @@ class EngineState:
             now,
         )
         cfg = agent.config.source_breaker
-        if not cfg.enabled:
+        if not cfg.enabled or name == OTHER:  # a card shared by many sources has no breaker
             return
         tripped = cards.record_result(agent.id, name, cfg, p.realized_pnl, agent.deposited, now)
         if tripped is not None:

@@ -303,6 +303,9 @@ class SourcesSettings(_S):
     max_tracked: Annotated[int, Meta(ge=1, le=100_000)] = 1000
     # Sources one agent keeps a card (and a breaker) for; its later ones share its "other".
     max_per_agent: Annotated[int, Meta(ge=1, le=100_000)] = 100
+    # Source cards the signals of one API key (a hook's: its bound key) may begin; its later
+    # new sources count as "other", so one key cannot take every slot.
+    max_per_key: Annotated[int, Meta(ge=1, le=100_000)] = 100
     # Sources given their own label in the Prometheus series (the first seen; the rest are
     # summed as source="other"), so the series count stays bounded.
     metrics_max: Annotated[int, Meta(ge=1, le=1000)] = 50
@@ -499,6 +502,7 @@ def engine_options(settings: Settings) -> EngineOptions:
         breakers=settings.breakers.rules(),
         max_sources=settings.sources.max_tracked,
         max_agent_sources=settings.sources.max_per_agent,
+        max_key_sources=settings.sources.max_per_key,
     )
 
 

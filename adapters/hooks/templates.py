@@ -7,7 +7,7 @@
   `action`/`side`: buy|long → buy; sell|short|flat|close|exit → sell (spot: a short closes).
   `token`/`mint`: the instrument; without one, `ticker`/`symbol` is looked up in the config's
   `[tokens]` table (its `symbol`s, case-insensitive; `BONKUSDT`, `BONK/USDC`, `BONKUSD` and
-  `BONKSOL` also find `BONK`). `id` (idempotency), `strength` (1..5, a whole number, also as
+  `BONKSOL` also find `BONK`); beside one, a ticker naming another token of the table is a 422. `id` (idempotency), `strength` (1..5, a whole number, also as
   `4.0` or text), `type`, `source`, `reason` (or `comment`/`message`), `expires_in_ms`.
   A value still holding `{{...}}` (a placeholder TradingView did not know) is a 422.
 - `text`: one line `<side> <token or symbol> [name=value ...]`, names among strength, type,
@@ -148,13 +148,26 @@ def _tradingview(body: dict[str, Any], symbols: Mapping[str, str | None]) -> dic
     if "side" not in fields:
         raise ValidationError("a TradingView alert body needs action (buy or sell)", "$.action")
     fields["side"] = side_of(str(fields["side"]), "$.action" if "action" in body else "$.side")
+    path = "$.symbol" if "symbol" in body else "$.ticker"
     if "token" not in fields:
         if "symbol" not in fields:
             raise ValidationError(
                 "send token (a mint) or a ticker of the [tokens] table", "$.token"
             )
-        path = "$.symbol" if "symbol" in body else "$.ticker"
         fields["token"] = resolve_symbol(str(fields["symbol"]), symbols, path)
+    elif "symbol" in fields:
+        # A ticker beside a token labels it in alerts and notifications: it must not name
+        # another token of the [tokens] table ("USDC" on a meme coin's mint).
+        try:
+            named = resolve_symbol(str(fields["symbol"]), symbols, path)
+        except ValidationError:
+            named = None  # not in the table: a label, as POST /v1/signals takes one
+        if named is not None and named != fields["token"]:
+            raise ValidationError(
+                f"{str(fields['symbol'])[:32]!r} names another token of the [tokens] table "
+                "than token: send one of them, or matching ones",
+                path,
+            )
     return fields
 
 

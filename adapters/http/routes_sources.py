@@ -10,6 +10,7 @@ import logging
 from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
+from msgspec import Struct
 from tradingd.adapters.http.codec import API_KEY, daemon_of, json_response, paginate
 from tradingd.adapters.http.openapi import PAGED, QueryParam, Route
 from tradingd.adapters.http.source_schemas import (
@@ -147,6 +148,24 @@ async def reset_breaker(request: web.Request) -> web.Response:
     )
 
 
+async def forget_source(request: web.Request) -> web.Response:
+    daemon = daemon_of(request)
+    source = request.match_info["source"]
+    agents = daemon.runtime.apply(daemon.engine.forget_source, source)
+    log.warning(
+        "signal source card forgotten",
+        extra={"source": source[:200], "agents": agents, "key_id": request[API_KEY].id},
+    )
+    return json_response(ForgottenOut(source=source, agents=agents))
+
+
+class ForgottenOut(Struct, kw_only=True):
+    """The card forgotten and how many agents had a card (and a breaker) on it."""
+
+    source: str
+    agents: int
+
+
 SOURCE_ERRORS = (404, 422)
 ROUTES = [
     Route(
@@ -168,6 +187,16 @@ ROUTES = [
         "sources",
         "read",
         {200: SourceDetailOut},
+        errors=(404,),
+    ),
+    Route(
+        "DELETE",
+        "/v1/sources/{source}",
+        forget_source,
+        "Forget a signal source's card, every agent's card and breaker on it (frees its slot)",
+        "sources",
+        "admin",
+        {200: ForgottenOut},
         errors=(404,),
     ),
     Route(

@@ -26,6 +26,7 @@ from tradingd.adapters.timestamps import wall_clock_ms as now_ms
 from tradingd.engine.assets import is_instrument
 
 SNAPSHOT = b"snapshot"
+SNAPSHOT_SOURCES = 20  # source cards in a subscribe snapshot, the most recently active
 SNAPSHOT_TIMER = "snapshot"
 
 
@@ -186,9 +187,10 @@ class Subscriptions:
         sources = []
         if "sources" in subscription.channels:
             now, cards = engine.clock(), engine.scorecards.by_source
-            sources = [
-                source_message(name, cards[name], now) for name in sorted(cards)[: wire.MAX_IDS]
-            ]
+            # the most recently active ones only: a snapshot of every card (1,000 x 2 windows)
+            # would hold the event loop and the client's queue (GET /v1/sources pages the rest)
+            recent = sorted(cards, key=lambda n: cards[n].updated_at, reverse=True)
+            sources = [source_message(n, cards[n], now) for n in recent[:SNAPSHOT_SOURCES]]
         return wire.encode(
             wire.SnapshotOut(
                 subscription=subscription,

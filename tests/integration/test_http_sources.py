@@ -149,8 +149,16 @@ async def test_bad_requests_are_refused_in_the_one_error_shape(tmp_path: Path) -
         assert status == 404
         status, _ = await api.call("POST", "/v1/agents/nope/sources/alpha/reset")
         assert status == 404
-        reset = await api.ok("POST", f"/v1/agents/{aid}/sources/alpha/reset")
-        assert reset == {"reset": False, "breaker": None}
+        status, err = await api.call("POST", f"/v1/agents/{aid}/sources/alpha/reset")
+        assert status == 404 and err["error"]["code"] == "not_found"
+        for reserved in ("other", "unattributed"):
+            status, err = await api.call(
+                "POST", "/v1/signals", {"token": TOKEN, "source": reserved}
+            )
+            assert status == 422 and err["error"]["details"]["path"] == "$.source"
+        assert api.daemon.engine.signals == {}  # nothing was taken
+        status, _ = await api.call("DELETE", "/v1/sources/nobody")
+        assert status == 404
         status, _ = await api.call("GET", "/v1/sources", key=None)
         assert status == 401
         status, err = await api.call(
@@ -190,3 +198,51 @@ async def test_metrics_show_each_source_and_group_the_rest_as_other(tmp_path: Pa
         assert 'tradingd_source_trades_total{result="loss",source="other"} 2.0' in lines
         assert 'tradingd_source_realized_pnl_usd{source="other"} -40.0' in lines
         assert not any('source="beta"' in line for line in lines)
+
+
+async def test_an_admin_forgets_a_source_and_frees_its_slot(tmp_path: Path) -> None:
+    async with serve(tmp_path) as api:
+        aid = await usdc_agent(api)
+        api.daemon.engine.scorecards.max_sources = 2
+        await round_trip(api, "alpha", 1.0, 0.8)
+        await signal(api, "beta")
+        await signal(api, "gamma")  # no room: counted under "other"
+        names = {s["source"] for s in (await api.ok("GET", "/v1/sources?window=all"))["items"]}
+        assert names == {"alpha", "beta", "other"}
+        status, _ = await api.call("DELETE", "/v1/sources/alpha", key=await api.key("trade"))
+        assert status == 403
+        gone = await api.ok("DELETE", "/v1/sources/alpha")
+        assert gone == {"source": "alpha", "agents": 1}
+        status, _ = await api.call("GET", "/v1/sources/alpha")
+        assert status == 404
+        rows = (await api.ok("GET", f"/v1/agents/{aid}/sources"))["items"]
+        assert "alpha" not in {r["source"] for r in rows}
+        await signal(api, "gamma")  # the freed slot
+        assert (await api.ok("GET", "/v1/sources/gamma"))["windows"]["all"]["signals"][
+            "received"
+        ] == 1
+
+
+async def test_one_key_begins_at_most_max_per_key_sources(tmp_path: Path) -> None:
+    async with serve(tmp_path) as api:
+        api.daemon.engine.scorecards.max_key_sources = 2
+        flood, other = await api.key("signals"), await api.key("signals")
+        for i in range(4):
+            await api.ok("POST", "/v1/signals", {"token": TOKEN, "source": f"f{i}"}, key=flood)
+        await api.ok("POST", "/v1/signals", {"token": TOKEN, "source": "legit"}, key=other)
+        page = await api.ok("GET", "/v1/sources?window=all")
+        counts = {s["source"]: s["stats"]["signals"]["received"] for s in page["items"]}
+        assert counts == {"f0": 1, "f1": 1, "other": 2, "legit": 1}
+
+
+async def test_the_readmes_config_round_trip_adds_the_breaker_and_keeps_the_rest(
+    tmp_path: Path,
+) -> None:
+    async with serve(tmp_path) as api:
+        aid = await usdc_agent(api, {**CONFIG, "source_breaker": {"enabled": False}})
+        config = await api.ok("GET", f"/v1/agents/{aid}/config")
+        config["source_breaker"] = {"enabled": True, "consecutive_losses": 4, "min_trades": 10}
+        await api.ok("PUT", f"/v1/agents/{aid}/config", config)
+        after = await api.ok("GET", f"/v1/agents/{aid}/config")
+        assert after["sizing"] == config["sizing"] and after["stop_loss"]["default_pct"] == -10
+        assert after["source_breaker"]["consecutive_losses"] == 4

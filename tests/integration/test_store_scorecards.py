@@ -93,3 +93,19 @@ async def test_postgres_alone_holds_the_cards(
     assert saved[("", "alpha")].card.window("all", wall_clock_ms()).trades == 2
     assert saved[("a", "alpha")].breaker.rule == "consecutive_losses"
     await node.stop()
+
+
+async def test_a_forgotten_source_stays_forgotten_after_a_restart(
+    tmp_path: Path, store_servers: StoreServers, namespace: str
+) -> None:
+    node = await StoreNode(tmp_path, store_servers, namespace).start()
+    await losses(node, "alpha", 1)
+    await losses(node, "beta", 1)
+    node.runtime.apply(node.engine.forget_source, "alpha")
+    await node.settle()
+    await node.stop()
+
+    again = await StoreNode(tmp_path, store_servers, namespace).start()
+    assert set(again.engine.scorecards.by_source) == {"beta"}
+    assert set(again.engine.scorecards.by_agent["a"]) == {"beta"}
+    await again.stop()

@@ -70,3 +70,23 @@ def test_the_channel_list_names_sources() -> None:
 
     op = msgspec.json.decode(b'{"op": "subscribe"}', type=ws_wire.Subscribe)
     assert "sources" in op.channels
+
+
+async def test_the_snapshot_holds_only_the_most_recently_active_cards() -> None:
+    from tradingd.adapters.http.ws_subscriptions import SNAPSHOT_SOURCES
+
+    stack = await Stack(token_interval_ms=50).start()
+    try:
+        stack.create_agent("agt-a")
+        stack.prices(SOL, (TOKEN_A, 1.0))
+        for i in range(SNAPSHOT_SOURCES + 5):
+            signal_from(stack, f"src{i:03d}", f"s{i}")
+        await stack.settle()
+        client = await stack.connect()
+        snap = (await client.subscribe(["sources"]))["data"]
+        names = [c["source"] for c in snap["sources"]]
+        assert len(names) == SNAPSHOT_SOURCES
+        assert "src000" not in names and f"src{SNAPSHOT_SOURCES + 4:03d}" in names
+        await client.close()
+    finally:
+        await stack.stop()

@@ -109,6 +109,15 @@ def test_tradingview_unknown_ticker_is_a_422_at_ticker():
     assert path_of(exc) == "$.ticker"
 
 
+def test_a_ticker_beside_a_token_may_not_name_another_token_of_the_table():
+    with pytest.raises(ValidationError, match="names another token") as exc:
+        tv({"action": "buy", "token": BONK, "ticker": "JUPUSDT"})
+    assert path_of(exc) == "$.ticker"
+    assert tv({"action": "buy", "token": BONK, "ticker": "BONKUSDT"}).token == BONK
+    # a ticker the table does not know stays a label, as POST /v1/signals takes one
+    assert tv({"action": "buy", "token": BONK, "ticker": "MEME"}).symbol == "MEME"
+
+
 def test_a_symbol_two_tokens_share_names_neither():
     symbols = symbol_index({BONK: TokenSettings(symbol="X"), JUP: TokenSettings(symbol="x")})
     with pytest.raises(ValidationError, match="several tokens"):

@@ -172,10 +172,12 @@ def test_every_window_equals_a_recomputation_from_the_whole_history(steps, later
         if agent is not None:
             by_agent.setdefault((agent, name), []).append((now, kind, data))
 
+    for source in SOURCES:  # a source has its card once a signal named it
+        cards.admit(source, None)
     for dt, (kind, source, agent, data) in steps:
         now += dt
         if kind == "received":
-            cards.signal_received(source, now)
+            cards.signal_received(source, None, now)
             rec(source, None, "received", None)
         elif kind == "filtered":
             cards.filtered(source, data, now)
@@ -237,10 +239,10 @@ def test_curve_merge_equals_one_curve_over_the_concatenation(xs, cut) -> None:
 def test_sources_past_the_bound_are_counted_as_other() -> None:
     cards = Scorecards(max_sources=2)
     for s in ("s1", "s2", "s3", "s4"):
-        cards.signal_received(s, T0)
+        cards.signal_received(s, None, T0)
     assert set(cards.by_source) == {"s1", "s2", OTHER}
     assert cards.by_source[OTHER].window("all", T0).received == 2
-    cards.signal_received("s1", T0)  # a known source keeps its own card
+    cards.signal_received("s1", None, T0)  # a known source keeps its own card
     assert cards.by_source["s1"].window("all", T0).received == 2
 
 
@@ -317,6 +319,7 @@ def test_the_drawdown_limit_trips_iff_an_exact_recomputation_says_so(pnls, depos
 
 def test_a_clock_that_steps_back_loses_no_count() -> None:
     cards = Scorecards()
+    cards.admit("alpha", None)
     by = Attribution(signal_id="s", source="alpha", received_at=T0, price_usd=1.0)
     t = T0 - T0 % HOUR_MS  # an hour's start
     cards.closed("a1", by, "SOL", 9, 150.0, -5, 10, t + 10)  # hour h
@@ -332,6 +335,7 @@ def test_a_clock_that_steps_back_loses_no_count() -> None:
 def test_one_agents_sources_past_its_bound_share_its_other_card() -> None:
     cards = Scorecards(max_sources=1000, max_agent_sources=2)
     for s in ("s1", "s2", "s3", "s4"):
+        cards.admit(s, None)
         by = Attribution(signal_id="x", source=s)
         cards.closed("a1", by, "SOL", 9, None, -1, 1, T0)
         cards.closed("a2", by, "SOL", 9, None, -1, 1, T0) if s == "s4" else None
@@ -340,3 +344,30 @@ def test_one_agents_sources_past_its_bound_share_its_other_card() -> None:
     assert set(cards.by_agent["a2"]) == {"s4"}  # another agent has room of its own
     assert set(cards.by_source) == {"s1", "s2", "s3", "s4"}  # the per-source cards are whole
     assert cards.agent_name("a1", "s3") == OTHER and cards.agent_name("a1", "s1") == "s1"
+
+
+def test_one_key_cannot_take_every_slot() -> None:
+    cards = Scorecards(max_sources=1000, max_key_sources=3)
+    names = [cards.admit(f"k1-{i}", "key_1") for i in range(5)]
+    assert names == ["k1-0", "k1-1", "k1-2", OTHER, OTHER]
+    assert cards.admit("k2-0", "key_2") == "k2-0"  # another key has room of its own
+    assert cards.admit("k1-0", "key_1") == "k1-0"  # a source it has keeps its card
+    cards.forget("k1-1")  # an admin frees one of key_1's slots
+    assert cards.admit("k1-9", "key_1") == "k1-9"
+    assert cards.name("never-admitted") == OTHER and cards.name("") == UNATTRIBUTED
+
+
+def test_a_forgotten_card_is_persisted_as_deleted_and_not_restored() -> None:
+    cards = Scorecards()
+    cards.admit("alpha", "key_1")
+    by = Attribution(signal_id="x", source="alpha")
+    cards.closed("a1", by, "SOL", 9, None, -1, 1, T0)
+    cards.take_dirty()
+    assert cards.forget("alpha") == 1
+    saved = {(c.agent_id, c.source): c for c in cards.take_dirty()}
+    assert saved[("", "alpha")].deleted and saved[("a1", "alpha")].deleted
+    again = Scorecards()
+    for c in saved.values():
+        again.restore(c)
+    assert "alpha" not in again.by_source and "alpha" not in again.by_agent.get("a1", {})
+    assert again.key_sources == {}

@@ -263,3 +263,43 @@ def test_source_cards_equal_a_recomputation_from_the_events(actions) -> None:
         pnls = [p.realized_pnl for p in closes.get(name, [])]
         if state.tripped_at is None:
             assert state.recent == pnls[-20:]
+
+
+def test_the_shared_other_card_has_no_breaker() -> None:
+    h = Harness(Clock())
+    h.engine.scorecards.max_sources = 1  # "alpha" takes the only slot; "beta" is "other"
+    h.sol()
+    aid = h.agent(LOSING)
+    lose_once(h, "alpha")
+    for _ in range(3):
+        lose_once(h, "beta")
+    assert h.engine.scorecards.by_agent[aid]["other"].window("all", h.clock.now).losses == 3
+    assert h.engine.scorecards.breaker(aid, "other") is None
+    assert not alerts(h, "breaker_tripped")
+    h.tick(TOKEN, 1.0)
+    assert execution_of(h, post(h, "gamma"), aid).status == "pending"
+
+
+def test_resetting_a_source_the_agent_never_saw_is_not_found() -> None:
+    import pytest
+    from tradingd.engine.errors import NotFound
+
+    h = Harness(Clock())
+    aid = h.agent(LOSING)
+    with pytest.raises(NotFound):
+        h.engine.reset_source_breaker(aid, "never-seen")
+    with pytest.raises(NotFound):
+        h.engine.forget_source("never-seen")
+
+
+def test_a_streak_longer_than_the_memory_is_refused() -> None:
+    import pytest
+    from tradingd.engine.config import config_from_builtins
+    from tradingd.engine.errors import ValidationError
+
+    with pytest.raises(ValidationError) as info:
+        config_from_builtins({"source_breaker": {"enabled": True, "consecutive_losses": 21}})
+    assert info.value.path == "$.source_breaker.consecutive_losses"
+    config_from_builtins(
+        {"source_breaker": {"enabled": True, "consecutive_losses": 21, "lookback_trades": 21}}
+    )
