@@ -19,17 +19,13 @@ from typing import Any
 
 import msgspec
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from tradingd.adapters.app.daemon import Daemon
 from tradingd.adapters.app.logs import RedactSecrets
-from tradingd.adapters.app.settings import load_settings
-from tradingd.adapters.http.auth import KeyStore, keys_path
-from tradingd.adapters.http.server import wire_control_port
+from tradingd.adapters.app.settings import Settings
 from tradingd.adapters.notify.channel_file import channels_path
 from tradingd.adapters.notify.config import NotifySettings
 
 from tests.fakes.notify_servers import FakeDiscord, FakeTelegram, WebhookSink
-from tests.integration.http_harness import ADMIN, SOL, TOKEN, Api
+from tests.integration.http_harness import SOL, TOKEN, Api, serve
 from tests.polling import poll_until_async
 
 TRAILING = {"stop_loss": {"mode": "fixed", "default_pct": -10}}
@@ -39,22 +35,15 @@ TRAILING = {"stop_loss": {"mode": "fixed", "default_pct": -10}}
 async def daemon_api(data_dir: Path, *config_channels: dict[str, Any]) -> AsyncIterator[Api]:
     """A daemon started as `tradingd run` starts its notifications (the stored channels
     loaded), its control port in-process."""
-    settings = load_settings(None, {"TRADINGD_STORE": "memory", "TRADINGD_DATA_DIR": str(data_dir)})
-    settings.feeds.synthetic.enabled = False
-    settings.notify = msgspec.convert(
-        {"channels": list(config_channels), "drain_s": 1.0}, NotifySettings
-    )
-    daemon = Daemon(settings, demo=False)
-    daemon.keys = KeyStore(keys_path(data_dir), bootstrap_key=ADMIN)
-    app = wire_control_port(daemon)
-    daemon.start_notifications()
-    daemon.ready = True
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        try:
-            yield Api(client, daemon)
-        finally:
-            await daemon.hub.close_all()
-            await daemon.shutdown()
+
+    def configure(settings: Settings) -> None:
+        settings.notify = msgspec.convert(
+            {"channels": list(config_channels), "drain_s": 1.0}, NotifySettings
+        )
+
+    async with serve(data_dir, configure=configure) as api:
+        api.daemon.start_notifications()
+        yield api
 
 
 @pytest.fixture
