@@ -38,6 +38,7 @@ from .money import market_value, pct_of
 from .price_book import admit_tick, cross_check, watched_tokens
 from .resting import RestingEntries
 from .risk import filter_reason
+from .scorecards import RESERVED_SOURCES
 from .settlement import Settlement
 from .signals import SignalIntake
 from .state import Clock, EngineOptions, EngineState, Output, SignalRecord
@@ -199,6 +200,10 @@ class Engine(EngineState):
         it opened are counted under "other" from now on. Returns how many agents had a card
         on it (alert `source_forgotten`); raises NotFound for an unknown card."""
         self._finish_exits()
+        if source in RESERVED_SOURCES:
+            raise ValidationError(
+                f"{source!r} is the scorecards' shared card: it cannot be forgotten", "$.source"
+            )
         try:
             agents = self.scorecards.forget(source)
         except KeyError:

@@ -43,7 +43,7 @@ class Scorecards:
     """Per-source and per source × agent cards (see the module docstring)."""
 
     def __init__(
-        self, max_sources: int = 1000, max_agent_sources: int = 100, max_key_sources: int = 100
+        self, max_sources: int = 1000, max_agent_sources: int = 200, max_key_sources: int = 100
     ) -> None:
         self.max_sources = max_sources
         self.max_agent_sources = max_agent_sources
@@ -149,8 +149,15 @@ class Scorecards:
 
     def execution(self, agent_id: str, source: str, status: str, reason: str, now: int) -> None:
         """An agent's execution of a signal its filters accepted ended `status` (skipped,
-        filled or failed): per agent this is what `received` counts."""
-        theirs, mine = self._hours(agent_id, self.name(source), now)
+        filled or failed): per agent this is what `received` counts. A skip of a source the
+        agent has no card on is counted on the source's card only: an agent's cards begin with
+        an order (a flood of signals it skips cannot take its card slots)."""
+        name = self.name(source)
+        if status == "skipped" and name not in self.by_agent.get(agent_id, {}):
+            skipped = self._source_card(name).bucket(now).skipped
+            skipped[reason] = skipped.get(reason, 0) + 1
+            return
+        theirs, mine = self._hours(agent_id, name, now)
         mine.received += 1
         if status == "filled":
             theirs.executed += 1

@@ -139,7 +139,7 @@ class EngineState:
         venue_exchanges: Mapping[str, str] | None = None,
         breakers: BreakerRules | None = None,
         max_sources: int = 1000,
-        max_agent_sources: int = 100,
+        max_agent_sources: int = 200,
         max_key_sources: int = 100,
     ) -> None:
         self.clock = clock

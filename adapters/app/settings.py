@@ -302,7 +302,7 @@ class SourcesSettings(_S):
     # Distinct signal sources given scorecards of their own; later ones count as "other".
     max_tracked: Annotated[int, Meta(ge=1, le=100_000)] = 1000
     # Sources one agent keeps a card (and a breaker) for; its later ones share its "other".
-    max_per_agent: Annotated[int, Meta(ge=1, le=100_000)] = 100
+    max_per_agent: Annotated[int, Meta(ge=1, le=100_000)] = 200
     # Source cards the signals of one API key (a hook's: its bound key) may begin; its later
     # new sources count as "other", so one key cannot take every slot.
     max_per_key: Annotated[int, Meta(ge=1, le=100_000)] = 100

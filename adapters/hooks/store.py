@@ -24,7 +24,8 @@ from tradingd.adapters.app.record_file import RecordFile, write_atomic
 from tradingd.adapters.hooks.secret import hook_hash, new_hmac_secret, new_hook_id, shown_prefix
 from tradingd.adapters.http.auth import ApiKey, KeyStore
 from tradingd.adapters.timestamps import wall_clock_ms
-from tradingd.engine.errors import Conflict, NotFound
+from tradingd.engine.errors import Conflict, NotFound, ValidationError
+from tradingd.engine.scorecards import RESERVED_SOURCES
 
 log = logging.getLogger("tradingd.hooks")
 
@@ -131,7 +132,13 @@ class HookStore:
         max_hooks: int,
     ) -> tuple[Hook, str]:
         """A new hook; the hook id (and the HMAC secret, in the record) are returned once. The
-        caller has checked that `key_id` may post signals (`bound_key`)."""
+        caller has checked that `key_id` may post signals (`bound_key`). Raises ValidationError
+        for a fixed `source` the scorecards reserve (every signal would be refused)."""
+        if source in RESERVED_SOURCES:
+            raise ValidationError(
+                f"source {source!r} is reserved: the scorecards' card shared by sources",
+                "$.source",
+            )
         hook_id = new_hook_id()
         hook = Hook(
             id="hook_" + secrets.token_hex(8),

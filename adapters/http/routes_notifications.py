@@ -58,6 +58,7 @@ def channel_out(notifier: Notifier, sender: ChannelSender) -> ChannelOut:
 async def list_channels(request: web.Request) -> web.Response:
     notifier = daemon_of(request).notifier
     if notifier is None:
+        paginate(request, [], lambda _: (0, ""))  # the query is checked all the same (422)
         return json_response(ChannelPage(items=[], next_cursor=None))
 
     def order(sender: ChannelSender) -> tuple[int, str]:

@@ -152,7 +152,7 @@ def stats_out(s: Stats) -> StatsOut:
         max_drawdown_usd=micro_usd(s.curve_usd.max_dd),
         unpriced_trades=s.unpriced,
         exposure_ms=s.exposure_ms,
-        avg_slippage_bps=s.slip_bps_sum / s.slip_n if s.slip_n else None,
+        avg_slippage_bps=round(s.slip_bps_sum / s.slip_n, 6) if s.slip_n else None,
         latency_ms=LatencyOut(p50=s.latency_pct(0.5), p99=s.latency_pct(0.99)),
     )
 

@@ -82,6 +82,13 @@ ROUTES: dict[tuple[str, str], tuple[dict[str, Any], bytes, str, tuple[str, ...]]
         "$.name",
         ("name", "key_id", "source", "type"),
     ),
+    ("POST", "/v1/notifications"): (
+        {"name": "n", "kind": "webhook", "url": "http://127.0.0.1:9/x", "secret": "s"},
+        b'{"name": "a", "kind": "webhook", "url": "http://127.0.0.1:9/x", "secret": "s", '
+        b'"name": "b"}',
+        "$.name",
+        ("name",),
+    ),
     ("POST", "/v1/wallets"): (
         {"name": "w", "passphrase": PASS, "id": "w1"},
         b'{"name": "w", "passphrase": "%s", "passphrase": "another passphrase"}' % PASS.encode(),

@@ -159,6 +159,14 @@ async def test_bad_requests_are_refused_in_the_one_error_shape(tmp_path: Path) -
         assert api.daemon.engine.signals == {}  # nothing was taken
         status, _ = await api.call("DELETE", "/v1/sources/nobody")
         assert status == 404
+        for shared in ("other", "unattributed"):
+            status, err = await api.call("DELETE", f"/v1/sources/{shared}")
+            assert status == 422 and err["error"]["details"]["path"] == "$.source"
+        key = await api.ok("POST", "/v1/keys", {"name": "tv", "scopes": ["signals"]})
+        status, err = await api.call(
+            "POST", "/v1/hooks", {"name": "h", "key_id": key["id"], "source": "other"}
+        )
+        assert status == 422 and err["error"]["details"]["path"] == "$.source"
         status, _ = await api.call("GET", "/v1/sources", key=None)
         assert status == 401
         status, err = await api.call(

@@ -186,8 +186,13 @@ def test_every_window_equals_a_recomputation_from_the_whole_history(steps, later
         elif kind == "execution":
             status, reason = data
             cards.execution(agent, source, status, reason, now)
+            name = source or UNATTRIBUTED
+            if status == "skipped" and (agent, name) not in by_agent:
+                # an agent's card begins with an order: a skip before it counts per source
+                by_source.setdefault(name, []).append((now, "skipped", reason))
+                continue
             # per agent, `received` counts the signals whose execution ended
-            by_agent.setdefault((agent, source or UNATTRIBUTED), []).append((now, "received", None))
+            by_agent.setdefault((agent, name), []).append((now, "received", None))
             rec(
                 source,
                 agent,
@@ -371,3 +376,16 @@ def test_a_forgotten_card_is_persisted_as_deleted_and_not_restored() -> None:
         again.restore(c)
     assert "alpha" not in again.by_source and "alpha" not in again.by_agent.get("a1", {})
     assert again.key_sources == {}
+
+
+def test_skips_alone_never_take_an_agents_card_slots() -> None:
+    cards = Scorecards(max_agent_sources=2)
+    for i in range(10):  # a flood of sells the agent skips (no_open_position)
+        cards.admit(f"flood{i}", "key_f")
+        cards.execution("a1", f"flood{i}", "skipped", "no_open_position", T0)
+    assert "a1" not in cards.by_agent
+    assert cards.by_source["flood0"].window("all", T0).skipped == {"no_open_position": 1}
+    cards.admit("legit", "key_l")
+    by = Attribution(signal_id="x", source="legit")
+    cards.closed("a1", by, "SOL", 9, None, -1, 1, T0)
+    assert set(cards.by_agent["a1"]) == {"legit"}
