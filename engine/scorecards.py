@@ -2,9 +2,11 @@
 per source and one per source × agent (scorecard_stats.Card), and each agent's per-source
 breaker (source_breaker.py), which reads its card.
 
-Sources are free strings a client sends, so the cards are bounded: past `max_sources` distinct
-sources, new ones are counted under "other", and past `max_agent_sources` cards of one agent,
-its new ones under its own "other"; signals without a source under "unattributed".
+Sources are free strings a client sends, so the cards are bounded: a source gets its card when
+a signal naming it is received, while fewer than `max_sources` exist and the posting API key
+began fewer than `max_key_sources`; an agent's card on a source begins with its first order from
+it, up to `max_agent_sources`. Past a bound, "other" counts them (a shared card: no breaker);
+signals without a source count under "unattributed".
 Every card changed since the store last asked is listed by `take_dirty` (persistence writes it
 through like any other state)."""
 

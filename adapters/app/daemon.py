@@ -369,7 +369,8 @@ class Daemon:
         if self.notifier is None:
             from tradingd.adapters.notify.notifier import Notifier
 
-            notifier = self.notifier = Notifier(self.settings.notify, self.engine)
+            symbols = {m: t.symbol for m, t in self.settings.tokens.items() if t.symbol}
+            notifier = self.notifier = Notifier(self.settings.notify, self.engine, symbols=symbols)
             self.runtime.event_subscribers.append(notifier.on_events)
             if self.metrics is not None:  # built before: register what build_metrics would
                 from tradingd.adapters.notify.metrics import NotifyCollector

@@ -5,7 +5,7 @@ formatting, encoding or awaiting here: that is the sender task's work (delivery.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from msgspec import Struct
@@ -80,8 +80,15 @@ class NoticeRouter:
     """The runtime subscriber: each kept event goes to the `offer` of every channel that asked
     for its kind. A breaker alert goes to channels with `breakers` or `alerts` (once each)."""
 
-    def __init__(self, engine: EngineState, routes: dict[EventKind, Sequence[Offer]]) -> None:
+    def __init__(
+        self,
+        engine: EngineState,
+        routes: dict[EventKind, Sequence[Offer]],
+        symbols: Mapping[str, str] | None = None,
+    ) -> None:
         self.engine = engine
+        # mint -> symbol from the config's [tokens]: the label when the signal named none
+        self.symbols: Mapping[str, str] = symbols or {}
         self.route(routes)
 
     def route(self, routes: dict[EventKind, Sequence[Offer]]) -> None:
@@ -134,6 +141,7 @@ class NoticeRouter:
                 symbol, decimals = position.symbol, position.decimals
             else:
                 decimals = engine.token_decimals(token)
+        symbol = symbol or self.symbols.get(token)
         if agent is None:
             return Names(agent_id, "", 0, token, decimals, symbol)
         return Names(agent.name, agent.quote, agent.quote_decimals, token, decimals, symbol)

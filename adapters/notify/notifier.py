@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
 
 import aiohttp
@@ -48,14 +48,16 @@ class Notifier:
         settings: NotifySettings,
         engine: EngineState,
         clock: Callable[[], int] = wall_clock_ms,
+        symbols: Mapping[str, str] | None = None,
     ) -> None:
+        """`symbols`: mint -> symbol (the config's [tokens]), to name tokens in messages."""
         self.settings = settings
         self.engine = engine
         self.clock = clock
         self.senders: dict[str, ChannelSender] = {}
         self.origins: dict[str, ChannelOrigin] = {}
         self.created_at: dict[str, int] = {}  # api channels: epoch ms
-        self.on_events = NoticeRouter(engine, {})  # the runtime subscriber
+        self.on_events = NoticeRouter(engine, {}, symbols)  # the runtime subscriber
         self.summary_channels: list[ChannelSender] = []
         self.summary_days: dict[str, str] = {}  # channel -> last UTC day summarized
         self._session: aiohttp.ClientSession | None = None

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from tradingd.adapters.app.settings import Settings
+from tradingd.adapters.app.settings import Settings, TokenSettings
 from tradingd.adapters.notify.config import NotifySettings
 from tradingd.engine import events as ev
 
@@ -23,13 +23,17 @@ TRAILING = {"stop_loss": {"mode": "fixed", "default_pct": -10}}
 
 
 @asynccontextmanager
-async def notify_daemon(data_dir: Path, *channels: dict[str, Any]) -> AsyncIterator[Api]:
-    """The in-process control port (http_harness.serve) with `channels` as `[notify]`, their
-    senders started as the daemon starts them."""
+async def notify_daemon(
+    data_dir: Path, *channels: dict[str, Any], tokens: dict[str, Any] | None = None
+) -> AsyncIterator[Api]:
+    """The in-process control port (http_harness.serve) with `channels` as `[notify]` (and
+    `tokens` as `[tokens]`), their senders started as the daemon starts them."""
 
     def configure(settings: Settings) -> None:
         notify = {"channels": list(channels), "drain_s": 1.0}
         settings.notify = msgspec.convert(notify, NotifySettings)
+        if tokens:
+            settings.tokens = msgspec.convert(tokens, dict[str, TokenSettings])
 
     async with serve(data_dir, configure=configure) as api:
         api.daemon.start_notifications()
@@ -119,5 +123,25 @@ async def test_fills_and_a_close_reach_discord_with_their_amounts(tmp_path: Path
             assert "**BUY BONK · t**" in text and "**SELL BONK · t**" in text
             assert "**CLOSED BONK (stop\\_loss) · t**" in text
             assert "realized PnL \\-" in text
+    finally:
+        await discord.close()
+
+
+async def test_a_token_is_named_by_its_tokens_table_symbol_when_the_signal_gives_none(
+    tmp_path: Path,
+) -> None:
+    discord = FakeDiscord()
+    await discord.start()
+    try:
+        channel = {"name": "trades", "kind": "discord", "url": discord.url + discord.webhook_path,
+                   "events": ["fills"]}  # fmt: skip
+        tokens = {TOKEN: {"symbol": "BONK", "decimals": 5}}
+        async with notify_daemon(tmp_path, channel, tokens=tokens) as api:
+            await api.agent(TRAILING)
+            await api.prices((SOL, 150.0), (TOKEN, 1.0))
+            await api.ok("POST", "/v1/signals", {"token": TOKEN})  # no symbol
+            await api.settle()
+            await poll_until_async(lambda: discord.contents, what="the fill message")
+            assert "**BUY BONK · t**" in "\n".join(discord.contents)
     finally:
         await discord.close()
