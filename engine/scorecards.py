@@ -12,6 +12,7 @@ through like any other state)."""
 
 from __future__ import annotations
 
+import unicodedata
 from functools import lru_cache
 from typing import TypeVar
 
@@ -29,6 +30,15 @@ UNATTRIBUTED = "unattributed"
 RESERVED_SOURCES = frozenset((OTHER, UNATTRIBUTED))  # no signal may name itself so
 SOURCE_LEVEL = ""  # the agent id of a source's own card
 RECENT_MAX = 100_000  # (agent, source) pairs whose hour buckets are kept at hand
+
+
+def is_reserved(source: str) -> bool:
+    """Whether `source` reads as a reserved card name: compared after NFKC, without format
+    characters (zero-width, bidi) or surrounding space, case-folded (`Other`, `ｏｔｈｅｒ` and
+    `unattributed` with a zero-width space all are)."""
+    text = unicodedata.normalize("NFKC", source)
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf").strip().casefold()
+    return text in RESERVED_SOURCES
 
 
 class SavedCard(Struct, kw_only=True):

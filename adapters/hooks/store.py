@@ -25,7 +25,7 @@ from tradingd.adapters.hooks.secret import hook_hash, new_hmac_secret, new_hook_
 from tradingd.adapters.http.auth import ApiKey, KeyStore
 from tradingd.adapters.timestamps import wall_clock_ms
 from tradingd.engine.errors import Conflict, NotFound, ValidationError
-from tradingd.engine.scorecards import RESERVED_SOURCES
+from tradingd.engine.scorecards import is_reserved
 
 log = logging.getLogger("tradingd.hooks")
 
@@ -134,7 +134,7 @@ class HookStore:
         """A new hook; the hook id (and the HMAC secret, in the record) are returned once. The
         caller has checked that `key_id` may post signals (`bound_key`). Raises ValidationError
         for a fixed `source` the scorecards reserve (every signal would be refused)."""
-        if source in RESERVED_SOURCES:
+        if source is not None and is_reserved(source):
             raise ValidationError(
                 f"source {source!r} is reserved: the scorecards' card shared by sources",
                 "$.source",

@@ -28,7 +28,7 @@ from tradingd.adapters.venues.ccxt.markets import MarketRegistry
 from tradingd.engine.core import SignalRecord
 from tradingd.engine.errors import NotFound, ValidationError
 from tradingd.engine.model import EntryCondition, Signal
-from tradingd.engine.scorecards import RESERVED_SOURCES
+from tradingd.engine.scorecards import is_reserved
 
 if TYPE_CHECKING:
     from tradingd.adapters.app.daemon import Daemon
@@ -141,7 +141,7 @@ async def accept_signal(request: web.Request, body: SignalIn, key_id: str) -> we
     """Build the signal of `body` posted by key `key_id` and submit it: 202 with its id, or 200
     with the first one's for a repeated client `id`. The one way in for `POST /v1/signals` and
     the header-less hooks (routes_hooks.py), so both answer and deduplicate alike."""
-    if body.source in RESERVED_SOURCES:
+    if is_reserved(body.source):
         raise ValidationError(
             f"source {body.source!r} is reserved: the scorecards' card shared by sources "
             "(engine/scorecards.py)",

@@ -151,7 +151,7 @@ async def test_bad_requests_are_refused_in_the_one_error_shape(tmp_path: Path) -
         assert status == 404
         status, err = await api.call("POST", f"/v1/agents/{aid}/sources/alpha/reset")
         assert status == 404 and err["error"]["code"] == "not_found"
-        for reserved in ("other", "unattributed"):
+        for reserved in ("other", "unattributed", "Other", "ｏｔｈｅｒ", "unattributed\u200b"):
             status, err = await api.call(
                 "POST", "/v1/signals", {"token": TOKEN, "source": reserved}
             )

@@ -389,3 +389,28 @@ def test_skips_alone_never_take_an_agents_card_slots() -> None:
     by = Attribution(signal_id="x", source="legit")
     cards.closed("a1", by, "SOL", 9, None, -1, 1, T0)
     assert set(cards.by_agent["a1"]) == {"legit"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "other",
+        "Other",
+        " OTHER ",
+        "ｏｔｈｅｒ",
+        "unattributed\u200b",
+        "\u202eunattributed",
+        "UnAttributed",
+    ],
+)
+def test_lookalikes_of_the_reserved_names_are_reserved(name) -> None:
+    from tradingd.engine.scorecards import is_reserved
+
+    assert is_reserved(name)
+
+
+@pytest.mark.parametrize("name", ["others", "other-desk", "tv", "", "attributed"])
+def test_other_names_are_not_reserved(name) -> None:
+    from tradingd.engine.scorecards import is_reserved
+
+    assert not is_reserved(name)
