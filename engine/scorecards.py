@@ -13,6 +13,7 @@ through like any other state)."""
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import TypeVar
 
@@ -284,16 +285,30 @@ class Scorecards:
             del self.dirty[key]
 
     def take_dirty(self) -> list[SavedCard]:
-        """Every card changed since the last call, as SavedCards of copies."""
+        """Every card changed since the last call, as SavedCards of copies (a forgotten one
+        as deleted)."""
+        out = self._saved(self.dirty)
+        self.dirty.clear()
+        return out
+
+    def saved(self) -> list[SavedCard]:
+        """Every card, as SavedCards of copies (a snapshot). An agent's breaker is kept with
+        its card on the source (a breaker judges only trades its card counted)."""
+        keys = [(SOURCE_LEVEL, name) for name in self.by_source]
+        keys += [(a, n) for a, cards in self.by_agent.items() for n in cards]
+        return self._saved(keys)
+
+    def _saved(self, keys: Iterable[tuple[str, str]]) -> list[SavedCard]:
         out = []
-        for agent_id, name in self.dirty:
-            card = (
-                self.by_source.get(name)
-                if agent_id == SOURCE_LEVEL
-                else self.by_agent.get(agent_id, {}).get(name)
-            )
-            breaker = self.breaker(agent_id, name) if agent_id != SOURCE_LEVEL else None
-            if card is None and breaker is None:
+        for agent_id, name in keys:
+            if agent_id == SOURCE_LEVEL:
+                card, breaker = self.by_source.get(name), None
+            else:
+                card, breaker = (
+                    self.by_agent.get(agent_id, {}).get(name),
+                    self.breaker(agent_id, name),
+                )
+            if card is None:
                 if agent_id == SOURCE_LEVEL or agent_id in self.by_agent:  # forgotten
                     out.append(SavedCard(agent_id=agent_id, source=name, card=Card(), deleted=True))
                 continue
@@ -301,28 +316,11 @@ class Scorecards:
                 SavedCard(
                     agent_id=agent_id,
                     source=name,
-                    card=_copy(card) if card is not None else Card(),
+                    card=_copy(card),
                     breaker=_copy(breaker) if breaker is not None else None,
                 )
             )
-        self.dirty.clear()
         return out
-
-    def saved(self) -> list[SavedCard]:
-        """Every card, as SavedCards of copies (a snapshot)."""
-        keys = [(SOURCE_LEVEL, name) for name in self.by_source]
-        keys += [(a, n) for a, cards in self.by_agent.items() for n in cards]
-        keys += [
-            (a, n)
-            for a, st in self.breakers.items()
-            for n in st
-            if n not in self.by_agent.get(a, {})
-        ]
-        dirty, self.dirty = self.dirty, dict.fromkeys(keys)
-        try:
-            return self.take_dirty()
-        finally:
-            self.dirty = dirty
 
     def restore(self, saved: SavedCard) -> None:
         """Load a persisted card (recovery); a later one for the same key replaces it."""

@@ -42,7 +42,7 @@ class SourceCollector(Collector):
         summed = None
         for card in rest:
             total = card.window("all", now)
-            summed = total if summed is None else _sum(summed, total)
+            summed = total if summed is None else summed.merged(total)  # counts and sums only
         return [(n, cards[n].window("all", now)) for n in own], summed
 
     def collect(self) -> Iterator[Any]:
@@ -99,9 +99,3 @@ class SourceCollector(Collector):
                 if value is not None:
                     latency.add_metric([name, str(q)], value)
         yield from (signals, executions, trades, pnl, drawdown, latency, slippage)
-
-
-def _sum(a: Stats, b: Stats) -> Stats:
-    """Counts and sums of two sources' stats (their curves are not in time order together:
-    only the sums are meaningful)."""
-    return a.merged(b)

@@ -93,7 +93,9 @@ async def get_source(request: web.Request) -> web.Response:
     )
 
 
-def _agent_source(engine: Engine, agent_id: str, source: str, card: Card, window: str):  # type: ignore[no-untyped-def]
+def _agent_source(
+    engine: Engine, agent_id: str, source: str, card: Card, window: str
+) -> AgentSourceOut:
     stats = card.window(window, engine.clock())
     return AgentSourceOut(
         agent_id=agent_id,
