@@ -34,12 +34,21 @@ RECENT_MAX = 100_000  # (agent, source) pairs whose hour buckets are kept at han
 
 
 def is_reserved(source: str) -> bool:
-    """Whether `source` reads as a reserved card name: compared after NFKC, without format
-    characters (zero-width, bidi) or surrounding space, case-folded (`Other`, `ｏｔｈｅｒ` and
-    `unattributed` with a zero-width space all are)."""
+    """Whether `source` reads as a reserved card name: compared after NFKC, without what is
+    drawn as nothing (format characters such as zero-width and bidi marks, combining marks and
+    variation selectors, the Hangul fillers) or surrounding space, case-folded (`Other`,
+    `ｏｔｈｅｒ`, `other` with U+FE0F all are). Letters of other scripts that look alike (Cyrillic
+    `о`) are not folded: that is confusable detection, not normalisation."""
     text = unicodedata.normalize("NFKC", source)
-    text = "".join(c for c in text if unicodedata.category(c) != "Cf").strip().casefold()
+    text = "".join(c for c in text if not _invisible(c)).strip().casefold()
     return text in RESERVED_SOURCES
+
+
+_FILLERS = frozenset("\u115f\u1160\u3164\uffa0")
+
+
+def _invisible(c: str) -> bool:
+    return unicodedata.category(c) in ("Cf", "Mn", "Me") or c in _FILLERS
 
 
 class SavedCard(Struct, kw_only=True):

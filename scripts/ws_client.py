@@ -18,7 +18,8 @@ import sys
 
 import aiohttp
 
-CHANNELS = ("prices", "positions", "trades", "signals", "agents", "alerts")
+# The server's channels (adapters/http/ws_wire.py Channel); this script runs without the package.
+CHANNELS = ("prices", "positions", "trades", "signals", "agents", "alerts", "tokens", "sources")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

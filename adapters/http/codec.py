@@ -68,11 +68,13 @@ def decode(raw: bytes, decoder: msgspec.json.Decoder[T]) -> T:
     duplicate keys and control characters in text (422 with the path)."""
     try:
         value = decoder.decode(raw)
+        check_body(raw)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise MalformedJson(f"request body is not valid UTF-8 JSON: {exc}") from None
-    check_body(raw)
+    except RecursionError:  # a 2 KB body of 1,000 nested arrays, decoded into Any
+        raise MalformedJson("request body is nested too deeply") from None
     return value
 
 

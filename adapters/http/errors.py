@@ -49,8 +49,8 @@ class RateLimited(TradingdError):
     code = "rate_limited"
     status = 429
 
-    def __init__(self, retry_after_s: int) -> None:
-        super().__init__("rate limit exceeded for this key", {"retry_after_s": retry_after_s})
+    def __init__(self, retry_after_s: int, of: str = "this key") -> None:
+        super().__init__(f"rate limit exceeded for {of}", {"retry_after_s": retry_after_s})
         self.retry_after_s = retry_after_s
 
 

@@ -145,7 +145,7 @@ async def post_hook(request: web.Request) -> web.Response:
     wait = ingest.limiter.take(hook.id)
     if wait is not None:
         ingest.store.used(hook, "rate_limited")
-        raise RateLimited(max(1, math.ceil(wait)))
+        raise RateLimited(max(1, math.ceil(wait)), "this hook")
     try:
         body = await _parse(request, hook, ingest)
         if not (daemon.ready and daemon.runtime.accepting):  # the read may meet a shutdown

@@ -114,6 +114,17 @@ async def test_an_unreplaced_tradingview_placeholder_is_a_422_and_nothing_is_sub
         assert (await api.ok("GET", "/v1/signals"))["items"] == []
 
 
+async def test_a_deeply_nested_body_is_a_400_not_a_500(tmp_path):
+    async with serve_hooks(tmp_path) as api:
+        key = await signals_key(api)
+        for template in ("tradingview", "json"):
+            hook = await new_hook(api, key, template=template)
+            raw = b'{"action":' + b"[" * 5000 + b"]" * 5000 + b"}"
+            status, doc = await hook_post(api, hook["path"], raw)
+            assert status == 400 and doc["error"]["code"] == "malformed_json", doc
+        assert (await api.ok("GET", "/v1/signals"))["items"] == []
+
+
 async def test_text_template_line_sets_side_strength_and_type(tmp_path):
     async with serve_hooks(tmp_path) as api:
         hook = await new_hook(api, await signals_key(api), template="text")

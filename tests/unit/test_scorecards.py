@@ -401,6 +401,10 @@ def test_skips_alone_never_take_an_agents_card_slots() -> None:
         "unattributed\u200b",
         "\u202eunattributed",
         "UnAttributed",
+        "other\ufe0f",
+        "unattributed\u034f",
+        "\u3164other",
+        "ot\u115fher",
     ],
 )
 def test_lookalikes_of_the_reserved_names_are_reserved(name) -> None:
