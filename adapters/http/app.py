@@ -108,6 +108,15 @@ def _refuse_unknown_query(request: web.Request, route: Route) -> None:
             )
 
 
+async def _refuse_body(request: web.Request) -> None:
+    """A route that takes no body refuses one (415 if not JSON, 422 otherwise), as it refuses
+    an unknown field: `{"rule": "x"}` sent to a reset must not look accepted. An empty JSON
+    object is no body."""
+    raw = await read_raw(request)
+    if raw.strip() not in (b"", b"{}"):
+        raise ValidationError("this route takes no body", "$")
+
+
 def guarded(route: Route) -> Handler:
     """The route's handler behind its key, rate limit, scope and intake checks, in that order."""
     handler = route.handler
@@ -120,6 +129,8 @@ def guarded(route: Route) -> Handler:
             _authorize(request, route)
         if route.strict_query and request.query:
             _refuse_unknown_query(request, route)
+        if route.body is None and not route.body_media and request.body_exists:
+            await _refuse_body(request)
         if route.intake:
             _require_intake(daemon)
             if route.body is not None:

@@ -240,3 +240,22 @@ def test_a_config_file_agent_with_a_control_character_is_refused_naming_it(tmp_p
     with pytest.raises(ValidationError) as err:
         load_settings(str(config), {})
     assert "config.signals.types[0]" in err.value.message
+
+
+async def test_a_route_that_takes_no_body_refuses_one_and_changes_nothing(tmp_path):
+    async with serve(tmp_path) as api:
+        ids = await world(api)
+        pause = f"/v1/agents/{ids['agent']}/pause"
+        before = await snapshot(api, ids)
+        status, doc = await api.call("POST", pause, raw=b'{"rule": "x"}')
+        assert status == 422 and doc["error"]["details"]["path"] == "$", doc
+        status, doc = await api.call(
+            "POST", pause, raw=b"a=b", headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
+        assert status == 415, doc
+        assert await snapshot(api, ids) == before
+        for empty in (b"{}", b" {} "):  # an empty JSON object is no body
+            status, _ = await api.call("POST", pause, raw=empty)
+            assert status == 200
+        status, _ = await api.call("POST", "/v1/breakers/reset", raw=b'{"rule": "x"}')
+        assert status == 422
