@@ -28,11 +28,14 @@ class SignalIntake:
         self.resting = resting
 
     def on_signal(self, signal: Signal) -> tuple[SignalRecord, bool]:
-        """Returns (record, duplicate). A client id repeated within the dedupe window (see
-        engine.history) returns the first record; past it, the memory no longer knows the id
+        """Returns (record, duplicate). A signal whose id is in the dedupe window, or a client
+        id repeated within it (see engine.history), returns the first record; past it, the memory no longer knows the id
         (the control port asks Postgres, the system of record, before calling this)."""
         now = self.state.clock()
         self.state.signal_window.evict(now)
+        known_record = self.state.signals.get(signal.id)
+        if known_record is not None:  # delivered again (agent shards: after a crash, unacked)
+            return known_record, True
         if signal.client_id is not None:
             known = self.state.signal_by_client.get(signal.client_id)
             if known is not None and known in self.state.signals:

@@ -45,6 +45,30 @@ def _run(args: argparse.Namespace, record_to: str | None = None) -> int:
         settings.feeds.record.path = os.path.abspath(record_to)
     if getattr(args, "role", None):
         settings.cluster.role = args.role
+    cluster = settings.cluster
+    if getattr(args, "shards", None) is not None:
+        cluster.shards = args.shards
+    if getattr(args, "shard", None) is not None:
+        cluster.shard = args.shard
+    if not (1 <= cluster.shards <= 64 and 0 <= cluster.shard < cluster.shards):
+        print(
+            f"tradingd: invalid config: shard {cluster.shard} of {cluster.shards}: shards is "
+            "1..64 and shard 0..shards-1 (--shard, --shards or [cluster] shard, shards)",
+            file=sys.stderr,
+        )
+        return CONFIG_EXIT
+    if cluster.shards > 1 and not (
+        settings.store.kind == "external"
+        and settings.store.redis_url
+        and settings.store.database_url
+    ):
+        print(
+            "tradingd: agent shards ([cluster] shards > 1) need the external store: set "
+            "REDIS_URL and DATABASE_URL (or [store] redis_url and database_url) shared by every "
+            f"shard; the {settings.store.kind} store is this process's own",
+            file=sys.stderr,
+        )
+        return CONFIG_EXIT
     if settings.cluster.wanted() is not None and not (
         settings.store.kind == "external"
         and settings.store.redis_url
@@ -155,6 +179,20 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         help="hot standby (docs/cluster.md): take part in the lease in Redis; a standby serves "
         "/health and waits for the lease, then recovers and opens intake. Needs the external "
         "store (default: no lease, unless [cluster] lease = true)",
+    )
+    run.add_argument(
+        "--shard",
+        type=int,
+        metavar="I",
+        help="agent shards (docs/cluster.md): this process is shard I of --shards "
+        "(default: [cluster] shard, 0)",
+    )
+    run.add_argument(
+        "--shards",
+        type=int,
+        metavar="N",
+        help="agent shards: how many shards share the intake (1..64; default: [cluster] "
+        "shards, 1 = a single process). More than one needs the external store",
     )
     run.add_argument(
         "--log-format",

@@ -42,6 +42,7 @@ from tradingd.engine.errors import TradingdError, Unavailable
 from tradingd.engine.ports import Feed, HealthRegistry, LiveFeed, Store
 
 if TYPE_CHECKING:
+    from tradingd.adapters.cluster.intake import ShardIntake
     from tradingd.adapters.cluster.role import ClusterRole
     from tradingd.adapters.feeds.recorder import Recorder
     from tradingd.adapters.http.ws import WsHub
@@ -131,14 +132,36 @@ class Daemon:
         self.cluster: ClusterRole | None = None
         self.exit_code = 0
         self._port_open = False
+        self.control_port: int | None = None  # the bound port (server.py), for the shards' URLs
+        # Agent shards (adapters/cluster/shards.py, docs/cluster.md): this shard's own store
+        # namespace `<ns>_s<i>`; the intake streams shared by the shards under `<ns>`.
+        from tradingd.adapters.cluster.shards import shard_namespace
+        from tradingd.adapters.store import namespace_from_env
+
+        self.shard = settings.cluster.shard
+        self.shards = settings.cluster.shards
+        self.namespace = shard_namespace(namespace_from_env(), self.shard, self.shards)
+        self.shard_intake: ShardIntake | None = None
+        if self.shards > 1 and settings.store.redis_url:
+            from tradingd.adapters.cluster.intake import ShardIntake
+
+            self.shard_intake = ShardIntake(
+                self,
+                settings.store.redis_url,
+                namespace_from_env(),
+                self.shard,
+                self.shards,
+                dedupe_ms=settings.engine.dedupe_window_s * 1000,
+                timeout_ms=settings.cluster.intake_timeout_ms,
+                maxlen=settings.cluster.intake_maxlen,
+            )
         wanted = settings.cluster.wanted()
         if wanted is not None and settings.store.redis_url:
             from tradingd.adapters.cluster.role import ClusterRole
-            from tradingd.adapters.store import namespace_from_env
 
             self.cluster = ClusterRole(
                 settings.store.redis_url,
-                namespace_from_env(),
+                self.namespace,  # a shard's standby shares its shard's lease
                 wanted,
                 settings.cluster.lease_ms,
             )
@@ -160,10 +183,16 @@ class Daemon:
                 "background task died", exc_info=task.exception(), extra={"task": task.get_name()}
             )
 
+    def owns(self, agent_id: str) -> bool:
+        """This shard owns `agent_id` (always, with one shard)."""
+        from tradingd.adapters.cluster.shards import owner
+
+        return self.shards <= 1 or owner(agent_id, self.shards) == self.shard
+
     def create_configured_agents(self) -> None:
         for spec in self.settings.agents:
-            if spec.id in self.engine.agents:
-                continue
+            if spec.id in self.engine.agents or not self.owns(spec.id):
+                continue  # exists, or another shard's
             self.runtime.apply(
                 self.engine.create_agent,
                 spec.name,
@@ -324,7 +353,7 @@ class Daemon:
             self.data_dir,
             self.components,
             self.publish,
-            namespace=namespace,
+            namespace=namespace or self.namespace,
             lock=lock,
             fence=self.cluster,  # every write-through carries the fencing token
         )
@@ -364,6 +393,10 @@ class Daemon:
                 from tradingd.adapters.cluster.role import ClusterCollector
 
                 metrics.registry.register(ClusterCollector(self.cluster))
+            if self.shard_intake is not None:
+                from tradingd.adapters.cluster.intake import IntakeCollector
+
+                metrics.registry.register(IntakeCollector(self.shard_intake))
             self.runtime.event_subscribers.append(metrics.on_events)
             self.runtime.tick_subscribers.append(metrics.on_ticks)
             self.runtime.order_observers.append(metrics.on_order)
@@ -451,6 +484,10 @@ class Daemon:
         await self.live.reconcile()
         await self.exchanges.reconcile()
         self.exchanges.start_tasks()  # markets reload, reconciliation after a reconnect
+        intake = self.shard_intake
+        if intake is not None:  # this shard's consumer groups exist before the port takes work
+            await intake.open()
+            self.cleanups.append(intake.close)  # after the store's: runs before it
         if on_ready is not None and not self._port_open:
             try:
                 await on_ready(self)
@@ -458,6 +495,10 @@ class Daemon:
                 if exc.filename is not None:  # a file, not the socket
                     raise
                 raise ListenFailed(self.settings.http.host, self.settings.http.port, exc) from exc
+        if intake is not None:
+            host = self.settings.http.host
+            port = self.control_port
+            await intake.start(f"http://{host}:{port}" if port else None)
         tune_gc()
         if self.cluster is not None and self.cluster.role == "stepped_down":
             return  # lost the lease while recovering: run() shuts down

@@ -199,6 +199,18 @@ class ClusterSettings(_S):
     lease: bool = False  # a plain `run` takes part as `--role active`
     lease_ms: Annotated[int, Meta(ge=300, le=60_000)] = 3000
     role: Literal["active", "standby"] | None = None  # `--role` sets it
+    # Agent shards (adapters/cluster/shards.py): `tradingd run --shard I --shards N`. One shard
+    # (the default) is a single process, as before; more need the external store.
+    shards: Annotated[int, Meta(ge=1, le=64)] = 1
+    shard: Annotated[int, Meta(ge=0, le=63)] = 0
+    # How long the shard that received a signal waits for every shard's result (202 after it
+    # with `shards_pending`), and the bound of each intake stream (XADD MAXLEN ~).
+    intake_timeout_ms: Annotated[int, Meta(ge=10, le=600_000)] = 5000
+    intake_maxlen: Annotated[int, Meta(ge=100, le=100_000_000)] = 100_000
+
+    def __post_init__(self) -> None:
+        if self.shard >= self.shards:
+            raise ValueError(f"shard {self.shard} is not below shards = {self.shards}")
 
     def wanted(self) -> Literal["active", "standby"] | None:
         return self.role or ("active" if self.lease else None)

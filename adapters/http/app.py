@@ -107,6 +107,19 @@ def _refuse_standby(daemon: Daemon) -> None:
     )
 
 
+async def _refuse_misdirected(daemon: Daemon, agent_id: str) -> None:
+    """Agent shards: a request naming an agent another shard owns is a 421 naming the owner
+    (and its control URL when registered); a later slice forwards it (docs/cluster.md)."""
+    if daemon.owns(agent_id):
+        return
+    from tradingd.adapters.cluster.shards import misdirected, owner
+
+    shard = owner(agent_id, daemon.shards)
+    intake = daemon.shard_intake
+    url = await intake.owner_url(shard) if intake is not None else None
+    raise misdirected(agent_id, shard, url)
+
+
 def _refuse_unknown_query(request: web.Request, route: Route) -> None:
     """A query parameter the route does not declare, or one given twice, is a 422 naming it: a
     typo (`?limt=5`) or an ambiguity (`?limit=1&limit=2`) must not be silently resolved, as an
@@ -147,6 +160,8 @@ def guarded(route: Route) -> Handler:
             await _refuse_body(request)
         if route.method != "GET" and daemon.cluster is not None and not daemon.cluster.acting:
             _refuse_standby(daemon)
+        if daemon.shards > 1 and "agent_id" in request.match_info:
+            await _refuse_misdirected(daemon, request.match_info["agent_id"])
         if route.intake:
             _require_intake(daemon)
             if route.body is not None:

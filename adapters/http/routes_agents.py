@@ -72,11 +72,20 @@ async def create_agent(request: web.Request) -> web.Response:
         config,
         body.quote,
         body.wallet_id,
-        None,
+        _new_id(daemon),
         body.quote_decimals,
     )
     log.info("agent created", extra={"agent_id": agent.id, "venue": agent.venue})
     return json_response(agent_out(agent), 201)
+
+
+def _new_id(daemon: Daemon) -> str | None:
+    """Agent shards: an id this shard owns (adapters/cluster/shards.py); else the engine's."""
+    if daemon.shards <= 1:
+        return None
+    from tradingd.adapters.cluster.shards import draw_agent_id
+
+    return draw_agent_id(daemon.shard, daemon.shards)
 
 
 async def list_agents(request: web.Request) -> web.Response:

@@ -101,9 +101,17 @@ async def get_health(request: web.Request) -> web.Response:
             version=VERSION,
             ready=ready,
             breakers=health_field(daemon.engine),
-            cluster=daemon.cluster.health() if daemon.cluster is not None else None,
+            cluster=await _cluster(daemon),
         )
     )
+
+
+async def _cluster(daemon: Daemon) -> dict[str, Any] | None:
+    """Hot standby (role, lease, token) and agent shards (shards, shard, intake lag)."""
+    out = daemon.cluster.health() if daemon.cluster is not None else None
+    if daemon.shard_intake is not None:
+        out = {**(out or {}), **await daemon.shard_intake.health()}
+    return out
 
 
 async def get_live(request: web.Request) -> web.Response:

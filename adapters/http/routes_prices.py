@@ -91,6 +91,9 @@ async def post_prices(request: web.Request) -> web.Response:
             {"limit": limit, "path": "$.ticks"},
         )
     ticks = to_ticks(body, daemon.runtime.clock(), daemon.engine.decimals, daemon.markets)
+    if daemon.shard_intake is not None:  # agent shards: every shard applies them, in order
+        await daemon.shard_intake.publish_ticks(ticks)
+        return json_response(TicksAccepted(accepted=len(ticks)), 202)
     outcome = daemon.runtime.push_ticks(ticks)
     # A tick that fell through many stops has its exits decided in slices after this returns:
     # the 202 (after the store's flush, in the guard) covers them all, as before slicing.

@@ -169,6 +169,8 @@ async def accept_signal(request: web.Request, body: SignalIn, key_id: str) -> we
         await first_price.fetch(signal.token)
         if not (daemon.ready and daemon.runtime.accepting):  # the wait may have met a shutdown
             raise NotReady("not accepting work: starting up or shutting down")
+    if daemon.shard_intake is not None:
+        return await _accept_sharded(daemon, signal)
     record, duplicate = daemon.runtime.submit_signal(signal)
     first = record.signal
     if duplicate:
@@ -180,6 +182,34 @@ async def accept_signal(request: web.Request, body: SignalIn, key_id: str) -> we
         agents_matched=record.agents_matched,
     )
     return json_response(out, 200 if duplicate else 202)
+
+
+async def _accept_sharded(daemon: Daemon, signal: Signal) -> web.Response:
+    """Agent shards (adapters/cluster/intake.py): append the signal to the intake stream every
+    shard applies for its own agents, then answer with the sum of their agents matched once
+    every shard reported (or at `[cluster] intake_timeout_ms`, naming the shards still pending).
+    A client id seen anywhere in the cluster within the dedupe window is 200 duplicate."""
+    intake = daemon.shard_intake
+    assert intake is not None
+    published = await intake.publish_signal(signal)
+    results = await intake.results(published.signal_id, wait=not published.duplicate)
+    if published.duplicate:
+        log.info(
+            "duplicate signal",
+            extra={"signal_id": published.signal_id, "client_id": signal.client_id},
+        )
+    elif results.errors and not results.agents_matched and not results.pending:
+        await intake.forget_client(signal)  # refused everywhere: the id may be sent again
+        raise ValidationError(results.errors[0], "$")
+    out = SignalAccepted(
+        signal_id=published.signal_id,
+        received_at=iso_ms(published.received_at),
+        duplicate=published.duplicate,
+        agents_matched=results.agents_matched,
+    )
+    if results.pending and not published.duplicate:
+        out.shards_pending = results.pending
+    return json_response(out, 200 if published.duplicate else 202)
 
 
 async def get_signal(request: web.Request) -> web.Response:

@@ -111,6 +111,9 @@ class SignalAccepted(_Out):
     received_at: Timestamp
     duplicate: bool
     agents_matched: int
+    # agent shards (docs/cluster.md): the shards that had not reported when `[cluster]
+    # intake_timeout_ms` passed (they apply the signal when they can); absent otherwise
+    shards_pending: list[int] | UnsetType = UNSET
 
 
 class ExecutionOut(_Out):

@@ -50,6 +50,7 @@ async def serve_control_port(daemon: Daemon) -> None:
         limits, http.host, http.port, backlog=1024, reuse_address=True
     )
     port = server.sockets[0].getsockname()[1] if server.sockets else http.port  # real for port 0
+    daemon.control_port = port  # the shards register their URL (adapters/cluster/intake.py)
     log.info(
         "control port open",
         extra={"host": http.host, "port": port, "max_connections": cap, "fd_limit": fd_limit},

@@ -1,0 +1,452 @@
+"""Sharded intake through Redis Streams (docs/cluster.md "Shards").
+
+Any shard takes `POST /v1/signals` and `POST /v1/prices`. It builds the signal (or the ticks)
+exactly as a single process does and appends it to a stream shared by every shard, under the base
+namespace `ns`: `ns:intake:signals`, `ns:intake:ticks` (the ticks of one push as one entry). The
+client `id` of a signal is made idempotent across the cluster in the same script: `SET
+ns:signal_client:<id> <signal id>|<received_at> NX PX <dedupe window>`, and a repeat appends nothing.
+
+Every shard, the receiving one too, reads both streams through its own consumer group `s<i>`
+(consumer `s<i>`, so a restarted shard, or its standby, reads its pending entries first), applies
+each entry through the runtime as a single process would (its own agents only: it holds only
+those), waits until what it changed is durable (store.flushed), then XACKs and, for a signal,
+reports `RPUSH ns:intake:result:<signal id> <shard>:<agents matched>`. The receiving shard answers
+once every shard reported, or after `[cluster] intake_timeout_ms` with those that did.
+
+Order: entry ids are `<G>-<S>`, G from one counter shared by both streams (`ns:intake:seq`) and S
+the stream's own (`<stream>:seq`), both INCRed in the script that appends. Every shard applies
+the entries of both streams in G order, the order they were received in, so a tick and a signal
+apply in the same order on every shard (and as in one process). S numbers a stream's entries
+without holes: a consumer that sees S jump (the stream was trimmed past what it had read, MAXLEN
+~ `[cluster] intake_maxlen`) raises the alert `intake_gap`; S also gives the lag."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import msgspec
+from prometheus_client.core import GaugeMetricFamily
+from tradingd.adapters.transient import REDIS_FAILURES
+from tradingd.engine import events as ev
+from tradingd.engine.errors import TradingdError
+from tradingd.engine.model import Signal, Tick
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from tradingd.adapters.app.daemon import Daemon
+
+log = logging.getLogger("tradingd.cluster")
+
+SIGNALS = "signals"
+TICKS = "ticks"
+STREAMS = (SIGNALS, TICKS)
+READ_COUNT = 100  # entries per XREADGROUP per stream
+BLOCK_MS = 500
+RETRY_S = 0.5
+POLL_FIRST_S = 0.001
+POLL_MAX_S = 0.02
+
+# KEYS: stream, global seq, stream seq[, client key]; ARGV: maxlen, payload[, client value, px]
+APPEND = """
+if KEYS[4] then
+  local first = redis.call('GET', KEYS[4])
+  if first then
+    return {0, first}
+  end
+  redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
+end
+local g = redis.call('INCR', KEYS[2])
+local s = redis.call('INCR', KEYS[3])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], g .. '-' .. s, 'd', ARGV[2])
+return {1, id}
+"""
+
+_signal = msgspec.json.Decoder(Signal)
+_ticks = msgspec.json.Decoder(list[Tick])
+
+
+def _seq(entry_id: bytes | str) -> tuple[int, int]:
+    """(G, S) of an entry id `G-S`."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    g, _, s = text.partition("-")
+    return int(g), int(s or 0)
+
+
+class Published(NamedTuple):
+    signal_id: str
+    received_at: int
+    duplicate: bool
+
+
+class Results(NamedTuple):
+    agents_matched: int
+    answered: list[int]
+    pending: list[int]
+    errors: list[str]
+
+
+class IntakeKeys:
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.seq = f"{base}:intake:seq"
+        self.shards = f"{base}:shards"
+
+    def stream(self, name: str) -> str:
+        return f"{self.base}:intake:{name}"
+
+    def stream_seq(self, name: str) -> str:
+        return f"{self.base}:intake:{name}:seq"
+
+    def client(self, client_id: str) -> str:
+        return f"{self.base}:signal_client:{client_id}"
+
+    def result(self, signal_id: str) -> str:
+        return f"{self.base}:intake:result:{signal_id}"
+
+
+class ShardIntake:
+    """One shard's side of the intake streams: appending what its control port receives,
+    consuming what every shard received, and the lag of its consumer group."""
+
+    def __init__(
+        self,
+        daemon: Daemon,
+        redis_url: str,
+        base: str,
+        shard: int,
+        shards: int,
+        *,
+        dedupe_ms: int,
+        timeout_ms: int = 5000,
+        maxlen: int = 100_000,
+    ) -> None:
+        self.daemon = daemon
+        self.redis_url = redis_url
+        self.keys = IntakeKeys(base)
+        self.shard = shard
+        self.shards = shards
+        self.group = f"s{shard}"
+        self.dedupe_ms = dedupe_ms
+        self.timeout_ms = timeout_ms
+        self.maxlen = maxlen
+        self.r: Any = None
+        self._append: Any = None
+        self.delivered: dict[str, int] = dict.fromkeys(STREAMS, 0)  # S last read with '>'
+        self.lag: dict[str, int] = dict.fromkeys(STREAMS, 0)  # not yet delivered to the group
+        self.pending: dict[str, int] = dict.fromkeys(STREAMS, 0)  # delivered, not yet acked
+        self.applied: dict[str, int] = dict.fromkeys(STREAMS, 0)  # entries applied (this life)
+        self.gaps: dict[str, int] = dict.fromkeys(STREAMS, 0)  # entries lost to trimming
+        self.urls: dict[int, str] = {}
+        self._stopped = False
+
+    # -- start and stop ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect and make sure this shard's consumer group exists on both streams (created
+        at the streams' end, MKSTREAM, the first time). Before the control port takes work."""
+        import redis.asyncio as aioredis
+
+        self.r = aioredis.Redis.from_url(self.redis_url, socket_timeout=None, max_connections=256)
+        self._append = self.r.register_script(APPEND)
+        for name in STREAMS:
+            stream = self.keys.stream(name)
+            try:
+                await self.r.xgroup_create(stream, self.group, id="$", mkstream=True)
+                log.info("cluster: intake group created", extra={"stream": stream})
+            except Exception as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            for group in await self.r.xinfo_groups(stream):
+                if _text(group["name"]) == self.group:
+                    self.delivered[name] = _seq(group["last-delivered-id"])[1]
+
+    async def start(self, url: str | None) -> None:
+        """Register this shard's control URL and start consuming."""
+        if url:
+            await self.r.hset(self.keys.shards, str(self.shard), url)
+        self.daemon.spawn(self.consume(), "cluster-intake")
+        self.daemon.spawn(self.lag_loop(), "cluster-intake-lag")
+
+    async def close(self) -> None:
+        self._stopped = True
+        if self.r is not None:
+            with contextlib.suppress(Exception):
+                await self.r.aclose()
+
+    # -- the receiving side -----------------------------------------------------------------
+
+    async def publish_signal(self, signal: Signal) -> Published:
+        """Append `signal` unless its client id was seen in the dedupe window (then the first
+        one's id and receipt)."""
+        keys = [self.keys.stream(SIGNALS), self.keys.seq, self.keys.stream_seq(SIGNALS)]
+        args: list[Any] = [self.maxlen, msgspec.json.encode(signal)]
+        if signal.client_id is not None:
+            keys.append(self.keys.client(signal.client_id))
+            args += [f"{signal.id}|{signal.received_at}", self.dedupe_ms]
+        added, value = await self._append(keys=keys, args=args)
+        if added:
+            return Published(signal.id, signal.received_at, False)
+        first, _, at = _text(value).partition("|")
+        return Published(first, int(at or 0), True)
+
+    async def forget_client(self, signal: Signal) -> None:
+        """Every shard refused the signal (invalid): its client id may be sent again."""
+        if signal.client_id is None:
+            return
+        key = self.keys.client(signal.client_id)
+        value = f"{signal.id}|{signal.received_at}".encode()
+        if await self.r.get(key) == value:
+            await self.r.delete(key)
+
+    async def publish_ticks(self, ticks: list[Tick]) -> None:
+        keys = [self.keys.stream(TICKS), self.keys.seq, self.keys.stream_seq(TICKS)]
+        await self._append(keys=keys, args=[self.maxlen, msgspec.json.encode(ticks)])
+
+    async def results(self, signal_id: str, wait: bool) -> Results:
+        """What the shards reported for `signal_id`: waiting (if `wait`) up to intake_timeout_ms
+        for every shard."""
+        key = self.keys.result(signal_id)
+        deadline = time.monotonic() + self.timeout_ms / 1000
+        interval = POLL_FIRST_S
+        while True:
+            raw = await self.r.lrange(key, 0, -1)
+            matched, answered, errors = 0, set(), []
+            for item in raw:
+                shard, _, rest = _text(item).partition(":")
+                if not shard.isdigit() or int(shard) in answered:
+                    continue
+                answered.add(int(shard))
+                if rest.isdigit():
+                    matched += int(rest)
+                else:
+                    errors.append(rest.removeprefix("error:"))
+            if len(answered) >= self.shards or not wait or time.monotonic() >= deadline:
+                pending = [i for i in range(self.shards) if i not in answered]
+                return Results(matched, sorted(answered), pending, errors)
+            await asyncio.sleep(interval)
+            interval = min(POLL_MAX_S, interval * 2)
+
+    async def owner_url(self, shard: int) -> str | None:
+        if shard not in self.urls:
+            try:
+                url = await self.r.hget(self.keys.shards, str(shard))
+            except REDIS_FAILURES:
+                return None
+            if url is None:
+                return None
+            self.urls[shard] = _text(url)
+        return self.urls[shard]
+
+    # -- the consuming side -----------------------------------------------------------------
+
+    async def consume(self) -> None:
+        """Pending entries first (this shard's, from before a crash), then new ones, forever;
+        a Redis or store failure is retried from the pending entries."""
+        while not self._stopped:
+            try:
+                await self._consume_pending()
+                await self._consume_new()
+            except asyncio.CancelledError:
+                raise
+            except (*REDIS_FAILURES, TradingdError) as exc:
+                log.warning("cluster: intake consumer retrying", extra={"reason": str(exc)[:200]})
+                await asyncio.sleep(RETRY_S)
+
+    def _acting(self) -> bool:
+        daemon = self.daemon
+        return not self._stopped and daemon.runtime.accepting
+
+    async def _read(self, ids: dict[str, str], block: int | None) -> dict[str, list[Any]]:
+        streams = {self.keys.stream(name): ids[name] for name in STREAMS}
+        resp = await self.r.xreadgroup(
+            self.group, self.group, streams, count=READ_COUNT, block=block
+        )
+        out: dict[str, list[Any]] = {name: [] for name in STREAMS}
+        by_key = {self.keys.stream(name): name for name in STREAMS}
+        for key, entries in resp or []:
+            out[by_key[_text(key)]] = entries
+        return out
+
+    async def _consume_pending(self) -> None:
+        """Re-read what this group was delivered and never acked, in G order."""
+        while self._acting():
+            got = await self._read(dict.fromkeys(STREAMS, "0"), None)
+            batch = [(name, e) for name in STREAMS for e in got[name]]
+            if not batch:
+                return
+            batch.sort(key=lambda item: _seq(item[1][0]))
+            await self._apply(batch, redelivered=True)
+
+    async def _consume_new(self) -> None:
+        buffers: dict[str, deque[Any]] = {name: deque() for name in STREAMS}
+        full = dict.fromkeys(STREAMS, False)
+        while self._acting():
+            if not any(buffers.values()) or any(full[n] and not buffers[n] for n in STREAMS):
+                block = BLOCK_MS if not any(buffers.values()) else None
+                got = await self._read(dict.fromkeys(STREAMS, ">"), block)
+                for name in STREAMS:
+                    self._check_gap(name, got[name])
+                    buffers[name].extend(got[name])
+                    full[name] = len(got[name]) >= READ_COUNT
+            batch: list[tuple[str, Any]] = []
+            while len(batch) < READ_COUNT:
+                # An entry of one stream waits while the other may still hold an older one.
+                if any(full[n] and not buffers[n] for n in STREAMS):
+                    break
+                heads = [(_seq(buffers[n][0][0]), n) for n in STREAMS if buffers[n]]
+                if not heads:
+                    break
+                name = min(heads)[1]
+                batch.append((name, buffers[name].popleft()))
+            if batch:
+                await self._apply(batch, redelivered=False)
+
+    def _check_gap(self, name: str, entries: list[Any]) -> None:
+        for entry_id, _fields in entries:
+            s = _seq(entry_id)[1]
+            expected = self.delivered[name] + 1
+            if s > expected:
+                self._gap(name, s - expected)
+            self.delivered[name] = max(self.delivered[name], s)
+
+    def _gap(self, name: str, lost: int) -> None:
+        self.gaps[name] += lost
+        log.error(
+            "cluster: intake entries lost to trimming before this shard read them",
+            extra={"stream": self.keys.stream(name), "lost": lost},
+        )
+        self.daemon.publish(
+            [
+                ev.Alert(
+                    ts=self.daemon.engine.clock(),
+                    code="intake_gap",
+                    message=f"shard {self.shard} lost {lost} {name} entries: the stream was "
+                    "trimmed ([cluster] intake_maxlen) past what it had read",
+                    details={"stream": name, "lost": lost, "shard": self.shard},
+                )
+            ]
+        )
+
+    async def _apply(self, batch: list[tuple[str, Any]], redelivered: bool) -> None:
+        """Apply the entries in order, wait until durable, then ack and report."""
+        runtime = self.daemon.runtime
+        reports: list[tuple[str, str]] = []
+        acks: dict[str, list[Any]] = {name: [] for name in STREAMS}
+        for name, (entry_id, fields) in batch:
+            if not self._acting():
+                break  # shutting down or stepped down: unacked, read again by whoever goes on
+            payload = (fields or {}).get(b"d")
+            acks[name].append(entry_id)
+            if payload is None:  # trimmed while pending: what it held is gone
+                self._gap(name, 1)
+                continue
+            if name == SIGNALS:
+                reports.append(self._apply_signal(payload))
+            else:
+                try:
+                    runtime.push_ticks(_ticks.decode(payload))
+                except (msgspec.DecodeError, TradingdError) as exc:
+                    log.error("cluster: tick entry refused", extra={"reason": str(exc)[:200]})
+                await runtime.cascade_settled()
+            self.applied[name] += 1
+        if not any(acks.values()):
+            return
+        store = self.daemon.store
+        if store is not None:
+            await store.flushed()  # acknowledged means durable, as for a request
+        pipe = self.r.pipeline(transaction=False)
+        for name, ids in acks.items():
+            if ids:
+                pipe.xack(self.keys.stream(name), self.group, *ids)
+        ttl = max(1, self.dedupe_ms // 1000)
+        for signal_id, value in reports:
+            key = self.keys.result(signal_id)
+            pipe.rpush(key, f"{self.shard}:{value}")
+            pipe.expire(key, ttl)
+        await pipe.execute()
+        if redelivered:
+            log.info("cluster: pending intake entries applied", extra={"entries": len(batch)})
+
+    def _apply_signal(self, payload: bytes) -> tuple[str, str]:
+        try:
+            signal = _signal.decode(payload)
+        except msgspec.DecodeError as exc:
+            log.error("cluster: signal entry refused", extra={"reason": str(exc)[:200]})
+            return "?", "error:undecodable"
+        try:
+            record, _duplicate = self.daemon.runtime.submit_signal(signal)
+        except TradingdError as exc:
+            return signal.id, f"error:{exc.message[:300]}"
+        return signal.id, str(record.agents_matched)
+
+    # -- lag --------------------------------------------------------------------------------
+
+    async def refresh_lag(self) -> None:
+        for name in STREAMS:
+            stream = self.keys.stream(name)
+            info = await self.r.xinfo_stream(stream)
+            last = _seq(info["last-generated-id"])[1]
+            for group in await self.r.xinfo_groups(stream):
+                if _text(group["name"]) == self.group:
+                    delivered = _seq(group["last-delivered-id"])[1]
+                    self.lag[name] = max(0, last - delivered)
+                    self.pending[name] = int(group["pending"])
+
+    async def lag_loop(self) -> None:
+        while not self._stopped:
+            with contextlib.suppress(*REDIS_FAILURES):
+                await self.refresh_lag()
+            await asyncio.sleep(1.0)
+
+    async def health(self) -> dict[str, Any]:
+        with contextlib.suppress(*REDIS_FAILURES, TimeoutError):
+            await asyncio.wait_for(self.refresh_lag(), 0.5)
+        return {
+            "shards": self.shards,
+            "shard": self.shard,
+            "intake": {
+                name: {
+                    "lag": self.lag[name],
+                    "pending": self.pending[name],
+                    "applied": self.applied[name],
+                    "lost": self.gaps[name],
+                }
+                for name in STREAMS
+            },
+        }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+class IntakeCollector:
+    """tradingd_cluster_intake_lag{stream}: entries of the stream this shard has not yet
+    applied and acked (not yet delivered + delivered and pending), as of the last refresh."""
+
+    def __init__(self, intake: ShardIntake) -> None:
+        self.intake = intake
+
+    def collect(self) -> Iterator[Any]:
+        g = GaugeMetricFamily(
+            "tradingd_cluster_intake_lag",
+            "Intake stream entries this shard has not yet applied and acknowledged",
+            labels=["stream"],
+        )
+        for name in STREAMS:
+            g.add_metric([name], float(self.intake.lag[name] + self.intake.pending[name]))
+        yield g
+        lost = GaugeMetricFamily(
+            "tradingd_cluster_intake_lost",
+            "Intake stream entries trimmed before this shard read them (alert intake_gap)",
+            labels=["stream"],
+        )
+        for name in STREAMS:
+            lost.add_metric([name], float(self.intake.gaps[name]))
+        yield lost

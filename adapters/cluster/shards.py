@@ -1,0 +1,66 @@
+"""Agent shards (docs/cluster.md "Shards"): which shard owns an agent, the store namespace of a
+shard, and the 421 a shard answers for an agent it does not own.
+
+An agent belongs to shard `owner(agent_id, shards)`: the first 8 bytes of sha256(agent_id), big
+endian, modulo the shard count. Stable (a pure function of the id and the count) and balanced
+(sha256 is uniform). Shard i of base namespace `ns` keeps its own state under `ns_s<i>` (Redis key
+prefix and Postgres schema); what the shards share (the intake streams, the idempotency keys, the
+shards' control URLs) is under `ns` itself."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from tradingd.engine.errors import TradingdError
+
+MAX_SHARDS = 64
+# Drawing an id for shard i of N takes N draws on average; the chance that 64 * N draws all miss
+# is (1 - 1/N)^(64 N) < e^-64.
+DRAWS_PER_SHARD = 64
+
+
+def owner(agent_id: str, shards: int) -> int:
+    """The shard that owns `agent_id` among `shards` (0 with one shard)."""
+    if shards <= 1:
+        return 0
+    digest = hashlib.sha256(agent_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % shards
+
+
+def shard_namespace(base: str, shard: int, shards: int) -> str:
+    """The store namespace of shard `shard`: the base itself for a single process."""
+    return base if shards <= 1 else f"{base}_s{shard}"
+
+
+def new_agent_id() -> str:
+    return f"agt_{secrets.token_hex(8)}"
+
+
+def draw_agent_id(shard: int, shards: int, draw: Callable[[], str] = new_agent_id) -> str:
+    """A fresh agent id that `shard` owns: random ids drawn until one hashes to it."""
+    for _ in range(DRAWS_PER_SHARD * max(1, shards)):
+        agent_id = draw()
+        if owner(agent_id, shards) == shard:
+            return agent_id
+    raise RuntimeError(f"no id for shard {shard} of {shards} in {DRAWS_PER_SHARD * shards} draws")
+
+
+class Misdirected(TradingdError):
+    """A request naming an agent another shard owns: 421, with the owner shard (and its control
+    URL when it registered one). A later slice forwards these to the owner itself."""
+
+    code = "misdirected"
+    status = 421
+
+
+def misdirected(agent_id: str, owner_shard: int, url: str | None) -> Misdirected:
+    details: dict[str, Any] = {"agent_id": agent_id, "owner_shard": owner_shard}
+    if url:
+        details["owner_url"] = url
+    return Misdirected(
+        f"agent {agent_id[:128]!r} belongs to shard {owner_shard}: send this request there",
+        details,
+    )
