@@ -1,0 +1,335 @@
+"""Agent shards end to end (docs/cluster.md "Shards"): three real `tradingd run --shards 3
+--shard I` processes on one Redis and one Postgres (embedded servers this module starts), each
+with its own data dir, and one single process on the same servers as the reference.
+
+A storm of ticks and signals is posted round-robin to the shards, and the same records, in the
+same order, to the single process. Every agent is traded by exactly one shard (its owner: other
+shards answer 421 for it and hold nothing of it, in their API or in their Redis namespace), and
+per agent the positions (token, status, amounts, prices, realized PnL; ids and timestamps aside)
+equal the single process's. One shard is killed with SIGKILL mid-storm and started again: it
+reads its pending entries first, catches up, and trades nothing twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+from tradingd.adapters.cluster.shards import owner
+from tradingd.adapters.feeds.synthetic import demo_mint
+from tradingd.adapters.store.embedded import EmbeddedServers
+
+from tests.e2e.conftest import REPO, _read_port
+from tests.polling import poll_until
+
+SHARDS = 3
+AGENTS_PER_SHARD = 2
+STEPS = int(os.environ.get("TRADINGD_SHARD_STEPS", "40"))
+KILL_AT, RESTART_AT = STEPS // 2, STEPS // 2 + 4
+INTAKE_TIMEOUT_MS = 1500
+START_TIMEOUT_S = 40.0
+TOKENS = [demo_mint(i) for i in range(3)]
+DEPOSIT = 2_000_000_000  # 2,000 USDC
+
+
+def agent_ids() -> list[str]:
+    """AGENTS_PER_SHARD agents owned by each shard."""
+    by_shard: dict[int, list[str]] = {i: [] for i in range(SHARDS)}
+    n = 0
+    while any(len(v) < AGENTS_PER_SHARD for v in by_shard.values()):
+        candidate = f"agt_e2e_{n}"
+        n += 1
+        mine = by_shard[owner(candidate, SHARDS)]
+        if len(mine) < AGENTS_PER_SHARD:
+            mine.append(candidate)
+    return sorted(a for v in by_shard.values() for a in v)
+
+
+AGENTS = agent_ids()
+
+
+def config(shards: int | None) -> str:
+    out = ["[engine]", "max_price_age_ms = 600000", ""]
+    if shards:
+        out += ["[cluster]", f"intake_timeout_ms = {INTAKE_TIMEOUT_MS}", ""]
+    for k, agent in enumerate(AGENTS):
+        out += [
+            "[[agents]]",
+            f'id = "{agent}"',
+            f'name = "agent {k}"',
+            'venue = "paper"',
+            'quote = "USDC"',
+            f"paper_deposit = {DEPOSIT}",
+            "",
+            "[agents.config]",
+            f'sizing = {{ mode = "fixed", amount = {(40 + 7 * k) * 1_000_000} }}',
+            f'stop_loss = {{ mode = "fixed", default_pct = {-3 - k} }}',
+            "execution = { slippage_bps = 0, fee_bps = 0 }",
+            "",
+        ]
+    return "\n".join(out)
+
+
+@dataclass
+class Node:
+    proc: subprocess.Popen[bytes]
+    base: str
+    log_path: Path
+    session: requests.Session
+
+    def get(self, path: str) -> requests.Response:
+        return self.session.get(self.base + path, timeout=10)
+
+    def post(self, path: str, body: Any) -> requests.Response:
+        return self.session.post(self.base + path, json=body, timeout=10)
+
+    def ready_status(self) -> int | str:
+        if self.proc.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"tradingd exited with {self.proc.returncode}: {tail}")
+        try:
+            return self.get("/health/ready").status_code
+        except requests.RequestException as exc:
+            return repr(exc)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+@dataclass
+class Cluster:
+    redis_url: str
+    database_url: str
+    namespace: str
+    admin_key: str
+    root: Path
+    nodes: list[Node]
+
+    def start(self, name: str, shard: int | None, namespace: str | None = None) -> Node:
+        data_dir = self.root / name
+        data_dir.mkdir(parents=True, exist_ok=True)
+        cfg = data_dir / "tradingd.toml"
+        cfg.write_text(config(SHARDS if shard is not None else None))
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("TRADINGD_")},
+            "TRADINGD_STORE": "",
+            "REDIS_URL": self.redis_url,
+            "DATABASE_URL": self.database_url,
+            "TRADINGD_STORE_NAMESPACE": namespace or self.namespace,
+            "TRADINGD_ADMIN_KEY": self.admin_key,
+            "TRADINGD_LOG_LEVEL": "info",
+            "TRADINGD_LOG_FORMAT": "json",
+        }
+        cmd = [
+            sys.executable, "-m", "tradingd.adapters.app.cli", "run", "--no-demo",
+            "--host", "127.0.0.1", "--port", "0", "--data-dir", str(data_dir),
+            "--config", str(cfg),
+        ]  # fmt: skip
+        if shard is not None:
+            cmd += ["--shards", str(SHARDS), "--shard", str(shard)]
+        log_path = data_dir / f"tradingd-{len(self.nodes)}.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {self.admin_key}"
+        try:
+            port = _read_port(log_path, proc, time.monotonic() + START_TIMEOUT_S)
+        except BaseException:
+            proc.kill()
+            proc.wait(timeout=10)
+            raise
+        node = Node(proc, f"http://127.0.0.1:{port}", log_path, session)
+        self.nodes.append(node)
+        poll_until(
+            node.ready_status,
+            lambda s: s == 200,
+            tries=100_000,
+            timeout_s=START_TIMEOUT_S,
+            interval_s=0.05,
+            what=f"{name} ready",
+        )
+        return node
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    redis_url, database_url = os.environ.get("REDIS_URL"), os.environ.get("DATABASE_URL")
+    embedded = None
+    if not (redis_url and database_url):
+        embedded = EmbeddedServers(Path(tmp_path_factory.mktemp("shard-servers")))
+        redis_url, database_url = embedded.start()
+    yield redis_url, database_url
+    if embedded is not None:
+        embedded.stop()
+
+
+@pytest.fixture
+def cluster(servers: tuple[str, str], tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(
+        servers[0],
+        servers[1],
+        f"shd_{uuid.uuid4().hex[:10]}",
+        "tdk_e2e_" + secrets.token_urlsafe(24),
+        tmp_path,
+        [],
+    )
+    yield c
+    for node in c.nodes:
+        node.stop()
+
+
+def storm(seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
+    """The records: per step one push of a tick per token (a random walk), one buy, and every
+    fifth step a sell. Tick timestamps are set when posted (the same for both runs' order)."""
+    rnd = random.Random(seed)
+    prices = [1.0, 2.0, 0.5]
+    ops: list[tuple[str, dict[str, Any]]] = []
+    for step in range(STEPS):
+        for i in range(len(prices)):
+            prices[i] = round(prices[i] * (1 + rnd.uniform(-0.06, 0.06)), 6)
+        ops.append(("ticks", {"prices": list(prices)}))
+        ops.append(("buy", {"id": f"b{step}", "token": rnd.randrange(len(TOKENS))}))
+        if step % 5 == 4:
+            ops.append(("sell", {"id": f"s{step}", "token": rnd.randrange(len(TOKENS))}))
+    return ops
+
+
+def post(node: Node, op: tuple[str, dict[str, Any]], run: str) -> requests.Response:
+    kind, data = op
+    if kind == "ticks":
+        now = int(time.time() * 1000)
+        ticks = [
+            {"token": t, "price_usd": p, "ts": now, "decimals": 6, "source": "e2e"}
+            for t, p in zip(TOKENS, data["prices"], strict=True)
+        ]
+        return node.post("/v1/prices", {"ticks": ticks})
+    body = {
+        "id": f"{run}-{data['id']}",
+        "token": TOKENS[data["token"]],
+        "side": kind,
+        "expires_in_ms": 600_000,
+    }
+    return node.post("/v1/signals", body)
+
+
+def _strip(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _strip(v)
+            for k, v in value.items()
+            if not (k == "id" or k.endswith("_id") or k.endswith("_at") or k in ("ts", "age_ms"))
+        }
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def projection(positions: list[dict[str, Any]]) -> list[str]:
+    """Positions without their ids and timestamps (nested too), as sorted text."""
+    return sorted(json.dumps(_strip(p), sort_keys=True) for p in positions)
+
+
+def positions_of(node: Node, agent: str) -> list[dict[str, Any]]:
+    resp = node.get(f"/v1/agents/{agent}/positions?limit=1000")
+    assert resp.status_code == 200, resp.text
+    return resp.json()["items"]
+
+
+def settled(node: Node) -> bool:
+    cluster = node.get("/health").json()["cluster"]
+    return all(s["lag"] == 0 and s["pending"] == 0 for s in cluster["intake"].values())
+
+
+def test_three_shards_equal_one_process_and_survive_a_kill(cluster: Cluster) -> None:
+    shards = [cluster.start(f"shard{i}", i) for i in range(SHARDS)]
+    ops = storm()
+    killed = 1
+    acked: list[str] = []
+    alive = list(range(SHARDS))
+    for k, op in enumerate(ops):
+        step = sum(1 for o in ops[: k + 1] if o[0] == "ticks") - 1
+        stopped = step == KILL_AT and op[0] == "buy" and killed in alive
+        if stopped:
+            # Paused in its blocking read: Redis delivers the next entry to it (pending in its
+            # group) and it never applies it; then killed. Its restart must read it first.
+            shards[killed].proc.send_signal(signal.SIGSTOP)
+            alive.remove(killed)
+        if step == RESTART_AT and op[0] == "ticks" and killed not in alive:
+            shards[killed] = cluster.start(f"shard{killed}", killed)
+            alive.append(killed)
+            alive.sort()
+        target = shards[alive[k % len(alive)]]
+        resp = post(target, op, "c")
+        assert resp.status_code == 202, resp.text
+        if stopped:
+            shards[killed].proc.send_signal(signal.SIGKILL)
+            shards[killed].proc.wait(timeout=10)
+        if op[0] != "ticks":
+            body = resp.json()
+            acked.append(body["signal_id"])
+            if killed not in alive:
+                assert body["shards_pending"] == [killed], body
+            else:
+                assert "shards_pending" not in body, body
+    # a repeat of a client id, to another shard, is the first signal
+    again = post(shards[2], ops[1], "c")
+    assert again.status_code == 200 and again.json()["duplicate"], again.text
+    assert again.json()["signal_id"] == acked[0]
+    for node in shards:
+        poll_until(
+            lambda n=node: settled(n),
+            lambda ok: ok,
+            timeout_s=60,
+            interval_s=0.1,
+            what="every shard's intake applied and acknowledged",
+        )
+    single = cluster.start("single", None, namespace=cluster.namespace + "_one")
+    for op in ops:
+        resp = post(single, op, "c")
+        assert resp.status_code == 202, resp.text
+
+    r = redis.Redis.from_url(cluster.redis_url)
+    try:
+        for agent in AGENTS:
+            mine = owner(agent, SHARDS)
+            for i, node in enumerate(shards):
+                if i != mine:
+                    resp = node.get(f"/v1/agents/{agent}")
+                    assert resp.status_code == 421, resp.text
+                    err = resp.json()["error"]
+                    assert err["code"] == "misdirected"
+                    assert err["details"]["owner_shard"] == mine
+                    assert err["details"]["owner_url"] == shards[mine].base
+                    held = r.hget(f"{cluster.namespace}_s{i}:agents", agent)
+                    assert held is None, f"shard {i} holds {agent}"
+            assert r.hget(f"{cluster.namespace}_s{mine}:agents", agent) is not None
+            got = positions_of(shards[mine], agent)
+            want = positions_of(single, agent)
+            assert got, f"{agent} traded nothing: the storm must reach every agent"
+            assert projection(got) == projection(want), agent
+            # nothing traded twice: one position per (agent, signal) at most
+            sids = [p["signal_id"] for p in got if p.get("signal_id")]
+            assert len(sids) == len(set(sids)), agent
+    finally:
+        r.close()
+    restarted = shards[killed].log_path.read_text(errors="replace")
+    assert "pending intake entries applied" in restarted, "the restart read no pending entry"
