@@ -1,0 +1,255 @@
+"""The sharded intake (adapters/cluster/intake.py) against the real Redis, with a real engine and
+runtime and a store whose `flushed()` the test controls: a client id is idempotent across the
+cluster; an entry is acknowledged only once what it changed is durable; entries delivered and
+never acknowledged (a crash) are read again first, and one already applied trades nothing twice;
+a consumer the stream was trimmed past raises the alert `intake_gap`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from store_harness import StoreServers
+from tradingd.adapters.app.runtime import Runtime
+from tradingd.adapters.cluster.intake import ShardIntake
+from tradingd.adapters.feeds.synthetic import demo_mint
+from tradingd.adapters.timestamps import wall_clock_ms
+from tradingd.adapters.venues import PAPER
+from tradingd.adapters.venues.paper import PaperVenue
+from tradingd.engine import events as ev
+from tradingd.engine.assets import SOL_MINT
+from tradingd.engine.config import config_from_builtins
+from tradingd.engine.core import Engine
+from tradingd.engine.model import Signal, Tick
+
+from tests.polling import poll_until_async
+
+TOKEN = demo_mint(0)
+AGENT = "agt_intake"
+
+
+class ControlledStore:
+    """`flushed()` waits for `durable` (set: returns at once) and counts its calls."""
+
+    def __init__(self) -> None:
+        self.durable = asyncio.Event()
+        self.durable.set()
+        self.calls = 0
+
+    async def flushed(self, timeout: float | None = None) -> None:
+        self.calls += 1
+        await self.durable.wait()
+
+
+class Node:
+    """What ShardIntake uses of the daemon: engine, runtime, store, publish, spawn."""
+
+    def __init__(self) -> None:
+        self.engine = Engine(wall_clock_ms)
+        paper = PaperVenue(self.engine.price_usd, wall_clock_ms, 0)
+        self.runtime = Runtime(self.engine, {PAPER: paper})
+        self.store = ControlledStore()
+        self.alerts: list[ev.Alert] = []
+        self.tasks: list[asyncio.Task[Any]] = []
+        now = wall_clock_ms()
+        self.runtime.push_ticks(
+            [Tick(SOL_MINT, 150.0, now, decimals=9), Tick(TOKEN, 1.0, now, decimals=6)]
+        )
+        cfg = config_from_builtins(
+            {
+                "sizing": {"mode": "fixed", "amount": str(10**8)},
+                "limits": {"max_positions_per_token": 10},
+            }
+        )
+        self.runtime.apply(self.engine.create_agent, "a", "paper", cfg, "SOL", None, AGENT)
+        self.runtime.apply(self.engine.deposit, AGENT, "SOL", 10 * 10**9)
+
+    def publish(self, events: list[ev.Event]) -> None:
+        self.alerts += [e for e in events if isinstance(e, ev.Alert)]
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self.tasks.append(task)
+        return task
+
+    def positions(self) -> list[Any]:
+        return list(self.engine.books[AGENT].positions.values())
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+
+
+def intake(node: Node, servers: StoreServers, ns: str, **kw: Any) -> ShardIntake:
+    return ShardIntake(node, servers.redis_url, ns, 0, 1, dedupe_ms=60_000, **kw)  # type: ignore[arg-type]
+
+
+def buy(sid: str, client_id: str | None = None) -> Signal:
+    now = wall_clock_ms()
+    return Signal(
+        id=sid, token=TOKEN, received_at=now, expires_at=now + 60_000, client_id=client_id
+    )
+
+
+@pytest.fixture
+async def r(store_servers: StoreServers) -> Any:
+    client = aioredis.Redis.from_url(store_servers.redis_url)
+    yield client
+    await client.aclose()
+
+
+async def pending(r: aioredis.Redis, ns: str) -> int:
+    return int((await r.xpending(f"{ns}:intake:signals", "s0"))["pending"])
+
+
+async def test_client_id_is_idempotent_and_the_result_is_every_shards(
+    store_servers: StoreServers, namespace: str
+) -> None:
+    node = Node()
+    a = intake(node, store_servers, namespace)
+    await a.open()
+    await a.start(None)
+    try:
+        first = await a.publish_signal(buy("sig_1", "prov-1"))
+        again = await a.publish_signal(buy("sig_2", "prov-1"))
+        assert (first.duplicate, again.duplicate) == (False, True)
+        assert again.signal_id == "sig_1" and again.received_at == first.received_at
+        result = await a.results("sig_1", wait=True)
+        assert (result.agents_matched, result.answered, result.pending) == (1, [0], [])
+        assert len(node.positions()) == 1  # sig_2 never reached the stream
+    finally:
+        await node.stop()
+        await a.close()
+
+
+async def test_ack_only_after_durable(
+    store_servers: StoreServers, namespace: str, r: aioredis.Redis
+) -> None:
+    node = Node()
+    node.store.durable.clear()  # the write-through has not confirmed yet
+    a = intake(node, store_servers, namespace)
+    await a.open()
+    await a.start(None)
+    try:
+        await a.publish_signal(buy("sig_d"))
+        await poll_until_async(
+            lambda: asyncio.sleep(0, node.positions()),
+            lambda found: len(found) == 1,
+            timeout_s=5,
+            interval_s=0.01,
+            what="the signal applied",
+        )
+        assert node.store.calls >= 1
+        assert await pending(r, namespace) == 1  # applied, not yet durable: not acked
+        assert (await a.results("sig_d", wait=False)).answered == []
+        node.store.durable.set()
+        await poll_until_async(
+            lambda: pending(r, namespace),
+            lambda n: n == 0,
+            timeout_s=5,
+            interval_s=0.01,
+            what="the entry acked once durable",
+        )
+        assert (await a.results("sig_d", wait=False)).answered == [0]
+    finally:
+        await node.stop()
+        await a.close()
+
+
+async def test_pending_entries_are_read_again_first_and_trade_once(
+    store_servers: StoreServers, namespace: str, r: aioredis.Redis
+) -> None:
+    node = Node()
+    a = intake(node, store_servers, namespace)
+    await a.open()
+    # Delivered to this group (as to a process killed before it applied it) but never acked.
+    await a.publish_signal(buy("sig_lost"))
+    got = await r.xreadgroup("s0", "s0", {f"{namespace}:intake:signals": ">"}, count=10)
+    assert len(got[0][1]) == 1
+    await a.publish_signal(buy("sig_new"))  # not yet delivered
+    b: ShardIntake | None = None
+    try:
+        await a.start(None)
+        await poll_until_async(
+            lambda: pending(r, namespace),
+            lambda n: n == 0,
+            timeout_s=5,
+            interval_s=0.01,
+            what="the pending entry and the new one applied and acked",
+        )
+        opened = [p.signal_id for p in sorted(node.positions(), key=lambda p: p.seq)]
+        assert opened == ["sig_lost", "sig_new"]  # the pending one first
+        # Applied, then killed before it was durable and acked: delivered again at restart.
+        node.store.durable.clear()
+        await a.publish_signal(buy("sig_again"))
+        await poll_until_async(
+            lambda: asyncio.sleep(0, node.positions()),
+            lambda found: len(found) == 3,
+            timeout_s=5,
+            interval_s=0.01,
+            what="sig_again applied",
+        )
+        await node.stop()  # the crash: nothing more acked
+        await a.close()
+        assert await pending(r, namespace) == 1
+        node.store.durable.set()
+        b = intake(node, store_servers, namespace)  # the restart, over the recovered engine
+        await b.open()
+        await b.start(None)
+        await poll_until_async(
+            lambda: pending(r, namespace),
+            lambda n: n == 0,
+            timeout_s=5,
+            interval_s=0.01,
+            what="the pending entry acked after the restart",
+        )
+        assert sorted(p.signal_id for p in node.positions()) == [
+            "sig_again",
+            "sig_lost",
+            "sig_new",
+        ]  # sig_again once: the engine knew its id
+        assert (await b.results("sig_again", wait=False)).agents_matched == 1
+    finally:
+        await node.stop()
+        await a.close()
+        if b is not None:
+            await b.close()
+
+
+async def test_a_consumer_the_stream_was_trimmed_past_raises_intake_gap(
+    store_servers: StoreServers, namespace: str
+) -> None:
+    node = Node()
+    a = intake(node, store_servers, namespace, maxlen=100)
+    await a.open()  # the group exists; nothing is read while 1,000 pushes arrive
+    now = wall_clock_ms()
+    for i in range(1000):
+        await a.publish_ticks([Tick(TOKEN, 1.0 + i / 10_000, now, decimals=6, source="t")])
+    await a.start(None)
+    try:
+        await poll_until_async(
+            lambda: asyncio.sleep(0, node.alerts),
+            lambda alerts: any(x.code == "intake_gap" for x in alerts),
+            timeout_s=5,
+            interval_s=0.01,
+            what="the intake_gap alert",
+        )
+        gap = next(x for x in node.alerts if x.code == "intake_gap")
+        assert gap.details["stream"] == "ticks" and gap.details["lost"] >= 800
+        await poll_until_async(
+            a.health,
+            lambda h: h["intake"]["ticks"]["lag"] == 0 and h["intake"]["ticks"]["pending"] == 0,
+            timeout_s=5,
+            interval_s=0.02,
+            what="the rest of the stream applied",
+        )
+        health = await a.health()
+        assert health["intake"]["ticks"]["lost"] == gap.details["lost"]
+        assert health["intake"]["ticks"]["applied"] + gap.details["lost"] == 1000
+    finally:
+        await node.stop()
+        await a.close()
