@@ -68,6 +68,10 @@ class FirstPrice:
         self.fetched += 1
         if not self.daemon.runtime.accepting:
             return 0
+        intake = self.daemon.shard_intake
+        if intake is not None:  # agent shards: every shard gets the price before the signal
+            await intake.publish_ticks(ticks)
+            return len(ticks)
         return self.daemon.runtime.push_ticks(ticks).accepted
 
     async def _fetch(self, token: str) -> list[Tick]:

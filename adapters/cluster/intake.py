@@ -366,6 +366,8 @@ class ShardIntake:
                 pipe.xack(self.keys.stream(name), self.group, *ids)
         ttl = max(1, self.dedupe_ms // 1000)
         for signal_id, value in reports:
+            if signal_id == "?":
+                continue  # undecodable: nobody waits for it
             key = self.keys.result(signal_id)
             pipe.rpush(key, f"{self.shard}:{value}")
             pipe.expire(key, ttl)

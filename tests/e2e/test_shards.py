@@ -269,8 +269,16 @@ def test_three_shards_equal_one_process_and_survive_a_kill(cluster: Cluster) -> 
         step = sum(1 for o in ops[: k + 1] if o[0] == "ticks") - 1
         stopped = step == KILL_AT and op[0] == "buy" and killed in alive
         if stopped:
-            # Paused in its blocking read: Redis delivers the next entry to it (pending in its
-            # group) and it never applies it; then killed. Its restart must read it first.
+            # Paused in its blocking read (caught up: waiting for the next entry): Redis
+            # delivers the next entry to it (pending in its group) and it never applies it;
+            # then killed. Its restart must read it first.
+            poll_until(
+                lambda: settled(shards[killed]),
+                lambda ok: ok,
+                timeout_s=30,
+                interval_s=0.05,
+                what="the shard to kill caught up",
+            )
             shards[killed].proc.send_signal(signal.SIGSTOP)
             alive.remove(killed)
         if step == RESTART_AT and op[0] == "ticks" and killed not in alive:
@@ -283,6 +291,9 @@ def test_three_shards_equal_one_process_and_survive_a_kill(cluster: Cluster) -> 
         if stopped:
             shards[killed].proc.send_signal(signal.SIGKILL)
             shards[killed].proc.wait(timeout=10)
+            with redis.Redis.from_url(cluster.redis_url) as r:
+                held = r.xpending(f"{cluster.namespace}:intake:signals", f"s{killed}")
+            assert held["pending"] >= 1, "the killed shard was delivered nothing"
         if op[0] != "ticks":
             body = resp.json()
             acked.append(body["signal_id"])
@@ -333,3 +344,37 @@ def test_three_shards_equal_one_process_and_survive_a_kill(cluster: Cluster) -> 
         r.close()
     restarted = shards[killed].log_path.read_text(errors="replace")
     assert "pending intake entries applied" in restarted, "the restart read no pending entry"
+    health = shards[1].get("/health").json()["cluster"]
+    assert (health["shards"], health["shard"]) == (SHARDS, 1)
+    assert health["intake"]["signals"]["applied"] > 0 and health["intake"]["ticks"]["lost"] == 0
+    metrics = shards[1].get("/metrics").text
+    assert 'tradingd_cluster_intake_lag{stream="ticks"} 0.0' in metrics
+    # A signal every shard refuses is a 422, and its client id may be sent again.
+    bad = {"id": "c-bad", "token": TOKENS[0], "side": "sell", "decimals": 9}
+    resp = shards[0].post("/v1/signals", bad)
+    assert resp.status_code == 422, resp.text
+    assert "decimals" in resp.json()["error"]["message"]
+    resp = shards[2].post("/v1/signals", {**bad, "decimals": 6})
+    assert resp.status_code == 202 and not resp.json()["duplicate"], resp.text
+
+
+def test_shards_need_the_external_store_and_a_shard_below_shards(tmp_path: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")},
+        "TRADINGD_STORE": "memory",
+    }
+    base = [sys.executable, "-m", "tradingd.adapters.app.cli", "run", "--no-demo", "--port", "0"]
+    for extra, says in (
+        (["--shards", "3", "--shard", "1"], "need the external store"),
+        (["--shards", "2", "--shard", "2"], "shard 2 of 2"),
+        (["--shards", "65"], "1..64"),
+    ):
+        done = subprocess.run(
+            [*base, "--data-dir", str(tmp_path / "d"), *extra],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stderr
+        assert says in done.stderr.decode(), done.stderr
