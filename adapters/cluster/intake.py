@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 from prometheus_client.core import GaugeMetricFamily
+from tradingd.adapters.store.errors import StoreUnavailable
 from tradingd.adapters.transient import REDIS_FAILURES
 from tradingd.engine import events as ev
 from tradingd.engine.errors import TradingdError
@@ -51,6 +52,7 @@ BLOCK_MS = 500
 RETRY_S = 0.5
 POLL_FIRST_S = 0.001
 POLL_MAX_S = 0.02
+REQUEST_TIMEOUT_S = 2.0
 
 # KEYS: stream, global seq, stream seq[, client key]; ARGV: maxlen, payload[, client value, px]
 APPEND = """
@@ -136,6 +138,7 @@ class ShardIntake:
         self.timeout_ms = timeout_ms
         self.maxlen = maxlen
         self.r: Any = None
+        self.reader: Any = None
         self._append: Any = None
         self.delivered: dict[str, int] = dict.fromkeys(STREAMS, 0)  # S last read with '>'
         self.lag: dict[str, int] = dict.fromkeys(STREAMS, 0)  # not yet delivered to the group
@@ -152,7 +155,14 @@ class ShardIntake:
         at the streams' end, MKSTREAM, the first time). Before the control port takes work."""
         import redis.asyncio as aioredis
 
-        self.r = aioredis.Redis.from_url(self.redis_url, socket_timeout=None, max_connections=256)
+        # Requests' calls time out (a 503, never a hung request); the blocking reads have a
+        # client of their own whose timeout outlasts BLOCK_MS.
+        self.r = aioredis.Redis.from_url(
+            self.redis_url, socket_timeout=REQUEST_TIMEOUT_S, socket_connect_timeout=2.0
+        )
+        self.reader = aioredis.Redis.from_url(
+            self.redis_url, socket_timeout=BLOCK_MS / 1000 + 5, socket_connect_timeout=2.0
+        )
         self._append = self.r.register_script(APPEND)
         for name in STREAMS:
             stream = self.keys.stream(name)
@@ -175,9 +185,10 @@ class ShardIntake:
 
     async def close(self) -> None:
         self._stopped = True
-        if self.r is not None:
-            with contextlib.suppress(Exception):
-                await self.r.aclose()
+        for client in (self.r, self.reader):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
 
     # -- the receiving side -----------------------------------------------------------------
 
@@ -189,7 +200,7 @@ class ShardIntake:
         if signal.client_id is not None:
             keys.append(self.keys.client(signal.client_id))
             args += [f"{signal.id}|{signal.received_at}", self.dedupe_ms]
-        added, value = await self._append(keys=keys, args=args)
+        added, value = await self._call(self._append(keys=keys, args=args))
         if added:
             return Published(signal.id, signal.received_at, False)
         first, _, at = _text(value).partition("|")
@@ -201,12 +212,19 @@ class ShardIntake:
             return
         key = self.keys.client(signal.client_id)
         value = f"{signal.id}|{signal.received_at}".encode()
-        if await self.r.get(key) == value:
-            await self.r.delete(key)
+        if await self._call(self.r.get(key)) == value:
+            await self._call(self.r.delete(key))
 
     async def publish_ticks(self, ticks: list[Tick]) -> None:
         keys = [self.keys.stream(TICKS), self.keys.seq, self.keys.stream_seq(TICKS)]
-        await self._append(keys=keys, args=[self.maxlen, msgspec.json.encode(ticks)])
+        await self._call(self._append(keys=keys, args=[self.maxlen, msgspec.json.encode(ticks)]))
+
+    async def _call(self, call: Any) -> Any:
+        """A Redis call made for a request: a failure is a 503 store_unavailable."""
+        try:
+            return await call
+        except REDIS_FAILURES as exc:
+            raise StoreUnavailable(f"the intake stream is unavailable: {str(exc)[:200]}") from None
 
     async def results(self, signal_id: str, wait: bool) -> Results:
         """What the shards reported for `signal_id`: waiting (if `wait`) up to intake_timeout_ms
@@ -215,7 +233,7 @@ class ShardIntake:
         deadline = time.monotonic() + self.timeout_ms / 1000
         interval = POLL_FIRST_S
         while True:
-            raw = await self.r.lrange(key, 0, -1)
+            raw = await self._call(self.r.lrange(key, 0, -1))
             matched, answered, errors = 0, set(), []
             for item in raw:
                 shard, _, rest = _text(item).partition(":")
@@ -264,7 +282,7 @@ class ShardIntake:
 
     async def _read(self, ids: dict[str, str], block: int | None) -> dict[str, list[Any]]:
         streams = {self.keys.stream(name): ids[name] for name in STREAMS}
-        resp = await self.r.xreadgroup(
+        resp = await self.reader.xreadgroup(
             self.group, self.group, streams, count=READ_COUNT, block=block
         )
         out: dict[str, list[Any]] = {name: [] for name in STREAMS}
@@ -353,6 +371,8 @@ class ShardIntake:
                     runtime.push_ticks(_ticks.decode(payload))
                 except (msgspec.DecodeError, TradingdError) as exc:
                     log.error("cluster: tick entry refused", extra={"reason": str(exc)[:200]})
+                except Exception:  # a bug: logged, and the stream goes on past the entry
+                    log.exception("cluster: tick entry failed", extra={"entry": str(entry_id)})
                 await runtime.cascade_settled()
             self.applied[name] += 1
         if not any(acks.values()):
@@ -385,6 +405,9 @@ class ShardIntake:
             record, _duplicate = self.daemon.runtime.submit_signal(signal)
         except TradingdError as exc:
             return signal.id, f"error:{exc.message[:300]}"
+        except Exception:  # a bug: logged, and the stream goes on past the entry
+            log.exception("cluster: signal entry failed", extra={"signal_id": signal.id})
+            return signal.id, "error:internal error"
         return signal.id, str(record.agents_matched)
 
     # -- lag --------------------------------------------------------------------------------

@@ -253,3 +253,27 @@ async def test_a_consumer_the_stream_was_trimmed_past_raises_intake_gap(
     finally:
         await node.stop()
         await a.close()
+
+
+async def test_redis_unreachable_is_a_503_for_the_request(
+    store_servers: StoreServers, namespace: str
+) -> None:
+    from tradingd.adapters.cluster.intake import APPEND
+    from tradingd.adapters.store.errors import StoreUnavailable
+
+    node = Node()
+    a = intake(node, store_servers, namespace)
+    await a.open()
+    good = a.r
+    a.r = aioredis.Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.5)
+    a._append = a.r.register_script(APPEND)
+    try:
+        with pytest.raises(StoreUnavailable) as caught:
+            await a.publish_signal(buy("sig_x", "prov-x"))
+        assert caught.value.status == 503
+        with pytest.raises(StoreUnavailable):
+            await a.publish_ticks([Tick(TOKEN, 1.0, wall_clock_ms(), decimals=6, source="t")])
+    finally:
+        await a.r.aclose()
+        a.r = good
+        await a.close()
