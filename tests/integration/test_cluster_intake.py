@@ -277,3 +277,55 @@ async def test_redis_unreachable_is_a_503_for_the_request(
         await a.r.aclose()
         a.r = good
         await a.close()
+
+
+async def test_both_streams_apply_in_the_order_received_past_one_read(
+    store_servers: StoreServers, namespace: str, r: aioredis.Redis
+) -> None:
+    """More entries than one read takes (READ_COUNT per stream), unevenly mixed: the consumer
+    applies them in the order they were appended, across the two streams."""
+    import random
+
+    from tradingd.adapters.cluster.intake import READ_COUNT
+
+    node = Node()
+    seen: list[str] = []
+    submit, push = node.runtime.submit_signal, node.runtime.push_ticks
+
+    def on_signal(signal: Signal) -> Any:
+        seen.append(signal.id)
+        return submit(signal)
+
+    def on_ticks(ticks: list[Tick]) -> Any:
+        seen.append(ticks[0].source)
+        return push(ticks)
+
+    node.runtime.submit_signal = on_signal  # type: ignore[method-assign]
+    node.runtime.push_ticks = on_ticks  # type: ignore[method-assign]
+    a = intake(node, store_servers, namespace)
+    await a.open()
+    rnd = random.Random(3)
+    sent: list[str] = []
+    now = wall_clock_ms()
+    for i in range(READ_COUNT * 5):
+        # runs of one kind longer than a read, then short alternations
+        kind = "t" if (i // (READ_COUNT + 30)) % 2 == 0 or rnd.random() < 0.3 else "s"
+        if kind == "t":
+            sent.append(f"t{i}")
+            await a.publish_ticks([Tick(TOKEN, 1.0, now, decimals=6, source=f"t{i}")])
+        else:
+            sent.append(f"sig_{i}")
+            await a.publish_signal(buy(f"sig_{i}"))
+    await a.start(None)
+    try:
+        await poll_until_async(
+            lambda: asyncio.sleep(0, len(seen)),
+            lambda n: n >= len(sent),
+            timeout_s=20,
+            interval_s=0.02,
+            what="every entry applied",
+        )
+        assert seen == sent
+    finally:
+        await node.stop()
+        await a.close()
