@@ -545,3 +545,47 @@ def test_kill_storm(pair: Pair) -> None:
         f"{len(done)} trades; takeover over {len(takeovers)} kills (lease_ms={LEASE_MS}): "
         f"p50 {ordered[len(ordered) // 2]:.2f}s, max {ordered[-1]:.2f}s"
     )
+
+
+def test_clean_stop_hands_over_without_waiting(pair: Pair) -> None:
+    """SIGTERM: the active drains, then releases the lease; the standby takes it at its next
+    poll instead of after lease_ms (shown by the log line, not by timing)."""
+    active = pair.start("active", "a")
+    wait_ready(active)
+    standby = pair.start("standby", "b")
+    wait_standby(standby)
+    active.proc.send_signal(signal.SIGTERM)
+    assert active.proc.wait(timeout=30) == 0
+    assert any(line.get("msg") == "cluster: lease released" for line in active.logs())
+    wait_ready(standby)
+    assert standby.health()["cluster"]["fencing_token"] == 2
+
+
+def test_a_role_needs_the_external_store(tmp_path: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TRADINGD_")},
+        "TRADINGD_STORE": "memory",
+    }
+    env.pop("REDIS_URL", None)
+    env.pop("DATABASE_URL", None)
+    for store_env in ({"TRADINGD_STORE": "memory"}, {"TRADINGD_STORE": ""}):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tradingd.adapters.app.cli",
+                "run",
+                "--no-demo",
+                "--data-dir",
+                str(tmp_path / "d"),
+                "--role",
+                "standby",
+            ],
+            cwd=REPO,
+            env={**env, **store_env},
+            capture_output=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stderr
+        assert b"needs the external store" in done.stderr
+        assert b"REDIS_URL and DATABASE_URL" in done.stderr

@@ -224,3 +224,19 @@ async def test_role_steps_down_when_paused(store_servers: StoreServers, namespac
     await poll_until_async(lambda: lost, tries=200, timeout_s=5, interval_s=0.02, what="lost")
     assert "not renewed within lease_ms" in lost[0]
     await role.close(release=True)
+
+
+def test_data_dir_lock_says_each_process_needs_its_own(tmp_path: Path) -> None:
+    """An active and its standby on one machine: one data dir each (the lock says so)."""
+    from tradingd.adapters.store.errors import DataDirLocked
+    from tradingd.adapters.store.lock import DataDirLock
+
+    first = DataDirLock(tmp_path)
+    first.acquire()
+    try:
+        with pytest.raises(DataDirLocked) as refused:
+            DataDirLock(tmp_path).acquire()
+        assert "each need their own data dir" in refused.value.message
+        assert "--data-dir" in refused.value.message
+    finally:
+        first.release()
