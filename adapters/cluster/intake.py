@@ -277,8 +277,14 @@ class ShardIntake:
                 await asyncio.sleep(RETRY_S)
 
     def _acting(self) -> bool:
+        """Intake open, and (hot standby) this process still holds its shard's lease."""
         daemon = self.daemon
-        return not self._stopped and daemon.runtime.accepting
+        cluster = daemon.cluster
+        return (
+            not self._stopped
+            and daemon.runtime.accepting
+            and (cluster is None or cluster.may_act())
+        )
 
     async def _read(self, ids: dict[str, str], block: int | None) -> dict[str, list[Any]]:
         streams = {self.keys.stream(name): ids[name] for name in STREAMS}

@@ -46,6 +46,8 @@ class ControlledStore:
 class Node:
     """What ShardIntake uses of the daemon: engine, runtime, store, publish, spawn."""
 
+    cluster = None  # no hot standby
+
     def __init__(self) -> None:
         self.engine = Engine(wall_clock_ms)
         paper = PaperVenue(self.engine.price_usd, wall_clock_ms, 0)
