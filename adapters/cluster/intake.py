@@ -145,7 +145,6 @@ class ShardIntake:
         self.pending: dict[str, int] = dict.fromkeys(STREAMS, 0)  # delivered, not yet acked
         self.applied: dict[str, int] = dict.fromkeys(STREAMS, 0)  # entries applied (this life)
         self.gaps: dict[str, int] = dict.fromkeys(STREAMS, 0)  # entries lost to trimming
-        self.urls: dict[int, str] = {}
         self._stopped = False
 
     # -- start and stop ---------------------------------------------------------------------
@@ -251,15 +250,13 @@ class ShardIntake:
             interval = min(POLL_MAX_S, interval * 2)
 
     async def owner_url(self, shard: int) -> str | None:
-        if shard not in self.urls:
-            try:
-                url = await self.r.hget(self.keys.shards, str(shard))
-            except REDIS_FAILURES:
-                return None
-            if url is None:
-                return None
-            self.urls[shard] = _text(url)
-        return self.urls[shard]
+        """The control URL shard `shard` registered (read each time: a standby that took the
+        shard over registers its own)."""
+        try:
+            url = await self.r.hget(self.keys.shards, str(shard))
+        except REDIS_FAILURES:
+            return None
+        return None if url is None else _text(url)
 
     # -- the consuming side -----------------------------------------------------------------
 
@@ -436,8 +433,9 @@ class ShardIntake:
             await asyncio.sleep(1.0)
 
     async def health(self) -> dict[str, Any]:
-        with contextlib.suppress(*REDIS_FAILURES, TimeoutError):
-            await asyncio.wait_for(self.refresh_lag(), 0.5)
+        if self.r is not None:  # not yet open while a standby
+            with contextlib.suppress(*REDIS_FAILURES, TimeoutError):
+                await asyncio.wait_for(self.refresh_lag(), 0.5)
         return {
             "shards": self.shards,
             "shard": self.shard,

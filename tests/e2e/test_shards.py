@@ -64,7 +64,7 @@ AGENTS = agent_ids()
 def config(shards: int | None) -> str:
     out = ["[engine]", "max_price_age_ms = 600000", ""]
     if shards:
-        out += ["[cluster]", f"intake_timeout_ms = {INTAKE_TIMEOUT_MS}", ""]
+        out += ["[cluster]", f"intake_timeout_ms = {INTAKE_TIMEOUT_MS}", "lease_ms = 1000", ""]
     for k, agent in enumerate(AGENTS):
         out += [
             "[[agents]]",
@@ -124,7 +124,14 @@ class Cluster:
     root: Path
     nodes: list[Node]
 
-    def start(self, name: str, shard: int | None, namespace: str | None = None) -> Node:
+    def start(
+        self,
+        name: str,
+        shard: int | None,
+        namespace: str | None = None,
+        role: str | None = None,
+        wait: bool = True,
+    ) -> Node:
         data_dir = self.root / name
         data_dir.mkdir(parents=True, exist_ok=True)
         cfg = data_dir / "tradingd.toml"
@@ -146,6 +153,8 @@ class Cluster:
         ]  # fmt: skip
         if shard is not None:
             cmd += ["--shards", str(SHARDS), "--shard", str(shard)]
+        if role is not None:
+            cmd += ["--role", role]
         log_path = data_dir / f"tradingd-{len(self.nodes)}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -159,6 +168,11 @@ class Cluster:
             raise
         node = Node(proc, f"http://127.0.0.1:{port}", log_path, session)
         self.nodes.append(node)
+        if wait:
+            self.wait_ready(node, name)
+        return node
+
+    def wait_ready(self, node: Node, name: str) -> None:
         poll_until(
             node.ready_status,
             lambda s: s == 200,
@@ -167,7 +181,6 @@ class Cluster:
             interval_s=0.05,
             what=f"{name} ready",
         )
-        return node
 
 
 @pytest.fixture(scope="module")
@@ -259,10 +272,26 @@ def settled(node: Node) -> bool:
     return all(s["lag"] == 0 and s["pending"] == 0 for s in cluster["intake"].values())
 
 
-def test_three_shards_equal_one_process_and_survive_a_kill(cluster: Cluster) -> None:
-    shards = [cluster.start(f"shard{i}", i) for i in range(SHARDS)]
-    ops = storm()
+@pytest.mark.parametrize("recovery", ["restart", "standby"])
+def test_three_shards_equal_one_process_and_survive_a_kill(cluster: Cluster, recovery: str) -> None:
+    """`restart`: the killed shard is started again; `standby`: shard 1 runs as an active and a
+    hot standby (docs/cluster.md), and the standby takes its agents over."""
     killed = 1
+    role = "active" if recovery == "standby" else None
+    shards = [
+        cluster.start(f"shard{i}", i, role=role if i == killed else None) for i in range(SHARDS)
+    ]
+    standby = None
+    if recovery == "standby":
+        standby = cluster.start(f"shard{killed}b", killed, role="standby", wait=False)
+        poll_until(
+            lambda: (standby.get("/health").json().get("cluster") or {}).get("role"),
+            lambda r: r == "standby",
+            timeout_s=START_TIMEOUT_S,
+            interval_s=0.05,
+            what="the standby standing by",
+        )
+    ops = storm()
     acked: list[str] = []
     alive = list(range(SHARDS))
     for k, op in enumerate(ops):
@@ -282,7 +311,11 @@ def test_three_shards_equal_one_process_and_survive_a_kill(cluster: Cluster) -> 
             shards[killed].proc.send_signal(signal.SIGSTOP)
             alive.remove(killed)
         if step == RESTART_AT and op[0] == "ticks" and killed not in alive:
-            shards[killed] = cluster.start(f"shard{killed}", killed)
+            if standby is not None:  # it took the lease and opened intake by itself
+                cluster.wait_ready(standby, "the standby taking over")
+                shards[killed] = standby
+            else:
+                shards[killed] = cluster.start(f"shard{killed}", killed)
             alive.append(killed)
             alive.sort()
         target = shards[alive[k % len(alive)]]
@@ -293,12 +326,15 @@ def test_three_shards_equal_one_process_and_survive_a_kill(cluster: Cluster) -> 
             shards[killed].proc.wait(timeout=10)
             with redis.Redis.from_url(cluster.redis_url) as r:
                 held = r.xpending(f"{cluster.namespace}:intake:signals", f"s{killed}")
-            assert held["pending"] >= 1, "the killed shard was delivered nothing"
+            # (a standby may have taken over and read it already: its log says so below)
+            assert held["pending"] >= 1 or standby, "the killed shard was delivered nothing"
         if op[0] != "ticks":
             body = resp.json()
             acked.append(body["signal_id"])
-            if killed not in alive:
+            if killed not in alive and standby is None:
                 assert body["shards_pending"] == [killed], body
+            elif killed not in alive:  # the standby may have taken over already
+                assert body.get("shards_pending", [killed]) == [killed], body
             else:
                 assert "shards_pending" not in body, body
     # a repeat of a client id, to another shard, is the first signal
