@@ -90,7 +90,7 @@ class Results(NamedTuple):
     agents_matched: int
     answered: list[int]
     pending: list[int]
-    errors: list[str]
+    errors: list[tuple[str, str]]  # (path, message) of each shard that refused the signal
 
 
 class IntakeKeys:
@@ -242,7 +242,8 @@ class ShardIntake:
                 if rest.isdigit():
                     matched += int(rest)
                 else:
-                    errors.append(rest.removeprefix("error:"))
+                    path, _, message = rest.removeprefix("error:").partition(" ")
+                    errors.append((path, message))
             if len(answered) >= self.shards or not wait or time.monotonic() >= deadline:
                 pending = [i for i in range(self.shards) if i not in answered]
                 return Results(matched, sorted(answered), pending, errors)
@@ -407,10 +408,11 @@ class ShardIntake:
         try:
             record, _duplicate = self.daemon.runtime.submit_signal(signal)
         except TradingdError as exc:
-            return signal.id, f"error:{exc.message[:300]}"
+            path = str(exc.details.get("path", "$"))[:100]
+            return signal.id, f"error:{path} {exc.message[:300]}"
         except Exception:  # a bug: logged, and the stream goes on past the entry
             log.exception("cluster: signal entry failed", extra={"signal_id": signal.id})
-            return signal.id, "error:internal error"
+            return signal.id, "error:$ internal error"
         return signal.id, str(record.agents_matched)
 
     # -- lag --------------------------------------------------------------------------------

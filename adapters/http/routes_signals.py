@@ -198,9 +198,9 @@ async def _accept_sharded(daemon: Daemon, signal: Signal) -> web.Response:
             "duplicate signal",
             extra={"signal_id": published.signal_id, "client_id": signal.client_id},
         )
-    elif results.errors and not results.agents_matched and not results.pending:
+    elif results.errors and len(results.errors) == len(results.answered) and not results.pending:
         await intake.forget_client(signal)  # refused everywhere: the id may be sent again
-        raise ValidationError(results.errors[0], "$")
+        raise ValidationError(results.errors[0][1], results.errors[0][0])
     out = SignalAccepted(
         signal_id=published.signal_id,
         received_at=iso_ms(published.received_at),

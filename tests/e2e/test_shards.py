@@ -390,6 +390,7 @@ def test_three_shards_equal_one_process_and_survive_a_kill(cluster: Cluster, rec
     resp = shards[0].post("/v1/signals", bad)
     assert resp.status_code == 422, resp.text
     assert "decimals" in resp.json()["error"]["message"]
+    assert resp.json()["error"]["details"]["path"] == "$.decimals"
     resp = shards[2].post("/v1/signals", {**bad, "decimals": 6})
     assert resp.status_code == 202 and not resp.json()["duplicate"], resp.text
 
