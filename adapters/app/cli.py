@@ -43,6 +43,20 @@ def _run(args: argparse.Namespace, record_to: str | None = None) -> int:
     if record_to is not None:
         settings.feeds.record.enabled = True
         settings.feeds.record.path = os.path.abspath(record_to)
+    if getattr(args, "role", None):
+        settings.cluster.role = args.role
+    if settings.cluster.wanted() is not None and not (
+        settings.store.kind == "external"
+        and settings.store.redis_url
+        and settings.store.database_url
+    ):
+        print(
+            "tradingd: a cluster role (--role, or [cluster] lease) needs the external store: "
+            "set REDIS_URL and DATABASE_URL (or [store] redis_url and database_url) shared by "
+            f"every process of the pair; the {settings.store.kind} store is this process's own",
+            file=sys.stderr,
+        )
+        return CONFIG_EXIT
     if args.host:
         settings.http.host = args.host
     if args.port is not None:
@@ -135,6 +149,13 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         help="control port; 0 picks a free one (default: [http] port of the config, 8080)",
     )
     run.add_argument("--data-dir", help=DATA_DIR_HELP)
+    run.add_argument(
+        "--role",
+        choices=("active", "standby"),
+        help="hot standby (docs/cluster.md): take part in the lease in Redis; a standby serves "
+        "/health and waits for the lease, then recovers and opens intake. Needs the external "
+        "store (default: no lease, unless [cluster] lease = true)",
+    )
     run.add_argument(
         "--log-format",
         choices=("auto", "pretty", "json"),

@@ -42,6 +42,7 @@ from tradingd.engine.errors import TradingdError, Unavailable
 from tradingd.engine.ports import Feed, HealthRegistry, LiveFeed, Store
 
 if TYPE_CHECKING:
+    from tradingd.adapters.cluster.role import ClusterRole
     from tradingd.adapters.feeds.recorder import Recorder
     from tradingd.adapters.http.ws import WsHub
     from tradingd.adapters.metrics import Metrics
@@ -125,6 +126,22 @@ class Daemon:
         self.store: Store | None = None
         # Awaited at shutdown after the order drain, last registered first (http, ws, store).
         self.cleanups: list[Callable[[], Awaitable[None]]] = []
+        # Hot standby (adapters/cluster, docs/cluster.md): with a role, the control port opens
+        # first and the store only once this process holds the lease.
+        self.cluster: ClusterRole | None = None
+        self.exit_code = 0
+        self._port_open = False
+        wanted = settings.cluster.wanted()
+        if wanted is not None and settings.store.redis_url:
+            from tradingd.adapters.cluster.role import ClusterRole
+            from tradingd.adapters.store import namespace_from_env
+
+            self.cluster = ClusterRole(
+                settings.store.redis_url,
+                namespace_from_env(),
+                wanted,
+                settings.cluster.lease_ms,
+            )
         if settings.notify.channels:
             self.build_notifier()
 
@@ -248,6 +265,15 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reload_agent_configs)
         from tradingd.adapters.store import StoreError
 
+        if self.cluster is not None:
+            try:  # the control port as a standby, then the lease
+                if not await self._wait_for_lease(on_ready):
+                    return await self.shutdown()  # stopped while standing by
+            except ListenFailed as exc:
+                log.error("start-up failed", extra={"reason": exc.message})
+                await self.shutdown()
+                print(f"tradingd: {exc.message}", file=sys.stderr)
+                return 1
         try:  # lock the data dir, recover state, subscribe, resume in-flight orders
             secure_data_dir(self.data_dir, self._postgres_gid())
             self.live.start()  # before recovery: restored orders resume on their venues
@@ -300,6 +326,7 @@ class Daemon:
             self.publish,
             namespace=namespace,
             lock=lock,
+            fence=self.cluster,  # every write-through carries the fencing token
         )
         store = self.store = opened.store
         self.runtime.cascade.write_backlog = lambda: store.pending_writes
@@ -333,6 +360,10 @@ class Daemon:
             from tradingd.adapters.metrics import Metrics
 
             metrics = self.metrics = Metrics(self)
+            if self.cluster is not None:
+                from tradingd.adapters.cluster.role import ClusterCollector
+
+                metrics.registry.register(ClusterCollector(self.cluster))
             self.runtime.event_subscribers.append(metrics.on_events)
             self.runtime.tick_subscribers.append(metrics.on_ticks)
             self.runtime.order_observers.append(metrics.on_order)
@@ -420,7 +451,7 @@ class Daemon:
         await self.live.reconcile()
         await self.exchanges.reconcile()
         self.exchanges.start_tasks()  # markets reload, reconciliation after a reconnect
-        if on_ready is not None:
+        if on_ready is not None and not self._port_open:
             try:
                 await on_ready(self)
             except OSError as exc:
@@ -428,12 +459,73 @@ class Daemon:
                     raise
                 raise ListenFailed(self.settings.http.host, self.settings.http.port, exc) from exc
         tune_gc()
+        if self.cluster is not None and self.cluster.role == "stepped_down":
+            return  # lost the lease while recovering: run() shuts down
         self.ready = True
+        if self.cluster is not None:
+            self.cluster.activated()
         systemd.notify("READY=1")
         self.spawn(systemd.watchdog_loop(), "systemd-watchdog")
         log.info("tradingd ready", extra={"version": VERSION, "demo": self.demo})
 
     def request_stop(self) -> None:
+        self._stop.set()
+
+    # -- hot standby ------------------------------------------------------------------------
+
+    async def _wait_for_lease(self, on_ready: Callable[[Daemon], Awaitable[None]] | None) -> bool:
+        """As a standby: open the control port (health, metrics; writes answer 503 standby),
+        wait for the lease, and keep it renewed from then on. False if stopped first. Raises
+        ListenFailed."""
+        cluster = self.cluster
+        assert cluster is not None
+        secure_data_dir(self.data_dir, self._postgres_gid())
+        if on_ready is not None:
+            try:
+                await on_ready(self)
+            except OSError as exc:
+                if exc.filename is not None:
+                    raise
+                raise ListenFailed(self.settings.http.host, self.settings.http.port, exc) from exc
+            self._port_open = True
+        systemd.notify("STATUS=standby: waiting for the lease")
+        if not await cluster.connect(self._stop) or not await cluster.wait_for_lease(self._stop):
+            return False
+        cluster.start_renewing(self._step_down)
+        # Registered before the store's cleanup, so it runs after it: the lease is released
+        # only once everything is flushed (a clean stop hands over without waiting lease_ms).
+        self.cleanups.append(lambda: cluster.close(release=cluster.role == "active"))
+        return True
+
+    def _step_down(self, reason: str) -> None:
+        """The lease is lost (renewal refused, a fenced write, or lapsed by our own clock): stop
+        acting at once. Intake closes and feeds and clock stop in this same call; the store
+        writes nothing more (the write-through and the writer check the lease themselves);
+        then the process exits with STEPPED_DOWN_EXIT, and systemd starts it again as a
+        standby (docs/cluster.md)."""
+        from tradingd.adapters.cluster.role import STEPPED_DOWN_EXIT
+
+        self.ready = False
+        self.runtime.accepting = False
+        self.exit_code = STEPPED_DOWN_EXIT
+        for task in self._tasks:
+            if task.get_name().startswith("feed-") or task.get_name() in (
+                "demo-signals",
+                "engine-clock",
+            ):
+                task.cancel()
+        systemd.notify("STATUS=stepped down: the lease was lost")
+        lease = self.cluster.lease if self.cluster is not None else None
+        self.publish(
+            [
+                ev.Alert(
+                    ts=self.engine.clock(),
+                    code="cluster_stepped_down",
+                    message=f"this process lost its lease and stops acting: {reason}",
+                    details={"fencing_token": lease.token if lease is not None else 0},
+                )
+            ]
+        )
         self._stop.set()
 
     async def shutdown(self) -> int:
@@ -447,7 +539,10 @@ class Daemon:
                 "engine-clock",
             ):
                 task.cancel()
-        drained = await self.runtime.wait_orders(self.settings.shutdown.grace_s)
+        stepped_down = self.cluster is not None and self.cluster.role == "stepped_down"
+        # A process that lost its lease waits for nothing: its orders are the new holder's.
+        grace = 0.0 if stepped_down else self.settings.shutdown.grace_s
+        drained = await self.runtime.wait_orders(grace)
         if not drained:
             log.error(
                 "orders still in flight at the end of the grace period",
@@ -469,5 +564,5 @@ class Daemon:
                 await cleanup()
             except Exception:
                 log.exception("cleanup failed")
-        log.info("tradingd stopped")
-        return 0
+        log.info("tradingd stopped", extra={"exit_code": self.exit_code})
+        return self.exit_code

@@ -192,6 +192,18 @@ class StoreSettings(_S):
     history_read_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 2.0
 
 
+class ClusterSettings(_S):
+    """Hot standby (docs/cluster.md): `tradingd run --role active|standby` or `lease = true`
+    take part in a lease in Redis; needs the external store."""
+
+    lease: bool = False  # a plain `run` takes part as `--role active`
+    lease_ms: Annotated[int, Meta(ge=300, le=60_000)] = 3000
+    role: Literal["active", "standby"] | None = None  # `--role` sets it
+
+    def wanted(self) -> Literal["active", "standby"] | None:
+        return self.role or ("active" if self.lease else None)
+
+
 class AgentSpec(_S):
     """An agent declared in the config file; created at start-up if its id is unknown."""
 
@@ -326,6 +338,7 @@ class Settings(_S):
     solana: SolanaSettings = msgspec.field(default_factory=SolanaSettings)
     shutdown: ShutdownSettings = msgspec.field(default_factory=ShutdownSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    cluster: ClusterSettings = msgspec.field(default_factory=ClusterSettings)  # adapters/cluster
     tokens: dict[str, TokenSettings] = msgspec.field(default_factory=dict)
     agents: list[AgentSpec] = msgspec.field(default_factory=list)
     hooks: HooksSettings = msgspec.field(default_factory=HooksSettings)  # adapters/hooks

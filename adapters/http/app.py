@@ -93,6 +93,20 @@ def _require_intake(daemon: Daemon) -> None:
         raise NotReady("not accepting work: starting up or shutting down")
 
 
+def _refuse_standby(daemon: Daemon) -> None:
+    """Hot standby: a process without the lease takes no write (docs/cluster.md)."""
+    from tradingd.adapters.cluster.role import Standby
+
+    cluster = daemon.cluster
+    assert cluster is not None
+    if cluster.role == "stepped_down":
+        raise Standby("this process lost its lease and is stepping down: send to the active one")
+    raise Standby(
+        "this process is the standby (or still taking over): send writes to the active one",
+        {"role": cluster.role},
+    )
+
+
 def _refuse_unknown_query(request: web.Request, route: Route) -> None:
     """A query parameter the route does not declare, or one given twice, is a 422 naming it: a
     typo (`?limt=5`) or an ambiguity (`?limit=1&limit=2`) must not be silently resolved, as an
@@ -131,6 +145,8 @@ def guarded(route: Route) -> Handler:
             _refuse_unknown_query(request, route)
         if route.body is None and not route.body_media and request.body_exists:
             await _refuse_body(request)
+        if route.method != "GET" and daemon.cluster is not None and not daemon.cluster.acting:
+            _refuse_standby(daemon)
         if route.intake:
             _require_intake(daemon)
             if route.body is not None:

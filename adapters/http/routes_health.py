@@ -101,6 +101,7 @@ async def get_health(request: web.Request) -> web.Response:
             version=VERSION,
             ready=ready,
             breakers=health_field(daemon.engine),
+            cluster=daemon.cluster.health() if daemon.cluster is not None else None,
         )
     )
 
@@ -111,6 +112,11 @@ async def get_live(request: web.Request) -> web.Response:
 
 async def get_ready(request: web.Request) -> web.Response:
     daemon = daemon_of(request)
+    cluster = daemon.cluster
+    if cluster is not None and not cluster.acting:
+        from tradingd.adapters.cluster.role import Standby
+
+        raise Standby(f"not ready: {cluster.role} (hot standby, no lease)", {"role": cluster.role})
     if not (daemon.ready and daemon.runtime.accepting):
         raise NotReady("not ready: starting up or shutting down")
     return json_response(ProbeOut(status="ok"))

@@ -445,6 +445,9 @@ class HealthOut(_Out):
     # account breakers (routes_breakers.health_field): {"tripped": {rule, at, details} | None,
     # "rules": {...}}
     breakers: dict[str, Any] | None = None
+    # hot standby (docs/cluster.md): role, lease {held, expires_in_ms, lease_ms},
+    # fencing_token, takeover_seconds; null without a cluster role
+    cluster: dict[str, Any] | None = None
 
 
 class ProbeOut(_Out):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tradingd.adapters.store.errors import DataDirLocked, StoreError, StoreUnavailable
 from tradingd.engine import events as ev
@@ -86,6 +86,7 @@ async def open_store(
     *,
     namespace: str | None = None,
     lock: bool = True,
+    fence: Any = None,
 ) -> OpenedStore:
     """Open the store `settings` describe and restore `engine` from it. The store reports the
     health of its servers ("redis", "postgres") in `health` and sends its alerts (store
@@ -105,6 +106,7 @@ async def open_store(
         history_read_timeout=settings.history_read_timeout_s,
         publish=publish,
         lock=lock,
+        fence=fence,  # hot standby: adapters/cluster/role.py
     )
     store.components = health
     health["redis"] = {"status": "starting"}

@@ -27,7 +27,8 @@ class DataDirLock:
             os.close(fd)
             raise DataDirLocked(
                 f"data dir {self.path.parent} is in use by another tradingd (pid {holder}); "
-                "stop it or use another --data-dir"
+                "stop it or use another --data-dir (two tradingd processes on one machine, "
+                "such as an active and its standby, each need their own data dir)"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

@@ -22,7 +22,7 @@ from tradingd.adapters.store.history import HistoryReader
 from tradingd.adapters.store.lock import DataDirLock
 from tradingd.adapters.store.records import EntryIds, PositionSaved, to_entries, with_records
 from tradingd.adapters.store.recovery import StateBook, build_snapshot
-from tradingd.adapters.store.redis import Keys, RedisWriteThrough, client
+from tradingd.adapters.store.redis import Fence, Keys, RedisWriteThrough, client
 from tradingd.adapters.store.spill import SpillFile
 from tradingd.adapters.store.writer import WriteBehind
 from tradingd.adapters.transient import is_transient
@@ -55,8 +55,12 @@ class PersistentStore:
         lock: bool = True,
         startup_timeout: float = 30.0,
         history_read_timeout: float = 2.0,
+        fence: Fence | None = None,
     ) -> None:
         self.engine = engine
+        # Hot standby (adapters/cluster): every write-through carries the fencing token, the
+        # writer commits only while the lease is held; no spill (see redis.py).
+        self.fence = fence
         self.data_dir = data_dir
         self.redis_url = redis_url
         self.database_url = database_url
@@ -130,7 +134,12 @@ class PersistentStore:
         restore(self.engine, snap)
         self.recovered = snap
         self.write_through = RedisWriteThrough(
-            self.redis, self.keys, spill, self._redis_status, lambda: self.engine.id_seq
+            self.redis,
+            self.keys,
+            spill,
+            self._redis_status,
+            lambda: self.engine.id_seq,
+            fence=self.fence,
         )
         self.writer = WriteBehind(
             self.redis,
@@ -141,6 +150,8 @@ class PersistentStore:
             on_dead_letters=self._dead_letters,
             mode=self.stage_mode,
         )
+        if self.fence is not None:
+            self.writer.may_act = self.fence.may_act
         await self.writer.ensure_group()
         self._spawn(self.write_through.run(), "store-write-through")
         self._spawn(self.writer.run(), "store-write-behind")
@@ -350,6 +361,9 @@ class PersistentStore:
 
     async def close(self, drain_timeout: float = 10.0) -> None:
         wt, writer = self.write_through, self.writer
+        if wt is not None and wt.fenced:  # lost the lease: flush and drain nothing
+            await self._abort()
+            return
         self.checkpoint_peaks()
         try:
             if wt is not None:

@@ -5,7 +5,14 @@ last entry.
 
 While Redis is down, batches go to the spill file instead (fsync'd); when Redis answers again,
 the spill is replayed in order before anything newer, then normal flushing resumes.
-`flushed()` resolves once everything enqueued before the call is durable in one of the two."""
+`flushed()` resolves once everything enqueued before the call is durable in one of the two.
+
+With a fence (hot standby, adapters/cluster) every script call carries the fencing token and
+Redis refuses the batch unless the lease is still held under it (stream_codec.WRITE_SCRIPT):
+the write-through then stops for good and reports `Fenced`; nothing of the batch is durable. A
+fenced write-through never spills: the spill file is this machine's, a standby taking over
+could not see it, so a batch Redis did not take stays unacknowledged until Redis answers (or
+the lease is lost and the process steps down)."""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ import collections
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import msgspec
 import redis.asyncio as aioredis
@@ -24,7 +32,13 @@ from tradingd.adapters.store.cancellation import raise_if_cancelled
 from tradingd.adapters.store.errors import StoreUnavailable
 from tradingd.adapters.store.records import Entry, parse_stream_id
 from tradingd.adapters.store.spill import SpillFile
-from tradingd.adapters.store.stream_codec import WRITE_SCRIPT, Keys, write_args, write_keys
+from tradingd.adapters.store.stream_codec import (
+    FENCED,
+    WRITE_SCRIPT,
+    Keys,
+    write_args,
+    write_keys,
+)
 from tradingd.adapters.transient import REDIS_FAILURES
 from tradingd.engine.model import Tick
 
@@ -33,6 +47,24 @@ StatusCallback = Callable[[bool, str], None]  # (up, reason)
 WRITE_CHUNK = 5000  # entries per script call: bounds one call's argument and Redis' busy time
 PROBE_INTERVAL_S = 0.25
 TICK_FLUSH_S = 0.1  # last prices are written at least this often when no event flush carries them
+
+
+class Fenced(StoreUnavailable):
+    """This process no longer holds the lease: Redis refused its write (or it knows by its own
+    clock that the lease has lapsed). Nothing of the batch was written."""
+
+    code = "fenced"
+
+
+class Fence(Protocol):
+    """The lease holder's side of fencing (adapters/cluster/role.py ClusterRole)."""
+
+    @property
+    def token(self) -> str: ...  # the fencing token of the lease held ("" before)
+
+    def may_act(self) -> bool: ...  # the lease is held, by this process's own clock too
+
+    def fenced(self, reason: str) -> None: ...  # stop acting at once
 
 
 def client(url: str, timeout: float = 2.0) -> aioredis.Redis:
@@ -62,8 +94,11 @@ class RedisWriteThrough:
         spill: SpillFile,
         on_status: StatusCallback,
         seq_of: Callable[[], int],
+        fence: Fence | None = None,
     ) -> None:
         self.redis = r
+        self.fence = fence
+        self.fenced = False
         self.keys = keys
         self.spill = spill
         self.on_status = on_status
@@ -82,7 +117,7 @@ class RedisWriteThrough:
         self._probed = 0.0
         self._scheduled = False
         self._tick_timer: asyncio.TimerHandle | None = None
-        self._keys = write_keys(keys)
+        self._keys = write_keys(keys) if fence is None else [*write_keys(keys), keys.lease]
         # EVALSHA, loading the script on NOSCRIPT (a restarted Redis has forgotten it)
         self._script = r.register_script(WRITE_SCRIPT)
 
@@ -125,6 +160,8 @@ class RedisWriteThrough:
         target = self._enqueued
         if self._durable >= target:
             return
+        if self.fenced:
+            raise Fenced("this process lost its lease: nothing more is written")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((target, fut))
         try:
@@ -168,8 +205,16 @@ class RedisWriteThrough:
                 await self._write(batch, ticks)
                 self._done(upto)
                 return
+            except Fenced as exc:
+                self._fence(str(exc))
+                return
             except REDIS_FAILURES as exc:
                 self._went_down(exc)
+        if self.fence is not None:  # no spill: kept, in order, until Redis takes it
+            self._buf[:0] = batch
+            for token, tick in ticks.items():
+                self._ticks.setdefault(token, tick)
+            return
         if batch:
             await asyncio.get_running_loop().run_in_executor(None, self.spill.append, batch)
         self._done(upto)
@@ -180,12 +225,43 @@ class RedisWriteThrough:
         if not batch and not ticks:
             return
         seq = self._seq_of()
+        token = self._token()
         last = max(0, len(batch) - 1) // WRITE_CHUNK * WRITE_CHUNK
         for start in range(0, last + 1, WRITE_CHUNK):
             chunk = batch[start : start + WRITE_CHUNK]
             prices = {k: self._tick_encode(t) for k, t in ticks.items()} if start == last else None
-            await self._script(keys=self._keys, args=write_args(chunk, seq, prices))
+            try:
+                await self._script(keys=self._keys, args=write_args(chunk, seq, prices, token))
+            except ResponseError as exc:
+                if str(exc).startswith(FENCED):
+                    raise Fenced(f"redis refused the write: {exc!s}"[:200]) from None
+                raise
         self.flushes += 1
+
+    def _token(self) -> str:
+        """The fencing token to write with ("" without a fence). Raises Fenced, sending
+        nothing, when the process knows the lease lapsed (a paused process wakes up here)."""
+        fence = self.fence
+        if fence is None:
+            return ""
+        if self.fenced or not fence.may_act():
+            raise Fenced("the lease is not held (lapsed by this process's clock)")
+        return fence.token
+
+    def _fence(self, reason: str) -> None:
+        """Refused for good: stop flushing, fail every waiter (nothing they wait for will be
+        durable), and have the fence's owner step down."""
+        self.fenced = True
+        self.stopped = True
+        self._buf.clear()
+        self._ticks.clear()
+        waiters, self._waiters = self._waiters, collections.deque()
+        for _, fut in waiters:
+            if not fut.done():
+                fut.set_exception(Fenced("this process lost its lease: the write was refused"))
+        log.error("write-through fenced: nothing more is written", extra={"reason": reason})
+        if self.fence is not None:
+            self.fence.fenced(reason)
 
     def _done(self, upto: int) -> None:
         self._durable = upto
@@ -216,12 +292,17 @@ class RedisWriteThrough:
                 started = time.monotonic()
                 for i in range(0, len(todo), WRITE_CHUNK):
                     chunk = todo[i : i + WRITE_CHUNK]
-                    await self._script(keys=self._keys, args=write_args(chunk, None))
+                    await self._script(
+                        keys=self._keys, args=write_args(chunk, None, None, self._token())
+                    )
                 log.info(
                     "spill replayed into redis",
                     extra={"entries": len(todo), "seconds": round(time.monotonic() - started, 3)},
                 )
             await asyncio.get_running_loop().run_in_executor(None, self.spill.clear)
+        except Fenced as exc:
+            self._fence(str(exc))
+            return
         except REDIS_FAILURES as exc:
             self._went_down(exc)
             return

@@ -39,6 +39,9 @@ class Keys:
         self.stream = f"{namespace}:events"
         self.meta = f"{namespace}:meta"
         self.prices = f"{namespace}:prices"
+        # hot standby (adapters/cluster): `<token>:<instance>` of the holder, and the counter
+        self.lease = f"{namespace}:lease"
+        self.fence = f"{namespace}:fence"
 
     def hash(self, name: str) -> str:
         return f"{self.ns}:{name}"
@@ -54,6 +57,11 @@ class Keys:
 # in WRITE_KEYS order. ARGV: the batch, the meta hash's last_id and seq ("": leave each),
 # the last prices as msgpack `[token, tick json, ...]`. Payloads travel as msgpack str: Redis
 # 6.2's cmsgpack refuses the bin type (payloads are JSON, hence valid UTF-8).
+# Fencing (hot standby, adapters/cluster): with ARGV[5] a fencing token and KEYS[9] the lease
+# key, the script first checks that the lease is held under that token and refuses the whole
+# batch otherwise (error "FENCED ..."): a process that lost its lease can never commit. One GET
+# inside the call the batch makes anyway; without ARGV[5] (no cluster) nothing is checked.
+FENCED = "FENCED"
 WRITE_KEYS = ("meta", "prices", "agents", "balances", "positions", "orders", "entries")
 
 
@@ -70,6 +78,14 @@ local targets = """
     + _lua_targets()
     + """
 local stream = KEYS[1]
+if ARGV[5] and ARGV[5] ~= '' then
+  local holder = redis.call('GET', KEYS[9])
+  if not holder or string.sub(holder, 1, #ARGV[5] + 1) ~= ARGV[5] .. ':' then
+    return redis.error_reply('"""
+    + FENCED
+    + """ token ' .. ARGV[5] .. ' does not hold the lease')
+  end
+end
 local batch = cmsgpack.unpack(ARGV[1])
 for i = 1, #batch do
   local e = batch[i]
@@ -105,16 +121,23 @@ def write_keys(keys: Keys) -> list[str]:
 
 
 def write_args(
-    entries: list[Entry], seq: int | None, prices: dict[str, bytes] | None = None
+    entries: list[Entry],
+    seq: int | None,
+    prices: dict[str, bytes] | None = None,
+    fence_token: str = "",
 ) -> list[bytes | str | int]:
     """The script's ARGV for `entries` (in stream order), the engine's id seq to record with
-    them (None: leave it), and last prices (token -> tick JSON)."""
+    them (None: leave it), last prices (token -> tick JSON) and the fencing token ("": no
+    check; otherwise KEYS must end with the lease key)."""
     batch = [(stream_id(e.id), e.type, e.key, e.agent, e.payload.decode()) for e in entries]
     last = str(entries[-1].id) if entries else ""
     flat: list[str] = []
     for token, tick in (prices or {}).items():
         flat += (token, tick.decode())
-    return [_pack(batch), last, "" if seq is None else seq, _pack(flat)]
+    args: list[bytes | str | int] = [_pack(batch), last, "" if seq is None else seq, _pack(flat)]
+    if fence_token:
+        args.append(fence_token)
+    return args
 
 
 def entries_from_reply(messages: list[Any]) -> list[Entry]:

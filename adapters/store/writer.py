@@ -91,6 +91,10 @@ class WriteBehind:
         self._batch: list[Entry] = []
         self._acking: asyncio.Future[None] | None = None
         self.stopped = False
+        # Hot standby (adapters/cluster): False once this process lost its lease. The writer
+        # only writes what Redis accepted (idempotently), but a fenced process commits and
+        # acknowledges nothing more: the new holder's writer takes the stream over.
+        self.may_act: Callable[[], bool] | None = None
 
     # -- loop -------------------------------------------------------------------------------
 
@@ -188,6 +192,8 @@ class WriteBehind:
     async def _ack_or_reread(self, batch: list[Entry], prev: asyncio.Future[None] | None) -> None:
         if prev is not None:
             await asyncio.wait((prev,))  # one ack at a time, in commit order
+        if self._fenced():
+            return  # left pending: the new holder's writer re-reads it (idempotent)
         try:
             await self._ack(batch)
         except RedisError:
@@ -288,7 +294,18 @@ class WriteBehind:
             writer = self._writers[i] = pg.BatchWriter(conn, self.mode)
         return writer
 
+    def _fenced(self) -> bool:
+        if self.may_act is None or self.may_act():
+            return False
+        if not self.stopped:
+            log.error("write-behind fenced: the lease is lost, nothing more is committed")
+        self.stopped = True
+        self._drop_connections()  # rolls back what is staged
+        return True
+
     async def _commit(self, writer: pg.BatchWriter, batch: list[Entry]) -> None:
+        if self._fenced():
+            return
         await writer.finish()
         committed = time.time_ns() // 1_000_000
         self.written += len(batch)
@@ -303,6 +320,8 @@ class WriteBehind:
         acknowledge it all. False if Postgres failed otherwise meanwhile (an outage: the caller
         retries the whole batch)."""
         self._drop_connections()  # the other one may hold the next batch staged: restaged later
+        if self._fenced():
+            return True
         try:
             writer = await self._next_writer()
             letters = await salvage(writer, batch, exc)

@@ -1,0 +1,418 @@
+"""Hot standby end to end (docs/cluster.md): real `tradingd run --role active|standby`
+processes on one Redis and one Postgres (embedded servers this module starts), each with its own
+data dir.
+
+- kill -9 the active, a few times over (TRADINGD_STANDBY_KILLS, default 3): the standby takes
+  over within the lease + recovery time (measured and printed, never asserted as a time), no
+  acknowledged signal is lost, nothing is bought or sold twice, and a stop whose price is
+  crossed right after the takeover fires at once;
+- SIGSTOP the active past its lease: the standby takes over; on SIGCONT the old active acts no
+  more (the requests it was sent while paused are refused, Redis and Postgres are unchanged by
+  it) and exits with the step-down code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from tradingd.adapters.cluster.role import STEPPED_DOWN_EXIT
+from tradingd.adapters.feeds.synthetic import demo_mint
+from tradingd.adapters.store.embedded import EmbeddedServers
+
+from tests.e2e.conftest import REPO, _read_port
+from tests.polling import poll_until
+
+KILLS = int(os.environ.get("TRADINGD_STANDBY_KILLS", "3"))
+LEASE_MS = 1000
+AGENT = "sby"
+DEPOSIT = 1_000_000_000  # 1,000 USDC
+BUY = 100_000_000  # 100 USDC a buy
+CONFIG = f"""
+[cluster]
+lease_ms = {LEASE_MS}
+
+[[agents]]
+id = "{AGENT}"
+name = "standby"
+venue = "paper"
+quote = "USDC"
+paper_deposit = {DEPOSIT}
+
+[agents.config]
+sizing = {{ mode = "fixed", amount = {BUY} }}
+stop_loss = {{ mode = "fixed", default_pct = -10 }}
+execution = {{ slippage_bps = 0, fee_bps = 0 }}
+"""
+START_TIMEOUT_S = 40.0
+
+
+@dataclass
+class Node:
+    proc: subprocess.Popen[bytes]
+    base: str
+    data_dir: Path
+    log_path: Path
+    session: requests.Session
+
+    def get(self, path: str) -> requests.Response:
+        return self.session.get(self.base + path, timeout=5)
+
+    def post(self, path: str, body: Any) -> requests.Response:
+        return self.session.post(self.base + path, json=body, timeout=5)
+
+    def health(self) -> dict[str, Any]:
+        return self.get("/health").json()
+
+    def ready_status(self) -> int | str:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"tradingd exited with {self.proc.returncode}: {self.tail()}")
+        try:
+            return self.get("/health/ready").status_code
+        except requests.RequestException as exc:
+            return repr(exc)
+
+    def tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def logs(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused one must be able to die
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+@dataclass
+class Pair:
+    redis_url: str
+    database_url: str
+    namespace: str
+    admin_key: str
+    root: Path
+    nodes: list[Node]
+
+    def start(self, role: str, name: str) -> Node:
+        data_dir = self.root / name
+        data_dir.mkdir(parents=True, exist_ok=True)
+        config = data_dir / "tradingd.toml"
+        config.write_text(CONFIG)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("TRADINGD_")},
+            "TRADINGD_STORE": "",
+            "REDIS_URL": self.redis_url,
+            "DATABASE_URL": self.database_url,
+            "TRADINGD_STORE_NAMESPACE": self.namespace,
+            "TRADINGD_ADMIN_KEY": self.admin_key,  # the same key on both data dirs
+            "TRADINGD_LOG_LEVEL": "info",
+            "TRADINGD_LOG_FORMAT": "json",
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "tradingd.adapters.app.cli",
+            "run",
+            "--no-demo",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+            "--config",
+            str(config),
+            "--role",
+            role,
+        ]
+        log_path = data_dir / f"tradingd-{len(self.nodes)}.log"  # one per process
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {self.admin_key}"
+        try:
+            port = _read_port(log_path, proc, time.monotonic() + START_TIMEOUT_S)
+        except BaseException:
+            proc.kill()
+            proc.wait(timeout=10)
+            raise
+        node = Node(proc, f"http://127.0.0.1:{port}", data_dir, log_path, session)
+        self.nodes.append(node)
+        return node
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    redis_url, database_url = os.environ.get("REDIS_URL"), os.environ.get("DATABASE_URL")
+    embedded = None
+    if not (redis_url and database_url):
+        embedded = EmbeddedServers(Path(tmp_path_factory.mktemp("standby-servers")))
+        redis_url, database_url = embedded.start()
+    yield redis_url, database_url
+    if embedded is not None:
+        embedded.stop()
+
+
+@pytest.fixture
+def pair(servers: tuple[str, str], tmp_path: Path) -> Iterator[Pair]:
+    redis_url, database_url = servers
+    p = Pair(
+        redis_url,
+        database_url,
+        f"sby_{uuid.uuid4().hex[:10]}",
+        "tdk_e2e_" + secrets.token_urlsafe(24),
+        tmp_path,
+        [],
+    )
+    yield p
+    for node in p.nodes:
+        node.stop()
+
+
+def wait_ready(node: Node, timeout: float = START_TIMEOUT_S) -> None:
+    poll_until(
+        node.ready_status,
+        lambda s: s == 200,
+        tries=100_000,
+        timeout_s=timeout,
+        interval_s=0.02,
+        what="the node ready (holding the lease, intake open)",
+    )
+
+
+def wait_standby(node: Node) -> None:
+    poll_until(
+        lambda: node.health().get("cluster") or {},
+        lambda c: c.get("role") == "standby",
+        timeout_s=START_TIMEOUT_S,
+        interval_s=0.05,
+        what="the node standing by",
+    )
+
+
+def positions(node: Node, status: str = "") -> list[dict[str, Any]]:
+    query = f"?status={status}&limit=1000" if status else "?limit=1000"
+    return node.get(f"/v1/agents/{AGENT}/positions{query}").json()["items"]
+
+
+def trades(node: Node) -> list[dict[str, Any]]:
+    return node.get(f"/v1/agents/{AGENT}/trades?limit=1000").json()["items"]
+
+
+def tick(node: Node, token: str, price: float) -> requests.Response:
+    now = int(time.time() * 1000)
+    return node.post(
+        "/v1/prices", {"ticks": [{"token": token, "price_usd": price, "ts": now, "decimals": 6}]}
+    )
+
+
+def buy(node: Node, sid: str, token: str) -> requests.Response:
+    return node.post("/v1/signals", {"id": sid, "token": token, "side": "buy"})
+
+
+def open_position(node: Node, sid: str) -> dict[str, Any]:
+    return poll_until(
+        lambda: [p for p in positions(node, "open") if p["signal_id"] == sid],
+        lambda found: len(found) == 1 and found[0]["status"] == "open",
+        timeout_s=10,
+        interval_s=0.02,
+        what=f"the position of {sid} open",
+    )[0]
+
+
+def check_book(node: Node, acked: list[str]) -> None:
+    """Every acknowledged signal bought exactly once; every position sold at most once;
+    the balance is the deposit plus the recorded trades, exactly."""
+    every = positions(node)
+    by_signal: dict[str, int] = {}
+    for p in every:
+        if p["signal_id"]:
+            by_signal[p["signal_id"]] = by_signal.get(p["signal_id"], 0) + 1
+    assert by_signal == dict.fromkeys(acked, 1), by_signal
+    done = trades(node)
+    assert len({t["venue_ref"] for t in done}) == len(done), "an order filled twice"
+    for p in every:
+        mine = [t for t in done if t["position_id"] == p["id"]]
+        assert sum(t["side"] == "buy" for t in mine) == 1, mine
+        assert sum(t["side"] == "sell" for t in mine) <= 1, mine
+    delta = sum(int(t["quote_amount"]) * (1 if t["side"] == "sell" else -1) for t in done)
+    usdc = [b for b in node.get(f"/v1/agents/{AGENT}/balances").json() if b["asset"] == "USDC"]
+    assert int(usdc[0]["total"]) == DEPOSIT + delta
+
+
+def test_kill_the_active_standby_takes_over(pair: Pair) -> None:
+    active = pair.start("active", "a")
+    wait_ready(active)
+    standby = pair.start("standby", "b")
+    wait_standby(standby)
+    # a standby serves health and metrics, and refuses work with one clear code
+    ready = standby.get("/health/ready")
+    assert ready.status_code == 503 and ready.json()["error"]["code"] == "standby"
+    refused = buy(standby, "never", demo_mint("SBYNEVER"))
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "standby"
+    metrics = standby.get("/metrics").text
+    assert 'tradingd_cluster_role{role="standby"} 1.0' in metrics
+    held = active.health()["cluster"]
+    assert held["role"] == "active" and held["lease"]["held"] and held["fencing_token"] >= 1
+
+    acked: list[str] = []
+    takeovers: list[float] = []
+    for i in range(KILLS):
+        token = demo_mint(f"SBY{i}")
+        sid = f"sig-{i}"
+        assert tick(active, token, 1.0).status_code == 202
+        r = buy(active, sid, token)
+        assert r.status_code == 202, r.text
+        signal_id = r.json()["signal_id"]
+        acked.append(signal_id)
+        open_position(active, signal_id)
+        token_before = active.health()["cluster"]["fencing_token"]
+
+        started = time.monotonic()
+        active.proc.kill()  # kill -9
+        active.proc.wait(timeout=10)
+        wait_ready(standby)
+        takeovers.append(time.monotonic() - started)
+        took = standby.health()["cluster"]
+        assert took["role"] == "active" and took["fencing_token"] > token_before
+        # the price crosses the stop (-10 %) right after the takeover: the stop fires
+        assert tick(standby, token, 0.8).status_code == 202
+        poll_until(
+            lambda node=standby: positions(node),
+            lambda found, sid=signal_id: (
+                [(p["status"], p["exit_reason"]) for p in found if p["signal_id"] == sid]
+                == [("closed", "stop_loss")]
+            ),
+            timeout_s=10,
+            interval_s=0.02,
+            what=f"the stop of {sid} fired on the new active",
+        )
+        # the acknowledged signal sent again is a duplicate there: nothing bought twice
+        again = buy(standby, sid, token)
+        assert again.status_code == 200 and again.json()["duplicate"], again.text
+        assert again.json()["signal_id"] == signal_id
+        check_book(standby, acked)
+        # systemd would restart the killed one: as the new standby, on its own data dir
+        killed_dir = active.data_dir.name
+        active, standby = standby, pair.start("standby", killed_dir)
+        wait_standby(standby)
+
+    stopped = [p for p in positions(active) if p["exit_reason"]]
+    assert len(stopped) == KILLS and all("stop" in p["exit_reason"] for p in stopped), stopped
+    assert "tradingd_cluster_takeovers_total 1.0" in active.get("/metrics").text
+    logged = [
+        line["takeover_seconds"]
+        for node in pair.nodes
+        for line in node.logs()
+        if line.get("msg") == "cluster: active, intake open" and "takeover_seconds" in line
+    ]
+    print(
+        f"\ntakeover (kill -9 -> new active ready, lease_ms={LEASE_MS}): "
+        + ", ".join(f"{t:.2f}s" for t in takeovers)
+        + f"; lease taken -> intake open (logged): {', '.join(f'{t:.3f}s' for t in logged)}"
+    )
+
+
+async def _store_state(redis_url: str, database_url: str, ns: str) -> dict[str, Any]:
+    import asyncpg
+    import redis.asyncio as aioredis
+
+    r = aioredis.Redis.from_url(redis_url)
+    try:
+        out: dict[str, Any] = {"stream": await r.xlen(f"{ns}:events")}
+        for name in ("meta", "agents", "balances", "positions", "orders", "entries"):
+            out[name] = await r.hgetall(f"{ns}:{name}")
+    finally:
+        await r.aclose()
+    conn = await asyncpg.connect(database_url)
+    try:
+        for table in ("events", "positions", "trades", "balances", "signals"):
+            rows = await conn.fetch(f'SELECT * FROM "{ns}".{table}')
+            out[f"pg_{table}"] = sorted(repr(sorted(dict(row).items())) for row in rows)
+    finally:
+        await conn.close()
+    return out
+
+
+def store_state(pair: Pair) -> dict[str, Any]:
+    return asyncio.run(_store_state(pair.redis_url, pair.database_url, pair.namespace))
+
+
+def test_paused_active_is_fenced_and_steps_down(pair: Pair) -> None:
+    old = pair.start("active", "a")
+    wait_ready(old)
+    new = pair.start("standby", "b")
+    wait_standby(new)
+    token = demo_mint("SBYPAUSE")
+    assert tick(old, token, 1.0).status_code == 202
+    r = buy(old, "sig-pause", token)
+    assert r.status_code == 202, r.text
+    signal_id = r.json()["signal_id"]
+    open_position(old, signal_id)
+
+    old.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_ready(new)  # the lease lapsed: the standby took over
+        assert positions(new, "open")[0]["signal_id"] == signal_id
+        # the new active's writer has put everything in Postgres and trimmed the stream
+        poll_until(
+            lambda: store_state(pair),
+            lambda st: st["stream"] == 0 and len(st["pg_positions"]) == 1,
+            timeout_s=15,
+            interval_s=0.1,
+            what="the new active's writer drained",
+        )
+        before = store_state(pair)
+        # work sent to the paused process: it sees it when it wakes, and must refuse it
+        answers: list[object] = []
+
+        def send(fn: Any) -> None:
+            try:
+                answers.append(fn().status_code)
+            except requests.RequestException as exc:
+                answers.append(repr(exc))
+
+        senders = [
+            threading.Thread(target=send, args=(lambda: tick(old, token, 0.5),)),
+            threading.Thread(target=send, args=(lambda: buy(old, "sig-stale", token),)),
+        ]
+        for t in senders:
+            t.start()
+        time.sleep(0.3)  # let the requests reach the paused process's socket (not a check)
+    finally:
+        old.proc.send_signal(signal.SIGCONT)
+    assert old.proc.wait(timeout=20) == STEPPED_DOWN_EXIT
+    for t in senders:
+        t.join(timeout=10)
+    assert all(a != 202 for a in answers), answers  # nothing acknowledged by the stale one
+    lost = [line for line in old.logs() if line.get("msg") == "cluster: lease lost, stepping down"]
+    assert lost, old.tail()
+    print(f"\nrequests sent to the paused active: {answers}; it stepped down: {lost[0]['reason']}")
+    # nothing of the old active reached Redis or Postgres
+    assert store_state(pair) == before
+    assert [p["status"] for p in positions(new)] == ["open"]
+    assert new.health()["cluster"]["role"] == "active"

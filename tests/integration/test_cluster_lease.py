@@ -1,0 +1,226 @@
+"""Hot standby against the real Redis: the lease (SET NX PX, compare-and-PEXPIRE renewal, a
+fencing token INCRed on every acquisition), its lapse and takeover, and fencing: a write-through
+carrying a stale token is refused by the write script, atomically, so nothing of it is written
+(stream length and hashes unchanged), and the process is told to step down."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from store_harness import StoreServers
+from tradingd.adapters.cluster.lease import Lease
+from tradingd.adapters.cluster.role import ClusterRole
+from tradingd.adapters.store.records import Entry
+from tradingd.adapters.store.redis import Fenced, RedisWriteThrough
+from tradingd.adapters.store.spill import SpillFile
+from tradingd.adapters.store.stream_codec import Keys, write_args
+from tradingd.engine.model import Tick
+
+from tests.polling import poll_until_async
+
+LEASE_MS = 400
+
+
+@pytest.fixture
+async def r(store_servers: StoreServers) -> aioredis.Redis:
+    client = aioredis.Redis.from_url(store_servers.redis_url)
+    yield client
+    await client.aclose()
+
+
+class FakeFence:
+    """The holder's side of fencing with a token set by the test."""
+
+    def __init__(self, token: str, acting: bool = True) -> None:
+        self.token = token
+        self.acting = acting
+        self.reasons: list[str] = []
+
+    def may_act(self) -> bool:
+        return self.acting
+
+    def fenced(self, reason: str) -> None:
+        self.reasons.append(reason)
+
+
+def entries(start: int, n: int, agent: str = "a1") -> list[Entry]:
+    return [
+        Entry(
+            (1_700_000_000_000 + start + i) << 20,
+            "AgentSaved",
+            f"{agent}-{start + i}",
+            agent,
+            b'{"x": %d}' % (start + i),
+        )
+        for i in range(n)
+    ]
+
+
+async def redis_state(r: aioredis.Redis, keys: Keys) -> tuple[int, dict, dict]:
+    return (
+        await r.xlen(keys.stream),
+        await r.hgetall(keys.hash("agents")),
+        await r.hgetall(keys.meta),
+    )
+
+
+def write_through(
+    r: aioredis.Redis, keys: Keys, tmp_path: Path, fence: object
+) -> RedisWriteThrough:
+    spill = SpillFile(tmp_path / "spill" / "x.spill")
+    return RedisWriteThrough(r, keys, spill, lambda up, reason: None, lambda: 7, fence=fence)
+
+
+async def test_acquire_renew_lapse_takeover(r: aioredis.Redis, namespace: str) -> None:
+    a = Lease(r, namespace, "a", LEASE_MS)
+    b = Lease(r, namespace, "b", LEASE_MS)
+    assert await a.try_acquire()
+    assert await r.get(f"{namespace}:lease") == f"{a.token}:a".encode()
+    assert 0 < await r.pttl(f"{namespace}:lease") <= LEASE_MS
+    assert not await b.try_acquire()  # held: no token spent on a failed take
+    assert int(await r.get(f"{namespace}:fence")) == a.token
+    # renewal extends it, by the holder only
+    for _ in range(3):
+        await asyncio.sleep(LEASE_MS / 3000)
+        assert await a.renew()
+        assert a.held()
+    assert not await b.renew()  # b never held it
+    # a stops renewing: the lease lapses and b takes it with a greater token
+    taken = await poll_until_async(
+        b.try_acquire, tries=200, timeout_s=5, interval_s=0.02, what="b takes the lapsed lease"
+    )
+    assert taken and b.token == a.token + 1
+    assert not a.held()  # by a's own clock too
+    assert not await a.renew()  # the compare fails: a cannot extend b's lease
+    assert not await a.release()  # nor delete it
+    assert await r.get(f"{namespace}:lease") == f"{b.token}:b".encode()
+    assert await b.release()
+    assert await r.get(f"{namespace}:lease") is None
+    # the token only grows, takeover after takeover
+    c = Lease(r, namespace, "c", LEASE_MS)
+    assert await c.try_acquire() and c.token == b.token + 1
+
+
+async def test_stale_token_writes_nothing(
+    r: aioredis.Redis, namespace: str, tmp_path: Path
+) -> None:
+    keys = Keys(namespace)
+    old = Lease(r, namespace, "old", LEASE_MS)
+    assert await old.try_acquire()
+    fence_old = FakeFence(str(old.token))
+    wt_old = write_through(r, keys, tmp_path / "old", fence_old)
+    wt_old.enqueue(entries(0, 5))
+    await wt_old.flush_once()
+    await wt_old.flushed(1)  # the holder's batch is durable
+    before = await redis_state(r, keys)
+    assert before[0] == 5 and len(before[1]) == 5
+    # the old holder loses the lease (it paused); a new one takes it
+    await r.delete(keys.lease)
+    new = Lease(r, namespace, "new", LEASE_MS)
+    assert await new.try_acquire() and new.token == old.token + 1
+    # the stale process still believes it may act: Redis itself refuses its batch
+    wt_old.enqueue(entries(5, 50))
+    await wt_old.flush_once()
+    assert await redis_state(r, keys) == before  # stream length and hashes unchanged
+    assert wt_old.fenced and wt_old.stopped
+    assert fence_old.reasons and "FENCED" in fence_old.reasons[0]
+    with pytest.raises(Fenced):
+        await wt_old.flushed(1)
+    # the new holder's token is accepted, with last prices riding along
+    wt_new = write_through(r, keys, tmp_path / "new", FakeFence(str(new.token)))
+    wt_new.enqueue(entries(100, 3))
+    wt_new.enqueue_ticks([Tick(token="MINT1", price_usd=1.5, ts=1_700_000_000_000)])
+    await wt_new.flush_once()
+    await wt_new.flushed(1)
+    length, agents, _ = await redis_state(r, keys)
+    assert length == 8 and len(agents) == 8
+    assert await r.hexists(keys.prices, "MINT1")
+
+
+def test_fence_token_is_the_last_argument() -> None:
+    args = write_args(entries(0, 1), 3, {"MINT1": b"{}"}, "12")
+    assert len(args) == 5 and args[4] == "12"
+    assert len(write_args(entries(0, 1), 3, {"MINT1": b"{}"})) == 4  # no fence: no check
+
+
+async def test_lapsed_by_own_clock_sends_nothing(
+    r: aioredis.Redis, namespace: str, tmp_path: Path
+) -> None:
+    """A process that knows (by its own clock) it lost the lease does not even send the batch,
+    though Redis would still accept it (the key has not expired yet)."""
+    keys = Keys(namespace)
+    lease = Lease(r, namespace, "me", LEASE_MS)
+    assert await lease.try_acquire()
+    fence = FakeFence(str(lease.token), acting=False)
+    wt = write_through(r, keys, tmp_path, fence)
+    wt.enqueue(entries(0, 4))
+    await wt.flush_once()
+    assert await r.xlen(keys.stream) == 0
+    assert wt.fenced and fence.reasons
+
+
+async def test_no_fence_no_check(r: aioredis.Redis, namespace: str, tmp_path: Path) -> None:
+    """Without a cluster role nothing changes: no lease key is needed to write."""
+    keys = Keys(namespace)
+    spill = SpillFile(tmp_path / "s" / "x.spill")
+    wt = RedisWriteThrough(r, keys, spill, lambda up, reason: None, lambda: 1)
+    wt.enqueue(entries(0, 2))
+    await wt.flush_once()
+    assert await r.xlen(keys.stream) == 2
+
+
+async def test_role_steps_down_when_lease_is_taken(
+    store_servers: StoreServers, r: aioredis.Redis, namespace: str
+) -> None:
+    stop = asyncio.Event()
+    active = ClusterRole(store_servers.redis_url, namespace, "active", LEASE_MS, "active-1")
+    assert await active.connect(stop)
+    assert await active.wait_for_lease(stop)
+    lost: list[str] = []
+    active.start_renewing(lost.append)
+    active.activated()
+    assert active.acting and active.token == str(active.lease.token)
+    # renewals keep it well past lease_ms
+    await asyncio.sleep(3 * LEASE_MS / 1000)
+    assert active.acting and not lost
+    standby = ClusterRole(store_servers.redis_url, namespace, "standby", LEASE_MS, "standby-1")
+    assert await standby.connect(stop)
+    waiting = asyncio.ensure_future(standby.wait_for_lease(stop))
+    await asyncio.sleep(2 * LEASE_MS / 1000)
+    assert not waiting.done()  # held and renewed: the standby waits
+    # someone else's lease replaces it (an operator, a partition healed late): step down
+    await r.set(f"{namespace}:lease", b"999:intruder", px=LEASE_MS)
+    await poll_until_async(lambda: lost, tries=200, timeout_s=5, interval_s=0.02, what="lost")
+    assert active.role == "stepped_down" and not active.may_act()
+    assert "another" in lost[0]
+    health = active.health()
+    assert health["role"] == "stepped_down" and health["lease"]["held"] is False
+    await r.delete(f"{namespace}:lease")
+    assert await asyncio.wait_for(waiting, 5)
+    assert int(standby.token) > active.lease.token
+    stop.set()
+    await active.close(release=True)
+    await standby.close(release=False)
+
+
+async def test_role_steps_down_when_paused(store_servers: StoreServers, namespace: str) -> None:
+    """Own clock: a process whose loop did not run for longer than the lease (a SIGSTOP, a
+    long GC pause) steps down before anything else, even if Redis still shows its lease."""
+    stop = asyncio.Event()
+    role = ClusterRole(store_servers.redis_url, namespace, "active", LEASE_MS, "paused-1")
+    assert await role.connect(stop)
+    assert await role.wait_for_lease(stop)
+    lost: list[str] = []
+    role.start_renewing(lost.append)
+    role.activated()
+    await asyncio.sleep(0.05)
+    import time
+
+    time.sleep(LEASE_MS / 1000 + 0.1)  # the whole loop stalls, as a paused process does
+    assert not role.may_act()  # known at once, before the renewal task even runs
+    await poll_until_async(lambda: lost, tries=200, timeout_s=5, interval_s=0.02, what="lost")
+    assert "not renewed within lease_ms" in lost[0]
+    await role.close(release=True)
