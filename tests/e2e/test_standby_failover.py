@@ -37,7 +37,7 @@ from tests.e2e.conftest import REPO, _read_port
 from tests.polling import poll_until
 
 KILLS = int(os.environ.get("TRADINGD_STANDBY_KILLS", "3"))
-LEASE_MS = 1000
+LEASE_MS = int(os.environ.get("TRADINGD_STANDBY_LEASE_MS", "1000"))
 AGENT = "sby"
 DEPOSIT = 1_000_000_000  # 1,000 USDC
 BUY = 100_000_000  # 100 USDC a buy
