@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -53,6 +54,7 @@ PROBE_TOKEN = demo_mint("cluster-probe-U")
 WAIT_S = 120.0  # bound of every wait for a process or the store
 POLL_S = 0.005  # how often the takeover is polled
 SETUP_CONCURRENCY = 8
+DRAINED_BELOW = 100  # stream entries left when the write-behind counts as drained
 CONFIG = """
 [http]
 rate_limit_per_s = 1000000.0
@@ -216,6 +218,16 @@ async def open_positions(r: aioredis.Redis, ns: str) -> tuple[int, int]:
     return counts[TOKEN], counts[PROBE_TOKEN]
 
 
+async def drained(r: aioredis.Redis, ns: str) -> None:
+    """Wait until the write-behind has moved the stream into Postgres (the writer trims what it
+    committed), so each takeover recovers from the steady state, not a set-up backlog."""
+    deadline = time.monotonic() + WAIT_S
+    while await r.xlen(f"{ns}:events") > DRAINED_BELOW:
+        if time.monotonic() > deadline:
+            raise SystemExit("the write-behind did not drain")
+        await asyncio.sleep(0.1)
+
+
 async def one_takeover(
     api: Api, active: Process, standby: Process, r: aioredis.Redis, ns: str, n: int
 ) -> dict[str, Any]:
@@ -259,6 +271,8 @@ async def measure(
         await set_up(api, active.base, args)
         positions = args.agents * args.signals
         for n in range(args.kills):
+            if not args.backlog:
+                await drained(r, ns)
             result = await one_takeover(api, active, standby, r, ns, n)
             held, probes = await open_positions(r, ns)
             if held != positions or probes != n + 1:
@@ -297,12 +311,17 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=20, help="takeovers measured (default 20)")
     parser.add_argument("--agents", type=int, default=1000, help="paper agents (default 1000)")
     parser.add_argument("--signals", type=int, default=10, help="buys per agent (default 10)")
+    parser.add_argument(
+        "--backlog",
+        action="store_true",
+        help="kill without waiting for the write-behind: the standby also replays the backlog",
+    )
     parser.add_argument("--lease-ms", type=int, default=1000, help="[cluster] lease_ms (1000)")
     args = parser.parse_args()
     admin = "tdk_bench_" + secrets.token_urlsafe(16)
     ns = f"bench_cluster_{os.getpid()}"
-    with tempfile.TemporaryDirectory(prefix="tradingd-cluster-") as tmp_name:
-        tmp = Path(tmp_name)
+    tmp = Path(tempfile.mkdtemp(prefix="tradingd-cluster-"))
+    try:
         servers = None
         redis_url, database_url = os.environ.get("REDIS_URL"), os.environ.get("DATABASE_URL")
         if not (redis_url and database_url):
@@ -328,6 +347,10 @@ def main() -> int:
                 p.stop()
             if servers is not None:
                 servers.stop()
+    except BaseException:
+        print(f"logs kept in {tmp}", file=sys.stderr)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
     figures |= {
         "agents": args.agents,
         "positions": args.agents * args.signals,
