@@ -88,6 +88,7 @@ class Daemon:
         self.settings = settings
         self.demo = demo
         self.started_at = time.monotonic()
+        self.cluster: ClusterRole | None = None  # hot standby: set below with a role
         self.ready = False
         self.engine = Engine(wall_clock_ms, **engine_options(settings))
         paper = PaperVenue(
@@ -128,7 +129,6 @@ class Daemon:
         self.cleanups: list[Callable[[], Awaitable[None]]] = []
         # Hot standby (adapters/cluster, docs/cluster.md): with a role, the control port opens
         # first and the store only once this process holds the lease.
-        self.cluster: ClusterRole | None = None
         self.exit_code = 0
         self._port_open = False
         wanted = settings.cluster.wanted()
@@ -142,10 +142,22 @@ class Daemon:
                 wanted,
                 settings.cluster.lease_ms,
             )
+            self.runtime.may_act = self.cluster.may_act
         if settings.notify.channels:
             self.build_notifier()
 
     # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Intake open. With a cluster role, only while this process holds the lease by its own
+        clock too: a paused process refuses work the moment it runs again, before its renewal
+        task has even noticed (hooks and the route guard both read this)."""
+        return self._ready and (self.cluster is None or self.cluster.may_act())
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self._ready = value
 
     def spawn(self, coro: Awaitable[object], name: str) -> asyncio.Task[object]:
         task = asyncio.ensure_future(coro)

@@ -82,6 +82,9 @@ class Runtime:
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.ticks_rejected: dict[str, int] = {}  # reason -> count since start (metrics)
         self.accepting = True  # intake (signals, prices, new orders from the API) open
+        # Hot standby (adapters/cluster): False once this process lost its lease; no order
+        # leaves for a venue then (it stays in flight: the lease holder resumes it).
+        self.may_act: Callable[[], bool] | None = None
         self._inline_queue: list[Order] = []
         self._settling = False
         self._stopping = False
@@ -292,6 +295,9 @@ class Runtime:
             ):
                 reason = "expired"
                 break
+            if self.may_act is not None and not self.may_act():
+                log.error("order not sent: the lease is lost", extra={"order_id": order.id})
+                return
             try:
                 fill = await venue.execute(order)
             except VenueError as exc:

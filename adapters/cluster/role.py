@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from tradingd.adapters.cluster.lease import Lease
+from tradingd.adapters.http.errors import NotReady
 from tradingd.adapters.transient import REDIS_FAILURES
-from tradingd.engine.errors import Unavailable
 
 log = logging.getLogger("tradingd.cluster")
 STEPPED_DOWN_EXIT = 3  # `tradingd run` lost its lease: systemd restarts it, as a standby
@@ -33,8 +33,9 @@ ROLES: tuple[Role, ...] = ("standby", "active", "stepped_down")
 CONNECT_RETRY_S = 0.5
 
 
-class Standby(Unavailable):
-    """A write or signal sent to a process that does not hold the lease."""
+class Standby(NotReady):
+    """A write or signal sent to a process that does not hold the lease. A NotReady: not
+    logged per request (a load balancer probes a standby's /health/ready all day)."""
 
     code = "standby"
     status = 503

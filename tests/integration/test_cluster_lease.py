@@ -224,3 +224,70 @@ async def test_role_steps_down_when_paused(store_servers: StoreServers, namespac
     await poll_until_async(lambda: lost, tries=200, timeout_s=5, interval_s=0.02, what="lost")
     assert "not renewed within lease_ms" in lost[0]
     await role.close(release=True)
+
+
+def test_data_dir_lock_says_each_process_needs_its_own(tmp_path: Path) -> None:
+    """An active and its standby on one machine: one data dir each (the lock says so)."""
+    from tradingd.adapters.store.errors import DataDirLocked
+    from tradingd.adapters.store.lock import DataDirLock
+
+    first = DataDirLock(tmp_path)
+    first.acquire()
+    try:
+        with pytest.raises(DataDirLocked) as refused:
+            DataDirLock(tmp_path).acquire()
+        assert "each need their own data dir" in refused.value.message
+        assert "--data-dir" in refused.value.message
+    finally:
+        first.release()
+
+
+async def test_a_fenced_writer_commits_and_acks_nothing(
+    tmp_path: Path, store_servers: StoreServers, namespace: str
+) -> None:
+    """The write-behind of a process that lost its lease commits nothing to Postgres and leaves
+    the stream's entries pending (the new holder's writer takes them over)."""
+    import asyncpg
+    from store_harness import TOKENS, StoreNode
+    from tradingd.engine.config import config_from_builtins
+
+    node = await StoreNode(tmp_path, store_servers, namespace).start()
+    store = node.store
+    assert store is not None and store.writer is not None
+    acting = [True]
+    store.writer.may_act = lambda: acting[0]
+    e, rt = node.engine, node.runtime
+    rt.apply(e.create_agent, "a", "paper", config_from_builtins({}), "USDC", None, "a")
+    await node.settle()
+    assert await store.writer.drain(10)  # while it holds the lease, it writes
+    conn = await asyncpg.connect(store_servers.database_url)
+    try:
+        events = f'SELECT count(*) FROM "{namespace}".events'
+        before = await conn.fetchval(events)
+        assert before > 0
+        acting[0] = False  # the lease is lost
+        rt.apply(e.deposit, "a", "USDC", 10**9)
+        node.tick(TOKENS[0], 1.0)
+        await node.settle()
+        keys = Keys(namespace)
+        length = await poll_until_async(
+            lambda: store.redis.xlen(keys.stream),
+            lambda n: n > 0,
+            tries=100,
+            timeout_s=5,
+            what="the new entries in the stream",
+        )
+        await poll_until_async(
+            lambda: store.writer.stopped,
+            tries=200,
+            timeout_s=5,
+            interval_s=0.05,
+            what="the writer stopped by the fence",
+        )
+        assert await conn.fetchval(events) == before  # nothing committed
+        pending = await store.redis.xpending(keys.stream, store.writer.GROUP)
+        assert await store.redis.xlen(keys.stream) >= length  # nothing trimmed
+        assert pending["pending"] > 0  # read, never acknowledged
+    finally:
+        await conn.close()
+        await node.crash()
