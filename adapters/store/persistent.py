@@ -154,7 +154,7 @@ class PersistentStore:
             mode=self.stage_mode,
         )
         if self.fence is not None:
-            self.writer.may_act = self.fence.may_act
+            self.writer.may_act = self.fence.may_commit
         await self.writer.ensure_group()
         self._spawn(self.write_through.run(), "store-write-through")
         self._spawn(self.writer.run(), "store-write-behind")
