@@ -165,7 +165,7 @@ class Daemon:
                 wanted,
                 settings.cluster.lease_ms,
             )
-            self.runtime.may_act = self.cluster.may_act
+            self.runtime.lease_verified = self.cluster.verified
         if settings.notify.channels:
             self.build_notifier()
 

@@ -12,7 +12,8 @@ import logging
 import sys
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 import msgspec
 from tradingd.adapters.timestamps import iso_now
@@ -181,6 +182,35 @@ _MONEY = frozenset({"sell_amount", "amount", "quote_amount", "realized_pnl"})
 _FIELD_NAMES = {"id": "position_id", "level": "dca_level"}
 
 
+class _Line(NamedTuple):
+    """An event type's log line, compiled once: its level, message, where the fields live, the
+    keys they are written under, a getter of their values, and which of them are money."""
+
+    level: int
+    level_name: str
+    message: str
+    inner: str | None
+    keys: tuple[str, ...]
+    values: Callable[[object], tuple[object, ...]]
+    money: tuple[int, ...]
+
+
+def _compile(level: int, message: str, inner: str | None, fields: tuple[str, ...]) -> _Line:
+    named = [_FIELD_NAMES.get(f, f) for f in fields]
+    return _Line(
+        level,
+        _LEVEL_NAMES.get(level, "info"),
+        message,
+        inner,
+        tuple(f"event_{k}" if k in _LINE_KEYS else k for k in named),
+        attrgetter(*fields) if len(fields) > 1 else lambda x: (getattr(x, fields[0]),),
+        tuple(i for i, k in enumerate(named) if k in _MONEY),
+    )
+
+
+_COMPILED = {t: _compile(*line) for t, line in _LINES.items()}
+
+
 def line_for(e: ev.Event, ts: str) -> dict[str, object] | None:
     """The log document of one event written at `ts` (iso_ms), or None when it is not logged
     at the current level."""
@@ -190,16 +220,17 @@ def line_for(e: ev.Event, ts: str) -> dict[str, object] | None:
             if log.isEnabledFor(logging.WARNING)
             else None
         )
-    line = _LINES.get(type(e))
-    if line is None:
+    line = _COMPILED.get(type(e))
+    if line is None or not log.isEnabledFor(line.level):
         return None
-    level, message, inner, fields = line
-    if not log.isEnabledFor(level):
-        return None
-    source = getattr(e, inner) if inner else e
-    extra = {_FIELD_NAMES.get(f, f): getattr(source, f) for f in fields}
-    for f in _MONEY.intersection(extra):
-        extra[f] = str(extra[f])
+    values = line.values(getattr(e, line.inner) if line.inner else e)
+    if line.money:
+        values = list(values)  # type: ignore[assignment]
+        for i in line.money:
+            values[i] = str(values[i])  # type: ignore[index]
+    doc: dict[str, object] = {"ts": ts, "level": line.level_name, "logger": log.name}
+    doc["msg"] = line.message
+    doc.update(zip(line.keys, values, strict=True))
     if isinstance(e, ev.OrderFilled):
-        extra["order_id"] = e.order_id
-    return _doc(level, message, extra, ts)
+        doc["order_id"] = e.order_id
+    return doc

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NamedTuple, TypeVar
 
 from tradingd.adapters.app.cascade_driver import CascadeDriver
@@ -82,9 +82,10 @@ class Runtime:
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.ticks_rejected: dict[str, int] = {}  # reason -> count since start (metrics)
         self.accepting = True  # intake (signals, prices, new orders from the API) open
-        # Hot standby (adapters/cluster): False once this process lost its lease; no order
-        # leaves for a venue then (it stays in flight: the lease holder resumes it).
-        self.may_act: Callable[[], bool] | None = None
+        # Hot standby (adapters/cluster): whether this process holds its lease, waiting out a
+        # lapse being re-verified; no order leaves for a venue without it (it stays in flight:
+        # the lease holder resumes it).
+        self.lease_verified: Callable[[], Awaitable[bool]] | None = None
         self._inline_queue: list[Order] = []
         self._settling = False
         self._stopping = False
@@ -295,7 +296,7 @@ class Runtime:
             ):
                 reason = "expired"
                 break
-            if self.may_act is not None and not self.may_act():
+            if self.lease_verified is not None and not await self.lease_verified():
                 log.error("order not sent: the lease is lost", extra={"order_id": order.id})
                 return
             try:

@@ -5,9 +5,14 @@ The daemon (adapters/app/daemon.py) binds the control port as a standby, waits h
 lease, then runs the ordinary start-up (store recovery, resumed orders, feeds, clock) and calls
 `activated()` when intake opens. From the moment the lease is taken it is renewed every
 lease_ms/3 from the event loop. The lease is lost, and `on_lost` runs at once, when a renewal
-finds it gone or another's, when the write-through is fenced by Redis, or when by this process's
-own monotonic clock it was not renewed within lease_ms (a paused or partitioned process).
-`may_act()` is the check the store makes before writing (adapters/store/redis.py Fence)."""
+finds it gone or another's, or when the write-through is fenced by Redis.
+
+When by this process's own monotonic clock the lease was not renewed within lease_ms (its loop
+stalled, Redis was slow, or the process was paused), it acts on nothing from that moment and
+asks Redis: a lease still holding this process's value (its fencing token) was nobody else's
+meanwhile, so it is renewed and the process acts again; gone, another's, or not confirmed within
+lease_ms, it is lost. `may_act()` is the instant check (venue calls, intake); `verified()` waits
+for such a re-verification (the write-through, adapters/store/redis.py Fence)."""
 
 from __future__ import annotations
 
@@ -69,6 +74,11 @@ class ClusterRole:
         self.previous_holder: str | None = None
         self._redis: Any = None
         self._renewing: asyncio.Task[None] | None = None
+        # set while a lapse by this process's clock is re-verified with Redis: True when the
+        # lease was still this process's (renewed), False when it was lost
+        self._verifying: asyncio.Future[bool] | None = None
+        self._verify_task: asyncio.Task[None] | None = None
+        self.lapses = 0  # lapses by this process's clock that Redis confirmed were still ours
 
     @property
     def poll_s(self) -> float:
@@ -148,8 +158,9 @@ class ClusterRole:
         while self.role != "stepped_down":
             await asyncio.sleep(interval)
             if not lease.held():
-                self.lost("the lease was not renewed within lease_ms (paused or cut off?)")
-                return
+                if not await asyncio.shield(self._reverification()):
+                    return
+                continue
             try:
                 ok = await asyncio.wait_for(lease.renew(), interval)
             except (*REDIS_FAILURES, TimeoutError) as exc:
@@ -161,6 +172,58 @@ class ClusterRole:
                     holder = await asyncio.wait_for(lease.holder(), interval)
                 self.lost(f"the lease is gone or another's (holder {holder})")
                 return
+
+    def _reverification(self) -> asyncio.Future[bool]:
+        """The re-verification of a lapse by this process's clock: the one under way, or a new
+        one (whichever notices first starts it: the renewal loop, a write, a venue call)."""
+        if self._verifying is None:
+            loop = asyncio.get_running_loop()
+            self._verifying = loop.create_future()
+            self._verify_task = loop.create_task(self._reverify(), name="cluster-lease-verify")
+        return self._verifying
+
+    async def _reverify(self) -> None:
+        """The lease lapsed by this process's own clock: act on nothing until Redis says whether
+        it is still this process's. A renewal only succeeds on the exact value this process set
+        (its token), which no one else can have taken meanwhile; then it acts again. Gone,
+        another's, or not confirmed within lease_ms: lost."""
+        lease = self.lease
+        assert lease is not None and self._verifying is not None
+        stalled = time.monotonic()
+        log.warning(
+            "cluster: lease lapsed by this process's clock (loop or redis stalled); acting on "
+            "nothing until redis confirms it",
+            extra={"fencing_token": lease.token, "lease_ms": self.lease_ms},
+        )
+        deadline = stalled + self.lease_ms / 1000
+        reason = "redis did not confirm it within lease_ms"
+        ok = False
+        try:
+            while not ok and time.monotonic() < deadline:
+                try:
+                    ok = await asyncio.wait_for(
+                        lease.renew(), max(0.01, deadline - time.monotonic())
+                    )
+                except (*REDIS_FAILURES, TimeoutError) as exc:
+                    reason = f"redis did not confirm it within lease_ms ({str(exc)[:120]})"
+                    await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+                    continue
+                if not ok:
+                    reason = "it is gone or another's"
+        finally:
+            verifying, self._verifying = self._verifying, None
+            verifying.set_result(ok)
+        if not ok:
+            self.lost(f"the lease was not renewed within lease_ms and {reason}")
+            return
+        self.lapses += 1
+        log.warning(
+            "cluster: lease confirmed still held after a lapse; acting again",
+            extra={
+                "fencing_token": lease.token,
+                "stalled_ms": round((time.monotonic() - stalled) * 1000),
+            },
+        )
 
     def activated(self) -> None:
         """Intake is open: the takeover is complete."""
@@ -184,7 +247,27 @@ class ClusterRole:
         return str(self.lease.token) if self.lease is not None and self.lease.token else ""
 
     def may_act(self) -> bool:
+        """Held by this process's own clock too, now (no wait)."""
         return self.role != "stepped_down" and self.lease is not None and self.lease.held()
+
+    async def verified(self) -> bool:
+        """Whether this process may act, waiting while a lapse by its clock is re-verified
+        with Redis (at most lease_ms)."""
+        if self.may_act():
+            return True
+        if self.role == "stepped_down" or self.lease is None or not self.lease.value:
+            return False
+        return await asyncio.shield(self._reverification())
+
+    def may_commit(self) -> bool:
+        """The write-behind may go on committing to Postgres: until the lease is lost for good.
+        It only moves what Redis accepted, idempotently, so a lapse being re-verified does not
+        stop it."""
+        return self.role != "stepped_down"
+
+    @property
+    def verifying(self) -> bool:
+        return self._verifying is not None
 
     def fenced(self, reason: str) -> None:
         self.lost(f"fenced: {reason}")
@@ -221,15 +304,18 @@ class ClusterRole:
             },
             "fencing_token": lease.token if lease is not None else 0,
             "takeover_seconds": self.takeover_seconds,
+            "verifying": self.verifying,
+            "lapses": self.lapses,
         }
         if self.lost_reason:
             out["lost_reason"] = self.lost_reason
         return out
 
     async def close(self, release: bool) -> None:
-        if self._renewing is not None:
-            self._renewing.cancel()
-            await asyncio.gather(self._renewing, return_exceptions=True)
+        for task in (self._renewing, self._verify_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if release and self.lease is not None and self.role == "active":
             try:
                 if await self.lease.release():
@@ -264,4 +350,10 @@ class ClusterCollector:
             "tradingd_cluster_takeovers",
             "Leases this process took and opened intake with",
             value=float(self.role.takeovers),
+        )
+        yield CounterMetricFamily(
+            "tradingd_cluster_lease_lapses",
+            "Lapses of the lease by this process's clock (a stalled loop or a slow Redis) that "
+            "Redis confirmed were still its own",
+            value=float(self.role.lapses),
         )

@@ -101,6 +101,12 @@ def _refuse_standby(daemon: Daemon) -> None:
     assert cluster is not None
     if cluster.role == "stepped_down":
         raise Standby("this process lost its lease and is stepping down: send to the active one")
+    if cluster.role == "active":
+        raise Standby(
+            "this process's lease lapsed by its own clock (its loop or Redis stalled) and is "
+            "being confirmed with Redis: retry shortly",
+            {"role": cluster.role, "verifying": True},
+        )
     raise Standby(
         "this process is the standby (or still taking over): send writes to the active one",
         {"role": cluster.role},

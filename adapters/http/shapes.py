@@ -8,6 +8,8 @@ strings; prices JSON numbers, each the float nearest the exact value it stands f
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from msgspec import structs
 from tradingd.adapters.http.schemas import (
     AgentOut,
@@ -43,6 +45,8 @@ from tradingd.engine.model import (
     Trade,
 )
 from tradingd.engine.state import EngineState, SignalRecord
+
+_T = TypeVar("_T", TradeOut, TradeMessage)
 
 
 def tick_out(t: Tick) -> TickOut:
@@ -101,7 +105,17 @@ def position_message(p: Position, event: PositionEvent) -> PositionMessage:
 
 def trade_out(t: Trade) -> TradeOut:
     """A fill: tokens and quote in atomic units, the fill price in USD per whole token."""
-    return TradeOut(
+    return _trade_shape(TradeOut, t)
+
+
+def trade_message(order_id: str, t: Trade) -> TradeMessage:
+    """The WebSocket `trade` message: the REST trade plus the order it filled (built in one
+    step: a 100-agent signal sends 100 of them)."""
+    return _trade_shape(TradeMessage, t, order_id=order_id)
+
+
+def _trade_shape(shape: type[_T], t: Trade, **more: str) -> _T:
+    return shape(
         id=t.id,
         agent_id=t.agent_id,
         position_id=t.position_id,
@@ -119,12 +133,8 @@ def trade_out(t: Trade) -> TradeOut:
         fee_amount=t.fee_amount,
         signal_id=t.signal_id,
         source=t.source,
+        **more,
     )
-
-
-def trade_message(order_id: str, t: Trade) -> TradeMessage:
-    """The WebSocket `trade` message: the REST trade plus the order it filled."""
-    return TradeMessage(**structs.asdict(trade_out(t)), order_id=order_id)
 
 
 def balance_out(b: Balance) -> BalanceOut:

@@ -303,14 +303,20 @@ class StateBook:
         )
 
 
-async def read_stream(r: aioredis.Redis, keys: Keys) -> list[Entry]:
-    out: list[Entry] = []
-    start = "-"
+async def apply_stream(book: StateBook, r: aioredis.Redis, keys: Keys) -> int:
+    """Fold the stream over `book` one XRANGE_CHUNK at a time, as it is read: no chunk holds
+    the event loop for long (a hot standby taking over renews its lease meanwhile, and the
+    control port answers), and the entries are never all in memory at once. Returns the last
+    entry id read (0: the stream is empty)."""
+    start, last = "-", 0
     while True:
         chunk = await r.xrange(keys.stream, min=start, count=XRANGE_CHUNK)
-        out.extend(entry_from_fields(sid, fields) for sid, fields in chunk)
+        entries = [entry_from_fields(sid, fields) for sid, fields in chunk]
+        book.apply_entries(entries)
+        if entries:
+            last = entries[-1].id
         if len(chunk) < XRANGE_CHUNK:
-            return out
+            return last
         start = "(" + chunk[-1][0].decode()
 
 
@@ -328,9 +334,8 @@ async def build_snapshot(
     """Fold the stream and the spill over `book` (loaded from Postgres). Returns the snapshot, the
     highest entry id seen anywhere (new ids must be above it) and the entries still only in the
     spill file."""
-    stream = await read_stream(r, keys)
-    book.apply_entries(stream)
-    last = max(await last_stream_id(r, keys), stream[-1].id if stream else 0)
+    read = await apply_stream(book, r, keys)
+    last = max(await last_stream_id(r, keys), read)
     spilled = [e for e in spill.read() if e.id > last]
     book.apply_entries(spilled)
     prices, seq = await read_hot(r, keys)

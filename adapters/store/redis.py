@@ -64,6 +64,10 @@ class Fence(Protocol):
 
     def may_act(self) -> bool: ...  # the lease is held, by this process's own clock too
 
+    async def verified(self) -> bool: ...  # may_act, waiting out a lapse being re-verified
+
+    def may_commit(self) -> bool: ...  # the write-behind may go on (until the lease is lost)
+
     def fenced(self, reason: str) -> None: ...  # stop acting at once
 
 
@@ -225,7 +229,7 @@ class RedisWriteThrough:
         if not batch and not ticks:
             return
         seq = self._seq_of()
-        token = self._token()
+        token = await self._token()
         last = max(0, len(batch) - 1) // WRITE_CHUNK * WRITE_CHUNK
         for start in range(0, last + 1, WRITE_CHUNK):
             chunk = batch[start : start + WRITE_CHUNK]
@@ -238,13 +242,15 @@ class RedisWriteThrough:
                 raise
         self.flushes += 1
 
-    def _token(self) -> str:
-        """The fencing token to write with ("" without a fence). Raises Fenced, sending
-        nothing, when the process knows the lease lapsed (a paused process wakes up here)."""
+    async def _token(self) -> str:
+        """The fencing token to write with ("" without a fence). A lease that lapsed by this
+        process's clock is waited for while Redis is asked whether it is still ours (a stalled
+        loop); raises Fenced, sending nothing, when it is not (a paused process wakes up
+        here)."""
         fence = self.fence
         if fence is None:
             return ""
-        if self.fenced or not fence.may_act():
+        if self.fenced or not await fence.verified():
             raise Fenced("the lease is not held (lapsed by this process's clock)")
         return fence.token
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import secrets
 import signal
 import subprocess
@@ -453,14 +454,14 @@ class Storm:
         self.conflicts: list[tuple[str, str, str]] = []
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.rng = __import__("random").Random(seed)
+        self.rng = random.Random(seed)
         self.threads = [
             threading.Thread(target=self.client, args=(self.rng.random(),), daemon=True)
             for _ in range(STORM_CLIENTS)
         ]
 
     def client(self, seed: float) -> None:
-        rng = __import__("random").Random(seed)
+        rng = random.Random(seed)
         prices = dict.fromkeys(self.tokens, 1.0)
         for _ in range(1_000_000):  # bounded; ends with `stop`
             if self.stop.is_set():

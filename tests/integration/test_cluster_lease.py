@@ -42,6 +42,12 @@ class FakeFence:
     def may_act(self) -> bool:
         return self.acting
 
+    async def verified(self) -> bool:
+        return self.acting
+
+    def may_commit(self) -> bool:
+        return self.acting
+
     def fenced(self, reason: str) -> None:
         self.reasons.append(reason)
 
@@ -208,7 +214,8 @@ async def test_role_steps_down_when_lease_is_taken(
 
 async def test_role_steps_down_when_paused(store_servers: StoreServers, namespace: str) -> None:
     """Own clock: a process whose loop did not run for longer than the lease (a SIGSTOP, a
-    long GC pause) steps down before anything else, even if Redis still shows its lease."""
+    long GC pause) acts on nothing from the moment it wakes, and steps down once Redis says the
+    lease is gone (it lapsed there too)."""
     stop = asyncio.Event()
     role = ClusterRole(store_servers.redis_url, namespace, "active", LEASE_MS, "paused-1")
     assert await role.connect(stop)
@@ -240,3 +247,114 @@ def test_data_dir_lock_says_each_process_needs_its_own(tmp_path: Path) -> None:
         assert "--data-dir" in refused.value.message
     finally:
         first.release()
+
+
+async def test_a_fenced_writer_commits_and_acks_nothing(
+    tmp_path: Path, store_servers: StoreServers, namespace: str
+) -> None:
+    """The write-behind of a process that lost its lease commits nothing to Postgres and leaves
+    the stream's entries pending (the new holder's writer takes them over)."""
+    import asyncpg
+    from store_harness import TOKENS, StoreNode
+    from tradingd.engine.config import config_from_builtins
+
+    node = await StoreNode(tmp_path, store_servers, namespace).start()
+    store = node.store
+    assert store is not None and store.writer is not None
+    acting = [True]
+    store.writer.may_act = lambda: acting[0]
+    e, rt = node.engine, node.runtime
+    rt.apply(e.create_agent, "a", "paper", config_from_builtins({}), "USDC", None, "a")
+    await node.settle()
+    assert await store.writer.drain(10)  # while it holds the lease, it writes
+    conn = await asyncpg.connect(store_servers.database_url)
+    try:
+        events = f'SELECT count(*) FROM "{namespace}".events'
+        before = await conn.fetchval(events)
+        assert before > 0
+        acting[0] = False  # the lease is lost
+        rt.apply(e.deposit, "a", "USDC", 10**9)
+        node.tick(TOKENS[0], 1.0)
+        await node.settle()
+        keys = Keys(namespace)
+        length = await poll_until_async(
+            lambda: store.redis.xlen(keys.stream),
+            lambda n: n > 0,
+            tries=100,
+            timeout_s=5,
+            what="the new entries in the stream",
+        )
+        await poll_until_async(
+            lambda: store.writer.stopped,
+            tries=200,
+            timeout_s=5,
+            interval_s=0.05,
+            what="the writer stopped by the fence",
+        )
+        assert await conn.fetchval(events) == before  # nothing committed
+        pending = await store.redis.xpending(keys.stream, store.writer.GROUP)
+        assert await store.redis.xlen(keys.stream) >= length  # nothing trimmed
+        assert pending["pending"] > 0  # read, never acknowledged
+    finally:
+        await conn.close()
+        await node.crash()
+
+
+async def test_a_lapse_redis_confirms_is_survived(
+    store_servers: StoreServers, r: aioredis.Redis, namespace: str, tmp_path: Path
+) -> None:
+    """A loop stall past lease_ms by the process's own clock while Redis still holds its lease
+    (a long transition, a slow Redis; here Redis' TTL is stretched to stand for it): nothing is
+    acted on until Redis confirms the lease is still this process's, then it acts again with
+    the same token. A write made meanwhile waits for the answer instead of being fenced, and is
+    written; the process does not step down."""
+    import time
+
+    stop = asyncio.Event()
+    role = ClusterRole(store_servers.redis_url, namespace, "active", LEASE_MS, "stalled-1")
+    assert await role.connect(stop)
+    assert await role.wait_for_lease(stop)
+    lost: list[str] = []
+    role.start_renewing(lost.append)
+    role.activated()
+    token = role.token
+    keys = Keys(namespace)
+    wt = write_through(r, keys, tmp_path, role)
+    await r.pexpire(keys.lease, 30 * LEASE_MS)  # Redis still holds it after the stall
+    time.sleep(LEASE_MS / 1000 + 0.1)  # the whole loop stalls past the lease by its clock
+    assert not role.may_act() and not role.acting  # nothing is acted on from here
+    wt.enqueue(entries(0, 3))
+    await wt.flush_once()  # waits while Redis is asked, then writes with the same token
+    assert await r.xlen(keys.stream) == 3 and not wt.fenced
+    assert role.may_act() and role.acting and role.token == token
+    assert role.lapses == 1 and not lost
+    health = role.health()
+    assert health["role"] == "active" and health["lapses"] == 1 and not health["verifying"]
+    stop.set()
+    await role.close(release=True)
+
+
+async def test_a_lapse_redis_denies_steps_down_and_writes_nothing(
+    store_servers: StoreServers, r: aioredis.Redis, namespace: str, tmp_path: Path
+) -> None:
+    """The same stall, but another process took the lease meanwhile: the write made after the
+    stall is refused without being sent and the process steps down."""
+    import time
+
+    stop = asyncio.Event()
+    role = ClusterRole(store_servers.redis_url, namespace, "active", LEASE_MS, "stalled-2")
+    assert await role.connect(stop)
+    assert await role.wait_for_lease(stop)
+    lost: list[str] = []
+    role.start_renewing(lost.append)
+    role.activated()
+    keys = Keys(namespace)
+    wt = write_through(r, keys, tmp_path, role)
+    time.sleep(LEASE_MS / 1000 + 0.1)
+    await r.set(keys.lease, b"999:other", px=30 * LEASE_MS)  # taken while this one stalled
+    wt.enqueue(entries(0, 3))
+    await wt.flush_once()
+    assert await r.xlen(keys.stream) == 0 and wt.fenced
+    assert role.role == "stepped_down" and lost and "another" in lost[0]
+    stop.set()
+    await role.close(release=False)
