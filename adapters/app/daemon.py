@@ -39,6 +39,7 @@ from tradingd.adapters.venues.paper import PaperVenue
 from tradingd.engine import events as ev
 from tradingd.engine.core import Engine
 from tradingd.engine.errors import TradingdError, Unavailable
+from tradingd.engine.model import Tick
 from tradingd.engine.ports import Feed, HealthRegistry, LiveFeed, Store
 
 if TYPE_CHECKING:
@@ -272,7 +273,14 @@ class Daemon:
         """Run a live feed: its ticks go to the runtime, its health to /health."""
         self.feeds[feed.source] = feed
         self.live_feeds[feed.source] = feed
-        self.spawn(feed.run(self.runtime.push_ticks), f"feed-{feed.source}")
+        self.spawn(feed.run(self.feed_push()), f"feed-{feed.source}")
+
+    def feed_push(self) -> Callable[[list[Tick]], object]:
+        """Where a feed's ticks go: the runtime; with agent shards, the tick stream every shard
+        applies (adapters/cluster/intake.py), in the order the feeds pushed them."""
+        if self.shard_intake is not None:
+            return self.shard_intake.feed_push
+        return self.runtime.push_ticks
 
     def start_feeds(self) -> None:
         self.start_live_feeds()
@@ -283,7 +291,7 @@ class Daemon:
             feed = SyntheticFeed(syn, demo=self.demo, known=known)
             tokens = feed.tokens
             self.feeds["synthetic"] = feed
-            self.spawn(feed.run(self.runtime.push_ticks), "feed-synthetic")
+            self.spawn(feed.run(self.feed_push()), "feed-synthetic")
         if self.demo:
             if DEMO_AGENT_ID not in self.engine.agents:
                 self.runtime.apply(

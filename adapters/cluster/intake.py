@@ -53,6 +53,7 @@ RETRY_S = 0.5
 POLL_FIRST_S = 0.001
 POLL_MAX_S = 0.02
 REQUEST_TIMEOUT_S = 2.0
+FEED_QUEUE = 1000  # feed batches waiting for the stream; the oldest is dropped beyond it
 
 # KEYS: stream, global seq, stream seq[, client key]; ARGV: maxlen, payload[, client value, px]
 APPEND = """
@@ -146,6 +147,9 @@ class ShardIntake:
         self.applied: dict[str, int] = dict.fromkeys(STREAMS, 0)  # entries applied (this life)
         self.gaps: dict[str, int] = dict.fromkeys(STREAMS, 0)  # entries lost to trimming
         self._stopped = False
+        # The daemon's own feeds' ticks, published in order by one task (feed_push).
+        self._feed_ticks: asyncio.Queue[list[Tick]] = asyncio.Queue(FEED_QUEUE)
+        self.feed_dropped = 0
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -180,6 +184,7 @@ class ShardIntake:
         if url:
             await self.r.hset(self.keys.shards, str(self.shard), url)
         self.daemon.spawn(self.consume(), "cluster-intake")
+        self.daemon.spawn(self._publish_feed_ticks(), "cluster-intake-feeds")
         self.daemon.spawn(self.lag_loop(), "cluster-intake-lag")
 
     async def close(self) -> None:
@@ -217,6 +222,30 @@ class ShardIntake:
     async def publish_ticks(self, ticks: list[Tick]) -> None:
         keys = [self.keys.stream(TICKS), self.keys.seq, self.keys.stream_seq(TICKS)]
         await self._call(self._append(keys=keys, args=[self.maxlen, msgspec.json.encode(ticks)]))
+
+    def feed_push(self, ticks: list[Tick]) -> None:
+        """A feed of this process pushed `ticks`: queued for the tick stream (every shard,
+        this one too, applies them from there). Never blocks the feed."""
+        if not ticks:
+            return
+        if self._feed_ticks.full():
+            self._feed_ticks.get_nowait()
+            self.feed_dropped += 1
+            if self.feed_dropped in (1, 10, 100) or self.feed_dropped % 1000 == 0:
+                log.warning(
+                    "cluster: feed ticks dropped: the tick stream is not taking them",
+                    extra={"dropped": self.feed_dropped},
+                )
+        self._feed_ticks.put_nowait(list(ticks))
+
+    async def _publish_feed_ticks(self) -> None:
+        while not self._stopped:
+            ticks = await self._feed_ticks.get()
+            try:
+                await self.publish_ticks(ticks)
+            except StoreUnavailable as exc:
+                log.warning("cluster: feed ticks not published", extra={"reason": exc.message})
+                await asyncio.sleep(RETRY_S)
 
     async def _call(self, call: Any) -> Any:
         """A Redis call made for a request: a failure is a 503 store_unavailable."""

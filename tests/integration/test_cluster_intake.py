@@ -331,3 +331,28 @@ async def test_both_streams_apply_in_the_order_received_past_one_read(
     finally:
         await node.stop()
         await a.close()
+
+
+async def test_a_feeds_ticks_go_through_the_stream_in_order(
+    store_servers: StoreServers, namespace: str
+) -> None:
+    node = Node()
+    a = intake(node, store_servers, namespace)
+    await a.open()
+    await a.start(None)
+    try:
+        now = wall_clock_ms()
+        for i in range(1, 51):  # as a live feed pushes: a sync call, never awaited
+            a.feed_push([Tick(TOKEN, 1.0 + i / 100, now + i, decimals=6, source="pyth")])
+        await poll_until_async(
+            lambda: asyncio.sleep(0, a.applied["ticks"]),
+            lambda n: n == 50,
+            timeout_s=5,
+            interval_s=0.01,
+            what="the feed's 50 pushes applied from the stream",
+        )
+        assert node.engine.prices[TOKEN].price_usd == 1.5  # the last, and none refused
+        assert node.runtime.ticks_rejected == {}
+    finally:
+        await node.stop()
+        await a.close()
