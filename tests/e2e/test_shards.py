@@ -393,6 +393,15 @@ def test_three_shards_equal_one_process_and_survive_a_kill(cluster: Cluster, rec
     assert resp.json()["error"]["details"]["path"] == "$.decimals"
     resp = shards[2].post("/v1/signals", {**bad, "decimals": 6})
     assert resp.status_code == 202 and not resp.json()["duplicate"], resp.text
+    # An agent created over the API lives on the shard that created it.
+    for i, node in enumerate(shards):
+        resp = node.post("/v1/agents", {"name": f"api {i}", "venue": "paper", "quote": "USDC"})
+        assert resp.status_code == 201, resp.text
+        made = resp.json()["id"]
+        assert owner(made, SHARDS) == i
+        assert node.get(f"/v1/agents/{made}").status_code == 200
+        other = shards[(i + 1) % SHARDS].get(f"/v1/agents/{made}/positions")
+        assert other.status_code == 421 and other.json()["error"]["details"]["owner_shard"] == i
 
 
 def test_shards_need_the_external_store_and_a_shard_below_shards(tmp_path: Path) -> None:
