@@ -393,6 +393,28 @@ def test_three_shards_equal_one_process_and_survive_a_kill(cluster: Cluster, rec
     assert resp.json()["error"]["details"]["path"] == "$.decimals"
     resp = shards[2].post("/v1/signals", {**bad, "decimals": 6})
     assert resp.status_code == 202 and not resp.json()["duplicate"], resp.text
+    # The same client ids posted at once to every shard: one signal each, cluster-wide.
+    from concurrent.futures import ThreadPoolExecutor
+
+    def send(job: tuple[int, int]) -> tuple[str, int, str]:
+        n, i = job
+        body = {"id": f"race-{n}", "token": TOKENS[n % 3], "side": "buy", "expires_in_ms": 60_000}
+        resp = shards[i].session.post(shards[i].base + "/v1/signals", json=body, timeout=30)
+        return body["id"], resp.status_code, resp.json().get("signal_id", resp.text)
+
+    jobs = [(n, i) for n in range(15) for i in range(SHARDS) for _ in range(2)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(send, jobs))
+    by_client: dict[str, list[tuple[int, str]]] = {}
+    for client_id, status, sid in answers:
+        by_client.setdefault(client_id, []).append((status, sid))
+    for client_id, got in by_client.items():
+        assert sorted(status for status, _ in got) == [200] * 5 + [202], (client_id, got)
+        assert len({sid for _, sid in got}) == 1, (client_id, got)
+    for agent in AGENTS:
+        mine = positions_of(shards[owner(agent, SHARDS)], agent)
+        sids = [p["signal_id"] for p in mine if p.get("signal_id")]
+        assert len(sids) == len(set(sids)), agent
     # An agent created over the API lives on the shard that created it.
     for i, node in enumerate(shards):
         resp = node.post("/v1/agents", {"name": f"api {i}", "venue": "paper", "quote": "USDC"})
