@@ -269,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         "tradingd.adapters.http.hooks_cli",
         "tradingd.adapters.store.cli",
         "tradingd.adapters.solana.wallet_cli",
+        "tradingd.adapters.cluster.status",
     ):
         try:
             module = __import__(extra, fromlist=["register"])

@@ -1,0 +1,170 @@
+"""`tradingd cluster status`: what the processes of a cluster show in Redis (docs/cluster.md).
+
+For each shard's store namespace (the base namespace itself for a single process): who holds the
+lease (`<fencing token>:<instance>`), how long it has left, the fencing counter, the control URL
+the shard registered, the write-through stream's length and the Postgres write-behind's backlog
+(the stream holds what Postgres has not committed yet: the writer trims what it did; its
+consumer group's pending entries, and lag on Redis 7). With shards, each shard's consumer group on the
+intake streams: entries not yet read (lag) and read but not yet acknowledged (pending).
+
+Read-only, one Redis connection whose every call times out (`--timeout`, default 2 s). For
+monitoring, the exit code: 0 when every shard that ever took a lease has a holder now (or no
+lease was ever used: a plain single process), 1 when one has none (nothing trades for it), 2
+when the config is refused or Redis cannot be read."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+PG_GROUP = "pg-writer"  # adapters/store/writer.py WriteBehind.GROUP
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "cluster", help="a cluster's state in Redis: leases, shards, intake lag (docs/cluster.md)"
+    )
+    sub = p.add_subparsers(dest="cluster_command", required=True)
+    status = sub.add_parser(
+        "status",
+        help="who holds each shard's lease, the fencing tokens, the write-behind backlog and "
+        "each shard's lag on the intake streams; exit 1 when a shard has no active process",
+    )
+    status.add_argument(
+        "--config", help="TOML config file (default: $TRADINGD_CONFIG, else the built-in profile)"
+    )
+    status.add_argument("--json", action="store_true", help="print JSON (default: a table)")
+    status.add_argument(
+        "--timeout", type=float, default=2.0, help="seconds per Redis call (default 2)"
+    )
+    status.set_defaults(func=_status)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from tradingd.adapters.app.cli import config_refused
+    from tradingd.adapters.app.settings import load_cli_settings
+    from tradingd.adapters.store import namespace_from_env
+    from tradingd.adapters.transient import REDIS_FAILURES
+    from tradingd.engine.errors import TradingdError
+
+    try:
+        settings = load_cli_settings(args.config, None)
+    except TradingdError as exc:
+        return config_refused(exc)
+    url = settings.store.redis_url
+    if not url:
+        print(
+            "tradingd: cluster status reads the cluster's Redis: set REDIS_URL or [store] "
+            "redis_url (a cluster runs on the external store)",
+            file=sys.stderr,
+        )
+        return 2
+    shards = max(1, settings.cluster.shards)
+    try:
+        doc = asyncio.run(read_status(url, namespace_from_env(), shards, args.timeout))
+    except REDIS_FAILURES as exc:
+        print(f"tradingd: cannot read redis: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(doc, indent=2) if args.json else table(doc))
+    return 0 if all(s["lease"]["holder"] or not s["fencing_counter"] for s in doc["shards"]) else 1
+
+
+async def read_status(url: str, base: str, shards: int, timeout: float = 2.0) -> dict[str, Any]:
+    """The status document: `{"namespace", "shards": [{"shard", "namespace", "lease": {"holder",
+    "expires_in_ms"}, "fencing_counter", "url", "events", "pg_backlog": {"lag", "pending"}}],
+    "intake": {stream: {"length", "groups": {group: {"lag", "pending", "last_delivered"}}}}}`
+    (`intake` only with shards)."""
+    from tradingd.adapters.cluster.shards import shard_namespace
+    from tradingd.adapters.store.redis import client
+    from tradingd.adapters.store.stream_codec import Keys
+
+    r = client(url, timeout)
+    try:
+        out: dict[str, Any] = {"namespace": base, "shards": []}
+        urls = await r.hgetall(f"{base}:shards") if shards > 1 else {}
+        for i in range(shards):
+            keys = Keys(shard_namespace(base, i, shards))
+            holder = await r.get(keys.lease)
+            ttl = await r.pttl(keys.lease)
+            groups = await _groups(r, keys.stream)
+            pg = groups.get(PG_GROUP, {})
+            out["shards"].append(
+                {
+                    "shard": i,
+                    "namespace": keys.ns,
+                    "lease": {
+                        "holder": holder.decode() if holder else None,
+                        "expires_in_ms": ttl if holder and ttl >= 0 else None,
+                    },
+                    "fencing_counter": int(await r.get(keys.fence) or 0),
+                    "url": (urls.get(str(i).encode()) or b"").decode() or None,
+                    "events": await r.xlen(keys.stream),
+                    "pg_backlog": {"lag": pg.get("lag"), "pending": pg.get("pending")},
+                }
+            )
+        if shards > 1:
+            out["intake"] = {}
+            for stream in ("signals", "ticks"):
+                key = f"{base}:intake:{stream}"
+                last = int(await r.get(f"{key}:seq") or 0)  # S of the last entry appended
+                out["intake"][stream] = {
+                    "length": await r.xlen(key),
+                    "groups": await _groups(r, key, last),
+                }
+        return out
+    finally:
+        await r.aclose()
+
+
+async def _groups(r: Any, stream: str, last_seq: int | None = None) -> dict[str, dict[str, Any]]:
+    """A stream's consumer groups: lag (entries not yet delivered), pending (delivered, not
+    acknowledged) and the last delivered id. {} without the stream. Redis 7 reports the lag;
+    before it, an intake stream's lag is `last_seq` (the S of its last entry, ids being `G-S`,
+    adapters/cluster/intake.py) minus the S of the last delivered id, and otherwise None."""
+    from redis.exceptions import ResponseError
+
+    try:
+        groups = await r.xinfo_groups(stream)
+    except ResponseError:  # no such key
+        return {}
+    out = {}
+    for g in groups:
+        name = g["name"].decode() if isinstance(g["name"], bytes) else str(g["name"])
+        last = g.get("last-delivered-id")
+        last = last.decode() if isinstance(last, bytes) else last
+        lag = g.get("lag")
+        if lag is None and last_seq is not None and last:
+            lag = max(0, last_seq - int(last.partition("-")[2] or 0))
+        out[name] = {
+            "lag": lag,
+            "pending": g.get("pending"),
+            "last_delivered": last,
+        }
+    return out
+
+
+def table(doc: dict[str, Any]) -> str:
+    lines = [f"namespace {doc['namespace']}, {len(doc['shards'])} shard(s)"]
+    lines.append(
+        f"{'shard':<6}{'lease holder':<36}{'expires':>9}{'fence':>7}{'events':>8}{'pg lag':>8}  url"
+    )
+    for s in doc["shards"]:
+        lease = s["lease"]
+        expires = f"{lease['expires_in_ms']}ms" if lease["expires_in_ms"] is not None else "-"
+        holder = lease["holder"] or ("NONE" if s["fencing_counter"] else "- (no lease in use)")
+        lag = s["pg_backlog"]["lag"]
+        lines.append(
+            f"{s['shard']:<6}{holder[:35]:<36}{expires:>9}{s['fencing_counter']:>7}"
+            f"{s['events']:>8}{'-' if lag is None else lag:>8}  {s['url'] or '-'}"
+        )
+    for stream, info in doc.get("intake", {}).items():
+        lines.append(f"intake {stream}: {info['length']} entries")
+        for group, g in sorted(info["groups"].items()):
+            lines.append(
+                f"  {group:<6} lag {g['lag'] if g['lag'] is not None else '-':>6}  "
+                f"pending {g['pending']:>6}  last {g['last_delivered']}"
+            )
+    return "\n".join(lines)
