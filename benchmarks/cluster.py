@@ -18,7 +18,18 @@ taken -> intake open, the recovery) — the rest of `ready` is the lease running
 `lease_ms` after the last renewal) and the standby's poll.
 
     .venv/bin/python benchmarks/cluster.py [--json PATH] [--kills N] [--agents N]
-        [--signals N] [--lease-ms MS]
+        [--signals N] [--lease-ms MS] [--backlog]
+
+`--throughput` measures agent shards instead: for 1 (a plain process), 2 and 3 shards
+(`--shard-counts`), one `tradingd run --shards N --shard i` per shard on the same store,
+`--tp-agents` paper agents created round-robin over the shards (each shard owns the agents
+created through it), then `--senders` clients post buy and sell signals for one token, round-robin
+over the shards, for `--tp-seconds`: every signal reaches every agent (each shard trades its
+own), and its `202` comes once every shard applied it. Reported: signals/s end to end, agent
+trades/s, the 202's p50/p99, and the CPU seconds each process used.
+
+    .venv/bin/python benchmarks/cluster.py --throughput [--json PATH] [--shard-counts 1,2,3]
+        [--tp-agents N] [--senders N] [--tp-seconds S]
 
 Times are milliseconds. The JSON records the load average and the code measured."""
 
@@ -317,7 +328,14 @@ def main() -> int:
         help="kill without waiting for the write-behind: the standby also replays the backlog",
     )
     parser.add_argument("--lease-ms", type=int, default=1000, help="[cluster] lease_ms (1000)")
+    parser.add_argument("--throughput", action="store_true", help="measure agent shards")
+    parser.add_argument("--shard-counts", default="1,2,3", help="shard counts (default 1,2,3)")
+    parser.add_argument("--tp-agents", type=int, default=300, help="agents (default 300)")
+    parser.add_argument("--senders", type=int, default=8, help="concurrent clients (default 8)")
+    parser.add_argument("--tp-seconds", type=float, default=20.0, help="load per count (20 s)")
     args = parser.parse_args()
+    if args.throughput:
+        return throughput_main(args)
     admin = "tdk_bench_" + secrets.token_urlsafe(16)
     ns = f"bench_cluster_{os.getpid()}"
     tmp = Path(tempfile.mkdtemp(prefix="tradingd-cluster-"))
@@ -369,6 +387,159 @@ def main() -> int:
             f"max {s[key]['max']:8.0f}"
         )
     write_json(args.json, figures)
+    return 0
+
+
+# -- agent shards: throughput ------------------------------------------------------------------
+
+
+TP_AGENT = {
+    "config": {
+        "signals": {"token_filter": "allow", "tokens": [TOKEN]},
+        "sizing": {"mode": "fixed", "amount": "1000000"},  # 0.001 SOL a buy
+        "limits": {"max_open_positions": 1000, "max_positions_per_token": 1000},
+        "stop_loss": {"enabled": False},
+    },
+}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ShardProcess(Process):
+    def start_shard(self, shards: int, shard: int) -> None:
+        cmd = [sys.executable, "-m", "tradingd.adapters.app.cli", "run"]
+        if shards > 1:
+            cmd += ["--shards", str(shards), "--shard", str(shard)]
+        cmd += ["--config", str(self.dir / "bench.toml"), "--host", "127.0.0.1"]
+        cmd += ["--port", str(self.port), "--data-dir", str(self.dir / "data")]
+        with open(self.dir / "tradingd.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise SystemExit(f"{self.name} exited {self.proc.returncode}: {self.log_tail()}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(self.base + "/health/ready", timeout=2):
+                    return
+            time.sleep(0.05)
+        raise SystemExit(f"{self.name} never became ready: {self.log_tail()}")
+
+
+async def load(procs: list[ShardProcess], admin: str, args: argparse.Namespace) -> dict[str, Any]:
+    timeout = aiohttp.ClientTimeout(total=WAIT_S)
+    connector = aiohttp.TCPConnector(limit=args.senders * 2)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+        api = Api(http, admin)
+        bases = [p.base for p in procs]
+        gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+
+        async def add(i: int) -> None:
+            async with gate:
+                base = bases[i % len(bases)]
+                spec = {"name": f"tp{i}", **TP_AGENT}
+                agent = await api.call(base, "POST", "/v1/agents", admin, spec)
+                deposit = {"asset": "SOL", "amount": "1000000000000"}
+                await api.call(base, "POST", f"/v1/agents/{agent['id']}/deposits", admin, deposit)
+
+        await asyncio.gather(*(add(i) for i in range(args.tp_agents)))
+        ticks = {"ticks": [{"token": SOL, "price_usd": 150.0}, {"token": TOKEN, "price_usd": 1.0}]}
+        await api.call(bases[0], "POST", "/v1/prices", admin, ticks)
+        await asyncio.sleep(0.5)  # the ticks reach every shard through the stream
+        latencies: list[float] = []
+        matched: list[int] = []
+        deadline = time.monotonic() + args.tp_seconds
+        cpu0 = [cpu_seconds(p.proc.pid) for p in procs if p.proc is not None]
+
+        async def sender(k: int) -> None:
+            n = 0
+            while time.monotonic() < deadline:
+                side = "buy" if n % 2 == 0 else "sell"
+                body = {"token": TOKEN, "side": side}
+                started = time.perf_counter()
+                doc = await api.call(
+                    bases[(k + n) % len(bases)], "POST", "/v1/signals", admin, body
+                )
+                latencies.append((time.perf_counter() - started) * 1000)
+                matched.append(int(doc.get("agents_matched") or 0))
+                n += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(sender(k) for k in range(args.senders)))
+        elapsed = time.monotonic() - started
+        cpu = [cpu_seconds(p.proc.pid) - c for p, c in zip(procs, cpu0, strict=True) if p.proc]
+    return {
+        "signals": len(latencies),
+        "signals_per_s": len(latencies) / elapsed,
+        "agents_matched_per_s": sum(matched) / elapsed,
+        "ack_ms": percentiles(latencies),
+        "cpu_s_per_process": cpu,
+        "seconds": elapsed,
+    }
+
+
+def throughput_main(args: argparse.Namespace) -> int:
+    admin = "tdk_bench_" + secrets.token_urlsafe(16)
+    counts = [int(x) for x in args.shard_counts.split(",") if x.strip()]
+    results: dict[str, Any] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="tradingd-shards-"))
+    try:
+        servers = None
+        redis_url, database_url = os.environ.get("REDIS_URL"), os.environ.get("DATABASE_URL")
+        if not (redis_url and database_url):
+            servers = EmbeddedServers(tmp / "store")
+            redis_url, database_url = servers.start()
+        try:
+            for count in counts:
+                env = {k: v for k, v in os.environ.items() if k != "TRADINGD_STORE"}
+                env |= {
+                    "TRADINGD_ADMIN_KEY": admin,
+                    "TRADINGD_LOG_LEVEL": "warning",
+                    "TRADINGD_STORE_NAMESPACE": f"bench_shards{count}_{os.getpid()}",
+                    "REDIS_URL": redis_url,
+                    "DATABASE_URL": database_url,
+                }
+                procs = [ShardProcess(f"n{count}s{i}", tmp, env, 3000) for i in range(count)]
+                try:
+                    for i, p in enumerate(procs):
+                        p.start_shard(count, i)
+                    for p in procs:
+                        p.wait_ready()
+                    out = run_loop(load(procs, admin, args))
+                finally:
+                    for p in procs:
+                        p.stop()
+                results[str(count)] = out
+                print(
+                    f"{count} shard(s): {out['signals_per_s']:.1f} signals/s, "
+                    f"{out['agents_matched_per_s']:.0f} agent trades/s, 202 p50 "
+                    f"{out['ack_ms']['p50']:.1f} ms p99 {out['ack_ms']['p99']:.1f} ms, CPU s "
+                    f"{[round(c, 1) for c in out['cpu_s_per_process']]} in {out['seconds']:.0f} s"
+                )
+        finally:
+            if servers is not None:
+                servers.stop()
+    except BaseException:
+        print(f"logs kept in {tmp}", file=sys.stderr)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_json(
+        args.json,
+        {
+            "throughput": results,
+            "agents": args.tp_agents,
+            "senders": args.senders,
+            "load_avg": os.getloadavg(),
+            "code": code_version(),
+        },
+    )
     return 0
 
 
