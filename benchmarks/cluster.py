@@ -49,6 +49,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -309,6 +310,44 @@ async def measure(
     return {"takeovers": results, "summary": summary}
 
 
+@contextlib.contextmanager
+def shared_store(tmp: Path) -> Iterator[tuple[str, str]]:
+    """(redis url, postgres url) every process shares: REDIS_URL / DATABASE_URL when both are
+    set, else embedded servers under `tmp`, stopped at the end."""
+    redis_url, database_url = os.environ.get("REDIS_URL"), os.environ.get("DATABASE_URL")
+    if redis_url and database_url:
+        yield redis_url, database_url
+        return
+    servers = EmbeddedServers(tmp / "store")
+    try:
+        yield servers.start()
+    finally:
+        servers.stop()
+
+
+def process_env(admin: str, ns: str, urls: tuple[str, str], log_level: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "TRADINGD_STORE"}
+    return env | {
+        "TRADINGD_ADMIN_KEY": admin,
+        "TRADINGD_LOG_LEVEL": log_level,
+        "TRADINGD_STORE_NAMESPACE": ns,
+        "REDIS_URL": urls[0],
+        "DATABASE_URL": urls[1],
+    }
+
+
+@contextlib.contextmanager
+def kept_on_failure(prefix: str) -> Iterator[Path]:
+    """A temp dir for the run, removed after a success, kept (and named) after a failure."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield tmp
+    except BaseException:
+        print(f"logs kept in {tmp}", file=sys.stderr)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def code_version() -> dict[str, Any]:
     def git(*a: str) -> str:
         return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True).stdout.strip()
@@ -338,37 +377,18 @@ def main() -> int:
         return throughput_main(args)
     admin = "tdk_bench_" + secrets.token_urlsafe(16)
     ns = f"bench_cluster_{os.getpid()}"
-    tmp = Path(tempfile.mkdtemp(prefix="tradingd-cluster-"))
-    try:
-        servers = None
-        redis_url, database_url = os.environ.get("REDIS_URL"), os.environ.get("DATABASE_URL")
-        if not (redis_url and database_url):
-            servers = EmbeddedServers(tmp / "store")
-            redis_url, database_url = servers.start()
-        env = {k: v for k, v in os.environ.items() if k != "TRADINGD_STORE"}
-        env |= {
-            "TRADINGD_ADMIN_KEY": admin,
-            "TRADINGD_LOG_LEVEL": "info",
-            "TRADINGD_STORE_NAMESPACE": ns,
-            "REDIS_URL": redis_url,
-            "DATABASE_URL": database_url,
-        }
+    with kept_on_failure("tradingd-cluster-") as tmp, shared_store(tmp) as urls:
+        env = process_env(admin, ns, urls, "info")
         procs = [Process(name, tmp, env, args.lease_ms) for name in ("a", "b")]
         try:
             procs[0].start("active")
             procs[0].wait_role("active")
             procs[1].start("standby")
             procs[1].wait_role("standby")
-            figures = run_loop(measure(args, procs, admin, ns, redis_url))
+            figures = run_loop(measure(args, procs, admin, ns, urls[0]))
         finally:
             for p in procs:
                 p.stop()
-            if servers is not None:
-                servers.stop()
-    except BaseException:
-        print(f"logs kept in {tmp}", file=sys.stderr)
-        raise
-    shutil.rmtree(tmp, ignore_errors=True)
     figures |= {
         "agents": args.agents,
         "positions": args.agents * args.signals,
@@ -489,47 +509,26 @@ def throughput_main(args: argparse.Namespace) -> int:
     admin = "tdk_bench_" + secrets.token_urlsafe(16)
     counts = [int(x) for x in args.shard_counts.split(",") if x.strip()]
     results: dict[str, Any] = {}
-    tmp = Path(tempfile.mkdtemp(prefix="tradingd-shards-"))
-    try:
-        servers = None
-        redis_url, database_url = os.environ.get("REDIS_URL"), os.environ.get("DATABASE_URL")
-        if not (redis_url and database_url):
-            servers = EmbeddedServers(tmp / "store")
-            redis_url, database_url = servers.start()
-        try:
-            for count in counts:
-                env = {k: v for k, v in os.environ.items() if k != "TRADINGD_STORE"}
-                env |= {
-                    "TRADINGD_ADMIN_KEY": admin,
-                    "TRADINGD_LOG_LEVEL": "warning",
-                    "TRADINGD_STORE_NAMESPACE": f"bench_shards{count}_{os.getpid()}",
-                    "REDIS_URL": redis_url,
-                    "DATABASE_URL": database_url,
-                }
-                procs = [ShardProcess(f"n{count}s{i}", tmp, env, 3000) for i in range(count)]
-                try:
-                    for i, p in enumerate(procs):
-                        p.start_shard(count, i)
-                    for p in procs:
-                        p.wait_ready()
-                    out = run_loop(load(procs, admin, args))
-                finally:
-                    for p in procs:
-                        p.stop()
-                results[str(count)] = out
-                print(
-                    f"{count} shard(s): {out['signals_per_s']:.1f} signals/s, "
-                    f"{out['agents_matched_per_s']:.0f} agent trades/s, 202 p50 "
-                    f"{out['ack_ms']['p50']:.1f} ms p99 {out['ack_ms']['p99']:.1f} ms, CPU s "
-                    f"{[round(c, 1) for c in out['cpu_s_per_process']]} in {out['seconds']:.0f} s"
-                )
-        finally:
-            if servers is not None:
-                servers.stop()
-    except BaseException:
-        print(f"logs kept in {tmp}", file=sys.stderr)
-        raise
-    shutil.rmtree(tmp, ignore_errors=True)
+    with kept_on_failure("tradingd-shards-") as tmp, shared_store(tmp) as urls:
+        for count in counts:
+            env = process_env(admin, f"bench_shards{count}_{os.getpid()}", urls, "warning")
+            procs = [ShardProcess(f"n{count}s{i}", tmp, env, 3000) for i in range(count)]
+            try:
+                for i, p in enumerate(procs):
+                    p.start_shard(count, i)
+                for p in procs:
+                    p.wait_ready()
+                out = run_loop(load(procs, admin, args))
+            finally:
+                for p in procs:
+                    p.stop()
+            results[str(count)] = out
+            print(
+                f"{count} shard(s): {out['signals_per_s']:.1f} signals/s, "
+                f"{out['agents_matched_per_s']:.0f} agent trades/s, 202 p50 "
+                f"{out['ack_ms']['p50']:.1f} ms p99 {out['ack_ms']['p99']:.1f} ms, CPU s "
+                f"{[round(c, 1) for c in out['cpu_s_per_process']]} in {out['seconds']:.0f} s"
+            )
     write_json(
         args.json,
         {
