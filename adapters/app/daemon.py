@@ -399,6 +399,14 @@ class Daemon:
                     "no API keys in the data dir: created an admin key, written once to `path`",
                     extra={"path": str(key_file), "key_id": created.id},
                 )
+            if self.settings.cluster.wanted() is not None or self.settings.cluster.shards > 1:
+                # keys live in each process's data dir (docs/cluster.md "API keys")
+                log.warning(
+                    "cluster: API keys are this process's own (keys.json in its data dir): give "
+                    "every process the same TRADINGD_ADMIN_KEY and the same keys.json, or a "
+                    "client's key fails (401) on the others and after a takeover",
+                    extra={"keys": len(keys.list()), "path": str(keys_path(self.data_dir))},
+                )
             self.keys = keys
         return self.keys
 

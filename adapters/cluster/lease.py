@@ -5,7 +5,9 @@ SET NX PX, and the fencing token is `INCR <namespace>:fence` on every acquisitio
 across takeovers); both happen in one script so a token is never spent on a failed take. Only the
 holder renews (compare, then PEXPIRE) or releases (compare, then DEL). The holder also keeps its
 own view of the expiry by the monotonic clock, from when the renewal was *sent*: a process that
-was paused past it knows it lost the lease before it asks Redis anything."""
+was paused past it knows before it asks Redis anything that it must not act until Redis confirms
+the lease (renewed, or taken again while the fence counter still holds its token: nobody else
+took it since)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,16 @@ return token
 RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+# The holder's lease expired in Redis while it stalled: take it again, with the same value and
+# token, only if nobody took it since (every take INCRs the fence) and nobody holds it now.
+RETAKE = """
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) then
+    return 1
+  end
 end
 return 0
 """
@@ -56,6 +68,7 @@ class Lease:
         self.valid_until = 0.0  # monotonic: the lease is ours until then, by our own clock
         self._acquire = r.register_script(ACQUIRE)
         self._renew = r.register_script(RENEW)
+        self._retake = r.register_script(RETAKE)
         self._release = r.register_script(RELEASE)
 
     async def try_acquire(self) -> bool:
@@ -80,6 +93,22 @@ class Lease:
             return False
         sent = self.clock()
         ok = int(await self._renew(keys=[self.keys.lease], args=[self.value, self.lease_ms]))
+        if ok:
+            self.valid_until = sent + self.lease_ms / 1000
+        return bool(ok)
+
+    async def retake(self) -> bool:
+        """Take the lease again with the same token after it expired in Redis, if no other
+        process took it since (the fence counter is still this token) and none holds it now."""
+        if not self.value:
+            return False
+        sent = self.clock()
+        ok = int(
+            await self._retake(
+                keys=[self.keys.lease, self.keys.fence],
+                args=[self.token, self.value, self.lease_ms],
+            )
+        )
         if ok:
             self.valid_until = sent + self.lease_ms / 1000
         return bool(ok)

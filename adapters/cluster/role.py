@@ -164,7 +164,8 @@ class ClusterRole:
             try:
                 ok = await asyncio.wait_for(lease.renew(), interval)
             except (*REDIS_FAILURES, TimeoutError) as exc:
-                log.warning("cluster: lease renewal failed", extra={"reason": str(exc)[:200]})
+                reason = str(exc)[:200] or type(exc).__name__  # a timeout has no text
+                log.warning("cluster: lease renewal failed", extra={"reason": reason})
                 continue  # retried; the own-clock check above ends it at lease_ms
             if not ok:
                 holder = None
@@ -185,8 +186,10 @@ class ClusterRole:
     async def _reverify(self) -> None:
         """The lease lapsed by this process's own clock: act on nothing until Redis says whether
         it is still this process's. A renewal only succeeds on the exact value this process set
-        (its token), which no one else can have taken meanwhile; then it acts again. Gone,
-        another's, or not confirmed within lease_ms: lost."""
+        (its token), which no one else can have taken meanwhile; a lease that expired in Redis
+        too is taken again only while the fencing counter is still this process's token (no one
+        took it since). Then it acts again, with the same token. Another's, or not confirmed
+        within lease_ms: lost, at once."""
         lease = self.lease
         assert lease is not None and self._verifying is not None
         stalled = time.monotonic()
@@ -205,11 +208,15 @@ class ClusterRole:
                         lease.renew(), max(0.01, deadline - time.monotonic())
                     )
                 except (*REDIS_FAILURES, TimeoutError) as exc:
-                    reason = f"redis did not confirm it within lease_ms ({str(exc)[:120]})"
+                    said = str(exc)[:120] or type(exc).__name__
+                    reason = f"redis did not confirm it within lease_ms ({said})"
                     await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
                     continue
-                if not ok:
+                if not ok and await lease.retake():
+                    ok = True  # it had expired and nobody took it since: taken again
+                elif not ok:
                     reason = "it is gone or another's"
+                    break
         finally:
             verifying, self._verifying = self._verifying, None
             verifying.set_result(ok)

@@ -34,6 +34,7 @@ from tradingd.engine.model import Tick
 from tradingd.engine.snapshot import EngineSnapshot, restore
 
 log = logging.getLogger("tradingd.store")
+IDLE_IN_TRANSACTION_MS = 10_000  # a hot standby writer's idle-in-transaction bound (least)
 STATUS_INTERVAL_S = 1.0
 TASK_STOP_TIMEOUT_S = 5.0  # a cancelled store task must end within this at shutdown
 PEAK_CHECKPOINT_S = 0.25
@@ -155,6 +156,13 @@ class PersistentStore:
         )
         if self.fence is not None:
             self.writer.may_act = self.fence.may_commit
+            # A frozen or cut-off process's open transaction is ended this long after it went
+            # idle, freeing the row locks its successor's writer waits on (without it: until the
+            # process wakes, or TCP gives up, hours). Well above the idle time a staged batch
+            # waits for the previous one's commit under load.
+            self.writer.idle_in_transaction_ms = max(
+                IDLE_IN_TRANSACTION_MS, 2 * self.fence.lease_ms
+            )
         await self.writer.ensure_group()
         self._spawn(self.write_through.run(), "store-write-through")
         self._spawn(self.writer.run(), "store-write-behind")

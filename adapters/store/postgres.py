@@ -242,13 +242,16 @@ def _json_in(data: bytes) -> str:
     return data.decode()
 
 
-async def connect(url: str, schema: str, *, timeout: float = 10.0) -> asyncpg.Connection:
-    conn = await asyncpg.connect(
-        url,
-        timeout=timeout,
-        command_timeout=60,
-        server_settings={"search_path": check_schema(schema), "application_name": "tradingd"},
-    )
+async def connect(
+    url: str, schema: str, *, timeout: float = 10.0, idle_in_transaction_ms: int | None = None
+) -> asyncpg.Connection:
+    """A connection on `schema`. `idle_in_transaction_ms`: the server ends this session's
+    transaction once it sat idle that long (a hot standby's writer: a frozen old active must not
+    hold row locks the new active's writer waits on)."""
+    settings = {"search_path": check_schema(schema), "application_name": "tradingd"}
+    if idle_in_transaction_ms is not None:
+        settings["idle_in_transaction_session_timeout"] = str(idle_in_transaction_ms)
+    conn = await asyncpg.connect(url, timeout=timeout, command_timeout=60, server_settings=settings)
     await _set_codecs(conn)
     return conn
 

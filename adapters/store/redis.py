@@ -59,6 +59,8 @@ class Fenced(StoreUnavailable):
 class Fence(Protocol):
     """The lease holder's side of fencing (adapters/cluster/role.py ClusterRole)."""
 
+    lease_ms: int  # the lease's TTL
+
     @property
     def token(self) -> str: ...  # the fencing token of the lease held ("" before)
 
@@ -265,6 +267,7 @@ class RedisWriteThrough:
         for _, fut in waiters:
             if not fut.done():
                 fut.set_exception(Fenced("this process lost its lease: the write was refused"))
+                fut.exception()  # retrieved: a waiter that timed out earlier leaves no warning
         log.error("write-through fenced: nothing more is written", extra={"reason": reason})
         if self.fence is not None:
             self.fence.fenced(reason)
@@ -281,10 +284,16 @@ class RedisWriteThrough:
         if self.up:
             self.up = False
             self.reason = f"redis unreachable: {exc!s}"[:200]
-            log.error(
-                "redis down: spilling to the local file",
-                extra={"reason": self.reason, "spill": str(self.spill.path)},
-            )
+            if self.fence is None:
+                log.error(
+                    "redis down: spilling to the local file",
+                    extra={"reason": self.reason, "spill": str(self.spill.path)},
+                )
+            else:  # a cluster role: nothing spills (a standby elsewhere could not read it)
+                log.error(
+                    "redis down: writes wait in memory, unacknowledged, until it is back",
+                    extra={"reason": self.reason},
+                )
             self.on_status(False, self.reason)
 
     async def _try_return(self) -> None:

@@ -95,6 +95,9 @@ class WriteBehind:
         # only writes what Redis accepted (idempotently), but a fenced process commits and
         # acknowledges nothing more: the new holder's writer takes the stream over.
         self.may_act: Callable[[], bool] | None = None
+        # Hot standby: Postgres ends a transaction of this writer left idle this long (ms), so
+        # a frozen process cannot hold the row locks its successor's writer needs.
+        self.idle_in_transaction_ms: int | None = None
 
     # -- loop -------------------------------------------------------------------------------
 
@@ -290,7 +293,9 @@ class WriteBehind:
         i, self._turn = self._turn, self._turn ^ 1
         writer = self._writers[i]
         if writer is None:
-            conn = await pg.connect(self.url, self.schema, timeout=5)
+            conn = await pg.connect(
+                self.url, self.schema, timeout=5, idle_in_transaction_ms=self.idle_in_transaction_ms
+            )
             writer = self._writers[i] = pg.BatchWriter(conn, self.mode)
         return writer
 

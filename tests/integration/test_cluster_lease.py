@@ -34,6 +34,8 @@ async def r(store_servers: StoreServers) -> aioredis.Redis:
 class FakeFence:
     """The holder's side of fencing with a token set by the test."""
 
+    lease_ms = 1000
+
     def __init__(self, token: str, acting: bool = True) -> None:
         self.token = token
         self.acting = acting
@@ -212,10 +214,13 @@ async def test_role_steps_down_when_lease_is_taken(
     await standby.close(release=False)
 
 
-async def test_role_steps_down_when_paused(store_servers: StoreServers, namespace: str) -> None:
+async def test_role_steps_down_when_paused(
+    store_servers: StoreServers, r: aioredis.Redis, namespace: str
+) -> None:
     """Own clock: a process whose loop did not run for longer than the lease (a SIGSTOP, a
-    long GC pause) acts on nothing from the moment it wakes, and steps down once Redis says the
-    lease is gone (it lapsed there too)."""
+    long GC pause) acts on nothing from the moment it wakes; the standby took the lease
+    meanwhile, so Redis says it is another's and the process steps down at once, without
+    asking again and again until lease_ms is over."""
     stop = asyncio.Event()
     role = ClusterRole(store_servers.redis_url, namespace, "active", LEASE_MS, "paused-1")
     assert await role.connect(stop)
@@ -226,11 +231,49 @@ async def test_role_steps_down_when_paused(store_servers: StoreServers, namespac
     await asyncio.sleep(0.05)
     import time
 
+    import redis
+
     time.sleep(LEASE_MS / 1000 + 0.1)  # the whole loop stalls, as a paused process does
+    # meanwhile (the loop still stalled) the standby takes the lease that expired in Redis too
+    with redis.Redis.from_url(store_servers.redis_url) as other:
+        token = other.incr(f"{namespace}:fence")
+        assert other.set(f"{namespace}:lease", f"{token}:standby-1", nx=True, px=10 * LEASE_MS)
     assert not role.may_act()  # known at once, before the renewal task even runs
+    calls = await evalsha_calls(r)
     await poll_until_async(lambda: lost, tries=200, timeout_s=5, interval_s=0.02, what="lost")
-    assert "not renewed within lease_ms" in lost[0]
+    assert "another" in lost[0]
+    assert await evalsha_calls(r) - calls <= 4  # one renewal, one retake refused: no flood
     await role.close(release=True)
+
+
+async def test_a_lease_expired_in_redis_and_untaken_is_taken_again(
+    store_servers: StoreServers, r: aioredis.Redis, namespace: str
+) -> None:
+    """A lone active (no standby) stalled past the lease: the key expired in Redis too, but the
+    fencing counter still holds its token, so nobody took it since: it takes the lease again
+    with the same token and acts again instead of stepping down with nobody to take over."""
+    import time
+
+    stop = asyncio.Event()
+    role = ClusterRole(store_servers.redis_url, namespace, "active", LEASE_MS, "alone-1")
+    assert await role.connect(stop)
+    assert await role.wait_for_lease(stop)
+    lost: list[str] = []
+    role.start_renewing(lost.append)
+    role.activated()
+    token = role.token
+    time.sleep(LEASE_MS / 1000 + 0.2)
+    assert not role.may_act() and await r.get(f"{namespace}:lease") is None  # expired there too
+    await poll_until_async(role.may_act, tries=200, timeout_s=5, interval_s=0.02, what="back")
+    assert role.token == token and role.lapses == 1 and not lost
+    assert (await r.get(f"{namespace}:lease")).decode() == f"{token}:alone-1"
+    stop.set()
+    await role.close(release=True)
+
+
+async def evalsha_calls(r: aioredis.Redis) -> int:
+    stats = await r.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
 def test_data_dir_lock_says_each_process_needs_its_own(tmp_path: Path) -> None:
@@ -358,3 +401,29 @@ async def test_a_lapse_redis_denies_steps_down_and_writes_nothing(
     assert role.role == "stepped_down" and lost and "another" in lost[0]
     stop.set()
     await role.close(release=False)
+
+
+async def test_a_writer_connection_ends_its_idle_transaction(store_servers: StoreServers) -> None:
+    """A hot standby's write-behind connects with an idle-in-transaction bound: a transaction a
+    frozen process left open is ended by Postgres, freeing the row locks the new active's writer
+    would otherwise wait on until the old process woke (found by a tester: 10 s of lag on the
+    new active while the old one stayed paused)."""
+    import asyncpg
+    from tradingd.adapters.store import postgres as pg
+
+    conn = await pg.connect(store_servers.database_url, "public", idle_in_transaction_ms=500)
+    try:
+        assert await conn.fetchval("SHOW idle_in_transaction_session_timeout") == "500ms"
+        tx = conn.transaction()
+        await tx.start()
+        await conn.execute("SELECT 1")
+        await asyncio.sleep(1.0)  # idle inside the transaction past the bound
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
+            await conn.execute("SELECT 1")
+    finally:
+        await conn.close()
+    plain = await pg.connect(store_servers.database_url, "public")
+    try:  # without a role nothing changes: the server's default (0, off)
+        assert await plain.fetchval("SHOW idle_in_transaction_session_timeout") == "0"
+    finally:
+        await plain.close()
