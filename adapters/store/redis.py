@@ -305,11 +305,10 @@ class RedisWriteThrough:
                 last = await last_stream_id(self.redis, self.keys)
                 todo = [e for e in spilled if e.id > last]
                 started = time.monotonic()
+                token = await self._token()
                 for i in range(0, len(todo), WRITE_CHUNK):
                     chunk = todo[i : i + WRITE_CHUNK]
-                    await self._script(
-                        keys=self._keys, args=write_args(chunk, None, None, self._token())
-                    )
+                    await self._script(keys=self._keys, args=write_args(chunk, None, None, token))
                 log.info(
                     "spill replayed into redis",
                     extra={"entries": len(todo), "seconds": round(time.monotonic() - started, 3)},
