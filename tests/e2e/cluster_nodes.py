@@ -8,7 +8,6 @@ URLs (REDIS_URL / DATABASE_URL if both are set, else embedded servers it starts 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,7 +22,7 @@ import pytest
 import requests
 from tradingd.adapters.store.embedded import EmbeddedServers
 
-from tests.e2e.conftest import REPO, _read_port
+from tests.e2e.conftest import REPO, _read_port, json_logs
 from tests.polling import poll_until
 
 START_TIMEOUT_S = 40.0
@@ -59,13 +58,7 @@ class Node:
         return self.log_path.read_text(errors="replace")[-3000:]
 
     def logs(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
+        return json_logs(self.log_path)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
