@@ -54,13 +54,7 @@ class DaemonProcess:
 
     def logs(self) -> list[dict[str, Any]]:
         """The JSON log lines written so far (non-JSON lines are skipped)."""
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
+        return json_logs(self.log_path)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> int:
         """Signal exactly this PID and wait; SIGKILL if it outlives `timeout`."""
@@ -73,6 +67,17 @@ class DaemonProcess:
                 self.proc.wait(timeout=10)
         self.exit_code = self.proc.returncode
         return self.exit_code
+
+
+def json_logs(log_path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of a process's log written so far (non-JSON lines are skipped)."""
+    out = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
 
 
 def _logged_port(log_path: Path, proc: subprocess.Popen[bytes]) -> int | None:

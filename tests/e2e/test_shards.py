@@ -21,7 +21,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +29,9 @@ import redis
 import requests
 from tradingd.adapters.cluster.shards import owner
 from tradingd.adapters.feeds.synthetic import demo_mint
-from tradingd.adapters.store.embedded import EmbeddedServers
 
-from tests.e2e.conftest import REPO, _read_port
+from tests.e2e.cluster_nodes import Node, Nodes, embedded_servers, wait_ready, wait_standby
+from tests.e2e.conftest import REPO
 from tests.polling import poll_until
 
 SHARDS = 3
@@ -40,7 +39,6 @@ AGENTS_PER_SHARD = 2
 STEPS = int(os.environ.get("TRADINGD_SHARD_STEPS", "40"))
 KILL_AT, RESTART_AT = STEPS // 2, STEPS // 2 + 4
 INTAKE_TIMEOUT_MS = 1500
-START_TIMEOUT_S = 40.0
 TOKENS = [demo_mint(i) for i in range(3)]
 DEPOSIT = 2_000_000_000  # 2,000 USDC
 
@@ -83,47 +81,7 @@ def config(shards: int | None) -> str:
     return "\n".join(out)
 
 
-@dataclass
-class Node:
-    proc: subprocess.Popen[bytes]
-    base: str
-    log_path: Path
-    session: requests.Session
-
-    def get(self, path: str) -> requests.Response:
-        return self.session.get(self.base + path, timeout=10)
-
-    def post(self, path: str, body: Any) -> requests.Response:
-        return self.session.post(self.base + path, json=body, timeout=10)
-
-    def ready_status(self) -> int | str:
-        if self.proc.poll() is not None:
-            tail = self.log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"tradingd exited with {self.proc.returncode}: {tail}")
-        try:
-            return self.get("/health/ready").status_code
-        except requests.RequestException as exc:
-            return repr(exc)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-
-@dataclass
-class Cluster:
-    redis_url: str
-    database_url: str
-    namespace: str
-    admin_key: str
-    root: Path
-    nodes: list[Node]
-
+class Cluster(Nodes):
     def start(
         self,
         name: str,
@@ -132,67 +90,24 @@ class Cluster:
         role: str | None = None,
         wait: bool = True,
     ) -> Node:
-        data_dir = self.root / name
-        data_dir.mkdir(parents=True, exist_ok=True)
-        cfg = data_dir / "tradingd.toml"
-        cfg.write_text(config(SHARDS if shard is not None else None))
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("TRADINGD_")},
-            "TRADINGD_STORE": "",
-            "REDIS_URL": self.redis_url,
-            "DATABASE_URL": self.database_url,
-            "TRADINGD_STORE_NAMESPACE": namespace or self.namespace,
-            "TRADINGD_ADMIN_KEY": self.admin_key,
-            "TRADINGD_LOG_LEVEL": "info",
-            "TRADINGD_LOG_FORMAT": "json",
-        }
-        cmd = [
-            sys.executable, "-m", "tradingd.adapters.app.cli", "run", "--no-demo",
-            "--host", "127.0.0.1", "--port", "0", "--data-dir", str(data_dir),
-            "--config", str(cfg),
-        ]  # fmt: skip
+        args: list[str] = []
         if shard is not None:
-            cmd += ["--shards", str(SHARDS), "--shard", str(shard)]
+            args += ["--shards", str(SHARDS), "--shard", str(shard)]
         if role is not None:
-            cmd += ["--role", role]
-        log_path = data_dir / f"tradingd-{len(self.nodes)}.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {self.admin_key}"
-        try:
-            port = _read_port(log_path, proc, time.monotonic() + START_TIMEOUT_S)
-        except BaseException:
-            proc.kill()
-            proc.wait(timeout=10)
-            raise
-        node = Node(proc, f"http://127.0.0.1:{port}", log_path, session)
-        self.nodes.append(node)
+            args += ["--role", role]
+        cfg = config(SHARDS if shard is not None else None)
+        node = self.launch(name, cfg, args, namespace=namespace)
         if wait:
             self.wait_ready(node, name)
         return node
 
     def wait_ready(self, node: Node, name: str) -> None:
-        poll_until(
-            node.ready_status,
-            lambda s: s == 200,
-            tries=100_000,
-            timeout_s=START_TIMEOUT_S,
-            interval_s=0.05,
-            what=f"{name} ready",
-        )
+        wait_ready(node, f"{name} ready")
 
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    redis_url, database_url = os.environ.get("REDIS_URL"), os.environ.get("DATABASE_URL")
-    embedded = None
-    if not (redis_url and database_url):
-        embedded = EmbeddedServers(Path(tmp_path_factory.mktemp("shard-servers")))
-        redis_url, database_url = embedded.start()
-    yield redis_url, database_url
-    if embedded is not None:
-        embedded.stop()
+    yield from embedded_servers(tmp_path_factory, "shard-servers")
 
 
 @pytest.fixture
@@ -206,8 +121,7 @@ def cluster(servers: tuple[str, str], tmp_path: Path) -> Iterator[Cluster]:
         [],
     )
     yield c
-    for node in c.nodes:
-        node.stop()
+    c.stop_all()
 
 
 def storm(seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
@@ -284,13 +198,7 @@ def test_three_shards_equal_one_process_and_survive_a_kill(cluster: Cluster, rec
     standby = None
     if recovery == "standby":
         standby = cluster.start(f"shard{killed}b", killed, role="standby", wait=False)
-        poll_until(
-            lambda: (standby.get("/health").json().get("cluster") or {}).get("role"),
-            lambda r: r == "standby",
-            timeout_s=START_TIMEOUT_S,
-            interval_s=0.05,
-            what="the standby standing by",
-        )
+        wait_standby(standby, "the standby standing by")
     ops = storm()
     acked: list[str] = []
     alive = list(range(SHARDS))

@@ -13,7 +13,6 @@ data dir.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import secrets
@@ -24,7 +23,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +30,10 @@ import pytest
 import requests
 from tradingd.adapters.cluster.role import STEPPED_DOWN_EXIT
 from tradingd.adapters.feeds.synthetic import demo_mint
-from tradingd.adapters.store.embedded import EmbeddedServers
 
-from tests.e2e.conftest import REPO, _read_port
+from tests.e2e import cluster_nodes
+from tests.e2e.cluster_nodes import START_TIMEOUT_S, Node, Nodes, embedded_servers, wait_standby
+from tests.e2e.conftest import REPO
 from tests.polling import poll_until
 
 KILLS = int(os.environ.get("TRADINGD_STANDBY_KILLS", "3"))
@@ -63,124 +62,16 @@ stop_loss = {{ mode = "fixed", default_pct = -10 }}
 limits = {{ max_open_positions = 100000, max_positions_per_token = 1000 }}
 execution = {{ slippage_bps = 0, fee_bps = 0 }}
 """
-START_TIMEOUT_S = 40.0
 
 
-@dataclass
-class Node:
-    proc: subprocess.Popen[bytes]
-    base: str
-    data_dir: Path
-    log_path: Path
-    session: requests.Session
-
-    def get(self, path: str) -> requests.Response:
-        return self.session.get(self.base + path, timeout=5)
-
-    def post(self, path: str, body: Any) -> requests.Response:
-        return self.session.post(self.base + path, json=body, timeout=5)
-
-    def health(self) -> dict[str, Any]:
-        return self.get("/health").json()
-
-    def ready_status(self) -> int | str:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"tradingd exited with {self.proc.returncode}: {self.tail()}")
-        try:
-            return self.get("/health/ready").status_code
-        except requests.RequestException as exc:
-            return repr(exc)
-
-    def tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def logs(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)  # a paused one must be able to die
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-
-@dataclass
-class Pair:
-    redis_url: str
-    database_url: str
-    namespace: str
-    admin_key: str
-    root: Path
-    nodes: list[Node]
-
+class Pair(Nodes):
     def start(self, role: str, name: str) -> Node:
-        data_dir = self.root / name
-        data_dir.mkdir(parents=True, exist_ok=True)
-        config = data_dir / "tradingd.toml"
-        config.write_text(CONFIG)
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("TRADINGD_")},
-            "TRADINGD_STORE": "",
-            "REDIS_URL": self.redis_url,
-            "DATABASE_URL": self.database_url,
-            "TRADINGD_STORE_NAMESPACE": self.namespace,
-            "TRADINGD_ADMIN_KEY": self.admin_key,  # the same key on both data dirs
-            "TRADINGD_LOG_LEVEL": "info",
-            "TRADINGD_LOG_FORMAT": "json",
-        }
-        cmd = [
-            sys.executable,
-            "-m",
-            "tradingd.adapters.app.cli",
-            "run",
-            "--no-demo",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--data-dir",
-            str(data_dir),
-            "--config",
-            str(config),
-            "--role",
-            role,
-        ]
-        log_path = data_dir / f"tradingd-{len(self.nodes)}.log"  # one per process
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {self.admin_key}"
-        try:
-            port = _read_port(log_path, proc, time.monotonic() + START_TIMEOUT_S)
-        except BaseException:
-            proc.kill()
-            proc.wait(timeout=10)
-            raise
-        node = Node(proc, f"http://127.0.0.1:{port}", data_dir, log_path, session)
-        self.nodes.append(node)
-        return node
+        return self.launch(name, CONFIG, ["--role", role], request_timeout_s=5)
 
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    redis_url, database_url = os.environ.get("REDIS_URL"), os.environ.get("DATABASE_URL")
-    embedded = None
-    if not (redis_url and database_url):
-        embedded = EmbeddedServers(Path(tmp_path_factory.mktemp("standby-servers")))
-        redis_url, database_url = embedded.start()
-    yield redis_url, database_url
-    if embedded is not None:
-        embedded.stop()
+    yield from embedded_servers(tmp_path_factory, "standby-servers")
 
 
 @pytest.fixture
@@ -195,28 +86,12 @@ def pair(servers: tuple[str, str], tmp_path: Path) -> Iterator[Pair]:
         [],
     )
     yield p
-    for node in p.nodes:
-        node.stop()
+    p.stop_all()
 
 
 def wait_ready(node: Node, timeout: float = START_TIMEOUT_S) -> None:
-    poll_until(
-        node.ready_status,
-        lambda s: s == 200,
-        tries=100_000,
-        timeout_s=timeout,
-        interval_s=0.02,
-        what="the node ready (holding the lease, intake open)",
-    )
-
-
-def wait_standby(node: Node) -> None:
-    poll_until(
-        lambda: node.health().get("cluster") or {},
-        lambda c: c.get("role") == "standby",
-        timeout_s=START_TIMEOUT_S,
-        interval_s=0.05,
-        what="the node standing by",
+    cluster_nodes.wait_ready(
+        node, "the node ready (holding the lease, intake open)", timeout, interval_s=0.02
     )
 
 
@@ -273,6 +148,12 @@ def check_book(node: Node, acked: list[str]) -> None:
         if p["signal_id"]:
             by_signal[p["signal_id"]] = by_signal.get(p["signal_id"], 0) + 1
     assert by_signal == dict.fromkeys(acked, 1), by_signal
+    check_trades(node, every)
+
+
+def check_trades(node: Node, every: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """No order filled twice; each of `every` (the positions) bought once and sold at most once;
+    the balance is the deposit plus the recorded trades, exactly. Returns the trades."""
     done = trades(node)
     assert len({t["venue_ref"] for t in done}) == len(done), "an order filled twice"
     for p in every:
@@ -282,6 +163,7 @@ def check_book(node: Node, acked: list[str]) -> None:
     delta = sum(int(t["quote_amount"]) * (1 if t["side"] == "sell" else -1) for t in done)
     usdc = [b for b in node.get(f"/v1/agents/{AGENT}/balances").json() if b["asset"] == "USDC"]
     assert int(usdc[0]["total"]) == DEPOSIT + delta
+    return done
 
 
 def test_kill_the_active_standby_takes_over(pair: Pair) -> None:
@@ -531,15 +413,7 @@ def test_kill_storm(pair: Pair) -> None:
         per_signal[p["signal_id"]] = per_signal.get(p["signal_id"], 0) + 1
     assert all(n == 1 for n in per_signal.values()), per_signal
     # (a position may come from a signal whose 202 the kill cut off: durable, not acknowledged)
-    done = trades(active)
-    assert len({t["venue_ref"] for t in done}) == len(done), "an order filled twice"
-    for p in every:
-        mine = [t for t in done if t["position_id"] == p["id"]]
-        assert sum(t["side"] == "buy" for t in mine) == 1, mine
-        assert sum(t["side"] == "sell" for t in mine) <= 1, mine
-    delta = sum(int(t["quote_amount"]) * (1 if t["side"] == "sell" else -1) for t in done)
-    usdc = [b for b in active.get(f"/v1/agents/{AGENT}/balances").json() if b["asset"] == "USDC"]
-    assert int(usdc[0]["total"]) == DEPOSIT + delta
+    done = check_trades(active, every)
     ordered = sorted(takeovers)
     print(
         f"\nstorm: {len(storm.acked)} signals acknowledged, {len(every)} positions, "

@@ -7,6 +7,8 @@ a consumer the stream was trimmed past raises the alert `intake_gap`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -90,6 +92,32 @@ def intake(node: Node, servers: StoreServers, ns: str, **kw: Any) -> ShardIntake
     return ShardIntake(node, servers.redis_url, ns, 0, 1, dedupe_ms=60_000, **kw)  # type: ignore[arg-type]
 
 
+@contextlib.asynccontextmanager
+async def started(node: Node, servers: StoreServers, ns: str) -> AsyncIterator[ShardIntake]:
+    """An intake opened and started; at the end the node's tasks stopped, then the intake closed."""
+    a = intake(node, servers, ns)
+    await a.open()
+    await a.start(None)
+    try:
+        yield a
+    finally:
+        await node.stop()
+        await a.close()
+
+
+async def until(
+    get: Callable[[], Any],
+    ok: Callable[[Any], bool],
+    what: str,
+    timeout_s: float = 5,
+    interval_s: float = 0.01,
+) -> None:
+    """Polls a plain (not awaitable) value, letting the loop run between reads."""
+    await poll_until_async(
+        lambda: asyncio.sleep(0, get()), ok, timeout_s=timeout_s, interval_s=interval_s, what=what
+    )
+
+
 def buy(sid: str, client_id: str | None = None) -> Signal:
     now = wall_clock_ms()
     return Signal(
@@ -108,14 +136,17 @@ async def pending(r: aioredis.Redis, ns: str) -> int:
     return int((await r.xpending(f"{ns}:intake:signals", "s0"))["pending"])
 
 
+async def no_pending(r: aioredis.Redis, ns: str, what: str) -> None:
+    await poll_until_async(
+        lambda: pending(r, ns), lambda n: n == 0, timeout_s=5, interval_s=0.01, what=what
+    )
+
+
 async def test_client_id_is_idempotent_and_the_result_is_every_shards(
     store_servers: StoreServers, namespace: str
 ) -> None:
     node = Node()
-    a = intake(node, store_servers, namespace)
-    await a.open()
-    await a.start(None)
-    try:
+    async with started(node, store_servers, namespace) as a:
         first = await a.publish_signal(buy("sig_1", "prov-1"))
         again = await a.publish_signal(buy("sig_2", "prov-1"))
         assert (first.duplicate, again.duplicate) == (False, True)
@@ -123,9 +154,6 @@ async def test_client_id_is_idempotent_and_the_result_is_every_shards(
         result = await a.results("sig_1", wait=True)
         assert (result.agents_matched, result.answered, result.pending) == (1, [0], [])
         assert len(node.positions()) == 1  # sig_2 never reached the stream
-    finally:
-        await node.stop()
-        await a.close()
 
 
 async def test_ack_only_after_durable(
@@ -133,33 +161,15 @@ async def test_ack_only_after_durable(
 ) -> None:
     node = Node()
     node.store.durable.clear()  # the write-through has not confirmed yet
-    a = intake(node, store_servers, namespace)
-    await a.open()
-    await a.start(None)
-    try:
+    async with started(node, store_servers, namespace) as a:
         await a.publish_signal(buy("sig_d"))
-        await poll_until_async(
-            lambda: asyncio.sleep(0, node.positions()),
-            lambda found: len(found) == 1,
-            timeout_s=5,
-            interval_s=0.01,
-            what="the signal applied",
-        )
+        await until(node.positions, lambda found: len(found) == 1, "the signal applied")
         assert node.store.calls >= 1
         assert await pending(r, namespace) == 1  # applied, not yet durable: not acked
         assert (await a.results("sig_d", wait=False)).answered == []
         node.store.durable.set()
-        await poll_until_async(
-            lambda: pending(r, namespace),
-            lambda n: n == 0,
-            timeout_s=5,
-            interval_s=0.01,
-            what="the entry acked once durable",
-        )
+        await no_pending(r, namespace, "the entry acked once durable")
         assert (await a.results("sig_d", wait=False)).answered == [0]
-    finally:
-        await node.stop()
-        await a.close()
 
 
 async def test_pending_entries_are_read_again_first_and_trade_once(
@@ -176,25 +186,13 @@ async def test_pending_entries_are_read_again_first_and_trade_once(
     b: ShardIntake | None = None
     try:
         await a.start(None)
-        await poll_until_async(
-            lambda: pending(r, namespace),
-            lambda n: n == 0,
-            timeout_s=5,
-            interval_s=0.01,
-            what="the pending entry and the new one applied and acked",
-        )
+        await no_pending(r, namespace, "the pending entry and the new one applied and acked")
         opened = [p.signal_id for p in sorted(node.positions(), key=lambda p: p.seq)]
         assert opened == ["sig_lost", "sig_new"]  # the pending one first
         # Applied, then killed before it was durable and acked: delivered again at restart.
         node.store.durable.clear()
         await a.publish_signal(buy("sig_again"))
-        await poll_until_async(
-            lambda: asyncio.sleep(0, node.positions()),
-            lambda found: len(found) == 3,
-            timeout_s=5,
-            interval_s=0.01,
-            what="sig_again applied",
-        )
+        await until(node.positions, lambda found: len(found) == 3, "sig_again applied")
         await node.stop()  # the crash: nothing more acked
         await a.close()
         assert await pending(r, namespace) == 1
@@ -202,13 +200,7 @@ async def test_pending_entries_are_read_again_first_and_trade_once(
         b = intake(node, store_servers, namespace)  # the restart, over the recovered engine
         await b.open()
         await b.start(None)
-        await poll_until_async(
-            lambda: pending(r, namespace),
-            lambda n: n == 0,
-            timeout_s=5,
-            interval_s=0.01,
-            what="the pending entry acked after the restart",
-        )
+        await no_pending(r, namespace, "the pending entry acked after the restart")
         assert sorted(p.signal_id for p in node.positions()) == [
             "sig_again",
             "sig_lost",
@@ -233,12 +225,10 @@ async def test_a_consumer_the_stream_was_trimmed_past_raises_intake_gap(
         await a.publish_ticks([Tick(TOKEN, 1.0 + i / 10_000, now, decimals=6, source="t")])
     await a.start(None)
     try:
-        await poll_until_async(
-            lambda: asyncio.sleep(0, node.alerts),
+        await until(
+            lambda: node.alerts,
             lambda alerts: any(x.code == "intake_gap" for x in alerts),
-            timeout_s=5,
-            interval_s=0.01,
-            what="the intake_gap alert",
+            "the intake_gap alert",
         )
         gap = next(x for x in node.alerts if x.code == "intake_gap")
         assert gap.details["stream"] == "ticks" and gap.details["lost"] >= 800
@@ -320,12 +310,12 @@ async def test_both_streams_apply_in_the_order_received_past_one_read(
             await a.publish_signal(buy(f"sig_{i}"))
     await a.start(None)
     try:
-        await poll_until_async(
-            lambda: asyncio.sleep(0, len(seen)),
+        await until(
+            lambda: len(seen),
             lambda n: n >= len(sent),
+            "every entry applied",
             timeout_s=20,
             interval_s=0.02,
-            what="every entry applied",
         )
         assert seen == sent
     finally:
@@ -337,22 +327,14 @@ async def test_a_feeds_ticks_go_through_the_stream_in_order(
     store_servers: StoreServers, namespace: str
 ) -> None:
     node = Node()
-    a = intake(node, store_servers, namespace)
-    await a.open()
-    await a.start(None)
-    try:
+    async with started(node, store_servers, namespace) as a:
         now = wall_clock_ms()
         for i in range(1, 51):  # as a live feed pushes: a sync call, never awaited
             a.feed_push([Tick(TOKEN, 1.0 + i / 100, now + i, decimals=6, source="pyth")])
-        await poll_until_async(
-            lambda: asyncio.sleep(0, a.applied["ticks"]),
+        await until(
+            lambda: a.applied["ticks"],
             lambda n: n == 50,
-            timeout_s=5,
-            interval_s=0.01,
-            what="the feed's 50 pushes applied from the stream",
+            "the feed's 50 pushes applied from the stream",
         )
         assert node.engine.prices[TOKEN].price_usd == 1.5  # the last, and none refused
         assert node.runtime.ticks_rejected == {}
-    finally:
-        await node.stop()
-        await a.close()

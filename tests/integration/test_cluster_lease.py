@@ -82,6 +82,19 @@ def write_through(
     return RedisWriteThrough(r, keys, spill, lambda up, reason: None, lambda: 7, fence=fence)
 
 
+async def active_role(
+    store_servers: StoreServers, namespace: str, name: str, stop: asyncio.Event
+) -> tuple[ClusterRole, list[str]]:
+    """A role that took the lease, renews it and acts; the reasons it lost the lease, if so."""
+    role = ClusterRole(store_servers.redis_url, namespace, "active", LEASE_MS, name)
+    assert await role.connect(stop)
+    assert await role.wait_for_lease(stop)
+    lost: list[str] = []
+    role.start_renewing(lost.append)
+    role.activated()
+    return role, lost
+
+
 async def test_acquire_renew_lapse_takeover(r: aioredis.Redis, namespace: str) -> None:
     a = Lease(r, namespace, "a", LEASE_MS)
     b = Lease(r, namespace, "b", LEASE_MS)
@@ -184,12 +197,7 @@ async def test_role_steps_down_when_lease_is_taken(
     store_servers: StoreServers, r: aioredis.Redis, namespace: str
 ) -> None:
     stop = asyncio.Event()
-    active = ClusterRole(store_servers.redis_url, namespace, "active", LEASE_MS, "active-1")
-    assert await active.connect(stop)
-    assert await active.wait_for_lease(stop)
-    lost: list[str] = []
-    active.start_renewing(lost.append)
-    active.activated()
+    active, lost = await active_role(store_servers, namespace, "active-1", stop)
     assert active.acting and active.token == str(active.lease.token)
     # renewals keep it well past lease_ms
     await asyncio.sleep(3 * LEASE_MS / 1000)
@@ -222,12 +230,7 @@ async def test_role_steps_down_when_paused(
     meanwhile, so Redis says it is another's and the process steps down at once, without
     asking again and again until lease_ms is over."""
     stop = asyncio.Event()
-    role = ClusterRole(store_servers.redis_url, namespace, "active", LEASE_MS, "paused-1")
-    assert await role.connect(stop)
-    assert await role.wait_for_lease(stop)
-    lost: list[str] = []
-    role.start_renewing(lost.append)
-    role.activated()
+    role, lost = await active_role(store_servers, namespace, "paused-1", stop)
     await asyncio.sleep(0.05)
     import time
 
@@ -255,12 +258,7 @@ async def test_a_lease_expired_in_redis_and_untaken_is_taken_again(
     import time
 
     stop = asyncio.Event()
-    role = ClusterRole(store_servers.redis_url, namespace, "active", LEASE_MS, "alone-1")
-    assert await role.connect(stop)
-    assert await role.wait_for_lease(stop)
-    lost: list[str] = []
-    role.start_renewing(lost.append)
-    role.activated()
+    role, lost = await active_role(store_servers, namespace, "alone-1", stop)
     token = role.token
     time.sleep(LEASE_MS / 1000 + 0.2)
     assert not role.may_act() and await r.get(f"{namespace}:lease") is None  # expired there too
@@ -354,12 +352,7 @@ async def test_a_lapse_redis_confirms_is_survived(
     import time
 
     stop = asyncio.Event()
-    role = ClusterRole(store_servers.redis_url, namespace, "active", LEASE_MS, "stalled-1")
-    assert await role.connect(stop)
-    assert await role.wait_for_lease(stop)
-    lost: list[str] = []
-    role.start_renewing(lost.append)
-    role.activated()
+    role, lost = await active_role(store_servers, namespace, "stalled-1", stop)
     token = role.token
     keys = Keys(namespace)
     wt = write_through(r, keys, tmp_path, role)
@@ -385,12 +378,7 @@ async def test_a_lapse_redis_denies_steps_down_and_writes_nothing(
     import time
 
     stop = asyncio.Event()
-    role = ClusterRole(store_servers.redis_url, namespace, "active", LEASE_MS, "stalled-2")
-    assert await role.connect(stop)
-    assert await role.wait_for_lease(stop)
-    lost: list[str] = []
-    role.start_renewing(lost.append)
-    role.activated()
+    role, lost = await active_role(store_servers, namespace, "stalled-2", stop)
     keys = Keys(namespace)
     wt = write_through(r, keys, tmp_path, role)
     time.sleep(LEASE_MS / 1000 + 0.1)
