@@ -140,6 +140,12 @@ class Store(Protocol):
         raises StoreUnavailable after `timeout` seconds."""
         ...
 
+    async def flushed_with_prices(self, timeout: float | None = ...) -> None:
+        """`flushed`, and the last prices and the position peaks they moved are durable too
+        (they are otherwise written within 0.1 s and a checkpoint interval): what an agent
+        shard waits for before it acknowledges a tick entry of the intake."""
+        ...
+
     def write_behind_lag(self) -> Mapping[str, float]:
         """{"entries": count, "seconds": age of the oldest} not yet in the system of record."""
         ...

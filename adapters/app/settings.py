@@ -213,7 +213,11 @@ class ClusterSettings(_S):
             raise ValueError(f"shard {self.shard} is not below shards = {self.shards}")
 
     def wanted(self) -> Literal["active", "standby"] | None:
-        return self.role or ("active" if self.lease else None)
+        """The role this process takes part in the lease with: `role`, else active with
+        `lease = true` or with shards (a shard always holds its shard's lease, so a second
+        process started for the same shard waits as its standby instead of splitting its
+        intake), else None: a plain single process, no lease."""
+        return self.role or ("active" if self.lease or self.shards > 1 else None)
 
 
 class AgentSpec(_S):

@@ -417,8 +417,11 @@ class ShardIntake:
         if not any(acks.values()):
             return
         store = self.daemon.store
-        if store is not None:
-            await store.flushed()  # acknowledged means durable, as for a request
+        if store is not None:  # acknowledged means durable: the events, and a tick's prices
+            if acks[TICKS]:  # and the peaks it moved (a single process writes those later)
+                await store.flushed_with_prices()
+            else:
+                await store.flushed()
         pipe = self.r.pipeline(transaction=False)
         for name, ids in acks.items():
             if ids:

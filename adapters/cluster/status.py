@@ -38,6 +38,12 @@ def register(subparsers: Any) -> None:
     )
     status.add_argument("--json", action="store_true", help="print JSON (default: a table)")
     status.add_argument(
+        "--shards",
+        type=int,
+        help="the shard count (default: [cluster] shards of the config, else as many as "
+        "registered their control URL in Redis)",
+    )
+    status.add_argument(
         "--timeout", type=float, default=2.0, help="seconds per Redis call (default 2)"
     )
     status.set_defaults(func=_status)
@@ -62,7 +68,10 @@ def _status(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    shards = max(1, settings.cluster.shards)
+    shards = args.shards or (settings.cluster.shards if settings.cluster.shards > 1 else None)
+    if shards is not None and not 1 <= shards <= 64:
+        print(f"tradingd: --shards {shards}: 1..64", file=sys.stderr)
+        return 2
     try:
         doc = asyncio.run(read_status(url, namespace_from_env(), shards, args.timeout))
     except REDIS_FAILURES as exc:
@@ -72,8 +81,12 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if all(s["lease"]["holder"] or not s["fencing_counter"] for s in doc["shards"]) else 1
 
 
-async def read_status(url: str, base: str, shards: int, timeout: float = 2.0) -> dict[str, Any]:
-    """The status document: `{"namespace", "shards": [{"shard", "namespace", "lease": {"holder",
+async def read_status(
+    url: str, base: str, shards: int | None, timeout: float = 2.0
+) -> dict[str, Any]:
+    """The status document for `shards` shards (None: as many as registered their control URL
+    in `<base>:shards`, else one): `{"namespace", "shards_from", "shards": [{"shard",
+    "namespace", "lease": {"holder",
     "expires_in_ms"}, "fencing_counter", "url", "events", "pg_backlog": {"lag", "pending"}}],
     "intake": {stream: {"length", "groups": {group: {"lag", "pending", "last_delivered"}}}}}`
     (`intake` only with shards)."""
@@ -83,8 +96,13 @@ async def read_status(url: str, base: str, shards: int, timeout: float = 2.0) ->
 
     r = client(url, timeout)
     try:
-        out: dict[str, Any] = {"namespace": base, "shards": []}
-        urls = await r.hgetall(f"{base}:shards") if shards > 1 else {}
+        urls = await r.hgetall(f"{base}:shards")
+        source = "given"
+        if shards is None:
+            registered = [int(k) for k in urls if k.isdigit()]
+            shards = max(registered) + 1 if registered else 1
+            source = "registered in redis" if registered else "none registered: one process"
+        out: dict[str, Any] = {"namespace": base, "shards_from": source, "shards": []}
         for i in range(shards):
             keys = Keys(shard_namespace(base, i, shards))
             holder = await r.get(keys.lease)
@@ -147,7 +165,7 @@ async def _groups(r: Any, stream: str, last_seq: int | None = None) -> dict[str,
 
 
 def table(doc: dict[str, Any]) -> str:
-    lines = [f"namespace {doc['namespace']}, {len(doc['shards'])} shard(s)"]
+    lines = [f"namespace {doc['namespace']}, {len(doc['shards'])} shard(s) ({doc['shards_from']})"]
     lines.append(
         f"{'shard':<6}{'lease holder':<36}{'expires':>9}{'fence':>7}{'events':>8}{'pg lag':>8}  url"
     )

@@ -53,6 +53,9 @@ class MemoryStore:
     async def flushed(self, timeout: float | None = None) -> None:
         return None
 
+    async def flushed_with_prices(self, timeout: float | None = None) -> None:
+        return None
+
     def write_behind_lag(self) -> dict[str, float]:
         return {"entries": 0, "seconds": 0.0}
 

@@ -261,6 +261,13 @@ class PersistentStore:
         if self.write_through is not None:
             await self.write_through.flushed(timeout)
 
+    async def flushed_with_prices(self, timeout: float | None = 5.0) -> None:
+        """`flushed`, with the last prices and the peaks the ticks moved: those ride with the
+        next flush and the peak checkpoint; this writes them now and waits for them."""
+        if self.write_through is not None:
+            self.checkpoint_peaks()
+            await self.write_through.prices_flushed(timeout)
+
     async def pause_writer(self) -> None:
         """Stop writing behind (tests, maintenance): the stream keeps everything meanwhile."""
         for task in [t for t in self._tasks if t.get_name() == "store-write-behind"]:

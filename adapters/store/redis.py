@@ -115,6 +115,10 @@ class RedisWriteThrough:
         self._ticks: dict[str, Tick] = {}
         self._enqueued = 0
         self._durable = 0
+        # Price marks: a waiter for the last prices counts as one entry, taken by the next flush
+        # (flushes are sequential), so `flushed` covers the prices pending or being written.
+        self._marks = 0
+        self._writing_ticks = False
         self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
         self._wake = asyncio.Event()
         self._tick_encode = msgspec.json.Encoder().encode
@@ -175,6 +179,15 @@ class RedisWriteThrough:
         except TimeoutError:
             raise StoreUnavailable("the store did not make the write durable in time") from None
 
+    async def prices_flushed(self, timeout: float | None = None) -> None:
+        """`flushed`, and the last prices enqueued so far are durable too (asked for now
+        instead of within TICK_FLUSH_S)."""
+        if self._ticks or self._writing_ticks:
+            self._marks += 1
+            self._enqueued += 1
+            self._schedule()
+        await self.flushed(timeout)
+
     @property
     def pending(self) -> int:
         return self._enqueued - self._durable
@@ -197,7 +210,8 @@ class RedisWriteThrough:
     async def flush_once(self) -> None:
         batch, self._buf = self._buf, []
         ticks, self._ticks = self._ticks, {}
-        upto = self._durable + len(batch)
+        marks, self._marks = self._marks, 0
+        upto = self._durable + len(batch) + marks
         # Down, Redis is asked again at most every PROBE_INTERVAL_S from the end of the last
         # ask (a hung Redis takes the socket timeout to answer): the flushes between spill at
         # once. Up with a spill left (a start after an outage), it is replayed first.
@@ -208,6 +222,7 @@ class RedisWriteThrough:
             self._probed = time.monotonic()
         if self.up:
             try:
+                self._writing_ticks = bool(ticks)
                 await self._write(batch, ticks)
                 self._done(upto)
                 return
@@ -216,8 +231,11 @@ class RedisWriteThrough:
                 return
             except REDIS_FAILURES as exc:
                 self._went_down(exc)
+            finally:
+                self._writing_ticks = False
         if self.fence is not None:  # no spill: kept, in order, until Redis takes it
             self._buf[:0] = batch
+            self._marks += marks
             for token, tick in ticks.items():
                 self._ticks.setdefault(token, tick)
             return

@@ -39,10 +39,15 @@ class ControlledStore:
         self.durable = asyncio.Event()
         self.durable.set()
         self.calls = 0
+        self.price_calls = 0  # waits that also covered the last prices and peaks
 
     async def flushed(self, timeout: float | None = None) -> None:
         self.calls += 1
         await self.durable.wait()
+
+    async def flushed_with_prices(self, timeout: float | None = None) -> None:
+        self.price_calls += 1
+        await self.flushed(timeout)
 
 
 class Node:
@@ -338,3 +343,30 @@ async def test_a_feeds_ticks_go_through_the_stream_in_order(
         )
         assert node.engine.prices[TOKEN].price_usd == 1.5  # the last, and none refused
         assert node.runtime.ticks_rejected == {}
+
+
+async def test_a_tick_entry_is_acked_only_once_its_prices_and_peaks_are_durable(
+    store_servers: StoreServers, namespace: str, r: aioredis.Redis
+) -> None:
+    """A tick entry waits for the store's prices-and-peaks flush before its XACK (the prices
+    and peaks it moved are otherwise written up to a checkpoint later: a shard killed right
+    after the ack came back with the old peak); a signal-only read waits for the events."""
+    node = Node()
+    node.store.durable.clear()
+    async with started(node, store_servers, namespace) as a:
+        a.feed_push([Tick(TOKEN, 1.25, wall_clock_ms(), decimals=6, source="pyth")])
+        await until(lambda: a.applied["ticks"], lambda n: n == 1, "the tick applied")
+        ticks_pending = await r.xpending(f"{namespace}:intake:ticks", "s0")
+        assert int(ticks_pending["pending"]) == 1  # applied, its prices not yet durable
+        assert node.store.price_calls == 1
+        node.store.durable.set()
+        await poll_until_async(
+            lambda: r.xpending(f"{namespace}:intake:ticks", "s0"),
+            lambda p: int(p["pending"]) == 0,
+            timeout_s=5,
+            interval_s=0.01,
+            what="the tick entry acked once durable",
+        )
+        await a.publish_signal(buy("sig_p"))
+        await no_pending(r, namespace, "the signal acked")
+        assert node.store.price_calls == 1  # a signal-only read waits for the events alone

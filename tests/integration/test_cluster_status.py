@@ -107,3 +107,27 @@ def test_redis_unreachable_is_exit_2(tmp_path: Path) -> None:
     done = status(f"redis://127.0.0.1:{port}/0", "t_unreachable", tmp_path, 1, "--timeout", "1")
     assert done.returncode == 2
     assert "cannot read redis" in done.stderr
+
+
+async def test_the_shard_count_comes_from_redis_when_not_given(
+    store_servers: StoreServers, namespace: str, tmp_path: Path
+) -> None:
+    """Shards started with `--shards 3` on the command line and a config without it: the
+    count is the shards that registered their control URL (a tester's finding: it reported one
+    process and exit 0); `--shards` says it outright."""
+    r = aioredis.Redis.from_url(store_servers.redis_url)
+    try:
+        urls = {str(i): f"http://127.0.0.1:{8080 + i}" for i in range(3)}
+        await r.hset(f"{namespace}:shards", mapping=urls)
+        found = status(store_servers.redis_url, namespace, tmp_path, 1, "--json")
+        doc = json.loads(found.stdout)
+        assert doc["shards_from"] == "registered in redis"
+        assert [s["namespace"] for s in doc["shards"]] == [f"{namespace}_s{i}" for i in range(3)]
+        assert "intake" in doc
+        given = status(store_servers.redis_url, namespace, tmp_path, 1, "--json", "--shards", "2")
+        assert json.loads(given.stdout)["shards_from"] == "given"
+        assert len(json.loads(given.stdout)["shards"]) == 2
+        bad = status(store_servers.redis_url, namespace, tmp_path, 1, "--shards", "65")
+        assert bad.returncode == 2
+    finally:
+        await r.aclose()

@@ -321,6 +321,32 @@ async def test_peaks_moved_by_ticks_alone_survive_a_crash(tmp_path, store_server
     await again.stop()
 
 
+async def test_flushed_with_prices_makes_a_ticks_prices_and_peaks_durable_at_once(
+    tmp_path, store_servers, namespace
+):
+    """What an agent shard waits for before it acknowledges a tick entry of the intake: the
+    last prices and the peaks the tick moved are durable when `flushed_with_prices` returns (a
+    tester killed a shard right after its ack and it came back with the old peak and price)."""
+    node = await StoreNode(tmp_path, store_servers, namespace).start()
+    e, rt = node.engine, node.runtime
+    config = config_from_builtins({"stop_loss": {"mode": "trailing", "trail_pct": 20}})
+    rt.apply(e.create_agent, "alpha", "paper", config, "SOL", None, "alpha")
+    rt.apply(e.deposit, "alpha", "SOL", 10**10)
+    ticks(node, {SOL_MINT: 150.0, TOKENS[0]: 0.5})
+    rt.apply(e.on_signal, signal(TOKENS[0]))
+    await settle(node)
+    await node.store.flushed()
+    ticks(node, {TOKENS[0]: 0.61})  # a new high: no event, the peak is kept lazily
+    await node.store.flushed_with_prices()  # no wait for the tick timer or the checkpoint
+    await node.crash()
+
+    again = await StoreNode(tmp_path, store_servers, namespace).start()
+    (position,) = [p for p in again.engine.positions.values() if p.status == "open"]
+    assert again.engine.refresh(position).peak_price_usd == 0.61
+    assert again.engine.price_usd(TOKENS[0]) == 0.61
+    await again.stop()
+
+
 async def test_evicted_prices_do_not_come_back_after_a_crash(tmp_path, store_servers, namespace):
     import base58
 

@@ -103,3 +103,14 @@ def test_a_signal_delivered_again_by_id_is_a_duplicate_and_trades_nothing():
     assert (dup1, dup2) == (False, True)
     assert again is first
     assert len(h.pending) == 1
+
+
+def test_a_shard_always_takes_part_in_its_shards_lease() -> None:
+    """A shard without --role holds its shard's lease as the active one, so a second process
+    started for the same shard waits as its standby instead of splitting the shard's intake (a
+    tester's finding); a plain single process takes no lease."""
+    from tradingd.adapters.app.settings import ClusterSettings
+
+    assert ClusterSettings(shards=3, shard=1).wanted() == "active"
+    assert ClusterSettings(shards=3, shard=1, role="standby").wanted() == "standby"
+    assert ClusterSettings().wanted() is None
