@@ -46,6 +46,18 @@ def _run(args: argparse.Namespace, record_to: str | None = None) -> int:
     if getattr(args, "role", None):
         settings.cluster.role = args.role
     cluster = settings.cluster
+    if (
+        getattr(args, "shards", None) is not None
+        and args.shards > 1
+        and getattr(args, "shard", None) is None
+        and cluster.shards <= 1
+    ):  # the config names no shard either: every process would silently be shard 0
+        print(
+            f"tradingd: --shards {args.shards} needs --shard I too (which shard this process "
+            "is, 0..shards-1), or [cluster] shard in the config",
+            file=sys.stderr,
+        )
+        return CONFIG_EXIT
     if getattr(args, "shards", None) is not None:
         cluster.shards = args.shards
     if getattr(args, "shard", None) is not None:

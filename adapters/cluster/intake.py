@@ -220,6 +220,8 @@ class ShardIntake:
             await self._call(self.r.delete(key))
 
     async def publish_ticks(self, ticks: list[Tick]) -> None:
+        if not ticks:  # nothing to apply: no entry (a tester saw `{"ticks": []}` append one)
+            return
         keys = [self.keys.stream(TICKS), self.keys.seq, self.keys.stream_seq(TICKS)]
         await self._call(self._append(keys=keys, args=[self.maxlen, msgspec.json.encode(ticks)]))
 

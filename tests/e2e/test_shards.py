@@ -343,7 +343,8 @@ def test_shards_need_the_external_store_and_a_shard_below_shards(tmp_path: Path)
     for extra, says in (
         (["--shards", "3", "--shard", "1"], "need the external store"),
         (["--shards", "2", "--shard", "2"], "shard 2 of 2"),
-        (["--shards", "65"], "1..64"),
+        (["--shards", "65", "--shard", "0"], "1..64"),
+        (["--shards", "2"], "needs --shard"),  # a tester's finding: it ran as shard 0
     ):
         done = subprocess.run(
             [*base, "--data-dir", str(tmp_path / "d"), *extra],

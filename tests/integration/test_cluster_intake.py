@@ -370,3 +370,16 @@ async def test_a_tick_entry_is_acked_only_once_its_prices_and_peaks_are_durable(
         await a.publish_signal(buy("sig_p"))
         await no_pending(r, namespace, "the signal acked")
         assert node.store.price_calls == 1  # a signal-only read waits for the events alone
+
+
+async def test_no_ticks_append_no_entry(
+    store_servers: StoreServers, namespace: str, r: aioredis.Redis
+) -> None:
+    """`POST /v1/prices {"ticks": []}` on a shard appends nothing (a tester saw an empty entry
+    and the global order counter move)."""
+    node = Node()
+    async with started(node, store_servers, namespace) as a:
+        before = (await r.xlen(f"{namespace}:intake:ticks"), await r.get(f"{namespace}:intake:seq"))
+        await a.publish_ticks([])
+        after = (await r.xlen(f"{namespace}:intake:ticks"), await r.get(f"{namespace}:intake:seq"))
+        assert after == before
