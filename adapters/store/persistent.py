@@ -234,7 +234,10 @@ class PersistentStore:
         tokens, self._ticked = self._ticked, set()
         records: list[ev.Event] = []
         now = self.engine.clock()
-        for p in self.engine.positions.values():
+        positions = self.engine.positions
+        # the open positions only (the closed ones kept in memory are never looked at): this
+        # also runs before a shard acknowledges each read of tick entries
+        for p in [positions[pid] for pid in self._peaks if pid in positions]:
             if p.token in tokens and p.status in ("open", "closing"):
                 self.engine.refresh(p)
                 if self._peaks.get(p.id) != (p.peak_price_usd, p.stop_gain_pct):

@@ -13,6 +13,8 @@ import pytest
 from store_harness import StoreServers
 from tradingd.adapters.store.embedded import EmbeddedServers
 
+from tests.fakes.notify_servers import FakeTelegram
+
 
 @pytest.fixture(scope="session")
 def store_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreServers]:
@@ -42,3 +44,12 @@ async def namespace(store_servers: StoreServers) -> AsyncIterator[str]:
     conn = await asyncpg.connect(store_servers.database_url)
     await conn.execute(f'DROP SCHEMA IF EXISTS "{ns}" CASCADE')
     await conn.close()
+
+
+@pytest.fixture
+async def telegram() -> AsyncIterator[FakeTelegram]:
+    """A fake Telegram Bot API on 127.0.0.1 (tests/fakes/notify_servers.py)."""
+    fake = FakeTelegram()
+    await fake.start()
+    yield fake
+    await fake.close()

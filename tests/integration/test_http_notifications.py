@@ -46,14 +46,6 @@ async def daemon_api(data_dir: Path, *config_channels: dict[str, Any]) -> AsyncI
         yield api
 
 
-@pytest.fixture
-async def telegram() -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
 def tg(fake: FakeTelegram, name: str = "ops", **extra: Any) -> dict[str, Any]:
     return {"name": name, "kind": "telegram", "api_url": fake.url, "bot_token": fake.token,
             "chat_id": 42, **extra}  # fmt: skip

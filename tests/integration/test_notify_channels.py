@@ -26,14 +26,6 @@ FAST = {"backoff_initial_ms": 10, "backoff_max_ms": 50, "timeout_s": 2.0}
 
 
 @pytest.fixture
-async def telegram() -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
 async def discord() -> AsyncIterator[FakeDiscord]:
     fake = FakeDiscord()
     await fake.start()

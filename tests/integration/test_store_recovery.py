@@ -299,15 +299,22 @@ async def test_a_second_store_on_the_same_data_dir_is_refused(tmp_path, store_se
     await node.stop()
 
 
-async def test_peaks_moved_by_ticks_alone_survive_a_crash(tmp_path, store_servers, namespace):
+async def trailing_position(tmp_path, store_servers, namespace, price: float) -> StoreNode:
+    """A node whose agent holds one position in TOKENS[0], bought at `price`, with a 20 %
+    trailing stop (its peak moves with new highs, without an event)."""
     node = await StoreNode(tmp_path, store_servers, namespace).start()
     e, rt = node.engine, node.runtime
     config = config_from_builtins({"stop_loss": {"mode": "trailing", "trail_pct": 20}})
     rt.apply(e.create_agent, "alpha", "paper", config, "SOL", None, "alpha")
     rt.apply(e.deposit, "alpha", "SOL", 10**10)
-    ticks(node, {SOL_MINT: 150.0, TOKENS[0]: 1.0})
+    ticks(node, {SOL_MINT: 150.0, TOKENS[0]: price})
     rt.apply(e.on_signal, signal(TOKENS[0]))
     await settle(node)
+    return node
+
+
+async def test_peaks_moved_by_ticks_alone_survive_a_crash(tmp_path, store_servers, namespace):
+    node = await trailing_position(tmp_path, store_servers, namespace, 1.0)
     for price in (1.1, 1.25, 1.4, 1.3):  # new highs: no event, the peak is kept lazily
         ticks(node, {TOKENS[0]: price})
     assert node.store.checkpoint_peaks() == 1
@@ -327,14 +334,7 @@ async def test_flushed_with_prices_makes_a_ticks_prices_and_peaks_durable_at_onc
     """What an agent shard waits for before it acknowledges a tick entry of the intake: the
     last prices and the peaks the tick moved are durable when `flushed_with_prices` returns (a
     tester killed a shard right after its ack and it came back with the old peak and price)."""
-    node = await StoreNode(tmp_path, store_servers, namespace).start()
-    e, rt = node.engine, node.runtime
-    config = config_from_builtins({"stop_loss": {"mode": "trailing", "trail_pct": 20}})
-    rt.apply(e.create_agent, "alpha", "paper", config, "SOL", None, "alpha")
-    rt.apply(e.deposit, "alpha", "SOL", 10**10)
-    ticks(node, {SOL_MINT: 150.0, TOKENS[0]: 0.5})
-    rt.apply(e.on_signal, signal(TOKENS[0]))
-    await settle(node)
+    node = await trailing_position(tmp_path, store_servers, namespace, 0.5)
     await node.store.flushed()
     ticks(node, {TOKENS[0]: 0.61})  # a new high: no event, the peak is kept lazily
     await node.store.flushed_with_prices()  # no wait for the tick timer or the checkpoint
