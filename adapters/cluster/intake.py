@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 from prometheus_client.core import GaugeMetricFamily
+from tradingd.adapters.cluster.shards import ShardCountMismatch
 from tradingd.adapters.store.errors import StoreUnavailable
 from tradingd.adapters.transient import REDIS_FAILURES
 from tradingd.engine import events as ev
@@ -99,6 +100,7 @@ class IntakeKeys:
         self.base = base
         self.seq = f"{base}:intake:seq"
         self.shards = f"{base}:shards"
+        self.count = f"{base}:shard_count"  # the shard count the cluster was started with
 
     def stream(self, name: str) -> str:
         return f"{self.base}:intake:{name}"
@@ -154,8 +156,10 @@ class ShardIntake:
     # -- start and stop ---------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect and make sure this shard's consumer group exists on both streams (created
-        at the streams' end, MKSTREAM, the first time). Before the control port takes work."""
+        """Connect, check this shard counts as many shards as the cluster (the first shard
+        records the count), and make sure this shard's consumer group exists on both streams
+        (created at the streams' end, MKSTREAM, the first time). Before the control port takes
+        work. Raises ShardCountMismatch."""
         import redis.asyncio as aioredis
 
         # Requests' calls time out (a 503, never a hung request); the blocking reads have a
@@ -167,6 +171,10 @@ class ShardIntake:
             self.redis_url, socket_timeout=BLOCK_MS / 1000 + 5, socket_connect_timeout=2.0
         )
         self._append = self.r.register_script(APPEND)
+        if not await self.r.set(self.keys.count, self.shards, nx=True):
+            known = int(await self.r.get(self.keys.count) or 0)
+            if known != self.shards:
+                raise ShardCountMismatch(self.keys.count, known, self.shards)
         for name in STREAMS:
             stream = self.keys.stream(name)
             try:

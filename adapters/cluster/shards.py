@@ -64,3 +64,19 @@ def misdirected(agent_id: str, owner_shard: int, url: str | None) -> Misdirected
         f"agent {agent_id[:128]!r} belongs to shard {owner_shard}: send this request there",
         details,
     )
+
+
+class ShardCountMismatch(TradingdError):
+    """A shard started with another shard count than the cluster's: agents would belong to
+    different shards in its eyes (a tester's finding: it joined, its agents were unreachable
+    and it answered for a shard it is not). Refused at start-up."""
+
+    code = "shard_count_mismatch"
+
+    def __init__(self, key: str, known: int, given: int) -> None:
+        super().__init__(
+            f"this cluster runs {known} shards ({key}), not {given}: start every shard with "
+            f"--shards {known} (changing the count needs its agents moved, not built yet; "
+            f"delete {key} only for a new, empty cluster)",
+            {"known": known, "given": given},
+        )

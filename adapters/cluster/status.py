@@ -50,17 +50,22 @@ def register(subparsers: Any) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
+    import os
+
     from tradingd.adapters.app.cli import config_refused
-    from tradingd.adapters.app.settings import load_cli_settings
+    from tradingd.adapters.app.settings import load_settings
     from tradingd.adapters.store import namespace_from_env
     from tradingd.adapters.transient import REDIS_FAILURES
     from tradingd.engine.errors import TradingdError
 
+    # Only Redis is read: the config is loaded without the store's environment (a missing
+    # DATABASE_URL is no reason to refuse), and REDIS_URL, else [store] redis_url, names it.
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
     try:
-        settings = load_cli_settings(args.config, None)
+        settings = load_settings(args.config, env)
     except TradingdError as exc:
         return config_refused(exc)
-    url = settings.store.redis_url
+    url = os.environ.get("REDIS_URL") or settings.store.redis_url
     if not url:
         print(
             "tradingd: cluster status reads the cluster's Redis: set REDIS_URL or [store] "

@@ -383,3 +383,27 @@ async def test_no_ticks_append_no_entry(
         await a.publish_ticks([])
         after = (await r.xlen(f"{namespace}:intake:ticks"), await r.get(f"{namespace}:intake:seq"))
         assert after == before
+
+
+async def test_a_shard_with_another_shard_count_is_refused(
+    store_servers: StoreServers, namespace: str, r: aioredis.Redis
+) -> None:
+    """The first shard records the cluster's shard count; one started with another count is
+    refused at start-up (a tester's: `--shards 3` joined a 2-shard cluster, its agents were
+    unreachable and its results filled another shard's place)."""
+    from tradingd.adapters.cluster.intake import ShardIntake
+    from tradingd.adapters.cluster.shards import ShardCountMismatch
+
+    url = store_servers.redis_url
+    first = ShardIntake(Node(), url, namespace, 0, 2, dedupe_ms=60_000)  # type: ignore[arg-type]
+    same = ShardIntake(Node(), url, namespace, 1, 2, dedupe_ms=60_000)  # type: ignore[arg-type]
+    other = ShardIntake(Node(), url, namespace, 2, 3, dedupe_ms=60_000)  # type: ignore[arg-type]
+    try:
+        await first.open()
+        await same.open()
+        with pytest.raises(ShardCountMismatch, match="runs 2 shards"):
+            await other.open()
+        assert int(await r.get(f"{namespace}:shard_count")) == 2
+    finally:
+        for intake in (first, same, other):
+            await intake.close()

@@ -19,16 +19,12 @@ from tradingd.adapters.cluster.lease import Lease
 def status(
     redis_url: str, namespace: str, tmp_path: Path, shards: int, *extra: str
 ) -> subprocess.CompletedProcess[str]:
-    """The CLI with the cluster's environment (both store URLs, as its processes have them;
-    only Redis is read)."""
+    """The CLI with REDIS_URL alone (a tester's: it refused to run without DATABASE_URL)."""
     config = tmp_path / "cluster.toml"
     config.write_text(f"[cluster]\nshards = {shards}\n")
     env = {k: v for k, v in os.environ.items() if k != "TRADINGD_STORE"}
-    env |= {
-        "REDIS_URL": redis_url,
-        "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/unused",
-        "TRADINGD_STORE_NAMESPACE": namespace,
-    }
+    env = {k: v for k, v in env.items() if k != "DATABASE_URL"}  # only Redis is read
+    env |= {"REDIS_URL": redis_url, "TRADINGD_STORE_NAMESPACE": namespace}
     cmd = [sys.executable, "-m", "tradingd.adapters.app.cli", "cluster", "status"]
     return subprocess.run(
         [*cmd, "--config", str(config), *extra],
