@@ -322,10 +322,13 @@ class Engine(EngineState):
         self, buys: bool, flatten: bool, trip: breakers.BreakerTrip | None = None
     ) -> list[str]:
         self.halted_buys = buys
-        rule, details = (trip.rule, trip.details) if trip is not None else (None, {})
-        self._emit(
-            ev.HaltChanged(ts=self.clock(), buys=buys, flatten=flatten, rule=rule, details=details)
-        )
+        # A trip's halt is stamped with the trip's own time (recovery restores `at` from it);
+        # a second clock read could differ by a millisecond.
+        if trip is not None:
+            ts, rule, details = trip.at, trip.rule, trip.details
+        else:
+            ts, rule, details = self.clock(), None, {}
+        self._emit(ev.HaltChanged(ts=ts, buys=buys, flatten=flatten, rule=rule, details=details))
         orders: list[str] = []
         if flatten:
             for p in self._sorted(self.positions.values()):

@@ -343,6 +343,27 @@ def test_a_trip_survives_a_restart_and_an_admin_reset_lifts_its_halt():
     assert not h.engine.halted_buys
 
 
+class TickingClock(Clock):
+    """A clock that moves 1 ms on every read, as a loaded machine's wall clock may."""
+
+    def __call__(self) -> int:
+        self.now += 1
+        return self.now
+
+
+def test_the_halt_of_a_trip_is_stamped_with_the_trip_time():
+    """Recovery restores a trip's `at` from its HaltChanged: one clock read for both (a CI run
+    restored a trip 1 ms late)."""
+    h = Harness(TickingClock())
+    h.engine = Engine(h.clock, breakers=BreakerRules(consecutive_stop_outs=1))
+    h.agent(STOP_CONFIG, deposit=1000 * USDC, quote="USDC")
+    h.tick(T, 1.0)
+    stop_out(h)
+    trip = h.engine.breakers.tripped
+    [halt] = halts(h)
+    assert trip is not None and halt.ts == trip.at
+
+
 def test_the_operators_halt_is_not_a_trip_after_a_restart():
     rules = BreakerRules(equity_drawdown_pct=5)
     h = rig(rules)
