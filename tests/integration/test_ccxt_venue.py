@@ -92,14 +92,22 @@ class Rig:
         )  # fmt: skip
 
     async def reload_rules(self) -> None:
-        """Markets reloaded (as the daemon does every markets_reload_s)."""
-        await self.exchange.load_markets(True)
+        """Markets reloaded (as the daemon does every markets_reload_s). Set-up, not a case
+        under test: a generous timeout (the tests' short one timed out on a loaded CI machine)."""
+        short, self.exchange.timeout = self.exchange.timeout, SETUP_TIMEOUT_MS
+        try:
+            await self.exchange.load_markets(True)
+        finally:
+            self.exchange.timeout = short
         market = self.exchange.markets["BTC/USDT"]
         self.rules[BTC] = market_rules(market, self.exchange.precisionMode, TD)
 
     def orders(self, order_id: str) -> list[Any]:
         """Every order the fake accepted for this intent (all its client ids)."""
         return [o for o in self.fake.orders.values() if o.client_order_id.startswith(f"td-{order_id}-")]  # fmt: skip
+
+
+SETUP_TIMEOUT_MS = 10_000
 
 
 @asynccontextmanager
@@ -112,7 +120,6 @@ async def ccxt_rig(
     fake.set_balance("BTC", "10")
     exchange = async_binance(fake, timeout_ms=int(timeout_s * 1000))
     try:
-        await exchange.load_markets()
         breaker = CircuitBreaker(
             "binance:main", failure_threshold=breaker_failures, reset_after_s=5
         )
