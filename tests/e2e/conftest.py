@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
 
 from tests.polling import poll_until
 
@@ -51,6 +54,19 @@ class DaemonProcess:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_key}"}
+
+    def admin_session(self) -> requests.Session:
+        """A requests session with the admin key that waits out a 429 (the key's rate limit,
+        200/s by default) as a client should, honouring Retry-After: a test polling many
+        agents would otherwise read the error body as its answer."""
+        s = requests.Session()
+        s.headers.update(self.headers)
+        retry = Retry(
+            total=20, connect=0, read=0, status_forcelist=(429,), allowed_methods=None,
+            respect_retry_after_header=True, backoff_factor=0.05, raise_on_status=False,
+        )  # fmt: skip
+        s.mount("http://", HTTPAdapter(max_retries=retry))
+        return s
 
     def logs(self) -> list[dict[str, Any]]:
         """The JSON log lines written so far (non-JSON lines are skipped)."""

@@ -34,9 +34,7 @@ TIMEOUT_S = 10
 
 
 def session(d: DaemonProcess) -> requests.Session:
-    s = requests.Session()
-    s.headers["Authorization"] = f"Bearer {d.admin_key}"
-    return s
+    return d.admin_session()
 
 
 def push(d: DaemonProcess, s: requests.Session, price: float) -> requests.Response:

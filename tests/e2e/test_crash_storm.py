@@ -106,9 +106,7 @@ class Storm:
 
 
 def api(d: Any) -> requests.Session:
-    s = requests.Session()
-    s.headers["Authorization"] = f"Bearer {d.admin_key}"
-    return s
+    return d.admin_session()
 
 
 def wait_settled(d: Any, agents: list[str], timeout: float = 20) -> None:
