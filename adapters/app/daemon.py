@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tradingd.adapters.app import systemd
 from tradingd.adapters.app.data_dir import secure_data_dir
@@ -43,6 +43,7 @@ from tradingd.engine.model import Tick
 from tradingd.engine.ports import Feed, HealthRegistry, LiveFeed, Store
 
 if TYPE_CHECKING:
+    from tradingd.adapters.cluster.feed_leader import FeedLeaders
     from tradingd.adapters.cluster.intake import ShardIntake
     from tradingd.adapters.cluster.role import ClusterRole
     from tradingd.adapters.feeds.recorder import Recorder
@@ -167,6 +168,21 @@ class Daemon:
                 settings.cluster.lease_ms,
             )
             self.runtime.lease_verified = self.cluster.verified
+        # One feed leader per source across the shards (adapters/cluster/feed_leader.py).
+        self.feed_leaders: FeedLeaders | None = None
+        if self.shard_intake is not None and self.cluster is not None:
+            from tradingd.adapters.cluster.feed_leader import FeedLeaders
+
+            self.feed_leaders = FeedLeaders(
+                self.shard_intake.redis_url,
+                namespace_from_env(),
+                self.shard,
+                self.shards,
+                instance=self.cluster.instance,
+                lease_ms=settings.cluster.lease_ms,
+                local_watched=self.engine.watched_tokens,
+                components=self.components,
+            )
         if settings.notify.channels:
             self.build_notifier()
 
@@ -245,10 +261,7 @@ class Daemon:
         """The market-data feeds the config enables (Pyth Hermes, DexScreener), pricing the
         tokens the engine watches (held, quotes, watchlist, recent signals)."""
         feeds = self.settings.feeds
-
-        def watched() -> set[str]:
-            return self.engine.watched_tokens()
-
+        watched = self.watched_tokens
         if feeds.pyth.enabled:
             from tradingd.adapters.app.config_check import pyth_ids
             from tradingd.adapters.feeds.pyth import PythFeed
@@ -269,11 +282,26 @@ class Daemon:
             self.start_feed(DexScreenerFeed(feeds.dexscreener, watched))
         self.exchanges.start_feeds()  # one ticker feed per exchange of [venues.ccxt.<account>]
 
+    def watched_tokens(self) -> set[str]:
+        """What the live feeds price: the engine's watched tokens; with shards, every shard's
+        (a shard leading a feed prices the other shards' positions too)."""
+        if self.feed_leaders is not None:
+            return self.feed_leaders.watched()
+        return self.engine.watched_tokens()
+
     def start_feed(self, feed: LiveFeed) -> None:
         """Run a live feed: its ticks go to the runtime, its health to /health."""
         self.feeds[feed.source] = feed
         self.live_feeds[feed.source] = feed
-        self.spawn(feed.run(self.feed_push()), f"feed-{feed.source}")
+        self.run_feed(feed.source, feed.run)
+
+    def run_feed(self, source: str, run: Callable[[Any], Awaitable[None]]) -> None:
+        """`run(push)` as a task; with shards, only while this shard leads `source`."""
+        push = self.feed_push()
+        if self.feed_leaders is not None:
+            self.spawn(self.feed_leaders.lead(source, run, push), f"feed-{source}")
+        else:
+            self.spawn(run(push), f"feed-{source}")
 
     def feed_push(self) -> Callable[[list[Tick]], object]:
         """Where a feed's ticks go: the runtime; with agent shards, the tick stream every shard
@@ -291,7 +319,7 @@ class Daemon:
             feed = SyntheticFeed(syn, demo=self.demo, known=known)
             tokens = feed.tokens
             self.feeds["synthetic"] = feed
-            self.spawn(feed.run(self.feed_push()), "feed-synthetic")
+            self.run_feed("synthetic", feed.run)
         if self.demo:
             if DEMO_AGENT_ID not in self.engine.agents:
                 self.runtime.apply(
@@ -425,6 +453,10 @@ class Daemon:
                 from tradingd.adapters.cluster.intake import IntakeCollector
 
                 metrics.registry.register(IntakeCollector(self.shard_intake))
+            if self.feed_leaders is not None:
+                from tradingd.adapters.cluster.feed_leader import FeedLeaderCollector
+
+                metrics.registry.register(FeedLeaderCollector(self.feed_leaders))
             self.runtime.event_subscribers.append(metrics.on_events)
             self.runtime.tick_subscribers.append(metrics.on_ticks)
             self.runtime.order_observers.append(metrics.on_order)
@@ -504,6 +536,11 @@ class Daemon:
         from tradingd.adapters.app.recording import start_recording
 
         self.recorder = start_recording(self)
+        leaders = self.feed_leaders
+        if leaders is not None:  # the leases and the shared watched tokens before any feed
+            await leaders.open()
+            self.cleanups.append(leaders.close)
+            self.spawn(leaders.share_watched(), "cluster-feed-watched")
         self.start_feeds()
         # Swaps recorded before a restart are resolved, and the wallets compared with the
         # book, before the control port takes work.

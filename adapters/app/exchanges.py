@@ -160,7 +160,7 @@ class ExchangeAccounts:
         for exchange in self.exchanges.values():
             s = exchange.settings
             feed = CcxtTickerFeed(
-                exchange.id, exchange.ws, exchange.rest, exchange.watched(d.engine.watched_tokens),
+                exchange.id, exchange.ws, exchange.rest, exchange.watched(d.watched_tokens),
                 poll_interval_ms=s.ticker_poll_ms, stale_after_ms=s.ticker_stale_ms,
                 timeout_s=s.timeout_ms / 1000, max_symbols=s.ticker_max_symbols,
                 use_websocket=s.ticker_websocket,
