@@ -28,7 +28,7 @@ import pytest
 import redis
 import requests
 from tradingd.adapters.cluster.shards import owner
-from tradingd.adapters.feeds.synthetic import demo_mint
+from tradingd.adapters.feeds.synthetic import DEMO_TOKENS, demo_mint
 
 from tests.e2e.cluster_nodes import Node, Nodes, embedded_servers, wait_ready, wait_standby
 from tests.e2e.conftest import REPO
@@ -355,3 +355,60 @@ def test_shards_need_the_external_store_and_a_shard_below_shards(tmp_path: Path)
         )
         assert done.returncode == 2, done.stderr
         assert says in done.stderr.decode(), done.stderr
+
+
+SYNTHETIC = "[feeds.synthetic]\nenabled = true\ninterval_ms = 100\n"
+
+
+def synthetic_states(nodes: list[Node]) -> list[dict[str, Any]]:
+    return [n.health()["components"]["feeds"]["synthetic"] for n in nodes]
+
+
+def one_leader(nodes: list[Node]) -> int:
+    """The index of the one node leading the synthetic feed, the others following it."""
+
+    def leader() -> int | None:
+        states = synthetic_states(nodes)
+        leading = [i for i, s in enumerate(states) if s.get("status") != "follower"]
+        if len(leading) != 1:
+            return None
+        followed = {s.get("leader") for i, s in enumerate(states) if i != leading[0]}
+        return leading[0] if len(followed) == 1 and None not in followed else None
+
+    return poll_until(
+        leader, lambda i: i is not None, timeout_s=20, interval_s=0.1, what="one feed leader"
+    )  # type: ignore[return-value]
+
+
+def price_ts(node: Node) -> int:
+    resp = node.get(f"/v1/prices/{next(iter(DEMO_TOKENS))}")
+    return resp.json()["ts"] if resp.status_code == 200 else 0
+
+
+def test_one_shard_leads_a_feed_and_another_takes_over_when_it_dies(cluster: Cluster) -> None:
+    """Three shards with the synthetic feed: one runs it (the others follow, their /health
+    naming its lease) and every shard gets its ticks from the tick stream; the leader killed
+    with SIGKILL, one of the other two leads within about lease_ms and prices move on."""
+    nodes = []
+    for i in range(SHARDS):
+        args = ["--shards", str(SHARDS), "--shard", str(i)]
+        nodes.append(cluster.launch(f"feed{i}", config(SHARDS) + "\n" + SYNTHETIC, args))
+    for i, node in enumerate(nodes):
+        cluster.wait_ready(node, f"feed{i}")
+    first = one_leader(nodes)
+    leaders = [
+        int(n.get("/metrics").text.split('tradingd_feed_leader{source="synthetic"} ')[1][:1])
+        for n in nodes
+    ]
+    assert leaders == [int(i == first) for i in range(SHARDS)]
+    for node in nodes:  # every shard applies the leader's ticks
+        poll_until(lambda node=node: price_ts(node), timeout_s=10, what="a synthetic price")
+    nodes[first].proc.kill()
+    nodes[first].proc.wait(timeout=10)
+    rest = [n for i, n in enumerate(nodes) if i != first]
+    second = one_leader(rest)
+    taken = [x for x in rest[second].logs() if x.get("msg") == "cluster: feed leader"]
+    assert [x["source"] for x in taken] == ["synthetic"]
+    seen = max(price_ts(n) for n in rest)
+    for node in rest:  # ticks flow again, now from the new leader
+        poll_until(lambda node=node: price_ts(node) > seen, timeout_s=10, what="newer prices")
