@@ -68,10 +68,11 @@ def is_data_error(exc: BaseException) -> bool:
 
 
 def raise_if_cancelled() -> None:
-    """Raise CancelledError if the current task was asked to stop. redis-py's asyncio client can
-    finish a command and return normally when the task was cancelled during it (measured here
-    with redis 8.1 on Python 3.11: ~70 % of cancels during a GET were lost; redis-py issues #2028,
-    #2551); a loop that keeps calling Redis must check after each call or it never ends."""
+    """Raise CancelledError if the current task has a cancel pending. redis-py's asyncio client
+    can finish a command and return normally when the task was cancelled during it (measured
+    here with redis 8.1 on Python 3.11: ~70 % of cancels during a GET were lost; redis-py issues
+    #2028, #2551), or turn the cancel into a TimeoutError or ConnectionError that a loop catches
+    as an outage: a loop over Redis calls checks after each call, or it never ends."""
     import asyncio
 
     task = asyncio.current_task()

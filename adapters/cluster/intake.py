@@ -33,7 +33,7 @@ import msgspec
 from prometheus_client.core import GaugeMetricFamily
 from tradingd.adapters.cluster.shards import ShardCountMismatch
 from tradingd.adapters.store.errors import StoreUnavailable
-from tradingd.adapters.transient import REDIS_FAILURES
+from tradingd.adapters.transient import REDIS_FAILURES, raise_if_cancelled
 from tradingd.engine import events as ev
 from tradingd.engine.errors import TradingdError
 from tradingd.engine.model import Signal, Tick
@@ -250,12 +250,12 @@ class ShardIntake:
 
     async def _publish_feed_ticks(self) -> None:
         while not self._stopped:
-            _raise_if_cancelled()
+            raise_if_cancelled()
             ticks = await self._feed_ticks.get()
             try:
                 await self.publish_ticks(ticks)
             except StoreUnavailable as exc:
-                _raise_if_cancelled()
+                raise_if_cancelled()
                 log.warning("cluster: feed ticks not published", extra={"reason": exc.message})
                 await asyncio.sleep(RETRY_S)
 
@@ -306,14 +306,14 @@ class ShardIntake:
         """Pending entries first (this shard's, from before a crash), then new ones, forever;
         a Redis or store failure is retried from the pending entries."""
         while not self._stopped:
-            _raise_if_cancelled()
+            raise_if_cancelled()
             try:
                 await self._consume_pending()
                 await self._consume_new()
             except asyncio.CancelledError:
                 raise
             except (*REDIS_FAILURES, TradingdError) as exc:
-                _raise_if_cancelled()
+                raise_if_cancelled()
                 log.warning("cluster: intake consumer retrying", extra={"reason": str(exc)[:200]})
                 await asyncio.sleep(RETRY_S)
 
@@ -341,7 +341,7 @@ class ShardIntake:
     async def _consume_pending(self) -> None:
         """Re-read what this group was delivered and never acked, in G order."""
         while self._acting():
-            _raise_if_cancelled()
+            raise_if_cancelled()
             got = await self._read(dict.fromkeys(STREAMS, "0"), None)
             batch = [(name, e) for name in STREAMS for e in got[name]]
             if not batch:
@@ -353,7 +353,7 @@ class ShardIntake:
         buffers: dict[str, deque[Any]] = {name: deque() for name in STREAMS}
         full = dict.fromkeys(STREAMS, False)
         while self._acting():
-            _raise_if_cancelled()
+            raise_if_cancelled()
             if not any(buffers.values()) or any(full[n] and not buffers[n] for n in STREAMS):
                 block = BLOCK_MS if not any(buffers.values()) else None
                 got = await self._read(dict.fromkeys(STREAMS, ">"), block)
@@ -478,11 +478,11 @@ class ShardIntake:
 
     async def lag_loop(self) -> None:
         while not self._stopped:
-            _raise_if_cancelled()
+            raise_if_cancelled()
             try:
                 await self.refresh_lag()
             except REDIS_FAILURES:
-                _raise_if_cancelled()
+                raise_if_cancelled()
             await asyncio.sleep(1.0)
 
     async def health(self) -> dict[str, Any]:
@@ -502,14 +502,6 @@ class ShardIntake:
                 for name in STREAMS
             },
         }
-
-
-def _raise_if_cancelled() -> None:
-    """redis-py may swallow a cancellation that lands inside a command (or turn it into a
-    ConnectionError): a loop over Redis calls must still end when its task is cancelled."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _text(value: bytes | str) -> str:

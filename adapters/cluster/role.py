@@ -29,7 +29,7 @@ from typing import Any, Literal
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from tradingd.adapters.cluster.lease import Lease
 from tradingd.adapters.http.errors import NotReady
-from tradingd.adapters.transient import REDIS_FAILURES
+from tradingd.adapters.transient import REDIS_FAILURES, raise_if_cancelled
 
 log = logging.getLogger("tradingd.cluster")
 STEPPED_DOWN_EXIT = 3  # `tradingd run` lost its lease: systemd restarts it, as a standby
@@ -157,6 +157,7 @@ class ClusterRole:
         interval = self.lease_ms / 3000
         while self.role != "stepped_down":
             await asyncio.sleep(interval)
+            raise_if_cancelled()  # a cancel lost in the Redis client or wait_for (3.11)
             if not lease.held():
                 if not await asyncio.shield(self._reverification()):
                     return
@@ -322,7 +323,10 @@ class ClusterRole:
         for task in (self._renewing, self._verify_task):
             if task is not None:
                 task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                # bounded: a task that lost its cancel must not hold the shutdown
+                await asyncio.wait({task}, timeout=self.lease_ms / 1000)
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved: it was logged where it happened
         if release and self.lease is not None and self.role == "active":
             try:
                 if await self.lease.release():

@@ -27,7 +27,7 @@ from tradingd.adapters.store.recovery import StateBook, build_snapshot
 from tradingd.adapters.store.redis import Fence, Keys, RedisWriteThrough, client
 from tradingd.adapters.store.spill import SpillFile
 from tradingd.adapters.store.writer import WriteBehind
-from tradingd.adapters.transient import is_transient
+from tradingd.adapters.transient import is_transient, raise_if_cancelled
 from tradingd.engine import events as ev
 from tradingd.engine.core import Engine
 from tradingd.engine.model import Tick
@@ -366,11 +366,7 @@ class PersistentStore:
             assert self.writer is not None and self.write_through is not None
             with contextlib.suppress(Exception):
                 await self.writer.refresh_lag()
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # redis-py may turn the cancel of a command in flight into a connection error,
-                # which the suppress above swallows: the loop must still end when cancelled.
-                raise asyncio.CancelledError
+            raise_if_cancelled()  # the suppress above may have swallowed our cancel
             pgc = self.components["postgres"]
             pgc["lag_entries"], pgc["lag_seconds"] = (
                 self.writer.lag_entries,

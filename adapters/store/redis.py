@@ -28,7 +28,6 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
-from tradingd.adapters.store.cancellation import raise_if_cancelled
 from tradingd.adapters.store.errors import StoreUnavailable
 from tradingd.adapters.store.records import Entry, parse_stream_id
 from tradingd.adapters.store.spill import SpillFile
@@ -39,7 +38,7 @@ from tradingd.adapters.store.stream_codec import (
     write_args,
     write_keys,
 )
-from tradingd.adapters.transient import REDIS_FAILURES
+from tradingd.adapters.transient import REDIS_FAILURES, raise_if_cancelled
 from tradingd.engine.model import Tick
 
 log = logging.getLogger("tradingd.store.redis")

@@ -22,7 +22,6 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 from tradingd.adapters.store import postgres as pg
-from tradingd.adapters.store.cancellation import raise_if_cancelled
 from tradingd.adapters.store.dead_letter import (
     DeadLetter,
     printable,
@@ -31,7 +30,7 @@ from tradingd.adapters.store.dead_letter import (
 )
 from tradingd.adapters.store.records import SEQ_BITS, Entry, parse_stream_id, stream_id
 from tradingd.adapters.store.stream_codec import Keys, entries_from_reply, entry_from_fields
-from tradingd.adapters.transient import POSTGRES_FAILURES, is_data_error
+from tradingd.adapters.transient import POSTGRES_FAILURES, is_data_error, raise_if_cancelled
 
 log = logging.getLogger("tradingd.store.writer")
 StatusCallback = Callable[[bool, str], None]
