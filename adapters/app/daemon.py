@@ -44,6 +44,7 @@ from tradingd.engine.ports import Feed, HealthRegistry, LiveFeed, Store
 
 if TYPE_CHECKING:
     from tradingd.adapters.cluster.feed_leader import FeedLeaders
+    from tradingd.adapters.cluster.forward import Forwarder
     from tradingd.adapters.cluster.intake import ShardIntake
     from tradingd.adapters.cluster.role import ClusterRole
     from tradingd.adapters.feeds.recorder import Recorder
@@ -157,6 +158,11 @@ class Daemon:
                 timeout_ms=settings.cluster.intake_timeout_ms,
                 maxlen=settings.cluster.intake_maxlen,
             )
+        self.forwarder: Forwarder | None = None  # another shard's agent: to its owner
+        if self.shard_intake is not None and settings.cluster.forward:
+            from tradingd.adapters.cluster.forward import Forwarder
+
+            self.forwarder = Forwarder(self.shard, settings.cluster.forward_timeout_ms)
         wanted = settings.cluster.wanted()
         if wanted is not None and settings.store.redis_url:
             from tradingd.adapters.cluster.role import ClusterRole
@@ -453,6 +459,10 @@ class Daemon:
                 from tradingd.adapters.cluster.intake import IntakeCollector
 
                 metrics.registry.register(IntakeCollector(self.shard_intake))
+            if self.forwarder is not None:
+                from tradingd.adapters.cluster.forward import ForwardCollector
+
+                metrics.registry.register(ForwardCollector(self.forwarder))
             if self.feed_leaders is not None:
                 from tradingd.adapters.cluster.feed_leader import FeedLeaderCollector
 
@@ -553,6 +563,8 @@ class Daemon:
         if intake is not None:  # this shard's consumer groups exist before the port takes work
             await intake.open()
             self.cleanups.append(intake.close)  # after the store's: runs before it
+            if self.forwarder is not None:
+                self.cleanups.append(self.forwarder.close)
         if on_ready is not None and not self._port_open:
             try:
                 await on_ready(self)

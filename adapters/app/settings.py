@@ -207,6 +207,10 @@ class ClusterSettings(_S):
     # with `shards_pending`), and the bound of each intake stream (XADD MAXLEN ~).
     intake_timeout_ms: Annotated[int, Meta(ge=10, le=600_000)] = 5000
     intake_maxlen: Annotated[int, Meta(ge=100, le=100_000_000)] = 100_000
+    # A request naming another shard's agent is forwarded to its owner's control port (false:
+    # answered 421 misdirected, naming the owner), waiting at most forward_timeout_ms.
+    forward: bool = True
+    forward_timeout_ms: Annotated[int, Meta(ge=100, le=600_000)] = 10_000
 
     def __post_init__(self) -> None:
         if self.shard >= self.shards:

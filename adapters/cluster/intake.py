@@ -294,6 +294,8 @@ class ShardIntake:
     async def owner_url(self, shard: int) -> str | None:
         """The control URL shard `shard` registered (read each time: a standby that took the
         shard over registers its own)."""
+        if self.r is None:  # not opened (a standby): no registry to read yet
+            return None
         try:
             url = await self.r.hget(self.keys.shards, str(shard))
         except REDIS_FAILURES:

@@ -113,17 +113,25 @@ def _refuse_standby(daemon: Daemon) -> None:
     )
 
 
-async def _refuse_misdirected(daemon: Daemon, agent_id: str) -> None:
-    """Agent shards: a request naming an agent another shard owns is a 421 naming the owner
-    (and its control URL when registered); a later slice forwards it (docs/cluster.md)."""
+async def _to_owner(request: web.Request, daemon: Daemon) -> web.StreamResponse | None:
+    """Agent shards: a request naming an agent another shard owns is forwarded to the owner and
+    its answer returned (adapters/cluster/forward.py); None for this shard's own agent. A 421
+    naming the owner (and its control URL when registered) when forwarding is off, the owner
+    never registered a URL, or the request was already forwarded once."""
+    agent_id = request.match_info["agent_id"]
     if daemon.owns(agent_id):
-        return
+        return None
+    from tradingd.adapters.cluster.forward import FORWARDED_FROM
     from tradingd.adapters.cluster.shards import misdirected, owner
 
     shard = owner(agent_id, daemon.shards)
     intake = daemon.shard_intake
     url = await intake.owner_url(shard) if intake is not None else None
-    raise misdirected(agent_id, shard, url)
+    forwarder = daemon.forwarder
+    if forwarder is None or url is None or FORWARDED_FROM in request.headers:
+        raise misdirected(agent_id, shard, url)
+    body = await read_raw(request) if request.body_exists else b""
+    return await forwarder.forward(request, body, agent_id, shard, url)
 
 
 def _refuse_unknown_query(request: web.Request, route: Route) -> None:
@@ -167,7 +175,9 @@ def guarded(route: Route) -> Handler:
         if route.method != "GET" and daemon.cluster is not None and not daemon.cluster.acting:
             _refuse_standby(daemon)
         if daemon.shards > 1 and "agent_id" in request.match_info:
-            await _refuse_misdirected(daemon, request.match_info["agent_id"])
+            forwarded = await _to_owner(request, daemon)
+            if forwarded is not None:
+                return forwarded  # the owner's answer: durable there before it was sent
         if route.intake:
             _require_intake(daemon)
             if route.body is not None:

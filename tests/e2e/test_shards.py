@@ -267,13 +267,12 @@ def test_three_shards_equal_one_process_and_survive_a_kill(cluster: Cluster, rec
         for agent in AGENTS:
             mine = owner(agent, SHARDS)
             for i, node in enumerate(shards):
-                if i != mine:
+                if i != mine:  # any shard answers for it: the owner's answer, forwarded
                     resp = node.get(f"/v1/agents/{agent}")
-                    assert resp.status_code == 421, resp.text
-                    err = resp.json()["error"]
-                    assert err["code"] == "misdirected"
-                    assert err["details"]["owner_shard"] == mine
-                    assert err["details"]["owner_url"] == shards[mine].base
+                    assert resp.status_code == 200, resp.text
+                    assert resp.headers["X-Tradingd-Owner-Shard"] == str(mine)
+                    assert resp.json() == shards[mine].get(f"/v1/agents/{agent}").json()
+                    assert positions_of(node, agent) == positions_of(shards[mine], agent)
                     held = r.hget(f"{cluster.namespace}_s{i}:agents", agent)
                     assert held is None, f"shard {i} holds {agent}"
             assert r.hget(f"{cluster.namespace}_s{mine}:agents", agent) is not None
@@ -331,7 +330,7 @@ def test_three_shards_equal_one_process_and_survive_a_kill(cluster: Cluster, rec
         assert owner(made, SHARDS) == i
         assert node.get(f"/v1/agents/{made}").status_code == 200
         other = shards[(i + 1) % SHARDS].get(f"/v1/agents/{made}/positions")
-        assert other.status_code == 421 and other.json()["error"]["details"]["owner_shard"] == i
+        assert other.status_code == 200 and other.headers["X-Tradingd-Owner-Shard"] == str(i)
 
 
 def test_shards_need_the_external_store_and_a_shard_below_shards(tmp_path: Path) -> None:
@@ -412,3 +411,47 @@ def test_one_shard_leads_a_feed_and_another_takes_over_when_it_dies(cluster: Clu
     seen = max(price_ts(n) for n in rest)
     for node in rest:  # ticks flow again, now from the new leader
         poll_until(lambda node=node: price_ts(node) > seen, timeout_s=10, what="newer prices")
+
+
+def test_any_shard_forwards_an_agents_reads_and_writes_to_its_owner(cluster: Cluster) -> None:
+    """Writes for another shard's agent, sent to any shard, are the owner's: applied and durable
+    there, answered with its status and error shape; a request already forwarded is not
+    forwarded again (421); the owner down is a 503 `owner_unavailable` naming it."""
+    shards = [cluster.start(f"fw{i}", i) for i in range(SHARDS)]
+    agent = next(a for a in AGENTS if owner(a, SHARDS) == 0)
+    paused = shards[1].post(f"/v1/agents/{agent}/pause", {})
+    assert paused.status_code == 200, paused.text
+    assert paused.headers["X-Tradingd-Owner-Shard"] == "0"
+    assert shards[0].get(f"/v1/agents/{agent}").json()["status"] == "paused"
+    assert shards[2].get(f"/v1/agents/{agent}").json()["status"] == "paused"
+    deposit = shards[2].post(f"/v1/agents/{agent}/deposits", {"asset": "USDC", "amount": "5"})
+    assert deposit.status_code == 200, deposit.text
+    balances = shards[1].get(f"/v1/agents/{agent}/balances").json()
+    assert balances == shards[0].get(f"/v1/agents/{agent}/balances").json()
+    assert [b["total"] for b in balances if b["asset"] == "USDC"] == [str(DEPOSIT + 5)]
+    bad = shards[1].session.put(
+        shards[1].base + f"/v1/agents/{agent}/config",
+        json={"sizing": {"mode": "fixed", "amount": "-1"}},
+        timeout=10,
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "validation_error", bad.text
+    again = shards[1].session.get(
+        shards[1].base + f"/v1/agents/{agent}",
+        headers={"X-Tradingd-Forwarded-From": "2"},
+        timeout=10,
+    )
+    assert again.status_code == 421 and again.json()["error"]["code"] == "misdirected"
+    unknown_key = requests.get(
+        shards[1].base + f"/v1/agents/{agent}",
+        headers={"Authorization": "Bearer tdk_nobody_knows_this_key_at_all"},
+        timeout=10,
+    )
+    assert unknown_key.status_code == 401  # refused where it arrived, never forwarded
+    metrics = shards[1].get("/metrics").text
+    assert 'tradingd_cluster_forwarded_total{outcome="answered"}' in metrics
+    shards[0].proc.kill()
+    shards[0].proc.wait(timeout=10)
+    down = shards[1].get(f"/v1/agents/{agent}")
+    assert down.status_code == 503, down.text
+    err = down.json()["error"]
+    assert err["code"] == "owner_unavailable" and err["details"]["owner_shard"] == 0

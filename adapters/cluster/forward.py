@@ -1,0 +1,123 @@
+"""Requests for another shard's agent, forwarded to the shard that owns it (docs/cluster.md
+"Any agent on any shard").
+
+A shard holds only its own agents. A request naming another shard's agent
+(`/v1/agents/{agent_id}...`, reads and writes) is checked here as it would be for an own agent
+(key, scope, query, standby), then sent to the owner's control URL (registered at start in
+`<ns>:shards`) with the client's method, path, query, body and `Authorization`, and the owner's
+answer (status, body, Content-Type, Retry-After) is relayed as it is: the owner validates,
+decides, makes durable and answers, exactly as if the client had called it. So a read is the
+owner's live state, a write is acknowledged once durable on the owner, and every error is the
+owner's, in the one error shape.
+
+The forwarded request carries `X-Tradingd-Forwarded-From: <shard>`; a shard never forwards such
+a request again (it answers 421 `misdirected`), so a stale registry can not loop. The owner
+unreachable, or not answering within `[cluster] forward_timeout_ms`, is a 503
+`owner_unavailable` naming it: a write may or may not have been applied then (as for any
+timed-out request; the client's `id`s make a retry safe where the API has them)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from tradingd.engine.errors import Unavailable
+
+log = logging.getLogger("tradingd.cluster")
+
+FORWARDED_FROM = "X-Tradingd-Forwarded-From"
+OWNER_SHARD = "X-Tradingd-Owner-Shard"
+# What a client's request carries that the owner needs; nothing else is passed on (hop-by-hop
+# headers, Host, Content-Length and Content-Encoding are the connection's: the body is sent as
+# the receiving shard decoded it).
+REQUEST_HEADERS = ("Authorization", "Content-Type", "Accept", "X-Request-Id")
+RESPONSE_HEADERS = ("Content-Type", "Retry-After")
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024  # a page of 1,000 positions is ~1 MB
+MAX_CONNECTIONS = 64  # to all owners together: forwarded requests beyond it wait their turn
+
+
+class OwnerUnavailable(Unavailable):
+    code = "owner_unavailable"
+    status = 503
+
+
+class Forwarder:
+    """This shard's client for forwarding to the owners; `close()` at shutdown."""
+
+    def __init__(self, shard: int, timeout_ms: int) -> None:
+        self.shard = shard
+        self.timeout_s = timeout_ms / 1000
+        self.forwarded: dict[str, int] = {}  # outcome ("answered", "unavailable") -> count
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+                auto_decompress=False,
+            )
+        return self._session
+
+    async def forward(
+        self, request: web.Request, body: bytes, agent_id: str, owner: int, url: str
+    ) -> web.Response:
+        """The owner's answer to `request` (whose body, already read and bounded, is `body`).
+        Raises OwnerUnavailable when the owner cannot be reached or does not answer in time."""
+        headers = {h: v for h in REQUEST_HEADERS if (v := request.headers.get(h)) is not None}
+        headers[FORWARDED_FROM] = str(self.shard)
+        target = url.rstrip("/") + str(request.rel_url)
+        try:
+            async with self._client().request(
+                request.method, target, data=body or None, headers=headers, allow_redirects=False
+            ) as answer:
+                if (answer.content_length or 0) > MAX_RESPONSE_BYTES:
+                    raise aiohttp.ClientPayloadError("the owner's answer is over the bound")
+                payload = await answer.content.read(MAX_RESPONSE_BYTES + 1)
+                if len(payload) > MAX_RESPONSE_BYTES:
+                    raise aiohttp.ClientPayloadError("the owner's answer is over the bound")
+                relayed = {h: v for h in RESPONSE_HEADERS if (v := answer.headers.get(h))}
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            self._count("unavailable")
+            reason = f"{type(exc).__name__}: {str(exc)[:200]}".rstrip(": ")
+            log.warning(
+                "cluster: forwarding to the owner shard failed",
+                extra={"owner_shard": owner, "reason": reason},
+            )
+            raise OwnerUnavailable(
+                f"agent {agent_id[:128]!r} belongs to shard {owner}, which did not answer "
+                f"within {self.timeout_s:g} s: retry, or send this request there",
+                {"agent_id": agent_id, "owner_shard": owner, "owner_url": url},
+            ) from None
+        self._count("answered")
+        relayed[OWNER_SHARD] = str(owner)
+        return web.Response(status=answer.status, body=payload, headers=relayed)
+
+    def _count(self, outcome: str) -> None:
+        self.forwarded[outcome] = self.forwarded.get(outcome, 0) + 1
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class ForwardCollector:
+    """tradingd_cluster_forwarded_total{outcome}: requests for another shard's agent sent to
+    their owner, by outcome (answered: the owner's status relayed; unavailable: 503)."""
+
+    def __init__(self, forwarder: Forwarder) -> None:
+        self.forwarder = forwarder
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily
+
+        c = CounterMetricFamily(
+            "tradingd_cluster_forwarded",
+            "Requests for another shard's agent forwarded to their owner, by outcome",
+            labels=["outcome"],
+        )
+        for outcome in ("answered", "unavailable"):
+            c.add_metric([outcome], self.forwarder.forwarded.get(outcome, 0))
+        yield c
