@@ -511,7 +511,10 @@ def engine_options(settings: Settings) -> EngineOptions:
     """The Engine's keyword arguments from the settings: the daemon and `tradingd replay` build
     the same engine, so a recorded file replays to the same decisions."""
     prices = settings.prices
+    from tradingd.adapters.cluster.shards import id_node
+
     return EngineOptions(
+        node=id_node(settings.cluster.shard, settings.cluster.shards),
         max_price_age_ms=prices.max_price_age_ms or settings.engine.max_price_age_ms,
         default_decimals=settings.engine.default_decimals,
         history=settings.engine.history_bounds(),

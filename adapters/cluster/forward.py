@@ -62,10 +62,13 @@ class Forwarder:
         return self._session
 
     async def forward(
-        self, request: web.Request, body: bytes, agent_id: str, owner: int, url: str
+        self, request: web.Request, body: bytes, named: str, owned: dict[str, Any]
     ) -> web.Response:
-        """The owner's answer to `request` (whose body, already read and bounded, is `body`).
-        Raises OwnerUnavailable when the owner cannot be reached or does not answer in time."""
+        """The owner's answer to `request` (whose body, already read and bounded, is `body`):
+        `owned` names the owner (`owner_shard`, `owner_url`) and what it owns (`named`, e.g.
+        "agent 'agt_1'"). Raises OwnerUnavailable when the owner cannot be reached or does not
+        answer in time."""
+        owner, url = owned["owner_shard"], owned["owner_url"]
         headers = {h: v for h in REQUEST_HEADERS if (v := request.headers.get(h)) is not None}
         headers[FORWARDED_FROM] = str(self.shard)
         target = url.rstrip("/") + str(request.rel_url)
@@ -87,9 +90,9 @@ class Forwarder:
                 extra={"owner_shard": owner, "reason": reason},
             )
             raise OwnerUnavailable(
-                f"agent {agent_id[:128]!r} belongs to shard {owner}, which did not answer "
-                f"within {self.timeout_s:g} s: retry, or send this request there",
-                {"agent_id": agent_id, "owner_shard": owner, "owner_url": url},
+                f"{named} belongs to shard {owner}, which did not answer within "
+                f"{self.timeout_s:g} s: retry, or send this request there",
+                owned,
             ) from None
         self._count("answered")
         relayed[OWNER_SHARD] = str(owner)

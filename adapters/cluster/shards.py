@@ -30,6 +30,23 @@ def owner(agent_id: str, shards: int) -> int:
     return int.from_bytes(digest[:8], "big") % shards
 
 
+def id_node(shard: int, shards: int) -> str:
+    """The prefix a shard's engine puts in the ids it makes (`pos_s2_...`, `ord_s2_...`), so
+    an id names its shard and is unique across the cluster; none for a single process."""
+    return f"s{shard}_" if shards > 1 else ""
+
+
+def shard_of_id(entity_id: str, shards: int) -> int | None:
+    """The shard an id made by a shard's engine names (`<prefix>_s<i>_...`), or None (an id made
+    before shards, by a single process, or not one of ours)."""
+    _, _, rest = entity_id.partition("_")
+    node, sep, _ = rest.partition("_")
+    if not sep or len(node) < 2 or node[0] != "s" or not node[1:].isdigit() or len(node) > 3:
+        return None
+    shard = int(node[1:])
+    return shard if shard < shards else None
+
+
 def shard_namespace(base: str, shard: int, shards: int) -> str:
     """The store namespace of shard `shard`: the base itself for a single process."""
     return base if shards <= 1 else f"{base}_s{shard}"
@@ -49,20 +66,27 @@ def draw_agent_id(shard: int, shards: int, draw: Callable[[], str] = new_agent_i
 
 
 class Misdirected(TradingdError):
-    """A request naming an agent another shard owns: 421, with the owner shard (and its control
-    URL when it registered one). A later slice forwards these to the owner itself."""
+    """A request naming an agent (or a position) another shard owns that is not forwarded there
+    (adapters/cluster/forward.py): 421, with the owner shard (and its control URL when it
+    registered one)."""
 
     code = "misdirected"
     status = 421
 
 
-def misdirected(agent_id: str, owner_shard: int, url: str | None) -> Misdirected:
-    details: dict[str, Any] = {"agent_id": agent_id, "owner_shard": owner_shard}
+def owned_details(kind: str, named: str, owner_shard: int, url: str | None) -> dict[str, Any]:
+    """`{"<kind>_id": named, "owner_shard", "owner_url"?}` of a 421 or 503 about what another
+    shard owns (`kind`: "agent" or "position")."""
+    details: dict[str, Any] = {f"{kind}_id": named, "owner_shard": owner_shard}
     if url:
         details["owner_url"] = url
+    return details
+
+
+def misdirected(named: str, owner_shard: int, url: str | None, kind: str = "agent") -> Misdirected:
     return Misdirected(
-        f"agent {agent_id[:128]!r} belongs to shard {owner_shard}: send this request there",
-        details,
+        f"{kind} {named[:128]!r} belongs to shard {owner_shard}: send this request there",
+        owned_details(kind, named, owner_shard, url),
     )
 
 

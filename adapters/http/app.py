@@ -113,25 +113,44 @@ def _refuse_standby(daemon: Daemon) -> None:
     )
 
 
-async def _to_owner(request: web.Request, daemon: Daemon) -> web.StreamResponse | None:
-    """Agent shards: a request naming an agent another shard owns is forwarded to the owner and
-    its answer returned (adapters/cluster/forward.py); None for this shard's own agent. A 421
-    naming the owner (and its control URL when registered) when forwarding is off, the owner
-    never registered a URL, or the request was already forwarded once."""
-    agent_id = request.match_info["agent_id"]
-    if daemon.owns(agent_id):
-        return None
-    from tradingd.adapters.cluster.forward import FORWARDED_FROM
-    from tradingd.adapters.cluster.shards import misdirected, owner
+def _owner_shard(request: web.Request, daemon: Daemon) -> tuple[int, str, str] | None:
+    """Agent shards: the shard that owns what the path names, what it is and its id — the agent
+    by its id's hash, a position by the shard its id names (`pos_s<i>_...`) — or None when it
+    is this shard's, or a position id names no shard (made before shards: looked up here)."""
+    from tradingd.adapters.cluster.shards import owner, shard_of_id
 
-    shard = owner(agent_id, daemon.shards)
+    match = request.match_info
+    if "agent_id" in match:
+        agent_id = match["agent_id"]
+        if daemon.owns(agent_id):
+            return None
+        return owner(agent_id, daemon.shards), "agent", agent_id
+    if "position_id" in match:
+        shard = shard_of_id(match["position_id"], daemon.shards)
+        if shard is not None and shard != daemon.shard:
+            return shard, "position", match["position_id"]
+    return None
+
+
+async def _to_owner(
+    request: web.Request, daemon: Daemon, shard: int, kind: str, named: str
+) -> web.StreamResponse:
+    """Agent shards: a request naming what another shard owns (the `kind` "agent" or
+    "position" with the id `named`) is forwarded to that shard and its answer returned
+    (adapters/cluster/forward.py). A 421 naming the owner (and its control URL when
+    registered) when forwarding is off, the owner never registered a URL, or the request was
+    already forwarded once."""
+    from tradingd.adapters.cluster.forward import FORWARDED_FROM
+    from tradingd.adapters.cluster.shards import misdirected, owned_details
+
     intake = daemon.shard_intake
     url = await intake.owner_url(shard) if intake is not None else None
     forwarder = daemon.forwarder
     if forwarder is None or url is None or FORWARDED_FROM in request.headers:
-        raise misdirected(agent_id, shard, url)
+        raise misdirected(named, shard, url, kind)
     body = await read_raw(request) if request.body_exists else b""
-    return await forwarder.forward(request, body, agent_id, shard, url)
+    details = owned_details(kind, named, shard, url)
+    return await forwarder.forward(request, body, f"{kind} {named[:128]!r}", details)
 
 
 def _refuse_unknown_query(request: web.Request, route: Route) -> None:
@@ -174,10 +193,9 @@ def guarded(route: Route) -> Handler:
             await _refuse_body(request)
         if route.method != "GET" and daemon.cluster is not None and not daemon.cluster.acting:
             _refuse_standby(daemon)
-        if daemon.shards > 1 and "agent_id" in request.match_info:
-            forwarded = await _to_owner(request, daemon)
-            if forwarded is not None:
-                return forwarded  # the owner's answer: durable there before it was sent
+        if daemon.shards > 1 and (elsewhere := _owner_shard(request, daemon)) is not None:
+            # the owner's answer: durable there before it was sent
+            return await _to_owner(request, daemon, *elsewhere)
         if route.intake:
             _require_intake(daemon)
             if route.body is not None:

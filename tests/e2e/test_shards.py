@@ -449,9 +449,25 @@ def test_any_shard_forwards_an_agents_reads_and_writes_to_its_owner(cluster: Clu
     assert unknown_key.status_code == 401  # refused where it arrived, never forwarded
     metrics = shards[1].get("/metrics").text
     assert 'tradingd_cluster_forwarded_total{outcome="answered"}' in metrics
+    # A position's id names its shard: any shard answers for it.
+    assert shards[2].post(f"/v1/agents/{agent}/resume", {}).status_code == 200
+    now = int(time.time() * 1000)
+    tick = {"ticks": [{"token": TOKENS[0], "price_usd": 1.0, "ts": now, "decimals": 6}]}
+    assert shards[1].post("/v1/prices", tick).status_code == 202
+    assert shards[1].post("/v1/signals", {"token": TOKENS[0]}).status_code == 202
+    [position] = poll_until(
+        lambda: positions_of(shards[0], agent), timeout_s=20, what="the agent's position"
+    )
+    assert position["id"].startswith("pos_s0_")
+    seen = shards[2].get(f"/v1/positions/{position['id']}")
+    assert seen.status_code == 200 and seen.headers["X-Tradingd-Owner-Shard"] == "0"
+    assert seen.json() == shards[0].get(f"/v1/positions/{position['id']}").json()
+    assert shards[2].get("/v1/positions/pos_s1_nothing").status_code == 404  # shard 1's answer
     shards[0].proc.kill()
     shards[0].proc.wait(timeout=10)
     down = shards[1].get(f"/v1/agents/{agent}")
     assert down.status_code == 503, down.text
     err = down.json()["error"]
     assert err["code"] == "owner_unavailable" and err["details"]["owner_shard"] == 0
+    gone = shards[1].get(f"/v1/positions/{position['id']}").json()["error"]
+    assert gone["code"] == "owner_unavailable" and gone["details"]["position_id"] == position["id"]

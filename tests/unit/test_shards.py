@@ -13,10 +13,13 @@ from hypothesis import strategies as st
 from tradingd.adapters.cluster.shards import (
     Misdirected,
     draw_agent_id,
+    id_node,
     misdirected,
     owner,
     shard_namespace,
+    shard_of_id,
 )
+from tradingd.engine.core import Engine
 from tradingd.engine.model import Signal
 
 from tests.unit.harness import TOKENS, Clock, Harness
@@ -114,3 +117,28 @@ def test_a_shard_always_takes_part_in_its_shards_lease() -> None:
     assert ClusterSettings(shards=3, shard=1).wanted() == "active"
     assert ClusterSettings(shards=3, shard=1, role="standby").wanted() == "standby"
     assert ClusterSettings().wanted() is None
+
+
+def test_a_shards_ids_name_it_and_other_ids_name_none():
+    assert id_node(2, 3) == "s2_" and id_node(0, 1) == ""
+    assert shard_of_id("pos_s2_18f3a9c000001", 3) == 2
+    assert shard_of_id("ord_s12_18f3a9c000001", 16) == 12
+    for other in ("pos_18f3a9c000001", "pos_s3_1", "pos_sx_1", "pos_s_1", "s1_x", "", "pos_s1"):
+        assert shard_of_id(other, 3) is None, other
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 63), st.integers(1, 64))
+def test_every_id_a_shards_engine_makes_names_that_shard(shard, shards):
+    shard %= shards
+    h = Harness(Clock())
+    h.engine = Engine(h.clock, node=id_node(shard, shards))
+    h.sol()
+    h.agent({}, 10 * 10**9)
+    h.tick(TOKENS[0], 1.0)
+    h.signal(TOKENS[0])
+    h.settle()
+    made = [*h.engine.positions, *(t.id for ts in h.engine.trades.values() for t in ts)]
+    assert made
+    for book_id in made:
+        assert shard_of_id(book_id, shards) == (shard if shards > 1 else None), book_id
