@@ -18,10 +18,12 @@ timed-out request; the client's `id`s make a retry safe where the API has them).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import aiohttp
+import msgspec
 from aiohttp import web
 from tradingd.engine.errors import Unavailable
 
@@ -40,6 +42,14 @@ MAX_CONNECTIONS = 64  # to all owners together: forwarded requests beyond it wai
 
 class OwnerUnavailable(Unavailable):
     code = "owner_unavailable"
+    status = 503
+
+
+class ShardsIncomplete(Unavailable):
+    """An operation on every shard (the halt, a breaker reset, a signal's cancel) that some
+    shards did not confirm: applied on the others; the same request again is safe."""
+
+    code = "shards_incomplete"
     status = 503
 
 
@@ -98,8 +108,51 @@ class Forwarder:
         relayed[OWNER_SHARD] = str(owner)
         return web.Response(status=answer.status, body=payload, headers=relayed)
 
-    def _count(self, outcome: str) -> None:
-        self.forwarded[outcome] = self.forwarded.get(outcome, 0) + 1
+    async def fan_out(
+        self, request: web.Request, body: bytes, urls: dict[int, str]
+    ) -> tuple[dict[int, Any], dict[int, str]]:
+        """`request` sent to every shard of `urls` at once: (the decoded JSON answer of each
+        shard that answered 2xx, the reason of each that did not: its status and error code,
+        or why it could not be reached)."""
+        headers = {h: v for h in REQUEST_HEADERS if (v := request.headers.get(h)) is not None}
+        headers[FORWARDED_FROM] = str(self.shard)
+
+        async def one(url: str) -> tuple[int, bytes]:
+            async with self._client().request(
+                request.method,
+                url.rstrip("/") + str(request.rel_url),
+                data=body or None,
+                headers=headers,
+                allow_redirects=False,
+            ) as answer:
+                return answer.status, await answer.content.read(MAX_RESPONSE_BYTES)
+
+        shards = sorted(urls)
+        got = await asyncio.gather(*(one(urls[i]) for i in shards), return_exceptions=True)
+        answers: dict[int, Any] = {}
+        failures: dict[int, str] = {}
+        for shard, result in zip(shards, got, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, (TimeoutError, aiohttp.ClientError, OSError)):
+                    raise result
+                failures[shard] = f"unreachable: {type(result).__name__}"
+                continue
+            status, payload = result
+            try:
+                decoded = msgspec.json.decode(payload) if payload else None
+            except msgspec.DecodeError:
+                decoded = None
+            if 200 <= status < 300:
+                answers[shard] = decoded
+            else:
+                code = decoded.get("error", {}).get("code") if isinstance(decoded, dict) else None
+                failures[shard] = f"{status} {code or 'error'}"
+        self._count("answered", len(answers))
+        self._count("unavailable", len(failures))
+        return answers, failures
+
+    def _count(self, outcome: str, n: int = 1) -> None:
+        self.forwarded[outcome] = self.forwarded.get(outcome, 0) + n
 
     async def close(self) -> None:
         if self._session is not None:

@@ -302,6 +302,11 @@ class ShardIntake:
             return None
         return None if url is None else _text(url)
 
+    async def shard_urls(self) -> dict[int, str]:
+        """Every shard's registered control URL (raises StoreUnavailable)."""
+        raw = await self._call(self.r.hgetall(self.keys.shards))
+        return {int(_text(k)): _text(v) for k, v in raw.items() if _text(k).isdigit()}
+
     # -- the consuming side -----------------------------------------------------------------
 
     async def consume(self) -> None:

@@ -153,6 +153,39 @@ async def _to_owner(
     return await forwarder.forward(request, body, f"{kind} {named[:128]!r}", details)
 
 
+async def _on_every_shard(
+    request: web.Request, daemon: Daemon, route: Route, here: web.StreamResponse
+) -> web.StreamResponse:
+    """Agent shards: an operation on every shard, applied here (`here` is this shard's answer),
+    sent on to every other shard; their answers merged into this one by the route. Raises
+    ShardsIncomplete naming the shards that did not confirm it."""
+    from tradingd.adapters.cluster.forward import FORWARDED_FROM, ShardsIncomplete
+
+    forwarder, intake = daemon.forwarder, daemon.shard_intake
+    if forwarder is None or intake is None or FORWARDED_FROM in request.headers:
+        return here  # forwarding off: each shard acts alone; or this is a shard's share
+    urls = await intake.shard_urls()
+    others = {i: urls[i] for i in range(daemon.shards) if i != daemon.shard and i in urls}
+    body = await read_raw(request) if request.body_exists else b""
+    answers, failures = await forwarder.fan_out(request, body, others)
+    for i in range(daemon.shards):
+        if i != daemon.shard and i not in urls:
+            failures[i] = "never registered a control URL (not started)"
+    if failures:
+        applied = sorted([daemon.shard, *answers])
+        raise ShardsIncomplete(
+            f"applied on shards {applied}, not on {sorted(failures)}: send it again (safe)",
+            {"applied": applied, "failed": {str(i): r for i, r in sorted(failures.items())}},
+        )
+    if route.merge_shards is None or not isinstance(here, web.Response) or here.body is None:
+        return here
+    own = msgspec.json.decode(here.body)  # type: ignore[arg-type]
+    merged = route.merge_shards(own, [answers[i] for i in sorted(answers)])
+    return web.Response(
+        body=msgspec.json.encode(merged), status=here.status, content_type="application/json"
+    )
+
+
 def _refuse_unknown_query(request: web.Request, route: Route) -> None:
     """A query parameter the route does not declare, or one given twice, is a 422 naming it: a
     typo (`?limt=5`) or an ambiguity (`?limit=1&limit=2`) must not be silently resolved, as an
@@ -209,6 +242,8 @@ def guarded(route: Route) -> Handler:
             # Acknowledged means durable: what this request changed is in Redis (or the
             # fsync'd spill file) before the client hears 2xx. Raises 503 past the timeout.
             await daemon.store.flushed()
+        if route.cluster_wide and daemon.shards > 1 and response.status < 400:
+            return await _on_every_shard(request, daemon, route, response)
         return response
 
     guard.__name__ = handler.__name__

@@ -68,6 +68,11 @@ class Route:
     errors: tuple[int, ...] = ()  # statuses beyond the ones implied below
     intake: bool = False  # 503 while not ready or shutting down
     public_if_metrics_public: bool = False  # `[http] metrics_public` lifts the key check
+    # Agent shards: an operation on every shard (the halt, a breaker reset, a signal's resting
+    # buys), applied here and sent on to every other shard (adapters/cluster/forward.py); the
+    # function merges the shards' JSON answers into this one's (None: this one's answer).
+    cluster_wide: bool = False
+    merge_shards: Callable[[Any, list[Any]], Any] | None = None
     media_type: str = "application/json"
     description: str = ""
 

@@ -86,6 +86,11 @@ async def delete_key(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+_EVERY_SHARD = (
+    "With agent shards, applied on every shard: 503 `shards_incomplete` names the shards that "
+    "did not confirm it (sending it again is safe)."
+)
+
 ROUTES = [
     Route(
         "POST",
@@ -97,8 +102,20 @@ ROUTES = [
         {200: HaltOut},
         body=HaltIn,
         body_optional=True,
+        cluster_wide=True,
+        description=_EVERY_SHARD,
     ),
-    Route("DELETE", "/v1/halt", delete_halt, "Lift the halt", "admin", "admin", {200: HaltOut}),
+    Route(
+        "DELETE",
+        "/v1/halt",
+        delete_halt,
+        "Lift the halt",
+        "admin",
+        "admin",
+        {200: HaltOut},
+        cluster_wide=True,
+        description=_EVERY_SHARD,
+    ),
     Route(
         "POST",
         "/v1/keys",

@@ -124,5 +124,8 @@ ROUTES = [
         "admin",
         "admin",
         {200: BreakersResetOut},
+        cluster_wide=True,
+        description="With agent shards, every shard's breakers are reset: 503 "
+        "`shards_incomplete` names the shards that did not confirm it (sending it again is safe).",
     ),
 ]

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from tradingd.adapters.http.codec import API_KEY, daemon_of, json_response, paginate
@@ -71,6 +71,16 @@ async def cancel_signal(request: web.Request) -> web.Response:
     )
 
 
+def merge_cancels(own: dict[str, Any], others: list[dict[str, Any]]) -> dict[str, Any]:
+    """Agent shards: one signal's cancel on every shard, as one answer (each shard ends its own
+    agents' entries)."""
+    return {
+        **own,
+        "cancelled": own["cancelled"] + sum(o["cancelled"] for o in others),
+        "entries": [e for answer in (own, *others) for e in answer["entries"]],
+    }
+
+
 def _arrival(entry: RestingEntry) -> tuple[int, str]:
     return entry.seq, entry.id
 
@@ -97,12 +107,16 @@ ROUTES = [
         "signals",
         {200: SignalCancelled},
         intake=True,
+        cluster_wide=True,
+        merge_shards=merge_cancels,
         description="Every entry of the signal still resting ends (outcome `cancelled`, its "
         "execution `skipped` with reason `cancelled`) and its reserved quote is released. "
         "`cancelled` is 0 when nothing rests any more (triggered, expired, cancelled before). "
         "A key without `admin` may cancel only the signals it posted: any other signal is 404, "
         "as an unknown one. A signal that left the dedupe window is looked up in Postgres "
-        "(503 `store_unavailable` if it does not answer).",
+        "(503 `store_unavailable` if it does not answer). With agent shards, every shard "
+        "cancels its agents' entries and the answer sums them (503 `shards_incomplete` names "
+        "the shards that did not confirm it; sending it again is safe).",
     ),
     Route(
         "GET",

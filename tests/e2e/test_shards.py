@@ -463,8 +463,20 @@ def test_any_shard_forwards_an_agents_reads_and_writes_to_its_owner(cluster: Clu
     assert seen.status_code == 200 and seen.headers["X-Tradingd-Owner-Shard"] == "0"
     assert seen.json() == shards[0].get(f"/v1/positions/{position['id']}").json()
     assert shards[2].get("/v1/positions/pos_s1_nothing").status_code == 404  # shard 1's answer
+    # The kill switch and its lifting, sent to one shard, hold on every shard.
+    halted = shards[1].post("/v1/halt", {"buys": True})
+    assert halted.status_code == 200, halted.text
+    assert [n.health()["halted"] for n in shards] == [True] * SHARDS
+    assert shards[2].session.delete(shards[2].base + "/v1/halt", timeout=10).status_code == 200
+    assert [n.health()["halted"] for n in shards] == [False] * SHARDS
     shards[0].proc.kill()
     shards[0].proc.wait(timeout=10)
+    partial = shards[1].post("/v1/halt", {"buys": True})
+    assert partial.status_code == 503, partial.text
+    err = partial.json()["error"]
+    assert err["code"] == "shards_incomplete" and err["details"]["applied"] == [1, 2]
+    assert list(err["details"]["failed"]) == ["0"]
+    assert shards[2].health()["halted"] is True
     down = shards[1].get(f"/v1/agents/{agent}")
     assert down.status_code == 503, down.text
     err = down.json()["error"]
