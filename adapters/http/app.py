@@ -174,13 +174,13 @@ async def _on_every_shard(
     if failures:
         applied = sorted([daemon.shard, *answers])
         raise ShardsIncomplete(
-            f"applied on shards {applied}, not on {sorted(failures)}: send it again (safe)",
+            f"done on shards {applied}, not on {sorted(failures)}: send it again (safe)",
             {"applied": applied, "failed": {str(i): r for i, r in sorted(failures.items())}},
         )
     if route.merge_shards is None or not isinstance(here, web.Response) or here.body is None:
         return here
     own = msgspec.json.decode(here.body)  # type: ignore[arg-type]
-    merged = route.merge_shards(own, [answers[i] for i in sorted(answers)])
+    merged = route.merge_shards(request, own, [answers[i] for i in sorted(answers)])
     return web.Response(
         body=msgspec.json.encode(merged), status=here.status, content_type="application/json"
     )

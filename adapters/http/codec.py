@@ -157,6 +157,17 @@ def _limit(request: web.Request) -> int:
 Order = tuple[int, str]  # a list's sort key: (creation time or sequence, id)
 
 
+def page_limit(request: web.Request) -> int:
+    """The page size asked for (`?limit=`, default 100, 1..1000; 422 otherwise)."""
+    return _limit(request)
+
+
+def key_cursor(last: Order) -> str:
+    """A cursor resuming right after the sort key `last` on any server listing by the same key
+    (no position in it): agent shards merging their pages into one."""
+    return _encode_cursor(0, last)
+
+
 def _encode_cursor(offset: int, last: Order) -> str:
     raw = _encoder.encode((offset, last[0], last[1]))
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")

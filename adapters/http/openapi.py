@@ -69,10 +69,11 @@ class Route:
     intake: bool = False  # 503 while not ready or shutting down
     public_if_metrics_public: bool = False  # `[http] metrics_public` lifts the key check
     # Agent shards: an operation on every shard (the halt, a breaker reset, a signal's resting
-    # buys), applied here and sent on to every other shard (adapters/cluster/forward.py); the
-    # function merges the shards' JSON answers into this one's (None: this one's answer).
+    # buys, the list of agents), applied here and sent on to every other shard
+    # (adapters/cluster/forward.py); `merge_shards(request, own, others)` merges the shards'
+    # JSON answers into this one's (None: this one's answer).
     cluster_wide: bool = False
-    merge_shards: Callable[[Any, list[Any]], Any] | None = None
+    merge_shards: Callable[[web.Request, Any, list[Any]], Any] | None = None
     media_type: str = "application/json"
     description: str = ""
 

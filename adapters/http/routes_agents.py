@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
-from tradingd.adapters.http.codec import daemon_of, json_response, paginate, query_bool, read_body
+from tradingd.adapters.http.codec import (
+    daemon_of,
+    json_response,
+    key_cursor,
+    page_limit,
+    paginate,
+    query_bool,
+    read_body,
+)
 from tradingd.adapters.http.openapi import PAGED, QueryParam, Route
 from tradingd.adapters.http.schemas import AgentIn, AgentOut, AgentPage, AgentPatch
 from tradingd.adapters.http.shapes import agent_out
@@ -35,6 +44,29 @@ APPLY_TO_OPEN = QueryParam(
 
 def _creation(agent: Agent) -> tuple[int, str]:
     return agent.created_at, agent.id
+
+
+def _shown_creation(agent: dict[str, Any]) -> tuple[int, str]:
+    """`_creation` of an agent as the API shows it (`created_at` ISO-8601 with milliseconds)."""
+    at = datetime.fromisoformat(agent["created_at"].replace("Z", "+00:00"))
+    return (at - _EPOCH) // timedelta(milliseconds=1), agent["id"]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def merge_agent_pages(
+    request: web.Request, own: dict[str, Any], others: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Agent shards: every shard's page of its agents after the same cursor, as one page in
+    creation order; its cursor resumes after the last agent shown, on every shard."""
+    pages = (own, *others)
+    agents = sorted((a for p in pages for a in p["items"]), key=_shown_creation)
+    limit = page_limit(request)
+    more = len(agents) > limit or any(p["next_cursor"] for p in pages)
+    page = agents[:limit]
+    cursor = key_cursor(_shown_creation(page[-1])) if page and more else None
+    return {"items": page, "next_cursor": cursor}
 
 
 def checked_config(cfg: AgentConfig, prefix: str) -> AgentConfig:
@@ -166,6 +198,10 @@ ROUTES = [
         "read",
         {200: AgentPage},
         query=PAGED,
+        cluster_wide=True,
+        merge_shards=merge_agent_pages,
+        description="With agent shards, every shard's agents, merged in creation order (503 "
+        "`shards_incomplete` when a shard does not answer).",
     ),
     Route("GET", _AGENT, get_agent, "An agent", "agents", "read", {200: AgentOut}),
     Route(

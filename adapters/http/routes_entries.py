@@ -71,7 +71,9 @@ async def cancel_signal(request: web.Request) -> web.Response:
     )
 
 
-def merge_cancels(own: dict[str, Any], others: list[dict[str, Any]]) -> dict[str, Any]:
+def merge_cancels(
+    _request: web.Request, own: dict[str, Any], others: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Agent shards: one signal's cancel on every shard, as one answer (each shard ends its own
     agents' entries)."""
     return {

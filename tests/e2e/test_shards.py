@@ -419,6 +419,18 @@ def test_any_shard_forwards_an_agents_reads_and_writes_to_its_owner(cluster: Clu
     forwarded again (421); the owner down is a 503 `owner_unavailable` naming it."""
     shards = [cluster.start(f"fw{i}", i) for i in range(SHARDS)]
     agent = next(a for a in AGENTS if owner(a, SHARDS) == 0)
+    # Any shard lists every shard's agents, paged in creation order.
+    listed, cursor = [], None
+    for _ in range(len(AGENTS)):  # bounded: pages of 2
+        page = shards[1].get("/v1/agents?limit=2" + (f"&cursor={cursor}" if cursor else ""))
+        assert page.status_code == 200, page.text
+        assert len(page.json()["items"]) <= 2
+        listed += page.json()["items"]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(a["id"] for a in listed) == AGENTS
+    assert [a["created_at"] for a in listed] == sorted(a["created_at"] for a in listed)
     paused = shards[1].post(f"/v1/agents/{agent}/pause", {})
     assert paused.status_code == 200, paused.text
     assert paused.headers["X-Tradingd-Owner-Shard"] == "0"
