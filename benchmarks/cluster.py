@@ -222,7 +222,7 @@ async def set_up(api: Api, base: str, args: argparse.Namespace) -> None:
 async def open_positions(r: aioredis.Redis, ns: str) -> tuple[int, int]:
     """(open positions of T, open positions of the probe token) in the Redis read model."""
     counts = {TOKEN: 0, PROBE_TOKEN: 0}
-    async for _, raw in r.hscan_iter(f"{ns}:positions", count=2000):
+    async for _, raw in r.hscan_iter(f"{{{ns}}}:positions", count=2000):
         doc = json.loads(raw)  # the position's last PositionOpened/Changed entry
         token = doc.get("position", doc).get("token")
         if token in counts:
@@ -234,7 +234,7 @@ async def drained(r: aioredis.Redis, ns: str) -> None:
     """Wait until the write-behind has moved the stream into Postgres (the writer trims what it
     committed), so each takeover recovers from the steady state, not a set-up backlog."""
     deadline = time.monotonic() + WAIT_S
-    while await r.xlen(f"{ns}:events") > DRAINED_BELOW:
+    while await r.xlen(f"{{{ns}}}:events") > DRAINED_BELOW:
         if time.monotonic() > deadline:
             raise SystemExit("the write-behind did not drain")
         await asyncio.sleep(0.1)

@@ -270,8 +270,8 @@ async def build_positions(api: Api, store: Store) -> None:
 class Store:
     def __init__(self, redis_url: str, database_url: str, ns: str) -> None:
         self.redis = aioredis.Redis.from_url(redis_url, socket_timeout=30)
-        self.stream = f"{ns}:events"
-        self.positions_hash = f"{ns}:positions"
+        self.stream = f"{{{ns}}}:events"
+        self.positions_hash = f"{{{ns}}}:positions"
         self.database_url, self.ns = database_url, ns
         self.pg: asyncpg.Connection | None = None
 

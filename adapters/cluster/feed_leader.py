@@ -3,14 +3,14 @@
 With shards every process would otherwise poll or stream the same market-data services (Pyth
 Hermes, DexScreener, an exchange's tickers, the synthetic walk) and publish the same ticks, so a
 service's rate limit would be spent N times. For each source the shards compete for a lease,
-`<ns>:feed:<source>:lease` (the hot standby's Lease: SET NX PX, a fencing counter, renewed every
+`{<ns>:feed:<source>}:lease` (the hot standby's Lease: SET NX PX, a fencing counter, renewed every
 lease_ms/3 from the event loop); only its holder runs the feed, and its ticks go to the tick
 stream every shard applies (adapters/cluster/intake.py). The others follow: their `/health`
 shows the source as `follower` with the leader's instance, and they try the lease every
 lease_ms/3, so when the leader dies its source is led again within about lease_ms.
 
 A leader must price what every shard holds, not only its own agents' tokens: each shard
-writes its watched tokens to `<ns>:feed:watched:s<i>` (a set, rewritten every WATCH_INTERVAL_S,
+writes its watched tokens to `{<ns>}:feed:watched:s<i>` (a set, rewritten every WATCH_INTERVAL_S,
 expiring after WATCH_TTL_MS) and the feeds read the union (`watched()`).
 
 A leader that lost its lease (its renewal found it gone, or by its own clock it was not renewed
@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
+from tradingd.adapters.cluster.intake import IntakeKeys
 from tradingd.adapters.cluster.lease import Lease
 from tradingd.adapters.transient import REDIS_FAILURES, raise_if_cancelled
 from tradingd.engine.model import Tick
@@ -63,6 +64,7 @@ class FeedLeaders:
     ) -> None:
         self.redis_url = redis_url
         self.base = base
+        self.keys = IntakeKeys(base)
         self.shard = shard
         self.shards = shards
         self.instance = instance
@@ -78,14 +80,12 @@ class FeedLeaders:
         self.r: Any = None
 
     def watched_key(self, shard: int) -> str:
-        return f"{self.base}:feed:watched:s{shard}"
+        return self.keys.feed_watched(shard)
 
     async def open(self) -> None:
-        import redis.asyncio as aioredis
+        from tradingd.adapters.store.redis import client
 
-        self.r = aioredis.Redis.from_url(
-            self.redis_url, socket_timeout=REQUEST_TIMEOUT_S, socket_connect_timeout=2.0
-        )
+        self.r = client(self.redis_url, REQUEST_TIMEOUT_S)
 
     async def close(self) -> None:
         """Stop competing and give up every lease held (the next shard leads at its next try,
@@ -220,9 +220,10 @@ class FeedLeaders:
             if tokens:
                 pipe.sadd(key, *tokens)
                 pipe.pexpire(key, WATCH_TTL_MS)
-            pipe.sunion([self.watched_key(i) for i in range(self.shards)])
-            got = await pipe.execute()
-        return {m.decode() if isinstance(m, bytes) else str(m) for m in got[-1]}
+            await pipe.execute()
+        # not in the pipeline: Redis Cluster clients refuse a multi-key command pipelined
+        union = await self.r.sunion([self.watched_key(i) for i in range(self.shards)])
+        return {m.decode() if isinstance(m, bytes) else str(m) for m in union}
 
 
 class FeedLeaderCollector:

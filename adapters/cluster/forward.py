@@ -4,7 +4,7 @@
 A shard holds only its own agents. A request naming another shard's agent
 (`/v1/agents/{agent_id}...`, reads and writes) is checked here as it would be for an own agent
 (key, scope, query, standby), then sent to the owner's control URL (registered at start in
-`<ns>:shards`) with the client's method, path, query, body and `Authorization`, and the owner's
+`{<ns>}:shards`) with the client's method, path, query, body and `Authorization`, and the owner's
 answer (status, body, Content-Type, Retry-After) is relayed as it is: the owner validates,
 decides, makes durable and answers, exactly as if the client had called it. So a read is the
 owner's live state, a write is acknowledged once durable on the owner, and every error is the

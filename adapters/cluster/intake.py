@@ -2,18 +2,18 @@
 
 Any shard takes `POST /v1/signals` and `POST /v1/prices`. It builds the signal (or the ticks)
 exactly as a single process does and appends it to a stream shared by every shard, under the base
-namespace `ns`: `ns:intake:signals`, `ns:intake:ticks` (the ticks of one push as one entry). The
+namespace `ns`: `{ns}:intake:signals`, `{ns}:intake:ticks` (the ticks of one push as one entry). The
 client `id` of a signal is made idempotent across the cluster in the same script: `SET
-ns:signal_client:<id> <signal id>|<received_at> NX PX <dedupe window>`, and a repeat appends nothing.
+{ns}:signal_client:<id> <signal id>|<received_at> NX PX <dedupe window>`, and a repeat appends nothing.
 
 Every shard, the receiving one too, reads both streams through its own consumer group `s<i>`
 (consumer `s<i>`, so a restarted shard, or its standby, reads its pending entries first), applies
 each entry through the runtime as a single process would (its own agents only: it holds only
 those), waits until what it changed is durable (store.flushed), then XACKs and, for a signal,
-reports `RPUSH ns:intake:result:<signal id> <shard>:<agents matched>`. The receiving shard answers
+reports `RPUSH {ns}:intake:result:<signal id> <shard>:<agents matched>`. The receiving shard answers
 once every shard reported, or after `[cluster] intake_timeout_ms` with those that did.
 
-Order: entry ids are `<G>-<S>`, G from one counter shared by both streams (`ns:intake:seq`) and S
+Order: entry ids are `<G>-<S>`, G from one counter shared by both streams (`{ns}:intake:seq`) and S
 the stream's own (`<stream>:seq`), both INCRed in the script that appends. Every shard applies
 the entries of both streams in G order, the order they were received in, so a tick and a signal
 apply in the same order on every shard (and as in one process). S numbers a stream's entries
@@ -33,6 +33,8 @@ import msgspec
 from prometheus_client.core import GaugeMetricFamily
 from tradingd.adapters.cluster.shards import ShardCountMismatch
 from tradingd.adapters.store.errors import StoreUnavailable
+from tradingd.adapters.store.key_migration import rename_legacy_keys
+from tradingd.adapters.store.stream_codec import hash_tag
 from tradingd.adapters.transient import REDIS_FAILURES, raise_if_cancelled
 from tradingd.engine import events as ev
 from tradingd.engine.errors import TradingdError
@@ -96,23 +98,39 @@ class Results(NamedTuple):
 
 
 class IntakeKeys:
+    """The cluster's shared keys, all under the base namespace's hash tag `{<base>}` (one slot:
+    the append script and the merged read touch several; stream_codec.hash_tag)."""
+
     def __init__(self, base: str) -> None:
         self.base = base
-        self.seq = f"{base}:intake:seq"
-        self.shards = f"{base}:shards"
-        self.count = f"{base}:shard_count"  # the shard count the cluster was started with
+        self.tag = tag = hash_tag(base)
+        self.seq = f"{tag}:intake:seq"
+        self.shards = f"{tag}:shards"
+        self.count = f"{tag}:shard_count"  # the shard count the cluster was started with
 
     def stream(self, name: str) -> str:
-        return f"{self.base}:intake:{name}"
+        return f"{self.tag}:intake:{name}"
 
     def stream_seq(self, name: str) -> str:
-        return f"{self.base}:intake:{name}:seq"
+        return f"{self.tag}:intake:{name}:seq"
 
     def client(self, client_id: str) -> str:
-        return f"{self.base}:signal_client:{client_id}"
+        return f"{self.tag}:signal_client:{client_id}"
 
     def result(self, signal_id: str) -> str:
-        return f"{self.base}:intake:result:{signal_id}"
+        return f"{self.tag}:intake:result:{signal_id}"
+
+    def feed_watched(self, shard: int) -> str:
+        return f"{self.tag}:feed:watched:s{shard}"
+
+    def legacy(self) -> dict[str, str]:
+        """The durable keys as named before hash tags (`<base>:...`) -> their names now."""
+        renamed = {f"{self.base}:{k.partition(':')[2]}": k for k in (self.seq, self.shards)}
+        renamed[f"{self.base}:shard_count"] = self.count
+        for name in STREAMS:
+            for key in (self.stream(name), self.stream_seq(name)):
+                renamed[f"{self.base}:{key.partition(':')[2]}"] = key
+        return renamed
 
 
 class ShardIntake:
@@ -160,17 +178,14 @@ class ShardIntake:
         records the count), and make sure this shard's consumer group exists on both streams
         (created at the streams' end, MKSTREAM, the first time). Before the control port takes
         work. Raises ShardCountMismatch."""
-        import redis.asyncio as aioredis
+        from tradingd.adapters.store.redis import client
 
         # Requests' calls time out (a 503, never a hung request); the blocking reads have a
         # client of their own whose timeout outlasts BLOCK_MS.
-        self.r = aioredis.Redis.from_url(
-            self.redis_url, socket_timeout=REQUEST_TIMEOUT_S, socket_connect_timeout=2.0
-        )
-        self.reader = aioredis.Redis.from_url(
-            self.redis_url, socket_timeout=BLOCK_MS / 1000 + 5, socket_connect_timeout=2.0
-        )
+        self.r = client(self.redis_url, REQUEST_TIMEOUT_S)
+        self.reader = client(self.redis_url, BLOCK_MS / 1000 + 5)
         self._append = self.r.register_script(APPEND)
+        await rename_legacy_keys(self.r, self.keys.legacy())
         if not await self.r.set(self.keys.count, self.shards, nx=True):
             known = int(await self.r.get(self.keys.count) or 0)
             if known != self.shards:

@@ -95,13 +95,15 @@ async def read_status(
     "expires_in_ms"}, "fencing_counter", "url", "events", "pg_backlog": {"lag", "pending"}}],
     "intake": {stream: {"length", "groups": {group: {"lag", "pending", "last_delivered"}}}}}`
     (`intake` only with shards)."""
+    from tradingd.adapters.cluster.intake import IntakeKeys
     from tradingd.adapters.cluster.shards import shard_namespace
     from tradingd.adapters.store.redis import client
     from tradingd.adapters.store.stream_codec import Keys
 
     r = client(url, timeout)
+    intake = IntakeKeys(base)
     try:
-        urls = await r.hgetall(f"{base}:shards")
+        urls = await r.hgetall(intake.shards)
         source = "given"
         if shards is None:
             registered = [int(k) for k in urls if k.isdigit()]
@@ -131,8 +133,8 @@ async def read_status(
         if shards > 1:
             out["intake"] = {}
             for stream in ("signals", "ticks"):
-                key = f"{base}:intake:{stream}"
-                last = int(await r.get(f"{key}:seq") or 0)  # S of the last entry appended
+                key = intake.stream(stream)
+                last = int(await r.get(intake.stream_seq(stream)) or 0)  # S of the last entry
                 out["intake"][stream] = {
                     "length": await r.xlen(key),
                     "groups": await _groups(r, key, last),

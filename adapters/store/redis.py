@@ -21,7 +21,8 @@ import collections
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol, cast
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 import redis.asyncio as aioredis
@@ -72,7 +73,28 @@ class Fence(Protocol):
     def fenced(self, reason: str) -> None: ...  # stop acting at once
 
 
+def is_cluster_url(url: str) -> bool:
+    """Whether `url` names a Redis Cluster: `?cluster=true` (or 1, yes) in its query, e.g.
+    `redis://10.0.0.5:7000/0?cluster=true` (any node: the client discovers the others)."""
+    query = parse_qs(urlsplit(url).query)
+    return any(v.lower() in ("1", "true", "yes") for v in query.get("cluster", []))
+
+
 def client(url: str, timeout: float = 2.0) -> aioredis.Redis:
+    """A Redis client for `url`, or a Redis Cluster client when the URL says so
+    (`is_cluster_url`): every key one call touches shares its namespace's hash tag
+    (stream_codec.hash_tag), so the same commands and scripts run on both."""
+    if is_cluster_url(url):
+        from redis.asyncio.cluster import RedisCluster
+
+        parts = urlsplit(url)
+        rest = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "cluster"])
+        cluster: Any = RedisCluster.from_url(
+            urlunsplit(parts._replace(query=rest)),
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+        return cast(aioredis.Redis, cluster)
     # No hidden retries: an outage must surface at once so the store can spill.
     return aioredis.Redis.from_url(
         url,
@@ -81,6 +103,31 @@ def client(url: str, timeout: float = 2.0) -> aioredis.Redis:
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
     )
+
+
+def raw_stream_reader(r: aioredis.Redis) -> aioredis.Redis:
+    """A client on `r`'s server(s) whose XREADGROUP replies come back raw (the write-behind
+    reads them positionally instead of redis-py building a dict per entry)."""
+    from redis.asyncio.cluster import RedisCluster
+
+    raw: Any
+    if isinstance(r, RedisCluster):
+        node = r.get_default_node()
+        kwargs = node.connection_kwargs
+        raw = RedisCluster(
+            host=node.host,
+            port=node.port,
+            socket_timeout=kwargs.get("socket_timeout"),
+            socket_connect_timeout=kwargs.get("socket_connect_timeout"),
+        )
+    else:
+        raw = aioredis.Redis(connection_pool=r.connection_pool)
+    raw.set_response_callback("XREADGROUP", _raw_xreadgroup)
+    return cast(aioredis.Redis, raw)
+
+
+def _raw_xreadgroup(response: Any, **options: Any) -> Any:
+    return response
 
 
 async def last_stream_id(r: aioredis.Redis, keys: Keys) -> int:

@@ -33,18 +33,36 @@ HASH_WRITES: dict[str, tuple[str, bool]] = {
 }
 
 
+def hash_tag(namespace: str) -> str:
+    """The key prefix of a namespace, `{<namespace>}`: a Redis Cluster hash tag, so every key of
+    one namespace (one process, or one agent shard) is in one hash slot and the scripts that
+    touch several of them run unchanged on Redis Cluster; on one Redis it is only a name.
+    Before 2026-12-01 keys were `<namespace>:...` (key_migration.py renames them)."""
+    return "{" + namespace + "}"
+
+
 class Keys:
+    """The keys of one namespace: `{<ns>}:events` (the stream), `:meta`, `:prices`, the entity
+    hashes (`hash(name)`), and the hot standby's `:lease` and `:fence`."""
+
+    NAMES = ("events", "meta", "prices", "lease", "fence")
+
     def __init__(self, namespace: str) -> None:
         self.ns = namespace
-        self.stream = f"{namespace}:events"
-        self.meta = f"{namespace}:meta"
-        self.prices = f"{namespace}:prices"
+        self.tag = tag = hash_tag(namespace)
+        self.stream = f"{tag}:events"
+        self.meta = f"{tag}:meta"
+        self.prices = f"{tag}:prices"
         # hot standby (adapters/cluster): `<token>:<instance>` of the holder, and the counter
-        self.lease = f"{namespace}:lease"
-        self.fence = f"{namespace}:fence"
+        self.lease = f"{tag}:lease"
+        self.fence = f"{tag}:fence"
 
     def hash(self, name: str) -> str:
-        return f"{self.ns}:{name}"
+        return f"{self.tag}:{name}"
+
+    def every_name(self) -> tuple[str, ...]:
+        """The suffix of every key a namespace may hold."""
+        return (*self.NAMES, *(n for n in WRITE_KEYS if n not in self.NAMES))
 
 
 # The write-through as one server-side script per batch (EVALSHA): the entries go as ONE

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import socket
 import time
@@ -29,6 +30,7 @@ from tradingd.adapters.store.dead_letter import (
     write_dead_letters,
 )
 from tradingd.adapters.store.records import SEQ_BITS, Entry, parse_stream_id, stream_id
+from tradingd.adapters.store.redis import raw_stream_reader
 from tradingd.adapters.store.stream_codec import Keys, entries_from_reply, entry_from_fields
 from tradingd.adapters.transient import POSTGRES_FAILURES, is_data_error, raise_if_cancelled
 
@@ -58,10 +60,9 @@ class WriteBehind:
         consumer: str | None = None,
     ) -> None:
         self.redis = r
-        # Same connections, but XREADGROUP replies come back raw: entries_from_reply reads them
-        # positionally instead of redis-py building a dict per entry.
-        self._raw = aioredis.Redis(connection_pool=r.connection_pool)
-        self._raw.set_response_callback("XREADGROUP", _raw_reply)
+        # XREADGROUP replies come back raw: entries_from_reply reads them positionally
+        # instead of redis-py building a dict per entry.
+        self._raw = raw_stream_reader(r)
         self.keys = keys
         self.url = database_url
         self.schema = schema
@@ -386,7 +387,6 @@ class WriteBehind:
         for writer in writers:
             if writer is not None:
                 await writer.conn.close(timeout=2)
-
-
-def _raw_reply(response: object, **options: object) -> object:
-    return response
+        if not hasattr(self._raw, "connection_pool"):  # a Redis Cluster's: its own client
+            with contextlib.suppress(Exception):
+                await self._raw.aclose()

@@ -233,7 +233,7 @@ def test_three_shards_equal_one_process_and_survive_a_kill(cluster: Cluster, rec
             shards[killed].proc.send_signal(signal.SIGKILL)
             shards[killed].proc.wait(timeout=10)
             with redis.Redis.from_url(cluster.redis_url) as r:
-                held = r.xpending(f"{cluster.namespace}:intake:signals", f"s{killed}")
+                held = r.xpending(f"{{{cluster.namespace}}}:intake:signals", f"s{killed}")
             # (a standby may have taken over and read it already: its log says so below)
             assert held["pending"] >= 1 or standby, "the killed shard was delivered nothing"
         if op[0] != "ticks":
@@ -273,9 +273,9 @@ def test_three_shards_equal_one_process_and_survive_a_kill(cluster: Cluster, rec
                     assert resp.headers["X-Tradingd-Owner-Shard"] == str(mine)
                     assert resp.json() == shards[mine].get(f"/v1/agents/{agent}").json()
                     assert positions_of(node, agent) == positions_of(shards[mine], agent)
-                    held = r.hget(f"{cluster.namespace}_s{i}:agents", agent)
+                    held = r.hget(f"{{{cluster.namespace}_s{i}}}:agents", agent)
                     assert held is None, f"shard {i} holds {agent}"
-            assert r.hget(f"{cluster.namespace}_s{mine}:agents", agent) is not None
+            assert r.hget(f"{{{cluster.namespace}_s{mine}}}:agents", agent) is not None
             got = positions_of(shards[mine], agent)
             want = positions_of(single, agent)
             assert got, f"{agent} traded nothing: the storm must reach every agent"

@@ -245,9 +245,9 @@ async def _store_state(redis_url: str, database_url: str, ns: str) -> dict[str, 
 
     r = aioredis.Redis.from_url(redis_url)
     try:
-        out: dict[str, Any] = {"stream": await r.xlen(f"{ns}:events")}
+        out: dict[str, Any] = {"stream": await r.xlen(f"{{{ns}}}:events")}
         for name in ("meta", "agents", "balances", "positions", "orders", "entries"):
-            out[name] = await r.hgetall(f"{ns}:{name}")
+            out[name] = await r.hgetall(f"{{{ns}}}:{name}")
     finally:
         await r.aclose()
     conn = await asyncpg.connect(database_url)

@@ -37,7 +37,7 @@ async def namespace(store_servers: StoreServers) -> AsyncIterator[str]:
     ns = f"t_{uuid.uuid4().hex[:12]}"
     yield ns
     r = aioredis.Redis.from_url(store_servers.redis_url)
-    keys = [k async for k in r.scan_iter(match=f"{ns}:*")]
+    keys = [k async for k in r.scan_iter(match=f"{{{ns}*")]
     if keys:
         await r.delete(*keys)
     await r.aclose()

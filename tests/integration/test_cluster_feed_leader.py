@@ -141,7 +141,7 @@ async def test_a_leader_whose_lease_is_taken_stops_publishing(shards, store_serv
     r = aioredis.Redis.from_url(store_servers.redis_url)
     try:
         # another process holds the lease now (the leader was partitioned past it)
-        await r.set(f"{namespace}:feed:{SOURCE}:lease", "99:elsewhere", px=60_000)
+        await r.set(f"{{{namespace}:feed:{SOURCE}}}:lease", "99:elsewhere", px=60_000)
         await poll_until_async(
             lambda: not shards[leader].leaders.leads(SOURCE),
             what="the old leader gives the source up at its next renewal",

@@ -138,7 +138,7 @@ async def r(store_servers: StoreServers) -> Any:
 
 
 async def pending(r: aioredis.Redis, ns: str) -> int:
-    return int((await r.xpending(f"{ns}:intake:signals", "s0"))["pending"])
+    return int((await r.xpending(f"{{{ns}}}:intake:signals", "s0"))["pending"])
 
 
 async def no_pending(r: aioredis.Redis, ns: str, what: str) -> None:
@@ -185,7 +185,7 @@ async def test_pending_entries_are_read_again_first_and_trade_once(
     await a.open()
     # Delivered to this group (as to a process killed before it applied it) but never acked.
     await a.publish_signal(buy("sig_lost"))
-    got = await r.xreadgroup("s0", "s0", {f"{namespace}:intake:signals": ">"}, count=10)
+    got = await r.xreadgroup("s0", "s0", {f"{{{namespace}}}:intake:signals": ">"}, count=10)
     assert len(got[0][1]) == 1
     await a.publish_signal(buy("sig_new"))  # not yet delivered
     b: ShardIntake | None = None
@@ -356,12 +356,12 @@ async def test_a_tick_entry_is_acked_only_once_its_prices_and_peaks_are_durable(
     async with started(node, store_servers, namespace) as a:
         a.feed_push([Tick(TOKEN, 1.25, wall_clock_ms(), decimals=6, source="pyth")])
         await until(lambda: a.applied["ticks"], lambda n: n == 1, "the tick applied")
-        ticks_pending = await r.xpending(f"{namespace}:intake:ticks", "s0")
+        ticks_pending = await r.xpending(f"{{{namespace}}}:intake:ticks", "s0")
         assert int(ticks_pending["pending"]) == 1  # applied, its prices not yet durable
         assert node.store.price_calls == 1
         node.store.durable.set()
         await poll_until_async(
-            lambda: r.xpending(f"{namespace}:intake:ticks", "s0"),
+            lambda: r.xpending(f"{{{namespace}}}:intake:ticks", "s0"),
             lambda p: int(p["pending"]) == 0,
             timeout_s=5,
             interval_s=0.01,
@@ -379,9 +379,15 @@ async def test_no_ticks_append_no_entry(
     and the global order counter move)."""
     node = Node()
     async with started(node, store_servers, namespace) as a:
-        before = (await r.xlen(f"{namespace}:intake:ticks"), await r.get(f"{namespace}:intake:seq"))
+        before = (
+            await r.xlen(f"{{{namespace}}}:intake:ticks"),
+            await r.get(f"{{{namespace}}}:intake:seq"),
+        )
         await a.publish_ticks([])
-        after = (await r.xlen(f"{namespace}:intake:ticks"), await r.get(f"{namespace}:intake:seq"))
+        after = (
+            await r.xlen(f"{{{namespace}}}:intake:ticks"),
+            await r.get(f"{{{namespace}}}:intake:seq"),
+        )
         assert after == before
 
 
@@ -403,7 +409,7 @@ async def test_a_shard_with_another_shard_count_is_refused(
         await same.open()
         with pytest.raises(ShardCountMismatch, match="runs 2 shards"):
             await other.open()
-        assert int(await r.get(f"{namespace}:shard_count")) == 2
+        assert int(await r.get(f"{{{namespace}}}:shard_count")) == 2
     finally:
         for intake in (first, same, other):
             await intake.close()

@@ -99,10 +99,10 @@ async def test_acquire_renew_lapse_takeover(r: aioredis.Redis, namespace: str) -
     a = Lease(r, namespace, "a", LEASE_MS)
     b = Lease(r, namespace, "b", LEASE_MS)
     assert await a.try_acquire()
-    assert await r.get(f"{namespace}:lease") == f"{a.token}:a".encode()
-    assert 0 < await r.pttl(f"{namespace}:lease") <= LEASE_MS
+    assert await r.get(f"{{{namespace}}}:lease") == f"{a.token}:a".encode()
+    assert 0 < await r.pttl(f"{{{namespace}}}:lease") <= LEASE_MS
     assert not await b.try_acquire()  # held: no token spent on a failed take
-    assert int(await r.get(f"{namespace}:fence")) == a.token
+    assert int(await r.get(f"{{{namespace}}}:fence")) == a.token
     # renewal extends it, by the holder only
     for _ in range(3):
         await asyncio.sleep(LEASE_MS / 3000)
@@ -117,9 +117,9 @@ async def test_acquire_renew_lapse_takeover(r: aioredis.Redis, namespace: str) -
     assert not a.held()  # by a's own clock too
     assert not await a.renew()  # the compare fails: a cannot extend b's lease
     assert not await a.release()  # nor delete it
-    assert await r.get(f"{namespace}:lease") == f"{b.token}:b".encode()
+    assert await r.get(f"{{{namespace}}}:lease") == f"{b.token}:b".encode()
     assert await b.release()
-    assert await r.get(f"{namespace}:lease") is None
+    assert await r.get(f"{{{namespace}}}:lease") is None
     # the token only grows, takeover after takeover
     c = Lease(r, namespace, "c", LEASE_MS)
     assert await c.try_acquire() and c.token == b.token + 1
@@ -208,13 +208,13 @@ async def test_role_steps_down_when_lease_is_taken(
     await asyncio.sleep(2 * LEASE_MS / 1000)
     assert not waiting.done()  # held and renewed: the standby waits
     # someone else's lease replaces it (an operator, a partition healed late): step down
-    await r.set(f"{namespace}:lease", b"999:intruder", px=LEASE_MS)
+    await r.set(f"{{{namespace}}}:lease", b"999:intruder", px=LEASE_MS)
     await poll_until_async(lambda: lost, tries=200, timeout_s=5, interval_s=0.02, what="lost")
     assert active.role == "stepped_down" and not active.may_act()
     assert "another" in lost[0]
     health = active.health()
     assert health["role"] == "stepped_down" and health["lease"]["held"] is False
-    await r.delete(f"{namespace}:lease")
+    await r.delete(f"{{{namespace}}}:lease")
     assert await asyncio.wait_for(waiting, 5)
     assert int(standby.token) > active.lease.token
     stop.set()
@@ -239,8 +239,8 @@ async def test_role_steps_down_when_paused(
     time.sleep(LEASE_MS / 1000 + 0.1)  # the whole loop stalls, as a paused process does
     # meanwhile (the loop still stalled) the standby takes the lease that expired in Redis too
     with redis.Redis.from_url(store_servers.redis_url) as other:
-        token = other.incr(f"{namespace}:fence")
-        assert other.set(f"{namespace}:lease", f"{token}:standby-1", nx=True, px=10 * LEASE_MS)
+        token = other.incr(f"{{{namespace}}}:fence")
+        assert other.set(f"{{{namespace}}}:lease", f"{token}:standby-1", nx=True, px=10 * LEASE_MS)
     assert not role.may_act()  # known at once, before the renewal task even runs
     calls = await evalsha_calls(r)
     await poll_until_async(lambda: lost, tries=200, timeout_s=5, interval_s=0.02, what="lost")
@@ -261,10 +261,10 @@ async def test_a_lease_expired_in_redis_and_untaken_is_taken_again(
     role, lost = await active_role(store_servers, namespace, "alone-1", stop)
     token = role.token
     time.sleep(LEASE_MS / 1000 + 0.2)
-    assert not role.may_act() and await r.get(f"{namespace}:lease") is None  # expired there too
+    assert not role.may_act() and await r.get(f"{{{namespace}}}:lease") is None  # expired there too
     await poll_until_async(role.may_act, tries=200, timeout_s=5, interval_s=0.02, what="back")
     assert role.token == token and role.lapses == 1 and not lost
-    assert (await r.get(f"{namespace}:lease")).decode() == f"{token}:alone-1"
+    assert (await r.get(f"{{{namespace}}}:lease")).decode() == f"{token}:alone-1"
     stop.set()
     await role.close(release=True)
 

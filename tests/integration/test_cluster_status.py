@@ -51,9 +51,9 @@ async def test_shards_leases_and_intake_lag(
     try:
         lease = Lease(r, s0, "host-1-abc", 30_000)
         assert await lease.try_acquire()
-        await r.set(f"{s1}:fence", 3)  # shard 1 had a lease once; nobody holds it now
-        await r.hset(f"{namespace}:shards", mapping={"0": "http://127.0.0.1:8081"})
-        stream = f"{namespace}:intake:signals"
+        await r.set(f"{{{s1}}}:fence", 3)  # shard 1 had a lease once; nobody holds it now
+        await r.hset(f"{{{namespace}}}:shards", mapping={"0": "http://127.0.0.1:8081"})
+        stream = f"{{{namespace}}}:intake:signals"
         for i in range(3):  # ids G-S and the stream's S counter, as the intake appends them
             await r.xadd(stream, {"d": f"{i}"}, id=f"{2 * i + 1}-{i + 1}")
         await r.set(f"{stream}:seq", 3)
@@ -83,14 +83,14 @@ async def test_shards_leases_and_intake_lag(
         assert "NONE" in text.stdout and "host-1-abc" in text.stdout
 
         await lease.release()
-        await r.delete(f"{s1}:fence")
+        await r.delete(f"{{{s1}}}:fence")
         freed = status(store_servers.redis_url, namespace, tmp_path, 2, "--json")
         # shard 0 had a lease and has none now: nothing trades for it
         assert freed.returncode == 1
         assert json.loads(freed.stdout)["shards"][0]["lease"]["holder"] is None
     finally:
         for ns in (s0, s1):
-            keys = [k async for k in r.scan_iter(match=f"{ns}:*")]
+            keys = [k async for k in r.scan_iter(match=f"{{{ns}*")]
             if keys:
                 await r.delete(*keys)
         await r.aclose()
@@ -114,7 +114,7 @@ async def test_the_shard_count_comes_from_redis_when_not_given(
     r = aioredis.Redis.from_url(store_servers.redis_url)
     try:
         urls = {str(i): f"http://127.0.0.1:{8080 + i}" for i in range(3)}
-        await r.hset(f"{namespace}:shards", mapping=urls)
+        await r.hset(f"{{{namespace}}}:shards", mapping=urls)
         found = status(store_servers.redis_url, namespace, tmp_path, 1, "--json")
         doc = json.loads(found.stdout)
         assert doc["shards_from"] == "registered in redis"
