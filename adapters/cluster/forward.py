@@ -67,7 +67,6 @@ class Forwarder:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                 connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
-                auto_decompress=False,
             )
         return self._session
 
