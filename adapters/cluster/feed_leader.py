@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
-from tradingd.adapters.cluster.intake import IntakeKeys
+from tradingd.adapters.cluster.intake_stream import IntakeKeys
 from tradingd.adapters.cluster.lease import Lease
 from tradingd.adapters.transient import REDIS_FAILURES, raise_if_cancelled
 from tradingd.engine.model import Tick

@@ -78,8 +78,7 @@ class Forwarder:
         "agent 'agt_1'"). Raises OwnerUnavailable when the owner cannot be reached or does not
         answer in time."""
         owner, url = owned["owner_shard"], owned["owner_url"]
-        headers = {h: v for h in REQUEST_HEADERS if (v := request.headers.get(h)) is not None}
-        headers[FORWARDED_FROM] = str(self.shard)
+        headers = self._headers(request)
         target = url.rstrip("/") + str(request.rel_url)
         try:
             async with self._client().request(
@@ -113,8 +112,7 @@ class Forwarder:
         """`request` sent to every shard of `urls` at once: (the decoded JSON answer of each
         shard that answered 2xx, the reason of each that did not: its status and error code,
         or why it could not be reached)."""
-        headers = {h: v for h in REQUEST_HEADERS if (v := request.headers.get(h)) is not None}
-        headers[FORWARDED_FROM] = str(self.shard)
+        headers = self._headers(request)
 
         async def one(url: str) -> tuple[int, bytes]:
             async with self._client().request(
@@ -149,6 +147,12 @@ class Forwarder:
         self._count("answered", len(answers))
         self._count("unavailable", len(failures))
         return answers, failures
+
+    def _headers(self, request: web.Request) -> dict[str, str]:
+        """The client's headers the owner needs, and this shard's mark (never forwarded again)."""
+        headers = {h: v for h in REQUEST_HEADERS if (v := request.headers.get(h)) is not None}
+        headers[FORWARDED_FROM] = str(self.shard)
+        return headers
 
     def _count(self, outcome: str, n: int = 1) -> None:
         self.forwarded[outcome] = self.forwarded.get(outcome, 0) + n

@@ -27,14 +27,24 @@ import contextlib
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from prometheus_client.core import GaugeMetricFamily
+from tradingd.adapters.cluster.intake_stream import (
+    APPEND,
+    SIGNALS,
+    STREAMS,
+    TICKS,
+    IntakeKeys,
+    Published,
+    Results,
+    entry_seq,
+    text,
+)
 from tradingd.adapters.cluster.shards import ShardCountMismatch
 from tradingd.adapters.store.errors import StoreUnavailable
 from tradingd.adapters.store.key_migration import rename_legacy_keys
-from tradingd.adapters.store.stream_codec import hash_tag
 from tradingd.adapters.transient import REDIS_FAILURES, raise_if_cancelled
 from tradingd.engine import events as ev
 from tradingd.engine.errors import TradingdError
@@ -47,9 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tradingd.cluster")
 
-SIGNALS = "signals"
-TICKS = "ticks"
-STREAMS = (SIGNALS, TICKS)
 READ_COUNT = 100  # entries per XREADGROUP per stream
 BLOCK_MS = 500
 RETRY_S = 0.5
@@ -58,79 +65,8 @@ POLL_MAX_S = 0.02
 REQUEST_TIMEOUT_S = 2.0
 FEED_QUEUE = 1000  # feed batches waiting for the stream; the oldest is dropped beyond it
 
-# KEYS: stream, global seq, stream seq[, client key]; ARGV: maxlen, payload[, client value, px]
-APPEND = """
-if KEYS[4] then
-  local first = redis.call('GET', KEYS[4])
-  if first then
-    return {0, first}
-  end
-  redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
-end
-local g = redis.call('INCR', KEYS[2])
-local s = redis.call('INCR', KEYS[3])
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], g .. '-' .. s, 'd', ARGV[2])
-return {1, id}
-"""
-
 _signal = msgspec.json.Decoder(Signal)
 _ticks = msgspec.json.Decoder(list[Tick])
-
-
-def _seq(entry_id: bytes | str) -> tuple[int, int]:
-    """(G, S) of an entry id `G-S`."""
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    g, _, s = text.partition("-")
-    return int(g), int(s or 0)
-
-
-class Published(NamedTuple):
-    signal_id: str
-    received_at: int
-    duplicate: bool
-
-
-class Results(NamedTuple):
-    agents_matched: int
-    answered: list[int]
-    pending: list[int]
-    errors: list[tuple[str, str]]  # (path, message) of each shard that refused the signal
-
-
-class IntakeKeys:
-    """The cluster's shared keys, all under the base namespace's hash tag `{<base>}` (one slot:
-    the append script and the merged read touch several; stream_codec.hash_tag)."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.tag = tag = hash_tag(base)
-        self.seq = f"{tag}:intake:seq"
-        self.shards = f"{tag}:shards"
-        self.count = f"{tag}:shard_count"  # the shard count the cluster was started with
-
-    def stream(self, name: str) -> str:
-        return f"{self.tag}:intake:{name}"
-
-    def stream_seq(self, name: str) -> str:
-        return f"{self.tag}:intake:{name}:seq"
-
-    def client(self, client_id: str) -> str:
-        return f"{self.tag}:signal_client:{client_id}"
-
-    def result(self, signal_id: str) -> str:
-        return f"{self.tag}:intake:result:{signal_id}"
-
-    def feed_watched(self, shard: int) -> str:
-        return f"{self.tag}:feed:watched:s{shard}"
-
-    def legacy(self) -> dict[str, str]:
-        """The durable keys as named before hash tags (`<base>:...`) -> their names now."""
-        renamed = {f"{self.base}:{k.partition(':')[2]}": k for k in (self.seq, self.shards)}
-        renamed[f"{self.base}:shard_count"] = self.count
-        for name in STREAMS:
-            for key in (self.stream(name), self.stream_seq(name)):
-                renamed[f"{self.base}:{key.partition(':')[2]}"] = key
-        return renamed
 
 
 class ShardIntake:
@@ -199,8 +135,8 @@ class ShardIntake:
                 if "BUSYGROUP" not in str(exc):
                     raise
             for group in await self.r.xinfo_groups(stream):
-                if _text(group["name"]) == self.group:
-                    self.delivered[name] = _seq(group["last-delivered-id"])[1]
+                if text(group["name"]) == self.group:
+                    self.delivered[name] = entry_seq(group["last-delivered-id"])[1]
 
     async def start(self, url: str | None) -> None:
         """Register this shard's control URL and start consuming."""
@@ -230,7 +166,7 @@ class ShardIntake:
         added, value = await self._call(self._append(keys=keys, args=args))
         if added:
             return Published(signal.id, signal.received_at, False)
-        first, _, at = _text(value).partition("|")
+        first, _, at = text(value).partition("|")
         return Published(first, int(at or 0), True)
 
     async def forget_client(self, signal: Signal) -> None:
@@ -291,7 +227,7 @@ class ShardIntake:
             raw = await self._call(self.r.lrange(key, 0, -1))
             matched, answered, errors = 0, set(), []
             for item in raw:
-                shard, _, rest = _text(item).partition(":")
+                shard, _, rest = text(item).partition(":")
                 if not shard.isdigit() or int(shard) in answered:
                     continue
                 answered.add(int(shard))
@@ -315,12 +251,12 @@ class ShardIntake:
             url = await self.r.hget(self.keys.shards, str(shard))
         except REDIS_FAILURES:
             return None
-        return None if url is None else _text(url)
+        return None if url is None else text(url)
 
     async def shard_urls(self) -> dict[int, str]:
         """Every shard's registered control URL (raises StoreUnavailable)."""
         raw = await self._call(self.r.hgetall(self.keys.shards))
-        return {int(_text(k)): _text(v) for k, v in raw.items() if _text(k).isdigit()}
+        return {int(text(k)): text(v) for k, v in raw.items() if text(k).isdigit()}
 
     # -- the consuming side -----------------------------------------------------------------
 
@@ -357,7 +293,7 @@ class ShardIntake:
         out: dict[str, list[Any]] = {name: [] for name in STREAMS}
         by_key = {self.keys.stream(name): name for name in STREAMS}
         for key, entries in resp or []:
-            out[by_key[_text(key)]] = entries
+            out[by_key[text(key)]] = entries
         return out
 
     async def _consume_pending(self) -> None:
@@ -368,7 +304,7 @@ class ShardIntake:
             batch = [(name, e) for name in STREAMS for e in got[name]]
             if not batch:
                 return
-            batch.sort(key=lambda item: _seq(item[1][0]))
+            batch.sort(key=lambda item: entry_seq(item[1][0]))
             await self._apply(batch, redelivered=True)
 
     async def _consume_new(self) -> None:
@@ -388,7 +324,7 @@ class ShardIntake:
                 # An entry of one stream waits while the other may still hold an older one.
                 if any(full[n] and not buffers[n] for n in STREAMS):
                     break
-                heads = [(_seq(buffers[n][0][0]), n) for n in STREAMS if buffers[n]]
+                heads = [(entry_seq(buffers[n][0][0]), n) for n in STREAMS if buffers[n]]
                 if not heads:
                     break
                 name = min(heads)[1]
@@ -398,7 +334,7 @@ class ShardIntake:
 
     def _check_gap(self, name: str, entries: list[Any]) -> None:
         for entry_id, _fields in entries:
-            s = _seq(entry_id)[1]
+            s = entry_seq(entry_id)[1]
             expected = self.delivered[name] + 1
             if s > expected:
                 self._gap(name, s - expected)
@@ -491,10 +427,10 @@ class ShardIntake:
         for name in STREAMS:
             stream = self.keys.stream(name)
             info = await self.r.xinfo_stream(stream)
-            last = _seq(info["last-generated-id"])[1]
+            last = entry_seq(info["last-generated-id"])[1]
             for group in await self.r.xinfo_groups(stream):
-                if _text(group["name"]) == self.group:
-                    delivered = _seq(group["last-delivered-id"])[1]
+                if text(group["name"]) == self.group:
+                    delivered = entry_seq(group["last-delivered-id"])[1]
                     self.lag[name] = max(0, last - delivered)
                     self.pending[name] = int(group["pending"])
 
@@ -524,10 +460,6 @@ class ShardIntake:
                 for name in STREAMS
             },
         }
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 class IntakeCollector:

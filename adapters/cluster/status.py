@@ -95,7 +95,7 @@ async def read_status(
     "expires_in_ms"}, "fencing_counter", "url", "events", "pg_backlog": {"lag", "pending"}}],
     "intake": {stream: {"length", "groups": {group: {"lag", "pending", "last_delivered"}}}}}`
     (`intake` only with shards)."""
-    from tradingd.adapters.cluster.intake import IntakeKeys
+    from tradingd.adapters.cluster.intake_stream import IntakeKeys
     from tradingd.adapters.cluster.shards import shard_namespace
     from tradingd.adapters.store.redis import client
     from tradingd.adapters.store.stream_codec import Keys

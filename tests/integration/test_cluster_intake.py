@@ -255,7 +255,7 @@ async def test_a_consumer_the_stream_was_trimmed_past_raises_intake_gap(
 async def test_redis_unreachable_is_a_503_for_the_request(
     store_servers: StoreServers, namespace: str
 ) -> None:
-    from tradingd.adapters.cluster.intake import APPEND
+    from tradingd.adapters.cluster.intake_stream import APPEND
     from tradingd.adapters.store.errors import StoreUnavailable
 
     node = Node()
