@@ -186,6 +186,12 @@ async def _on_every_shard(
     )
 
 
+def _reads_the_book(route: Route) -> bool:
+    """A read of trading state (agents, positions, prices, signals...), not of the process
+    (health, metrics, the OpenAPI document, the dashboard's files)."""
+    return route.path.startswith("/v1/") and route.path != "/v1/openapi.json"
+
+
 def _refuse_unknown_query(request: web.Request, route: Route) -> None:
     """A query parameter the route does not declare, or one given twice, is a 422 naming it: a
     typo (`?limt=5`) or an ambiguity (`?limit=1&limit=2`) must not be silently resolved, as an
@@ -224,8 +230,14 @@ def guarded(route: Route) -> Handler:
             _refuse_unknown_query(request, route)
         if route.body is None and not route.body_media and request.body_exists:
             await _refuse_body(request)
-        if route.method != "GET" and daemon.cluster is not None and not daemon.cluster.acting:
-            _refuse_standby(daemon)
+        cluster = daemon.cluster
+        if cluster is not None and not cluster.acting:
+            if route.method != "GET":
+                _refuse_standby(daemon)
+            elif cluster.role != "active" and _reads_the_book(route):
+                # a standby's book is empty until it takes over: a 404 or an empty list
+                # would be wrong answers (an active re-verifying its lease still reads)
+                _refuse_standby(daemon)
         if daemon.shards > 1 and (elsewhere := _owner_shard(request, daemon)) is not None:
             # the owner's answer: durable there before it was sent
             return await _to_owner(request, daemon, *elsewhere)

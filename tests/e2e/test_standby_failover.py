@@ -178,6 +178,10 @@ def test_kill_the_active_standby_takes_over(pair: Pair) -> None:
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "standby"
     metrics = standby.get("/metrics").text
     assert 'tradingd_cluster_role{role="standby"} 1.0' in metrics
+    # its book is empty until it takes over: reads are refused, not answered wrongly
+    for path in ("/v1/agents", f"/v1/agents/{AGENT}/balances", "/v1/positions/pos_x"):
+        read = standby.get(path)
+        assert read.status_code == 503 and read.json()["error"]["code"] == "standby", path
     held = active.health()["cluster"]
     assert held["role"] == "active" and held["lease"]["held"] and held["fencing_token"] >= 1
 
