@@ -60,6 +60,7 @@ log = logging.getLogger("tradingd.cluster")
 READ_COUNT = 100  # entries per XREADGROUP per stream
 BLOCK_MS = 500
 RETRY_S = 0.5
+IDLE_S = 0.05  # how often a consumer that may not act looks again
 POLL_FIRST_S = 0.001
 POLL_MAX_S = 0.02
 REQUEST_TIMEOUT_S = 2.0
@@ -265,6 +266,13 @@ class ShardIntake:
         a Redis or store failure is retried from the pending entries."""
         while not self._stopped:
             raise_if_cancelled()
+            if not self._acting():
+                # Nothing to apply until this process may act again (its lease confirmed,
+                # intake open). An await, not a spin: a tester's shard paused past its lease
+                # spun here at 100 % CPU, starving the task that confirms the lease or steps
+                # down, and ignored SIGTERM.
+                await asyncio.sleep(IDLE_S)
+                continue
             try:
                 await self._consume_pending()
                 await self._consume_new()

@@ -413,3 +413,40 @@ async def test_a_shard_with_another_shard_count_is_refused(
     finally:
         for intake in (first, same, other):
             await intake.close()
+
+
+class LapsedRole:
+    """A hot-standby role whose lease lapsed by its own clock and is being re-verified:
+    `may_act()` False until `confirmed`. Counts the calls: a consumer spinning on it without
+    awaiting would call it without end (then it raises, and the consumer dies)."""
+
+    def __init__(self) -> None:
+        self.confirmed = False
+        self.calls = 0
+
+    def may_act(self) -> bool:
+        self.calls += 1
+        if self.calls > 10_000:
+            raise AssertionError("the consumer spins on may_act() without awaiting")
+        return self.confirmed
+
+
+async def test_a_consumer_that_may_not_act_waits_without_spinning_then_applies(
+    store_servers: StoreServers, namespace: str
+) -> None:
+    """A tester's HIGH: a shard paused past its lease spun in the consumer at 100 % CPU, never
+    letting the lease be re-verified, and ignored SIGTERM."""
+    node = Node()
+    role = LapsedRole()
+    node.cluster = role  # type: ignore[assignment]
+    async with started(node, store_servers, namespace) as a:
+        await a.publish_signal(buy("sig_lapsed"))
+        turns = 0
+        for _ in range(30):  # the loop keeps turning: other tasks run meanwhile
+            await asyncio.sleep(0.01)
+            turns += 1
+        assert turns == 30 and role.calls < 1_000 and node.positions() == []
+        consumer = next(t for t in node.tasks if "consume" in repr(t.get_coro()))
+        assert not consumer.done()
+        role.confirmed = True  # the lease confirmed: the entry applies
+        await until(node.positions, lambda found: len(found) == 1, "the signal applied")
