@@ -321,7 +321,10 @@ class Daemon:
         syn = self.settings.feeds.synthetic
         tokens: list[str] = []
         if syn.enabled:
-            known = {token: tick.price_usd for token, tick in self.engine.prices.items()}
+
+            def known() -> dict[str, float]:
+                return {token: tick.price_usd for token, tick in self.engine.prices.items()}
+
             feed = SyntheticFeed(syn, demo=self.demo, known=known)
             tokens = feed.tokens
             self.feeds["synthetic"] = feed

@@ -54,6 +54,13 @@ class RandomWalk:
             self.prices[token] = max(price * math.exp(shock), 1e-12)
         return dict(self.prices)
 
+    def resume_from(self, known: dict[str, float]) -> None:
+        """Continue each token's walk from its price in `known` (a restart, or a shard that
+        starts leading the feed: the walk continues from the market, never jumps)."""
+        for token in self.prices:
+            if token in known:
+                self.prices[token] = known[token]
+
 
 class SyntheticFeed:
     source = "synthetic"
@@ -62,12 +69,20 @@ class SyntheticFeed:
         self,
         settings: SyntheticFeedSettings,
         demo: bool = False,
-        known: dict[str, float] | None = None,
+        known: dict[str, float] | Callable[[], dict[str, float]] | None = None,
     ) -> None:
+        """`known`: the last prices (token -> USD) the walk starts from, or a callable giving
+        them each time `run` starts (with shards the feed starts and stops as its leadership
+        comes and goes, and must continue from the prices every shard has meanwhile)."""
         self.settings = settings
         self.tokens = list(settings.tokens) or list(DEMO_TOKENS)
+        self.known = known if callable(known) else None
         self.walk = RandomWalk(
-            self.tokens, settings.seed, settings.start_price_usd, settings.volatility_pct, known
+            self.tokens,
+            settings.seed,
+            settings.start_price_usd,
+            settings.volatility_pct,
+            known() if callable(known) else known,
         )
         self.last_tick_ms: int | None = None
 
@@ -82,6 +97,8 @@ class SyntheticFeed:
     async def run(self, push: Callable[[list[Tick]], object]) -> None:
         import time
 
+        if self.known is not None:
+            self.walk.resume_from(self.known())
         while True:
             now = time.time_ns() // 1_000_000
             push(self.ticks(now))
