@@ -245,13 +245,11 @@ class ShardIntake:
 
     async def owner_url(self, shard: int) -> str | None:
         """The control URL shard `shard` registered (read each time: a standby that took the
-        shard over registers its own)."""
+        shard over registers its own); None if it never did. Raises StoreUnavailable when
+        Redis does not answer (a 503, not a 421 without the owner's URL)."""
         if self.r is None:  # not opened (a standby): no registry to read yet
             return None
-        try:
-            url = await self.r.hget(self.keys.shards, str(shard))
-        except REDIS_FAILURES:
-            return None
+        url = await self._call(self.r.hget(self.keys.shards, str(shard)))
         return None if url is None else text(url)
 
     async def shard_urls(self) -> dict[int, str]:

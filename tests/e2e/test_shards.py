@@ -453,6 +453,12 @@ def test_any_shard_forwards_an_agents_reads_and_writes_to_its_owner(cluster: Clu
         timeout=10,
     )
     assert again.status_code == 421 and again.json()["error"]["code"] == "misdirected"
+    # the path goes to the owner exactly as sent: `..` is an agent id, not a parent segment
+    dots = shards[1].get("/v1/agents/%2E%2E/sources")
+    assert (
+        dots.status_code == shards[owner("..", SHARDS)].get("/v1/agents/%2E%2E/sources").status_code
+    )
+    assert dots.status_code == 404 and "unknown agent" in dots.json()["error"]["message"], dots.text
     unknown_key = requests.get(
         shards[1].base + f"/v1/agents/{agent}",
         headers={"Authorization": "Bearer tdk_nobody_knows_this_key_at_all"},
