@@ -299,13 +299,19 @@ class Daemon:
         """Run a live feed: its ticks go to the runtime, its health to /health."""
         self.feeds[feed.source] = feed
         self.live_feeds[feed.source] = feed
-        self.run_feed(feed.source, feed.run)
+        self.run_feed(feed.source, feed.run, feed.health)
 
-    def run_feed(self, source: str, run: Callable[[Any], Awaitable[None]]) -> None:
-        """`run(push)` as a task; with shards, only while this shard leads `source`."""
+    def run_feed(
+        self,
+        source: str,
+        run: Callable[[Any], Awaitable[None]],
+        health: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        """`run(push)` as a task; with shards, only while this shard leads `source` (handed
+        over while `health()` says its upstream fails here)."""
         push = self.feed_push()
         if self.feed_leaders is not None:
-            self.spawn(self.feed_leaders.lead(source, run, push), f"feed-{source}")
+            self.spawn(self.feed_leaders.lead(source, run, push, health), f"feed-{source}")
         else:
             self.spawn(run(push), f"feed-{source}")
 

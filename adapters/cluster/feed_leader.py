@@ -15,13 +15,19 @@ expiring after WATCH_TTL_MS) and the feeds read the union (`watched()`).
 
 A leader that lost its lease (its renewal found it gone, or by its own clock it was not renewed
 within lease_ms: a stalled loop, a pause) stops its feed at once and drops any tick its feed
-still pushes; it competes again like a follower."""
+still pushes; it competes again like a follower.
+
+A leader whose upstream keeps failing (the feed's health `down`, `stale` or `backoff` for
+`handover_after_ms`: the service bans or rate-limits this host, or its network path is broken)
+hands the source over: it releases the lease and sits out as long again, so another shard, whose
+path may work, leads it; if every shard's fails, the lease rotates."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -32,14 +38,18 @@ from tradingd.adapters.transient import REDIS_FAILURES, raise_if_cancelled
 from tradingd.engine.model import Tick
 
 log = logging.getLogger("tradingd.cluster")
+HANDED_OVER = "handed over"
 
 WATCH_INTERVAL_S = 1.0
 WATCH_TTL_MS = 10_000  # a dead shard's watched set goes after this
 REQUEST_TIMEOUT_S = 2.0
 FEED_RESTART_S = 1.0  # a leader's feed that ended (it raised) is run again after this
+HANDOVER_AFTER_MS = 10_000  # a leader's upstream failing this long: another shard leads
+FAILING = frozenset(("down", "stale", "backoff"))  # a feed's health: its upstream fails
 
 Push = Callable[[list[Tick]], object]
 RunFeed = Callable[[Push], Awaitable[None]]
+Health = Callable[[], dict[str, Any]]
 
 
 class FeedLeaders:
@@ -61,6 +71,7 @@ class FeedLeaders:
         lease_ms: int,
         local_watched: Callable[[], set[str]],
         components: dict[str, Any],
+        handover_after_ms: int = HANDOVER_AFTER_MS,
     ) -> None:
         self.redis_url = redis_url
         self.base = base
@@ -71,6 +82,8 @@ class FeedLeaders:
         self.lease_ms = lease_ms
         self.local_watched = local_watched
         self.components = components
+        self.handover_after_s = handover_after_ms / 1000
+        self.handovers: dict[str, int] = {}  # source -> leases given up for a failing upstream
         self.leases: dict[str, Lease] = {}
         self.leaders: dict[str, str | None] = {}  # source -> the holder seen (this one's value)
         self.led: dict[str, int] = {}  # source -> leaderships this process took
@@ -117,9 +130,12 @@ class FeedLeaders:
 
         return guarded_push
 
-    async def lead(self, source: str, run: RunFeed, push: Push) -> None:
+    async def lead(
+        self, source: str, run: RunFeed, push: Push, health: Health | None = None
+    ) -> None:
         """Run the feed `run(push)` whenever this process holds `source`'s lease; follow
-        otherwise. Returns only when cancelled or closed."""
+        otherwise; hand the lease over when `health()` (the feed's, GET /health's shape) says
+        its upstream has failed for handover_after_ms. Returns only when cancelled or closed."""
         lease = Lease(self.r, f"{self.base}:feed:{source}", self.instance, self.lease_ms)
         self.leases[source] = lease
         self._follow(source, None)
@@ -132,11 +148,14 @@ class FeedLeaders:
                 self._follow(source, None, reason=f"redis: {type(exc).__name__}")
                 taken = False
             raise_if_cancelled()  # the Redis client may have lost our cancel (transient.py)
-            if taken:
-                await self._while_held(source, lease, run, push)
+            if taken and await self._while_held(source, lease, run, push, health):
+                await asyncio.sleep(self.handover_after_s)  # another shard's turn
             await asyncio.sleep(self.lease_ms / 3000)
 
-    async def _while_held(self, source: str, lease: Lease, run: RunFeed, push: Push) -> None:
+    async def _while_held(
+        self, source: str, lease: Lease, run: RunFeed, push: Push, health: Health | None
+    ) -> bool:
+        """Lead `source` until the lease is lost; True when it was handed over."""
         self.led[source] = self.led.get(source, 0) + 1
         self.leaders[source] = lease.value
         self.components.get("feeds", {}).pop(source, None)  # the feed's own health shows
@@ -146,15 +165,24 @@ class FeedLeaders:
         )
         feed = asyncio.ensure_future(run(self.guarded(source, push)))
         try:
-            reason = await self._hold(source, lease, feed)
+            reason = await self._hold(source, lease, feed, health)
         finally:
             feed.cancel()  # wait() neither raises the feed's error nor swallows our own cancel
             await asyncio.wait({feed}, timeout=REQUEST_TIMEOUT_S)
+        handed = reason.startswith(HANDED_OVER)
+        if handed:
+            self.handovers[source] = self.handovers.get(source, 0) + 1
+            with contextlib.suppress(*REDIS_FAILURES):
+                await lease.release()
         log.warning("cluster: feed leadership lost", extra={"source": source, "reason": reason})
         self._follow(source, None, reason=reason)
+        return handed
 
-    async def _hold(self, source: str, lease: Lease, feed: asyncio.Future[None]) -> str:
+    async def _hold(
+        self, source: str, lease: Lease, feed: asyncio.Future[None], health: Health | None
+    ) -> str:
         """Renew `lease` every lease_ms/3 while `feed` runs; the reason it ended."""
+        failing_since: float | None = None
         while True:
             done, _ = await asyncio.wait({feed}, timeout=self.lease_ms / 3000)
             if done:
@@ -178,6 +206,15 @@ class FeedLeaders:
             raise_if_cancelled()
             if not renewed:
                 return "the lease was gone or another's"
+            if health is not None and self.shards > 1:
+                status = health().get("status")
+                now = time.monotonic()
+                if status not in FAILING:
+                    failing_since = None
+                elif failing_since is None:
+                    failing_since = now
+                elif now - failing_since >= self.handover_after_s:
+                    return f"{HANDED_OVER}: its upstream is {status} here"
             if not lease.held():
                 return "not renewed within lease_ms"
 
@@ -248,10 +285,17 @@ class FeedLeaderCollector:
             "Tick batches a feed pushed after this shard lost its lease (not published)",
             labels=["source"],
         )
+        handed = CounterMetricFamily(
+            "tradingd_feed_handovers",
+            "Feed leases this shard gave up because the feed's upstream kept failing here",
+            labels=["source"],
+        )
         for source in sorted(self.leaders.leases):
             lead.add_metric([source], int(self.leaders.leads(source)))
             taken.add_metric([source], self.leaders.led.get(source, 0))
             dropped.add_metric([source], self.leaders.dropped.get(source, 0))
+            handed.add_metric([source], self.leaders.handovers.get(source, 0))
         yield lead
         yield taken
         yield dropped
+        yield handed

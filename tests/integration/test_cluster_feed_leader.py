@@ -166,3 +166,51 @@ async def test_a_stale_leaders_late_push_is_dropped(shards):
     before = len(shard.published)
     push([Tick(BABY, 1.0, 1, SOURCE)])
     assert len(shard.published) == before and shard.leaders.dropped[SOURCE] == 1
+
+
+async def test_a_leader_whose_upstream_keeps_failing_hands_the_feed_over(store_servers, namespace):
+    """A tester's MEDIUM: the leader's DexScreener answered 500 for 12 s, it kept the lease,
+    and every shard's prices went stale while another shard could have polled. Two shards,
+    each its own path to the service (a fake each): the failing leader hands over."""
+    fakes = [FakeDexScreener(), FakeDexScreener()]
+    made: list[Shard] = []
+    tasks: list[asyncio.Task[Any]] = []
+    loop = asyncio.get_running_loop()
+    try:
+        for i, fake in enumerate(fakes):
+            fake.set_pairs(BABY, pumpfun_pair())
+            await fake.start()
+            leaders = FeedLeaders(
+                store_servers.redis_url, namespace, i, 2, instance=f"shard{i}",
+                lease_ms=LEASE_MS, local_watched=lambda: {BABY}, components={},
+                handover_after_ms=1000,
+            )  # fmt: skip
+            await leaders.open()
+            settings = DexScreenerFeedSettings(url=fake.url, interval_ms=100, backoff_max_ms=50)
+            shard = Shard(leaders, DexScreenerFeed(settings, leaders.watched), {BABY})
+            made.append(shard)
+            tasks.append(
+                loop.create_task(
+                    leaders.lead(SOURCE, shard.feed.run, shard.published.append, shard.feed.health)
+                )
+            )
+        first = await one_leader(made)
+        fakes[first].fail_next(100_000, 500)  # this shard's path to the service is broken
+        other = 1 - first
+        await poll_until_async(
+            lambda: made[other].leaders.leads(SOURCE) and priced(made[other]) == {BABY},
+            what="the other shard leads and prices",
+            timeout_s=15,
+            tries=100_000,
+        )
+        assert made[first].leaders.handovers[SOURCE] == 1
+        assert made[first].health()["status"] == "follower"
+        assert "upstream" in made[first].health()["reason"]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for shard in made:
+            await shard.leaders.close()
+        for fake in fakes:
+            await fake.close()
