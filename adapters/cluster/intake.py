@@ -61,6 +61,7 @@ READ_COUNT = 100  # entries per XREADGROUP per stream
 BLOCK_MS = 500
 RETRY_S = 0.5
 IDLE_S = 0.05  # how often a consumer that may not act looks again
+URL_TTL_S = 1.0  # a shard's registered control URL is read again after this
 POLL_FIRST_S = 0.001
 POLL_MAX_S = 0.02
 REQUEST_TIMEOUT_S = 2.0
@@ -107,6 +108,7 @@ class ShardIntake:
         # The daemon's own feeds' ticks, published in order by one task (feed_push).
         self._feed_ticks: asyncio.Queue[list[Tick]] = asyncio.Queue(FEED_QUEUE)
         self.feed_dropped = 0
+        self._urls: dict[int, tuple[float, str | None]] = {}  # shard -> (read at, its URL)
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -244,13 +246,20 @@ class ShardIntake:
             interval = min(POLL_MAX_S, interval * 2)
 
     async def owner_url(self, shard: int) -> str | None:
-        """The control URL shard `shard` registered (read each time: a standby that took the
-        shard over registers its own); None if it never did. Raises StoreUnavailable when
-        Redis does not answer (a 503, not a 421 without the owner's URL)."""
+        """The control URL shard `shard` registered, read again after URL_TTL_S (a standby
+        that took the shard over registers its own; meanwhile its old URL does not answer
+        anyway); None if it never did. Raises StoreUnavailable when Redis does not answer (a
+        503, not a 421 without the owner's URL)."""
         if self.r is None:  # not opened (a standby): no registry to read yet
             return None
-        url = await self._call(self.r.hget(self.keys.shards, str(shard)))
-        return None if url is None else text(url)
+        now = time.monotonic()
+        cached = self._urls.get(shard)
+        if cached is not None and now - cached[0] < URL_TTL_S:
+            return cached[1]
+        raw = await self._call(self.r.hget(self.keys.shards, str(shard)))
+        url = None if raw is None else text(raw)
+        self._urls[shard] = (now, url)
+        return url
 
     async def shard_urls(self) -> dict[int, str]:
         """Every shard's registered control URL (raises StoreUnavailable)."""
