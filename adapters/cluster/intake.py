@@ -125,6 +125,7 @@ class ShardIntake:
         self.reader = client(self.redis_url, BLOCK_MS / 1000 + 5)
         self._append = self.r.register_script(APPEND)
         await rename_legacy_keys(self.r, self.keys.legacy())
+        await self._rename_legacy_claims()
         if not await self.r.set(self.keys.count, self.shards, nx=True):
             known = int(await self.r.get(self.keys.count) or 0)
             if known != self.shards:
@@ -140,6 +141,24 @@ class ShardIntake:
             for group in await self.r.xinfo_groups(stream):
                 if text(group["name"]) == self.group:
                     self.delivered[name] = entry_seq(group["last-delivered-id"])[1]
+
+    async def _rename_legacy_claims(self) -> None:
+        """The client-id claims and results under their names before hash tags, renamed with
+        their TTLs (a tester's finding: after an upgrade in place a client id sent again within
+        the dedupe window was claimed anew and got a signal id no shard knew)."""
+        base = self.keys.base
+        for old_part, name_of in (
+            (":signal_client:", self.keys.client),
+            (":intake:result:", self.keys.result),
+        ):
+            batch: dict[str, str] = {}
+            async for raw in self.r.scan_iter(match=f"{base}{old_part}*", count=1000):
+                old = text(raw)
+                batch[old] = name_of(old[len(base) + len(old_part) :])
+                if len(batch) >= 500:
+                    await rename_legacy_keys(self.r, batch)
+                    batch = {}
+            await rename_legacy_keys(self.r, batch)
 
     async def start(self, url: str | None) -> None:
         """Register this shard's control URL and start consuming."""

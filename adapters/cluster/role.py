@@ -29,7 +29,11 @@ from typing import Any, Literal
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from tradingd.adapters.cluster.lease import Lease
 from tradingd.adapters.http.errors import NotReady
-from tradingd.adapters.store.key_migration import legacy_names, rename_legacy_keys
+from tradingd.adapters.store.key_migration import (
+    legacy_lease,
+    legacy_names,
+    rename_legacy_keys,
+)
 from tradingd.adapters.transient import REDIS_FAILURES, raise_if_cancelled
 
 log = logging.getLogger("tradingd.cluster")
@@ -101,7 +105,8 @@ class ClusterRole:
                 await self._redis.ping()
                 # an old version's lease (and keys) under their names before hash tags: taken
                 # over by name, so its holder steps down instead of acting beside this one
-                await rename_legacy_keys(self._redis, legacy_names(self.namespace))
+                names = legacy_names(self.namespace)
+                await rename_legacy_keys(self._redis, names, legacy_lease(self.namespace))
                 return True
             except REDIS_FAILURES as exc:
                 if not warned:

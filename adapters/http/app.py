@@ -173,8 +173,9 @@ async def _on_every_shard(
             failures[i] = "never registered a control URL (not started)"
     if failures:
         applied = sorted([daemon.shard, *answers])
+        done = "answered by" if request.method == "GET" else "done on"
         raise ShardsIncomplete(
-            f"done on shards {applied}, not on {sorted(failures)}: send it again (safe)",
+            f"{done} shards {applied}, not by {sorted(failures)}: send it again (safe)",
             {"applied": applied, "failed": {str(i): r for i, r in sorted(failures.items())}},
         )
     if route.merge_shards is None or not isinstance(here, web.Response) or here.body is None:

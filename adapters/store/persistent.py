@@ -21,7 +21,11 @@ from tradingd.adapters.store.dead_letter import DeadLetter, printable
 from tradingd.adapters.store.embedded import EmbeddedServers
 from tradingd.adapters.store.errors import StoreUnavailable
 from tradingd.adapters.store.history import HistoryReader
-from tradingd.adapters.store.key_migration import legacy_names, rename_legacy_keys
+from tradingd.adapters.store.key_migration import (
+    legacy_lease,
+    legacy_names,
+    rename_legacy_keys,
+)
 from tradingd.adapters.store.lock import DataDirLock
 from tradingd.adapters.store.records import EntryIds, PositionSaved, to_entries, with_records
 from tradingd.adapters.store.recovery import StateBook, build_snapshot
@@ -120,7 +124,8 @@ class PersistentStore:
         await self._retry("postgres", lambda: pg.migrate(self.database_url, self.namespace))  # type: ignore[arg-type]
         self.redis = client(self.redis_url)
         await self._retry("redis", self.redis.ping)
-        await rename_legacy_keys(self.redis, legacy_names(self.namespace))
+        names = legacy_names(self.namespace)
+        await rename_legacy_keys(self.redis, names, legacy_lease(self.namespace))
         conn = await self._retry("postgres", lambda: pg.connect(self.database_url, self.namespace))  # type: ignore[arg-type]
         with collector_paused():
             try:

@@ -450,3 +450,18 @@ async def test_a_consumer_that_may_not_act_waits_without_spinning_then_applies(
         assert not consumer.done()
         role.confirmed = True  # the lease confirmed: the entry applies
         await until(node.positions, lambda found: len(found) == 1, "the signal applied")
+
+
+async def test_a_client_id_claimed_before_the_upgrade_is_still_a_duplicate(
+    store_servers: StoreServers, namespace: str, r: aioredis.Redis
+) -> None:
+    """A tester's MEDIUM: after an upgrade in place, a client id sent again within the dedupe
+    window was claimed anew under the hash-tagged name (a new signal id no shard knew)."""
+    await r.set(f"{namespace}:signal_client:c-old", "sig_old|1796000000000", px=60_000)
+    node = Node()
+    async with started(node, store_servers, namespace) as a:
+        again = await a.publish_signal(buy("sig_new", "c-old"))
+        assert again.duplicate and again.signal_id == "sig_old"
+        assert again.received_at == 1796000000000
+    assert await r.exists(f"{namespace}:signal_client:c-old") == 0
+    assert 0 < await r.pttl(f"{{{namespace}}}:signal_client:c-old") <= 60_000
