@@ -160,8 +160,31 @@ class ShardIntake:
                     batch = {}
             await rename_legacy_keys(self.r, batch)
 
+    async def record_halt(self, buys: bool) -> None:
+        """The operator halted (or resumed) buys on the whole cluster: recorded, so a shard
+        that was down meanwhile follows it when it starts (a tester's finding: it came back
+        trading). Raises StoreUnavailable."""
+        await self._call(self.r.set(self.keys.halt, "1" if buys else "0"))
+
+    async def _follow_recorded_halt(self) -> None:
+        """At start: this shard's halt as the cluster's last one says — halted if it says so;
+        lifted if it says so and this shard's halt is the operator's (an account breaker's trip
+        is this shard's own and stays)."""
+        recorded = await self.r.get(self.keys.halt)
+        if recorded is None:
+            return
+        buys = text(recorded) == "1"
+        engine, runtime = self.daemon.engine, self.daemon.runtime
+        if buys and not engine.halted_buys:
+            runtime.apply(engine.set_halt, True, False)
+            log.warning("cluster: buys halted, as the cluster was while this shard was down")
+        elif not buys and engine.halted_buys and engine.breakers.tripped is None:
+            runtime.apply(engine.set_halt, False, False)
+            log.warning("cluster: halt lifted, as on the cluster while this shard was down")
+
     async def start(self, url: str | None) -> None:
-        """Register this shard's control URL and start consuming."""
+        """Follow the cluster's halt, register this shard's control URL, start consuming."""
+        await self._follow_recorded_halt()
         if url:
             await self.r.hset(self.keys.shards, str(self.shard), url)
         self.daemon.spawn(self.consume(), "cluster-intake")

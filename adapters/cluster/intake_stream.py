@@ -71,6 +71,11 @@ class IntakeKeys:
     def result(self, signal_id: str) -> str:
         return f"{self.tag}:intake:result:{signal_id}"
 
+    @property
+    def halt(self) -> str:
+        """The operator's halt of the whole cluster (`1`: buys halted, `0`: lifted)."""
+        return f"{self.tag}:halt"
+
     def feed_watched(self, shard: int) -> str:
         return f"{self.tag}:feed:watched:s{shard}"
 

@@ -39,6 +39,8 @@ async def post_halt(request: web.Request) -> web.Response:
     daemon = daemon_of(request)
     body = await read_body(request, _halt_in, optional=True)
     orders = daemon.runtime.apply(daemon.engine.set_halt, body.buys, body.flatten)
+    if daemon.shard_intake is not None:  # a shard down now halts buys when it comes back
+        await daemon.shard_intake.record_halt(body.buys)
     log.warning(
         "halt set",
         extra={
@@ -54,6 +56,8 @@ async def post_halt(request: web.Request) -> web.Response:
 async def delete_halt(request: web.Request) -> web.Response:
     daemon = daemon_of(request)
     daemon.runtime.apply(daemon.engine.set_halt, False, False)
+    if daemon.shard_intake is not None:
+        await daemon.shard_intake.record_halt(False)
     log.warning("halt lifted", extra={"key_id": request[API_KEY].id})
     return json_response(HaltOut(halted=daemon.engine.halted_buys, flatten_order_ids=[]))
 

@@ -501,3 +501,6 @@ def test_any_shard_forwards_an_agents_reads_and_writes_to_its_owner(cluster: Clu
     assert err["code"] == "owner_unavailable" and err["details"]["owner_shard"] == 0
     gone = shards[1].get(f"/v1/positions/{position['id']}").json()["error"]
     assert gone["code"] == "owner_unavailable" and gone["details"]["position_id"] == position["id"]
+    # the shard that was down when the halt was sent follows it when it comes back
+    back = cluster.start("fw0-again", 0)
+    assert back.health()["halted"] is True

@@ -465,3 +465,17 @@ async def test_a_client_id_claimed_before_the_upgrade_is_still_a_duplicate(
         assert again.received_at == 1796000000000
     assert await r.exists(f"{namespace}:signal_client:c-old") == 0
     assert 0 < await r.pttl(f"{{{namespace}}}:signal_client:c-old") <= 60_000
+
+
+async def test_a_shard_starting_follows_the_clusters_last_halt(
+    store_servers: StoreServers, namespace: str, r: aioredis.Redis
+) -> None:
+    """A tester's finding: a shard down while the halt was sent came back trading. The halt is
+    recorded; a starting shard follows it (halted; lifted only over the operator's halt)."""
+    await r.set(f"{{{namespace}}}:halt", "1")
+    node = Node()
+    async with started(node, store_servers, namespace):
+        assert node.engine.halted_buys
+    await r.set(f"{{{namespace}}}:halt", "0")
+    async with started(node, store_servers, namespace):
+        assert not node.engine.halted_buys
