@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
@@ -224,6 +224,19 @@ async def get_signal(request: web.Request) -> web.Response:
     return json_response(signal_out(record))
 
 
+def merge_signal(
+    _request: web.Request, own: dict[str, Any], others: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Agent shards: one signal as every shard recorded it — each holds its own agents'
+    executions and count — as one record."""
+    answers = (own, *others)
+    executions = sorted(
+        (e for answer in answers for e in answer["executions"]), key=lambda e: e["agent_id"]
+    )
+    matched = sum(answer["agents_matched"] for answer in answers)
+    return {**own, "agents_matched": matched, "executions": executions}
+
+
 async def list_signals(request: web.Request) -> web.Response:
     """Newest first: a signal arriving mid-walk lands before the walk, never inside it. Lists
     the dedupe window (engine memory); only the oldest ever leave it, and with them everything
@@ -289,7 +302,11 @@ ROUTES = [
         "read",
         {200: SignalOut},
         errors=(503,),
+        cluster_wide=True,
+        merge_shards=merge_signal,
         description="A signal that left the dedupe window is read from Postgres, same shape "
-        "(503 `store_unavailable` if Postgres does not answer).",
+        "(503 `store_unavailable` if Postgres does not answer). With agent shards, every "
+        "shard's executions and `agents_matched` summed (503 `shards_incomplete` when a shard "
+        "does not answer or has not applied it yet).",
     ),
 ]

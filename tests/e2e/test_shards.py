@@ -472,10 +472,16 @@ def test_any_shard_forwards_an_agents_reads_and_writes_to_its_owner(cluster: Clu
     now = int(time.time() * 1000)
     tick = {"ticks": [{"token": TOKENS[0], "price_usd": 1.0, "ts": now, "decimals": 6}]}
     assert shards[1].post("/v1/prices", tick).status_code == 202
-    assert shards[1].post("/v1/signals", {"token": TOKENS[0]}).status_code == 202
+    posted = shards[1].post("/v1/signals", {"token": TOKENS[0]})
+    assert posted.status_code == 202, posted.text
     [position] = poll_until(
         lambda: positions_of(shards[0], agent), timeout_s=20, what="the agent's position"
     )
+    # the signal's record on any shard holds every shard's executions
+    record = shards[2].get(f"/v1/signals/{posted.json()['signal_id']}").json()
+    assert record["agents_matched"] == posted.json()["agents_matched"] > 1
+    executed = {e["agent_id"] for e in record["executions"]}
+    assert agent in executed and len({owner(a, SHARDS) for a in executed}) == SHARDS
     assert position["id"].startswith("pos_s0_")
     seen = shards[2].get(f"/v1/positions/{position['id']}")
     assert seen.status_code == 200 and seen.headers["X-Tradingd-Owner-Shard"] == "0"
