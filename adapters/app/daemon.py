@@ -225,6 +225,13 @@ class Daemon:
         return self.shards <= 1 or owner(agent_id, self.shards) == self.shard
 
     def create_configured_agents(self) -> None:
+        strays = [a for a in self.engine.agents if not self.owns(a)]
+        if strays:  # restored from this shard's store, yet another shard's by the hash
+            log.error(
+                "cluster: agents in this shard's store belong to other shards (the shard count "
+                "changed without `tradingd cluster reshard`?)",
+                extra={"agents": strays[:20], "count": len(strays)},
+            )
         for spec in self.settings.agents:
             if spec.id in self.engine.agents or not self.owns(spec.id):
                 continue  # exists, or another shard's

@@ -109,6 +109,9 @@ class ShardIntake:
         self._feed_ticks: asyncio.Queue[list[Tick]] = asyncio.Queue(FEED_QUEUE)
         self.feed_dropped = 0
         self._urls: dict[int, tuple[float, str | None]] = {}  # shard -> (read at, its URL)
+        # position id -> the shard holding it, where that is not the shard its id names: read
+        # once at start (only `tradingd cluster reshard` changes it, on a stopped cluster)
+        self.moved_positions: dict[str, int] = {}
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -141,6 +144,8 @@ class ShardIntake:
             for group in await self.r.xinfo_groups(stream):
                 if text(group["name"]) == self.group:
                     self.delivered[name] = entry_seq(group["last-delivered-id"])[1]
+        async for pid, shard in self.r.hscan_iter(self.keys.moved_positions, count=1000):
+            self.moved_positions[text(pid)] = int(shard)
 
     async def _rename_legacy_claims(self) -> None:
         """The client-id claims and results under their names before hash tags, renamed with

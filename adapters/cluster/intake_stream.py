@@ -76,6 +76,12 @@ class IntakeKeys:
         """The operator's halt of the whole cluster (`1`: buys halted, `0`: lifted)."""
         return f"{self.tag}:halt"
 
+    @property
+    def moved_positions(self) -> str:
+        """Position id -> the shard holding it, for positions whose id names another shard
+        (moved by `tradingd cluster reshard`)."""
+        return f"{self.tag}:moved_positions"
+
     def feed_watched(self, shard: int) -> str:
         return f"{self.tag}:feed:watched:s{shard}"
 

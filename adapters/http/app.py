@@ -115,8 +115,9 @@ def _refuse_standby(daemon: Daemon) -> None:
 
 def _owner_shard(request: web.Request, daemon: Daemon) -> tuple[int, str, str] | None:
     """Agent shards: the shard that owns what the path names, what it is and its id — the agent
-    by its id's hash, a position by the shard its id names (`pos_s<i>_...`) — or None when it
-    is this shard's, or a position id names no shard (made before shards: looked up here)."""
+    by its id's hash, a position by the shard its id names (`pos_s<i>_...`) or the one it moved
+    to (`tradingd cluster reshard`) — or None when it is this shard's, or a position id names no
+    shard (made before shards: looked up here)."""
     from tradingd.adapters.cluster.shards import owner, shard_of_id
 
     match = request.match_info
@@ -126,7 +127,10 @@ def _owner_shard(request: web.Request, daemon: Daemon) -> tuple[int, str, str] |
             return None
         return owner(agent_id, daemon.shards), "agent", agent_id
     if "position_id" in match:
-        shard = shard_of_id(match["position_id"], daemon.shards)
+        intake = daemon.shard_intake
+        shard = intake.moved_positions.get(match["position_id"]) if intake is not None else None
+        if shard is None:  # a position is on the shard its id names unless it moved
+            shard = shard_of_id(match["position_id"], daemon.shards)
         if shard is not None and shard != daemon.shard:
             return shard, "position", match["position_id"]
     return None

@@ -1,0 +1,336 @@
+"""`tradingd cluster reshard --shards M`: change a stopped cluster's shard count (docs/cluster.md
+"Changing the shard count"). An agent belongs to shard sha256(id) mod the count (shards.owner),
+so a new count moves agents: this moves each one's whole state to its new shard's namespace.
+
+Steps, each safe to run again after a crash (the run finds what is left and finishes it):
+1. take the lease of every namespace involved (old and new shards): refused while any shard or
+   standby holds one, and no shard can start (it waits as a standby) until the run ends; taking
+   a lease bumps its fencing counter, so a stale process can commit nothing;
+2. refuse while an old shard's consumer group has signals it has not applied (a signal accepted
+   must be applied by the shard that owned its agents when it was accepted);
+3. drain every old shard's write-through stream into Postgres (its write-behind, run here);
+4. migrate the new shards' schemas, then move every misplaced agent's rows in ONE Postgres
+   transaction (agent_moves.move_rows): all agents move or none;
+5. move the live-view hash fields that name moved agents, rebuild the moved-positions map (a
+   position id names the shard that opened it; GET /v1/positions/{id} looks moves up there),
+   record the new count, and drop what removed shards left in the shared keys.
+
+Ticks the old shards had not read are not carried over: the new shards start at the tick
+streams' end and price from the next tick (as after a takeover)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from typing import Any
+
+from tradingd.adapters.cluster.agent_moves import agents_in, move_hash_fields, move_rows, quoted
+from tradingd.adapters.cluster.intake_stream import STREAMS, IntakeKeys, entry_seq
+from tradingd.adapters.cluster.shards import MAX_SHARDS, owner, shard_namespace, shard_of_id
+from tradingd.adapters.store.stream_codec import Keys
+
+LEASE_MS = 30_000
+DRAIN_TIMEOUT_S = 120.0
+MOVED_CHUNK = 1000
+
+
+class ReshardRefused(Exception):
+    """The cluster is not in a state to be resharded (a shard running, signals unapplied, a
+    stream not drained); the message says what to do. Nothing was changed."""
+
+
+class Reshard:
+    """One run of the procedure from `shards_from` (the count recorded in Redis; 1: a single
+    process on the base namespace) to `shards_to` shards, on one Redis and one Postgres."""
+
+    def __init__(self, redis_url: str, database_url: str, base: str, shards_to: int) -> None:
+        if not 2 <= shards_to <= MAX_SHARDS:
+            raise ReshardRefused(f"--shards {shards_to}: 2..{MAX_SHARDS}")
+        self.redis_url = redis_url
+        self.database_url = database_url
+        self.base = base
+        self.to = shards_to
+        self.intake = IntakeKeys(base)
+        self.r: Any = None
+        self.leases: list[Any] = []
+        self.report: dict[str, Any] = {"namespace": base, "shards_to": shards_to}
+
+    # -- the run ----------------------------------------------------------------------------
+
+    async def run(self, dry_run: bool = False, say: Any = print) -> dict[str, Any]:
+        from tradingd.adapters.store.redis import client
+
+        self.r = client(self.redis_url, 10.0)
+        renewing: asyncio.Task[None] | None = None
+        try:
+            known = int(await self.r.get(self.intake.count) or 1)
+            self.report["shards_from"] = known
+            old = [shard_namespace(self.base, i, known) for i in range(known)]
+            new = [shard_namespace(self.base, j, self.to) for j in range(self.to)]
+            await self._take_leases(list(dict.fromkeys(old + new)))
+            renewing = asyncio.create_task(self._renew())
+            await self._check_intake(known)
+            plan = await self._plan(old)
+            self.report["moves"] = {f"{s} -> {d}": len(a) for (s, d), a in sorted(plan.items())}
+            self.report["agents_moving"] = sum(len(a) for a in plan.values())
+            say(f"{self.report['agents_moving']} agent(s) move: {self.report['moves'] or 'none'}")
+            if dry_run:
+                return self.report
+            for ns in old:
+                await self._drain(ns, say)
+            await self._move_rows(new, plan, say)
+            await self._fix_redis(old, new, known)
+            say(f"the cluster now counts {self.to} shards")
+            return self.report
+        finally:
+            if renewing is not None:
+                renewing.cancel()
+            for lease in self.leases:
+                try:
+                    await lease.release()
+                except Exception:  # the lease lapses on its own
+                    pass
+            await self.r.aclose()
+
+    async def _take_leases(self, namespaces: list[str]) -> None:
+        from tradingd.adapters.cluster.lease import Lease
+
+        instance = f"reshard-{os.getpid()}"
+        for ns in namespaces:
+            lease = Lease(self.r, ns, instance, LEASE_MS)
+            if not await lease.try_acquire():
+                holder = await lease.holder()
+                raise ReshardRefused(
+                    f"the lease of {ns} is held ({holder}): stop every shard and standby of "
+                    f"the cluster first"
+                )
+            self.leases.append(lease)
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_MS / 3000)
+            for lease in self.leases:
+                await lease.renew()
+
+    async def _check_intake(self, known: int) -> None:
+        """Refuse while an old shard has signals delivered to the intake it has not applied."""
+        if known <= 1:
+            return
+        stream = self.intake.stream("signals")
+        last = int(await self.r.get(self.intake.stream_seq("signals")) or 0)
+        for g in await _groups(self.r, stream):
+            if not g["name"].startswith("s") or not g["name"][1:].isdigit():
+                continue
+            behind = last - entry_seq(g["last-delivered-id"])[1]
+            if behind > 0 or int(g["pending"]):
+                raise ReshardRefused(
+                    f"shard {g['name'][1:]} has not applied every signal (behind {behind}, "
+                    f"pending {g['pending']}): start it alone until `tradingd cluster status` "
+                    f"shows its signals lag and pending at 0, stop it, and run this again"
+                )
+
+    async def _plan(self, old: list[str]) -> dict[tuple[str, str], list[str]]:
+        """(from namespace, to namespace) -> the agents that move."""
+        from tradingd.adapters.store import postgres as pg
+
+        conn = await pg.connect(self.database_url, "public", timeout=10)
+        try:
+            plan: dict[tuple[str, str], list[str]] = {}
+            for ns in old:
+                for agent_id in await agents_in(conn, ns):
+                    dst = shard_namespace(self.base, owner(agent_id, self.to), self.to)
+                    if dst != ns:
+                        plan.setdefault((ns, dst), []).append(agent_id)
+            return plan
+        finally:
+            await conn.close()
+
+    async def _drain(self, ns: str, say: Any) -> None:
+        """Write what `ns`'s stream holds into Postgres with its write-behind, run here."""
+        from tradingd.adapters.store.writer import WriteBehind
+
+        keys = Keys(ns)
+        if not await self.r.xlen(keys.stream):
+            return
+        writer = WriteBehind(
+            self.r,
+            keys,
+            self.database_url,
+            ns,
+            on_status=lambda up, why: None,
+            claim_idle_ms=0,
+            consumer=f"reshard-{os.getpid()}",
+        )
+        await writer.ensure_group()
+        task = asyncio.create_task(writer.run())
+        try:
+            drained = await writer.drain(DRAIN_TIMEOUT_S)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await writer.close()
+        if not drained:
+            raise ReshardRefused(
+                f"{ns}: the write-through stream did not drain into Postgres within "
+                f"{DRAIN_TIMEOUT_S:.0f} s ({writer.reason or 'see the log'}); nothing was moved"
+            )
+        say(f"{ns}: stream drained into Postgres ({writer.written} entries)")
+
+    async def _move_rows(
+        self, new: list[str], plan: dict[tuple[str, str], list[str]], say: Any
+    ) -> None:
+        from tradingd.adapters.store import postgres as pg
+
+        for ns in new:
+            await pg.migrate(self.database_url, ns)
+        if not plan:
+            return
+        conn = await pg.connect(self.database_url, "public", timeout=10)
+        try:
+            async with conn.transaction():
+                for (src, dst), agents in sorted(plan.items()):
+                    moved = await move_rows(conn, src, dst, agents)
+                    say(f"{src} -> {dst}: {len(agents)} agent(s), rows {moved}")
+        finally:
+            await conn.close()
+
+    async def _fix_redis(self, old: list[str], new: list[str], known: int) -> None:
+        def dst_of(ns: str) -> Any:
+            def owner_keys(agent_id: str) -> Keys | None:
+                dst = shard_namespace(self.base, owner(agent_id, self.to), self.to)
+                return None if dst == ns else Keys(dst)
+
+            return owner_keys
+
+        fields = 0
+        for ns in old:
+            fields += await move_hash_fields(self.r, Keys(ns), dst_of(ns))
+        self.report["redis_fields_moved"] = fields
+        self.report["positions_mapped"] = await self._map_moved_positions(new)
+        await self.r.set(self.intake.count, self.to)
+        for i in range(self.to, known):  # shards removed by a smaller count
+            await self.r.hdel(self.intake.shards, str(i))
+            await self.r.delete(self.intake.feed_watched(i))
+            for name in STREAMS:
+                try:
+                    await self.r.xgroup_destroy(self.intake.stream(name), f"s{i}")
+                except Exception as exc:  # no such stream or group
+                    if "NOGROUP" not in str(exc) and "no such key" not in str(exc).lower():
+                        raise
+
+    async def _map_moved_positions(self, new: list[str]) -> int:
+        """Rebuild `{<base>}:moved_positions` (position id -> shard) from every position whose
+        id does not name the shard that holds it now; replaced whole (RENAME)."""
+        from tradingd.adapters.store import postgres as pg
+
+        key = self.intake.moved_positions
+        building = key + ":building"
+        await self.r.delete(building)
+        mapped = 0
+        conn = await pg.connect(self.database_url, "public", timeout=10)
+        try:
+            for shard, ns in enumerate(new):
+                exists = await conn.fetchval(
+                    "SELECT to_regclass($1) IS NOT NULL", f"{quoted(ns)}.positions"
+                )
+                if not exists:
+                    continue
+                batch: dict[str, int] = {}
+                async with conn.transaction():
+                    async for row in conn.cursor(f"SELECT id FROM {quoted(ns)}.positions"):
+                        if shard_of_id(row["id"], self.to) != shard:
+                            batch[row["id"]] = shard
+                        if len(batch) >= MOVED_CHUNK:
+                            await self.r.hset(building, mapping=batch)
+                            mapped += len(batch)
+                            batch = {}
+                if batch:
+                    await self.r.hset(building, mapping=batch)
+                    mapped += len(batch)
+        finally:
+            await conn.close()
+        if mapped:
+            await self.r.rename(building, key)
+        else:
+            await self.r.delete(key)
+        return mapped
+
+
+async def _groups(r: Any, stream: str) -> list[dict[str, Any]]:
+    from redis.exceptions import ResponseError
+
+    try:
+        groups = await r.xinfo_groups(stream)
+    except ResponseError:  # no such key
+        return []
+    out = []
+    for g in groups:
+        name = g["name"].decode() if isinstance(g["name"], bytes) else str(g["name"])
+        last = g.get("last-delivered-id")
+        last = last.decode() if isinstance(last, bytes) else str(last)
+        out.append({"name": name, "last-delivered-id": last, "pending": g.get("pending", 0)})
+    return out
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "reshard",
+        help="change a STOPPED cluster's shard count: move every agent whose owner changes "
+        "(its rows in Postgres, its live view in Redis) to its new shard",
+    )
+    p.add_argument("--shards", type=int, required=True, help="the new shard count (2..64)")
+    p.add_argument(
+        "--config", help="TOML config file (default: $TRADINGD_CONFIG, else the built-in profile)"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="take the leases, check, print the moves, change nothing",
+    )
+    p.set_defaults(func=_reshard)
+
+
+def _reshard(args: argparse.Namespace) -> int:
+    from tradingd.adapters.app.cli import config_refused
+    from tradingd.adapters.app.settings import load_settings
+    from tradingd.adapters.store import namespace_from_env
+    from tradingd.adapters.transient import REDIS_FAILURES
+    from tradingd.engine.errors import TradingdError
+
+    try:
+        settings = load_settings(args.config, dict(os.environ))
+    except TradingdError as exc:
+        return config_refused(exc)
+    redis_url, database_url = settings.store.redis_url, settings.store.database_url
+    if not redis_url or not database_url:
+        print(
+            "tradingd: cluster reshard works on the cluster's store: set REDIS_URL and "
+            "DATABASE_URL (or [store] redis_url, database_url)",
+            file=sys.stderr,
+        )
+        return 2
+    started = time.monotonic()
+    job = Reshard(redis_url, database_url, namespace_from_env(), args.shards)
+    try:
+        report = asyncio.run(job.run(dry_run=args.dry_run))
+    except ReshardRefused as exc:
+        print(f"tradingd: reshard refused: {exc}", file=sys.stderr)
+        return 1
+    except REDIS_FAILURES as exc:
+        print(f"tradingd: cannot reach redis: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"tradingd: cannot reach postgres: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"reshard {'planned' if args.dry_run else 'done'}: {report.get('shards_from')} -> "
+        f"{report['shards_to']} shards, {report.get('agents_moving', 0)} agent(s) moving, "
+        f"{time.monotonic() - started:.1f} s"
+    )
+    return 0

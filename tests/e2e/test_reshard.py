@@ -1,0 +1,287 @@
+"""Changing a cluster's shard count end to end (docs/cluster.md "Changing the shard count"): two
+real shards trade, `tradingd cluster reshard --shards 3` is refused while they run, then run on
+the stopped cluster (one shard killed with SIGKILL, so its stream still holds what Postgres has
+not), and three shards start. Every agent is then its new owner's, with the same positions (ids
+included), balances and trades, read from any shard, position ids too; the old shards hold
+nothing of a moved agent in Postgres or Redis; a stop crossed after the move fires once, on the
+new owner; a new signal buys once per agent."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import redis
+from tradingd.adapters.cluster.shards import owner, shard_namespace
+from tradingd.adapters.feeds.synthetic import demo_mint
+from tradingd.adapters.store.stream_codec import Keys
+
+from tests.e2e.cluster_nodes import Node, Nodes, embedded_servers, wait_ready
+from tests.e2e.conftest import REPO
+from tests.polling import poll_until
+
+TOKENS = [demo_mint(0), demo_mint(1)]
+DEPOSIT = 1_000_000_000  # 1,000 USDC
+
+
+def agent_ids() -> list[str]:
+    """Eight agents: some stay on their shard going from 2 to 3 shards, some move."""
+    return [f"agt_rs_{n}" for n in range(8)]
+
+
+AGENTS = agent_ids()
+MOVING = [
+    a
+    for a in AGENTS
+    if shard_namespace("x", owner(a, 2), 2) != shard_namespace("x", owner(a, 3), 3)
+]
+
+
+def config() -> str:
+    out = ["[engine]", "max_price_age_ms = 600000", "", "[cluster]", "lease_ms = 1000", ""]
+    for k, agent in enumerate(AGENTS):
+        out += [
+            "[[agents]]",
+            f'id = "{agent}"',
+            f'name = "agent {k}"',
+            'venue = "paper"',
+            'quote = "USDC"',
+            f"paper_deposit = {DEPOSIT}",
+            "",
+            "[agents.config]",
+            f'sizing = {{ mode = "fixed", amount = {(20 + k) * 1_000_000} }}',
+            'stop_loss = { mode = "fixed", default_pct = -5 }',
+            "execution = { slippage_bps = 0, fee_bps = 0 }",
+            "",
+        ]
+    return "\n".join(out)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    yield from embedded_servers(tmp_path_factory, "reshard-servers")
+
+
+@pytest.fixture
+def nodes(servers: tuple[str, str], tmp_path: Path) -> Iterator[Nodes]:
+    n = Nodes(
+        servers[0],
+        servers[1],
+        f"rsh_{uuid.uuid4().hex[:10]}",
+        "tdk_e2e_" + secrets.token_urlsafe(24),
+        tmp_path,
+        [],
+    )
+    yield n
+    n.stop_all()
+
+
+def start(nodes: Nodes, shards: int, shard: int) -> Node:
+    node = nodes.launch(
+        f"n{shards}_{shard}", config(), ["--shards", str(shards), "--shard", str(shard)]
+    )
+    wait_ready(node, f"shard {shard} of {shards} ready")
+    return node
+
+
+def reshard(nodes: Nodes, shards: int) -> subprocess.CompletedProcess[str]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TRADINGD_")},
+        "REDIS_URL": nodes.redis_url,
+        "DATABASE_URL": nodes.database_url,
+        "TRADINGD_STORE_NAMESPACE": nodes.namespace,
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "tradingd.adapters.app.cli",
+        "cluster",
+        "reshard",
+        "--shards",
+        str(shards),
+    ]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+
+
+def ticks(node: Node, prices: list[float]) -> None:
+    now = int(time.time() * 1000)
+    body = {
+        "ticks": [
+            {"token": t, "price_usd": p, "ts": now, "decimals": 6, "source": "e2e"}
+            for t, p in zip(TOKENS, prices, strict=True)
+        ]
+    }
+    resp = node.post("/v1/prices", body)
+    assert resp.status_code == 202, resp.text
+
+
+def signal(node: Node, sid: str, token: int, side: str = "buy") -> None:
+    body = {"id": sid, "token": TOKENS[token], "side": side, "expires_in_ms": 600_000}
+    resp = node.post("/v1/signals", body)
+    assert resp.status_code in (200, 202), resp.text
+
+
+def settled(node: Node) -> bool:
+    cluster = node.get("/health").json()["cluster"]
+    return all(s["lag"] == 0 and s["pending"] == 0 for s in cluster["intake"].values())
+
+
+def wait_settled(shards: list[Node]) -> None:
+    for node in shards:
+        poll_until(
+            lambda n=node: settled(n), bool, timeout_s=30, interval_s=0.1, what="intake applied"
+        )
+
+
+def get_ok(node: Node, path: str) -> Any:
+    resp = node.get(path)
+    assert resp.status_code == 200, (path, resp.text)
+    return resp.json()
+
+
+def state_of(node: Node, agent: str) -> dict[str, Any]:
+    positions = get_ok(node, f"/v1/agents/{agent}/positions?limit=1000")["items"]
+    for p in positions:
+        p.pop("current_price_usd", None), p.pop("unrealized_pnl", None), p.pop("age_ms", None)
+    return {
+        "positions": sorted(positions, key=lambda p: p["id"]),
+        "balances": get_ok(node, f"/v1/agents/{agent}/balances"),
+        "trades": sorted(
+            get_ok(node, f"/v1/agents/{agent}/trades?limit=1000")["items"], key=lambda t: t["id"]
+        ),
+    }
+
+
+def test_reshard_moves_every_agent_whole_to_its_new_shard(nodes: Nodes) -> None:
+    assert 2 <= len(MOVING) < len(AGENTS)
+    two = [start(nodes, 2, i) for i in range(2)]
+    ticks(two[0], [1.0, 2.0])
+    signal(two[1], "b0", 0)
+    signal(two[0], "b1", 1)
+    wait_settled(two)
+    # shard 1's write-behind blocks on a lock: what follows is only in its Redis stream
+    r = redis.Redis.from_url(nodes.redis_url)
+    stream_1 = Keys(shard_namespace(nodes.namespace, 1, 2)).stream
+    with TableLock(nodes.database_url, f'"{shard_namespace(nodes.namespace, 1, 2)}".trades'):
+        ticks(two[1], [1.02, 2.2])
+        signal(two[0], "s1", 1, side="sell")  # token 1 closed: trades on both sides
+        signal(two[1], "b2", 1)  # and bought again: open positions on both tokens
+        wait_settled(two)
+        poll_until(
+            lambda: [len(state_of(two[0], a)["positions"]) for a in AGENTS],
+            lambda counts: counts == [3] * len(AGENTS),
+            timeout_s=20,
+            what="every agent holds three positions",
+        )
+        before = {a: state_of(two[0], a) for a in AGENTS}
+        assert r.xlen(stream_1) > 0
+        two[1].proc.kill()  # its stream holds what Postgres has not: the reshard drains it
+        two[1].proc.wait(timeout=10)
+
+    refused = reshard(nodes, 3)  # shard 0 runs (and shard 1's lease has not lapsed)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "held" in refused.stderr and "stop every shard" in refused.stderr
+    two[0].stop()
+    done = poll_until(
+        lambda: reshard(nodes, 3),
+        lambda r: r.returncode == 0 or "held" not in r.stderr,
+        timeout_s=30,
+        interval_s=0.5,
+        what="the killed shard's lease lapses and the reshard runs",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(MOVING)} agent(s) moving" in done.stdout, done.stdout
+
+    three = [start(nodes, 3, i) for i in range(3)]
+    for agent in AGENTS:
+        home = owner(agent, 3)
+        for i, node in enumerate(three):
+            resp = node.get(f"/v1/agents/{agent}")
+            assert resp.status_code == 200, resp.text
+            if i != home:
+                assert resp.headers["X-Tradingd-Owner-Shard"] == str(home)
+            assert state_of(node, agent) == before[agent], (agent, i)
+            for p in before[agent]["positions"]:
+                one = get_ok(node, f"/v1/positions/{p['id']}")
+                assert one["id"] == p["id"] and one["agent_id"] == agent
+
+    # nothing of a moved agent is left where it was: Postgres rows and the Redis live view
+    for i in range(3):
+        ns = shard_namespace(nodes.namespace, i, 3)
+        held = {k.decode() for k in r.hkeys(Keys(ns).hash("agents"))}
+        assert held <= {a for a in AGENTS if owner(a, 3) == i}, (ns, held)
+    rows = asyncio.run(_agent_rows(nodes.database_url, nodes.namespace))
+    for (ns, table), agents in rows.items():
+        shard = int(ns.rpartition("_s")[2])
+        assert all(owner(a, 3) == shard for a in agents), (ns, table, agents)
+
+    # a stop crossed after the move fires once, on the new owner; a new buy trades once each
+    ticks(three[2], [0.9, 2.2])
+    signal(three[1], "b3", 0)
+    wait_settled(three)
+
+    def outcome() -> list[tuple[int, int]]:
+        out = []
+        for a in AGENTS:
+            ps = state_of(three[0], a)["positions"]
+            stopped = sum(1 for p in ps if p["exit_reason"] == "stop_loss")
+            out.append((stopped, len(ps)))
+        return out
+
+    poll_until(outcome, lambda o: o == [(1, 4)] * len(AGENTS), timeout_s=20, what="stops and buys")
+
+
+class TableLock:
+    """An ACCESS EXCLUSIVE lock on a table, held by a connection in a thread of its own while
+    the `with` block runs: a writer touching the table waits."""
+
+    def __init__(self, url: str, table: str) -> None:
+        self.url, self.table = url, table
+        self.held, self.release = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._hold()), daemon=True)
+
+    async def _hold(self) -> None:
+        conn = await asyncpg.connect(self.url)
+        try:
+            async with conn.transaction():
+                await conn.execute(f"LOCK TABLE {self.table} IN ACCESS EXCLUSIVE MODE")
+                self.held.set()
+                while not self.release.is_set():
+                    await asyncio.sleep(0.05)
+        finally:
+            await conn.close()
+
+    def __enter__(self) -> TableLock:
+        self.thread.start()
+        assert self.held.wait(10), "lock not taken"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.thread.join(10)
+
+
+async def _agent_rows(url: str, base: str) -> dict[tuple[str, str], list[str]]:
+    conn = await asyncpg.connect(url)
+    try:
+        out = {}
+        for i in range(3):
+            ns = shard_namespace(base, i, 3)
+            for table in ("agents", "positions", "trades", "balances"):
+                col = "id" if table == "agents" else "agent_id"
+                rows = await conn.fetch(f'SELECT DISTINCT {col} AS a FROM "{ns}".{table}')
+                out[(ns, table)] = [r["a"] for r in rows]
+        return out
+    finally:
+        await conn.close()
