@@ -35,6 +35,7 @@ from tradingd.adapters.store.stream_codec import Keys
 LEASE_MS = 30_000
 DRAIN_TIMEOUT_S = 120.0
 MOVED_CHUNK = 1000
+LIVE_IDLE_MS = 5_000  # a write-behind that read its stream this recently is running
 
 
 class ReshardRefused(Exception):
@@ -71,6 +72,8 @@ class Reshard:
             old = [shard_namespace(self.base, i, known) for i in range(known)]
             new = [shard_namespace(self.base, j, self.to) for j in range(self.to)]
             await self._take_leases(list(dict.fromkeys(old + new)))
+            for ns in old:
+                await self._refuse_if_written(ns)
             renewing = asyncio.create_task(self._renew())
             await self._check_intake(known)
             plan = await self._plan(old)
@@ -108,6 +111,25 @@ class Reshard:
                     f"the cluster first"
                 )
             self.leases.append(lease)
+
+    async def _refuse_if_written(self, ns: str) -> None:
+        """A process without a lease (a plain single process) is seen by its write-behind: a
+        running one reads its stream at least every second (BLOCK 1000 ms)."""
+        from redis.exceptions import ResponseError
+
+        from tradingd.adapters.store.writer import WriteBehind
+
+        try:
+            consumers = await self.r.xinfo_consumers(Keys(ns).stream, WriteBehind.GROUP)
+        except ResponseError:  # no stream or no group: nothing ever wrote here
+            return
+        for c in consumers:
+            name = c["name"].decode() if isinstance(c["name"], bytes) else str(c["name"])
+            if int(c.get("idle", LIVE_IDLE_MS)) < LIVE_IDLE_MS and not name.startswith("reshard-"):
+                raise ReshardRefused(
+                    f"a process is writing {ns} (its write-behind {name!r} read the stream "
+                    f"{c['idle']} ms ago): stop it first"
+                )
 
     async def _renew(self) -> None:
         while True:

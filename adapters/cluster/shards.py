@@ -100,7 +100,7 @@ class ShardCountMismatch(TradingdError):
     def __init__(self, key: str, known: int, given: int) -> None:
         super().__init__(
             f"this cluster runs {known} shards ({key}), not {given}: start every shard with "
-            f"--shards {known} (changing the count needs its agents moved, not built yet; "
-            f"delete {key} only for a new, empty cluster)",
+            f"--shards {known} (to change the count, stop every shard and run "
+            f"`tradingd cluster reshard --shards {given}`: docs/cluster.md)",
             {"known": known, "given": given},
         )

@@ -195,10 +195,10 @@ def test_reshard_moves_every_agent_whole_to_its_new_shard(nodes: Nodes) -> None:
     two[0].stop()
     done = poll_until(
         lambda: reshard(nodes, 3),
-        lambda r: r.returncode == 0 or "held" not in r.stderr,
+        lambda r: r.returncode == 0 or not ("held" in r.stderr or "is writing" in r.stderr),
         timeout_s=30,
         interval_s=0.5,
-        what="the killed shard's lease lapses and the reshard runs",
+        what="the killed shard's lease lapses (and its write-behind is idle): the reshard runs",
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{len(MOVING)} agent(s) moving" in done.stdout, done.stdout
@@ -285,3 +285,84 @@ async def _agent_rows(url: str, base: str) -> dict[tuple[str, str], list[str]]:
         return out
     finally:
         await conn.close()
+
+
+def test_a_single_process_becomes_two_shards(nodes: Nodes) -> None:
+    """The common case: one process outgrew its core. Its agents all move (a single process
+    keeps them under the base namespace); its position ids name no shard, so any shard finds
+    them through the moved-positions map. A running single process holds no lease: its
+    write-behind reading the stream is what refuses the reshard."""
+    one = nodes.launch("single", config(), [])
+    wait_ready(one, "the single process ready")
+    ticks(one, [1.0, 2.0])
+    signal(one, "b0", 0)
+    signal(one, "b1", 1)
+    poll_until(
+        lambda: [len(state_of(one, a)["positions"]) for a in AGENTS],
+        lambda counts: counts == [2] * len(AGENTS),
+        timeout_s=20,
+        what="every agent holds two positions",
+    )
+    before = {a: state_of(one, a) for a in AGENTS}
+    refused = reshard(nodes, 2)
+    assert refused.returncode == 1 and "is writing" in refused.stderr, refused.stderr
+    one.stop()
+    done = poll_until(
+        lambda: reshard(nodes, 2),
+        lambda r: r.returncode == 0 or "is writing" not in r.stderr,
+        timeout_s=30,
+        interval_s=0.5,
+        what="the stopped process's write-behind idle: the reshard runs",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"1 -> 2 shards, {len(AGENTS)} agent(s) moving" in done.stdout, done.stdout
+    two = [start(nodes, 2, i) for i in range(2)]
+    for agent in AGENTS:
+        for node in two:
+            assert state_of(node, agent) == before[agent], agent
+            for p in before[agent]["positions"]:
+                assert get_ok(node, f"/v1/positions/{p['id']}")["agent_id"] == agent
+    ticks(two[1], [0.9, 2.0])  # every token-0 stop (-5 %) crossed: each fires once
+    wait_settled(two)
+
+    def stopped() -> list[int]:
+        return [
+            sum(p["exit_reason"] == "stop_loss" for p in state_of(two[0], a)["positions"])
+            for a in AGENTS
+        ]
+
+    poll_until(stopped, lambda s: s == [1] * len(AGENTS), timeout_s=20, what="one stop each")
+
+
+def test_reshard_waits_for_every_signal_to_be_applied(nodes: Nodes) -> None:
+    """A signal accepted while a shard was down must be applied by that shard (it owned those
+    agents when the signal came): the reshard is refused until the shard caught up."""
+    two = [start(nodes, 2, i) for i in range(2)]
+    ticks(two[0], [1.0, 2.0])
+    wait_settled(two)
+    two[1].stop()
+    signal(two[0], "while-down", 0)
+    two[0].stop()
+    refused = poll_until(
+        lambda: reshard(nodes, 3),
+        lambda r: "is writing" not in r.stderr,
+        timeout_s=30,
+        interval_s=0.5,
+        what="the stopped shards' write-behinds idle",
+    )
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "shard 1 has not applied every signal" in refused.stderr, refused.stderr
+    late = start(nodes, 2, 1)  # alone: it applies what it missed, then stops
+    wait_settled([late])
+    late.stop()
+    done = poll_until(
+        lambda: reshard(nodes, 3),
+        lambda r: r.returncode == 0 or "is writing" not in r.stderr,
+        timeout_s=30,
+        interval_s=0.5,
+        what="the reshard runs",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    three = [start(nodes, 3, i) for i in range(3)]
+    for agent in AGENTS:  # every agent bought once on the signal, wherever it lives now
+        assert len(state_of(three[0], agent)["positions"]) == 1, agent
