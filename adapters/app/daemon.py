@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from tradingd.adapters.cluster.forward import Forwarder
     from tradingd.adapters.cluster.intake import ShardIntake
     from tradingd.adapters.cluster.role import ClusterRole
+    from tradingd.adapters.cluster.shared_keys import SharedKeys
     from tradingd.adapters.feeds.recorder import Recorder
     from tradingd.adapters.http.ws import WsHub
     from tradingd.adapters.metrics import Metrics
@@ -126,6 +127,7 @@ class Daemon:
         self._tasks: list[asyncio.Task[object]] = []
         self._stop = asyncio.Event()
         self.keys: KeyStore | None = None
+        self.shared_keys: SharedKeys | None = None  # a cluster's keys, mirrored through Redis
         self.metrics: Metrics | None = None
         self.hub: WsHub | None = None
         self.store: Store | None = None
@@ -450,11 +452,10 @@ class Daemon:
                     extra={"path": str(key_file), "key_id": created.id},
                 )
             if self.settings.cluster.wanted() is not None or self.settings.cluster.shards > 1:
-                # keys live in each process's data dir (docs/cluster.md "API keys")
-                log.warning(
-                    "cluster: API keys are this process's own (keys.json in its data dir): give "
-                    "every process the same TRADINGD_ADMIN_KEY and the same keys.json, or a "
-                    "client's key fails (401) on the others and after a takeover",
+                # docs/cluster.md "API keys": shared through Redis; the bootstrap key is not
+                log.info(
+                    "cluster: API keys are shared with the cluster's other processes through "
+                    "Redis; TRADINGD_ADMIN_KEY is each process's own",
                     extra={"keys": len(keys.list()), "path": str(keys_path(self.data_dir))},
                 )
             self.keys = keys
@@ -622,6 +623,7 @@ class Daemon:
                     raise
                 raise ListenFailed(self.settings.http.host, self.settings.http.port, exc) from exc
             self._port_open = True
+        self.share_keys()
         systemd.notify("STATUS=standby: waiting for the lease")
         if not await cluster.connect(self._stop) or not await cluster.wait_for_lease(self._stop):
             return False
@@ -630,6 +632,21 @@ class Daemon:
         # only once everything is flushed (a clean stop hands over without waiting lease_ms).
         self.cleanups.append(lambda: cluster.close(release=cluster.role == "active"))
         return True
+
+    def share_keys(self) -> None:
+        """A cluster's processes share their API keys through Redis (adapters/cluster/
+        shared_keys.py), from before a standby takes over: a client's key works on every
+        shard and after a takeover."""
+        if self.shared_keys is not None or not self.settings.store.redis_url:
+            return
+        from tradingd.adapters.cluster.shared_keys import SharedKeys
+        from tradingd.adapters.store import namespace_from_env
+
+        shared = self.shared_keys = SharedKeys(
+            self.settings.store.redis_url, namespace_from_env(), self.build_keys()
+        )
+        self.spawn(shared.run(), "cluster-shared-keys")
+        self.cleanups.append(shared.close)
 
     def _step_down(self, reason: str) -> None:
         """The lease is lost (renewal refused, a fenced write, or lapsed by our own clock): stop

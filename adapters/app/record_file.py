@@ -51,6 +51,11 @@ class RecordFile(Generic[R]):
         self._file_id: tuple[int, int, int] | None = None
         self._checked_at = monotonic()
 
+    @property
+    def records(self) -> list[R]:
+        """The records as last loaded."""
+        return self._records
+
     def _identity(self) -> tuple[int, int, int] | None:
         """The file's identity: timestamps are coarse (a jiffy), so inode and size join them."""
         if self.path is None:

@@ -116,7 +116,6 @@ class Reshard:
         """A process without a lease (a plain single process) is seen by its write-behind: a
         running one reads its stream at least every second (BLOCK 1000 ms)."""
         from redis.exceptions import ResponseError
-
         from tradingd.adapters.store.writer import WriteBehind
 
         try:

@@ -31,12 +31,15 @@ BOOTSTRAP_ENV = "TRADINGD_ADMIN_KEY"
 BOOTSTRAP_ID = "env-admin"
 
 
-class ApiKey(Struct, frozen=True, kw_only=True):
+class ApiKey(Struct, frozen=True, kw_only=True, omit_defaults=True):
     id: str
     name: str
     scopes: frozenset[str]
     created_at: int  # epoch ms
     hash: str  # sha256 hex of the raw key
+    # epoch ms it was revoked: kept (hash only) so that a cluster's processes, which share their
+    # keys (adapters/cluster/shared_keys.py), never bring a revoked key back
+    revoked_at: int | None = None
 
     def allows(self, scope: str) -> bool:
         return "admin" in self.scopes or scope in self.scopes
@@ -57,6 +60,18 @@ def key_hash(raw: str) -> str:
 
 def new_raw_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def _news(mine: list[ApiKey], others: list[ApiKey]) -> dict[str, ApiKey]:
+    """The keys of `others` that change `mine`: ids unknown to it, and revocations of keys it
+    holds live."""
+    have = {k.id: k for k in mine}
+    out = {}
+    for other in others:
+        known = have.get(other.id)
+        if known is None or (other.revoked_at is not None and known.revoked_at is None):
+            out[other.id] = other
+    return out
 
 
 class KeyStore:
@@ -96,8 +111,9 @@ class KeyStore:
         self._file.load()
 
     def _index(self, keys: list[ApiKey]) -> None:
-        self._by_hash = {k.hash: k for k in keys}
-        self._ids = frozenset(k.id for k in keys)
+        live = [k for k in keys if k.revoked_at is None]
+        self._by_hash = {k.hash: k for k in live}
+        self._ids = frozenset(k.id for k in live)
         self.generation += 1
 
     def refresh(self) -> None:
@@ -141,7 +157,7 @@ class KeyStore:
             hash=key_hash(raw),
         )
         with self._file.edit() as keys:
-            if keys:  # `tradingd keys create` ran meanwhile
+            if any(k.revoked_at is None for k in keys):  # `tradingd keys create` ran meanwhile
                 return None
             write_atomic(key_file, (raw + "\n").encode(), durable=True)
             keys.append(key)
@@ -154,12 +170,32 @@ class KeyStore:
 
     def revoke(self, key_id: str) -> ApiKey:
         with self._file.edit() as keys:
-            found = next((k for k in keys if k.id == key_id), None)
-            if found is None:
+            at = next((i for i, k in enumerate(keys) if k.id == key_id), None)
+            if at is None or keys[at].revoked_at is not None:
                 raise NotFound(f"unknown key {key_id!r}", {"key_id": key_id})
-            keys.remove(found)
+            found = keys[at]
+            keys[at] = msgspec.structs.replace(found, revoked_at=self.clock())
         log.info("api key revoked", extra={"key_id": key_id})
         return found
+
+    def records(self) -> list[ApiKey]:
+        """Every key of the file, revoked ones included (their hash and `revoked_at`)."""
+        self._file.refresh()
+        return list(self._file.records)
+
+    def merge(self, others: list[ApiKey]) -> int:
+        """Take in keys another process of the cluster has: a key not known here is added, and
+        a revocation wins over a live copy (a revoked key never comes back). Returns how many
+        keys changed here; the file is written only when one did."""
+        if not _news(self.records(), others):
+            return 0
+        with self._file.edit() as keys:
+            news = _news(keys, others)
+            count = len(news)
+            keys[:] = [news.pop(k.id, k) for k in keys] + list(news.values())
+        if count:
+            log.info("api keys taken from the cluster", extra={"keys": count})
+        return count
 
     def is_live(self, key_id: str | None) -> bool:
         """Whether `key_id` still authenticates (as of the last load of the key file)."""

@@ -68,6 +68,8 @@ async def post_key(request: web.Request) -> web.Response:
     key, raw = await asyncio.to_thread(
         daemon_of(request).keys.create, body.name, frozenset(body.scopes)
     )
+    if (shared := daemon_of(request).shared_keys) is not None:
+        shared.poke()  # the cluster's other processes take it within a sync
     out = key_out(key)
     return json_response(
         KeyCreated(id=out.id, name=out.name, scopes=out.scopes, created_at=out.created_at, key=raw),
@@ -85,6 +87,8 @@ async def delete_key(request: web.Request) -> web.Response:
     """Revoke the key and close its WebSockets at once (alert `key_revoked`, close 1008)."""
     daemon, key_id = daemon_of(request), request.match_info["key_id"]
     await asyncio.to_thread(daemon.keys.revoke, key_id)
+    if daemon.shared_keys is not None:
+        daemon.shared_keys.poke()
     if daemon.hub is not None and (closed := daemon.hub.close_key(key_id)):
         log.info("websockets of a revoked key closed", extra={"key_id": key_id, "count": closed})
     return web.Response(status=204)
