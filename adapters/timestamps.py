@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import time
+from datetime import UTC, datetime, timedelta
 
 
 @functools.lru_cache(maxsize=4096)
@@ -19,6 +20,16 @@ def iso_ms(ms: int) -> str:
     represent (beyond year 9999 or far before 1970 on some platforms)."""
     seconds, millis = divmod(ms, 1000)
     return f"{_iso_second(seconds)}.{millis:03d}Z"
+
+
+def ms_of_iso(text: str) -> int:
+    """The inverse of iso_ms: "2026-11-24T12:00:00.123Z" -> epoch milliseconds (UTC). Raises
+    ValueError for another form."""
+    at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (at - _EPOCH) // timedelta(milliseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def iso_ms_or_none(ms: int | None) -> str | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -23,6 +22,7 @@ from tradingd.adapters.http.openapi import PAGED, QueryParam, Route
 from tradingd.adapters.http.schemas import AgentIn, AgentOut, AgentPage, AgentPatch
 from tradingd.adapters.http.shapes import agent_out
 from tradingd.adapters.solana.keystore import WalletDamaged
+from tradingd.adapters.timestamps import ms_of_iso
 from tradingd.adapters.venues import PAPER, check_agent_venue
 from tradingd.engine.config import AgentConfig, validate_config
 from tradingd.engine.errors import NotFound, ValidationError
@@ -48,11 +48,7 @@ def _creation(agent: Agent) -> tuple[int, str]:
 
 def _shown_creation(agent: dict[str, Any]) -> tuple[int, str]:
     """`_creation` of an agent as the API shows it (`created_at` ISO-8601 with milliseconds)."""
-    at = datetime.fromisoformat(agent["created_at"].replace("Z", "+00:00"))
-    return (at - _EPOCH) // timedelta(milliseconds=1), agent["id"]
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+    return ms_of_iso(agent["created_at"]), agent["id"]
 
 
 def merge_agent_pages(

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from aiohttp import web
 from msgspec import UNSET
-from tradingd.adapters.http.codec import API_KEY, daemon_of, json_response, paginate, read_body
+from tradingd.adapters.http.codec import (
+    API_KEY,
+    daemon_of,
+    json_response,
+    key_cursor,
+    paginate,
+    read_body,
+)
 from tradingd.adapters.http.errors import NotReady
 from tradingd.adapters.http.instruments import check_instrument
 from tradingd.adapters.http.openapi import PAGED, Route
@@ -23,7 +30,7 @@ from tradingd.adapters.http.schemas import (
 )
 from tradingd.adapters.http.shapes import signal_out
 from tradingd.adapters.store.errors import StoreUnavailable
-from tradingd.adapters.timestamps import iso_ms
+from tradingd.adapters.timestamps import iso_ms, ms_of_iso
 from tradingd.adapters.venues.ccxt.markets import MarketRegistry
 from tradingd.engine.core import SignalRecord
 from tradingd.engine.errors import NotFound, ValidationError
@@ -237,6 +244,35 @@ def merge_signal(
     return {**own, "agents_matched": matched, "executions": executions}
 
 
+def _listed(signal: dict[str, Any]) -> tuple[int, str]:
+    """The list's sort key of a signal as the API shows it: newest first, then by id."""
+    return -ms_of_iso(signal["received_at"]), signal["signal_id"]
+
+
+def merge_signal_pages(
+    request: web.Request, own: dict[str, Any], others: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Agent shards: every shard applies every signal and records its own agents' executions,
+    so each shard's page after the same cursor holds the same signals; each signal of this
+    shard's page is merged with the other shards' records of it (merge_signal). A shard with
+    signals this one has not applied yet has a page that ends earlier: the merged page stops
+    where the first full page of another shard ends (its cursor resumes there on every shard),
+    so no signal is shown without a shard's executions it could have had. A signal a shard has
+    not applied yet is shown with the executions of those that have."""
+    theirs = [{s["signal_id"]: s for s in page["items"]} for page in others]
+    ends = [_listed(page["items"][-1]) for page in others if page["next_cursor"] and page["items"]]
+    end = min(ends, default=None)
+    items = []
+    for signal in own["items"]:
+        if end is not None and _listed(signal) > end and items:
+            break
+        found = [t[signal["signal_id"]] for t in theirs if signal["signal_id"] in t]
+        items.append(merge_signal(request, signal, found))
+    if len(items) < len(own["items"]):
+        return {"items": items, "next_cursor": key_cursor(_listed(items[-1]))}
+    return {"items": items, "next_cursor": own["next_cursor"]}
+
+
 async def list_signals(request: web.Request) -> web.Response:
     """Newest first: a signal arriving mid-walk lands before the walk, never inside it. Lists
     the dedupe window (engine memory); only the oldest ever leave it, and with them everything
@@ -290,8 +326,13 @@ ROUTES = [
         "read",
         {200: SignalPage},
         query=PAGED,
+        errors=(503,),
+        cluster_wide=True,
+        merge_shards=merge_signal_pages,
         description="The signals of the dedupe window (engine memory, see POST /v1/signals); "
-        "an older one is served by `GET /v1/signals/{signal_id}`.",
+        "an older one is served by `GET /v1/signals/{signal_id}`. With agent shards, each "
+        "signal holds every shard's executions and `agents_matched` summed (503 "
+        "`shards_incomplete` when a shard does not answer).",
     ),
     Route(
         "GET",

@@ -216,6 +216,14 @@ def test_reshard_moves_every_agent_whole_to_its_new_shard(nodes: Nodes) -> None:
                 one = get_ok(node, f"/v1/positions/{p['id']}")
                 assert one["id"] == p["id"] and one["agent_id"] == agent
 
+    # the signal list on any shard holds every shard's executions of each signal
+    for node in three:
+        listed = {s["id"]: s for s in get_ok(node, "/v1/signals?limit=2")["items"]}
+        listed |= {s["id"]: s for s in get_ok(node, "/v1/signals?limit=1000")["items"]}
+        for sid in ("b0", "b1", "b2"):
+            assert listed[sid]["agents_matched"] == len(AGENTS), (sid, listed[sid])
+            assert sorted(e["agent_id"] for e in listed[sid]["executions"]) == AGENTS
+
     # nothing of a moved agent is left where it was: Postgres rows and the Redis live view
     for i in range(3):
         ns = shard_namespace(nodes.namespace, i, 3)
