@@ -202,6 +202,9 @@ def test_reshard_moves_every_agent_whole_to_its_new_shard(nodes: Nodes) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{len(MOVING)} agent(s) moving" in done.stdout, done.stdout
+    assert "_s1: stream drained into Postgres" in done.stdout, done.stdout
+    again = reshard(nodes, 3)  # a second run (say, after a crash) finds nothing left to move
+    assert again.returncode == 0 and "3 -> 3 shards, 0 agent(s) moving" in again.stdout, again
 
     three = [start(nodes, 3, i) for i in range(3)]
     for agent in AGENTS:
