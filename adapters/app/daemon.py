@@ -26,6 +26,7 @@ from tradingd.adapters.app.live_venues import LiveVenues
 from tradingd.adapters.app.runtime import Runtime
 from tradingd.adapters.app.settings import Settings, agent_config, engine_options
 from tradingd.adapters.app.version import VERSION
+from tradingd.adapters.cluster.shards import ReshardInterrupted, ShardCountMismatch
 from tradingd.adapters.feeds.demo import DEMO_AGENT_ID, DemoSignals, demo_agent_config
 from tradingd.adapters.feeds.synthetic import SyntheticFeed
 from tradingd.adapters.http.auth import BOOTSTRAP_ENV, KeyStore, admin_key_path, keys_path
@@ -376,6 +377,7 @@ class Daemon:
                 print(f"tradingd: {exc.message}", file=sys.stderr)
                 return 1
         try:  # lock the data dir, recover state, subscribe, resume in-flight orders
+            await self._check_shard_count()
             secure_data_dir(self.data_dir, self._postgres_gid())
             self.live.start()  # before recovery: restored orders resume on their venues
             self.cleanups.append(self.live.close)
@@ -386,6 +388,11 @@ class Daemon:
             await self.open_store()
         except StoreError as exc:
             log.error("store unavailable", extra={"reason": exc.message})
+            print(f"tradingd: {exc.message}", file=sys.stderr)
+            return 1
+        except (ShardCountMismatch, ReshardInterrupted) as exc:
+            log.error("start-up refused", extra={"reason": exc.message})
+            await self.shutdown()
             print(f"tradingd: {exc.message}", file=sys.stderr)
             return 1
         except OSError as exc:
@@ -412,6 +419,17 @@ class Daemon:
                 sub(events)
             except Exception:
                 log.exception("alert subscriber failed")
+
+    async def _check_shard_count(self) -> None:
+        """On the external store, before recovery: refused (ShardCountMismatch,
+        ReshardInterrupted) when the cluster's recorded shard count is not this process's."""
+        url = self.settings.store.redis_url
+        if self.settings.store.kind != "external" or not url:
+            return
+        from tradingd.adapters.cluster.shards import check_recorded_count
+        from tradingd.adapters.store import namespace_from_env
+
+        await check_recorded_count(url, namespace_from_env(), self.shards)
 
     async def open_store(self, *, namespace: str | None = None, lock: bool = True) -> Store:
         """Open the configured store, restore the engine from it, subscribe it to the runtime

@@ -6,7 +6,8 @@ cluster; every step here can run again after a crash and finds nothing left to d
 An agent's rows are every table row keyed by its id: the agent, its config revisions, balances,
 positions, orders (in flight ones included: the new owner's recovery resumes them with their
 venues), trades, its signal executions, resting entries and its scorecards (`engine_state` keys
-`card<US><agent><US><source>`). The signals its executions name are copied (agents_matched 0: the
+`card<US><agent><US><source>`), and the `deleted:<agent>` marker of an earlier agent deleted under
+its id. The signals its executions name are copied (agents_matched 0: the
 sum over the shards stays the signal's count). The `events` journal and dead letters stay where
 they were written: a journal of what that namespace's process did."""
 
@@ -41,6 +42,17 @@ SCAN_COUNT = 500
 def quoted(schema: str) -> str:
     """A schema name as an SQL identifier (names are checked by postgres.check_schema)."""
     return '"' + schema.replace('"', "") + '"'
+
+
+async def agent_schemas(conn: Any, base: str) -> list[str]:
+    """The schemas that may hold a cluster's agents: the base namespace's (one process) and
+    every `<base>_s<i>` (a shard, of any count the cluster ever ran), that exist."""
+    # namespaces are [a-z0-9_] (postgres.check_schema): nothing to escape in the pattern
+    rows = await conn.fetch(
+        "SELECT nspname FROM pg_namespace WHERE nspname = $1 OR nspname ~ ('^' || $1 || '_s[0-9]+$')",
+        base,
+    )
+    return sorted(r["nspname"] for r in rows)
 
 
 async def agents_in(conn: Any, schema: str) -> list[str]:
@@ -78,9 +90,12 @@ async def move_rows(conn: Any, src: str, dst: str, agent_ids: list[str]) -> dict
     await move("agents", "id = ANY($1)")
     for table in BY_AGENT_ID:
         await move(table, "agent_id = ANY($1)")
+    # its scorecards, and the marker of an earlier agent deleted under the same id (recovery
+    # drops what that one wrote: without it a re-created agent would get its history back)
     await move(
         "engine_state",
-        f"key LIKE '{CARD_PREFIX}%' AND split_part(key, chr(31), 2) = ANY($1)",
+        f"(key LIKE '{CARD_PREFIX}%' AND split_part(key, chr(31), 2) = ANY($1))"
+        " OR key = ANY(SELECT 'deleted:' || a FROM unnest($1::text[]) AS a)",
     )
     return moved
 

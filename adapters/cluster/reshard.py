@@ -27,15 +27,44 @@ import sys
 import time
 from typing import Any
 
-from tradingd.adapters.cluster.agent_moves import agents_in, move_hash_fields, move_rows, quoted
+from tradingd.adapters.cluster.agent_moves import (
+    agent_schemas,
+    agents_in,
+    move_hash_fields,
+    move_rows,
+    quoted,
+)
 from tradingd.adapters.cluster.intake_stream import STREAMS, IntakeKeys, entry_seq
-from tradingd.adapters.cluster.shards import MAX_SHARDS, owner, shard_namespace, shard_of_id
+from tradingd.adapters.cluster.shards import (
+    MAX_SHARDS,
+    RESHARDING,
+    owner,
+    recorded_count,
+    shard_namespace,
+    shard_of_id,
+)
 from tradingd.adapters.store.stream_codec import Keys
 
-LEASE_MS = 30_000
+LEASE_MS = 10_000
 DRAIN_TIMEOUT_S = 120.0
 MOVED_CHUNK = 1000
 LIVE_IDLE_MS = 5_000  # a write-behind that read its stream this recently is running
+
+
+def _highest(namespaces: list[str]) -> int:
+    """The highest shard index among `<base>_s<i>` namespaces (-1: none)."""
+    found = [int(ns.rpartition("_s")[2]) for ns in namespaces if ns.rpartition("_s")[2].isdigit()]
+    return max(found, default=-1)
+
+
+def asyncpg_errors() -> type[Exception]:
+    import asyncpg
+
+    return asyncpg.PostgresError  # type: ignore[no-any-return]
+
+
+class StoreUnreachable(Exception):
+    """Redis or Postgres could not be reached; the message names which."""
 
 
 class ReshardRefused(Exception):
@@ -67,10 +96,17 @@ class Reshard:
         self.r = client(self.redis_url, 10.0)
         renewing: asyncio.Task[None] | None = None
         try:
-            known = int(await self.r.get(self.intake.count) or 1)
+            known, interrupted = recorded_count(await self.r.get(self.intake.count))
             self.report["shards_from"] = known
-            old = [shard_namespace(self.base, i, known) for i in range(known)]
+            if interrupted is not None:
+                say(f"finishing an interrupted reshard from {known} to {interrupted} shards")
             new = [shard_namespace(self.base, j, self.to) for j in range(self.to)]
+            # Every namespace that may hold agents: the recorded count's, and every schema of
+            # the cluster (an interrupted run may have moved them to another count's).
+            old = sorted(
+                {shard_namespace(self.base, i, known) for i in range(known)}
+                | set(await self._pg(agent_schemas, self.base))
+            )
             await self._take_leases(list(dict.fromkeys(old + new)))
             for ns in old:
                 await self._refuse_if_written(ns)
@@ -84,8 +120,11 @@ class Reshard:
                 return self.report
             for ns in old:
                 await self._drain(ns, say)
+            # From here until the end no shard may start with either count: a crash leaves
+            # this marker, and only a run of this command clears it.
+            await self.r.set(self.intake.count, f"{RESHARDING}:{known}:{self.to}")
             await self._move_rows(new, plan, say)
-            await self._fix_redis(old, new, known)
+            await self._fix_redis(old, new, max(known, _highest(old) + 1))
             say(f"the cluster now counts {self.to} shards")
             return self.report
         finally:
@@ -98,6 +137,19 @@ class Reshard:
                     pass
             await self.r.aclose()
 
+    async def _pg(self, fn: Any, *args: Any) -> Any:
+        """`fn(conn, *args)` on a connection of its own. Raises StoreUnreachable."""
+        from tradingd.adapters.store import postgres as pg
+
+        try:
+            conn = await pg.connect(self.database_url, "public", timeout=10)
+        except (OSError, asyncpg_errors()) as exc:
+            raise StoreUnreachable(f"cannot reach postgres: {exc}") from exc
+        try:
+            return await fn(conn, *args)
+        finally:
+            await conn.close()
+
     async def _take_leases(self, namespaces: list[str]) -> None:
         from tradingd.adapters.cluster.lease import Lease
 
@@ -105,7 +157,13 @@ class Reshard:
         for ns in namespaces:
             lease = Lease(self.r, ns, instance, LEASE_MS)
             if not await lease.try_acquire():
-                holder = await lease.holder()
+                holder = await lease.holder() or ""
+                if holder.partition(":")[2].startswith("reshard-"):
+                    raise ReshardRefused(
+                        f"the lease of {ns} is held by another reshard ({holder}): wait for it; "
+                        f"a reshard that was killed lets go within {LEASE_MS // 1000} s, then "
+                        f"run this again to finish its work"
+                    )
                 raise ReshardRefused(
                     f"the lease of {ns} is held ({holder}): stop every shard and standby of "
                     f"the cluster first"
@@ -155,19 +213,17 @@ class Reshard:
 
     async def _plan(self, old: list[str]) -> dict[tuple[str, str], list[str]]:
         """(from namespace, to namespace) -> the agents that move."""
-        from tradingd.adapters.store import postgres as pg
 
-        conn = await pg.connect(self.database_url, "public", timeout=10)
-        try:
-            plan: dict[tuple[str, str], list[str]] = {}
+        async def plan(conn: Any) -> dict[tuple[str, str], list[str]]:
+            out: dict[tuple[str, str], list[str]] = {}
             for ns in old:
                 for agent_id in await agents_in(conn, ns):
                     dst = shard_namespace(self.base, owner(agent_id, self.to), self.to)
                     if dst != ns:
-                        plan.setdefault((ns, dst), []).append(agent_id)
-            return plan
-        finally:
-            await conn.close()
+                        out.setdefault((ns, dst), []).append(agent_id)
+            return out
+
+        return await self._pg(plan)  # type: ignore[no-any-return]
 
     async def _drain(self, ns: str, say: Any) -> None:
         """Write what `ns`'s stream holds into Postgres with its write-behind, run here."""
@@ -203,22 +259,36 @@ class Reshard:
     async def _move_rows(
         self, new: list[str], plan: dict[tuple[str, str], list[str]], say: Any
     ) -> None:
+        import asyncpg
         from tradingd.adapters.store import postgres as pg
 
         for ns in new:
-            await pg.migrate(self.database_url, ns)
+            try:
+                await pg.migrate(self.database_url, ns)
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise StoreUnreachable(f"cannot migrate postgres schema {ns}: {exc}") from exc
         if not plan:
             return
-        conn = await pg.connect(self.database_url, "public", timeout=10)
-        try:
+
+        async def move_all(conn: Any) -> None:
             async with conn.transaction():
                 for (src, dst), agents in sorted(plan.items()):
                     moved = await move_rows(conn, src, dst, agents)
                     say(f"{src} -> {dst}: {len(agents)} agent(s), rows {moved}")
-        finally:
-            await conn.close()
 
-    async def _fix_redis(self, old: list[str], new: list[str], known: int) -> None:
+        try:
+            await self._pg(move_all)
+            say("rows moved: committed")
+        except asyncpg.UniqueViolationError as exc:
+            raise ReshardRefused(
+                f"a moving agent's row is already in its new shard's schema ({exc.detail or exc}):"
+                " nothing was moved; the cluster's schemas hold one agent twice (a shard ran "
+                'with another count?): see docs/cluster.md "Changing the shard count"'
+            ) from None
+
+    async def _fix_redis(self, old: list[str], new: list[str], highest: int) -> None:
+        """The live view, the positions map, the count; what shards >= the new count left."""
+
         def dst_of(ns: str) -> Any:
             def owner_keys(agent_id: str) -> Keys | None:
                 dst = shard_namespace(self.base, owner(agent_id, self.to), self.to)
@@ -232,7 +302,7 @@ class Reshard:
         self.report["redis_fields_moved"] = fields
         self.report["positions_mapped"] = await self._map_moved_positions(new)
         await self.r.set(self.intake.count, self.to)
-        for i in range(self.to, known):  # shards removed by a smaller count
+        for i in range(self.to, highest):  # shards removed by a smaller count
             await self.r.hdel(self.intake.shards, str(i))
             await self.r.delete(self.intake.feed_watched(i))
             for name in STREAMS:
@@ -245,14 +315,12 @@ class Reshard:
     async def _map_moved_positions(self, new: list[str]) -> int:
         """Rebuild `{<base>}:moved_positions` (position id -> shard) from every position whose
         id does not name the shard that holds it now; replaced whole (RENAME)."""
-        from tradingd.adapters.store import postgres as pg
-
         key = self.intake.moved_positions
         building = key + ":building"
         await self.r.delete(building)
-        mapped = 0
-        conn = await pg.connect(self.database_url, "public", timeout=10)
-        try:
+
+        async def build(conn: Any) -> int:
+            mapped = 0
             for shard, ns in enumerate(new):
                 exists = await conn.fetchval(
                     "SELECT to_regclass($1) IS NOT NULL", f"{quoted(ns)}.positions"
@@ -271,8 +339,9 @@ class Reshard:
                 if batch:
                     await self.r.hset(building, mapping=batch)
                     mapped += len(batch)
-        finally:
-            await conn.close()
+            return mapped
+
+        mapped: int = await self._pg(build)
         if mapped:
             await self.r.rename(building, key)
         else:
@@ -337,17 +406,17 @@ def _reshard(args: argparse.Namespace) -> int:
         )
         return 2
     started = time.monotonic()
-    job = Reshard(redis_url, database_url, namespace_from_env(), args.shards)
     try:
+        job = Reshard(redis_url, database_url, namespace_from_env(), args.shards)
         report = asyncio.run(job.run(dry_run=args.dry_run))
     except ReshardRefused as exc:
         print(f"tradingd: reshard refused: {exc}", file=sys.stderr)
         return 1
+    except StoreUnreachable as exc:
+        print(f"tradingd: {exc}", file=sys.stderr)
+        return 2
     except REDIS_FAILURES as exc:
         print(f"tradingd: cannot reach redis: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"tradingd: cannot reach postgres: {exc}", file=sys.stderr)
         return 2
     print(
         f"reshard {'planned' if args.dry_run else 'done'}: {report.get('shards_from')} -> "

@@ -90,6 +90,61 @@ def misdirected(named: str, owner_shard: int, url: str | None, kind: str = "agen
     )
 
 
+RESHARDING = "resharding"  # the recorded count while a reshard moves rows: `resharding:N:M`
+
+
+def recorded_count(raw: bytes | str | None) -> tuple[int, int | None]:
+    """The shard count recorded in `{<ns>}:shard_count`, and the count an interrupted reshard
+    was going to (None when none was): (1, None) with nothing recorded (one process)."""
+    if raw is None:
+        return 1, None
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    if text.startswith(RESHARDING + ":"):
+        _, frm, to = text.split(":")
+        return int(frm), int(to)
+    return int(text), None
+
+
+async def check_recorded_count(redis_url: str, base: str, shards: int) -> None:
+    """Before a process on the external store recovers anything: refused when the cluster's
+    recorded shard count is not its own (a single process on a namespace that became shards, a
+    shard started with another count) or a reshard was interrupted. Redis not answering is
+    left to the store (its outage rules). Raises ShardCountMismatch, ReshardInterrupted."""
+    from tradingd.adapters.cluster.intake_stream import IntakeKeys
+    from tradingd.adapters.store.redis import client
+    from tradingd.adapters.transient import REDIS_FAILURES
+
+    key = IntakeKeys(base).count
+    r = client(redis_url, 2.0)
+    try:
+        raw = await r.get(key)
+    except REDIS_FAILURES:
+        return
+    finally:
+        await r.aclose()
+    if raw is None:
+        return
+    known, interrupted = recorded_count(raw)
+    if interrupted is not None:
+        raise ReshardInterrupted(known, interrupted)
+    if known != shards:
+        raise ShardCountMismatch(key, known, shards)
+
+
+class ReshardInterrupted(TradingdError):
+    """`tradingd cluster reshard` stopped between moving rows and recording the new count:
+    no shard may start with either count until a run of it finishes."""
+
+    code = "reshard_interrupted"
+
+    def __init__(self, known: int, to: int) -> None:
+        super().__init__(
+            f"a reshard from {known} to {to} shards was interrupted: run `tradingd cluster "
+            f"reshard --shards {to}` to finish it, then start {to} shards",
+            {"from": known, "to": to},
+        )
+
+
 class ShardCountMismatch(TradingdError):
     """A shard started with another shard count than the cluster's: agents would belong to
     different shards in its eyes (a tester's finding: it joined, its agents were unreachable
@@ -98,9 +153,14 @@ class ShardCountMismatch(TradingdError):
     code = "shard_count_mismatch"
 
     def __init__(self, key: str, known: int, given: int) -> None:
+        change = (
+            f"to change the count, stop every shard and run `tradingd cluster reshard "
+            f"--shards {given}`"
+            if given > 1
+            else "its agents moved into the shards' namespaces"
+        )
         super().__init__(
-            f"this cluster runs {known} shards ({key}), not {given}: start every shard with "
-            f"--shards {known} (to change the count, stop every shard and run "
-            f"`tradingd cluster reshard --shards {given}`: docs/cluster.md)",
+            f"this cluster runs {known} shards ({key}), not {given}: start every process with "
+            f"--shards {known} --shard <i> ({change}: docs/cluster.md)",
             {"known": known, "given": given},
         )

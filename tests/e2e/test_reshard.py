@@ -95,23 +95,16 @@ def start(nodes: Nodes, shards: int, shard: int) -> Node:
     return node
 
 
-def reshard(nodes: Nodes, shards: int) -> subprocess.CompletedProcess[str]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("TRADINGD_")},
-        "REDIS_URL": nodes.redis_url,
-        "DATABASE_URL": nodes.database_url,
-        "TRADINGD_STORE_NAMESPACE": nodes.namespace,
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "tradingd.adapters.app.cli",
-        "cluster",
-        "reshard",
-        "--shards",
-        str(shards),
-    ]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+def reshard(nodes: Nodes, shards: int, *extra: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "tradingd.adapters.app.cli", "cluster", "reshard"]
+    return subprocess.run(
+        [*cmd, "--shards", str(shards), *extra],
+        cwd=REPO,
+        env=store_env(nodes),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def ticks(node: Node, prices: list[float]) -> None:
@@ -283,12 +276,12 @@ class TableLock:
         self.thread.join(10)
 
 
-async def _agent_rows(url: str, base: str) -> dict[tuple[str, str], list[str]]:
+async def _agent_rows(url: str, base: str, shards: int = 3) -> dict[tuple[str, str], list[str]]:
     conn = await asyncpg.connect(url)
     try:
         out = {}
-        for i in range(3):
-            ns = shard_namespace(base, i, 3)
+        for i in range(shards):
+            ns = shard_namespace(base, i, shards)
             for table in ("agents", "positions", "trades", "balances"):
                 col = "id" if table == "agents" else "agent_id"
                 rows = await conn.fetch(f'SELECT DISTINCT {col} AS a FROM "{ns}".{table}')
@@ -377,3 +370,96 @@ def test_reshard_waits_for_every_signal_to_be_applied(nodes: Nodes) -> None:
     three = [start(nodes, 3, i) for i in range(3)]
     for agent in AGENTS:  # every agent bought once on the signal, wherever it lives now
         assert len(state_of(three[0], agent)["positions"]) == 1, agent
+
+
+def store_env(nodes: Nodes) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TRADINGD_")},
+        "REDIS_URL": nodes.redis_url,
+        "DATABASE_URL": nodes.database_url,
+        "TRADINGD_STORE_NAMESPACE": nodes.namespace,
+        "TRADINGD_ADMIN_KEY": nodes.admin_key,
+    }
+
+
+def refused_start(nodes: Nodes, name: str, args: list[str]) -> str:
+    """`tradingd run` that must refuse to start: its output (it exits 1 before recovery)."""
+    data_dir = nodes.root / name
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "tradingd.toml").write_text(config())
+    cmd = [
+        sys.executable, "-m", "tradingd.adapters.app.cli", "run", "--no-demo", "--host",
+        "127.0.0.1", "--port", "0", "--data-dir", str(data_dir), "--config",
+        str(data_dir / "tradingd.toml"), *args,
+    ]  # fmt: skip
+    done = subprocess.run(
+        cmd, cwd=REPO, env=store_env(nodes), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    return done.stderr
+
+
+def test_a_reshard_killed_after_its_commit_blocks_every_start_until_a_run_finishes_it(
+    nodes: Nodes,
+) -> None:
+    """A tester's finding: killed between the Postgres commit and recording the new count, the
+    old shards could start again and re-create the moved agents with a fresh deposit. The
+    count now says `resharding` from before the commit: every start is refused until a run
+    finishes it, with any count (here 4, not the 3 the killed run was going to)."""
+    two = [start(nodes, 2, i) for i in range(2)]
+    ticks(two[0], [1.0, 2.0])
+    signal(two[1], "b0", 0)
+    wait_settled(two)
+    poll_until(
+        lambda: [len(state_of(two[0], a)["positions"]) for a in AGENTS],
+        lambda counts: counts == [1] * len(AGENTS),
+        timeout_s=20,
+        what="every agent holds a position",
+    )
+    before = {a: state_of(two[0], a) for a in AGENTS}
+    for node in two:
+        node.stop()
+    planned = poll_until(
+        lambda: reshard(nodes, 3, "--dry-run"),
+        lambda r: r.returncode == 0 or "is writing" not in r.stderr,
+        timeout_s=30,
+        interval_s=0.5,
+        what="the stopped shards' write-behinds idle",
+    )
+    assert planned.returncode == 0, planned.stderr
+    cmd = [sys.executable, "-u", "-m", "tradingd.adapters.app.cli", "cluster", "reshard"]
+    killed = subprocess.Popen(
+        [*cmd, "--shards", "3"], cwd=REPO, env=store_env(nodes), stdout=subprocess.PIPE, text=True
+    )
+    lines = []
+    try:
+        assert killed.stdout is not None
+        for line in killed.stdout:  # bounded: the run prints a handful of lines, then ends
+            lines.append(line)
+            if "committed" in line:
+                killed.kill()
+                break
+    finally:
+        killed.kill()
+        killed.wait(timeout=10)
+    assert any("committed" in line for line in lines), lines
+    for args in (["--shards", "2", "--shard", "0"], ["--shards", "3", "--shard", "0"], []):
+        said = refused_start(nodes, f"refused{len(args)}", args)
+        assert "interrupted" in said and "reshard --shards 3" in said, said
+
+    done = poll_until(
+        lambda: reshard(nodes, 4),
+        lambda r: r.returncode == 0 or "held by another reshard" not in r.stderr,
+        timeout_s=60,
+        interval_s=1.0,
+        what="the killed run's leases lapse",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "finishing an interrupted reshard from 2 to 3 shards" in done.stdout, done.stdout
+    four = [start(nodes, 4, i) for i in range(4)]
+    for agent in AGENTS:
+        assert state_of(four[(owner(agent, 4) + 1) % 4], agent) == before[agent], agent
+    rows = asyncio.run(_agent_rows(nodes.database_url, nodes.namespace, 4))
+    for (ns, table), agents in rows.items():
+        assert all(owner(a, 4) == int(ns.rpartition("_s")[2]) for a in agents), (ns, table)
+    assert "runs 4 shards" in refused_start(nodes, "single", [])  # nor a single process
