@@ -9,10 +9,12 @@ URLs (REDIS_URL / DATABASE_URL if both are set, else embedded servers it starts 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +132,13 @@ class Nodes:
     def stop_all(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+def new_nodes(servers: tuple[str, str], root: Path, prefix: str) -> Nodes:
+    """Nodes on `servers` (redis_url, database_url) under a fresh namespace `<prefix>_<hex>`,
+    with a fresh admin key."""
+    namespace = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    return Nodes(*servers, namespace, "tdk_e2e_" + secrets.token_urlsafe(24), root, [])
 
 
 def embedded_servers(

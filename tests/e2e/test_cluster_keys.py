@@ -5,15 +5,20 @@ the client's key works on the process that took over; a key revoked on one is re
 
 from __future__ import annotations
 
-import secrets
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.e2e.cluster_nodes import Node, Nodes, embedded_servers, wait_ready, wait_standby
+from tests.e2e.cluster_nodes import (
+    Node,
+    Nodes,
+    embedded_servers,
+    new_nodes,
+    wait_ready,
+    wait_standby,
+)
 from tests.polling import poll_until
 
 CONFIG = "[cluster]\nlease_ms = 1000\n"
@@ -26,14 +31,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
 
 @pytest.fixture
 def nodes(servers: tuple[str, str], tmp_path: Path) -> Iterator[Nodes]:
-    n = Nodes(
-        servers[0],
-        servers[1],
-        f"key_{uuid.uuid4().hex[:10]}",
-        "tdk_e2e_" + secrets.token_urlsafe(24),
-        tmp_path,
-        [],
-    )
+    n = new_nodes(servers, tmp_path, "key")
     yield n
     n.stop_all()
 

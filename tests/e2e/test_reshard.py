@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from tradingd.adapters.cluster.shards import owner, shard_namespace
 from tradingd.adapters.feeds.synthetic import demo_mint
 from tradingd.adapters.store.stream_codec import Keys
 
-from tests.e2e.cluster_nodes import Node, Nodes, embedded_servers, wait_ready
+from tests.e2e.cluster_nodes import Node, Nodes, embedded_servers, new_nodes, wait_ready
 from tests.e2e.conftest import REPO
 from tests.polling import poll_until
 
@@ -75,14 +73,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
 
 @pytest.fixture
 def nodes(servers: tuple[str, str], tmp_path: Path) -> Iterator[Nodes]:
-    n = Nodes(
-        servers[0],
-        servers[1],
-        f"rsh_{uuid.uuid4().hex[:10]}",
-        "tdk_e2e_" + secrets.token_urlsafe(24),
-        tmp_path,
-        [],
-    )
+    n = new_nodes(servers, tmp_path, "rsh")
     yield n
     n.stop_all()
 
@@ -104,6 +95,20 @@ def reshard(nodes: Nodes, shards: int, *extra: str) -> subprocess.CompletedProce
         capture_output=True,
         text=True,
         timeout=180,
+    )
+
+
+def reshard_when_stopped(
+    nodes: Nodes, shards: int, *extra: str, waits: tuple[str, ...] = ("is writing",)
+) -> subprocess.CompletedProcess[str]:
+    """`reshard`, run again while it is refused for a reason in `waits` that passes by itself
+    (a stopped process's write-behind read its stream < 5 s ago, a killed one's lease)."""
+    return poll_until(
+        lambda: reshard(nodes, shards, *extra),
+        lambda r: not any(w in r.stderr for w in waits),
+        timeout_s=60,
+        interval_s=0.5,
+        what=f"reshard --shards {shards} no longer refused for {waits}",
     )
 
 
@@ -186,13 +191,7 @@ def test_reshard_moves_every_agent_whole_to_its_new_shard(nodes: Nodes) -> None:
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "held" in refused.stderr and "stop every shard" in refused.stderr
     two[0].stop()
-    done = poll_until(
-        lambda: reshard(nodes, 3),
-        lambda r: r.returncode == 0 or not ("held" in r.stderr or "is writing" in r.stderr),
-        timeout_s=30,
-        interval_s=0.5,
-        what="the killed shard's lease lapses (and its write-behind is idle): the reshard runs",
-    )
+    done = reshard_when_stopped(nodes, 3, waits=("held", "is writing"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{len(MOVING)} agent(s) moving" in done.stdout, done.stdout
     assert "_s1: stream drained into Postgres" in done.stdout, done.stdout
@@ -311,13 +310,7 @@ def test_a_single_process_becomes_two_shards(nodes: Nodes) -> None:
     refused = reshard(nodes, 2)
     assert refused.returncode == 1 and "is writing" in refused.stderr, refused.stderr
     one.stop()
-    done = poll_until(
-        lambda: reshard(nodes, 2),
-        lambda r: r.returncode == 0 or "is writing" not in r.stderr,
-        timeout_s=30,
-        interval_s=0.5,
-        what="the stopped process's write-behind idle: the reshard runs",
-    )
+    done = reshard_when_stopped(nodes, 2)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"1 -> 2 shards, {len(AGENTS)} agent(s) moving" in done.stdout, done.stdout
     two = [start(nodes, 2, i) for i in range(2)]
@@ -347,25 +340,13 @@ def test_reshard_waits_for_every_signal_to_be_applied(nodes: Nodes) -> None:
     two[1].stop()
     signal(two[0], "while-down", 0)
     two[0].stop()
-    refused = poll_until(
-        lambda: reshard(nodes, 3),
-        lambda r: "is writing" not in r.stderr,
-        timeout_s=30,
-        interval_s=0.5,
-        what="the stopped shards' write-behinds idle",
-    )
+    refused = reshard_when_stopped(nodes, 3)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "shard 1 has not applied every signal" in refused.stderr, refused.stderr
     late = start(nodes, 2, 1)  # alone: it applies what it missed, then stops
     wait_settled([late])
     late.stop()
-    done = poll_until(
-        lambda: reshard(nodes, 3),
-        lambda r: r.returncode == 0 or "is writing" not in r.stderr,
-        timeout_s=30,
-        interval_s=0.5,
-        what="the reshard runs",
-    )
+    done = reshard_when_stopped(nodes, 3)
     assert done.returncode == 0, done.stdout + done.stderr
     three = [start(nodes, 3, i) for i in range(3)]
     for agent in AGENTS:  # every agent bought once on the signal, wherever it lives now
@@ -419,13 +400,7 @@ def test_a_reshard_killed_after_its_commit_blocks_every_start_until_a_run_finish
     before = {a: state_of(two[0], a) for a in AGENTS}
     for node in two:
         node.stop()
-    planned = poll_until(
-        lambda: reshard(nodes, 3, "--dry-run"),
-        lambda r: r.returncode == 0 or "is writing" not in r.stderr,
-        timeout_s=30,
-        interval_s=0.5,
-        what="the stopped shards' write-behinds idle",
-    )
+    planned = reshard_when_stopped(nodes, 3, "--dry-run")
     assert planned.returncode == 0, planned.stderr
     cmd = [sys.executable, "-u", "-m", "tradingd.adapters.app.cli", "cluster", "reshard"]
     killed = subprocess.Popen(
@@ -447,13 +422,7 @@ def test_a_reshard_killed_after_its_commit_blocks_every_start_until_a_run_finish
         said = refused_start(nodes, f"refused{len(args)}", args)
         assert "interrupted" in said and "reshard --shards 3" in said, said
 
-    done = poll_until(
-        lambda: reshard(nodes, 4),
-        lambda r: r.returncode == 0 or "held by another reshard" not in r.stderr,
-        timeout_s=60,
-        interval_s=1.0,
-        what="the killed run's leases lapse",
-    )
+    done = reshard_when_stopped(nodes, 4, waits=("held by another reshard",))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "finishing an interrupted reshard from 2 to 3 shards" in done.stdout, done.stdout
     four = [start(nodes, 4, i) for i in range(4)]
