@@ -26,7 +26,11 @@ from tradingd.adapters.app.live_venues import LiveVenues
 from tradingd.adapters.app.runtime import Runtime
 from tradingd.adapters.app.settings import Settings, agent_config, engine_options
 from tradingd.adapters.app.version import VERSION
-from tradingd.adapters.cluster.shards import ReshardInterrupted, ShardCountMismatch
+from tradingd.adapters.cluster.shards import (
+    ReshardInterrupted,
+    ShardCountMismatch,
+    ShardCountUnknown,
+)
 from tradingd.adapters.feeds.demo import DEMO_AGENT_ID, DemoSignals, demo_agent_config
 from tradingd.adapters.feeds.synthetic import SyntheticFeed
 from tradingd.adapters.http.auth import BOOTSTRAP_ENV, KeyStore, admin_key_path, keys_path
@@ -390,7 +394,7 @@ class Daemon:
             log.error("store unavailable", extra={"reason": exc.message})
             print(f"tradingd: {exc.message}", file=sys.stderr)
             return 1
-        except (ShardCountMismatch, ReshardInterrupted) as exc:
+        except (ShardCountMismatch, ShardCountUnknown, ReshardInterrupted) as exc:
             log.error("start-up refused", extra={"reason": exc.message})
             await self.shutdown()
             print(f"tradingd: {exc.message}", file=sys.stderr)
@@ -462,14 +466,13 @@ class Daemon:
         keys, a first admin key is written to <data_dir>/admin.key."""
         if self.keys is None:
             keys = KeyStore(keys_path(self.data_dir), os.environ.get(BOOTSTRAP_ENV) or None)
-            key_file = admin_key_path(self.data_dir)
-            created = keys.create_first_admin(key_file)
-            if created is not None:  # the path only: the key itself is in the file, nowhere else
-                log.warning(
-                    "no API keys in the data dir: created an admin key, written once to `path`",
-                    extra={"path": str(key_file), "key_id": created.id},
-                )
-            if self.settings.cluster.wanted() is not None or self.settings.cluster.shards > 1:
+            clustered = (
+                self.settings.cluster.wanted() is not None or self.settings.cluster.shards > 1
+            )
+            if not (clustered and self.settings.store.redis_url):
+                self._first_admin_key(keys)
+            # else: once the cluster's keys are known (share_keys): only a cluster with no key
+            if clustered:
                 # docs/cluster.md "API keys": shared through Redis; the bootstrap key is not
                 log.info(
                     "cluster: API keys are shared with the cluster's other processes through "
@@ -478,6 +481,17 @@ class Daemon:
                 )
             self.keys = keys
         return self.keys
+
+    def _first_admin_key(self, keys: KeyStore) -> None:
+        """On a data dir (with a cluster: a cluster) without a live key, a first admin key,
+        written once to <data_dir>/admin.key."""
+        key_file = admin_key_path(self.data_dir)
+        created = keys.create_first_admin(key_file)
+        if created is not None:  # the path only: the key itself is in the file, nowhere else
+            log.warning(
+                "no API keys: created an admin key, written once to `path`",
+                extra={"path": str(key_file), "key_id": created.id},
+            )
 
     def build_metrics(self) -> Metrics:
         """The daemon's metrics, subscribed to the runtime's events, ticks and orders; the
@@ -660,8 +674,13 @@ class Daemon:
         from tradingd.adapters.cluster.shared_keys import SharedKeys
         from tradingd.adapters.store import namespace_from_env
 
+        keys = self.build_keys()
         shared = self.shared_keys = SharedKeys(
-            self.settings.store.redis_url, namespace_from_env(), self.build_keys()
+            self.settings.store.redis_url,
+            namespace_from_env(),
+            keys,
+            self.components,
+            on_first_sync=lambda: self._first_admin_key(keys),
         )
         self.spawn(shared.run(), "cluster-shared-keys")
         self.cleanups.append(shared.close)

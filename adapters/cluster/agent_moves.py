@@ -56,11 +56,13 @@ async def agent_schemas(conn: Any, base: str) -> list[str]:
 
 
 async def agents_in(conn: Any, schema: str) -> list[str]:
-    """The live (not deleted) agents of a schema; [] when it has no tables yet."""
+    """Every agent id of a schema, deleted ones too (their rows, and the marker that keeps a
+    re-created agent from their history, go with the id: a tester's finding, a deleted agent
+    left behind made a later move of its re-created namesake conflict); [] without tables."""
     exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{quoted(schema)}.agents")
     if not exists:
         return []
-    rows = await conn.fetch(f"SELECT id FROM {quoted(schema)}.agents WHERE NOT deleted")
+    rows = await conn.fetch(f"SELECT id FROM {quoted(schema)}.agents")
     return [r["id"] for r in rows]
 
 

@@ -112,14 +112,16 @@ class Reshard:
                 await self._refuse_if_written(ns)
             renewing = asyncio.create_task(self._renew())
             await self._check_intake(known)
+            if not dry_run:  # the plan reads Postgres: what the streams hold goes there first
+                for ns in old:
+                    await self._drain(ns, say)
             plan = await self._plan(old)
             self.report["moves"] = {f"{s} -> {d}": len(a) for (s, d), a in sorted(plan.items())}
             self.report["agents_moving"] = sum(len(a) for a in plan.values())
             say(f"{self.report['agents_moving']} agent(s) move: {self.report['moves'] or 'none'}")
-            if dry_run:
+            if dry_run:  # (agents only in a stream not yet drained are not counted)
                 return self.report
-            for ns in old:
-                await self._drain(ns, say)
+            await self._refuse_conflicts(plan)
             # From here until the end no shard may start with either count: a crash leaves
             # this marker, and only a run of this command clears it.
             await self.r.set(self.intake.count, f"{RESHARDING}:{known}:{self.to}")
@@ -224,6 +226,28 @@ class Reshard:
             return out
 
         return await self._pg(plan)  # type: ignore[no-any-return]
+
+    async def _refuse_conflicts(self, plan: dict[tuple[str, str], list[str]]) -> None:
+        """Before anything is recorded: an agent whose id its new schema already holds would
+        stop the move; refused now, with nothing changed."""
+
+        async def clashes(conn: Any) -> list[str]:
+            out = []
+            for (src, dst), agents in sorted(plan.items()):
+                table = f"{quoted(dst)}.agents"
+                if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+                    continue  # a new shard's schema, made by the move
+                rows = await conn.fetch(f"SELECT id FROM {table} WHERE id = ANY($1)", agents)
+                out += [f"{r['id']} ({src} and {dst})" for r in rows]
+            return out
+
+        found = await self._pg(clashes)
+        if found:
+            raise ReshardRefused(
+                f"{len(found)} agent(s) are in two schemas: {', '.join(found[:5])}; nothing was "
+                "changed. One of each pair is stale (a shard that ran with another count): "
+                'see docs/cluster.md "Changing the shard count"'
+            )
 
     async def _drain(self, ns: str, say: Any) -> None:
         """Write what `ns`'s stream holds into Postgres with its write-behind, run here."""

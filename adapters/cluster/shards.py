@@ -9,14 +9,17 @@ shards' control URLs) is under `ns` itself."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
 from tradingd.engine.errors import TradingdError
 
 MAX_SHARDS = 64
+COUNT_READ_S = 30.0  # how long a start waits for Redis to say the recorded shard count
 # Drawing an id for shard i of N takes N draws on average; the chance that 64 * N draws all miss
 # is (1 - 1/N)^(64 N) < e^-64.
 DRAWS_PER_SHARD = 64
@@ -105,7 +108,7 @@ def recorded_count(raw: bytes | str | None) -> tuple[int, int | None]:
     return int(text), None
 
 
-async def check_recorded_count(redis_url: str, base: str, shards: int) -> None:
+async def check_recorded_count(redis_url: str, base: str, shards: int, wait_s: float = 0.0) -> None:
     """Before a process on the external store recovers anything: refused when the cluster's
     recorded shard count is not its own (a single process on a namespace that became shards, a
     shard started with another count) or a reshard was interrupted. Redis not answering is
@@ -116,10 +119,18 @@ async def check_recorded_count(redis_url: str, base: str, shards: int) -> None:
 
     key = IntakeKeys(base).count
     r = client(redis_url, 2.0)
+    deadline = time.monotonic() + (wait_s or COUNT_READ_S)
     try:
-        raw = await r.get(key)
-    except REDIS_FAILURES:
-        return
+        while True:
+            try:
+                raw = await r.get(key)
+                break
+            except REDIS_FAILURES as exc:
+                # never skipped: a process that started unchecked could re-create agents that
+                # moved to the shards (a tester's finding, with Redis paused at its start)
+                if time.monotonic() >= deadline:
+                    raise ShardCountUnknown(key, exc, wait_s or COUNT_READ_S) from None
+                await asyncio.sleep(0.5)
     finally:
         await r.aclose()
     if raw is None:
@@ -129,6 +140,20 @@ async def check_recorded_count(redis_url: str, base: str, shards: int) -> None:
         raise ReshardInterrupted(known, interrupted)
     if known != shards:
         raise ShardCountMismatch(key, known, shards)
+
+
+class ShardCountUnknown(TradingdError):
+    """The cluster's recorded shard count could not be read from Redis at start-up."""
+
+    code = "shard_count_unknown"
+
+    def __init__(self, key: str, exc: BaseException, waited_s: float) -> None:
+        super().__init__(
+            f"cannot read {key} from Redis within {waited_s:.0f} s ({exc}): a process "
+            "starts only once it knows the cluster's shard count; start it again when Redis "
+            "answers",
+            {"key": key},
+        )
 
 
 class ReshardInterrupted(TradingdError):

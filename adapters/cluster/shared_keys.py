@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from tradingd.adapters.cluster.intake_stream import IntakeKeys
-from tradingd.adapters.http.auth import ApiKey, KeyStore
+from tradingd.adapters.http.auth import SCOPES, ApiKey, KeyStore
 from tradingd.adapters.transient import REDIS_FAILURES, raise_if_cancelled
 
 log = logging.getLogger("tradingd.cluster")
@@ -44,11 +45,41 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(ApiKey)
 
 
+def usable(field: str, value: bytes) -> ApiKey | None:
+    """The key a record of the hash holds, or None when it is not one: unreadable, filed under
+    another id, a hash that is not sha256 hex, or scopes that are not ours."""
+    try:
+        key = _decoder.decode(value)
+    except msgspec.DecodeError:
+        return None
+    if key.id != field or len(key.hash) != 64 or not all(c in HEX for c in key.hash):
+        return None
+    if not key.scopes or not key.scopes <= SCOPES:
+        return None
+    return key
+
+
+HEX = frozenset("0123456789abcdef")
+
+
 class SharedKeys:
     """The mirror of one process's KeyStore in the cluster's Redis; `run` until cancelled."""
 
-    def __init__(self, redis_url: str, base: str, keys: KeyStore) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        base: str,
+        keys: KeyStore,
+        components: dict[str, Any] | None = None,
+        on_first_sync: Callable[[], None] | None = None,
+    ) -> None:
         self.redis_url = redis_url
+        # called once the cluster's keys are first known here (the daemon's first admin key is
+        # made then, and only if the cluster has no live key)
+        self.on_first_sync = on_first_sync
+        # GET /health components.api_keys: "ok", or "down" with the reason
+        self.components = components if components is not None else {}
+        self._skipped: set[str] = set()  # fields of unusable records, logged once each
         self.hash = IntakeKeys(base).tag + ":api_keys"
         self.keys = keys
         self.r: Any = None
@@ -81,14 +112,21 @@ class SharedKeys:
 
     async def _remote(self) -> dict[str, ApiKey]:
         out: dict[str, ApiKey] = {}
-        async for _field, value in self.r.hscan_iter(self.hash, count=500):
+        async for raw_field, value in self.r.hscan_iter(self.hash, count=500):
             if len(out) >= MAX_KEYS:
                 log.warning("cluster: more shared API keys than %d; the rest ignored", MAX_KEYS)
                 break
-            try:
-                key = _decoder.decode(value)
-            except msgspec.DecodeError:
-                log.warning("cluster: an unreadable shared API key record skipped")
+            field = (
+                raw_field.decode(errors="replace") if isinstance(raw_field, bytes) else raw_field
+            )
+            key = usable(field, value)
+            if key is None:
+                if field not in self._skipped:
+                    self._skipped.add(field)
+                    log.warning(
+                        "cluster: a shared API key record that is not one skipped",
+                        extra={"field": field[:64]},
+                    )
                 continue
             out[key.id] = key
         return out
@@ -100,11 +138,27 @@ class SharedKeys:
                 if not self.ok:
                     log.info("cluster: API keys shared again")
                 self.ok = True
-            except REDIS_FAILURES as exc:
+                self.components["api_keys"] = {"status": "ok"}
+                if self.on_first_sync is not None:
+                    first, self.on_first_sync = self.on_first_sync, None
+                    try:
+                        await asyncio.to_thread(first)
+                    except BaseException:
+                        self.on_first_sync = first  # again after the next sync
+                        raise
+                    continue  # publish what it made at once
+            except Exception as exc:  # Redis, or this process's key file: try again next turn
                 raise_if_cancelled()
                 if self.ok:
-                    log.warning("cluster: API keys not shared: %s", exc)
+                    redis = isinstance(exc, REDIS_FAILURES)
+                    log.log(
+                        logging.WARNING if redis else logging.ERROR,
+                        "cluster: API keys not shared: %s",
+                        exc,
+                        exc_info=not redis,
+                    )
                 self.ok = False
+                self.components["api_keys"] = {"status": "down", "reason": str(exc)[:200]}
             self._poke.clear()
             try:
                 await asyncio.wait_for(self._poke.wait(), SYNC_INTERVAL_S)

@@ -89,6 +89,9 @@ class KeyStore:
         self._by_hash: dict[str, ApiKey] = {}
         self._ids: frozenset[str] = frozenset()
         self.generation = 0  # bumped on every (re)load: a revocation may have happened
+        # revoked by another process of the cluster while this file could not be written:
+        # refused here all the same (adapters/cluster/shared_keys.py)
+        self._revoked_elsewhere: set[str] = set()
         self._file = RecordFile(
             path,
             decode=lambda data: _file_decoder.decode(data).keys,
@@ -111,7 +114,8 @@ class KeyStore:
         self._file.load()
 
     def _index(self, keys: list[ApiKey]) -> None:
-        live = [k for k in keys if k.revoked_at is None]
+        gone = self._revoked_elsewhere
+        live = [k for k in keys if k.revoked_at is None and k.id not in gone]
         self._by_hash = {k.hash: k for k in live}
         self._ids = frozenset(k.id for k in live)
         self.generation += 1
@@ -187,12 +191,21 @@ class KeyStore:
         """Take in keys another process of the cluster has: a key not known here is added, and
         a revocation wins over a live copy (a revoked key never comes back). Returns how many
         keys changed here; the file is written only when one did."""
-        if not _news(self.records(), others):
+        news = _news(self.records(), others)
+        if not news:
             return 0
-        with self._file.edit() as keys:
-            news = _news(keys, others)
-            count = len(news)
-            keys[:] = [news.pop(k.id, k) for k in keys] + list(news.values())
+        try:
+            with self._file.edit() as keys:
+                news = _news(keys, others)
+                count = len(news)
+                keys[:] = [news.pop(k.id, k) for k in keys] + list(news.values())
+        except (ValidationError, OSError):
+            # the file cannot be read or written: a revocation still holds at once, here
+            revoked = {k.id for k in news.values() if k.revoked_at is not None}
+            if revoked - self._revoked_elsewhere:
+                self._revoked_elsewhere |= revoked
+                self._index(self._file.records)
+            raise
         if count:
             log.info("api keys taken from the cluster", extra={"keys": count})
         return count

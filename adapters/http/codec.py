@@ -208,8 +208,13 @@ def paginate(
         elif grows_at_front:
             start = next(
                 (i + 1 for i in range(max(offset - 1, 0), len(items)) if order(items[i]) == last),
-                len(items),
+                None,
             )
+            if start is None:
+                # Not there: gone with all after it (one process), or, for a cursor another
+                # shard made (offset 0), not applied here yet: resume at the first item after
+                # its key, so this shard's older items are not skipped.
+                start = next((i for i in range(len(items)) if order(items[i]) > last), len(items))
         else:
             start = bisect.bisect_right(items, last, key=order)
     page = items[start : start + limit]

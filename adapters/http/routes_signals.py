@@ -16,6 +16,7 @@ from tradingd.adapters.http.codec import (
     daemon_of,
     json_response,
     key_cursor,
+    page_limit,
     paginate,
     read_body,
 )
@@ -252,25 +253,28 @@ def _listed(signal: dict[str, Any]) -> tuple[int, str]:
 def merge_signal_pages(
     request: web.Request, own: dict[str, Any], others: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Agent shards: every shard applies every signal and records its own agents' executions,
-    so each shard's page after the same cursor holds the same signals; each signal of this
-    shard's page is merged with the other shards' records of it (merge_signal). A shard with
-    signals this one has not applied yet has a page that ends earlier: the merged page stops
-    where the first full page of another shard ends (its cursor resumes there on every shard),
-    so no signal is shown without a shard's executions it could have had. A signal a shard has
-    not applied yet is shown with the executions of those that have."""
-    theirs = [{s["signal_id"]: s for s in page["items"]} for page in others]
-    ends = [_listed(page["items"][-1]) for page in others if page["next_cursor"] and page["items"]]
+    """Agent shards: every shard applies every signal and records its own agents' executions;
+    each shard's page after the same cursor is merged into one (merge_signal per signal, a
+    signal some shard has not applied yet shown from those that have). The page stops where the
+    first full page of any shard ends, so every signal shown was on the page of every shard that
+    holds it; its cursor (a key, no position) resumes after the last one shown on every
+    shard, whether or not that shard has applied it."""
+    pages = (own, *others)
+    records: dict[str, list[dict[str, Any]]] = {}
+    for page in pages:
+        for signal in page["items"]:
+            records.setdefault(signal["signal_id"], []).append(signal)
+    ends = [_listed(page["items"][-1]) for page in pages if page["next_cursor"] and page["items"]]
     end = min(ends, default=None)
-    items = []
-    for signal in own["items"]:
-        if end is not None and _listed(signal) > end and items:
-            break
-        found = [t[signal["signal_id"]] for t in theirs if signal["signal_id"] in t]
-        items.append(merge_signal(request, signal, found))
-    if len(items) < len(own["items"]):
-        return {"items": items, "next_cursor": key_cursor(_listed(items[-1]))}
-    return {"items": items, "next_cursor": own["next_cursor"]}
+    ordered = sorted(records.values(), key=lambda found: _listed(found[0]))
+    inside = [found for found in ordered if end is None or _listed(found[0]) <= end]
+    limit = page_limit(request)
+    shown = [merge_signal(request, found[0], found[1:]) for found in inside[:limit]]
+    more = end is not None or len(inside) > limit
+    return {
+        "items": shown,
+        "next_cursor": key_cursor(_listed(shown[-1])) if shown and more else None,
+    }
 
 
 async def list_signals(request: web.Request) -> web.Response:

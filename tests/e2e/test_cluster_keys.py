@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 
 from tests.e2e.cluster_nodes import (
@@ -46,10 +47,20 @@ def test_a_key_made_on_one_process_works_on_every_other_and_after_a_takeover(
 ) -> None:
     shard0 = nodes.launch("s0", CONFIG, ["--shards", "2", "--shard", "0"])
     wait_ready(shard0, "shard 0 ready")
+    # the cluster's first process, with no key anywhere, makes the first admin key and shares it
+    r = redis.Redis.from_url(nodes.redis_url)
+    poll_until(lambda: r.hlen(f"{{{nodes.namespace}}}:api_keys"), timeout_s=10, what="shared")
+    assert (shard0.data_dir / "admin.key").exists()
     shard1 = nodes.launch("s1", CONFIG, ["--shards", "2", "--shard", "1"])
     wait_ready(shard1, "shard 1 ready")
     standby = nodes.launch("s0b", CONFIG, ["--shards", "2", "--shard", "0", "--role", "standby"])
     wait_standby(standby)
+
+    # the others found the cluster's key: none made one of its own (a tester's finding)
+    assert not (shard1.data_dir / "admin.key").exists()
+    assert not (standby.data_dir / "admin.key").exists()
+    first_admin = (shard0.data_dir / "admin.key").read_text().strip()
+    assert status_with(standby, first_admin) != 401  # 503 standby: it knows the key
 
     made = shard1.post("/v1/keys", {"name": "dashboard", "scopes": ["read"]})
     assert made.status_code == 201, made.text

@@ -93,6 +93,11 @@ async def test_an_agents_rows_move_whole_and_nothing_else_does(
             assert await _count(conn, src, table, "agt_staying") > 0, table
             assert await _count(conn, dst, table, "agt_staying") == 0, table
         assert await agents_in(conn, dst) == ["agt_moving"]
+        # a deleted agent's id moves too (its rows and marker with it; a tester's finding)
+        await conn.execute(
+            f"INSERT INTO \"{src}\".agents (id, version, deleted) VALUES ('agt_gone', 7, true)"
+        )
+        assert sorted(await agents_in(conn, src)) == ["agt_gone", "agt_staying"]
         halt = await conn.fetchval(
             f"SELECT count(*) FROM \"{src}\".engine_state WHERE key = 'halt'"
         )

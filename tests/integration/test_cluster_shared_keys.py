@@ -127,3 +127,55 @@ def test_a_key_file_written_before_revocations_were_kept_still_loads(tmp_path: P
     assert store.list() == [] and "revoked_at" in path.read_text()
     with pytest.raises(Exception, match="unknown key"):
         store.revoke("key_1")
+
+
+async def test_a_revocation_holds_while_the_key_file_cannot_be_written(pair) -> None:
+    """A tester's finding: a corrupt keys.json killed the mirror for good and the revoked key
+    kept working there. Now the revocation holds in memory, /health says down, and once the
+    file is good again the sync carries on."""
+    a, b = pair
+    key, raw = a.keys.create("provider", frozenset({"read"}))
+    await sync(a, b)
+    good = keys_path(a.dir).read_bytes()
+    keys_path(a.dir).write_text("{ corrupt")
+    b.keys.revoke(key.id)
+    await sync(b)
+    task = asyncio.create_task(a.shared.run())
+    try:
+        await poll_until_async(lambda: not a.shared.ok, timeout_s=10, what="a's sync fails")
+        assert a.shared.components["api_keys"]["status"] == "down"
+        assert a.keys.authenticate(raw) is None  # revoked here all the same
+        keys_path(a.dir).write_bytes(good)
+        await poll_until_async(lambda: a.shared.ok, timeout_s=10, what="a's sync recovers")
+        assert a.keys.authenticate(raw) is None
+        assert "revoked_at" in keys_path(a.dir).read_text()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_records_that_are_not_keys_are_never_taken(pair, store_servers: StoreServers) -> None:
+    a, _ = pair
+    good, _raw = a.keys.create("provider", frozenset({"read"}))
+    r = aioredis.Redis.from_url(store_servers.redis_url)
+    try:
+        bad = {
+            "key_other": msgspec.structs.replace(good, id="key_x"),  # filed under another id
+            "key_hash": msgspec.structs.replace(good, id="key_hash", hash="zz"),
+            "key_scope": msgspec.structs.replace(good, id="key_scope", scopes=frozenset({"root"})),
+        }
+        for field, key in bad.items():
+            await r.hset(a.shared.hash, field, msgspec.json.encode(key))
+    finally:
+        await r.aclose()
+    await sync(a)
+    assert {k.id for k in a.keys.records()} == {good.id}
+
+
+async def test_a_start_waits_for_the_recorded_shard_count_and_never_skips_it() -> None:
+    """A tester's finding: with Redis not answering at its start a single process skipped the
+    check and re-created agents that had moved to the shards."""
+    from tradingd.adapters.cluster.shards import ShardCountUnknown, check_recorded_count
+
+    with pytest.raises(ShardCountUnknown, match="start it again when Redis answers"):
+        await check_recorded_count("redis://127.0.0.1:1/0", "nowhere", 1, wait_s=1.0)
