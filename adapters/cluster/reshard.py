@@ -20,11 +20,8 @@ streams' end and price from the next tick (as after a takeover)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
-import sys
-import time
 from typing import Any
 
 from tradingd.adapters.cluster.agent_moves import (
@@ -387,64 +384,3 @@ async def _groups(r: Any, stream: str) -> list[dict[str, Any]]:
         last = last.decode() if isinstance(last, bytes) else str(last)
         out.append({"name": name, "last-delivered-id": last, "pending": g.get("pending", 0)})
     return out
-
-
-# -- the command ----------------------------------------------------------------------------
-
-
-def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "reshard",
-        help="change a STOPPED cluster's shard count: move every agent whose owner changes "
-        "(its rows in Postgres, its live view in Redis) to its new shard",
-    )
-    p.add_argument("--shards", type=int, required=True, help="the new shard count (2..64)")
-    p.add_argument(
-        "--config", help="TOML config file (default: $TRADINGD_CONFIG, else the built-in profile)"
-    )
-    p.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="take the leases, check, print the moves, change nothing",
-    )
-    p.set_defaults(func=_reshard)
-
-
-def _reshard(args: argparse.Namespace) -> int:
-    from tradingd.adapters.app.cli import config_refused
-    from tradingd.adapters.app.settings import load_settings
-    from tradingd.adapters.store import namespace_from_env
-    from tradingd.adapters.transient import REDIS_FAILURES
-    from tradingd.engine.errors import TradingdError
-
-    try:
-        settings = load_settings(args.config, dict(os.environ))
-    except TradingdError as exc:
-        return config_refused(exc)
-    redis_url, database_url = settings.store.redis_url, settings.store.database_url
-    if not redis_url or not database_url:
-        print(
-            "tradingd: cluster reshard works on the cluster's store: set REDIS_URL and "
-            "DATABASE_URL (or [store] redis_url, database_url)",
-            file=sys.stderr,
-        )
-        return 2
-    started = time.monotonic()
-    try:
-        job = Reshard(redis_url, database_url, namespace_from_env(), args.shards)
-        report = asyncio.run(job.run(dry_run=args.dry_run))
-    except ReshardRefused as exc:
-        print(f"tradingd: reshard refused: {exc}", file=sys.stderr)
-        return 1
-    except StoreUnreachable as exc:
-        print(f"tradingd: {exc}", file=sys.stderr)
-        return 2
-    except REDIS_FAILURES as exc:
-        print(f"tradingd: cannot reach redis: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"reshard {'planned' if args.dry_run else 'done'}: {report.get('shards_from')} -> "
-        f"{report['shards_to']} shards, {report.get('agents_moving', 0)} agent(s) moving, "
-        f"{time.monotonic() - started:.1f} s"
-    )
-    return 0

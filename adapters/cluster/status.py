@@ -47,9 +47,9 @@ def register(subparsers: Any) -> None:
         "--timeout", type=float, default=2.0, help="seconds per Redis call (default 2)"
     )
     status.set_defaults(func=_status)
-    from tradingd.adapters.cluster import reshard
+    from tradingd.adapters.cluster import reshard_cli
 
-    reshard.register(sub)
+    reshard_cli.register(sub)
 
 
 def _status(args: argparse.Namespace) -> int:
