@@ -41,6 +41,7 @@ from tradingd.adapters.cluster.shards import (
     shard_of_id,
 )
 from tradingd.adapters.store.stream_codec import Keys
+from tradingd.adapters.transient import REDIS_FAILURES
 
 LEASE_MS = 10_000
 DRAIN_TIMEOUT_S = 120.0
@@ -119,6 +120,7 @@ class Reshard:
             if dry_run:  # (agents only in a stream not yet drained are not counted)
                 return self.report
             await self._refuse_conflicts(plan)
+            self._still_holding()
             # From here until the end no shard may start with either count: a crash leaves
             # this marker, and only a run of this command clears it.
             await self.r.set(self.intake.count, f"{RESHARDING}:{known}:{self.to}")
@@ -188,10 +190,23 @@ class Reshard:
                 )
 
     async def _renew(self) -> None:
+        """Every lease_ms/3; a lease not renewed (lost, or Redis failing) is noted, and the run
+        stops before it records or moves anything (`_still_holding`)."""
         while True:
             await asyncio.sleep(LEASE_MS / 3000)
             for lease in self.leases:
-                await lease.renew()
+                try:
+                    await lease.renew()
+                except REDIS_FAILURES:
+                    pass  # `held()` by our own clock decides
+
+    def _still_holding(self) -> None:
+        lost = [lease.keys.ns for lease in self.leases if not lease.held()]
+        if lost:
+            raise ReshardRefused(
+                f"the lease of {', '.join(lost[:3])} was not renewed in time (Redis slow or "
+                "down?): nothing was moved; run this again"
+            )
 
     async def _check_intake(self, known: int) -> None:
         """Refuse while an old shard has signals delivered to the intake it has not applied."""
