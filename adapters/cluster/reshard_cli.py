@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="take the leases, check, print the moves, change nothing",
+        help="take the leases, check, print the moves, change nothing (default: off)",
     )
     p.set_defaults(func=_reshard)
 

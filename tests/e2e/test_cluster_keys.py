@@ -60,7 +60,9 @@ def test_a_key_made_on_one_process_works_on_every_other_and_after_a_takeover(
     assert not (shard1.data_dir / "admin.key").exists()
     assert not (standby.data_dir / "admin.key").exists()
     first_admin = (shard0.data_dir / "admin.key").read_text().strip()
-    assert status_with(standby, first_admin) != 401  # 503 standby: it knows the key
+    poll_until(  # 503 standby, not 401: the standby took the cluster's key in
+        lambda: status_with(standby, first_admin), lambda s: s == 503, timeout_s=10, what="known"
+    )
 
     made = shard1.post("/v1/keys", {"name": "dashboard", "scopes": ["read"]})
     assert made.status_code == 201, made.text
