@@ -426,7 +426,8 @@ class Daemon:
 
     async def _check_shard_count(self) -> None:
         """On the external store, before recovery: refused (ShardCountMismatch,
-        ReshardInterrupted) when the cluster's recorded shard count is not this process's."""
+        ReshardInterrupted, ShardCountUnknown) when the cluster's recorded shard count is not
+        this process's, or cannot be read."""
         url = self.settings.store.redis_url
         if self.settings.store.kind != "external" or not url:
             return
@@ -463,7 +464,8 @@ class Daemon:
 
     def build_keys(self) -> KeyStore:
         """The API keys of the data dir (plus `TRADINGD_BOOTSTRAP_KEY`); on a data dir without
-        keys, a first admin key is written to <data_dir>/admin.key."""
+        keys, a first admin key is written to <data_dir>/admin.key (in a cluster, only when the
+        whole cluster has none, after the first key sync: share_keys)."""
         if self.keys is None:
             keys = KeyStore(keys_path(self.data_dir), os.environ.get(BOOTSTRAP_ENV) or None)
             clustered = (

@@ -42,11 +42,7 @@ from tradingd.adapters.cluster.intake_stream import (
     entry_seq,
     text,
 )
-from tradingd.adapters.cluster.shards import (
-    ReshardInterrupted,
-    ShardCountMismatch,
-    recorded_count,
-)
+from tradingd.adapters.cluster.shards import refuse_another_count
 from tradingd.adapters.store.errors import StoreUnavailable
 from tradingd.adapters.store.key_migration import rename_legacy_keys
 from tradingd.adapters.transient import REDIS_FAILURES, raise_if_cancelled
@@ -134,11 +130,8 @@ class ShardIntake:
         await rename_legacy_keys(self.r, self.keys.legacy())
         await self._rename_legacy_claims()
         if not await self.r.set(self.keys.count, self.shards, nx=True):
-            known, interrupted = recorded_count(await self.r.get(self.keys.count))
-            if interrupted is not None:
-                raise ReshardInterrupted(known, interrupted)
-            if known != self.shards:
-                raise ShardCountMismatch(self.keys.count, known, self.shards)
+            recorded = await self.r.get(self.keys.count)
+            refuse_another_count(self.keys.count, recorded or b"0", self.shards)
         for name in STREAMS:
             stream = self.keys.stream(name)
             try:

@@ -8,7 +8,8 @@ Steps, each safe to run again after a crash (the run finds what is left and fini
    a lease bumps its fencing counter, so a stale process can commit nothing;
 2. refuse while an old shard's consumer group has signals it has not applied (a signal accepted
    must be applied by the shard that owned its agents when it was accepted);
-3. drain every old shard's write-through stream into Postgres (its write-behind, run here);
+3. drain every old shard's write-through stream into Postgres (its write-behind, run here),
+   then record the count as `resharding:N:M`: no process starts until a run finishes;
 4. migrate the new shards' schemas, then move every misplaced agent's rows in ONE Postgres
    transaction (agent_moves.move_rows): all agents move or none;
 5. move the live-view hash fields that name moved agents, rebuild the moved-positions map (a
@@ -31,7 +32,7 @@ from tradingd.adapters.cluster.agent_moves import (
     move_rows,
     quoted,
 )
-from tradingd.adapters.cluster.intake_stream import STREAMS, IntakeKeys, entry_seq
+from tradingd.adapters.cluster.intake_stream import STREAMS, IntakeKeys
 from tradingd.adapters.cluster.shards import (
     MAX_SHARDS,
     RESHARDING,
@@ -53,12 +54,6 @@ def _highest(namespaces: list[str]) -> int:
     """The highest shard index among `<base>_s<i>` namespaces (-1: none)."""
     found = [int(ns.rpartition("_s")[2]) for ns in namespaces if ns.rpartition("_s")[2].isdigit()]
     return max(found, default=-1)
-
-
-def asyncpg_errors() -> type[Exception]:
-    import asyncpg
-
-    return asyncpg.PostgresError  # type: ignore[no-any-return]
 
 
 class StoreUnreachable(Exception):
@@ -94,7 +89,8 @@ class Reshard:
         self.r = client(self.redis_url, 10.0)
         renewing: asyncio.Task[None] | None = None
         try:
-            known, interrupted = recorded_count(await self.r.get(self.intake.count))
+            recorded = await self.r.get(self.intake.count)
+            known, interrupted = recorded_count(recorded)
             self.report["shards_from"] = known
             if interrupted is not None:
                 say(f"finishing an interrupted reshard from {known} to {interrupted} shards")
@@ -124,7 +120,14 @@ class Reshard:
             # From here until the end no shard may start with either count: a crash leaves
             # this marker, and only a run of this command clears it.
             await self.r.set(self.intake.count, f"{RESHARDING}:{known}:{self.to}")
-            await self._move_rows(new, plan, say)
+            try:
+                await self._move_rows(new, plan, say)
+            except ReshardRefused:  # rolled back: nothing moved, the count is as it was
+                if recorded is None:
+                    await self.r.delete(self.intake.count)
+                else:
+                    await self.r.set(self.intake.count, recorded)
+                raise
             await self._fix_redis(old, new, max(known, _highest(old) + 1))
             say(f"the cluster now counts {self.to} shards")
             return self.report
@@ -140,11 +143,12 @@ class Reshard:
 
     async def _pg(self, fn: Any, *args: Any) -> Any:
         """`fn(conn, *args)` on a connection of its own. Raises StoreUnreachable."""
+        import asyncpg
         from tradingd.adapters.store import postgres as pg
 
         try:
             conn = await pg.connect(self.database_url, "public", timeout=10)
-        except (OSError, asyncpg_errors()) as exc:
+        except (OSError, asyncpg.PostgresError) as exc:
             raise StoreUnreachable(f"cannot reach postgres: {exc}") from exc
         try:
             return await fn(conn, *args)
@@ -212,17 +216,18 @@ class Reshard:
         """Refuse while an old shard has signals delivered to the intake it has not applied."""
         if known <= 1:
             return
+        from tradingd.adapters.cluster.status import consumer_groups
+
         stream = self.intake.stream("signals")
         last = int(await self.r.get(self.intake.stream_seq("signals")) or 0)
-        for g in await _groups(self.r, stream):
-            if not g["name"].startswith("s") or not g["name"][1:].isdigit():
+        for name, g in (await consumer_groups(self.r, stream, last)).items():
+            if not name.startswith("s") or not name[1:].isdigit():
                 continue
-            behind = last - entry_seq(g["last-delivered-id"])[1]
-            if behind > 0 or int(g["pending"]):
+            if (g["lag"] or 0) > 0 or int(g["pending"] or 0):
                 raise ReshardRefused(
-                    f"shard {g['name'][1:]} has not applied every signal (behind {behind}, "
-                    f"pending {g['pending']}): start it alone until `tradingd cluster status` "
-                    f"shows its signals lag and pending at 0, stop it, and run this again"
+                    f"shard {name[1:]} has not applied every signal (lag {g['lag']}, pending "
+                    f"{g['pending']}): start it alone until `tradingd cluster status` shows "
+                    f"its signals lag and pending at 0, stop it, and run this again"
                 )
 
     async def _plan(self, old: list[str]) -> dict[tuple[str, str], list[str]]:
@@ -383,19 +388,3 @@ class Reshard:
         else:
             await self.r.delete(key)
         return mapped
-
-
-async def _groups(r: Any, stream: str) -> list[dict[str, Any]]:
-    from redis.exceptions import ResponseError
-
-    try:
-        groups = await r.xinfo_groups(stream)
-    except ResponseError:  # no such key
-        return []
-    out = []
-    for g in groups:
-        name = g["name"].decode() if isinstance(g["name"], bytes) else str(g["name"])
-        last = g.get("last-delivered-id")
-        last = last.decode() if isinstance(last, bytes) else str(last)
-        out.append({"name": name, "last-delivered-id": last, "pending": g.get("pending", 0)})
-    return out

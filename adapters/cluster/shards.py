@@ -111,8 +111,9 @@ def recorded_count(raw: bytes | str | None) -> tuple[int, int | None]:
 async def check_recorded_count(redis_url: str, base: str, shards: int, wait_s: float = 0.0) -> None:
     """Before a process on the external store recovers anything: refused when the cluster's
     recorded shard count is not its own (a single process on a namespace that became shards, a
-    shard started with another count) or a reshard was interrupted. Redis not answering is
-    left to the store (its outage rules). Raises ShardCountMismatch, ReshardInterrupted."""
+    shard started with another count) or a reshard was interrupted. Waits up to `wait_s`
+    (default COUNT_READ_S) for Redis to answer. Raises ShardCountMismatch, ReshardInterrupted,
+    ShardCountUnknown."""
     from tradingd.adapters.cluster.intake_stream import IntakeKeys
     from tradingd.adapters.store.redis import client
     from tradingd.adapters.transient import REDIS_FAILURES
@@ -133,8 +134,13 @@ async def check_recorded_count(redis_url: str, base: str, shards: int, wait_s: f
                 await asyncio.sleep(0.5)
     finally:
         await r.aclose()
-    if raw is None:
-        return
+    if raw is not None:
+        refuse_another_count(key, raw, shards)
+
+
+def refuse_another_count(key: str, raw: bytes | str, shards: int) -> None:
+    """Raises ReshardInterrupted or ShardCountMismatch unless `raw`, the value recorded under
+    `key`, is `shards`."""
     known, interrupted = recorded_count(raw)
     if interrupted is not None:
         raise ReshardInterrupted(known, interrupted)

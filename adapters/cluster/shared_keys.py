@@ -29,13 +29,17 @@ REDIS_TIMEOUT_S = 2.0
 MAX_KEYS = 10_000  # what one process takes from Redis at most (keys are made by admins)
 
 # ARGV: key id, record JSON, "1" if the record is revoked. Writes when Redis has no record for
-# the id, or has it live and this one is revoked; never replaces a revoked record.
+# the id (or an unreadable one), or has it live and this one is revoked; never replaces a
+# revoked record.
 PUBLISH = """
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur then
-  if ARGV[3] ~= '1' then return 0 end
-  local r = cjson.decode(cur)['revoked_at']
-  if r ~= nil and r ~= cjson.null then return 0 end
+  local ok, doc = pcall(cjson.decode, cur)
+  if ok and type(doc) == 'table' then
+    if ARGV[3] ~= '1' then return 0 end
+    local r = doc['revoked_at']
+    if r ~= nil and r ~= cjson.null then return 0 end
+  end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1

@@ -117,7 +117,7 @@ async def read_status(
             keys = Keys(shard_namespace(base, i, shards))
             holder = await r.get(keys.lease)
             ttl = await r.pttl(keys.lease)
-            groups = await _groups(r, keys.stream)
+            groups = await consumer_groups(r, keys.stream)
             pg = groups.get(PG_GROUP, {})
             out["shards"].append(
                 {
@@ -140,14 +140,16 @@ async def read_status(
                 last = int(await r.get(intake.stream_seq(stream)) or 0)  # S of the last entry
                 out["intake"][stream] = {
                     "length": await r.xlen(key),
-                    "groups": await _groups(r, key, last),
+                    "groups": await consumer_groups(r, key, last),
                 }
         return out
     finally:
         await r.aclose()
 
 
-async def _groups(r: Any, stream: str, last_seq: int | None = None) -> dict[str, dict[str, Any]]:
+async def consumer_groups(
+    r: Any, stream: str, last_seq: int | None = None
+) -> dict[str, dict[str, Any]]:
     """A stream's consumer groups: lag (entries not yet delivered), pending (delivered, not
     acknowledged) and the last delivered id. {} without the stream. Redis 7 reports the lag;
     before it, an intake stream's lag is `last_seq` (the S of its last entry, ids being `G-S`,
