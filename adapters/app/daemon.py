@@ -615,6 +615,7 @@ class Daemon:
             await intake.open()
             self.cleanups.append(intake.close)  # after the store's: runs before it
             if self.forwarder is not None:
+                self.forwarder.token = intake.forward_token
                 self.cleanups.append(self.forwarder.close)
         if on_ready is not None and not self._port_open:
             try:

@@ -19,6 +19,7 @@ timed-out request; the client's `id`s make a retry safe where the API has them).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from typing import Any
 
@@ -31,6 +32,10 @@ from yarl import URL
 log = logging.getLogger("tradingd.cluster")
 
 FORWARDED_FROM = "X-Tradingd-Forwarded-From"
+# The cluster's secret (`{<ns>}:forward_token`, made by the first shard): a request counts as
+# forwarded only with it, so a client's own FORWARDED_FROM header cannot make a cluster-wide
+# operation (the halt) act on one shard (a tester's finding).
+FORWARD_TOKEN = "X-Tradingd-Forward-Token"
 OWNER_SHARD = "X-Tradingd-Owner-Shard"
 # What a client's request carries that the owner needs; nothing else is passed on (hop-by-hop
 # headers, Host, Content-Length and Content-Encoding are the connection's: the body is sent as
@@ -66,6 +71,17 @@ class Forwarder:
         self.timeout_s = timeout_ms / 1000
         self.forwarded: dict[str, int] = {}  # outcome ("answered", "unavailable") -> count
         self._session: aiohttp.ClientSession | None = None
+        self.token = ""  # the cluster's forward token, set once the intake has read it
+
+    def marked(self, request: web.Request) -> bool:
+        """Whether `request` was forwarded by a shard of this cluster (it carries the token);
+        a client's own FORWARDED_FROM header without it is ignored."""
+        sent = request.headers.get(FORWARD_TOKEN, "")
+        return (
+            FORWARDED_FROM in request.headers
+            and bool(self.token)
+            and hmac.compare_digest(sent.encode(), self.token.encode())
+        )
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -161,6 +177,7 @@ class Forwarder:
         """The client's headers the owner needs, and this shard's mark (never forwarded again)."""
         headers = {h: v for h in REQUEST_HEADERS if (v := request.headers.get(h)) is not None}
         headers[FORWARDED_FROM] = str(self.shard)
+        headers[FORWARD_TOKEN] = self.token
         return headers
 
     def _count(self, outcome: str, n: int = 1) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -112,6 +113,7 @@ class ShardIntake:
         # position id -> the shard holding it, where that is not the shard its id names: read
         # once at start (only `tradingd cluster reshard` changes it, on a stopped cluster)
         self.moved_positions: dict[str, int] = {}
+        self.forward_token = ""  # the cluster's, read at open: marks requests shards forward
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -143,6 +145,8 @@ class ShardIntake:
             for group in await self.r.xinfo_groups(stream):
                 if text(group["name"]) == self.group:
                     self.delivered[name] = entry_seq(group["last-delivered-id"])[1]
+        await self.r.set(self.keys.forward_token, secrets.token_urlsafe(32), nx=True)
+        self.forward_token = text(await self.r.get(self.keys.forward_token) or b"")
         async for pid, shard in self.r.hscan_iter(self.keys.moved_positions, count=1000):
             self.moved_positions[text(pid)] = int(shard)
 

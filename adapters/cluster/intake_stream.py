@@ -77,6 +77,12 @@ class IntakeKeys:
         return f"{self.tag}:halt"
 
     @property
+    def forward_token(self) -> str:
+        """The secret a shard's forwarded request carries, so a client cannot pass one off as
+        forwarded (adapters/cluster/forward.py)."""
+        return f"{self.tag}:forward_token"
+
+    @property
     def moved_positions(self) -> str:
         """Position id -> the shard holding it, for positions whose id names another shard
         (moved by `tradingd cluster reshard`)."""

@@ -92,16 +92,17 @@ class Reshard:
             recorded = await self.r.get(self.intake.count)
             known, interrupted = recorded_count(recorded)
             self.report["shards_from"] = known
-            if interrupted is not None:
-                say(f"finishing an interrupted reshard from {known} to {interrupted} shards")
             new = [shard_namespace(self.base, j, self.to) for j in range(self.to)]
+            schemas = await self._pg(agent_schemas, self.base)
+            await self._refuse_another_store(known, interrupted, schemas)
             # Every namespace that may hold agents: the recorded count's, and every schema of
             # the cluster (an interrupted run may have moved them to another count's).
             old = sorted(
-                {shard_namespace(self.base, i, known) for i in range(known)}
-                | set(await self._pg(agent_schemas, self.base))
+                {shard_namespace(self.base, i, known) for i in range(known)} | set(schemas)
             )
             await self._take_leases(list(dict.fromkeys(old + new)))
+            if interrupted is not None:
+                say(f"finishing an interrupted reshard from {known} to {interrupted} shards")
             for ns in old:
                 await self._refuse_if_written(ns)
             renewing = asyncio.create_task(self._renew())
@@ -140,6 +141,35 @@ class Reshard:
                 except Exception:  # the lease lapses on its own
                     pass
             await self.r.aclose()
+
+    async def _refuse_another_store(
+        self, known: int, interrupted: int | None, schemas: list[str]
+    ) -> None:
+        """Redis and Postgres must be the same cluster's (a tester pointed one URL elsewhere:
+        rows moved under running shards, or a count recorded over an empty database). Refused
+        when Postgres holds agents where the recorded count puts none, or when a namespace
+        Redis knows (its stream or fencing counter) has no schema in Postgres."""
+        layout = {shard_namespace(self.base, i, known) for i in range(known)}
+        if interrupted is not None:
+            layout |= {shard_namespace(self.base, j, interrupted) for j in range(interrupted)}
+
+        async def agents_outside(conn: Any) -> list[str]:
+            return [ns for ns in schemas if ns not in layout and await agents_in(conn, ns)]
+
+        outside = await self._pg(agents_outside)
+        if outside:
+            raise ReshardRefused(
+                f"Postgres holds agents under {', '.join(outside[:3])}, where this Redis records "
+                f"no shard ({known} shard(s) recorded): is REDIS_URL the cluster's? nothing "
+                "was changed"
+            )
+        for ns in sorted(layout):
+            keys = Keys(ns)
+            if ns not in schemas and await self.r.exists(keys.stream, keys.fence):
+                raise ReshardRefused(
+                    f"Redis records {ns}, but this Postgres has no schema {ns}: is DATABASE_URL "
+                    "the cluster's? nothing was changed"
+                )
 
     async def _pg(self, fn: Any, *args: Any) -> Any:
         """`fn(conn, *args)` on a connection of its own. Raises StoreUnreachable."""

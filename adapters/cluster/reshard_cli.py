@@ -1,5 +1,5 @@
 """`tradingd cluster reshard --shards M [--dry-run]`: the command around Reshard (reshard.py);
-exit 0 done, 1 refused (nothing changed), 2 a store out of reach or a bad config."""
+exit 0 done, 1 refused (nothing changed), 2 a store out of reach, a bad argument or config."""
 
 from __future__ import annotations
 
@@ -50,9 +50,21 @@ def _reshard(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from tradingd.adapters.cluster.shards import MAX_SHARDS
+    from tradingd.adapters.store.postgres import check_schema
+
+    if not 2 <= args.shards <= MAX_SHARDS:
+        print(f"tradingd: --shards {args.shards}: 2..{MAX_SHARDS}", file=sys.stderr)
+        return 2
+
+    try:
+        namespace = check_schema(namespace_from_env())
+    except ValueError as exc:
+        print(f"tradingd: TRADINGD_STORE_NAMESPACE: {exc}", file=sys.stderr)
+        return 2
     started = time.monotonic()
     try:
-        job = Reshard(redis_url, database_url, namespace_from_env(), args.shards)
+        job = Reshard(redis_url, database_url, namespace, args.shards)
         report = asyncio.run(job.run(dry_run=args.dry_run))
     except ReshardRefused as exc:
         print(f"tradingd: reshard refused: {exc}", file=sys.stderr)
@@ -62,6 +74,12 @@ def _reshard(args: argparse.Namespace) -> int:
         return 2
     except REDIS_FAILURES as exc:
         print(f"tradingd: cannot reach redis: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a URL that is not one (the message never holds the URL)
+        print(
+            f"tradingd: REDIS_URL or DATABASE_URL is not a valid URL ({type(exc).__name__})",
+            file=sys.stderr,
+        )
         return 2
     print(
         f"reshard {'planned' if args.dry_run else 'done'}: {report.get('shards_from')} -> "

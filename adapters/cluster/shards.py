@@ -44,9 +44,10 @@ def shard_of_id(entity_id: str, shards: int) -> int | None:
     before shards, by a single process, or not one of ours)."""
     _, _, rest = entity_id.partition("_")
     node, sep, _ = rest.partition("_")
-    if not sep or len(node) < 2 or node[0] != "s" or not node[1:].isdigit() or len(node) > 3:
+    digits = node[1:]
+    if not sep or node[:1] != "s" or not (digits.isascii() and digits.isdigit()) or len(node) > 3:
         return None
-    shard = int(node[1:])
+    shard = int(digits)
     return shard if shard < shards else None
 
 

@@ -214,7 +214,9 @@ def _text(raw: bytes, symbols: Mapping[str, str | None]) -> dict[str, Any]:
             )
         if name in fields:
             raise ValidationError(f"{name} given twice", f"$.{name}")
-        fields[name] = int(value) if name in _INT_FIELDS and value.isdigit() else value
+        # ASCII digits only: "²".isdigit() is True and int() refuses it (a 500 before)
+        numeric = value.isascii() and value.isdigit() and len(value) <= 18
+        fields[name] = int(value) if name in _INT_FIELDS and numeric else value
     target = words[1]
     if is_mint(target) or ":" in target:
         fields["token"] = target

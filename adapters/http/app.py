@@ -144,13 +144,12 @@ async def _to_owner(
     (adapters/cluster/forward.py). A 421 naming the owner (and its control URL when
     registered) when forwarding is off, the owner never registered a URL, or the request was
     already forwarded once."""
-    from tradingd.adapters.cluster.forward import FORWARDED_FROM
     from tradingd.adapters.cluster.shards import misdirected, owned_details
 
     intake = daemon.shard_intake
     url = await intake.owner_url(shard) if intake is not None else None
     forwarder = daemon.forwarder
-    if forwarder is None or url is None or FORWARDED_FROM in request.headers:
+    if forwarder is None or url is None or forwarder.marked(request):
         raise misdirected(named, shard, url, kind)
     body = await read_raw(request) if request.body_exists else b""
     details = owned_details(kind, named, shard, url)
@@ -163,10 +162,10 @@ async def _on_every_shard(
     """Agent shards: an operation on every shard, applied here (`here` is this shard's answer),
     sent on to every other shard; their answers merged into this one by the route. Raises
     ShardsIncomplete naming the shards that did not confirm it."""
-    from tradingd.adapters.cluster.forward import FORWARDED_FROM, ShardsIncomplete
+    from tradingd.adapters.cluster.forward import ShardsIncomplete
 
     forwarder, intake = daemon.forwarder, daemon.shard_intake
-    if forwarder is None or intake is None or FORWARDED_FROM in request.headers:
+    if forwarder is None or intake is None or forwarder.marked(request):
         return here  # forwarding off: each shard acts alone; or this is a shard's share
     urls = await intake.shard_urls()
     others = {i: urls[i] for i in range(daemon.shards) if i != daemon.shard and i in urls}

@@ -176,6 +176,8 @@ class KeyStore:
         with self._file.edit() as keys:
             at = next((i for i, k in enumerate(keys) if k.id == key_id), None)
             if at is None or keys[at].revoked_at is not None:
+                if key_id.startswith(KEY_PREFIX):  # a key pasted for its id: never echoed
+                    raise NotFound("unknown key id: this is a key itself, not its id (key_...)")
                 raise NotFound(f"unknown key {key_id!r}", {"key_id": key_id})
             found = keys[at]
             keys[at] = msgspec.structs.replace(found, revoked_at=self.clock())

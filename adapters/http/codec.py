@@ -149,7 +149,8 @@ def _limit(request: web.Request) -> int:
     raw = request.query.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # ASCII digits only: str.isdigit() also takes "²" and other scripts' digits (a 500 then)
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= MAX_LIMIT:
         raise ValidationError(f"limit must be an integer in 1..{MAX_LIMIT}", "query.limit")
     return int(raw)
 

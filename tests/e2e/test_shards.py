@@ -447,12 +447,27 @@ def test_any_shard_forwards_an_agents_reads_and_writes_to_its_owner(cluster: Clu
         timeout=10,
     )
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "validation_error", bad.text
+    # a request a shard forwarded (it carries the cluster's token) is never forwarded again
+    token = redis.Redis.from_url(cluster.redis_url).get(f"{{{cluster.namespace}}}:forward_token")
+    marked = {"X-Tradingd-Forwarded-From": "2", "X-Tradingd-Forward-Token": token.decode()}
     again = shards[1].session.get(
-        shards[1].base + f"/v1/agents/{agent}",
-        headers={"X-Tradingd-Forwarded-From": "2"},
-        timeout=10,
+        shards[1].base + f"/v1/agents/{agent}", headers=marked, timeout=10
     )
     assert again.status_code == 421 and again.json()["error"]["code"] == "misdirected"
+    # a client's own header, without the token, changes nothing (a tester's finding: it made
+    # the halt act on one shard): the request is forwarded and answered by the owner
+    forged = {"X-Tradingd-Forwarded-From": "2", "X-Tradingd-Forward-Token": "guess"}
+    owned = shards[1].session.get(
+        shards[1].base + f"/v1/agents/{agent}", headers=forged, timeout=10
+    )
+    assert owned.status_code == 200 and owned.headers["X-Tradingd-Owner-Shard"] == "0"
+    halted = shards[1].session.post(
+        shards[1].base + "/v1/halt", json={}, headers=forged, timeout=10
+    )
+    assert halted.status_code == 200, halted.text
+    assert [s.get("/health").json()["halted"] for s in shards] == [True] * SHARDS
+    assert shards[0].session.delete(shards[0].base + "/v1/halt", timeout=10).status_code == 200
+    assert [s.get("/health").json()["halted"] for s in shards] == [False] * SHARDS
     # the path goes to the owner exactly as sent: `..` is an agent id, not a parent segment
     dots = shards[1].get("/v1/agents/%2E%2E/sources")
     assert (

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import stat
 
+import pytest
 from http_harness import ADMIN, serve
 from tradingd.adapters.app.cli import main
 from tradingd.adapters.http.auth import KeyStore, keys_path
+from tradingd.engine.errors import NotFound
 
 
 class FakeMonotonic:
@@ -96,3 +98,13 @@ async def test_no_key_reaches_a_log_record(tmp_path, caplog):
         text = repr(vars(record)) + record.getMessage()
         for secret in (created["key"], ADMIN, "tdk_wrong_key_value"):
             assert secret not in text
+
+
+def test_revoking_by_a_raw_key_never_echoes_it(tmp_path):
+    """A tester's finding: DELETE /v1/keys/<the key itself> put the secret in the 404."""
+    store = KeyStore(keys_path(tmp_path))
+    _key, raw = store.create("reader", frozenset({"read"}))
+    with pytest.raises(NotFound) as caught:
+        store.revoke(raw)
+    assert raw not in caught.value.message and raw not in str(caught.value.details)
+    assert store.authenticate(raw) is not None  # and nothing changed

@@ -81,6 +81,9 @@ async def test_a_deleted_item_under_the_cursor_does_not_break_the_walk(tmp_path)
         "limit=1001",
         "limit=abc",
         "limit=-1",
+        "limit=%C2%B2",  # "²": str.isdigit() takes it, int() does not (a 500 before)
+        "limit=%D9%A3",  # an Arabic-Indic 3
+        "limit=" + "9" * 5000,
         "cursor=%%%",
         "cursor=bm90LWpzb24",
         "status=pending",

@@ -325,3 +325,10 @@ def test_access_log_lines_lose_the_hook_id():
     HookPathFilter().filter(record)
     assert hook_id not in record.getMessage() and "/v1/hooks/{hook_id}" in record.getMessage()
     assert hook_id not in record.first_request_line
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "9" * 40])
+def test_text_line_strength_in_other_digits_is_a_422_not_a_crash(value):
+    """A tester's finding: "²".isdigit() is True and int() refused it (a 500)."""
+    with pytest.raises(ValidationError):
+        text(f"buy {BONK} strength={value}")
