@@ -1,10 +1,11 @@
 """The intake streams' layout in Redis (docs/cluster.md "Intake", adapters/cluster/intake.py):
-the cluster's shared keys under the base namespace's hash tag, the entry ids `G-S`, and the
-script that appends an entry (with a signal's cluster-wide client id) in one step."""
+the cluster's shared keys under the base namespace's hash tag, the entry ids `G-S`, the
+script that appends an entry (with a signal's cluster-wide client id) in one step, and how a
+stream's consumer groups read (their lag and pending entries)."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from tradingd.adapters.store.stream_codec import hash_tag
 
@@ -103,3 +104,32 @@ class IntakeKeys:
 
 def text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+async def consumer_groups(
+    r: Any, stream: str, last_seq: int | None = None
+) -> dict[str, dict[str, Any]]:
+    """A stream's consumer groups: lag (entries not yet delivered), pending (delivered, not
+    acknowledged) and the last delivered id. {} without the stream. Redis 7 reports the lag;
+    before it, an intake stream's lag is `last_seq` (the S of its last entry, ids being `G-S`,
+    adapters/cluster/intake.py) minus the S of the last delivered id, and otherwise None."""
+    from redis.exceptions import ResponseError
+
+    try:
+        groups = await r.xinfo_groups(stream)
+    except ResponseError:  # no such key
+        return {}
+    out = {}
+    for g in groups:
+        name = g["name"].decode() if isinstance(g["name"], bytes) else str(g["name"])
+        last = g.get("last-delivered-id")
+        last = last.decode() if isinstance(last, bytes) else last
+        lag = g.get("lag")
+        if lag is None and last_seq is not None and last:
+            lag = max(0, last_seq - int(last.partition("-")[2] or 0))
+        out[name] = {
+            "lag": lag,
+            "pending": g.get("pending"),
+            "last_delivered": last,
+        }
+    return out

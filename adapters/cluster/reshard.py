@@ -32,7 +32,7 @@ from tradingd.adapters.cluster.agent_moves import (
     move_rows,
     quoted,
 )
-from tradingd.adapters.cluster.intake_stream import STREAMS, IntakeKeys
+from tradingd.adapters.cluster.intake_stream import STREAMS, IntakeKeys, consumer_groups
 from tradingd.adapters.cluster.shards import (
     MAX_SHARDS,
     RESHARDING,
@@ -246,8 +246,6 @@ class Reshard:
         """Refuse while an old shard has signals delivered to the intake it has not applied."""
         if known <= 1:
             return
-        from tradingd.adapters.cluster.status import consumer_groups
-
         stream = self.intake.stream("signals")
         last = int(await self.r.get(self.intake.stream_seq("signals")) or 0)
         for name, g in (await consumer_groups(self.r, stream, last)).items():

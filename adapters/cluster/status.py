@@ -20,6 +20,8 @@ import json
 import sys
 from typing import Any
 
+from tradingd.adapters.cluster.intake_stream import consumer_groups
+
 PG_GROUP = "pg-writer"  # adapters/store/writer.py WriteBehind.GROUP
 
 
@@ -145,35 +147,6 @@ async def read_status(
         return out
     finally:
         await r.aclose()
-
-
-async def consumer_groups(
-    r: Any, stream: str, last_seq: int | None = None
-) -> dict[str, dict[str, Any]]:
-    """A stream's consumer groups: lag (entries not yet delivered), pending (delivered, not
-    acknowledged) and the last delivered id. {} without the stream. Redis 7 reports the lag;
-    before it, an intake stream's lag is `last_seq` (the S of its last entry, ids being `G-S`,
-    adapters/cluster/intake.py) minus the S of the last delivered id, and otherwise None."""
-    from redis.exceptions import ResponseError
-
-    try:
-        groups = await r.xinfo_groups(stream)
-    except ResponseError:  # no such key
-        return {}
-    out = {}
-    for g in groups:
-        name = g["name"].decode() if isinstance(g["name"], bytes) else str(g["name"])
-        last = g.get("last-delivered-id")
-        last = last.decode() if isinstance(last, bytes) else last
-        lag = g.get("lag")
-        if lag is None and last_seq is not None and last:
-            lag = max(0, last_seq - int(last.partition("-")[2] or 0))
-        out[name] = {
-            "lag": lag,
-            "pending": g.get("pending"),
-            "last_delivered": last,
-        }
-    return out
 
 
 def table(doc: dict[str, Any]) -> str:
