@@ -10,6 +10,10 @@ The floor is a bare aiohttp server (its own uvloop process, an empty POST handle
 with the same client: the round trip no HTTP service on this machine can beat.
 
     .venv/bin/python benchmarks/signal_latency.py [--json PATH] [--rounds N] [--budget-s S]
+        [--agents 1,10,100] [--stores memory,persistent] [--baseline CHECKOUT]
+
+--baseline runs a second memory daemon from another checkout (`git worktree add /tmp/base
+<commit>`), its rounds interleaved with ours: a change's effect measured in one run, as a ratio.
 
 Figures are microseconds. `p*_us` are for the LAST of the K trades of a signal (the signal is
 fully executed); `first_trade` gives the first. Each phase is bounded by --rounds and
@@ -39,6 +43,7 @@ from tradingd.adapters.feeds.synthetic import demo_mint
 REPO = Path(__file__).resolve().parents[1]
 SOL = "So11111111111111111111111111111111111111112"
 SENDERS = 16
+BASELINE = "memory@base"  # the --baseline checkout's daemon
 WAIT_S = 10.0
 CONFIG = """
 [http]
@@ -89,11 +94,16 @@ def free_port() -> int:
 
 
 def start_daemon(
-    data_dir: Path, admin_key: str, log_level: str, store: str = "memory"
+    data_dir: Path,
+    admin_key: str,
+    log_level: str,
+    store: str = "memory",
+    code: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """`store` "memory", or "persistent": the embedded Redis and Postgres under `data_dir`
     (REDIS_URL / DATABASE_URL when set). At log level info the port is read back from the log
-    (`--port 0`); quieter levels do not log it, so a free port is picked here."""
+    (`--port 0`); quieter levels do not log it, so a free port is picked here. `code`: another
+    checkout whose `tradingd` the daemon runs instead of this one (`--baseline`)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "bench.toml"
     config.write_text(CONFIG)
@@ -102,6 +112,8 @@ def start_daemon(
     env |= {"TRADINGD_ADMIN_KEY": admin_key, "TRADINGD_LOG_LEVEL": log_level}
     if store == "memory":
         env["TRADINGD_STORE"] = "memory"
+    if code is not None:
+        env["PYTHONPATH"] = str(import_shim(code, data_dir / "shim"))
     port = 0 if log_level in ("debug", "info") else free_port()
     cmd = [
         sys.executable,
@@ -118,7 +130,9 @@ def start_daemon(
         str(data_dir),
     ]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd, cwd=code or REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     deadline = time.monotonic() + 60  # the embedded servers' first start takes a while
     while time.monotonic() < deadline and proc.poll() is None:
         if port:
@@ -133,6 +147,18 @@ def start_daemon(
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError(f"tradingd did not start: {log_path.read_text()[-2000:]}")
+
+
+def import_shim(checkout: Path, shim: Path) -> Path:
+    """A directory that, first on PYTHONPATH, makes `tradingd.engine` and `tradingd.adapters`
+    the checkout's folders (the editable install's finder comes after the path entries)."""
+    for part in ("engine", "adapters"):
+        if not (checkout / part / "__init__.py").is_file():
+            raise SystemExit(f"--baseline {checkout}: not a tradingd checkout (no {part}/)")
+        link = shim / "tradingd" / part
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(checkout.resolve() / part)
+    return shim
 
 
 def start_floor_server() -> tuple[subprocess.Popen[bytes], str]:
@@ -433,6 +459,13 @@ def main() -> int:
         help="daemons measured side by side (default memory,persistent)",
     )
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. `git worktree add /tmp/base HEAD~1`) run as a memory "
+        "daemon `memory@base`, its rounds interleaved with the others (default none)",
+    )
+    parser.add_argument(
         "--senders",
         action="store_true",
         help="also time 16 concurrent senders per K and store (default off)",
@@ -454,6 +487,12 @@ def main() -> int:
                 proc, base = start_daemon(Path(tmp) / store, key, args.log_level, store)
                 procs.append(proc)
                 daemons[store] = base
+            if args.baseline is not None:
+                proc, base = start_daemon(
+                    Path(tmp) / "base", key, args.log_level, "memory", args.baseline
+                )
+                procs.append(proc)
+                daemons[BASELINE] = base
             floor_proc, floor_url = start_floor_server()
             procs.append(floor_proc)
             figures = run(measure(args, daemons, key, floor_url))
@@ -482,6 +521,12 @@ def report(figures: dict[str, Any]) -> None:
         ratio = persistent[k]["p99_us"] / memory[k]["p99_us"]
         ratios[f"persistent_over_memory_p99_k{k}"] = ratio
         print(f"K={k}: persistent/memory p99 {ratio:.2f} (target <= 1.2 -> {ratio <= 1.2})")
+    base = stores.get(BASELINE, {})
+    for k in sorted(set(memory) & set(base), key=int):
+        for p in ("p50", "p99"):
+            ratio = memory[k][f"{p}_us"] / base[k][f"{p}_us"]
+            ratios[f"memory_over_baseline_{p}_k{k}"] = ratio
+            print(f"K={k}: memory / baseline {p} {ratio:.3f}")
     for store, by_k in stores.items():
         if "100" in by_k:
             p99 = by_k["100"]["p99_us"]

@@ -14,7 +14,7 @@ from .config import AgentConfig
 from .model import Order, Position, RestingEntry, Trade
 
 
-class Event(Struct, frozen=True, tag=True, tag_field="event", kw_only=True):
+class Event(Struct, frozen=True, tag=True, tag_field="event", kw_only=True, gc=False):
     """Base of every event: `ts` is when it happened, epoch ms; the tag field `event` names its
     kind on the wire."""
 

@@ -85,7 +85,7 @@ class Attribution(Struct, frozen=True, kw_only=True, gc=False):
     price_usd: float | None = None
 
 
-class Balance(Struct, kw_only=True):
+class Balance(Struct, kw_only=True, gc=False):
     """An agent's holding of one asset: `total` and `reserved` (for buys in flight), atomic units
     with `decimals`."""
 
@@ -134,7 +134,7 @@ class Agent(Struct, kw_only=True):
     last_exit_at: dict[str, int] = msgspec.field(default_factory=dict)  # token -> ms
 
 
-class Position(Struct, kw_only=True):
+class Position(Struct, kw_only=True, gc=False):
     """One holding of one token by one agent. `cost` is the quote cost basis of `amount`."""
 
     id: str
@@ -238,7 +238,7 @@ class ExchangeSubmission(Struct, frozen=True, kw_only=True):
     earlier: tuple[str, ...] = ()
 
 
-class Order(Struct, kw_only=True):
+class Order(Struct, kw_only=True, gc=False):
     """Money in motion: the one record that says what was reserved or is being sold."""
 
     id: str
@@ -282,7 +282,7 @@ class Order(Struct, kw_only=True):
     status: OrderStatus = OrderStatus.SUBMITTED  # moved only by lifecycle.move_order
 
 
-class Fill(Struct, frozen=True, kw_only=True):
+class Fill(Struct, frozen=True, kw_only=True, gc=False):
     """What a venue reports: `amount_in` spent and `amount_out` received, atomic."""
 
     order_id: str
@@ -303,7 +303,7 @@ class Fill(Struct, frozen=True, kw_only=True):
     fee_amount: str | None = None
 
 
-class Execution(Struct, kw_only=True):
+class Execution(Struct, kw_only=True, gc=False):
     """What one agent did with one signal: skipped (with the reason), pending, filled or failed;
     the position and order it made, and the latency from receipt in ms."""
 
@@ -315,7 +315,7 @@ class Execution(Struct, kw_only=True):
     latency_ms: float | None = None
 
 
-class Trade(Struct, frozen=True, kw_only=True):
+class Trade(Struct, frozen=True, kw_only=True, gc=False):
     """One executed fill: `amount` token atomic units bought or sold for `quote_amount` quote
     atomic units at `price_usd`, with the quote `fee` (atomic) and the venue's reference; `ts`
     epoch ms."""

@@ -58,7 +58,7 @@ class Output(Struct):
     intents: list[ev.SubmitOrder]
 
 
-class SignalRecord(Struct, kw_only=True):
+class SignalRecord(Struct, kw_only=True, gc=False):
     """A signal the engine took, with each reached agent's execution by agent id and how many
     agents its filters let through."""
 

@@ -64,7 +64,8 @@ log = logging.getLogger("tradingd.daemon")
 def tune_gc() -> None:
     """Start-up state (code, config, recovered positions) is long-lived: move it out of the
     collector's view, and collect the young generation less often. Collections of a large heap
-    are the daemon's longest pauses; money and positions hold no reference cycles."""
+    are the daemon's longest pauses; money and positions hold no reference cycles, and the
+    engine's records are never tracked at all (gc=False: tests/unit/test_untracked_structs.py)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
