@@ -19,9 +19,11 @@ from prometheus_client import (
     Counter,
     Histogram,
     Info,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
+from tradingd.adapters.app.metrics_gc import GcPauses
 from tradingd.adapters.app.metrics_scrape import StateCollector
 from tradingd.adapters.app.metrics_sources import SourceCollector
 from tradingd.adapters.app.version import VERSION
@@ -128,6 +130,9 @@ class Metrics:
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         disable_created_metrics()  # process-wide; `_created` series double the scrape for nothing
         r.register(StateCollector(daemon, self))
+        self.gc_pauses = GcPauses()
+        r.register(self.gc_pauses)
+        ProcessCollector(registry=r)  # process_*: CPU seconds, resident memory, open fds
         self.sources = SourceCollector(daemon.engine, daemon.settings.sources.metrics_max)
         r.register(self.sources)
         if daemon.notifier is not None:  # tradingd_notify_* per channel, read at scrape time
@@ -230,11 +235,17 @@ class Metrics:
         child.observe(seconds)
 
     async def sample_loop_lag(self, interval_s: float = LOOP_LAG_INTERVAL_S) -> None:
+        """While it runs: the event loop's lag every `interval_s`, and the collector's pauses
+        (tradingd_gc_pause_seconds), which are one cause of it."""
         loop = asyncio.get_running_loop()
-        while True:
-            expected = loop.time() + interval_s
-            await asyncio.sleep(interval_s)
-            self.loop_lag.observe(max(0.0, loop.time() - expected))
+        self.gc_pauses.install()
+        try:
+            while True:
+                expected = loop.time() + interval_s
+                await asyncio.sleep(interval_s)
+                self.loop_lag.observe(max(0.0, loop.time() - expected))
+        finally:
+            self.gc_pauses.uninstall()
 
 
 def _count(counts: dict[tuple[str, str, str], int], key: tuple[str, str, str]) -> None:

@@ -173,6 +173,40 @@ async def test_event_loop_lag_is_sampled(stack: Stack) -> None:
         sampler.cancel()
 
 
+async def test_garbage_collector_pauses_are_counted_by_generation_while_the_sampler_runs(
+    stack: Stack,
+) -> None:
+    import gc
+
+    metrics: Metrics = stack.metrics
+    before = scrape(metrics)
+    assert value(before, "tradingd_gc_pause_seconds_count", generation="2") == 0
+    sampler = asyncio.create_task(metrics.sample_loop_lag(0.005))
+    await asyncio.sleep(0.02)
+    try:
+        gc.collect()  # a full collection: generation 2
+        gc.collect(0)
+        after = scrape(metrics)
+        assert value(after, "tradingd_gc_pause_seconds_count", generation="2") == 1
+        assert (value(after, "tradingd_gc_pause_seconds_count", generation="0") or 0) >= 1
+        assert (value(after, "tradingd_gc_pause_seconds_sum", generation="2") or 0) > 0
+        assert value(after, "tradingd_gc_pause_seconds_bucket", generation="2", le="+Inf") == value(
+            after, "tradingd_gc_pause_seconds_count", generation="2"
+        )
+    finally:
+        sampler.cancel()
+        await asyncio.gather(sampler, return_exceptions=True)
+    gc.collect()  # the sampler stopped: no longer counted
+    assert value(scrape(metrics), "tradingd_gc_pause_seconds_count", generation="2") == 1
+
+
+async def test_process_cpu_memory_and_open_files_are_exported(stack: Stack) -> None:
+    samples = scrape(stack.metrics)
+    assert (value(samples, "process_resident_memory_bytes") or 0) > 10_000_000
+    assert (value(samples, "process_open_fds") or 0) > 3
+    assert value(samples, "process_cpu_seconds_total") is not None
+
+
 async def test_two_daemons_in_one_process_have_separate_registries() -> None:
     first, second = Stack(), Stack()
     a, b = Metrics(first.daemon), Metrics(second.daemon)
