@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from tradingd.adapters.store.records import SEQ_BITS, Entry, parse_stream_id, stream_id
+from tradingd.adapters.store.records import SEQ_BITS, SEQ_MASK, Entry, parse_stream_id, stream_id
 
 # Which hash an entry type writes (True) or deletes from (False). The hash value is the entry's
 # payload: it carries the whole entity (Position, Order, Agent...) and decodes as an AnyEntry.
@@ -156,6 +156,64 @@ def write_args(
     if fence_token:
         args.append(fence_token)
     return args
+
+
+# The write-behind's acknowledgement of a batch as one script call: XACK of its entries, then
+# XTRIM below the first entry still unacknowledged (the batch's end, or the oldest pending
+# entry). The ids travel as runs `[ms, first seq, count]` in one msgpack argument, expanded in
+# Redis: redis-py packs each argument of a command in Python, and acknowledging a 5,000-entry
+# batch as XACK <5,000 ids> cost the engine's event loop ≈15 ms on a slow day (ids 4 ms,
+# packing 10.5 ms; msgpack of the runs: under 1 ms), inside an exit cascade. KEYS: the stream.
+# ARGV: the group, the runs, the stream id just past the batch.
+ACK_SCRIPT = """
+local runs = cmsgpack.unpack(ARGV[2])
+local acked, ids = 0, {}
+for i = 1, #runs do
+  local ms, first, count = runs[i][1], runs[i][2], runs[i][3]
+  for n = first, first + count - 1 do
+    ids[#ids + 1] = ms .. '-' .. string.format('%d', n)
+    if #ids == 1000 then
+      acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+      ids = {}
+    end
+  end
+end
+if #ids > 0 then
+  acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+end
+local function parts(id)
+  local dash = string.find(id, '-', 1, true)
+  return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
+end
+local trim = ARGV[3]
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1])
+if pending[1] > 0 then
+  local pm, pn = parts(pending[2])
+  local tm, tn = parts(trim)
+  if pm < tm or (pm == tm and pn < tn) then
+    trim = pending[2]
+  end
+end
+redis.call('XTRIM', KEYS[1], 'MINID', trim)
+return acked
+"""
+
+
+def ack_args(group: str, batch: list[Entry]) -> list[str | bytes]:
+    """ACK_SCRIPT's ARGV for `batch`: its ids as runs of consecutive ids within one ms (an
+    encode of one flush takes one block of ids, so a batch is a few runs), and the stream id
+    just past its last entry."""
+    runs: list[list[Any]] = []
+    prev = -2
+    for e in batch:
+        i = e.id
+        if i == prev + 1 and i & SEQ_MASK:
+            runs[-1][2] += 1
+        else:
+            runs.append([str(i >> SEQ_BITS), i & SEQ_MASK, 1])
+        prev = i
+    past = max((e.id for e in batch), default=0) + 1
+    return [group, _pack(runs), stream_id(past)]
 
 
 def entries_from_reply(messages: list[Any]) -> list[Entry]:

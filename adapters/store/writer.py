@@ -29,9 +29,15 @@ from tradingd.adapters.store.dead_letter import (
     salvage,
     write_dead_letters,
 )
-from tradingd.adapters.store.records import SEQ_BITS, Entry, parse_stream_id, stream_id
+from tradingd.adapters.store.records import SEQ_BITS, Entry, parse_stream_id
 from tradingd.adapters.store.redis import raw_stream_reader
-from tradingd.adapters.store.stream_codec import Keys, entries_from_reply, entry_from_fields
+from tradingd.adapters.store.stream_codec import (
+    ACK_SCRIPT,
+    Keys,
+    ack_args,
+    entries_from_reply,
+    entry_from_fields,
+)
 from tradingd.adapters.transient import POSTGRES_FAILURES, is_data_error, raise_if_cancelled
 
 log = logging.getLogger("tradingd.store.writer")
@@ -63,6 +69,7 @@ class WriteBehind:
         # XREADGROUP replies come back raw: entries_from_reply reads them positionally
         # instead of redis-py building a dict per entry.
         self._raw = raw_stream_reader(r)
+        self._ack_script = r.register_script(ACK_SCRIPT)  # EVALSHA, loaded again on NOSCRIPT
         self.keys = keys
         self.url = database_url
         self.schema = schema
@@ -266,14 +273,9 @@ class WriteBehind:
         return entries
 
     async def _ack(self, batch: list[Entry]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xack(self.keys.stream, self.GROUP, *[e.stream_id for e in batch])
-        pipe.xpending(self.keys.stream, self.GROUP)
-        _, pending = await pipe.execute()
-        first_unacked = max(e.id for e in batch) + 1
-        if pending and pending.get("pending"):
-            first_unacked = min(first_unacked, parse_stream_id(pending["min"]))
-        await self.redis.xtrim(self.keys.stream, minid=stream_id(first_unacked), approximate=False)
+        """Acknowledge `batch` and trim the stream below its first unacknowledged entry, in
+        one script call (stream_codec.ACK_SCRIPT)."""
+        await self._ack_script(keys=[self.keys.stream], args=ack_args(self.GROUP, batch))
 
     async def refresh_lag(self) -> None:
         pipe = self.redis.pipeline(transaction=False)
