@@ -15,10 +15,8 @@ Uses the embedded Redis in a temporary dir, or REDIS_URL."""
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,8 +24,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import redis.asyncio as aioredis  # noqa: E402
+from _redis_server import bench_redis_url  # noqa: E402
 from _stats import add_json_arg, run_loop, write_json  # noqa: E402
-from tradingd.adapters.store.embedded import EmbeddedRedis  # noqa: E402
 from tradingd.adapters.store.records import SEQ_BITS, Entry, parse_stream_id, stream_id  # noqa: E402
 from tradingd.adapters.store.stream_codec import ACK_SCRIPT, ack_args  # noqa: E402
 
@@ -107,17 +105,8 @@ def main() -> int:
     parser.add_argument("--entries", type=int, default=5000, help="entries a batch (default 5000)")
     parser.add_argument("--rounds", type=int, default=10, help="batches per way (default 10)")
     args = parser.parse_args()
-    redis_url = os.environ.get("REDIS_URL")
-    with tempfile.TemporaryDirectory(prefix="tradingd-bench-") as tmp:
-        server = None
-        if not redis_url:
-            server = EmbeddedRedis(Path(tmp) / "redis")
-            redis_url = server.start()
-        try:
-            figures = run_loop(measure(redis_url, args.entries, args.rounds))
-        finally:
-            if server is not None:
-                server.stop()
+    with bench_redis_url() as redis_url:
+        figures = run_loop(measure(redis_url, args.entries, args.rounds))
     write_json(args.json, figures)
     return 0
 

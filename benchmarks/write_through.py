@@ -17,15 +17,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _redis_server import bench_redis_url  # noqa: E402
 from _stats import add_json_arg, percentiles, run_loop, write_json  # noqa: E402
-from tradingd.adapters.store.embedded import EmbeddedRedis  # noqa: E402
 from tradingd.adapters.store.records import Entry, EntryIds  # noqa: E402
 from tradingd.adapters.store.redis import client  # noqa: E402
 from tradingd.adapters.store.stream_codec import (  # noqa: E402
@@ -149,17 +148,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=400, help="flushes per size and way")
     parser.add_argument("--budget-s", type=float, default=20.0, help="time cap per size and way")
     args = parser.parse_args()
-    redis_url = os.environ.get("REDIS_URL")
-    with tempfile.TemporaryDirectory(prefix="tradingd-bench-") as tmp:
-        server = None
-        if not redis_url:
-            server = EmbeddedRedis(Path(tmp) / "redis")
-            redis_url = server.start()
-        try:
-            figures = run_loop(measure(redis_url, args.rounds, args.budget_s))
-        finally:
-            if server is not None:
-                server.stop()
+    with bench_redis_url() as redis_url:
+        figures = run_loop(measure(redis_url, args.rounds, args.budget_s))
     write_json(args.json, figures)
     return 0
 
