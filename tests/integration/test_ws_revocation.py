@@ -18,6 +18,14 @@ RECV_TIMEOUT_S = 5.0
 CLI_TIMEOUT_S = 60.0
 
 
+def patient_close(settings: Any) -> None:
+    """The server waits max_lag_ms (at least 2 s; 5 s by default) for the client's close reply
+    before cutting the socket. Client and server share this test's loop: on a loaded machine
+    (a CI run beside other work) the client read its close too late and saw the cut, 1006,
+    instead of 1008."""
+    settings.ws.max_lag_ms = 30_000
+
+
 async def open_subscribed(api: Api, key: str) -> Any:
     ws = await api.client.ws_connect("/v1/ws", headers={"Authorization": f"Bearer {key}"})
     await ws.send_json({"op": "subscribe", "channels": ["agents"]})
@@ -42,7 +50,7 @@ async def assert_still_streaming(ws: Any) -> None:
 
 
 async def test_delete_key_closes_that_keys_websockets_at_once(tmp_path: Path) -> None:
-    async with serve(tmp_path) as api:
+    async with serve(tmp_path, configure=patient_close) as api:
         revoked = await api.ok("POST", "/v1/keys", {"name": "dash", "scopes": ["read"]})
         other = await api.key("read")
         sockets = [await open_subscribed(api, revoked["key"]) for _ in range(2)]
@@ -62,7 +70,7 @@ async def test_delete_key_closes_that_keys_websockets_at_once(tmp_path: Path) ->
 async def test_cli_revoke_closes_that_keys_websockets_while_the_daemon_runs(
     tmp_path: Path,
 ) -> None:
-    async with serve(tmp_path) as api:
+    async with serve(tmp_path, configure=patient_close) as api:
         revoked = await api.ok("POST", "/v1/keys", {"name": "dash", "scopes": ["read"]})
         other = await api.key("read")
         ws = await open_subscribed(api, revoked["key"])
