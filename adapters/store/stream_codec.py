@@ -159,12 +159,15 @@ def write_args(
 
 
 # The write-behind's acknowledgement of a batch as one script call: XACK of its entries, then
-# XTRIM below the first entry still unacknowledged (the batch's end, or the oldest pending
-# entry). The ids travel as runs `[ms, first seq, count]` in one msgpack argument, expanded in
-# Redis: redis-py packs each argument of a command in Python, and acknowledging a 5,000-entry
-# batch as XACK <5,000 ids> cost the engine's event loop ≈15 ms on a slow day (ids 4 ms,
-# packing 10.5 ms; msgpack of the runs: under 1 ms), inside an exit cascade. KEYS: the stream.
-# ARGV: the group, the runs, the stream id just past the batch.
+# XTRIM of every entry the group has delivered and no consumer still holds: below the oldest
+# pending entry when one is (every older entry was delivered, in order, and is no longer
+# pending: acknowledged), else up to the group's last delivered id. So a reclaimed batch of a
+# dead consumer's older entries, acknowledged after newer ones, leaves no acknowledged entry
+# behind (it did: the lag /health shows then stayed up on an idle daemon). The ids travel as runs
+# `[ms, first seq, count]` in one msgpack argument, expanded in Redis: redis-py packs each
+# argument of a command in Python, and acknowledging a 5,000-entry batch as XACK <5,000 ids>
+# cost the engine's event loop 11-15 ms on a slow day (benchmarks/stream_ack.py: 2.2 ms this
+# way). KEYS: the stream. ARGV: the group, the runs.
 ACK_SCRIPT = """
 local runs = cmsgpack.unpack(ARGV[2])
 local acked, ids = 0, {}
@@ -181,28 +184,30 @@ end
 if #ids > 0 then
   acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
 end
-local function parts(id)
-  local dash = string.find(id, '-', 1, true)
-  return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
-end
-local trim = ARGV[3]
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1])
 if pending[1] > 0 then
-  local pm, pn = parts(pending[2])
-  local tm, tn = parts(trim)
-  if pm < tm or (pm == tm and pn < tn) then
-    trim = pending[2]
+  redis.call('XTRIM', KEYS[1], 'MINID', pending[2])
+  return acked
+end
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local name, last
+  for k = 1, #group, 2 do
+    if group[k] == 'name' then name = group[k + 1] end
+    if group[k] == 'last-delivered-id' then last = group[k + 1] end
+  end
+  if name == ARGV[1] and last then
+    local dash = string.find(last, '-', 1, true)
+    local seq = tonumber(string.sub(last, dash + 1))
+    redis.call('XTRIM', KEYS[1], 'MINID', string.sub(last, 1, dash) .. string.format('%d', seq + 1))
   end
 end
-redis.call('XTRIM', KEYS[1], 'MINID', trim)
 return acked
 """
 
 
 def ack_args(group: str, batch: list[Entry]) -> list[str | bytes]:
-    """ACK_SCRIPT's ARGV for `batch`: its ids as runs of consecutive ids within one ms (an
-    encode of one flush takes one block of ids, so a batch is a few runs), and the stream id
-    just past its last entry."""
+    """ACK_SCRIPT's ARGV for `batch`: the group, and the batch's ids as runs of consecutive ids
+    within one ms (an encode of one flush takes one block of ids, so a batch is a few runs)."""
     runs: list[list[Any]] = []
     prev = -2
     for e in batch:
@@ -212,8 +217,7 @@ def ack_args(group: str, batch: list[Entry]) -> list[str | bytes]:
         else:
             runs.append([str(i >> SEQ_BITS), i & SEQ_MASK, 1])
         prev = i
-    past = max((e.id for e in batch), default=0) + 1
-    return [group, _pack(runs), stream_id(past)]
+    return [group, _pack(runs)]
 
 
 def entries_from_reply(messages: list[Any]) -> list[Entry]:

@@ -1,6 +1,7 @@
 """The write-behind's acknowledgement script (stream_codec.ACK_SCRIPT) on a real Redis: a batch's
-entries leave the consumer group's pending list, and the stream is trimmed exactly below the
-first entry still unacknowledged, whatever runs of ids the batch holds."""
+entries leave the consumer group's pending list, and the stream keeps exactly what is not yet
+acknowledged and everything after it, whatever runs of ids the batch holds and in whatever order
+batches are acknowledged."""
 
 from __future__ import annotations
 
@@ -68,6 +69,36 @@ async def test_the_trim_stops_at_an_older_entry_still_pending(redis, namespace):
     pending, left = await _pending_and_left(redis, stream)
     assert pending == [stream_id(i) for i in (*ids[:2], *ids[5:])]
     assert left == [stream_id(i) for i in ids]  # nothing below the oldest pending goes
+
+
+async def test_a_dead_consumers_older_batch_acknowledged_last_leaves_nothing_behind(
+    redis, namespace
+):
+    """A takeover: the newer entries are written and acknowledged first, the dead consumer's
+    older ones (reclaimed) last; then every entry is acknowledged and none may stay."""
+    stream = f"{{{namespace}}}:stream"
+    ids = [MS << SEQ_BITS | n for n in range(1, 21)]
+    for i in ids:
+        await redis.xadd(stream, {"e": b"{}"}, id=stream_id(i))
+    await redis.xgroup_create(stream, GROUP, id="0")
+    await redis.xreadgroup(GROUP, "dead", {stream: ">"}, count=10)
+    await redis.xreadgroup(GROUP, "c", {stream: ">"}, count=10)
+    assert await _ack(redis, stream, ids[10:]) == 10
+    pending, left = await _pending_and_left(redis, stream)
+    assert pending == [stream_id(i) for i in ids[:10]] and left == [stream_id(i) for i in ids]
+    assert await _ack(redis, stream, ids[:10]) == 10  # the reclaimed batch
+    assert await _pending_and_left(redis, stream) == ([], [])
+
+
+async def test_entries_not_yet_delivered_are_never_trimmed(redis, namespace):
+    stream = f"{{{namespace}}}:stream"
+    ids = [MS << SEQ_BITS | n for n in range(1, 11)]
+    for i in ids:
+        await redis.xadd(stream, {"e": b"{}"}, id=stream_id(i))
+    await redis.xgroup_create(stream, GROUP, id="0")
+    await redis.xreadgroup(GROUP, "c", {stream: ">"}, count=4)
+    assert await _ack(redis, stream, ids[:4]) == 4
+    assert await _pending_and_left(redis, stream) == ([], [stream_id(i) for i in ids[4:]])
 
 
 async def test_a_batch_of_thousands_in_one_call(redis, namespace):
