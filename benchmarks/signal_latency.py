@@ -113,7 +113,8 @@ def start_daemon(
     if store == "memory":
         env["TRADINGD_STORE"] = "memory"
     if code is not None:
-        env["PYTHONPATH"] = str(import_shim(code, data_dir / "shim"))
+        shim = str(import_shim(code, data_dir / "shim"))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (shim, env.get("PYTHONPATH")) if p)
     port = 0 if log_level in ("debug", "info") else free_port()
     cmd = [
         sys.executable,
@@ -149,12 +150,20 @@ def start_daemon(
     raise RuntimeError(f"tradingd did not start: {log_path.read_text()[-2000:]}")
 
 
-def import_shim(checkout: Path, shim: Path) -> Path:
-    """A directory that, first on PYTHONPATH, makes `tradingd.engine` and `tradingd.adapters`
-    the checkout's folders (the editable install's finder comes after the path entries)."""
+def check_checkout(checkout: Path) -> None:
+    """Exit with a message unless `checkout` is a tradingd checkout (before any daemon starts)."""
+    if not checkout.is_dir():
+        raise SystemExit(f"--baseline {checkout}: no such directory")
     for part in ("engine", "adapters"):
         if not (checkout / part / "__init__.py").is_file():
             raise SystemExit(f"--baseline {checkout}: not a tradingd checkout (no {part}/)")
+
+
+def import_shim(checkout: Path, shim: Path) -> Path:
+    """A directory that, first on PYTHONPATH, makes `tradingd.engine` and `tradingd.adapters`
+    the checkout's folders (the editable install's finder comes after the path entries)."""
+    check_checkout(checkout)
+    for part in ("engine", "adapters"):
         link = shim / "tradingd" / part
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(checkout.resolve() / part)
@@ -463,7 +472,8 @@ def main() -> int:
         type=Path,
         default=None,
         help="another checkout (e.g. `git worktree add /tmp/base HEAD~1`) run as a memory "
-        "daemon `memory@base`, its rounds interleaved with the others (default none)",
+        "daemon `memory@base`, its rounds interleaved with the others and its p50/p99 compared "
+        "with the memory daemon's (default none)",
     )
     parser.add_argument(
         "--senders",
@@ -477,6 +487,8 @@ def main() -> int:
         help="the daemon's TRADINGD_LOG_LEVEL (default info, as deployed)",
     )
     args = parser.parse_args()
+    if args.baseline is not None:
+        check_checkout(args.baseline)
     key = "tdk_bench_" + secrets.token_urlsafe(16)
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     with tempfile.TemporaryDirectory(prefix="tradingd-bench-") as tmp:
