@@ -243,13 +243,16 @@ class RedisWriteThrough:
     async def run(self) -> None:
         while not self.stopped:
             raise_if_cancelled()
-            if self.up:
-                await self._wake.wait()
-            else:
+            if not self.up:
                 try:
                     await asyncio.wait_for(self._wake.wait(), PROBE_INTERVAL_S)
                 except TimeoutError:
                     pass
+            elif not self.spill.count:
+                await self._wake.wait()
+            # else a spill left by a stop during an outage: flush_once replays it now, not at
+            # the first new write, which on an idle daemon may come much later (Postgres and
+            # the write-behind lag knew nothing of it meanwhile).
             self._wake.clear()
             await self.flush_once()
 

@@ -205,3 +205,37 @@ async def postgres_outage(
     assert await node.store.writer.drain(15)
     assert await postgres_state(db, namespace) == state_of(node)
     await node.stop()
+
+
+async def test_a_spill_left_at_stop_is_replayed_at_start_without_waiting_for_a_write(
+    tmp_path, store_servers, namespace
+):
+    """A daemon stopped while Redis was down leaves its spill file; started again with Redis
+    up, the spill goes to Redis (and on to Postgres) at once, not at the first new write: until
+    then Postgres lacked it and /health said nothing (a tester's finding: ten minutes)."""
+    own = EmbeddedRedis(tmp_path / "own")
+    url = own.start()
+    try:
+        node, _ = await start_node(StoreNode(tmp_path, store_servers, namespace, redis_url=url))
+        await node.store.flushed(timeout=5)
+        os.kill(own.pid, os_signal.SIGKILL)
+        node.runtime.apply(node.engine.deposit, "alpha", "SOL", 7)  # spilled
+        await node.store.flushed(timeout=10)
+        await until_status(node, "redis", "down")
+        assert node.store.write_through.spill.count > 0
+        await node.crash()
+
+        own.start()
+        again = await StoreNode(tmp_path, store_servers, namespace, redis_url=url).start()
+        await poll_until_async(
+            lambda: again.store.write_through.spill.count,
+            lambda n: n == 0,
+            tries=500,
+            what="the spill replayed with no new write",
+        )
+        assert await again.store.writer.drain(15)
+        assert await postgres_state(store_servers.database_url, namespace) == state_of(again)
+        assert again.engine.ledger.balance("alpha", "SOL").total == DEPOSIT + 7
+        await again.stop()
+    finally:
+        own.stop()
