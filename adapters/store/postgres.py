@@ -335,10 +335,14 @@ class BatchWriter:
             await conn.execute(events)
 
     async def finish(self) -> None:
-        tx, self._tx = self._tx, None
+        tx = self._tx
         assert tx is not None, "finish() without stage()"
         if self._rest:
+            # Refused here (an entity upsert the stage accepted), the transaction stays ours
+            # for abort() to roll back: left open in its failed state, every later statement on
+            # the connection failed, the salvage too, and it was taken for an outage.
             await self.conn.execute(self._rest)
+        self._tx = None
         await tx.commit()
 
     async def abort(self) -> None:

@@ -115,3 +115,44 @@ async def test_dead_letters_survive_a_restart_and_are_not_retried(
     finally:
         await conn.close()
     await again.stop()
+
+
+async def test_an_entry_refused_in_the_entity_upsert_step_is_dead_lettered_too(
+    tmp_path, store_servers, namespace
+):
+    """Stage and events insert accept it; the agent-config upsert cannot cast its
+    `apply_to_open`. The failed transaction must be rolled back so the batch can be salvaged
+    (it was kept open: the salvage then failed as "transaction in error state", taken for an
+    outage, and the stream grew for good; a tester's finding)."""
+    node = await StoreNode(tmp_path, store_servers, namespace).start()
+    e, rt, store = node.engine, node.runtime, node.store
+    rt.apply(e.create_agent, "alpha", "paper", config_from_builtins({}), "SOL", None, "alpha")
+    await store.flushed()
+    assert await store.writer.drain(DRAIN_S)
+
+    await store.pause_writer()
+    rt.apply(e.deposit, "alpha", "SOL", 10**9)
+    now = wall_clock_ms()
+    poison = Entry(
+        store.ids.next(),
+        "AgentConfigUpdated",
+        "alpha",
+        "alpha",
+        b'{"ts":%d,"agent_id":"alpha","config":{},"apply_to_open":"maybe"}' % now,
+    )
+    store.write_through.enqueue([poison])
+    rt.apply(e.deposit, "alpha", "SOL", 2 * 10**9)
+    await store.flushed()
+    store.resume_writer()
+
+    assert await store.writer.drain(DRAIN_S), "the write-behind stalled on the poison entry"
+    assert await postgres_state(store_servers.database_url, namespace) == state_of(node)
+    conn = await pg.connect(store_servers.database_url, namespace)
+    try:
+        dead = await conn.fetch("SELECT id, sqlstate FROM dead_letters")
+    finally:
+        await conn.close()
+    assert [r["id"] for r in dead] == [poison.id]
+    assert dead[0]["sqlstate"].startswith("22")
+    assert node.components["postgres"]["status"] == "ok"
+    await node.stop()
