@@ -666,7 +666,9 @@ class Daemon:
         cluster.start_renewing(self._step_down)
         # Registered before the store's cleanup, so it runs after it: the lease is released
         # only once everything is flushed (a clean stop hands over without waiting lease_ms).
-        self.cleanups.append(lambda: cluster.close(release=cluster.role == "active"))
+        # A start refused after taking it (another shard count, an interrupted reshard) lets
+        # go too; only a process that lost it (stepped down) has nothing to give back.
+        self.cleanups.append(lambda: cluster.close(release=cluster.role != "stepped_down"))
         return True
 
     def share_keys(self) -> None:

@@ -336,7 +336,7 @@ class ClusterRole:
                 await asyncio.wait({task}, timeout=self.lease_ms / 1000)
                 if task.done() and not task.cancelled():
                     task.exception()  # retrieved: it was logged where it happened
-        if release and self.lease is not None and self.role == "active":
+        if release and self.lease is not None and self.role != "stepped_down":
             try:
                 if await self.lease.release():
                     log.info("cluster: lease released")

@@ -438,9 +438,14 @@ def test_a_reshard_killed_after_its_commit_blocks_every_start_until_a_run_finish
         killed.kill()
         killed.wait(timeout=10)
     assert any("committed" in line for line in lines), lines
+    r = redis.Redis.from_url(nodes.redis_url)
     for args in (["--shards", "2", "--shard", "0"], ["--shards", "3", "--shard", "0"], []):
         said = refused_start(nodes, f"refused{len(args)}", args)
         assert "interrupted" in said and "reshard --shards 3" in said, said
+        if args:  # refused after taking its shard's lease: it let go (the next run need not wait)
+            shard = shard_namespace(nodes.namespace, 0, int(args[1]))
+            assert r.get(Keys(shard).lease) is None, (shard, r.get(Keys(shard).lease))
+    r.close()
 
     done = reshard_when_stopped(nodes, 4, waits=("held by another reshard",))
     assert done.returncode == 0, done.stdout + done.stderr
