@@ -30,12 +30,16 @@ def _entry(entry_id: int) -> Entry:
     return Entry(entry_id, "OrderFilled", "k", "a", b"{}")
 
 
-async def _stream_with(r: aioredis.Redis, stream: str, ids: list[int]) -> None:
-    """The stream holding `ids`, all delivered to the group's consumer (pending)."""
+async def _stream_with(
+    r: aioredis.Redis, stream: str, ids: list[int], reads: tuple[tuple[str, int], ...] = ()
+) -> None:
+    """The stream holding `ids`, delivered in order to the group's consumers as `reads` says
+    ((consumer, count), ...; default: all of them to "c"), so pending."""
     for i in ids:
         await r.xadd(stream, {"e": b"{}"}, id=stream_id(i))
     await r.xgroup_create(stream, GROUP, id="0")
-    await r.xreadgroup(GROUP, "c", {stream: ">"}, count=len(ids) + 1)
+    for consumer, count in reads or (("c", len(ids) + 1),):
+        await r.xreadgroup(GROUP, consumer, {stream: ">"}, count=count)
 
 
 async def _ack(r: aioredis.Redis, stream: str, batch: list[int]) -> int:
@@ -78,11 +82,7 @@ async def test_a_dead_consumers_older_batch_acknowledged_last_leaves_nothing_beh
     older ones (reclaimed) last; then every entry is acknowledged and none may stay."""
     stream = f"{{{namespace}}}:stream"
     ids = [MS << SEQ_BITS | n for n in range(1, 21)]
-    for i in ids:
-        await redis.xadd(stream, {"e": b"{}"}, id=stream_id(i))
-    await redis.xgroup_create(stream, GROUP, id="0")
-    await redis.xreadgroup(GROUP, "dead", {stream: ">"}, count=10)
-    await redis.xreadgroup(GROUP, "c", {stream: ">"}, count=10)
+    await _stream_with(redis, stream, ids, (("dead", 10), ("c", 10)))
     assert await _ack(redis, stream, ids[10:]) == 10
     pending, left = await _pending_and_left(redis, stream)
     assert pending == [stream_id(i) for i in ids[:10]] and left == [stream_id(i) for i in ids]
@@ -93,10 +93,7 @@ async def test_a_dead_consumers_older_batch_acknowledged_last_leaves_nothing_beh
 async def test_entries_not_yet_delivered_are_never_trimmed(redis, namespace):
     stream = f"{{{namespace}}}:stream"
     ids = [MS << SEQ_BITS | n for n in range(1, 11)]
-    for i in ids:
-        await redis.xadd(stream, {"e": b"{}"}, id=stream_id(i))
-    await redis.xgroup_create(stream, GROUP, id="0")
-    await redis.xreadgroup(GROUP, "c", {stream: ">"}, count=4)
+    await _stream_with(redis, stream, ids, (("c", 4),))
     assert await _ack(redis, stream, ids[:4]) == 4
     assert await _pending_and_left(redis, stream) == ([], [stream_id(i) for i in ids[4:]])
 
