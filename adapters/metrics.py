@@ -181,8 +181,11 @@ class Metrics:
                 now_ns = now_ns or time.time_ns()
                 self._on_execution(event, now_ns)  # type: ignore[arg-type]
             elif kind == _FILTERED:
+                # one entry per agent a signal skipped: 1,000 with 1,000 agents on other tokens
+                outcomes = self.signal_outcomes
                 for agent_id, reason in event.reasons.items():  # type: ignore[attr-defined]
-                    _count(self.signal_outcomes, (agent_id, "skipped", _reason_label(reason)))
+                    key = (agent_id, "skipped", _reason_label(reason))
+                    outcomes[key] = outcomes.get(key, 0) + 1
             elif kind == _EXIT:
                 exits = True
             elif kind == _DELETED:
@@ -259,5 +262,16 @@ def _trade_reason(reason: str) -> str:
     return "signal" if reason.startswith("signal") else "other"
 
 
+_REASON_LABELS: dict[str, str] = {}
+MAX_REASON_LABELS = 256  # the engine's codes are a few dozen; venue free text is not kept
+
+
 def _reason_label(reason: str) -> str:
-    return reason if REASON_CODE.fullmatch(reason) else "other"
+    """`reason` when it is an engine code (REASON_CODE), else "other". Memoized: a signal
+    skipped by 1,000 agents labels 1,000 reasons, and the regex was half that loop's time."""
+    label = _REASON_LABELS.get(reason)
+    if label is None:
+        label = reason if REASON_CODE.fullmatch(reason) else "other"
+        if len(_REASON_LABELS) < MAX_REASON_LABELS:
+            _REASON_LABELS[reason] = label
+    return label

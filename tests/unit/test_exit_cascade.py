@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from tradingd.engine import events as ev
 from tradingd.engine.assets import SOL_MINT
 from tradingd.engine.errors import Conflict
-from tradingd.engine.model import Tick
+from tradingd.engine.model import Signal, Tick
 
 from tests.unit.cascade_rig import CascadeRig
 from tests.unit.harness import TOKENS
@@ -176,6 +176,45 @@ def test_a_signal_reaching_a_cascade_agent_waits_for_the_whole_cascade() -> None
     )
     last_close = max(i for i, e in enumerate(rig.events) if isinstance(e, ev.PositionClosed))
     assert last_close < received
+
+
+def engine_mid_cascade(tokens: list[str]) -> Rig:
+    """Agent a0 (signals allowed for `tokens`) holds 4 positions on CRASH; a crash tick has
+    been applied to the Engine alone, one exit decided, three still to decide."""
+    rig = Rig(None)
+    for token, price in ((SOL_MINT, 150.0), (CRASH, 1.0), (OTHER, 2.0)):
+        rig.tick(token, price)
+    limits = {"max_open_positions": 10, "max_positions_per_token": 4}
+    signals = {"token_filter": "allow", "tokens": tokens}
+    rig.agent("a0", {"limits": limits, "signals": signals, "stop_loss": {"default_pct": -5}})
+    for n in range(4):
+        rig.signal(f"s{n}", CRASH)
+    rig.engine.exit_slice = 1
+    rig.clock.now += 1000
+    rig.engine.on_tick(Tick(CRASH, 0.5, rig.clock.now, decimals=6))
+    assert rig.engine.exits_pending
+    return rig
+
+
+def other_token_signal(rig: Rig) -> Signal:
+    now = rig.clock.now
+    return Signal(id="other", token=OTHER, received_at=now, expires_at=now + 30_000)
+
+
+def test_a_signal_found_apart_from_the_cascade_agents_is_applied_between_slices() -> None:
+    rig = engine_mid_cascade([CRASH])
+    signal = other_token_signal(rig)
+    assert not rig.engine.signal_may_reach(signal, CRASH, rig.engine.exits_pending_agents())
+    rig.engine.on_signal(signal)
+    assert rig.engine.exits_pending  # the answer, taken once, let the cascade go on
+
+
+def test_a_no_reach_answer_about_fewer_agents_does_not_spare_on_signal_its_own_check() -> None:
+    rig = engine_mid_cascade([CRASH, OTHER])
+    signal = other_token_signal(rig)
+    assert not rig.engine.signal_may_reach(signal, CRASH, frozenset())  # asked about no agent
+    rig.engine.on_signal(signal)
+    assert not rig.engine.exits_pending  # a0's exits were decided before its signal
 
 
 def test_the_next_tick_completes_the_cascade_at_its_own_price_first() -> None:
