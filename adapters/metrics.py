@@ -263,7 +263,7 @@ def _trade_reason(reason: str) -> str:
 
 
 _REASON_LABELS: dict[str, str] = {}
-MAX_REASON_LABELS = 256  # the engine's codes are a few dozen; venue free text is not kept
+MAX_REASON_LABELS = 256  # the engine's codes are a few dozen
 
 
 def _reason_label(reason: str) -> str:
@@ -272,6 +272,6 @@ def _reason_label(reason: str) -> str:
     label = _REASON_LABELS.get(reason)
     if label is None:
         label = reason if REASON_CODE.fullmatch(reason) else "other"
-        if len(_REASON_LABELS) < MAX_REASON_LABELS:
-            _REASON_LABELS[reason] = label
+        if label is reason and len(_REASON_LABELS) < MAX_REASON_LABELS:
+            _REASON_LABELS[reason] = label  # codes only (≤ 48 chars): free text is not kept
     return label

@@ -10,10 +10,12 @@ The floor is a bare aiohttp server (its own uvloop process, an empty POST handle
 with the same client: the round trip no HTTP service on this machine can beat.
 
     .venv/bin/python benchmarks/signal_latency.py [--json PATH] [--rounds N] [--budget-s S]
-        [--agents 1,10,100] [--stores memory,persistent] [--baseline CHECKOUT]
+        [--agents 1,10,100] [--stores memory,persistent] [--baseline CHECKOUT] [--bystanders N]
 
 --baseline runs a second memory daemon from another checkout (`git worktree add /tmp/base
 <commit>`), its rounds interleaved with ours: a change's effect measured in one run, as a ratio.
+--bystanders N first gives each daemon N more agents that trade another token only, so every
+signal also passes N agents that skip it (a desk of agents on different tokens).
 
 Figures are microseconds. `p*_us` are for the LAST of the K trades of a signal (the signal is
 fully executed); `first_trade` gives the first. Each phase is bounded by --rounds and
@@ -44,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 SOL = "So11111111111111111111111111111111111111112"
 SENDERS = 16
 BASELINE = "memory@base"  # the --baseline checkout's daemon
+BYSTANDER_TOKEN = demo_mint("bench-bystander")
 WAIT_S = 10.0
 CONFIG = """
 [http]
@@ -323,6 +326,15 @@ class Target:
         await self.ws.send_json({"op": "subscribe", "channels": ["trades"]})
         self.reader = asyncio.create_task(self.watch.run(self.ws))
 
+    async def add_bystanders(self, http: aiohttp.ClientSession, n: int) -> None:
+        """`n` agents (no money) whose filter allows only BYSTANDER_TOKEN: each skips every
+        signal measured."""
+        config = {"signals": {"token_filter": "allow", "tokens": [BYSTANDER_TOKEN]}}
+        for i in range(n):
+            body = {"name": f"bystander{i}", "config": config}
+            async with http.post(self.base + "/v1/agents", json=body) as resp:
+                assert resp.status == 201, await resp.text()
+
     async def grow(self, http: aiohttp.ClientSession, k: int) -> None:
         while len(self.agents) < k:
             async with http.post(
@@ -397,6 +409,7 @@ async def measure(
         targets = [Target(store, base) for store, base in daemons.items()]
         for t in targets:
             await t.open(http, tokens)
+            await t.add_bystanders(http, args.bystanders)
         result: dict[str, Any] = {t.store: {} for t in targets}
         floors: dict[str, Any] = {}
         for k in sorted(int(x) for x in args.agents.split(",")):
@@ -427,7 +440,7 @@ async def measure(
                 print_k(t.store, k, r, floors[str(k)])
         for t in targets:
             await t.close()
-    return {"floor": floors, "stores": result}
+    return {"floor": floors, "stores": result, "bystanders": args.bystanders}
 
 
 def print_k(store: str, k: int, r: dict[str, Any], floor_k: dict[str, float]) -> None:
@@ -474,6 +487,12 @@ def main() -> int:
         help="another checkout (e.g. `git worktree add /tmp/base HEAD~1`) run as a memory "
         "daemon `memory@base`, its rounds interleaved with the others and its p50/p99 compared "
         "with the memory daemon's (default none)",
+    )
+    parser.add_argument(
+        "--bystanders",
+        type=int,
+        default=0,
+        help="agents added first that trade another token, so each signal skips them (default 0)",
     )
     parser.add_argument(
         "--senders",

@@ -380,6 +380,7 @@ class Engine(EngineState):
 
     def _after_exits(self, work: TickWork) -> None:
         """The rest of a tick's transition, once its exits are decided."""
+        self._unreached = None  # an answer about this work ends with it (and frees it)
         if self.entries:  # resting buys: expired ones end, then those the price meets execute
             self._resting.expire(work.now)
             self._resting.on_price(work.token, work.price_usd, work.now)
@@ -436,7 +437,12 @@ class Engine(EngineState):
         # The answer holds while `work` does: its agents' configs change only after it is
         # finished (update_config, delete_agent finish it first), and agents outside it are not
         # asked. So on_signal need not ask again for the same signal and work.
-        if not reach and work is not None and (agents is work.agents or agents >= work.agents):
+        if (
+            not reach
+            and work is not None
+            and token == work.token
+            and (agents is work.agents or agents >= work.agents)
+        ):
             self._unreached = (signal, work)
         return reach
 

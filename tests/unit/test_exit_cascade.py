@@ -178,17 +178,17 @@ def test_a_signal_reaching_a_cascade_agent_waits_for_the_whole_cascade() -> None
     assert last_close < received
 
 
-def engine_mid_cascade(tokens: list[str]) -> Rig:
-    """Agent a0 (signals allowed for `tokens`) holds 4 positions on CRASH; a crash tick has
-    been applied to the Engine alone, one exit decided, three still to decide."""
+def engine_mid_cascade(signals: dict[str, Any]) -> Rig:
+    """Agent a0 (signal filters `signals`) holds 4 positions on CRASH, bought by signals of
+    type "t1"; a crash tick has been applied to the Engine alone, one exit decided, three still
+    to decide."""
     rig = Rig(None)
     for token, price in ((SOL_MINT, 150.0), (CRASH, 1.0), (OTHER, 2.0)):
         rig.tick(token, price)
     limits = {"max_open_positions": 10, "max_positions_per_token": 4}
-    signals = {"token_filter": "allow", "tokens": tokens}
     rig.agent("a0", {"limits": limits, "signals": signals, "stop_loss": {"default_pct": -5}})
     for n in range(4):
-        rig.signal(f"s{n}", CRASH)
+        rig.signal(f"s{n}", CRASH, type="t1")
     rig.engine.exit_slice = 1
     rig.clock.now += 1000
     rig.engine.on_tick(Tick(CRASH, 0.5, rig.clock.now, decimals=6))
@@ -196,13 +196,13 @@ def engine_mid_cascade(tokens: list[str]) -> Rig:
     return rig
 
 
-def other_token_signal(rig: Rig) -> Signal:
+def other_token_signal(rig: Rig, token: str = OTHER, type_: str = "t1") -> Signal:
     now = rig.clock.now
-    return Signal(id="other", token=OTHER, received_at=now, expires_at=now + 30_000)
+    return Signal(id="other", token=token, type=type_, received_at=now, expires_at=now + 30_000)
 
 
 def test_a_signal_found_apart_from_the_cascade_agents_is_applied_between_slices() -> None:
-    rig = engine_mid_cascade([CRASH])
+    rig = engine_mid_cascade({"token_filter": "allow", "tokens": [CRASH]})
     signal = other_token_signal(rig)
     assert not rig.engine.signal_may_reach(signal, CRASH, rig.engine.exits_pending_agents())
     rig.engine.on_signal(signal)
@@ -210,11 +210,19 @@ def test_a_signal_found_apart_from_the_cascade_agents_is_applied_between_slices(
 
 
 def test_a_no_reach_answer_about_fewer_agents_does_not_spare_on_signal_its_own_check() -> None:
-    rig = engine_mid_cascade([CRASH, OTHER])
+    rig = engine_mid_cascade({"token_filter": "allow", "tokens": [CRASH, OTHER]})
     signal = other_token_signal(rig)
     assert not rig.engine.signal_may_reach(signal, CRASH, frozenset())  # asked about no agent
     rig.engine.on_signal(signal)
     assert not rig.engine.exits_pending  # a0's exits were decided before its signal
+
+
+def test_a_no_reach_answer_about_another_token_does_not_spare_on_signal_its_own_check() -> None:
+    rig = engine_mid_cascade({"types": ["t1"]})
+    signal = other_token_signal(rig, CRASH, "t2")  # a0 filters it out, but it is the crash token
+    assert not rig.engine.signal_may_reach(signal, OTHER, rig.engine.exits_pending_agents())
+    rig.engine.on_signal(signal)
+    assert not rig.engine.exits_pending  # the cascade's token: decided before the signal
 
 
 def test_the_next_tick_completes_the_cascade_at_its_own_price_first() -> None:
