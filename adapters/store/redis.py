@@ -46,6 +46,10 @@ log = logging.getLogger("tradingd.store.redis")
 StatusCallback = Callable[[bool, str], None]  # (up, reason)
 WRITE_CHUNK = 5000  # entries per script call: bounds one call's argument and Redis' busy time
 PROBE_INTERVAL_S = 0.25
+# A Redis that answers PING but refuses the replay (out of memory, a failed RDB save with
+# stop-writes-on-bgsave-error) is asked again after a doubling wait up to this: every such ask
+# reads and decodes the whole spill file (28 % of a core every 0.25 s with 30 MB spilled).
+PROBE_MAX_S = 4.0
 TICK_FLUSH_S = 0.1  # last prices are written at least this often when no event flush carries them
 
 
@@ -171,6 +175,7 @@ class RedisWriteThrough:
         self.flushes = 0
         self.stopped = False
         self._probed = 0.0
+        self._probe_wait = PROBE_INTERVAL_S  # doubles while Redis answers but refuses writes
         self._scheduled = False
         self._tick_timer: asyncio.TimerHandle | None = None
         self._keys = write_keys(keys) if fence is None else [*write_keys(keys), keys.lease]
@@ -245,7 +250,7 @@ class RedisWriteThrough:
             raise_if_cancelled()
             if not self.up:
                 try:
-                    await asyncio.wait_for(self._wake.wait(), PROBE_INTERVAL_S)
+                    await asyncio.wait_for(self._wake.wait(), self._probe_wait)
                 except TimeoutError:
                     pass
             elif not self.spill.count:
@@ -261,11 +266,11 @@ class RedisWriteThrough:
         ticks, self._ticks = self._ticks, {}
         marks, self._marks = self._marks, 0
         upto = self._durable + len(batch) + marks
-        # Down, Redis is asked again at most every PROBE_INTERVAL_S from the end of the last
-        # ask (a hung Redis takes the socket timeout to answer): the flushes between spill at
-        # once. Up with a spill left (a start after an outage), it is replayed first.
+        # Down, Redis is asked again at most every `_probe_wait` from the end of the last ask
+        # (a hung Redis takes the socket timeout to answer): the flushes between spill at once.
+        # Up with a spill left (a start after an outage), it is replayed first.
         if (self.up and self.spill.count) or (
-            not self.up and time.monotonic() - self._probed >= PROBE_INTERVAL_S
+            not self.up and time.monotonic() - self._probed >= self._probe_wait
         ):
             await self._try_return()
             self._probed = time.monotonic()
@@ -364,10 +369,17 @@ class RedisWriteThrough:
             self.on_status(False, self.reason)
 
     async def _try_return(self) -> None:
-        """Replay the spill file (in order, skipping what Redis already has), then mark up."""
+        """Replay the spill file (in order, skipping what Redis already has), then mark up. The
+        file is read in a worker thread (it may hold a long outage's entries)."""
+        loop = asyncio.get_running_loop()
         try:
             await self.redis.ping()
-            spilled = self.spill.read()
+        except REDIS_FAILURES as exc:  # down: asked again soon, cheaply
+            self._probe_wait = PROBE_INTERVAL_S
+            self._went_down(exc)
+            return
+        try:
+            spilled = await loop.run_in_executor(None, self.spill.read) if self.spill.count else []
             if spilled:
                 last = await last_stream_id(self.redis, self.keys)
                 todo = [e for e in spilled if e.id > last]
@@ -380,13 +392,15 @@ class RedisWriteThrough:
                     "spill replayed into redis",
                     extra={"entries": len(todo), "seconds": round(time.monotonic() - started, 3)},
                 )
-            await asyncio.get_running_loop().run_in_executor(None, self.spill.clear)
+            await loop.run_in_executor(None, self.spill.clear)
         except Fenced as exc:
             self._fence(str(exc))
             return
-        except REDIS_FAILURES as exc:
+        except REDIS_FAILURES as exc:  # it answers but refuses: wait longer each time
+            self._probe_wait = min(self._probe_wait * 2, PROBE_MAX_S)
             self._went_down(exc)
             return
+        self._probe_wait = PROBE_INTERVAL_S
         if not self.up:
             self.up = True
             self.reason = ""
