@@ -176,6 +176,7 @@ class RedisWriteThrough:
         self.stopped = False
         self._probed = 0.0
         self._probe_wait = PROBE_INTERVAL_S  # doubles while Redis answers but refuses writes
+        self._spill_failing = False  # the spill file refused the last batch (logged once)
         self._scheduled = False
         self._tick_timer: asyncio.TimerHandle | None = None
         self._keys = write_keys(keys) if fence is None else [*write_keys(keys), keys.lease]
@@ -248,9 +249,10 @@ class RedisWriteThrough:
     async def run(self) -> None:
         while not self.stopped:
             raise_if_cancelled()
-            if not self.up:
+            if not self.up:  # until the next ask is due (a write meanwhile spills at once)
+                left = self._probed + self._probe_wait - time.monotonic()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self._probe_wait)
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, left))
                 except TimeoutError:
                     pass
             elif not self.spill.count:
@@ -269,33 +271,57 @@ class RedisWriteThrough:
         # Down, Redis is asked again at most every `_probe_wait` from the end of the last ask
         # (a hung Redis takes the socket timeout to answer): the flushes between spill at once.
         # Up with a spill left (a start after an outage), it is replayed first.
+        # Redis counts as back only once it took a write: one that answers PING but refuses
+        # writes (out of memory, say) is not reported up and down again at every ask.
+        returning = False
         if (self.up and self.spill.count) or (
             not self.up and time.monotonic() - self._probed >= self._probe_wait
         ):
-            await self._try_return()
+            returning = await self._try_return()
             self._probed = time.monotonic()
-        if self.up:
+            if self.fenced:
+                return
+        if self.up or returning:
             try:
                 self._writing_ticks = bool(ticks)
                 await self._write(batch, ticks)
                 self._done(upto)
+                self._probe_wait = PROBE_INTERVAL_S
+                self._mark_up()
                 return
             except Fenced as exc:
                 self._fence(str(exc))
                 return
             except REDIS_FAILURES as exc:
+                if returning:  # it answers but refuses: wait longer each time
+                    self._probe_wait = min(self._probe_wait * 2, PROBE_MAX_S)
                 self._went_down(exc)
             finally:
                 self._writing_ticks = False
         if self.fence is not None:  # no spill: kept, in order, until Redis takes it
-            self._buf[:0] = batch
-            self._marks += marks
-            for token, tick in ticks.items():
-                self._ticks.setdefault(token, tick)
+            self._keep(batch, ticks, marks)
             return
         if batch:
-            await asyncio.get_running_loop().run_in_executor(None, self.spill.append, batch)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.spill.append, batch)
+            except OSError as exc:  # a full disk, say: nothing acknowledged, tried again
+                self._keep(batch, ticks, marks)
+                if not self._spill_failing:
+                    self._spill_failing = True
+                    log.error(
+                        "spill file refused a write: writes wait in memory, unacknowledged",
+                        extra={"path": str(self.spill.path), "error": str(exc)[:200]},
+                    )
+                return
+            self._spill_failing = False
         self._done(upto)
+
+    def _keep(self, batch: list[Entry], ticks: dict[str, Tick], marks: int) -> None:
+        """Put a batch not written back in front of the buffer, in order (its waiters wait)."""
+        self._buf[:0] = batch
+        self._marks += marks
+        for token, tick in ticks.items():
+            self._ticks.setdefault(token, tick)
 
     async def _write(self, batch: list[Entry], ticks: dict[str, Tick]) -> None:
         """One script call per WRITE_CHUNK entries, the last prices with the last chunk. Each
@@ -368,16 +394,17 @@ class RedisWriteThrough:
                 )
             self.on_status(False, self.reason)
 
-    async def _try_return(self) -> None:
-        """Replay the spill file (in order, skipping what Redis already has), then mark up. The
-        file is read in a worker thread (it may hold a long outage's entries)."""
+    async def _try_return(self) -> bool:
+        """Replay the spill file (in order, skipping what Redis already has). True when Redis
+        answered and holds every spilled entry: the caller's write then tells whether it is
+        back. The file is read in a worker thread (it may hold a long outage's entries)."""
         loop = asyncio.get_running_loop()
         try:
             await self.redis.ping()
         except REDIS_FAILURES as exc:  # down: asked again soon, cheaply
             self._probe_wait = PROBE_INTERVAL_S
             self._went_down(exc)
-            return
+            return False
         try:
             spilled = await loop.run_in_executor(None, self.spill.read) if self.spill.count else []
             if spilled:
@@ -395,12 +422,14 @@ class RedisWriteThrough:
             await loop.run_in_executor(None, self.spill.clear)
         except Fenced as exc:
             self._fence(str(exc))
-            return
+            return False
         except REDIS_FAILURES as exc:  # it answers but refuses: wait longer each time
             self._probe_wait = min(self._probe_wait * 2, PROBE_MAX_S)
             self._went_down(exc)
-            return
-        self._probe_wait = PROBE_INTERVAL_S
+            return False
+        return True
+
+    def _mark_up(self) -> None:
         if not self.up:
             self.up = True
             self.reason = ""

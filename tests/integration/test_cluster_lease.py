@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from store_harness import StoreServers
 from tradingd.adapters.cluster.lease import Lease
 from tradingd.adapters.cluster.role import ClusterRole
+from tradingd.adapters.store.embedded import EmbeddedRedis
 from tradingd.adapters.store.records import Entry
 from tradingd.adapters.store.redis import Fenced, RedisWriteThrough
 from tradingd.adapters.store.spill import SpillFile
@@ -415,3 +416,49 @@ async def test_a_writer_connection_ends_its_idle_transaction(store_servers: Stor
         assert await plain.fetchval("SHOW idle_in_transaction_session_timeout") == "0"
     finally:
         await plain.close()
+
+
+async def test_a_fenced_writer_against_a_redis_refusing_writes_is_down_once_not_flapping(
+    namespace: str, tmp_path: Path
+) -> None:
+    """A cluster role keeps unwritten batches in memory (nothing spills): a Redis answering
+    PING but refusing writes (out of memory) used to be reported up at every ask and down at
+    the write that followed, 8 times a second (a tester's finding). It is down once, asked with
+    a doubling wait, and up once it takes the kept batch."""
+    own = EmbeddedRedis(tmp_path / "own")
+    url = own.start()
+    admin = aioredis.Redis.from_url(url)
+    r = aioredis.Redis.from_url(url)
+    keys = Keys(namespace)
+    statuses: list[bool] = []
+    await admin.set(keys.lease, "5:me")
+    spill = SpillFile(tmp_path / "spill" / "x.spill")
+    wt = RedisWriteThrough(
+        r, keys, spill, lambda up, _: statuses.append(up), lambda: 7, fence=FakeFence("5")
+    )
+    task = asyncio.create_task(wt.run())
+    try:
+        wt.enqueue(entries(0, 3))
+        await wt.flushed(5)
+        await admin.config_set("maxmemory", 1)  # noeviction, the default: writes refused
+        wt.enqueue(entries(3, 3))
+        await poll_until_async(lambda: statuses, lambda s: s == [False], what="down")
+        await admin.config_resetstat()
+        await asyncio.sleep(3.0)
+        asks = (await admin.info("commandstats")).get("cmdstat_ping", {}).get("calls", 0)
+        assert statuses == [False], statuses
+        assert asks <= 5, f"{asks} asks in 3 s (every 0.25 s would be 12)"
+        assert spill.count == 0  # a cluster role never spills
+
+        await admin.config_set("maxmemory", 0)
+        await wt.flushed(10)  # the kept batch, written once Redis takes it
+        assert statuses == [False, True]
+        length, agents, _ = await redis_state(admin, keys)
+        assert length == 6 and len(agents) == 6
+    finally:
+        wt.stopped = True
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await admin.aclose()
+        await r.aclose()
+        own.stop()
