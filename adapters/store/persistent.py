@@ -393,6 +393,11 @@ class PersistentStore:
             if wt is not None:
                 with contextlib.suppress(StoreUnavailable):
                     await wt.flushed(timeout=drain_timeout)
+                if wt.pending:  # neither Redis nor the spill file took them (never acknowledged)
+                    log.error(
+                        "stopped with writes neither in redis nor in the spill file: lost",
+                        extra={"entries": wt.pending, "reason": wt.reason},
+                    )
             if writer is not None and wt is not None and wt.up:
                 drained = await writer.drain(drain_timeout)
                 if not drained:

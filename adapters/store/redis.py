@@ -177,6 +177,7 @@ class RedisWriteThrough:
         self._probed = 0.0
         self._probe_wait = PROBE_INTERVAL_S  # doubles while Redis answers but refuses writes
         self._spill_failing = False  # the spill file refused the last batch (logged once)
+        self._kept = False  # a batch that failed to write waits in `_buf` (see _unwritten)
         self._scheduled = False
         self._tick_timer: asyncio.TimerHandle | None = None
         self._keys = write_keys(keys) if fence is None else [*write_keys(keys), keys.lease]
@@ -284,7 +285,12 @@ class RedisWriteThrough:
         if self.up or returning:
             try:
                 self._writing_ticks = bool(ticks)
+                if self._kept and batch:  # a failed write may have landed in part (or whole)
+                    batch = await self._unwritten(batch)
+                if returning and not batch and not ticks:
+                    await self._write_probe()  # back only if it takes a write
                 await self._write(batch, ticks)
+                self._kept = False
                 self._done(upto)
                 self._probe_wait = PROBE_INTERVAL_S
                 self._mark_up()
@@ -318,10 +324,29 @@ class RedisWriteThrough:
 
     def _keep(self, batch: list[Entry], ticks: dict[str, Tick], marks: int) -> None:
         """Put a batch not written back in front of the buffer, in order (its waiters wait)."""
+        self._kept = True
         self._buf[:0] = batch
         self._marks += marks
         for token, tick in ticks.items():
             self._ticks.setdefault(token, tick)
+
+    async def _unwritten(self, batch: list[Entry]) -> list[Entry]:
+        """`batch` without the entries Redis already holds: a failed write of several script
+        calls (or one whose reply was lost) may have landed in part, and writing those again
+        would be refused (XADD of an id not above the last). They are a prefix: counted
+        durable at once, so the batch's waiters still count right if the rest fails again."""
+        last = await last_stream_id(self.redis, self.keys)
+        n = 0
+        while n < len(batch) and batch[n].id <= last:
+            n += 1
+        if n:
+            self._done(self._durable + n)
+        return batch[n:]
+
+    async def _write_probe(self) -> None:
+        """A write that changes no state (a key of its own that expires), to tell a Redis that
+        takes writes from one that only answers PING (out of memory, a failed save)."""
+        await self.redis.set(f"{self.keys.tag}:write_probe", "1", px=60_000)
 
     async def _write(self, batch: list[Entry], ticks: dict[str, Tick]) -> None:
         """One script call per WRITE_CHUNK entries, the last prices with the last chunk. Each
@@ -405,8 +430,18 @@ class RedisWriteThrough:
             self._probe_wait = PROBE_INTERVAL_S
             self._went_down(exc)
             return False
+        if not self.spill.count:
+            return True
         try:
-            spilled = await loop.run_in_executor(None, self.spill.read) if self.spill.count else []
+            spilled = await loop.run_in_executor(None, self.spill.read)
+        except OSError as exc:  # the file, not Redis: its entries must go first, so wait
+            self._probe_wait = min(self._probe_wait * 2, PROBE_MAX_S)
+            log.error(
+                "spill file unreadable: redis is not written until it is",
+                extra={"path": str(self.spill.path), "error": str(exc)[:200]},
+            )
+            return False
+        try:
             if spilled:
                 last = await last_stream_id(self.redis, self.keys)
                 todo = [e for e in spilled if e.id > last]
@@ -419,7 +454,6 @@ class RedisWriteThrough:
                     "spill replayed into redis",
                     extra={"entries": len(todo), "seconds": round(time.monotonic() - started, 3)},
                 )
-            await loop.run_in_executor(None, self.spill.clear)
         except Fenced as exc:
             self._fence(str(exc))
             return False
@@ -427,6 +461,14 @@ class RedisWriteThrough:
             self._probe_wait = min(self._probe_wait * 2, PROBE_MAX_S)
             self._went_down(exc)
             return False
+        try:
+            await loop.run_in_executor(None, self.spill.clear)
+        except OSError as exc:  # Redis holds it all: a later replay skips these ids
+            self.spill.count = 0
+            log.error(
+                "spill file replayed but not emptied",
+                extra={"path": str(self.spill.path), "error": str(exc)[:200]},
+            )
         return True
 
     def _mark_up(self) -> None:

@@ -4,7 +4,9 @@ Append-only frames of `length, crc32, msgpack(Entry)`. A kill -9 mid-append can 
 frame; reading stops at the first frame that is short or fails its checksum, and that frame was
 never acknowledged (acknowledgement waits for the fsync). So that a torn frame never hides what
 is appended after it, the file is cut back to its last whole frame when opened and before
-every append (an append that failed half-way, e.g. a full disk, raises and is cut back too).
+every append, the bytes cut kept beside it (an append that failed half-way, e.g. a full disk,
+raises and is cut back too; a file deleted or replaced under the daemon is read again, never
+padded).
 Replay into Redis happens in order and the file is emptied only once Redis holds every entry."""
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -26,18 +29,13 @@ _decode = msgspec.msgpack.Decoder(Entry).decode
 
 class SpillFile:
     def __init__(self, path: Path) -> None:
-        """Opens (creating the directory) and cuts a torn tail; blocking, at start-up."""
+        """Opens (creating the directory) and cuts what follows the last whole frame; blocking,
+        at start-up."""
         self.path = path
         self.path.parent.mkdir(parents=True, exist_ok=True)
         entries, self._end = self._read()  # `_end`: the byte after the last whole frame
         self.count = len(entries)
-        size = self.path.stat().st_size if self.path.exists() else 0
-        if size != self._end:
-            log.warning(
-                "spill file: a torn tail cut (an append that never completed)",
-                extra={"path": str(path), "bytes": size - self._end, "entries": self.count},
-            )
-            self._cut()
+        self._cut_tail()
 
     def append(self, entries: list[Entry]) -> None:
         """Blocking (write + fsync): call it from a worker thread. Raises OSError (nothing of
@@ -47,10 +45,9 @@ class SpillFile:
             body = _encode(e)
             frames += _HEADER.pack(len(body), zlib.crc32(body))
             frames += body
+        self._check()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            if os.fstat(fd).st_size != self._end:  # an earlier append failed half-way
-                os.ftruncate(fd, self._end)
             try:
                 view = memoryview(frames)
                 while view:  # os.write may take part of it (a nearly full disk): go on
@@ -65,7 +62,7 @@ class SpillFile:
         self.count += len(entries)
 
     def read(self) -> list[Entry]:
-        """Every whole frame's entry, in order (a torn tail is left out)."""
+        """Every whole frame's entry, in order, up to the first frame that is not one."""
         return self._read()[0]
 
     def _read(self) -> tuple[list[Entry], int]:
@@ -78,19 +75,57 @@ class SpillFile:
         while pos + _HEADER.size <= end:
             length, crc = _HEADER.unpack_from(data, pos)
             body = data[pos + _HEADER.size : pos + _HEADER.size + length]
-            if len(body) < length or zlib.crc32(body) != crc:
-                break  # torn tail of an append that was never acknowledged
-            out.append(_decode(body))
+            if not length or len(body) < length or zlib.crc32(body) != crc:
+                break  # a torn tail (never acknowledged), zeros a crash left, or damage
+            try:
+                out.append(_decode(body))
+            except msgspec.MsgspecError:  # DecodeError, ValidationError
+                break
             pos += _HEADER.size + length
         return out, pos
 
-    def _cut(self) -> None:
+    def _check(self) -> None:
+        """Before an append: the file must end at its last whole frame. Longer, an append
+        failed half-way (or the file was damaged): cut. Shorter or gone, it was deleted or
+        replaced under the daemon: what it holds now is read again (what was lost is logged)."""
+        size = self.path.stat().st_size if self.path.exists() else 0
+        if size < self._end:
+            before = self.count
+            entries, self._end = self._read()
+            self.count = len(entries)
+            log.error(
+                "spill file shortened or replaced while the daemon ran: entries lost",
+                extra={"path": str(self.path), "entries_before": before, "entries": self.count},
+            )
+        self._cut_tail()
+
+    def _cut_tail(self) -> None:
+        """Cut the bytes after the last whole frame, keeping them beside the file
+        (`<name>.cut-<ms>`): a torn tail is a few bytes never acknowledged, but frames after a
+        damaged one were, and an operator may want them."""
+        size = self.path.stat().st_size if self.path.exists() else 0
+        if size <= self._end:
+            return
+        aside = self.path.with_name(f"{self.path.name}.cut-{time.time_ns() // 1_000_000}")
+        with self.path.open("rb") as f:
+            f.seek(self._end)
+            tail = f.read()
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, tail)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         fd = os.open(self.path, os.O_WRONLY)
         try:
             os.ftruncate(fd, self._end)
             os.fsync(fd)
         finally:
             os.close(fd)
+        log.warning(
+            "spill file: bytes after the last whole frame cut (a torn append, or damage)",
+            extra={"path": str(self.path), "bytes": len(tail), "kept_in": str(aside)},
+        )
 
     def clear(self) -> None:
         """Called once Redis holds every spilled entry."""

@@ -15,9 +15,9 @@ from tradingd.adapters.cluster.lease import Lease
 from tradingd.adapters.cluster.role import ClusterRole
 from tradingd.adapters.store.embedded import EmbeddedRedis
 from tradingd.adapters.store.records import Entry
-from tradingd.adapters.store.redis import Fenced, RedisWriteThrough
+from tradingd.adapters.store.redis import PROBE_MAX_S, WRITE_CHUNK, Fenced, RedisWriteThrough
 from tradingd.adapters.store.spill import SpillFile
-from tradingd.adapters.store.stream_codec import Keys, write_args
+from tradingd.adapters.store.stream_codec import WRITE_SCRIPT, Keys, write_args, write_keys
 from tradingd.engine.model import Tick
 
 from tests.polling import poll_until_async
@@ -459,6 +459,49 @@ async def test_a_fenced_writer_against_a_redis_refusing_writes_is_down_once_not_
         wt.stopped = True
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        await admin.aclose()
+        await r.aclose()
+        own.stop()
+
+
+async def test_a_kept_batch_that_landed_in_part_is_written_from_where_redis_stopped(
+    namespace: str, tmp_path: Path
+) -> None:
+    """A batch of several script calls whose first landed before the write failed (or one
+    whose reply was lost) is kept whole by a cluster role; written again from its start, the
+    stream refused the ids it already held and the role stayed down for good (a tester's
+    finding). The retry now skips what Redis holds."""
+    own = EmbeddedRedis(tmp_path / "own")
+    url = own.start()
+    admin = aioredis.Redis.from_url(url)
+    r = aioredis.Redis.from_url(url)
+    keys = Keys(namespace)
+    await admin.set(keys.lease, "5:me")
+    wt = write_through(r, keys, tmp_path, FakeFence("5"))
+    try:
+        wt.enqueue(entries(0, 2))
+        await wt.flush_once()
+        await wt.flushed(1)
+        await admin.config_set("maxmemory", 1)  # refused: the batch is kept in memory
+        big = entries(2, WRITE_CHUNK + 1000)
+        wt.enqueue(big)
+        await wt.flush_once()
+        assert not wt.up and wt.pending == len(big)
+        await admin.config_set("maxmemory", 0)
+        landed = admin.register_script(WRITE_SCRIPT)  # the first call had landed
+        await landed(
+            keys=[*write_keys(keys), keys.lease],
+            args=write_args(big[:WRITE_CHUNK], None, None, "5"),
+        )
+
+        await asyncio.sleep(PROBE_MAX_S)  # the next ask is due
+        await wt.flush_once()
+        await wt.flushed(1)
+        assert wt.up and wt.pending == 0
+        ids = [e[0] for e in await admin.xrange(keys.stream)]
+        assert len(ids) == 2 + len(big) and len(set(ids)) == len(ids)
+        assert await admin.hlen(keys.hash("agents")) == 2 + len(big)
+    finally:
         await admin.aclose()
         await r.aclose()
         own.stop()

@@ -46,6 +46,32 @@ def test_a_torn_tail_is_cut_at_open_and_what_is_appended_after_it_is_read(tmp_pa
     assert SpillFile(path).count == 5
 
 
+def test_zeros_a_crash_left_and_damage_are_cut_at_open_and_kept_beside_the_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "x.spill"
+    SpillFile(path).append(entries(0, 4))
+    data = bytearray(path.read_bytes())
+    frame = len(data) // 4  # the frames are the same size
+    data[frame + 9] ^= 0xFF  # the second frame's body damaged
+    path.write_bytes(bytes(data) + bytes(64))  # and zeros after the last one
+
+    spill = SpillFile(path)
+    assert [e.key for e in spill.read()] == ["k0"] and spill.count == 1
+    (aside,) = tmp_path.glob("x.spill.cut-*")
+    assert aside.read_bytes() == bytes(data[frame:]) + bytes(64)  # for the operator
+
+
+def test_a_spill_file_deleted_under_the_daemon_is_started_anew_not_padded(tmp_path: Path) -> None:
+    path = tmp_path / "x.spill"
+    spill = SpillFile(path)
+    spill.append(entries(0, 3))
+    path.unlink()
+    spill.append(entries(3, 2))
+    assert [e.key for e in spill.read()] == ["k3", "k4"] and spill.count == 2
+    assert SpillFile(path).count == 2
+
+
 def test_an_append_the_disk_cannot_take_whole_raises_and_keeps_nothing_of_it(
     tmp_path: Path,
 ) -> None:
