@@ -282,14 +282,16 @@ class RedisWriteThrough:
             self._probed = time.monotonic()
             if self.fenced:
                 return
+        skipped = 0  # entries of a retried batch Redis already held (see _unwritten)
         if self.up or returning:
             try:
                 self._writing_ticks = bool(ticks)
                 if self._kept and batch:  # a failed write may have landed in part (or whole)
-                    batch = await self._unwritten(batch)
-                if returning and not batch and not ticks:
-                    await self._write_probe()  # back only if it takes a write
-                await self._write(batch, ticks)
+                    batch, skipped = await self._unwritten(batch)
+                # A script call even with nothing left to write: returning, Redis must take a
+                # write to count as back; after a skip, the fence is checked before the skipped
+                # entries are acknowledged as this process's.
+                await self._write(batch, ticks, force=returning or skipped > 0)
                 self._kept = False
                 self._done(upto)
                 self._probe_wait = PROBE_INTERVAL_S
@@ -304,6 +306,7 @@ class RedisWriteThrough:
                 self._went_down(exc)
             finally:
                 self._writing_ticks = False
+        marks += skipped  # durable already, acknowledged with the rest (never before the fence)
         if self.fence is not None:  # no spill: kept, in order, until Redis takes it
             self._keep(batch, ticks, marks)
             return
@@ -330,28 +333,25 @@ class RedisWriteThrough:
         for token, tick in ticks.items():
             self._ticks.setdefault(token, tick)
 
-    async def _unwritten(self, batch: list[Entry]) -> list[Entry]:
-        """`batch` without the entries Redis already holds: a failed write of several script
-        calls (or one whose reply was lost) may have landed in part, and writing those again
-        would be refused (XADD of an id not above the last). They are a prefix: counted
-        durable at once, so the batch's waiters still count right if the rest fails again."""
+    async def _unwritten(self, batch: list[Entry]) -> tuple[list[Entry], int]:
+        """(`batch` without the entries Redis already holds, how many those were): a failed
+        write of several script calls (or one whose reply was lost) may have landed in part,
+        and writing those again would be refused (XADD of an id not above the last). They are
+        a prefix. That they are this process's own is proven by the fenced call that follows
+        (no other holder can have written while its token still holds; without a fence, one
+        process owns the namespace): the caller acknowledges them only after it."""
         last = await last_stream_id(self.redis, self.keys)
         n = 0
         while n < len(batch) and batch[n].id <= last:
             n += 1
-        if n:
-            self._done(self._durable + n)
-        return batch[n:]
+        return batch[n:], n
 
-    async def _write_probe(self) -> None:
-        """A write that changes no state (a key of its own that expires), to tell a Redis that
-        takes writes from one that only answers PING (out of memory, a failed save)."""
-        await self.redis.set(f"{self.keys.tag}:write_probe", "1", px=60_000)
-
-    async def _write(self, batch: list[Entry], ticks: dict[str, Tick]) -> None:
+    async def _write(self, batch: list[Entry], ticks: dict[str, Tick], force: bool = False) -> None:
         """One script call per WRITE_CHUNK entries, the last prices with the last chunk. Each
-        call is atomic; a batch larger than a chunk is durable once every call returned."""
-        if not batch and not ticks:
+        call is atomic; a batch larger than a chunk is durable once every call returned.
+        `force`: one call even with nothing to write (it checks the fence and writes the id
+        seq: a Redis refusing writes refuses it)."""
+        if not batch and not ticks and not force:
             return
         seq = self._seq_of()
         token = await self._token()

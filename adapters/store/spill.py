@@ -36,6 +36,7 @@ class SpillFile:
         entries, self._end = self._read()  # `_end`: the byte after the last whole frame
         self.count = len(entries)
         self._cut_tail()
+        self._file = self._identity()  # (device, inode): a file replaced is told by it
 
     def append(self, entries: list[Entry]) -> None:
         """Blocking (write + fsync): call it from a worker thread. Raises OSError (nothing of
@@ -56,6 +57,8 @@ class SpillFile:
             except OSError:
                 os.ftruncate(fd, self._end)  # best effort; the next append cuts it anyway
                 raise
+            st = os.fstat(fd)
+            self._file = (st.st_dev, st.st_ino)
         finally:
             os.close(fd)
         self._end += len(frames)
@@ -89,12 +92,12 @@ class SpillFile:
         failed half-way (or the file was damaged): cut. Shorter or gone, it was deleted or
         replaced under the daemon: what it holds now is read again (what was lost is logged)."""
         size = self.path.stat().st_size if self.path.exists() else 0
-        if size < self._end:
+        if size < self._end or self._identity() != self._file:
             before = self.count
             entries, self._end = self._read()
             self.count = len(entries)
             log.error(
-                "spill file shortened or replaced while the daemon ran: entries lost",
+                "spill file deleted, shortened or replaced while the daemon ran: read again",
                 extra={"path": str(self.path), "entries_before": before, "entries": self.count},
             )
         self._cut_tail()
@@ -107,12 +110,18 @@ class SpillFile:
         if size <= self._end:
             return
         aside = self.path.with_name(f"{self.path.name}.cut-{time.time_ns() // 1_000_000}")
+        n = 0
+        while aside.exists():  # two cuts in one ms
+            n += 1
+            aside = aside.with_name(f"{self.path.name}.cut-{time.time_ns() // 1_000_000}-{n}")
         with self.path.open("rb") as f:
             f.seek(self._end)
             tail = f.read()
-        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, tail)
+            view = memoryview(tail)
+            while view:  # whole, or it raises and the file is not cut
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -127,12 +136,21 @@ class SpillFile:
             extra={"path": str(self.path), "bytes": len(tail), "kept_in": str(aside)},
         )
 
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_dev, st.st_ino)
+
     def clear(self) -> None:
         """Called once Redis holds every spilled entry."""
         fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o600)
         try:
             os.fsync(fd)
+            st = os.fstat(fd)
         finally:
             os.close(fd)
         self.count = 0
         self._end = 0
+        self._file = (st.st_dev, st.st_ino)

@@ -505,3 +505,46 @@ async def test_a_kept_batch_that_landed_in_part_is_written_from_where_redis_stop
         await admin.aclose()
         await r.aclose()
         own.stop()
+
+
+async def test_a_kept_batch_is_never_acknowledged_by_a_process_that_lost_the_lease(
+    namespace: str, tmp_path: Path
+) -> None:
+    """A (token 5) keeps a batch Redis refused; B takes the lease (token 6) and writes later
+    ids. A's retry must not count its batch as already in Redis from the stream's last id
+    alone (a tester's finding: acknowledged, none of it in Redis): the fenced call refuses."""
+    own = EmbeddedRedis(tmp_path / "own")
+    url = own.start()
+    admin = aioredis.Redis.from_url(url)
+    r = aioredis.Redis.from_url(url)
+    keys = Keys(namespace)
+    await admin.set(keys.lease, "5:a")
+    wt = write_through(r, keys, tmp_path, FakeFence("5"))  # A still believes it holds it
+    try:
+        wt.enqueue(entries(0, 2))
+        await wt.flush_once()
+        await wt.flushed(1)
+        await admin.config_set("maxmemory", 1)
+        wt.enqueue(entries(2, 3))
+        waiter = asyncio.ensure_future(wt.flushed(10))
+        await wt.flush_once()
+        assert not wt.up and not waiter.done()
+        await admin.config_set("maxmemory", 0)
+        await admin.set(keys.lease, "6:b")
+        b = admin.register_script(WRITE_SCRIPT)
+        await b(
+            keys=[*write_keys(keys), keys.lease],
+            args=write_args(entries(100, 2, "b"), None, None, "6"),
+        )
+
+        await asyncio.sleep(PROBE_MAX_S)
+        await wt.flush_once()
+        with pytest.raises(Fenced):
+            await waiter
+        assert wt.fenced and not wt.up
+        held = {k.decode() for k in await admin.hkeys(keys.hash("agents"))}
+        assert not held & {f"a1-{i}" for i in (2, 3, 4)}
+    finally:
+        await admin.aclose()
+        await r.aclose()
+        own.stop()

@@ -153,3 +153,17 @@ async def test_a_batch_the_spill_file_refuses_is_not_acknowledged_and_is_kept_fo
         await asyncio.gather(task, return_exceptions=True)
         await r.aclose()
         own.stop()
+
+
+def test_a_spill_file_replaced_by_a_longer_one_is_read_again_not_cut_mid_frame(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "x.spill"
+    spill = SpillFile(path)
+    spill.append(entries(0, 2))
+    other = tmp_path / "other.spill"
+    SpillFile(other).append(entries(50, 3))  # longer than ours
+    other.replace(path)
+    spill.append(entries(10, 1))
+    assert [e.key for e in spill.read()] == ["k50", "k51", "k52", "k10"]
+    assert SpillFile(path).count == 4
