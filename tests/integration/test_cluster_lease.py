@@ -418,23 +418,58 @@ async def test_a_writer_connection_ends_its_idle_transaction(store_servers: Stor
         await plain.close()
 
 
+class OwnRedis:
+    """A Redis of the test's own (it changes server settings), an admin client and one for the
+    write-through; `kept` leaves a batch kept in memory by a cluster role, Redis refusing it."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.server = EmbeddedRedis(tmp_path / "own")
+        url = self.server.start()
+        self.admin = aioredis.Redis.from_url(url)
+        self.r = aioredis.Redis.from_url(url)
+
+    async def kept(self, wt: RedisWriteThrough, batch: list[Entry]) -> asyncio.Future[None]:
+        """Returns the batch's waiter (wt.flushed)."""
+        await self.admin.config_set("maxmemory", 1)  # noeviction, the default: refused
+        wt.enqueue(batch)
+        waiter = asyncio.ensure_future(wt.flushed(10))
+        await wt.flush_once()
+        assert not wt.up and wt.pending == len(batch) and not waiter.done()
+        await self.admin.config_set("maxmemory", 0)
+        return waiter
+
+    async def close(self) -> None:
+        await self.admin.aclose()
+        await self.r.aclose()
+        self.server.stop()
+
+
+@pytest.fixture
+async def own(tmp_path: Path) -> OwnRedis:
+    redis = OwnRedis(tmp_path)
+    yield redis
+    await redis.close()
+
+
+async def write_as(admin: aioredis.Redis, keys: Keys, batch: list[Entry], token: str) -> None:
+    """Write `batch` as a holder of `token` would (the write-through's script)."""
+    script = admin.register_script(WRITE_SCRIPT)
+    await script(keys=[*write_keys(keys), keys.lease], args=write_args(batch, None, None, token))
+
+
 async def test_a_fenced_writer_against_a_redis_refusing_writes_is_down_once_not_flapping(
-    namespace: str, tmp_path: Path
+    namespace: str, tmp_path: Path, own: OwnRedis
 ) -> None:
     """A cluster role keeps unwritten batches in memory (nothing spills): a Redis answering
     PING but refusing writes (out of memory) used to be reported up at every ask and down at
     the write that followed, 8 times a second (a tester's finding). It is down once, asked with
     a doubling wait, and up once it takes the kept batch."""
-    own = EmbeddedRedis(tmp_path / "own")
-    url = own.start()
-    admin = aioredis.Redis.from_url(url)
-    r = aioredis.Redis.from_url(url)
-    keys = Keys(namespace)
+    admin, keys = own.admin, Keys(namespace)
     statuses: list[bool] = []
     await admin.set(keys.lease, "5:me")
     spill = SpillFile(tmp_path / "spill" / "x.spill")
     wt = RedisWriteThrough(
-        r, keys, spill, lambda up, _: statuses.append(up), lambda: 7, fence=FakeFence("5")
+        own.r, keys, spill, lambda up, _: statuses.append(up), lambda: 7, fence=FakeFence("5")
     )
     task = asyncio.create_task(wt.run())
     try:
@@ -459,92 +494,54 @@ async def test_a_fenced_writer_against_a_redis_refusing_writes_is_down_once_not_
         wt.stopped = True
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        await admin.aclose()
-        await r.aclose()
-        own.stop()
 
 
 async def test_a_kept_batch_that_landed_in_part_is_written_from_where_redis_stopped(
-    namespace: str, tmp_path: Path
+    namespace: str, tmp_path: Path, own: OwnRedis
 ) -> None:
     """A batch of several script calls whose first landed before the write failed (or one
     whose reply was lost) is kept whole by a cluster role; written again from its start, the
     stream refused the ids it already held and the role stayed down for good (a tester's
     finding). The retry now skips what Redis holds."""
-    own = EmbeddedRedis(tmp_path / "own")
-    url = own.start()
-    admin = aioredis.Redis.from_url(url)
-    r = aioredis.Redis.from_url(url)
     keys = Keys(namespace)
-    await admin.set(keys.lease, "5:me")
-    wt = write_through(r, keys, tmp_path, FakeFence("5"))
-    try:
-        wt.enqueue(entries(0, 2))
-        await wt.flush_once()
-        await wt.flushed(1)
-        await admin.config_set("maxmemory", 1)  # refused: the batch is kept in memory
-        big = entries(2, WRITE_CHUNK + 1000)
-        wt.enqueue(big)
-        await wt.flush_once()
-        assert not wt.up and wt.pending == len(big)
-        await admin.config_set("maxmemory", 0)
-        landed = admin.register_script(WRITE_SCRIPT)  # the first call had landed
-        await landed(
-            keys=[*write_keys(keys), keys.lease],
-            args=write_args(big[:WRITE_CHUNK], None, None, "5"),
-        )
+    await own.admin.set(keys.lease, "5:me")
+    wt = write_through(own.r, keys, tmp_path, FakeFence("5"))
+    wt.enqueue(entries(0, 2))
+    await wt.flush_once()
+    await wt.flushed(1)
+    big = entries(2, WRITE_CHUNK + 1000)
+    waiter = await own.kept(wt, big)
+    await write_as(own.admin, keys, big[:WRITE_CHUNK], "5")  # the first call had landed
 
-        await asyncio.sleep(PROBE_MAX_S)  # the next ask is due
-        await wt.flush_once()
-        await wt.flushed(1)
-        assert wt.up and wt.pending == 0
-        ids = [e[0] for e in await admin.xrange(keys.stream)]
-        assert len(ids) == 2 + len(big) and len(set(ids)) == len(ids)
-        assert await admin.hlen(keys.hash("agents")) == 2 + len(big)
-    finally:
-        await admin.aclose()
-        await r.aclose()
-        own.stop()
+    await asyncio.sleep(PROBE_MAX_S)  # the next ask is due
+    await wt.flush_once()
+    await waiter
+    assert wt.up and wt.pending == 0
+    ids = [e[0] for e in await own.admin.xrange(keys.stream)]
+    assert len(ids) == 2 + len(big) and len(set(ids)) == len(ids)
+    assert await own.admin.hlen(keys.hash("agents")) == 2 + len(big)
 
 
 async def test_a_kept_batch_is_never_acknowledged_by_a_process_that_lost_the_lease(
-    namespace: str, tmp_path: Path
+    namespace: str, tmp_path: Path, own: OwnRedis
 ) -> None:
     """A (token 5) keeps a batch Redis refused; B takes the lease (token 6) and writes later
     ids. A's retry must not count its batch as already in Redis from the stream's last id
     alone (a tester's finding: acknowledged, none of it in Redis): the fenced call refuses."""
-    own = EmbeddedRedis(tmp_path / "own")
-    url = own.start()
-    admin = aioredis.Redis.from_url(url)
-    r = aioredis.Redis.from_url(url)
     keys = Keys(namespace)
-    await admin.set(keys.lease, "5:a")
-    wt = write_through(r, keys, tmp_path, FakeFence("5"))  # A still believes it holds it
-    try:
-        wt.enqueue(entries(0, 2))
-        await wt.flush_once()
-        await wt.flushed(1)
-        await admin.config_set("maxmemory", 1)
-        wt.enqueue(entries(2, 3))
-        waiter = asyncio.ensure_future(wt.flushed(10))
-        await wt.flush_once()
-        assert not wt.up and not waiter.done()
-        await admin.config_set("maxmemory", 0)
-        await admin.set(keys.lease, "6:b")
-        b = admin.register_script(WRITE_SCRIPT)
-        await b(
-            keys=[*write_keys(keys), keys.lease],
-            args=write_args(entries(100, 2, "b"), None, None, "6"),
-        )
+    await own.admin.set(keys.lease, "5:a")
+    wt = write_through(own.r, keys, tmp_path, FakeFence("5"))  # A still believes it holds it
+    wt.enqueue(entries(0, 2))
+    await wt.flush_once()
+    await wt.flushed(1)
+    waiter = await own.kept(wt, entries(2, 3))
+    await own.admin.set(keys.lease, "6:b")
+    await write_as(own.admin, keys, entries(100, 2, "b"), "6")
 
-        await asyncio.sleep(PROBE_MAX_S)
-        await wt.flush_once()
-        with pytest.raises(Fenced):
-            await waiter
-        assert wt.fenced and not wt.up
-        held = {k.decode() for k in await admin.hkeys(keys.hash("agents"))}
-        assert not held & {f"a1-{i}" for i in (2, 3, 4)}
-    finally:
-        await admin.aclose()
-        await r.aclose()
-        own.stop()
+    await asyncio.sleep(PROBE_MAX_S)
+    await wt.flush_once()
+    with pytest.raises(Fenced):
+        await waiter
+    assert wt.fenced and not wt.up
+    held = {k.decode() for k in await own.admin.hkeys(keys.hash("agents"))}
+    assert not held & {f"a1-{i}" for i in (2, 3, 4)}
