@@ -302,7 +302,7 @@ class RedisWriteThrough:
                 return
             except REDIS_FAILURES as exc:
                 if returning:  # it answers but refuses: wait longer each time
-                    self._probe_wait = min(self._probe_wait * 2, PROBE_MAX_S)
+                    self._back_off()
                 self._went_down(exc)
             finally:
                 self._writing_ticks = False
@@ -435,7 +435,7 @@ class RedisWriteThrough:
         try:
             spilled = await loop.run_in_executor(None, self.spill.read)
         except OSError as exc:  # the file, not Redis: its entries must go first, so wait
-            self._probe_wait = min(self._probe_wait * 2, PROBE_MAX_S)
+            self._back_off()
             log.error(
                 "spill file unreadable: redis is not written until it is",
                 extra={"path": str(self.spill.path), "error": str(exc)[:200]},
@@ -458,7 +458,7 @@ class RedisWriteThrough:
             self._fence(str(exc))
             return False
         except REDIS_FAILURES as exc:  # it answers but refuses: wait longer each time
-            self._probe_wait = min(self._probe_wait * 2, PROBE_MAX_S)
+            self._back_off()
             self._went_down(exc)
             return False
         try:
@@ -470,6 +470,10 @@ class RedisWriteThrough:
                 extra={"path": str(self.spill.path), "error": str(exc)[:200]},
             )
         return True
+
+    def _back_off(self) -> None:
+        """Redis answered but refused (or the spill file did): ask again after twice the wait."""
+        self._probe_wait = min(self._probe_wait * 2, PROBE_MAX_S)
 
     def _mark_up(self) -> None:
         if not self.up:

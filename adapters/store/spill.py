@@ -35,8 +35,8 @@ class SpillFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         entries, self._end = self._read()  # `_end`: the byte after the last whole frame
         self.count = len(entries)
-        self._cut_tail()
-        self._file = self._identity()  # (device, inode): a file replaced is told by it
+        self._cut_tail(self._stat())
+        self._file = _identity(self._stat())  # (device, inode): a file replaced is told by it
 
     def append(self, entries: list[Entry]) -> None:
         """Blocking (write + fsync): call it from a worker thread. Raises OSError (nothing of
@@ -50,15 +50,12 @@ class SpillFile:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             try:
-                view = memoryview(frames)
-                while view:  # os.write may take part of it (a nearly full disk): go on
-                    view = view[os.write(fd, view) :]
+                _write_all(fd, frames)
                 os.fsync(fd)
             except OSError:
                 os.ftruncate(fd, self._end)  # best effort; the next append cuts it anyway
                 raise
-            st = os.fstat(fd)
-            self._file = (st.st_dev, st.st_ino)
+            self._file = _identity(os.fstat(fd))
         finally:
             os.close(fd)
         self._end += len(frames)
@@ -91,8 +88,8 @@ class SpillFile:
         """Before an append: the file must end at its last whole frame. Longer, an append
         failed half-way (or the file was damaged): cut. Shorter or gone, it was deleted or
         replaced under the daemon: what it holds now is read again (what was lost is logged)."""
-        size = self.path.stat().st_size if self.path.exists() else 0
-        if size < self._end or self._identity() != self._file:
+        st = self._stat()
+        if (st.st_size if st else 0) < self._end or _identity(st) != self._file:
             before = self.count
             entries, self._end = self._read()
             self.count = len(entries)
@@ -100,14 +97,13 @@ class SpillFile:
                 "spill file deleted, shortened or replaced while the daemon ran: read again",
                 extra={"path": str(self.path), "entries_before": before, "entries": self.count},
             )
-        self._cut_tail()
+        self._cut_tail(st)
 
-    def _cut_tail(self) -> None:
+    def _cut_tail(self, st: os.stat_result | None) -> None:
         """Cut the bytes after the last whole frame, keeping them beside the file
         (`<name>.cut-<ms>`): a torn tail is a few bytes never acknowledged, but frames after a
         damaged one were, and an operator may want them."""
-        size = self.path.stat().st_size if self.path.exists() else 0
-        if size <= self._end:
+        if st is None or st.st_size <= self._end:
             return
         aside = self.path.with_name(f"{self.path.name}.cut-{time.time_ns() // 1_000_000}")
         n = 0
@@ -119,9 +115,7 @@ class SpillFile:
             tail = f.read()
         fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            view = memoryview(tail)
-            while view:  # whole, or it raises and the file is not cut
-                view = view[os.write(fd, view) :]
+            _write_all(fd, tail)  # whole, or it raises and the file is not cut
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -136,21 +130,29 @@ class SpillFile:
             extra={"path": str(self.path), "bytes": len(tail), "kept_in": str(aside)},
         )
 
-    def _identity(self) -> tuple[int, int] | None:
+    def _stat(self) -> os.stat_result | None:
         try:
-            st = self.path.stat()
+            return self.path.stat()
         except FileNotFoundError:
             return None
-        return (st.st_dev, st.st_ino)
 
     def clear(self) -> None:
         """Called once Redis holds every spilled entry."""
         fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o600)
         try:
             os.fsync(fd)
-            st = os.fstat(fd)
+            self._file = _identity(os.fstat(fd))
         finally:
             os.close(fd)
         self.count = 0
         self._end = 0
-        self._file = (st.st_dev, st.st_ino)
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:  # os.write may take part of it (a nearly full disk): go on
+        view = view[os.write(fd, view) :]
+
+
+def _identity(st: os.stat_result | None) -> tuple[int, int] | None:
+    return None if st is None else (st.st_dev, st.st_ino)
