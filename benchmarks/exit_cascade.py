@@ -707,12 +707,20 @@ def code_version() -> dict[str, Any]:
 
 def main() -> int:
     global AGENTS, POSITIONS
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     add_json_arg(parser)
     parser.add_argument("--cascades", type=int, default=3, help="cascades per run (default 3)")
-    parser.add_argument("--health-ms", type=float, default=2.0, help="GET /health/live every")
     parser.add_argument(
-        "--signal-ms", type=float, default=50.0, help="probe signal every (0: no signal probes)"
+        "--health-ms",
+        type=float,
+        default=2.0,
+        help="GET /health/live every this many ms (default 2)",
+    )
+    parser.add_argument(
+        "--signal-ms",
+        type=float,
+        default=50.0,
+        help="a probe signal every this many ms (0: none; default 50)",
     )
     parser.add_argument(
         "--rest-s", type=float, default=1.0, help="probe floor window before a tick"

@@ -156,6 +156,10 @@ class EmbeddedRedis:
         self.pid, self.url = proc.pid, url
         return url
 
+    def alive(self) -> bool:
+        """Whether the server of this data dir runs (its pid file names a live redis-server)."""
+        return self._running_pid() is not None
+
     def stop(self, timeout: float = 10.0) -> None:
         pid = self.pid or self._running_pid()
         if pid is None:
@@ -377,6 +381,10 @@ class EmbeddedPostgres:
     def pid(self) -> int | None:
         running = self._postmaster()
         return running[0] if running else None
+
+    def alive(self) -> bool:
+        """Whether the server of this data dir runs and accepts connections (postmaster.pid)."""
+        return self._postmaster() is not None
 
     def stop(self, timeout: float = 30.0) -> None:
         if self._postmaster() is None:

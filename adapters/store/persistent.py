@@ -41,6 +41,7 @@ from tradingd.engine.snapshot import EngineSnapshot, restore
 log = logging.getLogger("tradingd.store")
 IDLE_IN_TRANSACTION_MS = 10_000  # a hot standby writer's idle-in-transaction bound (least)
 STATUS_INTERVAL_S = 1.0
+EMBEDDED_CHECK_S = 1.0  # how often the embedded servers are checked for having exited
 TASK_STOP_TIMEOUT_S = 5.0  # a cancelled store task must end within this at shutdown
 PEAK_CHECKPOINT_S = 0.25
 DEAD_LETTERS_IN_ALERT = 10  # entries named in one alert; the table holds them all
@@ -93,6 +94,7 @@ class PersistentStore:
         self._tasks: list[asyncio.Task[None]] = []
         self._ticked: set[str] = set()
         self._peaks: dict[str, tuple[float, float | None]] = {}
+        self._restarting: asyncio.Future[str] | None = None
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -174,6 +176,8 @@ class PersistentStore:
         self._spawn(self.write_through.run(), "store-write-through")
         self._spawn(self.writer.run(), "store-write-behind")
         self._spawn(self._status_loop(), "store-status")
+        if self.servers is not None:
+            self._spawn(self._embedded_loop(self.servers), "store-embedded")
         self._spawn(self._peak_loop(), "store-peaks")
         self._peaks = {
             p.id: (p.peak_price_usd, p.stop_gain_pct)
@@ -367,10 +371,44 @@ class PersistentStore:
         """Stream entries moved to the dead_letters table since start."""
         return self.writer.dead_lettered if self.writer else 0
 
+    async def _embedded_loop(self, servers: EmbeddedServers) -> None:
+        """The embedded servers are this process's own: one that exited (killed, crashed, an
+        out-of-memory kill) is started again on its data dir, so the write-through's probe
+        finds Redis back and replays the spill, and the write-behind finds Postgres back. Before,
+        a killed embedded Redis stayed down, and buys paused, until the daemon was restarted."""
+        loop = asyncio.get_running_loop()
+        parts = (("redis", servers.redis), ("postgres", servers.postgres))
+        while True:
+            await asyncio.sleep(EMBEDDED_CHECK_S)
+            for name, server in parts:
+                if await loop.run_in_executor(None, server.alive):
+                    continue
+                log.error("embedded server exited: starting it again", extra={"server": name})
+                before = server.url
+                # Shielded: a stop meanwhile waits for the start instead of racing it (_abort).
+                self._restarting = loop.run_in_executor(None, server.start)
+                try:
+                    url = await asyncio.shield(self._restarting)
+                except StoreUnavailable as exc:
+                    log.error(
+                        "embedded server did not start again",
+                        extra={"server": name, "error": str(exc)},
+                    )
+                    continue
+                if url != before:  # a TCP port (a data dir path too long for a socket)
+                    log.error(
+                        "embedded server back at another address: restart tradingd",
+                        extra={"server": name, "url_before": before, "url": url},
+                    )
+                else:
+                    log.warning("embedded server started again", extra={"server": name})
+
     async def _status_loop(self) -> None:
         while True:
             await asyncio.sleep(STATUS_INTERVAL_S)
             assert self.writer is not None and self.write_through is not None
+            # Before the lag is asked: that waits on Redis, which may hang (a stopped server).
+            self.components["redis"]["spilled"] = self.write_through.spill.count
             with contextlib.suppress(Exception):
                 await self.writer.refresh_lag()
             raise_if_cancelled()  # the suppress above may have swallowed our cancel
@@ -379,7 +417,6 @@ class PersistentStore:
                 self.writer.lag_entries,
                 round(self.writer.lag_seconds, 3),
             )
-            self.components["redis"]["spilled"] = self.write_through.spill.count
 
     # -- shutdown ---------------------------------------------------------------------------
 
@@ -423,6 +460,8 @@ class PersistentStore:
                     extra={"tasks": sorted(t.get_name() for t in stuck)},
                 )
         self._tasks.clear()
+        if self._restarting is not None:  # an embedded server being started again
+            await asyncio.wait({self._restarting}, timeout=60)
         if self.writer is not None:
             with contextlib.suppress(Exception):
                 await self.writer.close()

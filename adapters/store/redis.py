@@ -406,7 +406,9 @@ class RedisWriteThrough:
     def _went_down(self, exc: BaseException) -> None:
         if self.up:
             self.up = False
-            self.reason = f"redis unreachable: {exc!s}"[:200]
+            # A reply refusing the write (out of memory, a failed save) is not "unreachable".
+            what = "refused the write" if isinstance(exc, ResponseError) else "unreachable"
+            self.reason = f"redis {what}: {exc!s}"[:200]
             if self.fence is None:
                 log.error(
                     "redis down: spilling to the local file",

@@ -3,6 +3,7 @@ kill -9; a second daemon on the same data dir refuses to start; shutdown stops t
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -163,4 +164,75 @@ def test_a_second_daemon_on_the_same_data_dir_refuses_to_start(daemon_starter, t
         assert requests.get(d.base_url + "/health/ready", timeout=5).status_code == 200
     finally:
         d.stop()
+        EmbeddedServers(data).stop()
+
+
+def test_an_embedded_redis_killed_under_the_daemon_is_started_again_and_nothing_is_lost(
+    daemon_starter, tmp_path
+):
+    """The daemon owns its embedded servers: a Redis killed (an out-of-memory kill, an operator)
+    is started again within seconds, the spill is replayed and buys resume. Before, it stayed
+    down, and buys paused, until the daemon was restarted (a tester's finding)."""
+    data = tmp_path / "data"
+    d = daemon_starter(data, env=EMBEDDED)
+    try:
+        api = Api(d)
+        agents = build_state(api)
+        redis = EmbeddedServers(data).redis
+        pid = redis._running_pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        api.ok("POST", f"/v1/agents/{agents[1]}/deposits", {"asset": "SOL", "amount": "7"})
+        api.until(
+            "/health",
+            lambda h: h["components"]["redis"]["status"] == "ok",
+            timeout=30,
+        )
+        assert redis._running_pid() not in (None, pid)
+        before = read_state(api, agents)
+        assert d.stop() == 0
+        d = daemon_starter(data, env=EMBEDDED, admin_key=d.admin_key)
+        assert read_state(Api(d), agents) == before
+        balances = Api(d).ok("GET", f"/v1/agents/{agents[1]}/balances")
+        assert any(b["asset"] == "SOL" and b["total"] == "7" for b in balances)
+        assert d.stop() == 0
+    finally:
+        d.stop(signal.SIGKILL)
+        EmbeddedServers(data).stop()
+
+
+def test_an_embedded_postgres_killed_under_the_daemon_is_started_again_and_drained(
+    daemon_starter, tmp_path
+):
+    """As a killed Redis: the stream keeps what Postgres missed, drained once it is back."""
+    data = tmp_path / "data"
+    d = daemon_starter(data, env=EMBEDDED)
+    try:
+        api = Api(d)
+        agents = build_state(api)
+        pid = EmbeddedServers(data).postgres.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        api.ok("POST", f"/v1/agents/{agents[1]}/deposits", {"asset": "SOL", "amount": "7"})
+        poll_until(
+            lambda: EmbeddedServers(data).postgres.pid,
+            lambda now: now not in (None, pid),
+            timeout_s=30,
+            what="postgres started again",
+        )
+        api.until(
+            "/health",
+            lambda h: (
+                h["components"]["postgres"]["status"] == "ok"
+                and h["write_behind_lag"]["entries"] == 0
+            ),
+            timeout=60,
+        )
+        before = read_state(api, agents)
+        assert d.stop() == 0
+        d = daemon_starter(data, env=EMBEDDED, admin_key=d.admin_key)
+        assert read_state(Api(d), agents) == before
+        assert d.stop() == 0
+    finally:
+        d.stop(signal.SIGKILL)
         EmbeddedServers(data).stop()
